@@ -1,0 +1,109 @@
+//! Types shared by the rule engine and the packet path: what a packet looks
+//! like to the rules (`PacketKey`) and what the rules decide (`Verdict`).
+
+/// IP protocol numbers the rule language names.
+pub mod proto {
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+}
+
+/// Which rule chain judges a packet (the iptables INPUT and FORWARD chains).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Chain {
+    /// Traffic addressed to the firewall itself.
+    Input,
+    /// Traffic routed through the firewall.
+    Forward,
+}
+
+/// Connection-tracking state of a packet, as rules match it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CtState {
+    /// First packet of a flow the tracker has not seen.
+    New,
+    /// Part of a tracked flow that has seen traffic both ways (or a later packet of it).
+    Established,
+    /// Related to a tracked flow (an ICMP error quoting it).
+    Related,
+    /// Does not fit any tracked flow's state (a stray ACK, a bad sequence number, ...).
+    Invalid,
+}
+
+/// Interface index as the rules see it: 0 = eth0, 1 = eth1, ...
+pub type IfIndex = u8;
+
+/// "No interface": the input interface of locally generated traffic, or the
+/// output interface of traffic addressed to the firewall.
+pub const NO_IF: IfIndex = u8::MAX;
+
+/// The fields of a packet that rules can match. Addresses are host-order
+/// `u32` (10.1.0.2 is 0x0a01_0002). For TCP and UDP, `src_port`/`dst_port`
+/// are the ports and `icmp_type`/`icmp_code` are 0; for ICMP the ports are 0;
+/// for other protocols all four are 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PacketKey {
+    /// IP protocol number.
+    pub proto: u8,
+    /// Source IPv4 address, host order.
+    pub src: u32,
+    /// Destination IPv4 address, host order.
+    pub dst: u32,
+    /// TCP/UDP source port.
+    pub src_port: u16,
+    /// TCP/UDP destination port.
+    pub dst_port: u16,
+    /// ICMP type.
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub icmp_code: u8,
+    /// Input interface, or `NO_IF`.
+    pub in_if: IfIndex,
+    /// Output interface, or `NO_IF`.
+    pub out_if: IfIndex,
+    /// Connection-tracking state.
+    pub state: CtState,
+}
+
+/// How a `reject` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectWith {
+    /// ICMP destination unreachable, code 3 (port unreachable).
+    PortUnreachable,
+    /// ICMP destination unreachable, code 13 (communication administratively prohibited).
+    AdminProhibited,
+    /// ICMP destination unreachable, code 0 (net unreachable).
+    NetUnreachable,
+    /// ICMP destination unreachable, code 1 (host unreachable).
+    HostUnreachable,
+    /// ICMP destination unreachable, code 2 (protocol unreachable).
+    ProtoUnreachable,
+    /// TCP RST (only for TCP packets).
+    TcpReset,
+}
+
+/// What a rule (or a chain policy) does with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Let it through.
+    Accept,
+    /// Discard it silently.
+    Drop,
+    /// Discard it and answer with an error.
+    Reject(RejectWith),
+}
+
+/// The decision for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Verdict {
+    /// What to do.
+    pub action: Action,
+    /// Index of the matching rule in the compiled image (rule order), or
+    /// `None` when the chain's default policy decided.
+    pub rule: Option<u32>,
+    /// Whether the matching rule carries the `log` flag.
+    pub log: bool,
+}
