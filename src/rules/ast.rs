@@ -1,0 +1,285 @@
+//! The parsed form of a rules file, and the plain linear-scan reference matcher.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::flow::{proto, Action, Chain, CtState, PacketKey, Verdict};
+
+use super::image::{IfAddr, InterfaceSpec, RouteSpec};
+
+/// An IPv4 prefix; `addr` has no bits set past `len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    /// Network address, host order.
+    pub addr: u32,
+    /// Prefix length, 0..=32.
+    pub len: u8,
+}
+
+impl Prefix {
+    /// The prefix `addr/len`, with host bits cleared.
+    pub fn new(addr: u32, len: u8) -> Self {
+        Prefix { addr: addr & mask(len), len: len.min(32) }
+    }
+
+    /// Whether `ip` lies inside the prefix.
+    pub fn contains(&self, ip: u32) -> bool {
+        (ip ^ self.addr) & mask(self.len) == 0
+    }
+
+    /// Whether `other` lies wholly inside `self`.
+    pub fn covers(&self, other: &Prefix) -> bool {
+        self.len <= other.len && self.contains(other.addr)
+    }
+}
+
+/// The netmask of a prefix length (0 for /0).
+pub fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+/// Address match: one of `prefixes`, or (negated) none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrMatch {
+    /// `!`: the address must lie outside every prefix.
+    pub negated: bool,
+    /// The prefixes (a list or the expansion of named sets).
+    pub prefixes: Vec<Prefix>,
+}
+
+impl AddrMatch {
+    fn matches(&self, ip: u32) -> bool {
+        self.prefixes.iter().any(|p| p.contains(ip)) != self.negated
+    }
+}
+
+/// Port match (TCP/UDP): in one of the inclusive `ranges`, or (negated) in none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMatch {
+    /// `!`: the port must lie outside every range.
+    pub negated: bool,
+    /// Inclusive ranges.
+    pub ranges: Vec<(u16, u16)>,
+}
+
+impl PortMatch {
+    fn matches(&self, port: u16) -> bool {
+        self.ranges.iter().any(|&(lo, hi)| lo <= port && port <= hi) != self.negated
+    }
+}
+
+/// Protocol match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtoMatch {
+    /// Any protocol.
+    Any,
+    /// One of these protocol numbers.
+    OneOf(Vec<u8>),
+    /// Any protocol but this one.
+    Not(u8),
+}
+
+impl ProtoMatch {
+    /// Whether packets of protocol `p` match.
+    pub fn matches(&self, p: u8) -> bool {
+        match self {
+            ProtoMatch::Any => true,
+            ProtoMatch::OneOf(list) => list.contains(&p),
+            ProtoMatch::Not(q) => p != *q,
+        }
+    }
+
+    /// Whether the match admits only TCP and UDP (so ports make sense).
+    pub fn has_ports(&self) -> bool {
+        matches!(self, ProtoMatch::OneOf(l) if !l.is_empty() && l.iter().all(|&p| p == proto::TCP || p == proto::UDP))
+    }
+
+    /// Whether the match admits exactly ICMP.
+    pub fn is_icmp(&self) -> bool {
+        matches!(self, ProtoMatch::OneOf(l) if !l.is_empty() && l.iter().all(|&p| p == proto::ICMP))
+    }
+}
+
+/// ICMP type (and code) match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpMatch {
+    /// `!`: anything but this type/code.
+    pub negated: bool,
+    /// ICMP type.
+    pub icmp_type: u8,
+    /// ICMP code, or any code.
+    pub code: Option<u8>,
+}
+
+impl IcmpMatch {
+    fn matches(&self, t: u8, c: u8) -> bool {
+        (t == self.icmp_type && self.code.is_none_or(|code| code == c)) != self.negated
+    }
+}
+
+/// Interface match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfMatch {
+    /// `!`: any interface but this one.
+    pub negated: bool,
+    /// Interface index (0 = eth0).
+    pub index: u8,
+}
+
+impl IfMatch {
+    fn matches(&self, i: u8) -> bool {
+        (i == self.index) != self.negated
+    }
+}
+
+/// Connection-state bits (`1 << state as u8`); all four set = any state.
+pub const ANY_STATE: u8 = 0x0f;
+
+/// The bit of a connection state in a state mask.
+pub fn state_bit(s: CtState) -> u8 {
+    match s {
+        CtState::New => 1,
+        CtState::Established => 2,
+        CtState::Related => 4,
+        CtState::Invalid => 8,
+    }
+}
+
+/// One rule: all present matches must hold (an absent match is "any").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Which chain it belongs to.
+    pub chain: Chain,
+    /// What it does.
+    pub action: Action,
+    /// Whether a match is logged.
+    pub log: bool,
+    /// Index of the source file (0 = the main file) in [`Ruleset::files`].
+    pub file: u16,
+    /// 1-based line in that file.
+    pub line: u32,
+    /// 1-based column of the rule's first token (for warnings).
+    pub column: u32,
+    /// Protocol.
+    pub proto: ProtoMatch,
+    /// Source address.
+    pub src: Option<AddrMatch>,
+    /// Destination address.
+    pub dst: Option<AddrMatch>,
+    /// Source port (TCP/UDP rules only).
+    pub sport: Option<PortMatch>,
+    /// Destination port (TCP/UDP rules only).
+    pub dport: Option<PortMatch>,
+    /// ICMP type/code (ICMP rules only).
+    pub icmp: Option<IcmpMatch>,
+    /// Input interface.
+    pub in_if: Option<IfMatch>,
+    /// Output interface.
+    pub out_if: Option<IfMatch>,
+    /// Connection states ([`ANY_STATE`] = any).
+    pub states: u8,
+}
+
+impl Rule {
+    /// A rule matching everything, in `chain`, doing `action`.
+    pub fn any(chain: Chain, action: Action) -> Self {
+        Rule {
+            chain,
+            action,
+            log: false,
+            file: 0,
+            line: 0,
+            column: 0,
+            proto: ProtoMatch::Any,
+            src: None,
+            dst: None,
+            sport: None,
+            dport: None,
+            icmp: None,
+            in_if: None,
+            out_if: None,
+            states: ANY_STATE,
+        }
+    }
+
+    /// The reference semantics: whether this rule matches `key`.
+    pub fn matches(&self, key: &PacketKey) -> bool {
+        self.proto.matches(key.proto)
+            && self.src.as_ref().is_none_or(|m| m.matches(key.src))
+            && self.dst.as_ref().is_none_or(|m| m.matches(key.dst))
+            && self.sport.as_ref().is_none_or(|m| m.matches(key.src_port))
+            && self.dport.as_ref().is_none_or(|m| m.matches(key.dst_port))
+            && self.icmp.is_none_or(|m| m.matches(key.icmp_type, key.icmp_code))
+            && self.in_if.is_none_or(|m| m.matches(key.in_if))
+            && self.out_if.is_none_or(|m| m.matches(key.out_if))
+            && self.states & state_bit(key.state) != 0
+    }
+}
+
+/// Everything a rules file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Source file names; `Rule::file` indexes this.
+    pub files: Vec<String>,
+    /// Interfaces, in index order.
+    pub interfaces: Vec<InterfaceSpec>,
+    /// Static routes.
+    pub routes: Vec<RouteSpec>,
+    /// Input chain policy.
+    pub policy_input: Action,
+    /// Forward chain policy.
+    pub policy_forward: Action,
+    /// Connection-tracking table size.
+    pub conntrack_max: u32,
+    /// All rules of both chains, in file order.
+    pub rules: Vec<Rule>,
+}
+
+/// Default connection-tracking capacity.
+pub const DEFAULT_CONNTRACK_MAX: u32 = 65536;
+
+impl Default for Ruleset {
+    fn default() -> Self {
+        Ruleset {
+            files: Vec::new(),
+            interfaces: Vec::new(),
+            routes: Vec::new(),
+            policy_input: Action::Accept,
+            policy_forward: Action::Accept,
+            conntrack_max: DEFAULT_CONNTRACK_MAX,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl Ruleset {
+    /// The lab's interfaces (CONVENTIONS.md): eth0 10.1.0.1/24, eth1 10.2.0.1/24.
+    pub fn lab_interfaces() -> Vec<InterfaceSpec> {
+        alloc::vec![
+            InterfaceSpec { index: 0, addr: IfAddr::Static { addr: 0x0a01_0001, prefix_len: 24 } },
+            InterfaceSpec { index: 1, addr: IfAddr::Static { addr: 0x0a02_0001, prefix_len: 24 } },
+        ]
+    }
+
+    /// The policy of `chain`.
+    pub fn policy(&self, chain: Chain) -> Action {
+        match chain {
+            Chain::Input => self.policy_input,
+            Chain::Forward => self.policy_forward,
+        }
+    }
+
+    /// Reference classification: a linear scan in file order.
+    pub fn classify_linear(&self, chain: Chain, key: &PacketKey) -> Verdict {
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.chain == chain && r.matches(key) {
+                return Verdict { action: r.action, rule: Some(i as u32), log: r.log };
+            }
+        }
+        Verdict { action: self.policy(chain), rule: None, log: false }
+    }
+}

@@ -1,0 +1,107 @@
+//! The host-side entry points: parse a rules file and compile it to an image.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::flow::Chain;
+
+use super::ast::Ruleset;
+use super::diag::{Diagnostic, Diagnostics};
+use super::expand::expand;
+use super::format::MAX_RULES;
+use super::shadow::shadowed;
+use super::source::{is_iptables, parse_file, Ctx};
+use super::tables::write_image;
+
+/// Most table entries one rule may expand into (lists times negations).
+pub const MAX_ENTRIES_PER_RULE: usize = 1 << 16;
+/// Most table entries in one image.
+pub const MAX_ENTRIES: usize = 1 << 26;
+
+/// Sizes of a compiled image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompileStats {
+    /// Rules per chain (input, forward).
+    pub rules: [usize; 2],
+    /// Table entries per chain.
+    pub entries: [usize; 2],
+    /// Tuples (hash tables) per chain.
+    pub tuples: [usize; 2],
+    /// Bytes of the image.
+    pub image_bytes: usize,
+}
+
+/// A compiled rules file.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The image to embed (read it with [`super::Image::from_bytes`]).
+    pub image: Vec<u8>,
+    /// Warnings (rules that can never match, ...).
+    pub warnings: Vec<Diagnostic>,
+    /// Rules in both chains.
+    pub rule_count: usize,
+    /// Sizes.
+    pub stats: CompileStats,
+    /// The parsed rules (for tools that explain verdicts).
+    pub ruleset: Ruleset,
+}
+
+/// Parses a rules file (native or iptables-save, detected from its text);
+/// `load` reads an included file by its path, already resolved relative to
+/// the directory of the including file's name.
+pub fn parse(name: &str, text: &[u8], load: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) -> Result<Ruleset, Diagnostics> {
+    let mut ctx = Ctx::new(load);
+    let iptables = is_iptables(text);
+    if iptables {
+        ctx.any_interface = true;
+        ctx.set.interfaces = Ruleset::lab_interfaces();
+    }
+    parse_file(&mut ctx, name, text, 0);
+    if ctx.set.rules.len() > MAX_RULES {
+        ctx.diags.push(Diagnostic::plain(name, 1, 1, format!("{} rules is more than the {MAX_RULES} an image can hold", ctx.set.rules.len())));
+    }
+    if ctx.diags.is_empty() {
+        Ok(ctx.set)
+    } else {
+        Err(ctx.diags)
+    }
+}
+
+/// Compiles a rules file to an image (see [`parse`] for `load`).
+pub fn compile(name: &str, text: &[u8], load: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) -> Result<Compiled, Diagnostics> {
+    let set = parse(name, text, load)?;
+    compile_ruleset(set)
+}
+
+/// Compiles an already parsed ruleset.
+pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let mut chains: [Vec<_>; 2] = [Vec::new(), Vec::new()];
+    let mut total = 0usize;
+    for (i, r) in set.rules.iter().enumerate() {
+        let out = &mut chains[usize::from(r.chain == Chain::Forward)];
+        let before = out.len();
+        if let Err(n) = expand(r, i as u32, MAX_ENTRIES_PER_RULE, out) {
+            let file = set.files.get(usize::from(r.file)).map_or("?", |f| f.as_str());
+            let msg = format!("rule expands to {n} table entries, more than {MAX_ENTRIES_PER_RULE} (fewer list items or negations)");
+            diags.push(Diagnostic::plain(file, r.line, r.column, msg));
+        }
+        total += out.len() - before;
+        if total > MAX_ENTRIES {
+            let file = set.files.first().map_or("?", |f| f.as_str());
+            diags.push(Diagnostic::plain(file, r.line, r.column, format!("the rules expand to more than {MAX_ENTRIES} table entries")));
+            return Err(diags);
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let warnings = shadowed(&set);
+    let [input, forward] = chains;
+    let (image, ts) = write_image(&set, input, forward);
+    let rules = [set.rules.iter().filter(|r| r.chain == Chain::Input).count(), 0];
+    let rules = [rules[0], set.rules.len() - rules[0]];
+    let stats = CompileStats { rules, entries: ts.entries, tuples: ts.tuples, image_bytes: image.len() };
+    Ok(Compiled { image, warnings, rule_count: set.rules.len(), stats, ruleset: set })
+}

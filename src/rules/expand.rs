@@ -1,0 +1,183 @@
+//! Turns a rule into table entries: boxes of one source prefix, one
+//! destination prefix, one protocol and one port (or ICMP type/code) range
+//! pair. Lists expand into several entries; negations into their complements.
+
+use alloc::vec::Vec;
+
+use super::ast::{AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule};
+
+/// Entry flag: the protocol field is ignored.
+pub const PROTO_ANY: u8 = 1;
+/// Entry flag: the protocol must differ from the field.
+pub const PROTO_NEG: u8 = 2;
+/// Interface field value meaning "any interface".
+pub const IF_ANY: u8 = 0x0f;
+
+/// One box of a rule, as the tables store it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Source prefix.
+    pub src: Prefix,
+    /// Destination prefix.
+    pub dst: Prefix,
+    /// Source port range, or ICMP type range for ICMP rules.
+    pub p1: (u16, u16),
+    /// Destination port range, or ICMP code range for ICMP rules.
+    pub p2: (u16, u16),
+    /// Protocol number (see `proto_flags`).
+    pub proto: u8,
+    /// [`PROTO_ANY`] / [`PROTO_NEG`].
+    pub proto_flags: u8,
+    /// Input interface or [`IF_ANY`].
+    pub in_if: u8,
+    /// Output interface or [`IF_ANY`].
+    pub out_if: u8,
+    /// Whether the input interface is negated.
+    pub in_neg: bool,
+    /// Whether the output interface is negated.
+    pub out_neg: bool,
+    /// Connection-state mask.
+    pub states: u8,
+    /// Rule index.
+    pub rule: u32,
+}
+
+const FULL: (u16, u16) = (0, u16::MAX);
+
+/// Expands `rule` (with index `index`) into `out`; Err(n) if it would need
+/// more than `cap` entries (nothing is added then).
+pub fn expand(rule: &Rule, index: u32, cap: usize, out: &mut Vec<Entry>) -> Result<(), usize> {
+    let srcs = addresses(rule.src.as_ref());
+    let dsts = addresses(rule.dst.as_ref());
+    let protos = protocols(&rule.proto);
+    let boxes = port_boxes(rule);
+    let n = srcs.len().saturating_mul(dsts.len()).saturating_mul(protos.len()).saturating_mul(boxes.len());
+    if n > cap {
+        return Err(n);
+    }
+    let (in_if, in_neg) = rule.in_if.map_or((IF_ANY, false), |m| (m.index, m.negated));
+    let (out_if, out_neg) = rule.out_if.map_or((IF_ANY, false), |m| (m.index, m.negated));
+    out.reserve(n);
+    for &src in &srcs {
+        for &dst in &dsts {
+            for &(proto, proto_flags) in &protos {
+                for &(p1, p2) in &boxes {
+                    out.push(Entry { src, dst, p1, p2, proto, proto_flags, in_if, out_if, in_neg, out_neg, states: rule.states, rule: index });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The prefixes an address match stands for (complemented if negated).
+pub fn addresses(m: Option<&AddrMatch>) -> Vec<Prefix> {
+    let Some(m) = m else { return alloc::vec![Prefix::new(0, 0)] };
+    let mut iv: Vec<(u64, u64)> = m.prefixes.iter().map(|p| (u64::from(p.addr), u64::from(p.addr) + (1u64 << (32 - p.len.min(32))) - 1)).collect();
+    iv = merge(iv);
+    if m.negated {
+        iv = complement(&iv, u64::from(u32::MAX));
+    }
+    let mut out = Vec::new();
+    for (lo, hi) in iv {
+        to_prefixes(lo, hi, &mut out);
+    }
+    out
+}
+
+/// Sorts and merges overlapping or adjacent inclusive intervals.
+pub fn merge(mut iv: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    iv.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(iv.len());
+    for (lo, hi) in iv {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// The complement of merged intervals within `0..=max`.
+pub fn complement(iv: &[(u64, u64)], max: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut next = 0u64;
+    for &(lo, hi) in iv {
+        if lo > next {
+            out.push((next, lo - 1));
+        }
+        next = hi + 1;
+    }
+    if next <= max {
+        out.push((next, max));
+    }
+    out
+}
+
+fn to_prefixes(mut lo: u64, hi: u64, out: &mut Vec<Prefix>) {
+    while lo <= hi {
+        let mut size = if lo == 0 { 1u64 << 32 } else { 1u64 << lo.trailing_zeros().min(32) };
+        while lo + size - 1 > hi {
+            size >>= 1;
+        }
+        out.push(Prefix::new(lo as u32, (32 - size.trailing_zeros()) as u8));
+        lo += size;
+    }
+}
+
+fn protocols(m: &ProtoMatch) -> Vec<(u8, u8)> {
+    match m {
+        ProtoMatch::Any => alloc::vec![(0, PROTO_ANY)],
+        ProtoMatch::Not(p) => alloc::vec![(*p, PROTO_NEG)],
+        ProtoMatch::OneOf(list) => {
+            let mut l: Vec<(u8, u8)> = list.iter().map(|&p| (p, 0)).collect();
+            l.sort_unstable();
+            l.dedup();
+            l
+        }
+    }
+}
+
+/// The ranges a port match stands for (complemented if negated).
+pub fn port_ranges(m: Option<&PortMatch>) -> Vec<(u16, u16)> {
+    let Some(m) = m else { return alloc::vec![FULL] };
+    let mut iv = merge(m.ranges.iter().map(|&(a, b)| (u64::from(a), u64::from(b))).collect());
+    if m.negated {
+        iv = complement(&iv, u64::from(u16::MAX));
+    }
+    iv.into_iter().map(|(a, b)| (a as u16, b as u16)).collect()
+}
+
+fn port_boxes(rule: &Rule) -> Vec<((u16, u16), (u16, u16))> {
+    if let Some(icmp) = rule.icmp {
+        return icmp_boxes(icmp);
+    }
+    let sports = port_ranges(rule.sport.as_ref());
+    let dports = port_ranges(rule.dport.as_ref());
+    let mut out = Vec::with_capacity(sports.len() * dports.len());
+    for &s in &sports {
+        for &d in &dports {
+            out.push((s, d));
+        }
+    }
+    out
+}
+
+fn icmp_boxes(m: IcmpMatch) -> Vec<((u16, u16), (u16, u16))> {
+    let t = u16::from(m.icmp_type);
+    let code = m.code.map(u16::from);
+    if !m.negated {
+        return alloc::vec![((t, t), code.map_or(FULL, |c| (c, c)))];
+    }
+    let mut out = Vec::new();
+    let around = |v: u16| [(v > 0).then(|| (0, v - 1)), (v < u16::MAX).then(|| (v + 1, u16::MAX))];
+    for r in around(t).into_iter().flatten() {
+        out.push((r, FULL));
+    }
+    if let Some(c) = code {
+        for r in around(c).into_iter().flatten() {
+            out.push(((t, t), r));
+        }
+    }
+    out
+}

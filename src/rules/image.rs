@@ -1,0 +1,341 @@
+//! Reads a compiled image in place and classifies packets: no allocation,
+//! no parsing that grows with the rule count, no panics on any bytes.
+
+use crate::flow::{proto, Action, Chain, PacketKey, Verdict};
+
+use super::ast::{mask, state_bit};
+use super::format::*;
+
+/// How an interface gets its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfAddr {
+    /// A fixed address and prefix length.
+    Static {
+        /// Address, host order.
+        addr: u32,
+        /// Prefix length.
+        prefix_len: u8,
+    },
+    /// DHCP.
+    Dhcp,
+    /// Up, without an address.
+    Unconfigured,
+}
+
+/// One interface of the rules file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceSpec {
+    /// 0 = eth0.
+    pub index: u8,
+    /// Its address.
+    pub addr: IfAddr,
+}
+
+/// One static route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Destination network, host order.
+    pub dest: u32,
+    /// Destination prefix length.
+    pub prefix_len: u8,
+    /// Next hop, host order.
+    pub gateway: u32,
+}
+
+/// A tuple record, decoded at load time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tuple {
+    src_mask: u32,
+    dst_mask: u32,
+    min_rule: u32,
+    slot_start: u32,
+    slot_count: u32,
+}
+
+/// A chain record, decoded at load time.
+#[derive(Debug, Clone, Copy)]
+struct ChainInfo {
+    rules: u32,
+    tuple_count: usize,
+    all: u64,
+    tuples: [Tuple; MAX_TUPLES],
+    wild: u64,
+    dst_index: u32,
+    src_index: u32,
+    mask_start: u32,
+    mask_count: u32,
+}
+
+/// A validated rules image, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct Image<'a> {
+    sections: [&'a [u8]; SECTIONS],
+    rule_count: u32,
+    conntrack_max: u32,
+    policies: [u8; 2],
+    chains: [ChainInfo; 2],
+}
+
+const NONE: u32 = u32::MAX;
+
+impl<'a> Image<'a> {
+    /// Checks the header, the sections and the chain and tuple records
+    /// (O(sections + tuples)); entries are bounds-checked as they are read.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Image<'a>, FormatError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(FormatError::Truncated);
+        }
+        if bytes[0..8] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = u32_at(bytes, 8);
+        if version != VERSION {
+            return Err(FormatError::BadVersion(version));
+        }
+        let total = u32_at(bytes, 12) as usize;
+        if total > bytes.len() || u32_at(bytes, 28) as usize != SECTIONS {
+            return Err(FormatError::Truncated);
+        }
+        let mut sections: [&[u8]; SECTIONS] = [&[]; SECTIONS];
+        for (i, s) in sections.iter_mut().enumerate() {
+            let off = u32_at(bytes, 32 + i * 8) as usize;
+            let len = u32_at(bytes, 36 + i * 8) as usize;
+            let end = off.checked_add(len).ok_or(FormatError::BadSection(i))?;
+            if off < HEADER_LEN || end > total || len % RECORD[i] != 0 {
+                return Err(FormatError::BadSection(i));
+            }
+            *s = &bytes[off..end];
+        }
+        let rule_count = u32_at(bytes, 16);
+        if sections[sec::LINES].len() / 4 != rule_count as usize || sections[sec::ACTIONS].len() != rule_count as usize {
+            return Err(FormatError::BadSection(sec::LINES));
+        }
+        if sections[sec::CHAINS].len() != 2 * CHAIN_LEN {
+            return Err(FormatError::BadChain);
+        }
+        let chains = [chain_info(&sections, 0)?, chain_info(&sections, 1)?];
+        Ok(Image { sections, rule_count, conntrack_max: u32_at(bytes, 20), policies: [bytes[24], bytes[25]], chains })
+    }
+
+    /// The interfaces the rules file configures.
+    pub fn interfaces(&self) -> impl Iterator<Item = InterfaceSpec> + '_ {
+        self.sections[sec::IFACES].chunks_exact(8).map(|c| InterfaceSpec {
+            index: c[0],
+            addr: match c[1] {
+                0 => IfAddr::Static { addr: u32_at(c, 4), prefix_len: c[2].min(32) },
+                1 => IfAddr::Dhcp,
+                _ => IfAddr::Unconfigured,
+            },
+        })
+    }
+
+    /// The static routes.
+    pub fn routes(&self) -> impl Iterator<Item = RouteSpec> + '_ {
+        self.sections[sec::ROUTES].chunks_exact(12).map(|c| RouteSpec { dest: u32_at(c, 0), prefix_len: c[4].min(32), gateway: u32_at(c, 8) })
+    }
+
+    /// The default policy of a chain.
+    pub fn policy(&self, chain: Chain) -> Action {
+        action_of(self.policies[chain_no(chain)])
+    }
+
+    /// Capacity of the connection-tracking table.
+    pub fn conntrack_capacity(&self) -> u32 {
+        self.conntrack_max
+    }
+
+    /// Rules in a chain.
+    pub fn rule_count(&self, chain: Chain) -> u32 {
+        self.chains[chain_no(chain)].rules
+    }
+
+    /// Rules in both chains.
+    pub fn total_rules(&self) -> u32 {
+        self.rule_count
+    }
+
+    /// 1-based source line of a rule (0 if there is no such rule).
+    pub fn rule_line(&self, rule: u32) -> u32 {
+        u32_at(self.sections[sec::LINES], rule as usize * 4)
+    }
+
+    /// Bytes of lookup tables (everything but the header, interfaces and routes).
+    pub fn table_bytes(&self) -> usize {
+        self.sections.iter().skip(sec::LINES).map(|s| s.len()).sum()
+    }
+
+    /// The verdict for `key` in `chain`: that of the first matching rule in
+    /// file order, or the chain's policy.
+    pub fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict {
+        let c = &self.chains[chain_no(chain)];
+        let (p1, p2) = port_fields(key);
+        let mut todo = (c.wild | self.cell_mask(c, c.dst_index, key.dst) | self.cell_mask(c, c.src_index, key.src)) & c.all;
+        let mut best = NONE;
+        while todo != 0 {
+            let t = todo.trailing_zeros() as usize;
+            todo &= todo - 1;
+            let Some(tuple) = c.tuples.get(t) else { break };
+            if tuple.min_rule >= best {
+                break;
+            }
+            best = self.probe(tuple, key, p1, p2, best);
+        }
+        self.verdict(chain, best)
+    }
+
+    /// The same verdict by a linear scan of every entry (for tests and benchmarks).
+    pub fn classify_linear(&self, chain: Chain, key: &PacketKey) -> Verdict {
+        let c = &self.chains[chain_no(chain)];
+        let (p1, p2) = port_fields(key);
+        let mut best = NONE;
+        for t in c.tuples.iter().take(c.tuple_count) {
+            for s in 0..t.slot_count {
+                let e = u32_at(self.sections[sec::SLOTS], (t.slot_start as usize + s as usize) * 4);
+                if e != EMPTY {
+                    best = self.scan(e, key, p1, p2, best);
+                }
+            }
+        }
+        self.verdict(chain, best)
+    }
+
+    fn verdict(&self, chain: Chain, best: u32) -> Verdict {
+        match self.sections[sec::ACTIONS].get(best as usize) {
+            Some(&a) if best != NONE => Verdict { action: action_of(a), rule: Some(best), log: a & LOG != 0 },
+            _ => Verdict { action: self.policy(chain), rule: None, log: false },
+        }
+    }
+
+    #[inline]
+    fn cell_mask(&self, c: &ChainInfo, index: u32, addr: u32) -> u64 {
+        if index == NO_INDEX {
+            return 0;
+        }
+        let n = u16_at(self.sections[sec::INDEX], (index as usize + (addr >> 16) as usize) * 2);
+        if u32::from(n) >= c.mask_count {
+            return 0;
+        }
+        u64_at(self.sections[sec::MASKS], (c.mask_start as usize + usize::from(n)) * 8)
+    }
+
+    #[inline]
+    fn probe(&self, t: &Tuple, key: &PacketKey, p1: u16, p2: u16, best: u32) -> u32 {
+        let (ks, kd) = (key.src & t.src_mask, key.dst & t.dst_mask);
+        let slots = self.sections[sec::SLOTS];
+        let mut i = slot_of(ks, kd, t.slot_count);
+        for _ in 0..t.slot_count {
+            let e = u32_at(slots, (t.slot_start as usize + i as usize) * 4);
+            let Some(b) = self.entry(e) else { return best };
+            if u32_at(b, 0) & t.src_mask == ks && u32_at(b, 4) & t.dst_mask == kd {
+                return self.scan(e, key, p1, p2, best);
+            }
+            i += 1;
+            if i == t.slot_count {
+                i = 0;
+            }
+        }
+        best
+    }
+
+    #[inline]
+    fn entry(&self, e: u32) -> Option<&'a [u8; ENTRY_LEN]> {
+        let at = (e as usize).checked_mul(ENTRY_LEN)?;
+        self.sections[sec::ENTRIES].get(at..at + ENTRY_LEN)?.try_into().ok()
+    }
+
+    /// Walks the run of entries from `e`; returns the first matching rule below `best`.
+    fn scan(&self, mut e: u32, key: &PacketKey, p1: u16, p2: u16, best: u32) -> u32 {
+        while let Some(b) = self.entry(e) {
+            let rule = u32::from_le_bytes([b[16], b[17], b[18], 0]);
+            if rule >= best {
+                return best;
+            }
+            if entry_matches(b, key, p1, p2) {
+                return rule;
+            }
+            if b[22] & E_LAST != 0 {
+                return best;
+            }
+            e = e.wrapping_add(1);
+        }
+        best
+    }
+}
+
+/// The two 16-bit fields entries match: ports, or ICMP type and code.
+#[inline]
+fn port_fields(key: &PacketKey) -> (u16, u16) {
+    if key.proto == proto::ICMP {
+        (u16::from(key.icmp_type), u16::from(key.icmp_code))
+    } else {
+        (key.src_port, key.dst_port)
+    }
+}
+
+#[inline]
+fn entry_matches(b: &[u8; ENTRY_LEN], key: &PacketKey, p1: u16, p2: u16) -> bool {
+    let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let half = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let (sl, dl) = (b[20] & 0x3f, b[21] & 0x3f);
+    if (key.src ^ word(0)) & mask(sl) != 0 || (key.dst ^ word(4)) & mask(dl) != 0 {
+        return false;
+    }
+    if p1 < half(8) || p1 > half(10) || p2 < half(12) || p2 > half(14) {
+        return false;
+    }
+    if b[21] & E_PROTO_ANY == 0 && ((key.proto == b[19]) == (b[21] & E_PROTO_NEG != 0)) {
+        return false;
+    }
+    if b[22] & state_bit(key.state) == 0 {
+        return false;
+    }
+    let (in_if, out_if) = (b[23] & 0x0f, b[23] >> 4);
+    (in_if == 0x0f || (key.in_if == in_if) != (b[20] & E_NEG_IN != 0)) && (out_if == 0x0f || (key.out_if == out_if) != (b[20] & E_NEG_OUT != 0))
+}
+
+fn chain_no(chain: Chain) -> usize {
+    match chain {
+        Chain::Input => 0,
+        Chain::Forward => 1,
+    }
+}
+
+fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError> {
+    let c = s[sec::CHAINS].get(n * CHAIN_LEN..(n + 1) * CHAIN_LEN).ok_or(FormatError::BadChain)?;
+    let w = |i: usize| u32_at(c, i * 4);
+    let (tuple_start, tuple_count) = (w(1) as usize, w(2) as usize);
+    let slots = s[sec::SLOTS].len() / 4;
+    if tuple_count > MAX_TUPLES || tuple_start + tuple_count > s[sec::TUPLES].len() / 16 {
+        return Err(FormatError::BadChain);
+    }
+    let mut tuples = [Tuple::default(); MAX_TUPLES];
+    for (i, t) in tuples.iter_mut().enumerate().take(tuple_count) {
+        let r = &s[sec::TUPLES][(tuple_start + i) * 16..(tuple_start + i + 1) * 16];
+        *t = Tuple { src_mask: mask(r[0]), dst_mask: mask(r[1]), min_rule: u32_at(r, 4), slot_start: u32_at(r, 8), slot_count: u32_at(r, 12) };
+        if t.slot_count == 0 || t.slot_start as usize + t.slot_count as usize > slots {
+            return Err(FormatError::BadChain);
+        }
+    }
+    let all = if tuple_count == 64 { u64::MAX } else { (1u64 << tuple_count) - 1 };
+    let info = ChainInfo {
+        rules: w(0),
+        tuple_count,
+        all,
+        tuples,
+        wild: (u64::from(w(4)) | (u64::from(w(5)) << 32)) & all,
+        dst_index: w(6),
+        src_index: w(7),
+        mask_start: w(8),
+        mask_count: w(9),
+    };
+    let index_len = s[sec::INDEX].len() / 2;
+    for ix in [info.dst_index, info.src_index] {
+        if ix != NO_INDEX && ix as usize + CELLS > index_len {
+            return Err(FormatError::BadChain);
+        }
+    }
+    if info.mask_start as usize + info.mask_count as usize > s[sec::MASKS].len() / 8 {
+        return Err(FormatError::BadChain);
+    }
+    Ok(info)
+}

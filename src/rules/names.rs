@@ -1,0 +1,208 @@
+//! Names and numbers shared by both input formats: protocols, ICMP types,
+//! reject kinds, states, interfaces, addresses and ports.
+
+use alloc::format;
+use alloc::string::String;
+
+use crate::flow::{CtState, RejectWith};
+
+use super::ast::Prefix;
+
+const PROTOCOLS: &[(&str, u8)] = &[
+    ("icmp", 1),
+    ("igmp", 2),
+    ("tcp", 6),
+    ("udp", 17),
+    ("gre", 47),
+    ("esp", 50),
+    ("ah", 51),
+    ("ospf", 89),
+    ("sctp", 132),
+];
+
+/// A protocol by name (`tcp`) or number (`6`).
+pub fn protocol(s: &str) -> Result<u8, String> {
+    if let Some(&(_, n)) = PROTOCOLS.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)) {
+        return Ok(n);
+    }
+    number(s, 255).map(|n| n as u8).map_err(|_| format!("unknown protocol `{s}` (a name such as tcp, udp, icmp, or a number 0-255)"))
+}
+
+/// The name of a protocol number, if it has one.
+pub fn protocol_name(p: u8) -> Option<&'static str> {
+    PROTOCOLS.iter().find(|(_, n)| *n == p).map(|(name, _)| *name)
+}
+
+/// ICMP type names, with a code where the name implies one.
+pub const ICMP_TYPES: &[(&str, u8, Option<u8>)] = &[
+    ("echo-reply", 0, None),
+    ("destination-unreachable", 3, None),
+    ("network-unreachable", 3, Some(0)),
+    ("host-unreachable", 3, Some(1)),
+    ("protocol-unreachable", 3, Some(2)),
+    ("port-unreachable", 3, Some(3)),
+    ("fragmentation-needed", 3, Some(4)),
+    ("source-quench", 4, None),
+    ("redirect", 5, None),
+    ("echo-request", 8, None),
+    ("router-advertisement", 9, None),
+    ("router-solicitation", 10, None),
+    ("time-exceeded", 11, None),
+    ("parameter-problem", 12, None),
+    ("timestamp-request", 13, None),
+    ("timestamp-reply", 14, None),
+];
+
+/// An ICMP type by name or number (`8`, `echo-request`, `3/3` for type/code).
+pub fn icmp_type(s: &str) -> Result<(u8, Option<u8>), String> {
+    if let Some(&(_, t, c)) = ICMP_TYPES.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(s)) {
+        return Ok((t, c));
+    }
+    let bad = || format!("unknown ICMP type `{s}` (a name such as echo-request, or a number 0-255, or TYPE/CODE)");
+    match s.split_once('/') {
+        Some((t, c)) => Ok((number(t, 255).map_err(|_| bad())? as u8, Some(number(c, 255).map_err(|_| bad())? as u8))),
+        None => Ok((number(s, 255).map_err(|_| bad())? as u8, None)),
+    }
+}
+
+/// A reject kind by its native name (`port-unreachable`) or iptables name (`icmp-port-unreachable`).
+pub fn reject_with(s: &str) -> Result<RejectWith, String> {
+    let bare = s.strip_prefix("icmp-").unwrap_or(s);
+    Ok(match bare {
+        "port-unreachable" => RejectWith::PortUnreachable,
+        "admin-prohibited" => RejectWith::AdminProhibited,
+        "net-unreachable" => RejectWith::NetUnreachable,
+        "host-unreachable" => RejectWith::HostUnreachable,
+        "proto-unreachable" => RejectWith::ProtoUnreachable,
+        "tcp-reset" if s == bare => RejectWith::TcpReset,
+        _ => {
+            return Err(format!(
+                "unsupported reject kind `{s}` (port-unreachable, admin-prohibited, net-unreachable, host-unreachable, proto-unreachable, tcp-reset)"
+            ))
+        }
+    })
+}
+
+/// The native name of a reject kind.
+pub fn reject_name(r: RejectWith) -> &'static str {
+    match r {
+        RejectWith::PortUnreachable => "port-unreachable",
+        RejectWith::AdminProhibited => "admin-prohibited",
+        RejectWith::NetUnreachable => "net-unreachable",
+        RejectWith::HostUnreachable => "host-unreachable",
+        RejectWith::ProtoUnreachable => "proto-unreachable",
+        RejectWith::TcpReset => "tcp-reset",
+    }
+}
+
+/// A connection state by name (either case).
+pub fn state(s: &str) -> Result<CtState, String> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "new" => CtState::New,
+        "established" => CtState::Established,
+        "related" => CtState::Related,
+        "invalid" => CtState::Invalid,
+        _ => return Err(format!("unknown connection state `{s}` (new, established, related, invalid)")),
+    })
+}
+
+/// Highest interface index a rule can name (eth0 ..= eth14).
+pub const MAX_IF: u8 = 14;
+
+/// An interface name `ethN` -> N.
+pub fn interface(s: &str) -> Result<u8, String> {
+    let bad = || format!("bad interface name `{s}`: unifw names its interfaces eth0 to eth{MAX_IF}");
+    let n = s.strip_prefix("eth").ok_or_else(bad)?;
+    if n.is_empty() || n.len() > 2 || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0')) {
+        return Err(bad());
+    }
+    let i = number(n, u32::from(MAX_IF)).map_err(|_| bad())?;
+    Ok(i as u8)
+}
+
+/// A decimal number no greater than `max`.
+pub fn number(s: &str, max: u32) -> Result<u32, String> {
+    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("expected a number, found `{s}`"));
+    }
+    match s.parse::<u64>() {
+        Ok(n) if n <= u64::from(max) => Ok(n as u32),
+        _ => Err(format!("{s} is out of range (0-{max})")),
+    }
+}
+
+/// A dotted-quad IPv4 address.
+pub fn ipv4(s: &str) -> Result<u32, String> {
+    let mut out = 0u32;
+    let mut parts = 0;
+    for part in s.split('.') {
+        parts += 1;
+        if parts > 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("bad IPv4 address `{s}`"));
+        }
+        let n: u32 = part.parse().map_err(|_| format!("bad IPv4 address `{s}`"))?;
+        if n > 255 {
+            return Err(format!("bad IPv4 address `{s}`: {n} is more than 255"));
+        }
+        out = (out << 8) | n;
+    }
+    if parts != 4 {
+        return Err(format!("bad IPv4 address `{s}` (expected four numbers like 10.1.0.2)"));
+    }
+    Ok(out)
+}
+
+/// An address or prefix: `10.1.0.2`, `10.1.0.0/24`, `10.1.0.0/255.255.255.0`.
+/// Host bits past the prefix are an error (they are usually a typo).
+pub fn prefix(s: &str) -> Result<Prefix, String> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr = ipv4(a)?;
+    let len = match l {
+        None => 32,
+        Some(l) if l.contains('.') => netmask_len(ipv4(l)?).ok_or_else(|| format!("netmask `{l}` is not contiguous"))?,
+        Some(l) => number(l, 32).map_err(|_| format!("bad prefix length `/{l}` (0-32)"))? as u8,
+    };
+    let p = Prefix::new(addr, len);
+    if p.addr != addr {
+        return Err(format!("`{s}` has host bits set past /{len} (did you mean {}/{len}?)", dotted(p.addr)));
+    }
+    Ok(p)
+}
+
+fn netmask_len(m: u32) -> Option<u8> {
+    let len = m.leading_ones();
+    (m.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
+}
+
+/// `a.b.c.d` of a host-order address.
+pub fn dotted(a: u32) -> String {
+    format!("{}.{}.{}.{}", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)
+}
+
+/// `a.b.c.d/len`, or just `a.b.c.d` for /32.
+pub fn prefix_text(p: &Prefix) -> String {
+    if p.len == 32 {
+        dotted(p.addr)
+    } else {
+        format!("{}/{}", dotted(p.addr), p.len)
+    }
+}
+
+/// A port range `80`, `1024-65535` or `1024:65535` (`sep` lists the accepted separators).
+pub fn port_range(s: &str) -> Result<(u16, u16), String> {
+    let port = |t: &str| number(t, 65535).map(|n| n as u16).map_err(|e| format!("bad port: {e}"));
+    match s.split_once(['-', ':']) {
+        Some((lo, hi)) => {
+            let lo = if lo.is_empty() { 0 } else { port(lo)? };
+            let hi = if hi.is_empty() { 65535 } else { port(hi)? };
+            if lo > hi {
+                return Err(format!("port range `{s}` is empty ({lo} > {hi})"));
+            }
+            Ok((lo, hi))
+        }
+        None => port(s).map(|p| (p, p)),
+    }
+}

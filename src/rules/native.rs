@@ -1,0 +1,432 @@
+//! Parser for the native rules language (see rules/README.md).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::flow::{proto, Action, Chain, RejectWith};
+
+use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE};
+use super::diag::Diagnostic;
+use super::image::{IfAddr, InterfaceSpec, RouteSpec};
+use super::lexer::{utf8_len, Kind, Lexer, Token};
+use super::names;
+use super::source::{self, Ctx};
+
+/// An error has been recorded; skip the rest of the statement.
+struct Fail;
+
+type R<T> = Result<T, Fail>;
+
+struct Parser<'a, 'c, 'l> {
+    lx: Lexer<'a>,
+    tok: Token,
+    src: &'a [u8],
+    name: &'a str,
+    file: u16,
+    depth: u32,
+    ctx: &'c mut Ctx<'l>,
+}
+
+/// Parses a native file into `ctx`; returns the number of statements.
+pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8], depth: u32) -> usize {
+    let mut lx = Lexer::new(src);
+    let tok = lx.next_token();
+    let mut p = Parser { lx, tok, src, name, file, depth, ctx };
+    let mut statements = 0;
+    loop {
+        match p.tok.kind {
+            Kind::Eof => break,
+            Kind::Newline => p.bump(),
+            _ => {
+                statements += 1;
+                if p.statement().is_err() {
+                    p.skip_line();
+                }
+            }
+        }
+    }
+    statements
+}
+
+impl<'a> Parser<'a, '_, '_> {
+    fn bump(&mut self) {
+        self.tok = self.lx.next_token();
+    }
+
+    fn text(&self) -> &'a str {
+        self.lx.text(&self.tok)
+    }
+
+    fn diag(&self, t: &Token, msg: String) -> Diagnostic {
+        Diagnostic::at(self.name, self.src, t.line, t.line_start, t.start, msg)
+    }
+
+    fn fail<T>(&mut self, msg: String) -> R<T> {
+        let t = self.tok;
+        self.fail_at(&t, msg)
+    }
+
+    fn fail_at<T>(&mut self, t: &Token, msg: String) -> R<T> {
+        let d = self.diag(t, msg);
+        self.ctx.diags.push(d);
+        Err(Fail)
+    }
+
+    fn skip_line(&mut self) {
+        while !matches!(self.tok.kind, Kind::Newline | Kind::Eof) {
+            self.bump();
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.tok.kind {
+            Kind::Eof => "end of file".into(),
+            Kind::Newline => "end of line".into(),
+            Kind::Bad => {
+                let b = self.lx.bytes(&self.tok);
+                match utf8_len(b) {
+                    Some(_) => format!("`{}` (rules are ASCII outside comments)", core::str::from_utf8(b).unwrap_or("?")),
+                    None => format!("byte 0x{:02x} (not UTF-8)", b.first().copied().unwrap_or(0)),
+                }
+            }
+            Kind::Unterminated => "a string without its closing quote".into(),
+            _ => format!("`{}`", self.text()),
+        }
+    }
+
+    fn unexpected<T>(&mut self, wanted: &str) -> R<T> {
+        let msg = format!("expected {wanted}, found {}", self.describe());
+        self.fail(msg)
+    }
+
+    fn word(&mut self, wanted: &str) -> R<(&'a str, Token)> {
+        if self.tok.kind != Kind::Word {
+            return self.unexpected(wanted);
+        }
+        let (t, s) = (self.tok, self.text());
+        self.bump();
+        Ok((s, t))
+    }
+
+    fn is_word(&self, w: &str) -> bool {
+        self.tok.kind == Kind::Word && self.text() == w
+    }
+
+    fn eat_bang(&mut self) -> bool {
+        let b = self.tok.kind == Kind::Bang;
+        if b {
+            self.bump();
+        }
+        b
+    }
+
+    /// Applies `f` to the text of a word, reporting its error at the word.
+    fn value<T>(&mut self, wanted: &str, f: impl FnOnce(&str) -> Result<T, String>) -> R<T> {
+        let (s, t) = self.word(wanted)?;
+        match f(s) {
+            Ok(v) => Ok(v),
+            Err(e) => self.fail_at(&t, e),
+        }
+    }
+
+    fn end_of_statement(&mut self) -> R<()> {
+        match self.tok.kind {
+            Kind::Newline | Kind::Eof => Ok(()),
+            _ => self.unexpected("end of line"),
+        }
+    }
+
+    fn statement(&mut self) -> R<()> {
+        let (kw, t) = self.word("a statement (interface, route, policy, conntrack, set, include, input, forward)")?;
+        match kw {
+            "interface" => self.interface(&t)?,
+            "route" => self.route()?,
+            "policy" => self.policy()?,
+            "conntrack" => self.conntrack()?,
+            "set" => self.set_def()?,
+            "include" => self.include()?,
+            "input" => self.rule(Chain::Input, &t)?,
+            "forward" => self.rule(Chain::Forward, &t)?,
+            "output" => return self.fail_at(&t, "there is no output chain: unifw filters input and forward traffic".into()),
+            _ => {
+                let msg = format!("unknown statement `{kw}` (expected interface, route, policy, conntrack, set, include, input or forward)");
+                return self.fail_at(&t, msg);
+            }
+        }
+        self.end_of_statement()
+    }
+
+    fn interface(&mut self, kw: &Token) -> R<()> {
+        let (name, nt) = self.word("an interface name like eth0")?;
+        let index = names::interface(name).or_else(|e| self.fail_at(&nt, e))?;
+        let (spec, st) = self.word("an address like 10.1.0.1/24, `dhcp` or `none`")?;
+        let addr = match spec {
+            "dhcp" => IfAddr::Dhcp,
+            "none" => IfAddr::Unconfigured,
+            _ => {
+                let parsed = spec.split_once('/').ok_or_else(|| "an interface address needs a prefix length, like 10.1.0.1/24".into()).and_then(
+                    |(a, l)| Ok::<_, String>((names::ipv4(a)?, names::number(l, 32).map_err(|_| format!("bad prefix length `/{l}` (0-32)"))?)),
+                );
+                let (addr, len) = parsed.or_else(|e| self.fail_at(&st, e))?;
+                IfAddr::Static { addr, prefix_len: len as u8 }
+            }
+        };
+        if self.ctx.declared_ifs & (1 << index) != 0 {
+            return self.fail_at(kw, format!("interface {name} is declared twice"));
+        }
+        self.ctx.declared_ifs |= 1 << index;
+        self.ctx.set.interfaces.push(InterfaceSpec { index, addr });
+        self.ctx.set.interfaces.sort_by_key(|i| i.index);
+        Ok(())
+    }
+
+    fn route(&mut self) -> R<()> {
+        let dest = if self.is_word("default") {
+            self.bump();
+            Prefix::new(0, 0)
+        } else {
+            self.value("a destination prefix like 10.9.0.0/16 or `default`", names::prefix)?
+        };
+        let (via, vt) = self.word("`via`")?;
+        if via != "via" {
+            return self.fail_at(&vt, format!("expected `via`, found `{via}`"));
+        }
+        let gateway = self.value("a gateway address", names::ipv4)?;
+        self.ctx.set.routes.push(RouteSpec { dest: dest.addr, prefix_len: dest.len, gateway });
+        Ok(())
+    }
+
+    fn policy(&mut self) -> R<()> {
+        let (c, ct) = self.word("a chain (input or forward)")?;
+        let chain = match c {
+            "input" => Chain::Input,
+            "forward" => Chain::Forward,
+            _ => return self.fail_at(&ct, format!("unknown chain `{c}` (input or forward)")),
+        };
+        let mut action = self.action()?;
+        if let Action::Reject(_) = action {
+            if self.is_word("with") {
+                self.bump();
+                action = Action::Reject(self.value("a reject kind", names::reject_with)?);
+            }
+        }
+        match chain {
+            Chain::Input => self.ctx.set.policy_input = action,
+            Chain::Forward => self.ctx.set.policy_forward = action,
+        }
+        Ok(())
+    }
+
+    fn action(&mut self) -> R<Action> {
+        let (a, at) = self.word("an action (accept, drop or reject)")?;
+        Ok(match a {
+            "accept" => Action::Accept,
+            "drop" => Action::Drop,
+            "reject" => Action::Reject(RejectWith::PortUnreachable),
+            _ => return self.fail_at(&at, format!("unknown action `{a}` (accept, drop or reject)")),
+        })
+    }
+
+    fn conntrack(&mut self) -> R<()> {
+        let (m, mt) = self.word("`max`")?;
+        if m != "max" {
+            return self.fail_at(&mt, format!("expected `max`, found `{m}`"));
+        }
+        let n = self.value("a table size", |s| names::number(s, 1 << 24))?;
+        self.ctx.set.conntrack_max = n.max(1);
+        Ok(())
+    }
+
+    fn include(&mut self) -> R<()> {
+        if self.tok.kind != Kind::Str {
+            return self.unexpected("a quoted file name");
+        }
+        let (t, path) = (self.tok, String::from(self.text()));
+        self.bump();
+        self.end_of_statement()?;
+        let (name, src, depth) = (self.name, self.src, self.depth);
+        let at = |m: String| Diagnostic::at(name, src, t.line, t.line_start, t.start, m);
+        source::include(self.ctx, name, &path, depth, &at);
+        Ok(())
+    }
+
+    fn set_def(&mut self) -> R<()> {
+        let (name, nt) = self.word("a set name")?;
+        if self.ctx.sets.contains_key(name) {
+            return self.fail_at(&nt, format!("set `{name}` is defined twice"));
+        }
+        if self.tok.kind != Kind::LBrace {
+            return self.unexpected("`{`");
+        }
+        let open = self.tok;
+        self.bump();
+        let mut items = Vec::new();
+        loop {
+            match self.tok.kind {
+                Kind::RBrace => break,
+                Kind::Newline | Kind::Comma => self.bump(),
+                Kind::Eof => return self.fail_at(&open, format!("set `{name}`: `{{` is never closed")),
+                _ => {
+                    // A bad item is reported and skipped; the set goes on.
+                    let _ = self.addr_item(&mut items);
+                    if !matches!(self.tok.kind, Kind::Comma | Kind::Newline | Kind::RBrace | Kind::Eof) {
+                        let _: R<()> = self.unexpected("`,` or `}`");
+                        self.bump();
+                    }
+                }
+            }
+        }
+        self.bump();
+        self.ctx.sets.insert(name.into(), items);
+        Ok(())
+    }
+
+    fn addr_item(&mut self, out: &mut Vec<Prefix>) -> R<()> {
+        match self.tok.kind {
+            Kind::Var => {
+                let (t, name) = (self.tok, self.text());
+                self.bump();
+                match self.ctx.sets.get(name) {
+                    Some(items) => out.extend_from_slice(items),
+                    None => return self.fail_at(&t, format!("unknown set `${name}` (sets must be defined before use)")),
+                }
+            }
+            Kind::Word if self.text() == "any" => {
+                self.bump();
+                out.push(Prefix::new(0, 0));
+            }
+            _ => {
+                let p = self.value("an address, prefix or $set", names::prefix)?;
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    fn addr_match(&mut self) -> R<AddrMatch> {
+        let negated = self.eat_bang();
+        let mut prefixes = Vec::new();
+        self.addr_item(&mut prefixes)?;
+        while self.tok.kind == Kind::Comma {
+            self.bump();
+            self.addr_item(&mut prefixes)?;
+        }
+        Ok(AddrMatch { negated, prefixes })
+    }
+
+    fn list<T>(&mut self, wanted: &str, mut f: impl FnMut(&str) -> Result<T, String>) -> R<Vec<T>> {
+        let mut out = alloc::vec![self.value(wanted, &mut f)?];
+        while self.tok.kind == Kind::Comma {
+            self.bump();
+            out.push(self.value(wanted, &mut f)?);
+        }
+        Ok(out)
+    }
+
+    fn rule(&mut self, chain: Chain, first: &Token) -> R<()> {
+        let mut rule = Rule::any(chain, self.action()?);
+        rule.file = self.file;
+        rule.line = first.line;
+        rule.column = (first.start - first.line_start) as u32 + 1;
+        let mut seen = 0u32;
+        while self.tok.kind == Kind::Word {
+            let (kw, t) = (self.text(), self.tok);
+            let bit = 1u32 << (KEYWORDS.iter().position(|k| *k == kw).unwrap_or(31) as u32);
+            if seen & bit != 0 && kw != "log" {
+                return self.fail_at(&t, format!("`{kw}` is given twice in one rule"));
+            }
+            seen |= bit;
+            self.bump();
+            self.rule_match(&mut rule, kw, &t)?;
+        }
+        self.check_rule(&rule, first)?;
+        self.ctx.set.rules.push(rule);
+        Ok(())
+    }
+
+    fn rule_match(&mut self, rule: &mut Rule, kw: &str, t: &Token) -> R<()> {
+        match kw {
+            "tcp" | "udp" | "icmp" | "any" | "proto" => rule.proto = self.proto(kw, t)?,
+            "from" => rule.src = Some(self.addr_match()?),
+            "to" => rule.dst = Some(self.addr_match()?),
+            "sport" => rule.sport = Some(self.ports()?),
+            "dport" | "port" => rule.dport = Some(self.ports()?),
+            "type" => rule.icmp = Some(self.icmp()?),
+            "in" | "out" => {
+                let negated = self.eat_bang();
+                let index = self.value("an interface name", names::interface)?;
+                if !self.ctx.interface_known(index) {
+                    let msg = format!("unknown interface eth{index} (declare it first with `interface eth{index} ...`)");
+                    return self.fail_at(t, msg);
+                }
+                let m = Some(IfMatch { negated, index });
+                if kw == "in" { rule.in_if = m } else { rule.out_if = m }
+            }
+            "state" => {
+                let negated = self.eat_bang();
+                let bits = self.list("a state", names::state)?.into_iter().fold(0, |m, s| m | state_bit(s));
+                rule.states = if negated { ANY_STATE & !bits } else { bits };
+            }
+            "log" => rule.log = true,
+            "with" => match rule.action {
+                Action::Reject(_) => rule.action = Action::Reject(self.value("a reject kind", names::reject_with)?),
+                _ => return self.fail_at(t, "`with` belongs to `reject`".into()),
+            },
+            _ => {
+                let msg = format!("unknown match `{kw}` (expected one of: {})", KEYWORDS.join(", "));
+                return self.fail_at(t, msg);
+            }
+        }
+        Ok(())
+    }
+
+    fn proto(&mut self, kw: &str, t: &Token) -> R<ProtoMatch> {
+        match kw {
+            "any" => Ok(ProtoMatch::Any),
+            "proto" => {
+                let neg = self.eat_bang();
+                let list = self.list("a protocol", names::protocol)?;
+                match (neg, list.as_slice()) {
+                    (true, [p]) => Ok(ProtoMatch::Not(*p)),
+                    (true, _) => self.fail_at(t, "`!` takes a single protocol".into()),
+                    _ => Ok(ProtoMatch::OneOf(list)),
+                }
+            }
+            _ => Ok(ProtoMatch::OneOf(alloc::vec![names::protocol(kw).unwrap_or(0)])),
+        }
+    }
+
+    fn ports(&mut self) -> R<PortMatch> {
+        let negated = self.eat_bang();
+        Ok(PortMatch { negated, ranges: self.list("a port or range like 80 or 1024-65535", names::port_range)? })
+    }
+
+    fn icmp(&mut self) -> R<IcmpMatch> {
+        let negated = self.eat_bang();
+        let (icmp_type, mut code) = self.value("an ICMP type", names::icmp_type)?;
+        if self.is_word("code") {
+            self.bump();
+            code = Some(self.value("an ICMP code", |s| names::number(s, 255))? as u8);
+        }
+        Ok(IcmpMatch { negated, icmp_type, code })
+    }
+
+    fn check_rule(&mut self, rule: &Rule, first: &Token) -> R<()> {
+        if (rule.sport.is_some() || rule.dport.is_some()) && !rule.proto.has_ports() {
+            return self.fail_at(first, "port matches need `tcp` or `udp` (or `proto tcp,udp`)".into());
+        }
+        if rule.icmp.is_some() && !rule.proto.is_icmp() {
+            return self.fail_at(first, "`type` needs `icmp`".into());
+        }
+        if rule.action == Action::Reject(RejectWith::TcpReset) && rule.proto != ProtoMatch::OneOf(alloc::vec![proto::TCP]) {
+            return self.fail_at(first, "`reject with tcp-reset` needs `tcp`".into());
+        }
+        Ok(())
+    }
+}
+
+/// The words that may follow a rule's action.
+const KEYWORDS: &[&str] = &[
+    "tcp", "udp", "icmp", "any", "proto", "from", "to", "sport", "dport", "port", "type", "in", "out", "state", "log", "with",
+];

@@ -1,0 +1,222 @@
+//! Writes rules back out as text, in the native language or as iptables-save.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use crate::flow::{Action, Chain};
+
+use super::ast::{AddrMatch, PortMatch, ProtoMatch, Rule, Ruleset, ANY_STATE};
+use super::image::IfAddr;
+use super::names::{dotted, prefix_text, protocol_name, reject_name};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The native rules language.
+    Unifw,
+    /// `iptables-save` (loadable by `iptables-restore`).
+    Iptables,
+}
+
+/// The whole ruleset as text; Err names the first rule iptables cannot express.
+pub fn render(set: &Ruleset, format: Format) -> Result<String, String> {
+    let mut out = render_head(set, format)?;
+    for r in &set.rules {
+        out.push_str(&render_rule(r, format)?);
+        out.push('\n');
+    }
+    out.push_str(render_tail(format));
+    Ok(out)
+}
+
+/// Everything before the rules.
+pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
+    let mut s = String::new();
+    let policy = |a: Action| match a {
+        Action::Accept => Ok("accept"),
+        Action::Drop => Ok("drop"),
+        Action::Reject(_) if format == Format::Unifw => Ok("reject"),
+        Action::Reject(_) => Err(String::from("iptables chain policies cannot be REJECT")),
+    };
+    if format == Format::Iptables {
+        let up = |a| policy(a).map(str::to_ascii_uppercase);
+        let _ = write!(s, "*filter\n:INPUT {} [0:0]\n:FORWARD {} [0:0]\n:OUTPUT ACCEPT [0:0]\n", up(set.policy_input)?, up(set.policy_forward)?);
+        return Ok(s);
+    }
+    for i in &set.interfaces {
+        let _ = match i.addr {
+            IfAddr::Static { addr, prefix_len } => writeln!(s, "interface eth{} {}/{}", i.index, dotted(addr), prefix_len),
+            IfAddr::Dhcp => writeln!(s, "interface eth{} dhcp", i.index),
+            IfAddr::Unconfigured => writeln!(s, "interface eth{} none", i.index),
+        };
+    }
+    for r in &set.routes {
+        let _ = writeln!(s, "route {}/{} via {}", dotted(r.dest), r.prefix_len, dotted(r.gateway));
+    }
+    let _ = writeln!(s, "policy input {}\npolicy forward {}", policy(set.policy_input)?, policy(set.policy_forward)?);
+    if set.conntrack_max != super::ast::DEFAULT_CONNTRACK_MAX {
+        let _ = writeln!(s, "conntrack max {}", set.conntrack_max);
+    }
+    Ok(s)
+}
+
+/// Everything after the rules.
+pub fn render_tail(format: Format) -> &'static str {
+    match format {
+        Format::Unifw => "",
+        Format::Iptables => "COMMIT\n",
+    }
+}
+
+fn addrs(m: &AddrMatch) -> String {
+    let list: Vec<String> = m.prefixes.iter().map(prefix_text).collect();
+    list.join(",")
+}
+
+fn ports(m: &PortMatch, sep: char) -> String {
+    let list: Vec<String> = m.ranges.iter().map(|&(a, b)| if a == b { format!("{a}") } else { format!("{a}{sep}{b}") }).collect();
+    list.join(",")
+}
+
+fn bang(neg: bool) -> &'static str {
+    if neg {
+        "!"
+    } else {
+        ""
+    }
+}
+
+fn state_list(bits: u8, upper: bool) -> String {
+    let names = ["new", "established", "related", "invalid"];
+    let list: Vec<String> = (0..4).filter(|i| bits & (1 << i) != 0).map(|i| if upper { names[i].to_ascii_uppercase() } else { names[i].into() }).collect();
+    list.join(",")
+}
+
+fn proto_word(p: u8) -> String {
+    protocol_name(p).map_or_else(|| format!("{p}"), String::from)
+}
+
+/// One rule as a line (without the newline).
+pub fn render_rule(r: &Rule, format: Format) -> Result<String, String> {
+    match format {
+        Format::Unifw => Ok(native_rule(r)),
+        Format::Iptables => iptables_rule(r),
+    }
+}
+
+fn native_rule(r: &Rule) -> String {
+    let mut s = String::from(if r.chain == Chain::Input { "input " } else { "forward " });
+    s.push_str(match r.action {
+        Action::Accept => "accept",
+        Action::Drop => "drop",
+        Action::Reject(_) => "reject",
+    });
+    if let Action::Reject(w) = r.action {
+        let _ = write!(s, " with {}", reject_name(w));
+    }
+    match &r.proto {
+        ProtoMatch::Any => {}
+        ProtoMatch::OneOf(l) if l.len() == 1 && protocol_name(l[0]).is_some_and(|n| matches!(n, "tcp" | "udp" | "icmp")) => {
+            let _ = write!(s, " {}", proto_word(l[0]));
+        }
+        ProtoMatch::OneOf(l) => {
+            let list: Vec<String> = l.iter().map(|&p| proto_word(p)).collect();
+            let _ = write!(s, " proto {}", list.join(","));
+        }
+        ProtoMatch::Not(p) => {
+            let _ = write!(s, " proto !{}", proto_word(*p));
+        }
+    }
+    let parts: [(&str, Option<String>); 4] = [
+        ("from", r.src.as_ref().map(|m| format!("{}{}", bang(m.negated), addrs(m)))),
+        ("to", r.dst.as_ref().map(|m| format!("{}{}", bang(m.negated), addrs(m)))),
+        ("sport", r.sport.as_ref().map(|m| format!("{}{}", bang(m.negated), ports(m, '-')))),
+        ("dport", r.dport.as_ref().map(|m| format!("{}{}", bang(m.negated), ports(m, '-')))),
+    ];
+    for (kw, v) in parts {
+        if let Some(v) = v {
+            let _ = write!(s, " {kw} {v}");
+        }
+    }
+    if let Some(m) = r.icmp {
+        let _ = write!(s, " type {}{}", bang(m.negated), m.icmp_type);
+        if let Some(c) = m.code {
+            let _ = write!(s, " code {c}");
+        }
+    }
+    for (kw, m) in [("in", r.in_if), ("out", r.out_if)] {
+        if let Some(m) = m {
+            let _ = write!(s, " {kw} {}eth{}", bang(m.negated), m.index);
+        }
+    }
+    if r.states != ANY_STATE {
+        let _ = write!(s, " state {}", state_list(r.states, false));
+    }
+    if r.log {
+        s.push_str(" log");
+    }
+    s
+}
+
+fn iptables_rule(r: &Rule) -> Result<String, String> {
+    let mut s = String::from(if r.chain == Chain::Input { "-A INPUT" } else { "-A FORWARD" });
+    for (opt, m) in [("-s", &r.src), ("-d", &r.dst)] {
+        if let Some(m) = m {
+            if m.negated && m.prefixes.len() != 1 {
+                return Err("iptables cannot negate an address list".into());
+            }
+            let _ = write!(s, " {}{opt} {}", if m.negated { "! " } else { "" }, addrs(m));
+        }
+    }
+    for (opt, m) in [("-i", r.in_if), ("-o", r.out_if)] {
+        if let Some(m) = m {
+            let _ = write!(s, " {}{opt} eth{}", if m.negated { "! " } else { "" }, m.index);
+        }
+    }
+    let p = match &r.proto {
+        ProtoMatch::Any => None,
+        ProtoMatch::OneOf(l) if l.len() == 1 => Some(l[0]),
+        ProtoMatch::OneOf(_) => return Err("iptables cannot match a protocol list".into()),
+        ProtoMatch::Not(p) => {
+            let _ = write!(s, " ! -p {}", proto_word(*p));
+            None
+        }
+    };
+    if let Some(p) = p {
+        let name = proto_word(p);
+        let _ = write!(s, " -p {name}");
+        if r.sport.is_some() || r.dport.is_some() || r.icmp.is_some() {
+            let _ = write!(s, " -m {name}");
+        }
+    }
+    let multi = [&r.sport, &r.dport].iter().any(|m| m.as_ref().is_some_and(|m| m.ranges.len() > 1));
+    if multi {
+        s.push_str(" -m multiport");
+    }
+    for (one, many, m) in [("--sport", "--sports", &r.sport), ("--dport", "--dports", &r.dport)] {
+        if let Some(m) = m {
+            let _ = write!(s, " {}{} {}", if m.negated { "! " } else { "" }, if multi { many } else { one }, ports(m, ':'));
+        }
+    }
+    if let Some(m) = r.icmp {
+        let code = m.code.map(|c| format!("/{c}")).unwrap_or_default();
+        let _ = write!(s, " {}--icmp-type {}{code}", if m.negated { "! " } else { "" }, m.icmp_type);
+    }
+    if r.states != ANY_STATE {
+        let _ = write!(s, " -m conntrack --ctstate {}", state_list(r.states, true));
+    }
+    if r.log {
+        return Err("iptables-save has no log flag (LOG is a separate target)".into());
+    }
+    let _ = match r.action {
+        Action::Accept => write!(s, " -j ACCEPT"),
+        Action::Drop => write!(s, " -j DROP"),
+        Action::Reject(w) => {
+            let kind = if w == crate::flow::RejectWith::TcpReset { String::from("tcp-reset") } else { format!("icmp-{}", reject_name(w)) };
+            write!(s, " -j REJECT --reject-with {kind}")
+        }
+    };
+    Ok(s)
+}

@@ -1,0 +1,245 @@
+//! The rule-count scenarios of CONVENTIONS.md: N forward rules that look like
+//! a real ACL, none of which matches the lab's benchmark traffic, then one
+//! last rule that lets the lab (10.0.0.0/8, both ways) through.
+
+use alloc::vec::Vec;
+
+use crate::flow::{proto, Action, Chain, RejectWith};
+
+use super::ast::{state_bit, AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, ANY_STATE};
+
+/// What to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScenarioOptions {
+    /// Forward rules, including the final lab rule (at least 1).
+    pub rules: usize,
+    /// PRNG seed.
+    pub seed: u64,
+}
+
+/// A small deterministic PRNG (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n.max(1))) >> 64) as u64
+    }
+
+    /// True with probability `pct`/100.
+    pub fn pct(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+}
+
+const SERVICES: &[u16] = &[22, 25, 53, 80, 110, 123, 143, 389, 443, 445, 465, 587, 993, 995, 1433, 1521, 3306, 3389, 5432, 5900, 6379, 8080, 8443, 9200];
+
+/// The lab's benchmark-traffic rule: 10.0.0.0/8 to 10.0.0.0/8, accept.
+pub fn lab_rule() -> Rule {
+    let lab = || Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)] });
+    Rule { src: lab(), dst: lab(), ..Rule::any(Chain::Forward, Action::Accept) }
+}
+
+/// The scenario ruleset for `opts`: lab interfaces, `policy input drop`,
+/// `policy forward drop`, input rules for ping and DHCP, N forward rules.
+pub fn scenario(opts: ScenarioOptions) -> Ruleset {
+    let mut set = Ruleset { interfaces: Ruleset::lab_interfaces(), policy_input: Action::Drop, policy_forward: Action::Drop, ..Ruleset::default() };
+    set.files.push("scenario".into());
+    let icmp = || ProtoMatch::OneOf(alloc::vec![proto::ICMP]);
+    let ping = Rule { proto: icmp(), icmp: Some(IcmpMatch { negated: false, icmp_type: 8, code: None }), ..Rule::any(Chain::Input, Action::Accept) };
+    let back = Rule { states: state_bit(crate::flow::CtState::Established) | state_bit(crate::flow::CtState::Related), ..Rule::any(Chain::Input, Action::Accept) };
+    let dhcp = Rule {
+        proto: ProtoMatch::OneOf(alloc::vec![proto::UDP]),
+        sport: Some(PortMatch { negated: false, ranges: alloc::vec![(67, 67)] }),
+        dport: Some(PortMatch { negated: false, ranges: alloc::vec![(68, 68)] }),
+        ..Rule::any(Chain::Input, Action::Accept)
+    };
+    set.rules = alloc::vec![ping, back, dhcp];
+    let mut rng = Rng::new(opts.seed);
+    let sites: Vec<u32> = (0..1024).map(|_| outside_lab(&mut rng) & 0xffff_0000).collect();
+    for _ in 1..opts.rules.max(1) {
+        set.rules.push(random_rule(&mut rng, &sites));
+    }
+    set.rules.push(lab_rule());
+    for (i, r) in set.rules.iter_mut().enumerate() {
+        r.line = i as u32 + 1;
+    }
+    set
+}
+
+/// A random address whose first octet is neither 0, 10, 127 nor >= 224.
+fn outside_lab(rng: &mut Rng) -> u32 {
+    let octet = [11u32, 23, 37, 45, 62, 81, 91, 100, 128, 141, 152, 163, 172, 185, 192, 198, 203, 212][rng.below(18) as usize];
+    (octet << 24) | (rng.next_u64() as u32 & 0x00ff_ffff)
+}
+
+/// A prefix near one of the sites; `len` 0 means "any" (None).
+fn prefix(rng: &mut Rng, sites: &[u32], len: u8) -> Option<AddrMatch> {
+    if len == 0 {
+        return None;
+    }
+    let base = sites[rng.below(sites.len() as u64) as usize] | (rng.next_u64() as u32 & 0xffff);
+    let addr = if len <= 8 { base } else { base };
+    Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(addr, len)] })
+}
+
+fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
+    let pick = |rng: &mut Rng, table: &[(u64, u8)]| {
+        let mut x = rng.below(100);
+        for &(p, v) in table {
+            if x < p {
+                return v;
+            }
+            x -= p;
+        }
+        table[0].1
+    };
+    let src_len = pick(rng, &[(35, 32), (25, 24), (10, 16), (8, 8), (22, 0)]);
+    let dst_len = match pick(rng, &[(45, 32), (30, 24), (10, 16), (5, 8), (10, 0)]) {
+        l if l < 16 && src_len < 16 => 32, // never both wide: the lab must stay unmatched
+        l => l,
+    };
+    let action = match rng.below(100) {
+        0..=54 => Action::Accept,
+        55..=94 => Action::Drop,
+        _ => Action::Reject(RejectWith::AdminProhibited),
+    };
+    let mut r = Rule::any(Chain::Forward, action);
+    r.src = prefix(rng, sites, src_len);
+    r.dst = prefix(rng, sites, dst_len);
+    if rng.pct(1) {
+        if let Some(m) = r.src.as_mut().filter(|_| dst_len >= 16) {
+            m.negated = true;
+            m.prefixes = alloc::vec![Prefix::new(m.prefixes[0].addr, 16)];
+        }
+    }
+    match rng.below(100) {
+        0..=54 => ports(rng, &mut r, proto::TCP),
+        55..=79 => ports(rng, &mut r, proto::UDP),
+        80..=89 => {
+            r.proto = ProtoMatch::OneOf(alloc::vec![proto::ICMP]);
+            if rng.pct(70) {
+                let t = if rng.pct(70) { 8 } else { 3 };
+                r.icmp = Some(IcmpMatch { negated: false, icmp_type: t, code: None });
+            }
+        }
+        _ => {}
+    }
+    if rng.pct(10) {
+        r.states = state_bit(crate::flow::CtState::New);
+    } else if rng.pct(5) {
+        r.states = ANY_STATE & !state_bit(crate::flow::CtState::New) & !state_bit(crate::flow::CtState::Invalid);
+    }
+    if rng.pct(5) {
+        r.in_if = Some(super::ast::IfMatch { negated: false, index: 0 });
+    } else if rng.pct(5) {
+        r.out_if = Some(super::ast::IfMatch { negated: false, index: 1 });
+    }
+    r
+}
+
+fn ports(rng: &mut Rng, r: &mut Rule, p: u8) {
+    r.proto = ProtoMatch::OneOf(alloc::vec![p]);
+    let service = |rng: &mut Rng| if rng.pct(70) { SERVICES[rng.below(SERVICES.len() as u64) as usize] } else { 1 + rng.below(65535) as u16 };
+    let one = |ranges| Some(PortMatch { negated: false, ranges });
+    r.dport = match rng.below(100) {
+        0..=54 => one(alloc::vec![(service(rng), service(rng))]).map(|mut m| {
+            m.ranges[0].1 = m.ranges[0].0;
+            m
+        }),
+        55..=69 => {
+            let lo = 1024 + rng.below(60000) as u16;
+            one(alloc::vec![(lo, lo.saturating_add(rng.below(1000) as u16))])
+        }
+        70..=77 => {
+            let (a, b) = (service(rng), service(rng));
+            one(if a == b { alloc::vec![(a, a)] } else { alloc::vec![(a.min(b), a.min(b)), (a.max(b), a.max(b))] })
+        }
+        _ => None,
+    };
+    if rng.pct(10) {
+        r.sport = one(alloc::vec![(1024, 65535)]);
+    }
+}
+
+/// A random packet (any protocol among TCP, UDP, ICMP, GRE; any state and interfaces).
+pub fn random_key(rng: &mut Rng) -> crate::flow::PacketKey {
+    let p = [proto::TCP, proto::UDP, proto::ICMP, 47][rng.below(4) as usize];
+    let mut k = crate::flow::PacketKey {
+        proto: p,
+        src: rng.next_u64() as u32,
+        dst: rng.next_u64() as u32,
+        src_port: 0,
+        dst_port: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        in_if: [0, 1, 2, crate::flow::NO_IF][rng.below(4) as usize],
+        out_if: [0, 1, 2, crate::flow::NO_IF][rng.below(4) as usize],
+        state: [crate::flow::CtState::New, crate::flow::CtState::Established, crate::flow::CtState::Related, crate::flow::CtState::Invalid]
+            [rng.below(4) as usize],
+    };
+    match p {
+        proto::TCP | proto::UDP => {
+            k.src_port = rng.next_u64() as u16;
+            k.dst_port = rng.next_u64() as u16;
+        }
+        proto::ICMP => {
+            k.icmp_type = [0, 3, 8, 11, rng.next_u64() as u8][rng.below(5) as usize];
+            k.icmp_code = [0, 1, 3, rng.next_u64() as u8][rng.below(4) as usize];
+        }
+        _ => {}
+    }
+    k
+}
+
+/// A packet that lies inside (or at the edge of) one box of `r`, where that is easy; random elsewhere.
+pub fn point_in(r: &Rule, rng: &mut Rng) -> crate::flow::PacketKey {
+    let mut k = random_key(rng);
+    let inside = |m: &AddrMatch, rng: &mut Rng, ip: u32| match m.prefixes.get(rng.below(m.prefixes.len().max(1) as u64) as usize) {
+        Some(p) if !m.negated => p.addr | (ip & !super::ast::mask(p.len)),
+        _ => ip,
+    };
+    if let Some(m) = &r.src {
+        k.src = inside(m, rng, k.src);
+    }
+    if let Some(m) = &r.dst {
+        k.dst = inside(m, rng, k.dst);
+    }
+    if let ProtoMatch::OneOf(l) = &r.proto {
+        k.proto = l.get(rng.below(l.len().max(1) as u64) as usize).copied().unwrap_or(k.proto);
+    }
+    let port = |m: &Option<PortMatch>, rng: &mut Rng, v: u16| match m.as_ref().and_then(|m| m.ranges.get(rng.below(m.ranges.len().max(1) as u64) as usize)) {
+        Some(&(lo, hi)) => [lo, hi, lo + (rng.below(u64::from(hi - lo) + 1) as u16)][rng.below(3) as usize],
+        None => v,
+    };
+    if k.proto == proto::TCP || k.proto == proto::UDP {
+        let (a, b) = (rng.next_u64() as u16, rng.next_u64() as u16);
+        k.src_port = port(&r.sport, rng, a);
+        k.dst_port = port(&r.dport, rng, b);
+        (k.icmp_type, k.icmp_code) = (0, 0);
+    } else {
+        (k.src_port, k.dst_port) = (0, 0);
+        if let (proto::ICMP, Some(m)) = (k.proto, r.icmp) {
+            k.icmp_type = m.icmp_type;
+            k.icmp_code = m.code.unwrap_or(k.icmp_code);
+        } else if k.proto != proto::ICMP {
+            (k.icmp_type, k.icmp_code) = (0, 0);
+        }
+    }
+    k
+}

@@ -1,0 +1,291 @@
+//! Builds the lookup tables of one chain and writes the whole image.
+//!
+//! A chain is a tuple space: every entry falls in a tuple (source level,
+//! destination level), where a level is one of up to 8 prefix lengths chosen
+//! per chain; an entry with a /28 source sits in the tuple of the longest level
+//! <= 28. Each tuple is an open-addressed hash table (linear probing, load
+//! <= 1/2) keyed by the masked (source, destination) pair; a slot points to a
+//! run of entries with that key, sorted by rule. Tuples are numbered by their
+//! first rule, so a lookup stops once the best match found beats every tuple
+//! left. A cell index on the top 16 bits of the destination (tuples with a
+//! destination level >= 16) and of the source (the rest with a source level
+//! >= 16) tells which tuples can hold a match for a packet at all.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use super::ast::{mask, Ruleset};
+use super::expand::{Entry, PROTO_ANY, PROTO_NEG};
+use super::format::*;
+use super::image::IfAddr;
+
+/// Levels per dimension (8 x 8 = [`MAX_TUPLES`]).
+const LEVELS: usize = 8;
+/// A chain with fewer tuples than this is searched without a cell index.
+const INDEX_MIN_TUPLES: usize = 4;
+/// A chain with fewer entries than this is searched without a cell index
+/// (the index costs 128 KiB or more; small chains fit in cache anyway).
+const INDEX_MIN_ENTRIES: usize = 2048;
+
+/// The encoded tables of one chain, with offsets relative to its own arrays.
+#[derive(Default)]
+struct ChainTables {
+    tuples: Vec<[u8; 16]>,
+    slots: Vec<u32>,
+    entries: Vec<[u8; ENTRY_LEN]>,
+    index: Vec<u16>,
+    masks: Vec<u64>,
+    wild: u64,
+    has_dst: bool,
+    has_src: bool,
+    rules: u32,
+}
+
+/// Sizes worth reporting about a built image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Entries per chain (input, forward).
+    pub entries: [usize; 2],
+    /// Tuples per chain.
+    pub tuples: [usize; 2],
+}
+
+fn choose_levels(lens: impl Iterator<Item = u8>) -> Vec<u8> {
+    let mut count = [0usize; 33];
+    for l in lens {
+        count[usize::from(l.min(32))] += 1;
+    }
+    let mut by_use: Vec<usize> = (1..33).filter(|&l| count[l] > 0).collect();
+    by_use.sort_by_key(|&l| core::cmp::Reverse((count[l], l)));
+    let mut levels: Vec<u8> = core::iter::once(0).chain(by_use.into_iter().take(LEVELS - 1).map(|l| l as u8)).collect();
+    levels.sort_unstable();
+    levels
+}
+
+fn level_of(levels: &[u8], len: u8) -> usize {
+    levels.iter().rposition(|&l| l <= len).unwrap_or(0)
+}
+
+fn encode(e: &Entry, last: bool) -> [u8; ENTRY_LEN] {
+    let mut b = [0u8; ENTRY_LEN];
+    b[0..4].copy_from_slice(&e.src.addr.to_le_bytes());
+    b[4..8].copy_from_slice(&e.dst.addr.to_le_bytes());
+    b[8..10].copy_from_slice(&e.p1.0.to_le_bytes());
+    b[10..12].copy_from_slice(&e.p1.1.to_le_bytes());
+    b[12..14].copy_from_slice(&e.p2.0.to_le_bytes());
+    b[14..16].copy_from_slice(&e.p2.1.to_le_bytes());
+    b[16..20].copy_from_slice(&((e.rule & 0x00ff_ffff) | (u32::from(e.proto) << 24)).to_le_bytes());
+    b[20] = e.src.len | if e.in_neg { E_NEG_IN } else { 0 } | if e.out_neg { E_NEG_OUT } else { 0 };
+    b[21] = e.dst.len
+        | if e.proto_flags & PROTO_ANY != 0 { E_PROTO_ANY } else { 0 }
+        | if e.proto_flags & PROTO_NEG != 0 { E_PROTO_NEG } else { 0 };
+    b[22] = (e.states & 0x0f) | if last { E_LAST } else { 0 };
+    b[23] = (e.in_if & 0x0f) | (e.out_if << 4);
+    b
+}
+
+/// Builds one chain's tables from its entries (any order).
+fn build_chain(mut entries: Vec<Entry>, rules: u32) -> ChainTables {
+    let src_levels = choose_levels(entries.iter().map(|e| e.src.len));
+    let dst_levels = choose_levels(entries.iter().map(|e| e.dst.len));
+    let tuple_of = |e: &Entry| (level_of(&src_levels, e.src.len) * LEVELS + level_of(&dst_levels, e.dst.len)) as u8;
+    let key_of = |e: &Entry, t: u8| {
+        let (s, d) = (src_levels[usize::from(t) / LEVELS], dst_levels[usize::from(t) % LEVELS]);
+        (e.src.addr & mask(s), e.dst.addr & mask(d))
+    };
+    entries.sort_unstable_by_key(|e| {
+        let t = tuple_of(e);
+        (t, key_of(e, t), e.rule)
+    });
+    // Tuples in order of their first rule.
+    let mut first: BTreeMap<u8, u32> = BTreeMap::new();
+    for e in &entries {
+        let m = first.entry(tuple_of(e)).or_insert(u32::MAX);
+        *m = (*m).min(e.rule);
+    }
+    let mut order: Vec<(u32, u8)> = first.iter().map(|(&t, &r)| (r, t)).collect();
+    order.sort_unstable();
+    let id_of: BTreeMap<u8, usize> = order.iter().enumerate().map(|(i, &(_, t))| (t, i)).collect();
+    let mut ct = ChainTables { rules, ..Default::default() };
+    ct.tuples = alloc::vec![[0u8; 16]; order.len()];
+    ct.entries.reserve(entries.len());
+    let mut i = 0;
+    while i < entries.len() {
+        let t = tuple_of(&entries[i]);
+        let end = i + entries[i..].iter().position(|e| tuple_of(e) != t).unwrap_or(entries.len() - i);
+        let record = build_tuple(&mut ct, &entries[i..end], t, &key_of, (src_levels[usize::from(t) / LEVELS], dst_levels[usize::from(t) % LEVELS]));
+        let id = id_of.get(&t).copied().unwrap_or(0);
+        let mut rec = record;
+        rec[4..8].copy_from_slice(&order[id].0.to_le_bytes());
+        ct.tuples[id] = rec;
+        i = end;
+    }
+    build_index(&mut ct, &entries, &|e| id_of.get(&tuple_of(e)).copied().unwrap_or(0), &src_levels, &dst_levels, &tuple_of);
+    ct
+}
+
+fn build_tuple(ct: &mut ChainTables, group: &[Entry], t: u8, key_of: &dyn Fn(&Entry, u8) -> (u32, u32), lens: (u8, u8)) -> [u8; 16] {
+    let mut keys = Vec::new();
+    let base = ct.entries.len() as u32;
+    for (j, e) in group.iter().enumerate() {
+        let k = key_of(e, t);
+        let last = group.get(j + 1).is_none_or(|n| key_of(n, t) != k);
+        if j == 0 || key_of(&group[j - 1], t) != k {
+            keys.push((k, base + j as u32));
+        }
+        ct.entries.push(encode(e, last));
+    }
+    let count = (keys.len() * 2).max(1) as u32;
+    let start = ct.slots.len();
+    ct.slots.resize(start + count as usize, EMPTY);
+    for ((s, d), at) in keys {
+        let mut i = slot_of(s, d, count) as usize;
+        while ct.slots[start + i] != EMPTY {
+            i = if i + 1 == count as usize { 0 } else { i + 1 };
+        }
+        ct.slots[start + i] = at;
+    }
+    let mut rec = [0u8; 16];
+    rec[0] = lens.0;
+    rec[1] = lens.1;
+    rec[8..12].copy_from_slice(&(start as u32).to_le_bytes());
+    rec[12..16].copy_from_slice(&count.to_le_bytes());
+    rec
+}
+
+type TupleOf<'a> = dyn Fn(&Entry) -> u8 + 'a;
+
+fn build_index(ct: &mut ChainTables, entries: &[Entry], id: &dyn Fn(&Entry) -> usize, src_levels: &[u8], dst_levels: &[u8], tuple_of: &TupleOf) {
+    let all = if ct.tuples.len() >= 64 { u64::MAX } else { (1u64 << ct.tuples.len()) - 1 };
+    if ct.tuples.len() < INDEX_MIN_TUPLES || entries.len() < INDEX_MIN_ENTRIES {
+        ct.wild = all;
+        return;
+    }
+    let mut dst_cells = alloc::vec![0u64; CELLS];
+    let mut src_cells = alloc::vec![0u64; CELLS];
+    let mut wild = 0u64;
+    for e in entries {
+        let t = usize::from(tuple_of(e));
+        let bit = 1u64 << id(e);
+        if dst_levels[t % LEVELS] >= 16 {
+            dst_cells[(e.dst.addr >> 16) as usize] |= bit;
+        } else if src_levels[t / LEVELS] >= 16 {
+            src_cells[(e.src.addr >> 16) as usize] |= bit;
+        } else {
+            wild |= bit;
+        }
+    }
+    ct.wild = wild;
+    ct.has_dst = dst_cells.iter().any(|&m| m != 0);
+    ct.has_src = src_cells.iter().any(|&m| m != 0);
+    let mut ids: BTreeMap<u64, u16> = BTreeMap::new();
+    for (cells, used) in [(&dst_cells, ct.has_dst), (&src_cells, ct.has_src)] {
+        if !used {
+            continue;
+        }
+        for &m in cells.iter() {
+            let next = ids.len() as u16;
+            let n = *ids.entry(m).or_insert(next);
+            ct.index.push(n);
+        }
+    }
+    ct.masks = alloc::vec![0; ids.len()];
+    for (m, n) in ids {
+        ct.masks[usize::from(n)] = m;
+    }
+}
+
+/// Writes the image of `set` from each chain's entries.
+pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Vec<u8>, TableStats) {
+    let stats = TableStats { entries: [input.len(), forward.len()], tuples: [0, 0] };
+    let count = |c| set.rules.iter().filter(|r| r.chain == c).count() as u32;
+    let chains = [build_chain(input, count(crate::flow::Chain::Input)), build_chain(forward, count(crate::flow::Chain::Forward))];
+    let stats = TableStats { tuples: [chains[0].tuples.len(), chains[1].tuples.len()], ..stats };
+    let mut sections: [Vec<u8>; SECTIONS] = Default::default();
+    for i in &set.interfaces {
+        let (kind, len, addr) = match i.addr {
+            IfAddr::Static { addr, prefix_len } => (0, prefix_len, addr),
+            IfAddr::Dhcp => (1, 0, 0),
+            IfAddr::Unconfigured => (2, 0, 0),
+        };
+        sections[sec::IFACES].extend_from_slice(&[i.index, kind, len, 0]);
+        sections[sec::IFACES].extend_from_slice(&addr.to_le_bytes());
+    }
+    for r in &set.routes {
+        let s = &mut sections[sec::ROUTES];
+        s.extend_from_slice(&r.dest.to_le_bytes());
+        s.extend_from_slice(&[r.prefix_len, 0, 0, 0]);
+        s.extend_from_slice(&r.gateway.to_le_bytes());
+    }
+    for r in &set.rules {
+        sections[sec::LINES].extend_from_slice(&r.line.to_le_bytes());
+        sections[sec::ACTIONS].push(action_code(r.action) | if r.log { LOG } else { 0 });
+    }
+    for ct in &chains {
+        write_chain(&mut sections, ct);
+    }
+    (assemble(set, &sections), stats)
+}
+
+fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
+    let tuple_start = (s[sec::TUPLES].len() / 16) as u32;
+    let slot_base = (s[sec::SLOTS].len() / 4) as u32;
+    let entry_base = (s[sec::ENTRIES].len() / ENTRY_LEN) as u32;
+    let index_base = (s[sec::INDEX].len() / 2) as u32;
+    let mask_base = (s[sec::MASKS].len() / 8) as u32;
+    for t in &ct.tuples {
+        let mut t = *t;
+        let start = u32::from_le_bytes([t[8], t[9], t[10], t[11]]) + slot_base;
+        t[8..12].copy_from_slice(&start.to_le_bytes());
+        s[sec::TUPLES].extend_from_slice(&t);
+    }
+    for &slot in &ct.slots {
+        let v = if slot == EMPTY { EMPTY } else { slot + entry_base };
+        s[sec::SLOTS].extend_from_slice(&v.to_le_bytes());
+    }
+    for e in &ct.entries {
+        s[sec::ENTRIES].extend_from_slice(e);
+    }
+    for &i in &ct.index {
+        s[sec::INDEX].extend_from_slice(&i.to_le_bytes());
+    }
+    for &m in &ct.masks {
+        s[sec::MASKS].extend_from_slice(&m.to_le_bytes());
+    }
+    let dst = if ct.has_dst { index_base } else { NO_INDEX };
+    let src = match (ct.has_src, ct.has_dst) {
+        (false, _) => NO_INDEX,
+        (true, true) => index_base + CELLS as u32,
+        (true, false) => index_base,
+    };
+    let words = [ct.rules, tuple_start, ct.tuples.len() as u32, 0, ct.wild as u32, (ct.wild >> 32) as u32, dst, src, mask_base, ct.masks.len() as u32];
+    for w in words {
+        s[sec::CHAINS].extend_from_slice(&w.to_le_bytes());
+    }
+}
+
+fn assemble(set: &Ruleset, sections: &[Vec<u8>; SECTIONS]) -> Vec<u8> {
+    let mut out = alloc::vec![0u8; HEADER_LEN];
+    let mut table = Vec::new();
+    for s in sections {
+        while out.len() % 64 != 0 {
+            out.push(0);
+        }
+        table.push((out.len() as u32, s.len() as u32));
+        out.extend_from_slice(s);
+    }
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    let total = out.len() as u32;
+    out[12..16].copy_from_slice(&total.to_le_bytes());
+    out[16..20].copy_from_slice(&(set.rules.len() as u32).to_le_bytes());
+    out[20..24].copy_from_slice(&set.conntrack_max.to_le_bytes());
+    out[24] = action_code(set.policy_input);
+    out[25] = action_code(set.policy_forward);
+    out[28..32].copy_from_slice(&(SECTIONS as u32).to_le_bytes());
+    for (i, (off, len)) in table.into_iter().enumerate() {
+        out[32 + i * 8..36 + i * 8].copy_from_slice(&off.to_le_bytes());
+        out[36 + i * 8..40 + i * 8].copy_from_slice(&len.to_le_bytes());
+    }
+    out
+}
