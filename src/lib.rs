@@ -9,3 +9,4 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod flow;
+pub mod rules;
