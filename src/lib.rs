@@ -9,4 +9,5 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod flow;
+pub mod net;
 pub mod rules;

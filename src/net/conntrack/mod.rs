@@ -1,0 +1,12 @@
+//! Connection tracking: flow keys, the TCP state machine, timeouts and the
+//! bounded table that classifies packets as new, established, related or
+//! invalid.
+
+pub mod key;
+pub mod table;
+pub mod tcp;
+pub mod timeouts;
+
+pub use key::FlowKey;
+pub use table::{ConnTrack, TableFull, Tracked, EARLY_DROP_SCAN};
+pub use tcp::{Direction, TcpState};

@@ -1,0 +1,343 @@
+//! Drop counters by reason and interface, per-rule hit counters, and the
+//! rate-limited log of matches of rules that carry the `log` flag.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::token_bucket::TokenBucket;
+use crate::flow::{Action, Chain, IfIndex, PacketKey, Verdict};
+
+/// Why the data plane dropped a frame. Every drop is counted under exactly
+/// one reason, on the interface the frame arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    EthernetTruncated,
+    /// Destination MAC is neither ours, broadcast nor multicast.
+    NotOurMac,
+    /// EtherType other than IPv4 and ARP (IPv6, VLAN tags, ...).
+    EtherType,
+    /// ARP packet that is not Ethernet/IPv4 or is truncated.
+    ArpMalformed,
+    /// Shorter than a minimal IPv4 header.
+    Ipv4Truncated,
+    /// IP version field is not 4.
+    Ipv4Version,
+    /// IHL below 5 or beyond the frame.
+    Ipv4HeaderLength,
+    /// Total length beyond the frame or below the header length.
+    Ipv4TotalLength,
+    /// Header checksum does not verify.
+    Ipv4Checksum,
+    /// Source or destination address that must never be routed (RFC 1812
+    /// 5.3.7: 0/8, 127/8, multicast or broadcast source, class E).
+    Martian,
+    /// TCP, UDP or ICMP header truncated or inconsistent.
+    L4Malformed,
+    /// First fragment too short to hold the transport header (RFC 1858).
+    TinyFragment,
+    /// Fragment overlapping an earlier one of the same datagram (RFC 1858).
+    FragmentOverlap,
+    /// Non-first fragment whose first fragment was not seen (yet).
+    FragmentWithoutFirst,
+    /// Later fragment of a datagram whose first fragment was dropped.
+    FragmentOfDropped,
+    /// Fragment leaving more holes in its datagram than the table tracks.
+    FragmentTooManyHoles,
+    /// TTL would reach zero (an ICMP time exceeded is sent).
+    TtlExpired,
+    /// No route to the destination (an ICMP net unreachable is sent).
+    NoRoute,
+    /// A rule or chain policy said drop.
+    RuleDrop,
+    /// A rule said reject (an ICMP error or RST is sent, rate limits allowing).
+    RuleReject,
+    /// Connection table full and nothing could be evicted.
+    ConntrackFull,
+    /// Too many neighbours awaiting ARP resolution.
+    NeighbourPendingFull,
+    /// Per-neighbour queue of frames awaiting resolution is full.
+    NeighbourQueueFull,
+    /// Frame larger than a neighbour-queue slot.
+    NeighbourFrameTooLarge,
+    /// ARP resolution failed after all retries; queued frames dropped.
+    NeighbourUnreachable,
+    /// The transmit path refused the frame.
+    TransmitFailed,
+    /// Input interface index unknown to the data plane.
+    UnknownInterface,
+}
+
+impl DropReason {
+    /// Number of reasons: the length of a per-interface counter array.
+    pub const COUNT: usize = DropReason::UnknownInterface as usize + 1;
+
+    /// All reasons, in counter order.
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::EthernetTruncated,
+        DropReason::NotOurMac,
+        DropReason::EtherType,
+        DropReason::ArpMalformed,
+        DropReason::Ipv4Truncated,
+        DropReason::Ipv4Version,
+        DropReason::Ipv4HeaderLength,
+        DropReason::Ipv4TotalLength,
+        DropReason::Ipv4Checksum,
+        DropReason::Martian,
+        DropReason::L4Malformed,
+        DropReason::TinyFragment,
+        DropReason::FragmentOverlap,
+        DropReason::FragmentWithoutFirst,
+        DropReason::FragmentOfDropped,
+        DropReason::FragmentTooManyHoles,
+        DropReason::TtlExpired,
+        DropReason::NoRoute,
+        DropReason::RuleDrop,
+        DropReason::RuleReject,
+        DropReason::ConntrackFull,
+        DropReason::NeighbourPendingFull,
+        DropReason::NeighbourQueueFull,
+        DropReason::NeighbourFrameTooLarge,
+        DropReason::NeighbourUnreachable,
+        DropReason::TransmitFailed,
+        DropReason::UnknownInterface,
+    ];
+}
+
+/// Per-interface packet counters.
+#[derive(Debug, Clone, Default)]
+pub struct InterfaceCounters {
+    /// Drops by reason, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+    /// Frames forwarded out of this interface (sent or queued for ARP).
+    pub forwarded_out: u64,
+    /// Frames handed to the local stack from this interface.
+    pub local: u64,
+}
+
+impl InterfaceCounters {
+    /// The drop count for `reason`.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason as usize).copied().unwrap_or(0)
+    }
+
+    /// Sum of all drop counts.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// Counters of events that are not per-interface drops.
+#[derive(Debug, Clone, Default)]
+pub struct EventCounters {
+    /// ICMP errors sent (time exceeded, unreachable).
+    pub icmp_errors_sent: u64,
+    /// ICMP errors suppressed by the rate limit.
+    pub icmp_errors_rate_limited: u64,
+    /// ICMP errors not sent because RFC 1122 forbids answering the packet.
+    pub icmp_errors_suppressed: u64,
+    /// TCP RSTs sent for `reject with tcp-reset`.
+    pub tcp_resets_sent: u64,
+    /// ARP requests sent (first tries and retries).
+    pub arp_requests_sent: u64,
+    /// Connection-table entries evicted early to make room.
+    pub conntrack_early_drops: u64,
+    /// Fragment-table entries evicted (oldest first) to make room.
+    pub fragment_evictions: u64,
+    /// Log lines suppressed by the log rate limit.
+    pub log_suppressed: u64,
+}
+
+/// Every counter of the data plane, allocated once at start.
+#[derive(Debug, Clone)]
+pub struct Counters {
+    /// One entry per interface, plus a last one for unknown input interfaces.
+    pub interfaces: Vec<InterfaceCounters>,
+    /// Hits per rule index of the compiled image.
+    pub rule_hits: Vec<u64>,
+    /// Hits of a rule index beyond `rule_hits` (a classifier/image mismatch).
+    pub rule_hits_out_of_range: u64,
+    /// Packets decided by the chain policy: `[input, forward]`.
+    pub policy_hits: [u64; 2],
+    /// Other events.
+    pub events: EventCounters,
+}
+
+impl Counters {
+    /// Counters for `interface_count` interfaces and `rule_count` rules.
+    pub fn new(interface_count: usize, rule_count: usize) -> Counters {
+        Counters {
+            interfaces: vec![InterfaceCounters::default(); interface_count + 1],
+            rule_hits: vec![0; rule_count],
+            rule_hits_out_of_range: 0,
+            policy_hits: [0; 2],
+            events: EventCounters::default(),
+        }
+    }
+
+    /// The counters of `interface` (unknown indices share the last slot).
+    pub fn interface_mut(&mut self, interface: IfIndex) -> Option<&mut InterfaceCounters> {
+        let last = self.interfaces.len().checked_sub(1)?;
+        let index = usize::from(interface).min(last);
+        self.interfaces.get_mut(index)
+    }
+
+    /// The counters of `interface`, if it exists.
+    pub fn interface(&self, interface: IfIndex) -> Option<&InterfaceCounters> {
+        self.interfaces.get(usize::from(interface))
+    }
+
+    /// Counts one drop for `reason` on `interface`.
+    pub fn count_drop(&mut self, interface: IfIndex, reason: DropReason) {
+        if let Some(counters) = self.interface_mut(interface) {
+            if let Some(slot) = counters.drops.get_mut(reason as usize) {
+                *slot = slot.wrapping_add(1);
+            }
+        }
+    }
+
+    /// Total drops for `reason` over all interfaces.
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        self.interfaces.iter().map(|c| c.drop_count(reason)).sum()
+    }
+
+    /// Counts a verdict against its rule, or against the chain policy.
+    pub fn count_verdict(&mut self, chain: Chain, verdict: &Verdict) {
+        let slot = match verdict.rule {
+            Some(rule) => match self.rule_hits.get_mut(rule as usize) {
+                Some(slot) => slot,
+                None => &mut self.rule_hits_out_of_range,
+            },
+            None => &mut self.policy_hits[chain_index(chain)],
+        };
+        *slot = slot.wrapping_add(1);
+    }
+}
+
+fn chain_index(chain: Chain) -> usize {
+    match chain {
+        Chain::Input => 0,
+        Chain::Forward => 1,
+    }
+}
+
+/// Logs matches of rules with the `log` flag through `log::info!`, at most
+/// `rate_per_sec` lines per second (burst `burst`); the rest are counted.
+#[derive(Debug, Clone)]
+pub struct RuleLogger {
+    bucket: TokenBucket,
+}
+
+impl RuleLogger {
+    /// A logger with the given rate limit.
+    pub fn new(rate_per_sec: u32, burst: u32) -> RuleLogger {
+        RuleLogger {
+            bucket: TokenBucket::new(rate_per_sec, burst),
+        }
+    }
+
+    /// Logs `key` and `verdict` if the verdict asks for it and the rate
+    /// limit allows; returns whether a line was written.
+    pub fn log(&mut self, now_ms: u64, chain: Chain, key: &PacketKey, verdict: &Verdict) -> bool {
+        if !verdict.log || !self.bucket.try_take(now_ms) {
+            return false;
+        }
+        let action = match verdict.action {
+            Action::Accept => "accept",
+            Action::Drop => "drop",
+            Action::Reject(_) => "reject",
+        };
+        let src = core::net::Ipv4Addr::from(key.src);
+        let dst = core::net::Ipv4Addr::from(key.dst);
+        log::info!(
+            "unifw {:?} rule {:?} {} proto {} {}:{} -> {}:{} icmp {}/{} in {} out {} {:?}",
+            chain,
+            verdict.rule,
+            action,
+            key.proto,
+            src,
+            key.src_port,
+            dst,
+            key.dst_port,
+            key.icmp_type,
+            key.icmp_code,
+            key.in_if,
+            key.out_if,
+            key.state
+        );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{CtState, NO_IF};
+
+    #[test]
+    fn reason_table_is_in_discriminant_order() {
+        for (index, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, index);
+        }
+    }
+
+    #[test]
+    fn drops_are_counted_per_interface_and_unknown_shares_last() {
+        let mut counters = Counters::new(2, 3);
+        counters.count_drop(0, DropReason::Ipv4Checksum);
+        counters.count_drop(1, DropReason::Ipv4Checksum);
+        counters.count_drop(200, DropReason::UnknownInterface);
+        assert_eq!(counters.drops_for(DropReason::Ipv4Checksum), 2);
+        assert_eq!(
+            counters.interfaces[2].drop_count(DropReason::UnknownInterface),
+            1
+        );
+    }
+
+    #[test]
+    fn verdicts_count_rules_and_policy() {
+        let mut counters = Counters::new(1, 2);
+        let rule = |r| Verdict {
+            action: Action::Accept,
+            rule: r,
+            log: false,
+        };
+        counters.count_verdict(Chain::Forward, &rule(Some(1)));
+        counters.count_verdict(Chain::Forward, &rule(Some(7)));
+        counters.count_verdict(Chain::Input, &rule(None));
+        assert_eq!(counters.rule_hits, [0, 1]);
+        assert_eq!(counters.rule_hits_out_of_range, 1);
+        assert_eq!(counters.policy_hits, [1, 0]);
+    }
+
+    #[test]
+    fn logger_is_rate_limited() {
+        let mut logger = RuleLogger::new(1, 2);
+        let key = PacketKey {
+            proto: 6,
+            src: 1,
+            dst: 2,
+            src_port: 3,
+            dst_port: 4,
+            icmp_type: 0,
+            icmp_code: 0,
+            in_if: 0,
+            out_if: NO_IF,
+            state: CtState::New,
+        };
+        let verdict = Verdict {
+            action: Action::Drop,
+            rule: Some(0),
+            log: true,
+        };
+        let written = (0..10)
+            .filter(|_| logger.log(0, Chain::Input, &key, &verdict))
+            .count();
+        assert_eq!(written, 2);
+        let quiet = Verdict {
+            log: false,
+            ..verdict
+        };
+        assert!(!logger.log(10_000, Chain::Input, &key, &quiet));
+    }
+}

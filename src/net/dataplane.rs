@@ -1,0 +1,216 @@
+//! The data plane's single entry point: configuration, all tables
+//! allocated once, and the periodic `poll`. The per-frame path is in
+//! `forward.rs`.
+
+use alloc::vec::Vec;
+
+use super::conntrack::ConnTrack;
+use super::counters::{Counters, RuleLogger};
+use super::fragment::FragmentTable;
+use super::neighbour::{NeighbourLimits, NeighbourTable};
+use super::parse::{parse_ethernet, parse_ipv4, EtherPayload, ETHERNET_HEADER_LEN};
+use super::reply::MAX_REPLY_LEN;
+use super::route::{netmask, ConfigError, InterfaceConfig, RouteTable, StaticRoute};
+use super::sink::FrameSink;
+use super::token_bucket::TokenBucket;
+use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
+
+/// Connection-table entries examined for expiry per handled frame.
+pub const SWEEP_PER_FRAME: usize = 2;
+/// Connection-table entries examined for expiry per `poll`.
+pub const SWEEP_PER_POLL: usize = 256;
+
+/// The rules, as the data plane consults them. The kernel implements it
+/// with the compiled rule image; tests with small fakes. Closures
+/// `Fn(Chain, &PacketKey) -> Verdict` implement it too.
+pub trait Classifier {
+    /// The verdict of `chain` for a packet described by `key`.
+    fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict;
+}
+
+impl<F: Fn(Chain, &PacketKey) -> Verdict> Classifier for F {
+    fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict {
+        self(chain, key)
+    }
+}
+
+/// What the caller does with a received frame after `handle_frame`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Rewritten in place (MACs, TTL, checksum): send `frame[..len]` out of `out_if`.
+    Forward {
+        /// Output interface.
+        out_if: IfIndex,
+        /// Bytes to send (Ethernet padding and trailing junk trimmed).
+        len: usize,
+    },
+    /// For the firewall itself (or ARP): give the unchanged frame to the local stack.
+    Local,
+    /// Copied into a neighbour queue until ARP resolves; the buffer is free.
+    Queued,
+    /// Dropped and counted; any ICMP error or RST already went to the sink.
+    Drop(super::counters::DropReason),
+}
+
+/// Everything the data plane needs at start.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// Interfaces, indexed by `IfIndex`.
+    pub interfaces: Vec<InterfaceConfig>,
+    /// Static routes.
+    pub routes: Vec<StaticRoute>,
+    /// Rules in the compiled image (sizes the hit counters).
+    pub rule_count: usize,
+    /// Connection-table capacity (from the rules file).
+    pub conntrack_capacity: usize,
+    /// Datagrams tracked in the fragment table.
+    pub fragment_capacity: usize,
+    /// Neighbour-table sizes.
+    pub neighbour: NeighbourLimits,
+    /// Secret for the connection table's hash (e.g. from RDRAND or the TSC).
+    pub hash_seed: u64,
+    /// ICMP errors per second, and burst (Linux: 1000/s, burst 50).
+    pub icmp_rate: (u32, u32),
+    /// Log lines per second, and burst.
+    pub log_rate: (u32, u32),
+}
+
+impl DataplaneConfig {
+    /// A configuration with default limits for the other fields.
+    pub fn new(
+        interfaces: Vec<InterfaceConfig>,
+        routes: Vec<StaticRoute>,
+        rule_count: usize,
+        conntrack_capacity: usize,
+    ) -> DataplaneConfig {
+        DataplaneConfig {
+            interfaces,
+            routes,
+            rule_count,
+            conntrack_capacity,
+            fragment_capacity: 64,
+            neighbour: NeighbourLimits::default(),
+            hash_seed: 0x756e_6966_775f_6374,
+            icmp_rate: (1000, 50),
+            log_rate: (10, 20),
+        }
+    }
+}
+
+/// The forwarding data plane: tables, counters and rate limiters.
+pub struct Dataplane {
+    pub(super) interfaces: Vec<InterfaceConfig>,
+    pub(super) static_routes: Vec<StaticRoute>,
+    pub(super) routes: RouteTable,
+    pub(super) conntrack: ConnTrack,
+    pub(super) fragments: FragmentTable,
+    pub(super) neighbours: NeighbourTable,
+    pub(super) counters: Counters,
+    pub(super) logger: RuleLogger,
+    pub(super) icmp_limit: TokenBucket,
+    /// Where ICMP errors and RSTs are built before going to the sink.
+    pub(super) scratch: [u8; MAX_REPLY_LEN],
+}
+
+impl Dataplane {
+    /// Builds the data plane, allocating every table now.
+    pub fn new(config: DataplaneConfig) -> Result<Dataplane, ConfigError> {
+        let routes = RouteTable::new(&config.interfaces, &config.routes)?;
+        Ok(Dataplane {
+            counters: Counters::new(config.interfaces.len(), config.rule_count),
+            conntrack: ConnTrack::new(config.conntrack_capacity, config.hash_seed),
+            fragments: FragmentTable::new(config.fragment_capacity),
+            neighbours: NeighbourTable::new(config.neighbour),
+            logger: RuleLogger::new(config.log_rate.0, config.log_rate.1),
+            icmp_limit: TokenBucket::new(config.icmp_rate.0, config.icmp_rate.1),
+            interfaces: config.interfaces,
+            static_routes: config.routes,
+            routes,
+            scratch: [0; MAX_REPLY_LEN],
+        })
+    }
+
+    /// Sends due ARP retries, drops frames of neighbours that never
+    /// answered, and sweeps expired flows. Call it every few hundred ms and
+    /// by the returned time (ms) at the latest, if any.
+    pub fn poll(&mut self, now_ms: u64, out: &mut dyn FrameSink) -> Option<u64> {
+        let next = self
+            .neighbours
+            .poll(now_ms, &self.interfaces, &mut self.counters, out);
+        self.conntrack.sweep(now_ms, SWEEP_PER_POLL);
+        self.sync_events();
+        next
+    }
+
+    /// Tracks a frame the local stack sends (the OUTPUT path, accepted
+    /// without rules), so that replies to the firewall's own connections
+    /// classify as established on the input chain.
+    pub fn track_local_output(&mut self, now_ms: u64, frame: &[u8]) {
+        let Ok(eth) = parse_ethernet(frame) else {
+            return;
+        };
+        if eth.payload != EtherPayload::Ipv4 {
+            return;
+        }
+        let Some(Ok(meta)) = frame.get(ETHERNET_HEADER_LEN..).map(parse_ipv4) else {
+            return;
+        };
+        if meta.frag_offset == 0 {
+            let tracked = self.conntrack.track(&meta, now_ms);
+            let _ = self.conntrack.confirm(&tracked, now_ms);
+        }
+    }
+
+    /// Changes an interface's address (e.g. after DHCP) and rebuilds the routes.
+    pub fn set_interface_address(
+        &mut self,
+        interface: IfIndex,
+        addr: u32,
+        prefix_len: u8,
+    ) -> Result<(), ConfigError> {
+        let index = usize::from(interface);
+        netmask(prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
+        let mut interfaces = self.interfaces.clone();
+        let entry = interfaces
+            .get_mut(index)
+            .ok_or(ConfigError::TooManyInterfaces)?;
+        entry.addr = addr;
+        entry.prefix_len = prefix_len;
+        self.routes = RouteTable::new(&interfaces, &self.static_routes)?;
+        self.interfaces = interfaces;
+        Ok(())
+    }
+
+    /// All counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The interfaces.
+    pub fn interfaces(&self) -> &[InterfaceConfig] {
+        &self.interfaces
+    }
+
+    /// The connection table.
+    pub fn conntrack(&self) -> &ConnTrack {
+        &self.conntrack
+    }
+
+    /// The fragment table.
+    pub fn fragments(&self) -> &FragmentTable {
+        &self.fragments
+    }
+
+    /// The neighbour table.
+    pub fn neighbours(&self) -> &NeighbourTable {
+        &self.neighbours
+    }
+
+    /// Copies event counts kept by the tables into `counters.events`.
+    pub(super) fn sync_events(&mut self) {
+        let events = &mut self.counters.events;
+        events.arp_requests_sent = self.neighbours.requests_sent();
+        events.conntrack_early_drops = self.conntrack.early_drops();
+        events.fragment_evictions = self.fragments.evictions();
+    }
+}

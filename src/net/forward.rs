@@ -1,0 +1,449 @@
+//! The per-frame path: validate, track, classify, then forward (route, TTL,
+//! MAC rewrite, ARP), deliver locally, or drop and answer.
+//!
+//! Order of checks for a forwarded packet follows Linux: conntrack
+//! (PREROUTING), route lookup (no route: ICMP net unreachable), TTL
+//! (expiry: ICMP time exceeded; both before the FORWARD chain, as in
+//! `ip_forward`), the FORWARD chain, then the new flow is confirmed.
+//! Packets for the firewall's own addresses, broadcasts and multicast are
+//! judged by the INPUT chain and handed to the local stack.
+
+use smoltcp::wire::ArpRepr;
+
+use super::checksum;
+use super::conntrack::Tracked;
+use super::counters::DropReason;
+use super::dataplane::{Classifier, Dataplane, Disposition, SWEEP_PER_FRAME};
+use super::neighbour::Resolution;
+use super::parse::{
+    parse_ethernet, parse_ipv4, EtherPayload, EthernetInfo, Ipv4Meta, Transport,
+    ETHERNET_HEADER_LEN,
+};
+use super::reply::{build_icmp_error, build_tcp_reset, may_send_icmp_error, IcmpError, ReplyFrom};
+use super::route::{is_martian_destination, is_martian_source, netmask, NextHop};
+use super::sink::FrameSink;
+use crate::flow::{proto, Action, Chain, CtState, IfIndex, PacketKey, RejectWith, NO_IF};
+
+/// The received frame and what is known about it.
+struct Packet<'f> {
+    in_if: IfIndex,
+    frame: &'f mut [u8],
+    eth: EthernetInfo,
+    meta: Ipv4Meta,
+}
+
+impl Dataplane {
+    /// Decides and carries out what happens to one received frame. `frame`
+    /// starts at the Ethernet header; it is modified in place only for
+    /// `Disposition::Forward`. Generated frames (ICMP errors, RSTs, ARP
+    /// requests, frames released by ARP) go to `out`. Never allocates,
+    /// never panics; every drop is counted on `in_if`.
+    pub fn handle_frame<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        in_if: IfIndex,
+        frame: &mut [u8],
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        let disposition = self.process(now_ms, in_if, frame, classifier, out);
+        match disposition {
+            Disposition::Drop(reason) => self.counters.count_drop(in_if, reason),
+            Disposition::Local => {
+                if let Some(counters) = self.counters.interface_mut(in_if) {
+                    counters.local += 1;
+                }
+            }
+            Disposition::Forward { .. } | Disposition::Queued => {}
+        }
+        self.conntrack.sweep(now_ms, SWEEP_PER_FRAME);
+        self.sync_events();
+        disposition
+    }
+
+    fn process<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        in_if: IfIndex,
+        frame: &mut [u8],
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        let Some(interface) = self.interfaces.get(usize::from(in_if)).copied() else {
+            return Disposition::Drop(DropReason::UnknownInterface);
+        };
+        let eth = match parse_ethernet(frame) {
+            Ok(eth) => eth,
+            Err(reason) => return Disposition::Drop(reason),
+        };
+        let link_group = eth.dst[0] & 1 != 0;
+        if eth.dst != interface.mac && !link_group {
+            return Disposition::Drop(DropReason::NotOurMac);
+        }
+        let EtherPayload::Arp(arp) = eth.payload else {
+            let parsed = frame.get(ETHERNET_HEADER_LEN..).map(parse_ipv4);
+            let meta = match parsed {
+                Some(Ok(meta)) => meta,
+                Some(Err(reason)) => return Disposition::Drop(reason),
+                None => return Disposition::Drop(DropReason::Ipv4Truncated),
+            };
+            let packet = Packet {
+                in_if,
+                frame,
+                eth,
+                meta,
+            };
+            return self.ipv4(now_ms, packet, classifier, out);
+        };
+        self.arp(now_ms, in_if, arp, out);
+        Disposition::Local
+    }
+
+    /// Learns from ARP on `in_if`: senders on the interface's subnet, with
+    /// unicast MACs; a new entry only when the ARP was aimed at us.
+    fn arp(&mut self, now_ms: u64, in_if: IfIndex, arp: ArpRepr, out: &mut dyn FrameSink) {
+        let ArpRepr::EthernetIpv4 {
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        } = arp
+        else {
+            return;
+        };
+        let Some(interface) = self.interfaces.get(usize::from(in_if)).copied() else {
+            return;
+        };
+        let sender = u32::from(source_protocol_addr);
+        let mask = netmask(interface.prefix_len).unwrap_or(u32::MAX);
+        let on_link = interface.addr != 0
+            && sender & mask == interface.addr & mask
+            && sender != interface.addr;
+        if !on_link || !source_hardware_addr.is_unicast() {
+            return;
+        }
+        let for_us = u32::from(target_protocol_addr) == interface.addr;
+        let learnt = (in_if, sender, source_hardware_addr.0);
+        self.neighbours
+            .learn(now_ms, learnt, for_us, &mut self.counters, out);
+    }
+
+    fn ipv4<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: Packet<'_>,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        let meta = &packet.meta;
+        let dhcp_discover = meta.src == 0 && meta.dst == u32::MAX;
+        if (is_martian_source(meta.src) && !dhcp_discover) || is_martian_destination(meta.dst) {
+            return Disposition::Drop(DropReason::Martian);
+        }
+        if self.is_local(meta.dst) {
+            return self.input(now_ms, packet, classifier, out);
+        }
+        if packet.eth.dst[0] & 1 != 0 {
+            // Linux forwards only frames sent to its own MAC (PACKET_HOST).
+            return Disposition::Drop(DropReason::NotOurMac);
+        }
+        self.forward(now_ms, packet, classifier, out)
+    }
+
+    /// Whether `dst` is for the firewall: its addresses, broadcasts of its
+    /// subnets, limited broadcast and multicast.
+    fn is_local(&self, dst: u32) -> bool {
+        dst >> 28 == 0xe
+            || self.is_broadcast(dst)
+            || self.interfaces.iter().any(|i| i.addr != 0 && i.addr == dst)
+    }
+
+    fn is_broadcast(&self, dst: u32) -> bool {
+        dst == u32::MAX
+            || self.interfaces.iter().any(|i| {
+                let mask = netmask(i.prefix_len).unwrap_or(u32::MAX);
+                i.addr != 0 && i.prefix_len < 31 && dst == i.addr | !mask
+            })
+    }
+
+    /// INPUT chain, then the local stack.
+    fn input<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: Packet<'_>,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        if packet.meta.frag_offset != 0 {
+            return match self.fragments.check_later(&packet.meta, now_ms) {
+                Ok(()) => Disposition::Local,
+                Err(reason) => Disposition::Drop(reason),
+            };
+        }
+        match self.judge(now_ms, &packet, Chain::Input, NO_IF, classifier) {
+            Ok(()) => Disposition::Local,
+            Err(action) => self.refuse(now_ms, &packet, action, out),
+        }
+    }
+
+    /// Route, TTL, FORWARD chain, then rewrite and send.
+    fn forward<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: Packet<'_>,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        let later_fragment = packet.meta.frag_offset != 0;
+        if later_fragment {
+            if let Err(reason) = self.fragments.check_later(&packet.meta, now_ms) {
+                return Disposition::Drop(reason);
+            }
+        }
+        let Some(hop) = self.routes.lookup(packet.meta.dst) else {
+            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, out);
+            return Disposition::Drop(DropReason::NoRoute);
+        };
+        if packet.meta.ttl <= 1 {
+            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, out);
+            return Disposition::Drop(DropReason::TtlExpired);
+        }
+        if !later_fragment {
+            if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier)
+            {
+                return self.refuse(now_ms, &packet, action, out);
+            }
+        }
+        self.transmit(now_ms, packet, hop, out)
+    }
+
+    /// Conntrack + rules for a packet with a transport header. `Ok` when
+    /// accepted (new flow confirmed); `Err` with the refusing action.
+    fn judge<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        chain: Chain,
+        out_if: IfIndex,
+        classifier: &C,
+    ) -> Result<(), Result<Action, DropReason>> {
+        let meta = &packet.meta;
+        let first_fragment = meta.more_fragments;
+        if first_fragment {
+            self.fragments.check_first(meta, now_ms).map_err(Err)?;
+        }
+        let tracked: Tracked = self.conntrack.track(meta, now_ms);
+        let key = packet_key(meta, packet.in_if, out_if, tracked.state);
+        let verdict = classifier.classify(chain, &key);
+        self.counters.count_verdict(chain, &verdict);
+        if verdict.log && !self.logger.log(now_ms, chain, &key, &verdict) {
+            self.counters.events.log_suppressed += 1;
+        }
+        let accepted = verdict.action == Action::Accept;
+        let result = match verdict.action {
+            Action::Accept => self
+                .conntrack
+                .confirm(&tracked, now_ms)
+                .map_err(|_| Err(DropReason::ConntrackFull)),
+            refused => Err(Ok(refused)),
+        };
+        if first_fragment {
+            self.fragments
+                .record_first(meta, accepted && result.is_ok(), now_ms);
+        }
+        result
+    }
+
+    /// Drops a refused packet, answering it for a reject.
+    fn refuse(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        action: Result<Action, DropReason>,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        match action {
+            Ok(Action::Reject(with)) => {
+                self.reject(now_ms, packet, with, out);
+                Disposition::Drop(DropReason::RuleReject)
+            }
+            Ok(_) => Disposition::Drop(DropReason::RuleDrop),
+            Err(reason) => Disposition::Drop(reason),
+        }
+    }
+
+    fn reject(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        with: RejectWith,
+        out: &mut dyn FrameSink,
+    ) {
+        let error = match (with, packet.meta.proto) {
+            (RejectWith::TcpReset, proto::TCP) => return self.send_reset(packet, out),
+            // iptables refuses tcp-reset for other protocols; answer as port unreachable.
+            (RejectWith::TcpReset, _) => IcmpError::for_reject(RejectWith::PortUnreachable),
+            (with, _) => IcmpError::for_reject(with),
+        };
+        if let Some(error) = error {
+            self.send_icmp_error(now_ms, packet, error, out);
+        }
+    }
+
+    fn send_reset(&mut self, packet: &Packet<'_>, out: &mut dyn FrameSink) {
+        let Some(interface) = self.interfaces.get(usize::from(packet.in_if)) else {
+            return;
+        };
+        if packet.eth.dst[0] & 1 != 0
+            || self.is_broadcast(packet.meta.dst)
+            || packet.meta.dst >> 28 == 0xe
+        {
+            return;
+        }
+        if let Ok(len) =
+            build_tcp_reset(packet.frame, &packet.meta, interface.mac, &mut self.scratch)
+        {
+            self.emit(packet.in_if, len, out);
+            self.counters.events.tcp_resets_sent += 1;
+        }
+    }
+
+    /// Sends an ICMP error about `packet` back out of its input interface,
+    /// unless RFC 1122 forbids it or the rate limit says no.
+    fn send_icmp_error(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        error: IcmpError,
+        out: &mut dyn FrameSink,
+    ) {
+        let Some(interface) = self.interfaces.get(usize::from(packet.in_if)).copied() else {
+            return;
+        };
+        let meta = &packet.meta;
+        let own_dst = self
+            .interfaces
+            .iter()
+            .any(|i| i.addr != 0 && i.addr == meta.dst);
+        let from = ReplyFrom {
+            mac: interface.mac,
+            addr: if own_dst { meta.dst } else { interface.addr },
+        };
+        let allowed = may_send_icmp_error(meta, packet.eth.dst, self.is_broadcast(meta.dst));
+        let events = &mut self.counters.events;
+        if from.addr == 0 || !allowed {
+            events.icmp_errors_suppressed += 1;
+            return;
+        }
+        if !self.icmp_limit.try_take(now_ms) {
+            events.icmp_errors_rate_limited += 1;
+            return;
+        }
+        if let Ok(len) = build_icmp_error(packet.frame, meta, error, from, &mut self.scratch) {
+            self.emit(packet.in_if, len, out);
+            self.counters.events.icmp_errors_sent += 1;
+        }
+    }
+
+    fn emit(&mut self, out_if: IfIndex, len: usize, out: &mut dyn FrameSink) {
+        let sent = self
+            .scratch
+            .get(..len)
+            .is_some_and(|reply| out.send(out_if, reply));
+        if !sent {
+            self.counters.count_drop(out_if, DropReason::TransmitFailed);
+        }
+    }
+
+    /// TTL decrement, MAC rewrite, and neighbour resolution.
+    fn transmit(
+        &mut self,
+        now_ms: u64,
+        packet: Packet<'_>,
+        hop: NextHop,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        let len = ETHERNET_HEADER_LEN + packet.meta.total_len;
+        let (Some(frame), Some(interface)) = (
+            packet.frame.get_mut(..len),
+            self.interfaces.get(usize::from(hop.out_if)),
+        ) else {
+            return Disposition::Drop(DropReason::Ipv4TotalLength);
+        };
+        if !decrement_ttl(frame) {
+            return Disposition::Drop(DropReason::Ipv4Truncated);
+        }
+        if let Some(src) = frame.get_mut(6..12) {
+            src.copy_from_slice(&interface.mac);
+        }
+        let who = (packet.in_if, hop.out_if, hop.addr);
+        let disposition = match self
+            .neighbours
+            .resolve(now_ms, who, frame, &self.interfaces, out)
+        {
+            Ok(Resolution::Mac(mac)) => {
+                if let Some(dst) = frame.get_mut(..6) {
+                    dst.copy_from_slice(&mac);
+                }
+                Disposition::Forward {
+                    out_if: hop.out_if,
+                    len,
+                }
+            }
+            Ok(Resolution::Queued) => Disposition::Queued,
+            Err(reason) => return Disposition::Drop(reason),
+        };
+        if let Some(counters) = self.counters.interface_mut(hop.out_if) {
+            counters.forwarded_out += 1;
+        }
+        disposition
+    }
+}
+
+/// Decrements the TTL of the IPv4 header at `frame[14..]` and patches the
+/// header checksum incrementally (RFC 1624), touching nothing else.
+fn decrement_ttl(frame: &mut [u8]) -> bool {
+    let ttl_at = ETHERNET_HEADER_LEN + 8;
+    let sum_at = ETHERNET_HEADER_LEN + 10;
+    let (Some(&[ttl, proto]), Some(&[hi, lo])) =
+        (frame.get(ttl_at..ttl_at + 2), frame.get(sum_at..sum_at + 2))
+    else {
+        return false;
+    };
+    let new_ttl = ttl.saturating_sub(1);
+    let old_word = u16::from_be_bytes([ttl, proto]);
+    let new_word = u16::from_be_bytes([new_ttl, proto]);
+    let sum = checksum::update(u16::from_be_bytes([hi, lo]), old_word, new_word);
+    if let Some(byte) = frame.get_mut(ttl_at) {
+        *byte = new_ttl;
+    }
+    if let Some(field) = frame.get_mut(sum_at..sum_at + 2) {
+        field.copy_from_slice(&sum.to_be_bytes());
+    }
+    true
+}
+
+/// The rules' view of a packet.
+pub fn packet_key(meta: &Ipv4Meta, in_if: IfIndex, out_if: IfIndex, state: CtState) -> PacketKey {
+    let (src_port, dst_port) = match meta.transport {
+        Transport::Ports { src_port, dst_port } => (src_port, dst_port),
+        _ => (0, 0),
+    };
+    let (icmp_type, icmp_code) = if meta.proto == proto::ICMP {
+        meta.icmp
+    } else {
+        (0, 0)
+    };
+    PacketKey {
+        proto: meta.proto,
+        src: meta.src,
+        dst: meta.dst,
+        src_port,
+        dst_port,
+        icmp_type,
+        icmp_code,
+        in_if,
+        out_if,
+        state,
+    }
+}

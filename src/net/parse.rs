@@ -1,0 +1,406 @@
+//! Validation and parsing of received frames into what conntrack, the rules
+//! and the forwarder need, with smoltcp's checked wire views.
+//!
+//! Nothing here panics on any input: every length is checked before a view
+//! is built, and every failure maps to a `DropReason`. Transport checksums
+//! are not verified: a router forwards segments with bad checksums and the
+//! end host drops them (verifying them would cost a pass over every payload).
+
+use smoltcp::wire::{
+    ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, Icmpv4Packet, Ipv4Packet, TcpOption,
+    TcpPacket, UdpPacket,
+};
+
+use super::checksum;
+use super::counters::DropReason;
+use crate::flow::proto;
+
+/// Length of an Ethernet II header.
+pub const ETHERNET_HEADER_LEN: usize = 14;
+/// Length of an IPv4 header without options.
+pub const IPV4_MIN_HEADER_LEN: usize = 20;
+const TCP_MIN_HEADER_LEN: usize = 20;
+const UDP_HEADER_LEN: usize = 8;
+const ICMP_HEADER_LEN: usize = 8;
+
+/// TCP flag bits as they sit in byte 13 of the TCP header.
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+}
+
+/// What a frame carries, after the Ethernet header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtherPayload {
+    /// An Ethernet/IPv4 ARP request or reply.
+    Arp(ArpRepr),
+    /// An IPv4 packet starting at `ETHERNET_HEADER_LEN`.
+    Ipv4,
+}
+
+/// The Ethernet header fields the data plane uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EthernetInfo {
+    /// Destination MAC.
+    pub dst: [u8; 6],
+    /// Source MAC.
+    pub src: [u8; 6],
+    /// The payload kind.
+    pub payload: EtherPayload,
+}
+
+/// The transport view of a packet used to find its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP or UDP ports.
+    Ports {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+    },
+    /// An ICMP query (echo, timestamp, information, address mask).
+    IcmpQuery {
+        /// Request type of the query pair (8 for echo), whatever the direction.
+        request_type: u8,
+        /// Query identifier.
+        id: u16,
+        /// Whether this packet is the request (else the reply).
+        is_request: bool,
+    },
+    /// Nothing to tell flows of this protocol apart by.
+    None,
+}
+
+/// The header of a packet quoted inside an ICMP error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quoted {
+    /// IP protocol of the quoted packet.
+    pub proto: u8,
+    /// Source address of the quoted packet, host order.
+    pub src: u32,
+    /// Destination address of the quoted packet, host order.
+    pub dst: u32,
+    /// Transport fields of the quoted packet.
+    pub transport: Transport,
+}
+
+/// TCP header fields conntrack needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSegment {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// Raw (unscaled) window.
+    pub window: u16,
+    /// Flag bits (`tcp_flags`).
+    pub flags: u8,
+    /// Segment length in sequence space: data bytes, plus one each for SYN and FIN.
+    pub seq_len: u32,
+    /// Window-scale option, if present (SYN segments).
+    pub window_scale: Option<u8>,
+}
+
+/// The layer-4 part of an IPv4 packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    /// TCP.
+    Tcp(TcpSegment),
+    /// UDP.
+    Udp,
+    /// ICMP query (echo and friends).
+    IcmpQuery,
+    /// ICMP error; `quoted` is `None` when the quoted header is unusable.
+    IcmpError {
+        /// The packet the error is about.
+        quoted: Option<Quoted>,
+    },
+    /// Other ICMP messages (router advertisements, ...).
+    IcmpOther,
+    /// Another IP protocol.
+    Other,
+    /// A non-first fragment: no transport header.
+    LaterFragment,
+}
+
+/// A validated IPv4 packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Meta {
+    /// Header length in bytes (IHL * 4).
+    pub header_len: usize,
+    /// Total length in bytes (header + payload), within the frame.
+    pub total_len: usize,
+    /// Source address, host order.
+    pub src: u32,
+    /// Destination address, host order.
+    pub dst: u32,
+    /// IP protocol.
+    pub proto: u8,
+    /// Time to live.
+    pub ttl: u8,
+    /// Identification (for fragments).
+    pub ident: u16,
+    /// Fragment offset in 8-byte units.
+    pub frag_offset: u16,
+    /// More-fragments flag.
+    pub more_fragments: bool,
+    /// Transport ports or ICMP query identity.
+    pub transport: Transport,
+    /// ICMP type and code (0 for other protocols).
+    pub icmp: (u8, u8),
+    /// Layer-4 details.
+    pub l4: L4,
+}
+
+impl Ipv4Meta {
+    /// Whether this packet is a fragment (first or later).
+    pub fn is_fragment(&self) -> bool {
+        self.more_fragments || self.frag_offset != 0
+    }
+}
+
+/// Parses the Ethernet header and, for ARP, the ARP packet.
+pub fn parse_ethernet(frame: &[u8]) -> Result<EthernetInfo, DropReason> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::EthernetTruncated)?;
+    let payload = match eth.ethertype() {
+        EthernetProtocol::Ipv4 => EtherPayload::Ipv4,
+        EthernetProtocol::Arp => {
+            let packet =
+                ArpPacket::new_checked(eth.payload()).map_err(|_| DropReason::ArpMalformed)?;
+            EtherPayload::Arp(ArpRepr::parse(&packet).map_err(|_| DropReason::ArpMalformed)?)
+        }
+        _ => return Err(DropReason::EtherType),
+    };
+    Ok(EthernetInfo {
+        dst: eth.dst_addr().0,
+        src: eth.src_addr().0,
+        payload,
+    })
+}
+
+/// Validates an IPv4 header (version, IHL, total length, checksum) at the
+/// start of `packet` and parses its transport header.
+pub fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Meta, DropReason> {
+    let (header_len, total_len) = check_ipv4_header(packet)?;
+    let ip = Ipv4Packet::new_checked(packet).map_err(|_| DropReason::Ipv4TotalLength)?;
+    let payload = packet
+        .get(header_len..total_len)
+        .ok_or(DropReason::Ipv4TotalLength)?;
+    let frag_offset = ip.frag_offset() / 8;
+    let more_fragments = ip.more_frags();
+    // "Ping of death": a fragment reaching past the 65535-byte datagram limit.
+    if usize::from(ip.frag_offset()) + payload.len() > 65535 {
+        return Err(DropReason::Ipv4TotalLength);
+    }
+    let mut meta = Ipv4Meta {
+        header_len,
+        total_len,
+        src: u32::from(ip.src_addr()),
+        dst: u32::from(ip.dst_addr()),
+        proto: u8::from(ip.next_header()),
+        ttl: ip.hop_limit(),
+        ident: ip.ident(),
+        frag_offset,
+        more_fragments,
+        transport: Transport::None,
+        icmp: (0, 0),
+        l4: L4::LaterFragment,
+    };
+    if frag_offset == 0 {
+        let truncated = if more_fragments {
+            DropReason::TinyFragment
+        } else {
+            DropReason::L4Malformed
+        };
+        parse_l4(&mut meta, payload).map_err(|()| truncated)?;
+    }
+    Ok(meta)
+}
+
+/// Checks version, IHL, total length and checksum; returns (header, total) lengths.
+fn check_ipv4_header(packet: &[u8]) -> Result<(usize, usize), DropReason> {
+    let first = *packet.first().ok_or(DropReason::Ipv4Truncated)?;
+    if packet.len() < IPV4_MIN_HEADER_LEN {
+        return Err(DropReason::Ipv4Truncated);
+    }
+    if first >> 4 != 4 {
+        return Err(DropReason::Ipv4Version);
+    }
+    let header_len = usize::from(first & 0x0f) * 4;
+    if header_len < IPV4_MIN_HEADER_LEN || header_len > packet.len() {
+        return Err(DropReason::Ipv4HeaderLength);
+    }
+    let total_len = match (packet.get(2), packet.get(3)) {
+        (Some(&hi), Some(&lo)) => usize::from(u16::from_be_bytes([hi, lo])),
+        _ => return Err(DropReason::Ipv4Truncated),
+    };
+    if total_len < header_len || total_len > packet.len() {
+        return Err(DropReason::Ipv4TotalLength);
+    }
+    let header = packet
+        .get(..header_len)
+        .ok_or(DropReason::Ipv4HeaderLength)?;
+    if checksum::checksum(header) != 0 {
+        return Err(DropReason::Ipv4Checksum);
+    }
+    Ok((header_len, total_len))
+}
+
+/// Fills the transport fields of `meta` from the first fragment's payload;
+/// `Err` when the transport header is incomplete.
+fn parse_l4(meta: &mut Ipv4Meta, payload: &[u8]) -> Result<(), ()> {
+    match meta.proto {
+        proto::TCP => {
+            let (transport, segment) = parse_tcp(payload)?;
+            meta.transport = transport;
+            meta.l4 = L4::Tcp(segment);
+        }
+        proto::UDP => {
+            if payload.len() < UDP_HEADER_LEN {
+                return Err(());
+            }
+            let udp = UdpPacket::new_unchecked(payload);
+            // A whole datagram's length field must fit; a first fragment's cannot.
+            if !meta.more_fragments && UdpPacket::new_checked(payload).is_err() {
+                return Err(());
+            }
+            meta.transport = Transport::Ports {
+                src_port: udp.src_port(),
+                dst_port: udp.dst_port(),
+            };
+            meta.l4 = L4::Udp;
+        }
+        proto::ICMP => parse_icmp(meta, payload)?,
+        _ => meta.l4 = L4::Other,
+    }
+    Ok(())
+}
+
+fn parse_tcp(payload: &[u8]) -> Result<(Transport, TcpSegment), ()> {
+    let tcp = TcpPacket::new_checked(payload).map_err(|_| ())?;
+    if usize::from(tcp.header_len()) < TCP_MIN_HEADER_LEN {
+        return Err(());
+    }
+    let flags = payload.get(13).copied().ok_or(())? & 0x3f;
+    let data_len = payload.len().saturating_sub(usize::from(tcp.header_len()));
+    let seq_len = data_len as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
+    let window_scale = if tcp.syn() {
+        window_scale(tcp.options())
+    } else {
+        None
+    };
+    let transport = Transport::Ports {
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+    };
+    let segment = TcpSegment {
+        seq: tcp.seq_number().0 as u32,
+        ack: tcp.ack_number().0 as u32,
+        window: tcp.window_len(),
+        flags,
+        seq_len,
+        window_scale,
+    };
+    Ok((transport, segment))
+}
+
+/// The window-scale option in a SYN's options, capped at 14 (RFC 7323).
+fn window_scale(mut options: &[u8]) -> Option<u8> {
+    while !options.is_empty() {
+        let (rest, option) = TcpOption::parse(options).ok()?;
+        match option {
+            TcpOption::WindowScale(shift) => return Some(shift.min(14)),
+            TcpOption::EndOfList => return None,
+            _ => options = rest,
+        }
+    }
+    None
+}
+
+fn parse_icmp(meta: &mut Ipv4Meta, payload: &[u8]) -> Result<(), ()> {
+    if payload.len() < ICMP_HEADER_LEN {
+        return Err(());
+    }
+    let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| ())?;
+    let icmp_type = payload.first().copied().ok_or(())?;
+    meta.icmp = (icmp_type, icmp.msg_code());
+    if let Some((request_type, is_request)) = icmp_query_pair(icmp_type) {
+        meta.transport = Transport::IcmpQuery {
+            request_type,
+            id: icmp.echo_ident(),
+            is_request,
+        };
+        meta.l4 = L4::IcmpQuery;
+    } else if is_icmp_error(icmp_type) {
+        let quoted = payload.get(ICMP_HEADER_LEN..).and_then(parse_quoted);
+        meta.l4 = L4::IcmpError { quoted };
+    } else {
+        meta.l4 = L4::IcmpOther;
+    }
+    Ok(())
+}
+
+/// For an ICMP query type, its pair's request type and whether it is the request.
+pub fn icmp_query_pair(icmp_type: u8) -> Option<(u8, bool)> {
+    match icmp_type {
+        8 | 13 | 15 | 17 => Some((icmp_type, true)),
+        0 => Some((8, false)),
+        14 | 16 | 18 => Some((icmp_type - 1, false)),
+        _ => None,
+    }
+}
+
+/// Whether `icmp_type` is an error message (RFC 792/1812): destination
+/// unreachable, source quench, redirect, time exceeded, parameter problem.
+pub fn is_icmp_error(icmp_type: u8) -> bool {
+    matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
+}
+
+/// Parses the IP header + 8 bytes quoted in an ICMP error. The quoted
+/// checksum is not checked (routers may have changed TTL on the way).
+fn parse_quoted(quoted: &[u8]) -> Option<Quoted> {
+    let first = *quoted.first()?;
+    let header_len = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || header_len < IPV4_MIN_HEADER_LEN {
+        return None;
+    }
+    let ip = Ipv4Packet::new_unchecked(quoted.get(..header_len)?);
+    if ip.frag_offset() != 0 {
+        return None;
+    }
+    let l4 = quoted.get(header_len..)?;
+    let proto = u8::from(ip.next_header());
+    let transport = match proto {
+        proto::TCP | proto::UDP => Transport::Ports {
+            src_port: u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
+            dst_port: u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
+        },
+        proto::ICMP => {
+            let (request_type, is_request) = icmp_query_pair(*l4.first()?)?;
+            let id = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]);
+            Transport::IcmpQuery {
+                request_type,
+                id,
+                is_request,
+            }
+        }
+        _ => Transport::None,
+    };
+    Some(Quoted {
+        proto,
+        src: u32::from(ip.src_addr()),
+        dst: u32::from(ip.dst_addr()),
+        transport,
+    })
+}

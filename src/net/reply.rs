@@ -1,0 +1,219 @@
+//! Builders of the answers the firewall sends for a received frame: ICMP
+//! errors (time exceeded, destination unreachable) and TCP RSTs, written
+//! into a caller-provided buffer.
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, IpAddress,
+    IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr,
+    TcpSeqNumber as SeqNumber,
+};
+
+use super::parse::{
+    is_icmp_error, tcp_flags, Ipv4Meta, TcpSegment, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN, L4,
+};
+use super::route::is_martian_source;
+use crate::flow::RejectWith;
+
+/// TTL of packets the firewall originates (Linux's default).
+pub const REPLY_TTL: u8 = 64;
+/// Bytes of the offending packet's payload an ICMP error quotes (RFC 792).
+pub const QUOTED_PAYLOAD_LEN: usize = 8;
+/// Largest reply frame: Ethernet + IP + ICMP header + a 60-byte quoted header + 8.
+pub const MAX_REPLY_LEN: usize =
+    ETHERNET_HEADER_LEN + IPV4_MIN_HEADER_LEN + 8 + 60 + QUOTED_PAYLOAD_LEN;
+
+const ICMP_HEADER_LEN: usize = 8;
+const TCP_HEADER_LEN: usize = 20;
+
+/// Why no reply was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyError {
+    /// The output buffer cannot hold the reply.
+    BufferTooSmall,
+    /// RFC 1122 3.2.2 / RFC 1812 4.3.2.7 forbid answering this packet
+    /// (an ICMP error, a later fragment, a broadcast, a martian source), or
+    /// a RST was asked for a packet that is not a plain TCP segment (or is a RST).
+    NotAnswerable,
+}
+
+/// An ICMP error: type and code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpError {
+    /// ICMP type (3 = destination unreachable, 11 = time exceeded).
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub code: u8,
+}
+
+impl IcmpError {
+    /// Time exceeded in transit (type 11, code 0).
+    pub const TTL_EXCEEDED: IcmpError = IcmpError {
+        icmp_type: 11,
+        code: 0,
+    };
+    /// Destination net unreachable (type 3, code 0).
+    pub const NET_UNREACHABLE: IcmpError = IcmpError {
+        icmp_type: 3,
+        code: 0,
+    };
+
+    /// The ICMP error for a reject; `None` for `TcpReset`.
+    pub fn for_reject(with: RejectWith) -> Option<IcmpError> {
+        let code = match with {
+            RejectWith::NetUnreachable => 0,
+            RejectWith::HostUnreachable => 1,
+            RejectWith::ProtoUnreachable => 2,
+            RejectWith::PortUnreachable => 3,
+            RejectWith::AdminProhibited => 13,
+            RejectWith::TcpReset => return None,
+        };
+        Some(IcmpError { icmp_type: 3, code })
+    }
+}
+
+/// The interface a reply leaves by: its MAC and IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyFrom {
+    /// Source MAC of the reply.
+    pub mac: [u8; 6],
+    /// Source address of an ICMP error, host order.
+    pub addr: u32,
+}
+
+/// Whether RFC 1122/1812 allow an ICMP error about `meta`, received with
+/// link-layer destination `eth_dst`.
+pub fn may_send_icmp_error(meta: &Ipv4Meta, eth_dst: [u8; 6], ip_dst_is_broadcast: bool) -> bool {
+    let about_error = matches!(meta.l4, L4::IcmpError { .. })
+        || (meta.l4 == L4::LaterFragment)
+        || (meta.proto == crate::flow::proto::ICMP && is_icmp_error(meta.icmp.0));
+    let link_broadcast = eth_dst[0] & 1 != 0;
+    !(about_error || link_broadcast || ip_dst_is_broadcast || meta.frag_offset != 0)
+        && !is_martian_source(meta.src)
+        && meta.dst >> 28 != 0xe
+}
+
+/// Writes into `out` an ICMP error about the packet in `frame` (which
+/// starts at its Ethernet header and was parsed into `meta`): Ethernet back
+/// to the sender's MAC, IP from `from.addr` to the packet's source, and the
+/// offending IP header plus 8 payload bytes. Returns the frame length.
+pub fn build_icmp_error(
+    frame: &[u8],
+    meta: &Ipv4Meta,
+    error: IcmpError,
+    from: ReplyFrom,
+    out: &mut [u8],
+) -> Result<usize, ReplyError> {
+    let ip_start = ETHERNET_HEADER_LEN;
+    let quoted_len = meta.header_len + QUOTED_PAYLOAD_LEN.min(meta.total_len - meta.header_len);
+    let quoted = frame
+        .get(ip_start..ip_start + quoted_len)
+        .ok_or(ReplyError::NotAnswerable)?;
+    let icmp_len = ICMP_HEADER_LEN + quoted_len;
+    let ip = Ipv4Repr {
+        src_addr: Ipv4Address::from(from.addr),
+        dst_addr: Ipv4Address::from(meta.src),
+        next_header: IpProtocol::Icmp,
+        payload_len: icmp_len,
+        hop_limit: REPLY_TTL,
+    };
+    let icmp_out = emit_headers(frame, from.mac, &ip, out)?;
+    let icmp_buf = icmp_out
+        .get_mut(..icmp_len)
+        .ok_or(ReplyError::BufferTooSmall)?;
+    icmp_buf.fill(0);
+    let (header, data) = icmp_buf.split_at_mut(ICMP_HEADER_LEN);
+    data.copy_from_slice(quoted);
+    header[0] = error.icmp_type;
+    let mut icmp = Icmpv4Packet::new_unchecked(icmp_buf);
+    icmp.set_msg_code(error.code);
+    icmp.fill_checksum();
+    Ok(ETHERNET_HEADER_LEN + IPV4_MIN_HEADER_LEN + icmp_len)
+}
+
+/// Writes into `out` a TCP RST answering the segment in `frame`, as RFC 793
+/// ("Reset Generation") says: if the segment has ACK, the RST carries
+/// `seq = SEG.ACK` and no ACK; else `seq = 0`, ACK set and `ack = SEG.SEQ +
+/// SEG.LEN`. It appears to come from the segment's destination.
+pub fn build_tcp_reset(
+    frame: &[u8],
+    meta: &Ipv4Meta,
+    from_mac: [u8; 6],
+    out: &mut [u8],
+) -> Result<usize, ReplyError> {
+    let (L4::Tcp(segment), crate::net::parse::Transport::Ports { src_port, dst_port }) =
+        (meta.l4, meta.transport)
+    else {
+        return Err(ReplyError::NotAnswerable);
+    };
+    if segment.flags & tcp_flags::RST != 0 || meta.is_fragment() {
+        return Err(ReplyError::NotAnswerable);
+    }
+    let (seq, ack) = reset_numbers(&segment);
+    let tcp = TcpRepr {
+        src_port: dst_port,
+        dst_port: src_port,
+        control: TcpControl::Rst,
+        seq_number: SeqNumber(seq as i32),
+        ack_number: ack.map(|a| SeqNumber(a as i32)),
+        window_len: 0,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: Ipv4Address::from(meta.dst),
+        dst_addr: Ipv4Address::from(meta.src),
+        next_header: IpProtocol::Tcp,
+        payload_len: TCP_HEADER_LEN,
+        hop_limit: REPLY_TTL,
+    };
+    let tcp_out = emit_headers(frame, from_mac, &ip, out)?;
+    let tcp_buf = tcp_out
+        .get_mut(..TCP_HEADER_LEN)
+        .ok_or(ReplyError::BufferTooSmall)?;
+    let mut packet = TcpPacket::new_unchecked(tcp_buf);
+    let (src, dst) = (IpAddress::Ipv4(ip.src_addr), IpAddress::Ipv4(ip.dst_addr));
+    tcp.emit(&mut packet, &src, &dst, &ChecksumCapabilities::default());
+    Ok(ETHERNET_HEADER_LEN + IPV4_MIN_HEADER_LEN + TCP_HEADER_LEN)
+}
+
+/// RFC 793 reset numbers: (seq, Some(ack) when ACK is set).
+fn reset_numbers(segment: &TcpSegment) -> (u32, Option<u32>) {
+    if segment.flags & tcp_flags::ACK != 0 {
+        (segment.ack, None)
+    } else {
+        (0, Some(segment.seq.wrapping_add(segment.seq_len)))
+    }
+}
+
+/// Emits the Ethernet header (back to `frame`'s source MAC) and `ip` into
+/// `out`; returns the rest of `out` after the IP header.
+fn emit_headers<'o>(
+    frame: &[u8],
+    from_mac: [u8; 6],
+    ip: &Ipv4Repr,
+    out: &'o mut [u8],
+) -> Result<&'o mut [u8], ReplyError> {
+    let total = ETHERNET_HEADER_LEN + IPV4_MIN_HEADER_LEN + ip.payload_len;
+    if out.len() < total {
+        return Err(ReplyError::BufferTooSmall);
+    }
+    let sender = frame.get(6..12).ok_or(ReplyError::NotAnswerable)?;
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(from_mac),
+        dst_addr: EthernetAddress::from_bytes(sender),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let (eth_buf, rest) = out.split_at_mut(ETHERNET_HEADER_LEN);
+    eth.emit(&mut EthernetFrame::new_unchecked(eth_buf));
+    let (ip_buf, rest) = rest.split_at_mut(IPV4_MIN_HEADER_LEN);
+    ip.emit(
+        &mut Ipv4Packet::new_unchecked(ip_buf),
+        &ChecksumCapabilities::default(),
+    );
+    Ok(rest)
+}

@@ -1,0 +1,245 @@
+//! Interfaces, connected subnets and static routes: longest-prefix match.
+
+use alloc::vec::Vec;
+
+use crate::flow::IfIndex;
+
+/// One data-plane interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    /// The interface's MAC address.
+    pub mac: [u8; 6],
+    /// The firewall's IPv4 address on it, host order (0 = none yet).
+    pub addr: u32,
+    /// Prefix length of the connected subnet.
+    pub prefix_len: u8,
+}
+
+/// A static route (`prefix/prefix_len via gateway`); the output interface
+/// is the one whose connected subnet holds the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticRoute {
+    /// Destination prefix, host order.
+    pub prefix: u32,
+    /// Prefix length, 0..=32 (0 = default route).
+    pub prefix_len: u8,
+    /// Next-hop router, host order.
+    pub gateway: u32,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A prefix length above 32 (on the interface or route with this index).
+    PrefixTooLong(usize),
+    /// The gateway of the static route with this index is on no connected subnet.
+    GatewayUnreachable(usize),
+    /// More interfaces than `IfIndex` can name (the last value is `NO_IF`).
+    TooManyInterfaces,
+}
+
+/// Where a route sends a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    /// Output interface.
+    pub out_if: IfIndex,
+    /// Address to resolve with ARP: the gateway, or the destination itself.
+    pub addr: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    prefix: u32,
+    mask: u32,
+    out_if: IfIndex,
+    gateway: Option<u32>,
+}
+
+/// The netmask of a prefix length (`None` above 32).
+pub fn netmask(prefix_len: u8) -> Option<u32> {
+    match prefix_len {
+        0 => Some(0),
+        1..=32 => Some(u32::MAX << (32 - u32::from(prefix_len))),
+        _ => None,
+    }
+}
+
+/// Routes sorted longest prefix first; a linear scan suits the handful of
+/// routes a firewall appliance has (connected subnets plus a few statics).
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Connected routes of `interfaces` (those with an address) plus `statics`.
+    pub fn new(
+        interfaces: &[InterfaceConfig],
+        statics: &[StaticRoute],
+    ) -> Result<RouteTable, ConfigError> {
+        if interfaces.len() >= usize::from(crate::flow::NO_IF) {
+            return Err(ConfigError::TooManyInterfaces);
+        }
+        let mut routes = Vec::with_capacity(interfaces.len() + statics.len());
+        for (index, interface) in interfaces.iter().enumerate() {
+            let mask = netmask(interface.prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
+            if interface.addr != 0 {
+                let out_if = index as IfIndex;
+                routes.push(Route {
+                    prefix: interface.addr & mask,
+                    mask,
+                    out_if,
+                    gateway: None,
+                });
+            }
+        }
+        let connected = RouteTable {
+            routes: routes.clone(),
+        };
+        for (index, route) in statics.iter().enumerate() {
+            let mask = netmask(route.prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
+            let via = connected
+                .lookup(route.gateway)
+                .ok_or(ConfigError::GatewayUnreachable(index))?;
+            routes.push(Route {
+                prefix: route.prefix & mask,
+                mask,
+                out_if: via.out_if,
+                gateway: Some(route.gateway),
+            });
+        }
+        // Stable sort: among equal prefixes, connected routes win.
+        routes.sort_by_key(|route| core::cmp::Reverse(route.mask.count_ones()));
+        Ok(RouteTable { routes })
+    }
+
+    /// The longest-prefix route to `dst`.
+    pub fn lookup(&self, dst: u32) -> Option<NextHop> {
+        let route = self
+            .routes
+            .iter()
+            .find(|route| dst & route.mask == route.prefix)?;
+        Some(NextHop {
+            out_if: route.out_if,
+            addr: route.gateway.unwrap_or(dst),
+        })
+    }
+}
+
+/// RFC 1812 5.3.7 / 4.2.2.11: a source address no packet may carry here
+/// (0/8, 127/8, multicast, class E and limited broadcast).
+pub fn is_martian_source(addr: u32) -> bool {
+    let first = addr >> 24;
+    first == 0 || first == 127 || addr >= 0xe000_0000
+}
+
+/// A destination never forwarded or accepted: 0/8, 127/8 and class E
+/// (limited broadcast 255.255.255.255 excepted).
+pub fn is_martian_destination(addr: u32) -> bool {
+    let first = addr >> 24;
+    first == 0 || first == 127 || (addr >= 0xf000_0000 && addr != u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interfaces() -> [InterfaceConfig; 2] {
+        [
+            InterfaceConfig {
+                mac: [2, 0, 0, 0, 0, 1],
+                addr: 0x0a01_0001,
+                prefix_len: 24,
+            },
+            InterfaceConfig {
+                mac: [2, 0, 0, 0, 0, 2],
+                addr: 0x0a02_0001,
+                prefix_len: 24,
+            },
+        ]
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let statics = [
+            StaticRoute {
+                prefix: 0,
+                prefix_len: 0,
+                gateway: 0x0a02_00fe,
+            },
+            StaticRoute {
+                prefix: 0xc0a8_0000,
+                prefix_len: 16,
+                gateway: 0x0a01_00fe,
+            },
+        ];
+        let table = RouteTable::new(&interfaces(), &statics).unwrap();
+        assert_eq!(
+            table.lookup(0x0a01_0002),
+            Some(NextHop {
+                out_if: 0,
+                addr: 0x0a01_0002
+            })
+        );
+        assert_eq!(
+            table.lookup(0x0a02_0009),
+            Some(NextHop {
+                out_if: 1,
+                addr: 0x0a02_0009
+            })
+        );
+        assert_eq!(
+            table.lookup(0xc0a8_0102),
+            Some(NextHop {
+                out_if: 0,
+                addr: 0x0a01_00fe
+            })
+        );
+        assert_eq!(
+            table.lookup(0x0808_0808),
+            Some(NextHop {
+                out_if: 1,
+                addr: 0x0a02_00fe
+            })
+        );
+    }
+
+    #[test]
+    fn no_default_means_no_route() {
+        let table = RouteTable::new(&interfaces(), &[]).unwrap();
+        assert_eq!(table.lookup(0x0808_0808), None);
+    }
+
+    #[test]
+    fn bad_configuration_is_refused() {
+        let unreachable = [StaticRoute {
+            prefix: 0,
+            prefix_len: 0,
+            gateway: 0x0b00_0001,
+        }];
+        assert_eq!(
+            RouteTable::new(&interfaces(), &unreachable).unwrap_err(),
+            ConfigError::GatewayUnreachable(0)
+        );
+        let long = [StaticRoute {
+            prefix: 0,
+            prefix_len: 33,
+            gateway: 0x0a01_0002,
+        }];
+        assert_eq!(
+            RouteTable::new(&interfaces(), &long).unwrap_err(),
+            ConfigError::PrefixTooLong(0)
+        );
+    }
+
+    #[test]
+    fn martians() {
+        assert!(is_martian_source(0x7f00_0001));
+        assert!(is_martian_source(0xe000_0001));
+        assert!(is_martian_source(u32::MAX));
+        assert!(!is_martian_source(0x0a01_0002));
+        assert!(!is_martian_destination(u32::MAX));
+        assert!(is_martian_destination(0xf000_0001));
+        assert!(is_martian_destination(0));
+    }
+}
