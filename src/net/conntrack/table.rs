@@ -143,9 +143,9 @@ impl ConnTrack {
         self.slots.len()
     }
 
-    /// Buckets allocated by the index (constant over the table's life).
+    /// Bytes allocated by the index (constant over the table's life).
     pub fn index_allocation(&self) -> usize {
-        self.index.capacity()
+        self.index.allocation_size()
     }
 
     /// Entries evicted early so far.
