@@ -34,10 +34,11 @@ struct Packet<'f> {
 
 impl Dataplane {
     /// Decides and carries out what happens to one received frame. `frame`
-    /// starts at the Ethernet header; it is modified in place only for
-    /// `Disposition::Forward`. Generated frames (ICMP errors, RSTs, ARP
-    /// requests, frames released by ARP) go to `out`. Never allocates,
-    /// never panics; every drop is counted on `in_if`.
+    /// starts at the Ethernet header. After the call it is unchanged for
+    /// `Local`, rewritten for `Forward`, and free for reuse (contents
+    /// unspecified) for `Queued` and `Drop`. Generated frames (ICMP errors,
+    /// RSTs, ARP requests, frames released by ARP) go to `out` during the
+    /// call. Never allocates, never panics; every drop is counted on `in_if`.
     pub fn handle_frame<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
