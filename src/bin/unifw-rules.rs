@@ -128,7 +128,8 @@ fn explain(path: &str, packet: &str, opts: &[String]) -> Result<(), String> {
             o => return Err(format!("unknown option `{o}` (in, out, state, chain)")),
         }
     }
-    let v = image.classify(chain, &k);
+    let (v, cost) = image.classify_cost(chain, &k);
+    eprintln!("lookup cost: {} hash tables probed, {} slots compared, {} entries checked", cost.tuples, cost.slots, cost.entries);
     print_explanation(&c, &image, chain, v);
     Ok(())
 }
@@ -251,6 +252,9 @@ fn bench(path: &str, opts: &[String]) -> Result<(), String> {
         }
     }
     let fast = rate(&keys, 0.3, &|k| image.classify(Chain::Forward, k));
+    let cost = keys.iter().map(|k| image.classify_cost(Chain::Forward, k).1).fold([0u64; 3], |a, c| [a[0] + u64::from(c.tuples), a[1] + u64::from(c.slots), a[2] + u64::from(c.entries)]);
+    let per = |x: u64| x as f64 / keys.len() as f64;
+    eprintln!("per lookup: {:.1} tuples probed, {:.1} slots compared, {:.1} entries checked", per(cost[0]), per(cost[1]), per(cost[2]));
     let linear = if opts.iter().any(|o| o == "--linear") {
         let few = &keys[..keys.len().min(64)];
         format!("{:.0}", rate(few, 0.2, &|k| image.classify_linear(Chain::Forward, k)))

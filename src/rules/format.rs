@@ -14,7 +14,7 @@
 //! | 32 | per section: offset (u32), length (u32) |
 //!
 //! Sections (record sizes in bytes): interfaces (8), routes (12), rule lines
-//! (4), rule actions (1), chains (40), tuples (16), slots (4), entries (24),
+//! (4), rule actions (1), chains (48), tuples (16), slots (4), entries (24),
 //! cell index (2), cell masks (8). See `tables.rs` for what they hold.
 
 use core::fmt;
@@ -48,7 +48,7 @@ pub mod sec {
     pub const SLOTS: usize = 6;
     /// Entries.
     pub const ENTRIES: usize = 7;
-    /// Cell index: 65536 u16 mask numbers per index.
+    /// Cell index: 2^bits u16 mask numbers per index.
     pub const INDEX: usize = 8;
     /// Tuple masks (u64) the cell index refers to.
     pub const MASKS: usize = 9;
@@ -57,13 +57,13 @@ pub mod sec {
 /// Record size of each section.
 pub const RECORD: [usize; SECTIONS] = [8, 12, 4, 1, CHAIN_LEN, 16, 4, ENTRY_LEN, 2, 8];
 /// Bytes per chain record.
-pub const CHAIN_LEN: usize = 40;
+pub const CHAIN_LEN: usize = 48;
 /// Bytes per entry.
 pub const ENTRY_LEN: usize = 24;
 /// Most tuples a chain may have (one bit each in a u64 mask).
 pub const MAX_TUPLES: usize = 64;
-/// Cells in a cell index (one per /16).
-pub const CELLS: usize = 1 << 16;
+/// Most address bits a cell index uses.
+pub const MAX_INDEX_BITS: u32 = 16;
 /// An empty hash slot.
 pub const EMPTY: u32 = u32::MAX;
 /// "No index" in a chain record.

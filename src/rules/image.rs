@@ -42,6 +42,17 @@ pub struct RouteSpec {
     pub gateway: u32,
 }
 
+/// Work done by one lookup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Hash tables probed.
+    pub tuples: u32,
+    /// Occupied slots compared.
+    pub slots: u32,
+    /// Entries checked.
+    pub entries: u32,
+}
+
 /// A tuple record, decoded at load time.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tuple {
@@ -56,10 +67,12 @@ struct Tuple {
 #[derive(Debug, Clone, Copy)]
 struct ChainInfo {
     rules: u32,
-    tuple_count: usize,
     all: u64,
     tuples: [Tuple; MAX_TUPLES],
     wild: u64,
+    shift: u32,
+    entry_start: u32,
+    entry_count: u32,
     dst_index: u32,
     src_index: u32,
     mask_start: u32,
@@ -167,6 +180,17 @@ impl<'a> Image<'a> {
     /// The verdict for `key` in `chain`: that of the first matching rule in
     /// file order, or the chain's policy.
     pub fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict {
+        self.classify_counting::<false>(chain, key, &mut Cost::default())
+    }
+
+    /// [`Image::classify`], also counting the work done (for `explain` and tuning).
+    pub fn classify_cost(&self, chain: Chain, key: &PacketKey) -> (Verdict, Cost) {
+        let mut cost = Cost::default();
+        (self.classify_counting::<true>(chain, key, &mut cost), cost)
+    }
+
+    #[inline]
+    fn classify_counting<const COUNT: bool>(&self, chain: Chain, key: &PacketKey, cost: &mut Cost) -> Verdict {
         let c = &self.chains[chain_no(chain)];
         let (p1, p2) = port_fields(key);
         let mut todo = (c.wild | self.cell_mask(c, c.dst_index, key.dst) | self.cell_mask(c, c.src_index, key.src)) & c.all;
@@ -178,22 +202,24 @@ impl<'a> Image<'a> {
             if tuple.min_rule >= best {
                 break;
             }
-            best = self.probe(tuple, key, p1, p2, best);
+            best = self.probe::<COUNT>(tuple, key, p1, p2, best, cost);
         }
         self.verdict(chain, best)
     }
 
-    /// The same verdict by a linear scan of every entry (for tests and benchmarks).
+    /// The same verdict by a linear scan of every entry of the chain (for tests
+    /// and as the benchmark's baseline). Entries are grouped by tuple, not in
+    /// rule order, so every one is checked: what a first-match scan costs when
+    /// the last rule matches.
     pub fn classify_linear(&self, chain: Chain, key: &PacketKey) -> Verdict {
         let c = &self.chains[chain_no(chain)];
         let (p1, p2) = port_fields(key);
         let mut best = NONE;
-        for t in c.tuples.iter().take(c.tuple_count) {
-            for s in 0..t.slot_count {
-                let e = u32_at(self.sections[sec::SLOTS], (t.slot_start as usize + s as usize) * 4);
-                if e != EMPTY {
-                    best = self.scan(e, key, p1, p2, best);
-                }
+        for e in c.entry_start..c.entry_start.saturating_add(c.entry_count) {
+            let Some(b) = self.entry(e) else { break };
+            let rule = u32::from_le_bytes([b[16], b[17], b[18], 0]);
+            if rule < best && entry_matches(b, key, p1, p2) {
+                best = rule;
             }
         }
         self.verdict(chain, best)
@@ -211,7 +237,8 @@ impl<'a> Image<'a> {
         if index == NO_INDEX {
             return 0;
         }
-        let n = u16_at(self.sections[sec::INDEX], (index as usize + (addr >> 16) as usize) * 2);
+        let cell = addr.checked_shr(c.shift).unwrap_or(0) as usize;
+        let n = u16_at(self.sections[sec::INDEX], (index as usize + cell) * 2);
         if u32::from(n) >= c.mask_count {
             return 0;
         }
@@ -219,15 +246,21 @@ impl<'a> Image<'a> {
     }
 
     #[inline]
-    fn probe(&self, t: &Tuple, key: &PacketKey, p1: u16, p2: u16, best: u32) -> u32 {
+    fn probe<const COUNT: bool>(&self, t: &Tuple, key: &PacketKey, p1: u16, p2: u16, best: u32, cost: &mut Cost) -> u32 {
+        if COUNT {
+            cost.tuples += 1;
+        }
         let (ks, kd) = (key.src & t.src_mask, key.dst & t.dst_mask);
         let slots = self.sections[sec::SLOTS];
         let mut i = slot_of(ks, kd, t.slot_count);
         for _ in 0..t.slot_count {
             let e = u32_at(slots, (t.slot_start as usize + i as usize) * 4);
             let Some(b) = self.entry(e) else { return best };
+            if COUNT {
+                cost.slots += 1;
+            }
             if u32_at(b, 0) & t.src_mask == ks && u32_at(b, 4) & t.dst_mask == kd {
-                return self.scan(e, key, p1, p2, best);
+                return self.scan::<COUNT>(e, key, p1, p2, best, cost);
             }
             i += 1;
             if i == t.slot_count {
@@ -244,8 +277,11 @@ impl<'a> Image<'a> {
     }
 
     /// Walks the run of entries from `e`; returns the first matching rule below `best`.
-    fn scan(&self, mut e: u32, key: &PacketKey, p1: u16, p2: u16, best: u32) -> u32 {
+    fn scan<const COUNT: bool>(&self, mut e: u32, key: &PacketKey, p1: u16, p2: u16, best: u32, cost: &mut Cost) -> u32 {
         while let Some(b) = self.entry(e) {
+            if COUNT {
+                cost.entries += 1;
+            }
             let rule = u32::from_le_bytes([b[16], b[17], b[18], 0]);
             if rule >= best {
                 return best;
@@ -319,10 +355,12 @@ fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError>
     let all = if tuple_count == 64 { u64::MAX } else { (1u64 << tuple_count) - 1 };
     let info = ChainInfo {
         rules: w(0),
-        tuple_count,
         all,
         tuples,
         wild: (u64::from(w(4)) | (u64::from(w(5)) << 32)) & all,
+        shift: 32 - w(3).min(MAX_INDEX_BITS),
+        entry_start: w(10),
+        entry_count: w(11),
         dst_index: w(6),
         src_index: w(7),
         mask_start: w(8),
@@ -330,7 +368,7 @@ fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError>
     };
     let index_len = s[sec::INDEX].len() / 2;
     for ix in [info.dst_index, info.src_index] {
-        if ix != NO_INDEX && ix as usize + CELLS > index_len {
+        if ix != NO_INDEX && ix as usize + (1usize << (32 - info.shift)) > index_len {
             return Err(FormatError::BadChain);
         }
     }

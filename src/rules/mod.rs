@@ -31,6 +31,6 @@ pub use classbench::classbench_to_native;
 pub use compiler::{compile, compile_ruleset, parse, CompileStats, Compiled};
 pub use diag::{Diagnostic, Diagnostics, MAX_ERRORS};
 pub use format::FormatError;
-pub use image::{IfAddr, Image, InterfaceSpec, RouteSpec};
+pub use image::{Cost, IfAddr, Image, InterfaceSpec, RouteSpec};
 pub use print::{render, render_head, render_rule, render_tail, Format};
 pub use scenario::{lab_rule, point_in, random_key, scenario, Rng, ScenarioOptions};

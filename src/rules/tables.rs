@@ -23,9 +23,8 @@ use super::image::IfAddr;
 const LEVELS: usize = 8;
 /// A chain with fewer tuples than this is searched without a cell index.
 const INDEX_MIN_TUPLES: usize = 4;
-/// A chain with fewer entries than this is searched without a cell index
-/// (the index costs 128 KiB or more; small chains fit in cache anyway).
-const INDEX_MIN_ENTRIES: usize = 2048;
+/// Fewest and most address bits a cell index uses (2^bits cells of 2 bytes).
+const INDEX_BITS: (u32, u32) = (8, 16);
 
 /// The encoded tables of one chain, with offsets relative to its own arrays.
 #[derive(Default)]
@@ -39,6 +38,7 @@ struct ChainTables {
     has_dst: bool,
     has_src: bool,
     rules: u32,
+    bits: u32,
 }
 
 /// Sizes worth reporting about a built image.
@@ -157,20 +157,23 @@ type TupleOf<'a> = dyn Fn(&Entry) -> u8 + 'a;
 
 fn build_index(ct: &mut ChainTables, entries: &[Entry], id: &dyn Fn(&Entry) -> usize, src_levels: &[u8], dst_levels: &[u8], tuple_of: &TupleOf) {
     let all = if ct.tuples.len() >= 64 { u64::MAX } else { (1u64 << ct.tuples.len()) - 1 };
-    if ct.tuples.len() < INDEX_MIN_TUPLES || entries.len() < INDEX_MIN_ENTRIES {
+    if ct.tuples.len() < INDEX_MIN_TUPLES {
         ct.wild = all;
         return;
     }
-    let mut dst_cells = alloc::vec![0u64; CELLS];
-    let mut src_cells = alloc::vec![0u64; CELLS];
+    // About one cell per entry, within INDEX_BITS.
+    let bits = (usize::BITS - entries.len().leading_zeros()).clamp(INDEX_BITS.0, INDEX_BITS.1);
+    ct.bits = bits;
+    let mut dst_cells = alloc::vec![0u64; 1 << bits];
+    let mut src_cells = alloc::vec![0u64; 1 << bits];
     let mut wild = 0u64;
     for e in entries {
         let t = usize::from(tuple_of(e));
         let bit = 1u64 << id(e);
-        if dst_levels[t % LEVELS] >= 16 {
-            dst_cells[(e.dst.addr >> 16) as usize] |= bit;
-        } else if src_levels[t / LEVELS] >= 16 {
-            src_cells[(e.src.addr >> 16) as usize] |= bit;
+        if u32::from(dst_levels[t % LEVELS]) >= bits {
+            dst_cells[(e.dst.addr >> (32 - bits)) as usize] |= bit;
+        } else if u32::from(src_levels[t / LEVELS]) >= bits {
+            src_cells[(e.src.addr >> (32 - bits)) as usize] |= bit;
         } else {
             wild |= bit;
         }
@@ -255,10 +258,23 @@ fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
     let dst = if ct.has_dst { index_base } else { NO_INDEX };
     let src = match (ct.has_src, ct.has_dst) {
         (false, _) => NO_INDEX,
-        (true, true) => index_base + CELLS as u32,
+        (true, true) => index_base + (1u32 << ct.bits),
         (true, false) => index_base,
     };
-    let words = [ct.rules, tuple_start, ct.tuples.len() as u32, 0, ct.wild as u32, (ct.wild >> 32) as u32, dst, src, mask_base, ct.masks.len() as u32];
+    let words = [
+        ct.rules,
+        tuple_start,
+        ct.tuples.len() as u32,
+        ct.bits,
+        ct.wild as u32,
+        (ct.wild >> 32) as u32,
+        dst,
+        src,
+        mask_base,
+        ct.masks.len() as u32,
+        entry_base,
+        ct.entries.len() as u32,
+    ];
     for w in words {
         s[sec::CHAINS].extend_from_slice(&w.to_le_bytes());
     }

@@ -1,0 +1,41 @@
+//! The ClassBench filter sets, converted (see src/rules/classbench.rs),
+//! against the linear-scan reference on generated traces.
+
+mod rules_common;
+
+use unifw::flow::Chain;
+use unifw::rules::{self, Image, Rng};
+
+fn check(name: &str, packets: usize) {
+    let path = format!("{}/../shared/classbench/{name}", env!("CARGO_MANIFEST_DIR"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("skipping {name}: {path} not found");
+        return;
+    };
+    let native = rules::classbench_to_native(&text).expect("converts");
+    let compiled = rules::compile(name, native.as_bytes(), &mut |p| Err(p.to_string())).unwrap_or_else(|d| panic!("{d}"));
+    let image = Image::from_bytes(&compiled.image).expect("valid");
+    let set = &compiled.ruleset;
+    let mut rng = Rng::new(3);
+    for k in rules_common::packets(&mut rng, set, packets) {
+        assert_eq!(image.classify(Chain::Forward, &k), set.classify_linear(Chain::Forward, &k), "{name}: {k:?}");
+    }
+}
+
+#[test]
+fn acl1() {
+    check("acl1_1k", 20_000);
+    check("acl1_10k", 5_000);
+}
+
+#[test]
+fn fw1() {
+    check("fw1_1k", 20_000);
+    check("fw1_10k", 5_000);
+}
+
+#[test]
+fn ipc1() {
+    check("ipc1_1k", 20_000);
+    check("ipc1_10k", 5_000);
+}

@@ -1,0 +1,92 @@
+//! Bad rules files: every error reported as FILE:LINE:COLUMN with the
+//! offending text, up to a cap, and never a panic.
+
+use unifw::flow::{Action, Chain};
+use unifw::rules::{self, Diagnostics, Image, MAX_ERRORS};
+
+fn load(p: &str) -> Result<Vec<u8>, String> {
+    match p {
+        "dir/lab.ipt" => Ok(b"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n-A FORWARD -s 10.1.0.0/24 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n".to_vec()),
+        "dir/loop.rules" => Ok(b"include \"loop.rules\"\n".to_vec()),
+        _ => Err("no such file".into()),
+    }
+}
+
+fn errors(text: &[u8]) -> Diagnostics {
+    match rules::compile("dir/t.rules", text, &mut load) {
+        Ok(_) => panic!("expected errors for {:?}", String::from_utf8_lossy(&text[..text.len().min(200)])),
+        Err(d) => d,
+    }
+}
+
+fn first(text: &str) -> String {
+    errors(text.as_bytes()).errors[0].to_string()
+}
+
+#[test]
+fn messages_name_file_line_column_and_text() {
+    let e = first("policy forward drop\nforward accept from 10.0.0.0/33\n");
+    assert!(e.starts_with("dir/t.rules:2:21: bad prefix length `/33`"), "{e}");
+    assert!(e.contains("forward accept from 10.0.0.0/33\n"), "{e}");
+    let e = first("forward accept tcp port 70000\n");
+    assert!(e.starts_with("dir/t.rules:1:25: bad port: 70000 is out of range"), "{e}");
+    let e = first("forward accept in eth3\n");
+    assert!(e.contains("unknown interface eth3"), "{e}");
+    let e = first("forward accept from $nope\n");
+    assert!(e.contains("unknown set `$nope`"), "{e}");
+    let e = first("forward accept port 80\n");
+    assert!(e.contains("port matches need `tcp` or `udp`"), "{e}");
+    let e = first("forward frobnicate\n");
+    assert!(e.contains("unknown action `frobnicate`"), "{e}");
+}
+
+#[test]
+fn all_errors_are_reported_up_to_the_cap() {
+    let d = errors(b"forward accept from 1.2.3.4/40\nforward accept to 300.1.1.1\nforward bogus\n");
+    assert_eq!(d.count(), 3, "{d}");
+    let many = "forward accept from 1.2.3.4/99\n".repeat(500);
+    let d = errors(many.as_bytes());
+    assert_eq!(d.errors.len(), MAX_ERRORS);
+    assert_eq!(d.count(), 500);
+    assert!(d.to_string().contains("450 more errors"));
+}
+
+#[test]
+fn hostile_input_never_panics() {
+    assert!(errors(b"").errors[0].to_string().contains("empty"));
+    assert!(errors(b"# only a comment\n\n").errors[0].to_string().contains("no statements"));
+    let long = format!("forward accept from {}\n", "1".repeat(10 << 20));
+    assert!(errors(long.as_bytes()).count() >= 1);
+    assert!(errors(b"forward accept from \xff\xfe 1.2.3.4\n").errors[0].to_string().contains("not UTF-8"));
+    assert!(errors(b"set s { 10.0.0.0/8,\n 11.0.0.0/8").errors[0].to_string().contains("never closed"));
+    assert!(errors(b"forward accept tcp from 10.1.").count() >= 1);
+    assert!(errors(b"*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n").errors[0].to_string().contains("no COMMIT"));
+    assert!(errors(b"include \"loop.rules\"\n").errors.iter().any(|d| d.message.contains("nest")));
+}
+
+#[test]
+fn iptables_unsupported_things_are_named() {
+    let ipt = |body: &str| format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n{body}\nCOMMIT\n");
+    let e = first(&ipt("-A FORWARD -m recent --set -j DROP"));
+    assert!(e.contains("match `-m recent` is not supported") && e.contains(":4:"), "{e}");
+    let e = first(&ipt("-A FORWARD -j LOG"));
+    assert!(e.contains("target `LOG` is not supported"), "{e}");
+    let e = first(&ipt("-A FORWARD -p tcp --syn -j DROP"));
+    assert!(e.contains("option `--syn`"), "{e}");
+    let e = first(&ipt("-A OUTPUT -j DROP"));
+    assert!(e.contains("chain `OUTPUT`"), "{e}");
+    let e = first(":MYCHAIN - [0:0]\n");
+    assert!(e.contains("expected a table"), "{e}");
+    let e = first("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j DNAT --to 1.2.3.4\nCOMMIT\n");
+    assert!(e.contains("table `nat` is not supported"), "{e}");
+}
+
+#[test]
+fn native_file_includes_iptables_save() {
+    let text = b"interface eth0 10.1.0.1/24\ninterface eth1 10.2.0.1/24\npolicy forward drop\nforward drop tcp port 23\ninclude \"lab.ipt\"\nforward accept\n";
+    let c = rules::compile("dir/t.rules", text, &mut load).expect("compiles");
+    let image = Image::from_bytes(&c.image).expect("valid");
+    assert_eq!(image.rule_count(Chain::Forward), 3);
+    assert_eq!(image.policy(Chain::Forward), Action::Drop, "the include's FORWARD policy applies");
+    assert_eq!(image.rule_line(1), 4, "included rules keep their own line numbers");
+}
