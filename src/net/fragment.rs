@@ -229,3 +229,75 @@ impl Datagram {
         matches!((self.total, self.seen()), (Some(total), [(0, end)]) if *end == total)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::parse::{Transport, L4};
+
+    fn fragment(offset_bytes: u16, len: usize, more: bool) -> Ipv4Meta {
+        Ipv4Meta {
+            header_len: 20,
+            total_len: 20 + len,
+            src: 1,
+            dst: 2,
+            proto: proto::UDP,
+            ttl: 64,
+            ident: 9,
+            frag_offset: offset_bytes / 8,
+            more_fragments: more,
+            transport: Transport::None,
+            icmp: (0, 0),
+            l4: if offset_bytes == 0 {
+                L4::Udp
+            } else {
+                L4::LaterFragment
+            },
+        }
+    }
+
+    #[test]
+    fn out_of_order_later_fragments_merge_and_complete() {
+        let mut table = FragmentTable::new(4);
+        table.record_first(&fragment(0, 504, true), true, 0);
+        assert_eq!(table.check_later(&fragment(1512, 100, false), 1), Ok(()));
+        assert_eq!(table.check_later(&fragment(504, 504, true), 1), Ok(()));
+        assert_eq!(table.len(), 1, "hole at [1008, 1512)");
+        assert_eq!(table.check_later(&fragment(1008, 504, true), 1), Ok(()));
+        assert!(table.is_empty(), "complete");
+    }
+
+    #[test]
+    fn beyond_the_last_fragment_is_an_overlap() {
+        let mut table = FragmentTable::new(4);
+        table.record_first(&fragment(0, 504, true), true, 0);
+        assert_eq!(table.check_later(&fragment(1008, 8, false), 0), Ok(()));
+        assert_eq!(
+            table.check_later(&fragment(1016, 8, true), 0),
+            Err(DropReason::FragmentOverlap)
+        );
+        assert_eq!(
+            table.check_later(&fragment(504, 8, true), 0),
+            Err(DropReason::FragmentOfDropped)
+        );
+    }
+
+    #[test]
+    fn too_many_holes_and_expiry() {
+        let mut table = FragmentTable::new(4);
+        table.record_first(&fragment(0, 8, true), true, 0);
+        for hole in 1..MAX_RANGES as u16 {
+            assert_eq!(table.check_later(&fragment(hole * 16, 8, true), 0), Ok(()));
+        }
+        let last = MAX_RANGES as u16 * 16;
+        assert_eq!(
+            table.check_later(&fragment(last, 8, true), 0),
+            Err(DropReason::FragmentTooManyHoles)
+        );
+        assert_eq!(
+            table.check_later(&fragment(8, 8, true), FRAGMENT_MS),
+            Err(DropReason::FragmentWithoutFirst)
+        );
+        assert!(table.is_empty());
+    }
+}

@@ -404,3 +404,102 @@ fn parse_quoted(quoted: &[u8]) -> Option<Quoted> {
         transport,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid IPv4 header (20 bytes) for `proto` carrying `payload`.
+    fn ipv4(proto: u8, flags_offset: u16, payload: &[u8]) -> alloc::vec::Vec<u8> {
+        let total = (20 + payload.len()) as u16;
+        let mut packet =
+            alloc::vec![0x45, 0, 0, 0, 0, 7, 0, 0, 64, proto, 0, 0, 10, 1, 0, 2, 10, 2, 0, 2];
+        packet[2..4].copy_from_slice(&total.to_be_bytes());
+        packet[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+        let sum = checksum::checksum(&packet);
+        packet[10..12].copy_from_slice(&sum.to_be_bytes());
+        packet.extend_from_slice(payload);
+        packet
+    }
+
+    #[test]
+    fn syn_window_scale_is_parsed() {
+        // SYN, data offset 7 (28 bytes): NOP, WSCALE 9, then MSS.
+        let mut tcp = [0u8; 28];
+        tcp[0..4].copy_from_slice(&[0x9c, 0x40, 0, 80]);
+        tcp[12] = 7 << 4;
+        tcp[13] = tcp_flags::SYN;
+        tcp[20..28].copy_from_slice(&[1, 3, 3, 9, 2, 4, 5, 0xb4]);
+        let meta = parse_ipv4(&ipv4(proto::TCP, 0, &tcp)).unwrap();
+        let L4::Tcp(segment) = meta.l4 else {
+            panic!("tcp")
+        };
+        assert_eq!(segment.window_scale, Some(9));
+        assert_eq!(segment.seq_len, 1);
+        assert_eq!(
+            meta.transport,
+            Transport::Ports {
+                src_port: 40000,
+                dst_port: 80
+            }
+        );
+    }
+
+    #[test]
+    fn icmp_error_quotes_are_parsed() {
+        let inner = ipv4(proto::UDP, 0, &[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+        let mut icmp = alloc::vec![3, 3, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&inner);
+        let meta = parse_ipv4(&ipv4(proto::ICMP, 0, &icmp)).unwrap();
+        let L4::IcmpError {
+            quoted: Some(quoted),
+        } = meta.l4
+        else {
+            panic!("error")
+        };
+        assert_eq!(
+            quoted.transport,
+            Transport::Ports {
+                src_port: 5000,
+                dst_port: 53
+            }
+        );
+        assert_eq!(meta.icmp, (3, 3));
+        // Cut inside the quoted ports: still an error, but unusable for RELATED.
+        let meta = parse_ipv4(&ipv4(proto::ICMP, 0, &icmp[..30])).unwrap();
+        assert_eq!(meta.l4, L4::IcmpError { quoted: None });
+    }
+
+    #[test]
+    fn fragments_and_truncation() {
+        let more_fragments = 0x2000;
+        let tiny = parse_ipv4(&ipv4(proto::TCP, more_fragments, &[0; 12]));
+        assert_eq!(tiny, Err(DropReason::TinyFragment));
+        assert_eq!(
+            parse_ipv4(&ipv4(proto::TCP, 0, &[0; 12])),
+            Err(DropReason::L4Malformed)
+        );
+        let later = parse_ipv4(&ipv4(proto::TCP, 3, &[0; 4])).unwrap();
+        assert_eq!((later.l4, later.frag_offset), (L4::LaterFragment, 3));
+        // Offset 8184 * 8 + 100 bytes reaches past 65535.
+        assert_eq!(
+            parse_ipv4(&ipv4(proto::UDP, 8184, &[0; 100])),
+            Err(DropReason::Ipv4TotalLength)
+        );
+        assert_eq!(parse_ipv4(&[0x45]), Err(DropReason::Ipv4Truncated));
+        assert_eq!(parse_ipv4(&[]), Err(DropReason::Ipv4Truncated));
+    }
+
+    #[test]
+    fn non_ipv4_ethertypes_and_bad_arp() {
+        let mut frame = [0u8; 60];
+        frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(parse_ethernet(&frame), Err(DropReason::EtherType));
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(parse_ethernet(&frame), Err(DropReason::ArpMalformed));
+        assert_eq!(
+            parse_ethernet(&frame[..13]),
+            Err(DropReason::EthernetTruncated)
+        );
+    }
+}

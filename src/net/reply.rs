@@ -85,12 +85,13 @@ pub struct ReplyFrom {
 /// link-layer destination `eth_dst`.
 pub fn may_send_icmp_error(meta: &Ipv4Meta, eth_dst: [u8; 6], ip_dst_is_broadcast: bool) -> bool {
     let about_error = matches!(meta.l4, L4::IcmpError { .. })
-        || (meta.l4 == L4::LaterFragment)
         || (meta.proto == crate::flow::proto::ICMP && is_icmp_error(meta.icmp.0));
+    let later_fragment = meta.frag_offset != 0;
     let link_broadcast = eth_dst[0] & 1 != 0;
-    !(about_error || link_broadcast || ip_dst_is_broadcast || meta.frag_offset != 0)
-        && !is_martian_source(meta.src)
-        && meta.dst >> 28 != 0xe
+    let ip_multicast = meta.dst >> 28 == 0xe;
+    let refused =
+        about_error || later_fragment || link_broadcast || ip_dst_is_broadcast || ip_multicast;
+    !refused && !is_martian_source(meta.src)
 }
 
 /// Writes into `out` an ICMP error about the packet in `frame` (which
