@@ -14,7 +14,7 @@
 //! | 32 | per section: offset (u32), length (u32) |
 //!
 //! Sections (record sizes in bytes): interfaces (8), routes (12), rule lines
-//! (4), rule actions (1), chains (48), tuples (16), slots (4), entries (24),
+//! (4), rule actions (1), chains (64), tuples (16), slots (4), entries (24),
 //! cell index (2), cell masks (8). See `tables.rs` for what they hold.
 
 use core::fmt;
@@ -57,7 +57,7 @@ pub mod sec {
 /// Record size of each section.
 pub const RECORD: [usize; SECTIONS] = [8, 12, 4, 1, CHAIN_LEN, 16, 4, ENTRY_LEN, 2, 8];
 /// Bytes per chain record.
-pub const CHAIN_LEN: usize = 48;
+pub const CHAIN_LEN: usize = 64;
 /// Bytes per entry.
 pub const ENTRY_LEN: usize = 24;
 /// Most tuples a chain may have (one bit each in a u64 mask).
@@ -152,6 +152,13 @@ pub fn action_of(code: u8) -> Action {
         7 => Action::Reject(RejectWith::TcpReset),
         _ => Action::Drop,
     }
+}
+
+/// Folds a destination port into the destination half of a hash key
+/// (tuples that key on the port hash `dst ^ port_mix(port)`).
+#[inline]
+pub fn port_mix(port: u16) -> u32 {
+    u32::from(port).wrapping_mul(0x9e37_79b1)
 }
 
 /// The hash slot of a masked key in a table of `count` slots (`count` > 0).

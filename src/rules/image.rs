@@ -61,6 +61,7 @@ struct Tuple {
     min_rule: u32,
     slot_start: u32,
     slot_count: u32,
+    port_keyed: bool,
 }
 
 /// A chain record, decoded at load time.
@@ -69,14 +70,19 @@ struct ChainInfo {
     rules: u32,
     all: u64,
     tuples: [Tuple; MAX_TUPLES],
-    wild: u64,
     shift: u32,
     entry_start: u32,
     entry_count: u32,
-    dst_index: u32,
-    src_index: u32,
+    dst: Side,
+    src: Side,
+}
+
+/// One side (destination or source) of a chain's cell index.
+#[derive(Debug, Clone, Copy)]
+struct Side {
+    unindexed: u64,
+    index: u32,
     mask_start: u32,
-    mask_count: u32,
 }
 
 /// A validated rules image, read in place.
@@ -193,7 +199,7 @@ impl<'a> Image<'a> {
     fn classify_counting<const COUNT: bool>(&self, chain: Chain, key: &PacketKey, cost: &mut Cost) -> Verdict {
         let c = &self.chains[chain_no(chain)];
         let (p1, p2) = port_fields(key);
-        let mut todo = (c.wild | self.cell_mask(c, c.dst_index, key.dst) | self.cell_mask(c, c.src_index, key.src)) & c.all;
+        let mut todo = (self.cell_mask(c, &c.dst, key.dst) & self.cell_mask(c, &c.src, key.src)) & c.all;
         let mut best = NONE;
         while todo != 0 {
             let t = todo.trailing_zeros() as usize;
@@ -232,17 +238,15 @@ impl<'a> Image<'a> {
         }
     }
 
+    /// Tuples that may hold a match for `addr` on one side.
     #[inline]
-    fn cell_mask(&self, c: &ChainInfo, index: u32, addr: u32) -> u64 {
-        if index == NO_INDEX {
-            return 0;
+    fn cell_mask(&self, c: &ChainInfo, side: &Side, addr: u32) -> u64 {
+        if side.index == NO_INDEX {
+            return side.unindexed;
         }
         let cell = addr.checked_shr(c.shift).unwrap_or(0) as usize;
-        let n = u16_at(self.sections[sec::INDEX], (index as usize + cell) * 2);
-        if u32::from(n) >= c.mask_count {
-            return 0;
-        }
-        u64_at(self.sections[sec::MASKS], (c.mask_start as usize + usize::from(n)) * 8)
+        let n = u16_at(self.sections[sec::INDEX], (side.index as usize).saturating_add(cell) * 2);
+        side.unindexed | u64_at(self.sections[sec::MASKS], (side.mask_start as usize).saturating_add(usize::from(n)) * 8)
     }
 
     #[inline]
@@ -252,14 +256,14 @@ impl<'a> Image<'a> {
         }
         let (ks, kd) = (key.src & t.src_mask, key.dst & t.dst_mask);
         let slots = self.sections[sec::SLOTS];
-        let mut i = slot_of(ks, kd, t.slot_count);
+        let mut i = slot_of(ks, if t.port_keyed { kd ^ port_mix(p2) } else { kd }, t.slot_count);
         for _ in 0..t.slot_count {
             let e = u32_at(slots, (t.slot_start as usize + i as usize) * 4);
             let Some(b) = self.entry(e) else { return best };
             if COUNT {
                 cost.slots += 1;
             }
-            if u32_at(b, 0) & t.src_mask == ks && u32_at(b, 4) & t.dst_mask == kd {
+            if u32_at(b, 0) & t.src_mask == ks && u32_at(b, 4) & t.dst_mask == kd && (!t.port_keyed || u16_at(b, 12) == p2) {
                 return self.scan::<COUNT>(e, key, p1, p2, best, cost);
             }
             i += 1;
@@ -347,33 +351,19 @@ fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError>
     let mut tuples = [Tuple::default(); MAX_TUPLES];
     for (i, t) in tuples.iter_mut().enumerate().take(tuple_count) {
         let r = &s[sec::TUPLES][(tuple_start + i) * 16..(tuple_start + i + 1) * 16];
-        *t = Tuple { src_mask: mask(r[0]), dst_mask: mask(r[1]), min_rule: u32_at(r, 4), slot_start: u32_at(r, 8), slot_count: u32_at(r, 12) };
+        *t = Tuple { src_mask: mask(r[0]), dst_mask: mask(r[1]), min_rule: u32_at(r, 4), slot_start: u32_at(r, 8), slot_count: u32_at(r, 12), port_keyed: r[2] & 1 != 0 };
         if t.slot_count == 0 || t.slot_start as usize + t.slot_count as usize > slots {
             return Err(FormatError::BadChain);
         }
     }
     let all = if tuple_count == 64 { u64::MAX } else { (1u64 << tuple_count) - 1 };
-    let info = ChainInfo {
-        rules: w(0),
-        all,
-        tuples,
-        wild: (u64::from(w(4)) | (u64::from(w(5)) << 32)) & all,
-        shift: 32 - w(3).min(MAX_INDEX_BITS),
-        entry_start: w(10),
-        entry_count: w(11),
-        dst_index: w(6),
-        src_index: w(7),
-        mask_start: w(8),
-        mask_count: w(9),
-    };
+    let side = |i: usize| Side { unindexed: (u64::from(w(i)) | (u64::from(w(i + 1)) << 32)) & all, index: w(i + 2), mask_start: w(i + 3) };
+    let info = ChainInfo { rules: w(0), all, tuples, shift: 32 - w(3).min(MAX_INDEX_BITS), entry_start: w(12), entry_count: w(13), dst: side(4), src: side(8) };
     let index_len = s[sec::INDEX].len() / 2;
-    for ix in [info.dst_index, info.src_index] {
+    for ix in [info.dst.index, info.src.index] {
         if ix != NO_INDEX && ix as usize + (1usize << (32 - info.shift)) > index_len {
             return Err(FormatError::BadChain);
         }
-    }
-    if info.mask_start as usize + info.mask_count as usize > s[sec::MASKS].len() / 8 {
-        return Err(FormatError::BadChain);
     }
     Ok(info)
 }

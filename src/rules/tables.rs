@@ -34,11 +34,21 @@ struct ChainTables {
     entries: Vec<[u8; ENTRY_LEN]>,
     index: Vec<u16>,
     masks: Vec<u64>,
-    wild: u64,
-    has_dst: bool,
-    has_src: bool,
+    dst: CellIndex,
+    src: CellIndex,
     rules: u32,
     bits: u32,
+}
+
+/// One side's cell index: which tuples may match, by the top bits of an address.
+#[derive(Default)]
+struct CellIndex {
+    /// Tuples this side cannot rule out (their prefixes are shorter than the cell).
+    unindexed: u64,
+    /// Where its 2^bits u16 cells start in the chain's index, if it has one.
+    index_start: Option<u32>,
+    /// Where its masks start in the chain's masks.
+    mask_start: u32,
 }
 
 /// Sizes worth reporting about a built image.
@@ -84,28 +94,72 @@ fn encode(e: &Entry, last: bool) -> [u8; ENTRY_LEN] {
     b
 }
 
+/// A list longer than this makes its tuple also key on the destination port.
+const PORT_KEY_RUN: usize = 4;
+
+/// Tuple number: `pair * 2 + port_keyed`, pair = source level * LEVELS + destination level.
+type TupleNo = u8;
+
+/// The (source, destination) prefix lengths of a tuple number.
+fn lens_of(src_levels: &[u8], dst_levels: &[u8], t: TupleNo) -> (u8, u8) {
+    let pair = usize::from(t >> 1);
+    (src_levels[pair / LEVELS], dst_levels[pair % LEVELS])
+}
+
+/// Which (source, destination) pairs also key on the destination port: those
+/// with long runs of one key, most first, while the tuple count stays <= 64.
+fn port_keyed_pairs(entries: &mut [Entry], pair_of: &dyn Fn(&Entry) -> u8, key_of: &dyn Fn(&Entry, TupleNo) -> (u32, u32, u16)) -> u64 {
+    entries.sort_unstable_by_key(|e| (pair_of(e), key_of(e, pair_of(e) << 1), e.rule));
+    let mut longest = [0usize; MAX_TUPLES];
+    let mut present = 0u64;
+    let mut run = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let p = pair_of(e);
+        present |= 1 << p;
+        let same = i > 0 && pair_of(&entries[i - 1]) == p && key_of(&entries[i - 1], p << 1) == key_of(e, p << 1);
+        run = if same { run + 1 } else { 1 };
+        longest[usize::from(p)] = longest[usize::from(p)].max(run);
+    }
+    let mut candidates: Vec<usize> = (0..MAX_TUPLES).filter(|&p| longest[p] > PORT_KEY_RUN).collect();
+    candidates.sort_by_key(|&p| core::cmp::Reverse(longest[p]));
+    let mut tuples = present.count_ones() as usize;
+    let mut keyed = 0u64;
+    for p in candidates {
+        if tuples < MAX_TUPLES {
+            keyed |= 1 << p;
+            tuples += 1;
+        }
+    }
+    keyed
+}
+
 /// Builds one chain's tables from its entries (any order).
 fn build_chain(mut entries: Vec<Entry>, rules: u32) -> ChainTables {
     let src_levels = choose_levels(entries.iter().map(|e| e.src.len));
     let dst_levels = choose_levels(entries.iter().map(|e| e.dst.len));
-    let tuple_of = |e: &Entry| (level_of(&src_levels, e.src.len) * LEVELS + level_of(&dst_levels, e.dst.len)) as u8;
-    let key_of = |e: &Entry, t: u8| {
-        let (s, d) = (src_levels[usize::from(t) / LEVELS], dst_levels[usize::from(t) % LEVELS]);
-        (e.src.addr & mask(s), e.dst.addr & mask(d))
+    let pair_of = |e: &Entry| (level_of(&src_levels, e.src.len) * LEVELS + level_of(&dst_levels, e.dst.len)) as u8;
+    let key_of = |e: &Entry, t: TupleNo| {
+        let (s, d) = lens_of(&src_levels, &dst_levels, t);
+        (e.src.addr & mask(s), e.dst.addr & mask(d), if t & 1 != 0 { e.p2.0 } else { 0 })
+    };
+    let keyed = port_keyed_pairs(&mut entries, &pair_of, &key_of);
+    let tuple_of = |e: &Entry| {
+        let p = pair_of(e);
+        (p << 1) | u8::from(keyed & (1 << p) != 0 && e.p2.0 == e.p2.1)
     };
     entries.sort_unstable_by_key(|e| {
         let t = tuple_of(e);
         (t, key_of(e, t), e.rule)
     });
     // Tuples in order of their first rule.
-    let mut first: BTreeMap<u8, u32> = BTreeMap::new();
+    let mut first: BTreeMap<TupleNo, u32> = BTreeMap::new();
     for e in &entries {
         let m = first.entry(tuple_of(e)).or_insert(u32::MAX);
         *m = (*m).min(e.rule);
     }
-    let mut order: Vec<(u32, u8)> = first.iter().map(|(&t, &r)| (r, t)).collect();
+    let mut order: Vec<(u32, TupleNo)> = first.iter().map(|(&t, &r)| (r, t)).collect();
     order.sort_unstable();
-    let id_of: BTreeMap<u8, usize> = order.iter().enumerate().map(|(i, &(_, t))| (t, i)).collect();
+    let id_of: BTreeMap<TupleNo, usize> = order.iter().enumerate().map(|(i, &(_, t))| (t, i)).collect();
     let mut ct = ChainTables { rules, ..Default::default() };
     ct.tuples = alloc::vec![[0u8; 16]; order.len()];
     ct.entries.reserve(entries.len());
@@ -113,18 +167,18 @@ fn build_chain(mut entries: Vec<Entry>, rules: u32) -> ChainTables {
     while i < entries.len() {
         let t = tuple_of(&entries[i]);
         let end = i + entries[i..].iter().position(|e| tuple_of(e) != t).unwrap_or(entries.len() - i);
-        let record = build_tuple(&mut ct, &entries[i..end], t, &key_of, (src_levels[usize::from(t) / LEVELS], dst_levels[usize::from(t) % LEVELS]));
+        let mut rec = build_tuple(&mut ct, &entries[i..end], t, &key_of, lens_of(&src_levels, &dst_levels, t));
         let id = id_of.get(&t).copied().unwrap_or(0);
-        let mut rec = record;
         rec[4..8].copy_from_slice(&order[id].0.to_le_bytes());
         ct.tuples[id] = rec;
         i = end;
     }
-    build_index(&mut ct, &entries, &|e| id_of.get(&tuple_of(e)).copied().unwrap_or(0), &src_levels, &dst_levels, &tuple_of);
+    let lens = |e: &Entry| lens_of(&src_levels, &dst_levels, tuple_of(e));
+    build_index(&mut ct, &entries, &|e| id_of.get(&tuple_of(e)).copied().unwrap_or(0), &lens);
     ct
 }
 
-fn build_tuple(ct: &mut ChainTables, group: &[Entry], t: u8, key_of: &dyn Fn(&Entry, u8) -> (u32, u32), lens: (u8, u8)) -> [u8; 16] {
+fn build_tuple(ct: &mut ChainTables, group: &[Entry], t: TupleNo, key_of: &dyn Fn(&Entry, TupleNo) -> (u32, u32, u16), lens: (u8, u8)) -> [u8; 16] {
     let mut keys = Vec::new();
     let base = ct.entries.len() as u32;
     for (j, e) in group.iter().enumerate() {
@@ -138,8 +192,8 @@ fn build_tuple(ct: &mut ChainTables, group: &[Entry], t: u8, key_of: &dyn Fn(&En
     let count = (keys.len() * 2).max(1) as u32;
     let start = ct.slots.len();
     ct.slots.resize(start + count as usize, EMPTY);
-    for ((s, d), at) in keys {
-        let mut i = slot_of(s, d, count) as usize;
+    for ((s, d, port), at) in keys {
+        let mut i = slot_of(s, d ^ port_mix(port), count) as usize;
         while ct.slots[start + i] != EMPTY {
             i = if i + 1 == count as usize { 0 } else { i + 1 };
         }
@@ -148,53 +202,55 @@ fn build_tuple(ct: &mut ChainTables, group: &[Entry], t: u8, key_of: &dyn Fn(&En
     let mut rec = [0u8; 16];
     rec[0] = lens.0;
     rec[1] = lens.1;
+    rec[2] = t & 1;
     rec[8..12].copy_from_slice(&(start as u32).to_le_bytes());
     rec[12..16].copy_from_slice(&count.to_le_bytes());
     rec
 }
 
-type TupleOf<'a> = dyn Fn(&Entry) -> u8 + 'a;
-
-fn build_index(ct: &mut ChainTables, entries: &[Entry], id: &dyn Fn(&Entry) -> usize, src_levels: &[u8], dst_levels: &[u8], tuple_of: &TupleOf) {
+fn build_index(ct: &mut ChainTables, entries: &[Entry], id: &dyn Fn(&Entry) -> usize, lens: &dyn Fn(&Entry) -> (u8, u8)) {
     let all = if ct.tuples.len() >= 64 { u64::MAX } else { (1u64 << ct.tuples.len()) - 1 };
+    (ct.dst.unindexed, ct.src.unindexed) = (all, all);
     if ct.tuples.len() < INDEX_MIN_TUPLES {
-        ct.wild = all;
         return;
     }
     // About one cell per entry, within INDEX_BITS.
     let bits = (usize::BITS - entries.len().leading_zeros()).clamp(INDEX_BITS.0, INDEX_BITS.1);
     ct.bits = bits;
-    let mut dst_cells = alloc::vec![0u64; 1 << bits];
-    let mut src_cells = alloc::vec![0u64; 1 << bits];
-    let mut wild = 0u64;
+    let mut cells = [alloc::vec![0u64; 1 << bits], alloc::vec![0u64; 1 << bits]];
+    let mut unindexed = [0u64; 2];
     for e in entries {
-        let t = usize::from(tuple_of(e));
+        let (src_len, dst_len) = lens(e);
         let bit = 1u64 << id(e);
-        if u32::from(dst_levels[t % LEVELS]) >= bits {
-            dst_cells[(e.dst.addr >> (32 - bits)) as usize] |= bit;
-        } else if u32::from(src_levels[t / LEVELS]) >= bits {
-            src_cells[(e.src.addr >> (32 - bits)) as usize] |= bit;
-        } else {
-            wild |= bit;
+        for (side, len, addr) in [(0, dst_len, e.dst.addr), (1, src_len, e.src.addr)] {
+            if u32::from(len) >= bits {
+                cells[side][(addr >> (32 - bits)) as usize] |= bit;
+            } else {
+                unindexed[side] |= bit;
+            }
         }
     }
-    ct.wild = wild;
-    ct.has_dst = dst_cells.iter().any(|&m| m != 0);
-    ct.has_src = src_cells.iter().any(|&m| m != 0);
-    let mut ids: BTreeMap<u64, u16> = BTreeMap::new();
-    for (cells, used) in [(&dst_cells, ct.has_dst), (&src_cells, ct.has_src)] {
-        if !used {
-            continue;
+    for (side, cells) in cells.iter().enumerate() {
+        if unindexed[side] == all {
+            continue; // no tuple is indexed on this side
         }
+        let mut ids: BTreeMap<u64, u16> = BTreeMap::new();
+        let index_start = ct.index.len() as u32;
         for &m in cells.iter() {
-            let next = ids.len() as u16;
-            let n = *ids.entry(m).or_insert(next);
-            ct.index.push(n);
+            let next = ids.len() as u16; // <= 2^16 cells, so <= 2^16 distinct masks
+            ct.index.push(*ids.entry(m).or_insert(next));
         }
-    }
-    ct.masks = alloc::vec![0; ids.len()];
-    for (m, n) in ids {
-        ct.masks[usize::from(n)] = m;
+        let mask_start = ct.masks.len();
+        ct.masks.resize(mask_start + ids.len(), 0);
+        for (m, n) in ids {
+            ct.masks[mask_start + usize::from(n)] = m;
+        }
+        let ci = CellIndex { unindexed: unindexed[side], index_start: Some(index_start), mask_start: mask_start as u32 };
+        if side == 0 {
+            ct.dst = ci;
+        } else {
+            ct.src = ci;
+        }
     }
 }
 
@@ -255,25 +311,25 @@ fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
     for &m in &ct.masks {
         s[sec::MASKS].extend_from_slice(&m.to_le_bytes());
     }
-    let dst = if ct.has_dst { index_base } else { NO_INDEX };
-    let src = match (ct.has_src, ct.has_dst) {
-        (false, _) => NO_INDEX,
-        (true, true) => index_base + (1u32 << ct.bits),
-        (true, false) => index_base,
-    };
+    let side = |c: &CellIndex| [c.unindexed as u32, (c.unindexed >> 32) as u32, c.index_start.map_or(NO_INDEX, |i| i + index_base), c.mask_start + mask_base];
+    let (d, r) = (side(&ct.dst), side(&ct.src));
     let words = [
         ct.rules,
         tuple_start,
         ct.tuples.len() as u32,
         ct.bits,
-        ct.wild as u32,
-        (ct.wild >> 32) as u32,
-        dst,
-        src,
-        mask_base,
-        ct.masks.len() as u32,
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        r[0],
+        r[1],
+        r[2],
+        r[3],
         entry_base,
         ct.entries.len() as u32,
+        0,
+        0,
     ];
     for w in words {
         s[sec::CHAINS].extend_from_slice(&w.to_le_bytes());
