@@ -1,0 +1,312 @@
+//! The kernel command line: per-NIC address overrides, log level, panic
+//! policy, and the virtio-mmio device list QEMU's microvm appends.
+//!
+//! Syntax (space-separated `key=value` tokens; anything not starting with
+//! `unifw.` or `virtio_mmio.device=` is ignored, so a habitual
+//! `console=ttyS0` does no harm):
+//!
+//! | token | meaning |
+//! |---|---|
+//! | `unifw.eth0=10.1.0.1/24` | static address and prefix for eth0 |
+//! | `unifw.eth2=dhcp` | configure eth2 by DHCP |
+//! | `unifw.eth1=off` | leave eth1 down |
+//! | `unifw.log=debug` | log level: off, error, warn, info, debug, trace |
+//! | `unifw.panic=reset` | after a panic: `halt` (default) or `reset` |
+//!
+//! A bad value is reported and, for an interface, leaves that NIC down.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Highest number of NICs the command line can address (eth0..eth7).
+pub const MAX_NICS: usize = 8;
+
+/// An interface setting from the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfOverride {
+    /// A static address (host-order) and prefix length.
+    Static {
+        /// IPv4 address, host order.
+        addr: u32,
+        /// Prefix length, 0..=32.
+        prefix_len: u8,
+    },
+    /// Configure by DHCP.
+    Dhcp,
+    /// Leave the NIC down (also the result of a bad value).
+    Off,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default.
+    Info,
+    /// Debugging detail.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// A virtio-mmio transport announced by QEMU (`virtio_mmio.device=SIZE@BASE:IRQ`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmioDevice {
+    /// Physical base address.
+    pub base: u64,
+    /// Size of the register window.
+    pub size: u64,
+    /// Global system interrupt.
+    pub irq: u32,
+}
+
+/// A token the parser rejected, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdlineError<'a> {
+    /// The whole offending token.
+    pub token: &'a str,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel command line: `{}`: {}", self.token, self.reason)
+    }
+}
+
+/// Everything the command line says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Per-NIC overrides, by index (eth0 = 0).
+    pub interfaces: [Option<IfOverride>; MAX_NICS],
+    /// Log level, when given.
+    pub log_level: Option<LogLevel>,
+    /// Reset (true) or halt (false) after a panic, when given.
+    pub panic_reset: Option<bool>,
+    /// virtio-mmio transports, in command-line order.
+    pub mmio_devices: Vec<MmioDevice>,
+}
+
+/// Parses a command line. Every rejected token is passed to `on_error`;
+/// parsing always continues.
+pub fn parse<'a>(line: &'a str, mut on_error: impl FnMut(CmdlineError<'a>)) -> Options {
+    let mut options = Options::default();
+    for token in line.split_ascii_whitespace() {
+        if let Err(reason) = apply(&mut options, token) {
+            on_error(CmdlineError { token, reason });
+        }
+    }
+    options
+}
+
+fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
+    if let Some(spec) = token.strip_prefix("virtio_mmio.device=") {
+        options.mmio_devices.push(parse_mmio_device(spec)?);
+        return Ok(());
+    }
+    let Some(setting) = token.strip_prefix("unifw.") else {
+        return Ok(());
+    };
+    let (key, value) = setting.split_once('=').ok_or("expected unifw.KEY=VALUE")?;
+    if let Some(index) = key.strip_prefix("eth") {
+        let index: usize = parse_decimal(index).ok_or("unknown interface (eth0..eth7)")?;
+        let slot = options
+            .interfaces
+            .get_mut(index)
+            .ok_or("unknown interface (eth0..eth7)")?;
+        let parsed = parse_interface(value);
+        *slot = Some(parsed.unwrap_or(IfOverride::Off));
+        return parsed.map(|_| ()).map_err(|reason| reason);
+    }
+    match key {
+        "log" => options.log_level = Some(parse_log_level(value)?),
+        "panic" => {
+            options.panic_reset = Some(match value {
+                "halt" => false,
+                "reset" => true,
+                _ => return Err("expected halt or reset"),
+            })
+        }
+        _ => return Err("unknown unifw option (eth0..eth7, log, panic)"),
+    }
+    Ok(())
+}
+
+fn parse_interface(value: &str) -> Result<IfOverride, &'static str> {
+    match value {
+        "dhcp" => return Ok(IfOverride::Dhcp),
+        "off" => return Ok(IfOverride::Off),
+        _ => {}
+    }
+    let (addr, prefix) = value
+        .split_once('/')
+        .ok_or("expected ADDRESS/PREFIX (like 10.1.0.1/24), dhcp or off; interface left down")?;
+    let addr = parse_ipv4(addr).ok_or("bad IPv4 address; interface left down")?;
+    let prefix_len = parse_decimal(prefix)
+        .filter(|p| *p <= 32)
+        .ok_or("prefix length must be 0..32; interface left down")?;
+    Ok(IfOverride::Static {
+        addr,
+        prefix_len: prefix_len as u8,
+    })
+}
+
+fn parse_log_level(value: &str) -> Result<LogLevel, &'static str> {
+    Ok(match value {
+        "off" => LogLevel::Off,
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        "trace" => LogLevel::Trace,
+        _ => return Err("expected off, error, warn, info, debug or trace"),
+    })
+}
+
+fn parse_mmio_device(spec: &str) -> Result<MmioDevice, &'static str> {
+    const BAD: &str = "expected SIZE@BASE:IRQ";
+    let (size, rest) = spec.split_once('@').ok_or(BAD)?;
+    let (base, irq) = rest.split_once(':').ok_or(BAD)?;
+    let size = parse_size(size).ok_or(BAD)?;
+    let base = parse_number(base).ok_or(BAD)?;
+    let irq = parse_decimal(irq)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or(BAD)?;
+    Ok(MmioDevice { base, size, irq })
+}
+
+/// A size with an optional K/M/G suffix, as Linux's `memparse`.
+fn parse_size(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    parse_number(digits)?.checked_mul(1 << shift)
+}
+
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() => u64::from_str_radix(hex, 16).ok(),
+        Some(_) => None,
+        None => parse_decimal(s).map(|v| v as u64),
+    }
+}
+
+fn parse_decimal(s: &str) -> Option<usize> {
+    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Parses dotted-quad IPv4 into a host-order `u32`.
+pub fn parse_ipv4(s: &str) -> Option<u32> {
+    let mut parts = s.split('.');
+    let mut addr = 0u32;
+    for _ in 0..4 {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        addr = (addr << 8) | u32::from(part.parse::<u8>().ok()?);
+    }
+    parts.next().is_none().then_some(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn parse_all(line: &str) -> (Options, Vec<String>) {
+        let mut errors = vec![];
+        let options = parse(line, |e| errors.push(e.to_string()));
+        (options, errors)
+    }
+
+    #[test]
+    fn interfaces_log_panic() {
+        let (o, e) = parse_all("console=ttyS0 unifw.eth0=10.1.0.1/24 unifw.eth2=dhcp unifw.eth1=off unifw.log=debug unifw.panic=reset");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            o.interfaces[0],
+            Some(IfOverride::Static {
+                addr: 0x0a01_0001,
+                prefix_len: 24
+            })
+        );
+        assert_eq!(o.interfaces[1], Some(IfOverride::Off));
+        assert_eq!(o.interfaces[2], Some(IfOverride::Dhcp));
+        assert_eq!(o.interfaces[3], None);
+        assert_eq!(o.log_level, Some(LogLevel::Debug));
+        assert_eq!(o.panic_reset, Some(true));
+    }
+
+    #[test]
+    fn bad_interface_values_leave_the_nic_down_and_say_why() {
+        for bad in [
+            "10.1.0.1/33",
+            "10.1.0.256/24",
+            "10.1.0/24",
+            "10.1.0.1",
+            "fish",
+            "1.2.3.4/",
+            "01234.1.1.1/8",
+        ] {
+            let (o, e) = parse_all(&format!("unifw.eth1={bad}"));
+            assert_eq!(o.interfaces[1], Some(IfOverride::Off), "{bad}");
+            assert_eq!(e.len(), 1, "{bad}");
+            assert!(e[0].contains(bad) && e[0].contains("left down"), "{}", e[0]);
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_interfaces_are_errors() {
+        let (o, e) = parse_all(
+            "unifw.eth8=dhcp unifw.ethx=dhcp unifw.colour=blue unifw.log=loud unifw.panic",
+        );
+        assert_eq!(e.len(), 5, "{e:?}");
+        assert_eq!(o, Options::default());
+    }
+
+    #[test]
+    fn microvm_devices() {
+        let (o, e) =
+            parse_all("virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=4K@0xfeb00c00:35");
+        assert!(e.is_empty());
+        assert_eq!(
+            o.mmio_devices,
+            vec![
+                MmioDevice {
+                    base: 0xfeb0_0e00,
+                    size: 512,
+                    irq: 12
+                },
+                MmioDevice {
+                    base: 0xfeb0_0c00,
+                    size: 4096,
+                    irq: 35
+                }
+            ]
+        );
+        let (_, e) = parse_all("virtio_mmio.device=512@0xfeb00e00 virtio_mmio.device=x@0x0:1");
+        assert_eq!(e.len(), 2);
+    }
+
+    #[test]
+    fn ipv4() {
+        assert_eq!(parse_ipv4("255.255.255.255"), Some(u32::MAX));
+        assert_eq!(parse_ipv4("0.0.0.0"), Some(0));
+        assert_eq!(parse_ipv4("1.2.3.4.5"), None);
+        assert_eq!(parse_ipv4("1.2.3.-4"), None);
+        assert_eq!(parse_ipv4("+1.2.3.4"), None);
+    }
+}

@@ -1,0 +1,119 @@
+//! The target shell: boot, hardware and drivers, wired to the host-testable
+//! core in the `unifw` library.
+
+pub mod arch;
+mod bootinfo;
+mod config;
+mod heap;
+mod logger;
+mod netstack;
+mod panic;
+mod pci;
+mod port;
+mod serial;
+mod virtio;
+
+use arch::{apic, clock, gdt, idt};
+use bootinfo::BootInfo;
+use log::LevelFilter;
+use unifw::cmdline::{self, LogLevel};
+
+extern "C" {
+    static __kernel_end: u8;
+}
+
+/// Lowest address the heap may use above the image: leaves the loader's
+/// low-memory structures alone.
+const HEAP_MIN_START: u64 = 0x10_0000;
+/// The page tables map only the first 4 GiB.
+const MAPPED_LIMIT: u64 = 1 << 32;
+
+/// Rust entry point, called by the boot trampoline in long mode with the
+/// loader's magic and information pointer.
+#[no_mangle]
+pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
+    clock::mark_boot();
+    let mtrr = arch::mtrr::init();
+    logger::init(LevelFilter::Info);
+    gdt::init();
+    idt::init();
+    apic::init();
+    let Some(boot) = BootInfo::parse(magic, info) else {
+        panic!("unknown boot protocol (magic {magic:#x}); boot with PVH or Multiboot2");
+    };
+    init_heap(&boot);
+    let options = cmdline::parse(boot.cmdline(), |e| log::error!("{e}"));
+    apply_options(&options);
+    if boot.cmdline_truncated {
+        log::error!("kernel command line longer than 4096 bytes; the rest was ignored");
+    }
+    let (khz, source) = clock::init();
+    log::info!(
+        "unifw {} booted via {:?}; TSC {}.{:03} MHz ({:?})",
+        env!("CARGO_PKG_VERSION"),
+        boot.protocol,
+        khz / 1000,
+        khz % 1000,
+        source
+    );
+    if !mtrr {
+        log::warn!("no MTRRs: memory caching left as the firmware set it");
+    }
+    if !boot.cmdline().is_empty() {
+        log::info!("command line: {}", boot.cmdline());
+    }
+    let image = config::image();
+    log::info!(
+        "rules: {} input + {} forward rules, {} KiB of tables",
+        image.rule_count(unifw::flow::Chain::Input),
+        image.rule_count(unifw::flow::Chain::Forward),
+        image.table_bytes() / 1024
+    );
+    let plan = config::interface_plan(&image, &options);
+    let nics = virtio::discover(&options.mmio_devices);
+    if nics.is_empty() {
+        log::error!("no virtio-net device found; nothing to do");
+    }
+    let mut firewall = netstack::Firewall::new(nics, &plan);
+    let (in_use, _, free) = heap::stats();
+    log::info!(
+        "ready in {} us; heap {} KiB used, {} MiB free",
+        clock::now_us(),
+        in_use / 1024,
+        free >> 20
+    );
+    firewall.run()
+}
+
+fn init_heap(boot: &BootInfo) {
+    // `__kernel_end` is a linker-script symbol: only its address is used.
+    let kernel_end = (&raw const __kernel_end) as u64;
+    let start = kernel_end.max(HEAP_MIN_START);
+    let region = boot
+        .regions()
+        .iter()
+        .find(|r| r.start <= start && start < r.end);
+    let Some(region) = region else {
+        panic!("no RAM above the kernel image (ends at {kernel_end:#x}); give the VM more memory");
+    };
+    let end = region.end.min(MAPPED_LIMIT);
+    // SAFETY: the region is RAM per the loader's map, lies above the kernel
+    // image and its statics, and the loader's structures were copied out.
+    unsafe { heap::init(start as usize, end as usize) };
+}
+
+fn apply_options(options: &cmdline::Options) {
+    if let Some(level) = options.log_level {
+        logger::set_level(match level {
+            LogLevel::Off => LevelFilter::Off,
+            LogLevel::Error => LevelFilter::Error,
+            LogLevel::Warn => LevelFilter::Warn,
+            LogLevel::Info => LevelFilter::Info,
+            LogLevel::Debug => LevelFilter::Debug,
+            LogLevel::Trace => LevelFilter::Trace,
+        });
+    }
+    if let Some(reset) = options.panic_reset {
+        panic::set_reset_on_panic(reset);
+    }
+}

@@ -1,0 +1,192 @@
+//! PCI: configuration access through ports 0xCF8/0xCFC, enumeration of
+//! bus 0, BAR assignment where the firmware left BARs unassigned (qboot
+//! assigns none), and MSI-X setup.
+
+use crate::kernel::arch::port::{inl, outl};
+use virtio_drivers::transport::pci::bus::{
+    BarInfo, Command, ConfigurationAccess, DeviceFunction, MemoryBarType, PciRoot,
+};
+
+/// Capability ID of MSI-X.
+const PCI_CAP_ID_MSIX: u8 = 0x11;
+/// Where we place memory BARs the firmware did not assign: inside the PCI
+/// hole of both q35 (above its MMCONFIG window, 0xB0000000-0xBFFFFFFF) and
+/// pc (which starts at the top of RAM below 4 GiB), below the IOAPIC.
+const MEMORY_WINDOW: (u64, u64) = (0xe000_0000, 0xfec0_0000);
+/// I/O port window for unassigned I/O BARs.
+const IO_WINDOW: (u32, u32) = (0xc000, 0x1_0000);
+
+/// Configuration access through the legacy 0xCF8/0xCFC port pair (PCI
+/// configuration mechanism #1), which every x86 PC machine type offers.
+pub struct PortCam;
+
+fn address(df: DeviceFunction, offset: u8) -> u32 {
+    0x8000_0000
+        | u32::from(df.bus) << 16
+        | u32::from(df.device) << 11
+        | u32::from(df.function) << 8
+        | u32::from(offset & 0xfc)
+}
+
+impl ConfigurationAccess for PortCam {
+    fn read_word(&self, df: DeviceFunction, offset: u8) -> u32 {
+        outl(0xcf8, address(df, offset));
+        inl(0xcfc)
+    }
+
+    fn write_word(&mut self, df: DeviceFunction, offset: u8, data: u32) {
+        outl(0xcf8, address(df, offset));
+        outl(0xcfc, data);
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        PortCam
+    }
+}
+
+/// Hands out addresses for unassigned BARs.
+pub struct BarAllocator {
+    next_memory: u64,
+    next_io: u32,
+}
+
+impl Default for BarAllocator {
+    fn default() -> Self {
+        BarAllocator {
+            next_memory: MEMORY_WINDOW.0,
+            next_io: IO_WINDOW.0,
+        }
+    }
+}
+
+impl BarAllocator {
+    /// Assigns every unassigned BAR of `df` and enables I/O, memory decoding
+    /// and bus mastering. Returns false if a window ran out.
+    pub fn assign(&mut self, root: &mut PciRoot<PortCam>, df: DeviceFunction) -> bool {
+        let Ok(bars) = root.bars(df) else {
+            return false;
+        };
+        for (index, bar) in bars.iter().enumerate() {
+            let ok = match bar {
+                Some(BarInfo::Memory {
+                    address: 0,
+                    size,
+                    address_type,
+                    ..
+                }) if *size > 0 => self.assign_memory(root, df, index as u8, *size, *address_type),
+                Some(BarInfo::IO { address: 0, size }) if *size > 0 => {
+                    self.assign_io(root, df, index as u8, *size)
+                }
+                _ => true,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        root.set_command(
+            df,
+            Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER,
+        );
+        true
+    }
+
+    fn assign_memory(
+        &mut self,
+        root: &mut PciRoot<PortCam>,
+        df: DeviceFunction,
+        index: u8,
+        size: u64,
+        kind: MemoryBarType,
+    ) -> bool {
+        let base = (self.next_memory + size - 1) & !(size - 1);
+        if base + size > MEMORY_WINDOW.1 {
+            return false;
+        }
+        self.next_memory = base + size;
+        match kind {
+            MemoryBarType::Width64 => root.set_bar_64(df, index, base),
+            _ => root.set_bar_32(df, index, base as u32),
+        }
+        log::debug!("pci {df}: BAR{index} memory {base:#x} size {size:#x}");
+        true
+    }
+
+    fn assign_io(
+        &mut self,
+        root: &mut PciRoot<PortCam>,
+        df: DeviceFunction,
+        index: u8,
+        size: u32,
+    ) -> bool {
+        let base = (self.next_io + size - 1) & !(size - 1);
+        if base + size > IO_WINDOW.1 {
+            return false;
+        }
+        self.next_io = base + size;
+        root.set_bar_32(df, index, base | 1);
+        log::debug!("pci {df}: BAR{index} io {base:#x} size {size:#x}");
+        true
+    }
+}
+
+/// Reads the address of memory BAR `index` (either width) from configuration space.
+pub fn memory_bar_address(root: &PciRoot<PortCam>, df: DeviceFunction, index: u8) -> Option<u64> {
+    let cam = PortCam;
+    let low = cam.read_word(df, 0x10 + 4 * index);
+    if low & 1 != 0 {
+        return None;
+    }
+    let _ = root;
+    let high = if (low >> 1) & 3 == 2 {
+        cam.read_word(df, 0x14 + 4 * index)
+    } else {
+        0
+    };
+    Some(u64::from(high) << 32 | u64::from(low & !0xf))
+}
+
+/// Reads the address of I/O BAR `index`.
+pub fn io_bar_address(df: DeviceFunction, index: u8) -> Option<u16> {
+    let low = PortCam.read_word(df, 0x10 + 4 * index);
+    (low & 1 != 0).then_some((low & !3) as u16)
+}
+
+/// Enables MSI-X on `df` and points table entry `entry` at `vector` on the
+/// CPU with local APIC `apic_id` (fixed delivery, edge). Returns false when
+/// the device has no MSI-X capability or the entry does not exist.
+pub fn enable_msix(
+    root: &mut PciRoot<PortCam>,
+    df: DeviceFunction,
+    entry: u16,
+    vector: u8,
+    apic_id: u8,
+) -> bool {
+    let Some(cap) = root.capabilities(df).find(|c| c.id == PCI_CAP_ID_MSIX) else {
+        return false;
+    };
+    let mut cam = PortCam;
+    let header = cam.read_word(df, cap.offset);
+    let table_size = ((header >> 16) & 0x7ff) as u16 + 1;
+    if entry >= table_size {
+        return false;
+    }
+    let table = cam.read_word(df, cap.offset + 4);
+    let Some(bar) = memory_bar_address(root, df, (table & 7) as u8) else {
+        return false;
+    };
+    let entry_addr = (bar + u64::from(table & !7) + 16 * u64::from(entry)) as usize;
+    // SAFETY: the MSI-X table lies in one of the device's memory BARs, which
+    // are assigned inside the identity-mapped PCI hole; each entry is 16
+    // bytes: address low, address high, data, vector control.
+    unsafe {
+        let p = entry_addr as *mut u32;
+        p.write_volatile(0xfee0_0000 | u32::from(apic_id) << 12);
+        p.add(1).write_volatile(0);
+        p.add(2).write_volatile(u32::from(vector));
+        p.add(3).write_volatile(0); // unmasked
+    }
+    // Message control: enable (bit 15), function mask off (bit 14).
+    let control = ((header >> 16) as u16 | 1 << 15) & !(1 << 14);
+    cam.write_word(df, cap.offset, (header & 0xffff) | u32::from(control) << 16);
+    true
+}

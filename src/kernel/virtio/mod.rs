@@ -1,0 +1,170 @@
+//! virtio-net discovery on PCI (modern and legacy) and MMIO (microvm), in
+//! the order QEMU's command line gave the NICs: eth0 is the first.
+
+mod hal;
+mod legacy_pci;
+mod transport;
+
+pub use hal::KernelHal;
+pub use transport::AnyTransport;
+use transport::{Inner, ReceiveVector};
+
+use crate::kernel::arch::{apic, idt::NIC_VECTOR};
+use crate::kernel::pci::{self, BarAllocator, PortCam};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::ptr::NonNull;
+use legacy_pci::LegacyPciTransport;
+use unifw::cmdline::MmioDevice;
+use virtio_drivers::device::net::VirtIONet;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
+use virtio_drivers::transport::{DeviceType, Transport};
+
+/// Descriptors per virtqueue (legacy PCI devices fix it at 256).
+pub const QUEUE_SIZE: usize = 256;
+/// Receive buffer size: a full Ethernet frame plus the virtio-net header.
+pub const RX_BUFFER_LEN: usize = 2048;
+const MSIX_ENTRY: u16 = 0;
+/// microvm's virtio-mmio transports when QEMU did not list them on the command line.
+const MMIO_SCAN: (u64, u64, usize) = (0xfeb0_0000, 0x200, 24);
+/// GSI of the first scanned transport (microvm with ACPI: second IOAPIC).
+const MMIO_SCAN_FIRST_GSI: u32 = 24;
+
+/// The virtio-net driver type used for every NIC.
+pub type NetDevice = VirtIONet<KernelHal, AnyTransport, QUEUE_SIZE>;
+
+/// A discovered, initialised NIC.
+pub struct FoundNic {
+    /// The driver (boxed: it holds a receive-buffer table per queue slot).
+    pub device: Box<NetDevice>,
+    /// Where it is, for the boot log.
+    pub location: String,
+    /// Whether its receive interrupts can wake the CPU.
+    pub can_wake: bool,
+}
+
+/// Finds and initialises every virtio-net device, eth0 first.
+pub fn discover(mmio_devices: &[MmioDevice]) -> Vec<FoundNic> {
+    let mut nics = discover_pci();
+    if nics.is_empty() {
+        nics = discover_mmio(mmio_devices);
+    }
+    nics
+}
+
+fn discover_pci() -> Vec<FoundNic> {
+    let mut root = PciRoot::new(PortCam);
+    let mut bars = BarAllocator::default();
+    // Bus 0 in slot order is QEMU's command-line order for devices without
+    // an explicit `addr=`.
+    let found: Vec<DeviceFunction> = root
+        .enumerate_bus(0)
+        .filter(|(_, info)| virtio_device_type(info) == Some(DeviceType::Network))
+        .map(|(df, _)| df)
+        .collect();
+    let mut nics = Vec::new();
+    for df in found {
+        if !bars.assign(&mut root, df) {
+            log::error!("pci {df}: no room to assign BARs; NIC skipped");
+            continue;
+        }
+        match init_pci(&mut root, df) {
+            Ok(nic) => nics.push(nic),
+            Err(e) => log::error!("pci {df}: {e}; NIC skipped"),
+        }
+    }
+    nics
+}
+
+fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Result<FoundNic, String> {
+    let msix = pci::enable_msix(root, df, MSIX_ENTRY, NIC_VECTOR, apic::lapic_id());
+    let (inner, kind, vector) = match PciTransport::new::<KernelHal, _>(root, df) {
+        Ok(t) => {
+            let common_cfg = transport::modern_common_cfg(root, df);
+            (
+                Inner::Pci(t),
+                "modern",
+                common_cfg.map(ReceiveVector::Modern),
+            )
+        }
+        Err(_) => {
+            let io = pci::io_bar_address(df, 0)
+                .ok_or("neither modern capabilities nor a legacy I/O BAR")?;
+            (
+                Inner::Legacy(LegacyPciTransport::new(io, DeviceType::Network, msix)),
+                "legacy",
+                Some(ReceiveVector::Legacy),
+            )
+        }
+    };
+    let wake = Rc::new(Cell::new(false));
+    let vector = if msix {
+        vector.map(|v| (v, MSIX_ENTRY))
+    } else {
+        None
+    };
+    let transport = AnyTransport::new(inner, vector, wake.clone());
+    let device = Box::new(
+        NetDevice::new(transport, RX_BUFFER_LEN).map_err(|e| format!("virtio-net init: {e:?}"))?,
+    );
+    Ok(FoundNic {
+        device,
+        location: format!("pci {df} {kind}"),
+        can_wake: wake.get(),
+    })
+}
+
+fn discover_mmio(listed: &[MmioDevice]) -> Vec<FoundNic> {
+    let mut candidates: Vec<MmioDevice> = listed.to_vec();
+    if candidates.is_empty() {
+        // With ACPI on (the default), QEMU lists nothing on the command
+        // line: it has 24 transports whose interrupts start at GSI 24 on
+        // the second IOAPIC. (With acpi=off it lists 8, from GSI 5.)
+        let (base, stride, count) = MMIO_SCAN;
+        candidates = (0..count as u64)
+            .map(|i| MmioDevice {
+                base: base + i * stride,
+                size: stride,
+                irq: MMIO_SCAN_FIRST_GSI + i as u32,
+            })
+            .collect();
+    }
+    // QEMU's microvm plugs the first NIC of its command line into the
+    // transport with the highest address.
+    candidates.sort_by(|a, b| b.base.cmp(&a.base));
+    let mut nics = Vec::new();
+    for dev in candidates {
+        let Some(header) = NonNull::new(dev.base as usize as *mut VirtIOHeader) else {
+            continue;
+        };
+        // SAFETY: the virtio-mmio window lies in the identity-mapped MMIO
+        // hole and belongs to this driver alone from now on.
+        let Ok(transport) = (unsafe { MmioTransport::new(header, dev.size as usize) }) else {
+            continue;
+        };
+        if transport.device_type() != DeviceType::Network {
+            continue;
+        }
+        let transport = AnyTransport::new(Inner::Mmio(transport), None, Rc::new(Cell::new(false)));
+        match NetDevice::new(transport, RX_BUFFER_LEN) {
+            Ok(device) => {
+                let device = Box::new(device);
+                let can_wake = dev.irq != 0 && apic::route_gsi(dev.irq, NIC_VECTOR);
+                let location = format!("mmio {:#x} irq {}", dev.base, dev.irq);
+                nics.push(FoundNic {
+                    device,
+                    location,
+                    can_wake,
+                });
+            }
+            Err(e) => log::error!("mmio {:#x}: virtio-net init: {e:?}; NIC skipped", dev.base),
+        }
+    }
+    nics
+}
