@@ -45,7 +45,11 @@ fn compile(path: &str) -> Result<(Compiled, f64), String> {
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok()).unwrap_or(0.0);
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
     kib / 1024.0
 }
 
@@ -57,10 +61,25 @@ fn check(path: &str) -> Result<(), String> {
     let image = Image::from_bytes(&c.image).map_err(|e| e.to_string())?;
     let s = c.stats;
     println!("{path}: ok");
-    println!("rules:        {} ({} input, {} forward)", c.rule_count, s.rules[0], s.rules[1]);
-    println!("entries:      {} input, {} forward; tuples {} input, {} forward", s.entries[0], s.entries[1], s.tuples[0], s.tuples[1]);
-    println!("image:        {} bytes ({} bytes of tables, {:.1} bytes/rule)", s.image_bytes, image.table_bytes(), image.table_bytes() as f64 / c.rule_count.max(1) as f64);
-    println!("compile time: {:.3} s, peak memory {:.0} MiB", secs, peak_rss_mib());
+    println!(
+        "rules:        {} ({} input, {} forward)",
+        c.rule_count, s.rules[0], s.rules[1]
+    );
+    println!(
+        "entries:      {} input, {} forward; tuples {} input, {} forward",
+        s.entries[0], s.entries[1], s.tuples[0], s.tuples[1]
+    );
+    println!(
+        "image:        {} bytes ({} bytes of tables, {:.1} bytes/rule)",
+        s.image_bytes,
+        image.table_bytes(),
+        image.table_bytes() as f64 / c.rule_count.max(1) as f64
+    );
+    println!(
+        "compile time: {:.3} s, peak memory {:.0} MiB",
+        secs,
+        peak_rss_mib()
+    );
     println!("warnings:     {}", c.warnings.len());
     Ok(())
 }
@@ -75,12 +94,17 @@ fn parse_proto(s: &str) -> Result<u8, String> {
 }
 
 fn parse_ip(s: &str) -> Result<u32, String> {
-    s.parse::<std::net::Ipv4Addr>().map(u32::from).map_err(|_| format!("bad address `{s}`"))
+    s.parse::<std::net::Ipv4Addr>()
+        .map(u32::from)
+        .map_err(|_| format!("bad address `{s}`"))
 }
 
 fn endpoint(s: &str) -> Result<(u32, u16), String> {
     match s.rsplit_once(':') {
-        Some((a, p)) => Ok((parse_ip(a)?, p.parse().map_err(|_| format!("bad port `{p}`"))?)),
+        Some((a, p)) => Ok((
+            parse_ip(a)?,
+            p.parse().map_err(|_| format!("bad port `{p}`"))?,
+        )),
         None => Ok((parse_ip(s)?, 0)),
     }
 }
@@ -113,23 +137,46 @@ fn explain(path: &str, packet: &str, opts: &[String]) -> Result<(), String> {
     let (c, _) = compile(path)?;
     let image = Image::from_bytes(&c.image).map_err(|e| e.to_string())?;
     let words: Vec<&str> = packet.split_whitespace().filter(|w| *w != "->").collect();
-    let [p, s, d] = words.as_slice() else { return Err("packet must look like 'tcp 10.1.0.2:40000 -> 10.2.0.2:80' (ICMP: 'icmp A:TYPE -> B:CODE')".into()) };
+    let [p, s, d] = words.as_slice() else {
+        return Err("packet must look like 'tcp 10.1.0.2:40000 -> 10.2.0.2:80' (ICMP: 'icmp A:TYPE -> B:CODE')".into());
+    };
     let (p, (src, sport), (dst, dport)) = (parse_proto(p)?, endpoint(s)?, endpoint(d)?);
     let mut k = key(p, src, sport, dst, dport);
     let mut chain = Chain::Forward;
     for pair in opts.chunks(2) {
         let v = pair.get(1).ok_or("option without a value")?;
-        let iface = || v.strip_prefix("eth").and_then(|n| n.parse::<u8>().ok()).ok_or(format!("bad interface `{v}`"));
+        let iface = || {
+            v.strip_prefix("eth")
+                .and_then(|n| n.parse::<u8>().ok())
+                .ok_or(format!("bad interface `{v}`"))
+        };
         match pair[0].as_str() {
             "in" => k.in_if = iface()?,
             "out" => k.out_if = iface()?,
-            "state" => k.state = match v.as_str() { "new" => CtState::New, "established" => CtState::Established, "related" => CtState::Related, "invalid" => CtState::Invalid, _ => return Err(format!("bad state `{v}`")) },
-            "chain" => chain = if v == "input" { Chain::Input } else { Chain::Forward },
+            "state" => {
+                k.state = match v.as_str() {
+                    "new" => CtState::New,
+                    "established" => CtState::Established,
+                    "related" => CtState::Related,
+                    "invalid" => CtState::Invalid,
+                    _ => return Err(format!("bad state `{v}`")),
+                }
+            }
+            "chain" => {
+                chain = if v == "input" {
+                    Chain::Input
+                } else {
+                    Chain::Forward
+                }
+            }
             o => return Err(format!("unknown option `{o}` (in, out, state, chain)")),
         }
     }
     let (v, cost) = image.classify_cost(chain, &k);
-    eprintln!("lookup cost: {} hash tables probed, {} slots compared, {} entries checked", cost.tuples, cost.slots, cost.entries);
+    eprintln!(
+        "lookup cost: {} hash tables probed, {} slots compared, {} entries checked",
+        cost.tuples, cost.slots, cost.entries
+    );
     print_explanation(&c, &image, chain, v);
     Ok(())
 }
@@ -138,11 +185,33 @@ fn print_explanation(c: &Compiled, image: &Image, chain: Chain, v: Verdict) {
     match v.rule {
         Some(r) => {
             let rule = &c.ruleset.rules[r as usize];
-            let file = c.ruleset.files.get(usize::from(rule.file)).map_or("?", String::as_str);
-            println!("{} (rule {} at {}:{}{})", action_word(v.action), r, file, image.rule_line(r), if v.log { ", logged" } else { "" });
-            println!("    {}", rules::render_rule(rule, Format::Unifw).unwrap_or_default());
+            let file = c
+                .ruleset
+                .files
+                .get(usize::from(rule.file))
+                .map_or("?", String::as_str);
+            println!(
+                "{} (rule {} at {}:{}{})",
+                action_word(v.action),
+                r,
+                file,
+                image.rule_line(r),
+                if v.log { ", logged" } else { "" }
+            );
+            println!(
+                "    {}",
+                rules::render_rule(rule, Format::Unifw).unwrap_or_default()
+            );
         }
-        None => println!("{} (policy of the {} chain)", action_word(v.action), if chain == Chain::Input { "input" } else { "forward" }),
+        None => println!(
+            "{} (policy of the {} chain)",
+            action_word(v.action),
+            if chain == Chain::Input {
+                "input"
+            } else {
+                "forward"
+            }
+        ),
     }
 }
 
@@ -157,9 +226,23 @@ fn classify(path: &str) -> Result<(), String> {
         if f.is_empty() {
             continue;
         }
-        let [p, s, sp, d, dp] = f.as_slice() else { return Err(format!("stdin line {}: expected PROTO SRC_IP SRC_PORT DST_IP DST_PORT", n + 1)) };
-        let port = |x: &str| x.parse::<u16>().map_err(|_| format!("stdin line {}: bad port `{x}`", n + 1));
-        let k = key(parse_proto(p)?, parse_ip(s)?, port(sp)?, parse_ip(d)?, port(dp)?);
+        let [p, s, sp, d, dp] = f.as_slice() else {
+            return Err(format!(
+                "stdin line {}: expected PROTO SRC_IP SRC_PORT DST_IP DST_PORT",
+                n + 1
+            ));
+        };
+        let port = |x: &str| {
+            x.parse::<u16>()
+                .map_err(|_| format!("stdin line {}: bad port `{x}`", n + 1))
+        };
+        let k = key(
+            parse_proto(p)?,
+            parse_ip(s)?,
+            port(sp)?,
+            parse_ip(d)?,
+            port(dp)?,
+        );
         let v = image.classify(Chain::Forward, &k);
         let r = match v.rule {
             Some(r) => writeln!(out, "{} {}", action_word(v.action), image.rule_line(r)),
@@ -171,33 +254,49 @@ fn classify(path: &str) -> Result<(), String> {
 }
 
 fn gen(args: &[String]) -> Result<(), String> {
-    let n: usize = args[0].parse().map_err(|_| format!("bad rule count `{}`", args[0]))?;
+    let n: usize = args[0]
+        .parse()
+        .map_err(|_| format!("bad rule count `{}`", args[0]))?;
     let (mut seed, mut format) = (1u64, Format::Unifw);
     for pair in args[1..].chunks(2) {
         let v = pair.get(1).ok_or("option without a value")?;
         match pair[0].as_str() {
             "--seed" => seed = v.parse().map_err(|_| format!("bad seed `{v}`"))?,
-            "--format" => format = match v.as_str() { "unifw" => Format::Unifw, "iptables" => Format::Iptables, _ => return Err(format!("bad format `{v}`")) },
+            "--format" => {
+                format = match v.as_str() {
+                    "unifw" => Format::Unifw,
+                    "iptables" => Format::Iptables,
+                    _ => return Err(format!("bad format `{v}`")),
+                }
+            }
             o => return Err(format!("unknown option `{o}`")),
         }
     }
-    let set = rules::scenario(ScenarioOptions { rules: n.max(1), seed });
+    let set = rules::scenario(ScenarioOptions {
+        rules: n.max(1),
+        seed,
+    });
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let io = |e: io::Error| e.to_string();
     let comment = format!("# unifw scenario: {n} forward rules, seed {seed}; only the last rule allows the lab (10.1.0.2 <-> 10.2.0.2)\n");
     out.write_all(comment.as_bytes()).map_err(io)?;
-    out.write_all(rules::render_head(&set, format)?.as_bytes()).map_err(io)?;
+    out.write_all(rules::render_head(&set, format)?.as_bytes())
+        .map_err(io)?;
     for r in &set.rules {
-        out.write_all(rules::render_rule(r, format)?.as_bytes()).map_err(io)?;
+        out.write_all(rules::render_rule(r, format)?.as_bytes())
+            .map_err(io)?;
         out.write_all(b"\n").map_err(io)?;
     }
-    out.write_all(rules::render_tail(format).as_bytes()).map_err(io)?;
+    out.write_all(rules::render_tail(format).as_bytes())
+        .map_err(io)?;
     out.flush().map_err(io)
 }
 
 fn classbench(path: &str) -> Result<(), String> {
     let mut text = String::new();
-    std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)).map_err(|e| format!("{path}: {e}"))?;
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|e| format!("{path}: {e}"))?;
     print!("{}", rules::classbench_to_native(&text)?);
     Ok(())
 }
@@ -207,13 +306,24 @@ fn trace(c: &Compiled, kind: &str, n: usize) -> Vec<PacketKey> {
     let mut rng = rules::Rng::new(7);
     let lab = |rng: &mut rules::Rng| {
         let p = [proto::TCP, proto::UDP, proto::ICMP][rng.below(3) as usize];
-        let (a, b) = if p == proto::ICMP { (8, 0) } else { (1024 + rng.below(64000) as u16, 1 + rng.below(65535) as u16) };
+        let (a, b) = if p == proto::ICMP {
+            (8, 0)
+        } else {
+            (1024 + rng.below(64000) as u16, 1 + rng.below(65535) as u16)
+        };
         key(p, 0x0a01_0002, a, 0x0a02_0002, b)
     };
-    let fwd: Vec<&rules::Rule> = c.ruleset.rules.iter().filter(|r| r.chain == Chain::Forward).collect();
+    let fwd: Vec<&rules::Rule> = c
+        .ruleset
+        .rules
+        .iter()
+        .filter(|r| r.chain == Chain::Forward)
+        .collect();
     (0..n)
         .map(|_| match kind {
-            "boxes" if !fwd.is_empty() && !rng.pct(25) => rules::point_in(fwd[rng.below(fwd.len() as u64) as usize], &mut rng),
+            "boxes" if !fwd.is_empty() && !rng.pct(25) => {
+                rules::point_in(fwd[rng.below(fwd.len() as u64) as usize], &mut rng)
+            }
             "boxes" => rules::random_key(&mut rng),
             _ => lab(&mut rng),
         })
@@ -243,21 +353,45 @@ fn bench(path: &str, opts: &[String]) -> Result<(), String> {
     let (c, secs) = compile(path)?;
     let rss = peak_rss_mib();
     let image = Image::from_bytes(&c.image).map_err(|e| e.to_string())?;
-    let kind = opts.iter().position(|o| o == "--trace").and_then(|i| opts.get(i + 1)).map_or("lab", String::as_str);
+    let kind = opts
+        .iter()
+        .position(|o| o == "--trace")
+        .and_then(|i| opts.get(i + 1))
+        .map_or("lab", String::as_str);
     let keys = trace(&c, kind, 4096);
     for k in keys.iter().take(512) {
-        let (a, b) = (image.classify(Chain::Forward, k), c.ruleset.classify_linear(Chain::Forward, k));
+        let (a, b) = (
+            image.classify(Chain::Forward, k),
+            c.ruleset.classify_linear(Chain::Forward, k),
+        );
         if a != b {
             return Err(format!("MISMATCH on {k:?}: tables {a:?}, reference {b:?}"));
         }
     }
     let fast = rate(&keys, 0.3, &|k| image.classify(Chain::Forward, k));
-    let cost = keys.iter().map(|k| image.classify_cost(Chain::Forward, k).1).fold([0u64; 3], |a, c| [a[0] + u64::from(c.tuples), a[1] + u64::from(c.slots), a[2] + u64::from(c.entries)]);
+    let cost = keys
+        .iter()
+        .map(|k| image.classify_cost(Chain::Forward, k).1)
+        .fold([0u64; 3], |a, c| {
+            [
+                a[0] + u64::from(c.tuples),
+                a[1] + u64::from(c.slots),
+                a[2] + u64::from(c.entries),
+            ]
+        });
     let per = |x: u64| x as f64 / keys.len() as f64;
-    eprintln!("per lookup: {:.1} tuples probed, {:.1} slots compared, {:.1} entries checked", per(cost[0]), per(cost[1]), per(cost[2]));
+    eprintln!(
+        "per lookup: {:.1} tuples probed, {:.1} slots compared, {:.1} entries checked",
+        per(cost[0]),
+        per(cost[1]),
+        per(cost[2])
+    );
     let linear = if opts.iter().any(|o| o == "--linear") {
         let few = &keys[..keys.len().min(64)];
-        format!("{:.0}", rate(few, 0.2, &|k| image.classify_linear(Chain::Forward, k)))
+        format!(
+            "{:.0}",
+            rate(few, 0.2, &|k| image.classify_linear(Chain::Forward, k))
+        )
     } else {
         "-".into()
     };

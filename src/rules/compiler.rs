@@ -50,7 +50,11 @@ pub struct Compiled {
 /// Parses a rules file (native or iptables-save, detected from its text);
 /// `load` reads an included file by its path, already resolved relative to
 /// the directory of the including file's name.
-pub fn parse(name: &str, text: &[u8], load: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) -> Result<Ruleset, Diagnostics> {
+pub fn parse(
+    name: &str,
+    text: &[u8],
+    load: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+) -> Result<Ruleset, Diagnostics> {
     let mut ctx = Ctx::new(load);
     let iptables = is_iptables(text);
     if iptables {
@@ -59,7 +63,15 @@ pub fn parse(name: &str, text: &[u8], load: &mut dyn FnMut(&str) -> Result<Vec<u
     }
     parse_file(&mut ctx, name, text, 0);
     if ctx.set.rules.len() > MAX_RULES {
-        ctx.diags.push(Diagnostic::plain(name, 1, 1, format!("{} rules is more than the {MAX_RULES} an image can hold", ctx.set.rules.len())));
+        ctx.diags.push(Diagnostic::plain(
+            name,
+            1,
+            1,
+            format!(
+                "{} rules is more than the {MAX_RULES} an image can hold",
+                ctx.set.rules.len()
+            ),
+        ));
     }
     if ctx.diags.is_empty() {
         Ok(ctx.set)
@@ -69,7 +81,11 @@ pub fn parse(name: &str, text: &[u8], load: &mut dyn FnMut(&str) -> Result<Vec<u
 }
 
 /// Compiles a rules file to an image (see [`parse`] for `load`).
-pub fn compile(name: &str, text: &[u8], load: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>) -> Result<Compiled, Diagnostics> {
+pub fn compile(
+    name: &str,
+    text: &[u8],
+    load: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+) -> Result<Compiled, Diagnostics> {
     let set = parse(name, text, load)?;
     compile_ruleset(set)
 }
@@ -83,14 +99,22 @@ pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
         let out = &mut chains[usize::from(r.chain == Chain::Forward)];
         let before = out.len();
         if let Err(n) = expand(r, i as u32, MAX_ENTRIES_PER_RULE, out) {
-            let file = set.files.get(usize::from(r.file)).map_or("?", |f| f.as_str());
+            let file = set
+                .files
+                .get(usize::from(r.file))
+                .map_or("?", |f| f.as_str());
             let msg = format!("rule expands to {n} table entries, more than {MAX_ENTRIES_PER_RULE} (fewer list items or negations)");
             diags.push(Diagnostic::plain(file, r.line, r.column, msg));
         }
         total += out.len() - before;
         if total > MAX_ENTRIES {
             let file = set.files.first().map_or("?", |f| f.as_str());
-            diags.push(Diagnostic::plain(file, r.line, r.column, format!("the rules expand to more than {MAX_ENTRIES} table entries")));
+            diags.push(Diagnostic::plain(
+                file,
+                r.line,
+                r.column,
+                format!("the rules expand to more than {MAX_ENTRIES} table entries"),
+            ));
             return Err(diags);
         }
     }
@@ -100,8 +124,22 @@ pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
     let warnings = shadowed(&set);
     let [input, forward] = chains;
     let (image, ts) = write_image(&set, input, forward);
-    let rules = [set.rules.iter().filter(|r| r.chain == Chain::Input).count(), 0];
+    let rules = [
+        set.rules.iter().filter(|r| r.chain == Chain::Input).count(),
+        0,
+    ];
     let rules = [rules[0], set.rules.len() - rules[0]];
-    let stats = CompileStats { rules, entries: ts.entries, tuples: ts.tuples, image_bytes: image.len() };
-    Ok(Compiled { image, warnings, rule_count: set.rules.len(), stats, ruleset: set })
+    let stats = CompileStats {
+        rules,
+        entries: ts.entries,
+        tuples: ts.tuples,
+        image_bytes: image.len(),
+    };
+    Ok(Compiled {
+        image,
+        warnings,
+        rule_count: set.rules.len(),
+        stats,
+        ruleset: set,
+    })
 }

@@ -14,8 +14,8 @@
 //! | 32 | per section: offset (u32), length (u32) |
 //!
 //! Sections (record sizes in bytes): interfaces (8), routes (12), rule lines
-//! (4), rule actions (1), chains (64), tuples (16), slots (4), entries (24),
-//! cell index (2), cell masks (8). See `tables.rs` for what they hold.
+//! (4), rule actions (1), chains (80), tuples (16), slots (4), entries (24),
+//! cell index (2), cell masks (16). See `tables.rs` for what they hold.
 
 use core::fmt;
 
@@ -50,18 +50,18 @@ pub mod sec {
     pub const ENTRIES: usize = 7;
     /// Cell index: 2^bits u16 mask numbers per index.
     pub const INDEX: usize = 8;
-    /// Tuple masks (u64) the cell index refers to.
+    /// Tuple masks (u128) the cell index refers to.
     pub const MASKS: usize = 9;
 }
 
 /// Record size of each section.
-pub const RECORD: [usize; SECTIONS] = [8, 12, 4, 1, CHAIN_LEN, 16, 4, ENTRY_LEN, 2, 8];
+pub const RECORD: [usize; SECTIONS] = [8, 12, 4, 1, CHAIN_LEN, 16, 4, ENTRY_LEN, 2, 16];
 /// Bytes per chain record.
-pub const CHAIN_LEN: usize = 64;
+pub const CHAIN_LEN: usize = 80;
 /// Bytes per entry.
 pub const ENTRY_LEN: usize = 24;
-/// Most tuples a chain may have (one bit each in a u64 mask).
-pub const MAX_TUPLES: usize = 64;
+/// Most tuples a chain may have (one bit each in a u128 mask).
+pub const MAX_TUPLES: usize = 128;
 /// Most address bits a cell index uses.
 pub const MAX_INDEX_BITS: u32 = 16;
 /// An empty hash slot.
@@ -106,24 +106,32 @@ impl fmt::Display for FormatError {
             FormatError::BadMagic => write!(f, "not a unifw rules image (bad magic)"),
             FormatError::BadVersion(v) => write!(f, "rules image version {v}, expected {VERSION}"),
             FormatError::BadSection(s) => write!(f, "rules image section {s} is out of bounds"),
-            FormatError::BadChain => write!(f, "rules image has an inconsistent chain or tuple record"),
+            FormatError::BadChain => {
+                write!(f, "rules image has an inconsistent chain or tuple record")
+            }
         }
     }
 }
 
 /// Little-endian u16 at `at` (0 if out of bounds).
 pub fn u16_at(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
+    b.get(at..at + 2)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u16::from_le_bytes)
 }
 
 /// Little-endian u32 at `at` (0 if out of bounds).
 pub fn u32_at(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
 }
 
-/// Little-endian u64 at `at` (0 if out of bounds).
-pub fn u64_at(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
+/// Little-endian u128 at `at` (0 if out of bounds).
+pub fn u128_at(b: &[u8], at: usize) -> u128 {
+    b.get(at..at + 16)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u128::from_le_bytes)
 }
 
 /// The byte code of an action (bits 0-2).

@@ -11,7 +11,13 @@ const INCLUDED: &[u8] = b"*filter\n:FORWARD DROP [0:0]\n-A FORWARD -s 10.1.0.0/2
 
 /// Feeds `data` to the compiler (as a rules file) and to the image reader.
 pub fn fuzz_one(data: &[u8]) {
-    let mut load = |p: &str| if p.len() % 2 == 0 { Ok(INCLUDED.to_vec()) } else { Err("absent".into()) };
+    let mut load = |p: &str| {
+        if p.len() % 2 == 0 {
+            Ok(INCLUDED.to_vec())
+        } else {
+            Err("absent".into())
+        }
+    };
     if let Ok(c) = compile("fuzz.rules", data, &mut load) {
         if let Ok(image) = Image::from_bytes(&c.image) {
             exercise(&image, data);
@@ -23,7 +29,11 @@ pub fn fuzz_one(data: &[u8]) {
 }
 
 fn exercise(image: &Image, data: &[u8]) {
-    let word = |i: usize| data.get(i..i + 4).map_or(0x0a01_0002, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let word = |i: usize| {
+        data.get(i..i + 4).map_or(0x0a01_0002, |b| {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        })
+    };
     for (i, p) in [6u8, 17, 1, 47].into_iter().enumerate() {
         let key = PacketKey {
             proto: p,
@@ -44,5 +54,9 @@ fn exercise(image: &Image, data: &[u8]) {
             }
         }
     }
-    let _ = (image.interfaces().count(), image.routes().count(), image.conntrack_capacity());
+    let _ = (
+        image.interfaces().count(),
+        image.routes().count(),
+        image.conntrack_capacity(),
+    );
 }

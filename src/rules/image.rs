@@ -68,7 +68,7 @@ struct Tuple {
 #[derive(Debug, Clone, Copy)]
 struct ChainInfo {
     rules: u32,
-    all: u64,
+    all: u128,
     tuples: [Tuple; MAX_TUPLES],
     shift: u32,
     entry_start: u32,
@@ -80,7 +80,7 @@ struct ChainInfo {
 /// One side (destination or source) of a chain's cell index.
 #[derive(Debug, Clone, Copy)]
 struct Side {
-    unindexed: u64,
+    unindexed: u128,
     index: u32,
     mask_start: u32,
 }
@@ -126,31 +126,50 @@ impl<'a> Image<'a> {
             *s = &bytes[off..end];
         }
         let rule_count = u32_at(bytes, 16);
-        if sections[sec::LINES].len() / 4 != rule_count as usize || sections[sec::ACTIONS].len() != rule_count as usize {
+        if sections[sec::LINES].len() / 4 != rule_count as usize
+            || sections[sec::ACTIONS].len() != rule_count as usize
+        {
             return Err(FormatError::BadSection(sec::LINES));
         }
         if sections[sec::CHAINS].len() != 2 * CHAIN_LEN {
             return Err(FormatError::BadChain);
         }
         let chains = [chain_info(&sections, 0)?, chain_info(&sections, 1)?];
-        Ok(Image { sections, rule_count, conntrack_max: u32_at(bytes, 20), policies: [bytes[24], bytes[25]], chains })
+        Ok(Image {
+            sections,
+            rule_count,
+            conntrack_max: u32_at(bytes, 20),
+            policies: [bytes[24], bytes[25]],
+            chains,
+        })
     }
 
     /// The interfaces the rules file configures.
     pub fn interfaces(&self) -> impl Iterator<Item = InterfaceSpec> + '_ {
-        self.sections[sec::IFACES].chunks_exact(8).map(|c| InterfaceSpec {
-            index: c[0],
-            addr: match c[1] {
-                0 => IfAddr::Static { addr: u32_at(c, 4), prefix_len: c[2].min(32) },
-                1 => IfAddr::Dhcp,
-                _ => IfAddr::Unconfigured,
-            },
-        })
+        self.sections[sec::IFACES]
+            .chunks_exact(8)
+            .map(|c| InterfaceSpec {
+                index: c[0],
+                addr: match c[1] {
+                    0 => IfAddr::Static {
+                        addr: u32_at(c, 4),
+                        prefix_len: c[2].min(32),
+                    },
+                    1 => IfAddr::Dhcp,
+                    _ => IfAddr::Unconfigured,
+                },
+            })
     }
 
     /// The static routes.
     pub fn routes(&self) -> impl Iterator<Item = RouteSpec> + '_ {
-        self.sections[sec::ROUTES].chunks_exact(12).map(|c| RouteSpec { dest: u32_at(c, 0), prefix_len: c[4].min(32), gateway: u32_at(c, 8) })
+        self.sections[sec::ROUTES]
+            .chunks_exact(12)
+            .map(|c| RouteSpec {
+                dest: u32_at(c, 0),
+                prefix_len: c[4].min(32),
+                gateway: u32_at(c, 8),
+            })
     }
 
     /// The default policy of a chain.
@@ -196,10 +215,16 @@ impl<'a> Image<'a> {
     }
 
     #[inline]
-    fn classify_counting<const COUNT: bool>(&self, chain: Chain, key: &PacketKey, cost: &mut Cost) -> Verdict {
+    fn classify_counting<const COUNT: bool>(
+        &self,
+        chain: Chain,
+        key: &PacketKey,
+        cost: &mut Cost,
+    ) -> Verdict {
         let c = &self.chains[chain_no(chain)];
         let (p1, p2) = port_fields(key);
-        let mut todo = (self.cell_mask(c, &c.dst, key.dst) & self.cell_mask(c, &c.src, key.src)) & c.all;
+        let mut todo =
+            (self.cell_mask(c, &c.dst, key.dst) & self.cell_mask(c, &c.src, key.src)) & c.all;
         let mut best = NONE;
         while todo != 0 {
             let t = todo.trailing_zeros() as usize;
@@ -233,37 +258,67 @@ impl<'a> Image<'a> {
 
     fn verdict(&self, chain: Chain, best: u32) -> Verdict {
         match self.sections[sec::ACTIONS].get(best as usize) {
-            Some(&a) if best != NONE => Verdict { action: action_of(a), rule: Some(best), log: a & LOG != 0 },
-            _ => Verdict { action: self.policy(chain), rule: None, log: false },
+            Some(&a) if best != NONE => Verdict {
+                action: action_of(a),
+                rule: Some(best),
+                log: a & LOG != 0,
+            },
+            _ => Verdict {
+                action: self.policy(chain),
+                rule: None,
+                log: false,
+            },
         }
     }
 
     /// Tuples that may hold a match for `addr` on one side.
     #[inline]
-    fn cell_mask(&self, c: &ChainInfo, side: &Side, addr: u32) -> u64 {
+    fn cell_mask(&self, c: &ChainInfo, side: &Side, addr: u32) -> u128 {
         if side.index == NO_INDEX {
             return side.unindexed;
         }
         let cell = addr.checked_shr(c.shift).unwrap_or(0) as usize;
-        let n = u16_at(self.sections[sec::INDEX], (side.index as usize).saturating_add(cell) * 2);
-        side.unindexed | u64_at(self.sections[sec::MASKS], (side.mask_start as usize).saturating_add(usize::from(n)) * 8)
+        let n = u16_at(
+            self.sections[sec::INDEX],
+            (side.index as usize).saturating_add(cell) * 2,
+        );
+        side.unindexed
+            | u128_at(
+                self.sections[sec::MASKS],
+                (side.mask_start as usize).saturating_add(usize::from(n)) * 16,
+            )
     }
 
     #[inline]
-    fn probe<const COUNT: bool>(&self, t: &Tuple, key: &PacketKey, p1: u16, p2: u16, best: u32, cost: &mut Cost) -> u32 {
+    fn probe<const COUNT: bool>(
+        &self,
+        t: &Tuple,
+        key: &PacketKey,
+        p1: u16,
+        p2: u16,
+        best: u32,
+        cost: &mut Cost,
+    ) -> u32 {
         if COUNT {
             cost.tuples += 1;
         }
         let (ks, kd) = (key.src & t.src_mask, key.dst & t.dst_mask);
         let slots = self.sections[sec::SLOTS];
-        let mut i = slot_of(ks, if t.port_keyed { kd ^ port_mix(p2) } else { kd }, t.slot_count);
+        let mut i = slot_of(
+            ks,
+            if t.port_keyed { kd ^ port_mix(p2) } else { kd },
+            t.slot_count,
+        );
         for _ in 0..t.slot_count {
             let e = u32_at(slots, (t.slot_start as usize + i as usize) * 4);
             let Some(b) = self.entry(e) else { return best };
             if COUNT {
                 cost.slots += 1;
             }
-            if u32_at(b, 0) & t.src_mask == ks && u32_at(b, 4) & t.dst_mask == kd && (!t.port_keyed || u16_at(b, 12) == p2) {
+            if u32_at(b, 0) & t.src_mask == ks
+                && u32_at(b, 4) & t.dst_mask == kd
+                && (!t.port_keyed || u16_at(b, 12) == p2)
+            {
                 return self.scan::<COUNT>(e, key, p1, p2, best, cost);
             }
             i += 1;
@@ -277,11 +332,22 @@ impl<'a> Image<'a> {
     #[inline]
     fn entry(&self, e: u32) -> Option<&'a [u8; ENTRY_LEN]> {
         let at = (e as usize).checked_mul(ENTRY_LEN)?;
-        self.sections[sec::ENTRIES].get(at..at + ENTRY_LEN)?.try_into().ok()
+        self.sections[sec::ENTRIES]
+            .get(at..at + ENTRY_LEN)?
+            .try_into()
+            .ok()
     }
 
     /// Walks the run of entries from `e`; returns the first matching rule below `best`.
-    fn scan<const COUNT: bool>(&self, mut e: u32, key: &PacketKey, p1: u16, p2: u16, best: u32, cost: &mut Cost) -> u32 {
+    fn scan<const COUNT: bool>(
+        &self,
+        mut e: u32,
+        key: &PacketKey,
+        p1: u16,
+        p2: u16,
+        best: u32,
+        cost: &mut Cost,
+    ) -> u32 {
         while let Some(b) = self.entry(e) {
             if COUNT {
                 cost.entries += 1;
@@ -330,7 +396,8 @@ fn entry_matches(b: &[u8; ENTRY_LEN], key: &PacketKey, p1: u16, p2: u16) -> bool
         return false;
     }
     let (in_if, out_if) = (b[23] & 0x0f, b[23] >> 4);
-    (in_if == 0x0f || (key.in_if == in_if) != (b[20] & E_NEG_IN != 0)) && (out_if == 0x0f || (key.out_if == out_if) != (b[20] & E_NEG_OUT != 0))
+    (in_if == 0x0f || (key.in_if == in_if) != (b[20] & E_NEG_IN != 0))
+        && (out_if == 0x0f || (key.out_if == out_if) != (b[20] & E_NEG_OUT != 0))
 }
 
 fn chain_no(chain: Chain) -> usize {
@@ -341,7 +408,9 @@ fn chain_no(chain: Chain) -> usize {
 }
 
 fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError> {
-    let c = s[sec::CHAINS].get(n * CHAIN_LEN..(n + 1) * CHAIN_LEN).ok_or(FormatError::BadChain)?;
+    let c = s[sec::CHAINS]
+        .get(n * CHAIN_LEN..(n + 1) * CHAIN_LEN)
+        .ok_or(FormatError::BadChain)?;
     let w = |i: usize| u32_at(c, i * 4);
     let (tuple_start, tuple_count) = (w(1) as usize, w(2) as usize);
     let slots = s[sec::SLOTS].len() / 4;
@@ -351,14 +420,44 @@ fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError>
     let mut tuples = [Tuple::default(); MAX_TUPLES];
     for (i, t) in tuples.iter_mut().enumerate().take(tuple_count) {
         let r = &s[sec::TUPLES][(tuple_start + i) * 16..(tuple_start + i + 1) * 16];
-        *t = Tuple { src_mask: mask(r[0]), dst_mask: mask(r[1]), min_rule: u32_at(r, 4), slot_start: u32_at(r, 8), slot_count: u32_at(r, 12), port_keyed: r[2] & 1 != 0 };
+        *t = Tuple {
+            src_mask: mask(r[0]),
+            dst_mask: mask(r[1]),
+            min_rule: u32_at(r, 4),
+            slot_start: u32_at(r, 8),
+            slot_count: u32_at(r, 12),
+            port_keyed: r[2] & 1 != 0,
+        };
         if t.slot_count == 0 || t.slot_start as usize + t.slot_count as usize > slots {
             return Err(FormatError::BadChain);
         }
     }
-    let all = if tuple_count == 64 { u64::MAX } else { (1u64 << tuple_count) - 1 };
-    let side = |i: usize| Side { unindexed: (u64::from(w(i)) | (u64::from(w(i + 1)) << 32)) & all, index: w(i + 2), mask_start: w(i + 3) };
-    let info = ChainInfo { rules: w(0), all, tuples, shift: 32 - w(3).min(MAX_INDEX_BITS), entry_start: w(12), entry_count: w(13), dst: side(4), src: side(8) };
+    let all = if tuple_count == 128 {
+        u128::MAX
+    } else {
+        (1u128 << tuple_count) - 1
+    };
+    let side = |i: usize| {
+        let u = u128::from(w(i))
+            | (u128::from(w(i + 1)) << 32)
+            | (u128::from(w(i + 2)) << 64)
+            | (u128::from(w(i + 3)) << 96);
+        Side {
+            unindexed: u & all,
+            index: w(i + 4),
+            mask_start: w(i + 5),
+        }
+    };
+    let info = ChainInfo {
+        rules: w(0),
+        all,
+        tuples,
+        shift: 32 - w(3).min(MAX_INDEX_BITS),
+        entry_start: w(16),
+        entry_count: w(17),
+        dst: side(4),
+        src: side(10),
+    };
     let index_len = s[sec::INDEX].len() / 2;
     for ix in [info.dst.index, info.src.index] {
         if ix != NO_INDEX && ix as usize + (1usize << (32 - info.shift)) > index_len {

@@ -7,7 +7,9 @@ use alloc::vec::Vec;
 
 use crate::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, ProtoMatch, Rule, ANY_STATE};
+use super::ast::{
+    state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, ProtoMatch, Rule, ANY_STATE,
+};
 use super::diag::Diagnostic;
 use super::names;
 use super::source::{trim, Ctx};
@@ -38,7 +40,12 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
     let mut statements = 0;
     let mut start = 0;
     for (i, raw) in src.split(|&b| b == b'\n').enumerate() {
-        let line = Line { name, src, no: (i + 1).min(u32::MAX as usize) as u32, start };
+        let line = Line {
+            name,
+            src,
+            no: (i + 1).min(u32::MAX as usize) as u32,
+            start,
+        };
         start += raw.len() + 1;
         let body = trim(raw);
         if body.is_empty() || body.first() == Some(&b'#') {
@@ -47,8 +54,11 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
         statements += 1;
         let offset = line.start + (body.as_ptr() as usize - raw.as_ptr() as usize);
         let Ok(text) = core::str::from_utf8(body) else {
-            let bad = core::str::from_utf8(body).err().map_or(0, |e| e.valid_up_to());
-            ctx.diags.push(line.diag(offset + bad, "bytes that are not UTF-8".into()));
+            let bad = core::str::from_utf8(body)
+                .err()
+                .map_or(0, |e| e.valid_up_to());
+            ctx.diags
+                .push(line.diag(offset + bad, "bytes that are not UTF-8".into()));
             continue;
         };
         if let Err(d) = statement(ctx, file, &line, &mut table, text, offset) {
@@ -57,15 +67,30 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
     }
     if let Some(t) = table {
         let no = src.split(|&b| b == b'\n').count() as u32;
-        ctx.diags.push(Diagnostic::plain(name, no, 1, format!("table `{t}` has no COMMIT (truncated file?)")));
+        ctx.diags.push(Diagnostic::plain(
+            name,
+            no,
+            1,
+            format!("table `{t}` has no COMMIT (truncated file?)"),
+        ));
     }
     statements
 }
 
-fn statement(ctx: &mut Ctx, file: u16, line: &Line, table: &mut Option<String>, text: &str, offset: usize) -> Result<(), Diagnostic> {
+fn statement(
+    ctx: &mut Ctx,
+    file: u16,
+    line: &Line,
+    table: &mut Option<String>,
+    text: &str,
+    offset: usize,
+) -> Result<(), Diagnostic> {
     if let Some(t) = text.strip_prefix('*') {
         if let Some(open) = table {
-            return Err(line.diag(offset, format!("table `{t}` starts before table `{open}` has its COMMIT")));
+            return Err(line.diag(
+                offset,
+                format!("table `{t}` starts before table `{open}` has its COMMIT"),
+            ));
         }
         *table = Some(t.into());
         return Ok(());
@@ -113,34 +138,60 @@ fn split(text: &str, base: usize) -> Result<Vec<Word<'_>>, usize> {
         let start = i;
         if b[i] == b'"' {
             let close = b[i + 1..].iter().position(|&c| c == b'"').ok_or(base + i)?;
-            out.push(Word { text: &text[i + 1..i + 1 + close], at: base + i });
+            out.push(Word {
+                text: &text[i + 1..i + 1 + close],
+                at: base + i,
+            });
             i += close + 2;
             continue;
         }
         while i < b.len() && !b[i].is_ascii_whitespace() {
             i += 1;
         }
-        out.push(Word { text: &text[start..i], at: base + start });
+        out.push(Word {
+            text: &text[start..i],
+            at: base + start,
+        });
     }
     Ok(out)
 }
 
 fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(), Diagnostic> {
     let (Some(name), Some(policy)) = (w.first(), w.get(1)) else {
-        return Err(line.diag(w.first().map_or(line.start, |x| x.at), "expected `:CHAIN POLICY [packets:bytes]`".into()));
+        return Err(line.diag(
+            w.first().map_or(line.start, |x| x.at),
+            "expected `:CHAIN POLICY [packets:bytes]`".into(),
+        ));
     };
     let chain = &name.text[1..];
     let action = match policy.text {
         "ACCEPT" => Action::Accept,
         "DROP" => Action::Drop,
-        "-" => return Err(line.diag(name.at, format!("user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)"))),
-        p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
+        "-" => {
+            return Err(line.diag(
+                name.at,
+                format!(
+                    "user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)"
+                ),
+            ))
+        }
+        p => {
+            return Err(line.diag(
+                policy.at,
+                format!("unsupported chain policy `{p}` (ACCEPT or DROP)"),
+            ))
+        }
     };
     match (table, chain) {
         ("filter", "INPUT") => ctx.set.policy_input = action,
         ("filter", "FORWARD") => ctx.set.policy_forward = action,
         (_, _) if action == Action::Accept => {} // an empty chain that accepts changes nothing
-        (t, c) => return Err(line.diag(policy.at, format!("policy DROP for {t} chain {c} is not supported"))),
+        (t, c) => {
+            return Err(line.diag(
+                policy.at,
+                format!("policy DROP for {t} chain {c} is not supported"),
+            ))
+        }
     }
     Ok(())
 }
@@ -155,10 +206,18 @@ fn rule(ctx: &Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<
     let chain = match w.first().map(|x| x.text) {
         Some("INPUT") => Chain::Input,
         Some("FORWARD") => Chain::Forward,
-        Some(c) => return Err(line.diag(w[0].at, format!("chain `{c}` is not supported (unifw filters INPUT and FORWARD)"))),
+        Some(c) => {
+            return Err(line.diag(
+                w[0].at,
+                format!("chain `{c}` is not supported (unifw filters INPUT and FORWARD)"),
+            ))
+        }
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
-    let mut o = Opts { rule: Rule::any(chain, Action::Accept), target: false };
+    let mut o = Opts {
+        rule: Rule::any(chain, Action::Accept),
+        target: false,
+    };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -168,33 +227,60 @@ fn rule(ctx: &Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<
         if negated {
             i += 1;
         }
-        let opt = w.get(i).ok_or_else(|| line.diag(w[i - 1].at, "`!` at the end of the line".into()))?;
+        let opt = w
+            .get(i)
+            .ok_or_else(|| line.diag(w[i - 1].at, "`!` at the end of the line".into()))?;
         let arg = w.get(i + 1);
         let used = option(ctx, &mut o, line, opt, arg, negated)?;
         i += 1 + used;
     }
     if !o.target {
-        return Err(line.diag(offset, "rule without `-j` target (unifw needs ACCEPT, DROP or REJECT)".into()));
+        return Err(line.diag(
+            offset,
+            "rule without `-j` target (unifw needs ACCEPT, DROP or REJECT)".into(),
+        ));
     }
     check(&o.rule, line, offset)?;
     Ok(o.rule)
 }
 
 /// Applies one option; returns how many argument words it used.
-fn option(ctx: &Ctx, o: &mut Opts, line: &Line, opt: &Word, arg: Option<&Word>, negated: bool) -> Result<usize, Diagnostic> {
+fn option(
+    ctx: &Ctx,
+    o: &mut Opts,
+    line: &Line,
+    opt: &Word,
+    arg: Option<&Word>,
+    negated: bool,
+) -> Result<usize, Diagnostic> {
     let need = || arg.ok_or_else(|| line.diag(opt.at, format!("`{}` needs an argument", opt.text)));
     let bad = |w: &Word, e: String| line.diag(w.at, e);
-    let no_neg = |what: &str| if negated { Err(line.diag(opt.at, format!("`!` is not allowed before `{what}`"))) } else { Ok(()) };
+    let no_neg = |what: &str| {
+        if negated {
+            Err(line.diag(opt.at, format!("`!` is not allowed before `{what}`")))
+        } else {
+            Ok(())
+        }
+    };
     let r = &mut o.rule;
     match opt.text {
         "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
             let a = need()?;
-            let prefixes = a.text.split(',').map(names::prefix).collect::<Result<Vec<_>, _>>().map_err(|e| bad(a, e))?;
+            let prefixes = a
+                .text
+                .split(',')
+                .map(names::prefix)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(a, e))?;
             if negated && prefixes.len() > 1 {
                 return Err(line.diag(opt.at, "`!` is not allowed with several addresses".into()));
             }
             let m = Some(AddrMatch { negated, prefixes });
-            if opt.text.starts_with("-s") || opt.text.starts_with("--s") { r.src = m } else { r.dst = m }
+            if opt.text.starts_with("-s") || opt.text.starts_with("--s") {
+                r.src = m
+            } else {
+                r.dst = m
+            }
         }
         "-p" | "--protocol" => {
             let a = need()?;
@@ -202,7 +288,11 @@ fn option(ctx: &Ctx, o: &mut Opts, line: &Line, opt: &Word, arg: Option<&Word>, 
                 ("all", false) => ProtoMatch::Any,
                 (p, neg) => {
                     let n = names::protocol(p).map_err(|e| bad(a, e))?;
-                    if neg { ProtoMatch::Not(n) } else { ProtoMatch::OneOf(alloc::vec![n]) }
+                    if neg {
+                        ProtoMatch::Not(n)
+                    } else {
+                        ProtoMatch::OneOf(alloc::vec![n])
+                    }
                 }
             };
         }
@@ -210,32 +300,77 @@ fn option(ctx: &Ctx, o: &mut Opts, line: &Line, opt: &Word, arg: Option<&Word>, 
             let a = need()?;
             let index = names::interface(a.text).map_err(|e| bad(a, e))?;
             if !ctx.interface_known(index) {
-                return Err(bad(a, format!("unknown interface {} (declare it in the native file before the include)", a.text)));
+                return Err(bad(
+                    a,
+                    format!(
+                        "unknown interface {} (declare it in the native file before the include)",
+                        a.text
+                    ),
+                ));
             }
             let m = Some(IfMatch { negated, index });
-            if opt.text.starts_with("-i") || opt.text.starts_with("--in") { r.in_if = m } else { r.out_if = m }
+            if opt.text.starts_with("-i") || opt.text.starts_with("--in") {
+                r.in_if = m
+            } else {
+                r.out_if = m
+            }
         }
         "-m" | "--match" => {
             no_neg("-m")?;
             let a = need()?;
-            if !matches!(a.text, "tcp" | "udp" | "icmp" | "multiport" | "conntrack" | "state" | "comment") {
-                return Err(bad(a, format!("match `-m {}` is not supported by unifw", a.text)));
+            if !matches!(
+                a.text,
+                "tcp" | "udp" | "icmp" | "multiport" | "conntrack" | "state" | "comment"
+            ) {
+                return Err(bad(
+                    a,
+                    format!("match `-m {}` is not supported by unifw", a.text),
+                ));
             }
         }
         "--comment" => return need().map(|_| 1), // a remark: no effect on matching
-        "--sport" | "--source-port" | "--dport" | "--destination-port" | "--sports" | "--source-ports" | "--dports" | "--destination-ports" => {
+        "--sport"
+        | "--source-port"
+        | "--dport"
+        | "--destination-port"
+        | "--sports"
+        | "--source-ports"
+        | "--dports"
+        | "--destination-ports" => {
             let a = need()?;
             let list = opt.text.ends_with('s');
-            let ranges = a.text.split(',').map(names::port_range).collect::<Result<Vec<_>, _>>().map_err(|e| bad(a, e))?;
+            let ranges = a
+                .text
+                .split(',')
+                .map(names::port_range)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(a, e))?;
             if !list && ranges.len() > 1 {
-                return Err(bad(a, format!("`{}` takes one port or range (use -m multiport for lists)", opt.text)));
+                return Err(bad(
+                    a,
+                    format!(
+                        "`{}` takes one port or range (use -m multiport for lists)",
+                        opt.text
+                    ),
+                ));
             }
             let m = Some(PortMatch { negated, ranges });
-            if opt.text.starts_with("--s") { r.sport = m } else { r.dport = m }
+            if opt.text.starts_with("--s") {
+                r.sport = m
+            } else {
+                r.dport = m
+            }
         }
         "--state" | "--ctstate" => {
             let a = need()?;
-            let bits = a.text.split(',').map(names::state).collect::<Result<Vec<_>, _>>().map_err(|e| bad(a, e))?.into_iter().fold(0, |m, s| m | state_bit(s));
+            let bits = a
+                .text
+                .split(',')
+                .map(names::state)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(a, e))?
+                .into_iter()
+                .fold(0, |m, s| m | state_bit(s));
             r.states = if negated { ANY_STATE & !bits } else { bits };
         }
         "--icmp-type" => {
@@ -244,7 +379,11 @@ fn option(ctx: &Ctx, o: &mut Opts, line: &Line, opt: &Word, arg: Option<&Word>, 
                 "any" => None,
                 t => {
                     let (icmp_type, code) = names::icmp_type(t).map_err(|e| bad(a, e))?;
-                    Some(IcmpMatch { negated, icmp_type, code })
+                    Some(IcmpMatch {
+                        negated,
+                        icmp_type,
+                        code,
+                    })
                 }
             };
         }
@@ -262,11 +401,20 @@ fn option(ctx: &Ctx, o: &mut Opts, line: &Line, opt: &Word, arg: Option<&Word>, 
         "--reject-with" => {
             let a = need()?;
             match r.action {
-                Action::Reject(_) => r.action = Action::Reject(names::reject_with(a.text).map_err(|e| bad(a, e))?),
-                _ => return Err(line.diag(opt.at, "`--reject-with` needs `-j REJECT` first".into())),
+                Action::Reject(_) => {
+                    r.action = Action::Reject(names::reject_with(a.text).map_err(|e| bad(a, e))?)
+                }
+                _ => {
+                    return Err(line.diag(opt.at, "`--reject-with` needs `-j REJECT` first".into()))
+                }
             }
         }
-        _ => return Err(line.diag(opt.at, format!("option `{}` is not supported by unifw", opt.text))),
+        _ => {
+            return Err(line.diag(
+                opt.at,
+                format!("option `{}` is not supported by unifw", opt.text),
+            ))
+        }
     }
     Ok(1)
 }
@@ -278,7 +426,9 @@ fn check(r: &Rule, line: &Line, offset: usize) -> Result<(), Diagnostic> {
     if r.icmp.is_some() && !r.proto.is_icmp() {
         return Err(line.diag(offset, "`--icmp-type` needs `-p icmp`".into()));
     }
-    if r.action == Action::Reject(RejectWith::TcpReset) && r.proto != ProtoMatch::OneOf(alloc::vec![proto::TCP]) {
+    if r.action == Action::Reject(RejectWith::TcpReset)
+        && r.proto != ProtoMatch::OneOf(alloc::vec![proto::TCP])
+    {
         return Err(line.diag(offset, "`--reject-with tcp-reset` needs `-p tcp`".into()));
     }
     Ok(())

@@ -42,20 +42,42 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
     };
     if format == Format::Iptables {
         let up = |a| policy(a).map(str::to_ascii_uppercase);
-        let _ = write!(s, "*filter\n:INPUT {} [0:0]\n:FORWARD {} [0:0]\n:OUTPUT ACCEPT [0:0]\n", up(set.policy_input)?, up(set.policy_forward)?);
+        let _ = write!(
+            s,
+            "*filter\n:INPUT {} [0:0]\n:FORWARD {} [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+            up(set.policy_input)?,
+            up(set.policy_forward)?
+        );
         return Ok(s);
     }
     for i in &set.interfaces {
         let _ = match i.addr {
-            IfAddr::Static { addr, prefix_len } => writeln!(s, "interface eth{} {}/{}", i.index, dotted(addr), prefix_len),
+            IfAddr::Static { addr, prefix_len } => writeln!(
+                s,
+                "interface eth{} {}/{}",
+                i.index,
+                dotted(addr),
+                prefix_len
+            ),
             IfAddr::Dhcp => writeln!(s, "interface eth{} dhcp", i.index),
             IfAddr::Unconfigured => writeln!(s, "interface eth{} none", i.index),
         };
     }
     for r in &set.routes {
-        let _ = writeln!(s, "route {}/{} via {}", dotted(r.dest), r.prefix_len, dotted(r.gateway));
+        let _ = writeln!(
+            s,
+            "route {}/{} via {}",
+            dotted(r.dest),
+            r.prefix_len,
+            dotted(r.gateway)
+        );
     }
-    let _ = writeln!(s, "policy input {}\npolicy forward {}", policy(set.policy_input)?, policy(set.policy_forward)?);
+    let _ = writeln!(
+        s,
+        "policy input {}\npolicy forward {}",
+        policy(set.policy_input)?,
+        policy(set.policy_forward)?
+    );
     if set.conntrack_max != super::ast::DEFAULT_CONNTRACK_MAX {
         let _ = writeln!(s, "conntrack max {}", set.conntrack_max);
     }
@@ -76,7 +98,17 @@ fn addrs(m: &AddrMatch) -> String {
 }
 
 fn ports(m: &PortMatch, sep: char) -> String {
-    let list: Vec<String> = m.ranges.iter().map(|&(a, b)| if a == b { format!("{a}") } else { format!("{a}{sep}{b}") }).collect();
+    let list: Vec<String> = m
+        .ranges
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                format!("{a}")
+            } else {
+                format!("{a}{sep}{b}")
+            }
+        })
+        .collect();
     list.join(",")
 }
 
@@ -90,7 +122,16 @@ fn bang(neg: bool) -> &'static str {
 
 fn state_list(bits: u8, upper: bool) -> String {
     let names = ["new", "established", "related", "invalid"];
-    let list: Vec<String> = (0..4).filter(|i| bits & (1 << i) != 0).map(|i| if upper { names[i].to_ascii_uppercase() } else { names[i].into() }).collect();
+    let list: Vec<String> = (0..4)
+        .filter(|i| bits & (1 << i) != 0)
+        .map(|i| {
+            if upper {
+                names[i].to_ascii_uppercase()
+            } else {
+                names[i].into()
+            }
+        })
+        .collect();
     list.join(",")
 }
 
@@ -107,7 +148,11 @@ pub fn render_rule(r: &Rule, format: Format) -> Result<String, String> {
 }
 
 fn native_rule(r: &Rule) -> String {
-    let mut s = String::from(if r.chain == Chain::Input { "input " } else { "forward " });
+    let mut s = String::from(if r.chain == Chain::Input {
+        "input "
+    } else {
+        "forward "
+    });
     s.push_str(match r.action {
         Action::Accept => "accept",
         Action::Drop => "drop",
@@ -118,7 +163,10 @@ fn native_rule(r: &Rule) -> String {
     }
     match &r.proto {
         ProtoMatch::Any => {}
-        ProtoMatch::OneOf(l) if l.len() == 1 && protocol_name(l[0]).is_some_and(|n| matches!(n, "tcp" | "udp" | "icmp")) => {
+        ProtoMatch::OneOf(l)
+            if l.len() == 1
+                && protocol_name(l[0]).is_some_and(|n| matches!(n, "tcp" | "udp" | "icmp")) =>
+        {
             let _ = write!(s, " {}", proto_word(l[0]));
         }
         ProtoMatch::OneOf(l) => {
@@ -130,10 +178,30 @@ fn native_rule(r: &Rule) -> String {
         }
     }
     let parts: [(&str, Option<String>); 4] = [
-        ("from", r.src.as_ref().map(|m| format!("{}{}", bang(m.negated), addrs(m)))),
-        ("to", r.dst.as_ref().map(|m| format!("{}{}", bang(m.negated), addrs(m)))),
-        ("sport", r.sport.as_ref().map(|m| format!("{}{}", bang(m.negated), ports(m, '-')))),
-        ("dport", r.dport.as_ref().map(|m| format!("{}{}", bang(m.negated), ports(m, '-')))),
+        (
+            "from",
+            r.src
+                .as_ref()
+                .map(|m| format!("{}{}", bang(m.negated), addrs(m))),
+        ),
+        (
+            "to",
+            r.dst
+                .as_ref()
+                .map(|m| format!("{}{}", bang(m.negated), addrs(m))),
+        ),
+        (
+            "sport",
+            r.sport
+                .as_ref()
+                .map(|m| format!("{}{}", bang(m.negated), ports(m, '-'))),
+        ),
+        (
+            "dport",
+            r.dport
+                .as_ref()
+                .map(|m| format!("{}{}", bang(m.negated), ports(m, '-'))),
+        ),
     ];
     for (kw, v) in parts {
         if let Some(v) = v {
@@ -161,18 +229,32 @@ fn native_rule(r: &Rule) -> String {
 }
 
 fn iptables_rule(r: &Rule) -> Result<String, String> {
-    let mut s = String::from(if r.chain == Chain::Input { "-A INPUT" } else { "-A FORWARD" });
+    let mut s = String::from(if r.chain == Chain::Input {
+        "-A INPUT"
+    } else {
+        "-A FORWARD"
+    });
     for (opt, m) in [("-s", &r.src), ("-d", &r.dst)] {
         if let Some(m) = m {
             if m.negated && m.prefixes.len() != 1 {
                 return Err("iptables cannot negate an address list".into());
             }
-            let _ = write!(s, " {}{opt} {}", if m.negated { "! " } else { "" }, addrs(m));
+            let _ = write!(
+                s,
+                " {}{opt} {}",
+                if m.negated { "! " } else { "" },
+                addrs(m)
+            );
         }
     }
     for (opt, m) in [("-i", r.in_if), ("-o", r.out_if)] {
         if let Some(m) = m {
-            let _ = write!(s, " {}{opt} eth{}", if m.negated { "! " } else { "" }, m.index);
+            let _ = write!(
+                s,
+                " {}{opt} eth{}",
+                if m.negated { "! " } else { "" },
+                m.index
+            );
         }
     }
     let p = match &r.proto {
@@ -191,18 +273,34 @@ fn iptables_rule(r: &Rule) -> Result<String, String> {
             let _ = write!(s, " -m {name}");
         }
     }
-    let multi = [&r.sport, &r.dport].iter().any(|m| m.as_ref().is_some_and(|m| m.ranges.len() > 1));
+    let multi = [&r.sport, &r.dport]
+        .iter()
+        .any(|m| m.as_ref().is_some_and(|m| m.ranges.len() > 1));
     if multi {
         s.push_str(" -m multiport");
     }
-    for (one, many, m) in [("--sport", "--sports", &r.sport), ("--dport", "--dports", &r.dport)] {
+    for (one, many, m) in [
+        ("--sport", "--sports", &r.sport),
+        ("--dport", "--dports", &r.dport),
+    ] {
         if let Some(m) = m {
-            let _ = write!(s, " {}{} {}", if m.negated { "! " } else { "" }, if multi { many } else { one }, ports(m, ':'));
+            let _ = write!(
+                s,
+                " {}{} {}",
+                if m.negated { "! " } else { "" },
+                if multi { many } else { one },
+                ports(m, ':')
+            );
         }
     }
     if let Some(m) = r.icmp {
         let code = m.code.map(|c| format!("/{c}")).unwrap_or_default();
-        let _ = write!(s, " {}--icmp-type {}{code}", if m.negated { "! " } else { "" }, m.icmp_type);
+        let _ = write!(
+            s,
+            " {}--icmp-type {}{code}",
+            if m.negated { "! " } else { "" },
+            m.icmp_type
+        );
     }
     if r.states != ANY_STATE {
         let _ = write!(s, " -m conntrack --ctstate {}", state_list(r.states, true));
@@ -214,7 +312,11 @@ fn iptables_rule(r: &Rule) -> Result<String, String> {
         Action::Accept => write!(s, " -j ACCEPT"),
         Action::Drop => write!(s, " -j DROP"),
         Action::Reject(w) => {
-            let kind = if w == crate::flow::RejectWith::TcpReset { String::from("tcp-reset") } else { format!("icmp-{}", reject_name(w)) };
+            let kind = if w == crate::flow::RejectWith::TcpReset {
+                String::from("tcp-reset")
+            } else {
+                format!("icmp-{}", reject_name(w))
+            };
             write!(s, " -j REJECT --reject-with {kind}")
         }
     };

@@ -6,7 +6,9 @@ use alloc::vec::Vec;
 
 use crate::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{state_bit, AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, ANY_STATE};
+use super::ast::{
+    state_bit, AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, ANY_STATE,
+};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,31 +49,68 @@ impl Rng {
     }
 }
 
-const SERVICES: &[u16] = &[22, 25, 53, 80, 110, 123, 143, 389, 443, 445, 465, 587, 993, 995, 1433, 1521, 3306, 3389, 5432, 5900, 6379, 8080, 8443, 9200];
+const SERVICES: &[u16] = &[
+    22, 25, 53, 80, 110, 123, 143, 389, 443, 445, 465, 587, 993, 995, 1433, 1521, 3306, 3389, 5432,
+    5900, 6379, 8080, 8443, 9200,
+];
 
 /// The lab's benchmark-traffic rule: 10.0.0.0/8 to 10.0.0.0/8, accept.
 pub fn lab_rule() -> Rule {
-    let lab = || Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)] });
-    Rule { src: lab(), dst: lab(), ..Rule::any(Chain::Forward, Action::Accept) }
+    let lab = || {
+        Some(AddrMatch {
+            negated: false,
+            prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)],
+        })
+    };
+    Rule {
+        src: lab(),
+        dst: lab(),
+        ..Rule::any(Chain::Forward, Action::Accept)
+    }
 }
 
 /// The scenario ruleset for `opts`: lab interfaces, `policy input drop`,
 /// `policy forward drop`, input rules for ping and DHCP, N forward rules.
 pub fn scenario(opts: ScenarioOptions) -> Ruleset {
-    let mut set = Ruleset { interfaces: Ruleset::lab_interfaces(), policy_input: Action::Drop, policy_forward: Action::Drop, ..Ruleset::default() };
+    let mut set = Ruleset {
+        interfaces: Ruleset::lab_interfaces(),
+        policy_input: Action::Drop,
+        policy_forward: Action::Drop,
+        ..Ruleset::default()
+    };
     set.files.push("scenario".into());
     let icmp = || ProtoMatch::OneOf(alloc::vec![proto::ICMP]);
-    let ping = Rule { proto: icmp(), icmp: Some(IcmpMatch { negated: false, icmp_type: 8, code: None }), ..Rule::any(Chain::Input, Action::Accept) };
-    let back = Rule { states: state_bit(crate::flow::CtState::Established) | state_bit(crate::flow::CtState::Related), ..Rule::any(Chain::Input, Action::Accept) };
+    let ping = Rule {
+        proto: icmp(),
+        icmp: Some(IcmpMatch {
+            negated: false,
+            icmp_type: 8,
+            code: None,
+        }),
+        ..Rule::any(Chain::Input, Action::Accept)
+    };
+    let back = Rule {
+        states: state_bit(crate::flow::CtState::Established)
+            | state_bit(crate::flow::CtState::Related),
+        ..Rule::any(Chain::Input, Action::Accept)
+    };
     let dhcp = Rule {
         proto: ProtoMatch::OneOf(alloc::vec![proto::UDP]),
-        sport: Some(PortMatch { negated: false, ranges: alloc::vec![(67, 67)] }),
-        dport: Some(PortMatch { negated: false, ranges: alloc::vec![(68, 68)] }),
+        sport: Some(PortMatch {
+            negated: false,
+            ranges: alloc::vec![(67, 67)],
+        }),
+        dport: Some(PortMatch {
+            negated: false,
+            ranges: alloc::vec![(68, 68)],
+        }),
         ..Rule::any(Chain::Input, Action::Accept)
     };
     set.rules = alloc::vec![ping, back, dhcp];
     let mut rng = Rng::new(opts.seed);
-    let sites: Vec<u32> = (0..1024).map(|_| outside_lab(&mut rng) & 0xffff_0000).collect();
+    let sites: Vec<u32> = (0..1024)
+        .map(|_| outside_lab(&mut rng) & 0xffff_0000)
+        .collect();
     for _ in 1..opts.rules.max(1) {
         set.rules.push(random_rule(&mut rng, &sites));
     }
@@ -84,7 +123,9 @@ pub fn scenario(opts: ScenarioOptions) -> Ruleset {
 
 /// A random address whose first octet is neither 0, 10, 127 nor >= 224.
 fn outside_lab(rng: &mut Rng) -> u32 {
-    let octet = [11u32, 23, 37, 45, 62, 81, 91, 100, 128, 141, 152, 163, 172, 185, 192, 198, 203, 212][rng.below(18) as usize];
+    let octet = [
+        11u32, 23, 37, 45, 62, 81, 91, 100, 128, 141, 152, 163, 172, 185, 192, 198, 203, 212,
+    ][rng.below(18) as usize];
     (octet << 24) | (rng.next_u64() as u32 & 0x00ff_ffff)
 }
 
@@ -95,7 +136,10 @@ fn prefix(rng: &mut Rng, sites: &[u32], len: u8) -> Option<AddrMatch> {
     }
     let base = sites[rng.below(sites.len() as u64) as usize] | (rng.next_u64() as u32 & 0xffff);
     let addr = if len <= 8 { base } else { base };
-    Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(addr, len)] })
+    Some(AddrMatch {
+        negated: false,
+        prefixes: alloc::vec![Prefix::new(addr, len)],
+    })
 }
 
 fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
@@ -135,7 +179,11 @@ fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
             r.proto = ProtoMatch::OneOf(alloc::vec![proto::ICMP]);
             if rng.pct(70) {
                 let t = if rng.pct(70) { 8 } else { 3 };
-                r.icmp = Some(IcmpMatch { negated: false, icmp_type: t, code: None });
+                r.icmp = Some(IcmpMatch {
+                    negated: false,
+                    icmp_type: t,
+                    code: None,
+                });
             }
         }
         _ => {}
@@ -143,20 +191,39 @@ fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
     if rng.pct(10) {
         r.states = state_bit(crate::flow::CtState::New);
     } else if rng.pct(5) {
-        r.states = ANY_STATE & !state_bit(crate::flow::CtState::New) & !state_bit(crate::flow::CtState::Invalid);
+        r.states = ANY_STATE
+            & !state_bit(crate::flow::CtState::New)
+            & !state_bit(crate::flow::CtState::Invalid);
     }
     if rng.pct(5) {
-        r.in_if = Some(super::ast::IfMatch { negated: false, index: 0 });
+        r.in_if = Some(super::ast::IfMatch {
+            negated: false,
+            index: 0,
+        });
     } else if rng.pct(5) {
-        r.out_if = Some(super::ast::IfMatch { negated: false, index: 1 });
+        r.out_if = Some(super::ast::IfMatch {
+            negated: false,
+            index: 1,
+        });
     }
     r
 }
 
 fn ports(rng: &mut Rng, r: &mut Rule, p: u8) {
     r.proto = ProtoMatch::OneOf(alloc::vec![p]);
-    let service = |rng: &mut Rng| if rng.pct(70) { SERVICES[rng.below(SERVICES.len() as u64) as usize] } else { 1 + rng.below(65535) as u16 };
-    let one = |ranges| Some(PortMatch { negated: false, ranges });
+    let service = |rng: &mut Rng| {
+        if rng.pct(70) {
+            SERVICES[rng.below(SERVICES.len() as u64) as usize]
+        } else {
+            1 + rng.below(65535) as u16
+        }
+    };
+    let one = |ranges| {
+        Some(PortMatch {
+            negated: false,
+            ranges,
+        })
+    };
     r.dport = match rng.below(100) {
         0..=54 => one(alloc::vec![(service(rng), service(rng))]).map(|mut m| {
             m.ranges[0].1 = m.ranges[0].0;
@@ -168,7 +235,11 @@ fn ports(rng: &mut Rng, r: &mut Rule, p: u8) {
         }
         70..=77 => {
             let (a, b) = (service(rng), service(rng));
-            one(if a == b { alloc::vec![(a, a)] } else { alloc::vec![(a.min(b), a.min(b)), (a.max(b), a.max(b))] })
+            one(if a == b {
+                alloc::vec![(a, a)]
+            } else {
+                alloc::vec![(a.min(b), a.min(b)), (a.max(b), a.max(b))]
+            })
         }
         _ => None,
     };
@@ -190,8 +261,12 @@ pub fn random_key(rng: &mut Rng) -> crate::flow::PacketKey {
         icmp_code: 0,
         in_if: [0, 1, 2, crate::flow::NO_IF][rng.below(4) as usize],
         out_if: [0, 1, 2, crate::flow::NO_IF][rng.below(4) as usize],
-        state: [crate::flow::CtState::New, crate::flow::CtState::Established, crate::flow::CtState::Related, crate::flow::CtState::Invalid]
-            [rng.below(4) as usize],
+        state: [
+            crate::flow::CtState::New,
+            crate::flow::CtState::Established,
+            crate::flow::CtState::Related,
+            crate::flow::CtState::Invalid,
+        ][rng.below(4) as usize],
     };
     match p {
         proto::TCP | proto::UDP => {
@@ -210,7 +285,10 @@ pub fn random_key(rng: &mut Rng) -> crate::flow::PacketKey {
 /// A packet that lies inside (or at the edge of) one box of `r`, where that is easy; random elsewhere.
 pub fn point_in(r: &Rule, rng: &mut Rng) -> crate::flow::PacketKey {
     let mut k = random_key(rng);
-    let inside = |m: &AddrMatch, rng: &mut Rng, ip: u32| match m.prefixes.get(rng.below(m.prefixes.len().max(1) as u64) as usize) {
+    let inside = |m: &AddrMatch, rng: &mut Rng, ip: u32| match m
+        .prefixes
+        .get(rng.below(m.prefixes.len().max(1) as u64) as usize)
+    {
         Some(p) if !m.negated => p.addr | (ip & !super::ast::mask(p.len)),
         _ => ip,
     };
@@ -221,10 +299,18 @@ pub fn point_in(r: &Rule, rng: &mut Rng) -> crate::flow::PacketKey {
         k.dst = inside(m, rng, k.dst);
     }
     if let ProtoMatch::OneOf(l) = &r.proto {
-        k.proto = l.get(rng.below(l.len().max(1) as u64) as usize).copied().unwrap_or(k.proto);
+        k.proto = l
+            .get(rng.below(l.len().max(1) as u64) as usize)
+            .copied()
+            .unwrap_or(k.proto);
     }
-    let port = |m: &Option<PortMatch>, rng: &mut Rng, v: u16| match m.as_ref().and_then(|m| m.ranges.get(rng.below(m.ranges.len().max(1) as u64) as usize)) {
-        Some(&(lo, hi)) => [lo, hi, lo + (rng.below(u64::from(hi - lo) + 1) as u16)][rng.below(3) as usize],
+    let port = |m: &Option<PortMatch>, rng: &mut Rng, v: u16| match m.as_ref().and_then(|m| {
+        m.ranges
+            .get(rng.below(m.ranges.len().max(1) as u64) as usize)
+    }) {
+        Some(&(lo, hi)) => {
+            [lo, hi, lo + (rng.below(u64::from(hi - lo) + 1) as u16)][rng.below(3) as usize]
+        }
         None => v,
     };
     if k.proto == proto::TCP || k.proto == proto::UDP {

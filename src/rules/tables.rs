@@ -19,8 +19,9 @@ use super::expand::{Entry, PROTO_ANY, PROTO_NEG};
 use super::format::*;
 use super::image::IfAddr;
 
-/// Levels per dimension (8 x 8 = [`MAX_TUPLES`]).
-const LEVELS: usize = 8;
+/// Most levels per dimension (11 x 11 pairs, each keyed on ports or not, fit a
+/// u8 tuple number; at most [`MAX_TUPLES`] tuples are used).
+const LEVELS: usize = 11;
 /// A chain with fewer tuples than this is searched without a cell index.
 const INDEX_MIN_TUPLES: usize = 4;
 /// Fewest and most address bits a cell index uses (2^bits cells of 2 bytes).
@@ -33,7 +34,7 @@ struct ChainTables {
     slots: Vec<u32>,
     entries: Vec<[u8; ENTRY_LEN]>,
     index: Vec<u16>,
-    masks: Vec<u64>,
+    masks: Vec<u128>,
     dst: CellIndex,
     src: CellIndex,
     rules: u32,
@@ -44,7 +45,7 @@ struct ChainTables {
 #[derive(Default)]
 struct CellIndex {
     /// Tuples this side cannot rule out (their prefixes are shorter than the cell).
-    unindexed: u64,
+    unindexed: u128,
     /// Where its 2^bits u16 cells start in the chain's index, if it has one.
     index_start: Option<u32>,
     /// Where its masks start in the chain's masks.
@@ -67,7 +68,9 @@ fn choose_levels(lens: impl Iterator<Item = u8>) -> Vec<u8> {
     }
     let mut by_use: Vec<usize> = (1..33).filter(|&l| count[l] > 0).collect();
     by_use.sort_by_key(|&l| core::cmp::Reverse((count[l], l)));
-    let mut levels: Vec<u8> = core::iter::once(0).chain(by_use.into_iter().take(LEVELS - 1).map(|l| l as u8)).collect();
+    let mut levels: Vec<u8> = core::iter::once(0)
+        .chain(by_use.into_iter().take(LEVELS - 1).map(|l| l as u8))
+        .collect();
     levels.sort_unstable();
     levels
 }
@@ -87,8 +90,16 @@ fn encode(e: &Entry, last: bool) -> [u8; ENTRY_LEN] {
     b[16..20].copy_from_slice(&((e.rule & 0x00ff_ffff) | (u32::from(e.proto) << 24)).to_le_bytes());
     b[20] = e.src.len | if e.in_neg { E_NEG_IN } else { 0 } | if e.out_neg { E_NEG_OUT } else { 0 };
     b[21] = e.dst.len
-        | if e.proto_flags & PROTO_ANY != 0 { E_PROTO_ANY } else { 0 }
-        | if e.proto_flags & PROTO_NEG != 0 { E_PROTO_NEG } else { 0 };
+        | if e.proto_flags & PROTO_ANY != 0 {
+            E_PROTO_ANY
+        } else {
+            0
+        }
+        | if e.proto_flags & PROTO_NEG != 0 {
+            E_PROTO_NEG
+        } else {
+            0
+        };
     b[22] = (e.states & 0x0f) | if last { E_LAST } else { 0 };
     b[23] = (e.in_if & 0x0f) | (e.out_if << 4);
     b
@@ -108,22 +119,30 @@ fn lens_of(src_levels: &[u8], dst_levels: &[u8], t: TupleNo) -> (u8, u8) {
 
 /// Which (source, destination) pairs also key on the destination port: those
 /// with long runs of one key, most first, while the tuple count stays <= 64.
-fn port_keyed_pairs(entries: &mut [Entry], pair_of: &dyn Fn(&Entry) -> u8, key_of: &dyn Fn(&Entry, TupleNo) -> (u32, u32, u16)) -> u64 {
+fn port_keyed_pairs(
+    entries: &mut [Entry],
+    pair_of: &dyn Fn(&Entry) -> u8,
+    key_of: &dyn Fn(&Entry, TupleNo) -> (u32, u32, u16),
+) -> u128 {
     entries.sort_unstable_by_key(|e| (pair_of(e), key_of(e, pair_of(e) << 1), e.rule));
-    let mut longest = [0usize; MAX_TUPLES];
-    let mut present = 0u64;
+    let mut longest = [0usize; LEVELS * LEVELS];
+    let mut present = 0u128;
     let mut run = 0;
     for (i, e) in entries.iter().enumerate() {
         let p = pair_of(e);
         present |= 1 << p;
-        let same = i > 0 && pair_of(&entries[i - 1]) == p && key_of(&entries[i - 1], p << 1) == key_of(e, p << 1);
+        let same = i > 0
+            && pair_of(&entries[i - 1]) == p
+            && key_of(&entries[i - 1], p << 1) == key_of(e, p << 1);
         run = if same { run + 1 } else { 1 };
         longest[usize::from(p)] = longest[usize::from(p)].max(run);
     }
-    let mut candidates: Vec<usize> = (0..MAX_TUPLES).filter(|&p| longest[p] > PORT_KEY_RUN).collect();
+    let mut candidates: Vec<usize> = (0..LEVELS * LEVELS)
+        .filter(|&p| longest[p] > PORT_KEY_RUN)
+        .collect();
     candidates.sort_by_key(|&p| core::cmp::Reverse(longest[p]));
     let mut tuples = present.count_ones() as usize;
-    let mut keyed = 0u64;
+    let mut keyed = 0u128;
     for p in candidates {
         if tuples < MAX_TUPLES {
             keyed |= 1 << p;
@@ -137,10 +156,16 @@ fn port_keyed_pairs(entries: &mut [Entry], pair_of: &dyn Fn(&Entry) -> u8, key_o
 fn build_chain(mut entries: Vec<Entry>, rules: u32) -> ChainTables {
     let src_levels = choose_levels(entries.iter().map(|e| e.src.len));
     let dst_levels = choose_levels(entries.iter().map(|e| e.dst.len));
-    let pair_of = |e: &Entry| (level_of(&src_levels, e.src.len) * LEVELS + level_of(&dst_levels, e.dst.len)) as u8;
+    let pair_of = |e: &Entry| {
+        (level_of(&src_levels, e.src.len) * LEVELS + level_of(&dst_levels, e.dst.len)) as u8
+    };
     let key_of = |e: &Entry, t: TupleNo| {
         let (s, d) = lens_of(&src_levels, &dst_levels, t);
-        (e.src.addr & mask(s), e.dst.addr & mask(d), if t & 1 != 0 { e.p2.0 } else { 0 })
+        (
+            e.src.addr & mask(s),
+            e.dst.addr & mask(d),
+            if t & 1 != 0 { e.p2.0 } else { 0 },
+        )
     };
     let keyed = port_keyed_pairs(&mut entries, &pair_of, &key_of);
     let tuple_of = |e: &Entry| {
@@ -159,26 +184,53 @@ fn build_chain(mut entries: Vec<Entry>, rules: u32) -> ChainTables {
     }
     let mut order: Vec<(u32, TupleNo)> = first.iter().map(|(&t, &r)| (r, t)).collect();
     order.sort_unstable();
-    let id_of: BTreeMap<TupleNo, usize> = order.iter().enumerate().map(|(i, &(_, t))| (t, i)).collect();
-    let mut ct = ChainTables { rules, ..Default::default() };
+    let id_of: BTreeMap<TupleNo, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, t))| (t, i))
+        .collect();
+    let mut ct = ChainTables {
+        rules,
+        ..Default::default()
+    };
     ct.tuples = alloc::vec![[0u8; 16]; order.len()];
     ct.entries.reserve(entries.len());
     let mut i = 0;
     while i < entries.len() {
         let t = tuple_of(&entries[i]);
-        let end = i + entries[i..].iter().position(|e| tuple_of(e) != t).unwrap_or(entries.len() - i);
-        let mut rec = build_tuple(&mut ct, &entries[i..end], t, &key_of, lens_of(&src_levels, &dst_levels, t));
+        let end = i + entries[i..]
+            .iter()
+            .position(|e| tuple_of(e) != t)
+            .unwrap_or(entries.len() - i);
+        let mut rec = build_tuple(
+            &mut ct,
+            &entries[i..end],
+            t,
+            &key_of,
+            lens_of(&src_levels, &dst_levels, t),
+        );
         let id = id_of.get(&t).copied().unwrap_or(0);
         rec[4..8].copy_from_slice(&order[id].0.to_le_bytes());
         ct.tuples[id] = rec;
         i = end;
     }
     let lens = |e: &Entry| lens_of(&src_levels, &dst_levels, tuple_of(e));
-    build_index(&mut ct, &entries, &|e| id_of.get(&tuple_of(e)).copied().unwrap_or(0), &lens);
+    build_index(
+        &mut ct,
+        &entries,
+        &|e| id_of.get(&tuple_of(e)).copied().unwrap_or(0),
+        &lens,
+    );
     ct
 }
 
-fn build_tuple(ct: &mut ChainTables, group: &[Entry], t: TupleNo, key_of: &dyn Fn(&Entry, TupleNo) -> (u32, u32, u16), lens: (u8, u8)) -> [u8; 16] {
+fn build_tuple(
+    ct: &mut ChainTables,
+    group: &[Entry],
+    t: TupleNo,
+    key_of: &dyn Fn(&Entry, TupleNo) -> (u32, u32, u16),
+    lens: (u8, u8),
+) -> [u8; 16] {
     let mut keys = Vec::new();
     let base = ct.entries.len() as u32;
     for (j, e) in group.iter().enumerate() {
@@ -189,7 +241,7 @@ fn build_tuple(ct: &mut ChainTables, group: &[Entry], t: TupleNo, key_of: &dyn F
         }
         ct.entries.push(encode(e, last));
     }
-    let count = (keys.len() * 2).max(1) as u32;
+    let count = (keys.len() * 3).max(1) as u32;
     let start = ct.slots.len();
     ct.slots.resize(start + count as usize, EMPTY);
     for ((s, d, port), at) in keys {
@@ -208,20 +260,29 @@ fn build_tuple(ct: &mut ChainTables, group: &[Entry], t: TupleNo, key_of: &dyn F
     rec
 }
 
-fn build_index(ct: &mut ChainTables, entries: &[Entry], id: &dyn Fn(&Entry) -> usize, lens: &dyn Fn(&Entry) -> (u8, u8)) {
-    let all = if ct.tuples.len() >= 64 { u64::MAX } else { (1u64 << ct.tuples.len()) - 1 };
+fn build_index(
+    ct: &mut ChainTables,
+    entries: &[Entry],
+    id: &dyn Fn(&Entry) -> usize,
+    lens: &dyn Fn(&Entry) -> (u8, u8),
+) {
+    let all = if ct.tuples.len() >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << ct.tuples.len()) - 1
+    };
     (ct.dst.unindexed, ct.src.unindexed) = (all, all);
     if ct.tuples.len() < INDEX_MIN_TUPLES {
         return;
     }
-    // About one cell per entry, within INDEX_BITS.
-    let bits = (usize::BITS - entries.len().leading_zeros()).clamp(INDEX_BITS.0, INDEX_BITS.1);
+    // About four cells per entry, within INDEX_BITS.
+    let bits = (usize::BITS + 2 - entries.len().leading_zeros()).clamp(INDEX_BITS.0, INDEX_BITS.1);
     ct.bits = bits;
-    let mut cells = [alloc::vec![0u64; 1 << bits], alloc::vec![0u64; 1 << bits]];
-    let mut unindexed = [0u64; 2];
+    let mut cells = [alloc::vec![0u128; 1 << bits], alloc::vec![0u128; 1 << bits]];
+    let mut unindexed = [0u128; 2];
     for e in entries {
         let (src_len, dst_len) = lens(e);
-        let bit = 1u64 << id(e);
+        let bit = 1u128 << id(e);
         for (side, len, addr) in [(0, dst_len, e.dst.addr), (1, src_len, e.src.addr)] {
             if u32::from(len) >= bits {
                 cells[side][(addr >> (32 - bits)) as usize] |= bit;
@@ -234,7 +295,7 @@ fn build_index(ct: &mut ChainTables, entries: &[Entry], id: &dyn Fn(&Entry) -> u
         if unindexed[side] == all {
             continue; // no tuple is indexed on this side
         }
-        let mut ids: BTreeMap<u64, u16> = BTreeMap::new();
+        let mut ids: BTreeMap<u128, u16> = BTreeMap::new();
         let index_start = ct.index.len() as u32;
         for &m in cells.iter() {
             let next = ids.len() as u16; // <= 2^16 cells, so <= 2^16 distinct masks
@@ -245,7 +306,11 @@ fn build_index(ct: &mut ChainTables, entries: &[Entry], id: &dyn Fn(&Entry) -> u
         for (m, n) in ids {
             ct.masks[mask_start + usize::from(n)] = m;
         }
-        let ci = CellIndex { unindexed: unindexed[side], index_start: Some(index_start), mask_start: mask_start as u32 };
+        let ci = CellIndex {
+            unindexed: unindexed[side],
+            index_start: Some(index_start),
+            mask_start: mask_start as u32,
+        };
         if side == 0 {
             ct.dst = ci;
         } else {
@@ -256,10 +321,19 @@ fn build_index(ct: &mut ChainTables, entries: &[Entry], id: &dyn Fn(&Entry) -> u
 
 /// Writes the image of `set` from each chain's entries.
 pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Vec<u8>, TableStats) {
-    let stats = TableStats { entries: [input.len(), forward.len()], tuples: [0, 0] };
+    let stats = TableStats {
+        entries: [input.len(), forward.len()],
+        tuples: [0, 0],
+    };
     let count = |c| set.rules.iter().filter(|r| r.chain == c).count() as u32;
-    let chains = [build_chain(input, count(crate::flow::Chain::Input)), build_chain(forward, count(crate::flow::Chain::Forward))];
-    let stats = TableStats { tuples: [chains[0].tuples.len(), chains[1].tuples.len()], ..stats };
+    let chains = [
+        build_chain(input, count(crate::flow::Chain::Input)),
+        build_chain(forward, count(crate::flow::Chain::Forward)),
+    ];
+    let stats = TableStats {
+        tuples: [chains[0].tuples.len(), chains[1].tuples.len()],
+        ..stats
+    };
     let mut sections: [Vec<u8>; SECTIONS] = Default::default();
     for i in &set.interfaces {
         let (kind, len, addr) = match i.addr {
@@ -291,7 +365,7 @@ fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
     let slot_base = (s[sec::SLOTS].len() / 4) as u32;
     let entry_base = (s[sec::ENTRIES].len() / ENTRY_LEN) as u32;
     let index_base = (s[sec::INDEX].len() / 2) as u32;
-    let mask_base = (s[sec::MASKS].len() / 8) as u32;
+    let mask_base = (s[sec::MASKS].len() / 16) as u32;
     for t in &ct.tuples {
         let mut t = *t;
         let start = u32::from_le_bytes([t[8], t[9], t[10], t[11]]) + slot_base;
@@ -299,7 +373,11 @@ fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
         s[sec::TUPLES].extend_from_slice(&t);
     }
     for &slot in &ct.slots {
-        let v = if slot == EMPTY { EMPTY } else { slot + entry_base };
+        let v = if slot == EMPTY {
+            EMPTY
+        } else {
+            slot + entry_base
+        };
         s[sec::SLOTS].extend_from_slice(&v.to_le_bytes());
     }
     for e in &ct.entries {
@@ -311,7 +389,17 @@ fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
     for &m in &ct.masks {
         s[sec::MASKS].extend_from_slice(&m.to_le_bytes());
     }
-    let side = |c: &CellIndex| [c.unindexed as u32, (c.unindexed >> 32) as u32, c.index_start.map_or(NO_INDEX, |i| i + index_base), c.mask_start + mask_base];
+    let side = |c: &CellIndex| {
+        let u = c.unindexed;
+        [
+            u as u32,
+            (u >> 32) as u32,
+            (u >> 64) as u32,
+            (u >> 96) as u32,
+            c.index_start.map_or(NO_INDEX, |i| i + index_base),
+            c.mask_start + mask_base,
+        ]
+    };
     let (d, r) = (side(&ct.dst), side(&ct.src));
     let words = [
         ct.rules,
@@ -322,10 +410,14 @@ fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
         d[1],
         d[2],
         d[3],
+        d[4],
+        d[5],
         r[0],
         r[1],
         r[2],
         r[3],
+        r[4],
+        r[5],
         entry_base,
         ct.entries.len() as u32,
         0,
