@@ -1,6 +1,5 @@
 //! Diagnostics: `FILE:LINE:COLUMN: message`, the offending text and a caret.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -141,10 +140,6 @@ impl fmt::Display for Diagnostics {
             writeln!(f, "{} more errors", self.suppressed)?;
         }
         let n = self.count();
-        write!(
-            f,
-            "{}",
-            format!("{n} error{}", if n == 1 { "" } else { "s" })
-        )
+        write!(f, "{n} error{}", if n == 1 { "" } else { "s" })
     }
 }

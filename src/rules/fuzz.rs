@@ -12,7 +12,7 @@ const INCLUDED: &[u8] = b"*filter\n:FORWARD DROP [0:0]\n-A FORWARD -s 10.1.0.0/2
 /// Feeds `data` to the compiler (as a rules file) and to the image reader.
 pub fn fuzz_one(data: &[u8]) {
     let mut load = |p: &str| {
-        if p.len() % 2 == 0 {
+        if p.len().is_multiple_of(2) {
             Ok(INCLUDED.to_vec())
         } else {
             Err("absent".into())

@@ -120,7 +120,7 @@ impl<'a> Image<'a> {
             let off = u32_at(bytes, 32 + i * 8) as usize;
             let len = u32_at(bytes, 36 + i * 8) as usize;
             let end = off.checked_add(len).ok_or(FormatError::BadSection(i))?;
-            if off < HEADER_LEN || end > total || len % RECORD[i] != 0 {
+            if off < HEADER_LEN || end > total || !len.is_multiple_of(RECORD[i]) {
                 return Err(FormatError::BadSection(i));
             }
             *s = &bytes[off..end];

@@ -135,10 +135,9 @@ fn prefix(rng: &mut Rng, sites: &[u32], len: u8) -> Option<AddrMatch> {
         return None;
     }
     let base = sites[rng.below(sites.len() as u64) as usize] | (rng.next_u64() as u32 & 0xffff);
-    let addr = if len <= 8 { base } else { base };
     Some(AddrMatch {
         negated: false,
-        prefixes: alloc::vec![Prefix::new(addr, len)],
+        prefixes: alloc::vec![Prefix::new(base, len)],
     })
 }
 

@@ -432,7 +432,7 @@ fn assemble(set: &Ruleset, sections: &[Vec<u8>; SECTIONS]) -> Vec<u8> {
     let mut out = alloc::vec![0u8; HEADER_LEN];
     let mut table = Vec::new();
     for s in sections {
-        while out.len() % 64 != 0 {
+        while !out.len().is_multiple_of(64) {
             out.push(0);
         }
         table.push((out.len() as u32, s.len() as u32));
