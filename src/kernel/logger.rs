@@ -4,7 +4,7 @@
 use crate::kernel::arch::clock;
 use crate::kernel::serial::Serial;
 use core::fmt::Write;
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -14,7 +14,11 @@ struct SerialLogger;
 
 impl Log for SerialLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        // virtio-drivers reports negotiated features at info level: detail
+        // that belongs to debug here.
+        let quiet = metadata.target().starts_with("virtio_drivers")
+            && log::max_level() < LevelFilter::Debug;
+        metadata.level() <= log::max_level() && !(quiet && metadata.level() > Level::Warn)
     }
 
     fn log(&self, record: &Record) {
