@@ -125,3 +125,9 @@ fn native_file_includes_iptables_save() {
         "included rules keep their own line numbers"
     );
 }
+
+#[test]
+fn a_match_given_twice_is_an_error() {
+    assert!(first("forward accept tcp udp\n").contains("`udp` is given twice"));
+    assert!(first("forward accept tcp port 1 dport 2\n").contains("`dport` is given twice"));
+}

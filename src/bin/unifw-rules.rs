@@ -4,6 +4,13 @@ use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// Prints a line; a closed stdout (`| head`) is not an error worth a panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(io::stdout(), $($t)*);
+    }};
+}
+
 use unifw::flow::{proto, Action, Chain, CtState, PacketKey, Verdict, NO_IF};
 use unifw::rules::{self, Compiled, Format, Image, ScenarioOptions};
 
@@ -60,27 +67,32 @@ fn check(path: &str) -> Result<(), String> {
     }
     let image = Image::from_bytes(&c.image).map_err(|e| e.to_string())?;
     let s = c.stats;
-    println!("{path}: ok");
-    println!(
+    say!("{path}: ok");
+    say!(
         "rules:        {} ({} input, {} forward)",
-        c.rule_count, s.rules[0], s.rules[1]
+        c.rule_count,
+        s.rules[0],
+        s.rules[1]
     );
-    println!(
+    say!(
         "entries:      {} input, {} forward; tuples {} input, {} forward",
-        s.entries[0], s.entries[1], s.tuples[0], s.tuples[1]
+        s.entries[0],
+        s.entries[1],
+        s.tuples[0],
+        s.tuples[1]
     );
-    println!(
+    say!(
         "image:        {} bytes ({} bytes of tables, {:.1} bytes/rule)",
         s.image_bytes,
         image.table_bytes(),
         image.table_bytes() as f64 / c.rule_count.max(1) as f64
     );
-    println!(
+    say!(
         "compile time: {:.3} s, peak memory {:.0} MiB",
         secs,
         peak_rss_mib()
     );
-    println!("warnings:     {}", c.warnings.len());
+    say!("warnings:     {}", c.warnings.len());
     Ok(())
 }
 
@@ -190,7 +202,7 @@ fn print_explanation(c: &Compiled, image: &Image, chain: Chain, v: Verdict) {
                 .files
                 .get(usize::from(rule.file))
                 .map_or("?", String::as_str);
-            println!(
+            say!(
                 "{} (rule {} at {}:{}{})",
                 action_word(v.action),
                 r,
@@ -198,12 +210,12 @@ fn print_explanation(c: &Compiled, image: &Image, chain: Chain, v: Verdict) {
                 image.rule_line(r),
                 if v.log { ", logged" } else { "" }
             );
-            println!(
+            say!(
                 "    {}",
                 rules::render_rule(rule, Format::Unifw).unwrap_or_default()
             );
         }
-        None => println!(
+        None => say!(
             "{} (policy of the {} chain)",
             action_word(v.action),
             if chain == Chain::Input {
@@ -396,7 +408,7 @@ fn bench(path: &str, opts: &[String]) -> Result<(), String> {
         "-".into()
     };
     let table = image.table_bytes();
-    println!(
+    say!(
         "rules={} lookups_per_s={:.0} table_bytes={} bytes_per_rule={:.1} compile_s={:.3} peak_rss_mib={:.0} linear_lookups_per_s={} trace={kind}",
         c.rule_count, fast, table, table as f64 / c.rule_count.max(1) as f64, secs, rss, linear
     );

@@ -225,3 +225,46 @@ fn icmp_boxes(m: IcmpMatch) -> Vec<((u16, u16), (u16, u16))> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negated_prefix_becomes_its_complement() {
+        let m = AddrMatch {
+            negated: true,
+            prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)],
+        };
+        let out = addresses(Some(&m));
+        assert_eq!(out.len(), 8);
+        assert!(out.iter().all(|p| !p.contains(0x0a01_0002)));
+        assert!(out.iter().any(|p| p.contains(0x0b00_0000)) && out.iter().any(|p| p.contains(0)));
+        let all = AddrMatch {
+            negated: true,
+            prefixes: alloc::vec![Prefix::new(0, 0)],
+        };
+        assert!(addresses(Some(&all)).is_empty());
+    }
+
+    #[test]
+    fn negated_ports_become_ranges_around_them() {
+        let m = PortMatch {
+            negated: true,
+            ranges: alloc::vec![(80, 80), (0, 10), (65535, 65535)],
+        };
+        assert_eq!(port_ranges(Some(&m)), alloc::vec![(11, 79), (81, 65534)]);
+    }
+
+    #[test]
+    fn lists_merge_before_expansion() {
+        let m = AddrMatch {
+            negated: false,
+            prefixes: alloc::vec![Prefix::new(0x0a01_0000, 25), Prefix::new(0x0a01_0080, 25)],
+        };
+        assert_eq!(
+            addresses(Some(&m)),
+            alloc::vec![Prefix::new(0x0a01_0000, 24)]
+        );
+    }
+}

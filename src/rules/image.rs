@@ -466,3 +466,94 @@ fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError>
     }
     Ok(info)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_headers() {
+        assert_eq!(Image::from_bytes(&[]).unwrap_err(), FormatError::Truncated);
+        assert_eq!(
+            Image::from_bytes(&[0u8; 200]).unwrap_err(),
+            FormatError::BadMagic
+        );
+        let mut b = alloc::vec![0u8; 200];
+        b[..8].copy_from_slice(&MAGIC);
+        b[8] = 9;
+        assert_eq!(
+            Image::from_bytes(&b).unwrap_err(),
+            FormatError::BadVersion(9)
+        );
+    }
+
+    #[test]
+    fn reads_what_the_compiler_wrote() {
+        let text = b"interface eth0 10.1.0.1/24\ninterface eth2 dhcp\nroute default via 10.1.0.254\nconntrack max 99\npolicy forward reject\nforward drop tcp port 22 log\n";
+        let c = super::super::compile("t", text, &mut |p| Err(p.into())).expect("compiles");
+        let img = Image::from_bytes(&c.image).expect("valid");
+        let ifs: alloc::vec::Vec<_> = img.interfaces().collect();
+        assert_eq!(
+            ifs[0],
+            InterfaceSpec {
+                index: 0,
+                addr: IfAddr::Static {
+                    addr: 0x0a01_0001,
+                    prefix_len: 24
+                }
+            }
+        );
+        assert_eq!(
+            ifs[1],
+            InterfaceSpec {
+                index: 2,
+                addr: IfAddr::Dhcp
+            }
+        );
+        assert_eq!(
+            img.routes().next(),
+            Some(RouteSpec {
+                dest: 0,
+                prefix_len: 0,
+                gateway: 0x0a01_00fe
+            })
+        );
+        assert_eq!(img.conntrack_capacity(), 99);
+        assert_eq!(
+            (
+                img.rule_count(Chain::Forward),
+                img.rule_count(Chain::Input),
+                img.rule_line(0)
+            ),
+            (1, 0, 6)
+        );
+        let key = PacketKey {
+            proto: 6,
+            src: 1,
+            dst: 2,
+            src_port: 9,
+            dst_port: 22,
+            icmp_type: 0,
+            icmp_code: 0,
+            in_if: 0,
+            out_if: 1,
+            state: crate::flow::CtState::New,
+        };
+        assert_eq!(
+            img.classify(Chain::Forward, &key),
+            Verdict {
+                action: Action::Drop,
+                rule: Some(0),
+                log: true
+            }
+        );
+        let other = PacketKey {
+            dst_port: 23,
+            ..key
+        };
+        assert_eq!(
+            img.classify(Chain::Forward, &other).action,
+            img.policy(Chain::Forward)
+        );
+    }
+}

@@ -254,3 +254,39 @@ pub fn port_range(s: &str) -> Result<(u16, u16), String> {
         None => port(s).map(|p| (p, p)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_ports() {
+        assert_eq!(prefix("10.1.0.0/24"), Ok(Prefix::new(0x0a01_0000, 24)));
+        assert_eq!(
+            prefix("10.1.0.0/255.255.0.0"),
+            Ok(Prefix::new(0x0a01_0000, 16))
+        );
+        assert!(prefix("10.1.0.1/24")
+            .unwrap_err()
+            .contains("did you mean 10.1.0.0/24"));
+        assert!(
+            prefix("10.1.0.0/33").is_err()
+                && prefix("10.1.0").is_err()
+                && prefix("10.1.0.256").is_err()
+        );
+        assert_eq!(port_range("1024:65535"), Ok((1024, 65535)));
+        assert!(port_range("70000").is_err() && port_range("90-80").is_err());
+        assert_eq!(interface("eth14"), Ok(14));
+        assert!(
+            interface("eth15").is_err()
+                && interface("eth01").is_err()
+                && interface("wlan0").is_err()
+        );
+        assert_eq!(icmp_type("3/4"), Ok((3, Some(4))));
+        assert_eq!(
+            reject_with("icmp-admin-prohibited"),
+            Ok(RejectWith::AdminProhibited)
+        );
+        assert!(reject_with("icmp-tcp-reset").is_err());
+    }
+}

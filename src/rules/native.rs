@@ -386,7 +386,13 @@ impl<'a> Parser<'a, '_, '_> {
         let mut seen = 0u32;
         while self.tok.kind == Kind::Word {
             let (kw, t) = (self.text(), self.tok);
-            let bit = 1u32 << (KEYWORDS.iter().position(|k| *k == kw).unwrap_or(31) as u32);
+            // Protocol words share one slot, as do `port` and `dport`.
+            let group = match kw {
+                "udp" | "icmp" | "any" | "proto" => "tcp",
+                "port" => "dport",
+                k => k,
+            };
+            let bit = 1u32 << (KEYWORDS.iter().position(|k| *k == group).unwrap_or(31) as u32);
             if seen & bit != 0 && kw != "log" {
                 return self.fail_at(&t, format!("`{kw}` is given twice in one rule"));
             }

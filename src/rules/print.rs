@@ -209,7 +209,14 @@ fn native_rule(r: &Rule) -> String {
         }
     }
     if let Some(m) = r.icmp {
-        let _ = write!(s, " type {}{}", bang(m.negated), m.icmp_type);
+        let name = super::names::ICMP_TYPES
+            .iter()
+            .find(|(_, t, c)| *t == m.icmp_type && c.is_none())
+            .map(|(n, _, _)| *n);
+        let _ = match name {
+            Some(n) => write!(s, " type {}{n}", bang(m.negated)),
+            None => write!(s, " type {}{}", bang(m.negated), m.icmp_type),
+        };
         if let Some(c) = m.code {
             let _ = write!(s, " code {c}");
         }

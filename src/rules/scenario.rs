@@ -328,3 +328,89 @@ pub fn point_in(r: &Rule, rng: &mut Rng) -> crate::flow::PacketKey {
     }
     k
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{CtState, PacketKey, NO_IF};
+
+    #[test]
+    fn only_the_last_rule_matches_the_lab() {
+        let set = scenario(ScenarioOptions {
+            rules: 3000,
+            seed: 1,
+        });
+        let mut rng = Rng::new(2);
+        let last = set.rules.len() as u32 - 1;
+        for _ in 0..200 {
+            let p = [proto::TCP, proto::UDP, proto::ICMP][rng.below(3) as usize];
+            let (a, b) = (rng.next_u64() as u16, rng.next_u64() as u16);
+            let (sp, dp, t) = if p == proto::ICMP {
+                (0, 0, 8)
+            } else {
+                (a, b, 0)
+            };
+            let state = [CtState::New, CtState::Established][rng.below(2) as usize];
+            for (src, dst, i, o) in [
+                (0x0a01_0002, 0x0a02_0002, 0, 1),
+                (0x0a02_0002, 0x0a01_0002, 1, 0),
+            ] {
+                let key = PacketKey {
+                    proto: p,
+                    src,
+                    dst,
+                    src_port: sp,
+                    dst_port: dp,
+                    icmp_type: t,
+                    icmp_code: 0,
+                    in_if: i,
+                    out_if: o,
+                    state,
+                };
+                assert_eq!(
+                    set.classify_linear(Chain::Forward, &key).rule,
+                    Some(last),
+                    "{key:?}"
+                );
+            }
+        }
+        let ping = PacketKey {
+            proto: proto::ICMP,
+            src: 0x0a01_0002,
+            dst: 0x0a01_0001,
+            src_port: 0,
+            dst_port: 0,
+            icmp_type: 8,
+            icmp_code: 0,
+            in_if: 0,
+            out_if: NO_IF,
+            state: CtState::New,
+        };
+        assert_eq!(
+            set.classify_linear(Chain::Input, &ping).action,
+            Action::Accept
+        );
+    }
+
+    #[test]
+    fn same_seed_same_rules() {
+        let a = scenario(ScenarioOptions {
+            rules: 100,
+            seed: 9,
+        });
+        assert_eq!(
+            a,
+            scenario(ScenarioOptions {
+                rules: 100,
+                seed: 9
+            })
+        );
+        assert_ne!(
+            a,
+            scenario(ScenarioOptions {
+                rules: 100,
+                seed: 10
+            })
+        );
+    }
+}
