@@ -13,6 +13,8 @@ const PCI_CAP_ID_MSIX: u8 = 0x11;
 /// hole of both q35 (above its MMCONFIG window, 0xB0000000-0xBFFFFFFF) and
 /// pc (which starts at the top of RAM below 4 GiB), below the IOAPIC.
 const MEMORY_WINDOW: (u64, u64) = (0xe000_0000, 0xfec0_0000);
+/// The boot page tables identity-map this much.
+const MAPPED_LIMIT: u64 = 1 << 32;
 /// I/O port window for unassigned I/O BARs.
 const IO_WINDOW: (u32, u32) = (0xc000, 0x1_0000);
 
@@ -50,16 +52,35 @@ pub struct BarAllocator {
     next_io: u32,
 }
 
-impl Default for BarAllocator {
-    fn default() -> Self {
-        BarAllocator {
+impl BarAllocator {
+    /// An allocator that places new BARs above every BAR the firmware
+    /// already assigned on bus 0 (SeaBIOS assigns them; qboot does not).
+    pub fn new(root: &mut PciRoot<PortCam>) -> Self {
+        let mut allocator = BarAllocator {
             next_memory: MEMORY_WINDOW.0,
             next_io: IO_WINDOW.0,
+        };
+        let functions: alloc::vec::Vec<DeviceFunction> =
+            root.enumerate_bus(0).map(|(df, _)| df).collect();
+        for df in functions {
+            let Ok(bars) = root.bars(df) else { continue };
+            for bar in bars.iter().flatten() {
+                match *bar {
+                    BarInfo::Memory { address, size, .. }
+                        if address != 0 && address + size <= MAPPED_LIMIT =>
+                    {
+                        allocator.next_memory = allocator.next_memory.max(address + size);
+                    }
+                    BarInfo::IO { address, size } if address != 0 => {
+                        allocator.next_io = allocator.next_io.max(address + size);
+                    }
+                    _ => {}
+                }
+            }
         }
+        allocator
     }
-}
 
-impl BarAllocator {
     /// Assigns every unassigned BAR of `df` and enables I/O, memory decoding
     /// and bus mastering. Returns false if a window ran out.
     pub fn assign(&mut self, root: &mut PciRoot<PortCam>, df: DeviceFunction) -> bool {
@@ -68,12 +89,16 @@ impl BarAllocator {
         };
         for (index, bar) in bars.iter().enumerate() {
             let ok = match bar {
+                // Unassigned, or above the 4 GiB the page tables map (SeaBIOS
+                // puts 64-bit BARs there): give it an address we can reach.
                 Some(BarInfo::Memory {
-                    address: 0,
+                    address,
                     size,
                     address_type,
                     ..
-                }) if *size > 0 => self.assign_memory(root, df, index as u8, *size, *address_type),
+                }) if *size > 0 && (*address == 0 || address + size > MAPPED_LIMIT) => {
+                    self.assign_memory(root, df, index as u8, *size, *address_type)
+                }
                 Some(BarInfo::IO { address: 0, size }) if *size > 0 => {
                     self.assign_io(root, df, index as u8, *size)
                 }

@@ -60,7 +60,7 @@ pub fn discover(mmio_devices: &[MmioDevice]) -> Vec<FoundNic> {
 
 fn discover_pci() -> Vec<FoundNic> {
     let mut root = PciRoot::new(PortCam);
-    let mut bars = BarAllocator::default();
+    let mut bars = BarAllocator::new(&mut root);
     // Bus 0 in slot order is QEMU's command-line order for devices without
     // an explicit `addr=`.
     let found: Vec<DeviceFunction> = root
