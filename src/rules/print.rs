@@ -280,24 +280,18 @@ fn iptables_rule(r: &Rule) -> Result<String, String> {
             let _ = write!(s, " -m {name}");
         }
     }
-    let multi = [&r.sport, &r.dport]
-        .iter()
-        .any(|m| m.as_ref().is_some_and(|m| m.ranges.len() > 1));
-    if multi {
-        s.push_str(" -m multiport");
-    }
+    // A list needs its own `-m multiport` (one multiport may not hold both --sports and --dports).
     for (one, many, m) in [
         ("--sport", "--sports", &r.sport),
         ("--dport", "--dports", &r.dport),
     ] {
         if let Some(m) = m {
-            let _ = write!(
-                s,
-                " {}{} {}",
-                if m.negated { "! " } else { "" },
-                if multi { many } else { one },
-                ports(m, ':')
-            );
+            let neg = if m.negated { "! " } else { "" };
+            let _ = if m.ranges.len() > 1 {
+                write!(s, " -m multiport {neg}{many} {}", ports(m, ':'))
+            } else {
+                write!(s, " {neg}{one} {}", ports(m, ':'))
+            };
         }
     }
     if let Some(m) = r.icmp {
