@@ -122,7 +122,7 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
             .ok_or("unknown interface (eth0..eth7)")?;
         let parsed = parse_interface(value);
         *slot = Some(parsed.unwrap_or(IfOverride::Off));
-        return parsed.map(|_| ()).map_err(|reason| reason);
+        return parsed.map(|_| ());
     }
     match key {
         "log" => options.log_level = Some(parse_log_level(value)?),

@@ -137,7 +137,7 @@ fn discover_mmio(listed: &[MmioDevice]) -> Vec<FoundNic> {
     }
     // QEMU's microvm plugs the first NIC of its command line into the
     // transport with the highest address.
-    candidates.sort_by(|a, b| b.base.cmp(&a.base));
+    candidates.sort_by_key(|d| core::cmp::Reverse(d.base));
     let mut nics = Vec::new();
     for dev in candidates {
         let Some(header) = NonNull::new(dev.base as usize as *mut VirtIOHeader) else {
