@@ -16,7 +16,7 @@ TAP=("$LAB-t0" "$LAB-t1" "$LAB-t2")
 NS_OF_TAP=("$SENDER_NS" "$RECEIVER_NS")
 HOST_ADDR=(10.1.0.2/24 10.2.0.2/24)
 FIREWALL_ADDR=(10.1.0.1 10.2.0.1)
-KERNEL=$UNIFW_ROOT/target/x86_64-unknown-none/release/unifw
+KERNEL=${CARGO_TARGET_DIR:-$UNIFW_ROOT/target}/x86_64-unknown-none/release/unifw
 QBOOT=/usr/share/qemu/qboot.rom
 
 die() { echo "error: $*" >&2; exit 1; }

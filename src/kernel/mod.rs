@@ -4,13 +4,14 @@
 pub mod arch;
 mod bootinfo;
 mod config;
+mod firewall;
 mod heap;
 mod logger;
-mod netstack;
 mod panic;
 mod pci;
 mod port;
 mod serial;
+mod stack;
 mod virtio;
 
 use arch::{apic, clock, gdt, idt};
@@ -74,7 +75,7 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     if nics.is_empty() {
         log::error!("no virtio-net device found; nothing to do");
     }
-    let mut firewall = netstack::Firewall::new(nics, &plan);
+    let mut firewall = firewall::Firewall::new(nics, &plan, image);
     let (in_use, _, free) = heap::stats();
     log::info!(
         "ready in {} us; heap {} KiB used, {} MiB free",

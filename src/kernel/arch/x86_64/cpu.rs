@@ -54,3 +54,25 @@ pub fn reset() -> ! {
 pub fn relax() {
     core::hint::spin_loop();
 }
+
+/// A seed for hash tables: RDRAND when the CPU has it, else the TSC.
+pub fn random_seed() -> u64 {
+    const CPUID_ECX_RDRAND: u32 = 1 << 30;
+    if cpuid(1).2 & CPUID_ECX_RDRAND != 0 {
+        for _ in 0..10 {
+            let mut value = 0u64;
+            // SAFETY: CPUID says RDRAND exists; the intrinsic only writes `value`.
+            if unsafe { rdrand64(&mut value) } == 1 {
+                return value;
+            }
+        }
+    }
+    rdtsc().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// # Safety
+/// The CPU must support RDRAND (CPUID.1:ECX bit 30).
+#[target_feature(enable = "rdrand")]
+unsafe fn rdrand64(value: &mut u64) -> i32 {
+    core::arch::x86_64::_rdrand64_step(value)
+}

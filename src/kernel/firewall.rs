@@ -1,0 +1,355 @@
+//! The firewall's main loop. Every received frame goes through the packet
+//! path (`unifw::net::Dataplane`: validation, connection tracking, the
+//! compiled rules, routing, ARP); forwarded frames leave by their output
+//! NIC, frames for the firewall itself go to its IP stack. Polling is
+//! adaptive: busy while frames flow, then NIC interrupts and `hlt` until a
+//! frame or the next deadline.
+
+use crate::kernel::arch::{apic, clock, cpu};
+use crate::kernel::config::IfAddr;
+use crate::kernel::port::{recycle, transmit, NicSink, SharedDevice, StackPort, TxStats};
+use crate::kernel::stack::Stack;
+use crate::kernel::virtio::FoundNic;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use smoltcp::time::Instant;
+use smoltcp::wire::EthernetAddress;
+use unifw::flow::{Chain, PacketKey, Verdict};
+use unifw::net::{Dataplane, DataplaneConfig, Disposition, InterfaceConfig, StaticRoute};
+use unifw::rules::Image;
+use virtio_drivers::device::net::RxBuffer;
+
+/// Keep polling this long after the last frame before sleeping.
+const BUSY_POLL_US: u64 = 500;
+/// Frames taken from one NIC before looking at the others.
+const RX_BUDGET: usize = 64;
+/// Wake-up period for NICs whose interrupts cannot reach us.
+const FALLBACK_POLL_US: u64 = 1_000;
+/// The packet path's housekeeping (ARP retries, flow expiry): this often
+/// while busy, and at least this often while idle.
+const HOUSEKEEPING_BUSY_MS: u64 = 100;
+const HOUSEKEEPING_IDLE_MS: u64 = 1_000;
+/// Counters are reported on the console this often, when they changed.
+const REPORT_MS: u64 = 60_000;
+
+/// All NICs, the packet path and the loop that serves them.
+pub struct Firewall {
+    names: Vec<String>,
+    devices: Vec<SharedDevice>,
+    tx_stats: Vec<RefCell<TxStats>>,
+    stacks: Vec<Option<Stack>>,
+    all_can_wake: bool,
+    dataplane: RefCell<Dataplane>,
+    image: Image<'static>,
+    /// Frames received on NICs that are down.
+    dropped_down: Vec<u64>,
+    next_housekeeping_ms: u64,
+    next_report_ms: u64,
+    reported: u64,
+}
+
+impl Firewall {
+    /// Brings up each found NIC with its address plan (eth0 first) and
+    /// builds the packet path with the image's routes and limits.
+    pub fn new(found: Vec<FoundNic>, plan: &[IfAddr], image: Image<'static>) -> Firewall {
+        let count = found.len();
+        let mut names = Vec::with_capacity(count);
+        let mut devices = Vec::with_capacity(count);
+        let mut interfaces = Vec::with_capacity(count);
+        let mut macs = Vec::with_capacity(count);
+        let mut all_can_wake = true;
+        for (index, nic) in found.into_iter().enumerate() {
+            let name = format!("eth{index}");
+            let mac = nic.device.mac_address();
+            let wake = if nic.can_wake {
+                "interrupts"
+            } else {
+                "polled (no interrupt route)"
+            };
+            log::info!(
+                "{name}: virtio-net {} mac {} wake {wake}",
+                nic.location,
+                EthernetAddress(mac)
+            );
+            let addr = plan.get(index).copied().unwrap_or(IfAddr::Off);
+            interfaces.push(match addr {
+                IfAddr::Static { addr, prefix_len } => InterfaceConfig {
+                    mac,
+                    addr,
+                    prefix_len,
+                },
+                _ => InterfaceConfig {
+                    mac,
+                    addr: 0,
+                    prefix_len: 0,
+                },
+            });
+            all_can_wake &= nic.can_wake;
+            names.push(name);
+            macs.push(mac);
+            devices.push(RefCell::new(nic.device));
+        }
+        let dataplane = RefCell::new(build_dataplane(interfaces, &image));
+        let tx_stats: Vec<RefCell<TxStats>> = (0..count).map(|_| RefCell::default()).collect();
+        let stacks = (0..count)
+            .map(|i| match plan.get(i).copied().unwrap_or(IfAddr::Off) {
+                IfAddr::Off => {
+                    log::info!("{}: down", names[i]);
+                    None
+                }
+                addr => {
+                    let mut port =
+                        StackPort::new(&devices[i], &tx_stats[i], &dataplane, clock::now_ms());
+                    Some(Stack::new(
+                        &names[i],
+                        EthernetAddress(macs[i]),
+                        addr,
+                        &mut port,
+                    ))
+                }
+            })
+            .collect();
+        Firewall {
+            names,
+            devices,
+            tx_stats,
+            stacks,
+            all_can_wake,
+            dataplane,
+            image,
+            dropped_down: alloc::vec![0; count],
+            next_housekeeping_ms: 0,
+            next_report_ms: REPORT_MS,
+            reported: 0,
+        }
+    }
+
+    /// Serves the network forever.
+    pub fn run(&mut self) -> ! {
+        let mut last_work = clock::now_us();
+        loop {
+            let now = clock::now_us();
+            if self.poll_once(now) {
+                last_work = now;
+            } else if now.saturating_sub(last_work) < BUSY_POLL_US {
+                cpu::relax();
+            } else {
+                self.sleep();
+                last_work = clock::now_us();
+            }
+        }
+    }
+
+    fn poll_once(&mut self, now_us: u64) -> bool {
+        let now_ms = now_us / 1000;
+        let timestamp = Instant::from_micros(now_us as i64);
+        let mut work = false;
+        for index in 0..self.devices.len() {
+            for _ in 0..RX_BUDGET {
+                let Ok(frame) = self.devices[index].borrow_mut().receive() else {
+                    break;
+                };
+                work = true;
+                self.handle_frame(index, frame, now_ms, timestamp);
+            }
+        }
+        for index in 0..self.devices.len() {
+            work |= self.poll_stack(index, now_ms, timestamp);
+        }
+        if now_ms >= self.next_housekeeping_ms {
+            self.housekeeping(now_ms);
+        }
+        work
+    }
+
+    /// One frame through the packet path, then out, up or back to the NIC.
+    fn handle_frame(&mut self, index: usize, mut frame: RxBuffer, now_ms: u64, timestamp: Instant) {
+        let device = &self.devices[index];
+        let Some(stack) = self.stacks[index].as_mut() else {
+            self.dropped_down[index] += 1;
+            recycle(device, frame);
+            return;
+        };
+        let image = &self.image;
+        let classifier = |chain: Chain, key: &PacketKey| -> Verdict { image.classify(chain, key) };
+        let mut sink = NicSink {
+            devices: &self.devices,
+            stats: &self.tx_stats,
+        };
+        let disposition = self.dataplane.borrow_mut().handle_frame(
+            now_ms,
+            index as u8,
+            frame.packet_mut(),
+            &classifier,
+            &mut sink,
+        );
+        match disposition {
+            Disposition::Forward { out_if, len } => {
+                let out = usize::from(out_if);
+                if let (Some(out_device), Some(stats), Some(bytes)) = (
+                    self.devices.get(out),
+                    self.tx_stats.get(out),
+                    frame.packet().get(..len),
+                ) {
+                    transmit(out_device, stats, bytes);
+                }
+                recycle(device, frame);
+            }
+            Disposition::Local => {
+                let mut port =
+                    StackPort::new(device, &self.tx_stats[index], &self.dataplane, now_ms);
+                port.deliver(frame);
+                stack.poll(timestamp, &mut port);
+            }
+            Disposition::Queued | Disposition::Drop(_) => recycle(device, frame),
+        }
+    }
+
+    /// Runs one NIC's stack for timers and DHCP; true if it did anything.
+    fn poll_stack(&mut self, index: usize, now_ms: u64, timestamp: Instant) -> bool {
+        let Some(stack) = self.stacks[index].as_mut() else {
+            return false;
+        };
+        let mut port = StackPort::new(
+            &self.devices[index],
+            &self.tx_stats[index],
+            &self.dataplane,
+            now_ms,
+        );
+        let work = stack.poll(timestamp, &mut port);
+        if let Some(change) = stack.poll_dhcp(&self.names[index]) {
+            let result = self.dataplane.borrow_mut().set_interface_address(
+                index as u8,
+                change.addr,
+                change.prefix_len,
+            );
+            if let Err(e) = result {
+                log::error!(
+                    "{}: the packet path refused the DHCP address: {e:?}",
+                    self.names[index]
+                );
+            }
+        }
+        work
+    }
+
+    fn housekeeping(&mut self, now_ms: u64) {
+        let mut sink = NicSink {
+            devices: &self.devices,
+            stats: &self.tx_stats,
+        };
+        let deadline = self.dataplane.borrow_mut().poll(now_ms, &mut sink);
+        let periodic = now_ms + HOUSEKEEPING_BUSY_MS;
+        self.next_housekeeping_ms = deadline.map_or(periodic, |d| d.min(periodic));
+        if now_ms >= self.next_report_ms {
+            self.next_report_ms = now_ms + REPORT_MS;
+            self.report();
+        }
+    }
+
+    /// Logs the counters if they changed since the last report.
+    fn report(&mut self) {
+        let dataplane = self.dataplane.borrow();
+        let counters = dataplane.counters();
+        let mut total = 0;
+        for (index, name) in self.names.iter().enumerate() {
+            let Some(c) = counters.interfaces.get(index) else {
+                continue;
+            };
+            let tx = *self.tx_stats[index].borrow();
+            total +=
+                c.forwarded_out + c.local + c.total_drops() + tx.sent + self.dropped_down[index];
+            log::info!(
+                "{name}: forwarded out {} local {} dropped {} (down {}) sent {} send errors {}",
+                c.forwarded_out,
+                c.local,
+                c.total_drops(),
+                self.dropped_down[index],
+                tx.sent,
+                tx.errors
+            );
+        }
+        if total != self.reported {
+            log::info!(
+                "flows {} of {}",
+                dataplane.conntrack().len(),
+                dataplane.conntrack().capacity()
+            );
+        }
+        self.reported = total;
+    }
+
+    /// Sleeps until a NIC interrupt or the next deadline.
+    fn sleep(&mut self) {
+        cpu::disable_interrupts();
+        let mut pending = false;
+        for device in &self.devices {
+            let mut device = device.borrow_mut();
+            device.enable_interrupts();
+            device.ack_interrupt();
+            pending |= device.can_recv();
+        }
+        if !pending {
+            apic::timer_oneshot(Some(self.sleep_budget_us()));
+            cpu::enable_interrupts_and_halt();
+            cpu::disable_interrupts();
+            apic::timer_oneshot(None);
+        }
+        for device in &self.devices {
+            device.borrow_mut().disable_interrupts();
+        }
+    }
+
+    /// How long the loop may sleep: until the stacks' next deadline, the
+    /// packet path's housekeeping, or the fallback poll for NICs that
+    /// cannot interrupt.
+    fn sleep_budget_us(&mut self) -> u64 {
+        let now_us = clock::now_us();
+        let timestamp = Instant::from_micros(now_us as i64);
+        let housekeeping = self
+            .next_housekeeping_ms
+            .max(now_us / 1000 + HOUSEKEEPING_IDLE_MS);
+        let mut budget = (housekeeping * 1000).saturating_sub(now_us);
+        for stack in self.stacks.iter_mut().flatten() {
+            if let Some(delay) = stack.poll_delay(timestamp) {
+                budget = budget.min(delay);
+            }
+        }
+        if !self.all_can_wake {
+            budget = budget.min(FALLBACK_POLL_US);
+        }
+        budget
+    }
+}
+
+/// The packet path, from the NICs' addresses and the image's routes and
+/// limits. A route the packet path rejects is reported and left out.
+fn build_dataplane(interfaces: Vec<InterfaceConfig>, image: &Image) -> Dataplane {
+    let mut routes: Vec<StaticRoute> = image
+        .routes()
+        .map(|r| StaticRoute {
+            prefix: r.dest,
+            prefix_len: r.prefix_len,
+            gateway: r.gateway,
+        })
+        .collect();
+    let rules = image.total_rules() as usize;
+    let capacity = image.conntrack_capacity() as usize;
+    loop {
+        let mut config = DataplaneConfig::new(interfaces.clone(), routes.clone(), rules, capacity);
+        config.hash_seed = cpu::random_seed();
+        match Dataplane::new(config) {
+            Ok(dataplane) => return dataplane,
+            Err(unifw::net::ConfigError::GatewayUnreachable(i)) if i < routes.len() => {
+                log::error!(
+                    "route {:?}: its gateway is on no connected subnet; route ignored",
+                    routes[i]
+                );
+                routes.remove(i);
+            }
+            Err(e) => panic!("packet path configuration refused: {e:?}"),
+        }
+    }
+}
