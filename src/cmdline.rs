@@ -12,6 +12,7 @@
 //! | `unifw.eth1=off` | leave eth1 down |
 //! | `unifw.log=debug` | log level: off, error, warn, info, debug, trace |
 //! | `unifw.panic=reset` | after a panic: `halt` (default) or `reset` |
+//! | `unifw.offload=off` | do not negotiate virtio-net checksum/TSO offloads (default `on`) |
 //!
 //! A bad value is reported and, for an interface, leaves that NIC down.
 
@@ -89,6 +90,8 @@ pub struct Options {
     pub log_level: Option<LogLevel>,
     /// Reset (true) or halt (false) after a panic, when given.
     pub panic_reset: Option<bool>,
+    /// Whether to negotiate virtio-net offloads, when given.
+    pub offload: Option<bool>,
     /// virtio-mmio transports, in command-line order.
     pub mmio_devices: Vec<MmioDevice>,
 }
@@ -133,7 +136,14 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
                 _ => return Err("expected halt or reset"),
             })
         }
-        _ => return Err("unknown unifw option (eth0..eth7, log, panic)"),
+        "offload" => {
+            options.offload = Some(match value {
+                "on" => true,
+                "off" => false,
+                _ => return Err("expected on or off"),
+            })
+        }
+        _ => return Err("unknown unifw option (eth0..eth7, log, panic, offload)"),
     }
     Ok(())
 }
@@ -234,7 +244,7 @@ mod tests {
 
     #[test]
     fn interfaces_log_panic() {
-        let (o, e) = parse_all("console=ttyS0 unifw.eth0=10.1.0.1/24 unifw.eth2=dhcp unifw.eth1=off unifw.log=debug unifw.panic=reset");
+        let (o, e) = parse_all("console=ttyS0 unifw.eth0=10.1.0.1/24 unifw.eth2=dhcp unifw.eth1=off unifw.log=debug unifw.panic=reset unifw.offload=off");
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(
             o.interfaces[0],
@@ -248,6 +258,7 @@ mod tests {
         assert_eq!(o.interfaces[3], None);
         assert_eq!(o.log_level, Some(LogLevel::Debug));
         assert_eq!(o.panic_reset, Some(true));
+        assert_eq!(o.offload, Some(false));
     }
 
     #[test]
@@ -271,9 +282,10 @@ mod tests {
     #[test]
     fn unknown_keys_and_interfaces_are_errors() {
         let (o, e) = parse_all(
-            "unifw.eth8=dhcp unifw.ethx=dhcp unifw.colour=blue unifw.log=loud unifw.panic",
+            "unifw.eth8=dhcp unifw.ethx=dhcp unifw.colour=blue unifw.log=loud unifw.panic \
+             unifw.offload=maybe",
         );
-        assert_eq!(e.len(), 5, "{e:?}");
+        assert_eq!(e.len(), 6, "{e:?}");
         assert_eq!(o, Options::default());
     }
 

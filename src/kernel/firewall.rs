@@ -7,19 +7,22 @@
 
 use crate::kernel::arch::{apic, clock, cpu};
 use crate::kernel::config::IfAddr;
-use crate::kernel::port::{recycle, transmit, NicSink, SharedDevice, StackPort, TxStats};
+use crate::kernel::nics::NicSet;
+use crate::kernel::port::StackPort;
 use crate::kernel::stack::Stack;
+use crate::kernel::virtio::buffers::Slot;
+use crate::kernel::virtio::net::feature;
 use crate::kernel::virtio::FoundNic;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use core::ops::Range;
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 use unifw::flow::{Chain, PacketKey, Verdict};
 use unifw::net::{Dataplane, DataplaneConfig, Disposition, InterfaceConfig, StaticRoute};
 use unifw::rules::Image;
-use virtio_drivers::device::net::RxBuffer;
 
 /// Keep polling this long after the last frame before sleeping.
 const BUSY_POLL_US: u64 = 500;
@@ -37,8 +40,7 @@ const REPORT_MS: u64 = 60_000;
 /// All NICs, the packet path and the loop that serves them.
 pub struct Firewall {
     names: Vec<String>,
-    devices: Vec<SharedDevice>,
-    tx_stats: Vec<RefCell<TxStats>>,
+    nics: NicSet,
     stacks: Vec<Option<Stack>>,
     all_can_wake: bool,
     dataplane: RefCell<Dataplane>,
@@ -56,22 +58,22 @@ impl Firewall {
     pub fn new(found: Vec<FoundNic>, plan: &[IfAddr], image: Image<'static>) -> Firewall {
         let count = found.len();
         let mut names = Vec::with_capacity(count);
-        let mut devices = Vec::with_capacity(count);
+        let mut drivers = Vec::with_capacity(count);
         let mut interfaces = Vec::with_capacity(count);
-        let mut macs = Vec::with_capacity(count);
         let mut all_can_wake = true;
         for (index, nic) in found.into_iter().enumerate() {
             let name = format!("eth{index}");
-            let mac = nic.device.mac_address();
+            let mac = nic.driver.mac();
             let wake = if nic.can_wake {
                 "interrupts"
             } else {
                 "polled (no interrupt route)"
             };
             log::info!(
-                "{name}: virtio-net {} mac {} wake {wake}",
+                "{name}: virtio-net {} mac {} wake {wake}, offloads {}",
                 nic.location,
-                EthernetAddress(mac)
+                EthernetAddress(mac),
+                describe_offloads(nic.driver.features())
             );
             let addr = plan.get(index).copied().unwrap_or(IfAddr::Off);
             interfaces.push(match addr {
@@ -88,11 +90,10 @@ impl Firewall {
             });
             all_can_wake &= nic.can_wake;
             names.push(name);
-            macs.push(mac);
-            devices.push(RefCell::new(nic.device));
+            drivers.push(nic.driver);
         }
+        let nics = NicSet::new(drivers);
         let dataplane = RefCell::new(build_dataplane(interfaces, &image));
-        let tx_stats: Vec<RefCell<TxStats>> = (0..count).map(|_| RefCell::default()).collect();
         let stacks = (0..count)
             .map(|i| match plan.get(i).copied().unwrap_or(IfAddr::Off) {
                 IfAddr::Off => {
@@ -100,21 +101,15 @@ impl Firewall {
                     None
                 }
                 addr => {
-                    let mut port =
-                        StackPort::new(&devices[i], &tx_stats[i], &dataplane, clock::now_ms());
-                    Some(Stack::new(
-                        &names[i],
-                        EthernetAddress(macs[i]),
-                        addr,
-                        &mut port,
-                    ))
+                    let mut port = StackPort::new(&nics, i, &dataplane, clock::now_ms());
+                    let mac = nics.nic(i).map_or([0; 6], |nic| nic.borrow().driver.mac());
+                    Some(Stack::new(&names[i], EthernetAddress(mac), addr, &mut port))
                 }
             })
             .collect();
         Firewall {
             names,
-            devices,
-            tx_stats,
+            nics,
             stacks,
             all_can_wake,
             dataplane,
@@ -146,64 +141,62 @@ impl Firewall {
         let now_ms = now_us / 1000;
         let timestamp = Instant::from_micros(now_us as i64);
         let mut work = false;
-        for index in 0..self.devices.len() {
+        for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
-                let Ok(frame) = self.devices[index].borrow_mut().receive() else {
+                let Some((slot, frame)) = self.nics.receive(index) else {
                     break;
                 };
                 work = true;
-                self.handle_frame(index, frame, now_ms, timestamp);
+                self.handle_frame(index, slot, frame, now_ms, timestamp);
             }
         }
-        for index in 0..self.devices.len() {
+        for index in 0..self.nics.len() {
             work |= self.poll_stack(index, now_ms, timestamp);
         }
         if now_ms >= self.next_housekeeping_ms {
             self.housekeeping(now_ms);
         }
+        self.nics.reclaim_and_flush();
         work
     }
 
-    /// One frame through the packet path, then out, up or back to the NIC.
-    fn handle_frame(&mut self, index: usize, mut frame: RxBuffer, now_ms: u64, timestamp: Instant) {
-        let device = &self.devices[index];
+    /// One frame through the packet path, then out, up or back to its NIC.
+    fn handle_frame(
+        &mut self,
+        index: usize,
+        mut slot: Slot,
+        frame: Range<usize>,
+        now_ms: u64,
+        timestamp: Instant,
+    ) {
         let Some(stack) = self.stacks[index].as_mut() else {
             self.dropped_down[index] += 1;
-            recycle(device, frame);
+            self.nics.recycle(slot);
             return;
         };
         let image = &self.image;
         let classifier = |chain: Chain, key: &PacketKey| -> Verdict { image.classify(chain, key) };
-        let mut sink = NicSink {
-            devices: &self.devices,
-            stats: &self.tx_stats,
+        let mut sink = &self.nics;
+        let disposition = match slot.bytes_mut().get_mut(frame.clone()) {
+            Some(bytes) => self.dataplane.borrow_mut().handle_frame(
+                now_ms,
+                index as u8,
+                bytes,
+                &classifier,
+                &mut sink,
+            ),
+            None => Disposition::Queued,
         };
-        let disposition = self.dataplane.borrow_mut().handle_frame(
-            now_ms,
-            index as u8,
-            frame.packet_mut(),
-            &classifier,
-            &mut sink,
-        );
         match disposition {
             Disposition::Forward { out_if, len } => {
-                let out = usize::from(out_if);
-                if let (Some(out_device), Some(stats), Some(bytes)) = (
-                    self.devices.get(out),
-                    self.tx_stats.get(out),
-                    frame.packet().get(..len),
-                ) {
-                    transmit(out_device, stats, bytes);
-                }
-                recycle(device, frame);
+                self.nics.forward(usize::from(out_if), slot, len)
             }
             Disposition::Local => {
-                let mut port =
-                    StackPort::new(device, &self.tx_stats[index], &self.dataplane, now_ms);
-                port.deliver(frame);
+                let mut port = StackPort::new(&self.nics, index, &self.dataplane, now_ms);
+                port.deliver(slot, frame);
                 stack.poll(timestamp, &mut port);
             }
-            Disposition::Queued | Disposition::Drop(_) => recycle(device, frame),
+            Disposition::Queued | Disposition::Drop(_) => self.nics.recycle(slot),
         }
     }
 
@@ -212,13 +205,9 @@ impl Firewall {
         let Some(stack) = self.stacks[index].as_mut() else {
             return false;
         };
-        let mut port = StackPort::new(
-            &self.devices[index],
-            &self.tx_stats[index],
-            &self.dataplane,
-            now_ms,
-        );
+        let mut port = StackPort::new(&self.nics, index, &self.dataplane, now_ms);
         let work = stack.poll(timestamp, &mut port);
+        drop(port);
         if let Some(change) = stack.poll_dhcp(&self.names[index]) {
             let result = self.dataplane.borrow_mut().set_interface_address(
                 index as u8,
@@ -236,10 +225,7 @@ impl Firewall {
     }
 
     fn housekeeping(&mut self, now_ms: u64) {
-        let mut sink = NicSink {
-            devices: &self.devices,
-            stats: &self.tx_stats,
-        };
+        let mut sink = &self.nics;
         let deadline = self.dataplane.borrow_mut().poll(now_ms, &mut sink);
         let periodic = now_ms + HOUSEKEEPING_BUSY_MS;
         self.next_housekeeping_ms = deadline.map_or(periodic, |d| d.min(periodic));
@@ -255,20 +241,21 @@ impl Firewall {
         let counters = dataplane.counters();
         let mut total = 0;
         for (index, name) in self.names.iter().enumerate() {
-            let Some(c) = counters.interfaces.get(index) else {
+            let (Some(c), Some(nic)) = (counters.interfaces.get(index), self.nics.nic(index))
+            else {
                 continue;
             };
-            let tx = *self.tx_stats[index].borrow();
-            total +=
-                c.forwarded_out + c.local + c.total_drops() + tx.sent + self.dropped_down[index];
+            let s = nic.borrow().stats;
+            total += s.received + s.sent;
             log::info!(
-                "{name}: forwarded out {} local {} dropped {} (down {}) sent {} send errors {}",
+                "{name}: received {} forwarded out {} local {} dropped {} (down {}) sent {} not sent {}",
+                s.received,
                 c.forwarded_out,
                 c.local,
                 c.total_drops(),
                 self.dropped_down[index],
-                tx.sent,
-                tx.errors
+                s.sent,
+                s.queue_full + s.pool_empty + s.offload_missing + s.too_large
             );
         }
         if total != self.reported {
@@ -285,11 +272,14 @@ impl Firewall {
     fn sleep(&mut self) {
         cpu::disable_interrupts();
         let mut pending = false;
-        for device in &self.devices {
-            let mut device = device.borrow_mut();
-            device.enable_interrupts();
-            device.ack_interrupt();
-            pending |= device.can_recv();
+        for index in 0..self.nics.len() {
+            let Some(nic) = self.nics.nic(index) else {
+                continue;
+            };
+            let driver = &mut nic.borrow_mut().driver;
+            driver.set_receive_interrupts(true);
+            driver.ack_interrupt();
+            pending |= driver.can_receive();
         }
         if !pending {
             apic::timer_oneshot(Some(self.sleep_budget_us()));
@@ -297,8 +287,10 @@ impl Firewall {
             cpu::disable_interrupts();
             apic::timer_oneshot(None);
         }
-        for device in &self.devices {
-            device.borrow_mut().disable_interrupts();
+        for index in 0..self.nics.len() {
+            if let Some(nic) = self.nics.nic(index) {
+                nic.borrow_mut().driver.set_receive_interrupts(false);
+            }
         }
     }
 
@@ -321,6 +313,23 @@ impl Firewall {
             budget = budget.min(FALLBACK_POLL_US);
         }
         budget
+    }
+}
+
+/// The negotiated offloads, for the boot log.
+fn describe_offloads(features: u64) -> &'static str {
+    let rx = features & feature::GUEST_TSO4 != 0;
+    let tx = features & feature::HOST_TSO4 != 0;
+    match (
+        rx,
+        tx,
+        features & (feature::CSUM | feature::GUEST_CSUM) != 0,
+    ) {
+        (true, true, _) => "csum+tso4 both ways",
+        (true, false, _) => "csum+tso4 receive only",
+        (false, true, _) => "csum+tso4 transmit only",
+        (false, false, true) => "checksum only",
+        (false, false, false) => "none",
     }
 }
 

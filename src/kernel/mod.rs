@@ -7,6 +7,7 @@ mod config;
 mod firewall;
 mod heap;
 mod logger;
+mod nics;
 mod panic;
 mod pci;
 mod port;
@@ -71,7 +72,12 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
         image.table_bytes() / 1024
     );
     let plan = config::interface_plan(&image, &options);
-    let nics = virtio::discover(&options.mmio_devices);
+    let offloads = if options.offload == Some(false) {
+        0
+    } else {
+        virtio::net::feature::OFFLOADS
+    };
+    let nics = virtio::discover(&options.mmio_devices, offloads);
     if nics.is_empty() {
         log::error!("no virtio-net device found; nothing to do");
     }

@@ -1,8 +1,10 @@
 //! virtio-net discovery on PCI (modern and legacy) and MMIO (microvm), in
 //! the order QEMU's command line gave the NICs: eth0 is the first.
 
+pub mod buffers;
 mod hal;
 mod legacy_pci;
+pub mod net;
 mod transport;
 
 pub use hal::KernelHal;
@@ -11,7 +13,6 @@ use transport::{Inner, ReceiveVector};
 
 use crate::kernel::arch::{apic, idt::NIC_VECTOR};
 use crate::kernel::pci::{self, BarAllocator, PortCam};
-use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -19,8 +20,8 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use core::ptr::NonNull;
 use legacy_pci::LegacyPciTransport;
+use net::NetDriver;
 use unifw::cmdline::MmioDevice;
-use virtio_drivers::device::net::VirtIONet;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
@@ -28,21 +29,16 @@ use virtio_drivers::transport::{DeviceType, Transport};
 
 /// Descriptors per virtqueue (legacy PCI devices fix it at 256).
 pub const QUEUE_SIZE: usize = 256;
-/// Receive buffer size: a full Ethernet frame plus the virtio-net header.
-pub const RX_BUFFER_LEN: usize = 2048;
 const MSIX_ENTRY: u16 = 0;
 /// microvm's virtio-mmio transports when QEMU did not list them on the command line.
 const MMIO_SCAN: (u64, u64, usize) = (0xfeb0_0000, 0x200, 24);
 /// GSI of the first scanned transport (microvm with ACPI: second IOAPIC).
 const MMIO_SCAN_FIRST_GSI: u32 = 24;
 
-/// The virtio-net driver type used for every NIC.
-pub type NetDevice = VirtIONet<KernelHal, AnyTransport, QUEUE_SIZE>;
-
 /// A discovered, initialised NIC.
 pub struct FoundNic {
-    /// The driver (boxed: it holds a receive-buffer table per queue slot).
-    pub device: Box<NetDevice>,
+    /// The driver.
+    pub driver: NetDriver,
     /// Where it is, for the boot log.
     pub location: String,
     /// Whether its receive interrupts can wake the CPU.
@@ -50,15 +46,15 @@ pub struct FoundNic {
 }
 
 /// Finds and initialises every virtio-net device, eth0 first.
-pub fn discover(mmio_devices: &[MmioDevice]) -> Vec<FoundNic> {
-    let mut nics = discover_pci();
+pub fn discover(mmio_devices: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
+    let mut nics = discover_pci(offloads);
     if nics.is_empty() {
-        nics = discover_mmio(mmio_devices);
+        nics = discover_mmio(mmio_devices, offloads);
     }
     nics
 }
 
-fn discover_pci() -> Vec<FoundNic> {
+fn discover_pci(offloads: u64) -> Vec<FoundNic> {
     let mut root = PciRoot::new(PortCam);
     let mut bars = BarAllocator::new(&mut root);
     // Bus 0 in slot order is QEMU's command-line order for devices without
@@ -74,7 +70,7 @@ fn discover_pci() -> Vec<FoundNic> {
             log::error!("pci {df}: no room to assign BARs; NIC skipped");
             continue;
         }
-        match init_pci(&mut root, df) {
+        match init_pci(&mut root, df, offloads) {
             Ok(nic) => nics.push(nic),
             Err(e) => log::error!("pci {df}: {e}; NIC skipped"),
         }
@@ -82,7 +78,11 @@ fn discover_pci() -> Vec<FoundNic> {
     nics
 }
 
-fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Result<FoundNic, String> {
+fn init_pci(
+    root: &mut PciRoot<PortCam>,
+    df: DeviceFunction,
+    offloads: u64,
+) -> Result<FoundNic, String> {
     let msix = pci::enable_msix(root, df, MSIX_ENTRY, NIC_VECTOR, apic::lapic_id());
     let (inner, kind, vector) = match PciTransport::new::<KernelHal, _>(root, df) {
         Ok(t) => {
@@ -110,17 +110,16 @@ fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Result<FoundNic,
         None
     };
     let transport = AnyTransport::new(inner, vector, wake.clone());
-    let device = Box::new(
-        NetDevice::new(transport, RX_BUFFER_LEN).map_err(|e| format!("virtio-net init: {e:?}"))?,
-    );
+    let driver =
+        NetDriver::new(transport, offloads).map_err(|e| format!("virtio-net init: {e:?}"))?;
     Ok(FoundNic {
-        device,
+        driver,
         location: format!("pci {df} {kind}"),
         can_wake: wake.get(),
     })
 }
 
-fn discover_mmio(listed: &[MmioDevice]) -> Vec<FoundNic> {
+fn discover_mmio(listed: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
     let mut candidates: Vec<MmioDevice> = listed.to_vec();
     if candidates.is_empty() {
         // With ACPI on (the default), QEMU lists nothing on the command
@@ -152,13 +151,12 @@ fn discover_mmio(listed: &[MmioDevice]) -> Vec<FoundNic> {
             continue;
         }
         let transport = AnyTransport::new(Inner::Mmio(transport), None, Rc::new(Cell::new(false)));
-        match NetDevice::new(transport, RX_BUFFER_LEN) {
-            Ok(device) => {
-                let device = Box::new(device);
+        match NetDriver::new(transport, offloads) {
+            Ok(driver) => {
                 let can_wake = dev.irq != 0 && apic::route_gsi(dev.irq, NIC_VECTOR);
                 let location = format!("mmio {:#x} irq {}", dev.base, dev.irq);
                 nics.push(FoundNic {
-                    device,
+                    driver,
                     location,
                     can_wake,
                 });

@@ -1,0 +1,259 @@
+//! All NICs and their buffers. Received buffers go back to their NIC's
+//! receive queue once the frame is done with, or after another NIC sent
+//! them (zero-copy forwarding); frames the firewall makes itself (its IP
+//! stack's replies, ICMP errors, ARP) come from a small transmit pool per
+//! NIC. Every failure to send is counted.
+
+use crate::kernel::virtio::buffers::{carve, Home, Slot};
+use crate::kernel::virtio::net::{NetDriver, HDR_NEEDS_CSUM};
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use unifw::flow::IfIndex;
+use unifw::net::FrameSink;
+
+/// Receive buffers posted per NIC with 64 KiB buffers, and with 2 KiB ones.
+const RECEIVE_BUFFERS_BIG: usize = 64;
+const RECEIVE_BUFFERS_SMALL: usize = 256;
+/// Transmit-pool buffers per NIC.
+const TRANSMIT_POOL: usize = 32;
+
+/// Per-NIC traffic counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NicStats {
+    /// Frames received.
+    pub received: u64,
+    /// Frames handed to the device for sending.
+    pub sent: u64,
+    /// Frames not sent: transmit queue full.
+    pub queue_full: u64,
+    /// Frames not sent: the transmit pool was empty.
+    pub pool_empty: u64,
+    /// Frames not sent: they need an offload this NIC did not negotiate.
+    pub offload_missing: u64,
+    /// Frames not sent: too large for the buffer.
+    pub too_large: u64,
+}
+
+/// One NIC: driver, transmit pool and counters.
+pub struct Nic {
+    /// The driver.
+    pub driver: NetDriver,
+    pool: Vec<Slot>,
+    /// Counters.
+    pub stats: NicStats,
+}
+
+/// Every NIC, by interface index.
+pub struct NicSet {
+    nics: Vec<RefCell<Nic>>,
+    /// Buffers whose device is done with them, waiting to go home.
+    returned: RefCell<Vec<Slot>>,
+}
+
+impl NicSet {
+    /// Takes the drivers (eth0 first), allocates their buffers and fills
+    /// their receive queues.
+    pub fn new(drivers: Vec<NetDriver>) -> NicSet {
+        let mut nics = Vec::with_capacity(drivers.len());
+        for (index, driver) in drivers.into_iter().enumerate() {
+            let index = index as u8;
+            let size = driver.buffer_size() + driver.header_len();
+            let receive = if size > 4096 {
+                RECEIVE_BUFFERS_BIG
+            } else {
+                RECEIVE_BUFFERS_SMALL
+            };
+            let pool = carve(size, TRANSMIT_POOL, Home::TransmitPool(index));
+            let mut nic = Nic {
+                driver,
+                pool,
+                stats: NicStats::default(),
+            };
+            for slot in carve(size, receive, Home::Receive(index)) {
+                if nic.driver.post_receive(slot).is_err() {
+                    break;
+                }
+            }
+            nic.driver.flush();
+            nics.push(RefCell::new(nic));
+        }
+        let capacity = nics.len() * (RECEIVE_BUFFERS_SMALL + TRANSMIT_POOL);
+        NicSet {
+            nics,
+            returned: RefCell::new(Vec::with_capacity(capacity)),
+        }
+    }
+
+    /// Number of NICs.
+    pub fn len(&self) -> usize {
+        self.nics.len()
+    }
+
+    /// The NIC at `index`.
+    pub fn nic(&self, index: usize) -> Option<&RefCell<Nic>> {
+        self.nics.get(index)
+    }
+
+    /// The next received frame on NIC `index`: the buffer and the frame's
+    /// range in it (after the virtio header).
+    pub fn receive(&self, index: usize) -> Option<(Slot, core::ops::Range<usize>)> {
+        let mut nic = self.nics.get(index)?.borrow_mut();
+        let header = nic.driver.header_len();
+        let (slot, written) = nic.driver.receive()?;
+        nic.stats.received += 1;
+        Some((slot, header..written.max(header)))
+    }
+
+    /// Sends the received frame in `slot` (frame bytes `frame_len` long,
+    /// rewritten in place) out of NIC `out`, without copying.
+    pub fn forward(&self, out: usize, mut slot: Slot, frame_len: usize) {
+        let Some(cell) = self.nics.get(out) else {
+            self.recycle(slot);
+            return;
+        };
+        let mut nic = cell.borrow_mut();
+        let header = nic.driver.header_len();
+        let (flags, gso_type) = {
+            let hdr = slot.bytes_mut();
+            // DATA_VALID and num_buffers mean nothing on transmit.
+            hdr[0] &= HDR_NEEDS_CSUM;
+            if header >= 12 {
+                hdr[10] = 0;
+                hdr[11] = 0;
+            }
+            (hdr[0], hdr[1])
+        };
+        if !nic.driver.can_transmit(flags, gso_type) {
+            nic.stats.offload_missing += 1;
+            drop(nic);
+            self.recycle(slot);
+            return;
+        }
+        let result = nic.driver.transmit(slot, header + frame_len);
+        self.after_transmit(nic, result);
+    }
+
+    /// A free buffer of NIC `out`'s transmit pool, for a frame of `len`
+    /// bytes; `None` (counted) if the pool is empty or the frame too large.
+    pub fn take_buffer(&self, out: usize, len: usize) -> Option<Slot> {
+        let mut nic = self.nics.get(out)?.borrow_mut();
+        if nic.pool.is_empty() {
+            self.reclaim_into(&mut nic);
+        }
+        let Some(slot) = nic.pool.pop() else {
+            nic.stats.pool_empty += 1;
+            return None;
+        };
+        if nic.driver.header_len() + len > slot.capacity() {
+            nic.stats.too_large += 1;
+            nic.pool.push(slot);
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// Where the frame starts in NIC `out`'s buffers.
+    pub fn header_len(&self, out: usize) -> usize {
+        self.nics
+            .get(out)
+            .map_or(0, |nic| nic.borrow().driver.header_len())
+    }
+
+    /// Sends the frame of `len` bytes written after the header room of a
+    /// `take_buffer` buffer, with a plain (no offload) virtio header.
+    pub fn send_buffer(&self, out: usize, mut slot: Slot, len: usize) {
+        let Some(cell) = self.nics.get(out) else {
+            self.recycle(slot);
+            return;
+        };
+        let mut nic = cell.borrow_mut();
+        let header = nic.driver.header_len();
+        if let Some(room) = slot.bytes_mut().get_mut(..header) {
+            room.fill(0);
+        }
+        let result = nic.driver.transmit(slot, header + len);
+        self.after_transmit(nic, result);
+    }
+
+    /// Sends a copy of `frame` out of NIC `out`; false (counted) if it could not.
+    pub fn send_copy(&self, out: usize, frame: &[u8]) -> bool {
+        let Some(mut slot) = self.take_buffer(out, frame.len()) else {
+            return false;
+        };
+        let header = self.header_len(out);
+        match slot.bytes_mut().get_mut(header..header + frame.len()) {
+            Some(buffer) => buffer.copy_from_slice(frame),
+            None => {
+                self.recycle(slot);
+                return false;
+            }
+        }
+        self.send_buffer(out, slot, frame.len());
+        true
+    }
+
+    fn after_transmit(&self, mut nic: core::cell::RefMut<Nic>, result: Result<(), Slot>) {
+        match result {
+            Ok(()) => nic.stats.sent += 1,
+            Err(slot) => {
+                nic.stats.queue_full += 1;
+                drop(nic);
+                self.recycle(slot);
+            }
+        }
+    }
+
+    /// Collects `nic`'s finished transmissions; pool buffers go straight
+    /// back, received buffers wait in `returned` for `reclaim`.
+    fn reclaim_into(&self, nic: &mut Nic) {
+        let mut returned = self.returned.borrow_mut();
+        let pool = &mut nic.pool;
+        nic.driver.reclaim_transmitted(|slot| match slot.home() {
+            Home::TransmitPool(_) => pool.push(slot),
+            Home::Receive(_) => returned.push(slot),
+        });
+    }
+
+    /// Returns every finished buffer home and tells the devices about
+    /// everything queued since the last flush.
+    pub fn reclaim_and_flush(&self) {
+        for cell in &self.nics {
+            self.reclaim_into(&mut cell.borrow_mut());
+        }
+        // Swap the list out (no allocation: it keeps its capacity) so that
+        // `recycle` can borrow the NICs freely.
+        let mut returned = core::mem::take(&mut *self.returned.borrow_mut());
+        for slot in returned.drain(..) {
+            self.recycle(slot);
+        }
+        *self.returned.borrow_mut() = returned;
+        for cell in &self.nics {
+            cell.borrow_mut().driver.flush();
+        }
+    }
+
+    /// Sends a buffer home: its NIC's receive queue or transmit pool.
+    pub fn recycle(&self, slot: Slot) {
+        let (Home::Receive(index) | Home::TransmitPool(index)) = slot.home();
+        let Some(cell) = self.nics.get(usize::from(index)) else {
+            return;
+        };
+        let mut nic = cell.borrow_mut();
+        match slot.home() {
+            Home::TransmitPool(_) => nic.pool.push(slot),
+            Home::Receive(_) => {
+                if nic.driver.post_receive(slot).is_err() {
+                    log::error!(
+                        "eth{index}: receive queue full while returning a buffer; buffer lost"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl FrameSink for &NicSet {
+    fn send(&mut self, out_if: IfIndex, frame: &[u8]) -> bool {
+        self.send_copy(usize::from(out_if), frame)
+    }
+}

@@ -1,0 +1,286 @@
+//! A virtio-net driver with checksum and TCP segmentation offloads, built
+//! on virtio-drivers' public `VirtQueue` and `Transport` (its own `VirtIONet`
+//! negotiates no offloads and copies every frame).
+//!
+//! With `GUEST_TSO4`/`HOST_TSO4` the host hands the firewall whole TCP
+//! segments of up to 64 KiB and takes them back the same way, so one
+//! forwarding decision moves up to 64 KiB: receive buffers are large enough
+//! for such segments ("big packets" mode, no `MRG_RXBUF`). Buffers are
+//! `Slot`s: posted to a queue, returned when the device is done, and never
+//! copied on the forwarding path.
+
+use super::buffers::Slot;
+use super::{AnyTransport, KernelHal, QUEUE_SIZE};
+use core::array;
+use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::{DeviceStatus, InterruptStatus, Transport};
+use virtio_drivers::Error;
+
+const RECEIVE_QUEUE: u16 = 0;
+const TRANSMIT_QUEUE: u16 = 1;
+
+/// Feature bits (virtio 1.x, 5.1.3).
+pub mod feature {
+    /// Device handles partial checksums on transmit.
+    pub const CSUM: u64 = 1 << 0;
+    /// Driver handles partial checksums on receive.
+    pub const GUEST_CSUM: u64 = 1 << 1;
+    /// Device has a MAC address.
+    pub const MAC: u64 = 1 << 5;
+    /// Driver takes TCP/IPv4 segments on receive.
+    pub const GUEST_TSO4: u64 = 1 << 7;
+    /// Driver takes ECN-marked segments on receive.
+    pub const GUEST_ECN: u64 = 1 << 9;
+    /// Device segments TCP/IPv4 on transmit.
+    pub const HOST_TSO4: u64 = 1 << 11;
+    /// Device segments ECN-marked TCP on transmit.
+    pub const HOST_ECN: u64 = 1 << 13;
+    /// Device reports link status.
+    pub const STATUS: u64 = 1 << 16;
+    /// Notification suppression with event indices.
+    pub const RING_EVENT_IDX: u64 = 1 << 29;
+    /// Virtio 1.x (modern) device.
+    pub const VERSION_1: u64 = 1 << 32;
+    /// Every offload this driver knows.
+    pub const OFFLOADS: u64 = CSUM | GUEST_CSUM | GUEST_TSO4 | GUEST_ECN | HOST_TSO4 | HOST_ECN;
+}
+
+/// `virtio_net_hdr.flags`: the checksum at csum_start/csum_offset is partial.
+pub const HDR_NEEDS_CSUM: u8 = 1;
+/// `virtio_net_hdr.gso_type` values.
+pub const GSO_NONE: u8 = 0;
+/// TCP over IPv4 segmentation.
+pub const GSO_TCPV4: u8 = 1;
+/// ECN bit of `gso_type`.
+pub const GSO_ECN: u8 = 0x80;
+
+/// Frame buffer size without receive segmentation offload.
+pub const SMALL_BUFFER: usize = 2048;
+/// Frame buffer size with it: a 64 KiB IP packet, Ethernet and virtio headers.
+pub const BIG_BUFFER: usize = 65_535 + 14 + 12 + 64;
+
+/// One virtio-net device.
+pub struct NetDriver {
+    transport: AnyTransport,
+    rx: VirtQueue<KernelHal, QUEUE_SIZE>,
+    tx: VirtQueue<KernelHal, QUEUE_SIZE>,
+    rx_slots: [Option<Slot>; QUEUE_SIZE],
+    tx_slots: [Option<(Slot, usize)>; QUEUE_SIZE],
+    mac: [u8; 6],
+    features: u64,
+    header_len: usize,
+    notify_rx: bool,
+    notify_tx: bool,
+}
+
+impl NetDriver {
+    /// Resets and initialises the device, negotiating `wanted` offloads
+    /// (a subset of `feature::OFFLOADS`) where the device offers them.
+    pub fn new(mut transport: AnyTransport, wanted: u64) -> Result<NetDriver, Error> {
+        transport.set_status(DeviceStatus::empty());
+        transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
+        let offered = transport.read_device_features();
+        let features = negotiate(offered, wanted);
+        transport.write_driver_features(features);
+        transport.set_status(
+            DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK,
+        );
+        if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
+            transport.set_status(DeviceStatus::FAILED);
+            return Err(Error::Unsupported);
+        }
+        transport.set_guest_page_size(4096);
+        let mac = if features & feature::MAC != 0 {
+            transport.read_config_space::<[u8; 6]>(0)?
+        } else {
+            [0; 6]
+        };
+        let event_idx = features & feature::RING_EVENT_IDX != 0;
+        let tx = VirtQueue::new(&mut transport, TRANSMIT_QUEUE, false, event_idx)?;
+        let rx = VirtQueue::new(&mut transport, RECEIVE_QUEUE, false, event_idx)?;
+        transport.finish_init();
+        // Modern devices (and MRG_RXBUF, which we do not use) add num_buffers.
+        let header_len = if features & feature::VERSION_1 != 0 {
+            12
+        } else {
+            10
+        };
+        Ok(NetDriver {
+            transport,
+            rx,
+            tx,
+            rx_slots: array::from_fn(|_| None),
+            tx_slots: array::from_fn(|_| None),
+            mac,
+            features,
+            header_len,
+            notify_rx: false,
+            notify_tx: false,
+        })
+    }
+
+    /// The MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// Negotiated feature bits.
+    pub fn features(&self) -> u64 {
+        self.features
+    }
+
+    /// Bytes of virtio-net header before each frame.
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+
+    /// The buffer size this NIC needs: big when it may receive 64 KiB segments.
+    pub fn buffer_size(&self) -> usize {
+        if self.features & feature::GUEST_TSO4 != 0 {
+            BIG_BUFFER
+        } else {
+            SMALL_BUFFER
+        }
+    }
+
+    /// Whether this NIC can transmit a frame whose virtio header says
+    /// `flags`/`gso_type` (offloads it did not negotiate cannot be sent).
+    pub fn can_transmit(&self, flags: u8, gso_type: u8) -> bool {
+        let csum_ok = flags & HDR_NEEDS_CSUM == 0 || self.features & feature::CSUM != 0;
+        let gso_ok = match gso_type & !GSO_ECN {
+            GSO_NONE => true,
+            GSO_TCPV4 => self.features & feature::HOST_TSO4 != 0,
+            _ => false,
+        };
+        let ecn_ok = gso_type & GSO_ECN == 0 || self.features & feature::HOST_ECN != 0;
+        csum_ok && gso_ok && ecn_ok
+    }
+
+    /// Posts an empty buffer to the receive queue; gives it back if full.
+    pub fn post_receive(&mut self, mut slot: Slot) -> Result<(), Slot> {
+        // SAFETY: the buffer is owned by the slot, which we keep in
+        // `rx_slots[token]` until `pop_used` returns it.
+        let token = match unsafe { self.rx.add(&[], &mut [slot.bytes_mut()]) } {
+            Ok(token) => token,
+            Err(_) => return Err(slot),
+        };
+        match self.rx_slots.get_mut(usize::from(token)) {
+            Some(entry) => *entry = Some(slot),
+            None => return Err(slot),
+        }
+        self.notify_rx = true;
+        Ok(())
+    }
+
+    /// Buffers currently posted for receive.
+    pub fn posted_receive(&self) -> usize {
+        QUEUE_SIZE - self.rx.available_desc()
+    }
+
+    /// Takes the next received frame: its buffer and the bytes the device
+    /// wrote (virtio header included).
+    pub fn receive(&mut self) -> Option<(Slot, usize)> {
+        let token = self.rx.peek_used()?;
+        let mut slot = self.rx_slots.get_mut(usize::from(token))?.take()?;
+        // SAFETY: the same buffer that was added with this token.
+        let written = unsafe { self.rx.pop_used(token, &[], &mut [slot.bytes_mut()]) };
+        match written {
+            Ok(len) => Some((slot, len as usize)),
+            Err(_) => {
+                log::error!("virtio-net: receive queue out of step; buffer dropped");
+                None
+            }
+        }
+    }
+
+    /// Whether a received frame is waiting.
+    pub fn can_receive(&self) -> bool {
+        self.rx.can_pop()
+    }
+
+    /// Queues `slot[..len]` (header and frame) for transmission; gives the
+    /// slot back if the queue is full.
+    pub fn transmit(&mut self, slot: Slot, len: usize) -> Result<(), Slot> {
+        let Some(bytes) = slot.bytes().get(..len) else {
+            return Err(slot);
+        };
+        // SAFETY: the buffer is owned by the slot, which we keep in
+        // `tx_slots[token]` until `pop_used` returns it.
+        let token = match unsafe { self.tx.add(&[bytes], &mut []) } {
+            Ok(token) => token,
+            Err(_) => return Err(slot),
+        };
+        match self.tx_slots.get_mut(usize::from(token)) {
+            Some(entry) => *entry = Some((slot, len)),
+            None => return Err(slot),
+        }
+        self.notify_tx = true;
+        Ok(())
+    }
+
+    /// Hands each buffer the device has finished sending to `done`.
+    pub fn reclaim_transmitted(&mut self, mut done: impl FnMut(Slot)) {
+        while let Some(token) = self.tx.peek_used() {
+            let Some((slot, len)) = self
+                .tx_slots
+                .get_mut(usize::from(token))
+                .and_then(Option::take)
+            else {
+                log::error!("virtio-net: transmit queue out of step");
+                return;
+            };
+            let Some(bytes) = slot.bytes().get(..len) else {
+                return;
+            };
+            // SAFETY: the same buffer that was added with this token.
+            if unsafe { self.tx.pop_used(token, &[bytes], &mut []) }.is_err() {
+                log::error!("virtio-net: transmit queue out of step");
+                return;
+            }
+            done(slot);
+        }
+    }
+
+    /// Tells the device about posted buffers, once per batch.
+    pub fn flush(&mut self) {
+        if self.notify_tx && self.tx.should_notify() {
+            self.transport.notify(TRANSMIT_QUEUE);
+        }
+        if self.notify_rx && self.rx.should_notify() {
+            self.transport.notify(RECEIVE_QUEUE);
+        }
+        self.notify_tx = false;
+        self.notify_rx = false;
+    }
+
+    /// Asks for (or stops) receive interrupts.
+    pub fn set_receive_interrupts(&mut self, enable: bool) {
+        self.rx.set_dev_notify(enable);
+    }
+
+    /// Acknowledges the device's interrupt line (lowers it).
+    pub fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.transport.ack_interrupt()
+    }
+}
+
+/// The features to accept: the basics plus the wanted offloads the device
+/// offers, dropping any whose prerequisite is missing (virtio 5.1.3.1).
+fn negotiate(offered: u64, wanted: u64) -> u64 {
+    use feature::*;
+    let basic = MAC | STATUS | RING_EVENT_IDX | VERSION_1;
+    let mut features = offered & (basic | (wanted & OFFLOADS));
+    if features & GUEST_CSUM == 0 {
+        features &= !(GUEST_TSO4 | GUEST_ECN);
+    }
+    if features & GUEST_TSO4 == 0 {
+        features &= !GUEST_ECN;
+    }
+    if features & CSUM == 0 {
+        features &= !(HOST_TSO4 | HOST_ECN);
+    }
+    if features & HOST_TSO4 == 0 {
+        features &= !HOST_ECN;
+    }
+    features
+}
