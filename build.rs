@@ -23,25 +23,17 @@ use std::time::Instant;
 const DEFAULT_RULES: &str = "rules/default.rules";
 
 fn main() {
-    let manifest =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     println!("cargo:rerun-if-changed=boot/linker.ld");
     println!("cargo:rerun-if-changed=boot/entry.S");
     println!("cargo:rerun-if-env-changed=UNIFW_RULES");
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
-        println!(
-            "cargo:rustc-link-arg-bin=unifw=-T{}",
-            manifest.join("boot/linker.ld").display()
-        );
+        println!("cargo:rustc-link-arg-bin=unifw=-T{}", manifest.join("boot/linker.ld").display());
         println!("cargo:rustc-link-arg-bin=unifw=--no-pie");
     }
     let rules = env::var("UNIFW_RULES").unwrap_or_else(|_| DEFAULT_RULES.to_string());
-    let path = if Path::new(&rules).is_absolute() {
-        PathBuf::from(&rules)
-    } else {
-        manifest.join(&rules)
-    };
+    let path = if Path::new(&rules).is_absolute() { PathBuf::from(&rules) } else { manifest.join(&rules) };
     compile_rules(&path, &out_dir.join("rules.img"));
 }
 
@@ -51,9 +43,7 @@ fn compile_rules(path: &Path, out: &Path) {
     let name = path.display().to_string();
     let text = match fs::read(path) {
         Ok(text) => text,
-        Err(e) => fail(&format!(
-            "{name}: cannot read the rules file: {e} (set UNIFW_RULES to a rules file)"
-        )),
+        Err(e) => fail(&format!("{name}: cannot read the rules file: {e} (set UNIFW_RULES to a rules file)")),
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut load = |include: &str| -> Result<Vec<u8>, String> {

@@ -119,10 +119,7 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
     let (key, value) = setting.split_once('=').ok_or("expected unifw.KEY=VALUE")?;
     if let Some(index) = key.strip_prefix("eth") {
         let index: usize = parse_decimal(index).ok_or("unknown interface (eth0..eth7)")?;
-        let slot = options
-            .interfaces
-            .get_mut(index)
-            .ok_or("unknown interface (eth0..eth7)")?;
+        let slot = options.interfaces.get_mut(index).ok_or("unknown interface (eth0..eth7)")?;
         let parsed = parse_interface(value);
         *slot = Some(parsed.unwrap_or(IfOverride::Off));
         return parsed.map(|_| ());
@@ -154,17 +151,12 @@ fn parse_interface(value: &str) -> Result<IfOverride, &'static str> {
         "off" => return Ok(IfOverride::Off),
         _ => {}
     }
-    let (addr, prefix) = value
-        .split_once('/')
-        .ok_or("expected ADDRESS/PREFIX (like 10.1.0.1/24), dhcp or off; interface left down")?;
+    let (addr, prefix) =
+        value.split_once('/').ok_or("expected ADDRESS/PREFIX (like 10.1.0.1/24), dhcp or off; interface left down")?;
     let addr = parse_ipv4(addr).ok_or("bad IPv4 address; interface left down")?;
-    let prefix_len = parse_decimal(prefix)
-        .filter(|p| *p <= 32)
-        .ok_or("prefix length must be 0..32; interface left down")?;
-    Ok(IfOverride::Static {
-        addr,
-        prefix_len: prefix_len as u8,
-    })
+    let prefix_len =
+        parse_decimal(prefix).filter(|p| *p <= 32).ok_or("prefix length must be 0..32; interface left down")?;
+    Ok(IfOverride::Static { addr, prefix_len: prefix_len as u8 })
 }
 
 fn parse_log_level(value: &str) -> Result<LogLevel, &'static str> {
@@ -185,9 +177,7 @@ fn parse_mmio_device(spec: &str) -> Result<MmioDevice, &'static str> {
     let (base, irq) = rest.split_once(':').ok_or(BAD)?;
     let size = parse_size(size).ok_or(BAD)?;
     let base = parse_number(base).ok_or(BAD)?;
-    let irq = parse_decimal(irq)
-        .and_then(|v| u32::try_from(v).ok())
-        .ok_or(BAD)?;
+    let irq = parse_decimal(irq).and_then(|v| u32::try_from(v).ok()).ok_or(BAD)?;
     Ok(MmioDevice { base, size, irq })
 }
 
@@ -246,13 +236,7 @@ mod tests {
     fn interfaces_log_panic() {
         let (o, e) = parse_all("console=ttyS0 unifw.eth0=10.1.0.1/24 unifw.eth2=dhcp unifw.eth1=off unifw.log=debug unifw.panic=reset unifw.offload=off");
         assert!(e.is_empty(), "{e:?}");
-        assert_eq!(
-            o.interfaces[0],
-            Some(IfOverride::Static {
-                addr: 0x0a01_0001,
-                prefix_len: 24
-            })
-        );
+        assert_eq!(o.interfaces[0], Some(IfOverride::Static { addr: 0x0a01_0001, prefix_len: 24 }));
         assert_eq!(o.interfaces[1], Some(IfOverride::Off));
         assert_eq!(o.interfaces[2], Some(IfOverride::Dhcp));
         assert_eq!(o.interfaces[3], None);
@@ -263,15 +247,7 @@ mod tests {
 
     #[test]
     fn bad_interface_values_leave_the_nic_down_and_say_why() {
-        for bad in [
-            "10.1.0.1/33",
-            "10.1.0.256/24",
-            "10.1.0/24",
-            "10.1.0.1",
-            "fish",
-            "1.2.3.4/",
-            "01234.1.1.1/8",
-        ] {
+        for bad in ["10.1.0.1/33", "10.1.0.256/24", "10.1.0/24", "10.1.0.1", "fish", "1.2.3.4/", "01234.1.1.1/8"] {
             let (o, e) = parse_all(&format!("unifw.eth1={bad}"));
             assert_eq!(o.interfaces[1], Some(IfOverride::Off), "{bad}");
             assert_eq!(e.len(), 1, "{bad}");
@@ -291,22 +267,13 @@ mod tests {
 
     #[test]
     fn microvm_devices() {
-        let (o, e) =
-            parse_all("virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=4K@0xfeb00c00:35");
+        let (o, e) = parse_all("virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=4K@0xfeb00c00:35");
         assert!(e.is_empty());
         assert_eq!(
             o.mmio_devices,
             vec![
-                MmioDevice {
-                    base: 0xfeb0_0e00,
-                    size: 512,
-                    irq: 12
-                },
-                MmioDevice {
-                    base: 0xfeb0_0c00,
-                    size: 4096,
-                    irq: 35
-                }
+                MmioDevice { base: 0xfeb0_0e00, size: 512, irq: 12 },
+                MmioDevice { base: 0xfeb0_0c00, size: 4096, irq: 35 }
             ]
         );
         let (_, e) = parse_all("virtio_mmio.device=512@0xfeb00e00 virtio_mmio.device=x@0x0:1");

@@ -31,11 +31,9 @@ fn time_forward(dp: &mut Dataplane, template: &[u8], rounds: usize) -> f64 {
 fn established(dp: &mut Dataplane, port: u16) {
     let c = Tcp::new(SENDER, RECEIVER, port, 80);
     let s = Tcp::new(RECEIVER, SENDER, 80, port);
-    for (in_if, mut frame) in [
-        (0, c.syn(100).frame()),
-        (1, s.control(TcpControl::Syn).ack(5000, 101).frame()),
-        (0, c.ack(101, 5001).frame()),
-    ] {
+    for (in_if, mut frame) in
+        [(0, c.syn(100).frame()), (1, s.control(TcpControl::Syn).ack(5000, 101).frame()), (0, c.ack(101, 5001).frame())]
+    {
         let d = dp.handle_frame(0, in_if, &mut frame, &accept_all, &mut NullSink);
         assert!(matches!(d, Disposition::Forward { .. }));
     }
@@ -47,10 +45,7 @@ fn bench_forward_established_tcp() {
     let mut dp = lab_resolved(65_536);
     established(&mut dp, 40_000);
     // 1448-byte segments: the window is ~64 kB, so stay at one in-window sequence.
-    let data = Tcp::new(SENDER, RECEIVER, 40_000, 80)
-        .ack(101, 5001)
-        .payload(1448)
-        .frame();
+    let data = Tcp::new(SENDER, RECEIVER, 40_000, 80).ack(101, 5001).payload(1448).frame();
     let one_flow = time_forward(&mut dp, &data, 200_000);
     for port in 1..10_000u16 {
         established(&mut dp, port);

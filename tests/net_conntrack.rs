@@ -25,8 +25,7 @@ fn run(dp: &mut Dataplane, now: u64, frame: Vec<u8>) -> Disposition {
 }
 
 fn state_of(dp: &Dataplane, frame: &[u8], now: u64) -> Option<TcpState> {
-    dp.conntrack()
-        .tcp_state(&parse_ipv4(&frame[ETH_LEN..]).unwrap(), now)
+    dp.conntrack().tcp_state(&parse_ipv4(&frame[ETH_LEN..]).unwrap(), now)
 }
 
 /// Client side (sender:40000) and server side (receiver:80) of one connection.
@@ -39,24 +38,11 @@ fn server() -> Tcp {
 
 fn handshake(dp: &mut Dataplane, now: u64) {
     assert!(is_forward(run(dp, now, client().syn(100).frame())));
-    assert_eq!(
-        state_of(dp, &client().frame(), now),
-        Some(TcpState::SynSent)
-    );
-    assert!(is_forward(run(
-        dp,
-        now,
-        server().control(TcpControl::Syn).ack(5000, 101).frame()
-    )));
-    assert_eq!(
-        state_of(dp, &client().frame(), now),
-        Some(TcpState::SynRecv)
-    );
+    assert_eq!(state_of(dp, &client().frame(), now), Some(TcpState::SynSent));
+    assert!(is_forward(run(dp, now, server().control(TcpControl::Syn).ack(5000, 101).frame())));
+    assert_eq!(state_of(dp, &client().frame(), now), Some(TcpState::SynRecv));
     assert!(is_forward(run(dp, now, client().ack(101, 5001).frame())));
-    assert_eq!(
-        state_of(dp, &client().frame(), now),
-        Some(TcpState::Established)
-    );
+    assert_eq!(state_of(dp, &client().frame(), now), Some(TcpState::Established));
 }
 
 #[test]
@@ -64,38 +50,16 @@ fn tcp_handshake_data_and_teardown() {
     let _ = FWD;
     let mut dp = lab_resolved(64);
     handshake(&mut dp, 0);
-    assert!(is_forward(run(
-        &mut dp,
-        1,
-        client().ack(101, 5001).payload(200).frame()
-    )));
-    assert!(is_forward(run(
-        &mut dp,
-        2,
-        server().ack(5001, 301).payload(1000).frame()
-    )));
-    assert!(is_forward(run(
-        &mut dp,
-        3,
-        client().control(TcpControl::Fin).ack(301, 6001).frame()
-    )));
+    assert!(is_forward(run(&mut dp, 1, client().ack(101, 5001).payload(200).frame())));
+    assert!(is_forward(run(&mut dp, 2, server().ack(5001, 301).payload(1000).frame())));
+    assert!(is_forward(run(&mut dp, 3, client().control(TcpControl::Fin).ack(301, 6001).frame())));
     assert_eq!(state_of(&dp, &client().frame(), 3), Some(TcpState::FinWait));
-    assert!(is_forward(run(
-        &mut dp,
-        4,
-        server().control(TcpControl::Fin).ack(6001, 302).frame()
-    )));
+    assert!(is_forward(run(&mut dp, 4, server().control(TcpControl::Fin).ack(6001, 302).frame())));
     assert_eq!(state_of(&dp, &client().frame(), 4), Some(TcpState::LastAck));
     assert!(is_forward(run(&mut dp, 5, client().ack(302, 6002).frame())));
-    assert_eq!(
-        state_of(&dp, &client().frame(), 5),
-        Some(TcpState::TimeWait)
-    );
+    assert_eq!(state_of(&dp, &client().frame(), 5), Some(TcpState::TimeWait));
     // TIME_WAIT lasts 120 s.
-    assert_eq!(
-        state_of(&dp, &client().frame(), 5 + 119_000),
-        Some(TcpState::TimeWait)
-    );
+    assert_eq!(state_of(&dp, &client().frame(), 5 + 119_000), Some(TcpState::TimeWait));
     assert_eq!(state_of(&dp, &client().frame(), 5 + 120_000), None);
 }
 
@@ -104,15 +68,9 @@ fn unsolicited_inbound_and_stray_packets_are_refused() {
     let mut dp = lab_resolved(64);
     // A new connection from eth1 to eth0: default policy drops it.
     let inbound = Tcp::new(RECEIVER, SENDER, 5555, 22).syn(1).frame();
-    assert_eq!(
-        run(&mut dp, 0, inbound),
-        Disposition::Drop(DropReason::RuleDrop)
-    );
+    assert_eq!(run(&mut dp, 0, inbound), Disposition::Drop(DropReason::RuleDrop));
     // A stray ACK without a flow is INVALID (no mid-stream pick-up).
-    assert_eq!(
-        run(&mut dp, 0, client().ack(1, 1).frame()),
-        Disposition::Drop(DropReason::RuleDrop)
-    );
+    assert_eq!(run(&mut dp, 0, client().ack(1, 1).frame()), Disposition::Drop(DropReason::RuleDrop));
     assert_eq!(dp.counters().rule_hits[2], 1, "invalid rule hit");
     assert_eq!(dp.counters().policy_hits[1], 1);
     assert!(dp.conntrack().is_empty());
@@ -124,40 +82,15 @@ fn out_of_window_segments_are_invalid() {
     handshake(&mut dp, 0);
     let invalid = Disposition::Drop(DropReason::RuleDrop);
     // Beyond the receiver's advertised window (64000).
-    assert_eq!(
-        run(
-            &mut dp,
-            1,
-            client().ack(101 + 200_000, 5001).payload(10).frame()
-        ),
-        invalid
-    );
+    assert_eq!(run(&mut dp, 1, client().ack(101 + 200_000, 5001).payload(10).frame()), invalid);
     // Acknowledging data never sent.
     assert_eq!(run(&mut dp, 1, server().ack(5001, 90_000).frame()), invalid);
     // An out-of-window RST does not tear the connection down.
-    assert_eq!(
-        run(
-            &mut dp,
-            1,
-            server().control(TcpControl::Rst).ack(3_000_000, 0).frame()
-        ),
-        invalid
-    );
-    assert_eq!(
-        state_of(&dp, &client().frame(), 1),
-        Some(TcpState::Established)
-    );
-    assert!(is_forward(run(
-        &mut dp,
-        2,
-        client().ack(101, 5001).payload(10).frame()
-    )));
+    assert_eq!(run(&mut dp, 1, server().control(TcpControl::Rst).ack(3_000_000, 0).frame()), invalid);
+    assert_eq!(state_of(&dp, &client().frame(), 1), Some(TcpState::Established));
+    assert!(is_forward(run(&mut dp, 2, client().ack(101, 5001).payload(10).frame())));
     // An in-window RST closes it; CLOSE lasts 10 s.
-    assert!(is_forward(run(
-        &mut dp,
-        3,
-        server().control(TcpControl::Rst).ack(5001, 111).frame()
-    )));
+    assert!(is_forward(run(&mut dp, 3, server().control(TcpControl::Rst).ack(5001, 111).frame())));
     assert_eq!(state_of(&dp, &client().frame(), 3), Some(TcpState::Close));
     assert_eq!(state_of(&dp, &client().frame(), 10_003), None);
 }
@@ -168,35 +101,21 @@ fn syn_ack_from_the_wrong_side_is_invalid() {
     assert!(is_forward(run(&mut dp, 0, client().syn(100).frame())));
     // The SYN-ACK must acknowledge the SYN.
     let bad = server().control(TcpControl::Syn).ack(5000, 4242).frame();
-    assert_eq!(
-        run(&mut dp, 0, bad),
-        Disposition::Drop(DropReason::RuleDrop)
-    );
+    assert_eq!(run(&mut dp, 0, bad), Disposition::Drop(DropReason::RuleDrop));
     assert_eq!(state_of(&dp, &client().frame(), 0), Some(TcpState::SynSent));
 }
 
 /// An ICMP error from `from` (on `in_mac` side) quoting the first 28 bytes of `quoted`.
 fn icmp_error(from: u32, to: u32, quoted: &[u8]) -> Vec<u8> {
-    let macs = if from == RECEIVER {
-        (RECEIVER_MAC, FW1_MAC)
-    } else {
-        (SENDER_MAC, FW0_MAC)
-    };
+    let macs = if from == RECEIVER { (RECEIVER_MAC, FW1_MAC) } else { (SENDER_MAC, FW0_MAC) };
     let inner = quoted[ETH_LEN..ETH_LEN + 28].to_vec();
-    ipv4_frame(
-        macs,
-        (from, to),
-        smoltcp::wire::IpProtocol::Icmp,
-        64,
-        8 + 28,
-        |buf| {
-            buf[0] = 3;
-            buf[1] = 3;
-            buf[8..].copy_from_slice(&inner);
-            let sum = checksum::checksum(buf);
-            buf[2..4].copy_from_slice(&sum.to_be_bytes());
-        },
-    )
+    ipv4_frame(macs, (from, to), smoltcp::wire::IpProtocol::Icmp, 64, 8 + 28, |buf| {
+        buf[0] = 3;
+        buf[1] = 3;
+        buf[8..].copy_from_slice(&inner);
+        let sum = checksum::checksum(buf);
+        buf[2..4].copy_from_slice(&sum.to_be_bytes());
+    })
 }
 
 #[test]
@@ -210,13 +129,7 @@ fn icmp_errors_quoting_a_tracked_flow_are_related() {
         stateful(chain, key)
     };
     let mut error = icmp_error(RECEIVER, SENDER, &request);
-    assert!(is_forward(dp.handle_frame(
-        1,
-        1,
-        &mut error,
-        &spy,
-        &mut VecSink::default()
-    )));
+    assert!(is_forward(dp.handle_frame(1, 1, &mut error, &spy, &mut VecSink::default())));
     assert_eq!(seen.get(), Some(CtState::Related));
     // Quoting an untracked flow: INVALID, dropped.
     let other = udp_frame(SENDER, RECEIVER, 5001, 53, 20);
@@ -228,8 +141,7 @@ fn icmp_errors_quoting_a_tracked_flow_are_related() {
     assert_eq!(seen.get(), Some(CtState::Invalid));
     // An error aimed at the wrong host (not the quoted packet's source): INVALID.
     let mut misdirected = icmp_error(RECEIVER, SENDER, &request);
-    misdirected[ETH_LEN + 20 + 8 + 12..ETH_LEN + 20 + 8 + 16]
-        .copy_from_slice(&0x0a01_0063u32.to_be_bytes());
+    misdirected[ETH_LEN + 20 + 8 + 12..ETH_LEN + 20 + 8 + 16].copy_from_slice(&0x0a01_0063u32.to_be_bytes());
     let sum_at = ETH_LEN + 20 + 2;
     misdirected[sum_at..sum_at + 2].copy_from_slice(&[0, 0]);
     let sum = checksum::checksum(&misdirected[ETH_LEN + 20..]);
@@ -241,33 +153,17 @@ fn icmp_errors_quoting_a_tracked_flow_are_related() {
 #[test]
 fn udp_replies_are_established_and_timeouts_follow_linux() {
     let mut dp = lab_resolved(64);
-    assert!(is_forward(run(
-        &mut dp,
-        0,
-        udp_frame(SENDER, RECEIVER, 5000, 53, 8)
-    )));
+    assert!(is_forward(run(&mut dp, 0, udp_frame(SENDER, RECEIVER, 5000, 53, 8))));
     // Unreplied UDP lives 30 s: the reply at 29 s is still established.
-    assert!(is_forward(run(
-        &mut dp,
-        29_000,
-        udp_frame(RECEIVER, SENDER, 53, 5000, 8)
-    )));
+    assert!(is_forward(run(&mut dp, 29_000, udp_frame(RECEIVER, SENDER, 53, 5000, 8))));
     // Replied UDP lives 120 s after the last packet.
-    assert!(is_forward(run(
-        &mut dp,
-        148_000,
-        udp_frame(RECEIVER, SENDER, 53, 5000, 8)
-    )));
+    assert!(is_forward(run(&mut dp, 148_000, udp_frame(RECEIVER, SENDER, 53, 5000, 8))));
     assert_eq!(
         run(&mut dp, 268_001, udp_frame(RECEIVER, SENDER, 53, 5000, 8)),
         Disposition::Drop(DropReason::RuleDrop)
     );
     // Unreplied flow expires after 30 s.
-    assert!(is_forward(run(
-        &mut dp,
-        300_000,
-        udp_frame(SENDER, RECEIVER, 7000, 53, 8)
-    )));
+    assert!(is_forward(run(&mut dp, 300_000, udp_frame(SENDER, RECEIVER, 7000, 53, 8))));
     assert_eq!(
         run(&mut dp, 330_000, udp_frame(RECEIVER, SENDER, 53, 7000, 8)),
         Disposition::Drop(DropReason::RuleDrop)
@@ -277,35 +173,14 @@ fn udp_replies_are_established_and_timeouts_follow_linux() {
 #[test]
 fn echo_replies_match_requests_by_id() {
     let mut dp = lab_resolved(64);
-    assert!(is_forward(run(
-        &mut dp,
-        0,
-        echo_frame(SENDER, RECEIVER, true, 77, 1, 64)
-    )));
-    assert!(is_forward(run(
-        &mut dp,
-        1,
-        echo_frame(RECEIVER, SENDER, false, 77, 1, 64)
-    )));
+    assert!(is_forward(run(&mut dp, 0, echo_frame(SENDER, RECEIVER, true, 77, 1, 64))));
+    assert!(is_forward(run(&mut dp, 1, echo_frame(RECEIVER, SENDER, false, 77, 1, 64))));
     // Reply with another id, or an unsolicited request from outside: refused.
     let refused = Disposition::Drop(DropReason::RuleDrop);
-    assert_eq!(
-        run(&mut dp, 1, echo_frame(RECEIVER, SENDER, false, 78, 1, 64)),
-        refused
-    );
-    assert_eq!(
-        run(&mut dp, 1, echo_frame(RECEIVER, SENDER, true, 77, 1, 64)),
-        refused
-    );
+    assert_eq!(run(&mut dp, 1, echo_frame(RECEIVER, SENDER, false, 78, 1, 64)), refused);
+    assert_eq!(run(&mut dp, 1, echo_frame(RECEIVER, SENDER, true, 77, 1, 64)), refused);
     // ICMP flows last 30 s.
-    assert_eq!(
-        run(
-            &mut dp,
-            30_002,
-            echo_frame(RECEIVER, SENDER, false, 77, 2, 64)
-        ),
-        refused
-    );
+    assert_eq!(run(&mut dp, 30_002, echo_frame(RECEIVER, SENDER, false, 77, 2, 64)), refused);
 }
 
 fn syn_from(port: u16, src: u32) -> Vec<u8> {
@@ -321,11 +196,7 @@ fn full_table_evicts_unreplied_and_protects_established() {
         let c = Tcp::new(SENDER, RECEIVER, 1000 + port, 80);
         let s = Tcp::new(RECEIVER, SENDER, 80, 1000 + port);
         assert!(is_forward(run(&mut dp, 0, c.syn(10).frame())));
-        assert!(is_forward(run(
-            &mut dp,
-            0,
-            s.control(TcpControl::Syn).ack(50, 11).frame()
-        )));
+        assert!(is_forward(run(&mut dp, 0, s.control(TcpControl::Syn).ack(50, 11).frame())));
         assert!(is_forward(run(&mut dp, 0, c.ack(11, 51).frame())));
     }
     // A flood of 10 000 SYNs from many ports.
@@ -338,10 +209,7 @@ fn full_table_evicts_unreplied_and_protects_established() {
     for port in 0..4u16 {
         let c = Tcp::new(SENDER, RECEIVER, 1000 + port, 80);
         let s = Tcp::new(RECEIVER, SENDER, 80, 1000 + port);
-        assert!(
-            is_forward(run(&mut dp, 2, c.ack(11, 51).payload(5).frame())),
-            "port {port}"
-        );
+        assert!(is_forward(run(&mut dp, 2, c.ack(11, 51).payload(5).frame())), "port {port}");
         assert!(is_forward(run(&mut dp, 2, s.ack(51, 16).frame())));
     }
 }
@@ -350,31 +218,13 @@ fn full_table_evicts_unreplied_and_protects_established() {
 fn full_table_of_assured_flows_drops_and_counts() {
     let mut dp = lab_resolved(2);
     for port in 0..2u16 {
-        assert!(is_forward(run(
-            &mut dp,
-            0,
-            udp_frame(SENDER, RECEIVER, port, 53, 1)
-        )));
-        assert!(is_forward(run(
-            &mut dp,
-            0,
-            udp_frame(RECEIVER, SENDER, 53, port, 1)
-        )));
+        assert!(is_forward(run(&mut dp, 0, udp_frame(SENDER, RECEIVER, port, 53, 1))));
+        assert!(is_forward(run(&mut dp, 0, udp_frame(RECEIVER, SENDER, 53, port, 1))));
     }
-    assert_eq!(
-        run(&mut dp, 0, udp_frame(SENDER, RECEIVER, 9, 53, 1)),
-        Disposition::Drop(DropReason::ConntrackFull)
-    );
-    assert_eq!(
-        dp.counters().interfaces[0].drop_count(DropReason::ConntrackFull),
-        1
-    );
+    assert_eq!(run(&mut dp, 0, udp_frame(SENDER, RECEIVER, 9, 53, 1)), Disposition::Drop(DropReason::ConntrackFull));
+    assert_eq!(dp.counters().interfaces[0].drop_count(DropReason::ConntrackFull), 1);
     // Once they expire (120 s), room is made lazily.
-    assert!(is_forward(run(
-        &mut dp,
-        121_000,
-        udp_frame(SENDER, RECEIVER, 9, 53, 1)
-    )));
+    assert!(is_forward(run(&mut dp, 121_000, udp_frame(SENDER, RECEIVER, 9, 53, 1))));
 }
 
 #[test]
@@ -393,11 +243,7 @@ fn memory_stays_fixed_under_churn() {
         now += 31_000;
         table.sweep(now, 50);
     }
-    assert_eq!(
-        table.index_allocation(),
-        allocation,
-        "the index never reallocates"
-    );
+    assert_eq!(table.index_allocation(), allocation, "the index never reallocates");
 }
 
 #[test]

@@ -33,10 +33,7 @@ fn later_fragments_follow_the_first() {
     let tail = piece(&udp, 1000, 2008, false);
     assert!(forwarded(run(&mut dp, &first, &accept_all)));
     assert_eq!(dp.fragments().len(), 1);
-    assert!(
-        forwarded(run(&mut dp, &tail, &drop_all)),
-        "later fragments are not classified"
-    );
+    assert!(forwarded(run(&mut dp, &tail, &drop_all)), "later fragments are not classified");
     assert!(dp.fragments().is_empty(), "complete datagram forgotten");
     assert_eq!(dp.counters().rule_hits[0], 1);
 }
@@ -62,10 +59,7 @@ fn piece(udp: &[u8], start: usize, end: usize, more: bool) -> Vec<u8> {
 fn fragments_of_a_dropped_datagram_are_dropped() {
     let mut dp = lab_resolved(64);
     let udp = big_udp();
-    assert_eq!(
-        run(&mut dp, &piece(&udp, 0, 1000, true), &drop_all),
-        Disposition::Drop(DropReason::RuleDrop)
-    );
+    assert_eq!(run(&mut dp, &piece(&udp, 0, 1000, true), &drop_all), Disposition::Drop(DropReason::RuleDrop));
     assert_eq!(
         run(&mut dp, &piece(&udp, 1000, 2008, false), &accept_all),
         Disposition::Drop(DropReason::FragmentOfDropped)
@@ -86,16 +80,8 @@ fn orphan_later_fragments_are_dropped() {
 fn overlapping_fragments_poison_the_datagram() {
     let mut dp = lab_resolved(64);
     let udp = big_udp();
-    assert!(forwarded(run(
-        &mut dp,
-        &piece(&udp, 0, 1000, true),
-        &accept_all
-    )));
-    assert!(forwarded(run(
-        &mut dp,
-        &piece(&udp, 1000, 1496, true),
-        &accept_all
-    )));
+    assert!(forwarded(run(&mut dp, &piece(&udp, 0, 1000, true), &accept_all)));
+    assert!(forwarded(run(&mut dp, &piece(&udp, 1000, 1496, true), &accept_all)));
     assert_eq!(
         run(&mut dp, &piece(&udp, 992, 1200, true), &accept_all),
         Disposition::Drop(DropReason::FragmentOverlap)
@@ -109,11 +95,7 @@ fn overlapping_fragments_poison_the_datagram() {
     let mut other = other;
     other[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&[0x99, 0x99]);
     refresh_ip_checksum(&mut other);
-    assert!(forwarded(run(
-        &mut dp,
-        &piece(&other, 0, 1000, true),
-        &accept_all
-    )));
+    assert!(forwarded(run(&mut dp, &piece(&other, 0, 1000, true), &accept_all)));
     assert_eq!(
         run(&mut dp, &piece(&other, 0, 1000, true), &accept_all),
         Disposition::Drop(DropReason::FragmentOverlap)
@@ -123,28 +105,16 @@ fn overlapping_fragments_poison_the_datagram() {
 #[test]
 fn tiny_first_fragments_and_tcp_offset_8_are_dropped() {
     let mut dp = lab_resolved(64);
-    let tcp = Tcp::new(SENDER, RECEIVER, 40000, 80)
-        .ack(1, 1)
-        .payload(100)
-        .frame();
+    let tcp = Tcp::new(SENDER, RECEIVER, 40000, 80).ack(1, 1).payload(100).frame();
     // Only 16 bytes of the 20-byte TCP header in the first fragment (RFC 1858 3.1).
-    assert_eq!(
-        run(&mut dp, &piece(&tcp, 0, 16, true), &accept_all),
-        Disposition::Drop(DropReason::TinyFragment)
-    );
+    assert_eq!(run(&mut dp, &piece(&tcp, 0, 16, true), &accept_all), Disposition::Drop(DropReason::TinyFragment));
     // A TCP fragment at offset 8 rewrites flags (RFC 1858 3.2).
     let allow = |_: Chain, _: &PacketKey| verdict(Action::Accept, None);
-    let mut syn = Tcp::new(SENDER, RECEIVER, 40000, 80)
-        .syn(1)
-        .payload(100)
-        .frame();
+    let mut syn = Tcp::new(SENDER, RECEIVER, 40000, 80).syn(1).payload(100).frame();
     syn[ETH_LEN + 4] = 0x42;
     refresh_ip_checksum(&mut syn);
     assert!(forwarded(run(&mut dp, &piece(&syn, 0, 24, true), &allow)));
-    assert_eq!(
-        run(&mut dp, &piece(&syn, 8, 40, true), &allow),
-        Disposition::Drop(DropReason::FragmentOverlap)
-    );
+    assert_eq!(run(&mut dp, &piece(&syn, 8, 40, true), &allow), Disposition::Drop(DropReason::FragmentOverlap));
 }
 
 #[test]

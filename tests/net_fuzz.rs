@@ -32,18 +32,9 @@ fn seed_frames() -> Vec<(u8, Vec<u8>)> {
     let s = Tcp::new(RECEIVER, SENDER, 80, 40000);
     let udp = udp_frame(SENDER, RECEIVER, 5000, 53, 1200);
     let mut frames = vec![
-        (
-            0,
-            arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], FW0),
-        ),
-        (
-            1,
-            arp_frame(ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1),
-        ),
-        (
-            1,
-            arp_frame(ArpOperation::Request, RECEIVER_MAC, RECEIVER, [0; 6], FW1),
-        ),
+        (0, arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], FW0)),
+        (1, arp_frame(ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1)),
+        (1, arp_frame(ArpOperation::Request, RECEIVER_MAC, RECEIVER, [0; 6], FW1)),
         (0, echo_frame(SENDER, RECEIVER, true, 9, 1, 64)),
         (1, echo_frame(RECEIVER, SENDER, false, 9, 1, 64)),
         (0, echo_frame(SENDER, FW0, true, 9, 2, 64)),
@@ -153,14 +144,8 @@ fn mini_fuzz_packet_path() {
     let counters = harness.dataplane.counters();
     let drops: u64 = counters.interfaces.iter().map(|c| c.total_drops()).sum();
     let forwarded: u64 = counters.interfaces.iter().map(|c| c.forwarded_out).sum();
-    println!(
-        "drops {drops} forwarded {forwarded} generated {}",
-        harness.sink.frames
-    );
-    assert!(
-        drops > 10_000 && forwarded > 1_000,
-        "the fuzz reaches both outcomes"
-    );
+    println!("drops {drops} forwarded {forwarded} generated {}", harness.sink.frames);
+    assert!(drops > 10_000 && forwarded > 1_000, "the fuzz reaches both outcomes");
 }
 
 #[test]
@@ -191,10 +176,7 @@ fn write_seed_corpus() {
         ("tcp_ttl1", &[11]),
         ("udp", &[12, 13, 14]),
         ("fragments", &[15, 16]),
-        (
-            "everything",
-            &[0, 2, 6, 7, 8, 3, 4, 12, 13, 15, 16, 11, 9, 10],
-        ),
+        ("everything", &[0, 2, 6, 7, 8, 3, 4, 12, 13, 15, 16, 11, 9, 10]),
     ];
     for (name, picks) in files {
         let frames: Vec<_> = picks.iter().map(|&i| seeds[i].clone()).collect();

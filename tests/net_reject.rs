@@ -24,10 +24,7 @@ fn reset_of(frame: &[u8]) -> TcpPacket<Vec<u8>> {
     assert_eq!(u32::from(ip.src_addr()), RECEIVER);
     assert_eq!(u32::from(ip.dst_addr()), SENDER);
     let tcp = TcpPacket::new_checked(ip.payload().to_vec()).unwrap();
-    let (src, dst) = (
-        IpAddress::Ipv4(ip.src_addr()),
-        IpAddress::Ipv4(ip.dst_addr()),
-    );
+    let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
     assert!(tcp.verify_checksum(&src, &dst));
     assert!(tcp.rst());
     assert_eq!((tcp.src_port(), tcp.dst_port()), (80, 40000));
@@ -39,9 +36,7 @@ fn reset_for_a_syn_acks_it() {
     let mut frame = Tcp::new(SENDER, RECEIVER, 40000, 80).syn(1000).frame();
     let (disposition, sink) = reject(&mut frame, RejectWith::TcpReset);
     assert_eq!(disposition, Disposition::Drop(DropReason::RuleReject));
-    let [(0, reply)] = &sink.frames[..] else {
-        panic!("one RST out of eth0 expected")
-    };
+    let [(0, reply)] = &sink.frames[..] else { panic!("one RST out of eth0 expected") };
     let tcp = reset_of(reply);
     // No ACK in the segment: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; SYN counts 1.
     assert_eq!(tcp.seq_number().0, 0);
@@ -51,10 +46,7 @@ fn reset_for_a_syn_acks_it() {
 
 #[test]
 fn reset_for_data_with_ack_uses_its_ack() {
-    let mut frame = Tcp::new(SENDER, RECEIVER, 40000, 80)
-        .ack(5000, 777_777)
-        .payload(100)
-        .frame();
+    let mut frame = Tcp::new(SENDER, RECEIVER, 40000, 80).ack(5000, 777_777).payload(100).frame();
     let (_, sink) = reject(&mut frame, RejectWith::TcpReset);
     let tcp = reset_of(&sink.frames[0].1);
     // ACK set: <SEQ=SEG.ACK><CTL=RST>.
@@ -64,10 +56,7 @@ fn reset_for_data_with_ack_uses_its_ack() {
 
 #[test]
 fn reset_with_fin_counts_the_fin() {
-    let mut frame = Tcp::new(SENDER, RECEIVER, 40000, 80)
-        .control(TcpControl::Fin)
-        .payload(10)
-        .frame();
+    let mut frame = Tcp::new(SENDER, RECEIVER, 40000, 80).control(TcpControl::Fin).payload(10).frame();
     // A FIN without ACK (unusual but legal to answer): ack = seq + 10 + 1.
     let (_, sink) = reject(&mut frame, RejectWith::TcpReset);
     let tcp = reset_of(&sink.frames[0].1);
@@ -76,9 +65,7 @@ fn reset_with_fin_counts_the_fin() {
 
 #[test]
 fn no_reset_answers_a_reset() {
-    let mut frame = Tcp::new(SENDER, RECEIVER, 40000, 80)
-        .control(TcpControl::Rst)
-        .frame();
+    let mut frame = Tcp::new(SENDER, RECEIVER, 40000, 80).control(TcpControl::Rst).frame();
     let (disposition, sink) = reject(&mut frame, RejectWith::TcpReset);
     assert_eq!(disposition, Disposition::Drop(DropReason::RuleReject));
     assert!(sink.frames.is_empty());
@@ -87,9 +74,7 @@ fn no_reset_answers_a_reset() {
 fn check_unreachable(with: RejectWith, code: u8, frame: Vec<u8>) {
     let mut received = frame.clone();
     let (_, sink) = reject(&mut received, with);
-    let [(0, reply)] = &sink.frames[..] else {
-        panic!("one ICMP error expected")
-    };
+    let [(0, reply)] = &sink.frames[..] else { panic!("one ICMP error expected") };
     let ip = Ipv4Packet::new_checked(&reply[ETH_LEN..]).unwrap();
     assert!(ip.verify_checksum());
     assert_eq!(ip.next_header(), smoltcp::wire::IpProtocol::Icmp);
@@ -100,11 +85,7 @@ fn check_unreachable(with: RejectWith, code: u8, frame: Vec<u8>) {
     assert_eq!((icmp[0], icmp[1]), (3, code));
     assert_eq!(&icmp[4..8], &[0; 4]);
     assert_eq!(icmp.len(), 8 + 20 + 8);
-    assert_eq!(
-        &icmp[8..],
-        &frame[ETH_LEN..ETH_LEN + 28],
-        "IP header + 8 bytes quoted"
-    );
+    assert_eq!(&icmp[8..], &frame[ETH_LEN..ETH_LEN + 28], "IP header + 8 bytes quoted");
 }
 
 #[test]
@@ -116,16 +97,8 @@ fn icmp_unreachables_quote_header_and_8_bytes() {
     check_unreachable(RejectWith::NetUnreachable, 0, udp.clone());
     check_unreachable(RejectWith::ProtoUnreachable, 2, udp);
     // tcp-reset on UDP degrades to port unreachable.
-    check_unreachable(
-        RejectWith::TcpReset,
-        3,
-        udp_frame(SENDER, RECEIVER, 5000, 53, 4),
-    );
-    check_unreachable(
-        RejectWith::AdminProhibited,
-        13,
-        Tcp::new(SENDER, RECEIVER, 1, 2).syn(5).frame(),
-    );
+    check_unreachable(RejectWith::TcpReset, 3, udp_frame(SENDER, RECEIVER, 5000, 53, 4));
+    check_unreachable(RejectWith::AdminProhibited, 13, Tcp::new(SENDER, RECEIVER, 1, 2).syn(5).frame());
 }
 
 #[test]

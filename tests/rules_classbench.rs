@@ -13,17 +13,13 @@ fn check(name: &str, packets: usize) {
         return;
     };
     let native = rules::classbench_to_native(&text).expect("converts");
-    let compiled = rules::compile(name, native.as_bytes(), &mut |p| Err(p.to_string()))
-        .unwrap_or_else(|d| panic!("{d}"));
+    let compiled =
+        rules::compile(name, native.as_bytes(), &mut |p| Err(p.to_string())).unwrap_or_else(|d| panic!("{d}"));
     let image = Image::from_bytes(&compiled.image).expect("valid");
     let set = &compiled.ruleset;
     let mut rng = Rng::new(3);
     for k in rules_common::packets(&mut rng, set, packets) {
-        assert_eq!(
-            image.classify(Chain::Forward, &k),
-            set.classify_linear(Chain::Forward, &k),
-            "{name}: {k:?}"
-        );
+        assert_eq!(image.classify(Chain::Forward, &k), set.classify_linear(Chain::Forward, &k), "{name}: {k:?}");
     }
 }
 

@@ -14,10 +14,7 @@ fn load(p: &str) -> Result<Vec<u8>, String> {
 
 fn errors(text: &[u8]) -> Diagnostics {
     match rules::compile("dir/t.rules", text, &mut load) {
-        Ok(_) => panic!(
-            "expected errors for {:?}",
-            String::from_utf8_lossy(&text[..text.len().min(200)])
-        ),
+        Ok(_) => panic!("expected errors for {:?}", String::from_utf8_lossy(&text[..text.len().min(200)])),
         Err(d) => d,
     }
 }
@@ -29,16 +26,10 @@ fn first(text: &str) -> String {
 #[test]
 fn messages_name_file_line_column_and_text() {
     let e = first("policy forward drop\nforward accept from 10.0.0.0/33\n");
-    assert!(
-        e.starts_with("dir/t.rules:2:21: bad prefix length `/33`"),
-        "{e}"
-    );
+    assert!(e.starts_with("dir/t.rules:2:21: bad prefix length `/33`"), "{e}");
     assert!(e.contains("forward accept from 10.0.0.0/33\n"), "{e}");
     let e = first("forward accept tcp port 70000\n");
-    assert!(
-        e.starts_with("dir/t.rules:1:25: bad port: 70000 is out of range"),
-        "{e}"
-    );
+    assert!(e.starts_with("dir/t.rules:1:25: bad port: 70000 is out of range"), "{e}");
     let e = first("forward accept in eth3\n");
     assert!(e.contains("unknown interface eth3"), "{e}");
     let e = first("forward accept from $nope\n");
@@ -63,39 +54,21 @@ fn all_errors_are_reported_up_to_the_cap() {
 #[test]
 fn hostile_input_never_panics() {
     assert!(errors(b"").errors[0].to_string().contains("empty"));
-    assert!(errors(b"# only a comment\n\n").errors[0]
-        .to_string()
-        .contains("no statements"));
+    assert!(errors(b"# only a comment\n\n").errors[0].to_string().contains("no statements"));
     let long = format!("forward accept from {}\n", "1".repeat(10 << 20));
     assert!(errors(long.as_bytes()).count() >= 1);
-    assert!(errors(b"forward accept from \xff\xfe 1.2.3.4\n").errors[0]
-        .to_string()
-        .contains("not UTF-8"));
-    assert!(errors(b"set s { 10.0.0.0/8,\n 11.0.0.0/8").errors[0]
-        .to_string()
-        .contains("never closed"));
+    assert!(errors(b"forward accept from \xff\xfe 1.2.3.4\n").errors[0].to_string().contains("not UTF-8"));
+    assert!(errors(b"set s { 10.0.0.0/8,\n 11.0.0.0/8").errors[0].to_string().contains("never closed"));
     assert!(errors(b"forward accept tcp from 10.1.").count() >= 1);
-    assert!(
-        errors(b"*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n").errors[0]
-            .to_string()
-            .contains("no COMMIT")
-    );
-    assert!(errors(b"include \"loop.rules\"\n")
-        .errors
-        .iter()
-        .any(|d| d.message.contains("nest")));
+    assert!(errors(b"*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n").errors[0].to_string().contains("no COMMIT"));
+    assert!(errors(b"include \"loop.rules\"\n").errors.iter().any(|d| d.message.contains("nest")));
 }
 
 #[test]
 fn iptables_unsupported_things_are_named() {
-    let ipt = |body: &str| {
-        format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n{body}\nCOMMIT\n")
-    };
+    let ipt = |body: &str| format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n{body}\nCOMMIT\n");
     let e = first(&ipt("-A FORWARD -m recent --set -j DROP"));
-    assert!(
-        e.contains("match `-m recent` is not supported") && e.contains(":4:"),
-        "{e}"
-    );
+    assert!(e.contains("match `-m recent` is not supported") && e.contains(":4:"), "{e}");
     let e = first(&ipt("-A FORWARD -j LOG"));
     assert!(e.contains("target `LOG` is not supported"), "{e}");
     let e = first(&ipt("-A FORWARD -p tcp --syn -j DROP"));
@@ -114,16 +87,8 @@ fn native_file_includes_iptables_save() {
     let c = rules::compile("dir/t.rules", text, &mut load).expect("compiles");
     let image = Image::from_bytes(&c.image).expect("valid");
     assert_eq!(image.rule_count(Chain::Forward), 3);
-    assert_eq!(
-        image.policy(Chain::Forward),
-        Action::Drop,
-        "the include's FORWARD policy applies"
-    );
-    assert_eq!(
-        image.rule_line(1),
-        4,
-        "included rules keep their own line numbers"
-    );
+    assert_eq!(image.policy(Chain::Forward), Action::Drop, "the include's FORWARD policy applies");
+    assert_eq!(image.rule_line(1), 4, "included rules keep their own line numbers");
 }
 
 #[test]

@@ -10,14 +10,9 @@ use unifw::rules::{self, fuzz_one, Rng};
 fn seeds() -> Vec<Vec<u8>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/rules_parse");
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| std::fs::read(e.ok()?.path()).ok())
-                .collect()
-        })
+        .map(|d| d.filter_map(|e| std::fs::read(e.ok()?.path()).ok()).collect())
         .unwrap_or_default();
-    out.push(
-        b"forward accept tcp from 10.1.0.0/24 to 10.2.0.2 port 80,443 state new log\n".to_vec(),
-    );
+    out.push(b"forward accept tcp from 10.1.0.0/24 to 10.2.0.2 port 80,443 state new log\n".to_vec());
     out
 }
 
@@ -31,27 +26,12 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
                 v[i] = rng.next_u64() as u8;
             }
             1 => v.truncate(at),
-            2 => v
-                .splice(at..at, other.iter().take(rng.below(64) as usize).copied())
-                .for_each(drop),
-            3 => v
-                .splice(
-                    at..at,
-                    b"!,{}$/:-\n\""
-                        .iter()
-                        .copied()
-                        .skip(rng.below(10) as usize)
-                        .take(1),
-                )
-                .for_each(drop),
+            2 => v.splice(at..at, other.iter().take(rng.below(64) as usize).copied()).for_each(drop),
+            3 => v.splice(at..at, b"!,{}$/:-\n\"".iter().copied().skip(rng.below(10) as usize).take(1)).for_each(drop),
             4 if !v.is_empty() => {
                 let end = (at + rng.below(32) as usize).min(v.len());
                 let piece = v[at.min(end)..end].to_vec();
-                v.splice(
-                    at.min(end)..at.min(end),
-                    piece.repeat(1 + rng.below(4) as usize),
-                )
-                .for_each(drop);
+                v.splice(at.min(end)..at.min(end), piece.repeat(1 + rng.below(4) as usize)).for_each(drop);
             }
             _ => v.extend((0..rng.below(16)).map(|_| rng.next_u64() as u8)),
         }
@@ -74,14 +54,9 @@ fn rules_parse_mutations_do_not_panic() {
 
 #[test]
 fn corrupted_images_do_not_panic() {
-    let text = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fuzz/seeds/rules_parse/scenario20.rules"
-    ))
-    .expect("seed");
-    let image = rules::compile("s.rules", &text, &mut |p| Err(p.into()))
-        .expect("compiles")
-        .image;
+    let text =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/rules_parse/scenario20.rules")).expect("seed");
+    let image = rules::compile("s.rules", &text, &mut |p| Err(p.into())).expect("compiles").image;
     let mut rng = Rng::new(12);
     for _ in 0..3000 {
         let mut bad = image.clone();

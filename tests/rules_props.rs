@@ -23,16 +23,8 @@ fn tables_equal_linear_scan() {
         for k in packets(&mut rng, &set, 300) {
             for chain in [Chain::Input, Chain::Forward] {
                 let want = set.classify_linear(chain, &k);
-                assert_eq!(
-                    image.classify(chain, &k),
-                    want,
-                    "round {round}, chain {chain:?}, key {k:?}"
-                );
-                assert_eq!(
-                    image.classify_linear(chain, &k),
-                    want,
-                    "linear image scan, round {round}"
-                );
+                assert_eq!(image.classify(chain, &k), want, "round {round}, chain {chain:?}, key {k:?}");
+                assert_eq!(image.classify_linear(chain, &k), want, "linear image scan, round {round}");
             }
         }
     }
@@ -45,11 +37,7 @@ fn large_ruleset_with_cell_index_equals_linear_scan() {
     let compiled = compile_ruleset(set.clone()).expect("compiles");
     let image = Image::from_bytes(&compiled.image).expect("valid image");
     for k in packets(&mut rng, &set, 3000) {
-        assert_eq!(
-            image.classify(Chain::Forward, &k),
-            set.classify_linear(Chain::Forward, &k),
-            "key {k:?}"
-        );
+        assert_eq!(image.classify(Chain::Forward, &k), set.classify_linear(Chain::Forward, &k), "key {k:?}");
     }
 }
 
@@ -59,19 +47,15 @@ fn native_text_round_trips() {
     for _ in 0..100 {
         let set = random_ruleset(&mut rng, 30, false);
         let text = render(&set, Format::Unifw).expect("renders");
-        let parsed = rules::parse("t.rules", text.as_bytes(), &mut no_includes)
-            .unwrap_or_else(|d| panic!("{d}\n{text}"));
+        let parsed =
+            rules::parse("t.rules", text.as_bytes(), &mut no_includes).unwrap_or_else(|d| panic!("{d}\n{text}"));
         let compiled = compile_ruleset(parsed).expect("compiles");
         let image = Image::from_bytes(&compiled.image).expect("valid");
         for k in packets(&mut rng, &set, 200) {
             for chain in [Chain::Input, Chain::Forward] {
                 let want = set.classify_linear(chain, &k);
                 let got = image.classify(chain, &k);
-                assert_eq!(
-                    (got.action, got.rule, got.log),
-                    (want.action, want.rule, want.log),
-                    "{text}\n{k:?}"
-                );
+                assert_eq!((got.action, got.rule, got.log), (want.action, want.rule, want.log), "{text}\n{k:?}");
             }
         }
     }
@@ -84,25 +68,14 @@ fn iptables_save_equals_native() {
         let set = random_ruleset(&mut rng, 30, true);
         let ipt = render(&set, Format::Iptables).expect("iptables can express these rules");
         let native = render(&set, Format::Unifw).expect("renders");
-        let a = rules::compile("t.ipt", ipt.as_bytes(), &mut no_includes)
-            .unwrap_or_else(|d| panic!("{d}\n{ipt}"));
-        let b = rules::compile("t.rules", native.as_bytes(), &mut no_includes)
-            .unwrap_or_else(|d| panic!("{d}\n{native}"));
-        let (ia, ib) = (
-            Image::from_bytes(&a.image).expect("valid"),
-            Image::from_bytes(&b.image).expect("valid"),
-        );
-        assert_eq!(
-            ia.interfaces().collect::<Vec<_>>(),
-            unifw::rules::Ruleset::lab_interfaces()
-        );
+        let a = rules::compile("t.ipt", ipt.as_bytes(), &mut no_includes).unwrap_or_else(|d| panic!("{d}\n{ipt}"));
+        let b =
+            rules::compile("t.rules", native.as_bytes(), &mut no_includes).unwrap_or_else(|d| panic!("{d}\n{native}"));
+        let (ia, ib) = (Image::from_bytes(&a.image).expect("valid"), Image::from_bytes(&b.image).expect("valid"));
+        assert_eq!(ia.interfaces().collect::<Vec<_>>(), unifw::rules::Ruleset::lab_interfaces());
         for k in packets(&mut rng, &set, 200) {
             for chain in [Chain::Input, Chain::Forward] {
-                assert_eq!(
-                    ia.classify(chain, &k),
-                    ib.classify(chain, &k),
-                    "{ipt}\n{k:?}"
-                );
+                assert_eq!(ia.classify(chain, &k), ib.classify(chain, &k), "{ipt}\n{k:?}");
             }
         }
     }

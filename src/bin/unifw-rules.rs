@@ -68,12 +68,7 @@ fn check(path: &str) -> Result<(), String> {
     let image = Image::from_bytes(&c.image).map_err(|e| e.to_string())?;
     let s = c.stats;
     say!("{path}: ok");
-    say!(
-        "rules:        {} ({} input, {} forward)",
-        c.rule_count,
-        s.rules[0],
-        s.rules[1]
-    );
+    say!("rules:        {} ({} input, {} forward)", c.rule_count, s.rules[0], s.rules[1]);
     say!(
         "entries:      {} input, {} forward; tuples {} input, {} forward",
         s.entries[0],
@@ -87,11 +82,7 @@ fn check(path: &str) -> Result<(), String> {
         image.table_bytes(),
         image.table_bytes() as f64 / c.rule_count.max(1) as f64
     );
-    say!(
-        "compile time: {:.3} s, peak memory {:.0} MiB",
-        secs,
-        peak_rss_mib()
-    );
+    say!("compile time: {:.3} s, peak memory {:.0} MiB", secs, peak_rss_mib());
     say!("warnings:     {}", c.warnings.len());
     Ok(())
 }
@@ -106,17 +97,12 @@ fn parse_proto(s: &str) -> Result<u8, String> {
 }
 
 fn parse_ip(s: &str) -> Result<u32, String> {
-    s.parse::<std::net::Ipv4Addr>()
-        .map(u32::from)
-        .map_err(|_| format!("bad address `{s}`"))
+    s.parse::<std::net::Ipv4Addr>().map(u32::from).map_err(|_| format!("bad address `{s}`"))
 }
 
 fn endpoint(s: &str) -> Result<(u32, u16), String> {
     match s.rsplit_once(':') {
-        Some((a, p)) => Ok((
-            parse_ip(a)?,
-            p.parse().map_err(|_| format!("bad port `{p}`"))?,
-        )),
+        Some((a, p)) => Ok((parse_ip(a)?, p.parse().map_err(|_| format!("bad port `{p}`"))?)),
         None => Ok((parse_ip(s)?, 0)),
     }
 }
@@ -157,11 +143,7 @@ fn explain(path: &str, packet: &str, opts: &[String]) -> Result<(), String> {
     let mut chain = Chain::Forward;
     for pair in opts.chunks(2) {
         let v = pair.get(1).ok_or("option without a value")?;
-        let iface = || {
-            v.strip_prefix("eth")
-                .and_then(|n| n.parse::<u8>().ok())
-                .ok_or(format!("bad interface `{v}`"))
-        };
+        let iface = || v.strip_prefix("eth").and_then(|n| n.parse::<u8>().ok()).ok_or(format!("bad interface `{v}`"));
         match pair[0].as_str() {
             "in" => k.in_if = iface()?,
             "out" => k.out_if = iface()?,
@@ -174,13 +156,7 @@ fn explain(path: &str, packet: &str, opts: &[String]) -> Result<(), String> {
                     _ => return Err(format!("bad state `{v}`")),
                 }
             }
-            "chain" => {
-                chain = if v == "input" {
-                    Chain::Input
-                } else {
-                    Chain::Forward
-                }
-            }
+            "chain" => chain = if v == "input" { Chain::Input } else { Chain::Forward },
             o => return Err(format!("unknown option `{o}` (in, out, state, chain)")),
         }
     }
@@ -197,11 +173,7 @@ fn print_explanation(c: &Compiled, image: &Image, chain: Chain, v: Verdict) {
     match v.rule {
         Some(r) => {
             let rule = &c.ruleset.rules[r as usize];
-            let file = c
-                .ruleset
-                .files
-                .get(usize::from(rule.file))
-                .map_or("?", String::as_str);
+            let file = c.ruleset.files.get(usize::from(rule.file)).map_or("?", String::as_str);
             say!(
                 "{} (rule {} at {}:{}{})",
                 action_word(v.action),
@@ -210,19 +182,12 @@ fn print_explanation(c: &Compiled, image: &Image, chain: Chain, v: Verdict) {
                 image.rule_line(r),
                 if v.log { ", logged" } else { "" }
             );
-            say!(
-                "    {}",
-                rules::render_rule(rule, Format::Unifw).unwrap_or_default()
-            );
+            say!("    {}", rules::render_rule(rule, Format::Unifw).unwrap_or_default());
         }
         None => say!(
             "{} (policy of the {} chain)",
             action_word(v.action),
-            if chain == Chain::Input {
-                "input"
-            } else {
-                "forward"
-            }
+            if chain == Chain::Input { "input" } else { "forward" }
         ),
     }
 }
@@ -239,22 +204,10 @@ fn classify(path: &str) -> Result<(), String> {
             continue;
         }
         let [p, s, sp, d, dp] = f.as_slice() else {
-            return Err(format!(
-                "stdin line {}: expected PROTO SRC_IP SRC_PORT DST_IP DST_PORT",
-                n + 1
-            ));
+            return Err(format!("stdin line {}: expected PROTO SRC_IP SRC_PORT DST_IP DST_PORT", n + 1));
         };
-        let port = |x: &str| {
-            x.parse::<u16>()
-                .map_err(|_| format!("stdin line {}: bad port `{x}`", n + 1))
-        };
-        let k = key(
-            parse_proto(p)?,
-            parse_ip(s)?,
-            port(sp)?,
-            parse_ip(d)?,
-            port(dp)?,
-        );
+        let port = |x: &str| x.parse::<u16>().map_err(|_| format!("stdin line {}: bad port `{x}`", n + 1));
+        let k = key(parse_proto(p)?, parse_ip(s)?, port(sp)?, parse_ip(d)?, port(dp)?);
         let v = image.classify(Chain::Forward, &k);
         let r = match v.rule {
             Some(r) => writeln!(out, "{} {}", action_word(v.action), image.rule_line(r)),
@@ -266,9 +219,7 @@ fn classify(path: &str) -> Result<(), String> {
 }
 
 fn gen(args: &[String]) -> Result<(), String> {
-    let n: usize = args[0]
-        .parse()
-        .map_err(|_| format!("bad rule count `{}`", args[0]))?;
+    let n: usize = args[0].parse().map_err(|_| format!("bad rule count `{}`", args[0]))?;
     let (mut seed, mut format) = (1u64, Format::Unifw);
     for pair in args[1..].chunks(2) {
         let v = pair.get(1).ok_or("option without a value")?;
@@ -284,31 +235,25 @@ fn gen(args: &[String]) -> Result<(), String> {
             o => return Err(format!("unknown option `{o}`")),
         }
     }
-    let set = rules::scenario(ScenarioOptions {
-        rules: n.max(1),
-        seed,
-    });
+    let set = rules::scenario(ScenarioOptions { rules: n.max(1), seed });
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let io = |e: io::Error| e.to_string();
-    let comment = format!("# unifw scenario: {n} forward rules, seed {seed}; only the last rule allows the lab (10.1.0.2 <-> 10.2.0.2)\n");
+    let comment = format!(
+        "# unifw scenario: {n} forward rules, seed {seed}; only the last rule allows the lab (10.1.0.2 <-> 10.2.0.2)\n"
+    );
     out.write_all(comment.as_bytes()).map_err(io)?;
-    out.write_all(rules::render_head(&set, format)?.as_bytes())
-        .map_err(io)?;
+    out.write_all(rules::render_head(&set, format)?.as_bytes()).map_err(io)?;
     for r in &set.rules {
-        out.write_all(rules::render_rule(r, format)?.as_bytes())
-            .map_err(io)?;
+        out.write_all(rules::render_rule(r, format)?.as_bytes()).map_err(io)?;
         out.write_all(b"\n").map_err(io)?;
     }
-    out.write_all(rules::render_tail(format).as_bytes())
-        .map_err(io)?;
+    out.write_all(rules::render_tail(format).as_bytes()).map_err(io)?;
     out.flush().map_err(io)
 }
 
 fn classbench(path: &str) -> Result<(), String> {
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .map_err(|e| format!("{path}: {e}"))?;
+    std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)).map_err(|e| format!("{path}: {e}"))?;
     print!("{}", rules::classbench_to_native(&text)?);
     Ok(())
 }
@@ -318,19 +263,11 @@ fn trace(c: &Compiled, kind: &str, n: usize) -> Vec<PacketKey> {
     let mut rng = rules::Rng::new(7);
     let lab = |rng: &mut rules::Rng| {
         let p = [proto::TCP, proto::UDP, proto::ICMP][rng.below(3) as usize];
-        let (a, b) = if p == proto::ICMP {
-            (8, 0)
-        } else {
-            (1024 + rng.below(64000) as u16, 1 + rng.below(65535) as u16)
-        };
+        let (a, b) =
+            if p == proto::ICMP { (8, 0) } else { (1024 + rng.below(64000) as u16, 1 + rng.below(65535) as u16) };
         key(p, 0x0a01_0002, a, 0x0a02_0002, b)
     };
-    let fwd: Vec<&rules::Rule> = c
-        .ruleset
-        .rules
-        .iter()
-        .filter(|r| r.chain == Chain::Forward)
-        .collect();
+    let fwd: Vec<&rules::Rule> = c.ruleset.rules.iter().filter(|r| r.chain == Chain::Forward).collect();
     (0..n)
         .map(|_| match kind {
             "boxes" if !fwd.is_empty() && !rng.pct(25) => {
@@ -365,17 +302,10 @@ fn bench(path: &str, opts: &[String]) -> Result<(), String> {
     let (c, secs) = compile(path)?;
     let rss = peak_rss_mib();
     let image = Image::from_bytes(&c.image).map_err(|e| e.to_string())?;
-    let kind = opts
-        .iter()
-        .position(|o| o == "--trace")
-        .and_then(|i| opts.get(i + 1))
-        .map_or("lab", String::as_str);
+    let kind = opts.iter().position(|o| o == "--trace").and_then(|i| opts.get(i + 1)).map_or("lab", String::as_str);
     let keys = trace(&c, kind, 4096);
     for k in keys.iter().take(512) {
-        let (a, b) = (
-            image.classify(Chain::Forward, k),
-            c.ruleset.classify_linear(Chain::Forward, k),
-        );
+        let (a, b) = (image.classify(Chain::Forward, k), c.ruleset.classify_linear(Chain::Forward, k));
         if a != b {
             return Err(format!("MISMATCH on {k:?}: tables {a:?}, reference {b:?}"));
         }
@@ -384,13 +314,7 @@ fn bench(path: &str, opts: &[String]) -> Result<(), String> {
     let cost = keys
         .iter()
         .map(|k| image.classify_cost(Chain::Forward, k).1)
-        .fold([0u64; 3], |a, c| {
-            [
-                a[0] + u64::from(c.tuples),
-                a[1] + u64::from(c.slots),
-                a[2] + u64::from(c.entries),
-            ]
-        });
+        .fold([0u64; 3], |a, c| [a[0] + u64::from(c.tuples), a[1] + u64::from(c.slots), a[2] + u64::from(c.entries)]);
     let per = |x: u64| x as f64 / keys.len() as f64;
     eprintln!(
         "per lookup: {:.1} tuples probed, {:.1} slots compared, {:.1} entries checked",
@@ -400,10 +324,7 @@ fn bench(path: &str, opts: &[String]) -> Result<(), String> {
     );
     let linear = if opts.iter().any(|o| o == "--linear") {
         let few = &keys[..keys.len().min(64)];
-        format!(
-            "{:.0}",
-            rate(few, 0.2, &|k| image.classify_linear(Chain::Forward, k))
-        )
+        format!("{:.0}", rate(few, 0.2, &|k| image.classify_linear(Chain::Forward, k)))
     } else {
         "-".into()
     };

@@ -84,11 +84,7 @@ impl BootInfo {
             let entries = read::<u32>(info + 48);
             for i in 0..u64::from(entries) {
                 let entry = map + i * 24;
-                let (addr, size, kind) = (
-                    read::<u64>(entry),
-                    read::<u64>(entry + 8),
-                    read::<u32>(entry + 16),
-                );
+                let (addr, size, kind) = (read::<u64>(entry), read::<u64>(entry + 8), read::<u32>(entry + 16));
                 self.add_region(addr, size, kind);
             }
         }
@@ -106,11 +102,7 @@ impl BootInfo {
                     let entry_size = u64::from(read::<u32>(tag + 8)).max(24);
                     let mut entry = tag + 16;
                     while entry + 24 <= tag + size {
-                        let (addr, len, kind) = (
-                            read::<u64>(entry),
-                            read::<u64>(entry + 8),
-                            read::<u32>(entry + 16),
-                        );
+                        let (addr, len, kind) = (read::<u64>(entry), read::<u64>(entry + 8), read::<u32>(entry + 16));
                         self.add_region(addr, len, kind);
                         entry += entry_size;
                     }
@@ -141,10 +133,7 @@ impl BootInfo {
 
     fn add_region(&mut self, addr: u64, size: u64, kind: u32) {
         if kind == E820_RAM && size > 0 && self.region_count < MAX_REGIONS {
-            self.regions[self.region_count] = Region {
-                start: addr,
-                end: addr.saturating_add(size),
-            };
+            self.regions[self.region_count] = Region { start: addr, end: addr.saturating_add(size) };
             self.region_count += 1;
         }
     }

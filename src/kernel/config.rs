@@ -8,8 +8,7 @@ use unifw::rules::{self, Image};
 struct Aligned<T: ?Sized>(T);
 
 /// The image bytes, 64-byte aligned (the reader relies on it for speed only).
-static IMAGE_BYTES: &Aligned<[u8]> =
-    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/rules.img")));
+static IMAGE_BYTES: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/rules.img")));
 
 /// The embedded rules image, validated (cheap: O(sections), not O(rules)).
 /// A build always embeds a valid image, so failure means a corrupted build.
@@ -56,10 +55,7 @@ pub fn interface_plan(image: &Image, options: &Options) -> [IfAddr; MAX_NICS] {
     for (slot, over) in plan.iter_mut().zip(options.interfaces.iter()) {
         match over {
             Some(IfOverride::Static { addr, prefix_len }) => {
-                *slot = IfAddr::Static {
-                    addr: *addr,
-                    prefix_len: *prefix_len,
-                }
+                *slot = IfAddr::Static { addr: *addr, prefix_len: *prefix_len }
             }
             Some(IfOverride::Dhcp) => *slot = IfAddr::Dhcp,
             Some(IfOverride::Off) => *slot = IfAddr::Off,

@@ -64,11 +64,7 @@ impl Firewall {
         for (index, nic) in found.into_iter().enumerate() {
             let name = format!("eth{index}");
             let mac = nic.driver.mac();
-            let wake = if nic.can_wake {
-                "interrupts"
-            } else {
-                "polled (no interrupt route)"
-            };
+            let wake = if nic.can_wake { "interrupts" } else { "polled (no interrupt route)" };
             log::info!(
                 "{name}: virtio-net {} mac {} wake {wake}, offloads {}",
                 nic.location,
@@ -77,16 +73,8 @@ impl Firewall {
             );
             let addr = plan.get(index).copied().unwrap_or(IfAddr::Off);
             interfaces.push(match addr {
-                IfAddr::Static { addr, prefix_len } => InterfaceConfig {
-                    mac,
-                    addr,
-                    prefix_len,
-                },
-                _ => InterfaceConfig {
-                    mac,
-                    addr: 0,
-                    prefix_len: 0,
-                },
+                IfAddr::Static { addr, prefix_len } => InterfaceConfig { mac, addr, prefix_len },
+                _ => InterfaceConfig { mac, addr: 0, prefix_len: 0 },
             });
             all_can_wake &= nic.can_wake;
             names.push(name);
@@ -161,14 +149,7 @@ impl Firewall {
     }
 
     /// One frame through the packet path, then out, up or back to its NIC.
-    fn handle_frame(
-        &mut self,
-        index: usize,
-        mut slot: Slot,
-        frame: Range<usize>,
-        now_ms: u64,
-        timestamp: Instant,
-    ) {
+    fn handle_frame(&mut self, index: usize, mut slot: Slot, frame: Range<usize>, now_ms: u64, timestamp: Instant) {
         let Some(stack) = self.stacks[index].as_mut() else {
             self.dropped_down[index] += 1;
             self.nics.recycle(slot);
@@ -178,19 +159,11 @@ impl Firewall {
         let classifier = |chain: Chain, key: &PacketKey| -> Verdict { image.classify(chain, key) };
         let mut sink = &self.nics;
         let disposition = match slot.bytes_mut().get_mut(frame.clone()) {
-            Some(bytes) => self.dataplane.borrow_mut().handle_frame(
-                now_ms,
-                index as u8,
-                bytes,
-                &classifier,
-                &mut sink,
-            ),
+            Some(bytes) => self.dataplane.borrow_mut().handle_frame(now_ms, index as u8, bytes, &classifier, &mut sink),
             None => Disposition::Queued,
         };
         match disposition {
-            Disposition::Forward { out_if, len } => {
-                self.nics.forward(usize::from(out_if), slot, len)
-            }
+            Disposition::Forward { out_if, len } => self.nics.forward(usize::from(out_if), slot, len),
             Disposition::Local => {
                 let mut port = StackPort::new(&self.nics, index, &self.dataplane, now_ms);
                 port.deliver(slot, frame);
@@ -209,22 +182,16 @@ impl Firewall {
         let work = stack.poll(timestamp, &mut port);
         drop(port);
         if let Some(change) = stack.poll_dhcp(&self.names[index]) {
-            let result = self.dataplane.borrow_mut().set_interface_address(
-                index as u8,
-                change.addr,
-                change.prefix_len,
-            );
+            let result = self.dataplane.borrow_mut().set_interface_address(index as u8, change.addr, change.prefix_len);
             if let Err(e) = result {
-                log::error!(
-                    "{}: the packet path refused the DHCP address: {e:?}",
-                    self.names[index]
-                );
+                log::error!("{}: the packet path refused the DHCP address: {e:?}", self.names[index]);
             }
         }
         work
     }
 
     fn housekeeping(&mut self, now_ms: u64) {
+        self.nics.grow();
         let mut sink = &self.nics;
         let deadline = self.dataplane.borrow_mut().poll(now_ms, &mut sink);
         let periodic = now_ms + HOUSEKEEPING_BUSY_MS;
@@ -241,8 +208,7 @@ impl Firewall {
         let counters = dataplane.counters();
         let mut total = 0;
         for (index, name) in self.names.iter().enumerate() {
-            let (Some(c), Some(nic)) = (counters.interfaces.get(index), self.nics.nic(index))
-            else {
+            let (Some(c), Some(nic)) = (counters.interfaces.get(index), self.nics.nic(index)) else {
                 continue;
             };
             let s = nic.borrow().stats;
@@ -259,11 +225,7 @@ impl Firewall {
             );
         }
         if total != self.reported {
-            log::info!(
-                "flows {} of {}",
-                dataplane.conntrack().len(),
-                dataplane.conntrack().capacity()
-            );
+            log::info!("flows {} of {}", dataplane.conntrack().len(), dataplane.conntrack().capacity());
         }
         self.reported = total;
     }
@@ -300,9 +262,7 @@ impl Firewall {
     fn sleep_budget_us(&mut self) -> u64 {
         let now_us = clock::now_us();
         let timestamp = Instant::from_micros(now_us as i64);
-        let housekeeping = self
-            .next_housekeeping_ms
-            .max(now_us / 1000 + HOUSEKEEPING_IDLE_MS);
+        let housekeeping = self.next_housekeeping_ms.max(now_us / 1000 + HOUSEKEEPING_IDLE_MS);
         let mut budget = (housekeeping * 1000).saturating_sub(now_us);
         for stack in self.stacks.iter_mut().flatten() {
             if let Some(delay) = stack.poll_delay(timestamp) {
@@ -320,11 +280,7 @@ impl Firewall {
 fn describe_offloads(features: u64) -> &'static str {
     let rx = features & feature::GUEST_TSO4 != 0;
     let tx = features & feature::HOST_TSO4 != 0;
-    match (
-        rx,
-        tx,
-        features & (feature::CSUM | feature::GUEST_CSUM) != 0,
-    ) {
+    match (rx, tx, features & (feature::CSUM | feature::GUEST_CSUM) != 0) {
         (true, true, _) => "csum+tso4 both ways",
         (true, false, _) => "csum+tso4 receive only",
         (false, true, _) => "csum+tso4 transmit only",
@@ -336,14 +292,8 @@ fn describe_offloads(features: u64) -> &'static str {
 /// The packet path, from the NICs' addresses and the image's routes and
 /// limits. A route the packet path rejects is reported and left out.
 fn build_dataplane(interfaces: Vec<InterfaceConfig>, image: &Image) -> Dataplane {
-    let mut routes: Vec<StaticRoute> = image
-        .routes()
-        .map(|r| StaticRoute {
-            prefix: r.dest,
-            prefix_len: r.prefix_len,
-            gateway: r.gateway,
-        })
-        .collect();
+    let mut routes: Vec<StaticRoute> =
+        image.routes().map(|r| StaticRoute { prefix: r.dest, prefix_len: r.prefix_len, gateway: r.gateway }).collect();
     let rules = image.total_rules() as usize;
     let capacity = image.conntrack_capacity() as usize;
     loop {
@@ -352,10 +302,7 @@ fn build_dataplane(interfaces: Vec<InterfaceConfig>, image: &Image) -> Dataplane
         match Dataplane::new(config) {
             Ok(dataplane) => return dataplane,
             Err(unifw::net::ConfigError::GatewayUnreachable(i)) if i < routes.len() => {
-                log::error!(
-                    "route {:?}: its gateway is on no connected subnet; route ignored",
-                    routes[i]
-                );
+                log::error!("route {:?}: its gateway is on no connected subnet; route ignored", routes[i]);
                 routes.remove(i);
             }
             Err(e) => panic!("packet path configuration refused: {e:?}"),

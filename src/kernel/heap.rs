@@ -3,9 +3,12 @@
 //!
 //! Every block is naturally aligned to its size (up to 2 MiB), so a freed
 //! block can serve any later request of its class whatever the alignment.
-//! Allocation and free are O(1). Memory is never returned to the bump
-//! region, which is what a firewall wants: it allocates its tables once at
-//! boot and recycles fixed-size buffers after that.
+//! Allocation and free are O(1). Large blocks (over 512 KiB: packet buffer
+//! pools, connection and rule tables) are instead carved to the page, not
+//! to the next power of two, which would waste up to half of them; freed
+//! large blocks are reused for the same size. Memory is never returned to
+//! the bump region, which is what a firewall wants: it allocates its tables
+//! once at boot and recycles fixed-size buffers after that.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::null_mut;
@@ -14,11 +17,15 @@ use spin::Mutex;
 const MIN_BLOCK: usize = 16;
 const MAX_NATURAL_ALIGN: usize = 2 << 20;
 const CLASSES: usize = usize::BITS as usize;
+const LARGE: usize = 512 << 10;
+const PAGE: usize = 4096;
 
 struct Heap {
     next: usize,
     end: usize,
     free: [usize; CLASSES],
+    /// Freed large blocks: each holds (next block, its size) at its start.
+    large_free: usize,
     in_use: usize,
     peak: usize,
 }
@@ -27,13 +34,8 @@ struct Heap {
 pub struct KernelHeap(Mutex<Heap>);
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap(Mutex::new(Heap {
-    next: 0,
-    end: 0,
-    free: [0; CLASSES],
-    in_use: 0,
-    peak: 0,
-}));
+static HEAP: KernelHeap =
+    KernelHeap(Mutex::new(Heap { next: 0, end: 0, free: [0; CLASSES], large_free: 0, in_use: 0, peak: 0 }));
 
 /// Hands the region `[start, end)` to the heap.
 ///
@@ -52,17 +54,54 @@ pub fn stats() -> (usize, usize, usize) {
     (heap.in_use, heap.peak, heap.end.saturating_sub(heap.next))
 }
 
+/// Page-rounded size of a large allocation, or `None` for the size classes.
+fn large_size(layout: Layout) -> Option<usize> {
+    (layout.size() > LARGE && layout.align() <= PAGE).then(|| (layout.size() + PAGE - 1) & !(PAGE - 1))
+}
+
 fn block_size(layout: Layout) -> Option<usize> {
-    layout
-        .size()
-        .max(layout.align())
-        .max(MIN_BLOCK)
-        .checked_next_power_of_two()
+    layout.size().max(layout.align()).max(MIN_BLOCK).checked_next_power_of_two()
 }
 
 impl Heap {
     fn carve(&mut self, size: usize) -> usize {
-        let align = size.min(MAX_NATURAL_ALIGN);
+        self.carve_aligned(size, size.min(MAX_NATURAL_ALIGN))
+    }
+
+    /// A large block: a freed one of exactly this size, or a new one.
+    fn alloc_large(&mut self, size: usize) -> usize {
+        let mut link: *mut usize = &mut self.large_free;
+        // SAFETY: the list holds only freed large blocks, each starting with
+        // (next, size) written by `free_large`; `link` always points at the
+        // list head or at a block's `next` word.
+        unsafe {
+            while *link != 0 {
+                let block = *link;
+                let next = *(block as *const usize);
+                if *((block + 8) as *const usize) == size {
+                    *link = next;
+                    return block;
+                }
+                link = block as *mut usize;
+            }
+        }
+        self.carve_aligned(size, PAGE)
+    }
+
+    /// Puts a large block on the free list.
+    ///
+    /// # Safety
+    /// `block` must be a large block of `size` bytes that is no longer used.
+    unsafe fn free_large(&mut self, block: usize, size: usize) {
+        // SAFETY: per the contract, the block is ours and over 512 KiB.
+        unsafe {
+            *(block as *mut usize) = self.large_free;
+            *((block + 8) as *mut usize) = size;
+        }
+        self.large_free = block;
+    }
+
+    fn carve_aligned(&mut self, size: usize, align: usize) -> usize {
         let Some(start) = self.next.checked_add(align - 1).map(|a| a & !(align - 1)) else {
             return 0;
         };
@@ -79,9 +118,19 @@ impl Heap {
 // SAFETY: blocks are handed out at most once until freed (free lists and the
 // bump pointer never overlap), each is at least `layout.size()` bytes and
 // aligned to `layout.align()` (natural alignment of a power-of-two block,
-// `MAX_NATURAL_ALIGN` at most; larger alignments are refused).
+// `MAX_NATURAL_ALIGN` at most, larger alignments are refused; large blocks
+// are page-aligned and only used for alignments up to a page).
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if let Some(size) = large_size(layout) {
+            let mut heap = self.0.lock();
+            let block = heap.alloc_large(size);
+            if block != 0 {
+                heap.in_use += size;
+                heap.peak = heap.peak.max(heap.in_use);
+            }
+            return block as *mut u8;
+        }
         let Some(size) = block_size(layout) else {
             return null_mut();
         };
@@ -107,6 +156,13 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(size) = large_size(layout) {
+            let mut heap = self.0.lock();
+            // SAFETY: `ptr` came from `alloc` with this (large) layout.
+            unsafe { heap.free_large(ptr as usize, size) };
+            heap.in_use -= size;
+            return;
+        }
         let Some(size) = block_size(layout) else {
             return;
         };

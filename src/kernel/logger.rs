@@ -16,8 +16,7 @@ impl Log for SerialLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
         // virtio-drivers reports negotiated features at info level: detail
         // that belongs to debug here.
-        let quiet = metadata.target().starts_with("virtio_drivers")
-            && log::max_level() < LevelFilter::Debug;
+        let quiet = metadata.target().starts_with("virtio_drivers") && log::max_level() < LevelFilter::Debug;
         metadata.level() <= log::max_level() && !(quiet && metadata.level() > Level::Warn)
     }
 
@@ -28,14 +27,8 @@ impl Log for SerialLogger {
         let us = clock::now_us();
         // Interrupt handlers never log, so this lock cannot deadlock.
         let _guard = LOCK.lock();
-        let _ = writeln!(
-            Serial,
-            "[{:5}.{:06}] {:<5} {}",
-            us / 1_000_000,
-            us % 1_000_000,
-            record.level(),
-            record.args()
-        );
+        let _ =
+            writeln!(Serial, "[{:5}.{:06}] {:<5} {}", us / 1_000_000, us % 1_000_000, record.level(), record.args());
     }
 
     fn flush(&self) {}

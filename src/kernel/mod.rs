@@ -72,23 +72,14 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
         image.table_bytes() / 1024
     );
     let plan = config::interface_plan(&image, &options);
-    let offloads = if options.offload == Some(false) {
-        0
-    } else {
-        virtio::net::feature::OFFLOADS
-    };
+    let offloads = if options.offload == Some(false) { 0 } else { virtio::net::feature::OFFLOADS };
     let nics = virtio::discover(&options.mmio_devices, offloads);
     if nics.is_empty() {
         log::error!("no virtio-net device found; nothing to do");
     }
     let mut firewall = firewall::Firewall::new(nics, &plan, image);
     let (in_use, _, free) = heap::stats();
-    log::info!(
-        "ready in {} us; heap {} KiB used, {} MiB free",
-        clock::now_us(),
-        in_use / 1024,
-        free >> 20
-    );
+    log::info!("ready in {} us; heap {} KiB used, {} MiB free", clock::now_us(), in_use / 1024, free >> 20);
     firewall.run()
 }
 
@@ -96,10 +87,7 @@ fn init_heap(boot: &BootInfo) {
     // `__kernel_end` is a linker-script symbol: only its address is used.
     let kernel_end = (&raw const __kernel_end) as u64;
     let start = kernel_end.max(HEAP_MIN_START);
-    let region = boot
-        .regions()
-        .iter()
-        .find(|r| r.start <= start && start < r.end);
+    let region = boot.regions().iter().find(|r| r.start <= start && start < r.end);
     let Some(region) = region else {
         panic!("no RAM above the kernel image (ends at {kernel_end:#x}); give the VM more memory");
     };

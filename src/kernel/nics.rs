@@ -11,11 +11,17 @@ use core::cell::RefCell;
 use unifw::flow::IfIndex;
 use unifw::net::FrameSink;
 
-/// Receive buffers posted per NIC with 64 KiB buffers, and with 2 KiB ones.
+/// Receive buffers per NIC with 64 KiB buffers (posted at boot, then grown
+/// in steps by `grow`, so that boot does not wait for megabytes to be
+/// cleared), and with 2 KiB ones (all at boot).
 const RECEIVE_BUFFERS_BIG: usize = 64;
+const RECEIVE_BUFFERS_BIG_AT_BOOT: usize = 8;
+const RECEIVE_BUFFERS_BIG_STEP: usize = 8;
 const RECEIVE_BUFFERS_SMALL: usize = 256;
-/// Transmit-pool buffers per NIC.
+/// Transmit-pool buffers per NIC, for frames the firewall makes itself
+/// (at most a full Ethernet frame).
 const TRANSMIT_POOL: usize = 32;
+const TRANSMIT_BUFFER: usize = 1514;
 
 /// Per-NIC traffic counters.
 #[derive(Debug, Default, Clone, Copy)]
@@ -39,8 +45,36 @@ pub struct Nic {
     /// The driver.
     pub driver: NetDriver,
     pool: Vec<Slot>,
+    /// Receive buffers allocated so far, and the goal.
+    receive_buffers: usize,
+    receive_goal: usize,
     /// Counters.
     pub stats: NicStats,
+}
+
+impl Nic {
+    /// Allocates up to `count` more receive buffers and posts them.
+    fn add_receive_buffers(&mut self, index: u8, count: usize) {
+        let count = count.min(self.receive_goal - self.receive_buffers);
+        let size = self.driver.header_len() + self.driver.buffer_size();
+        let slots = carve(size, count, Home::Receive(index));
+        if slots.len() < count {
+            log::error!(
+                "eth{index}: out of memory for receive buffers ({} of {})",
+                self.receive_buffers,
+                self.receive_goal
+            );
+            self.receive_goal = self.receive_buffers;
+        }
+        for slot in slots {
+            if self.driver.post_receive(slot).is_err() {
+                log::error!("eth{index}: receive queue refused a new buffer");
+                break;
+            }
+            self.receive_buffers += 1;
+        }
+        self.driver.flush();
+    }
 }
 
 /// Every NIC, by interface index.
@@ -57,30 +91,30 @@ impl NicSet {
         let mut nics = Vec::with_capacity(drivers.len());
         for (index, driver) in drivers.into_iter().enumerate() {
             let index = index as u8;
-            let size = driver.buffer_size() + driver.header_len();
-            let receive = if size > 4096 {
-                RECEIVE_BUFFERS_BIG
+            let header = driver.header_len();
+            let big = driver.buffer_size() > 4096;
+            let (at_boot, goal) = if big {
+                (RECEIVE_BUFFERS_BIG_AT_BOOT, RECEIVE_BUFFERS_BIG)
             } else {
-                RECEIVE_BUFFERS_SMALL
+                (RECEIVE_BUFFERS_SMALL, RECEIVE_BUFFERS_SMALL)
             };
-            let pool = carve(size, TRANSMIT_POOL, Home::TransmitPool(index));
-            let mut nic = Nic {
-                driver,
-                pool,
-                stats: NicStats::default(),
-            };
-            for slot in carve(size, receive, Home::Receive(index)) {
-                if nic.driver.post_receive(slot).is_err() {
-                    break;
-                }
-            }
-            nic.driver.flush();
+            let pool = carve(header + TRANSMIT_BUFFER, TRANSMIT_POOL, Home::TransmitPool(index));
+            let mut nic = Nic { driver, pool, receive_buffers: 0, receive_goal: goal, stats: NicStats::default() };
+            nic.add_receive_buffers(index, at_boot);
             nics.push(RefCell::new(nic));
         }
         let capacity = nics.len() * (RECEIVE_BUFFERS_SMALL + TRANSMIT_POOL);
-        NicSet {
-            nics,
-            returned: RefCell::new(Vec::with_capacity(capacity)),
+        NicSet { nics, returned: RefCell::new(Vec::with_capacity(capacity)) }
+    }
+
+    /// Adds a step of receive buffers to NICs below their goal (64 KiB
+    /// buffers are allocated a few at a time after boot).
+    pub fn grow(&self) {
+        for (index, cell) in self.nics.iter().enumerate() {
+            let mut nic = cell.borrow_mut();
+            if nic.receive_buffers < nic.receive_goal {
+                nic.add_receive_buffers(index as u8, RECEIVE_BUFFERS_BIG_STEP);
+            }
         }
     }
 
@@ -154,9 +188,7 @@ impl NicSet {
 
     /// Where the frame starts in NIC `out`'s buffers.
     pub fn header_len(&self, out: usize) -> usize {
-        self.nics
-            .get(out)
-            .map_or(0, |nic| nic.borrow().driver.header_len())
+        self.nics.get(out).map_or(0, |nic| nic.borrow().driver.header_len())
     }
 
     /// Sends the frame of `len` bytes written after the header room of a
@@ -243,9 +275,7 @@ impl NicSet {
             Home::TransmitPool(_) => nic.pool.push(slot),
             Home::Receive(_) => {
                 if nic.driver.post_receive(slot).is_err() {
-                    log::error!(
-                        "eth{index}: receive queue full while returning a buffer; buffer lost"
-                    );
+                    log::error!("eth{index}: receive queue full while returning a buffer; buffer lost");
                 }
             }
         }

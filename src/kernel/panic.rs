@@ -27,12 +27,7 @@ fn panic(info: &PanicInfo) -> ! {
     }
     let us = clock::now_us();
     // The logger's lock may be held by the code that panicked: write directly.
-    let _ = write!(
-        Serial,
-        "\n[{:5}.{:06}] PANIC ",
-        us / 1_000_000,
-        us % 1_000_000
-    );
+    let _ = write!(Serial, "\n[{:5}.{:06}] PANIC ", us / 1_000_000, us % 1_000_000);
     if let Some(location) = info.location() {
         let _ = write!(Serial, "at {}:{}: ", location.file(), location.line());
     }

@@ -56,19 +56,13 @@ impl BarAllocator {
     /// An allocator that places new BARs above every BAR the firmware
     /// already assigned on bus 0 (SeaBIOS assigns them; qboot does not).
     pub fn new(root: &mut PciRoot<PortCam>) -> Self {
-        let mut allocator = BarAllocator {
-            next_memory: MEMORY_WINDOW.0,
-            next_io: IO_WINDOW.0,
-        };
-        let functions: alloc::vec::Vec<DeviceFunction> =
-            root.enumerate_bus(0).map(|(df, _)| df).collect();
+        let mut allocator = BarAllocator { next_memory: MEMORY_WINDOW.0, next_io: IO_WINDOW.0 };
+        let functions: alloc::vec::Vec<DeviceFunction> = root.enumerate_bus(0).map(|(df, _)| df).collect();
         for df in functions {
             let Ok(bars) = root.bars(df) else { continue };
             for bar in bars.iter().flatten() {
                 match *bar {
-                    BarInfo::Memory { address, size, .. }
-                        if address != 0 && address + size <= MAPPED_LIMIT =>
-                    {
+                    BarInfo::Memory { address, size, .. } if address != 0 && address + size <= MAPPED_LIMIT => {
                         allocator.next_memory = allocator.next_memory.max(address + size);
                     }
                     BarInfo::IO { address, size } if address != 0 => {
@@ -91,27 +85,19 @@ impl BarAllocator {
             let ok = match bar {
                 // Unassigned, or above the 4 GiB the page tables map (SeaBIOS
                 // puts 64-bit BARs there): give it an address we can reach.
-                Some(BarInfo::Memory {
-                    address,
-                    size,
-                    address_type,
-                    ..
-                }) if *size > 0 && (*address == 0 || address + size > MAPPED_LIMIT) => {
+                Some(BarInfo::Memory { address, size, address_type, .. })
+                    if *size > 0 && (*address == 0 || address + size > MAPPED_LIMIT) =>
+                {
                     self.assign_memory(root, df, index as u8, *size, *address_type)
                 }
-                Some(BarInfo::IO { address: 0, size }) if *size > 0 => {
-                    self.assign_io(root, df, index as u8, *size)
-                }
+                Some(BarInfo::IO { address: 0, size }) if *size > 0 => self.assign_io(root, df, index as u8, *size),
                 _ => true,
             };
             if !ok {
                 return false;
             }
         }
-        root.set_command(
-            df,
-            Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER,
-        );
+        root.set_command(df, Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER);
         true
     }
 
@@ -136,13 +122,7 @@ impl BarAllocator {
         true
     }
 
-    fn assign_io(
-        &mut self,
-        root: &mut PciRoot<PortCam>,
-        df: DeviceFunction,
-        index: u8,
-        size: u32,
-    ) -> bool {
+    fn assign_io(&mut self, root: &mut PciRoot<PortCam>, df: DeviceFunction, index: u8, size: u32) -> bool {
         let base = (self.next_io + size - 1) & !(size - 1);
         if base + size > IO_WINDOW.1 {
             return false;
@@ -162,11 +142,7 @@ pub fn memory_bar_address(root: &PciRoot<PortCam>, df: DeviceFunction, index: u8
         return None;
     }
     let _ = root;
-    let high = if (low >> 1) & 3 == 2 {
-        cam.read_word(df, 0x14 + 4 * index)
-    } else {
-        0
-    };
+    let high = if (low >> 1) & 3 == 2 { cam.read_word(df, 0x14 + 4 * index) } else { 0 };
     Some(u64::from(high) << 32 | u64::from(low & !0xf))
 }
 
@@ -179,13 +155,7 @@ pub fn io_bar_address(df: DeviceFunction, index: u8) -> Option<u16> {
 /// Enables MSI-X on `df` and points table entry `entry` at `vector` on the
 /// CPU with local APIC `apic_id` (fixed delivery, edge). Returns false when
 /// the device has no MSI-X capability or the entry does not exist.
-pub fn enable_msix(
-    root: &mut PciRoot<PortCam>,
-    df: DeviceFunction,
-    entry: u16,
-    vector: u8,
-    apic_id: u8,
-) -> bool {
+pub fn enable_msix(root: &mut PciRoot<PortCam>, df: DeviceFunction, entry: u16, vector: u8, apic_id: u8) -> bool {
     let Some(cap) = root.capabilities(df).find(|c| c.id == PCI_CAP_ID_MSIX) else {
         return false;
     };

@@ -25,19 +25,8 @@ pub struct StackPort<'a> {
 
 impl<'a> StackPort<'a> {
     /// A port on NIC `index` with no frame pending.
-    pub fn new(
-        nics: &'a NicSet,
-        index: usize,
-        dataplane: &'a RefCell<Dataplane>,
-        now_ms: u64,
-    ) -> Self {
-        StackPort {
-            nics,
-            index,
-            dataplane,
-            now_ms,
-            pending: None,
-        }
+    pub fn new(nics: &'a NicSet, index: usize, dataplane: &'a RefCell<Dataplane>, now_ms: u64) -> Self {
+        StackPort { nics, index, dataplane, now_ms, pending: None }
     }
 
     /// Hands one received frame (`slot[frame]`) to the stack; the next
@@ -49,12 +38,7 @@ impl<'a> StackPort<'a> {
     }
 
     fn tx_token(&self) -> PortTxToken<'a> {
-        PortTxToken {
-            nics: self.nics,
-            index: self.index,
-            dataplane: self.dataplane,
-            now_ms: self.now_ms,
-        }
+        PortTxToken { nics: self.nics, index: self.index, dataplane: self.dataplane, now_ms: self.now_ms }
     }
 }
 
@@ -106,9 +90,7 @@ impl TxToken for PortTxToken<'_> {
         };
         let result = f(buffer);
         // The firewall's own traffic: track it so replies are "established".
-        self.dataplane
-            .borrow_mut()
-            .track_local_output(self.now_ms, buffer);
+        self.dataplane.borrow_mut().track_local_output(self.now_ms, buffer);
         self.nics.send_buffer(self.index, slot, len);
         result
     }
@@ -126,14 +108,7 @@ impl Device for StackPort<'_> {
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let (slot, frame) = self.pending.take()?;
-        Some((
-            PortRxToken {
-                nics: self.nics,
-                slot,
-                frame,
-            },
-            self.tx_token(),
-        ))
+        Some((PortRxToken { nics: self.nics, slot, frame }, self.tx_token()))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {

@@ -50,11 +50,7 @@ impl Stack {
             IfAddr::Unconfigured => log::info!("{name}: up, no address"),
             IfAddr::Off => {}
         }
-        Stack {
-            iface,
-            sockets,
-            dhcp,
-        }
+        Stack { iface, sockets, dhcp }
     }
 
     /// Runs the stack once on `device` (which may hold one received frame).
@@ -65,9 +61,7 @@ impl Stack {
 
     /// Microseconds until the stack needs polling again, if it has a deadline.
     pub fn poll_delay(&mut self, timestamp: Instant) -> Option<u64> {
-        self.iface
-            .poll_delay(timestamp, &self.sockets)
-            .map(|d| d.total_micros())
+        self.iface.poll_delay(timestamp, &self.sockets).map(|d| d.total_micros())
     }
 
     /// Applies DHCP events; returns the address change to propagate.
@@ -75,11 +69,7 @@ impl Stack {
         let handle = self.dhcp?;
         match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll()? {
             dhcpv4::Event::Configured(config) => {
-                log::info!(
-                    "{name}: DHCP address {} router {:?}",
-                    config.address,
-                    config.router
-                );
+                log::info!("{name}: DHCP address {} router {:?}", config.address, config.router);
                 self.iface.update_ip_addrs(|addrs| {
                     addrs.clear();
                     let _ = addrs.push(IpCidr::Ipv4(config.address));
@@ -101,10 +91,7 @@ impl Stack {
                 log::warn!("{name}: DHCP lease lost");
                 self.iface.update_ip_addrs(|addrs| addrs.clear());
                 self.iface.routes_mut().remove_default_ipv4_route();
-                Some(AddressChange {
-                    addr: 0,
-                    prefix_len: 0,
-                })
+                Some(AddressChange { addr: 0, prefix_len: 0 })
             }
         }
     }

@@ -231,9 +231,7 @@ pub struct RuleLogger {
 impl RuleLogger {
     /// A logger with the given rate limit.
     pub fn new(rate_per_sec: u32, burst: u32) -> RuleLogger {
-        RuleLogger {
-            bucket: TokenBucket::new(rate_per_sec, burst),
-        }
+        RuleLogger { bucket: TokenBucket::new(rate_per_sec, burst) }
     }
 
     /// Logs `key` and `verdict` if the verdict asks for it and the rate
@@ -288,20 +286,13 @@ mod tests {
         counters.count_drop(1, DropReason::Ipv4Checksum);
         counters.count_drop(200, DropReason::UnknownInterface);
         assert_eq!(counters.drops_for(DropReason::Ipv4Checksum), 2);
-        assert_eq!(
-            counters.interfaces[2].drop_count(DropReason::UnknownInterface),
-            1
-        );
+        assert_eq!(counters.interfaces[2].drop_count(DropReason::UnknownInterface), 1);
     }
 
     #[test]
     fn verdicts_count_rules_and_policy() {
         let mut counters = Counters::new(1, 2);
-        let rule = |r| Verdict {
-            action: Action::Accept,
-            rule: r,
-            log: false,
-        };
+        let rule = |r| Verdict { action: Action::Accept, rule: r, log: false };
         counters.count_verdict(Chain::Forward, &rule(Some(1)));
         counters.count_verdict(Chain::Forward, &rule(Some(7)));
         counters.count_verdict(Chain::Input, &rule(None));
@@ -325,19 +316,10 @@ mod tests {
             out_if: NO_IF,
             state: CtState::New,
         };
-        let verdict = Verdict {
-            action: Action::Drop,
-            rule: Some(0),
-            log: true,
-        };
-        let written = (0..10)
-            .filter(|_| logger.log(0, Chain::Input, &key, &verdict))
-            .count();
+        let verdict = Verdict { action: Action::Drop, rule: Some(0), log: true };
+        let written = (0..10).filter(|_| logger.log(0, Chain::Input, &key, &verdict)).count();
         assert_eq!(written, 2);
-        let quiet = Verdict {
-            log: false,
-            ..verdict
-        };
+        let quiet = Verdict { log: false, ..verdict };
         assert!(!logger.log(10_000, Chain::Input, &key, &quiet));
     }
 }

@@ -134,9 +134,7 @@ impl Dataplane {
     /// answered, and sweeps expired flows. Call it every few hundred ms and
     /// by the returned time (ms) at the latest, if any.
     pub fn poll(&mut self, now_ms: u64, out: &mut dyn FrameSink) -> Option<u64> {
-        let next = self
-            .neighbours
-            .poll(now_ms, &self.interfaces, &mut self.counters, out);
+        let next = self.neighbours.poll(now_ms, &self.interfaces, &mut self.counters, out);
         self.conntrack.sweep(now_ms, SWEEP_PER_POLL);
         self.sync_events();
         next
@@ -162,18 +160,11 @@ impl Dataplane {
     }
 
     /// Changes an interface's address (e.g. after DHCP) and rebuilds the routes.
-    pub fn set_interface_address(
-        &mut self,
-        interface: IfIndex,
-        addr: u32,
-        prefix_len: u8,
-    ) -> Result<(), ConfigError> {
+    pub fn set_interface_address(&mut self, interface: IfIndex, addr: u32, prefix_len: u8) -> Result<(), ConfigError> {
         let index = usize::from(interface);
         netmask(prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
         let mut interfaces = self.interfaces.clone();
-        let entry = interfaces
-            .get_mut(index)
-            .ok_or(ConfigError::TooManyInterfaces)?;
+        let entry = interfaces.get_mut(index).ok_or(ConfigError::TooManyInterfaces)?;
         entry.addr = addr;
         entry.prefix_len = prefix_len;
         self.routes = RouteTable::new(&interfaces, &self.static_routes)?;

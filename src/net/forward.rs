@@ -15,10 +15,7 @@ use super::conntrack::Tracked;
 use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane, Disposition, SWEEP_PER_FRAME};
 use super::neighbour::Resolution;
-use super::parse::{
-    parse_ethernet, parse_ipv4, EtherPayload, EthernetInfo, Ipv4Meta, Transport,
-    ETHERNET_HEADER_LEN,
-};
+use super::parse::{parse_ethernet, parse_ipv4, EtherPayload, EthernetInfo, Ipv4Meta, Transport, ETHERNET_HEADER_LEN};
 use super::reply::{build_icmp_error, build_tcp_reset, may_send_icmp_error, IcmpError, ReplyFrom};
 use super::route::{is_martian_destination, is_martian_source, netmask, NextHop};
 use super::sink::FrameSink;
@@ -88,12 +85,7 @@ impl Dataplane {
                 Some(Err(reason)) => return Disposition::Drop(reason),
                 None => return Disposition::Drop(DropReason::Ipv4Truncated),
             };
-            let packet = Packet {
-                in_if,
-                frame,
-                eth,
-                meta,
-            };
+            let packet = Packet { in_if, frame, eth, meta };
             return self.ipv4(now_ms, packet, classifier, out);
         };
         self.arp(now_ms, in_if, arp, out);
@@ -103,13 +95,7 @@ impl Dataplane {
     /// Learns from ARP on `in_if`: senders on the interface's subnet, with
     /// unicast MACs; a new entry only when the ARP was aimed at us.
     fn arp(&mut self, now_ms: u64, in_if: IfIndex, arp: ArpRepr, out: &mut dyn FrameSink) {
-        let ArpRepr::EthernetIpv4 {
-            source_hardware_addr,
-            source_protocol_addr,
-            target_protocol_addr,
-            ..
-        } = arp
-        else {
+        let ArpRepr::EthernetIpv4 { source_hardware_addr, source_protocol_addr, target_protocol_addr, .. } = arp else {
             return;
         };
         let Some(interface) = self.interfaces.get(usize::from(in_if)).copied() else {
@@ -117,16 +103,13 @@ impl Dataplane {
         };
         let sender = u32::from(source_protocol_addr);
         let mask = netmask(interface.prefix_len).unwrap_or(u32::MAX);
-        let on_link = interface.addr != 0
-            && sender & mask == interface.addr & mask
-            && sender != interface.addr;
+        let on_link = interface.addr != 0 && sender & mask == interface.addr & mask && sender != interface.addr;
         if !on_link || !source_hardware_addr.is_unicast() {
             return;
         }
         let for_us = u32::from(target_protocol_addr) == interface.addr;
         let learnt = (in_if, sender, source_hardware_addr.0);
-        self.neighbours
-            .learn(now_ms, learnt, for_us, &mut self.counters, out);
+        self.neighbours.learn(now_ms, learnt, for_us, &mut self.counters, out);
     }
 
     fn ipv4<C: Classifier + ?Sized>(
@@ -154,9 +137,7 @@ impl Dataplane {
     /// Whether `dst` is for the firewall: its addresses, broadcasts of its
     /// subnets, limited broadcast and multicast.
     fn is_local(&self, dst: u32) -> bool {
-        dst >> 28 == 0xe
-            || self.is_broadcast(dst)
-            || self.interfaces.iter().any(|i| i.addr != 0 && i.addr == dst)
+        dst >> 28 == 0xe || self.is_broadcast(dst) || self.interfaces.iter().any(|i| i.addr != 0 && i.addr == dst)
     }
 
     fn is_broadcast(&self, dst: u32) -> bool {
@@ -210,8 +191,7 @@ impl Dataplane {
             return Disposition::Drop(DropReason::TtlExpired);
         }
         if !later_fragment {
-            if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier)
-            {
+            if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
                 return self.refuse(now_ms, &packet, action, out);
             }
         }
@@ -242,15 +222,11 @@ impl Dataplane {
         }
         let accepted = verdict.action == Action::Accept;
         let result = match verdict.action {
-            Action::Accept => self
-                .conntrack
-                .confirm(&tracked, now_ms)
-                .map_err(|_| Err(DropReason::ConntrackFull)),
+            Action::Accept => self.conntrack.confirm(&tracked, now_ms).map_err(|_| Err(DropReason::ConntrackFull)),
             refused => Err(Ok(refused)),
         };
         if first_fragment {
-            self.fragments
-                .record_first(meta, accepted && result.is_ok(), now_ms);
+            self.fragments.record_first(meta, accepted && result.is_ok(), now_ms);
         }
         result
     }
@@ -273,13 +249,7 @@ impl Dataplane {
         }
     }
 
-    fn reject(
-        &mut self,
-        now_ms: u64,
-        packet: &Packet<'_>,
-        with: RejectWith,
-        out: &mut dyn FrameSink,
-    ) {
+    fn reject(&mut self, now_ms: u64, packet: &Packet<'_>, with: RejectWith, out: &mut dyn FrameSink) {
         let error = match (with, packet.meta.proto) {
             (RejectWith::TcpReset, proto::TCP) => return self.send_reset(packet, out),
             // iptables refuses tcp-reset for other protocols; answer as port unreachable.
@@ -295,15 +265,10 @@ impl Dataplane {
         let Some(interface) = self.interfaces.get(usize::from(packet.in_if)) else {
             return;
         };
-        if packet.eth.dst[0] & 1 != 0
-            || self.is_broadcast(packet.meta.dst)
-            || packet.meta.dst >> 28 == 0xe
-        {
+        if packet.eth.dst[0] & 1 != 0 || self.is_broadcast(packet.meta.dst) || packet.meta.dst >> 28 == 0xe {
             return;
         }
-        if let Ok(len) =
-            build_tcp_reset(packet.frame, &packet.meta, interface.mac, &mut self.scratch)
-        {
+        if let Ok(len) = build_tcp_reset(packet.frame, &packet.meta, interface.mac, &mut self.scratch) {
             self.emit(packet.in_if, len, out);
             self.counters.events.tcp_resets_sent += 1;
         }
@@ -311,25 +276,13 @@ impl Dataplane {
 
     /// Sends an ICMP error about `packet` back out of its input interface,
     /// unless RFC 1122 forbids it or the rate limit says no.
-    fn send_icmp_error(
-        &mut self,
-        now_ms: u64,
-        packet: &Packet<'_>,
-        error: IcmpError,
-        out: &mut dyn FrameSink,
-    ) {
+    fn send_icmp_error(&mut self, now_ms: u64, packet: &Packet<'_>, error: IcmpError, out: &mut dyn FrameSink) {
         let Some(interface) = self.interfaces.get(usize::from(packet.in_if)).copied() else {
             return;
         };
         let meta = &packet.meta;
-        let own_dst = self
-            .interfaces
-            .iter()
-            .any(|i| i.addr != 0 && i.addr == meta.dst);
-        let from = ReplyFrom {
-            mac: interface.mac,
-            addr: if own_dst { meta.dst } else { interface.addr },
-        };
+        let own_dst = self.interfaces.iter().any(|i| i.addr != 0 && i.addr == meta.dst);
+        let from = ReplyFrom { mac: interface.mac, addr: if own_dst { meta.dst } else { interface.addr } };
         let allowed = may_send_icmp_error(meta, packet.eth.dst, self.is_broadcast(meta.dst));
         let events = &mut self.counters.events;
         if from.addr == 0 || !allowed {
@@ -347,28 +300,18 @@ impl Dataplane {
     }
 
     fn emit(&mut self, out_if: IfIndex, len: usize, out: &mut dyn FrameSink) {
-        let sent = self
-            .scratch
-            .get(..len)
-            .is_some_and(|reply| out.send(out_if, reply));
+        let sent = self.scratch.get(..len).is_some_and(|reply| out.send(out_if, reply));
         if !sent {
             self.counters.count_drop(out_if, DropReason::TransmitFailed);
         }
     }
 
     /// TTL decrement, MAC rewrite, and neighbour resolution.
-    fn transmit(
-        &mut self,
-        now_ms: u64,
-        packet: Packet<'_>,
-        hop: NextHop,
-        out: &mut dyn FrameSink,
-    ) -> Disposition {
+    fn transmit(&mut self, now_ms: u64, packet: Packet<'_>, hop: NextHop, out: &mut dyn FrameSink) -> Disposition {
         let len = ETHERNET_HEADER_LEN + packet.meta.total_len;
-        let (Some(frame), Some(interface)) = (
-            packet.frame.get_mut(..len),
-            self.interfaces.get(usize::from(hop.out_if)),
-        ) else {
+        let (Some(frame), Some(interface)) =
+            (packet.frame.get_mut(..len), self.interfaces.get(usize::from(hop.out_if)))
+        else {
             return Disposition::Drop(DropReason::Ipv4TotalLength);
         };
         if !decrement_ttl(frame) {
@@ -378,18 +321,12 @@ impl Dataplane {
             src.copy_from_slice(&interface.mac);
         }
         let who = (packet.in_if, hop.out_if, hop.addr);
-        let disposition = match self
-            .neighbours
-            .resolve(now_ms, who, frame, &self.interfaces, out)
-        {
+        let disposition = match self.neighbours.resolve(now_ms, who, frame, &self.interfaces, out) {
             Ok(Resolution::Mac(mac)) => {
                 if let Some(dst) = frame.get_mut(..6) {
                     dst.copy_from_slice(&mac);
                 }
-                Disposition::Forward {
-                    out_if: hop.out_if,
-                    len,
-                }
+                Disposition::Forward { out_if: hop.out_if, len }
             }
             Ok(Resolution::Queued) => Disposition::Queued,
             Err(reason) => return Disposition::Drop(reason),
@@ -406,9 +343,7 @@ impl Dataplane {
 fn decrement_ttl(frame: &mut [u8]) -> bool {
     let ttl_at = ETHERNET_HEADER_LEN + 8;
     let sum_at = ETHERNET_HEADER_LEN + 10;
-    let (Some(&[ttl, proto]), Some(&[hi, lo])) =
-        (frame.get(ttl_at..ttl_at + 2), frame.get(sum_at..sum_at + 2))
-    else {
+    let (Some(&[ttl, proto]), Some(&[hi, lo])) = (frame.get(ttl_at..ttl_at + 2), frame.get(sum_at..sum_at + 2)) else {
         return false;
     };
     let new_ttl = ttl.saturating_sub(1);
@@ -430,11 +365,7 @@ pub fn packet_key(meta: &Ipv4Meta, in_if: IfIndex, out_if: IfIndex, state: CtSta
         Transport::Ports { src_port, dst_port } => (src_port, dst_port),
         _ => (0, 0),
     };
-    let (icmp_type, icmp_code) = if meta.proto == proto::ICMP {
-        meta.icmp
-    } else {
-        (0, 0)
-    };
+    let (icmp_type, icmp_code) = if meta.proto == proto::ICMP { meta.icmp } else { (0, 0) };
     PacketKey {
         proto: meta.proto,
         src: meta.src,

@@ -39,12 +39,7 @@ struct DatagramId {
 
 impl DatagramId {
     fn of(meta: &Ipv4Meta) -> DatagramId {
-        DatagramId {
-            src: meta.src,
-            dst: meta.dst,
-            proto: meta.proto,
-            ident: meta.ident,
-        }
+        DatagramId { src: meta.src, dst: meta.dst, proto: meta.proto, ident: meta.ident }
     }
 }
 
@@ -79,11 +74,7 @@ impl FragmentTable {
     /// A table for `capacity` datagrams (at least 1), allocated now.
     pub fn new(capacity: usize) -> FragmentTable {
         let capacity = capacity.max(1);
-        FragmentTable {
-            datagrams: Vec::with_capacity(capacity),
-            capacity,
-            evictions: 0,
-        }
+        FragmentTable { datagrams: Vec::with_capacity(capacity), capacity, evictions: 0 }
     }
 
     /// Datagrams currently tracked.
@@ -135,15 +126,9 @@ impl FragmentTable {
     /// Decides a later fragment: `Ok` to forward it, or why it is dropped.
     pub fn check_later(&mut self, meta: &Ipv4Meta, now_ms: u64) -> Result<(), DropReason> {
         self.expire(now_ms);
-        let position = self
-            .datagrams
-            .iter()
-            .position(|d| d.id == DatagramId::of(meta))
-            .ok_or(DropReason::FragmentWithoutFirst)?;
-        let datagram = self
-            .datagrams
-            .get_mut(position)
-            .ok_or(DropReason::FragmentWithoutFirst)?;
+        let position =
+            self.datagrams.iter().position(|d| d.id == DatagramId::of(meta)).ok_or(DropReason::FragmentWithoutFirst)?;
+        let datagram = self.datagrams.get_mut(position).ok_or(DropReason::FragmentWithoutFirst)?;
         if !datagram.accepted {
             return Err(DropReason::FragmentOfDropped);
         }
@@ -176,12 +161,7 @@ impl FragmentTable {
     }
 
     fn evict_oldest(&mut self) {
-        let oldest = self
-            .datagrams
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, d)| d.expires_ms)
-            .map(|(index, _)| index);
+        let oldest = self.datagrams.iter().enumerate().min_by_key(|(_, d)| d.expires_ms).map(|(index, _)| index);
         if let Some(index) = oldest {
             self.datagrams.swap_remove(index);
             self.evictions += 1;
@@ -248,11 +228,7 @@ mod tests {
             more_fragments: more,
             transport: Transport::None,
             icmp: (0, 0),
-            l4: if offset_bytes == 0 {
-                L4::Udp
-            } else {
-                L4::LaterFragment
-            },
+            l4: if offset_bytes == 0 { L4::Udp } else { L4::LaterFragment },
         }
     }
 
@@ -272,14 +248,8 @@ mod tests {
         let mut table = FragmentTable::new(4);
         table.record_first(&fragment(0, 504, true), true, 0);
         assert_eq!(table.check_later(&fragment(1008, 8, false), 0), Ok(()));
-        assert_eq!(
-            table.check_later(&fragment(1016, 8, true), 0),
-            Err(DropReason::FragmentOverlap)
-        );
-        assert_eq!(
-            table.check_later(&fragment(504, 8, true), 0),
-            Err(DropReason::FragmentOfDropped)
-        );
+        assert_eq!(table.check_later(&fragment(1016, 8, true), 0), Err(DropReason::FragmentOverlap));
+        assert_eq!(table.check_later(&fragment(504, 8, true), 0), Err(DropReason::FragmentOfDropped));
     }
 
     #[test]
@@ -290,14 +260,8 @@ mod tests {
             assert_eq!(table.check_later(&fragment(hole * 16, 8, true), 0), Ok(()));
         }
         let last = MAX_RANGES as u16 * 16;
-        assert_eq!(
-            table.check_later(&fragment(last, 8, true), 0),
-            Err(DropReason::FragmentTooManyHoles)
-        );
-        assert_eq!(
-            table.check_later(&fragment(8, 8, true), FRAGMENT_MS),
-            Err(DropReason::FragmentWithoutFirst)
-        );
+        assert_eq!(table.check_later(&fragment(last, 8, true), 0), Err(DropReason::FragmentTooManyHoles));
+        assert_eq!(table.check_later(&fragment(8, 8, true), FRAGMENT_MS), Err(DropReason::FragmentWithoutFirst));
         assert!(table.is_empty());
     }
 }

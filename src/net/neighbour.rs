@@ -15,10 +15,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use hashbrown::HashMap;
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr,
-};
+use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr};
 
 use super::counters::{Counters, DropReason};
 use super::parse::ETHERNET_HEADER_LEN;
@@ -50,30 +47,15 @@ pub struct NeighbourLimits {
 
 impl Default for NeighbourLimits {
     fn default() -> NeighbourLimits {
-        NeighbourLimits {
-            capacity: 256,
-            max_pending: 16,
-            frame_size: 1518,
-        }
+        NeighbourLimits { capacity: 256, max_pending: 16, frame_size: 1518 }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Incomplete {
-        probes: u8,
-        next_probe_ms: u64,
-        queue: [Option<u16>; QUEUE_LEN],
-    },
-    Reachable {
-        mac: [u8; 6],
-        expires_ms: u64,
-    },
-    Probing {
-        mac: [u8; 6],
-        probes: u8,
-        next_probe_ms: u64,
-    },
+    Incomplete { probes: u8, next_probe_ms: u64, queue: [Option<u16>; QUEUE_LEN] },
+    Reachable { mac: [u8; 6], expires_ms: u64 },
+    Probing { mac: [u8; 6], probes: u8, next_probe_ms: u64 },
 }
 
 /// One slot of the pool of queued frames.
@@ -108,9 +90,7 @@ impl NeighbourTable {
     pub fn new(limits: NeighbourLimits) -> NeighbourTable {
         let limits = NeighbourLimits {
             capacity: limits.capacity.max(1),
-            max_pending: limits
-                .max_pending
-                .clamp(1, usize::from(u16::MAX) / QUEUE_LEN),
+            max_pending: limits.max_pending.clamp(1, usize::from(u16::MAX) / QUEUE_LEN),
             frame_size: limits.frame_size.max(ETHERNET_HEADER_LEN),
         };
         let slot_count = limits.max_pending * QUEUE_LEN;
@@ -173,22 +153,13 @@ impl NeighbourTable {
             Some(State::Reachable { mac, expires_ms }) => {
                 if expires_ms <= now_ms {
                     let next_probe_ms = now_ms.saturating_add(RETRY_MS);
-                    self.entries.insert(
-                        key,
-                        State::Probing {
-                            mac,
-                            probes: 1,
-                            next_probe_ms,
-                        },
-                    );
+                    self.entries.insert(key, State::Probing { mac, probes: 1, next_probe_ms });
                     self.request(interfaces, key, out);
                 }
                 Ok(Resolution::Mac(mac))
             }
             Some(State::Probing { mac, .. }) => Ok(Resolution::Mac(mac)),
-            Some(State::Incomplete { .. }) => {
-                self.enqueue(key, in_if, frame).map(|()| Resolution::Queued)
-            }
+            Some(State::Incomplete { .. }) => self.enqueue(key, in_if, frame).map(|()| Resolution::Queued),
             None => {
                 self.start_resolution(now_ms, key)?;
                 let queued = self.enqueue(key, in_if, frame);
@@ -210,10 +181,7 @@ impl NeighbourTable {
         out: &mut dyn FrameSink,
     ) {
         let key = (in_if, addr);
-        let reachable = State::Reachable {
-            mac,
-            expires_ms: now_ms.saturating_add(REACHABLE_MS),
-        };
+        let reachable = State::Reachable { mac, expires_ms: now_ms.saturating_add(REACHABLE_MS) };
         match self.entries.get(&key).copied() {
             Some(State::Incomplete { queue, .. }) => {
                 self.entries.insert(key, reachable);
@@ -242,19 +210,10 @@ impl NeighbourTable {
         let mut next: Option<u64> = None;
         let mut requests = 0;
         let mut failed_pending = 0;
-        let Self {
-            entries,
-            slots,
-            free_slots,
-            ..
-        } = self;
+        let Self { entries, slots, free_slots, .. } = self;
         entries.retain(|&(out_if, addr), state| {
             let (keep, deadline) = match state {
-                State::Incomplete {
-                    probes,
-                    next_probe_ms,
-                    queue,
-                } if *next_probe_ms <= now_ms => {
+                State::Incomplete { probes, next_probe_ms, queue } if *next_probe_ms <= now_ms => {
                     if *probes >= MAX_PROBES {
                         release_failed(queue, slots, free_slots, counters);
                         failed_pending += 1;
@@ -266,11 +225,7 @@ impl NeighbourTable {
                         (true, Some(*next_probe_ms))
                     }
                 }
-                State::Probing {
-                    probes,
-                    next_probe_ms,
-                    ..
-                } if *next_probe_ms <= now_ms => {
+                State::Probing { probes, next_probe_ms, .. } if *next_probe_ms <= now_ms => {
                     if *probes >= MAX_PROBES {
                         (false, None)
                     } else {
@@ -284,9 +239,7 @@ impl NeighbourTable {
                     (true, Some(*next_probe_ms))
                 }
                 // Forget entries unused for a whole extra reachable period.
-                State::Reachable { expires_ms, .. } => {
-                    (expires_ms.saturating_add(REACHABLE_MS) > now_ms, None)
-                }
+                State::Reachable { expires_ms, .. } => (expires_ms.saturating_add(REACHABLE_MS) > now_ms, None),
             };
             if let Some(deadline) = deadline {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
@@ -298,12 +251,7 @@ impl NeighbourTable {
         next
     }
 
-    fn request(
-        &mut self,
-        interfaces: &[InterfaceConfig],
-        (out_if, addr): (IfIndex, u32),
-        out: &mut dyn FrameSink,
-    ) {
+    fn request(&mut self, interfaces: &[InterfaceConfig], (out_if, addr): (IfIndex, u32), out: &mut dyn FrameSink) {
         self.requests_sent += u64::from(send_request(interfaces, out_if, addr, out));
     }
 
@@ -313,14 +261,7 @@ impl NeighbourTable {
             return Err(DropReason::NeighbourPendingFull);
         }
         let next_probe_ms = now_ms.saturating_add(RETRY_MS);
-        self.entries.insert(
-            key,
-            State::Incomplete {
-                probes: 1,
-                next_probe_ms,
-                queue: [None; QUEUE_LEN],
-            },
-        );
+        self.entries.insert(key, State::Incomplete { probes: 1, next_probe_ms, queue: [None; QUEUE_LEN] });
         self.pending += 1;
         Ok(())
     }
@@ -347,40 +288,23 @@ impl NeighbourTable {
     }
 
     /// Copies `frame` into a pool slot on the queue of `key`.
-    fn enqueue(
-        &mut self,
-        key: (IfIndex, u32),
-        in_if: IfIndex,
-        frame: &[u8],
-    ) -> Result<(), DropReason> {
+    fn enqueue(&mut self, key: (IfIndex, u32), in_if: IfIndex, frame: &[u8]) -> Result<(), DropReason> {
         if frame.len() > self.limits.frame_size {
             return Err(DropReason::NeighbourFrameTooLarge);
         }
         let Some(State::Incomplete { queue, .. }) = self.entries.get_mut(&key) else {
             return Err(DropReason::NeighbourPendingFull);
         };
-        let free_entry = queue
-            .iter_mut()
-            .find(|entry| entry.is_none())
-            .ok_or(DropReason::NeighbourQueueFull)?;
-        let slot = self
-            .free_slots
-            .pop()
-            .ok_or(DropReason::NeighbourQueueFull)?;
+        let free_entry = queue.iter_mut().find(|entry| entry.is_none()).ok_or(DropReason::NeighbourQueueFull)?;
+        let slot = self.free_slots.pop().ok_or(DropReason::NeighbourQueueFull)?;
         let start = usize::from(slot) * self.limits.frame_size;
-        let stored = self
-            .pool
-            .get_mut(start..start + frame.len())
-            .zip(self.slots.get_mut(usize::from(slot)));
+        let stored = self.pool.get_mut(start..start + frame.len()).zip(self.slots.get_mut(usize::from(slot)));
         let Some((bytes, meta)) = stored else {
             self.free_slots.push(slot);
             return Err(DropReason::NeighbourQueueFull);
         };
         bytes.copy_from_slice(frame);
-        *meta = Slot {
-            len: frame.len(),
-            in_if,
-        };
+        *meta = Slot { len: frame.len(), in_if };
         *free_entry = Some(slot);
         Ok(())
     }
@@ -428,12 +352,7 @@ fn release_failed(
 }
 
 /// Sends a broadcast ARP request for `target` out of `out_if`.
-fn send_request(
-    interfaces: &[InterfaceConfig],
-    out_if: IfIndex,
-    target: u32,
-    out: &mut dyn FrameSink,
-) -> bool {
+fn send_request(interfaces: &[InterfaceConfig], out_if: IfIndex, target: u32, out: &mut dyn FrameSink) -> bool {
     let Some(interface) = interfaces.get(usize::from(out_if)) else {
         return false;
     };
@@ -443,11 +362,7 @@ fn send_request(
 
 /// Writes a broadcast ARP request for `target` from `interface` into `out`
 /// (padded to 60 bytes); returns its length, or `None` if `out` is too short.
-pub fn build_arp_request(
-    interface: &InterfaceConfig,
-    target: u32,
-    out: &mut [u8],
-) -> Option<usize> {
+pub fn build_arp_request(interface: &InterfaceConfig, target: u32, out: &mut [u8]) -> Option<usize> {
     let frame = out.get_mut(..ARP_FRAME_LEN)?;
     frame.fill(0);
     let eth = EthernetRepr {

@@ -7,8 +7,7 @@
 //! end host drops them (verifying them would cost a pass over every payload).
 
 use smoltcp::wire::{
-    ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, Icmpv4Packet, Ipv4Packet, TcpOption,
-    TcpPacket, UdpPacket,
+    ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, Icmpv4Packet, Ipv4Packet, TcpOption, TcpPacket, UdpPacket,
 };
 
 use super::checksum;
@@ -176,17 +175,12 @@ pub fn parse_ethernet(frame: &[u8]) -> Result<EthernetInfo, DropReason> {
     let payload = match eth.ethertype() {
         EthernetProtocol::Ipv4 => EtherPayload::Ipv4,
         EthernetProtocol::Arp => {
-            let packet =
-                ArpPacket::new_checked(eth.payload()).map_err(|_| DropReason::ArpMalformed)?;
+            let packet = ArpPacket::new_checked(eth.payload()).map_err(|_| DropReason::ArpMalformed)?;
             EtherPayload::Arp(ArpRepr::parse(&packet).map_err(|_| DropReason::ArpMalformed)?)
         }
         _ => return Err(DropReason::EtherType),
     };
-    Ok(EthernetInfo {
-        dst: eth.dst_addr().0,
-        src: eth.src_addr().0,
-        payload,
-    })
+    Ok(EthernetInfo { dst: eth.dst_addr().0, src: eth.src_addr().0, payload })
 }
 
 /// Validates an IPv4 header (version, IHL, total length, checksum) at the
@@ -194,9 +188,7 @@ pub fn parse_ethernet(frame: &[u8]) -> Result<EthernetInfo, DropReason> {
 pub fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Meta, DropReason> {
     let (header_len, total_len) = check_ipv4_header(packet)?;
     let ip = Ipv4Packet::new_checked(packet).map_err(|_| DropReason::Ipv4TotalLength)?;
-    let payload = packet
-        .get(header_len..total_len)
-        .ok_or(DropReason::Ipv4TotalLength)?;
+    let payload = packet.get(header_len..total_len).ok_or(DropReason::Ipv4TotalLength)?;
     let frag_offset = ip.frag_offset() / 8;
     let more_fragments = ip.more_frags();
     // "Ping of death": a fragment reaching past the 65535-byte datagram limit.
@@ -218,11 +210,7 @@ pub fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Meta, DropReason> {
         l4: L4::LaterFragment,
     };
     if frag_offset == 0 {
-        let truncated = if more_fragments {
-            DropReason::TinyFragment
-        } else {
-            DropReason::L4Malformed
-        };
+        let truncated = if more_fragments { DropReason::TinyFragment } else { DropReason::L4Malformed };
         parse_l4(&mut meta, payload).map_err(|()| truncated)?;
     }
     Ok(meta)
@@ -248,9 +236,7 @@ fn check_ipv4_header(packet: &[u8]) -> Result<(usize, usize), DropReason> {
     if total_len < header_len || total_len > packet.len() {
         return Err(DropReason::Ipv4TotalLength);
     }
-    let header = packet
-        .get(..header_len)
-        .ok_or(DropReason::Ipv4HeaderLength)?;
+    let header = packet.get(..header_len).ok_or(DropReason::Ipv4HeaderLength)?;
     if checksum::checksum(header) != 0 {
         return Err(DropReason::Ipv4Checksum);
     }
@@ -275,10 +261,7 @@ fn parse_l4(meta: &mut Ipv4Meta, payload: &[u8]) -> Result<(), ()> {
             if !meta.more_fragments && UdpPacket::new_checked(payload).is_err() {
                 return Err(());
             }
-            meta.transport = Transport::Ports {
-                src_port: udp.src_port(),
-                dst_port: udp.dst_port(),
-            };
+            meta.transport = Transport::Ports { src_port: udp.src_port(), dst_port: udp.dst_port() };
             meta.l4 = L4::Udp;
         }
         proto::ICMP => parse_icmp(meta, payload)?,
@@ -295,15 +278,8 @@ fn parse_tcp(payload: &[u8]) -> Result<(Transport, TcpSegment), ()> {
     let flags = payload.get(13).copied().ok_or(())? & 0x3f;
     let data_len = payload.len().saturating_sub(usize::from(tcp.header_len()));
     let seq_len = data_len as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
-    let window_scale = if tcp.syn() {
-        window_scale(tcp.options())
-    } else {
-        None
-    };
-    let transport = Transport::Ports {
-        src_port: tcp.src_port(),
-        dst_port: tcp.dst_port(),
-    };
+    let window_scale = if tcp.syn() { window_scale(tcp.options()) } else { None };
+    let transport = Transport::Ports { src_port: tcp.src_port(), dst_port: tcp.dst_port() };
     let segment = TcpSegment {
         seq: tcp.seq_number().0 as u32,
         ack: tcp.ack_number().0 as u32,
@@ -336,11 +312,7 @@ fn parse_icmp(meta: &mut Ipv4Meta, payload: &[u8]) -> Result<(), ()> {
     let icmp_type = payload.first().copied().ok_or(())?;
     meta.icmp = (icmp_type, icmp.msg_code());
     if let Some((request_type, is_request)) = icmp_query_pair(icmp_type) {
-        meta.transport = Transport::IcmpQuery {
-            request_type,
-            id: icmp.echo_ident(),
-            is_request,
-        };
+        meta.transport = Transport::IcmpQuery { request_type, id: icmp.echo_ident(), is_request };
         meta.l4 = L4::IcmpQuery;
     } else if is_icmp_error(icmp_type) {
         let quoted = payload.get(ICMP_HEADER_LEN..).and_then(parse_quoted);
@@ -389,20 +361,11 @@ fn parse_quoted(quoted: &[u8]) -> Option<Quoted> {
         proto::ICMP => {
             let (request_type, is_request) = icmp_query_pair(*l4.first()?)?;
             let id = u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?]);
-            Transport::IcmpQuery {
-                request_type,
-                id,
-                is_request,
-            }
+            Transport::IcmpQuery { request_type, id, is_request }
         }
         _ => Transport::None,
     };
-    Some(Quoted {
-        proto,
-        src: u32::from(ip.src_addr()),
-        dst: u32::from(ip.dst_addr()),
-        transport,
-    })
+    Some(Quoted { proto, src: u32::from(ip.src_addr()), dst: u32::from(ip.dst_addr()), transport })
 }
 
 #[cfg(test)]
@@ -412,8 +375,7 @@ mod tests {
     /// A valid IPv4 header (20 bytes) for `proto` carrying `payload`.
     fn ipv4(proto: u8, flags_offset: u16, payload: &[u8]) -> alloc::vec::Vec<u8> {
         let total = (20 + payload.len()) as u16;
-        let mut packet =
-            alloc::vec![0x45, 0, 0, 0, 0, 7, 0, 0, 64, proto, 0, 0, 10, 1, 0, 2, 10, 2, 0, 2];
+        let mut packet = alloc::vec![0x45, 0, 0, 0, 0, 7, 0, 0, 64, proto, 0, 0, 10, 1, 0, 2, 10, 2, 0, 2];
         packet[2..4].copy_from_slice(&total.to_be_bytes());
         packet[6..8].copy_from_slice(&flags_offset.to_be_bytes());
         let sum = checksum::checksum(&packet);
@@ -431,18 +393,10 @@ mod tests {
         tcp[13] = tcp_flags::SYN;
         tcp[20..28].copy_from_slice(&[1, 3, 3, 9, 2, 4, 5, 0xb4]);
         let meta = parse_ipv4(&ipv4(proto::TCP, 0, &tcp)).unwrap();
-        let L4::Tcp(segment) = meta.l4 else {
-            panic!("tcp")
-        };
+        let L4::Tcp(segment) = meta.l4 else { panic!("tcp") };
         assert_eq!(segment.window_scale, Some(9));
         assert_eq!(segment.seq_len, 1);
-        assert_eq!(
-            meta.transport,
-            Transport::Ports {
-                src_port: 40000,
-                dst_port: 80
-            }
-        );
+        assert_eq!(meta.transport, Transport::Ports { src_port: 40000, dst_port: 80 });
     }
 
     #[test]
@@ -451,19 +405,8 @@ mod tests {
         let mut icmp = alloc::vec![3, 3, 0, 0, 0, 0, 0, 0];
         icmp.extend_from_slice(&inner);
         let meta = parse_ipv4(&ipv4(proto::ICMP, 0, &icmp)).unwrap();
-        let L4::IcmpError {
-            quoted: Some(quoted),
-        } = meta.l4
-        else {
-            panic!("error")
-        };
-        assert_eq!(
-            quoted.transport,
-            Transport::Ports {
-                src_port: 5000,
-                dst_port: 53
-            }
-        );
+        let L4::IcmpError { quoted: Some(quoted) } = meta.l4 else { panic!("error") };
+        assert_eq!(quoted.transport, Transport::Ports { src_port: 5000, dst_port: 53 });
         assert_eq!(meta.icmp, (3, 3));
         // Cut inside the quoted ports: still an error, but unusable for RELATED.
         let meta = parse_ipv4(&ipv4(proto::ICMP, 0, &icmp[..30])).unwrap();
@@ -475,17 +418,11 @@ mod tests {
         let more_fragments = 0x2000;
         let tiny = parse_ipv4(&ipv4(proto::TCP, more_fragments, &[0; 12]));
         assert_eq!(tiny, Err(DropReason::TinyFragment));
-        assert_eq!(
-            parse_ipv4(&ipv4(proto::TCP, 0, &[0; 12])),
-            Err(DropReason::L4Malformed)
-        );
+        assert_eq!(parse_ipv4(&ipv4(proto::TCP, 0, &[0; 12])), Err(DropReason::L4Malformed));
         let later = parse_ipv4(&ipv4(proto::TCP, 3, &[0; 4])).unwrap();
         assert_eq!((later.l4, later.frag_offset), (L4::LaterFragment, 3));
         // Offset 8184 * 8 + 100 bytes reaches past 65535.
-        assert_eq!(
-            parse_ipv4(&ipv4(proto::UDP, 8184, &[0; 100])),
-            Err(DropReason::Ipv4TotalLength)
-        );
+        assert_eq!(parse_ipv4(&ipv4(proto::UDP, 8184, &[0; 100])), Err(DropReason::Ipv4TotalLength));
         assert_eq!(parse_ipv4(&[0x45]), Err(DropReason::Ipv4Truncated));
         assert_eq!(parse_ipv4(&[]), Err(DropReason::Ipv4Truncated));
     }
@@ -497,9 +434,6 @@ mod tests {
         assert_eq!(parse_ethernet(&frame), Err(DropReason::EtherType));
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(parse_ethernet(&frame), Err(DropReason::ArpMalformed));
-        assert_eq!(
-            parse_ethernet(&frame[..13]),
-            Err(DropReason::EthernetTruncated)
-        );
+        assert_eq!(parse_ethernet(&frame[..13]), Err(DropReason::EthernetTruncated));
     }
 }

@@ -4,14 +4,11 @@
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, IpAddress,
-    IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr,
-    TcpSeqNumber as SeqNumber,
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, IpAddress, IpProtocol, Ipv4Address,
+    Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber as SeqNumber,
 };
 
-use super::parse::{
-    is_icmp_error, tcp_flags, Ipv4Meta, TcpSegment, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN, L4,
-};
+use super::parse::{is_icmp_error, tcp_flags, Ipv4Meta, TcpSegment, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN, L4};
 use super::route::is_martian_source;
 use crate::flow::RejectWith;
 
@@ -20,8 +17,7 @@ pub const REPLY_TTL: u8 = 64;
 /// Bytes of the offending packet's payload an ICMP error quotes (RFC 792).
 pub const QUOTED_PAYLOAD_LEN: usize = 8;
 /// Largest reply frame: Ethernet + IP + ICMP header + a 60-byte quoted header + 8.
-pub const MAX_REPLY_LEN: usize =
-    ETHERNET_HEADER_LEN + IPV4_MIN_HEADER_LEN + 8 + 60 + QUOTED_PAYLOAD_LEN;
+pub const MAX_REPLY_LEN: usize = ETHERNET_HEADER_LEN + IPV4_MIN_HEADER_LEN + 8 + 60 + QUOTED_PAYLOAD_LEN;
 
 const ICMP_HEADER_LEN: usize = 8;
 const TCP_HEADER_LEN: usize = 20;
@@ -48,15 +44,9 @@ pub struct IcmpError {
 
 impl IcmpError {
     /// Time exceeded in transit (type 11, code 0).
-    pub const TTL_EXCEEDED: IcmpError = IcmpError {
-        icmp_type: 11,
-        code: 0,
-    };
+    pub const TTL_EXCEEDED: IcmpError = IcmpError { icmp_type: 11, code: 0 };
     /// Destination net unreachable (type 3, code 0).
-    pub const NET_UNREACHABLE: IcmpError = IcmpError {
-        icmp_type: 3,
-        code: 0,
-    };
+    pub const NET_UNREACHABLE: IcmpError = IcmpError { icmp_type: 3, code: 0 };
 
     /// The ICMP error for a reject; `None` for `TcpReset`.
     pub fn for_reject(with: RejectWith) -> Option<IcmpError> {
@@ -89,8 +79,7 @@ pub fn may_send_icmp_error(meta: &Ipv4Meta, eth_dst: [u8; 6], ip_dst_is_broadcas
     let later_fragment = meta.frag_offset != 0;
     let link_broadcast = eth_dst[0] & 1 != 0;
     let ip_multicast = meta.dst >> 28 == 0xe;
-    let refused =
-        about_error || later_fragment || link_broadcast || ip_dst_is_broadcast || ip_multicast;
+    let refused = about_error || later_fragment || link_broadcast || ip_dst_is_broadcast || ip_multicast;
     !refused && !is_martian_source(meta.src)
 }
 
@@ -107,9 +96,7 @@ pub fn build_icmp_error(
 ) -> Result<usize, ReplyError> {
     let ip_start = ETHERNET_HEADER_LEN;
     let quoted_len = meta.header_len + QUOTED_PAYLOAD_LEN.min(meta.total_len - meta.header_len);
-    let quoted = frame
-        .get(ip_start..ip_start + quoted_len)
-        .ok_or(ReplyError::NotAnswerable)?;
+    let quoted = frame.get(ip_start..ip_start + quoted_len).ok_or(ReplyError::NotAnswerable)?;
     let icmp_len = ICMP_HEADER_LEN + quoted_len;
     let ip = Ipv4Repr {
         src_addr: Ipv4Address::from(from.addr),
@@ -119,9 +106,7 @@ pub fn build_icmp_error(
         hop_limit: REPLY_TTL,
     };
     let icmp_out = emit_headers(frame, from.mac, &ip, out)?;
-    let icmp_buf = icmp_out
-        .get_mut(..icmp_len)
-        .ok_or(ReplyError::BufferTooSmall)?;
+    let icmp_buf = icmp_out.get_mut(..icmp_len).ok_or(ReplyError::BufferTooSmall)?;
     icmp_buf.fill(0);
     let (header, data) = icmp_buf.split_at_mut(ICMP_HEADER_LEN);
     data.copy_from_slice(quoted);
@@ -136,14 +121,8 @@ pub fn build_icmp_error(
 /// ("Reset Generation") says: if the segment has ACK, the RST carries
 /// `seq = SEG.ACK` and no ACK; else `seq = 0`, ACK set and `ack = SEG.SEQ +
 /// SEG.LEN`. It appears to come from the segment's destination.
-pub fn build_tcp_reset(
-    frame: &[u8],
-    meta: &Ipv4Meta,
-    from_mac: [u8; 6],
-    out: &mut [u8],
-) -> Result<usize, ReplyError> {
-    let (L4::Tcp(segment), crate::net::parse::Transport::Ports { src_port, dst_port }) =
-        (meta.l4, meta.transport)
+pub fn build_tcp_reset(frame: &[u8], meta: &Ipv4Meta, from_mac: [u8; 6], out: &mut [u8]) -> Result<usize, ReplyError> {
+    let (L4::Tcp(segment), crate::net::parse::Transport::Ports { src_port, dst_port }) = (meta.l4, meta.transport)
     else {
         return Err(ReplyError::NotAnswerable);
     };
@@ -173,9 +152,7 @@ pub fn build_tcp_reset(
         hop_limit: REPLY_TTL,
     };
     let tcp_out = emit_headers(frame, from_mac, &ip, out)?;
-    let tcp_buf = tcp_out
-        .get_mut(..TCP_HEADER_LEN)
-        .ok_or(ReplyError::BufferTooSmall)?;
+    let tcp_buf = tcp_out.get_mut(..TCP_HEADER_LEN).ok_or(ReplyError::BufferTooSmall)?;
     let mut packet = TcpPacket::new_unchecked(tcp_buf);
     let (src, dst) = (IpAddress::Ipv4(ip.src_addr), IpAddress::Ipv4(ip.dst_addr));
     tcp.emit(&mut packet, &src, &dst, &ChecksumCapabilities::default());
@@ -212,9 +189,6 @@ fn emit_headers<'o>(
     let (eth_buf, rest) = out.split_at_mut(ETHERNET_HEADER_LEN);
     eth.emit(&mut EthernetFrame::new_unchecked(eth_buf));
     let (ip_buf, rest) = rest.split_at_mut(IPV4_MIN_HEADER_LEN);
-    ip.emit(
-        &mut Ipv4Packet::new_unchecked(ip_buf),
-        &ChecksumCapabilities::default(),
-    );
+    ip.emit(&mut Ipv4Packet::new_unchecked(ip_buf), &ChecksumCapabilities::default());
     Ok(rest)
 }

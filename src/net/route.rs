@@ -73,10 +73,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Connected routes of `interfaces` (those with an address) plus `statics`.
-    pub fn new(
-        interfaces: &[InterfaceConfig],
-        statics: &[StaticRoute],
-    ) -> Result<RouteTable, ConfigError> {
+    pub fn new(interfaces: &[InterfaceConfig], statics: &[StaticRoute]) -> Result<RouteTable, ConfigError> {
         if interfaces.len() >= usize::from(crate::flow::NO_IF) {
             return Err(ConfigError::TooManyInterfaces);
         }
@@ -85,28 +82,14 @@ impl RouteTable {
             let mask = netmask(interface.prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
             if interface.addr != 0 {
                 let out_if = index as IfIndex;
-                routes.push(Route {
-                    prefix: interface.addr & mask,
-                    mask,
-                    out_if,
-                    gateway: None,
-                });
+                routes.push(Route { prefix: interface.addr & mask, mask, out_if, gateway: None });
             }
         }
-        let connected = RouteTable {
-            routes: routes.clone(),
-        };
+        let connected = RouteTable { routes: routes.clone() };
         for (index, route) in statics.iter().enumerate() {
             let mask = netmask(route.prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
-            let via = connected
-                .lookup(route.gateway)
-                .ok_or(ConfigError::GatewayUnreachable(index))?;
-            routes.push(Route {
-                prefix: route.prefix & mask,
-                mask,
-                out_if: via.out_if,
-                gateway: Some(route.gateway),
-            });
+            let via = connected.lookup(route.gateway).ok_or(ConfigError::GatewayUnreachable(index))?;
+            routes.push(Route { prefix: route.prefix & mask, mask, out_if: via.out_if, gateway: Some(route.gateway) });
         }
         // Stable sort: among equal prefixes, connected routes win.
         routes.sort_by_key(|route| core::cmp::Reverse(route.mask.count_ones()));
@@ -115,14 +98,8 @@ impl RouteTable {
 
     /// The longest-prefix route to `dst`.
     pub fn lookup(&self, dst: u32) -> Option<NextHop> {
-        let route = self
-            .routes
-            .iter()
-            .find(|route| dst & route.mask == route.prefix)?;
-        Some(NextHop {
-            out_if: route.out_if,
-            addr: route.gateway.unwrap_or(dst),
-        })
+        let route = self.routes.iter().find(|route| dst & route.mask == route.prefix)?;
+        Some(NextHop { out_if: route.out_if, addr: route.gateway.unwrap_or(dst) })
     }
 }
 
@@ -146,62 +123,22 @@ mod tests {
 
     fn interfaces() -> [InterfaceConfig; 2] {
         [
-            InterfaceConfig {
-                mac: [2, 0, 0, 0, 0, 1],
-                addr: 0x0a01_0001,
-                prefix_len: 24,
-            },
-            InterfaceConfig {
-                mac: [2, 0, 0, 0, 0, 2],
-                addr: 0x0a02_0001,
-                prefix_len: 24,
-            },
+            InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: 0x0a01_0001, prefix_len: 24 },
+            InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: 0x0a02_0001, prefix_len: 24 },
         ]
     }
 
     #[test]
     fn longest_prefix_wins() {
         let statics = [
-            StaticRoute {
-                prefix: 0,
-                prefix_len: 0,
-                gateway: 0x0a02_00fe,
-            },
-            StaticRoute {
-                prefix: 0xc0a8_0000,
-                prefix_len: 16,
-                gateway: 0x0a01_00fe,
-            },
+            StaticRoute { prefix: 0, prefix_len: 0, gateway: 0x0a02_00fe },
+            StaticRoute { prefix: 0xc0a8_0000, prefix_len: 16, gateway: 0x0a01_00fe },
         ];
         let table = RouteTable::new(&interfaces(), &statics).unwrap();
-        assert_eq!(
-            table.lookup(0x0a01_0002),
-            Some(NextHop {
-                out_if: 0,
-                addr: 0x0a01_0002
-            })
-        );
-        assert_eq!(
-            table.lookup(0x0a02_0009),
-            Some(NextHop {
-                out_if: 1,
-                addr: 0x0a02_0009
-            })
-        );
-        assert_eq!(
-            table.lookup(0xc0a8_0102),
-            Some(NextHop {
-                out_if: 0,
-                addr: 0x0a01_00fe
-            })
-        );
-        assert_eq!(
-            table.lookup(0x0808_0808),
-            Some(NextHop {
-                out_if: 1,
-                addr: 0x0a02_00fe
-            })
-        );
+        assert_eq!(table.lookup(0x0a01_0002), Some(NextHop { out_if: 0, addr: 0x0a01_0002 }));
+        assert_eq!(table.lookup(0x0a02_0009), Some(NextHop { out_if: 1, addr: 0x0a02_0009 }));
+        assert_eq!(table.lookup(0xc0a8_0102), Some(NextHop { out_if: 0, addr: 0x0a01_00fe }));
+        assert_eq!(table.lookup(0x0808_0808), Some(NextHop { out_if: 1, addr: 0x0a02_00fe }));
     }
 
     #[test]
@@ -212,24 +149,10 @@ mod tests {
 
     #[test]
     fn bad_configuration_is_refused() {
-        let unreachable = [StaticRoute {
-            prefix: 0,
-            prefix_len: 0,
-            gateway: 0x0b00_0001,
-        }];
-        assert_eq!(
-            RouteTable::new(&interfaces(), &unreachable).unwrap_err(),
-            ConfigError::GatewayUnreachable(0)
-        );
-        let long = [StaticRoute {
-            prefix: 0,
-            prefix_len: 33,
-            gateway: 0x0a01_0002,
-        }];
-        assert_eq!(
-            RouteTable::new(&interfaces(), &long).unwrap_err(),
-            ConfigError::PrefixTooLong(0)
-        );
+        let unreachable = [StaticRoute { prefix: 0, prefix_len: 0, gateway: 0x0b00_0001 }];
+        assert_eq!(RouteTable::new(&interfaces(), &unreachable).unwrap_err(), ConfigError::GatewayUnreachable(0));
+        let long = [StaticRoute { prefix: 0, prefix_len: 33, gateway: 0x0a01_0002 }];
+        assert_eq!(RouteTable::new(&interfaces(), &long).unwrap_err(), ConfigError::PrefixTooLong(0));
     }
 
     #[test]

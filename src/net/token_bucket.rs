@@ -15,12 +15,7 @@ impl TokenBucket {
     /// A full bucket holding `burst` tokens, refilled at `rate_per_sec`.
     pub fn new(rate_per_sec: u32, burst: u32) -> TokenBucket {
         let burst_milli = u64::from(burst) * 1000;
-        TokenBucket {
-            rate_per_sec: u64::from(rate_per_sec),
-            burst_milli,
-            tokens_milli: burst_milli,
-            last_ms: 0,
-        }
+        TokenBucket { rate_per_sec: u64::from(rate_per_sec), burst_milli, tokens_milli: burst_milli, last_ms: 0 }
     }
 
     /// Takes one token if one is available at time `now_ms`.
@@ -40,10 +35,7 @@ impl TokenBucket {
         self.last_ms = self.last_ms.max(now_ms);
         // rate tokens per second = rate milli-tokens per millisecond.
         let added = elapsed.saturating_mul(self.rate_per_sec);
-        self.tokens_milli = self
-            .tokens_milli
-            .saturating_add(added)
-            .min(self.burst_milli);
+        self.tokens_milli = self.tokens_milli.saturating_add(added).min(self.burst_milli);
     }
 }
 

@@ -19,10 +19,7 @@ pub struct Prefix {
 impl Prefix {
     /// The prefix `addr/len`, with host bits cleared.
     pub fn new(addr: u32, len: u8) -> Self {
-        Prefix {
-            addr: addr & mask(len),
-            len: len.min(32),
-        }
+        Prefix { addr: addr & mask(len), len: len.min(32) }
     }
 
     /// Whether `ip` lies inside the prefix.
@@ -216,9 +213,7 @@ impl Rule {
             && self.dst.as_ref().is_none_or(|m| m.matches(key.dst))
             && self.sport.as_ref().is_none_or(|m| m.matches(key.src_port))
             && self.dport.as_ref().is_none_or(|m| m.matches(key.dst_port))
-            && self
-                .icmp
-                .is_none_or(|m| m.matches(key.icmp_type, key.icmp_code))
+            && self.icmp.is_none_or(|m| m.matches(key.icmp_type, key.icmp_code))
             && self.in_if.is_none_or(|m| m.matches(key.in_if))
             && self.out_if.is_none_or(|m| m.matches(key.out_if))
             && self.states & state_bit(key.state) != 0
@@ -265,20 +260,8 @@ impl Ruleset {
     /// The lab's interfaces (CONVENTIONS.md): eth0 10.1.0.1/24, eth1 10.2.0.1/24.
     pub fn lab_interfaces() -> Vec<InterfaceSpec> {
         alloc::vec![
-            InterfaceSpec {
-                index: 0,
-                addr: IfAddr::Static {
-                    addr: 0x0a01_0001,
-                    prefix_len: 24
-                }
-            },
-            InterfaceSpec {
-                index: 1,
-                addr: IfAddr::Static {
-                    addr: 0x0a02_0001,
-                    prefix_len: 24
-                }
-            },
+            InterfaceSpec { index: 0, addr: IfAddr::Static { addr: 0x0a01_0001, prefix_len: 24 } },
+            InterfaceSpec { index: 1, addr: IfAddr::Static { addr: 0x0a02_0001, prefix_len: 24 } },
         ]
     }
 
@@ -294,17 +277,9 @@ impl Ruleset {
     pub fn classify_linear(&self, chain: Chain, key: &PacketKey) -> Verdict {
         for (i, r) in self.rules.iter().enumerate() {
             if r.chain == chain && r.matches(key) {
-                return Verdict {
-                    action: r.action,
-                    rule: Some(i as u32),
-                    log: r.log,
-                };
+                return Verdict { action: r.action, rule: Some(i as u32), log: r.log };
             }
         }
-        Verdict {
-            action: self.policy(chain),
-            rule: None,
-            log: false,
-        }
+        Verdict { action: self.policy(chain), rule: None, log: false }
     }
 }

@@ -13,8 +13,7 @@ use alloc::string::String;
 use super::names::prefix;
 
 fn field<'a>(it: &mut impl Iterator<Item = &'a str>, line: usize) -> Result<&'a str, String> {
-    it.next()
-        .ok_or_else(|| format!("line {line}: missing field"))
+    it.next().ok_or_else(|| format!("line {line}: missing field"))
 }
 
 /// The action of ClassBench line `line` (1-based).
@@ -28,14 +27,8 @@ pub fn classbench_action(line: usize) -> &'static str {
 
 /// The native rules file for a ClassBench filter set (forward chain, policy drop).
 pub fn classbench_to_native(text: &str) -> Result<String, String> {
-    let mut out = String::from(
-        "# converted from ClassBench (see src/rules/classbench.rs)\npolicy forward drop\n",
-    );
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    let mut out = String::from("# converted from ClassBench (see src/rules/classbench.rs)\npolicy forward drop\n");
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let l = line.trim_start_matches('@');
         let mut it = l.split_whitespace();
         let src = field(&mut it, i + 1)?;
@@ -43,19 +36,15 @@ pub fn classbench_to_native(text: &str) -> Result<String, String> {
         let mut ports = [0u32; 4];
         for p in &mut ports {
             let v = field(&mut it, i + 1)?;
-            *p = v
-                .parse()
-                .map_err(|_| format!("line {}: bad port `{v}`", i + 1))?;
+            *p = v.parse().map_err(|_| format!("line {}: bad port `{v}`", i + 1))?;
             if v != ":" && it.clone().next() == Some(":") {
                 it.next();
             }
         }
         let proto = field(&mut it, i + 1)?;
-        let (pv, pm) = proto
-            .split_once('/')
-            .ok_or_else(|| format!("line {}: bad protocol `{proto}`", i + 1))?;
-        let pv = u8::from_str_radix(pv.trim_start_matches("0x"), 16)
-            .map_err(|_| format!("line {}: bad protocol", i + 1))?;
+        let (pv, pm) = proto.split_once('/').ok_or_else(|| format!("line {}: bad protocol `{proto}`", i + 1))?;
+        let pv =
+            u8::from_str_radix(pv.trim_start_matches("0x"), 16).map_err(|_| format!("line {}: bad protocol", i + 1))?;
         let pm = u8::from_str_radix(pm.trim_start_matches("0x"), 16)
             .map_err(|_| format!("line {}: bad protocol mask", i + 1))?;
         for p in [src, dst] {
@@ -69,10 +58,7 @@ pub fn classbench_to_native(text: &str) -> Result<String, String> {
             _ => return Err(format!("line {}: partial protocol mask", i + 1)),
         };
         let port_ok = pm == 0 || pv == 6 || pv == 17;
-        let mut rule = format!(
-            "forward {}{proto_text} from {src} to {dst}",
-            classbench_action(i + 1)
-        );
+        let mut rule = format!("forward {}{proto_text} from {src} to {dst}", classbench_action(i + 1));
         if !full_ports && port_ok {
             let range = |a: u32, b: u32| {
                 if a == b {
@@ -81,11 +67,7 @@ pub fn classbench_to_native(text: &str) -> Result<String, String> {
                     format!("{a}-{b}")
                 }
             };
-            rule.push_str(&format!(
-                " sport {} dport {}",
-                range(ports[0], ports[1]),
-                range(ports[2], ports[3])
-            ));
+            rule.push_str(&format!(" sport {} dport {}", range(ports[0], ports[1]), range(ports[2], ports[3])));
         }
         out.push_str(&rule);
         out.push('\n');

@@ -67,10 +67,7 @@ pub fn parse(
             name,
             1,
             1,
-            format!(
-                "{} rules is more than the {MAX_RULES} an image can hold",
-                ctx.set.rules.len()
-            ),
+            format!("{} rules is more than the {MAX_RULES} an image can hold", ctx.set.rules.len()),
         ));
     }
     if ctx.diags.is_empty() {
@@ -99,11 +96,10 @@ pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
         let out = &mut chains[usize::from(r.chain == Chain::Forward)];
         let before = out.len();
         if let Err(n) = expand(r, i as u32, MAX_ENTRIES_PER_RULE, out) {
-            let file = set
-                .files
-                .get(usize::from(r.file))
-                .map_or("?", |f| f.as_str());
-            let msg = format!("rule expands to {n} table entries, more than {MAX_ENTRIES_PER_RULE} (fewer list items or negations)");
+            let file = set.files.get(usize::from(r.file)).map_or("?", |f| f.as_str());
+            let msg = format!(
+                "rule expands to {n} table entries, more than {MAX_ENTRIES_PER_RULE} (fewer list items or negations)"
+            );
             diags.push(Diagnostic::plain(file, r.line, r.column, msg));
         }
         total += out.len() - before;
@@ -124,22 +120,8 @@ pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
     let warnings = shadowed(&set);
     let [input, forward] = chains;
     let (image, ts) = write_image(&set, input, forward);
-    let rules = [
-        set.rules.iter().filter(|r| r.chain == Chain::Input).count(),
-        0,
-    ];
+    let rules = [set.rules.iter().filter(|r| r.chain == Chain::Input).count(), 0];
     let rules = [rules[0], set.rules.len() - rules[0]];
-    let stats = CompileStats {
-        rules,
-        entries: ts.entries,
-        tuples: ts.tuples,
-        image_bytes: image.len(),
-    };
-    Ok(Compiled {
-        image,
-        warnings,
-        rule_count: set.rules.len(),
-        stats,
-        ruleset: set,
-    })
+    let stats = CompileStats { rules, entries: ts.entries, tuples: ts.tuples, image_bytes: image.len() };
+    Ok(Compiled { image, warnings, rule_count: set.rules.len(), stats, ruleset: set })
 }

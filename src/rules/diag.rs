@@ -29,14 +29,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A diagnostic at `offset` (byte offset of the line start `line_start`) in `src`.
-    pub fn at(
-        file: &str,
-        src: &[u8],
-        line: u32,
-        line_start: usize,
-        offset: usize,
-        message: String,
-    ) -> Self {
+    pub fn at(file: &str, src: &[u8], line: u32, line_start: usize, offset: usize, message: String) -> Self {
         let line_start = line_start.min(src.len());
         let rest = src.get(line_start..).unwrap_or(&[]);
         let line_len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
@@ -48,53 +41,26 @@ impl Diagnostic {
             text.push_str("...");
         }
         for &b in rest.get(from..to).unwrap_or(&[]) {
-            text.push(if (0x20..0x7f).contains(&b) || b == b'\t' {
-                b as char
-            } else {
-                '?'
-            });
+            text.push(if (0x20..0x7f).contains(&b) || b == b'\t' { b as char } else { '?' });
         }
         if to < line_len {
             text.push_str("...");
         }
         let caret = col - from + if from > 0 { 3 } else { 0 };
-        Diagnostic {
-            file: file.into(),
-            line,
-            column: col as u32 + 1,
-            message,
-            text,
-            caret,
-        }
+        Diagnostic { file: file.into(), line, column: col as u32 + 1, message, text, caret }
     }
 
     /// A diagnostic without source text (e.g. about the file as a whole).
     pub fn plain(file: &str, line: u32, column: u32, message: String) -> Self {
-        Diagnostic {
-            file: file.into(),
-            line,
-            column,
-            message,
-            text: String::new(),
-            caret: 0,
-        }
+        Diagnostic { file: file.into(), line, column, message, text: String::new(), caret: 0 }
     }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )?;
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
         if !self.text.is_empty() {
-            let pad: String = self
-                .text
-                .chars()
-                .take(self.caret)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
+            let pad: String = self.text.chars().take(self.caret).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
             write!(f, "\n    {}\n    {}^", self.text, pad)?;
         }
         Ok(())

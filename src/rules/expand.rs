@@ -51,18 +51,12 @@ pub fn expand(rule: &Rule, index: u32, cap: usize, out: &mut Vec<Entry>) -> Resu
     let dsts = addresses(rule.dst.as_ref());
     let protos = protocols(&rule.proto);
     let boxes = port_boxes(rule);
-    let n = srcs
-        .len()
-        .saturating_mul(dsts.len())
-        .saturating_mul(protos.len())
-        .saturating_mul(boxes.len());
+    let n = srcs.len().saturating_mul(dsts.len()).saturating_mul(protos.len()).saturating_mul(boxes.len());
     if n > cap {
         return Err(n);
     }
     let (in_if, in_neg) = rule.in_if.map_or((IF_ANY, false), |m| (m.index, m.negated));
-    let (out_if, out_neg) = rule
-        .out_if
-        .map_or((IF_ANY, false), |m| (m.index, m.negated));
+    let (out_if, out_neg) = rule.out_if.map_or((IF_ANY, false), |m| (m.index, m.negated));
     out.reserve(n);
     for &src in &srcs {
         for &dst in &dsts {
@@ -97,12 +91,7 @@ pub fn addresses(m: Option<&AddrMatch>) -> Vec<Prefix> {
     let mut iv: Vec<(u64, u64)> = m
         .prefixes
         .iter()
-        .map(|p| {
-            (
-                u64::from(p.addr),
-                u64::from(p.addr) + (1u64 << (32 - p.len.min(32))) - 1,
-            )
-        })
+        .map(|p| (u64::from(p.addr), u64::from(p.addr) + (1u64 << (32 - p.len.min(32))) - 1))
         .collect();
     iv = merge(iv);
     if m.negated {
@@ -146,11 +135,7 @@ pub fn complement(iv: &[(u64, u64)], max: u64) -> Vec<(u64, u64)> {
 
 fn to_prefixes(mut lo: u64, hi: u64, out: &mut Vec<Prefix>) {
     while lo <= hi {
-        let mut size = if lo == 0 {
-            1u64 << 32
-        } else {
-            1u64 << lo.trailing_zeros().min(32)
-        };
+        let mut size = if lo == 0 { 1u64 << 32 } else { 1u64 << lo.trailing_zeros().min(32) };
         while lo + size - 1 > hi {
             size >>= 1;
         }
@@ -175,12 +160,7 @@ fn protocols(m: &ProtoMatch) -> Vec<(u8, u8)> {
 /// The ranges a port match stands for (complemented if negated).
 pub fn port_ranges(m: Option<&PortMatch>) -> Vec<(u16, u16)> {
     let Some(m) = m else { return alloc::vec![FULL] };
-    let mut iv = merge(
-        m.ranges
-            .iter()
-            .map(|&(a, b)| (u64::from(a), u64::from(b)))
-            .collect(),
-    );
+    let mut iv = merge(m.ranges.iter().map(|&(a, b)| (u64::from(a), u64::from(b))).collect());
     if m.negated {
         iv = complement(&iv, u64::from(u16::MAX));
     }
@@ -209,12 +189,7 @@ fn icmp_boxes(m: IcmpMatch) -> Vec<((u16, u16), (u16, u16))> {
         return alloc::vec![((t, t), code.map_or(FULL, |c| (c, c)))];
     }
     let mut out = Vec::new();
-    let around = |v: u16| {
-        [
-            (v > 0).then(|| (0, v - 1)),
-            (v < u16::MAX).then(|| (v + 1, u16::MAX)),
-        ]
-    };
+    let around = |v: u16| [(v > 0).then(|| (0, v - 1)), (v < u16::MAX).then(|| (v + 1, u16::MAX))];
     for r in around(t).into_iter().flatten() {
         out.push((r, FULL));
     }
@@ -232,27 +207,18 @@ mod tests {
 
     #[test]
     fn negated_prefix_becomes_its_complement() {
-        let m = AddrMatch {
-            negated: true,
-            prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)],
-        };
+        let m = AddrMatch { negated: true, prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)] };
         let out = addresses(Some(&m));
         assert_eq!(out.len(), 8);
         assert!(out.iter().all(|p| !p.contains(0x0a01_0002)));
         assert!(out.iter().any(|p| p.contains(0x0b00_0000)) && out.iter().any(|p| p.contains(0)));
-        let all = AddrMatch {
-            negated: true,
-            prefixes: alloc::vec![Prefix::new(0, 0)],
-        };
+        let all = AddrMatch { negated: true, prefixes: alloc::vec![Prefix::new(0, 0)] };
         assert!(addresses(Some(&all)).is_empty());
     }
 
     #[test]
     fn negated_ports_become_ranges_around_them() {
-        let m = PortMatch {
-            negated: true,
-            ranges: alloc::vec![(80, 80), (0, 10), (65535, 65535)],
-        };
+        let m = PortMatch { negated: true, ranges: alloc::vec![(80, 80), (0, 10), (65535, 65535)] };
         assert_eq!(port_ranges(Some(&m)), alloc::vec![(11, 79), (81, 65534)]);
     }
 
@@ -262,9 +228,6 @@ mod tests {
             negated: false,
             prefixes: alloc::vec![Prefix::new(0x0a01_0000, 25), Prefix::new(0x0a01_0080, 25)],
         };
-        assert_eq!(
-            addresses(Some(&m)),
-            alloc::vec![Prefix::new(0x0a01_0000, 24)]
-        );
+        assert_eq!(addresses(Some(&m)), alloc::vec![Prefix::new(0x0a01_0000, 24)]);
     }
 }

@@ -115,23 +115,17 @@ impl fmt::Display for FormatError {
 
 /// Little-endian u16 at `at` (0 if out of bounds).
 pub fn u16_at(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u16::from_le_bytes)
+    b.get(at..at + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
 }
 
 /// Little-endian u32 at `at` (0 if out of bounds).
 pub fn u32_at(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
+    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
 }
 
 /// Little-endian u128 at `at` (0 if out of bounds).
 pub fn u128_at(b: &[u8], at: usize) -> u128 {
-    b.get(at..at + 16)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u128::from_le_bytes)
+    b.get(at..at + 16).and_then(|s| s.try_into().ok()).map_or(0, u128::from_le_bytes)
 }
 
 /// The byte code of an action (bits 0-2).

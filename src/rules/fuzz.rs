@@ -7,7 +7,8 @@ use crate::flow::{Chain, CtState, PacketKey};
 use super::compiler::compile;
 use super::image::Image;
 
-const INCLUDED: &[u8] = b"*filter\n:FORWARD DROP [0:0]\n-A FORWARD -s 10.1.0.0/24 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
+const INCLUDED: &[u8] =
+    b"*filter\n:FORWARD DROP [0:0]\n-A FORWARD -s 10.1.0.0/24 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
 
 /// Feeds `data` to the compiler (as a rules file) and to the image reader.
 pub fn fuzz_one(data: &[u8]) {
@@ -29,11 +30,7 @@ pub fn fuzz_one(data: &[u8]) {
 }
 
 fn exercise(image: &Image, data: &[u8]) {
-    let word = |i: usize| {
-        data.get(i..i + 4).map_or(0x0a01_0002, |b| {
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        })
-    };
+    let word = |i: usize| data.get(i..i + 4).map_or(0x0a01_0002, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     for (i, p) in [6u8, 17, 1, 47].into_iter().enumerate() {
         let key = PacketKey {
             proto: p,
@@ -54,9 +51,5 @@ fn exercise(image: &Image, data: &[u8]) {
             }
         }
     }
-    let _ = (
-        image.interfaces().count(),
-        image.routes().count(),
-        image.conntrack_capacity(),
-    );
+    let _ = (image.interfaces().count(), image.routes().count(), image.conntrack_capacity());
 }

@@ -126,8 +126,7 @@ impl<'a> Image<'a> {
             *s = &bytes[off..end];
         }
         let rule_count = u32_at(bytes, 16);
-        if sections[sec::LINES].len() / 4 != rule_count as usize
-            || sections[sec::ACTIONS].len() != rule_count as usize
+        if sections[sec::LINES].len() / 4 != rule_count as usize || sections[sec::ACTIONS].len() != rule_count as usize
         {
             return Err(FormatError::BadSection(sec::LINES));
         }
@@ -135,41 +134,28 @@ impl<'a> Image<'a> {
             return Err(FormatError::BadChain);
         }
         let chains = [chain_info(&sections, 0)?, chain_info(&sections, 1)?];
-        Ok(Image {
-            sections,
-            rule_count,
-            conntrack_max: u32_at(bytes, 20),
-            policies: [bytes[24], bytes[25]],
-            chains,
-        })
+        Ok(Image { sections, rule_count, conntrack_max: u32_at(bytes, 20), policies: [bytes[24], bytes[25]], chains })
     }
 
     /// The interfaces the rules file configures.
     pub fn interfaces(&self) -> impl Iterator<Item = InterfaceSpec> + '_ {
-        self.sections[sec::IFACES]
-            .chunks_exact(8)
-            .map(|c| InterfaceSpec {
-                index: c[0],
-                addr: match c[1] {
-                    0 => IfAddr::Static {
-                        addr: u32_at(c, 4),
-                        prefix_len: c[2].min(32),
-                    },
-                    1 => IfAddr::Dhcp,
-                    _ => IfAddr::Unconfigured,
-                },
-            })
+        self.sections[sec::IFACES].chunks_exact(8).map(|c| InterfaceSpec {
+            index: c[0],
+            addr: match c[1] {
+                0 => IfAddr::Static { addr: u32_at(c, 4), prefix_len: c[2].min(32) },
+                1 => IfAddr::Dhcp,
+                _ => IfAddr::Unconfigured,
+            },
+        })
     }
 
     /// The static routes.
     pub fn routes(&self) -> impl Iterator<Item = RouteSpec> + '_ {
-        self.sections[sec::ROUTES]
-            .chunks_exact(12)
-            .map(|c| RouteSpec {
-                dest: u32_at(c, 0),
-                prefix_len: c[4].min(32),
-                gateway: u32_at(c, 8),
-            })
+        self.sections[sec::ROUTES].chunks_exact(12).map(|c| RouteSpec {
+            dest: u32_at(c, 0),
+            prefix_len: c[4].min(32),
+            gateway: u32_at(c, 8),
+        })
     }
 
     /// The default policy of a chain.
@@ -215,16 +201,10 @@ impl<'a> Image<'a> {
     }
 
     #[inline]
-    fn classify_counting<const COUNT: bool>(
-        &self,
-        chain: Chain,
-        key: &PacketKey,
-        cost: &mut Cost,
-    ) -> Verdict {
+    fn classify_counting<const COUNT: bool>(&self, chain: Chain, key: &PacketKey, cost: &mut Cost) -> Verdict {
         let c = &self.chains[chain_no(chain)];
         let (p1, p2) = port_fields(key);
-        let mut todo =
-            (self.cell_mask(c, &c.dst, key.dst) & self.cell_mask(c, &c.src, key.src)) & c.all;
+        let mut todo = (self.cell_mask(c, &c.dst, key.dst) & self.cell_mask(c, &c.src, key.src)) & c.all;
         let mut best = NONE;
         while todo != 0 {
             let t = todo.trailing_zeros() as usize;
@@ -258,16 +238,8 @@ impl<'a> Image<'a> {
 
     fn verdict(&self, chain: Chain, best: u32) -> Verdict {
         match self.sections[sec::ACTIONS].get(best as usize) {
-            Some(&a) if best != NONE => Verdict {
-                action: action_of(a),
-                rule: Some(best),
-                log: a & LOG != 0,
-            },
-            _ => Verdict {
-                action: self.policy(chain),
-                rule: None,
-                log: false,
-            },
+            Some(&a) if best != NONE => Verdict { action: action_of(a), rule: Some(best), log: a & LOG != 0 },
+            _ => Verdict { action: self.policy(chain), rule: None, log: false },
         }
     }
 
@@ -278,15 +250,9 @@ impl<'a> Image<'a> {
             return side.unindexed;
         }
         let cell = addr.checked_shr(c.shift).unwrap_or(0) as usize;
-        let n = u16_at(
-            self.sections[sec::INDEX],
-            (side.index as usize).saturating_add(cell) * 2,
-        );
+        let n = u16_at(self.sections[sec::INDEX], (side.index as usize).saturating_add(cell) * 2);
         side.unindexed
-            | u128_at(
-                self.sections[sec::MASKS],
-                (side.mask_start as usize).saturating_add(usize::from(n)) * 16,
-            )
+            | u128_at(self.sections[sec::MASKS], (side.mask_start as usize).saturating_add(usize::from(n)) * 16)
     }
 
     #[inline]
@@ -304,11 +270,7 @@ impl<'a> Image<'a> {
         }
         let (ks, kd) = (key.src & t.src_mask, key.dst & t.dst_mask);
         let slots = self.sections[sec::SLOTS];
-        let mut i = slot_of(
-            ks,
-            if t.port_keyed { kd ^ port_mix(p2) } else { kd },
-            t.slot_count,
-        );
+        let mut i = slot_of(ks, if t.port_keyed { kd ^ port_mix(p2) } else { kd }, t.slot_count);
         for _ in 0..t.slot_count {
             let e = u32_at(slots, (t.slot_start as usize + i as usize) * 4);
             let Some(b) = self.entry(e) else { return best };
@@ -332,10 +294,7 @@ impl<'a> Image<'a> {
     #[inline]
     fn entry(&self, e: u32) -> Option<&'a [u8; ENTRY_LEN]> {
         let at = (e as usize).checked_mul(ENTRY_LEN)?;
-        self.sections[sec::ENTRIES]
-            .get(at..at + ENTRY_LEN)?
-            .try_into()
-            .ok()
+        self.sections[sec::ENTRIES].get(at..at + ENTRY_LEN)?.try_into().ok()
     }
 
     /// Walks the run of entries from `e`; returns the first matching rule below `best`.
@@ -408,9 +367,7 @@ fn chain_no(chain: Chain) -> usize {
 }
 
 fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError> {
-    let c = s[sec::CHAINS]
-        .get(n * CHAIN_LEN..(n + 1) * CHAIN_LEN)
-        .ok_or(FormatError::BadChain)?;
+    let c = s[sec::CHAINS].get(n * CHAIN_LEN..(n + 1) * CHAIN_LEN).ok_or(FormatError::BadChain)?;
     let w = |i: usize| u32_at(c, i * 4);
     let (tuple_start, tuple_count) = (w(1) as usize, w(2) as usize);
     let slots = s[sec::SLOTS].len() / 4;
@@ -432,21 +389,13 @@ fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError>
             return Err(FormatError::BadChain);
         }
     }
-    let all = if tuple_count == 128 {
-        u128::MAX
-    } else {
-        (1u128 << tuple_count) - 1
-    };
+    let all = if tuple_count == 128 { u128::MAX } else { (1u128 << tuple_count) - 1 };
     let side = |i: usize| {
         let u = u128::from(w(i))
             | (u128::from(w(i + 1)) << 32)
             | (u128::from(w(i + 2)) << 64)
             | (u128::from(w(i + 3)) << 96);
-        Side {
-            unindexed: u & all,
-            index: w(i + 4),
-            mask_start: w(i + 5),
-        }
+        Side { unindexed: u & all, index: w(i + 4), mask_start: w(i + 5) }
     };
     let info = ChainInfo {
         rules: w(0),
@@ -474,17 +423,11 @@ mod tests {
     #[test]
     fn refuses_bad_headers() {
         assert_eq!(Image::from_bytes(&[]).unwrap_err(), FormatError::Truncated);
-        assert_eq!(
-            Image::from_bytes(&[0u8; 200]).unwrap_err(),
-            FormatError::BadMagic
-        );
+        assert_eq!(Image::from_bytes(&[0u8; 200]).unwrap_err(), FormatError::BadMagic);
         let mut b = alloc::vec![0u8; 200];
         b[..8].copy_from_slice(&MAGIC);
         b[8] = 9;
-        assert_eq!(
-            Image::from_bytes(&b).unwrap_err(),
-            FormatError::BadVersion(9)
-        );
+        assert_eq!(Image::from_bytes(&b).unwrap_err(), FormatError::BadVersion(9));
     }
 
     #[test]
@@ -493,40 +436,11 @@ mod tests {
         let c = super::super::compile("t", text, &mut |p| Err(p.into())).expect("compiles");
         let img = Image::from_bytes(&c.image).expect("valid");
         let ifs: alloc::vec::Vec<_> = img.interfaces().collect();
-        assert_eq!(
-            ifs[0],
-            InterfaceSpec {
-                index: 0,
-                addr: IfAddr::Static {
-                    addr: 0x0a01_0001,
-                    prefix_len: 24
-                }
-            }
-        );
-        assert_eq!(
-            ifs[1],
-            InterfaceSpec {
-                index: 2,
-                addr: IfAddr::Dhcp
-            }
-        );
-        assert_eq!(
-            img.routes().next(),
-            Some(RouteSpec {
-                dest: 0,
-                prefix_len: 0,
-                gateway: 0x0a01_00fe
-            })
-        );
+        assert_eq!(ifs[0], InterfaceSpec { index: 0, addr: IfAddr::Static { addr: 0x0a01_0001, prefix_len: 24 } });
+        assert_eq!(ifs[1], InterfaceSpec { index: 2, addr: IfAddr::Dhcp });
+        assert_eq!(img.routes().next(), Some(RouteSpec { dest: 0, prefix_len: 0, gateway: 0x0a01_00fe }));
         assert_eq!(img.conntrack_capacity(), 99);
-        assert_eq!(
-            (
-                img.rule_count(Chain::Forward),
-                img.rule_count(Chain::Input),
-                img.rule_line(0)
-            ),
-            (1, 0, 6)
-        );
+        assert_eq!((img.rule_count(Chain::Forward), img.rule_count(Chain::Input), img.rule_line(0)), (1, 0, 6));
         let key = PacketKey {
             proto: 6,
             src: 1,
@@ -539,21 +453,8 @@ mod tests {
             out_if: 1,
             state: crate::flow::CtState::New,
         };
-        assert_eq!(
-            img.classify(Chain::Forward, &key),
-            Verdict {
-                action: Action::Drop,
-                rule: Some(0),
-                log: true
-            }
-        );
-        let other = PacketKey {
-            dst_port: 23,
-            ..key
-        };
-        assert_eq!(
-            img.classify(Chain::Forward, &other).action,
-            img.policy(Chain::Forward)
-        );
+        assert_eq!(img.classify(Chain::Forward, &key), Verdict { action: Action::Drop, rule: Some(0), log: true });
+        let other = PacketKey { dst_port: 23, ..key };
+        assert_eq!(img.classify(Chain::Forward, &other).action, img.policy(Chain::Forward));
     }
 }

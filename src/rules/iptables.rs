@@ -7,9 +7,7 @@ use alloc::vec::Vec;
 
 use crate::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{
-    state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, ProtoMatch, Rule, ANY_STATE,
-};
+use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, ProtoMatch, Rule, ANY_STATE};
 use super::diag::Diagnostic;
 use super::names;
 use super::source::{trim, Ctx};
@@ -40,12 +38,7 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
     let mut statements = 0;
     let mut start = 0;
     for (i, raw) in src.split(|&b| b == b'\n').enumerate() {
-        let line = Line {
-            name,
-            src,
-            no: (i + 1).min(u32::MAX as usize) as u32,
-            start,
-        };
+        let line = Line { name, src, no: (i + 1).min(u32::MAX as usize) as u32, start };
         start += raw.len() + 1;
         let body = trim(raw);
         if body.is_empty() || body.first() == Some(&b'#') {
@@ -54,11 +47,8 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
         statements += 1;
         let offset = line.start + (body.as_ptr() as usize - raw.as_ptr() as usize);
         let Ok(text) = core::str::from_utf8(body) else {
-            let bad = core::str::from_utf8(body)
-                .err()
-                .map_or(0, |e| e.valid_up_to());
-            ctx.diags
-                .push(line.diag(offset + bad, "bytes that are not UTF-8".into()));
+            let bad = core::str::from_utf8(body).err().map_or(0, |e| e.valid_up_to());
+            ctx.diags.push(line.diag(offset + bad, "bytes that are not UTF-8".into()));
             continue;
         };
         if let Err(d) = statement(ctx, file, &line, &mut table, text, offset) {
@@ -67,12 +57,7 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
     }
     if let Some(t) = table {
         let no = src.split(|&b| b == b'\n').count() as u32;
-        ctx.diags.push(Diagnostic::plain(
-            name,
-            no,
-            1,
-            format!("table `{t}` has no COMMIT (truncated file?)"),
-        ));
+        ctx.diags.push(Diagnostic::plain(name, no, 1, format!("table `{t}` has no COMMIT (truncated file?)")));
     }
     statements
 }
@@ -87,10 +72,7 @@ fn statement(
 ) -> Result<(), Diagnostic> {
     if let Some(t) = text.strip_prefix('*') {
         if let Some(open) = table {
-            return Err(line.diag(
-                offset,
-                format!("table `{t}` starts before table `{open}` has its COMMIT"),
-            ));
+            return Err(line.diag(offset, format!("table `{t}` starts before table `{open}` has its COMMIT")));
         }
         *table = Some(t.into());
         return Ok(());
@@ -113,15 +95,22 @@ fn statement(
         w = &w[1..]; // packet and byte counters of `iptables-save -c`
     }
     match w.first().map(|x| x.text) {
-        Some("-A") | Some("--append") if t != "filter" => {
-            Err(line.diag(offset, format!("table `{t}` is not supported (unifw implements only the filter table's INPUT and FORWARD chains)")))
-        }
+        Some("-A") | Some("--append") if t != "filter" => Err(line.diag(
+            offset,
+            format!("table `{t}` is not supported (unifw implements only the filter table's INPUT and FORWARD chains)"),
+        )),
         Some("-A") | Some("--append") => {
             let rule = rule(ctx, file, line, &w[1..], offset)?;
             ctx.set.rules.push(rule);
             Ok(())
         }
-        _ => Err(line.diag(offset, format!("unsupported command `{}` (iptables-save has only `*table`, `:CHAIN`, `-A` and COMMIT lines)", text))),
+        _ => Err(line.diag(
+            offset,
+            format!(
+                "unsupported command `{}` (iptables-save has only `*table`, `:CHAIN`, `-A` and COMMIT lines)",
+                text
+            ),
+        )),
     }
 }
 
@@ -138,60 +127,39 @@ fn split(text: &str, base: usize) -> Result<Vec<Word<'_>>, usize> {
         let start = i;
         if b[i] == b'"' {
             let close = b[i + 1..].iter().position(|&c| c == b'"').ok_or(base + i)?;
-            out.push(Word {
-                text: &text[i + 1..i + 1 + close],
-                at: base + i,
-            });
+            out.push(Word { text: &text[i + 1..i + 1 + close], at: base + i });
             i += close + 2;
             continue;
         }
         while i < b.len() && !b[i].is_ascii_whitespace() {
             i += 1;
         }
-        out.push(Word {
-            text: &text[start..i],
-            at: base + start,
-        });
+        out.push(Word { text: &text[start..i], at: base + start });
     }
     Ok(out)
 }
 
 fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(), Diagnostic> {
     let (Some(name), Some(policy)) = (w.first(), w.get(1)) else {
-        return Err(line.diag(
-            w.first().map_or(line.start, |x| x.at),
-            "expected `:CHAIN POLICY [packets:bytes]`".into(),
-        ));
+        return Err(
+            line.diag(w.first().map_or(line.start, |x| x.at), "expected `:CHAIN POLICY [packets:bytes]`".into())
+        );
     };
     let chain = &name.text[1..];
     let action = match policy.text {
         "ACCEPT" => Action::Accept,
         "DROP" => Action::Drop,
         "-" => {
-            return Err(line.diag(
-                name.at,
-                format!(
-                    "user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)"
-                ),
-            ))
+            return Err(line
+                .diag(name.at, format!("user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)")))
         }
-        p => {
-            return Err(line.diag(
-                policy.at,
-                format!("unsupported chain policy `{p}` (ACCEPT or DROP)"),
-            ))
-        }
+        p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
     };
     match (table, chain) {
         ("filter", "INPUT") => ctx.set.policy_input = action,
         ("filter", "FORWARD") => ctx.set.policy_forward = action,
         (_, _) if action == Action::Accept => {} // an empty chain that accepts changes nothing
-        (t, c) => {
-            return Err(line.diag(
-                policy.at,
-                format!("policy DROP for {t} chain {c} is not supported"),
-            ))
-        }
+        (t, c) => return Err(line.diag(policy.at, format!("policy DROP for {t} chain {c} is not supported"))),
     }
     Ok(())
 }
@@ -207,17 +175,11 @@ fn rule(ctx: &Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<
         Some("INPUT") => Chain::Input,
         Some("FORWARD") => Chain::Forward,
         Some(c) => {
-            return Err(line.diag(
-                w[0].at,
-                format!("chain `{c}` is not supported (unifw filters INPUT and FORWARD)"),
-            ))
+            return Err(line.diag(w[0].at, format!("chain `{c}` is not supported (unifw filters INPUT and FORWARD)")))
         }
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
-    let mut o = Opts {
-        rule: Rule::any(chain, Action::Accept),
-        target: false,
-    };
+    let mut o = Opts { rule: Rule::any(chain, Action::Accept), target: false };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -227,18 +189,13 @@ fn rule(ctx: &Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<
         if negated {
             i += 1;
         }
-        let opt = w
-            .get(i)
-            .ok_or_else(|| line.diag(w[i - 1].at, "`!` at the end of the line".into()))?;
+        let opt = w.get(i).ok_or_else(|| line.diag(w[i - 1].at, "`!` at the end of the line".into()))?;
         let arg = w.get(i + 1);
         let used = option(ctx, &mut o, line, opt, arg, negated)?;
         i += 1 + used;
     }
     if !o.target {
-        return Err(line.diag(
-            offset,
-            "rule without `-j` target (unifw needs ACCEPT, DROP or REJECT)".into(),
-        ));
+        return Err(line.diag(offset, "rule without `-j` target (unifw needs ACCEPT, DROP or REJECT)".into()));
     }
     check(&o.rule, line, offset)?;
     Ok(o.rule)
@@ -266,12 +223,8 @@ fn option(
     match opt.text {
         "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
             let a = need()?;
-            let prefixes = a
-                .text
-                .split(',')
-                .map(names::prefix)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(a, e))?;
+            let prefixes =
+                a.text.split(',').map(names::prefix).collect::<Result<Vec<_>, _>>().map_err(|e| bad(a, e))?;
             if negated && prefixes.len() > 1 {
                 return Err(line.diag(opt.at, "`!` is not allowed with several addresses".into()));
             }
@@ -302,10 +255,7 @@ fn option(
             if !ctx.interface_known(index) {
                 return Err(bad(
                     a,
-                    format!(
-                        "unknown interface {} (declare it in the native file before the include)",
-                        a.text
-                    ),
+                    format!("unknown interface {} (declare it in the native file before the include)", a.text),
                 ));
             }
             let m = Some(IfMatch { negated, index });
@@ -318,14 +268,8 @@ fn option(
         "-m" | "--match" => {
             no_neg("-m")?;
             let a = need()?;
-            if !matches!(
-                a.text,
-                "tcp" | "udp" | "icmp" | "multiport" | "conntrack" | "state" | "comment"
-            ) {
-                return Err(bad(
-                    a,
-                    format!("match `-m {}` is not supported by unifw", a.text),
-                ));
+            if !matches!(a.text, "tcp" | "udp" | "icmp" | "multiport" | "conntrack" | "state" | "comment") {
+                return Err(bad(a, format!("match `-m {}` is not supported by unifw", a.text)));
             }
         }
         "--comment" => return need().map(|_| 1), // a remark: no effect on matching
@@ -339,20 +283,10 @@ fn option(
         | "--destination-ports" => {
             let a = need()?;
             let list = opt.text.ends_with('s');
-            let ranges = a
-                .text
-                .split(',')
-                .map(names::port_range)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(a, e))?;
+            let ranges =
+                a.text.split(',').map(names::port_range).collect::<Result<Vec<_>, _>>().map_err(|e| bad(a, e))?;
             if !list && ranges.len() > 1 {
-                return Err(bad(
-                    a,
-                    format!(
-                        "`{}` takes one port or range (use -m multiport for lists)",
-                        opt.text
-                    ),
-                ));
+                return Err(bad(a, format!("`{}` takes one port or range (use -m multiport for lists)", opt.text)));
             }
             let m = Some(PortMatch { negated, ranges });
             if opt.text.starts_with("--s") {
@@ -379,11 +313,7 @@ fn option(
                 "any" => None,
                 t => {
                     let (icmp_type, code) = names::icmp_type(t).map_err(|e| bad(a, e))?;
-                    Some(IcmpMatch {
-                        negated,
-                        icmp_type,
-                        code,
-                    })
+                    Some(IcmpMatch { negated, icmp_type, code })
                 }
             };
         }
@@ -394,27 +324,23 @@ fn option(
                 "ACCEPT" => Action::Accept,
                 "DROP" => Action::Drop,
                 "REJECT" => Action::Reject(RejectWith::PortUnreachable),
-                t => return Err(bad(a, format!("target `{t}` is not supported (ACCEPT, DROP or REJECT; user chains and LOG are not)"))),
+                t => {
+                    return Err(bad(
+                        a,
+                        format!("target `{t}` is not supported (ACCEPT, DROP or REJECT; user chains and LOG are not)"),
+                    ))
+                }
             };
             o.target = true;
         }
         "--reject-with" => {
             let a = need()?;
             match r.action {
-                Action::Reject(_) => {
-                    r.action = Action::Reject(names::reject_with(a.text).map_err(|e| bad(a, e))?)
-                }
-                _ => {
-                    return Err(line.diag(opt.at, "`--reject-with` needs `-j REJECT` first".into()))
-                }
+                Action::Reject(_) => r.action = Action::Reject(names::reject_with(a.text).map_err(|e| bad(a, e))?),
+                _ => return Err(line.diag(opt.at, "`--reject-with` needs `-j REJECT` first".into())),
             }
         }
-        _ => {
-            return Err(line.diag(
-                opt.at,
-                format!("option `{}` is not supported by unifw", opt.text),
-            ))
-        }
+        _ => return Err(line.diag(opt.at, format!("option `{}` is not supported by unifw", opt.text))),
     }
     Ok(1)
 }
@@ -426,9 +352,7 @@ fn check(r: &Rule, line: &Line, offset: usize) -> Result<(), Diagnostic> {
     if r.icmp.is_some() && !r.proto.is_icmp() {
         return Err(line.diag(offset, "`--icmp-type` needs `-p icmp`".into()));
     }
-    if r.action == Action::Reject(RejectWith::TcpReset)
-        && r.proto != ProtoMatch::OneOf(alloc::vec![proto::TCP])
-    {
+    if r.action == Action::Reject(RejectWith::TcpReset) && r.proto != ProtoMatch::OneOf(alloc::vec![proto::TCP]) {
         return Err(line.diag(offset, "`--reject-with tcp-reset` needs `-p tcp`".into()));
     }
     Ok(())

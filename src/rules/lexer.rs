@@ -57,20 +57,12 @@ fn is_word(b: u8) -> bool {
 impl<'a> Lexer<'a> {
     /// A lexer at the start of `src`.
     pub fn new(src: &'a [u8]) -> Self {
-        Lexer {
-            src,
-            pos: 0,
-            line: 1,
-            line_start: 0,
-        }
+        Lexer { src, pos: 0, line: 1, line_start: 0 }
     }
 
     /// The text of a token (empty if it is not ASCII).
     pub fn text(&self, t: &Token) -> &'a str {
-        self.src
-            .get(t.start..t.end)
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .unwrap_or("")
+        self.src.get(t.start..t.end).and_then(|b| core::str::from_utf8(b).ok()).unwrap_or("")
     }
 
     /// The raw bytes of a token.
@@ -99,13 +91,7 @@ impl<'a> Lexer<'a> {
     pub fn next_token(&mut self) -> Token {
         self.skip_blanks();
         let start = self.pos;
-        let mut tok = Token {
-            kind: Kind::Eof,
-            start,
-            end: start,
-            line: self.line,
-            line_start: self.line_start,
-        };
+        let mut tok = Token { kind: Kind::Eof, start, end: start, line: self.line, line_start: self.line_start };
         let Some(b) = self.at(start) else { return tok };
         self.pos += 1;
         tok.kind = match b {

@@ -22,23 +22,17 @@ const PROTOCOLS: &[(&str, u8)] = &[
 
 /// A protocol by name (`tcp`) or number (`6`).
 pub fn protocol(s: &str) -> Result<u8, String> {
-    if let Some(&(_, n)) = PROTOCOLS
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(s))
-    {
+    if let Some(&(_, n)) = PROTOCOLS.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)) {
         return Ok(n);
     }
-    number(s, 255).map(|n| n as u8).map_err(|_| {
-        format!("unknown protocol `{s}` (a name such as tcp, udp, icmp, or a number 0-255)")
-    })
+    number(s, 255)
+        .map(|n| n as u8)
+        .map_err(|_| format!("unknown protocol `{s}` (a name such as tcp, udp, icmp, or a number 0-255)"))
 }
 
 /// The name of a protocol number, if it has one.
 pub fn protocol_name(p: u8) -> Option<&'static str> {
-    PROTOCOLS
-        .iter()
-        .find(|(_, n)| *n == p)
-        .map(|(name, _)| *name)
+    PROTOCOLS.iter().find(|(_, n)| *n == p).map(|(name, _)| *name)
 }
 
 /// ICMP type names, with a code where the name implies one.
@@ -63,20 +57,12 @@ pub const ICMP_TYPES: &[(&str, u8, Option<u8>)] = &[
 
 /// An ICMP type by name or number (`8`, `echo-request`, `3/3` for type/code).
 pub fn icmp_type(s: &str) -> Result<(u8, Option<u8>), String> {
-    if let Some(&(_, t, c)) = ICMP_TYPES
-        .iter()
-        .find(|(n, _, _)| n.eq_ignore_ascii_case(s))
-    {
+    if let Some(&(_, t, c)) = ICMP_TYPES.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(s)) {
         return Ok((t, c));
     }
-    let bad = || {
-        format!("unknown ICMP type `{s}` (a name such as echo-request, or a number 0-255, or TYPE/CODE)")
-    };
+    let bad = || format!("unknown ICMP type `{s}` (a name such as echo-request, or a number 0-255, or TYPE/CODE)");
     match s.split_once('/') {
-        Some((t, c)) => Ok((
-            number(t, 255).map_err(|_| bad())? as u8,
-            Some(number(c, 255).map_err(|_| bad())? as u8),
-        )),
+        Some((t, c)) => Ok((number(t, 255).map_err(|_| bad())? as u8, Some(number(c, 255).map_err(|_| bad())? as u8))),
         None => Ok((number(s, 255).map_err(|_| bad())? as u8, None)),
     }
 }
@@ -118,11 +104,7 @@ pub fn state(s: &str) -> Result<CtState, String> {
         "established" => CtState::Established,
         "related" => CtState::Related,
         "invalid" => CtState::Invalid,
-        _ => {
-            return Err(format!(
-                "unknown connection state `{s}` (new, established, related, invalid)"
-            ))
-        }
+        _ => return Err(format!("unknown connection state `{s}` (new, established, related, invalid)")),
     })
 }
 
@@ -131,14 +113,9 @@ pub const MAX_IF: u8 = 14;
 
 /// An interface name `ethN` -> N.
 pub fn interface(s: &str) -> Result<u8, String> {
-    let bad =
-        || format!("bad interface name `{s}`: unifw names its interfaces eth0 to eth{MAX_IF}");
+    let bad = || format!("bad interface name `{s}`: unifw names its interfaces eth0 to eth{MAX_IF}");
     let n = s.strip_prefix("eth").ok_or_else(bad)?;
-    if n.is_empty()
-        || n.len() > 2
-        || !n.bytes().all(|b| b.is_ascii_digit())
-        || (n.len() > 1 && n.starts_with('0'))
-    {
+    if n.is_empty() || n.len() > 2 || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0')) {
         return Err(bad());
     }
     let i = number(n, u32::from(MAX_IF)).map_err(|_| bad())?;
@@ -162,25 +139,17 @@ pub fn ipv4(s: &str) -> Result<u32, String> {
     let mut parts = 0;
     for part in s.split('.') {
         parts += 1;
-        if parts > 4
-            || part.is_empty()
-            || part.len() > 3
-            || !part.bytes().all(|b| b.is_ascii_digit())
-        {
+        if parts > 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("bad IPv4 address `{s}`"));
         }
-        let n: u32 = part
-            .parse()
-            .map_err(|_| format!("bad IPv4 address `{s}`"))?;
+        let n: u32 = part.parse().map_err(|_| format!("bad IPv4 address `{s}`"))?;
         if n > 255 {
             return Err(format!("bad IPv4 address `{s}`: {n} is more than 255"));
         }
         out = (out << 8) | n;
     }
     if parts != 4 {
-        return Err(format!(
-            "bad IPv4 address `{s}` (expected four numbers like 10.1.0.2)"
-        ));
+        return Err(format!("bad IPv4 address `{s}` (expected four numbers like 10.1.0.2)"));
     }
     Ok(out)
 }
@@ -202,10 +171,7 @@ pub fn prefix(s: &str) -> Result<Prefix, String> {
     };
     let p = Prefix::new(addr, len);
     if p.addr != addr {
-        return Err(format!(
-            "`{s}` has host bits set past /{len} (did you mean {}/{len}?)",
-            dotted(p.addr)
-        ));
+        return Err(format!("`{s}` has host bits set past /{len} (did you mean {}/{len}?)", dotted(p.addr)));
     }
     Ok(p)
 }
@@ -217,13 +183,7 @@ fn netmask_len(m: u32) -> Option<u8> {
 
 /// `a.b.c.d` of a host-order address.
 pub fn dotted(a: u32) -> String {
-    format!(
-        "{}.{}.{}.{}",
-        a >> 24,
-        (a >> 16) & 255,
-        (a >> 8) & 255,
-        a & 255
-    )
+    format!("{}.{}.{}.{}", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)
 }
 
 /// `a.b.c.d/len`, or just `a.b.c.d` for /32.
@@ -237,11 +197,7 @@ pub fn prefix_text(p: &Prefix) -> String {
 
 /// A port range `80`, `1024-65535` or `1024:65535` (`sep` lists the accepted separators).
 pub fn port_range(s: &str) -> Result<(u16, u16), String> {
-    let port = |t: &str| {
-        number(t, 65535)
-            .map(|n| n as u16)
-            .map_err(|e| format!("bad port: {e}"))
-    };
+    let port = |t: &str| number(t, 65535).map(|n| n as u16).map_err(|e| format!("bad port: {e}"));
     match s.split_once(['-', ':']) {
         Some((lo, hi)) => {
             let lo = if lo.is_empty() { 0 } else { port(lo)? };
@@ -262,31 +218,15 @@ mod tests {
     #[test]
     fn addresses_and_ports() {
         assert_eq!(prefix("10.1.0.0/24"), Ok(Prefix::new(0x0a01_0000, 24)));
-        assert_eq!(
-            prefix("10.1.0.0/255.255.0.0"),
-            Ok(Prefix::new(0x0a01_0000, 16))
-        );
-        assert!(prefix("10.1.0.1/24")
-            .unwrap_err()
-            .contains("did you mean 10.1.0.0/24"));
-        assert!(
-            prefix("10.1.0.0/33").is_err()
-                && prefix("10.1.0").is_err()
-                && prefix("10.1.0.256").is_err()
-        );
+        assert_eq!(prefix("10.1.0.0/255.255.0.0"), Ok(Prefix::new(0x0a01_0000, 16)));
+        assert!(prefix("10.1.0.1/24").unwrap_err().contains("did you mean 10.1.0.0/24"));
+        assert!(prefix("10.1.0.0/33").is_err() && prefix("10.1.0").is_err() && prefix("10.1.0.256").is_err());
         assert_eq!(port_range("1024:65535"), Ok((1024, 65535)));
         assert!(port_range("70000").is_err() && port_range("90-80").is_err());
         assert_eq!(interface("eth14"), Ok(14));
-        assert!(
-            interface("eth15").is_err()
-                && interface("eth01").is_err()
-                && interface("wlan0").is_err()
-        );
+        assert!(interface("eth15").is_err() && interface("eth01").is_err() && interface("wlan0").is_err());
         assert_eq!(icmp_type("3/4"), Ok((3, Some(4))));
-        assert_eq!(
-            reject_with("icmp-admin-prohibited"),
-            Ok(RejectWith::AdminProhibited)
-        );
+        assert_eq!(reject_with("icmp-admin-prohibited"), Ok(RejectWith::AdminProhibited));
         assert!(reject_with("icmp-tcp-reset").is_err());
     }
 }

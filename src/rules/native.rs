@@ -6,9 +6,7 @@ use alloc::vec::Vec;
 
 use crate::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{
-    state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE,
-};
+use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE};
 use super::diag::Diagnostic;
 use super::image::{IfAddr, InterfaceSpec, RouteSpec};
 use super::lexer::{utf8_len, Kind, Lexer, Token};
@@ -34,15 +32,7 @@ struct Parser<'a, 'c, 'l> {
 pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8], depth: u32) -> usize {
     let mut lx = Lexer::new(src);
     let tok = lx.next_token();
-    let mut p = Parser {
-        lx,
-        tok,
-        src,
-        name,
-        file,
-        depth,
-        ctx,
-    };
+    let mut p = Parser { lx, tok, src, name, file, depth, ctx };
     let mut statements = 0;
     loop {
         match p.tok.kind {
@@ -96,10 +86,9 @@ impl<'a> Parser<'a, '_, '_> {
             Kind::Bad => {
                 let b = self.lx.bytes(&self.tok);
                 match utf8_len(b) {
-                    Some(_) => format!(
-                        "`{}` (rules are ASCII outside comments)",
-                        core::str::from_utf8(b).unwrap_or("?")
-                    ),
+                    Some(_) => {
+                        format!("`{}` (rules are ASCII outside comments)", core::str::from_utf8(b).unwrap_or("?"))
+                    }
                     None => format!("byte 0x{:02x} (not UTF-8)", b.first().copied().unwrap_or(0)),
                 }
             }
@@ -151,9 +140,7 @@ impl<'a> Parser<'a, '_, '_> {
     }
 
     fn statement(&mut self) -> R<()> {
-        let (kw, t) = self.word(
-            "a statement (interface, route, policy, conntrack, set, include, input, forward)",
-        )?;
+        let (kw, t) = self.word("a statement (interface, route, policy, conntrack, set, include, input, forward)")?;
         match kw {
             "interface" => self.interface(&t)?,
             "route" => self.route()?,
@@ -164,10 +151,7 @@ impl<'a> Parser<'a, '_, '_> {
             "input" => self.rule(Chain::Input, &t)?,
             "forward" => self.rule(Chain::Forward, &t)?,
             "output" => {
-                return self.fail_at(
-                    &t,
-                    "there is no output chain: unifw filters input and forward traffic".into(),
-                )
+                return self.fail_at(&t, "there is no output chain: unifw filters input and forward traffic".into())
             }
             _ => {
                 let msg = format!("unknown statement `{kw}` (expected interface, route, policy, conntrack, set, include, input or forward)");
@@ -187,21 +171,15 @@ impl<'a> Parser<'a, '_, '_> {
             _ => {
                 let parsed = spec
                     .split_once('/')
-                    .ok_or_else(|| {
-                        "an interface address needs a prefix length, like 10.1.0.1/24".into()
-                    })
+                    .ok_or_else(|| "an interface address needs a prefix length, like 10.1.0.1/24".into())
                     .and_then(|(a, l)| {
                         Ok::<_, String>((
                             names::ipv4(a)?,
-                            names::number(l, 32)
-                                .map_err(|_| format!("bad prefix length `/{l}` (0-32)"))?,
+                            names::number(l, 32).map_err(|_| format!("bad prefix length `/{l}` (0-32)"))?,
                         ))
                     });
                 let (addr, len) = parsed.or_else(|e| self.fail_at(&st, e))?;
-                IfAddr::Static {
-                    addr,
-                    prefix_len: len as u8,
-                }
+                IfAddr::Static { addr, prefix_len: len as u8 }
             }
         };
         if self.ctx.declared_ifs & (1 << index) != 0 {
@@ -218,21 +196,14 @@ impl<'a> Parser<'a, '_, '_> {
             self.bump();
             Prefix::new(0, 0)
         } else {
-            self.value(
-                "a destination prefix like 10.9.0.0/16 or `default`",
-                names::prefix,
-            )?
+            self.value("a destination prefix like 10.9.0.0/16 or `default`", names::prefix)?
         };
         let (via, vt) = self.word("`via`")?;
         if via != "via" {
             return self.fail_at(&vt, format!("expected `via`, found `{via}`"));
         }
         let gateway = self.value("a gateway address", names::ipv4)?;
-        self.ctx.set.routes.push(RouteSpec {
-            dest: dest.addr,
-            prefix_len: dest.len,
-            gateway,
-        });
+        self.ctx.set.routes.push(RouteSpec { dest: dest.addr, prefix_len: dest.len, gateway });
         Ok(())
     }
 
@@ -263,12 +234,7 @@ impl<'a> Parser<'a, '_, '_> {
             "accept" => Action::Accept,
             "drop" => Action::Drop,
             "reject" => Action::Reject(RejectWith::PortUnreachable),
-            _ => {
-                return self.fail_at(
-                    &at,
-                    format!("unknown action `{a}` (accept, drop or reject)"),
-                )
-            }
+            _ => return self.fail_at(&at, format!("unknown action `{a}` (accept, drop or reject)")),
         })
     }
 
@@ -310,16 +276,11 @@ impl<'a> Parser<'a, '_, '_> {
             match self.tok.kind {
                 Kind::RBrace => break,
                 Kind::Newline | Kind::Comma => self.bump(),
-                Kind::Eof => {
-                    return self.fail_at(&open, format!("set `{name}`: `{{` is never closed"))
-                }
+                Kind::Eof => return self.fail_at(&open, format!("set `{name}`: `{{` is never closed")),
                 _ => {
                     // A bad item is reported and skipped; the set goes on.
                     let _ = self.addr_item(&mut items);
-                    if !matches!(
-                        self.tok.kind,
-                        Kind::Comma | Kind::Newline | Kind::RBrace | Kind::Eof
-                    ) {
+                    if !matches!(self.tok.kind, Kind::Comma | Kind::Newline | Kind::RBrace | Kind::Eof) {
                         let _: R<()> = self.unexpected("`,` or `}`");
                         self.bump();
                     }
@@ -339,10 +300,7 @@ impl<'a> Parser<'a, '_, '_> {
                 match self.ctx.sets.get(name) {
                     Some(items) => out.extend_from_slice(items),
                     None => {
-                        return self.fail_at(
-                            &t,
-                            format!("unknown set `${name}` (sets must be defined before use)"),
-                        )
+                        return self.fail_at(&t, format!("unknown set `${name}` (sets must be defined before use)"))
                     }
                 }
             }
@@ -417,7 +375,8 @@ impl<'a> Parser<'a, '_, '_> {
                 let negated = self.eat_bang();
                 let index = self.value("an interface name", names::interface)?;
                 if !self.ctx.interface_known(index) {
-                    let msg = format!("unknown interface eth{index} (declare it first with `interface eth{index} ...`)");
+                    let msg =
+                        format!("unknown interface eth{index} (declare it first with `interface eth{index} ...`)");
                     return self.fail_at(t, msg);
                 }
                 let m = Some(IfMatch { negated, index });
@@ -429,24 +388,16 @@ impl<'a> Parser<'a, '_, '_> {
             }
             "state" => {
                 let negated = self.eat_bang();
-                let bits = self
-                    .list("a state", names::state)?
-                    .into_iter()
-                    .fold(0, |m, s| m | state_bit(s));
+                let bits = self.list("a state", names::state)?.into_iter().fold(0, |m, s| m | state_bit(s));
                 rule.states = if negated { ANY_STATE & !bits } else { bits };
             }
             "log" => rule.log = true,
             "with" => match rule.action {
-                Action::Reject(_) => {
-                    rule.action = Action::Reject(self.value("a reject kind", names::reject_with)?)
-                }
+                Action::Reject(_) => rule.action = Action::Reject(self.value("a reject kind", names::reject_with)?),
                 _ => return self.fail_at(t, "`with` belongs to `reject`".into()),
             },
             _ => {
-                let msg = format!(
-                    "unknown match `{kw}` (expected one of: {})",
-                    KEYWORDS.join(", ")
-                );
+                let msg = format!("unknown match `{kw}` (expected one of: {})", KEYWORDS.join(", "));
                 return self.fail_at(t, msg);
             }
         }
@@ -465,18 +416,13 @@ impl<'a> Parser<'a, '_, '_> {
                     _ => Ok(ProtoMatch::OneOf(list)),
                 }
             }
-            _ => Ok(ProtoMatch::OneOf(alloc::vec![
-                names::protocol(kw).unwrap_or(0)
-            ])),
+            _ => Ok(ProtoMatch::OneOf(alloc::vec![names::protocol(kw).unwrap_or(0)])),
         }
     }
 
     fn ports(&mut self) -> R<PortMatch> {
         let negated = self.eat_bang();
-        Ok(PortMatch {
-            negated,
-            ranges: self.list("a port or range like 80 or 1024-65535", names::port_range)?,
-        })
+        Ok(PortMatch { negated, ranges: self.list("a port or range like 80 or 1024-65535", names::port_range)? })
     }
 
     fn icmp(&mut self) -> R<IcmpMatch> {
@@ -486,19 +432,12 @@ impl<'a> Parser<'a, '_, '_> {
             self.bump();
             code = Some(self.value("an ICMP code", |s| names::number(s, 255))? as u8);
         }
-        Ok(IcmpMatch {
-            negated,
-            icmp_type,
-            code,
-        })
+        Ok(IcmpMatch { negated, icmp_type, code })
     }
 
     fn check_rule(&mut self, rule: &Rule, first: &Token) -> R<()> {
         if (rule.sport.is_some() || rule.dport.is_some()) && !rule.proto.has_ports() {
-            return self.fail_at(
-                first,
-                "port matches need `tcp` or `udp` (or `proto tcp,udp`)".into(),
-            );
+            return self.fail_at(first, "port matches need `tcp` or `udp` (or `proto tcp,udp`)".into());
         }
         if rule.icmp.is_some() && !rule.proto.is_icmp() {
             return self.fail_at(first, "`type` needs `icmp`".into());
@@ -514,6 +453,6 @@ impl<'a> Parser<'a, '_, '_> {
 
 /// The words that may follow a rule's action.
 const KEYWORDS: &[&str] = &[
-    "tcp", "udp", "icmp", "any", "proto", "from", "to", "sport", "dport", "port", "type", "in",
-    "out", "state", "log", "with",
+    "tcp", "udp", "icmp", "any", "proto", "from", "to", "sport", "dport", "port", "type", "in", "out", "state", "log",
+    "with",
 ];

@@ -52,32 +52,17 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
     }
     for i in &set.interfaces {
         let _ = match i.addr {
-            IfAddr::Static { addr, prefix_len } => writeln!(
-                s,
-                "interface eth{} {}/{}",
-                i.index,
-                dotted(addr),
-                prefix_len
-            ),
+            IfAddr::Static { addr, prefix_len } => {
+                writeln!(s, "interface eth{} {}/{}", i.index, dotted(addr), prefix_len)
+            }
             IfAddr::Dhcp => writeln!(s, "interface eth{} dhcp", i.index),
             IfAddr::Unconfigured => writeln!(s, "interface eth{} none", i.index),
         };
     }
     for r in &set.routes {
-        let _ = writeln!(
-            s,
-            "route {}/{} via {}",
-            dotted(r.dest),
-            r.prefix_len,
-            dotted(r.gateway)
-        );
+        let _ = writeln!(s, "route {}/{} via {}", dotted(r.dest), r.prefix_len, dotted(r.gateway));
     }
-    let _ = writeln!(
-        s,
-        "policy input {}\npolicy forward {}",
-        policy(set.policy_input)?,
-        policy(set.policy_forward)?
-    );
+    let _ = writeln!(s, "policy input {}\npolicy forward {}", policy(set.policy_input)?, policy(set.policy_forward)?);
     if set.conntrack_max != super::ast::DEFAULT_CONNTRACK_MAX {
         let _ = writeln!(s, "conntrack max {}", set.conntrack_max);
     }
@@ -98,17 +83,8 @@ fn addrs(m: &AddrMatch) -> String {
 }
 
 fn ports(m: &PortMatch, sep: char) -> String {
-    let list: Vec<String> = m
-        .ranges
-        .iter()
-        .map(|&(a, b)| {
-            if a == b {
-                format!("{a}")
-            } else {
-                format!("{a}{sep}{b}")
-            }
-        })
-        .collect();
+    let list: Vec<String> =
+        m.ranges.iter().map(|&(a, b)| if a == b { format!("{a}") } else { format!("{a}{sep}{b}") }).collect();
     list.join(",")
 }
 
@@ -124,13 +100,7 @@ fn state_list(bits: u8, upper: bool) -> String {
     let names = ["new", "established", "related", "invalid"];
     let list: Vec<String> = (0..4)
         .filter(|i| bits & (1 << i) != 0)
-        .map(|i| {
-            if upper {
-                names[i].to_ascii_uppercase()
-            } else {
-                names[i].into()
-            }
-        })
+        .map(|i| if upper { names[i].to_ascii_uppercase() } else { names[i].into() })
         .collect();
     list.join(",")
 }
@@ -148,11 +118,7 @@ pub fn render_rule(r: &Rule, format: Format) -> Result<String, String> {
 }
 
 fn native_rule(r: &Rule) -> String {
-    let mut s = String::from(if r.chain == Chain::Input {
-        "input "
-    } else {
-        "forward "
-    });
+    let mut s = String::from(if r.chain == Chain::Input { "input " } else { "forward " });
     s.push_str(match r.action {
         Action::Accept => "accept",
         Action::Drop => "drop",
@@ -164,8 +130,7 @@ fn native_rule(r: &Rule) -> String {
     match &r.proto {
         ProtoMatch::Any => {}
         ProtoMatch::OneOf(l)
-            if l.len() == 1
-                && protocol_name(l[0]).is_some_and(|n| matches!(n, "tcp" | "udp" | "icmp")) =>
+            if l.len() == 1 && protocol_name(l[0]).is_some_and(|n| matches!(n, "tcp" | "udp" | "icmp")) =>
         {
             let _ = write!(s, " {}", proto_word(l[0]));
         }
@@ -178,30 +143,10 @@ fn native_rule(r: &Rule) -> String {
         }
     }
     let parts: [(&str, Option<String>); 4] = [
-        (
-            "from",
-            r.src
-                .as_ref()
-                .map(|m| format!("{}{}", bang(m.negated), addrs(m))),
-        ),
-        (
-            "to",
-            r.dst
-                .as_ref()
-                .map(|m| format!("{}{}", bang(m.negated), addrs(m))),
-        ),
-        (
-            "sport",
-            r.sport
-                .as_ref()
-                .map(|m| format!("{}{}", bang(m.negated), ports(m, '-'))),
-        ),
-        (
-            "dport",
-            r.dport
-                .as_ref()
-                .map(|m| format!("{}{}", bang(m.negated), ports(m, '-'))),
-        ),
+        ("from", r.src.as_ref().map(|m| format!("{}{}", bang(m.negated), addrs(m)))),
+        ("to", r.dst.as_ref().map(|m| format!("{}{}", bang(m.negated), addrs(m)))),
+        ("sport", r.sport.as_ref().map(|m| format!("{}{}", bang(m.negated), ports(m, '-')))),
+        ("dport", r.dport.as_ref().map(|m| format!("{}{}", bang(m.negated), ports(m, '-')))),
     ];
     for (kw, v) in parts {
         if let Some(v) = v {
@@ -209,10 +154,8 @@ fn native_rule(r: &Rule) -> String {
         }
     }
     if let Some(m) = r.icmp {
-        let name = super::names::ICMP_TYPES
-            .iter()
-            .find(|(_, t, c)| *t == m.icmp_type && c.is_none())
-            .map(|(n, _, _)| *n);
+        let name =
+            super::names::ICMP_TYPES.iter().find(|(_, t, c)| *t == m.icmp_type && c.is_none()).map(|(n, _, _)| *n);
         let _ = match name {
             Some(n) => write!(s, " type {}{n}", bang(m.negated)),
             None => write!(s, " type {}{}", bang(m.negated), m.icmp_type),
@@ -236,32 +179,18 @@ fn native_rule(r: &Rule) -> String {
 }
 
 fn iptables_rule(r: &Rule) -> Result<String, String> {
-    let mut s = String::from(if r.chain == Chain::Input {
-        "-A INPUT"
-    } else {
-        "-A FORWARD"
-    });
+    let mut s = String::from(if r.chain == Chain::Input { "-A INPUT" } else { "-A FORWARD" });
     for (opt, m) in [("-s", &r.src), ("-d", &r.dst)] {
         if let Some(m) = m {
             if m.negated && m.prefixes.len() != 1 {
                 return Err("iptables cannot negate an address list".into());
             }
-            let _ = write!(
-                s,
-                " {}{opt} {}",
-                if m.negated { "! " } else { "" },
-                addrs(m)
-            );
+            let _ = write!(s, " {}{opt} {}", if m.negated { "! " } else { "" }, addrs(m));
         }
     }
     for (opt, m) in [("-i", r.in_if), ("-o", r.out_if)] {
         if let Some(m) = m {
-            let _ = write!(
-                s,
-                " {}{opt} eth{}",
-                if m.negated { "! " } else { "" },
-                m.index
-            );
+            let _ = write!(s, " {}{opt} eth{}", if m.negated { "! " } else { "" }, m.index);
         }
     }
     let p = match &r.proto {
@@ -281,10 +210,7 @@ fn iptables_rule(r: &Rule) -> Result<String, String> {
         }
     }
     // A list needs its own `-m multiport` (one multiport may not hold both --sports and --dports).
-    for (one, many, m) in [
-        ("--sport", "--sports", &r.sport),
-        ("--dport", "--dports", &r.dport),
-    ] {
+    for (one, many, m) in [("--sport", "--sports", &r.sport), ("--dport", "--dports", &r.dport)] {
         if let Some(m) = m {
             let neg = if m.negated { "! " } else { "" };
             let _ = if m.ranges.len() > 1 {
@@ -296,12 +222,7 @@ fn iptables_rule(r: &Rule) -> Result<String, String> {
     }
     if let Some(m) = r.icmp {
         let code = m.code.map(|c| format!("/{c}")).unwrap_or_default();
-        let _ = write!(
-            s,
-            " {}--icmp-type {}{code}",
-            if m.negated { "! " } else { "" },
-            m.icmp_type
-        );
+        let _ = write!(s, " {}--icmp-type {}{code}", if m.negated { "! " } else { "" }, m.icmp_type);
     }
     if r.states != ANY_STATE {
         let _ = write!(s, " -m conntrack --ctstate {}", state_list(r.states, true));

@@ -6,9 +6,7 @@ use alloc::vec::Vec;
 
 use crate::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{
-    state_bit, AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, ANY_STATE,
-};
+use super::ast::{state_bit, AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, ANY_STATE};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,23 +48,14 @@ impl Rng {
 }
 
 const SERVICES: &[u16] = &[
-    22, 25, 53, 80, 110, 123, 143, 389, 443, 445, 465, 587, 993, 995, 1433, 1521, 3306, 3389, 5432,
-    5900, 6379, 8080, 8443, 9200,
+    22, 25, 53, 80, 110, 123, 143, 389, 443, 445, 465, 587, 993, 995, 1433, 1521, 3306, 3389, 5432, 5900, 6379, 8080,
+    8443, 9200,
 ];
 
 /// The lab's benchmark-traffic rule: 10.0.0.0/8 to 10.0.0.0/8, accept.
 pub fn lab_rule() -> Rule {
-    let lab = || {
-        Some(AddrMatch {
-            negated: false,
-            prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)],
-        })
-    };
-    Rule {
-        src: lab(),
-        dst: lab(),
-        ..Rule::any(Chain::Forward, Action::Accept)
-    }
+    let lab = || Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)] });
+    Rule { src: lab(), dst: lab(), ..Rule::any(Chain::Forward, Action::Accept) }
 }
 
 /// The scenario ruleset for `opts`: lab interfaces, `policy input drop`,
@@ -82,35 +71,22 @@ pub fn scenario(opts: ScenarioOptions) -> Ruleset {
     let icmp = || ProtoMatch::OneOf(alloc::vec![proto::ICMP]);
     let ping = Rule {
         proto: icmp(),
-        icmp: Some(IcmpMatch {
-            negated: false,
-            icmp_type: 8,
-            code: None,
-        }),
+        icmp: Some(IcmpMatch { negated: false, icmp_type: 8, code: None }),
         ..Rule::any(Chain::Input, Action::Accept)
     };
     let back = Rule {
-        states: state_bit(crate::flow::CtState::Established)
-            | state_bit(crate::flow::CtState::Related),
+        states: state_bit(crate::flow::CtState::Established) | state_bit(crate::flow::CtState::Related),
         ..Rule::any(Chain::Input, Action::Accept)
     };
     let dhcp = Rule {
         proto: ProtoMatch::OneOf(alloc::vec![proto::UDP]),
-        sport: Some(PortMatch {
-            negated: false,
-            ranges: alloc::vec![(67, 67)],
-        }),
-        dport: Some(PortMatch {
-            negated: false,
-            ranges: alloc::vec![(68, 68)],
-        }),
+        sport: Some(PortMatch { negated: false, ranges: alloc::vec![(67, 67)] }),
+        dport: Some(PortMatch { negated: false, ranges: alloc::vec![(68, 68)] }),
         ..Rule::any(Chain::Input, Action::Accept)
     };
     set.rules = alloc::vec![ping, back, dhcp];
     let mut rng = Rng::new(opts.seed);
-    let sites: Vec<u32> = (0..1024)
-        .map(|_| outside_lab(&mut rng) & 0xffff_0000)
-        .collect();
+    let sites: Vec<u32> = (0..1024).map(|_| outside_lab(&mut rng) & 0xffff_0000).collect();
     for _ in 1..opts.rules.max(1) {
         set.rules.push(random_rule(&mut rng, &sites));
     }
@@ -123,9 +99,8 @@ pub fn scenario(opts: ScenarioOptions) -> Ruleset {
 
 /// A random address whose first octet is neither 0, 10, 127 nor >= 224.
 fn outside_lab(rng: &mut Rng) -> u32 {
-    let octet = [
-        11u32, 23, 37, 45, 62, 81, 91, 100, 128, 141, 152, 163, 172, 185, 192, 198, 203, 212,
-    ][rng.below(18) as usize];
+    let octet =
+        [11u32, 23, 37, 45, 62, 81, 91, 100, 128, 141, 152, 163, 172, 185, 192, 198, 203, 212][rng.below(18) as usize];
     (octet << 24) | (rng.next_u64() as u32 & 0x00ff_ffff)
 }
 
@@ -135,10 +110,7 @@ fn prefix(rng: &mut Rng, sites: &[u32], len: u8) -> Option<AddrMatch> {
         return None;
     }
     let base = sites[rng.below(sites.len() as u64) as usize] | (rng.next_u64() as u32 & 0xffff);
-    Some(AddrMatch {
-        negated: false,
-        prefixes: alloc::vec![Prefix::new(base, len)],
-    })
+    Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(base, len)] })
 }
 
 fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
@@ -178,11 +150,7 @@ fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
             r.proto = ProtoMatch::OneOf(alloc::vec![proto::ICMP]);
             if rng.pct(70) {
                 let t = if rng.pct(70) { 8 } else { 3 };
-                r.icmp = Some(IcmpMatch {
-                    negated: false,
-                    icmp_type: t,
-                    code: None,
-                });
+                r.icmp = Some(IcmpMatch { negated: false, icmp_type: t, code: None });
             }
         }
         _ => {}
@@ -190,20 +158,12 @@ fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
     if rng.pct(10) {
         r.states = state_bit(crate::flow::CtState::New);
     } else if rng.pct(5) {
-        r.states = ANY_STATE
-            & !state_bit(crate::flow::CtState::New)
-            & !state_bit(crate::flow::CtState::Invalid);
+        r.states = ANY_STATE & !state_bit(crate::flow::CtState::New) & !state_bit(crate::flow::CtState::Invalid);
     }
     if rng.pct(5) {
-        r.in_if = Some(super::ast::IfMatch {
-            negated: false,
-            index: 0,
-        });
+        r.in_if = Some(super::ast::IfMatch { negated: false, index: 0 });
     } else if rng.pct(5) {
-        r.out_if = Some(super::ast::IfMatch {
-            negated: false,
-            index: 1,
-        });
+        r.out_if = Some(super::ast::IfMatch { negated: false, index: 1 });
     }
     r
 }
@@ -217,12 +177,7 @@ fn ports(rng: &mut Rng, r: &mut Rule, p: u8) {
             1 + rng.below(65535) as u16
         }
     };
-    let one = |ranges| {
-        Some(PortMatch {
-            negated: false,
-            ranges,
-        })
-    };
+    let one = |ranges| Some(PortMatch { negated: false, ranges });
     r.dport = match rng.below(100) {
         0..=54 => one(alloc::vec![(service(rng), service(rng))]).map(|mut m| {
             m.ranges[0].1 = m.ranges[0].0;
@@ -234,11 +189,7 @@ fn ports(rng: &mut Rng, r: &mut Rule, p: u8) {
         }
         70..=77 => {
             let (a, b) = (service(rng), service(rng));
-            one(if a == b {
-                alloc::vec![(a, a)]
-            } else {
-                alloc::vec![(a.min(b), a.min(b)), (a.max(b), a.max(b))]
-            })
+            one(if a == b { alloc::vec![(a, a)] } else { alloc::vec![(a.min(b), a.min(b)), (a.max(b), a.max(b))] })
         }
         _ => None,
     };
@@ -298,18 +249,13 @@ pub fn point_in(r: &Rule, rng: &mut Rng) -> crate::flow::PacketKey {
         k.dst = inside(m, rng, k.dst);
     }
     if let ProtoMatch::OneOf(l) = &r.proto {
-        k.proto = l
-            .get(rng.below(l.len().max(1) as u64) as usize)
-            .copied()
-            .unwrap_or(k.proto);
+        k.proto = l.get(rng.below(l.len().max(1) as u64) as usize).copied().unwrap_or(k.proto);
     }
-    let port = |m: &Option<PortMatch>, rng: &mut Rng, v: u16| match m.as_ref().and_then(|m| {
-        m.ranges
-            .get(rng.below(m.ranges.len().max(1) as u64) as usize)
-    }) {
-        Some(&(lo, hi)) => {
-            [lo, hi, lo + (rng.below(u64::from(hi - lo) + 1) as u16)][rng.below(3) as usize]
-        }
+    let port = |m: &Option<PortMatch>, rng: &mut Rng, v: u16| match m
+        .as_ref()
+        .and_then(|m| m.ranges.get(rng.below(m.ranges.len().max(1) as u64) as usize))
+    {
+        Some(&(lo, hi)) => [lo, hi, lo + (rng.below(u64::from(hi - lo) + 1) as u16)][rng.below(3) as usize],
         None => v,
     };
     if k.proto == proto::TCP || k.proto == proto::UDP {
@@ -336,25 +282,15 @@ mod tests {
 
     #[test]
     fn only_the_last_rule_matches_the_lab() {
-        let set = scenario(ScenarioOptions {
-            rules: 3000,
-            seed: 1,
-        });
+        let set = scenario(ScenarioOptions { rules: 3000, seed: 1 });
         let mut rng = Rng::new(2);
         let last = set.rules.len() as u32 - 1;
         for _ in 0..200 {
             let p = [proto::TCP, proto::UDP, proto::ICMP][rng.below(3) as usize];
             let (a, b) = (rng.next_u64() as u16, rng.next_u64() as u16);
-            let (sp, dp, t) = if p == proto::ICMP {
-                (0, 0, 8)
-            } else {
-                (a, b, 0)
-            };
+            let (sp, dp, t) = if p == proto::ICMP { (0, 0, 8) } else { (a, b, 0) };
             let state = [CtState::New, CtState::Established][rng.below(2) as usize];
-            for (src, dst, i, o) in [
-                (0x0a01_0002, 0x0a02_0002, 0, 1),
-                (0x0a02_0002, 0x0a01_0002, 1, 0),
-            ] {
+            for (src, dst, i, o) in [(0x0a01_0002, 0x0a02_0002, 0, 1), (0x0a02_0002, 0x0a01_0002, 1, 0)] {
                 let key = PacketKey {
                     proto: p,
                     src,
@@ -367,11 +303,7 @@ mod tests {
                     out_if: o,
                     state,
                 };
-                assert_eq!(
-                    set.classify_linear(Chain::Forward, &key).rule,
-                    Some(last),
-                    "{key:?}"
-                );
+                assert_eq!(set.classify_linear(Chain::Forward, &key).rule, Some(last), "{key:?}");
             }
         }
         let ping = PacketKey {
@@ -386,31 +318,13 @@ mod tests {
             out_if: NO_IF,
             state: CtState::New,
         };
-        assert_eq!(
-            set.classify_linear(Chain::Input, &ping).action,
-            Action::Accept
-        );
+        assert_eq!(set.classify_linear(Chain::Input, &ping).action, Action::Accept);
     }
 
     #[test]
     fn same_seed_same_rules() {
-        let a = scenario(ScenarioOptions {
-            rules: 100,
-            seed: 9,
-        });
-        assert_eq!(
-            a,
-            scenario(ScenarioOptions {
-                rules: 100,
-                seed: 9
-            })
-        );
-        assert_ne!(
-            a,
-            scenario(ScenarioOptions {
-                rules: 100,
-                seed: 10
-            })
-        );
+        let a = scenario(ScenarioOptions { rules: 100, seed: 9 });
+        assert_eq!(a, scenario(ScenarioOptions { rules: 100, seed: 9 }));
+        assert_ne!(a, scenario(ScenarioOptions { rules: 100, seed: 10 }));
     }
 }

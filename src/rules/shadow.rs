@@ -83,9 +83,7 @@ fn covers(a: &Box1, b: &Box1) -> bool {
         && within(b.dport, a.dport)
         && match (a.icmp, b.icmp) {
             (None, _) => true,
-            (Some(x), Some(y)) => {
-                x.icmp_type == y.icmp_type && (x.code.is_none() || x.code == y.code)
-            }
+            (Some(x), Some(y)) => x.icmp_type == y.icmp_type && (x.code.is_none() || x.code == y.code),
             _ => false,
         }
         && (a.in_if.is_none() || a.in_if == b.in_if)
@@ -99,26 +97,18 @@ pub fn shadowed(set: &Ruleset) -> Vec<Diagnostic> {
     for chain in [Chain::Input, Chain::Forward] {
         let mut recent: VecDeque<Box1> = VecDeque::with_capacity(WINDOW);
         let mut broad: Vec<Box1> = Vec::new();
-        for (i, r) in set
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.chain == chain)
-        {
+        for (i, r) in set.rules.iter().enumerate().filter(|(_, r)| r.chain == chain) {
             let Some(b) = box_of(r, i as u32) else {
                 continue;
             };
             if let Some(a) = broad.iter().chain(recent.iter()).find(|a| covers(a, &b)) {
                 let earlier = &set.rules[a.rule as usize];
-                let file = set
-                    .files
-                    .get(usize::from(r.file))
-                    .map_or("?", |f| f.as_str());
-                let efile = set
-                    .files
-                    .get(usize::from(earlier.file))
-                    .map_or("?", |f| f.as_str());
-                let msg = format!("warning: rule can never match: the rule at {efile}:{} matches every packet it would", earlier.line);
+                let file = set.files.get(usize::from(r.file)).map_or("?", |f| f.as_str());
+                let efile = set.files.get(usize::from(earlier.file)).map_or("?", |f| f.as_str());
+                let msg = format!(
+                    "warning: rule can never match: the rule at {efile}:{} matches every packet it would",
+                    earlier.line
+                );
                 out.push(Diagnostic::plain(file, r.line, r.column, msg));
                 continue;
             }

@@ -68,9 +68,7 @@ fn choose_levels(lens: impl Iterator<Item = u8>) -> Vec<u8> {
     }
     let mut by_use: Vec<usize> = (1..33).filter(|&l| count[l] > 0).collect();
     by_use.sort_by_key(|&l| core::cmp::Reverse((count[l], l)));
-    let mut levels: Vec<u8> = core::iter::once(0)
-        .chain(by_use.into_iter().take(LEVELS - 1).map(|l| l as u8))
-        .collect();
+    let mut levels: Vec<u8> = core::iter::once(0).chain(by_use.into_iter().take(LEVELS - 1).map(|l| l as u8)).collect();
     levels.sort_unstable();
     levels
 }
@@ -90,16 +88,8 @@ fn encode(e: &Entry, last: bool) -> [u8; ENTRY_LEN] {
     b[16..20].copy_from_slice(&((e.rule & 0x00ff_ffff) | (u32::from(e.proto) << 24)).to_le_bytes());
     b[20] = e.src.len | if e.in_neg { E_NEG_IN } else { 0 } | if e.out_neg { E_NEG_OUT } else { 0 };
     b[21] = e.dst.len
-        | if e.proto_flags & PROTO_ANY != 0 {
-            E_PROTO_ANY
-        } else {
-            0
-        }
-        | if e.proto_flags & PROTO_NEG != 0 {
-            E_PROTO_NEG
-        } else {
-            0
-        };
+        | if e.proto_flags & PROTO_ANY != 0 { E_PROTO_ANY } else { 0 }
+        | if e.proto_flags & PROTO_NEG != 0 { E_PROTO_NEG } else { 0 };
     b[22] = (e.states & 0x0f) | if last { E_LAST } else { 0 };
     b[23] = (e.in_if & 0x0f) | (e.out_if << 4);
     b
@@ -131,15 +121,11 @@ fn port_keyed_pairs(
     for (i, e) in entries.iter().enumerate() {
         let p = pair_of(e);
         present |= 1 << p;
-        let same = i > 0
-            && pair_of(&entries[i - 1]) == p
-            && key_of(&entries[i - 1], p << 1) == key_of(e, p << 1);
+        let same = i > 0 && pair_of(&entries[i - 1]) == p && key_of(&entries[i - 1], p << 1) == key_of(e, p << 1);
         run = if same { run + 1 } else { 1 };
         longest[usize::from(p)] = longest[usize::from(p)].max(run);
     }
-    let mut candidates: Vec<usize> = (0..LEVELS * LEVELS)
-        .filter(|&p| longest[p] > PORT_KEY_RUN)
-        .collect();
+    let mut candidates: Vec<usize> = (0..LEVELS * LEVELS).filter(|&p| longest[p] > PORT_KEY_RUN).collect();
     candidates.sort_by_key(|&p| core::cmp::Reverse(longest[p]));
     let mut tuples = present.count_ones() as usize;
     let mut keyed = 0u128;
@@ -156,16 +142,10 @@ fn port_keyed_pairs(
 fn build_chain(mut entries: Vec<Entry>, rules: u32) -> ChainTables {
     let src_levels = choose_levels(entries.iter().map(|e| e.src.len));
     let dst_levels = choose_levels(entries.iter().map(|e| e.dst.len));
-    let pair_of = |e: &Entry| {
-        (level_of(&src_levels, e.src.len) * LEVELS + level_of(&dst_levels, e.dst.len)) as u8
-    };
+    let pair_of = |e: &Entry| (level_of(&src_levels, e.src.len) * LEVELS + level_of(&dst_levels, e.dst.len)) as u8;
     let key_of = |e: &Entry, t: TupleNo| {
         let (s, d) = lens_of(&src_levels, &dst_levels, t);
-        (
-            e.src.addr & mask(s),
-            e.dst.addr & mask(d),
-            if t & 1 != 0 { e.p2.0 } else { 0 },
-        )
+        (e.src.addr & mask(s), e.dst.addr & mask(d), if t & 1 != 0 { e.p2.0 } else { 0 })
     };
     let keyed = port_keyed_pairs(&mut entries, &pair_of, &key_of);
     let tuple_of = |e: &Entry| {
@@ -184,43 +164,22 @@ fn build_chain(mut entries: Vec<Entry>, rules: u32) -> ChainTables {
     }
     let mut order: Vec<(u32, TupleNo)> = first.iter().map(|(&t, &r)| (r, t)).collect();
     order.sort_unstable();
-    let id_of: BTreeMap<TupleNo, usize> = order
-        .iter()
-        .enumerate()
-        .map(|(i, &(_, t))| (t, i))
-        .collect();
-    let mut ct = ChainTables {
-        rules,
-        ..Default::default()
-    };
+    let id_of: BTreeMap<TupleNo, usize> = order.iter().enumerate().map(|(i, &(_, t))| (t, i)).collect();
+    let mut ct = ChainTables { rules, ..Default::default() };
     ct.tuples = alloc::vec![[0u8; 16]; order.len()];
     ct.entries.reserve(entries.len());
     let mut i = 0;
     while i < entries.len() {
         let t = tuple_of(&entries[i]);
-        let end = i + entries[i..]
-            .iter()
-            .position(|e| tuple_of(e) != t)
-            .unwrap_or(entries.len() - i);
-        let mut rec = build_tuple(
-            &mut ct,
-            &entries[i..end],
-            t,
-            &key_of,
-            lens_of(&src_levels, &dst_levels, t),
-        );
+        let end = i + entries[i..].iter().position(|e| tuple_of(e) != t).unwrap_or(entries.len() - i);
+        let mut rec = build_tuple(&mut ct, &entries[i..end], t, &key_of, lens_of(&src_levels, &dst_levels, t));
         let id = id_of.get(&t).copied().unwrap_or(0);
         rec[4..8].copy_from_slice(&order[id].0.to_le_bytes());
         ct.tuples[id] = rec;
         i = end;
     }
     let lens = |e: &Entry| lens_of(&src_levels, &dst_levels, tuple_of(e));
-    build_index(
-        &mut ct,
-        &entries,
-        &|e| id_of.get(&tuple_of(e)).copied().unwrap_or(0),
-        &lens,
-    );
+    build_index(&mut ct, &entries, &|e| id_of.get(&tuple_of(e)).copied().unwrap_or(0), &lens);
     ct
 }
 
@@ -266,11 +225,7 @@ fn build_index(
     id: &dyn Fn(&Entry) -> usize,
     lens: &dyn Fn(&Entry) -> (u8, u8),
 ) {
-    let all = if ct.tuples.len() >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << ct.tuples.len()) - 1
-    };
+    let all = if ct.tuples.len() >= 128 { u128::MAX } else { (1u128 << ct.tuples.len()) - 1 };
     (ct.dst.unindexed, ct.src.unindexed) = (all, all);
     if ct.tuples.len() < INDEX_MIN_TUPLES {
         return;
@@ -306,11 +261,8 @@ fn build_index(
         for (m, n) in ids {
             ct.masks[mask_start + usize::from(n)] = m;
         }
-        let ci = CellIndex {
-            unindexed: unindexed[side],
-            index_start: Some(index_start),
-            mask_start: mask_start as u32,
-        };
+        let ci =
+            CellIndex { unindexed: unindexed[side], index_start: Some(index_start), mask_start: mask_start as u32 };
         if side == 0 {
             ct.dst = ci;
         } else {
@@ -321,19 +273,13 @@ fn build_index(
 
 /// Writes the image of `set` from each chain's entries.
 pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Vec<u8>, TableStats) {
-    let stats = TableStats {
-        entries: [input.len(), forward.len()],
-        tuples: [0, 0],
-    };
+    let stats = TableStats { entries: [input.len(), forward.len()], tuples: [0, 0] };
     let count = |c| set.rules.iter().filter(|r| r.chain == c).count() as u32;
     let chains = [
         build_chain(input, count(crate::flow::Chain::Input)),
         build_chain(forward, count(crate::flow::Chain::Forward)),
     ];
-    let stats = TableStats {
-        tuples: [chains[0].tuples.len(), chains[1].tuples.len()],
-        ..stats
-    };
+    let stats = TableStats { tuples: [chains[0].tuples.len(), chains[1].tuples.len()], ..stats };
     let mut sections: [Vec<u8>; SECTIONS] = Default::default();
     for i in &set.interfaces {
         let (kind, len, addr) = match i.addr {
@@ -373,11 +319,7 @@ fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
         s[sec::TUPLES].extend_from_slice(&t);
     }
     for &slot in &ct.slots {
-        let v = if slot == EMPTY {
-            EMPTY
-        } else {
-            slot + entry_base
-        };
+        let v = if slot == EMPTY { EMPTY } else { slot + entry_base };
         s[sec::SLOTS].extend_from_slice(&v.to_le_bytes());
     }
     for e in &ct.entries {

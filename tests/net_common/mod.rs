@@ -4,9 +4,9 @@
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet,
+    Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
+    UdpRepr,
 };
 use unifw::flow::{Action, Chain, CtState, PacketKey, RejectWith, Verdict};
 use unifw::net::{Dataplane, DataplaneConfig, InterfaceConfig, VecSink};
@@ -24,16 +24,8 @@ pub const ETH_LEN: usize = 14;
 /// The lab's two data interfaces.
 pub fn lab_interfaces() -> Vec<InterfaceConfig> {
     vec![
-        InterfaceConfig {
-            mac: FW0_MAC,
-            addr: FW0,
-            prefix_len: 24,
-        },
-        InterfaceConfig {
-            mac: FW1_MAC,
-            addr: FW1,
-            prefix_len: 24,
-        },
+        InterfaceConfig { mac: FW0_MAC, addr: FW0, prefix_len: 24 },
+        InterfaceConfig { mac: FW1_MAC, addr: FW1, prefix_len: 24 },
     ]
 }
 
@@ -47,31 +39,15 @@ pub fn lab_resolved(capacity: usize) -> Dataplane {
     let mut dp = lab(capacity);
     let mut sink = VecSink::default();
     let mut arp = arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0xff; 6], FW0);
-    assert_eq!(
-        dp.handle_frame(0, 0, &mut arp, &accept_all, &mut sink),
-        unifw::net::Disposition::Local
-    );
-    let mut arp = arp_frame(
-        ArpOperation::Request,
-        RECEIVER_MAC,
-        RECEIVER,
-        [0xff; 6],
-        FW1,
-    );
-    assert_eq!(
-        dp.handle_frame(0, 1, &mut arp, &accept_all, &mut sink),
-        unifw::net::Disposition::Local
-    );
+    assert_eq!(dp.handle_frame(0, 0, &mut arp, &accept_all, &mut sink), unifw::net::Disposition::Local);
+    let mut arp = arp_frame(ArpOperation::Request, RECEIVER_MAC, RECEIVER, [0xff; 6], FW1);
+    assert_eq!(dp.handle_frame(0, 1, &mut arp, &accept_all, &mut sink), unifw::net::Disposition::Local);
     assert!(sink.frames.is_empty());
     dp
 }
 
 pub fn verdict(action: Action, rule: Option<u32>) -> Verdict {
-    Verdict {
-        action,
-        rule,
-        log: false,
-    }
+    Verdict { action, rule, log: false }
 }
 
 pub fn accept_all(_: Chain, _: &PacketKey) -> Verdict {
@@ -98,18 +74,9 @@ pub fn reject_with(with: RejectWith) -> impl Fn(Chain, &PacketKey) -> Verdict {
     move |_, _| verdict(Action::Reject(with), Some(5))
 }
 
-fn ethernet(
-    src: [u8; 6],
-    dst: [u8; 6],
-    ethertype: EthernetProtocol,
-    payload_len: usize,
-) -> Vec<u8> {
+fn ethernet(src: [u8; 6], dst: [u8; 6], ethertype: EthernetProtocol, payload_len: usize) -> Vec<u8> {
     let mut frame = vec![0u8; ETH_LEN + payload_len];
-    let repr = EthernetRepr {
-        src_addr: EthernetAddress(src),
-        dst_addr: EthernetAddress(dst),
-        ethertype,
-    };
+    let repr = EthernetRepr { src_addr: EthernetAddress(src), dst_addr: EthernetAddress(dst), ethertype };
     repr.emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
     frame
 }
@@ -195,11 +162,7 @@ impl Tcp {
     }
     /// The frame, with MACs for the direction implied by the source address.
     pub fn frame(&self) -> Vec<u8> {
-        let macs = if self.src == SENDER {
-            (SENDER_MAC, FW0_MAC)
-        } else {
-            (RECEIVER_MAC, FW1_MAC)
-        };
+        let macs = if self.src == SENDER { (SENDER_MAC, FW0_MAC) } else { (RECEIVER_MAC, FW1_MAC) };
         let payload = vec![0xabu8; self.payload_len];
         let repr = TcpRepr {
             src_port: self.sport,
@@ -219,93 +182,45 @@ impl Tcp {
             IpAddress::from(smoltcp::wire::Ipv4Address::from(self.src)),
             IpAddress::from(smoltcp::wire::Ipv4Address::from(self.dst)),
         );
-        ipv4_frame(
-            macs,
-            (self.src, self.dst),
-            IpProtocol::Tcp,
-            self.ttl,
-            repr.buffer_len(),
-            |buf| {
-                repr.emit(
-                    &mut TcpPacket::new_unchecked(buf),
-                    &src,
-                    &dst,
-                    &ChecksumCapabilities::default(),
-                );
-            },
-        )
+        ipv4_frame(macs, (self.src, self.dst), IpProtocol::Tcp, self.ttl, repr.buffer_len(), |buf| {
+            repr.emit(&mut TcpPacket::new_unchecked(buf), &src, &dst, &ChecksumCapabilities::default());
+        })
     }
 }
 
 /// A UDP datagram frame.
 pub fn udp_frame(src: u32, dst: u32, sport: u16, dport: u16, payload_len: usize) -> Vec<u8> {
-    let macs = if src == SENDER {
-        (SENDER_MAC, FW0_MAC)
-    } else {
-        (RECEIVER_MAC, FW1_MAC)
-    };
+    let macs = if src == SENDER { (SENDER_MAC, FW0_MAC) } else { (RECEIVER_MAC, FW1_MAC) };
     let payload = vec![0x5au8; payload_len];
-    let repr = UdpRepr {
-        src_port: sport,
-        dst_port: dport,
-    };
+    let repr = UdpRepr { src_port: sport, dst_port: dport };
     let (s, d) = (
         IpAddress::from(smoltcp::wire::Ipv4Address::from(src)),
         IpAddress::from(smoltcp::wire::Ipv4Address::from(dst)),
     );
-    ipv4_frame(
-        macs,
-        (src, dst),
-        IpProtocol::Udp,
-        64,
-        8 + payload_len,
-        |buf| {
-            repr.emit(
-                &mut UdpPacket::new_unchecked(buf),
-                &s,
-                &d,
-                payload_len,
-                |p| p.copy_from_slice(&payload),
-                &ChecksumCapabilities::default(),
-            );
-        },
-    )
+    ipv4_frame(macs, (src, dst), IpProtocol::Udp, 64, 8 + payload_len, |buf| {
+        repr.emit(
+            &mut UdpPacket::new_unchecked(buf),
+            &s,
+            &d,
+            payload_len,
+            |p| p.copy_from_slice(&payload),
+            &ChecksumCapabilities::default(),
+        );
+    })
 }
 
 /// An ICMP echo request (or reply) frame.
 pub fn echo_frame(src: u32, dst: u32, request: bool, ident: u16, seq_no: u16, ttl: u8) -> Vec<u8> {
-    let macs = if src == SENDER {
-        (SENDER_MAC, FW0_MAC)
-    } else {
-        (RECEIVER_MAC, FW1_MAC)
-    };
+    let macs = if src == SENDER { (SENDER_MAC, FW0_MAC) } else { (RECEIVER_MAC, FW1_MAC) };
     let data = [0x11u8; 16];
     let repr = if request {
-        Icmpv4Repr::EchoRequest {
-            ident,
-            seq_no,
-            data: &data,
-        }
+        Icmpv4Repr::EchoRequest { ident, seq_no, data: &data }
     } else {
-        Icmpv4Repr::EchoReply {
-            ident,
-            seq_no,
-            data: &data,
-        }
+        Icmpv4Repr::EchoReply { ident, seq_no, data: &data }
     };
-    ipv4_frame(
-        macs,
-        (src, dst),
-        IpProtocol::Icmp,
-        ttl,
-        repr.buffer_len(),
-        |buf| {
-            repr.emit(
-                &mut Icmpv4Packet::new_unchecked(buf),
-                &ChecksumCapabilities::default(),
-            );
-        },
-    )
+    ipv4_frame(macs, (src, dst), IpProtocol::Icmp, ttl, repr.buffer_len(), |buf| {
+        repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &ChecksumCapabilities::default());
+    })
 }
 
 /// An ARP frame (requests go to broadcast).
@@ -316,11 +231,7 @@ pub fn arp_frame(
     target_mac: [u8; 6],
     target: u32,
 ) -> Vec<u8> {
-    let dst = if operation == ArpOperation::Request {
-        [0xff; 6]
-    } else {
-        target_mac
-    };
+    let dst = if operation == ArpOperation::Request { [0xff; 6] } else { target_mac };
     let repr = ArpRepr::EthernetIpv4 {
         operation,
         source_hardware_addr: EthernetAddress(sender_mac),
@@ -341,9 +252,7 @@ pub fn refresh_ip_checksum(frame: &mut [u8]) {
 
 /// Whether the IPv4 header checksum of `frame` verifies.
 pub fn ip_checksum_ok(frame: &[u8]) -> bool {
-    Ipv4Packet::new_checked(&frame[ETH_LEN..])
-        .map(|p| p.verify_checksum())
-        .unwrap_or(false)
+    Ipv4Packet::new_checked(&frame[ETH_LEN..]).map(|p| p.verify_checksum()).unwrap_or(false)
 }
 
 /// Turns `frame` into a fragment: offset in bytes (multiple of 8) and MF;

@@ -7,19 +7,12 @@
 
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
 use unifw::flow::{Action, Chain, PacketKey, RejectWith, Verdict};
-use unifw::net::{
-    Dataplane, DataplaneConfig, Disposition, FrameSink, InterfaceConfig, NeighbourLimits,
-    StaticRoute,
-};
+use unifw::net::{Dataplane, DataplaneConfig, Disposition, FrameSink, InterfaceConfig, NeighbourLimits, StaticRoute};
 
 /// Table sizes small enough that the harness fills them quickly.
 pub const CONNTRACK_CAPACITY: usize = 64;
 pub const FRAGMENT_CAPACITY: usize = 8;
-pub const NEIGHBOURS: NeighbourLimits = NeighbourLimits {
-    capacity: 8,
-    max_pending: 4,
-    frame_size: 1518,
-};
+pub const NEIGHBOURS: NeighbourLimits = NeighbourLimits { capacity: 8, max_pending: 4, frame_size: 1518 };
 
 /// Checks that generated frames are well-formed; keeps only counts.
 #[derive(Default)]
@@ -32,8 +25,7 @@ impl FrameSink for CheckingSink {
     fn send(&mut self, out_if: u8, frame: &[u8]) -> bool {
         self.frames += 1;
         assert!(out_if < 3, "sent out of a non-existent interface");
-        let eth =
-            EthernetFrame::new_checked(frame).expect("generated frame has an Ethernet header");
+        let eth = EthernetFrame::new_checked(frame).expect("generated frame has an Ethernet header");
         if eth.ethertype() == EthernetProtocol::Ipv4 {
             let ip = Ipv4Packet::new_checked(eth.payload()).expect("generated IPv4 parses");
             assert!(ip.verify_checksum(), "generated IPv4 checksum");
@@ -45,31 +37,16 @@ impl FrameSink for CheckingSink {
 /// Interfaces: the lab's two plus an unaddressed management one.
 pub fn interfaces() -> Vec<InterfaceConfig> {
     vec![
-        InterfaceConfig {
-            mac: [2, 0, 0, 0, 0, 1],
-            addr: 0x0a01_0001,
-            prefix_len: 24,
-        },
-        InterfaceConfig {
-            mac: [2, 0, 0, 0, 0, 2],
-            addr: 0x0a02_0001,
-            prefix_len: 24,
-        },
-        InterfaceConfig {
-            mac: [2, 0, 0, 0, 0, 3],
-            addr: 0,
-            prefix_len: 0,
-        },
+        InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: 0x0a01_0001, prefix_len: 24 },
+        InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: 0x0a02_0001, prefix_len: 24 },
+        InterfaceConfig { mac: [2, 0, 0, 0, 0, 3], addr: 0, prefix_len: 0 },
     ]
 }
 
 /// A classifier whose verdict depends on the packet and a selector byte.
 pub fn classifier(selector: u8) -> impl Fn(Chain, &PacketKey) -> Verdict {
     move |chain, key| {
-        let mix = (key.src
-            ^ key.dst.rotate_left(7)
-            ^ u32::from(key.src_port)
-            ^ u32::from(key.dst_port) << 16)
+        let mix = (key.src ^ key.dst.rotate_left(7) ^ u32::from(key.src_port) ^ u32::from(key.dst_port) << 16)
             .wrapping_mul(0x9e37_79b9)
             ^ u32::from(selector)
             ^ (chain == Chain::Input) as u32;
@@ -81,16 +58,8 @@ pub fn classifier(selector: u8) -> impl Fn(Chain, &PacketKey) -> Verdict {
             10 => Action::Reject(RejectWith::AdminProhibited),
             _ => Action::Reject(RejectWith::HostUnreachable),
         };
-        let rule = if mix & 0x100 != 0 {
-            None
-        } else {
-            Some(mix >> 20)
-        };
-        Verdict {
-            action,
-            rule,
-            log: mix & 0x200 != 0,
-        }
+        let rule = if mix & 0x100 != 0 { None } else { Some(mix >> 20) };
+        Verdict { action, rule, log: mix & 0x200 != 0 }
     }
 }
 
@@ -103,20 +72,13 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Harness {
-        let routes = vec![StaticRoute {
-            prefix: 0,
-            prefix_len: 0,
-            gateway: 0x0a02_00fe,
-        }];
+        let routes = vec![StaticRoute { prefix: 0, prefix_len: 0, gateway: 0x0a02_00fe }];
         let mut config = DataplaneConfig::new(interfaces(), routes, 1000, CONNTRACK_CAPACITY);
         config.fragment_capacity = FRAGMENT_CAPACITY;
         config.neighbour = NEIGHBOURS;
         Harness {
             dataplane: Dataplane::new(config).expect("harness configuration"),
-            sink: CheckingSink {
-                frames: 0,
-                refuse_every: 17,
-            },
+            sink: CheckingSink { frames: 0, refuse_every: 17 },
             now_ms: 0,
         }
     }
@@ -126,19 +88,13 @@ impl Harness {
         self.now_ms += step_ms;
         let before = frame.to_vec();
         let classify = classifier(selector);
-        let disposition =
-            self.dataplane
-                .handle_frame(self.now_ms, in_if, frame, &classify, &mut self.sink);
+        let disposition = self.dataplane.handle_frame(self.now_ms, in_if, frame, &classify, &mut self.sink);
         match disposition {
             Disposition::Forward { out_if, len } => {
                 assert!(len <= frame.len() && out_if < 3);
                 let ip = Ipv4Packet::new_checked(&frame[14..len]).expect("forwarded IPv4 parses");
                 assert!(ip.verify_checksum(), "forwarded checksum");
-                assert_eq!(
-                    ip.hop_limit().checked_add(1),
-                    Some(before[22]),
-                    "TTL decremented"
-                );
+                assert_eq!(ip.hop_limit().checked_add(1), Some(before[22]), "TTL decremented");
                 assert_eq!(&frame[34..len], &before[34..len], "payload untouched");
             }
             Disposition::Local => assert_eq!(frame, &before[..], "local frames are not modified"),
@@ -161,10 +117,7 @@ impl Harness {
         assert!(dp.fragments().len() <= FRAGMENT_CAPACITY);
         assert!(dp.neighbours().len() <= NEIGHBOURS.capacity);
         assert!(dp.neighbours().pending() <= NEIGHBOURS.max_pending);
-        assert!(
-            dp.neighbours().queued_frames()
-                <= NEIGHBOURS.max_pending * unifw::net::neighbour::QUEUE_LEN
-        );
+        assert!(dp.neighbours().queued_frames() <= NEIGHBOURS.max_pending * unifw::net::neighbour::QUEUE_LEN);
     }
 
     /// Feeds a fuzz input: records of `[len_hi, len_lo, in_if, selector, step, frame...]`.

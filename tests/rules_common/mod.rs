@@ -2,9 +2,7 @@
 #![allow(dead_code)]
 
 use unifw::flow::{proto, Action, Chain, PacketKey, RejectWith};
-use unifw::rules::{
-    self, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rng, Rule, Ruleset,
-};
+use unifw::rules::{self, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rng, Rule, Ruleset};
 
 /// Addresses come from a few /16s so that rules overlap.
 const BASES: [u32; 4] = [0x0a01_0000, 0x0a02_0000, 0xc0a8_0000, 0x0a01_8000];
@@ -19,16 +17,9 @@ fn addr_match(rng: &mut Rng, iptables: bool) -> Option<AddrMatch> {
     if rng.pct(30) {
         return None;
     }
-    let n = if rng.pct(80) {
-        1
-    } else {
-        2 + rng.below(3) as usize
-    };
+    let n = if rng.pct(80) { 1 } else { 2 + rng.below(3) as usize };
     let negated = rng.pct(20) && !(iptables && n > 1);
-    Some(AddrMatch {
-        negated,
-        prefixes: (0..n).map(|_| random_prefix(rng)).collect(),
-    })
+    Some(AddrMatch { negated, prefixes: (0..n).map(|_| random_prefix(rng)).collect() })
 }
 
 fn port(rng: &mut Rng) -> u16 {
@@ -39,11 +30,7 @@ fn port_match(rng: &mut Rng) -> Option<PortMatch> {
     if rng.pct(40) {
         return None;
     }
-    let n = if rng.pct(70) {
-        1
-    } else {
-        2 + rng.below(3) as usize
-    };
+    let n = if rng.pct(70) { 1 } else { 2 + rng.below(3) as usize };
     let ranges = (0..n)
         .map(|_| {
             let (a, b) = (port(rng), port(rng));
@@ -54,19 +41,12 @@ fn port_match(rng: &mut Rng) -> Option<PortMatch> {
             }
         })
         .collect();
-    Some(PortMatch {
-        negated: rng.pct(20),
-        ranges,
-    })
+    Some(PortMatch { negated: rng.pct(20), ranges })
 }
 
 /// A random rule; `iptables` keeps to what iptables-save can say.
 pub fn random_rule(rng: &mut Rng, iptables: bool) -> Rule {
-    let chain = if rng.pct(30) {
-        Chain::Input
-    } else {
-        Chain::Forward
-    };
+    let chain = if rng.pct(30) { Chain::Input } else { Chain::Forward };
     let action = match rng.below(4) {
         0 => Action::Accept,
         1 => Action::Drop,
@@ -98,29 +78,17 @@ pub fn random_rule(rng: &mut Rng, iptables: bool) -> Rule {
             r.proto = ProtoMatch::OneOf(vec![proto::ICMP]);
             if rng.pct(70) {
                 let code = rng.pct(40).then(|| rng.below(4) as u8);
-                r.icmp = Some(IcmpMatch {
-                    negated: rng.pct(25),
-                    icmp_type: [0, 3, 8][rng.below(3) as usize],
-                    code,
-                });
+                r.icmp = Some(IcmpMatch { negated: rng.pct(25), icmp_type: [0, 3, 8][rng.below(3) as usize], code });
             }
         }
-        5 => {
-            r.proto = ProtoMatch::Not([proto::TCP, proto::UDP, proto::ICMP][rng.below(3) as usize])
-        }
+        5 => r.proto = ProtoMatch::Not([proto::TCP, proto::UDP, proto::ICMP][rng.below(3) as usize]),
         _ => r.proto = ProtoMatch::OneOf(vec![47]),
     }
     if rng.pct(20) {
-        r.in_if = Some(IfMatch {
-            negated: rng.pct(30),
-            index: rng.below(3) as u8,
-        });
+        r.in_if = Some(IfMatch { negated: rng.pct(30), index: rng.below(3) as u8 });
     }
     if rng.pct(20) {
-        r.out_if = Some(IfMatch {
-            negated: rng.pct(30),
-            index: rng.below(3) as u8,
-        });
+        r.out_if = Some(IfMatch { negated: rng.pct(30), index: rng.below(3) as u8 });
     }
     if rng.pct(25) {
         r.states = 1 + rng.below(15) as u8;
@@ -131,19 +99,9 @@ pub fn random_rule(rng: &mut Rng, iptables: bool) -> Rule {
 
 /// A random ruleset of `n` rules with the lab interfaces and eth2.
 pub fn random_ruleset(rng: &mut Rng, n: usize, iptables: bool) -> Ruleset {
-    let mut set = Ruleset {
-        interfaces: Ruleset::lab_interfaces(),
-        ..Ruleset::default()
-    };
-    set.interfaces.push(rules::InterfaceSpec {
-        index: 2,
-        addr: rules::IfAddr::Dhcp,
-    });
-    set.policy_forward = if rng.pct(50) {
-        Action::Drop
-    } else {
-        Action::Accept
-    };
+    let mut set = Ruleset { interfaces: Ruleset::lab_interfaces(), ..Ruleset::default() };
+    set.interfaces.push(rules::InterfaceSpec { index: 2, addr: rules::IfAddr::Dhcp });
+    set.policy_forward = if rng.pct(50) { Action::Drop } else { Action::Accept };
     set.policy_input = Action::Drop;
     set.files.push("random".into());
     set.rules = (0..n).map(|_| random_rule(rng, iptables)).collect();

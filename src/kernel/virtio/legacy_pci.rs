@@ -31,20 +31,11 @@ impl LegacyPciTransport {
     /// Wraps the device at `io_base`. `msix_enabled` must say whether MSI-X
     /// is on, which moves the device configuration from 0x14 to 0x18.
     pub fn new(io_base: u16, device_type: DeviceType, msix_enabled: bool) -> Self {
-        LegacyPciTransport {
-            io_base,
-            device_type,
-            msix_enabled,
-        }
+        LegacyPciTransport { io_base, device_type, msix_enabled }
     }
 
     fn config_base(&self) -> u16 {
-        self.io_base
-            + if self.msix_enabled {
-                CONFIG_WITH_MSIX
-            } else {
-                CONFIG_NO_MSIX
-            }
+        self.io_base + if self.msix_enabled { CONFIG_WITH_MSIX } else { CONFIG_NO_MSIX }
     }
 
     /// Points `queue`'s interrupts at MSI-X table entry `entry`; returns
@@ -106,10 +97,7 @@ impl Transport for LegacyPciTransport {
         // the device fixes the size: virtio-drivers asks max_queue_size first.
         let _ = size;
         outw(self.io_base + QUEUE_SELECT, queue);
-        outl(
-            self.io_base + QUEUE_PFN,
-            (descriptors / PAGE_SIZE as u64) as u32,
-        );
+        outl(self.io_base + QUEUE_PFN, (descriptors / PAGE_SIZE as u64) as u32);
     }
 
     fn queue_unset(&mut self, queue: u16) {
@@ -143,11 +131,7 @@ impl Transport for LegacyPciTransport {
         T::read_from_bytes(&bytes[..size]).map_err(|_| Error::ConfigSpaceTooSmall)
     }
 
-    fn write_config_space<T: IntoBytes + Immutable>(
-        &mut self,
-        offset: usize,
-        value: T,
-    ) -> Result<(), Error> {
+    fn write_config_space<T: IntoBytes + Immutable>(&mut self, offset: usize, value: T) -> Result<(), Error> {
         let bytes = value.as_bytes();
         if offset + bytes.len() > CONFIG_LEN {
             return Err(Error::ConfigSpaceTooSmall);

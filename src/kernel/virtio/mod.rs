@@ -78,24 +78,15 @@ fn discover_pci(offloads: u64) -> Vec<FoundNic> {
     nics
 }
 
-fn init_pci(
-    root: &mut PciRoot<PortCam>,
-    df: DeviceFunction,
-    offloads: u64,
-) -> Result<FoundNic, String> {
+fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction, offloads: u64) -> Result<FoundNic, String> {
     let msix = pci::enable_msix(root, df, MSIX_ENTRY, NIC_VECTOR, apic::lapic_id());
     let (inner, kind, vector) = match PciTransport::new::<KernelHal, _>(root, df) {
         Ok(t) => {
             let common_cfg = transport::modern_common_cfg(root, df);
-            (
-                Inner::Pci(t),
-                "modern",
-                common_cfg.map(ReceiveVector::Modern),
-            )
+            (Inner::Pci(t), "modern", common_cfg.map(ReceiveVector::Modern))
         }
         Err(_) => {
-            let io = pci::io_bar_address(df, 0)
-                .ok_or("neither modern capabilities nor a legacy I/O BAR")?;
+            let io = pci::io_bar_address(df, 0).ok_or("neither modern capabilities nor a legacy I/O BAR")?;
             (
                 Inner::Legacy(LegacyPciTransport::new(io, DeviceType::Network, msix)),
                 "legacy",
@@ -104,19 +95,10 @@ fn init_pci(
         }
     };
     let wake = Rc::new(Cell::new(false));
-    let vector = if msix {
-        vector.map(|v| (v, MSIX_ENTRY))
-    } else {
-        None
-    };
+    let vector = if msix { vector.map(|v| (v, MSIX_ENTRY)) } else { None };
     let transport = AnyTransport::new(inner, vector, wake.clone());
-    let driver =
-        NetDriver::new(transport, offloads).map_err(|e| format!("virtio-net init: {e:?}"))?;
-    Ok(FoundNic {
-        driver,
-        location: format!("pci {df} {kind}"),
-        can_wake: wake.get(),
-    })
+    let driver = NetDriver::new(transport, offloads).map_err(|e| format!("virtio-net init: {e:?}"))?;
+    Ok(FoundNic { driver, location: format!("pci {df} {kind}"), can_wake: wake.get() })
 }
 
 fn discover_mmio(listed: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
@@ -127,11 +109,7 @@ fn discover_mmio(listed: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
         // the second IOAPIC. (With acpi=off it lists 8, from GSI 5.)
         let (base, stride, count) = MMIO_SCAN;
         candidates = (0..count as u64)
-            .map(|i| MmioDevice {
-                base: base + i * stride,
-                size: stride,
-                irq: MMIO_SCAN_FIRST_GSI + i as u32,
-            })
+            .map(|i| MmioDevice { base: base + i * stride, size: stride, irq: MMIO_SCAN_FIRST_GSI + i as u32 })
             .collect();
     }
     // QEMU's microvm plugs the first NIC of its command line into the
@@ -155,11 +133,7 @@ fn discover_mmio(listed: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
             Ok(driver) => {
                 let can_wake = dev.irq != 0 && apic::route_gsi(dev.irq, NIC_VECTOR);
                 let location = format!("mmio {:#x} irq {}", dev.base, dev.irq);
-                nics.push(FoundNic {
-                    driver,
-                    location,
-                    can_wake,
-                });
+                nics.push(FoundNic { driver, location, can_wake });
             }
             Err(e) => log::error!("mmio {:#x}: virtio-net init: {e:?}; NIC skipped", dev.base),
         }

@@ -82,29 +82,19 @@ impl NetDriver {
         let offered = transport.read_device_features();
         let features = negotiate(offered, wanted);
         transport.write_driver_features(features);
-        transport.set_status(
-            DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK,
-        );
+        transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
         if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
             transport.set_status(DeviceStatus::FAILED);
             return Err(Error::Unsupported);
         }
         transport.set_guest_page_size(4096);
-        let mac = if features & feature::MAC != 0 {
-            transport.read_config_space::<[u8; 6]>(0)?
-        } else {
-            [0; 6]
-        };
+        let mac = if features & feature::MAC != 0 { transport.read_config_space::<[u8; 6]>(0)? } else { [0; 6] };
         let event_idx = features & feature::RING_EVENT_IDX != 0;
         let tx = VirtQueue::new(&mut transport, TRANSMIT_QUEUE, false, event_idx)?;
         let rx = VirtQueue::new(&mut transport, RECEIVE_QUEUE, false, event_idx)?;
         transport.finish_init();
         // Modern devices (and MRG_RXBUF, which we do not use) add num_buffers.
-        let header_len = if features & feature::VERSION_1 != 0 {
-            12
-        } else {
-            10
-        };
+        let header_len = if features & feature::VERSION_1 != 0 { 12 } else { 10 };
         Ok(NetDriver {
             transport,
             rx,
@@ -221,11 +211,7 @@ impl NetDriver {
     /// Hands each buffer the device has finished sending to `done`.
     pub fn reclaim_transmitted(&mut self, mut done: impl FnMut(Slot)) {
         while let Some(token) = self.tx.peek_used() {
-            let Some((slot, len)) = self
-                .tx_slots
-                .get_mut(usize::from(token))
-                .and_then(Option::take)
-            else {
+            let Some((slot, len)) = self.tx_slots.get_mut(usize::from(token)).and_then(Option::take) else {
                 log::error!("virtio-net: transmit queue out of step");
                 return;
             };

@@ -50,11 +50,7 @@ impl AnyTransport {
     /// Wraps `inner`. With `vector`, the receive queue's interrupts go to
     /// that MSI-X entry, and `wake` records whether the device accepted it.
     pub fn new(inner: Inner, vector: Option<(ReceiveVector, u16)>, wake: Rc<Cell<bool>>) -> Self {
-        AnyTransport {
-            inner,
-            vector,
-            wake,
-        }
+        AnyTransport { inner, vector, wake }
     }
 
     fn set_receive_vector(&mut self) {
@@ -62,9 +58,7 @@ impl AnyTransport {
             return;
         };
         let accepted = match (how, &mut self.inner) {
-            (ReceiveVector::Legacy, Inner::Legacy(t)) => {
-                t.set_queue_msix_vector(RECEIVE_QUEUE, entry)
-            }
+            (ReceiveVector::Legacy, Inner::Legacy(t)) => t.set_queue_msix_vector(RECEIVE_QUEUE, entry),
             (ReceiveVector::Modern(common), Inner::Pci(_)) => {
                 // SAFETY: `common` is the device's common configuration
                 // structure inside an assigned, identity-mapped memory BAR;
@@ -85,9 +79,9 @@ impl AnyTransport {
 
 /// Finds the address of a modern device's common configuration structure.
 pub fn modern_common_cfg(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Option<usize> {
-    let cap = root.capabilities(df).find(|c| {
-        c.id == PCI_CAP_ID_VNDR && (c.private_header >> 8) as u8 == VIRTIO_PCI_CAP_COMMON_CFG
-    })?;
+    let cap = root
+        .capabilities(df)
+        .find(|c| c.id == PCI_CAP_ID_VNDR && (c.private_header >> 8) as u8 == VIRTIO_PCI_CAP_COMMON_CFG)?;
     let cam = PortCam;
     let bar = cam.read_word(df, cap.offset + 4) as u8;
     let offset = cam.read_word(df, cap.offset + 8);
@@ -161,11 +155,7 @@ impl Transport for AnyTransport {
     fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> Result<T, Error> {
         each!(&self.inner, t => t.read_config_space(offset))
     }
-    fn write_config_space<T: IntoBytes + Immutable>(
-        &mut self,
-        offset: usize,
-        value: T,
-    ) -> Result<(), Error> {
+    fn write_config_space<T: IntoBytes + Immutable>(&mut self, offset: usize, value: T) -> Result<(), Error> {
         each!(&mut self.inner, t => t.write_config_space(offset, value))
     }
 }

@@ -24,20 +24,10 @@ impl FlowKey {
     /// The key of a packet from `src` to `dst`, and the side its source is on.
     pub fn of(proto: u8, src: u32, dst: u32, transport: Transport) -> (FlowKey, Side) {
         match transport {
-            Transport::Ports { src_port, dst_port } => {
-                ordered(proto, (src, src_port), (dst, dst_port))
-            }
-            Transport::IcmpQuery {
-                request_type,
-                id,
-                is_request,
-            } => {
+            Transport::Ports { src_port, dst_port } => ordered(proto, (src, src_port), (dst, dst_port)),
+            Transport::IcmpQuery { request_type, id, is_request } => {
                 let (requester, responder) = if is_request { (src, dst) } else { (dst, src) };
-                let key = FlowKey {
-                    proto,
-                    addrs: [requester, responder],
-                    ports: [id, u16::from(request_type)],
-                };
+                let key = FlowKey { proto, addrs: [requester, responder], ports: [id, u16::from(request_type)] };
                 (key, Side::from(!is_request))
             }
             Transport::None => ordered(proto, (src, 0), (dst, 0)),
@@ -47,16 +37,8 @@ impl FlowKey {
 
 fn ordered(proto: u8, src: (u32, u16), dst: (u32, u16)) -> (FlowKey, Side) {
     // A flow from an endpoint to itself has one side only: always side 0.
-    let (low, high, side) = if src <= dst {
-        (src, dst, 0)
-    } else {
-        (dst, src, 1)
-    };
-    let key = FlowKey {
-        proto,
-        addrs: [low.0, high.0],
-        ports: [low.1, high.1],
-    };
+    let (low, high, side) = if src <= dst { (src, dst, 0) } else { (dst, src, 1) };
+    let key = FlowKey { proto, addrs: [low.0, high.0], ports: [low.1, high.1] };
     (key, side)
 }
 
@@ -66,10 +48,7 @@ mod tests {
 
     #[test]
     fn both_directions_share_a_key() {
-        let ports = |s, d| Transport::Ports {
-            src_port: s,
-            dst_port: d,
-        };
+        let ports = |s, d| Transport::Ports { src_port: s, dst_port: d };
         let (forward, side_f) = FlowKey::of(6, 0x0a01_0002, 0x0a02_0002, ports(40000, 80));
         let (reverse, side_r) = FlowKey::of(6, 0x0a02_0002, 0x0a01_0002, ports(80, 40000));
         assert_eq!(forward, reverse);
@@ -78,11 +57,7 @@ mod tests {
 
     #[test]
     fn icmp_queries_key_on_requester() {
-        let query = |req| Transport::IcmpQuery {
-            request_type: 8,
-            id: 7,
-            is_request: req,
-        };
+        let query = |req| Transport::IcmpQuery { request_type: 8, id: 7, is_request: req };
         let (request, side_q) = FlowKey::of(1, 1, 2, query(true));
         let (reply, side_r) = FlowKey::of(1, 2, 1, query(false));
         let (other_way, _) = FlowKey::of(1, 2, 1, query(true));

@@ -89,10 +89,7 @@ pub struct Tracked {
 
 impl Tracked {
     fn of(state: CtState) -> Tracked {
-        Tracked {
-            state,
-            new_flow: None,
-        }
+        Tracked { state, new_flow: None }
     }
 }
 
@@ -114,10 +111,7 @@ impl ConnTrack {
     /// A table for at most `capacity` flows (at least 1), hashing with `hash_seed`.
     pub fn new(capacity: usize, hash_seed: u64) -> ConnTrack {
         let capacity = capacity.clamp(1, u32::MAX as usize);
-        let hasher = SeededHasher {
-            seed: hash_seed,
-            inner: DefaultHashBuilder::default(),
-        };
+        let hasher = SeededHasher { seed: hash_seed, inner: DefaultHashBuilder::default() };
         ConnTrack {
             index: HashMap::with_capacity_and_hasher(capacity.saturating_mul(2), hasher),
             slots: vec![None; capacity],
@@ -227,10 +221,7 @@ impl ConnTrack {
 
     fn live(&self, key: &FlowKey, now_ms: u64) -> Option<&Flow> {
         let slot = *self.index.get(key)?;
-        self.slots
-            .get(slot as usize)?
-            .as_ref()
-            .filter(|f| f.expires_ms > now_ms)
+        self.slots.get(slot as usize)?.as_ref().filter(|f| f.expires_ms > now_ms)
     }
 
     fn remove(&mut self, slot: u32) {
@@ -266,11 +257,7 @@ impl ConnTrack {
         let Some(Some(flow)) = self.slots.get_mut(slot as usize) else {
             return Tracked::of(CtState::Invalid);
         };
-        let dir = if side == flow.original_side {
-            Direction::Original
-        } else {
-            Direction::Reply
-        };
+        let dir = if side == flow.original_side { Direction::Original } else { Direction::Reply };
         if let (Proto::Tcp(conn), L4::Tcp(segment)) = (&mut flow.proto, &meta.l4) {
             match conn.update(dir, segment) {
                 TcpUpdate::Invalid => return Tracked::of(CtState::Invalid),
@@ -332,17 +319,7 @@ fn new_flow(key: FlowKey, side: Side, meta: &Ipv4Meta, now_ms: u64) -> Tracked {
         (proto::ICMP, _) => return Tracked::of(CtState::Invalid),
         _ => Proto::Other,
     };
-    let mut flow = Flow {
-        key,
-        original_side: side,
-        seen_reply: false,
-        assured: false,
-        expires_ms: 0,
-        proto,
-    };
+    let mut flow = Flow { key, original_side: side, seen_reply: false, assured: false, expires_ms: 0, proto };
     flow.expires_ms = now_ms.saturating_add(flow.timeout_ms());
-    Tracked {
-        state: CtState::New,
-        new_flow: Some(flow),
-    }
+    Tracked { state: CtState::New, new_flow: Some(flow) }
 }

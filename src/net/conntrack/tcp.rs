@@ -193,15 +193,10 @@ impl TcpConn {
     /// A connection opened by `syn` (a SYN without ACK from the originator);
     /// `None` for any other segment.
     pub fn open(syn: &TcpSegment) -> Option<TcpConn> {
-        if syn.flags & (tcp_flags::SYN | tcp_flags::ACK) != tcp_flags::SYN
-            || !flags_valid(syn.flags)
-        {
+        if syn.flags & (tcp_flags::SYN | tcp_flags::ACK) != tcp_flags::SYN || !flags_valid(syn.flags) {
             return None;
         }
-        let mut conn = TcpConn {
-            state: TcpState::SynSent,
-            peers: [Peer::default(); 2],
-        };
+        let mut conn = TcpConn { state: TcpState::SynSent, peers: [Peer::default(); 2] };
         conn.in_window(Direction::Original, syn).then_some(conn)
     }
 
@@ -252,24 +247,14 @@ impl TcpConn {
             sender.maxwin = win.max(1);
             sender.declared_scale = seg.window_scale;
         }
-        let ack = if !has_ack || (seg.flags & tcp_flags::RST != 0 && seg.ack == 0) {
-            receiver.end
-        } else {
-            seg.ack
-        };
+        let ack = if !has_ack || (seg.flags & tcp_flags::RST != 0 && seg.ack == 0) { receiver.end } else { seg.ack };
         let max_ack_window = sender.maxwin.max(66_000);
-        let in_receive_window = receiver.maxwin == 0
-            || after(
-                end,
-                sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1),
-            );
+        let in_receive_window =
+            receiver.maxwin == 0 || after(end, sender.end.wrapping_sub(receiver.maxwin).wrapping_sub(1));
         let ok = before(seg.seq, sender.maxend.wrapping_add(1))
             && in_receive_window
             && before(ack, receiver.end.wrapping_add(1))
-            && after(
-                ack,
-                receiver.end.wrapping_sub(max_ack_window).wrapping_sub(1),
-            );
+            && after(ack, receiver.end.wrapping_sub(max_ack_window).wrapping_sub(1));
         if ok {
             let win = if syn { win } else { win << sender.scale };
             record_accepted(sender, receiver, end, ack, win);
@@ -315,9 +300,7 @@ fn record_accepted(sender: &mut Peer, receiver: &mut Peer, end: u32, ack: u32, w
         sender.end = end;
     }
     if receiver.maxwin != 0 && after(end, sender.maxend) {
-        receiver.maxwin = receiver
-            .maxwin
-            .wrapping_add(end.wrapping_sub(sender.maxend));
+        receiver.maxwin = receiver.maxwin.wrapping_add(end.wrapping_sub(sender.maxend));
     }
     let right_edge = ack.wrapping_add(win);
     if after(right_edge, receiver.maxend.wrapping_sub(1)) {
@@ -332,27 +315,14 @@ mod tests {
 
     fn seg(flags: u8, seq: u32, ack: u32, data: u32) -> TcpSegment {
         let seq_len = data + u32::from(flags & SYN != 0) + u32::from(flags & FIN != 0);
-        TcpSegment {
-            seq,
-            ack,
-            window: 1000,
-            flags,
-            seq_len,
-            window_scale: None,
-        }
+        TcpSegment { seq, ack, window: 1000, flags, seq_len, window_scale: None }
     }
 
     fn established() -> TcpConn {
         let mut conn = TcpConn::open(&seg(SYN, 100, 0, 0)).unwrap();
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(SYN | ACK, 5000, 101, 0)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Reply, &seg(SYN | ACK, 5000, 101, 0)), TcpUpdate::Accepted);
         assert_eq!(conn.state(), TcpState::SynRecv);
-        assert_eq!(
-            conn.update(Direction::Original, &seg(ACK, 101, 5001, 0)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Original, &seg(ACK, 101, 5001, 0)), TcpUpdate::Accepted);
         assert_eq!(conn.state(), TcpState::Established);
         conn
     }
@@ -360,73 +330,37 @@ mod tests {
     #[test]
     fn handshake_data_and_close() {
         let mut conn = established();
-        assert_eq!(
-            conn.update(Direction::Original, &seg(ACK | PSH, 101, 5001, 500)),
-            TcpUpdate::Accepted
-        );
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(ACK, 5001, 601, 0)),
-            TcpUpdate::Accepted
-        );
-        assert_eq!(
-            conn.update(Direction::Original, &seg(FIN | ACK, 601, 5001, 0)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Original, &seg(ACK | PSH, 101, 5001, 500)), TcpUpdate::Accepted);
+        assert_eq!(conn.update(Direction::Reply, &seg(ACK, 5001, 601, 0)), TcpUpdate::Accepted);
+        assert_eq!(conn.update(Direction::Original, &seg(FIN | ACK, 601, 5001, 0)), TcpUpdate::Accepted);
         assert_eq!(conn.state(), TcpState::FinWait);
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(ACK, 5001, 602, 0)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Reply, &seg(ACK, 5001, 602, 0)), TcpUpdate::Accepted);
         assert_eq!(conn.state(), TcpState::CloseWait);
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(FIN | ACK, 5001, 602, 0)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Reply, &seg(FIN | ACK, 5001, 602, 0)), TcpUpdate::Accepted);
         assert_eq!(conn.state(), TcpState::LastAck);
-        assert_eq!(
-            conn.update(Direction::Original, &seg(ACK, 602, 5002, 0)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Original, &seg(ACK, 602, 5002, 0)), TcpUpdate::Accepted);
         assert_eq!(conn.state(), TcpState::TimeWait);
-        assert_eq!(
-            conn.update(Direction::Original, &seg(SYN, 9000, 0, 0)),
-            TcpUpdate::Reopen
-        );
+        assert_eq!(conn.update(Direction::Original, &seg(SYN, 9000, 0, 0)), TcpUpdate::Reopen);
     }
 
     #[test]
     fn out_of_window_segments_are_invalid() {
         let mut conn = established();
         // Far beyond what the receiver's window allows.
-        assert_eq!(
-            conn.update(Direction::Original, &seg(ACK, 101 + 50_000, 5001, 10)),
-            TcpUpdate::Invalid
-        );
+        assert_eq!(conn.update(Direction::Original, &seg(ACK, 101 + 50_000, 5001, 10)), TcpUpdate::Invalid);
         // Acks data the other side never sent.
-        assert_eq!(
-            conn.update(Direction::Original, &seg(ACK, 101, 9000, 0)),
-            TcpUpdate::Invalid
-        );
+        assert_eq!(conn.update(Direction::Original, &seg(ACK, 101, 9000, 0)), TcpUpdate::Invalid);
         // A RST far out of window does not close the connection.
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(RST, 1_000_000, 0, 0)),
-            TcpUpdate::Invalid
-        );
+        assert_eq!(conn.update(Direction::Reply, &seg(RST, 1_000_000, 0, 0)), TcpUpdate::Invalid);
         assert_eq!(conn.state(), TcpState::Established);
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(RST, 5001, 0, 0)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Reply, &seg(RST, 5001, 0, 0)), TcpUpdate::Accepted);
         assert_eq!(conn.state(), TcpState::Close);
     }
 
     #[test]
     fn syn_ack_must_ack_the_syn() {
         let mut conn = TcpConn::open(&seg(SYN, 100, 0, 0)).unwrap();
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(SYN | ACK, 5000, 4242, 0)),
-            TcpUpdate::Invalid
-        );
+        assert_eq!(conn.update(Direction::Reply, &seg(SYN | ACK, 5000, 4242, 0)), TcpUpdate::Invalid);
         assert_eq!(conn.state(), TcpState::SynSent);
     }
 
@@ -438,10 +372,7 @@ mod tests {
         assert!(!flags_valid(0));
         assert!(flags_valid(ACK | PSH));
         let mut conn = established();
-        assert_eq!(
-            conn.update(Direction::Original, &seg(FIN | SYN | ACK, 101, 5001, 0)),
-            TcpUpdate::Invalid
-        );
+        assert_eq!(conn.update(Direction::Original, &seg(FIN | SYN | ACK, 101, 5001, 0)), TcpUpdate::Invalid);
     }
 
     #[test]
@@ -452,39 +383,18 @@ mod tests {
         let mut syn_ack = seg(SYN | ACK, 5000, 101, 0);
         syn_ack.window_scale = Some(7);
         assert_eq!(conn.update(Direction::Reply, &syn_ack), TcpUpdate::Accepted);
-        assert_eq!(
-            conn.update(Direction::Original, &seg(ACK, 101, 5001, 0)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Original, &seg(ACK, 101, 5001, 0)), TcpUpdate::Accepted);
         // Responder advertises 1000 << 7 = 128000 bytes: 100 kB in flight is fine.
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(ACK, 5001, 101, 0)),
-            TcpUpdate::Accepted
-        );
-        assert_eq!(
-            conn.update(Direction::Original, &seg(ACK, 101 + 100_000, 5001, 1000)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Reply, &seg(ACK, 5001, 101, 0)), TcpUpdate::Accepted);
+        assert_eq!(conn.update(Direction::Original, &seg(ACK, 101 + 100_000, 5001, 1000)), TcpUpdate::Accepted);
     }
 
     #[test]
     fn sequence_space_wraps() {
         let mut conn = TcpConn::open(&seg(SYN, u32::MAX - 10, 0, 0)).unwrap();
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(SYN | ACK, 7, u32::MAX - 9, 0)),
-            TcpUpdate::Accepted
-        );
-        assert_eq!(
-            conn.update(Direction::Original, &seg(ACK, u32::MAX - 9, 8, 0)),
-            TcpUpdate::Accepted
-        );
-        assert_eq!(
-            conn.update(Direction::Original, &seg(ACK, u32::MAX - 9, 8, 500)),
-            TcpUpdate::Accepted
-        );
-        assert_eq!(
-            conn.update(Direction::Reply, &seg(ACK, 8, 490, 0)),
-            TcpUpdate::Accepted
-        );
+        assert_eq!(conn.update(Direction::Reply, &seg(SYN | ACK, 7, u32::MAX - 9, 0)), TcpUpdate::Accepted);
+        assert_eq!(conn.update(Direction::Original, &seg(ACK, u32::MAX - 9, 8, 0)), TcpUpdate::Accepted);
+        assert_eq!(conn.update(Direction::Original, &seg(ACK, u32::MAX - 9, 8, 500)), TcpUpdate::Accepted);
+        assert_eq!(conn.update(Direction::Reply, &seg(ACK, 8, 490, 0)), TcpUpdate::Accepted);
     }
 }

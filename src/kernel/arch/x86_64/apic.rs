@@ -115,10 +115,7 @@ fn ioapic_write(base: usize, reg: u32, value: u32) {
 /// Routes global system interrupt `gsi` to `vector` on this CPU,
 /// edge-triggered, active high. Returns false when no IOAPIC serves `gsi`.
 pub fn route_gsi(gsi: u32, vector: u8) -> bool {
-    let Some(&(base, first)) = IOAPICS
-        .iter()
-        .find(|(_, first)| gsi >= *first && gsi < first + IOAPIC_PINS)
-    else {
+    let Some(&(base, first)) = IOAPICS.iter().find(|(_, first)| gsi >= *first && gsi < first + IOAPIC_PINS) else {
         return false;
     };
     let pin = gsi - first;

@@ -38,11 +38,7 @@ pub enum Source {
 /// Calibrates the TSC and the local APIC timer. Returns the TSC kHz and the source.
 pub fn init() -> (u64, Source) {
     let (max_hv_leaf, ..) = cpuid(0x4000_0000);
-    let hv_khz = if (0x4000_0010..0x4001_0000).contains(&max_hv_leaf) {
-        u64::from(cpuid(0x4000_0010).0)
-    } else {
-        0
-    };
+    let hv_khz = if (0x4000_0010..0x4001_0000).contains(&max_hv_leaf) { u64::from(cpuid(0x4000_0010).0) } else { 0 };
     let (khz, source) = if hv_khz > 0 {
         set_khz(hv_khz);
         let start = rdtsc();

@@ -25,8 +25,7 @@ pub fn init() {
     let tss = TSS.call_once(|| {
         let mut tss = TaskStateSegment::new();
         let start = VirtAddr::from_ptr(&raw const FAULT_STACK);
-        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] =
-            start + FAULT_STACK_SIZE as u64;
+        tss.interrupt_stack_table[DOUBLE_FAULT_IST_INDEX as usize] = start + FAULT_STACK_SIZE as u64;
         tss
     });
     let (gdt, selectors) = GDT.call_once(|| {

@@ -10,7 +10,4 @@ pub mod mtrr;
 pub mod port;
 
 // The 32-bit PVH/Multiboot2 entry, page tables and the switch to long mode.
-core::arch::global_asm!(
-    include_str!("../../../../boot/entry.S"),
-    options(att_syntax)
-);
+core::arch::global_asm!(include_str!("../../../../boot/entry.S"), options(att_syntax));

@@ -23,11 +23,7 @@ pub fn init() -> bool {
     if cpuid(1).3 & CPUID_EDX_MTRR == 0 {
         return false;
     }
-    let phys_bits = if cpuid(0x8000_0000).0 >= 0x8000_0008 {
-        cpuid(0x8000_0008).0 & 0xff
-    } else {
-        36
-    };
+    let phys_bits = if cpuid(0x8000_0000).0 >= 0x8000_0008 { cpuid(0x8000_0008).0 & 0xff } else { 36 };
     let phys_mask = (1u64 << phys_bits) - 1;
     // SAFETY: MTRR MSRs exist (CPUID says so); variable ranges are written
     // within the count MTRRCAP reports. The kernel runs identity-mapped on
