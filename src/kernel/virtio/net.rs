@@ -254,7 +254,12 @@ impl NetDriver {
 /// offers, dropping any whose prerequisite is missing (virtio 5.1.3.1).
 fn negotiate(offered: u64, wanted: u64) -> u64 {
     use feature::*;
-    let basic = MAC | STATUS | RING_EVENT_IDX | VERSION_1;
+    // Not RING_EVENT_IDX: virtio-drivers 0.13's `VirtQueue::should_notify`
+    // compares the wrapping 16-bit ring indices with `>=`, so after 65,536
+    // buffers it stops notifying the device and the queue stalls (seen here
+    // as a TCP stream freezing after ~65,500 frames); and with event indices
+    // `set_dev_notify` no longer suppresses interrupts. Plain flags work.
+    let basic = MAC | STATUS | VERSION_1;
     let mut features = offered & (basic | (wanted & OFFLOADS));
     if features & GUEST_CSUM == 0 {
         features &= !(GUEST_TSO4 | GUEST_ECN);
