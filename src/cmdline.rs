@@ -13,6 +13,7 @@
 //! | `unifw.log=debug` | log level: off, error, warn, info, debug, trace |
 //! | `unifw.panic=reset` | after a panic: `halt` (default) or `reset` |
 //! | `unifw.offload=off` | do not negotiate virtio-net checksum/TSO offloads (default `on`) |
+//! | `unifw.stats=10` | report counters on the console every 10 s when they changed (default 60; 0 = never) |
 //!
 //! A bad value is reported and, for an interface, leaves that NIC down.
 
@@ -92,6 +93,8 @@ pub struct Options {
     pub panic_reset: Option<bool>,
     /// Whether to negotiate virtio-net offloads, when given.
     pub offload: Option<bool>,
+    /// Seconds between counter reports (0 = never), when given.
+    pub stats_seconds: Option<u32>,
     /// virtio-mmio transports, in command-line order.
     pub mmio_devices: Vec<MmioDevice>,
 }
@@ -140,7 +143,11 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
                 _ => return Err("expected on or off"),
             })
         }
-        _ => return Err("unknown unifw option (eth0..eth7, log, panic, offload)"),
+        "stats" => {
+            let seconds = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
+            options.stats_seconds = Some(seconds.ok_or("expected a number of seconds")?);
+        }
+        _ => return Err("unknown unifw option (eth0..eth7, log, panic, offload, stats)"),
     }
     Ok(())
 }
@@ -243,6 +250,8 @@ mod tests {
         assert_eq!(o.log_level, Some(LogLevel::Debug));
         assert_eq!(o.panic_reset, Some(true));
         assert_eq!(o.offload, Some(false));
+        let (o, e) = parse_all("unifw.stats=5 unifw.stats=x");
+        assert_eq!((o.stats_seconds, e.len()), (Some(5), 1));
     }
 
     #[test]

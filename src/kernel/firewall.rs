@@ -21,7 +21,7 @@ use core::ops::Range;
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 use unifw::flow::{Chain, PacketKey, Verdict};
-use unifw::net::{Dataplane, DataplaneConfig, Disposition, InterfaceConfig, StaticRoute};
+use unifw::net::{Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig, StaticRoute};
 use unifw::rules::Image;
 
 /// Keep polling this long after the last frame before sleeping.
@@ -34,8 +34,9 @@ const FALLBACK_POLL_US: u64 = 1_000;
 /// while busy, and at least this often while idle.
 const HOUSEKEEPING_BUSY_MS: u64 = 100;
 const HOUSEKEEPING_IDLE_MS: u64 = 1_000;
-/// Counters are reported on the console this often, when they changed.
-const REPORT_MS: u64 = 60_000;
+/// Counters are reported on the console this often by default, when they
+/// changed (`unifw.stats=SECONDS` sets it; 0 turns reports off).
+pub const REPORT_DEFAULT_SECONDS: u32 = 60;
 
 /// All NICs, the packet path and the loop that serves them.
 pub struct Firewall {
@@ -49,13 +50,14 @@ pub struct Firewall {
     dropped_down: Vec<u64>,
     next_housekeeping_ms: u64,
     next_report_ms: u64,
+    report_ms: u64,
     reported: u64,
 }
 
 impl Firewall {
     /// Brings up each found NIC with its address plan (eth0 first) and
     /// builds the packet path with the image's routes and limits.
-    pub fn new(found: Vec<FoundNic>, plan: &[IfAddr], image: Image<'static>) -> Firewall {
+    pub fn new(found: Vec<FoundNic>, plan: &[IfAddr], image: Image<'static>, report_seconds: u32) -> Firewall {
         let count = found.len();
         let mut names = Vec::with_capacity(count);
         let mut drivers = Vec::with_capacity(count);
@@ -104,7 +106,8 @@ impl Firewall {
             image,
             dropped_down: alloc::vec![0; count],
             next_housekeeping_ms: 0,
-            next_report_ms: REPORT_MS,
+            next_report_ms: u64::from(report_seconds) * 1000,
+            report_ms: u64::from(report_seconds) * 1000,
             reported: 0,
         }
     }
@@ -196,8 +199,8 @@ impl Firewall {
         let deadline = self.dataplane.borrow_mut().poll(now_ms, &mut sink);
         let periodic = now_ms + HOUSEKEEPING_BUSY_MS;
         self.next_housekeeping_ms = deadline.map_or(periodic, |d| d.min(periodic));
-        if now_ms >= self.next_report_ms {
-            self.next_report_ms = now_ms + REPORT_MS;
+        if self.report_ms > 0 && now_ms >= self.next_report_ms {
+            self.next_report_ms = now_ms + self.report_ms;
             self.report();
         }
     }
@@ -225,7 +228,25 @@ impl Firewall {
             );
         }
         if total != self.reported {
-            log::info!("flows {} of {}", dataplane.conntrack().len(), dataplane.conntrack().capacity());
+            for (index, name) in self.names.iter().enumerate() {
+                let Some(c) = counters.interfaces.get(index) else { continue };
+                for reason in DropReason::ALL {
+                    let n = c.drop_count(reason);
+                    if n > 0 {
+                        log::info!("{name}: dropped {n} {reason:?}");
+                    }
+                }
+            }
+            let e = &counters.events;
+            log::info!(
+                "flows {} of {}; ICMP errors sent {} (rate-limited {}); RSTs sent {}; ARP requests {}",
+                dataplane.conntrack().len(),
+                dataplane.conntrack().capacity(),
+                e.icmp_errors_sent,
+                e.icmp_errors_rate_limited,
+                e.tcp_resets_sent,
+                e.arp_requests_sent
+            );
         }
         self.reported = total;
     }
