@@ -244,3 +244,20 @@ fn rule_hits_and_logging_are_counted() {
     assert_eq!(dp.counters().rule_hits[4], 100);
     assert_eq!(dp.counters().events.log_suppressed, 80, "burst of 20 log lines");
 }
+
+#[test]
+fn interface_without_address_keeps_unicast_for_the_local_stack() {
+    // eth0 waits for DHCP (no address): the offer, unicast to the address
+    // being offered, must reach the firewall's own stack, not be routed.
+    let mut interfaces = lab_interfaces();
+    interfaces[0].addr = 0;
+    interfaces[0].prefix_len = 0;
+    let mut dp = Dataplane::new(DataplaneConfig::new(interfaces, vec![], 16, 64)).unwrap();
+    let mut frame = udp_frame(SENDER, 0x0a01_0032, 67, 68, 300);
+    let mut sink = VecSink::default();
+    let disposition = dp.handle_frame(1_000, 0, &mut frame, &accept_all, &mut sink);
+    assert_eq!(disposition, Disposition::Local);
+    // The input chain still decides.
+    let disposition = dp.handle_frame(1_000, 0, &mut frame, &drop_all, &mut sink);
+    assert_eq!(disposition, Disposition::Drop(DropReason::RuleDrop));
+}

@@ -12,6 +12,7 @@ UNIFW_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LAB=${UNIFW_LAB:-unifw}
 SENDER_NS=$LAB-sender
 RECEIVER_NS=$LAB-receiver
+MGMT_NS=$LAB-mgmt
 TAP=("$LAB-t0" "$LAB-t1" "$LAB-t2")
 NS_OF_TAP=("$SENDER_NS" "$RECEIVER_NS")
 HOST_ADDR=(10.1.0.2/24 10.2.0.2/24)
@@ -139,7 +140,11 @@ lab_attach() {
 # Removes the namespaces (and the taps inside) and any tap left behind.
 lab_down() {
     local t ns
-    for ns in "$SENDER_NS" "$RECEIVER_NS"; do
+    for ns in "$SENDER_NS" "$RECEIVER_NS" "$MGMT_NS"; do
+        if [ -e "/run/netns/$ns" ]; then
+            # Processes left in the namespace (a DHCP server, iperf3) go too.
+            as_root ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+        fi
         as_root ip netns del "$ns" 2>/dev/null || true
     done
     for t in "${TAP[@]}"; do

@@ -150,3 +150,38 @@ test_sustained_stream() {
     fi
     labtest_cleanup
 }
+
+# The management NIC (eth2, third on the command line) configured by DHCP
+# from dnsmasq in a management namespace; the firewall then answers ping on
+# the leased address. DHCP replies come from a host with checksum offload,
+# so this also covers completing partial checksums before smoltcp.
+test_dhcp() {
+    echo "lab: eth2 by DHCP (dnsmasq in $MGMT_NS)"
+    lab_up 3
+    as_root ip netns add "$MGMT_NS"
+    as_root ip -n "$MGMT_NS" link set lo up
+    CONSOLE=$LABTEST_LOG_DIR/dhcp.log
+    qemu_args microvm tcg 3 ""
+    timeout --signal=KILL 300 qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial "file:$CONSOLE" 2>>"$CONSOLE.stderr" &
+    QEMU_PID=$!
+    lab_attach 60
+    local tap=${TAP[2]} deadline=$((SECONDS + 60))
+    while ip link show "$tap" 2>/dev/null | grep -q NO-CARRIER; do
+        [ $SECONDS -lt $deadline ] || break
+        sleep 0.01
+    done
+    as_root ip link set "$tap" netns "$MGMT_NS"
+    as_root ip -n "$MGMT_NS" addr add 10.3.0.1/24 dev "$tap"
+    as_root ip -n "$MGMT_NS" link set "$tap" up
+    in_ns "$MGMT_NS" dnsmasq --keep-in-foreground --port=0 --bind-interfaces --interface="$tap" \
+        --dhcp-range=10.3.0.50,10.3.0.59,255.255.255.0,10m --dhcp-leasefile="$LABTEST_LOG_DIR/dhcp.leases" \
+        --pid-file="$LABTEST_LOG_DIR/dnsmasq.pid" --log-facility="$LABTEST_LOG_DIR/dnsmasq.log" --log-dhcp &
+    expect_console 'eth2: DHCP address 10\.3\.0\.5[0-9]' "dhcp: eth2 leased an address"
+    local leased
+    leased=$(grep -oE 'eth2: DHCP address 10\.3\.0\.5[0-9]' "$CONSOLE" | head -1 | grep -oE '10\.3\.0\.5[0-9]' || true)
+    if [ -n "$leased" ]; then
+        expect_ping "$MGMT_NS" "$leased" "dhcp: the firewall answers on $leased"
+    fi
+    expect_ping "$SENDER_NS" 10.1.0.1 "dhcp: eth0 still answers"
+    labtest_cleanup
+}

@@ -11,7 +11,7 @@ use crate::kernel::nics::NicSet;
 use crate::kernel::port::StackPort;
 use crate::kernel::stack::Stack;
 use crate::kernel::virtio::buffers::Slot;
-use crate::kernel::virtio::net::feature;
+use crate::kernel::virtio::net::{feature, HDR_NEEDS_CSUM};
 use crate::kernel::virtio::FoundNic;
 use alloc::format;
 use alloc::string::String;
@@ -168,6 +168,7 @@ impl Firewall {
         match disposition {
             Disposition::Forward { out_if, len } => self.nics.forward(usize::from(out_if), slot, len),
             Disposition::Local => {
+                complete_checksum(&mut slot, frame.clone());
                 let mut port = StackPort::new(&self.nics, index, &self.dataplane, now_ms);
                 port.deliver(slot, frame);
                 stack.poll(timestamp, &mut port);
@@ -294,6 +295,22 @@ impl Firewall {
             budget = budget.min(FALLBACK_POLL_US);
         }
         budget
+    }
+}
+
+/// A frame for the firewall's own stack may carry a partial checksum (the
+/// host offloaded it, `NEEDS_CSUM` in the virtio header): smoltcp verifies
+/// checksums, so complete it first.
+fn complete_checksum(slot: &mut Slot, frame: Range<usize>) {
+    let bytes = slot.bytes_mut();
+    let Some(header) = bytes.get(..10) else { return };
+    if header[0] & HDR_NEEDS_CSUM == 0 {
+        return;
+    }
+    let start = usize::from(u16::from_le_bytes([header[6], header[7]]));
+    let offset = usize::from(u16::from_le_bytes([header[8], header[9]]));
+    if let Some(frame) = bytes.get_mut(frame) {
+        unifw::net::checksum::complete_partial(frame, start, offset);
     }
 }
 

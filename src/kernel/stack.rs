@@ -25,6 +25,7 @@ pub struct Stack {
     iface: Interface,
     sockets: SocketSet<'static>,
     dhcp: Option<SocketHandle>,
+    leased: bool,
 }
 
 impl Stack {
@@ -50,7 +51,7 @@ impl Stack {
             IfAddr::Unconfigured => log::info!("{name}: up, no address"),
             IfAddr::Off => {}
         }
-        Stack { iface, sockets, dhcp }
+        Stack { iface, sockets, dhcp, leased: false }
     }
 
     /// Runs the stack once on `device` (which may hold one received frame).
@@ -69,6 +70,7 @@ impl Stack {
         let handle = self.dhcp?;
         match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll()? {
             dhcpv4::Event::Configured(config) => {
+                self.leased = true;
                 log::info!("{name}: DHCP address {} router {:?}", config.address, config.router);
                 self.iface.update_ip_addrs(|addrs| {
                     addrs.clear();
@@ -88,6 +90,11 @@ impl Stack {
                 })
             }
             dhcpv4::Event::Deconfigured => {
+                // smoltcp also reports this once at start, before any lease.
+                if !self.leased {
+                    return None;
+                }
+                self.leased = false;
                 log::warn!("{name}: DHCP lease lost");
                 self.iface.update_ip_addrs(|addrs| addrs.clear());
                 self.iface.routes_mut().remove_default_ipv4_route();

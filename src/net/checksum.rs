@@ -36,6 +36,21 @@ pub fn update(old_checksum: u16, old_word: u16, new_word: u16) -> u16 {
     finish(sum)
 }
 
+/// Completes a partial checksum as a virtio-net `NEEDS_CSUM` frame carries
+/// it (Linux `CHECKSUM_PARTIAL`): the 16-bit field at `start + offset`
+/// holds the pseudo-header sum, and the checksum over `frame[start..]`
+/// goes there. Returns false (frame untouched) if the offsets are outside
+/// the frame.
+pub fn complete_partial(frame: &mut [u8], start: usize, offset: usize) -> bool {
+    let Some(field) = start.checked_add(offset) else { return false };
+    if start > frame.len() || field.checked_add(2).is_none_or(|end| end > frame.len()) {
+        return false;
+    }
+    let value = finish(sum_words(0, &frame[start..]));
+    frame[field..field + 2].copy_from_slice(&value.to_be_bytes());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +87,29 @@ mod tests {
             header[10..12].copy_from_slice(&updated.to_be_bytes());
             assert_eq!(checksum(&header), 0, "ttl {ttl}");
         }
+    }
+
+    #[test]
+    fn partial_checksum_completes_to_the_full_one() {
+        // A UDP datagram: pseudo-header sum in the checksum field, as a
+        // host with checksum offload hands it over.
+        let (src, dst) = ([10u8, 1, 0, 2], [10u8, 2, 0, 2]);
+        let mut udp = [0x12u8, 0x34, 0x00, 0x35, 0x00, 0x0d, 0, 0, b'h', b'e', b'l', b'l', b'o'];
+        let mut pseudo = sum_words(0, &src);
+        pseudo = sum_words(pseudo, &dst);
+        pseudo = sum_words(pseudo, &[0, 17, 0, 13]);
+        let mut full = udp;
+        let want = finish(sum_words(pseudo, &full));
+        full[6..8].copy_from_slice(&want.to_be_bytes());
+        let mut folded = pseudo;
+        while folded > 0xffff {
+            folded = (folded & 0xffff) + (folded >> 16);
+        }
+        udp[6..8].copy_from_slice(&(folded as u16).to_be_bytes());
+        let mut frame = [&[0u8; 20][..], &udp[..]].concat();
+        assert!(complete_partial(&mut frame, 20, 6));
+        assert_eq!(&frame[20..], &full[..]);
+        assert!(!complete_partial(&mut frame, 20, 40));
+        assert!(!complete_partial(&mut frame, 40, 0));
     }
 }

@@ -124,7 +124,11 @@ impl Dataplane {
         if (is_martian_source(meta.src) && !dhcp_discover) || is_martian_destination(meta.dst) {
             return Disposition::Drop(DropReason::Martian);
         }
-        if self.is_local(meta.dst) {
+        // An interface without an address yet (DHCP in progress) acts as a
+        // host: what arrives there goes to the firewall's own stack (the
+        // DHCP offer is unicast to the address being offered).
+        let unaddressed = self.interfaces.get(usize::from(packet.in_if)).is_some_and(|i| i.addr == 0);
+        if self.is_local(meta.dst) || unaddressed {
             return self.input(now_ms, packet, classifier, out);
         }
         if packet.eth.dst[0] & 1 != 0 {
