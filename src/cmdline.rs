@@ -13,6 +13,7 @@
 //! | `unifw.log=debug` | log level: off, error, warn, info, debug, trace |
 //! | `unifw.panic=reset` | after a panic: `halt` (default) or `reset` |
 //! | `unifw.offload=off` | do not negotiate virtio-net checksum/TSO offloads (default `on`) |
+//! | `unifw.busypoll=500` | microseconds of busy polling after the last frame before sleeping (default 500) |
 //! | `unifw.stats=10` | report counters on the console every 10 s when they changed (default 60; 0 = never) |
 //!
 //! A bad value is reported and, for an interface, leaves that NIC down.
@@ -95,6 +96,8 @@ pub struct Options {
     pub offload: Option<bool>,
     /// Seconds between counter reports (0 = never), when given.
     pub stats_seconds: Option<u32>,
+    /// Microseconds of busy polling before sleeping, when given.
+    pub busy_poll_us: Option<u32>,
     /// virtio-mmio transports, in command-line order.
     pub mmio_devices: Vec<MmioDevice>,
 }
@@ -147,7 +150,11 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
             let seconds = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
             options.stats_seconds = Some(seconds.ok_or("expected a number of seconds")?);
         }
-        _ => return Err("unknown unifw option (eth0..eth7, log, panic, offload, stats)"),
+        "busypoll" => {
+            let us = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
+            options.busy_poll_us = Some(us.ok_or("expected microseconds")?);
+        }
+        _ => return Err("unknown unifw option (eth0..eth7, log, panic, offload, stats, busypoll)"),
     }
     Ok(())
 }
@@ -250,8 +257,8 @@ mod tests {
         assert_eq!(o.log_level, Some(LogLevel::Debug));
         assert_eq!(o.panic_reset, Some(true));
         assert_eq!(o.offload, Some(false));
-        let (o, e) = parse_all("unifw.stats=5 unifw.stats=x");
-        assert_eq!((o.stats_seconds, e.len()), (Some(5), 1));
+        let (o, e) = parse_all("unifw.stats=5 unifw.stats=x unifw.busypoll=20000 unifw.busypoll=-1");
+        assert_eq!((o.stats_seconds, o.busy_poll_us, e.len()), (Some(5), Some(20000), 2));
     }
 
     #[test]

@@ -24,8 +24,10 @@ use unifw::flow::{Chain, PacketKey, Verdict};
 use unifw::net::{Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig, StaticRoute};
 use unifw::rules::Image;
 
-/// Keep polling this long after the last frame before sleeping.
-const BUSY_POLL_US: u64 = 500;
+/// Keep polling this long after the last frame before sleeping, by
+/// default (`unifw.busypoll=MICROSECONDS` sets it): longer trades host CPU
+/// for latency, since waking a halted vCPU costs the host a thread wake-up.
+pub const BUSY_POLL_DEFAULT_US: u32 = 500;
 /// Frames taken from one NIC before looking at the others.
 const RX_BUDGET: usize = 64;
 /// Wake-up period for NICs whose interrupts cannot reach us.
@@ -52,12 +54,19 @@ pub struct Firewall {
     next_report_ms: u64,
     report_ms: u64,
     reported: u64,
+    busy_poll_us: u64,
 }
 
 impl Firewall {
     /// Brings up each found NIC with its address plan (eth0 first) and
     /// builds the packet path with the image's routes and limits.
-    pub fn new(found: Vec<FoundNic>, plan: &[IfAddr], image: Image<'static>, report_seconds: u32) -> Firewall {
+    pub fn new(
+        found: Vec<FoundNic>,
+        plan: &[IfAddr],
+        image: Image<'static>,
+        report_seconds: u32,
+        busy_poll_us: u32,
+    ) -> Firewall {
         let count = found.len();
         let mut names = Vec::with_capacity(count);
         let mut drivers = Vec::with_capacity(count);
@@ -109,6 +118,7 @@ impl Firewall {
             next_report_ms: u64::from(report_seconds) * 1000,
             report_ms: u64::from(report_seconds) * 1000,
             reported: 0,
+            busy_poll_us: u64::from(busy_poll_us),
         }
     }
 
@@ -119,11 +129,13 @@ impl Firewall {
             let now = clock::now_us();
             if self.poll_once(now) {
                 last_work = now;
-            } else if now.saturating_sub(last_work) < BUSY_POLL_US {
+            } else if now.saturating_sub(last_work) < self.busy_poll_us {
                 cpu::relax();
             } else {
                 self.sleep();
-                last_work = clock::now_us();
+                // Poll once more; only frames found then restart the busy
+                // window (a timer wake-up with nothing to do sleeps again).
+                last_work = clock::now_us().saturating_sub(self.busy_poll_us);
             }
         }
     }
