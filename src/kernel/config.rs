@@ -2,7 +2,7 @@
 //! addresses from the image, overridden per NIC by the kernel command line.
 
 use unifw::cmdline::{IfOverride, Options};
-use unifw::rules::{self, Image};
+use unifw::rules::{IfAddr, Image};
 
 #[repr(C, align(64))]
 struct Aligned<T: ?Sized>(T);
@@ -19,46 +19,25 @@ pub fn image() -> Image<'static> {
     }
 }
 
-/// How one NIC is configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IfAddr {
-    /// Static address (host order) and prefix length.
-    Static {
-        /// IPv4 address, host order.
-        addr: u32,
-        /// Prefix length.
-        prefix_len: u8,
-    },
-    /// DHCP.
-    Dhcp,
-    /// Up (it still forwards and answers nothing) without an address.
-    Unconfigured,
-    /// Down.
-    Off,
-}
-
 /// Maximum NICs the firewall drives.
 pub const MAX_NICS: usize = unifw::cmdline::MAX_NICS;
 
-/// The plan for eth0..eth7: the image's settings, then the command line's.
-pub fn interface_plan(image: &Image, options: &Options) -> [IfAddr; MAX_NICS] {
-    let mut plan = [IfAddr::Off; MAX_NICS];
+/// The plan for eth0..eth7 (`None`: down): the image's settings, then the
+/// command line's.
+pub fn interface_plan(image: &Image, options: &Options) -> [Option<IfAddr>; MAX_NICS] {
+    let mut plan = [None; MAX_NICS];
     for spec in image.interfaces() {
         if let Some(slot) = plan.get_mut(usize::from(spec.index)) {
-            *slot = match spec.addr {
-                rules::IfAddr::Static { addr, prefix_len } => IfAddr::Static { addr, prefix_len },
-                rules::IfAddr::Dhcp => IfAddr::Dhcp,
-                rules::IfAddr::Unconfigured => IfAddr::Unconfigured,
-            };
+            *slot = Some(spec.addr);
         }
     }
     for (slot, over) in plan.iter_mut().zip(options.interfaces.iter()) {
         match over {
             Some(IfOverride::Static { addr, prefix_len }) => {
-                *slot = IfAddr::Static { addr: *addr, prefix_len: *prefix_len }
+                *slot = Some(IfAddr::Static { addr: *addr, prefix_len: *prefix_len })
             }
-            Some(IfOverride::Dhcp) => *slot = IfAddr::Dhcp,
-            Some(IfOverride::Off) => *slot = IfAddr::Off,
+            Some(IfOverride::Dhcp) => *slot = Some(IfAddr::Dhcp),
+            Some(IfOverride::Off) => *slot = None,
             None => {}
         }
     }

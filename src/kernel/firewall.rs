@@ -6,7 +6,6 @@
 //! frame or the next deadline.
 
 use crate::kernel::arch::{apic, clock, cpu};
-use crate::kernel::config::IfAddr;
 use crate::kernel::nics::NicSet;
 use crate::kernel::port::StackPort;
 use crate::kernel::stack::Stack;
@@ -22,6 +21,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 use unifw::flow::{Chain, PacketKey, Verdict};
 use unifw::net::{Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig, StaticRoute};
+use unifw::rules::IfAddr;
 use unifw::rules::Image;
 
 /// Keep polling this long after the last frame before sleeping, by
@@ -62,7 +62,7 @@ impl Firewall {
     /// builds the packet path with the image's routes and limits.
     pub fn new(
         found: Vec<FoundNic>,
-        plan: &[IfAddr],
+        plan: &[Option<IfAddr>],
         image: Image<'static>,
         report_seconds: u32,
         busy_poll_us: u32,
@@ -82,9 +82,9 @@ impl Firewall {
                 EthernetAddress(mac),
                 describe_offloads(nic.driver.features())
             );
-            let addr = plan.get(index).copied().unwrap_or(IfAddr::Off);
+            let addr = plan.get(index).copied().flatten();
             interfaces.push(match addr {
-                IfAddr::Static { addr, prefix_len } => InterfaceConfig { mac, addr, prefix_len },
+                Some(IfAddr::Static { addr, prefix_len }) => InterfaceConfig { mac, addr, prefix_len },
                 _ => InterfaceConfig { mac, addr: 0, prefix_len: 0 },
             });
             all_can_wake &= nic.can_wake;
@@ -94,12 +94,12 @@ impl Firewall {
         let nics = NicSet::new(drivers);
         let dataplane = RefCell::new(build_dataplane(interfaces, &image));
         let stacks = (0..count)
-            .map(|i| match plan.get(i).copied().unwrap_or(IfAddr::Off) {
-                IfAddr::Off => {
+            .map(|i| match plan.get(i).copied().flatten() {
+                None => {
                     log::info!("{}: down", names[i]);
                     None
                 }
-                addr => {
+                Some(addr) => {
                     let mut port = StackPort::new(&nics, i, &dataplane, clock::now_ms());
                     let mac = nics.nic(i).map_or([0; 6], |nic| nic.borrow().driver.mac());
                     Some(Stack::new(&names[i], EthernetAddress(mac), addr, &mut port))

@@ -3,13 +3,13 @@
 //! interface is configured by DHCP.
 
 use crate::kernel::arch::clock;
-use crate::kernel::config::IfAddr;
 use alloc::vec;
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use unifw::rules::IfAddr;
 
 /// An address change the rest of the firewall must follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Brings the stack up on `device` with `addr` (not `IfAddr::Off`).
+    /// Brings the stack up on `device` with `addr`.
     pub fn new<D: Device>(name: &str, mac: EthernetAddress, addr: IfAddr, device: &mut D) -> Stack {
         let config = Config::new(HardwareAddress::Ethernet(mac));
         let now = Instant::from_micros(clock::now_us() as i64);
@@ -49,7 +49,6 @@ impl Stack {
                 log::info!("{name}: up, asking DHCP for an address");
             }
             IfAddr::Unconfigured => log::info!("{name}: up, no address"),
-            IfAddr::Off => {}
         }
         Stack { iface, sockets, dhcp, leased: false }
     }
