@@ -156,10 +156,12 @@ impl Firewall {
         for index in 0..self.nics.len() {
             work |= self.poll_stack(index, now_ms, timestamp);
         }
+        // Frames queued above leave before any housekeeping runs.
+        self.nics.reclaim_and_flush();
         if now_ms >= self.next_housekeeping_ms {
             self.housekeeping(now_ms);
+            self.nics.reclaim_and_flush();
         }
-        self.nics.reclaim_and_flush();
         work
     }
 
@@ -207,7 +209,6 @@ impl Firewall {
     }
 
     fn housekeeping(&mut self, now_ms: u64) {
-        self.nics.grow();
         let mut sink = &self.nics;
         let deadline = self.dataplane.borrow_mut().poll(now_ms, &mut sink);
         let periodic = now_ms + HOUSEKEEPING_BUSY_MS;
@@ -266,6 +267,11 @@ impl Firewall {
 
     /// Sleeps until a NIC interrupt or the next deadline.
     fn sleep(&mut self) {
+        // Idle time is when receive rings grow to full size (clearing 64 KiB
+        // buffers at boot would delay the first reply).
+        if self.nics.grow() {
+            return;
+        }
         cpu::disable_interrupts();
         let mut pending = false;
         for index in 0..self.nics.len() {

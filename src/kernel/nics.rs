@@ -109,13 +109,16 @@ impl NicSet {
 
     /// Adds a step of receive buffers to NICs below their goal (64 KiB
     /// buffers are allocated a few at a time after boot).
-    pub fn grow(&self) {
+    /// Returns whether it added any.
+    pub fn grow(&self) -> bool {
         for (index, cell) in self.nics.iter().enumerate() {
             let mut nic = cell.borrow_mut();
             if nic.receive_buffers < nic.receive_goal {
                 nic.add_receive_buffers(index as u8, RECEIVE_BUFFERS_BIG_STEP);
+                return true;
             }
         }
+        false
     }
 
     /// Number of NICs.
