@@ -228,7 +228,7 @@ test_fw_differential() {
     local rules=tests/lab/fw-diff.ipt n=${FW_DIFF_PROBES:-300}
     local plan=$LABTEST_LOG_DIR/diff.plan a=$LABTEST_LOG_DIR/diff-unifw.verdicts b=$LABTEST_LOG_DIR/diff-linux.verdicts
     echo "lab: differential test, $rules in unifw and in Linux iptables, $n probes"
-    python3 "$FW_PROBE" plan "$n" >"$plan"
+    python3 "$FW_PROBE" plan "$n" --seed "${FW_DIFF_SEED:-4}" >"$plan"
     fw_build "$rules"
     fw_boot fw-diff || { fail "fw-diff: firewall did not answer"; fwtest_cleanup; return; }
     fw_probe_run "$plan" "$a"
