@@ -100,7 +100,10 @@ pub struct TableFull;
 /// A bounded connection-tracking table.
 pub struct ConnTrack {
     index: HashMap<FlowKey, u32, SeededHasher>,
+    /// Flow slots; allocated for `capacity` at start but filled only as
+    /// flows arrive, so boot does not pay for clearing the whole table.
     slots: Vec<Option<Flow>>,
+    capacity: usize,
     free: Vec<u32>,
     sweep_cursor: usize,
     evict_cursor: usize,
@@ -114,8 +117,9 @@ impl ConnTrack {
         let hasher = SeededHasher { seed: hash_seed, inner: DefaultHashBuilder::default() };
         ConnTrack {
             index: HashMap::with_capacity_and_hasher(capacity.saturating_mul(2), hasher),
-            slots: vec![None; capacity],
-            free: (0..capacity as u32).rev().collect(),
+            slots: Vec::with_capacity(capacity),
+            capacity,
+            free: Vec::with_capacity(capacity),
             sweep_cursor: 0,
             evict_cursor: 0,
             early_drops: 0,
@@ -134,7 +138,7 @@ impl ConnTrack {
 
     /// Maximum number of flows.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// Bytes allocated by the index (constant over the table's life).
@@ -186,6 +190,11 @@ impl ConnTrack {
         }
         let slot = match self.free.pop() {
             Some(slot) => slot,
+            // Within the reserved capacity: no reallocation.
+            None if self.slots.len() < self.capacity => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
             None => self.evict(now_ms).ok_or(TableFull)?,
         };
         if let Some(entry) = self.slots.get_mut(slot as usize) {
