@@ -7,7 +7,6 @@
 //! so when deletions leave tombstones hashbrown rehashes in place (it does
 //! so while items <= half its capacity) instead of allocating.
 
-use alloc::vec;
 use alloc::vec::Vec;
 use core::hash::BuildHasher;
 
