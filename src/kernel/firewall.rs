@@ -175,10 +175,15 @@ impl Firewall {
         let image = &self.image;
         let classifier = |chain: Chain, key: &PacketKey| -> Verdict { image.classify(chain, key) };
         let mut sink = &self.nics;
-        let disposition = match slot.bytes_mut().get_mut(frame.clone()) {
-            Some(bytes) => self.dataplane.borrow_mut().handle_frame(now_ms, index as u8, bytes, &classifier, &mut sink),
-            None => Disposition::Queued,
+        let Some(bytes) = slot.bytes_mut().get_mut(frame.clone()) else {
+            // The device claimed more bytes than the buffer holds.
+            if let Some(nic) = self.nics.nic(index) {
+                nic.borrow_mut().stats.bad_length += 1;
+            }
+            self.nics.recycle(slot);
+            return;
         };
+        let disposition = self.dataplane.borrow_mut().handle_frame(now_ms, index as u8, bytes, &classifier, &mut sink);
         match disposition {
             Disposition::Forward { out_if, len } => self.nics.forward(usize::from(out_if), slot, len),
             Disposition::Local => {
@@ -231,12 +236,13 @@ impl Firewall {
             let s = nic.borrow().stats;
             total += s.received + s.sent;
             log::info!(
-                "{name}: received {} forwarded out {} local {} dropped {} (down {}) sent {} not sent {}",
+                "{name}: received {} forwarded out {} local {} dropped {} (down {}, bad length {}) sent {} not sent {}",
                 s.received,
                 c.forwarded_out,
                 c.local,
                 c.total_drops(),
                 self.dropped_down[index],
+                s.bad_length,
                 s.sent,
                 s.queue_full + s.pool_empty + s.offload_missing + s.too_large
             );

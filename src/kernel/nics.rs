@@ -38,6 +38,8 @@ pub struct NicStats {
     pub offload_missing: u64,
     /// Frames not sent: too large for the buffer.
     pub too_large: u64,
+    /// Frames dropped on receive: the device reported more bytes than the buffer holds.
+    pub bad_length: u64,
 }
 
 /// One NIC: driver, transmit pool and counters.
