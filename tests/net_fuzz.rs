@@ -1,5 +1,5 @@
-//! Stable, deterministic mini-fuzz of the whole packet path (cargo-fuzz
-//! needs nightly): ~100 000 random and mutated real frames through parse,
+//! Deterministic mini-fuzz of the whole packet path, beside the cargo-fuzz
+//! target `packet_path` that scripts/test runs: ~100 000 random and mutated real frames through parse,
 //! conntrack, classification, rewrite and ICMP generation, asserting no
 //! panic, well-formed output and bounded tables. Also writes and replays
 //! the seed corpus in `fuzz/seeds/packet_path/`.

@@ -1,5 +1,5 @@
-//! A stable-Rust stand-in for the `rules_parse` cargo-fuzz target (which
-//! needs nightly): the same body over the seed corpus, mutations of it
+//! A deterministic companion of the `rules_parse` cargo-fuzz target (which
+//! scripts/test also runs, coverage-guided): the same body over the seed corpus, mutations of it
 //! (byte flips, truncations, splices, repeats) and random bytes, and over
 //! corrupted compiled images. Passing means no panic and bounded time.
 
