@@ -68,44 +68,18 @@ impl Firewall {
         busy_poll_us: u32,
     ) -> Firewall {
         let count = found.len();
-        let mut names = Vec::with_capacity(count);
-        let mut drivers = Vec::with_capacity(count);
-        let mut interfaces = Vec::with_capacity(count);
-        let mut all_can_wake = true;
-        for (index, nic) in found.into_iter().enumerate() {
-            let name = format!("eth{index}");
-            let mac = nic.driver.mac();
-            let wake = if nic.can_wake { "interrupts" } else { "polled (no interrupt route)" };
-            log::info!(
-                "{name}: virtio-net {} mac {} wake {wake}, offloads {}",
-                nic.location,
-                EthernetAddress(mac),
-                describe_offloads(nic.driver.features())
-            );
-            let addr = plan.get(index).copied().flatten();
-            interfaces.push(match addr {
-                Some(IfAddr::Static { addr, prefix_len }) => InterfaceConfig { mac, addr, prefix_len },
-                _ => InterfaceConfig { mac, addr: 0, prefix_len: 0 },
-            });
-            all_can_wake &= nic.can_wake;
-            names.push(name);
-            drivers.push(nic.driver);
-        }
-        let nics = NicSet::new(drivers);
-        let dataplane = RefCell::new(build_dataplane(interfaces, &image));
-        let stacks = (0..count)
-            .map(|i| match plan.get(i).copied().flatten() {
-                None => {
-                    log::info!("{}: down", names[i]);
-                    None
-                }
-                Some(addr) => {
-                    let mut port = StackPort::new(&nics, i, &dataplane, clock::now_ms());
-                    let mac = nics.nic(i).map_or([0; 6], |nic| nic.borrow().driver.mac());
-                    Some(Stack::new(&names[i], EthernetAddress(mac), addr, &mut port))
-                }
-            })
+        let all_can_wake = found.iter().all(|nic| nic.can_wake);
+        let names: Vec<String> = (0..count).map(|index| format!("eth{index}")).collect();
+        let interfaces = found
+            .iter()
+            .enumerate()
+            .map(|(index, nic)| announce(&names[index], nic, plan.get(index).copied().flatten()))
             .collect();
+        let nics = NicSet::new(found.into_iter().map(|nic| nic.driver).collect());
+        let dataplane = RefCell::new(build_dataplane(interfaces, &image));
+        let stacks =
+            (0..count).map(|i| bring_up(&names[i], i, plan.get(i).copied().flatten(), &nics, &dataplane)).collect();
+        let report_ms = u64::from(report_seconds) * 1000;
         Firewall {
             names,
             nics,
@@ -115,8 +89,8 @@ impl Firewall {
             image,
             dropped_down: alloc::vec![0; count],
             next_housekeeping_ms: 0,
-            next_report_ms: u64::from(report_seconds) * 1000,
-            report_ms: u64::from(report_seconds) * 1000,
+            next_report_ms: report_ms,
+            report_ms,
             reported: 0,
             busy_poll_us: u64::from(busy_poll_us),
         }
@@ -320,6 +294,39 @@ impl Firewall {
         }
         budget
     }
+}
+
+/// Logs what a NIC is and returns its configuration for the packet path.
+fn announce(name: &str, nic: &FoundNic, addr: Option<IfAddr>) -> InterfaceConfig {
+    let mac = nic.driver.mac();
+    let wake = if nic.can_wake { "interrupts" } else { "polled (no interrupt route)" };
+    log::info!(
+        "{name}: virtio-net {} mac {} wake {wake}, offloads {}",
+        nic.location,
+        EthernetAddress(mac),
+        describe_offloads(nic.driver.features())
+    );
+    match addr {
+        Some(IfAddr::Static { addr, prefix_len }) => InterfaceConfig { mac, addr, prefix_len },
+        _ => InterfaceConfig { mac, addr: 0, prefix_len: 0 },
+    }
+}
+
+/// The IP stack of NIC `index`, or `None` when the NIC is down.
+fn bring_up(
+    name: &str,
+    index: usize,
+    addr: Option<IfAddr>,
+    nics: &NicSet,
+    dataplane: &RefCell<Dataplane>,
+) -> Option<Stack> {
+    let Some(addr) = addr else {
+        log::info!("{name}: down");
+        return None;
+    };
+    let mut port = StackPort::new(nics, index, dataplane, clock::now_ms());
+    let mac = nics.nic(index).map_or([0; 6], |nic| nic.borrow().driver.mac());
+    Some(Stack::new(name, EthernetAddress(mac), addr, &mut port))
 }
 
 /// A frame for the firewall's own stack may carry a partial checksum (the
