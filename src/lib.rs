@@ -11,3 +11,4 @@ pub mod cmdline;
 pub mod flow;
 pub mod net;
 pub mod rules;
+pub mod virtio_net;

@@ -16,43 +16,10 @@ use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::{DeviceStatus, InterruptStatus, Transport};
 use virtio_drivers::Error;
 
+pub use unifw::virtio_net::{can_transmit, feature, negotiate, HDR_NEEDS_CSUM};
+
 const RECEIVE_QUEUE: u16 = 0;
 const TRANSMIT_QUEUE: u16 = 1;
-
-/// Feature bits (virtio 1.x, 5.1.3).
-pub mod feature {
-    /// Device handles partial checksums on transmit.
-    pub const CSUM: u64 = 1 << 0;
-    /// Driver handles partial checksums on receive.
-    pub const GUEST_CSUM: u64 = 1 << 1;
-    /// Device has a MAC address.
-    pub const MAC: u64 = 1 << 5;
-    /// Driver takes TCP/IPv4 segments on receive.
-    pub const GUEST_TSO4: u64 = 1 << 7;
-    /// Driver takes ECN-marked segments on receive.
-    pub const GUEST_ECN: u64 = 1 << 9;
-    /// Device segments TCP/IPv4 on transmit.
-    pub const HOST_TSO4: u64 = 1 << 11;
-    /// Device segments ECN-marked TCP on transmit.
-    pub const HOST_ECN: u64 = 1 << 13;
-    /// Device reports link status.
-    pub const STATUS: u64 = 1 << 16;
-    /// Notification suppression with event indices.
-    pub const RING_EVENT_IDX: u64 = 1 << 29;
-    /// Virtio 1.x (modern) device.
-    pub const VERSION_1: u64 = 1 << 32;
-    /// Every offload this driver knows.
-    pub const OFFLOADS: u64 = CSUM | GUEST_CSUM | GUEST_TSO4 | GUEST_ECN | HOST_TSO4 | HOST_ECN;
-}
-
-/// `virtio_net_hdr.flags`: the checksum at csum_start/csum_offset is partial.
-pub const HDR_NEEDS_CSUM: u8 = 1;
-/// `virtio_net_hdr.gso_type` values.
-pub const GSO_NONE: u8 = 0;
-/// TCP over IPv4 segmentation.
-pub const GSO_TCPV4: u8 = 1;
-/// ECN bit of `gso_type`.
-pub const GSO_ECN: u8 = 0x80;
 
 /// Frame buffer size without receive segmentation offload.
 pub const SMALL_BUFFER: usize = 2048;
@@ -109,6 +76,11 @@ impl NetDriver {
         })
     }
 
+    /// The transport.
+    pub fn transport(&self) -> &AnyTransport {
+        &self.transport
+    }
+
     /// The MAC address.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
@@ -136,14 +108,7 @@ impl NetDriver {
     /// Whether this NIC can transmit a frame whose virtio header says
     /// `flags`/`gso_type` (offloads it did not negotiate cannot be sent).
     pub fn can_transmit(&self, flags: u8, gso_type: u8) -> bool {
-        let csum_ok = flags & HDR_NEEDS_CSUM == 0 || self.features & feature::CSUM != 0;
-        let gso_ok = match gso_type & !GSO_ECN {
-            GSO_NONE => true,
-            GSO_TCPV4 => self.features & feature::HOST_TSO4 != 0,
-            _ => false,
-        };
-        let ecn_ok = gso_type & GSO_ECN == 0 || self.features & feature::HOST_ECN != 0;
-        csum_ok && gso_ok && ecn_ok
+        can_transmit(self.features, flags, gso_type)
     }
 
     /// Posts an empty buffer to the receive queue; gives it back if full.
@@ -160,11 +125,6 @@ impl NetDriver {
         }
         self.notify_rx = true;
         Ok(())
-    }
-
-    /// Buffers currently posted for receive.
-    pub fn posted_receive(&self) -> usize {
-        QUEUE_SIZE - self.rx.available_desc()
     }
 
     /// Takes the next received frame: its buffer and the bytes the device
@@ -248,30 +208,4 @@ impl NetDriver {
     pub fn ack_interrupt(&mut self) -> InterruptStatus {
         self.transport.ack_interrupt()
     }
-}
-
-/// The features to accept: the basics plus the wanted offloads the device
-/// offers, dropping any whose prerequisite is missing (virtio 5.1.3.1).
-fn negotiate(offered: u64, wanted: u64) -> u64 {
-    use feature::*;
-    // Not RING_EVENT_IDX: virtio-drivers 0.13's `VirtQueue::should_notify`
-    // compares the wrapping 16-bit ring indices with `>=`, so after 65,536
-    // buffers it stops notifying the device and the queue stalls (seen here
-    // as a TCP stream freezing after ~65,500 frames); and with event indices
-    // `set_dev_notify` no longer suppresses interrupts. Plain flags work.
-    let basic = MAC | STATUS | VERSION_1;
-    let mut features = offered & (basic | (wanted & OFFLOADS));
-    if features & GUEST_CSUM == 0 {
-        features &= !(GUEST_TSO4 | GUEST_ECN);
-    }
-    if features & GUEST_TSO4 == 0 {
-        features &= !GUEST_ECN;
-    }
-    if features & CSUM == 0 {
-        features &= !(HOST_TSO4 | HOST_ECN);
-    }
-    if features & HOST_TSO4 == 0 {
-        features &= !HOST_ECN;
-    }
-    features
 }
