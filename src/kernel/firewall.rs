@@ -5,6 +5,7 @@
 //! adaptive: busy while frames flow, then NIC interrupts and `hlt` until a
 //! frame or the next deadline.
 
+use crate::kernel::arch::idt::{NIC_INTERRUPTS, TIMER_INTERRUPTS};
 use crate::kernel::arch::{apic, clock, cpu};
 use crate::kernel::nics::NicSet;
 use crate::kernel::port::StackPort;
@@ -17,6 +18,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::ops::Range;
+use core::sync::atomic::Ordering;
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 use unifw::flow::{Chain, PacketKey, Verdict};
@@ -233,13 +235,16 @@ impl Firewall {
             }
             let e = &counters.events;
             log::info!(
-                "flows {} of {}; ICMP errors sent {} (rate-limited {}); RSTs sent {}; ARP requests {}",
+                "flows {} of {}; ICMP errors sent {} (rate-limited {}); RSTs sent {}; ARP requests {}; \
+                 woken by NICs {} and by the timer {}",
                 dataplane.conntrack().len(),
                 dataplane.conntrack().capacity(),
                 e.icmp_errors_sent,
                 e.icmp_errors_rate_limited,
                 e.tcp_resets_sent,
-                e.arp_requests_sent
+                e.arp_requests_sent,
+                NIC_INTERRUPTS.load(Ordering::Relaxed),
+                TIMER_INTERRUPTS.load(Ordering::Relaxed)
             );
         }
         self.reported = total;

@@ -27,7 +27,6 @@ struct Heap {
     /// Freed large blocks: each holds (next block, its size) at its start.
     large_free: usize,
     in_use: usize,
-    peak: usize,
 }
 
 /// The global allocator.
@@ -35,7 +34,7 @@ pub struct KernelHeap(Mutex<Heap>);
 
 #[global_allocator]
 static HEAP: KernelHeap =
-    KernelHeap(Mutex::new(Heap { next: 0, end: 0, free: [0; CLASSES], large_free: 0, in_use: 0, peak: 0 }));
+    KernelHeap(Mutex::new(Heap { next: 0, end: 0, free: [0; CLASSES], large_free: 0, in_use: 0 }));
 
 /// Hands the region `[start, end)` to the heap.
 ///
@@ -48,10 +47,10 @@ pub unsafe fn init(start: usize, end: usize) {
     heap.end = end;
 }
 
-/// Heap statistics: (bytes in use, peak bytes in use, bytes never yet carved).
-pub fn stats() -> (usize, usize, usize) {
+/// Heap statistics: (bytes in use, bytes never yet carved).
+pub fn stats() -> (usize, usize) {
     let heap = HEAP.0.lock();
-    (heap.in_use, heap.peak, heap.end.saturating_sub(heap.next))
+    (heap.in_use, heap.end.saturating_sub(heap.next))
 }
 
 /// Page-rounded size of a large allocation, or `None` for the size classes.
@@ -127,7 +126,6 @@ unsafe impl GlobalAlloc for KernelHeap {
             let block = heap.alloc_large(size);
             if block != 0 {
                 heap.in_use += size;
-                heap.peak = heap.peak.max(heap.in_use);
             }
             return block as *mut u8;
         }
@@ -150,7 +148,6 @@ unsafe impl GlobalAlloc for KernelHeap {
         };
         if block != 0 {
             heap.in_use += size;
-            heap.peak = heap.peak.max(heap.in_use);
         }
         block as *mut u8
     }

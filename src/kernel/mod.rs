@@ -80,7 +80,7 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     let report = options.stats_seconds.unwrap_or(firewall::REPORT_DEFAULT_SECONDS);
     let busy_poll = options.busy_poll_us.unwrap_or(firewall::BUSY_POLL_DEFAULT_US);
     let mut firewall = firewall::Firewall::new(nics, &plan, image, report, busy_poll);
-    let (in_use, _, free) = heap::stats();
+    let (in_use, free) = heap::stats();
     log::info!("ready in {} us; heap {} KiB used, {} MiB free", clock::now_us(), in_use / 1024, free >> 20);
     firewall.run()
 }

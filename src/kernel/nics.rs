@@ -79,6 +79,23 @@ impl Nic {
     }
 }
 
+/// A transmit-pool buffer holding room for one frame of a fixed length
+/// after the NIC's virtio header.
+pub struct OutFrame {
+    slot: Slot,
+    header: usize,
+    len: usize,
+}
+
+impl OutFrame {
+    /// The frame's bytes (exactly the length asked for).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let range = self.header..self.header + self.len;
+        // `take_frame` checked the range fits the buffer.
+        self.slot.bytes_mut().get_mut(range).unwrap_or(&mut [])
+    }
+}
+
 /// Every NIC, by interface index.
 pub struct NicSet {
     nics: Vec<RefCell<Nic>>,
@@ -152,16 +169,17 @@ impl NicSet {
         };
         let mut nic = cell.borrow_mut();
         let header = nic.driver.header_len();
-        let (flags, gso_type) = {
-            let hdr = slot.bytes_mut();
-            // DATA_VALID and num_buffers mean nothing on transmit.
-            hdr[0] &= HDR_NEEDS_CSUM;
-            if header >= 12 {
-                hdr[10] = 0;
-                hdr[11] = 0;
-            }
-            (hdr[0], hdr[1])
+        // DATA_VALID and num_buffers mean nothing on transmit.
+        let Some(hdr) = slot.bytes_mut().get_mut(..header) else {
+            drop(nic);
+            self.recycle(slot);
+            return;
         };
+        hdr[0] &= HDR_NEEDS_CSUM;
+        if let Some(num_buffers) = hdr.get_mut(10..12) {
+            num_buffers.fill(0);
+        }
+        let (flags, gso_type) = (hdr[0], hdr[1]);
         if !nic.driver.can_transmit(flags, gso_type) {
             nic.stats.offload_missing += 1;
             drop(nic);
@@ -174,7 +192,7 @@ impl NicSet {
 
     /// A free buffer of NIC `out`'s transmit pool, for a frame of `len`
     /// bytes; `None` (counted) if the pool is empty or the frame too large.
-    pub fn take_buffer(&self, out: usize, len: usize) -> Option<Slot> {
+    pub fn take_frame(&self, out: usize, len: usize) -> Option<OutFrame> {
         let mut nic = self.nics.get(out)?.borrow_mut();
         if nic.pool.is_empty() {
             self.reclaim_into(&mut nic);
@@ -183,49 +201,38 @@ impl NicSet {
             nic.stats.pool_empty += 1;
             return None;
         };
-        if nic.driver.header_len() + len > slot.capacity() {
+        let header = nic.driver.header_len();
+        if header + len > slot.capacity() {
             nic.stats.too_large += 1;
             nic.pool.push(slot);
             return None;
         }
-        Some(slot)
+        Some(OutFrame { slot, header, len })
     }
 
-    /// Where the frame starts in NIC `out`'s buffers.
-    pub fn header_len(&self, out: usize) -> usize {
-        self.nics.get(out).map_or(0, |nic| nic.borrow().driver.header_len())
-    }
-
-    /// Sends the frame of `len` bytes written after the header room of a
-    /// `take_buffer` buffer, with a plain (no offload) virtio header.
-    pub fn send_buffer(&self, out: usize, mut slot: Slot, len: usize) {
+    /// Sends a frame from `take_frame` out of NIC `out`, with a plain (no
+    /// offload) virtio header.
+    pub fn send_frame(&self, out: usize, frame: OutFrame) {
+        let OutFrame { mut slot, header, len } = frame;
         let Some(cell) = self.nics.get(out) else {
             self.recycle(slot);
             return;
         };
-        let mut nic = cell.borrow_mut();
-        let header = nic.driver.header_len();
         if let Some(room) = slot.bytes_mut().get_mut(..header) {
             room.fill(0);
         }
+        let mut nic = cell.borrow_mut();
         let result = nic.driver.transmit(slot, header + len);
         self.after_transmit(nic, result);
     }
 
     /// Sends a copy of `frame` out of NIC `out`; false (counted) if it could not.
     pub fn send_copy(&self, out: usize, frame: &[u8]) -> bool {
-        let Some(mut slot) = self.take_buffer(out, frame.len()) else {
+        let Some(mut buffer) = self.take_frame(out, frame.len()) else {
             return false;
         };
-        let header = self.header_len(out);
-        match slot.bytes_mut().get_mut(header..header + frame.len()) {
-            Some(buffer) => buffer.copy_from_slice(frame),
-            None => {
-                self.recycle(slot);
-                return false;
-            }
-        }
-        self.send_buffer(out, slot, frame.len());
+        buffer.bytes_mut().copy_from_slice(frame);
+        self.send_frame(out, buffer);
         true
     }
 

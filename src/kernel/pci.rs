@@ -135,13 +135,12 @@ impl BarAllocator {
 }
 
 /// Reads the address of memory BAR `index` (either width) from configuration space.
-pub fn memory_bar_address(root: &PciRoot<PortCam>, df: DeviceFunction, index: u8) -> Option<u64> {
+pub fn memory_bar_address(df: DeviceFunction, index: u8) -> Option<u64> {
     let cam = PortCam;
     let low = cam.read_word(df, 0x10 + 4 * index);
     if low & 1 != 0 {
         return None;
     }
-    let _ = root;
     let high = if (low >> 1) & 3 == 2 { cam.read_word(df, 0x14 + 4 * index) } else { 0 };
     Some(u64::from(high) << 32 | u64::from(low & !0xf))
 }
@@ -166,7 +165,7 @@ pub fn enable_msix(root: &mut PciRoot<PortCam>, df: DeviceFunction, entry: u16, 
         return false;
     }
     let table = cam.read_word(df, cap.offset + 4);
-    let Some(bar) = memory_bar_address(root, df, (table & 7) as u8) else {
+    let Some(bar) = memory_bar_address(df, (table & 7) as u8) else {
         return false;
     };
     let entry_addr = (bar + u64::from(table & !7) + 16 * u64::from(entry)) as usize;

@@ -76,22 +76,16 @@ impl RxToken for PortRxToken<'_> {
 
 impl TxToken for PortTxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let Some(mut slot) = self.nics.take_buffer(self.index, len) else {
+        let Some(mut frame) = self.nics.take_frame(self.index, len) else {
             // No buffer (counted in the NIC's stats): let smoltcp build the
             // frame in scratch space and drop it, as a full queue would.
             let mut scratch = [0u8; MTU];
             return f(scratch.get_mut(..len).unwrap_or(&mut []));
         };
-        let header = self.nics.header_len(self.index);
-        let Some(buffer) = slot.bytes_mut().get_mut(header..header + len) else {
-            self.nics.recycle(slot);
-            let mut scratch = [0u8; MTU];
-            return f(scratch.get_mut(..len).unwrap_or(&mut []));
-        };
-        let result = f(buffer);
+        let result = f(frame.bytes_mut());
         // The firewall's own traffic: track it so replies are "established".
-        self.dataplane.borrow_mut().track_local_output(self.now_ms, buffer);
-        self.nics.send_buffer(self.index, slot, len);
+        self.dataplane.borrow_mut().track_local_output(self.now_ms, frame.bytes_mut());
+        self.nics.send_frame(self.index, frame);
         result
     }
 }

@@ -14,10 +14,8 @@ use transport::{Inner, ReceiveVector};
 use crate::kernel::arch::{apic, idt::NIC_VECTOR};
 use crate::kernel::pci::{self, BarAllocator, PortCam};
 use alloc::format;
-use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use core::ptr::NonNull;
 use legacy_pci::LegacyPciTransport;
 use net::NetDriver;
@@ -94,11 +92,11 @@ fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction, offloads: u64) -> R
             )
         }
     };
-    let wake = Rc::new(Cell::new(false));
     let vector = if msix { vector.map(|v| (v, MSIX_ENTRY)) } else { None };
-    let transport = AnyTransport::new(inner, vector, wake.clone());
-    let driver = NetDriver::new(transport, offloads).map_err(|e| format!("virtio-net init: {e:?}"))?;
-    Ok(FoundNic { driver, location: format!("pci {df} {kind}"), can_wake: wake.get() })
+    let driver =
+        NetDriver::new(AnyTransport::new(inner, vector), offloads).map_err(|e| format!("virtio-net init: {e:?}"))?;
+    let can_wake = driver.transport().receive_vector_set();
+    Ok(FoundNic { driver, location: format!("pci {df} {kind}"), can_wake })
 }
 
 fn discover_mmio(listed: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
@@ -128,7 +126,7 @@ fn discover_mmio(listed: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
         if transport.device_type() != DeviceType::Network {
             continue;
         }
-        let transport = AnyTransport::new(Inner::Mmio(transport), None, Rc::new(Cell::new(false)));
+        let transport = AnyTransport::new(Inner::Mmio(transport), None);
         match NetDriver::new(transport, offloads) {
             Ok(driver) => {
                 let can_wake = dev.irq != 0 && apic::route_gsi(dev.irq, NIC_VECTOR);

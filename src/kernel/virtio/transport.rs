@@ -4,8 +4,6 @@
 
 use super::legacy_pci::LegacyPciTransport;
 use crate::kernel::pci::{memory_bar_address, PortCam};
-use alloc::rc::Rc;
-use core::cell::Cell;
 use virtio_drivers::transport::mmio::MmioTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::PciTransport;
@@ -43,14 +41,21 @@ pub enum ReceiveVector {
 pub struct AnyTransport {
     inner: Inner,
     vector: Option<(ReceiveVector, u16)>,
-    wake: Rc<Cell<bool>>,
+    /// Whether the device accepted the receive queue's MSI-X vector.
+    receive_vector_set: bool,
 }
 
 impl AnyTransport {
     /// Wraps `inner`. With `vector`, the receive queue's interrupts go to
-    /// that MSI-X entry, and `wake` records whether the device accepted it.
-    pub fn new(inner: Inner, vector: Option<(ReceiveVector, u16)>, wake: Rc<Cell<bool>>) -> Self {
-        AnyTransport { inner, vector, wake }
+    /// that MSI-X entry (see `receive_vector_set`).
+    pub fn new(inner: Inner, vector: Option<(ReceiveVector, u16)>) -> Self {
+        AnyTransport { inner, vector, receive_vector_set: false }
+    }
+
+    /// Whether receive interrupts reach their MSI-X vector (the device
+    /// accepted it when the queue was set up).
+    pub fn receive_vector_set(&self) -> bool {
+        self.receive_vector_set
     }
 
     fn set_receive_vector(&mut self) {
@@ -73,7 +78,7 @@ impl AnyTransport {
             }
             _ => false,
         };
-        self.wake.set(accepted);
+        self.receive_vector_set = accepted;
     }
 }
 
@@ -85,7 +90,7 @@ pub fn modern_common_cfg(root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Opt
     let cam = PortCam;
     let bar = cam.read_word(df, cap.offset + 4) as u8;
     let offset = cam.read_word(df, cap.offset + 8);
-    let base = memory_bar_address(root, df, bar)?;
+    let base = memory_bar_address(df, bar)?;
     Some((base + u64::from(offset)) as usize)
 }
 
