@@ -85,11 +85,16 @@ fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction, offloads: u64) -> R
         }
         Err(_) => {
             let io = pci::io_bar_address(df, 0).ok_or("neither modern capabilities nor a legacy I/O BAR")?;
-            (
-                Inner::Legacy(LegacyPciTransport::new(io, DeviceType::Network, msix)),
-                "legacy",
-                Some(ReceiveVector::Legacy),
-            )
+            let mut legacy = LegacyPciTransport::new(io, DeviceType::Network, msix);
+            // Legacy devices fix the queue size and the ring layout follows
+            // from it: a size other than ours cannot be driven.
+            for queue in 0..2 {
+                let size = legacy.max_queue_size(queue);
+                if size != QUEUE_SIZE as u32 {
+                    return Err(format!("legacy queue {queue} has {size} entries; only {QUEUE_SIZE} is supported"));
+                }
+            }
+            (Inner::Legacy(legacy), "legacy", Some(ReceiveVector::Legacy))
         }
     };
     let vector = if msix { vector.map(|v| (v, MSIX_ENTRY)) } else { None };
