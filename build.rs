@@ -2,17 +2,9 @@
 //! `rules/default.rules`) into the lookup-table image the kernel embeds
 //! (`OUT_DIR/rules.img`), and links the kernel with `boot/linker.ld`.
 //!
-//! The compiler is the library's own `src/rules` module, compiled here
-//! through `#[path]`, so build time and run time share one implementation.
-
-extern crate alloc;
-
-#[path = "src/flow.rs"]
-#[allow(dead_code)]
-mod flow;
-#[path = "src/rules/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod rules;
+//! The compiler is the `unifw-compiler` crate (a build-dependency); the
+//! image layout it writes is defined once, in `unifw_core::image::format`,
+//! which the kernel reads at run time.
 
 use std::env;
 use std::fs;
@@ -52,7 +44,7 @@ fn compile_rules(path: &Path, out: &Path) {
         fs::read(&included).map_err(|e| format!("cannot read {}: {e}", included.display()))
     };
     let started = Instant::now();
-    let compiled = match rules::compile(&name, &text, &mut load) {
+    let compiled = match unifw_compiler::compile(&name, &text, &mut load) {
         Ok(compiled) => compiled,
         Err(diagnostics) => fail(&diagnostics.to_string()),
     };

@@ -1,7 +1,6 @@
 //! unifw, the kernel: a bootable unikernel firewall for QEMU/KVM.
 //! Built for `x86_64-unknown-none`; see README.md.
 #![cfg_attr(target_os = "none", no_std, no_main)]
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 #[cfg(target_os = "none")]
 extern crate alloc;

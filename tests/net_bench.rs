@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use net_common::*;
 use smoltcp::wire::TcpControl;
-use unifw::net::{Dataplane, Disposition, NullSink};
+use unifw_core::net::{Dataplane, Disposition, NullSink};
 
 /// Median ns per call of `handle_frame` on copies of `template` (only the
 /// 34 header bytes the forwarder rewrites are restored between calls).

@@ -6,10 +6,10 @@ mod net_common;
 
 use net_common::*;
 use smoltcp::wire::TcpControl;
-use unifw::flow::{Chain, CtState, PacketKey};
-use unifw::net::conntrack::{ConnTrack, TcpState};
-use unifw::net::parse::parse_ipv4;
-use unifw::net::{checksum, Dataplane, Disposition, DropReason, VecSink};
+use unifw_core::flow::{Chain, CtState, PacketKey};
+use unifw_core::net::conntrack::{ConnTrack, TcpState};
+use unifw_core::net::parse::parse_ipv4;
+use unifw_core::net::{checksum, Dataplane, Disposition, DropReason, VecSink};
 
 const FWD: Disposition = Disposition::Forward { out_if: 1, len: 0 };
 

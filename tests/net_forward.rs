@@ -5,8 +5,8 @@ mod net_common;
 
 use net_common::*;
 use smoltcp::wire::{Icmpv4Packet, Ipv4Packet};
-use unifw::flow::{Action, Chain, PacketKey, RejectWith};
-use unifw::net::{checksum, Dataplane, DataplaneConfig, Disposition, DropReason, StaticRoute, VecSink};
+use unifw_core::flow::{Action, Chain, PacketKey, RejectWith};
+use unifw_core::net::{checksum, Dataplane, DataplaneConfig, Disposition, DropReason, StaticRoute, VecSink};
 
 fn forward_one(dp: &mut Dataplane, frame: &mut [u8]) -> (Disposition, VecSink) {
     let mut sink = VecSink::default();
@@ -236,7 +236,8 @@ fn no_icmp_error_about_an_icmp_error() {
 fn rule_hits_and_logging_are_counted() {
     let mut dp = lab_resolved(64);
     let mut sink = VecSink::default();
-    let logged = |_: Chain, _: &PacketKey| unifw::flow::Verdict { action: Action::Accept, rule: Some(4), log: true };
+    let logged =
+        |_: Chain, _: &PacketKey| unifw_core::flow::Verdict { action: Action::Accept, rule: Some(4), log: true };
     for port in 0..100 {
         let mut frame = udp_frame(SENDER, RECEIVER, 5000 + port, 6000, 10);
         dp.handle_frame(0, 0, &mut frame, &logged, &mut sink);

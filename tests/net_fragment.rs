@@ -4,8 +4,8 @@
 mod net_common;
 
 use net_common::*;
-use unifw::flow::{Action, Chain, PacketKey};
-use unifw::net::{Dataplane, Disposition, DropReason, VecSink};
+use unifw_core::flow::{Action, Chain, PacketKey};
+use unifw_core::net::{Dataplane, Disposition, DropReason, VecSink};
 
 fn big_udp() -> Vec<u8> {
     udp_frame(SENDER, RECEIVER, 5000, 6000, 2000)
@@ -14,7 +14,7 @@ fn big_udp() -> Vec<u8> {
 fn run(
     dp: &mut Dataplane,
     frame: &[u8],
-    classifier: &dyn Fn(Chain, &PacketKey) -> unifw::flow::Verdict,
+    classifier: &dyn Fn(Chain, &PacketKey) -> unifw_core::flow::Verdict,
 ) -> Disposition {
     let mut frame = frame.to_vec();
     dp.handle_frame(0, 0, &mut frame, &classifier, &mut VecSink::default())

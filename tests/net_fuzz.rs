@@ -77,7 +77,7 @@ fn record(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn seed_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/packet_path")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/packet_path")
 }
 
 fn mutate(rng: &mut Rng, frame: &mut Vec<u8>) {
@@ -110,7 +110,7 @@ fn mutate(rng: &mut Rng, frame: &mut Vec<u8>) {
         if ihl >= 20 && frame.len() >= ETH_LEN + ihl {
             frame[ETH_LEN + 10] = 0;
             frame[ETH_LEN + 11] = 0;
-            let sum = unifw::net::checksum::checksum(&frame[ETH_LEN..ETH_LEN + ihl]);
+            let sum = unifw_core::net::checksum::checksum(&frame[ETH_LEN..ETH_LEN + ihl]);
             frame[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&sum.to_be_bytes());
         }
     }

@@ -5,8 +5,8 @@ mod net_common;
 
 use net_common::*;
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, Ipv4Packet};
-use unifw::net::neighbour::{MAX_PROBES, QUEUE_LEN, REACHABLE_MS, RETRY_MS};
-use unifw::net::{Dataplane, DataplaneConfig, Disposition, DropReason, NeighbourLimits, VecSink};
+use unifw_core::net::neighbour::{MAX_PROBES, QUEUE_LEN, REACHABLE_MS, RETRY_MS};
+use unifw_core::net::{Dataplane, DataplaneConfig, Disposition, DropReason, NeighbourLimits, VecSink};
 
 fn arp_requests(sink: &VecSink) -> Vec<u32> {
     sink.frames

@@ -5,8 +5,8 @@ mod net_common;
 
 use net_common::*;
 use smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Packet, TcpControl, TcpPacket};
-use unifw::flow::RejectWith;
-use unifw::net::{checksum, Disposition, DropReason, VecSink};
+use unifw_core::flow::RejectWith;
+use unifw_core::net::{checksum, Disposition, DropReason, VecSink};
 
 fn reject(frame: &mut [u8], with: RejectWith) -> (Disposition, VecSink) {
     let mut dp = lab_resolved(64);

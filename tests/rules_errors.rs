@@ -1,8 +1,9 @@
 //! Bad rules files: every error reported as FILE:LINE:COLUMN with the
 //! offending text, up to a cap, and never a panic.
 
-use unifw::flow::{Action, Chain};
-use unifw::rules::{self, Diagnostics, Image, MAX_ERRORS};
+use unifw_compiler::{self as rules, Diagnostics, MAX_ERRORS};
+use unifw_core::flow::{Action, Chain};
+use unifw_core::image::Image;
 
 fn load(p: &str) -> Result<Vec<u8>, String> {
     match p {

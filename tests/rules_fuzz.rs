@@ -5,13 +5,14 @@
 
 use std::time::Instant;
 
-use unifw::rules::{self, fuzz_one, Rng};
+use unifw_compiler::{self as rules, fuzz_one, Rng};
 
 fn seeds() -> Vec<Vec<u8>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/rules_parse");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/rules_parse");
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| std::fs::read(e.ok()?.path()).ok()).collect())
-        .unwrap_or_default();
+        .unwrap_or_else(|e| panic!("{dir}: {e} (the seeds are part of the repository)"));
+    assert!(!out.is_empty(), "{dir} holds no seeds");
     out.push(b"forward accept tcp from 10.1.0.0/24 to 10.2.0.2 port 80,443 state new log\n".to_vec());
     out
 }
@@ -54,8 +55,8 @@ fn rules_parse_mutations_do_not_panic() {
 
 #[test]
 fn corrupted_images_do_not_panic() {
-    let text =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/rules_parse/scenario20.rules")).expect("seed");
+    let text = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/rules_parse/scenario20.rules"))
+        .expect("seed");
     let image = rules::compile("s.rules", &text, &mut |p| Err(p.into())).expect("compiles").image;
     let mut rng = Rng::new(12);
     for _ in 0..3000 {

@@ -5,8 +5,9 @@
 mod rules_common;
 
 use rules_common::{packets, random_ruleset};
-use unifw::flow::Chain;
-use unifw::rules::{self, compile_ruleset, render, Format, Image, Rng};
+use unifw_compiler::{self as rules, compile_ruleset, render, Format, Rng};
+use unifw_core::flow::Chain;
+use unifw_core::image::Image;
 
 fn no_includes(p: &str) -> Result<Vec<u8>, String> {
     Err(format!("no includes here ({p})"))
@@ -72,7 +73,7 @@ fn iptables_save_equals_native() {
         let b =
             rules::compile("t.rules", native.as_bytes(), &mut no_includes).unwrap_or_else(|d| panic!("{d}\n{native}"));
         let (ia, ib) = (Image::from_bytes(&a.image).expect("valid"), Image::from_bytes(&b.image).expect("valid"));
-        assert_eq!(ia.interfaces().collect::<Vec<_>>(), unifw::rules::Ruleset::lab_interfaces());
+        assert_eq!(ia.interfaces().collect::<Vec<_>>(), unifw_compiler::Ruleset::lab_interfaces());
         for k in packets(&mut rng, &set, 200) {
             for chain in [Chain::Input, Chain::Forward] {
                 assert_eq!(ia.classify(chain, &k), ib.classify(chain, &k), "{ipt}\n{k:?}");

@@ -1,8 +1,8 @@
 //! The compiled rules image embedded by build.rs, and the interface plan:
 //! addresses from the image, overridden per NIC by the kernel command line.
 
-use unifw::cmdline::{IfOverride, Options};
-use unifw::rules::{IfAddr, Image};
+use unifw_core::cmdline::{IfOverride, Options};
+use unifw_core::image::{IfAddr, Image};
 
 #[repr(C, align(64))]
 struct Aligned<T: ?Sized>(T);
@@ -20,7 +20,7 @@ pub fn image() -> Image<'static> {
 }
 
 /// Maximum NICs the firewall drives.
-pub const MAX_NICS: usize = unifw::cmdline::MAX_NICS;
+pub const MAX_NICS: usize = unifw_core::cmdline::MAX_NICS;
 
 /// The plan for eth0..eth7 (`None`: down): the image's settings, then the
 /// command line's.

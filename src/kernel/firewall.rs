@@ -1,5 +1,5 @@
 //! The firewall's main loop. Every received frame goes through the packet
-//! path (`unifw::net::Dataplane`: validation, connection tracking, the
+//! path (`unifw_core::net::Dataplane`: validation, connection tracking, the
 //! compiled rules, routing, ARP); forwarded frames leave by their output
 //! NIC, frames for the firewall itself go to its IP stack. Polling is
 //! adaptive: busy while frames flow, then NIC interrupts and `hlt` until a
@@ -21,10 +21,10 @@ use core::ops::Range;
 use core::sync::atomic::Ordering;
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
-use unifw::flow::{Chain, PacketKey, Verdict};
-use unifw::net::{Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig, StaticRoute};
-use unifw::rules::IfAddr;
-use unifw::rules::Image;
+use unifw_core::flow::{Chain, PacketKey, Verdict};
+use unifw_core::image::IfAddr;
+use unifw_core::image::Image;
+use unifw_core::net::{Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig, StaticRoute};
 
 /// Keep polling this long after the last frame before sleeping, by
 /// default (`unifw.busypoll=MICROSECONDS` sets it): longer trades host CPU
@@ -346,7 +346,7 @@ fn complete_checksum(slot: &mut Slot, frame: Range<usize>) {
     let start = usize::from(u16::from_le_bytes([header[6], header[7]]));
     let offset = usize::from(u16::from_le_bytes([header[8], header[9]]));
     if let Some(frame) = bytes.get_mut(frame) {
-        unifw::net::checksum::complete_partial(frame, start, offset);
+        unifw_core::net::checksum::complete_partial(frame, start, offset);
     }
 }
 
@@ -375,7 +375,7 @@ fn build_dataplane(interfaces: Vec<InterfaceConfig>, image: &Image) -> Dataplane
         config.hash_seed = cpu::random_seed();
         match Dataplane::new(config) {
             Ok(dataplane) => return dataplane,
-            Err(unifw::net::ConfigError::GatewayUnreachable(i)) if i < routes.len() => {
+            Err(unifw_core::net::ConfigError::GatewayUnreachable(i)) if i < routes.len() => {
                 log::error!("route {:?}: its gateway is on no connected subnet; route ignored", routes[i]);
                 routes.remove(i);
             }

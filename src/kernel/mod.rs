@@ -18,7 +18,7 @@ mod virtio;
 use arch::{apic, clock, gdt, idt};
 use bootinfo::BootInfo;
 use log::LevelFilter;
-use unifw::cmdline::{self, LogLevel};
+use unifw_core::cmdline::{self, LogLevel};
 
 extern "C" {
     static __kernel_end: u8;
@@ -67,8 +67,8 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     let image = config::image();
     log::info!(
         "rules: {} input + {} forward rules, {} KiB of tables",
-        image.rule_count(unifw::flow::Chain::Input),
-        image.rule_count(unifw::flow::Chain::Forward),
+        image.rule_count(unifw_core::flow::Chain::Input),
+        image.rule_count(unifw_core::flow::Chain::Forward),
         image.table_bytes() / 1024
     );
     let plan = config::interface_plan(&image, &options);

@@ -8,8 +8,8 @@ use crate::kernel::virtio::buffers::{carve, Home, Slot};
 use crate::kernel::virtio::net::{NetDriver, HDR_NEEDS_CSUM};
 use alloc::vec::Vec;
 use core::cell::RefCell;
-use unifw::flow::IfIndex;
-use unifw::net::FrameSink;
+use unifw_core::flow::IfIndex;
+use unifw_core::net::FrameSink;
 
 /// Receive buffers per NIC with 64 KiB buffers (posted at boot, then grown
 /// in steps by `grow`, so that boot does not wait for megabytes to be

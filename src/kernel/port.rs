@@ -9,7 +9,7 @@ use core::cell::RefCell;
 use core::ops::Range;
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
-use unifw::net::Dataplane;
+use unifw_core::net::Dataplane;
 
 /// Largest frame the stack may send (Ethernet header + 1500).
 const MTU: usize = 1514;

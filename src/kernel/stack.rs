@@ -9,7 +9,7 @@ use smoltcp::phy::Device;
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
-use unifw::rules::IfAddr;
+use unifw_core::image::IfAddr;
 
 /// An address change the rest of the firewall must follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

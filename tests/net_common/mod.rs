@@ -8,8 +8,8 @@ use smoltcp::wire::{
     Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
     UdpRepr,
 };
-use unifw::flow::{Action, Chain, CtState, PacketKey, RejectWith, Verdict};
-use unifw::net::{Dataplane, DataplaneConfig, InterfaceConfig, VecSink};
+use unifw_core::flow::{Action, Chain, CtState, PacketKey, RejectWith, Verdict};
+use unifw_core::net::{Dataplane, DataplaneConfig, InterfaceConfig, VecSink};
 
 pub const FW0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const FW1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -39,9 +39,9 @@ pub fn lab_resolved(capacity: usize) -> Dataplane {
     let mut dp = lab(capacity);
     let mut sink = VecSink::default();
     let mut arp = arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0xff; 6], FW0);
-    assert_eq!(dp.handle_frame(0, 0, &mut arp, &accept_all, &mut sink), unifw::net::Disposition::Local);
+    assert_eq!(dp.handle_frame(0, 0, &mut arp, &accept_all, &mut sink), unifw_core::net::Disposition::Local);
     let mut arp = arp_frame(ArpOperation::Request, RECEIVER_MAC, RECEIVER, [0xff; 6], FW1);
-    assert_eq!(dp.handle_frame(0, 1, &mut arp, &accept_all, &mut sink), unifw::net::Disposition::Local);
+    assert_eq!(dp.handle_frame(0, 1, &mut arp, &accept_all, &mut sink), unifw_core::net::Disposition::Local);
     assert!(sink.frames.is_empty());
     dp
 }

@@ -6,8 +6,10 @@
 #![allow(dead_code)]
 
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
-use unifw::flow::{Action, Chain, PacketKey, RejectWith, Verdict};
-use unifw::net::{Dataplane, DataplaneConfig, Disposition, FrameSink, InterfaceConfig, NeighbourLimits, StaticRoute};
+use unifw_core::flow::{Action, Chain, PacketKey, RejectWith, Verdict};
+use unifw_core::net::{
+    Dataplane, DataplaneConfig, Disposition, FrameSink, InterfaceConfig, NeighbourLimits, StaticRoute,
+};
 
 /// Table sizes small enough that the harness fills them quickly.
 pub const CONNTRACK_CAPACITY: usize = 64;
@@ -117,7 +119,7 @@ impl Harness {
         assert!(dp.fragments().len() <= FRAGMENT_CAPACITY);
         assert!(dp.neighbours().len() <= NEIGHBOURS.capacity);
         assert!(dp.neighbours().pending() <= NEIGHBOURS.max_pending);
-        assert!(dp.neighbours().queued_frames() <= NEIGHBOURS.max_pending * unifw::net::neighbour::QUEUE_LEN);
+        assert!(dp.neighbours().queued_frames() <= NEIGHBOURS.max_pending * unifw_core::net::neighbour::QUEUE_LEN);
     }
 
     /// Feeds a fuzz input: records of `[len_hi, len_lo, in_if, selector, step, frame...]`.

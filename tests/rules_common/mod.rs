@@ -1,8 +1,8 @@
 //! Helpers shared by the rules integration tests: random rulesets and packets.
 #![allow(dead_code)]
 
-use unifw::flow::{proto, Action, Chain, PacketKey, RejectWith};
-use unifw::rules::{self, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rng, Rule, Ruleset};
+use unifw_compiler::{self as rules, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rng, Rule, Ruleset};
+use unifw_core::flow::{proto, Action, Chain, PacketKey, RejectWith};
 
 /// Addresses come from a few /16s so that rules overlap.
 const BASES: [u32; 4] = [0x0a01_0000, 0x0a02_0000, 0xc0a8_0000, 0x0a01_8000];
@@ -100,7 +100,7 @@ pub fn random_rule(rng: &mut Rng, iptables: bool) -> Rule {
 /// A random ruleset of `n` rules with the lab interfaces and eth2.
 pub fn random_ruleset(rng: &mut Rng, n: usize, iptables: bool) -> Ruleset {
     let mut set = Ruleset { interfaces: Ruleset::lab_interfaces(), ..Ruleset::default() };
-    set.interfaces.push(rules::InterfaceSpec { index: 2, addr: rules::IfAddr::Dhcp });
+    set.interfaces.push(unifw_core::image::InterfaceSpec { index: 2, addr: unifw_core::image::IfAddr::Dhcp });
     set.policy_forward = if rng.pct(50) { Action::Drop } else { Action::Accept };
     set.policy_input = Action::Drop;
     set.files.push("random".into());

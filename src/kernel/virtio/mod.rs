@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 use legacy_pci::LegacyPciTransport;
 use net::NetDriver;
-use unifw::cmdline::MmioDevice;
+use unifw_core::cmdline::MmioDevice;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};

@@ -16,7 +16,7 @@ use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::{DeviceStatus, InterruptStatus, Transport};
 use virtio_drivers::Error;
 
-pub use unifw::virtio_net::{can_transmit, feature, negotiate, HDR_NEEDS_CSUM};
+pub use unifw_core::virtio_net::{can_transmit, feature, negotiate, HDR_NEEDS_CSUM};
 
 const RECEIVE_QUEUE: u16 = 0;
 const TRANSMIT_QUEUE: u16 = 1;

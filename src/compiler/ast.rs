@@ -3,9 +3,9 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::flow::{proto, Action, Chain, CtState, PacketKey, Verdict};
-
-use super::image::{IfAddr, InterfaceSpec, RouteSpec};
+pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
+use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict};
+use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 
 /// An IPv4 prefix; `addr` has no bits set past `len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,15 +30,6 @@ impl Prefix {
     /// Whether `other` lies wholly inside `self`.
     pub fn covers(&self, other: &Prefix) -> bool {
         self.len <= other.len && self.contains(other.addr)
-    }
-}
-
-/// The netmask of a prefix length (0 for /0).
-pub fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
     }
 }
 
@@ -133,19 +124,6 @@ pub struct IfMatch {
 impl IfMatch {
     fn matches(&self, i: u8) -> bool {
         (i == self.index) != self.negated
-    }
-}
-
-/// Connection-state bits (`1 << state as u8`); all four set = any state.
-pub const ANY_STATE: u8 = 0x0f;
-
-/// The bit of a connection state in a state mask.
-pub fn state_bit(s: CtState) -> u8 {
-    match s {
-        CtState::New => 1,
-        CtState::Established => 2,
-        CtState::Related => 4,
-        CtState::Invalid => 8,
     }
 }
 

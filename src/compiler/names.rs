@@ -4,7 +4,7 @@
 use alloc::format;
 use alloc::string::String;
 
-use crate::flow::{CtState, RejectWith};
+use unifw_core::flow::{CtState, RejectWith};
 
 use super::ast::Prefix;
 

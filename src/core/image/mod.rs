@@ -1,10 +1,14 @@
-//! Reads a compiled image in place and classifies packets: no allocation,
-//! no parsing that grows with the rule count, no panics on any bytes.
+//! The compiled rules image: its binary layout ([`format`]), shared with the
+//! compiler (`unifw-compiler`, which writes it at build time), and the reader
+//! that classifies packets in place: no allocation, no parsing that grows
+//! with the rule count, no panics on any bytes.
 
-use crate::flow::{proto, Action, Chain, PacketKey, Verdict};
+pub mod format;
 
-use super::ast::{mask, state_bit};
-use super::format::*;
+use crate::flow::{mask, proto, state_bit, Action, Chain, PacketKey, Verdict};
+
+pub use format::FormatError;
+use format::*;
 
 /// How an interface gets its address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -428,33 +432,5 @@ mod tests {
         b[..8].copy_from_slice(&MAGIC);
         b[8] = 9;
         assert_eq!(Image::from_bytes(&b).unwrap_err(), FormatError::BadVersion(9));
-    }
-
-    #[test]
-    fn reads_what_the_compiler_wrote() {
-        let text = b"interface eth0 10.1.0.1/24\ninterface eth2 dhcp\nroute default via 10.1.0.254\nconntrack max 99\npolicy forward reject\nforward drop tcp port 22 log\n";
-        let c = super::super::compile("t", text, &mut |p| Err(p.into())).expect("compiles");
-        let img = Image::from_bytes(&c.image).expect("valid");
-        let ifs: alloc::vec::Vec<_> = img.interfaces().collect();
-        assert_eq!(ifs[0], InterfaceSpec { index: 0, addr: IfAddr::Static { addr: 0x0a01_0001, prefix_len: 24 } });
-        assert_eq!(ifs[1], InterfaceSpec { index: 2, addr: IfAddr::Dhcp });
-        assert_eq!(img.routes().next(), Some(RouteSpec { dest: 0, prefix_len: 0, gateway: 0x0a01_00fe }));
-        assert_eq!(img.conntrack_capacity(), 99);
-        assert_eq!((img.rule_count(Chain::Forward), img.rule_count(Chain::Input), img.rule_line(0)), (1, 0, 6));
-        let key = PacketKey {
-            proto: 6,
-            src: 1,
-            dst: 2,
-            src_port: 9,
-            dst_port: 22,
-            icmp_type: 0,
-            icmp_code: 0,
-            in_if: 0,
-            out_if: 1,
-            state: crate::flow::CtState::New,
-        };
-        assert_eq!(img.classify(Chain::Forward, &key), Verdict { action: Action::Drop, rule: Some(0), log: true });
-        let other = PacketKey { dst_port: 23, ..key };
-        assert_eq!(img.classify(Chain::Forward, &other).action, img.policy(Chain::Forward));
     }
 }

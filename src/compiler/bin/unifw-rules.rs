@@ -11,8 +11,9 @@ macro_rules! say {
     }};
 }
 
-use unifw::flow::{proto, Action, Chain, CtState, PacketKey, Verdict, NO_IF};
-use unifw::rules::{self, Compiled, Format, Image, ScenarioOptions};
+use unifw_compiler::{self as rules, Compiled, Format, ScenarioOptions};
+use unifw_core::flow::{proto, Action, Chain, CtState, PacketKey, Verdict, NO_IF};
+use unifw_core::image::Image;
 
 const USAGE: &str = "usage: unifw-rules check FILE
        unifw-rules explain FILE 'PROTO SRC[:PORT] -> DST[:PORT]' [in ethN] [out ethN] [state S] [chain input|forward]

@@ -4,15 +4,15 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::flow::Chain;
+use unifw_core::flow::Chain;
 
 use super::ast::Ruleset;
 use super::diag::{Diagnostic, Diagnostics};
 use super::expand::expand;
-use super::format::MAX_RULES;
 use super::shadow::shadowed;
 use super::source::{is_iptables, parse_file, Ctx};
 use super::tables::write_image;
+use unifw_core::image::format::MAX_RULES;
 
 /// Most table entries one rule may expand into (lists times negations).
 pub const MAX_ENTRIES_PER_RULE: usize = 1 << 16;

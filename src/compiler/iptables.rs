@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::flow::{proto, Action, Chain, RejectWith};
+use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
 use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, ProtoMatch, Rule, ANY_STATE};
 use super::diag::Diagnostic;

@@ -5,11 +5,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use crate::flow::{Action, Chain};
+use unifw_core::flow::{Action, Chain};
 
 use super::ast::{AddrMatch, PortMatch, ProtoMatch, Rule, Ruleset, ANY_STATE};
-use super::image::IfAddr;
 use super::names::{dotted, prefix_text, protocol_name, reject_name};
+use unifw_core::image::IfAddr;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +234,7 @@ fn iptables_rule(r: &Rule) -> Result<String, String> {
         Action::Accept => write!(s, " -j ACCEPT"),
         Action::Drop => write!(s, " -j DROP"),
         Action::Reject(w) => {
-            let kind = if w == crate::flow::RejectWith::TcpReset {
+            let kind = if w == unifw_core::flow::RejectWith::TcpReset {
                 String::from("tcp-reset")
             } else {
                 format!("icmp-{}", reject_name(w))

@@ -4,14 +4,14 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::flow::{proto, Action, Chain, RejectWith};
+use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
 use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE};
 use super::diag::Diagnostic;
-use super::image::{IfAddr, InterfaceSpec, RouteSpec};
 use super::lexer::{utf8_len, Kind, Lexer, Token};
 use super::names;
 use super::source::{self, Ctx};
+use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 
 /// An error has been recorded; skip the rest of the statement.
 struct Fail;

@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use crate::flow::{proto, Action, Chain, RejectWith};
+use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
 use super::ast::{state_bit, AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, ANY_STATE};
 
@@ -75,7 +75,7 @@ pub fn scenario(opts: ScenarioOptions) -> Ruleset {
         ..Rule::any(Chain::Input, Action::Accept)
     };
     let back = Rule {
-        states: state_bit(crate::flow::CtState::Established) | state_bit(crate::flow::CtState::Related),
+        states: state_bit(unifw_core::flow::CtState::Established) | state_bit(unifw_core::flow::CtState::Related),
         ..Rule::any(Chain::Input, Action::Accept)
     };
     let dhcp = Rule {
@@ -156,9 +156,10 @@ fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
         _ => {}
     }
     if rng.pct(10) {
-        r.states = state_bit(crate::flow::CtState::New);
+        r.states = state_bit(unifw_core::flow::CtState::New);
     } else if rng.pct(5) {
-        r.states = ANY_STATE & !state_bit(crate::flow::CtState::New) & !state_bit(crate::flow::CtState::Invalid);
+        r.states =
+            ANY_STATE & !state_bit(unifw_core::flow::CtState::New) & !state_bit(unifw_core::flow::CtState::Invalid);
     }
     if rng.pct(5) {
         r.in_if = Some(super::ast::IfMatch { negated: false, index: 0 });
@@ -199,9 +200,9 @@ fn ports(rng: &mut Rng, r: &mut Rule, p: u8) {
 }
 
 /// A random packet (any protocol among TCP, UDP, ICMP, GRE; any state and interfaces).
-pub fn random_key(rng: &mut Rng) -> crate::flow::PacketKey {
+pub fn random_key(rng: &mut Rng) -> unifw_core::flow::PacketKey {
     let p = [proto::TCP, proto::UDP, proto::ICMP, 47][rng.below(4) as usize];
-    let mut k = crate::flow::PacketKey {
+    let mut k = unifw_core::flow::PacketKey {
         proto: p,
         src: rng.next_u64() as u32,
         dst: rng.next_u64() as u32,
@@ -209,13 +210,13 @@ pub fn random_key(rng: &mut Rng) -> crate::flow::PacketKey {
         dst_port: 0,
         icmp_type: 0,
         icmp_code: 0,
-        in_if: [0, 1, 2, crate::flow::NO_IF][rng.below(4) as usize],
-        out_if: [0, 1, 2, crate::flow::NO_IF][rng.below(4) as usize],
+        in_if: [0, 1, 2, unifw_core::flow::NO_IF][rng.below(4) as usize],
+        out_if: [0, 1, 2, unifw_core::flow::NO_IF][rng.below(4) as usize],
         state: [
-            crate::flow::CtState::New,
-            crate::flow::CtState::Established,
-            crate::flow::CtState::Related,
-            crate::flow::CtState::Invalid,
+            unifw_core::flow::CtState::New,
+            unifw_core::flow::CtState::Established,
+            unifw_core::flow::CtState::Related,
+            unifw_core::flow::CtState::Invalid,
         ][rng.below(4) as usize],
     };
     match p {
@@ -233,7 +234,7 @@ pub fn random_key(rng: &mut Rng) -> crate::flow::PacketKey {
 }
 
 /// A packet that lies inside (or at the edge of) one box of `r`, where that is easy; random elsewhere.
-pub fn point_in(r: &Rule, rng: &mut Rng) -> crate::flow::PacketKey {
+pub fn point_in(r: &Rule, rng: &mut Rng) -> unifw_core::flow::PacketKey {
     let mut k = random_key(rng);
     let inside = |m: &AddrMatch, rng: &mut Rng, ip: u32| match m
         .prefixes
@@ -278,7 +279,7 @@ pub fn point_in(r: &Rule, rng: &mut Rng) -> crate::flow::PacketKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::{CtState, PacketKey, NO_IF};
+    use unifw_core::flow::{CtState, PacketKey, NO_IF};
 
     #[test]
     fn only_the_last_rule_matches_the_lab() {

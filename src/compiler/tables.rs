@@ -16,8 +16,8 @@ use alloc::vec::Vec;
 
 use super::ast::{mask, Ruleset};
 use super::expand::{Entry, PROTO_ANY, PROTO_NEG};
-use super::format::*;
-use super::image::IfAddr;
+use unifw_core::image::format::*;
+use unifw_core::image::IfAddr;
 
 /// Most levels per dimension (11 x 11 pairs, each keyed on ports or not, fit a
 /// u8 tuple number; at most [`MAX_TUPLES`] tuples are used).
@@ -276,8 +276,8 @@ pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Ve
     let stats = TableStats { entries: [input.len(), forward.len()], tuples: [0, 0] };
     let count = |c| set.rules.iter().filter(|r| r.chain == c).count() as u32;
     let chains = [
-        build_chain(input, count(crate::flow::Chain::Input)),
-        build_chain(forward, count(crate::flow::Chain::Forward)),
+        build_chain(input, count(unifw_core::flow::Chain::Input)),
+        build_chain(forward, count(unifw_core::flow::Chain::Forward)),
     ];
     let stats = TableStats { tuples: [chains[0].tuples.len(), chains[1].tuples.len()], ..stats };
     let mut sections: [Vec<u8>; SECTIONS] = Default::default();
@@ -394,4 +394,38 @@ fn assemble(set: &Ruleset, sections: &[Vec<u8>; SECTIONS]) -> Vec<u8> {
         out[36 + i * 8..40 + i * 8].copy_from_slice(&len.to_le_bytes());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use unifw_core::flow::{Action, Chain, PacketKey, Verdict};
+    use unifw_core::image::{IfAddr, Image, InterfaceSpec, RouteSpec};
+
+    #[test]
+    fn reads_what_the_compiler_wrote() {
+        let text = b"interface eth0 10.1.0.1/24\ninterface eth2 dhcp\nroute default via 10.1.0.254\nconntrack max 99\npolicy forward reject\nforward drop tcp port 22 log\n";
+        let c = crate::compile("t", text, &mut |p| Err(p.into())).expect("compiles");
+        let img = Image::from_bytes(&c.image).expect("valid");
+        let ifs: alloc::vec::Vec<_> = img.interfaces().collect();
+        assert_eq!(ifs[0], InterfaceSpec { index: 0, addr: IfAddr::Static { addr: 0x0a01_0001, prefix_len: 24 } });
+        assert_eq!(ifs[1], InterfaceSpec { index: 2, addr: IfAddr::Dhcp });
+        assert_eq!(img.routes().next(), Some(RouteSpec { dest: 0, prefix_len: 0, gateway: 0x0a01_00fe }));
+        assert_eq!(img.conntrack_capacity(), 99);
+        assert_eq!((img.rule_count(Chain::Forward), img.rule_count(Chain::Input), img.rule_line(0)), (1, 0, 6));
+        let key = PacketKey {
+            proto: 6,
+            src: 1,
+            dst: 2,
+            src_port: 9,
+            dst_port: 22,
+            icmp_type: 0,
+            icmp_code: 0,
+            in_if: 0,
+            out_if: 1,
+            state: unifw_core::flow::CtState::New,
+        };
+        assert_eq!(img.classify(Chain::Forward, &key), Verdict { action: Action::Drop, rule: Some(0), log: true });
+        let other = PacketKey { dst_port: 23, ..key };
+        assert_eq!(img.classify(Chain::Forward, &other).action, img.policy(Chain::Forward));
+    }
 }

@@ -107,3 +107,25 @@ pub struct Verdict {
     /// Whether the matching rule carries the `log` flag.
     pub log: bool,
 }
+
+/// The netmask of a prefix length (0 for /0).
+pub fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+/// Connection-state bits (`1 << state as u8`); all four set = any state.
+pub const ANY_STATE: u8 = 0x0f;
+
+/// The bit of a connection state in a state mask.
+pub fn state_bit(s: CtState) -> u8 {
+    match s {
+        CtState::New => 1,
+        CtState::Established => 2,
+        CtState::Related => 4,
+        CtState::Invalid => 8,
+    }
+}

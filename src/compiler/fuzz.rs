@@ -2,10 +2,10 @@
 //! harness `tests/rules_fuzz.rs`: compile any bytes, and read any bytes as
 //! an image; neither may panic.
 
-use crate::flow::{Chain, CtState, PacketKey};
+use unifw_core::flow::{Chain, CtState, PacketKey};
 
 use super::compiler::compile;
-use super::image::Image;
+use unifw_core::image::Image;
 
 const INCLUDED: &[u8] =
     b"*filter\n:FORWARD DROP [0:0]\n-A FORWARD -s 10.1.0.0/24 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";

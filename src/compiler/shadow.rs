@@ -8,7 +8,7 @@ use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::vec::Vec;
 
-use crate::flow::Chain;
+use unifw_core::flow::Chain;
 
 use super::ast::{IcmpMatch, IfMatch, Prefix, ProtoMatch, Rule, Ruleset};
 use super::diag::Diagnostic;

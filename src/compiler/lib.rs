@@ -1,0 +1,36 @@
+//! unifw's rule compiler: the rule language (native and iptables-save), its
+//! parser, the compiler into the lookup-table image the kernel embeds, the
+//! printer, and the scenario and ClassBench generators.
+//!
+//! A host crate: `build.rs` of the kernel uses it as a build-dependency, and
+//! the `unifw-rules` tool (`scripts/rules`) is its binary. The image layout
+//! and its reader live in `unifw_core::image`, the one interface that build
+//! time and run time share: [`compile`] writes an image,
+//! [`unifw_core::image::Image::from_bytes`] reads it.
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod ast;
+mod classbench;
+mod compiler;
+mod diag;
+mod expand;
+mod fuzz;
+mod iptables;
+mod lexer;
+mod names;
+mod native;
+mod print;
+mod scenario;
+mod shadow;
+mod source;
+mod tables;
+
+pub use ast::{AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset};
+pub use classbench::classbench_to_native;
+pub use compiler::{compile, compile_ruleset, parse, CompileStats, Compiled};
+pub use diag::{Diagnostic, Diagnostics, MAX_ERRORS};
+pub use fuzz::fuzz_one;
+pub use print::{render, render_head, render_rule, render_tail, Format};
+pub use scenario::{lab_rule, point_in, random_key, scenario, Rng, ScenarioOptions};
