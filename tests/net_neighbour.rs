@@ -143,5 +143,5 @@ fn transmit_failures_are_counted() {
     assert_eq!(send(&mut dp, 0, 1, &mut refusing), Disposition::Queued);
     let mut reply = arp_frame(ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1);
     dp.handle_frame(1, 1, &mut reply, &accept_all, &mut refusing);
-    assert_eq!(dp.counters().interfaces[0].drop_count(DropReason::TransmitFailed), 1);
+    assert_eq!(dp.counters().interfaces[0].drop_count(DropReason::TransmitQueueFull), 1);
 }

@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod firewall;
 pub mod flow;
 pub mod image;
 pub mod net;

@@ -1,6 +1,6 @@
-//! virtio-net feature negotiation and what a negotiated set can transmit:
-//! the pure logic of the kernel's driver (`src/kernel/virtio/net.rs`), here
-//! so that host tests cover it.
+//! virtio-net feature negotiation, what a negotiated set can transmit, and
+//! the per-frame virtio-net header: the pure logic of the kernel's driver
+//! (`src/kernel/virtio/net.rs`), here so that host tests cover it.
 
 /// Feature bits (virtio 1.x, 5.1.3).
 pub mod feature {
@@ -36,6 +36,128 @@ pub const GSO_NONE: u8 = 0;
 pub const GSO_TCPV4: u8 = 1;
 /// ECN bit of `gso_type`.
 pub const GSO_ECN: u8 = 0x80;
+
+/// Frame buffer size without receive segmentation offload.
+pub const SMALL_BUFFER: usize = 2048;
+/// Frame buffer size with it: a 64 KiB IP packet, Ethernet and virtio headers.
+pub const BIG_BUFFER: usize = 65_535 + 14 + 12 + 64;
+
+/// Bytes of virtio-net header before each frame: 12 on modern (virtio 1.x)
+/// devices, which add `num_buffers`; 10 on legacy ones.
+pub fn header_len(features: u64) -> usize {
+    if features & feature::VERSION_1 != 0 {
+        12
+    } else {
+        10
+    }
+}
+
+/// The buffer size a NIC with `features` needs: big when it may receive
+/// 64 KiB segments (`GUEST_TSO4`, "big packets" mode, no `MRG_RXBUF`).
+pub fn buffer_size(features: u64) -> usize {
+    if features & feature::GUEST_TSO4 != 0 {
+        BIG_BUFFER
+    } else {
+        SMALL_BUFFER
+    }
+}
+
+/// The negotiated offloads in words, for the boot log.
+pub fn describe_offloads(features: u64) -> &'static str {
+    let rx = features & feature::GUEST_TSO4 != 0;
+    let tx = features & feature::HOST_TSO4 != 0;
+    match (rx, tx, features & (feature::CSUM | feature::GUEST_CSUM) != 0) {
+        (true, true, _) => "csum+tso4 both ways",
+        (true, false, _) => "csum+tso4 receive only",
+        (false, true, _) => "csum+tso4 transmit only",
+        (false, false, true) => "checksum only",
+        (false, false, false) => "none",
+    }
+}
+
+/// The virtio-net header in front of every frame (virtio 1.x, 5.1.6): the
+/// one definition of its fields, as a view over a buffer's first bytes.
+/// All fields are little-endian.
+///
+/// | offset | field |
+/// |---|---|
+/// | 0 | flags (`HDR_NEEDS_CSUM`, `DATA_VALID`) |
+/// | 1 | gso_type |
+/// | 2 | hdr_len (u16) |
+/// | 4 | gso_size (u16) |
+/// | 6 | csum_start (u16) |
+/// | 8 | csum_offset (u16) |
+/// | 10 | num_buffers (u16, modern devices only) |
+#[derive(Debug)]
+pub struct Header<'a> {
+    bytes: &'a mut [u8],
+}
+
+impl<'a> Header<'a> {
+    /// The header at the start of `buffer`, `len` bytes long (10 or 12,
+    /// see [`header_len`]); `None` if the buffer is shorter.
+    pub fn new(buffer: &'a mut [u8], len: usize) -> Option<Header<'a>> {
+        let bytes = buffer.get_mut(..len.max(10))?;
+        Some(Header { bytes })
+    }
+
+    fn u16_at(&self, at: usize) -> u16 {
+        self.bytes.get(at..at + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    /// The flags byte.
+    pub fn flags(&self) -> u8 {
+        self.bytes.first().copied().unwrap_or(0)
+    }
+
+    /// The GSO type (`GSO_*`, with `GSO_ECN`).
+    pub fn gso_type(&self) -> u8 {
+        self.bytes.get(1).copied().unwrap_or(0)
+    }
+
+    /// Whether the frame carries a partial checksum to complete.
+    pub fn needs_csum(&self) -> bool {
+        self.flags() & HDR_NEEDS_CSUM != 0
+    }
+
+    /// Where checksumming starts and where the checksum goes, relative to
+    /// that start (meaningful with [`Header::needs_csum`]).
+    pub fn csum(&self) -> (usize, usize) {
+        (usize::from(self.u16_at(6)), usize::from(self.u16_at(8)))
+    }
+
+    /// Turns a received header into a transmit one for the same frame: the
+    /// offload fields stay, `DATA_VALID` and `num_buffers` (meaningless on
+    /// transmit) are cleared.
+    pub fn prepare_forward(&mut self) {
+        if let Some(flags) = self.bytes.first_mut() {
+            *flags &= HDR_NEEDS_CSUM;
+        }
+        if let Some(num_buffers) = self.bytes.get_mut(10..12) {
+            num_buffers.fill(0);
+        }
+    }
+
+    /// A header that asks for nothing: a complete frame.
+    pub fn clear(&mut self) {
+        self.bytes.fill(0);
+    }
+}
+
+/// Completes the partial checksum of a received frame when its header asks
+/// for it (the host offloaded it: `NEEDS_CSUM`). A frame for the firewall's
+/// own stack must be complete, since smoltcp verifies checksums.
+/// `buffer` holds the header then the frame at `frame`.
+pub fn complete_checksum(buffer: &mut [u8], header_len: usize, frame: core::ops::Range<usize>) {
+    let Some(header) = Header::new(buffer, header_len) else { return };
+    if !header.needs_csum() {
+        return;
+    }
+    let (start, offset) = header.csum();
+    if let Some(frame) = buffer.get_mut(frame) {
+        crate::net::checksum::complete_partial(frame, start, offset);
+    }
+}
 
 /// The features to accept: the basics plus the wanted offloads the device
 /// offers, dropping any whose prerequisite is missing (virtio 5.1.3.1).
@@ -96,6 +218,51 @@ mod tests {
         | (1 << 2)
         | (1 << 15)
         | (1 << 17);
+
+    #[test]
+    fn header_view_reads_and_prepares() {
+        let mut buffer = [0u8; 16];
+        buffer[0] = HDR_NEEDS_CSUM | 2; // NEEDS_CSUM | DATA_VALID
+        buffer[1] = GSO_TCPV4;
+        buffer[6..8].copy_from_slice(&34u16.to_le_bytes());
+        buffer[8..10].copy_from_slice(&16u16.to_le_bytes());
+        buffer[10..12].copy_from_slice(&1u16.to_le_bytes());
+        let mut header = Header::new(&mut buffer, 12).expect("fits");
+        assert!(header.needs_csum());
+        assert_eq!((header.gso_type(), header.csum()), (GSO_TCPV4, (34, 16)));
+        header.prepare_forward();
+        assert_eq!((header.flags(), header.gso_type()), (HDR_NEEDS_CSUM, GSO_TCPV4));
+        assert_eq!(buffer[10..12], [0, 0]);
+        assert!(Header::new(&mut [0u8; 9], 10).is_none());
+        assert_eq!(header_len(VERSION_1), 12);
+        assert_eq!(header_len(0), 10);
+        assert_eq!(buffer_size(GUEST_TSO4), BIG_BUFFER);
+        assert_eq!(describe_offloads(negotiate(QEMU, OFFLOADS)), "csum+tso4 both ways");
+        assert_eq!(describe_offloads(negotiate(QEMU, CSUM | GUEST_CSUM)), "checksum only");
+        assert_eq!(describe_offloads(0), "none");
+    }
+
+    #[test]
+    fn partial_checksum_is_completed_only_when_asked() {
+        // A UDP datagram from 10.1.0.2:1000 to 10.1.0.1:2000 whose checksum
+        // field holds only the pseudo-header sum, as a Linux sender leaves it.
+        let mut frame = [0u8; 14 + 20 + 8 + 4];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = [0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 1, 0, 2, 10, 1, 0, 1];
+        frame[14..34].copy_from_slice(&ip);
+        frame[34..42].copy_from_slice(&[0x03, 0xe8, 0x07, 0xd0, 0, 12, 0, 0]);
+        frame[42..].copy_from_slice(b"ping");
+        let mut buffer = [0u8; 12 + 46];
+        buffer[12..].copy_from_slice(&frame);
+        let untouched = buffer;
+        complete_checksum(&mut buffer, 12, 12..58);
+        assert_eq!(buffer, untouched, "no NEEDS_CSUM: nothing changes");
+        buffer[0] = HDR_NEEDS_CSUM;
+        buffer[6..8].copy_from_slice(&34u16.to_le_bytes());
+        buffer[8..10].copy_from_slice(&6u16.to_le_bytes());
+        complete_checksum(&mut buffer, 12, 12..58);
+        assert_ne!(buffer[12 + 40..12 + 42], [0, 0], "the UDP checksum is filled in");
+    }
 
     #[test]
     fn takes_offloads_and_basics_but_never_event_idx() {

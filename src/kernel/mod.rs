@@ -7,12 +7,9 @@ mod config;
 mod firewall;
 mod heap;
 mod logger;
-mod nics;
 mod panic;
 mod pci;
-mod port;
 mod serial;
-mod stack;
 mod virtio;
 
 use arch::{apic, clock, gdt, idt};
@@ -71,18 +68,25 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
         image.rule_count(unifw_core::flow::Chain::Forward),
         image.table_bytes() / 1024
     );
-    let plan = config::interface_plan(&image, &options);
-    let offloads = if options.offload == Some(false) { 0 } else { virtio::net::feature::OFFLOADS };
-    let nics = virtio::discover(&options.mmio_devices, offloads);
-    if nics.is_empty() {
+    let plan = unifw_core::firewall::interface_plan(&image, &options);
+    let offloads = if options.offload == Some(false) { 0 } else { unifw_core::virtio_net::feature::OFFLOADS };
+    let found = virtio::discover(&options.mmio_devices, offloads);
+    if found.is_empty() {
         log::error!("no virtio-net device found; nothing to do");
     }
-    let report = options.stats_seconds.unwrap_or(firewall::REPORT_DEFAULT_SECONDS);
+    let (drivers, all_can_wake) = firewall::announce(found);
+    let settings = unifw_core::firewall::Settings {
+        report_seconds: options.stats_seconds.unwrap_or(unifw_core::firewall::REPORT_DEFAULT_SECONDS),
+        hash_seed: arch::cpu::random_seed(),
+    };
+    let mut firewall = match unifw_core::firewall::Firewall::new(drivers, &plan, image, settings, clock::now_us()) {
+        Ok(firewall) => firewall,
+        Err(e) => panic!("packet path configuration refused: {e:?}"),
+    };
     let busy_poll = options.busy_poll_us.unwrap_or(firewall::BUSY_POLL_DEFAULT_US);
-    let mut firewall = firewall::Firewall::new(nics, &plan, image, report, busy_poll);
     let (in_use, free) = heap::stats();
     log::info!("ready in {} us; heap {} KiB used, {} MiB free", clock::now_us(), in_use / 1024, free >> 20);
-    firewall.run()
+    firewall::run(&mut firewall, all_can_wake, busy_poll)
 }
 
 fn init_heap(boot: &BootInfo) {

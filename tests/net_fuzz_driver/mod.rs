@@ -8,7 +8,7 @@
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
 use unifw_core::flow::{Action, Chain, PacketKey, RejectWith, Verdict};
 use unifw_core::net::{
-    Dataplane, DataplaneConfig, Disposition, FrameSink, InterfaceConfig, NeighbourLimits, StaticRoute,
+    Dataplane, DataplaneConfig, Disposition, DropReason, FrameSink, InterfaceConfig, NeighbourLimits, StaticRoute,
 };
 
 /// Table sizes small enough that the harness fills them quickly.
@@ -24,7 +24,7 @@ pub struct CheckingSink {
 }
 
 impl FrameSink for CheckingSink {
-    fn send(&mut self, out_if: u8, frame: &[u8]) -> bool {
+    fn send(&mut self, out_if: u8, frame: &[u8]) -> Result<(), DropReason> {
         self.frames += 1;
         assert!(out_if < 3, "sent out of a non-existent interface");
         let eth = EthernetFrame::new_checked(frame).expect("generated frame has an Ethernet header");
@@ -32,7 +32,11 @@ impl FrameSink for CheckingSink {
             let ip = Ipv4Packet::new_checked(eth.payload()).expect("generated IPv4 parses");
             assert!(ip.verify_checksum(), "generated IPv4 checksum");
         }
-        self.refuse_every == 0 || !self.frames.is_multiple_of(self.refuse_every)
+        if self.refuse_every == 0 || !self.frames.is_multiple_of(self.refuse_every) {
+            Ok(())
+        } else {
+            Err(DropReason::TransmitQueueFull)
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Drop counters by reason and interface, per-rule hit counters, and the
-//! rate-limited log of matches of rules that carry the `log` flag.
+//! The firewall's one set of counters: per interface (frames received,
+//! sent, forwarded, local, and drops by reason), per rule, and events; and
+//! the rate-limited log of matches of rules that carry the `log` flag.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -7,8 +8,9 @@ use alloc::vec::Vec;
 use super::token_bucket::TokenBucket;
 use crate::flow::{Action, Chain, IfIndex, PacketKey, Verdict};
 
-/// Why the data plane dropped a frame. Every drop is counted under exactly
-/// one reason, on the interface the frame arrived on.
+/// Why a frame was dropped. Every drop is counted under exactly one
+/// reason, on the interface the frame arrived on (for the firewall's own
+/// frames: the interface they were to leave by).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// Shorter than an Ethernet header.
@@ -62,13 +64,31 @@ pub enum DropReason {
     NeighbourFrameTooLarge,
     /// ARP resolution failed after all retries; queued frames dropped.
     NeighbourUnreachable,
-    /// The transmit path refused the frame.
-    TransmitFailed,
+    /// The output NIC's transmit queue was full.
+    TransmitQueueFull,
+    /// The output NIC's pool for the firewall's own frames was empty.
+    TransmitPoolEmpty,
+    /// Larger than a transmit buffer, or no room for the virtio-net header.
+    TransmitTooLarge,
+    /// Needs an offload (checksum, segmentation) the output NIC did not negotiate.
+    OffloadMissing,
+    /// Received on an interface that is down (no address plan).
+    InterfaceDown,
+    /// The device reported more bytes than the receive buffer holds.
+    BadLength,
     /// Input interface index unknown to the data plane.
     UnknownInterface,
 }
 
 impl DropReason {
+    /// The reasons a frame could not be sent.
+    pub const TRANSMIT: [DropReason; 4] = [
+        DropReason::TransmitQueueFull,
+        DropReason::TransmitPoolEmpty,
+        DropReason::TransmitTooLarge,
+        DropReason::OffloadMissing,
+    ];
+
     /// Number of reasons: the length of a per-interface counter array.
     pub const COUNT: usize = DropReason::UnknownInterface as usize + 1;
 
@@ -99,7 +119,12 @@ impl DropReason {
         DropReason::NeighbourQueueFull,
         DropReason::NeighbourFrameTooLarge,
         DropReason::NeighbourUnreachable,
-        DropReason::TransmitFailed,
+        DropReason::TransmitQueueFull,
+        DropReason::TransmitPoolEmpty,
+        DropReason::TransmitTooLarge,
+        DropReason::OffloadMissing,
+        DropReason::InterfaceDown,
+        DropReason::BadLength,
         DropReason::UnknownInterface,
     ];
 }
@@ -107,6 +132,11 @@ impl DropReason {
 /// Per-interface packet counters.
 #[derive(Debug, Clone, Default)]
 pub struct InterfaceCounters {
+    /// Frames the NIC received.
+    pub received: u64,
+    /// Frames handed to the NIC for sending (forwarded, local replies,
+    /// ICMP errors, RSTs, ARP).
+    pub sent: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
     /// Frames forwarded out of this interface (sent or queued for ARP).
@@ -124,6 +154,11 @@ impl InterfaceCounters {
     /// Sum of all drop counts.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
+    }
+
+    /// Frames that could not be sent (the transmit reasons).
+    pub fn not_sent(&self) -> u64 {
+        DropReason::TRANSMIT.iter().map(|&reason| self.drop_count(reason)).sum()
     }
 }
 
@@ -193,6 +228,26 @@ impl Counters {
             if let Some(slot) = counters.drops.get_mut(reason as usize) {
                 *slot = slot.wrapping_add(1);
             }
+        }
+    }
+
+    /// Counts a frame received on `interface`.
+    pub fn count_received(&mut self, interface: IfIndex) {
+        if let Some(counters) = self.interface_mut(interface) {
+            counters.received = counters.received.wrapping_add(1);
+        }
+    }
+
+    /// Counts the outcome of handing a frame to NIC `out_if`: sent there,
+    /// or dropped (on `in_if`) for the returned reason.
+    pub fn count_transmit(&mut self, in_if: IfIndex, out_if: IfIndex, result: Result<(), DropReason>) {
+        match result {
+            Ok(()) => {
+                if let Some(counters) = self.interface_mut(out_if) {
+                    counters.sent = counters.sent.wrapping_add(1);
+                }
+            }
+            Err(reason) => self.count_drop(in_if, reason),
         }
     }
 

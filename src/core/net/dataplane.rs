@@ -101,6 +101,7 @@ impl DataplaneConfig {
 pub struct Dataplane {
     pub(super) interfaces: Vec<InterfaceConfig>,
     pub(super) static_routes: Vec<StaticRoute>,
+    skipped_routes: Vec<StaticRoute>,
     pub(super) routes: RouteTable,
     pub(super) conntrack: ConnTrack,
     pub(super) fragments: FragmentTable,
@@ -113,10 +114,22 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
-    /// Builds the data plane, allocating every table now.
-    pub fn new(config: DataplaneConfig) -> Result<Dataplane, ConfigError> {
-        let routes = RouteTable::new(&config.interfaces, &config.routes)?;
+    /// Builds the data plane, allocating every table now. A static route
+    /// whose gateway is on no connected subnet is left out and listed in
+    /// [`Dataplane::skipped_routes`]; any other inconsistency is an error.
+    pub fn new(mut config: DataplaneConfig) -> Result<Dataplane, ConfigError> {
+        let mut skipped_routes = Vec::new();
+        let routes = loop {
+            match RouteTable::new(&config.interfaces, &config.routes) {
+                Ok(routes) => break routes,
+                Err(ConfigError::GatewayUnreachable(i)) if i < config.routes.len() => {
+                    skipped_routes.push(config.routes.remove(i));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         Ok(Dataplane {
+            skipped_routes,
             counters: Counters::new(config.interfaces.len(), config.rule_count),
             conntrack: ConnTrack::new(config.conntrack_capacity, config.hash_seed),
             fragments: FragmentTable::new(config.fragment_capacity),
@@ -175,6 +188,18 @@ impl Dataplane {
     /// All counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// All counters, for the NIC side of the firewall to count what it
+    /// sees (frames received, sent, and transmit failures).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    /// The static routes left out because their gateway is on no
+    /// connected subnet.
+    pub fn skipped_routes(&self) -> &[StaticRoute] {
+        &self.skipped_routes
     }
 
     /// The interfaces.

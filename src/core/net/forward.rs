@@ -304,10 +304,11 @@ impl Dataplane {
     }
 
     fn emit(&mut self, out_if: IfIndex, len: usize, out: &mut dyn FrameSink) {
-        let sent = self.scratch.get(..len).is_some_and(|reply| out.send(out_if, reply));
-        if !sent {
-            self.counters.count_drop(out_if, DropReason::TransmitFailed);
-        }
+        let result = match self.scratch.get(..len) {
+            Some(reply) => out.send(out_if, reply),
+            None => Err(DropReason::TransmitTooLarge),
+        };
+        self.counters.count_transmit(out_if, out_if, result);
     }
 
     /// TTL decrement, MAC rewrite, and neighbour resolution.
@@ -325,7 +326,7 @@ impl Dataplane {
             src.copy_from_slice(&interface.mac);
         }
         let who = (packet.in_if, hop.out_if, hop.addr);
-        let disposition = match self.neighbours.resolve(now_ms, who, frame, &self.interfaces, out) {
+        let disposition = match self.neighbours.resolve(now_ms, who, frame, &self.interfaces, &mut self.counters, out) {
             Ok(Resolution::Mac(mac)) => {
                 if let Some(dst) = frame.get_mut(..6) {
                     dst.copy_from_slice(&mac);

@@ -146,6 +146,7 @@ impl NeighbourTable {
         (in_if, out_if, addr): (IfIndex, IfIndex, u32),
         frame: &[u8],
         interfaces: &[InterfaceConfig],
+        counters: &mut Counters,
         out: &mut dyn FrameSink,
     ) -> Result<Resolution, DropReason> {
         let key = (out_if, addr);
@@ -154,7 +155,7 @@ impl NeighbourTable {
                 if expires_ms <= now_ms {
                     let next_probe_ms = now_ms.saturating_add(RETRY_MS);
                     self.entries.insert(key, State::Probing { mac, probes: 1, next_probe_ms });
-                    self.request(interfaces, key, out);
+                    self.request(interfaces, key, counters, out);
                 }
                 Ok(Resolution::Mac(mac))
             }
@@ -163,7 +164,7 @@ impl NeighbourTable {
             None => {
                 self.start_resolution(now_ms, key)?;
                 let queued = self.enqueue(key, in_if, frame);
-                self.request(interfaces, key, out);
+                self.request(interfaces, key, counters, out);
                 queued.map(|()| Resolution::Queued)
             }
         }
@@ -219,7 +220,7 @@ impl NeighbourTable {
                         failed_pending += 1;
                         (false, None)
                     } else {
-                        requests += u64::from(send_request(interfaces, out_if, addr, out));
+                        requests += u64::from(send_request(interfaces, out_if, addr, counters, out));
                         *probes += 1;
                         *next_probe_ms = now_ms.saturating_add(RETRY_MS);
                         (true, Some(*next_probe_ms))
@@ -229,7 +230,7 @@ impl NeighbourTable {
                     if *probes >= MAX_PROBES {
                         (false, None)
                     } else {
-                        requests += u64::from(send_request(interfaces, out_if, addr, out));
+                        requests += u64::from(send_request(interfaces, out_if, addr, counters, out));
                         *probes += 1;
                         *next_probe_ms = now_ms.saturating_add(RETRY_MS);
                         (true, Some(*next_probe_ms))
@@ -251,8 +252,14 @@ impl NeighbourTable {
         next
     }
 
-    fn request(&mut self, interfaces: &[InterfaceConfig], (out_if, addr): (IfIndex, u32), out: &mut dyn FrameSink) {
-        self.requests_sent += u64::from(send_request(interfaces, out_if, addr, out));
+    fn request(
+        &mut self,
+        interfaces: &[InterfaceConfig],
+        (out_if, addr): (IfIndex, u32),
+        counters: &mut Counters,
+        out: &mut dyn FrameSink,
+    ) {
+        self.requests_sent += u64::from(send_request(interfaces, out_if, addr, counters, out));
     }
 
     /// Creates an `Incomplete` entry (first request counts as probe 1).
@@ -327,9 +334,7 @@ impl NeighbourTable {
                 if let Some(dst) = frame.get_mut(..6) {
                     dst.copy_from_slice(&mac);
                 }
-                if !out.send(out_if, frame) {
-                    counters.count_drop(meta.in_if, DropReason::TransmitFailed);
-                }
+                counters.count_transmit(meta.in_if, out_if, out.send(out_if, frame));
             }
             self.free_slots.push(slot);
         }
@@ -351,13 +356,25 @@ fn release_failed(
     }
 }
 
-/// Sends a broadcast ARP request for `target` out of `out_if`.
-fn send_request(interfaces: &[InterfaceConfig], out_if: IfIndex, target: u32, out: &mut dyn FrameSink) -> bool {
+/// Sends a broadcast ARP request for `target` out of `out_if`, counting
+/// it as sent or dropped there; true if it was sent.
+fn send_request(
+    interfaces: &[InterfaceConfig],
+    out_if: IfIndex,
+    target: u32,
+    counters: &mut Counters,
+    out: &mut dyn FrameSink,
+) -> bool {
     let Some(interface) = interfaces.get(usize::from(out_if)) else {
         return false;
     };
     let mut frame = [0u8; ARP_FRAME_LEN];
-    build_arp_request(interface, target, &mut frame).is_some() && out.send(out_if, &frame)
+    let result = match build_arp_request(interface, target, &mut frame) {
+        Some(_) => out.send(out_if, &frame),
+        None => Err(DropReason::TransmitTooLarge),
+    };
+    counters.count_transmit(out_if, out_if, result);
+    result.is_ok()
 }
 
 /// Writes a broadcast ARP request for `target` from `interface` into `out`

@@ -3,15 +3,16 @@
 
 use alloc::vec::Vec;
 
+use super::counters::DropReason;
 use crate::flow::IfIndex;
 
 /// The transmit side of the NICs, as the data plane sees it. `frame`
 /// starts at the Ethernet header and is only borrowed: the implementation
 /// copies it into a transmit buffer before returning.
 pub trait FrameSink {
-    /// Sends `frame` out of `out_if`; `false` if it could not be queued
-    /// (the data plane counts a `TransmitFailed` drop).
-    fn send(&mut self, out_if: IfIndex, frame: &[u8]) -> bool;
+    /// Sends `frame` out of `out_if`; if it could not be queued, why (the
+    /// data plane counts that drop).
+    fn send(&mut self, out_if: IfIndex, frame: &[u8]) -> Result<(), DropReason>;
 }
 
 /// A sink that keeps every frame, for host tests and tools (it allocates
@@ -25,12 +26,12 @@ pub struct VecSink {
 }
 
 impl FrameSink for VecSink {
-    fn send(&mut self, out_if: IfIndex, frame: &[u8]) -> bool {
+    fn send(&mut self, out_if: IfIndex, frame: &[u8]) -> Result<(), DropReason> {
         if self.refuse {
-            return false;
+            return Err(DropReason::TransmitQueueFull);
         }
         self.frames.push((out_if, frame.to_vec()));
-        true
+        Ok(())
     }
 }
 
@@ -39,7 +40,7 @@ impl FrameSink for VecSink {
 pub struct NullSink;
 
 impl FrameSink for NullSink {
-    fn send(&mut self, _out_if: IfIndex, _frame: &[u8]) -> bool {
-        true
+    fn send(&mut self, _out_if: IfIndex, _frame: &[u8]) -> Result<(), DropReason> {
+        Ok(())
     }
 }

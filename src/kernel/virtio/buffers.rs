@@ -8,15 +8,7 @@
 use alloc::alloc::{alloc_zeroed, Layout};
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-
-/// Where a buffer returns after use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Home {
-    /// The receive queue of this NIC.
-    Receive(u8),
-    /// The transmit pool of this NIC (frames the firewall makes itself).
-    TransmitPool(u8),
-}
+use unifw_core::firewall::{Buffer, Home};
 
 /// Exclusive ownership of one packet buffer.
 pub struct Slot {
@@ -29,27 +21,23 @@ pub struct Slot {
 // it between owners moves that right with it.
 unsafe impl Send for Slot {}
 
-impl Slot {
-    /// The whole buffer: header room and frame.
-    pub fn bytes(&self) -> &[u8] {
+impl Buffer for Slot {
+    fn carve(size: usize, count: usize, home: Home) -> Vec<Slot> {
+        carve(size, count, home)
+    }
+
+    fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr..ptr+len` is a live, never-freed allocation this Slot
         // exclusively owns; the device does not touch it while we hold it.
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
-    /// The whole buffer, writable.
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
+    fn bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: as for `bytes`, and `&mut self` makes the borrow unique.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
-    /// Buffer size.
-    pub fn capacity(&self) -> usize {
-        self.len
-    }
-
-    /// Where it returns.
-    pub fn home(&self) -> Home {
+    fn home(&self) -> Home {
         self.home
     }
 }

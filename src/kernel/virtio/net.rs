@@ -12,19 +12,14 @@
 use super::buffers::Slot;
 use super::{AnyTransport, KernelHal, QUEUE_SIZE};
 use core::array;
+use unifw_core::firewall::{Buffer, NetDevice};
+use unifw_core::virtio_net::{feature, negotiate};
 use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::{DeviceStatus, InterruptStatus, Transport};
 use virtio_drivers::Error;
 
-pub use unifw_core::virtio_net::{can_transmit, feature, negotiate, HDR_NEEDS_CSUM};
-
 const RECEIVE_QUEUE: u16 = 0;
 const TRANSMIT_QUEUE: u16 = 1;
-
-/// Frame buffer size without receive segmentation offload.
-pub const SMALL_BUFFER: usize = 2048;
-/// Frame buffer size with it: a 64 KiB IP packet, Ethernet and virtio headers.
-pub const BIG_BUFFER: usize = 65_535 + 14 + 12 + 64;
 
 /// One virtio-net device.
 pub struct NetDriver {
@@ -35,7 +30,6 @@ pub struct NetDriver {
     tx_slots: [Option<(Slot, usize)>; QUEUE_SIZE],
     mac: [u8; 6],
     features: u64,
-    header_len: usize,
     notify_rx: bool,
     notify_tx: bool,
 }
@@ -60,8 +54,6 @@ impl NetDriver {
         let tx = VirtQueue::new(&mut transport, TRANSMIT_QUEUE, false, event_idx)?;
         let rx = VirtQueue::new(&mut transport, RECEIVE_QUEUE, false, event_idx)?;
         transport.finish_init();
-        // Modern devices (and MRG_RXBUF, which we do not use) add num_buffers.
-        let header_len = if features & feature::VERSION_1 != 0 { 12 } else { 10 };
         Ok(NetDriver {
             transport,
             rx,
@@ -70,7 +62,6 @@ impl NetDriver {
             tx_slots: array::from_fn(|_| None),
             mac,
             features,
-            header_len,
             notify_rx: false,
             notify_tx: false,
         })
@@ -81,38 +72,37 @@ impl NetDriver {
         &self.transport
     }
 
+    /// Whether a received frame is waiting.
+    pub fn can_receive(&self) -> bool {
+        self.rx.can_pop()
+    }
+
+    /// Asks for (or stops) receive interrupts.
+    pub fn set_receive_interrupts(&mut self, enable: bool) {
+        self.rx.set_dev_notify(enable);
+    }
+
+    /// Acknowledges the device's interrupt line (lowers it).
+    pub fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.transport.ack_interrupt()
+    }
+}
+
+impl NetDevice for NetDriver {
+    type Buffer = Slot;
+
     /// The MAC address.
-    pub fn mac(&self) -> [u8; 6] {
+    fn mac(&self) -> [u8; 6] {
         self.mac
     }
 
     /// Negotiated feature bits.
-    pub fn features(&self) -> u64 {
+    fn features(&self) -> u64 {
         self.features
     }
 
-    /// Bytes of virtio-net header before each frame.
-    pub fn header_len(&self) -> usize {
-        self.header_len
-    }
-
-    /// The buffer size this NIC needs: big when it may receive 64 KiB segments.
-    pub fn buffer_size(&self) -> usize {
-        if self.features & feature::GUEST_TSO4 != 0 {
-            BIG_BUFFER
-        } else {
-            SMALL_BUFFER
-        }
-    }
-
-    /// Whether this NIC can transmit a frame whose virtio header says
-    /// `flags`/`gso_type` (offloads it did not negotiate cannot be sent).
-    pub fn can_transmit(&self, flags: u8, gso_type: u8) -> bool {
-        can_transmit(self.features, flags, gso_type)
-    }
-
     /// Posts an empty buffer to the receive queue; gives it back if full.
-    pub fn post_receive(&mut self, mut slot: Slot) -> Result<(), Slot> {
+    fn post_receive(&mut self, mut slot: Slot) -> Result<(), Slot> {
         // SAFETY: the buffer is owned by the slot, which we keep in
         // `rx_slots[token]` until `pop_used` returns it.
         let token = match unsafe { self.rx.add(&[], &mut [slot.bytes_mut()]) } {
@@ -129,7 +119,7 @@ impl NetDriver {
 
     /// Takes the next received frame: its buffer and the bytes the device
     /// wrote (virtio header included).
-    pub fn receive(&mut self) -> Option<(Slot, usize)> {
+    fn receive(&mut self) -> Option<(Slot, usize)> {
         let token = self.rx.peek_used()?;
         let mut slot = self.rx_slots.get_mut(usize::from(token))?.take()?;
         // SAFETY: the same buffer that was added with this token.
@@ -143,14 +133,9 @@ impl NetDriver {
         }
     }
 
-    /// Whether a received frame is waiting.
-    pub fn can_receive(&self) -> bool {
-        self.rx.can_pop()
-    }
-
     /// Queues `slot[..len]` (header and frame) for transmission; gives the
     /// slot back if the queue is full.
-    pub fn transmit(&mut self, slot: Slot, len: usize) -> Result<(), Slot> {
+    fn transmit(&mut self, slot: Slot, len: usize) -> Result<(), Slot> {
         let Some(bytes) = slot.bytes().get(..len) else {
             return Err(slot);
         };
@@ -169,7 +154,7 @@ impl NetDriver {
     }
 
     /// Hands each buffer the device has finished sending to `done`.
-    pub fn reclaim_transmitted(&mut self, mut done: impl FnMut(Slot)) {
+    fn reclaim_transmitted(&mut self, done: &mut dyn FnMut(Slot)) {
         while let Some(token) = self.tx.peek_used() {
             let Some((slot, len)) = self.tx_slots.get_mut(usize::from(token)).and_then(Option::take) else {
                 log::error!("virtio-net: transmit queue out of step");
@@ -188,7 +173,7 @@ impl NetDriver {
     }
 
     /// Tells the device about posted buffers, once per batch.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         if self.notify_tx && self.tx.should_notify() {
             self.transport.notify(TRANSMIT_QUEUE);
         }
@@ -197,15 +182,5 @@ impl NetDriver {
         }
         self.notify_tx = false;
         self.notify_rx = false;
-    }
-
-    /// Asks for (or stops) receive interrupts.
-    pub fn set_receive_interrupts(&mut self, enable: bool) {
-        self.rx.set_dev_notify(enable);
-    }
-
-    /// Acknowledges the device's interrupt line (lowers it).
-    pub fn ack_interrupt(&mut self) -> InterruptStatus {
-        self.transport.ack_interrupt()
     }
 }

@@ -111,8 +111,3 @@ pub fn now_us() -> u64 {
     let cycles = rdtsc().wrapping_sub(BOOT_TSC.load(Ordering::Relaxed));
     ((u128::from(cycles) * u128::from(US_PER_CYCLE_FP.load(Ordering::Relaxed))) >> 32) as u64
 }
-
-/// Milliseconds since `mark_boot`.
-pub fn now_ms() -> u64 {
-    now_us() / 1000
-}

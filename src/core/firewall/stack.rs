@@ -2,14 +2,13 @@
 //! ARP and ICMP echo on the firewall's address, and a DHCP client when the
 //! interface is configured by DHCP.
 
-use crate::kernel::arch::clock;
+use crate::image::IfAddr;
 use alloc::vec;
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
-use unifw_core::image::IfAddr;
 
 /// An address change the rest of the firewall must follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +28,9 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Brings the stack up on `device` with `addr`.
-    pub fn new<D: Device>(name: &str, mac: EthernetAddress, addr: IfAddr, device: &mut D) -> Stack {
+    /// Brings the stack up on `device` with `addr`, at time `now`.
+    pub fn new<D: Device>(name: &str, mac: EthernetAddress, addr: IfAddr, device: &mut D, now: Instant) -> Stack {
         let config = Config::new(HardwareAddress::Ethernet(mac));
-        let now = Instant::from_micros(clock::now_us() as i64);
         let mut iface = Interface::new(config, device, now);
         let mut sockets = SocketSet::new(vec![]);
         let mut dhcp = None;

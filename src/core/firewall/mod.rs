@@ -1,0 +1,296 @@
+//! The firewall node: NICs, the packet path and the firewall's own IP
+//! stacks, and one poll of all of them. The kernel (`src/kernel/`) finds
+//! the devices, then calls [`Firewall::poll_once`] in a loop and sleeps
+//! when it returns no work, until a NIC interrupt or
+//! [`Firewall::sleep_budget_us`]. Everything here runs on the host too,
+//! against fake devices (`tests/firewall.rs`).
+//!
+//! Life of a frame (see also `net::forward`):
+//! 1. [`NicSet::receive`] takes the buffer from the NIC's receive queue;
+//! 2. [`Dataplane::handle_frame`] validates and parses it, tracks its
+//!    connection, classifies it with the compiled rules
+//!    ([`Image::classify`]), routes it and resolves the next hop's MAC,
+//!    rewriting it in place; it returns a [`Disposition`];
+//! 3. `Forward`: [`NicSet::forward`] queues the same buffer on the output
+//!    NIC (zero copy); it returns home when that NIC is done with it
+//!    ([`NicSet::reclaim_and_flush`]);
+//!    `Local`: the checksum is completed and [`StackPort`] hands the frame
+//!    to the interface's smoltcp stack ([`Stack::poll`]), whose replies go
+//!    out through the NIC's transmit pool;
+//!    `Queued`/`Drop`: the buffer goes straight back to its receive queue.
+//!
+//! Every step counts into the data plane's one set of [`Counters`].
+//!
+//! [`Counters`]: crate::net::Counters
+
+pub mod nics;
+pub mod plan;
+pub mod port;
+pub mod report;
+pub mod stack;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use smoltcp::time::Instant;
+use smoltcp::wire::EthernetAddress;
+
+use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
+use crate::image::{IfAddr, Image};
+use crate::net::{Classifier, ConfigError, Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig};
+use crate::virtio_net;
+pub use nics::{Buffer, Home, NetDevice, NicSet};
+pub use plan::{interface_plan, Plan};
+pub use port::StackPort;
+pub use report::Wakeups;
+pub use stack::Stack;
+
+/// Frames taken from one NIC before looking at the others.
+pub const RX_BUDGET: usize = 64;
+/// The packet path's housekeeping (ARP retries, flow expiry): this often
+/// while busy, and at least this often while idle.
+pub const HOUSEKEEPING_BUSY_MS: u64 = 100;
+/// At least this often while idle.
+pub const HOUSEKEEPING_IDLE_MS: u64 = 1_000;
+/// Counters are reported on the console this often by default, when they
+/// changed (`unifw.stats=SECONDS` sets it; 0 turns reports off).
+pub const REPORT_DEFAULT_SECONDS: u32 = 60;
+
+impl Classifier for Image<'_> {
+    fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict {
+        Image::classify(self, chain, key)
+    }
+}
+
+/// What the firewall takes besides its devices and rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Seconds between counter reports (0: never).
+    pub report_seconds: u32,
+    /// Secret for the connection table's hash.
+    pub hash_seed: u64,
+}
+
+/// All NICs, the packet path and the firewall's own stacks.
+pub struct Firewall<'a, D: NetDevice> {
+    names: Vec<String>,
+    nics: NicSet<D>,
+    stacks: Vec<Option<Stack>>,
+    dataplane: Dataplane,
+    image: Image<'a>,
+    next_housekeeping_ms: u64,
+    next_report_ms: u64,
+    report_ms: u64,
+    reported: u64,
+    wakeups: Wakeups,
+}
+
+impl<'a, D: NetDevice> Firewall<'a, D> {
+    /// Takes the devices (eth0 first) with their address plan, builds the
+    /// packet path with the image's routes and limits, and brings up a
+    /// stack on each NIC the plan configures. Static routes whose gateway
+    /// is on no connected subnet are reported and left out.
+    pub fn new(
+        devices: Vec<D>,
+        plan: &[Option<IfAddr>],
+        image: Image<'a>,
+        settings: Settings,
+        now_us: u64,
+    ) -> Result<Self, ConfigError> {
+        let names: Vec<String> = (0..devices.len()).map(|index| format!("eth{index}")).collect();
+        let interfaces = devices
+            .iter()
+            .enumerate()
+            .map(|(index, device)| interface_config(device.mac(), plan.get(index).copied().flatten()))
+            .collect();
+        let routes = image
+            .routes()
+            .map(|r| crate::net::StaticRoute { prefix: r.dest, prefix_len: r.prefix_len, gateway: r.gateway })
+            .collect();
+        let mut config =
+            DataplaneConfig::new(interfaces, routes, image.total_rules() as usize, image.conntrack_capacity() as usize);
+        config.hash_seed = settings.hash_seed;
+        let mut dataplane = Dataplane::new(config)?;
+        for route in dataplane.skipped_routes() {
+            log::error!("route {route:?}: its gateway is on no connected subnet; route ignored");
+        }
+        let mut nics = NicSet::new(devices);
+        let now_ms = now_us / 1000;
+        let timestamp = Instant::from_micros(now_us as i64);
+        let stacks = names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let Some(addr) = plan.get(index).copied().flatten() else {
+                    log::info!("{name}: down");
+                    return None;
+                };
+                let mac = nics.device(index).map_or([0; 6], NetDevice::mac);
+                let mut port = StackPort::new(&mut nics, &mut dataplane, index, now_ms);
+                Some(Stack::new(name, EthernetAddress(mac), addr, &mut port, timestamp))
+            })
+            .collect();
+        let report_ms = u64::from(settings.report_seconds) * 1000;
+        Ok(Firewall {
+            names,
+            nics,
+            stacks,
+            dataplane,
+            image,
+            next_housekeeping_ms: 0,
+            next_report_ms: now_ms + report_ms,
+            report_ms,
+            reported: 0,
+            wakeups: Wakeups::default(),
+        })
+    }
+
+    /// The NICs (for what only the kernel does: interrupts, buffer growth).
+    pub fn nics_mut(&mut self) -> &mut NicSet<D> {
+        &mut self.nics
+    }
+
+    /// The NICs.
+    pub fn nics(&self) -> &NicSet<D> {
+        &self.nics
+    }
+
+    /// The packet path (counters, tables).
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+
+    /// Whether NIC `index` has a stack (is up).
+    pub fn is_up(&self, index: usize) -> bool {
+        self.stacks.get(index).is_some_and(Option::is_some)
+    }
+
+    /// Records the kernel's wake-up counts for the next report.
+    pub fn note_wakeups(&mut self, wakeups: Wakeups) {
+        self.wakeups = wakeups;
+    }
+
+    /// Serves every NIC once at time `now_us`: received frames through the
+    /// packet path, the stacks' timers, buffers home, housekeeping and
+    /// reports when due. True if there was anything to do.
+    pub fn poll_once(&mut self, now_us: u64) -> bool {
+        let now_ms = now_us / 1000;
+        let timestamp = Instant::from_micros(now_us as i64);
+        let mut work = false;
+        for index in 0..self.nics.len() {
+            for _ in 0..RX_BUDGET {
+                let Some((buffer, frame)) = self.nics.receive(index) else {
+                    break;
+                };
+                work = true;
+                self.handle_frame(index, buffer, frame, now_ms, timestamp);
+            }
+        }
+        for index in 0..self.nics.len() {
+            work |= self.poll_stack(index, now_ms, timestamp);
+        }
+        // Frames queued above leave before any housekeeping runs.
+        self.nics.reclaim_and_flush();
+        if now_ms >= self.next_housekeeping_ms {
+            self.housekeeping(now_ms);
+            self.nics.reclaim_and_flush();
+        }
+        work
+    }
+
+    /// One frame through the packet path, then out, up or back to its NIC.
+    fn handle_frame(&mut self, index: usize, mut buffer: D::Buffer, frame: Range<usize>, now_ms: u64, at: Instant) {
+        let in_if = index as IfIndex;
+        let counters = self.dataplane.counters_mut();
+        counters.count_received(in_if);
+        let Some(stack) = self.stacks.get_mut(index).and_then(Option::as_mut) else {
+            counters.count_drop(in_if, DropReason::InterfaceDown);
+            self.nics.recycle(buffer);
+            return;
+        };
+        let Some(bytes) = buffer.bytes_mut().get_mut(frame.clone()) else {
+            counters.count_drop(in_if, DropReason::BadLength);
+            self.nics.recycle(buffer);
+            return;
+        };
+        match self.dataplane.handle_frame(now_ms, in_if, bytes, &self.image, &mut self.nics) {
+            Disposition::Forward { out_if, len } => {
+                let sent = self.nics.forward(usize::from(out_if), buffer, len);
+                self.dataplane.counters_mut().count_transmit(in_if, out_if, sent);
+            }
+            Disposition::Local => {
+                virtio_net::complete_checksum(buffer.bytes_mut(), frame.start, frame.clone());
+                let mut port = StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms);
+                port.deliver(buffer, frame);
+                stack.poll(at, &mut port);
+            }
+            Disposition::Queued | Disposition::Drop(_) => self.nics.recycle(buffer),
+        }
+    }
+
+    /// Runs one NIC's stack for timers and DHCP; true if it did anything.
+    fn poll_stack(&mut self, index: usize, now_ms: u64, at: Instant) -> bool {
+        let (Some(stack), Some(name)) = (self.stacks.get_mut(index).and_then(Option::as_mut), self.names.get(index))
+        else {
+            return false;
+        };
+        let mut port = StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms);
+        let work = stack.poll(at, &mut port);
+        drop(port);
+        if let Some(change) = stack.poll_dhcp(name) {
+            let result = self.dataplane.set_interface_address(index as IfIndex, change.addr, change.prefix_len);
+            if let Err(e) = result {
+                log::error!("{name}: the packet path refused the DHCP address: {e:?}");
+            }
+        }
+        work
+    }
+
+    fn housekeeping(&mut self, now_ms: u64) {
+        let deadline = self.dataplane.poll(now_ms, &mut self.nics);
+        let periodic = now_ms + HOUSEKEEPING_BUSY_MS;
+        self.next_housekeeping_ms = deadline.map_or(periodic, |d| d.min(periodic));
+        if self.report_ms > 0 && now_ms >= self.next_report_ms {
+            self.next_report_ms = now_ms + self.report_ms;
+            self.report();
+        }
+    }
+
+    /// Logs the counters (the details only if traffic moved since the last
+    /// report).
+    pub fn report(&mut self) {
+        let counters = self.dataplane.counters();
+        let total = report::traffic(counters);
+        let conntrack = self.dataplane.conntrack();
+        let flows = report::Flows { tracked: conntrack.len(), capacity: conntrack.capacity() };
+        for line in report::lines(&self.names, counters, flows, self.wakeups, total != self.reported) {
+            log::info!("{line}");
+        }
+        self.reported = total;
+    }
+
+    /// How long the loop may sleep from `now_us`: until the stacks' next
+    /// deadline or the packet path's housekeeping.
+    pub fn sleep_budget_us(&mut self, now_us: u64) -> u64 {
+        let timestamp = Instant::from_micros(now_us as i64);
+        let housekeeping = self.next_housekeeping_ms.max(now_us / 1000 + HOUSEKEEPING_IDLE_MS);
+        let mut budget = (housekeeping * 1000).saturating_sub(now_us);
+        for stack in self.stacks.iter_mut().flatten() {
+            if let Some(delay) = stack.poll_delay(timestamp) {
+                budget = budget.min(delay);
+            }
+        }
+        budget
+    }
+}
+
+/// The packet path's view of an interface: its MAC, and its address when
+/// the plan gives a static one (DHCP fills it in later).
+fn interface_config(mac: [u8; 6], addr: Option<IfAddr>) -> InterfaceConfig {
+    match addr {
+        Some(IfAddr::Static { addr, prefix_len }) => InterfaceConfig { mac, addr, prefix_len },
+        _ => InterfaceConfig { mac, addr: 0, prefix_len: 0 },
+    }
+}

@@ -1,0 +1,350 @@
+//! All NICs and their buffers. Received buffers go back to their NIC's
+//! receive queue once the frame is done with, or after another NIC sent
+//! them (zero-copy forwarding); frames the firewall makes itself (its IP
+//! stack's replies, ICMP errors, ARP) come from a small transmit pool per
+//! NIC. Every failure to send is returned as a [`DropReason`] for the
+//! caller to count, and every buffer is always somewhere: in a receive
+//! queue, a transmit queue, a pool, or the caller's hands.
+//!
+//! The device is a trait ([`NetDevice`]) so that this accounting is tested
+//! on the host against a fake device; the kernel's virtio-net driver
+//! implements it with DMA buffers.
+
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::flow::IfIndex;
+use crate::net::{DropReason, FrameSink};
+use crate::virtio_net::{self, Header};
+
+/// Receive buffers per NIC with 64 KiB buffers (posted at start, then grown
+/// in steps by [`NicSet::grow`], so that boot does not wait for megabytes
+/// to be cleared), and with 2 KiB ones (all at start).
+pub const RECEIVE_BUFFERS_BIG: usize = 64;
+/// 64 KiB receive buffers posted at start.
+pub const RECEIVE_BUFFERS_BIG_AT_BOOT: usize = 8;
+/// 64 KiB receive buffers added per [`NicSet::grow`].
+pub const RECEIVE_BUFFERS_BIG_STEP: usize = 8;
+/// Receive buffers per NIC with 2 KiB buffers.
+pub const RECEIVE_BUFFERS_SMALL: usize = 256;
+/// Transmit-pool buffers per NIC, for frames the firewall makes itself.
+pub const TRANSMIT_POOL: usize = 32;
+/// Largest frame the firewall makes itself (Ethernet header + 1500).
+pub const TRANSMIT_BUFFER: usize = 1514;
+
+/// Where a buffer returns after use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Home {
+    /// The receive queue of this NIC.
+    Receive(IfIndex),
+    /// The transmit pool of this NIC (frames the firewall makes itself).
+    TransmitPool(IfIndex),
+}
+
+impl Home {
+    /// The NIC the buffer belongs to.
+    pub fn nic(self) -> usize {
+        let (Home::Receive(index) | Home::TransmitPool(index)) = self;
+        usize::from(index)
+    }
+}
+
+/// A packet buffer: a virtio-net header's room followed by one frame. The
+/// value is the exclusive right to the memory; it moves into a device queue
+/// and comes back.
+pub trait Buffer: Sized {
+    /// `count` buffers of at least `size` bytes returning to `home`; fewer
+    /// (possibly none) when memory is short.
+    fn carve(size: usize, count: usize, home: Home) -> Vec<Self>;
+    /// The whole buffer.
+    fn bytes(&self) -> &[u8];
+    /// The whole buffer, writable.
+    fn bytes_mut(&mut self) -> &mut [u8];
+    /// Where it returns.
+    fn home(&self) -> Home;
+}
+
+/// A NIC's queues, as the firewall uses them.
+pub trait NetDevice {
+    /// Its buffers.
+    type Buffer: Buffer;
+    /// The MAC address.
+    fn mac(&self) -> [u8; 6];
+    /// Negotiated virtio-net feature bits.
+    fn features(&self) -> u64;
+    /// Posts an empty buffer to the receive queue; gives it back if full.
+    fn post_receive(&mut self, buffer: Self::Buffer) -> Result<(), Self::Buffer>;
+    /// The next received frame: its buffer and the bytes the device wrote
+    /// (virtio header included).
+    fn receive(&mut self) -> Option<(Self::Buffer, usize)>;
+    /// Queues `buffer[..len]` (header and frame) for sending; gives the
+    /// buffer back if the queue is full.
+    fn transmit(&mut self, buffer: Self::Buffer, len: usize) -> Result<(), Self::Buffer>;
+    /// Hands each buffer the device has finished sending to `done`.
+    fn reclaim_transmitted(&mut self, done: &mut dyn FnMut(Self::Buffer));
+    /// Tells the device about everything queued since the last flush.
+    fn flush(&mut self);
+}
+
+/// One NIC: its device, transmit pool and receive-buffer goal.
+struct Nic<D: NetDevice> {
+    device: D,
+    pool: Vec<D::Buffer>,
+    header_len: usize,
+    /// Receive buffers allocated so far, and the goal.
+    receive_buffers: usize,
+    receive_goal: usize,
+}
+
+impl<D: NetDevice> Nic<D> {
+    /// Allocates up to `count` more receive buffers and posts them.
+    fn add_receive_buffers(&mut self, index: IfIndex, count: usize) {
+        let count = count.min(self.receive_goal.saturating_sub(self.receive_buffers));
+        let size = self.header_len + virtio_net::buffer_size(self.device.features());
+        let buffers = D::Buffer::carve(size, count, Home::Receive(index));
+        if buffers.len() < count {
+            log::error!(
+                "eth{index}: out of memory for receive buffers ({} of {})",
+                self.receive_buffers + buffers.len(),
+                self.receive_goal
+            );
+            self.receive_goal = self.receive_buffers + buffers.len();
+        }
+        for buffer in buffers {
+            if self.device.post_receive(buffer).is_err() {
+                log::error!("eth{index}: receive queue refused a new buffer");
+                self.receive_goal = self.receive_buffers;
+                break;
+            }
+            self.receive_buffers += 1;
+        }
+        self.device.flush();
+    }
+}
+
+/// A transmit-pool buffer holding room for one frame of a fixed length
+/// after the NIC's virtio header.
+pub struct OutFrame<B: Buffer> {
+    buffer: B,
+    header: usize,
+    len: usize,
+}
+
+impl<B: Buffer> OutFrame<B> {
+    /// The frame's bytes (exactly the length asked for).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let range = self.header..self.header + self.len;
+        // `take_frame` checked that the range fits the buffer.
+        self.buffer.bytes_mut().get_mut(range).unwrap_or(&mut [])
+    }
+}
+
+/// Every NIC, by interface index.
+pub struct NicSet<D: NetDevice> {
+    nics: Vec<Nic<D>>,
+    /// Buffers whose device is done with them, waiting to go home.
+    returned: Vec<D::Buffer>,
+}
+
+impl<D: NetDevice> NicSet<D> {
+    /// Takes the devices (eth0 first), allocates their buffers and fills
+    /// their receive queues.
+    pub fn new(devices: Vec<D>) -> NicSet<D> {
+        let mut nics = Vec::with_capacity(devices.len());
+        for (index, device) in devices.into_iter().enumerate() {
+            let index = index as IfIndex;
+            let header_len = virtio_net::header_len(device.features());
+            let big = virtio_net::buffer_size(device.features()) > 4096;
+            let (at_boot, goal) = if big {
+                (RECEIVE_BUFFERS_BIG_AT_BOOT, RECEIVE_BUFFERS_BIG)
+            } else {
+                (RECEIVE_BUFFERS_SMALL, RECEIVE_BUFFERS_SMALL)
+            };
+            let pool = D::Buffer::carve(header_len + TRANSMIT_BUFFER, TRANSMIT_POOL, Home::TransmitPool(index));
+            let mut nic = Nic { device, pool, header_len, receive_buffers: 0, receive_goal: goal };
+            nic.add_receive_buffers(index, at_boot);
+            nics.push(nic);
+        }
+        let capacity = nics.len() * (RECEIVE_BUFFERS_SMALL.max(RECEIVE_BUFFERS_BIG) + TRANSMIT_POOL);
+        NicSet { nics, returned: Vec::with_capacity(capacity) }
+    }
+
+    /// Adds a step of receive buffers to the first NIC below its goal (64
+    /// KiB buffers are allocated a few at a time after start). Returns
+    /// whether it added any.
+    pub fn grow(&mut self) -> bool {
+        for (index, nic) in self.nics.iter_mut().enumerate() {
+            if nic.receive_buffers < nic.receive_goal {
+                nic.add_receive_buffers(index as IfIndex, RECEIVE_BUFFERS_BIG_STEP);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Number of NICs.
+    pub fn len(&self) -> usize {
+        self.nics.len()
+    }
+
+    /// Whether there are no NICs.
+    pub fn is_empty(&self) -> bool {
+        self.nics.is_empty()
+    }
+
+    /// The device of NIC `index` (for what only the kernel does with it:
+    /// interrupts).
+    pub fn device_mut(&mut self, index: usize) -> Option<&mut D> {
+        self.nics.get_mut(index).map(|nic| &mut nic.device)
+    }
+
+    /// The device of NIC `index`.
+    pub fn device(&self, index: usize) -> Option<&D> {
+        self.nics.get(index).map(|nic| &nic.device)
+    }
+
+    /// Receive buffers allocated for NIC `index`, and its goal.
+    pub fn receive_buffers(&self, index: usize) -> Option<(usize, usize)> {
+        self.nics.get(index).map(|nic| (nic.receive_buffers, nic.receive_goal))
+    }
+
+    /// Free buffers in NIC `index`'s transmit pool.
+    pub fn pool_free(&self, index: usize) -> usize {
+        self.nics.get(index).map_or(0, |nic| nic.pool.len())
+    }
+
+    /// The next received frame on NIC `index`: the buffer and the frame's
+    /// range in it (after the virtio header). The range may extend past the
+    /// buffer when the device claims more bytes than it holds; the caller
+    /// checks it.
+    pub fn receive(&mut self, index: usize) -> Option<(D::Buffer, Range<usize>)> {
+        let nic = self.nics.get_mut(index)?;
+        let header = nic.header_len;
+        let (buffer, written) = nic.device.receive()?;
+        Some((buffer, header..written.max(header)))
+    }
+
+    /// Sends the received frame in `buffer` (frame bytes `frame_len` long,
+    /// rewritten in place) out of NIC `out`, without copying. On failure
+    /// the buffer has gone home and the reason is returned.
+    pub fn forward(&mut self, out: usize, mut buffer: D::Buffer, frame_len: usize) -> Result<(), DropReason> {
+        let Some(nic) = self.nics.get_mut(out) else {
+            self.recycle(buffer);
+            return Err(DropReason::UnknownInterface);
+        };
+        let header_len = nic.header_len;
+        let Some(mut header) = Header::new(buffer.bytes_mut(), header_len) else {
+            self.recycle(buffer);
+            return Err(DropReason::TransmitTooLarge);
+        };
+        header.prepare_forward();
+        if !virtio_net::can_transmit(nic.device.features(), header.flags(), header.gso_type()) {
+            self.recycle(buffer);
+            return Err(DropReason::OffloadMissing);
+        }
+        let result = nic.device.transmit(buffer, header_len + frame_len);
+        self.after_transmit(result)
+    }
+
+    /// A free buffer of NIC `out`'s transmit pool, for a frame of `len`
+    /// bytes; the reason if the pool is empty or the frame too large.
+    pub fn take_frame(&mut self, out: usize, len: usize) -> Result<OutFrame<D::Buffer>, DropReason> {
+        let Some(nic) = self.nics.get_mut(out) else {
+            return Err(DropReason::UnknownInterface);
+        };
+        if nic.pool.is_empty() {
+            reclaim_into(nic, &mut self.returned);
+        }
+        let Some(buffer) = nic.pool.pop() else {
+            return Err(DropReason::TransmitPoolEmpty);
+        };
+        let header = nic.header_len;
+        if header + len > buffer.bytes().len() {
+            nic.pool.push(buffer);
+            return Err(DropReason::TransmitTooLarge);
+        }
+        Ok(OutFrame { buffer, header, len })
+    }
+
+    /// Sends a frame from `take_frame` out of NIC `out`, with a plain (no
+    /// offload) virtio header.
+    pub fn send_frame(&mut self, out: usize, frame: OutFrame<D::Buffer>) -> Result<(), DropReason> {
+        let OutFrame { mut buffer, header, len } = frame;
+        let Some(nic) = self.nics.get_mut(out) else {
+            self.recycle(buffer);
+            return Err(DropReason::UnknownInterface);
+        };
+        if let Some(mut view) = Header::new(buffer.bytes_mut(), header) {
+            view.clear();
+        }
+        let result = nic.device.transmit(buffer, header + len);
+        self.after_transmit(result)
+    }
+
+    /// Sends a copy of `frame` out of NIC `out`.
+    pub fn send_copy(&mut self, out: usize, frame: &[u8]) -> Result<(), DropReason> {
+        let mut buffer = self.take_frame(out, frame.len())?;
+        buffer.bytes_mut().copy_from_slice(frame);
+        self.send_frame(out, buffer)
+    }
+
+    fn after_transmit(&mut self, result: Result<(), D::Buffer>) -> Result<(), DropReason> {
+        result.map_err(|buffer| {
+            self.recycle(buffer);
+            DropReason::TransmitQueueFull
+        })
+    }
+
+    /// Returns every finished buffer home and tells the devices about
+    /// everything queued since the last flush.
+    pub fn reclaim_and_flush(&mut self) {
+        for nic in &mut self.nics {
+            reclaim_into(nic, &mut self.returned);
+        }
+        // Take the list (it keeps its capacity: no allocation) so that
+        // `recycle` can reach the NICs.
+        let mut returned = core::mem::take(&mut self.returned);
+        for buffer in returned.drain(..) {
+            self.recycle(buffer);
+        }
+        self.returned = returned;
+        for nic in &mut self.nics {
+            nic.device.flush();
+        }
+    }
+
+    /// Sends a buffer home: its NIC's receive queue or transmit pool.
+    pub fn recycle(&mut self, buffer: D::Buffer) {
+        let home = buffer.home();
+        let Some(nic) = self.nics.get_mut(home.nic()) else {
+            return;
+        };
+        match home {
+            Home::TransmitPool(_) => nic.pool.push(buffer),
+            Home::Receive(index) => {
+                if nic.device.post_receive(buffer).is_err() {
+                    // Cannot happen while every buffer is accounted for: a
+                    // NIC's queue holds all of its receive buffers.
+                    log::error!("eth{index}: receive queue full while returning a buffer; buffer lost");
+                    nic.receive_buffers = nic.receive_buffers.saturating_sub(1);
+                }
+            }
+        }
+    }
+}
+
+/// Collects `nic`'s finished transmissions; pool buffers go straight back,
+/// received buffers (other NICs' too) wait in `returned`.
+fn reclaim_into<D: NetDevice>(nic: &mut Nic<D>, returned: &mut Vec<D::Buffer>) {
+    let pool = &mut nic.pool;
+    nic.device.reclaim_transmitted(&mut |buffer| match buffer.home() {
+        Home::TransmitPool(_) => pool.push(buffer),
+        Home::Receive(_) => returned.push(buffer),
+    });
+}
+
+impl<D: NetDevice> FrameSink for NicSet<D> {
+    fn send(&mut self, out_if: IfIndex, frame: &[u8]) -> Result<(), DropReason> {
+        self.send_copy(usize::from(out_if), frame)
+    }
+}

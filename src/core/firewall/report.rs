@@ -1,0 +1,114 @@
+//! The counter report on the console: a line per interface every period,
+//! and, when traffic moved since the last report, the drops by reason and
+//! a line of flow and event counts.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::net::{Counters, DropReason};
+
+/// CPU wake-ups the kernel counted (its interrupt handlers), for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wakeups {
+    /// Woken by a NIC interrupt.
+    pub nic: u64,
+    /// Woken by the timer.
+    pub timer: u64,
+}
+
+/// Flow-table occupancy, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flows {
+    /// Flows tracked.
+    pub tracked: usize,
+    /// Table capacity.
+    pub capacity: usize,
+}
+
+/// The frames received and sent on all interfaces: the report's details
+/// are printed only when this moved.
+pub fn traffic(counters: &Counters) -> u64 {
+    counters.interfaces.iter().map(|c| c.received.wrapping_add(c.sent)).fold(0, u64::wrapping_add)
+}
+
+/// The report's lines: one per interface in `names`, then, with
+/// `detailed`, each non-zero drop reason per interface and the flow and
+/// event line.
+pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeups, detailed: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, c) in names.iter().zip(&counters.interfaces) {
+        out.push(format!(
+            "{name}: received {} forwarded out {} local {} dropped {} (down {}, bad length {}) sent {} not sent {}",
+            c.received,
+            c.forwarded_out,
+            c.local,
+            c.total_drops(),
+            c.drop_count(DropReason::InterfaceDown),
+            c.drop_count(DropReason::BadLength),
+            c.sent,
+            c.not_sent()
+        ));
+    }
+    if !detailed {
+        return out;
+    }
+    for (name, c) in names.iter().zip(&counters.interfaces) {
+        for reason in DropReason::ALL {
+            let n = c.drop_count(reason);
+            if n > 0 {
+                out.push(format!("{name}: dropped {n} {reason:?}"));
+            }
+        }
+    }
+    let e = &counters.events;
+    out.push(format!(
+        "flows {} of {}; ICMP errors sent {} (rate-limited {}); RSTs sent {}; ARP requests {}; \
+         woken by NICs {} and by the timer {}",
+        flows.tracked,
+        flows.capacity,
+        e.icmp_errors_sent,
+        e.icmp_errors_rate_limited,
+        e.tcp_resets_sent,
+        e.arp_requests_sent,
+        wakeups.nic,
+        wakeups.timer
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn a_line_per_interface_and_details_on_request() {
+        let mut counters = Counters::new(2, 1);
+        counters.count_received(0);
+        counters.count_drop(0, DropReason::Ipv4Checksum);
+        counters.count_drop(0, DropReason::InterfaceDown);
+        counters.count_transmit(0, 1, Ok(()));
+        counters.count_transmit(0, 1, Err(DropReason::TransmitQueueFull));
+        counters.events.icmp_errors_sent = 3;
+        let names = ["eth0".to_string(), "eth1".to_string()];
+        let flows = Flows { tracked: 2, capacity: 64 };
+        let wakeups = Wakeups { nic: 5, timer: 6 };
+        let short = lines(&names, &counters, flows, wakeups, false);
+        assert_eq!(
+            short,
+            [
+                "eth0: received 1 forwarded out 0 local 0 dropped 3 (down 1, bad length 0) sent 0 not sent 1",
+                "eth1: received 0 forwarded out 0 local 0 dropped 0 (down 0, bad length 0) sent 1 not sent 0",
+            ]
+        );
+        let long = lines(&names, &counters, flows, wakeups, true);
+        assert_eq!(long.len(), 6);
+        assert_eq!(long[2], "eth0: dropped 1 Ipv4Checksum");
+        assert_eq!(long[3], "eth0: dropped 1 TransmitQueueFull");
+        assert_eq!(long[4], "eth0: dropped 1 InterfaceDown");
+        assert!(long[5].starts_with("flows 2 of 64; ICMP errors sent 3 (rate-limited 0)"));
+        assert!(long[5].ends_with("woken by NICs 5 and by the timer 6"));
+        assert_eq!(traffic(&counters), 2);
+    }
+}
