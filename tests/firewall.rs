@@ -1,0 +1,396 @@
+//! The firewall node on the host: the NIC set's buffer accounting and one
+//! poll of the whole firewall (packet path, smoltcp stacks, counters)
+//! against fake virtio-net devices, as virtio-drivers tests its drivers
+//! against its `FakeTransport`. The kernel adds only hardware around this.
+
+mod net_common;
+
+use std::collections::VecDeque;
+
+use net_common::*;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, Ipv4Packet,
+};
+use unifw_core::firewall::nics::{
+    RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG_AT_BOOT, RECEIVE_BUFFERS_SMALL, TRANSMIT_POOL,
+};
+use unifw_core::firewall::{Buffer, Firewall, Home, NetDevice, NicSet, Settings};
+use unifw_core::image::{IfAddr, Image};
+use unifw_core::net::DropReason;
+use unifw_core::virtio_net::feature::{CSUM, GUEST_CSUM, GUEST_TSO4, HOST_TSO4, MAC, VERSION_1};
+use unifw_core::virtio_net::{HDR_NEEDS_CSUM, SMALL_BUFFER};
+
+/// Modern header (12 bytes), no offloads.
+const PLAIN: u64 = MAC | VERSION_1;
+const HEADER: usize = 12;
+
+/// A buffer on the host heap.
+struct FakeBuffer {
+    bytes: Vec<u8>,
+    home: Home,
+}
+
+impl Buffer for FakeBuffer {
+    fn carve(size: usize, count: usize, home: Home) -> Vec<Self> {
+        (0..count).map(|_| FakeBuffer { bytes: vec![0; size], home }).collect()
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+    fn home(&self) -> Home {
+        self.home
+    }
+}
+
+/// A virtio-net device with queues of fixed size: frames are injected into
+/// posted receive buffers, transmitted buffers wait until `complete` as the
+/// host would hold them, and copies of everything sent are kept.
+struct FakeDevice {
+    mac: [u8; 6],
+    features: u64,
+    queue_size: usize,
+    posted: VecDeque<FakeBuffer>,
+    received: VecDeque<(FakeBuffer, usize)>,
+    in_flight: Vec<FakeBuffer>,
+    done: Vec<FakeBuffer>,
+    sent: Vec<(Vec<u8>, Vec<u8>)>,
+    flushes: usize,
+}
+
+impl FakeDevice {
+    fn new(mac: [u8; 6], features: u64) -> FakeDevice {
+        FakeDevice {
+            mac,
+            features,
+            queue_size: 256,
+            posted: VecDeque::new(),
+            received: VecDeque::new(),
+            in_flight: Vec::new(),
+            done: Vec::new(),
+            sent: Vec::new(),
+            flushes: 0,
+        }
+    }
+
+    /// The host writes `frame` (after a virtio header `header`) into the
+    /// next posted buffer; `claimed` overrides the length it reports.
+    fn inject_with(&mut self, header: [u8; HEADER], frame: &[u8], claimed: Option<usize>) {
+        let mut buffer = self.posted.pop_front().expect("a posted receive buffer");
+        buffer.bytes[..HEADER].copy_from_slice(&header);
+        buffer.bytes[HEADER..HEADER + frame.len()].copy_from_slice(frame);
+        self.received.push_back((buffer, claimed.unwrap_or(HEADER + frame.len())));
+    }
+
+    fn inject(&mut self, frame: &[u8]) {
+        self.inject_with([0; HEADER], frame, None);
+    }
+
+    /// The host finishes sending everything queued.
+    fn complete(&mut self) {
+        self.done.append(&mut self.in_flight);
+    }
+
+    /// Frames sent so far (without their virtio headers), oldest first.
+    fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        self.sent.drain(..).map(|(_, frame)| frame).collect()
+    }
+}
+
+impl NetDevice for FakeDevice {
+    type Buffer = FakeBuffer;
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn features(&self) -> u64 {
+        self.features
+    }
+    fn post_receive(&mut self, buffer: FakeBuffer) -> Result<(), FakeBuffer> {
+        if self.posted.len() + self.received.len() >= self.queue_size {
+            return Err(buffer);
+        }
+        self.posted.push_back(buffer);
+        Ok(())
+    }
+    fn receive(&mut self) -> Option<(FakeBuffer, usize)> {
+        self.received.pop_front()
+    }
+    fn transmit(&mut self, buffer: FakeBuffer, len: usize) -> Result<(), FakeBuffer> {
+        if self.in_flight.len() + self.done.len() >= self.queue_size {
+            return Err(buffer);
+        }
+        let bytes = &buffer.bytes[..len];
+        self.sent.push((bytes[..HEADER].to_vec(), bytes[HEADER..].to_vec()));
+        self.in_flight.push(buffer);
+        Ok(())
+    }
+    fn reclaim_transmitted(&mut self, done: &mut dyn FnMut(FakeBuffer)) {
+        for buffer in self.done.drain(..) {
+            done(buffer);
+        }
+    }
+    fn flush(&mut self) {
+        self.flushes += 1;
+    }
+}
+
+fn lab_devices(features: u64) -> Vec<FakeDevice> {
+    vec![FakeDevice::new(FW0_MAC, features), FakeDevice::new(FW1_MAC, features)]
+}
+
+fn dev(nics: &mut NicSet<FakeDevice>, index: usize) -> &mut FakeDevice {
+    nics.device_mut(index).expect("NIC exists")
+}
+
+/// Receive buffers of NIC `index` wherever they are: posted, received and
+/// not yet taken, or lent to any NIC's transmit queue.
+fn receive_buffers_accounted(nics: &mut NicSet<FakeDevice>, index: usize) -> usize {
+    let mut count = 0;
+    for i in 0..nics.len() {
+        let d = dev(nics, i);
+        let lent = d.in_flight.iter().chain(&d.done).filter(|b| b.home == Home::Receive(index as u8)).count();
+        count += lent;
+        if i == index {
+            count += d.posted.len() + d.received.len();
+        }
+    }
+    count
+}
+
+#[test]
+fn a_forwarded_buffer_is_lent_to_the_output_nic_and_comes_home() {
+    let mut nics = NicSet::new(lab_devices(PLAIN));
+    assert_eq!(dev(&mut nics, 0).posted.len(), RECEIVE_BUFFERS_SMALL);
+    assert_eq!(nics.pool_free(0), TRANSMIT_POOL);
+    let frame = udp_frame(SENDER, RECEIVER, 1000, 2000, 100);
+    dev(&mut nics, 0).inject(&frame);
+    let (buffer, range) = nics.receive(0).expect("a frame");
+    assert_eq!(range, HEADER..HEADER + frame.len());
+    assert_eq!(nics.forward(1, buffer, frame.len()), Ok(()));
+    assert_eq!(dev(&mut nics, 1).take_sent(), [frame.clone()]);
+    assert_eq!(dev(&mut nics, 0).posted.len(), RECEIVE_BUFFERS_SMALL - 1, "lent to eth1");
+    assert_eq!(receive_buffers_accounted(&mut nics, 0), RECEIVE_BUFFERS_SMALL);
+    nics.reclaim_and_flush();
+    assert_eq!(dev(&mut nics, 0).posted.len(), RECEIVE_BUFFERS_SMALL - 1, "eth1 still sending it");
+    dev(&mut nics, 1).complete();
+    nics.reclaim_and_flush();
+    assert_eq!(dev(&mut nics, 0).posted.len(), RECEIVE_BUFFERS_SMALL, "home again");
+    assert!(dev(&mut nics, 0).flushes > 0 && dev(&mut nics, 1).flushes > 0);
+}
+
+#[test]
+fn a_full_transmit_queue_sends_the_buffer_home_with_a_reason() {
+    let mut nics = NicSet::new(lab_devices(PLAIN));
+    dev(&mut nics, 1).queue_size = 2;
+    let frame = udp_frame(SENDER, RECEIVER, 1000, 2000, 10);
+    let mut results = Vec::new();
+    for _ in 0..3 {
+        dev(&mut nics, 0).inject(&frame);
+        let (buffer, _) = nics.receive(0).expect("a frame");
+        results.push(nics.forward(1, buffer, frame.len()));
+    }
+    assert_eq!(results, [Ok(()), Ok(()), Err(DropReason::TransmitQueueFull)]);
+    assert_eq!(receive_buffers_accounted(&mut nics, 0), RECEIVE_BUFFERS_SMALL);
+    assert_eq!(dev(&mut nics, 0).posted.len(), RECEIVE_BUFFERS_SMALL - 2);
+}
+
+#[test]
+fn an_offload_the_output_nic_lacks_is_refused_not_sent() {
+    let mut devices = lab_devices(PLAIN | CSUM | GUEST_CSUM);
+    devices[1].features = PLAIN;
+    let mut nics = NicSet::new(devices);
+    let frame = udp_frame(SENDER, RECEIVER, 1000, 2000, 10);
+    let mut header = [0u8; HEADER];
+    header[0] = HDR_NEEDS_CSUM | 2; // and DATA_VALID, which is cleared on transmit
+    header[10] = 1; // num_buffers, likewise
+    dev(&mut nics, 0).inject_with(header, &frame, None);
+    let (buffer, _) = nics.receive(0).expect("a frame");
+    assert_eq!(nics.forward(1, buffer, frame.len()), Err(DropReason::OffloadMissing));
+    assert_eq!(dev(&mut nics, 0).posted.len(), RECEIVE_BUFFERS_SMALL);
+    // Toward a NIC that has the offload, the header keeps only NEEDS_CSUM.
+    dev(&mut nics, 0).inject_with(header, &frame, None);
+    let (buffer, _) = nics.receive(0).expect("a frame");
+    assert_eq!(nics.forward(0, buffer, frame.len()), Ok(()));
+    let (sent_header, _) = dev(&mut nics, 0).sent.pop().expect("sent");
+    assert_eq!((sent_header[0], &sent_header[10..12]), (HDR_NEEDS_CSUM, &[0u8, 0][..]));
+}
+
+#[test]
+fn the_transmit_pool_runs_dry_and_refills_after_completion() {
+    let mut nics = NicSet::new(lab_devices(PLAIN));
+    let frame = [0xabu8; 60];
+    for _ in 0..TRANSMIT_POOL {
+        assert_eq!(nics.send_copy(0, &frame), Ok(()));
+    }
+    assert_eq!(nics.send_copy(0, &frame), Err(DropReason::TransmitPoolEmpty));
+    assert_eq!(nics.send_copy(0, &[0u8; 1515]), Err(DropReason::TransmitPoolEmpty));
+    dev(&mut nics, 0).complete();
+    assert_eq!(nics.send_copy(0, &frame), Ok(()), "take_frame reclaims finished buffers");
+    assert_eq!(nics.send_copy(0, &[0u8; 1515]), Err(DropReason::TransmitTooLarge));
+    let sent = dev(&mut nics, 0).take_sent();
+    assert_eq!(sent.len(), TRANSMIT_POOL + 1);
+    assert!(sent.iter().all(|f| f == &frame));
+    assert_eq!(nics.pool_free(0) + dev(&mut nics, 0).in_flight.len(), TRANSMIT_POOL);
+}
+
+#[test]
+fn big_receive_buffers_grow_in_steps_to_their_goal() {
+    let offloads = PLAIN | GUEST_CSUM | GUEST_TSO4 | CSUM | HOST_TSO4;
+    let mut nics = NicSet::new(lab_devices(offloads));
+    assert_eq!(nics.receive_buffers(0), Some((RECEIVE_BUFFERS_BIG_AT_BOOT, RECEIVE_BUFFERS_BIG)));
+    assert!(dev(&mut nics, 0).posted[0].bytes.len() > 65_535);
+    let mut steps = 0;
+    while nics.grow() {
+        steps += 1;
+    }
+    assert_eq!(nics.receive_buffers(0), Some((RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG)));
+    assert_eq!(nics.receive_buffers(1), Some((RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG)));
+    assert_eq!(steps, 2 * (RECEIVE_BUFFERS_BIG - RECEIVE_BUFFERS_BIG_AT_BOOT) / 8);
+    assert_eq!(dev(&mut nics, 1).posted.len(), RECEIVE_BUFFERS_BIG);
+}
+
+const RULES: &str = "interface eth0 10.1.0.1/24
+interface eth1 10.2.0.1/24
+route 10.9.0.0/16 via 10.7.0.1
+policy input drop
+policy forward drop
+input accept icmp type echo-request
+input accept state established,related
+forward accept state established,related
+forward accept from 10.1.0.0/24 to 10.2.0.0/24
+";
+
+fn compiled(text: &str) -> Vec<u8> {
+    unifw_compiler::compile("t.rules", text.as_bytes(), &mut |p| Err(p.into())).expect("compiles").image
+}
+
+fn firewall<'a>(image: &'a [u8], plan: &[Option<IfAddr>]) -> Firewall<'a, FakeDevice> {
+    let image = Image::from_bytes(image).expect("valid image");
+    let settings = Settings { report_seconds: 0, hash_seed: 7 };
+    Firewall::new(lab_devices(PLAIN), plan, image, settings, 0).expect("configuration accepted")
+}
+
+fn lab_plan(image: &[u8]) -> Vec<Option<IfAddr>> {
+    Image::from_bytes(image).expect("valid").interfaces().map(|spec| Some(spec.addr)).collect()
+}
+
+fn ethertype(frame: &[u8]) -> EthernetProtocol {
+    EthernetFrame::new_checked(frame).expect("Ethernet").ethertype()
+}
+
+#[test]
+fn the_firewall_answers_arp_and_ping_from_its_own_stack() {
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    assert!(fw.is_up(0) && fw.is_up(1));
+    let nics = fw.nics_mut();
+    dev(nics, 0).inject(&arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], FW0));
+    dev(nics, 0).inject(&echo_frame(SENDER, FW0, true, 9, 1, 64));
+    assert!(fw.poll_once(1_000));
+    let sent = dev(fw.nics_mut(), 0).take_sent();
+    let arp = sent.iter().find(|f| ethertype(f) == EthernetProtocol::Arp).expect("an ARP reply");
+    let arp = ArpPacket::new_checked(&arp[ETH_LEN..]).expect("ARP");
+    assert_eq!(arp.operation(), ArpOperation::Reply);
+    assert_eq!(arp.source_hardware_addr(), FW0_MAC);
+    let reply = sent.iter().find(|f| ethertype(f) == EthernetProtocol::Ipv4).expect("an echo reply");
+    let ip = Ipv4Packet::new_checked(&reply[ETH_LEN..]).expect("IPv4");
+    assert_eq!((u32::from(ip.src_addr()), u32::from(ip.dst_addr())), (FW0, SENDER));
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).expect("ICMP");
+    assert_eq!(icmp.msg_type(), Icmpv4Message::EchoReply);
+    let c = &fw.dataplane().counters().interfaces[0];
+    assert_eq!((c.received, c.local, c.sent, c.total_drops()), (2, 2, 2, 0));
+    // Both stack frames came from the pool and went back after completion.
+    dev(fw.nics_mut(), 0).complete();
+    fw.poll_once(2_000);
+    assert_eq!(fw.nics().pool_free(0), TRANSMIT_POOL);
+    assert_eq!(receive_buffers_accounted(fw.nics_mut(), 0), RECEIVE_BUFFERS_SMALL);
+}
+
+#[test]
+fn a_frame_waits_for_arp_then_the_next_one_is_forwarded_without_a_copy() {
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    let first = udp_frame(SENDER, RECEIVER, 1000, 2000, 50);
+    dev(fw.nics_mut(), 0).inject(&first);
+    fw.poll_once(1_000);
+    let asked = dev(fw.nics_mut(), 1).take_sent();
+    assert_eq!(asked.len(), 1, "an ARP request for the receiver");
+    assert_eq!(ethertype(&asked[0]), EthernetProtocol::Arp);
+    let answer = arp_frame(ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1);
+    dev(fw.nics_mut(), 1).inject(&answer);
+    fw.poll_once(2_000);
+    let released = dev(fw.nics_mut(), 1).take_sent();
+    assert_eq!(released.len(), 1, "the queued frame leaves once the MAC is known");
+    assert_eq!(&released[0][..6], &RECEIVER_MAC);
+    // The second frame leaves in its own receive buffer (zero copy).
+    dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    fw.poll_once(3_000);
+    let lent = dev(fw.nics_mut(), 1).in_flight.iter().filter(|b| b.home == Home::Receive(0)).count();
+    assert_eq!(lent, 1);
+    let forwarded = dev(fw.nics_mut(), 1).take_sent();
+    assert_eq!(forwarded.len(), 1);
+    let ip = Ipv4Packet::new_checked(&forwarded[0][ETH_LEN..]).expect("IPv4");
+    assert_eq!(ip.hop_limit(), 63, "TTL decremented");
+    let counters = fw.dataplane().counters();
+    assert_eq!((counters.interfaces[0].received, counters.interfaces[0].total_drops()), (2, 0));
+    assert_eq!((counters.interfaces[1].forwarded_out, counters.interfaces[1].sent), (2, 3));
+    dev(fw.nics_mut(), 1).complete();
+    fw.poll_once(4_000);
+    assert_eq!(receive_buffers_accounted(fw.nics_mut(), 0), RECEIVE_BUFFERS_SMALL);
+    assert_eq!(dev(fw.nics_mut(), 0).posted.len(), RECEIVE_BUFFERS_SMALL);
+}
+
+#[test]
+fn frames_on_a_down_nic_and_overlong_frames_are_counted_and_recycled() {
+    let image = compiled(RULES);
+    let mut plan = lab_plan(&image);
+    plan[1] = None;
+    let mut fw = firewall(&image, &plan);
+    assert!(!fw.is_up(1));
+    dev(fw.nics_mut(), 1).inject(&echo_frame(RECEIVER, FW1, true, 1, 1, 64));
+    let echo = echo_frame(SENDER, FW0, true, 1, 1, 64);
+    dev(fw.nics_mut(), 0).inject_with([0; HEADER], &echo, Some(HEADER + SMALL_BUFFER + 1));
+    fw.poll_once(1_000);
+    let counters = fw.dataplane().counters();
+    assert_eq!(counters.interfaces[1].drop_count(DropReason::InterfaceDown), 1);
+    assert_eq!(counters.interfaces[0].drop_count(DropReason::BadLength), 1);
+    assert_eq!((counters.interfaces[0].received, counters.interfaces[1].received), (1, 1));
+    assert!(dev(fw.nics_mut(), 0).take_sent().is_empty() && dev(fw.nics_mut(), 1).take_sent().is_empty());
+    for index in 0..2 {
+        assert_eq!(dev(fw.nics_mut(), index).posted.len(), RECEIVE_BUFFERS_SMALL);
+    }
+}
+
+#[test]
+fn a_route_whose_gateway_is_unreachable_is_skipped_and_reported() {
+    let image = compiled(RULES);
+    let fw = firewall(&image, &lab_plan(&image));
+    let skipped = fw.dataplane().skipped_routes();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!((skipped[0].prefix, skipped[0].prefix_len, skipped[0].gateway), (0x0a09_0000, 16, 0x0a07_0001));
+}
+
+#[test]
+fn a_partial_checksum_is_completed_before_the_stack_sees_the_frame() {
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    dev(fw.nics_mut(), 0).inject(&arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], FW0));
+    fw.poll_once(500);
+    dev(fw.nics_mut(), 0).take_sent();
+    // An echo request whose ICMP checksum field is zeroed and left to the
+    // receiver (NEEDS_CSUM from offset 34, field at +2): smoltcp would drop
+    // it as corrupt if the firewall did not complete it.
+    let mut echo = echo_frame(SENDER, FW0, true, 5, 1, 64);
+    echo[ETH_LEN + 20 + 2..ETH_LEN + 20 + 4].fill(0);
+    let mut header = [0u8; HEADER];
+    header[0] = HDR_NEEDS_CSUM;
+    header[6..8].copy_from_slice(&34u16.to_le_bytes());
+    header[8..10].copy_from_slice(&2u16.to_le_bytes());
+    dev(fw.nics_mut(), 0).inject_with(header, &echo, None);
+    fw.poll_once(1_000);
+    let sent = dev(fw.nics_mut(), 0).take_sent();
+    assert_eq!(sent.len(), 1, "the firewall answered the echo");
+    assert_eq!(ethertype(&sent[0]), EthernetProtocol::Ipv4);
+}
