@@ -169,7 +169,7 @@ fn a_forwarded_buffer_is_lent_to_the_output_nic_and_comes_home() {
     let (buffer, range) = nics.receive(0).expect("a frame");
     assert_eq!(range, HEADER..HEADER + frame.len());
     assert_eq!(nics.forward(1, buffer, frame.len()), Ok(()));
-    assert_eq!(dev(&mut nics, 1).take_sent(), [frame.clone()]);
+    assert_eq!(dev(&mut nics, 1).take_sent(), vec![frame]);
     assert_eq!(dev(&mut nics, 0).posted.len(), RECEIVE_BUFFERS_SMALL - 1, "lent to eth1");
     assert_eq!(receive_buffers_accounted(&mut nics, 0), RECEIVE_BUFFERS_SMALL);
     nics.reclaim_and_flush();

@@ -102,7 +102,7 @@ impl<'a> Header<'a> {
     }
 
     fn u16_at(&self, at: usize) -> u16 {
-        self.bytes.get(at..at + 2).map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+        self.bytes.get(at..at + 2).and_then(|b| b.try_into().ok()).map_or(0, u16::from_le_bytes)
     }
 
     /// The flags byte.

@@ -5,7 +5,8 @@
 pub fn sum_words(mut sum: u32, data: &[u8]) -> u32 {
     let mut chunks = data.chunks_exact(2);
     for pair in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([pair[0], pair[1]])));
+        let &[high, low] = pair else { continue };
+        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([high, low])));
         // Fold early so the sum never overflows, even for 64 KiB segments.
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -43,12 +44,17 @@ pub fn update(old_checksum: u16, old_word: u16, new_word: u16) -> u16 {
 /// the frame.
 pub fn complete_partial(frame: &mut [u8], start: usize, offset: usize) -> bool {
     let Some(field) = start.checked_add(offset) else { return false };
-    if start > frame.len() || field.checked_add(2).is_none_or(|end| end > frame.len()) {
+    let (Some(covered), Some(end)) = (frame.get(start..), field.checked_add(2)) else {
         return false;
+    };
+    let value = finish(sum_words(0, covered));
+    match frame.get_mut(field..end) {
+        Some(slot) => {
+            slot.copy_from_slice(&value.to_be_bytes());
+            true
+        }
+        None => false,
     }
-    let value = finish(sum_words(0, &frame[start..]));
-    frame[field..field + 2].copy_from_slice(&value.to_be_bytes());
-    true
 }
 
 #[cfg(test)]

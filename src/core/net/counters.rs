@@ -263,16 +263,15 @@ impl Counters {
                 Some(slot) => slot,
                 None => &mut self.rule_hits_out_of_range,
             },
-            None => &mut self.policy_hits[chain_index(chain)],
+            None => {
+                let [input, forward] = &mut self.policy_hits;
+                match chain {
+                    Chain::Input => input,
+                    Chain::Forward => forward,
+                }
+            }
         };
         *slot = slot.wrapping_add(1);
-    }
-}
-
-fn chain_index(chain: Chain) -> usize {
-    match chain {
-        Chain::Input => 0,
-        Chain::Forward => 1,
     }
 }
 

@@ -110,7 +110,9 @@ pub fn build_icmp_error(
     icmp_buf.fill(0);
     let (header, data) = icmp_buf.split_at_mut(ICMP_HEADER_LEN);
     data.copy_from_slice(quoted);
-    header[0] = error.icmp_type;
+    if let Some(icmp_type) = header.first_mut() {
+        *icmp_type = error.icmp_type;
+    }
     let mut icmp = Icmpv4Packet::new_unchecked(icmp_buf);
     icmp.set_msg_code(error.code);
     icmp.fill_checksum();
