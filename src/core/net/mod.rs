@@ -1,9 +1,46 @@
 //! The forwarding data plane: frame validation and parsing, connection
 //! tracking, fragments, routing, ARP, ICMP errors and counters. Plain
-//! `no_std + alloc` logic; the kernel feeds it frames and a classifier.
+//! `no_std + alloc` logic; the firewall node (`crate::firewall`) feeds it
+//! frames and the compiled rules as a [`Classifier`].
 //!
-//! The kernel calls `Dataplane::handle_frame` for every received frame and
-//! `Dataplane::poll` periodically; see `dataplane.rs` for the contract.
+//! The node calls [`Dataplane::handle_frame`] for every received frame and
+//! [`Dataplane::poll`] periodically; see `dataplane.rs` for the contract.
+//!
+//! # Life of a frame
+//!
+//! In the kernel, a frame arrives in a receive buffer of NIC `in_if`
+//! (`firewall::NicSet::receive`, called by `firewall::Firewall::poll_once`)
+//! and, for an interface that is up, comes here:
+//!
+//! 1. `Dataplane::handle_frame` (forward.rs) → `process`: `parse_ethernet`
+//!    (parse.rs) checks the Ethernet header and that the frame is for one
+//!    of our MACs (or broadcast/multicast);
+//! 2. ARP goes to `arp` → `NeighbourTable::learn` (neighbour.rs), which
+//!    releases frames waiting for that neighbour, and on to the local stack;
+//! 3. IPv4: `parse_ipv4` validates the header and the transport header and
+//!    returns `Ipv4Meta`; `ipv4` drops martians (route.rs) and splits:
+//!    - for the firewall itself (`is_local`): `input` → `judge` on the
+//!      INPUT chain → `Disposition::Local`, and the node hands the
+//!      unchanged frame to the interface's smoltcp stack;
+//!    - otherwise `forward`: fragments are checked (fragment.rs),
+//!      `RouteTable::lookup` picks the next hop (no route: ICMP net
+//!      unreachable from reply.rs), TTL is checked (ICMP time exceeded),
+//!      then `judge` on the FORWARD chain;
+//! 4. `judge`: `FragmentTable::check_first` for first fragments,
+//!    `ConnTrack::track` (conntrack/) gives the state, `packet_key` builds
+//!    the `PacketKey`, the classifier (the compiled `image::Image`) gives
+//!    the verdict, counted per rule; accepted new flows are confirmed in the
+//!    connection table; `refuse` drops, or `reject` answers with an ICMP
+//!    error or a TCP RST (reply.rs), rate-limited, through the `FrameSink`;
+//! 5. `transmit`: TTL decrement with an incremental checksum update
+//!    (checksum.rs), `NeighbourTable::resolve` for the next hop's MAC (not
+//!    known yet: the frame is copied into the neighbour queue, an ARP
+//!    request goes out, `Disposition::Queued`), MAC rewrite, and
+//!    `Disposition::Forward { out_if, len }`;
+//! 6. back in the node, `NicSet::forward` queues the same buffer on NIC
+//!    `out_if` (zero copy) and the buffer returns to its receive queue when
+//!    sent (`NicSet::reclaim_and_flush`). Every drop on the way is a
+//!    `DropReason` counted once on `in_if` (counters.rs).
 
 pub mod checksum;
 pub mod conntrack;
