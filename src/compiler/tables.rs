@@ -429,3 +429,62 @@ mod tests {
         assert_eq!(img.classify(Chain::Forward, &other).action, img.policy(Chain::Forward));
     }
 }
+
+/// The image bytes of fixed inputs, pinned by hash: a change to how records
+/// are written must not change a single byte (layout VERSION 1).
+#[cfg(test)]
+mod pinned {
+    use alloc::format;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use crate::{classbench_to_native, compile, compile_ruleset, scenario, ScenarioOptions};
+
+    /// FNV-1a, 64 bits.
+    fn fnv(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    }
+
+    fn image_of_file(name: &str) -> Vec<u8> {
+        let path = format!("{}/../../{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        compile(name, &text, &mut |p| Err(p.into())).expect("compiles").image
+    }
+
+    fn image_of_classbench(name: &str) -> Vec<u8> {
+        let path = format!("{}/../../../shared/classbench/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let native: String = classbench_to_native(&text).expect("converts");
+        compile(name, native.as_bytes(), &mut |p| Err(p.into())).expect("compiles").image
+    }
+
+    fn image_of_scenario(rules: usize) -> Vec<u8> {
+        compile_ruleset(scenario(ScenarioOptions { rules, seed: 1 })).expect("compiles").image
+    }
+
+    #[test]
+    fn images_are_byte_identical_to_version_1() {
+        let got = [
+            ("rules/default.rules", fnv(&image_of_file("rules/default.rules"))),
+            ("rules/example.rules", fnv(&image_of_file("rules/example.rules"))),
+            ("scenario 1", fnv(&image_of_scenario(1))),
+            ("scenario 1000", fnv(&image_of_scenario(1000))),
+            ("scenario 20000", fnv(&image_of_scenario(20000))),
+            ("acl1_1k", fnv(&image_of_classbench("acl1_1k"))),
+            ("fw1_1k", fnv(&image_of_classbench("fw1_1k"))),
+            ("ipc1_1k", fnv(&image_of_classbench("ipc1_1k"))),
+        ];
+        // FNV-1a of the images written before the records had one definition.
+        let want: [(&str, u64); 8] = [
+            ("rules/default.rules", 0xf594_e798_3bb5_b1a4),
+            ("rules/example.rules", 0xbd7d_3ee1_0966_07a6),
+            ("scenario 1", 0xddd2_7d50_8e74_2d6b),
+            ("scenario 1000", 0x28b7_5339_4ca7_a47b),
+            ("scenario 20000", 0xfda8_d6fb_38bb_17c9),
+            ("acl1_1k", 0x99aa_b42a_f48d_4b7b),
+            ("fw1_1k", 0xbe1a_1966_a5ab_eec1),
+            ("ipc1_1k", 0x302b_e84c_d61d_d2f5),
+        ];
+        assert_eq!(got, want);
+    }
+}
