@@ -5,6 +5,7 @@
 //! The kernel calls `Dataplane::handle_frame` for every received frame and
 //! `Dataplane::poll` periodically; see `dataplane.rs` for the contract.
 
+pub mod addr;
 pub mod checksum;
 pub mod conntrack;
 pub mod counters;
