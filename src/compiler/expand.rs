@@ -10,8 +10,8 @@ use super::ast::{AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule};
 pub const PROTO_ANY: u8 = 1;
 /// Entry flag: the protocol must differ from the field.
 pub const PROTO_NEG: u8 = 2;
-/// Interface field value meaning "any interface".
-pub const IF_ANY: u8 = 0x0f;
+/// Interface field value meaning "any interface" (the image's).
+pub const IF_ANY: u8 = unifw_core::image::format::ANY_IF;
 
 /// One box of a rule, as the tables store it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,6 @@ use alloc::vec::Vec;
 use super::ast::{mask, Ruleset};
 use super::expand::{Entry, PROTO_ANY, PROTO_NEG};
 use unifw_core::image::format::*;
-use unifw_core::image::IfAddr;
 
 /// Most levels per dimension (11 x 11 pairs, each keyed on ports or not, fit a
 /// u8 tuple number; at most [`MAX_TUPLES`] tuples are used).
@@ -27,29 +26,20 @@ const INDEX_MIN_TUPLES: usize = 4;
 /// Fewest and most address bits a cell index uses (2^bits cells of 2 bytes).
 const INDEX_BITS: (u32, u32) = (8, 16);
 
-/// The encoded tables of one chain, with offsets relative to its own arrays.
+/// The tables of one chain, with offsets relative to its own arrays (the
+/// cell index sides' starts are relative to the chain's index and masks).
 #[derive(Default)]
 struct ChainTables {
-    tuples: Vec<[u8; 16]>,
+    tuples: Vec<TupleRecord>,
     slots: Vec<u32>,
-    entries: Vec<[u8; ENTRY_LEN]>,
+    /// Encoded already: a million-rule chain holds millions of them.
+    entries: Vec<[u8; EntryRecord::LEN]>,
     index: Vec<u16>,
     masks: Vec<u128>,
-    dst: CellIndex,
-    src: CellIndex,
+    dst: CellIndexSide,
+    src: CellIndexSide,
     rules: u32,
     bits: u32,
-}
-
-/// One side's cell index: which tuples may match, by the top bits of an address.
-#[derive(Default)]
-struct CellIndex {
-    /// Tuples this side cannot rule out (their prefixes are shorter than the cell).
-    unindexed: u128,
-    /// Where its 2^bits u16 cells start in the chain's index, if it has one.
-    index_start: Option<u32>,
-    /// Where its masks start in the chain's masks.
-    mask_start: u32,
 }
 
 /// Sizes worth reporting about a built image.
@@ -77,22 +67,26 @@ fn level_of(levels: &[u8], len: u8) -> usize {
     levels.iter().rposition(|&l| l <= len).unwrap_or(0)
 }
 
-fn encode(e: &Entry, last: bool) -> [u8; ENTRY_LEN] {
-    let mut b = [0u8; ENTRY_LEN];
-    b[0..4].copy_from_slice(&e.src.addr.to_le_bytes());
-    b[4..8].copy_from_slice(&e.dst.addr.to_le_bytes());
-    b[8..10].copy_from_slice(&e.p1.0.to_le_bytes());
-    b[10..12].copy_from_slice(&e.p1.1.to_le_bytes());
-    b[12..14].copy_from_slice(&e.p2.0.to_le_bytes());
-    b[14..16].copy_from_slice(&e.p2.1.to_le_bytes());
-    b[16..20].copy_from_slice(&((e.rule & 0x00ff_ffff) | (u32::from(e.proto) << 24)).to_le_bytes());
-    b[20] = e.src.len | if e.in_neg { E_NEG_IN } else { 0 } | if e.out_neg { E_NEG_OUT } else { 0 };
-    b[21] = e.dst.len
-        | if e.proto_flags & PROTO_ANY != 0 { E_PROTO_ANY } else { 0 }
-        | if e.proto_flags & PROTO_NEG != 0 { E_PROTO_NEG } else { 0 };
-    b[22] = (e.states & 0x0f) | if last { E_LAST } else { 0 };
-    b[23] = (e.in_if & 0x0f) | (e.out_if << 4);
-    b
+/// The record of an entry; `last` ends its run of equal hash keys.
+fn entry_record(e: &Entry, last: bool) -> EntryRecord {
+    EntryRecord {
+        src: e.src.addr,
+        src_len: e.src.len,
+        dst: e.dst.addr,
+        dst_len: e.dst.len,
+        p1: e.p1,
+        p2: e.p2,
+        rule: e.rule,
+        proto: e.proto,
+        proto_any: e.proto_flags & PROTO_ANY != 0,
+        proto_neg: e.proto_flags & PROTO_NEG != 0,
+        states: e.states,
+        last,
+        in_if: e.in_if,
+        out_if: e.out_if,
+        in_neg: e.in_neg,
+        out_neg: e.out_neg,
+    }
 }
 
 /// A list longer than this makes its tuple also key on the destination port.
@@ -166,16 +160,15 @@ fn build_chain(mut entries: Vec<Entry>, rules: u32) -> ChainTables {
     order.sort_unstable();
     let id_of: BTreeMap<TupleNo, usize> = order.iter().enumerate().map(|(i, &(_, t))| (t, i)).collect();
     let mut ct = ChainTables { rules, ..Default::default() };
-    ct.tuples = alloc::vec![[0u8; 16]; order.len()];
+    ct.tuples = alloc::vec![TupleRecord::default(); order.len()];
     ct.entries.reserve(entries.len());
     let mut i = 0;
     while i < entries.len() {
         let t = tuple_of(&entries[i]);
         let end = i + entries[i..].iter().position(|e| tuple_of(e) != t).unwrap_or(entries.len() - i);
-        let mut rec = build_tuple(&mut ct, &entries[i..end], t, &key_of, lens_of(&src_levels, &dst_levels, t));
+        let record = build_tuple(&mut ct, &entries[i..end], t, &key_of, lens_of(&src_levels, &dst_levels, t));
         let id = id_of.get(&t).copied().unwrap_or(0);
-        rec[4..8].copy_from_slice(&order[id].0.to_le_bytes());
-        ct.tuples[id] = rec;
+        ct.tuples[id] = TupleRecord { min_rule: order[id].0, ..record };
         i = end;
     }
     let lens = |e: &Entry| lens_of(&src_levels, &dst_levels, tuple_of(e));
@@ -189,7 +182,7 @@ fn build_tuple(
     t: TupleNo,
     key_of: &dyn Fn(&Entry, TupleNo) -> (u32, u32, u16),
     lens: (u8, u8),
-) -> [u8; 16] {
+) -> TupleRecord {
     let mut keys = Vec::new();
     let base = ct.entries.len() as u32;
     for (j, e) in group.iter().enumerate() {
@@ -198,7 +191,7 @@ fn build_tuple(
         if j == 0 || key_of(&group[j - 1], t) != k {
             keys.push((k, base + j as u32));
         }
-        ct.entries.push(encode(e, last));
+        ct.entries.push(entry_record(e, last).encode());
     }
     let count = (keys.len() * 3).max(1) as u32;
     let start = ct.slots.len();
@@ -210,13 +203,14 @@ fn build_tuple(
         }
         ct.slots[start + i] = at;
     }
-    let mut rec = [0u8; 16];
-    rec[0] = lens.0;
-    rec[1] = lens.1;
-    rec[2] = t & 1;
-    rec[8..12].copy_from_slice(&(start as u32).to_le_bytes());
-    rec[12..16].copy_from_slice(&count.to_le_bytes());
-    rec
+    TupleRecord {
+        src_len: lens.0,
+        dst_len: lens.1,
+        port_keyed: t & 1 != 0,
+        min_rule: 0, // set by the caller, which knows the tuple order
+        slot_start: start as u32,
+        slot_count: count,
+    }
 }
 
 fn build_index(
@@ -262,7 +256,7 @@ fn build_index(
             ct.masks[mask_start + usize::from(n)] = m;
         }
         let ci =
-            CellIndex { unindexed: unindexed[side], index_start: Some(index_start), mask_start: mask_start as u32 };
+            CellIndexSide { unindexed: unindexed[side], index_start: Some(index_start), mask_start: mask_start as u32 };
         if side == 0 {
             ct.dst = ci;
         } else {
@@ -282,23 +276,14 @@ pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Ve
     let stats = TableStats { tuples: [chains[0].tuples.len(), chains[1].tuples.len()], ..stats };
     let mut sections: [Vec<u8>; SECTIONS] = Default::default();
     for i in &set.interfaces {
-        let (kind, len, addr) = match i.addr {
-            IfAddr::Static { addr, prefix_len } => (0, prefix_len, addr),
-            IfAddr::Dhcp => (1, 0, 0),
-            IfAddr::Unconfigured => (2, 0, 0),
-        };
-        sections[sec::IFACES].extend_from_slice(&[i.index, kind, len, 0]);
-        sections[sec::IFACES].extend_from_slice(&addr.to_le_bytes());
+        sections[sec::IFACES].extend_from_slice(&i.encode());
     }
     for r in &set.routes {
-        let s = &mut sections[sec::ROUTES];
-        s.extend_from_slice(&r.dest.to_le_bytes());
-        s.extend_from_slice(&[r.prefix_len, 0, 0, 0]);
-        s.extend_from_slice(&r.gateway.to_le_bytes());
+        sections[sec::ROUTES].extend_from_slice(&r.encode());
     }
     for r in &set.rules {
         sections[sec::LINES].extend_from_slice(&r.line.to_le_bytes());
-        sections[sec::ACTIONS].push(action_code(r.action) | if r.log { LOG } else { 0 });
+        sections[sec::ACTIONS].push(RuleAction { action: r.action, log: r.log }.encode());
     }
     for ct in &chains {
         write_chain(&mut sections, ct);
@@ -306,17 +291,17 @@ pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Ve
     (assemble(set, &sections), stats)
 }
 
+/// Appends one chain's tables to the sections, and its chain record.
 fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
-    let tuple_start = (s[sec::TUPLES].len() / 16) as u32;
-    let slot_base = (s[sec::SLOTS].len() / 4) as u32;
-    let entry_base = (s[sec::ENTRIES].len() / ENTRY_LEN) as u32;
-    let index_base = (s[sec::INDEX].len() / 2) as u32;
-    let mask_base = (s[sec::MASKS].len() / 16) as u32;
+    let count = |s: &[Vec<u8>; SECTIONS], n: usize| (s[n].len() / RECORD[n]) as u32;
+    let tuple_start = count(s, sec::TUPLES);
+    let slot_base = count(s, sec::SLOTS);
+    let entry_base = count(s, sec::ENTRIES);
+    let index_base = count(s, sec::INDEX);
+    let mask_base = count(s, sec::MASKS);
     for t in &ct.tuples {
-        let mut t = *t;
-        let start = u32::from_le_bytes([t[8], t[9], t[10], t[11]]) + slot_base;
-        t[8..12].copy_from_slice(&start.to_le_bytes());
-        s[sec::TUPLES].extend_from_slice(&t);
+        let t = TupleRecord { slot_start: t.slot_start + slot_base, ..*t };
+        s[sec::TUPLES].extend_from_slice(&t.encode());
     }
     for &slot in &ct.slots {
         let v = if slot == EMPTY { EMPTY } else { slot + entry_base };
@@ -331,68 +316,43 @@ fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
     for &m in &ct.masks {
         s[sec::MASKS].extend_from_slice(&m.to_le_bytes());
     }
-    let side = |c: &CellIndex| {
-        let u = c.unindexed;
-        [
-            u as u32,
-            (u >> 32) as u32,
-            (u >> 64) as u32,
-            (u >> 96) as u32,
-            c.index_start.map_or(NO_INDEX, |i| i + index_base),
-            c.mask_start + mask_base,
-        ]
+    let side = |c: &CellIndexSide| CellIndexSide {
+        unindexed: c.unindexed,
+        index_start: c.index_start.map(|i| i + index_base),
+        mask_start: c.mask_start + mask_base,
     };
-    let (d, r) = (side(&ct.dst), side(&ct.src));
-    let words = [
-        ct.rules,
+    let chain = ChainRecord {
+        rules: ct.rules,
         tuple_start,
-        ct.tuples.len() as u32,
-        ct.bits,
-        d[0],
-        d[1],
-        d[2],
-        d[3],
-        d[4],
-        d[5],
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        r[4],
-        r[5],
-        entry_base,
-        ct.entries.len() as u32,
-        0,
-        0,
-    ];
-    for w in words {
-        s[sec::CHAINS].extend_from_slice(&w.to_le_bytes());
-    }
+        tuple_count: ct.tuples.len() as u32,
+        index_bits: ct.bits,
+        dst: side(&ct.dst),
+        src: side(&ct.src),
+        entry_start: entry_base,
+        entry_count: ct.entries.len() as u32,
+    };
+    s[sec::CHAINS].extend_from_slice(&chain.encode());
 }
 
+/// The header, then each section 64-byte aligned.
 fn assemble(set: &Ruleset, sections: &[Vec<u8>; SECTIONS]) -> Vec<u8> {
     let mut out = alloc::vec![0u8; HEADER_LEN];
-    let mut table = Vec::new();
-    for s in sections {
+    let mut places = [Section::default(); SECTIONS];
+    for (s, place) in sections.iter().zip(places.iter_mut()) {
         while !out.len().is_multiple_of(64) {
             out.push(0);
         }
-        table.push((out.len() as u32, s.len() as u32));
+        *place = Section { offset: out.len() as u32, len: s.len() as u32 };
         out.extend_from_slice(s);
     }
-    out[0..8].copy_from_slice(&MAGIC);
-    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    let total = out.len() as u32;
-    out[12..16].copy_from_slice(&total.to_le_bytes());
-    out[16..20].copy_from_slice(&(set.rules.len() as u32).to_le_bytes());
-    out[20..24].copy_from_slice(&set.conntrack_max.to_le_bytes());
-    out[24] = action_code(set.policy_input);
-    out[25] = action_code(set.policy_forward);
-    out[28..32].copy_from_slice(&(SECTIONS as u32).to_le_bytes());
-    for (i, (off, len)) in table.into_iter().enumerate() {
-        out[32 + i * 8..36 + i * 8].copy_from_slice(&off.to_le_bytes());
-        out[36 + i * 8..40 + i * 8].copy_from_slice(&len.to_le_bytes());
-    }
+    let header = Header {
+        total_len: out.len() as u32,
+        rule_count: set.rules.len() as u32,
+        conntrack_max: set.conntrack_max,
+        policies: [set.policy_input, set.policy_forward],
+        sections: places,
+    };
+    out[..HEADER_LEN].copy_from_slice(&header.encode());
     out
 }
 
@@ -427,5 +387,64 @@ mod tests {
         assert_eq!(img.classify(Chain::Forward, &key), Verdict { action: Action::Drop, rule: Some(0), log: true });
         let other = PacketKey { dst_port: 23, ..key };
         assert_eq!(img.classify(Chain::Forward, &other).action, img.policy(Chain::Forward));
+    }
+}
+
+/// The image bytes of fixed inputs, pinned by hash: a change to how records
+/// are written must not change a single byte (layout VERSION 1).
+#[cfg(test)]
+mod pinned {
+    use alloc::format;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use crate::{classbench_to_native, compile, compile_ruleset, scenario, ScenarioOptions};
+
+    /// FNV-1a, 64 bits.
+    fn fnv(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    }
+
+    fn image_of_file(name: &str) -> Vec<u8> {
+        let path = format!("{}/../../{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        compile(name, &text, &mut |p| Err(p.into())).expect("compiles").image
+    }
+
+    fn image_of_classbench(name: &str) -> Vec<u8> {
+        let path = format!("{}/../../../shared/classbench/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let native: String = classbench_to_native(&text).expect("converts");
+        compile(name, native.as_bytes(), &mut |p| Err(p.into())).expect("compiles").image
+    }
+
+    fn image_of_scenario(rules: usize) -> Vec<u8> {
+        compile_ruleset(scenario(ScenarioOptions { rules, seed: 1 })).expect("compiles").image
+    }
+
+    #[test]
+    fn images_are_byte_identical_to_version_1() {
+        let got = [
+            ("rules/default.rules", fnv(&image_of_file("rules/default.rules"))),
+            ("rules/example.rules", fnv(&image_of_file("rules/example.rules"))),
+            ("scenario 1", fnv(&image_of_scenario(1))),
+            ("scenario 1000", fnv(&image_of_scenario(1000))),
+            ("scenario 20000", fnv(&image_of_scenario(20000))),
+            ("acl1_1k", fnv(&image_of_classbench("acl1_1k"))),
+            ("fw1_1k", fnv(&image_of_classbench("fw1_1k"))),
+            ("ipc1_1k", fnv(&image_of_classbench("ipc1_1k"))),
+        ];
+        // FNV-1a of the images written before the records had one definition.
+        let want: [(&str, u64); 8] = [
+            ("rules/default.rules", 0xf594_e798_3bb5_b1a4),
+            ("rules/example.rules", 0xbd7d_3ee1_0966_07a6),
+            ("scenario 1", 0xddd2_7d50_8e74_2d6b),
+            ("scenario 1000", 0x28b7_5339_4ca7_a47b),
+            ("scenario 20000", 0xfda8_d6fb_38bb_17c9),
+            ("acl1_1k", 0x99aa_b42a_f48d_4b7b),
+            ("fw1_1k", 0xbe1a_1966_a5ab_eec1),
+            ("ipc1_1k", 0x302b_e84c_d61d_d2f5),
+        ];
+        assert_eq!(got, want);
     }
 }

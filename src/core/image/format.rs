@@ -1,25 +1,38 @@
-//! The binary image layout (version 1), shared by the writer and the reader.
+//! The binary image layout (version 1), shared by the writer and the reader:
+//! one typed definition per record, each with `encode` and `decode`, so the
+//! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
+//! never name a byte offset themselves.
 //!
-//! All integers are little-endian. The image starts with a header:
+//! All integers are little-endian. The image is a [`Header`] of
+//! [`HEADER_LEN`] bytes, then [`SECTIONS`] sections, each 64-byte aligned and
+//! an array of fixed-size records ([`RECORD`] gives the sizes):
 //!
-//! | offset | field |
-//! |---|---|
-//! | 0  | magic `UNIFWRT\0` |
-//! | 8  | version (u32) |
-//! | 12 | total length (u32) |
-//! | 16 | rule count (u32) |
-//! | 20 | conntrack capacity (u32) |
-//! | 24 | input policy, forward policy (action codes, u8 each), 2 bytes zero |
-//! | 28 | section count (u32) = [`SECTIONS`] |
-//! | 32 | per section: offset (u32), length (u32) |
+//! | section | record | bytes |
+//! |---|---|---|
+//! | [`sec::IFACES`] | [`InterfaceSpec`] | 8 |
+//! | [`sec::ROUTES`] | [`RouteSpec`] | 12 |
+//! | [`sec::LINES`] | source line of each rule, u32 | 4 |
+//! | [`sec::ACTIONS`] | [`RuleAction`] of each rule | 1 |
+//! | [`sec::CHAINS`] | [`ChainRecord`], input then forward | 80 |
+//! | [`sec::TUPLES`] | [`TupleRecord`] | 16 |
+//! | [`sec::SLOTS`] | hash slot: entry number (u32) or [`EMPTY`] | 4 |
+//! | [`sec::ENTRIES`] | [`EntryRecord`] (read in place as [`EntryView`]) | 24 |
+//! | [`sec::INDEX`] | cell index: mask number (u16) | 2 |
+//! | [`sec::MASKS`] | tuple mask (u128) the cell index refers to | 16 |
 //!
-//! Sections (record sizes in bytes): interfaces (8), routes (12), rule lines
-//! (4), rule actions (1), chains (80), tuples (16), slots (4), entries (24),
-//! cell index (2), cell masks (16). See `tables.rs` for what they hold.
+//! Each record's own documentation gives its byte layout; the round-trip
+//! tests below prove that `decode` reads what `encode` wrote. See
+//! `tables.rs` in the compiler for how the lookup tables are built.
 
 use core::fmt;
 
 use crate::flow::{Action, RejectWith};
+
+use super::{IfAddr, InterfaceSpec, RouteSpec};
+
+mod entry;
+
+pub use entry::{EntryRecord, EntryView};
 
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
@@ -32,13 +45,13 @@ pub const SECTIONS: usize = 10;
 
 /// Section numbers.
 pub mod sec {
-    /// Interfaces: index u8, kind u8 (0 static, 1 dhcp, 2 none), prefix length u8, 0, address u32.
+    /// Interfaces ([`super::InterfaceSpec`] records).
     pub const IFACES: usize = 0;
-    /// Routes: destination u32, prefix length u8, 3 zero bytes, gateway u32.
+    /// Routes ([`super::RouteSpec`] records).
     pub const ROUTES: usize = 1;
     /// Source line of each rule (u32).
     pub const LINES: usize = 2;
-    /// Action code of each rule (u8, bit 7 = log).
+    /// Action of each rule ([`super::RuleAction`], one byte).
     pub const ACTIONS: usize = 3;
     /// Input and forward chain records.
     pub const CHAINS: usize = 4;
@@ -55,34 +68,20 @@ pub mod sec {
 }
 
 /// Record size of each section.
-pub const RECORD: [usize; SECTIONS] = [8, 12, 4, 1, CHAIN_LEN, 16, 4, ENTRY_LEN, 2, 16];
-/// Bytes per chain record.
-pub const CHAIN_LEN: usize = 80;
-/// Bytes per entry.
-pub const ENTRY_LEN: usize = 24;
+pub const RECORD: [usize; SECTIONS] =
+    [InterfaceSpec::LEN, RouteSpec::LEN, 4, 1, ChainRecord::LEN, TupleRecord::LEN, 4, EntryRecord::LEN, 2, 16];
 /// Most tuples a chain may have (one bit each in a u128 mask).
 pub const MAX_TUPLES: usize = 128;
 /// Most address bits a cell index uses.
 pub const MAX_INDEX_BITS: u32 = 16;
 /// An empty hash slot.
 pub const EMPTY: u32 = u32::MAX;
-/// "No index" in a chain record.
+/// "No index" on one side of a chain record (the encoding of `None`).
 pub const NO_INDEX: u32 = u32::MAX;
 /// Most rules an image can hold (entries keep 24 bits of rule index).
 pub const MAX_RULES: usize = 1 << 24;
-
-/// Entry byte 20 (source length) flag: input interface negated.
-pub const E_NEG_IN: u8 = 0x40;
-/// Entry byte 20 flag: output interface negated.
-pub const E_NEG_OUT: u8 = 0x80;
-/// Entry byte 21 (destination length) flag: any protocol.
-pub const E_PROTO_ANY: u8 = 0x40;
-/// Entry byte 21 flag: protocol negated.
-pub const E_PROTO_NEG: u8 = 0x80;
-/// Entry byte 22 (states) flag: last entry of its hash list.
-pub const E_LAST: u8 = 0x10;
-/// Action byte flag: log.
-pub const LOG: u8 = 0x80;
+/// An entry's interface nibble that matches any interface.
+pub const ANY_IF: u8 = 0x0f;
 
 /// Why an image was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,19 +112,52 @@ impl fmt::Display for FormatError {
     }
 }
 
-/// Little-endian u16 at `at` (0 if out of bounds).
-pub fn u16_at(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
+/// The first `N` bytes of `b`, if it has that many.
+#[inline(always)]
+fn head<const N: usize>(b: &[u8]) -> Option<&[u8; N]> {
+    b.get(..N)?.try_into().ok()
 }
 
-/// Little-endian u32 at `at` (0 if out of bounds).
-pub fn u32_at(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
+#[inline(always)]
+fn get_u16<const N: usize>(b: &[u8; N], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
 }
 
-/// Little-endian u128 at `at` (0 if out of bounds).
-pub fn u128_at(b: &[u8], at: usize) -> u128 {
-    b.get(at..at + 16).and_then(|s| s.try_into().ok()).map_or(0, u128::from_le_bytes)
+#[inline(always)]
+fn get_u32<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn get_u128<const N: usize>(b: &[u8; N], at: usize) -> u128 {
+    let words = [get_u32(b, at), get_u32(b, at + 4), get_u32(b, at + 8), get_u32(b, at + 12)];
+    words.iter().rev().fold(0, |acc, &w| (acc << 32) | u128::from(w))
+}
+
+fn put<const N: usize>(b: &mut [u8; N], at: usize, bytes: &[u8]) {
+    if let Some(field) = b.get_mut(at..at + bytes.len()) {
+        field.copy_from_slice(bytes);
+    }
+}
+
+/// Element `i` of a section of u16s (the cell index); 0 past its end.
+#[inline]
+pub fn u16_item(section: &[u8], i: usize) -> u16 {
+    let at = i * 2;
+    section.get(at..at + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
+}
+
+/// Element `i` of a section of u32s (rule lines, hash slots); 0 past its end.
+#[inline]
+pub fn u32_item(section: &[u8], i: usize) -> u32 {
+    let at = i * 4;
+    section.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
+}
+
+/// Element `i` of a section of u128s (tuple masks); 0 past its end.
+#[inline]
+pub fn u128_item(section: &[u8], i: usize) -> u128 {
+    let at = i * 16;
+    section.get(at..at + 16).and_then(|s| s.try_into().ok()).map_or(0, u128::from_le_bytes)
 }
 
 /// The byte code of an action (bits 0-2).
@@ -156,6 +188,328 @@ pub fn action_of(code: u8) -> Action {
     }
 }
 
+/// One section's place in the image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Section {
+    /// Offset from the start of the image.
+    pub offset: u32,
+    /// Length in bytes (a multiple of its record size).
+    pub len: u32,
+}
+
+/// The image header.
+///
+/// | offset | field |
+/// |---|---|
+/// | 0  | magic [`MAGIC`] |
+/// | 8  | version (u32) = [`VERSION`] |
+/// | 12 | total length (u32) |
+/// | 16 | rule count (u32) |
+/// | 20 | conntrack capacity (u32) |
+/// | 24 | input policy, forward policy ([`action_code`], u8 each), 2 bytes zero |
+/// | 28 | section count (u32) = [`SECTIONS`] |
+/// | 32 | per section: offset (u32), length (u32); zero to [`HEADER_LEN`] |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Bytes in the whole image.
+    pub total_len: u32,
+    /// Rules in both chains.
+    pub rule_count: u32,
+    /// Capacity of the connection-tracking table.
+    pub conntrack_max: u32,
+    /// Default policies: input, forward.
+    pub policies: [Action; 2],
+    /// Where each section is.
+    pub sections: [Section; SECTIONS],
+}
+
+// The section table fits the header; a chain record's fields fit it (8 spare bytes).
+const _: () = assert!(Header::SECTION_TABLE + SECTIONS * 8 <= HEADER_LEN);
+const _: () = assert!(ChainRecord::ENTRIES + 8 + 8 == ChainRecord::LEN);
+
+impl Header {
+    /// Bytes of a header.
+    pub const LEN: usize = HEADER_LEN;
+    const MAGIC: usize = 0;
+    const VERSION: usize = 8;
+    const TOTAL: usize = 12;
+    const RULES: usize = 16;
+    const CONNTRACK: usize = 20;
+    const POLICIES: usize = 24;
+    const SECTION_COUNT: usize = 28;
+    const SECTION_TABLE: usize = 32;
+
+    /// The header's bytes.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        put(&mut b, Self::MAGIC, &MAGIC);
+        put(&mut b, Self::VERSION, &VERSION.to_le_bytes());
+        put(&mut b, Self::TOTAL, &self.total_len.to_le_bytes());
+        put(&mut b, Self::RULES, &self.rule_count.to_le_bytes());
+        put(&mut b, Self::CONNTRACK, &self.conntrack_max.to_le_bytes());
+        put(&mut b, Self::POLICIES, &self.policies.map(action_code));
+        put(&mut b, Self::SECTION_COUNT, &(SECTIONS as u32).to_le_bytes());
+        for (i, s) in self.sections.iter().enumerate() {
+            put(&mut b, Self::SECTION_TABLE + i * 8, &s.offset.to_le_bytes());
+            put(&mut b, Self::SECTION_TABLE + i * 8 + 4, &s.len.to_le_bytes());
+        }
+        b
+    }
+
+    /// Reads the header at the start of `bytes` (magic, version and section
+    /// count checked; the sections are the caller's to check).
+    pub fn decode(bytes: &[u8]) -> Result<Header, FormatError> {
+        let b: &[u8; HEADER_LEN] = head(bytes).ok_or(FormatError::Truncated)?;
+        if head::<8>(b) != Some(&MAGIC) {
+            return Err(FormatError::BadMagic);
+        }
+        let version = get_u32(b, Self::VERSION);
+        if version != VERSION {
+            return Err(FormatError::BadVersion(version));
+        }
+        if get_u32(b, Self::SECTION_COUNT) as usize != SECTIONS {
+            return Err(FormatError::Truncated);
+        }
+        let mut sections = [Section::default(); SECTIONS];
+        for (i, s) in sections.iter_mut().enumerate() {
+            let at = Self::SECTION_TABLE + i * 8;
+            *s = Section { offset: get_u32(b, at), len: get_u32(b, at + 4) };
+        }
+        Ok(Header {
+            total_len: get_u32(b, Self::TOTAL),
+            rule_count: get_u32(b, Self::RULES),
+            conntrack_max: get_u32(b, Self::CONNTRACK),
+            policies: [action_of(b[Self::POLICIES]), action_of(b[Self::POLICIES + 1])],
+            sections,
+        })
+    }
+}
+
+/// The interface record: index u8, kind u8 (0 static, 1 dhcp, 2 none),
+/// prefix length u8, zero u8, address u32 (static only, else 0).
+impl InterfaceSpec {
+    /// Bytes per record.
+    pub const LEN: usize = 8;
+
+    /// The record's bytes.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let (kind, prefix_len, addr) = match self.addr {
+            IfAddr::Static { addr, prefix_len } => (0, prefix_len, addr),
+            IfAddr::Dhcp => (1, 0, 0),
+            IfAddr::Unconfigured => (2, 0, 0),
+        };
+        let mut b = [self.index, kind, prefix_len, 0, 0, 0, 0, 0];
+        put(&mut b, 4, &addr.to_le_bytes());
+        b
+    }
+
+    /// Reads a record (an unknown kind is an interface without an address;
+    /// a prefix length past 32 is 32).
+    pub fn decode(bytes: &[u8]) -> Option<InterfaceSpec> {
+        let b: &[u8; Self::LEN] = head(bytes)?;
+        let addr = match b[1] {
+            0 => IfAddr::Static { addr: get_u32(b, 4), prefix_len: b[2].min(32) },
+            1 => IfAddr::Dhcp,
+            _ => IfAddr::Unconfigured,
+        };
+        Some(InterfaceSpec { index: b[0], addr })
+    }
+}
+
+/// The route record: destination u32, prefix length u8, 3 zero bytes, gateway u32.
+impl RouteSpec {
+    /// Bytes per record.
+    pub const LEN: usize = 12;
+
+    /// The record's bytes.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        put(&mut b, 0, &self.dest.to_le_bytes());
+        b[4] = self.prefix_len;
+        put(&mut b, 8, &self.gateway.to_le_bytes());
+        b
+    }
+
+    /// Reads a record (a prefix length past 32 is 32).
+    pub fn decode(bytes: &[u8]) -> Option<RouteSpec> {
+        let b: &[u8; Self::LEN] = head(bytes)?;
+        Some(RouteSpec { dest: get_u32(b, 0), prefix_len: b[4].min(32), gateway: get_u32(b, 8) })
+    }
+}
+
+/// A rule's action byte: the [`action_code`] in bits 0-2, bit 7 = log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleAction {
+    /// What the rule does.
+    pub action: Action,
+    /// Whether its verdicts are logged.
+    pub log: bool,
+}
+
+impl RuleAction {
+    const LOG: u8 = 0x80;
+
+    /// The record's byte.
+    pub fn encode(self) -> u8 {
+        action_code(self.action) | if self.log { Self::LOG } else { 0 }
+    }
+
+    /// Reads a record (unknown codes drop).
+    #[inline]
+    pub fn decode(b: u8) -> RuleAction {
+        RuleAction { action: action_of(b), log: b & Self::LOG != 0 }
+    }
+}
+
+/// One side (destination or source) of a chain's cell index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CellIndexSide {
+    /// Tuples this side cannot rule out (their prefixes are shorter than a cell).
+    pub unindexed: u128,
+    /// Where its 2^bits u16 cells start in [`sec::INDEX`], if it has an index.
+    pub index_start: Option<u32>,
+    /// Where its masks start in [`sec::MASKS`].
+    pub mask_start: u32,
+}
+
+impl CellIndexSide {
+    const LEN: usize = 24;
+
+    fn encode_into(&self, b: &mut [u8; ChainRecord::LEN], at: usize) {
+        put(b, at, &self.unindexed.to_le_bytes());
+        put(b, at + 16, &self.index_start.unwrap_or(NO_INDEX).to_le_bytes());
+        put(b, at + 20, &self.mask_start.to_le_bytes());
+    }
+
+    fn decode_from(b: &[u8; ChainRecord::LEN], at: usize) -> CellIndexSide {
+        let index_start = Some(get_u32(b, at + 16)).filter(|&i| i != NO_INDEX);
+        CellIndexSide { unindexed: get_u128(b, at), index_start, mask_start: get_u32(b, at + 20) }
+    }
+}
+
+/// A chain record: where a chain's tables are.
+///
+/// | offset | field |
+/// |---|---|
+/// | 0  | rules of the chain (u32) |
+/// | 4  | first tuple, tuple count (u32 each) |
+/// | 12 | cell index bits (u32) |
+/// | 16 | destination side: unindexed tuples (u128), index start (u32, [`NO_INDEX`] = none), mask start (u32) |
+/// | 40 | source side, the same |
+/// | 64 | first entry, entry count (u32 each) |
+/// | 72 | 8 bytes zero |
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChainRecord {
+    /// Rules of the chain.
+    pub rules: u32,
+    /// Its first tuple record.
+    pub tuple_start: u32,
+    /// Its tuples (at most [`MAX_TUPLES`]).
+    pub tuple_count: u32,
+    /// Address bits its cell index uses (0 without an index).
+    pub index_bits: u32,
+    /// Cell index on the destination address.
+    pub dst: CellIndexSide,
+    /// Cell index on the source address.
+    pub src: CellIndexSide,
+    /// Its first entry.
+    pub entry_start: u32,
+    /// Its entries.
+    pub entry_count: u32,
+}
+
+impl ChainRecord {
+    /// Bytes per record.
+    pub const LEN: usize = 80;
+    const DST: usize = 16;
+    const SRC: usize = Self::DST + CellIndexSide::LEN;
+    const ENTRIES: usize = Self::SRC + CellIndexSide::LEN;
+
+    /// The record's bytes.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        put(&mut b, 0, &self.rules.to_le_bytes());
+        put(&mut b, 4, &self.tuple_start.to_le_bytes());
+        put(&mut b, 8, &self.tuple_count.to_le_bytes());
+        put(&mut b, 12, &self.index_bits.to_le_bytes());
+        self.dst.encode_into(&mut b, Self::DST);
+        self.src.encode_into(&mut b, Self::SRC);
+        put(&mut b, Self::ENTRIES, &self.entry_start.to_le_bytes());
+        put(&mut b, Self::ENTRIES + 4, &self.entry_count.to_le_bytes());
+        b
+    }
+
+    /// Reads a record.
+    pub fn decode(bytes: &[u8]) -> Option<ChainRecord> {
+        let b: &[u8; Self::LEN] = head(bytes)?;
+        Some(ChainRecord {
+            rules: get_u32(b, 0),
+            tuple_start: get_u32(b, 4),
+            tuple_count: get_u32(b, 8),
+            index_bits: get_u32(b, 12),
+            dst: CellIndexSide::decode_from(b, Self::DST),
+            src: CellIndexSide::decode_from(b, Self::SRC),
+            entry_start: get_u32(b, Self::ENTRIES),
+            entry_count: get_u32(b, Self::ENTRIES + 4),
+        })
+    }
+}
+
+/// A tuple record: one open-addressed hash table of a chain.
+///
+/// | offset | field |
+/// |---|---|
+/// | 0  | source prefix length, destination prefix length (u8 each) |
+/// | 2  | flags (u8): bit 0 = also keyed on the destination port; zero u8 |
+/// | 4  | lowest rule in the tuple (u32) |
+/// | 8  | first slot, slot count (u32 each) |
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TupleRecord {
+    /// Source prefix length the tuple masks with.
+    pub src_len: u8,
+    /// Destination prefix length the tuple masks with.
+    pub dst_len: u8,
+    /// Whether the key also holds the destination port.
+    pub port_keyed: bool,
+    /// Lowest rule number of its entries.
+    pub min_rule: u32,
+    /// Its first hash slot.
+    pub slot_start: u32,
+    /// Its hash slots.
+    pub slot_count: u32,
+}
+
+impl TupleRecord {
+    /// Bytes per record.
+    pub const LEN: usize = 16;
+    const PORT_KEYED: u8 = 1;
+
+    /// The record's bytes.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        b[0] = self.src_len;
+        b[1] = self.dst_len;
+        b[2] = if self.port_keyed { Self::PORT_KEYED } else { 0 };
+        put(&mut b, 4, &self.min_rule.to_le_bytes());
+        put(&mut b, 8, &self.slot_start.to_le_bytes());
+        put(&mut b, 12, &self.slot_count.to_le_bytes());
+        b
+    }
+
+    /// Reads a record.
+    pub fn decode(bytes: &[u8]) -> Option<TupleRecord> {
+        let b: &[u8; Self::LEN] = head(bytes)?;
+        Some(TupleRecord {
+            src_len: b[0],
+            dst_len: b[1],
+            port_keyed: b[2] & Self::PORT_KEYED != 0,
+            min_rule: get_u32(b, 4),
+            slot_start: get_u32(b, 8),
+            slot_count: get_u32(b, 12),
+        })
+    }
+}
+
 /// Folds a destination port into the destination half of a hash key
 /// (tuples that key on the port hash `dst ^ port_mix(port)`).
 #[inline]
@@ -170,4 +524,144 @@ pub fn slot_of(src: u32, dst: u32, count: u32) -> u32 {
     let m = u128::from(x) * 0x9e37_79b9_7f4a_7c15_u128;
     let h = (m as u64) ^ ((m >> 64) as u64);
     (((h >> 32) * u64::from(count)) >> 32) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_round_trip() {
+        let side = CellIndexSide { unindexed: u128::MAX - 5, index_start: Some(256), mask_start: 9 };
+        let edges = [
+            ChainRecord::default(),
+            ChainRecord {
+                rules: 100,
+                tuple_start: 3,
+                tuple_count: MAX_TUPLES as u32,
+                index_bits: 16,
+                dst: side,
+                src: CellIndexSide { unindexed: 1 << 127, index_start: None, mask_start: u32::MAX },
+                entry_start: 12,
+                entry_count: u32::MAX,
+            },
+            ChainRecord { dst: CellIndexSide { index_start: Some(0), ..side }, src: side, ..ChainRecord::default() },
+        ];
+        for c in edges {
+            assert_eq!(ChainRecord::decode(&c.encode()), Some(c));
+        }
+        // None is written as NO_INDEX.
+        let b = ChainRecord::default().encode();
+        assert_eq!((&b[32..36], &b[56..60]), (&NO_INDEX.to_le_bytes()[..], &NO_INDEX.to_le_bytes()[..]));
+        assert_eq!(b[72..80], [0; 8]);
+    }
+
+    #[test]
+    fn tuples_round_trip() {
+        let edges = [
+            TupleRecord::default(),
+            TupleRecord {
+                src_len: 32,
+                dst_len: 24,
+                port_keyed: true,
+                min_rule: 0xff_ffff,
+                slot_start: 5,
+                slot_count: 3,
+            },
+            TupleRecord {
+                src_len: 0,
+                dst_len: 32,
+                port_keyed: false,
+                min_rule: 0,
+                slot_start: u32::MAX,
+                slot_count: 1,
+            },
+        ];
+        for t in edges {
+            assert_eq!(TupleRecord::decode(&t.encode()), Some(t));
+        }
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let mut sections = [Section::default(); SECTIONS];
+        for (i, s) in sections.iter_mut().enumerate() {
+            *s = Section { offset: 128 + 64 * i as u32, len: i as u32 * 8 };
+        }
+        let h = Header {
+            total_len: 4096,
+            rule_count: 3,
+            conntrack_max: 65536,
+            policies: [Action::Drop, Action::Reject(RejectWith::TcpReset)],
+            sections,
+        };
+        let b = h.encode();
+        assert_eq!(Header::decode(&b), Ok(h));
+        assert_eq!((&b[..8], b[24], b[25], b[28]), (&MAGIC[..], 1, 7, SECTIONS as u8));
+        let mut wrong = b;
+        wrong[8] = 2;
+        assert_eq!(Header::decode(&wrong), Err(FormatError::BadVersion(2)));
+        wrong = b;
+        wrong[0] = b'X';
+        assert_eq!(Header::decode(&wrong), Err(FormatError::BadMagic));
+    }
+
+    #[test]
+    fn interfaces_routes_and_actions_round_trip() {
+        let ifaces = [
+            InterfaceSpec { index: 0, addr: IfAddr::Static { addr: 0x0a01_0001, prefix_len: 24 } },
+            InterfaceSpec { index: 14, addr: IfAddr::Static { addr: u32::MAX, prefix_len: 32 } },
+            InterfaceSpec { index: 2, addr: IfAddr::Dhcp },
+            InterfaceSpec { index: 3, addr: IfAddr::Unconfigured },
+        ];
+        for i in ifaces {
+            assert_eq!(InterfaceSpec::decode(&i.encode()), Some(i));
+        }
+        let routes = [
+            RouteSpec { dest: 0, prefix_len: 0, gateway: 0x0a01_00fe },
+            RouteSpec { dest: 0x0a09_0000, prefix_len: 16, gateway: u32::MAX },
+        ];
+        for r in routes {
+            assert_eq!(RouteSpec::decode(&r.encode()), Some(r));
+        }
+        for code in 0..8 {
+            for log in [false, true] {
+                let a = RuleAction { action: action_of(code), log };
+                assert_eq!(RuleAction::decode(a.encode()), a);
+                assert_eq!(a.encode(), code | if log { 0x80 } else { 0 });
+            }
+        }
+    }
+
+    #[test]
+    fn short_input_is_refused_not_a_panic() {
+        let zeros = [0u8; HEADER_LEN];
+        for n in 0..HEADER_LEN {
+            assert_eq!(Header::decode(&zeros[..n]), Err(FormatError::Truncated));
+        }
+        for n in 0..RECORD[sec::IFACES] {
+            assert_eq!(InterfaceSpec::decode(&zeros[..n]), None);
+        }
+        for n in 0..RECORD[sec::ROUTES] {
+            assert_eq!(RouteSpec::decode(&zeros[..n]), None);
+        }
+        for n in 0..RECORD[sec::CHAINS] {
+            assert_eq!(ChainRecord::decode(&zeros[..n]), None);
+        }
+        for n in 0..RECORD[sec::TUPLES] {
+            assert_eq!(TupleRecord::decode(&zeros[..n]), None);
+        }
+        for n in 0..RECORD[sec::ENTRIES] {
+            assert_eq!(EntryRecord::decode(&zeros[..n]), None);
+            assert!(EntryView::from_slice(&zeros[..n]).is_none());
+        }
+        assert_eq!((u16_item(&zeros[..1], 0), u32_item(&zeros[..3], 0), u128_item(&zeros[..15], 0)), (0, 0, 0));
+        // Longer input: the record at its start.
+        assert_eq!(TupleRecord::decode(&zeros), Some(TupleRecord::default()));
+    }
+
+    #[test]
+    fn record_sizes_match_the_section_table() {
+        assert_eq!(RECORD, [8, 12, 4, 1, 80, 16, 4, 24, 2, 16]);
+    }
 }

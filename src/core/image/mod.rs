@@ -85,7 +85,7 @@ struct ChainInfo {
 #[derive(Debug, Clone, Copy)]
 struct Side {
     unindexed: u128,
-    index: u32,
+    index: Option<u32>,
     mask_start: u32,
 }
 
@@ -95,76 +95,57 @@ pub struct Image<'a> {
     sections: [&'a [u8]; SECTIONS],
     rule_count: u32,
     conntrack_max: u32,
-    policies: [u8; 2],
+    policies: [Action; 2],
     chains: [ChainInfo; 2],
 }
 
+/// "No matching rule yet" in the lookup.
 const NONE: u32 = u32::MAX;
 
 impl<'a> Image<'a> {
     /// Checks the header, the sections and the chain and tuple records
     /// (O(sections + tuples)); entries are bounds-checked as they are read.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Image<'a>, FormatError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(FormatError::Truncated);
-        }
-        if bytes[0..8] != MAGIC {
-            return Err(FormatError::BadMagic);
-        }
-        let version = u32_at(bytes, 8);
-        if version != VERSION {
-            return Err(FormatError::BadVersion(version));
-        }
-        let total = u32_at(bytes, 12) as usize;
-        if total > bytes.len() || u32_at(bytes, 28) as usize != SECTIONS {
+        let header = Header::decode(bytes)?;
+        let total = header.total_len as usize;
+        if total > bytes.len() {
             return Err(FormatError::Truncated);
         }
         let mut sections: [&[u8]; SECTIONS] = [&[]; SECTIONS];
-        for (i, s) in sections.iter_mut().enumerate() {
-            let off = u32_at(bytes, 32 + i * 8) as usize;
-            let len = u32_at(bytes, 36 + i * 8) as usize;
+        for (i, (s, place)) in sections.iter_mut().zip(header.sections).enumerate() {
+            let (off, len) = (place.offset as usize, place.len as usize);
             let end = off.checked_add(len).ok_or(FormatError::BadSection(i))?;
             if off < HEADER_LEN || end > total || !len.is_multiple_of(RECORD[i]) {
                 return Err(FormatError::BadSection(i));
             }
-            *s = &bytes[off..end];
+            *s = bytes.get(off..end).ok_or(FormatError::BadSection(i))?;
         }
-        let rule_count = u32_at(bytes, 16);
-        if sections[sec::LINES].len() / 4 != rule_count as usize || sections[sec::ACTIONS].len() != rule_count as usize
+        let rule_count = header.rule_count;
+        if sections[sec::LINES].len() / RECORD[sec::LINES] != rule_count as usize
+            || sections[sec::ACTIONS].len() != rule_count as usize
         {
             return Err(FormatError::BadSection(sec::LINES));
         }
-        if sections[sec::CHAINS].len() != 2 * CHAIN_LEN {
+        if sections[sec::CHAINS].len() != 2 * ChainRecord::LEN {
             return Err(FormatError::BadChain);
         }
         let chains = [chain_info(&sections, 0)?, chain_info(&sections, 1)?];
-        Ok(Image { sections, rule_count, conntrack_max: u32_at(bytes, 20), policies: [bytes[24], bytes[25]], chains })
+        Ok(Image { sections, rule_count, conntrack_max: header.conntrack_max, policies: header.policies, chains })
     }
 
     /// The interfaces the rules file configures.
     pub fn interfaces(&self) -> impl Iterator<Item = InterfaceSpec> + '_ {
-        self.sections[sec::IFACES].chunks_exact(8).map(|c| InterfaceSpec {
-            index: c[0],
-            addr: match c[1] {
-                0 => IfAddr::Static { addr: u32_at(c, 4), prefix_len: c[2].min(32) },
-                1 => IfAddr::Dhcp,
-                _ => IfAddr::Unconfigured,
-            },
-        })
+        self.sections[sec::IFACES].chunks_exact(InterfaceSpec::LEN).filter_map(InterfaceSpec::decode)
     }
 
     /// The static routes.
     pub fn routes(&self) -> impl Iterator<Item = RouteSpec> + '_ {
-        self.sections[sec::ROUTES].chunks_exact(12).map(|c| RouteSpec {
-            dest: u32_at(c, 0),
-            prefix_len: c[4].min(32),
-            gateway: u32_at(c, 8),
-        })
+        self.sections[sec::ROUTES].chunks_exact(RouteSpec::LEN).filter_map(RouteSpec::decode)
     }
 
     /// The default policy of a chain.
     pub fn policy(&self, chain: Chain) -> Action {
-        action_of(self.policies[chain_no(chain)])
+        self.policies[chain_no(chain)]
     }
 
     /// Capacity of the connection-tracking table.
@@ -184,7 +165,7 @@ impl<'a> Image<'a> {
 
     /// 1-based source line of a rule (0 if there is no such rule).
     pub fn rule_line(&self, rule: u32) -> u32 {
-        u32_at(self.sections[sec::LINES], rule as usize * 4)
+        u32_item(self.sections[sec::LINES], rule as usize)
     }
 
     /// Bytes of lookup tables (everything but the header, interfaces and routes).
@@ -231,9 +212,9 @@ impl<'a> Image<'a> {
         let (p1, p2) = port_fields(key);
         let mut best = NONE;
         for e in c.entry_start..c.entry_start.saturating_add(c.entry_count) {
-            let Some(b) = self.entry(e) else { break };
-            let rule = u32::from_le_bytes([b[16], b[17], b[18], 0]);
-            if rule < best && entry_matches(b, key, p1, p2) {
+            let Some(entry) = self.entry(e) else { break };
+            let rule = entry.rule();
+            if rule < best && entry_matches(entry, key, p1, p2) {
                 best = rule;
             }
         }
@@ -242,7 +223,10 @@ impl<'a> Image<'a> {
 
     fn verdict(&self, chain: Chain, best: u32) -> Verdict {
         match self.sections[sec::ACTIONS].get(best as usize) {
-            Some(&a) if best != NONE => Verdict { action: action_of(a), rule: Some(best), log: a & LOG != 0 },
+            Some(&a) if best != NONE => {
+                let RuleAction { action, log } = RuleAction::decode(a);
+                Verdict { action, rule: Some(best), log }
+            }
             _ => Verdict { action: self.policy(chain), rule: None, log: false },
         }
     }
@@ -250,13 +234,12 @@ impl<'a> Image<'a> {
     /// Tuples that may hold a match for `addr` on one side.
     #[inline]
     fn cell_mask(&self, c: &ChainInfo, side: &Side, addr: u32) -> u128 {
-        if side.index == NO_INDEX {
+        let Some(index) = side.index else {
             return side.unindexed;
-        }
+        };
         let cell = addr.checked_shr(c.shift).unwrap_or(0) as usize;
-        let n = u16_at(self.sections[sec::INDEX], (side.index as usize).saturating_add(cell) * 2);
-        side.unindexed
-            | u128_at(self.sections[sec::MASKS], (side.mask_start as usize).saturating_add(usize::from(n)) * 16)
+        let n = u16_item(self.sections[sec::INDEX], (index as usize).saturating_add(cell));
+        side.unindexed | u128_item(self.sections[sec::MASKS], (side.mask_start as usize).saturating_add(usize::from(n)))
     }
 
     #[inline]
@@ -276,14 +259,12 @@ impl<'a> Image<'a> {
         let slots = self.sections[sec::SLOTS];
         let mut i = slot_of(ks, if t.port_keyed { kd ^ port_mix(p2) } else { kd }, t.slot_count);
         for _ in 0..t.slot_count {
-            let e = u32_at(slots, (t.slot_start as usize + i as usize) * 4);
-            let Some(b) = self.entry(e) else { return best };
+            let e = u32_item(slots, t.slot_start as usize + i as usize);
+            let Some(entry) = self.entry(e) else { return best };
             if COUNT {
                 cost.slots += 1;
             }
-            if u32_at(b, 0) & t.src_mask == ks
-                && u32_at(b, 4) & t.dst_mask == kd
-                && (!t.port_keyed || u16_at(b, 12) == p2)
+            if entry.src() & t.src_mask == ks && entry.dst() & t.dst_mask == kd && (!t.port_keyed || entry.p2().0 == p2)
             {
                 return self.scan::<COUNT>(e, key, p1, p2, best, cost);
             }
@@ -296,9 +277,9 @@ impl<'a> Image<'a> {
     }
 
     #[inline]
-    fn entry(&self, e: u32) -> Option<&'a [u8; ENTRY_LEN]> {
-        let at = (e as usize).checked_mul(ENTRY_LEN)?;
-        self.sections[sec::ENTRIES].get(at..at + ENTRY_LEN)?.try_into().ok()
+    fn entry(&self, e: u32) -> Option<EntryView<'a>> {
+        let at = (e as usize).checked_mul(EntryRecord::LEN)?;
+        EntryView::from_slice(self.sections[sec::ENTRIES].get(at..)?)
     }
 
     /// Walks the run of entries from `e`; returns the first matching rule below `best`.
@@ -311,18 +292,18 @@ impl<'a> Image<'a> {
         best: u32,
         cost: &mut Cost,
     ) -> u32 {
-        while let Some(b) = self.entry(e) {
+        while let Some(entry) = self.entry(e) {
             if COUNT {
                 cost.entries += 1;
             }
-            let rule = u32::from_le_bytes([b[16], b[17], b[18], 0]);
+            let rule = entry.rule();
             if rule >= best {
                 return best;
             }
-            if entry_matches(b, key, p1, p2) {
+            if entry_matches(entry, key, p1, p2) {
                 return rule;
             }
-            if b[22] & E_LAST != 0 {
+            if entry.last() {
                 return best;
             }
             e = e.wrapping_add(1);
@@ -342,25 +323,23 @@ fn port_fields(key: &PacketKey) -> (u16, u16) {
 }
 
 #[inline]
-fn entry_matches(b: &[u8; ENTRY_LEN], key: &PacketKey, p1: u16, p2: u16) -> bool {
-    let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let half = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-    let (sl, dl) = (b[20] & 0x3f, b[21] & 0x3f);
-    if (key.src ^ word(0)) & mask(sl) != 0 || (key.dst ^ word(4)) & mask(dl) != 0 {
+fn entry_matches(e: EntryView<'_>, key: &PacketKey, p1: u16, p2: u16) -> bool {
+    if (key.src ^ e.src()) & mask(e.src_len()) != 0 || (key.dst ^ e.dst()) & mask(e.dst_len()) != 0 {
         return false;
     }
-    if p1 < half(8) || p1 > half(10) || p2 < half(12) || p2 > half(14) {
+    let ((p1_low, p1_high), (p2_low, p2_high)) = (e.p1(), e.p2());
+    if p1 < p1_low || p1 > p1_high || p2 < p2_low || p2 > p2_high {
         return false;
     }
-    if b[21] & E_PROTO_ANY == 0 && ((key.proto == b[19]) == (b[21] & E_PROTO_NEG != 0)) {
+    if !e.proto_any() && ((key.proto == e.proto()) == e.proto_neg()) {
         return false;
     }
-    if b[22] & state_bit(key.state) == 0 {
+    if e.states() & state_bit(key.state) == 0 {
         return false;
     }
-    let (in_if, out_if) = (b[23] & 0x0f, b[23] >> 4);
-    (in_if == 0x0f || (key.in_if == in_if) != (b[20] & E_NEG_IN != 0))
-        && (out_if == 0x0f || (key.out_if == out_if) != (b[20] & E_NEG_OUT != 0))
+    let (in_if, out_if) = (e.in_if(), e.out_if());
+    (in_if == ANY_IF || (key.in_if == in_if) != e.in_neg())
+        && (out_if == ANY_IF || (key.out_if == out_if) != e.out_neg())
 }
 
 fn chain_no(chain: Chain) -> usize {
@@ -371,49 +350,44 @@ fn chain_no(chain: Chain) -> usize {
 }
 
 fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError> {
-    let c = s[sec::CHAINS].get(n * CHAIN_LEN..(n + 1) * CHAIN_LEN).ok_or(FormatError::BadChain)?;
-    let w = |i: usize| u32_at(c, i * 4);
-    let (tuple_start, tuple_count) = (w(1) as usize, w(2) as usize);
-    let slots = s[sec::SLOTS].len() / 4;
-    if tuple_count > MAX_TUPLES || tuple_start + tuple_count > s[sec::TUPLES].len() / 16 {
+    let records = s[sec::CHAINS].chunks_exact(ChainRecord::LEN);
+    let c = records.clone().nth(n).and_then(ChainRecord::decode).ok_or(FormatError::BadChain)?;
+    let (tuple_start, tuple_count) = (c.tuple_start as usize, c.tuple_count as usize);
+    let slots = s[sec::SLOTS].len() / RECORD[sec::SLOTS];
+    if tuple_count > MAX_TUPLES || tuple_start + tuple_count > s[sec::TUPLES].len() / TupleRecord::LEN {
         return Err(FormatError::BadChain);
     }
     let mut tuples = [Tuple::default(); MAX_TUPLES];
-    for (i, t) in tuples.iter_mut().enumerate().take(tuple_count) {
-        let r = &s[sec::TUPLES][(tuple_start + i) * 16..(tuple_start + i + 1) * 16];
+    let records = s[sec::TUPLES].chunks_exact(TupleRecord::LEN).skip(tuple_start).map(TupleRecord::decode);
+    for (t, r) in tuples.iter_mut().zip(records).take(tuple_count) {
+        let r = r.ok_or(FormatError::BadChain)?;
         *t = Tuple {
-            src_mask: mask(r[0]),
-            dst_mask: mask(r[1]),
-            min_rule: u32_at(r, 4),
-            slot_start: u32_at(r, 8),
-            slot_count: u32_at(r, 12),
-            port_keyed: r[2] & 1 != 0,
+            src_mask: mask(r.src_len),
+            dst_mask: mask(r.dst_len),
+            min_rule: r.min_rule,
+            slot_start: r.slot_start,
+            slot_count: r.slot_count,
+            port_keyed: r.port_keyed,
         };
         if t.slot_count == 0 || t.slot_start as usize + t.slot_count as usize > slots {
             return Err(FormatError::BadChain);
         }
     }
     let all = if tuple_count == 128 { u128::MAX } else { (1u128 << tuple_count) - 1 };
-    let side = |i: usize| {
-        let u = u128::from(w(i))
-            | (u128::from(w(i + 1)) << 32)
-            | (u128::from(w(i + 2)) << 64)
-            | (u128::from(w(i + 3)) << 96);
-        Side { unindexed: u & all, index: w(i + 4), mask_start: w(i + 5) }
-    };
+    let side = |c: CellIndexSide| Side { unindexed: c.unindexed & all, index: c.index_start, mask_start: c.mask_start };
     let info = ChainInfo {
-        rules: w(0),
+        rules: c.rules,
         all,
         tuples,
-        shift: 32 - w(3).min(MAX_INDEX_BITS),
-        entry_start: w(16),
-        entry_count: w(17),
-        dst: side(4),
-        src: side(10),
+        shift: 32 - c.index_bits.min(MAX_INDEX_BITS),
+        entry_start: c.entry_start,
+        entry_count: c.entry_count,
+        dst: side(c.dst),
+        src: side(c.src),
     };
-    let index_len = s[sec::INDEX].len() / 2;
-    for ix in [info.dst.index, info.src.index] {
-        if ix != NO_INDEX && ix as usize + (1usize << (32 - info.shift)) > index_len {
+    let index_len = s[sec::INDEX].len() / RECORD[sec::INDEX];
+    for ix in [info.dst.index, info.src.index].into_iter().flatten() {
+        if ix as usize + (1usize << (32 - info.shift)) > index_len {
             return Err(FormatError::BadChain);
         }
     }
@@ -428,9 +402,21 @@ mod tests {
     fn refuses_bad_headers() {
         assert_eq!(Image::from_bytes(&[]).unwrap_err(), FormatError::Truncated);
         assert_eq!(Image::from_bytes(&[0u8; 200]).unwrap_err(), FormatError::BadMagic);
+        let mut header = Header {
+            total_len: 200,
+            rule_count: 0,
+            conntrack_max: 1,
+            policies: [Action::Accept; 2],
+            sections: [format::Section { offset: HEADER_LEN as u32, len: 0 }; SECTIONS],
+        };
         let mut b = alloc::vec![0u8; 200];
-        b[..8].copy_from_slice(&MAGIC);
-        b[8] = 9;
-        assert_eq!(Image::from_bytes(&b).unwrap_err(), FormatError::BadVersion(9));
+        b[..HEADER_LEN].copy_from_slice(&header.encode());
+        assert_eq!(Image::from_bytes(&b).unwrap_err(), FormatError::BadChain, "no chain records");
+        header.sections[sec::ROUTES].len = 80;
+        b[..HEADER_LEN].copy_from_slice(&header.encode());
+        assert_eq!(Image::from_bytes(&b).unwrap_err(), FormatError::BadSection(sec::ROUTES));
+        header.total_len = 201;
+        b[..HEADER_LEN].copy_from_slice(&header.encode());
+        assert_eq!(Image::from_bytes(&b).unwrap_err(), FormatError::Truncated);
     }
 }

@@ -10,12 +10,13 @@
 
 use smoltcp::wire::ArpRepr;
 
+use super::addr::{is_limited_broadcast, is_multicast, is_unspecified, mac_is_group};
 use super::checksum;
 use super::conntrack::Tracked;
 use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane, Disposition, SWEEP_PER_FRAME};
 use super::neighbour::Resolution;
-use super::parse::{parse_ethernet, parse_ipv4, EtherPayload, EthernetInfo, Ipv4Meta, Transport, ETHERNET_HEADER_LEN};
+use super::parse::{parse_ethernet, parse_ipv4, EtherPayload, EthernetInfo, Ipv4Meta, Ports, ETHERNET_HEADER_LEN};
 use super::reply::{build_icmp_error, build_tcp_reset, may_send_icmp_error, IcmpError, ReplyFrom};
 use super::route::{is_martian_destination, is_martian_source, netmask, NextHop};
 use super::sink::FrameSink;
@@ -74,7 +75,7 @@ impl Dataplane {
             Ok(eth) => eth,
             Err(reason) => return Disposition::Drop(reason),
         };
-        let link_group = eth.dst[0] & 1 != 0;
+        let link_group = mac_is_group(&eth.dst);
         if eth.dst != interface.mac && !link_group {
             return Disposition::Drop(DropReason::NotOurMac);
         }
@@ -104,7 +105,7 @@ impl Dataplane {
         let sender = u32::from(source_protocol_addr);
         let mask = netmask(interface.prefix_len).unwrap_or(u32::MAX);
         let on_link = interface.addr != 0 && sender & mask == interface.addr & mask && sender != interface.addr;
-        if !on_link || !source_hardware_addr.is_unicast() {
+        if !on_link || mac_is_group(&source_hardware_addr.0) {
             return;
         }
         let for_us = u32::from(target_protocol_addr) == interface.addr;
@@ -120,7 +121,7 @@ impl Dataplane {
         out: &mut dyn FrameSink,
     ) -> Disposition {
         let meta = &packet.meta;
-        let dhcp_discover = meta.src == 0 && meta.dst == u32::MAX;
+        let dhcp_discover = is_unspecified(meta.src) && is_limited_broadcast(meta.dst);
         if (is_martian_source(meta.src) && !dhcp_discover) || is_martian_destination(meta.dst) {
             return Disposition::Drop(DropReason::Martian);
         }
@@ -131,7 +132,7 @@ impl Dataplane {
         if self.is_local(meta.dst) || unaddressed {
             return self.input(now_ms, packet, classifier, out);
         }
-        if packet.eth.dst[0] & 1 != 0 {
+        if mac_is_group(&packet.eth.dst) {
             // Linux forwards only frames sent to its own MAC (PACKET_HOST).
             return Disposition::Drop(DropReason::NotOurMac);
         }
@@ -141,11 +142,12 @@ impl Dataplane {
     /// Whether `dst` is for the firewall: its addresses, broadcasts of its
     /// subnets, limited broadcast and multicast.
     fn is_local(&self, dst: u32) -> bool {
-        dst >> 28 == 0xe || self.is_broadcast(dst) || self.interfaces.iter().any(|i| i.addr != 0 && i.addr == dst)
+        is_multicast(dst) || self.is_broadcast(dst) || self.interfaces.iter().any(|i| i.addr != 0 && i.addr == dst)
     }
 
+    /// The limited broadcast, or the directed broadcast of one of its subnets.
     fn is_broadcast(&self, dst: u32) -> bool {
-        dst == u32::MAX
+        is_limited_broadcast(dst)
             || self.interfaces.iter().any(|i| {
                 let mask = netmask(i.prefix_len).unwrap_or(u32::MAX);
                 i.addr != 0 && i.prefix_len < 31 && dst == i.addr | !mask
@@ -269,7 +271,7 @@ impl Dataplane {
         let Some(interface) = self.interfaces.get(usize::from(packet.in_if)) else {
             return;
         };
-        if packet.eth.dst[0] & 1 != 0 || self.is_broadcast(packet.meta.dst) || packet.meta.dst >> 28 == 0xe {
+        if mac_is_group(&packet.eth.dst) || self.is_broadcast(packet.meta.dst) || is_multicast(packet.meta.dst) {
             return;
         }
         if let Ok(len) = build_tcp_reset(packet.frame, &packet.meta, interface.mac, &mut self.scratch) {
@@ -366,17 +368,14 @@ fn decrement_ttl(frame: &mut [u8]) -> bool {
 
 /// The rules' view of a packet.
 pub fn packet_key(meta: &Ipv4Meta, in_if: IfIndex, out_if: IfIndex, state: CtState) -> PacketKey {
-    let (src_port, dst_port) = match meta.transport {
-        Transport::Ports { src_port, dst_port } => (src_port, dst_port),
-        _ => (0, 0),
-    };
-    let (icmp_type, icmp_code) = if meta.proto == proto::ICMP { meta.icmp } else { (0, 0) };
+    let ports = meta.l4.ports().unwrap_or(Ports { src: 0, dst: 0 });
+    let (icmp_type, icmp_code) = meta.l4.icmp().unwrap_or((0, 0));
     PacketKey {
         proto: meta.proto,
         src: meta.src,
         dst: meta.dst,
-        src_port,
-        dst_port,
+        src_port: ports.src,
+        dst_port: ports.dst,
         icmp_type,
         icmp_code,
         in_if,

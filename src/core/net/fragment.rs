@@ -213,7 +213,7 @@ impl Datagram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::parse::{Transport, L4};
+    use crate::net::parse::{Ports, L4};
 
     fn fragment(offset_bytes: u16, len: usize, more: bool) -> Ipv4Meta {
         Ipv4Meta {
@@ -226,9 +226,7 @@ mod tests {
             ident: 9,
             frag_offset: offset_bytes / 8,
             more_fragments: more,
-            transport: Transport::None,
-            icmp: (0, 0),
-            l4: if offset_bytes == 0 { L4::Udp } else { L4::LaterFragment },
+            l4: if offset_bytes == 0 { L4::Udp { ports: Ports { src: 1, dst: 2 } } } else { L4::LaterFragment },
         }
     }
 

@@ -42,6 +42,7 @@
 //!    sent (`NicSet::reclaim_and_flush`). Every drop on the way is a
 //!    `DropReason` counted once on `in_if` (counters.rs).
 
+pub mod addr;
 pub mod checksum;
 pub mod conntrack;
 pub mod counters;

@@ -58,7 +58,8 @@ pub struct EthernetInfo {
     pub payload: EtherPayload,
 }
 
-/// The transport view of a packet used to find its flow.
+/// The transport view of a packet used to find its flow ([`L4::transport`],
+/// and that of a packet quoted in an ICMP error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     /// TCP or UDP ports.
@@ -111,26 +112,93 @@ pub struct TcpSegment {
     pub window_scale: Option<u8>,
 }
 
-/// The layer-4 part of an IPv4 packet.
+/// Source and destination ports of a TCP or UDP packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// Source port.
+    pub src: u16,
+    /// Destination port.
+    pub dst: u16,
+}
+
+/// The layer-4 part of an IPv4 packet: the one place its transport header
+/// is described (ports, ICMP type and code, query identity, TCP segment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4 {
     /// TCP.
-    Tcp(TcpSegment),
+    Tcp {
+        /// Its ports.
+        ports: Ports,
+        /// What conntrack and RSTs need of its header.
+        segment: TcpSegment,
+    },
     /// UDP.
-    Udp,
-    /// ICMP query (echo and friends).
-    IcmpQuery,
-    /// ICMP error; `quoted` is `None` when the quoted header is unusable.
+    Udp {
+        /// Its ports.
+        ports: Ports,
+    },
+    /// ICMP query (echo, timestamp, information, address mask; [`icmp_query_pair`]).
+    IcmpQuery {
+        /// ICMP type.
+        icmp_type: u8,
+        /// ICMP code.
+        code: u8,
+        /// Request type of the query pair (8 for echo), whatever the direction.
+        request_type: u8,
+        /// Query identifier.
+        id: u16,
+        /// Whether this packet is the request (else the reply).
+        is_request: bool,
+    },
+    /// ICMP error ([`is_icmp_error`]).
     IcmpError {
-        /// The packet the error is about.
+        /// ICMP type.
+        icmp_type: u8,
+        /// ICMP code.
+        code: u8,
+        /// The packet the error is about; `None` when the quoted header is unusable.
         quoted: Option<Quoted>,
     },
     /// Other ICMP messages (router advertisements, ...).
-    IcmpOther,
+    IcmpOther {
+        /// ICMP type.
+        icmp_type: u8,
+        /// ICMP code.
+        code: u8,
+    },
     /// Another IP protocol.
     Other,
     /// A non-first fragment: no transport header.
     LaterFragment,
+}
+
+impl L4 {
+    /// What tells this packet's flow apart from others of its protocol and addresses.
+    pub fn transport(&self) -> Transport {
+        match *self {
+            L4::Tcp { ports, .. } | L4::Udp { ports } => Transport::Ports { src_port: ports.src, dst_port: ports.dst },
+            L4::IcmpQuery { request_type, id, is_request, .. } => Transport::IcmpQuery { request_type, id, is_request },
+            _ => Transport::None,
+        }
+    }
+
+    /// TCP or UDP ports.
+    pub fn ports(&self) -> Option<Ports> {
+        match *self {
+            L4::Tcp { ports, .. } | L4::Udp { ports } => Some(ports),
+            _ => None,
+        }
+    }
+
+    /// ICMP type and code (of a first fragment).
+    pub fn icmp(&self) -> Option<(u8, u8)> {
+        match *self {
+            L4::IcmpQuery { icmp_type, code, .. }
+            | L4::IcmpError { icmp_type, code, .. }
+            | L4::IcmpOther { icmp_type, code } => Some((icmp_type, code)),
+            _ => None,
+        }
+    }
 }
 
 /// A validated IPv4 packet.
@@ -154,11 +222,7 @@ pub struct Ipv4Meta {
     pub frag_offset: u16,
     /// More-fragments flag.
     pub more_fragments: bool,
-    /// Transport ports or ICMP query identity.
-    pub transport: Transport,
-    /// ICMP type and code (0 for other protocols).
-    pub icmp: (u8, u8),
-    /// Layer-4 details.
+    /// The transport header.
     pub l4: L4,
 }
 
@@ -205,8 +269,6 @@ pub fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Meta, DropReason> {
         ident: ip.ident(),
         frag_offset,
         more_fragments,
-        transport: Transport::None,
-        icmp: (0, 0),
         l4: L4::LaterFragment,
     };
     if frag_offset == 0 {
@@ -246,12 +308,8 @@ fn check_ipv4_header(packet: &[u8]) -> Result<(usize, usize), DropReason> {
 /// Fills the transport fields of `meta` from the first fragment's payload;
 /// `Err` when the transport header is incomplete.
 fn parse_l4(meta: &mut Ipv4Meta, payload: &[u8]) -> Result<(), ()> {
-    match meta.proto {
-        proto::TCP => {
-            let (transport, segment) = parse_tcp(payload)?;
-            meta.transport = transport;
-            meta.l4 = L4::Tcp(segment);
-        }
+    meta.l4 = match meta.proto {
+        proto::TCP => parse_tcp(payload)?,
         proto::UDP => {
             if payload.len() < UDP_HEADER_LEN {
                 return Err(());
@@ -261,16 +319,15 @@ fn parse_l4(meta: &mut Ipv4Meta, payload: &[u8]) -> Result<(), ()> {
             if !meta.more_fragments && UdpPacket::new_checked(payload).is_err() {
                 return Err(());
             }
-            meta.transport = Transport::Ports { src_port: udp.src_port(), dst_port: udp.dst_port() };
-            meta.l4 = L4::Udp;
+            L4::Udp { ports: Ports { src: udp.src_port(), dst: udp.dst_port() } }
         }
-        proto::ICMP => parse_icmp(meta, payload)?,
-        _ => meta.l4 = L4::Other,
-    }
+        proto::ICMP => parse_icmp(payload)?,
+        _ => L4::Other,
+    };
     Ok(())
 }
 
-fn parse_tcp(payload: &[u8]) -> Result<(Transport, TcpSegment), ()> {
+fn parse_tcp(payload: &[u8]) -> Result<L4, ()> {
     let tcp = TcpPacket::new_checked(payload).map_err(|_| ())?;
     if usize::from(tcp.header_len()) < TCP_MIN_HEADER_LEN {
         return Err(());
@@ -279,7 +336,7 @@ fn parse_tcp(payload: &[u8]) -> Result<(Transport, TcpSegment), ()> {
     let data_len = payload.len().saturating_sub(usize::from(tcp.header_len()));
     let seq_len = data_len as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
     let window_scale = if tcp.syn() { window_scale(tcp.options()) } else { None };
-    let transport = Transport::Ports { src_port: tcp.src_port(), dst_port: tcp.dst_port() };
+    let ports = Ports { src: tcp.src_port(), dst: tcp.dst_port() };
     let segment = TcpSegment {
         seq: tcp.seq_number().0 as u32,
         ack: tcp.ack_number().0 as u32,
@@ -288,7 +345,7 @@ fn parse_tcp(payload: &[u8]) -> Result<(Transport, TcpSegment), ()> {
         seq_len,
         window_scale,
     };
-    Ok((transport, segment))
+    Ok(L4::Tcp { ports, segment })
 }
 
 /// The window-scale option in a SYN's options, capped at 14 (RFC 7323).
@@ -304,23 +361,21 @@ fn window_scale(mut options: &[u8]) -> Option<u8> {
     None
 }
 
-fn parse_icmp(meta: &mut Ipv4Meta, payload: &[u8]) -> Result<(), ()> {
+fn parse_icmp(payload: &[u8]) -> Result<L4, ()> {
     if payload.len() < ICMP_HEADER_LEN {
         return Err(());
     }
     let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| ())?;
     let icmp_type = payload.first().copied().ok_or(())?;
-    meta.icmp = (icmp_type, icmp.msg_code());
-    if let Some((request_type, is_request)) = icmp_query_pair(icmp_type) {
-        meta.transport = Transport::IcmpQuery { request_type, id: icmp.echo_ident(), is_request };
-        meta.l4 = L4::IcmpQuery;
+    let code = icmp.msg_code();
+    Ok(if let Some((request_type, is_request)) = icmp_query_pair(icmp_type) {
+        L4::IcmpQuery { icmp_type, code, request_type, id: icmp.echo_ident(), is_request }
     } else if is_icmp_error(icmp_type) {
         let quoted = payload.get(ICMP_HEADER_LEN..).and_then(parse_quoted);
-        meta.l4 = L4::IcmpError { quoted };
+        L4::IcmpError { icmp_type, code, quoted }
     } else {
-        meta.l4 = L4::IcmpOther;
-    }
-    Ok(())
+        L4::IcmpOther { icmp_type, code }
+    })
 }
 
 /// For an ICMP query type, its pair's request type and whether it is the request.
@@ -393,10 +448,13 @@ mod tests {
         tcp[13] = tcp_flags::SYN;
         tcp[20..28].copy_from_slice(&[1, 3, 3, 9, 2, 4, 5, 0xb4]);
         let meta = parse_ipv4(&ipv4(proto::TCP, 0, &tcp)).unwrap();
-        let L4::Tcp(segment) = meta.l4 else { panic!("tcp") };
+        let L4::Tcp { ports, segment } = meta.l4 else { panic!("tcp") };
         assert_eq!(segment.window_scale, Some(9));
         assert_eq!(segment.seq_len, 1);
-        assert_eq!(meta.transport, Transport::Ports { src_port: 40000, dst_port: 80 });
+        assert_eq!(ports, Ports { src: 40000, dst: 80 });
+        assert_eq!(meta.l4.ports(), Some(ports));
+        assert_eq!(meta.l4.transport(), Transport::Ports { src_port: 40000, dst_port: 80 });
+        assert_eq!(meta.l4.icmp(), None);
     }
 
     #[test]
@@ -405,12 +463,26 @@ mod tests {
         let mut icmp = alloc::vec![3, 3, 0, 0, 0, 0, 0, 0];
         icmp.extend_from_slice(&inner);
         let meta = parse_ipv4(&ipv4(proto::ICMP, 0, &icmp)).unwrap();
-        let L4::IcmpError { quoted: Some(quoted) } = meta.l4 else { panic!("error") };
+        let L4::IcmpError { quoted: Some(quoted), .. } = meta.l4 else { panic!("error") };
         assert_eq!(quoted.transport, Transport::Ports { src_port: 5000, dst_port: 53 });
-        assert_eq!(meta.icmp, (3, 3));
+        assert_eq!((meta.l4.icmp(), meta.l4.transport(), meta.l4.ports()), (Some((3, 3)), Transport::None, None));
         // Cut inside the quoted ports: still an error, but unusable for RELATED.
         let meta = parse_ipv4(&ipv4(proto::ICMP, 0, &icmp[..30])).unwrap();
-        assert_eq!(meta.l4, L4::IcmpError { quoted: None });
+        assert_eq!(meta.l4, L4::IcmpError { icmp_type: 3, code: 3, quoted: None });
+    }
+
+    #[test]
+    fn icmp_queries_and_others() {
+        let reply = parse_ipv4(&ipv4(proto::ICMP, 0, &[0, 0, 0, 0, 0x12, 0x34, 0, 1])).unwrap();
+        let query = L4::IcmpQuery { icmp_type: 0, code: 0, request_type: 8, id: 0x1234, is_request: false };
+        assert_eq!(reply.l4, query);
+        assert_eq!(reply.l4.transport(), Transport::IcmpQuery { request_type: 8, id: 0x1234, is_request: false });
+        let advert = parse_ipv4(&ipv4(proto::ICMP, 0, &[9, 0, 0, 0, 0, 0, 0, 0])).unwrap();
+        assert_eq!((advert.l4, advert.l4.icmp()), (L4::IcmpOther { icmp_type: 9, code: 0 }, Some((9, 0))));
+        let udp = parse_ipv4(&ipv4(proto::UDP, 0, &[0x13, 0x88, 0, 53, 0, 8, 0, 0])).unwrap();
+        assert_eq!(udp.l4, L4::Udp { ports: Ports { src: 5000, dst: 53 } });
+        let gre = parse_ipv4(&ipv4(47, 0, &[0; 4])).unwrap();
+        assert_eq!((gre.l4, gre.l4.transport(), gre.l4.icmp()), (L4::Other, Transport::None, None));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use smoltcp::wire::{
     Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber as SeqNumber,
 };
 
-use super::parse::{is_icmp_error, tcp_flags, Ipv4Meta, TcpSegment, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN, L4};
+use super::addr::{is_multicast, mac_is_group};
+use super::parse::{tcp_flags, Ipv4Meta, TcpSegment, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN, L4};
 use super::route::is_martian_source;
 use crate::flow::RejectWith;
 
@@ -74,11 +75,10 @@ pub struct ReplyFrom {
 /// Whether RFC 1122/1812 allow an ICMP error about `meta`, received with
 /// link-layer destination `eth_dst`.
 pub fn may_send_icmp_error(meta: &Ipv4Meta, eth_dst: [u8; 6], ip_dst_is_broadcast: bool) -> bool {
-    let about_error = matches!(meta.l4, L4::IcmpError { .. })
-        || (meta.proto == crate::flow::proto::ICMP && is_icmp_error(meta.icmp.0));
+    let about_error = matches!(meta.l4, L4::IcmpError { .. });
     let later_fragment = meta.frag_offset != 0;
-    let link_broadcast = eth_dst[0] & 1 != 0;
-    let ip_multicast = meta.dst >> 28 == 0xe;
+    let link_broadcast = mac_is_group(&eth_dst);
+    let ip_multicast = is_multicast(meta.dst);
     let refused = about_error || later_fragment || link_broadcast || ip_dst_is_broadcast || ip_multicast;
     !refused && !is_martian_source(meta.src)
 }
@@ -124,8 +124,7 @@ pub fn build_icmp_error(
 /// `seq = SEG.ACK` and no ACK; else `seq = 0`, ACK set and `ack = SEG.SEQ +
 /// SEG.LEN`. It appears to come from the segment's destination.
 pub fn build_tcp_reset(frame: &[u8], meta: &Ipv4Meta, from_mac: [u8; 6], out: &mut [u8]) -> Result<usize, ReplyError> {
-    let (L4::Tcp(segment), crate::net::parse::Transport::Ports { src_port, dst_port }) = (meta.l4, meta.transport)
-    else {
+    let L4::Tcp { ports, segment } = meta.l4 else {
         return Err(ReplyError::NotAnswerable);
     };
     if segment.flags & tcp_flags::RST != 0 || meta.is_fragment() {
@@ -133,8 +132,8 @@ pub fn build_tcp_reset(frame: &[u8], meta: &Ipv4Meta, from_mac: [u8; 6], out: &m
     }
     let (seq, ack) = reset_numbers(&segment);
     let tcp = TcpRepr {
-        src_port: dst_port,
-        dst_port: src_port,
+        src_port: ports.dst,
+        dst_port: ports.src,
         control: TcpControl::Rst,
         seq_number: SeqNumber(seq as i32),
         ack_number: ack.map(|a| SeqNumber(a as i32)),

@@ -2,6 +2,7 @@
 
 use alloc::vec::Vec;
 
+use super::addr::{is_class_e, is_limited_broadcast, is_loopback, is_multicast, is_this_network};
 use crate::flow::IfIndex;
 
 /// One data-plane interface.
@@ -106,15 +107,13 @@ impl RouteTable {
 /// RFC 1812 5.3.7 / 4.2.2.11: a source address no packet may carry here
 /// (0/8, 127/8, multicast, class E and limited broadcast).
 pub fn is_martian_source(addr: u32) -> bool {
-    let first = addr >> 24;
-    first == 0 || first == 127 || addr >= 0xe000_0000
+    is_this_network(addr) || is_loopback(addr) || is_multicast(addr) || is_class_e(addr)
 }
 
 /// A destination never forwarded or accepted: 0/8, 127/8 and class E
 /// (limited broadcast 255.255.255.255 excepted).
 pub fn is_martian_destination(addr: u32) -> bool {
-    let first = addr >> 24;
-    first == 0 || first == 127 || (addr >= 0xf000_0000 && addr != u32::MAX)
+    is_this_network(addr) || is_loopback(addr) || (is_class_e(addr) && !is_limited_broadcast(addr))
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ impl ConnTrack {
 
     /// The TCP state of the flow `meta` belongs to, if tracked (for tests and diagnostics).
     pub fn tcp_state(&self, meta: &Ipv4Meta, now_ms: u64) -> Option<TcpState> {
-        let (key, _) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.transport);
+        let (key, _) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport());
         let flow = self.live(&key, now_ms)?;
         match flow.proto {
             Proto::Tcp(conn) => Some(conn.state()),
@@ -164,10 +164,10 @@ impl ConnTrack {
     /// would-be new flow is returned in `Tracked` for `confirm`.
     pub fn track(&mut self, meta: &Ipv4Meta, now_ms: u64) -> Tracked {
         match meta.l4 {
-            L4::IcmpError { quoted } => Tracked::of(self.related(meta, quoted, now_ms)),
-            L4::IcmpOther | L4::LaterFragment => Tracked::of(CtState::Invalid),
+            L4::IcmpError { quoted, .. } => Tracked::of(self.related(meta, quoted, now_ms)),
+            L4::IcmpOther { .. } | L4::LaterFragment => Tracked::of(CtState::Invalid),
             _ => {
-                let (key, side) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.transport);
+                let (key, side) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport());
                 match self.lookup(&key, now_ms) {
                     Some(slot) => self.update(slot, side, meta, now_ms),
                     None => new_flow(key, side, meta, now_ms),
@@ -266,13 +266,13 @@ impl ConnTrack {
             return Tracked::of(CtState::Invalid);
         };
         let dir = if side == flow.original_side { Direction::Original } else { Direction::Reply };
-        if let (Proto::Tcp(conn), L4::Tcp(segment)) = (&mut flow.proto, &meta.l4) {
+        if let (Proto::Tcp(conn), L4::Tcp { segment, .. }) = (&mut flow.proto, &meta.l4) {
             match conn.update(dir, segment) {
                 TcpUpdate::Invalid => return Tracked::of(CtState::Invalid),
                 TcpUpdate::Ignored => return Tracked::of(packet_state(flow, dir)),
                 TcpUpdate::Reopen => {
                     self.remove(slot);
-                    let (key, side) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.transport);
+                    let (key, side) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport());
                     return new_flow(key, side, meta, now_ms);
                 }
                 TcpUpdate::Accepted => {
@@ -318,12 +318,12 @@ fn packet_state(flow: &Flow, dir: Direction) -> CtState {
 /// The state of a packet without a flow, and the flow it would open.
 fn new_flow(key: FlowKey, side: Side, meta: &Ipv4Meta, now_ms: u64) -> Tracked {
     let proto = match (meta.proto, &meta.l4) {
-        (proto::TCP, L4::Tcp(segment)) => match TcpConn::open(segment) {
+        (proto::TCP, L4::Tcp { segment, .. }) => match TcpConn::open(segment) {
             Some(conn) => Proto::Tcp(conn),
             None => return Tracked::of(CtState::Invalid),
         },
         (proto::UDP, _) => Proto::Udp,
-        (proto::ICMP, L4::IcmpQuery) if side == 0 => Proto::Icmp,
+        (proto::ICMP, L4::IcmpQuery { .. }) if side == 0 => Proto::Icmp,
         (proto::ICMP, _) => return Tracked::of(CtState::Invalid),
         _ => Proto::Other,
     };

@@ -1,0 +1,66 @@
+//! Special IPv4 and Ethernet addresses, named once: the forwarding
+//! decision, the martian checks and the ICMP error rules all ask these.
+//! IPv4 addresses are host-order `u32`s.
+
+/// 0.0.0.0, "this host on this network" (RFC 1122 3.2.1.3 (a)): only ever a
+/// source, while a host learns its address (DHCP).
+pub fn is_unspecified(addr: u32) -> bool {
+    addr == 0
+}
+
+/// 0.0.0.0/8, "this network" (RFC 1122 3.2.1.3 (a)/(b), RFC 6890).
+pub fn is_this_network(addr: u32) -> bool {
+    addr >> 24 == 0
+}
+
+/// 127.0.0.0/8, loopback (RFC 1122 3.2.1.3 (g)): never on a wire.
+pub fn is_loopback(addr: u32) -> bool {
+    addr >> 24 == 127
+}
+
+/// 224.0.0.0/4, multicast (class D, RFC 1112 4, RFC 5771).
+pub fn is_multicast(addr: u32) -> bool {
+    addr >> 28 == 0xe
+}
+
+/// 240.0.0.0/4, reserved (class E, RFC 1112 4, RFC 6890); it includes the
+/// limited broadcast address.
+pub fn is_class_e(addr: u32) -> bool {
+    addr >> 28 == 0xf
+}
+
+/// 255.255.255.255, the limited broadcast (RFC 919, RFC 1122 3.2.1.3 (c)).
+pub fn is_limited_broadcast(addr: u32) -> bool {
+    addr == u32::MAX
+}
+
+/// Whether an Ethernet destination is a group address, multicast or
+/// broadcast: IEEE 802's I/G bit, the least significant bit of the first
+/// octet (RFC 1122 3.3.6 counts both as link-layer broadcasts).
+pub fn mac_is_group(mac: &[u8; 6]) -> bool {
+    mac[0] & 1 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_classes() {
+        assert!(is_unspecified(0) && !is_unspecified(1));
+        assert!(is_this_network(0) && is_this_network(0x00ff_ffff) && !is_this_network(0x0100_0000));
+        assert!(is_loopback(0x7f00_0001) && is_loopback(0x7fff_ffff) && !is_loopback(0x8000_0000));
+        assert!(is_multicast(0xe000_0000) && is_multicast(0xefff_ffff));
+        assert!(!is_multicast(0xdfff_ffff) && !is_multicast(0xf000_0000));
+        assert!(is_class_e(0xf000_0000) && is_class_e(u32::MAX) && !is_class_e(0xefff_ffff));
+        assert!(is_limited_broadcast(u32::MAX) && !is_limited_broadcast(0xffff_fffe));
+    }
+
+    #[test]
+    fn ethernet_group_addresses() {
+        assert!(mac_is_group(&[0xff; 6]), "broadcast");
+        assert!(mac_is_group(&[0x01, 0x00, 0x5e, 0, 0, 1]), "IPv4 multicast");
+        assert!(!mac_is_group(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+        assert!(!mac_is_group(&[0x02, 0, 0, 0, 0, 0]), "locally administered unicast");
+    }
+}
