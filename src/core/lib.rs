@@ -6,6 +6,10 @@
 //! compiler (`unifw-compiler`) writes the images it reads.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+// The data path is panic-free by lint, not by discipline: no indexing or
+// slicing that can fail, no unwrap/expect, no panic!. (The workspace lints in
+// Cargo.toml apply too; these are the core's own, and tests are exempt.)
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 extern crate alloc;
 

@@ -120,12 +120,13 @@ fn head<const N: usize>(b: &[u8]) -> Option<&[u8; N]> {
 
 #[inline(always)]
 fn get_u16<const N: usize>(b: &[u8; N], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
+    // Callers pass constant offsets: once inlined, the check folds away.
+    b.get(at..at + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
 }
 
 #[inline(always)]
 fn get_u32<const N: usize>(b: &[u8; N], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
 }
 
 fn get_u128<const N: usize>(b: &[u8; N], at: usize) -> u128 {

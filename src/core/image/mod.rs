@@ -112,10 +112,10 @@ impl<'a> Image<'a> {
             return Err(FormatError::Truncated);
         }
         let mut sections: [&[u8]; SECTIONS] = [&[]; SECTIONS];
-        for (i, (s, place)) in sections.iter_mut().zip(header.sections).enumerate() {
+        for (i, ((s, place), record)) in sections.iter_mut().zip(header.sections).zip(RECORD).enumerate() {
             let (off, len) = (place.offset as usize, place.len as usize);
             let end = off.checked_add(len).ok_or(FormatError::BadSection(i))?;
-            if off < HEADER_LEN || end > total || !len.is_multiple_of(RECORD[i]) {
+            if off < HEADER_LEN || end > total || !len.is_multiple_of(record) {
                 return Err(FormatError::BadSection(i));
             }
             *s = bytes.get(off..end).ok_or(FormatError::BadSection(i))?;
@@ -145,7 +145,7 @@ impl<'a> Image<'a> {
 
     /// The default policy of a chain.
     pub fn policy(&self, chain: Chain) -> Action {
-        self.policies[chain_no(chain)]
+        *pick(&self.policies, chain)
     }
 
     /// Capacity of the connection-tracking table.
@@ -155,7 +155,7 @@ impl<'a> Image<'a> {
 
     /// Rules in a chain.
     pub fn rule_count(&self, chain: Chain) -> u32 {
-        self.chains[chain_no(chain)].rules
+        pick(&self.chains, chain).rules
     }
 
     /// Rules in both chains.
@@ -187,7 +187,7 @@ impl<'a> Image<'a> {
 
     #[inline]
     fn classify_counting<const COUNT: bool>(&self, chain: Chain, key: &PacketKey, cost: &mut Cost) -> Verdict {
-        let c = &self.chains[chain_no(chain)];
+        let c = pick(&self.chains, chain);
         let (p1, p2) = port_fields(key);
         let mut todo = (self.cell_mask(c, &c.dst, key.dst) & self.cell_mask(c, &c.src, key.src)) & c.all;
         let mut best = NONE;
@@ -208,7 +208,7 @@ impl<'a> Image<'a> {
     /// rule order, so every one is checked: what a first-match scan costs when
     /// the last rule matches.
     pub fn classify_linear(&self, chain: Chain, key: &PacketKey) -> Verdict {
-        let c = &self.chains[chain_no(chain)];
+        let c = pick(&self.chains, chain);
         let (p1, p2) = port_fields(key);
         let mut best = NONE;
         for e in c.entry_start..c.entry_start.saturating_add(c.entry_count) {
@@ -342,10 +342,13 @@ fn entry_matches(e: EntryView<'_>, key: &PacketKey, p1: u16, p2: u16) -> bool {
         && (out_if == ANY_IF || (key.out_if == out_if) != e.out_neg())
 }
 
-fn chain_no(chain: Chain) -> usize {
+/// The input or forward half of a per-chain pair.
+#[inline(always)]
+fn pick<T>(pair: &[T; 2], chain: Chain) -> &T {
+    let [input, forward] = pair;
     match chain {
-        Chain::Input => 0,
-        Chain::Forward => 1,
+        Chain::Input => input,
+        Chain::Forward => forward,
     }
 }
 
