@@ -45,6 +45,10 @@ import sys
 import time
 from pathlib import Path
 
+# Our output and our children's interleave on one terminal or log: print
+# each line when it is written, not when a buffer fills.
+sys.stdout.reconfigure(line_buffering=True)
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB = os.environ.get("UNIFW_LAB", "unifw")
 QBOOT = "/usr/share/qemu/qboot.rom"
