@@ -262,8 +262,10 @@ def _exit_on_signal(signum, _frame):
 
 
 def handle_signals():
-    """Makes SIGTERM and SIGHUP unwind the stack (SIGINT already raises
-    KeyboardInterrupt), so every `with Lab()` cleans up."""
+    """Makes SIGINT raise KeyboardInterrupt (even when our parent started us
+    with SIGINT ignored, as a shell does for background jobs) and SIGTERM
+    and SIGHUP raise SystemExit, so every `with Lab()` cleans up."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
 
