@@ -250,6 +250,7 @@ def _die_with_parent(parent):
     and exits at once if PARENT is already gone (the race before prctl).
     `ip netns exec` and QEMU exec without forking, so this reaches them."""
     def set_death_signal():
+        """Runs in the child between fork and exec."""
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
@@ -303,6 +304,7 @@ class Lab:
     reason) kills every process it started and removes the namespaces."""
 
     def __init__(self, name=None):
+        """The lab named NAME (default UNIFW_LAB); nothing is created yet."""
         self.name = name or LAB
         self.sender, self.receiver, self.mgmt, self.linuxfw = (
             f"{self.name}-{role}" for role in ("sender", "receiver", "mgmt", "linuxfw"))
@@ -315,11 +317,13 @@ class Lab:
         self.qemu = None
 
     def __enter__(self):
+        """Signals unwind from here on; leftovers of an earlier run go."""
         handle_signals()
         self.down()
         return self
 
     def __exit__(self, *_exc):
+        """Tears the lab down; exceptions propagate."""
         self.down()
         return False
 
@@ -347,7 +351,8 @@ class Lab:
         """Stops PROCESSES (default: every helper and QEMU)."""
         for process in list(self.processes if processes is None else processes):
             stop_process(process)
-            self.processes.remove(process)
+            if process in self.processes:
+                self.processes.remove(process)
         if self.qemu is not None and self.qemu.poll() is not None:
             self.qemu = None
 

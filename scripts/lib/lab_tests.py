@@ -42,6 +42,7 @@ class LabRun:
     rules of the image in place, and the console of the current boot."""
 
     def __init__(self, the_lab, log_dir):
+        """A run in THE_LAB (a lab.Lab already entered), logs in LOG_DIR."""
         self.lab = the_lab
         self.log_dir = Path(log_dir)
         self.failures = 0
