@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Probe traffic for the lab's forwarding tests (scripts/lib/fwtest.sh).
+"""Probe traffic for the lab's forwarding tests (scripts/lib/lab_tests.py).
 
 Plain sockets only (no scapy). Run inside a lab namespace, as root for the
 raw-socket commands:
