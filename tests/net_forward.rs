@@ -251,8 +251,7 @@ fn interface_without_address_keeps_unicast_for_the_local_stack() {
     // eth0 waits for DHCP (no address): the offer, unicast to the address
     // being offered, must reach the firewall's own stack, not be routed.
     let mut interfaces = lab_interfaces();
-    interfaces[0].addr = 0;
-    interfaces[0].prefix_len = 0;
+    interfaces[0].addr = None;
     let mut dp = Dataplane::new(DataplaneConfig::new(interfaces, vec![], 16, 64)).unwrap();
     let mut frame = udp_frame(SENDER, 0x0a01_0032, 67, 68, 300);
     let mut sink = VecSink::default();

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
 use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
+use unifw_core::net::addr::Cidr;
 
 /// An IPv4 prefix; `addr` has no bits set past `len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -238,8 +239,8 @@ impl Ruleset {
     /// The lab's interfaces (CONVENTIONS.md): eth0 10.1.0.1/24, eth1 10.2.0.1/24.
     pub fn lab_interfaces() -> Vec<InterfaceSpec> {
         alloc::vec![
-            InterfaceSpec { index: 0, addr: IfAddr::Static { addr: 0x0a01_0001, prefix_len: 24 } },
-            InterfaceSpec { index: 1, addr: IfAddr::Static { addr: 0x0a02_0001, prefix_len: 24 } },
+            InterfaceSpec { index: 0, addr: IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 }) },
+            InterfaceSpec { index: 1, addr: IfAddr::Static(Cidr { addr: 0x0a02_0001, prefix_len: 24 }) },
         ]
     }
 

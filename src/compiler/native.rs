@@ -12,6 +12,7 @@ use super::lexer::{utf8_len, Kind, Lexer, Token};
 use super::names;
 use super::source::{self, Ctx};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
+use unifw_core::net::addr::Cidr;
 
 /// An error has been recorded; skip the rest of the statement.
 struct Fail;
@@ -179,7 +180,7 @@ impl<'a> Parser<'a, '_, '_> {
                         ))
                     });
                 let (addr, len) = parsed.or_else(|e| self.fail_at(&st, e))?;
-                IfAddr::Static { addr, prefix_len: len as u8 }
+                IfAddr::Static(Cidr { addr, prefix_len: len as u8 })
             }
         };
         if self.ctx.declared_ifs & (1 << index) != 0 {

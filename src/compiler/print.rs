@@ -10,6 +10,7 @@ use unifw_core::flow::{Action, Chain};
 use super::ast::{AddrMatch, PortMatch, ProtoMatch, Rule, Ruleset, ANY_STATE};
 use super::names::{dotted, prefix_text, protocol_name, reject_name};
 use unifw_core::image::IfAddr;
+use unifw_core::net::addr::Cidr;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
     }
     for i in &set.interfaces {
         let _ = match i.addr {
-            IfAddr::Static { addr, prefix_len } => {
+            IfAddr::Static(Cidr { addr, prefix_len }) => {
                 writeln!(s, "interface eth{} {}/{}", i.index, dotted(addr), prefix_len)
             }
             IfAddr::Dhcp => writeln!(s, "interface eth{} dhcp", i.index),

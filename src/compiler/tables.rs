@@ -360,6 +360,7 @@ fn assemble(set: &Ruleset, sections: &[Vec<u8>; SECTIONS]) -> Vec<u8> {
 mod tests {
     use unifw_core::flow::{Action, Chain, PacketKey, Verdict};
     use unifw_core::image::{IfAddr, Image, InterfaceSpec, RouteSpec};
+    use unifw_core::net::addr::Cidr;
 
     #[test]
     fn reads_what_the_compiler_wrote() {
@@ -367,7 +368,10 @@ mod tests {
         let c = crate::compile("t", text, &mut |p| Err(p.into())).expect("compiles");
         let img = Image::from_bytes(&c.image).expect("valid");
         let ifs: alloc::vec::Vec<_> = img.interfaces().collect();
-        assert_eq!(ifs[0], InterfaceSpec { index: 0, addr: IfAddr::Static { addr: 0x0a01_0001, prefix_len: 24 } });
+        assert_eq!(
+            ifs[0],
+            InterfaceSpec { index: 0, addr: IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 }) }
+        );
         assert_eq!(ifs[1], InterfaceSpec { index: 2, addr: IfAddr::Dhcp });
         assert_eq!(img.routes().next(), Some(RouteSpec { dest: 0, prefix_len: 0, gateway: 0x0a01_00fe }));
         assert_eq!(img.conntrack_capacity(), 99);

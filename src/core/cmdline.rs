@@ -21,19 +21,16 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::net::addr::Cidr;
+
 /// Highest number of NICs the command line can address (eth0..eth7).
 pub const MAX_NICS: usize = 8;
 
 /// An interface setting from the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IfOverride {
-    /// A static address (host-order) and prefix length.
-    Static {
-        /// IPv4 address, host order.
-        addr: u32,
-        /// Prefix length, 0..=32.
-        prefix_len: u8,
-    },
+    /// A static address and prefix length.
+    Static(Cidr),
     /// Configure by DHCP.
     Dhcp,
     /// Leave the NIC down (also the result of a bad value).
@@ -170,7 +167,7 @@ fn parse_interface(value: &str) -> Result<IfOverride, &'static str> {
     let addr = parse_ipv4(addr).ok_or("bad IPv4 address; interface left down")?;
     let prefix_len =
         parse_decimal(prefix).filter(|p| *p <= 32).ok_or("prefix length must be 0..32; interface left down")?;
-    Ok(IfOverride::Static { addr, prefix_len: prefix_len as u8 })
+    Ok(IfOverride::Static(Cidr { addr, prefix_len: prefix_len as u8 }))
 }
 
 fn parse_log_level(value: &str) -> Result<LogLevel, &'static str> {
@@ -250,7 +247,7 @@ mod tests {
     fn interfaces_log_panic() {
         let (o, e) = parse_all("console=ttyS0 unifw.eth0=10.1.0.1/24 unifw.eth2=dhcp unifw.eth1=off unifw.log=debug unifw.panic=reset unifw.offload=off");
         assert!(e.is_empty(), "{e:?}");
-        assert_eq!(o.interfaces[0], Some(IfOverride::Static { addr: 0x0a01_0001, prefix_len: 24 }));
+        assert_eq!(o.interfaces[0], Some(IfOverride::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 })));
         assert_eq!(o.interfaces[1], Some(IfOverride::Off));
         assert_eq!(o.interfaces[2], Some(IfOverride::Dhcp));
         assert_eq!(o.interfaces[3], None);

@@ -9,6 +9,7 @@ use smoltcp::wire::{
     UdpRepr,
 };
 use unifw_core::flow::{Action, Chain, CtState, PacketKey, RejectWith, Verdict};
+use unifw_core::net::addr::Cidr;
 use unifw_core::net::{Dataplane, DataplaneConfig, InterfaceConfig, VecSink};
 
 pub const FW0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -24,8 +25,8 @@ pub const ETH_LEN: usize = 14;
 /// The lab's two data interfaces.
 pub fn lab_interfaces() -> Vec<InterfaceConfig> {
     vec![
-        InterfaceConfig { mac: FW0_MAC, addr: FW0, prefix_len: 24 },
-        InterfaceConfig { mac: FW1_MAC, addr: FW1, prefix_len: 24 },
+        InterfaceConfig { mac: FW0_MAC, addr: Cidr::new(FW0, 24) },
+        InterfaceConfig { mac: FW1_MAC, addr: Cidr::new(FW1, 24) },
     ]
 }
 

@@ -7,6 +7,7 @@
 
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
 use unifw_core::flow::{Action, Chain, PacketKey, RejectWith, Verdict};
+use unifw_core::net::addr::Cidr;
 use unifw_core::net::{
     Dataplane, DataplaneConfig, Disposition, DropReason, FrameSink, InterfaceConfig, NeighbourLimits, StaticRoute,
 };
@@ -43,9 +44,9 @@ impl FrameSink for CheckingSink {
 /// Interfaces: the lab's two plus an unaddressed management one.
 pub fn interfaces() -> Vec<InterfaceConfig> {
     vec![
-        InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: 0x0a01_0001, prefix_len: 24 },
-        InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: 0x0a02_0001, prefix_len: 24 },
-        InterfaceConfig { mac: [2, 0, 0, 0, 0, 3], addr: 0, prefix_len: 0 },
+        InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: Cidr::new(0x0a01_0001, 24) },
+        InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: Cidr::new(0x0a02_0001, 24) },
+        InterfaceConfig { mac: [2, 0, 0, 0, 0, 3], addr: None },
     ]
 }
 

@@ -240,7 +240,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let work = stack.poll(at, &mut port);
         drop(port);
         if let Some(change) = stack.poll_dhcp(name) {
-            let result = self.dataplane.set_interface_address(index as IfIndex, change.addr, change.prefix_len);
+            let result = self.dataplane.set_interface_address(index as IfIndex, change);
             if let Err(e) = result {
                 log::error!("{name}: the packet path refused the DHCP address: {e:?}");
             }
@@ -290,7 +290,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
 /// the plan gives a static one (DHCP fills it in later).
 fn interface_config(mac: [u8; 6], addr: Option<IfAddr>) -> InterfaceConfig {
     match addr {
-        Some(IfAddr::Static { addr, prefix_len }) => InterfaceConfig { mac, addr, prefix_len },
-        _ => InterfaceConfig { mac, addr: 0, prefix_len: 0 },
+        Some(IfAddr::Static(cidr)) => InterfaceConfig { mac, addr: Some(cidr) },
+        _ => InterfaceConfig { mac, addr: None },
     }
 }

@@ -17,9 +17,7 @@ pub fn interface_plan(image: &Image, options: &Options) -> Plan {
     }
     for (slot, over) in plan.iter_mut().zip(options.interfaces.iter()) {
         match over {
-            Some(IfOverride::Static { addr, prefix_len }) => {
-                *slot = Some(IfAddr::Static { addr: *addr, prefix_len: *prefix_len })
-            }
+            Some(IfOverride::Static(cidr)) => *slot = Some(IfAddr::Static(*cidr)),
             Some(IfOverride::Dhcp) => *slot = Some(IfAddr::Dhcp),
             Some(IfOverride::Off) => *slot = None,
             None => {}

@@ -3,6 +3,7 @@
 //! interface is configured by DHCP.
 
 use crate::image::IfAddr;
+use crate::net::addr::Cidr;
 use alloc::vec;
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
@@ -10,14 +11,9 @@ use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
-/// An address change the rest of the firewall must follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddressChange {
-    /// New address (host order), 0 when the lease was lost.
-    pub addr: u32,
-    /// Its prefix length.
-    pub prefix_len: u8,
-}
+/// An address change the rest of the firewall must follow: the new
+/// address, or `None` when the lease was lost.
+pub type AddressChange = Option<Cidr>;
 
 /// smoltcp interface, its sockets, and the DHCP client if any.
 pub struct Stack {
@@ -35,7 +31,7 @@ impl Stack {
         let mut sockets = SocketSet::new(vec![]);
         let mut dhcp = None;
         match addr {
-            IfAddr::Static { addr, prefix_len } => {
+            IfAddr::Static(Cidr { addr, prefix_len }) => {
                 let cidr = Ipv4Cidr::new(Ipv4Address::from_bits(addr), prefix_len);
                 iface.update_ip_addrs(|addrs| {
                     let _ = addrs.push(IpCidr::Ipv4(cidr));
@@ -81,10 +77,7 @@ impl Stack {
                         self.iface.routes_mut().remove_default_ipv4_route();
                     }
                 }
-                Some(AddressChange {
-                    addr: config.address.address().to_bits(),
-                    prefix_len: config.address.prefix_len(),
-                })
+                Some(Cidr::new(config.address.address().to_bits(), config.address.prefix_len()))
             }
             dhcpv4::Event::Deconfigured => {
                 // smoltcp also reports this once at start, before any lease.
@@ -95,7 +88,7 @@ impl Stack {
                 log::warn!("{name}: DHCP lease lost");
                 self.iface.update_ip_addrs(|addrs| addrs.clear());
                 self.iface.routes_mut().remove_default_ipv4_route();
-                Some(AddressChange { addr: 0, prefix_len: 0 })
+                Some(None)
             }
         }
     }

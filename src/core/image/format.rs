@@ -29,6 +29,7 @@ use core::fmt;
 use crate::flow::{Action, RejectWith};
 
 use super::{IfAddr, InterfaceSpec, RouteSpec};
+use crate::net::addr::Cidr;
 
 mod entry;
 
@@ -295,7 +296,7 @@ impl InterfaceSpec {
     /// The record's bytes.
     pub fn encode(&self) -> [u8; Self::LEN] {
         let (kind, prefix_len, addr) = match self.addr {
-            IfAddr::Static { addr, prefix_len } => (0, prefix_len, addr),
+            IfAddr::Static(Cidr { addr, prefix_len }) => (0, prefix_len, addr),
             IfAddr::Dhcp => (1, 0, 0),
             IfAddr::Unconfigured => (2, 0, 0),
         };
@@ -309,7 +310,7 @@ impl InterfaceSpec {
     pub fn decode(bytes: &[u8]) -> Option<InterfaceSpec> {
         let b: &[u8; Self::LEN] = head(bytes)?;
         let addr = match b[1] {
-            0 => IfAddr::Static { addr: get_u32(b, 4), prefix_len: b[2].min(32) },
+            0 => IfAddr::Static(Cidr { addr: get_u32(b, 4), prefix_len: b[2].min(32) }),
             1 => IfAddr::Dhcp,
             _ => IfAddr::Unconfigured,
         };
@@ -610,8 +611,8 @@ mod tests {
     #[test]
     fn interfaces_routes_and_actions_round_trip() {
         let ifaces = [
-            InterfaceSpec { index: 0, addr: IfAddr::Static { addr: 0x0a01_0001, prefix_len: 24 } },
-            InterfaceSpec { index: 14, addr: IfAddr::Static { addr: u32::MAX, prefix_len: 32 } },
+            InterfaceSpec { index: 0, addr: IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 }) },
+            InterfaceSpec { index: 14, addr: IfAddr::Static(Cidr { addr: u32::MAX, prefix_len: 32 }) },
             InterfaceSpec { index: 2, addr: IfAddr::Dhcp },
             InterfaceSpec { index: 3, addr: IfAddr::Unconfigured },
         ];

@@ -6,6 +6,7 @@
 pub mod format;
 
 use crate::flow::{mask, proto, state_bit, Action, Chain, PacketKey, Verdict};
+use crate::net::addr::Cidr;
 
 pub use format::FormatError;
 use format::*;
@@ -14,12 +15,7 @@ use format::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IfAddr {
     /// A fixed address and prefix length.
-    Static {
-        /// Address, host order.
-        addr: u32,
-        /// Prefix length.
-        prefix_len: u8,
-    },
+    Static(Cidr),
     /// DHCP.
     Dhcp,
     /// Up, without an address.

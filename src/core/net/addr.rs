@@ -2,6 +2,46 @@
 //! decision, the martian checks and the ICMP error rules all ask these.
 //! IPv4 addresses are host-order `u32`s.
 
+/// An interface's IPv4 address and the prefix length of its subnet: the
+/// one type for it, whether it comes from the rules file, the kernel
+/// command line or DHCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    /// The address, host order.
+    pub addr: u32,
+    /// The subnet's prefix length, 0..=32.
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// `addr/prefix_len`; `None` for a prefix length above 32.
+    pub fn new(addr: u32, prefix_len: u8) -> Option<Cidr> {
+        (prefix_len <= 32).then_some(Cidr { addr, prefix_len })
+    }
+
+    /// The subnet mask (0 for /0).
+    pub fn netmask(&self) -> u32 {
+        crate::flow::mask(self.prefix_len)
+    }
+
+    /// Whether `ip` is on this subnet.
+    pub fn contains(&self, ip: u32) -> bool {
+        (ip ^ self.addr) & self.netmask() == 0
+    }
+
+    /// The subnet's directed broadcast address; `None` on /31 and /32
+    /// subnets, which have none (RFC 3021).
+    pub fn broadcast(&self) -> Option<u32> {
+        (self.prefix_len < 31).then(|| self.addr | !self.netmask())
+    }
+}
+
+impl core::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}/{}", core::net::Ipv4Addr::from(self.addr), self.prefix_len)
+    }
+}
+
 /// 0.0.0.0, "this host on this network" (RFC 1122 3.2.1.3 (a)): only ever a
 /// source, while a host learns its address (DHCP).
 pub fn is_unspecified(addr: u32) -> bool {
@@ -44,6 +84,18 @@ pub fn mac_is_group(mac: &[u8; 6]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cidr_masks_contains_and_broadcasts() {
+        let lab = Cidr::new(0x0a01_0001, 24).expect("valid");
+        assert_eq!(lab.netmask(), 0xffff_ff00);
+        assert!(lab.contains(0x0a01_00fe) && !lab.contains(0x0a02_0001));
+        assert_eq!(lab.broadcast(), Some(0x0a01_00ff));
+        assert_eq!(Cidr::new(0x0a01_0001, 31).and_then(|c| c.broadcast()), None);
+        assert_eq!(Cidr::new(1, 33), None);
+        assert!(Cidr::new(5, 0).expect("valid").contains(u32::MAX));
+        assert_eq!(alloc::format!("{lab}"), "10.1.0.1/24");
+    }
 
     #[test]
     fn ipv4_classes() {

@@ -4,6 +4,7 @@
 
 use alloc::vec::Vec;
 
+use super::addr::Cidr;
 use super::conntrack::ConnTrack;
 use super::counters::{Counters, RuleLogger};
 use super::fragment::FragmentTable;
@@ -172,14 +173,16 @@ impl Dataplane {
         }
     }
 
-    /// Changes an interface's address (e.g. after DHCP) and rebuilds the routes.
-    pub fn set_interface_address(&mut self, interface: IfIndex, addr: u32, prefix_len: u8) -> Result<(), ConfigError> {
+    /// Changes an interface's address (e.g. after DHCP; `None` when the
+    /// lease is lost) and rebuilds the routes.
+    pub fn set_interface_address(&mut self, interface: IfIndex, addr: Option<Cidr>) -> Result<(), ConfigError> {
         let index = usize::from(interface);
-        netmask(prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
+        if let Some(cidr) = addr {
+            netmask(cidr.prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
+        }
         let mut interfaces = self.interfaces.clone();
         let entry = interfaces.get_mut(index).ok_or(ConfigError::TooManyInterfaces)?;
         entry.addr = addr;
-        entry.prefix_len = prefix_len;
         self.routes = RouteTable::new(&interfaces, &self.static_routes)?;
         self.interfaces = interfaces;
         Ok(())

@@ -18,7 +18,7 @@ use super::dataplane::{Classifier, Dataplane, Disposition, SWEEP_PER_FRAME};
 use super::neighbour::Resolution;
 use super::parse::{parse_ethernet, parse_ipv4, EtherPayload, EthernetInfo, Ipv4Meta, Ports, ETHERNET_HEADER_LEN};
 use super::reply::{build_icmp_error, build_tcp_reset, may_send_icmp_error, IcmpError, ReplyFrom};
-use super::route::{is_martian_destination, is_martian_source, netmask, NextHop};
+use super::route::{is_martian_destination, is_martian_source, NextHop};
 use super::sink::FrameSink;
 use crate::flow::{proto, Action, Chain, CtState, IfIndex, PacketKey, RejectWith, NO_IF};
 
@@ -102,13 +102,13 @@ impl Dataplane {
         let Some(interface) = self.interfaces.get(usize::from(in_if)).copied() else {
             return;
         };
+        let Some(own) = interface.addr else { return };
         let sender = u32::from(source_protocol_addr);
-        let mask = netmask(interface.prefix_len).unwrap_or(u32::MAX);
-        let on_link = interface.addr != 0 && sender & mask == interface.addr & mask && sender != interface.addr;
+        let on_link = own.contains(sender) && sender != own.addr;
         if !on_link || mac_is_group(&source_hardware_addr.0) {
             return;
         }
-        let for_us = u32::from(target_protocol_addr) == interface.addr;
+        let for_us = u32::from(target_protocol_addr) == own.addr;
         let learnt = (in_if, sender, source_hardware_addr.0);
         self.neighbours.learn(now_ms, learnt, for_us, &mut self.counters, out);
     }
@@ -128,7 +128,7 @@ impl Dataplane {
         // An interface without an address yet (DHCP in progress) acts as a
         // host: what arrives there goes to the firewall's own stack (the
         // DHCP offer is unicast to the address being offered).
-        let unaddressed = self.interfaces.get(usize::from(packet.in_if)).is_some_and(|i| i.addr == 0);
+        let unaddressed = self.interfaces.get(usize::from(packet.in_if)).is_some_and(|i| i.addr.is_none());
         if self.is_local(meta.dst) || unaddressed {
             return self.input(now_ms, packet, classifier, out);
         }
@@ -142,16 +142,18 @@ impl Dataplane {
     /// Whether `dst` is for the firewall: its addresses, broadcasts of its
     /// subnets, limited broadcast and multicast.
     fn is_local(&self, dst: u32) -> bool {
-        is_multicast(dst) || self.is_broadcast(dst) || self.interfaces.iter().any(|i| i.addr != 0 && i.addr == dst)
+        is_multicast(dst) || self.is_broadcast(dst) || self.is_own_address(dst)
+    }
+
+    /// Whether `dst` is the address of one of the firewall's interfaces.
+    fn is_own_address(&self, dst: u32) -> bool {
+        self.interfaces.iter().any(|i| i.ip() == Some(dst))
     }
 
     /// The limited broadcast, or the directed broadcast of one of its subnets.
     fn is_broadcast(&self, dst: u32) -> bool {
         is_limited_broadcast(dst)
-            || self.interfaces.iter().any(|i| {
-                let mask = netmask(i.prefix_len).unwrap_or(u32::MAX);
-                i.addr != 0 && i.prefix_len < 31 && dst == i.addr | !mask
-            })
+            || self.interfaces.iter().any(|i| i.addr.and_then(|cidr| cidr.broadcast()) == Some(dst))
     }
 
     /// INPUT chain, then the local stack.
@@ -287,18 +289,18 @@ impl Dataplane {
             return;
         };
         let meta = &packet.meta;
-        let own_dst = self.interfaces.iter().any(|i| i.addr != 0 && i.addr == meta.dst);
-        let from = ReplyFrom { mac: interface.mac, addr: if own_dst { meta.dst } else { interface.addr } };
+        let source = if self.is_own_address(meta.dst) { Some(meta.dst) } else { interface.ip() };
         let allowed = may_send_icmp_error(meta, packet.eth.dst, self.is_broadcast(meta.dst));
         let events = &mut self.counters.events;
-        if from.addr == 0 || !allowed {
+        let Some(source) = source.filter(|_| allowed) else {
             events.icmp_errors_suppressed += 1;
             return;
-        }
+        };
         if !self.icmp_limit.try_take(now_ms) {
             events.icmp_errors_rate_limited += 1;
             return;
         }
+        let from = ReplyFrom { mac: interface.mac, addr: source };
         if let Ok(len) = build_icmp_error(packet.frame, meta, error, from, &mut self.scratch) {
             self.emit(packet.in_if, len, out);
             self.counters.events.icmp_errors_sent += 1;

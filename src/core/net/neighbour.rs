@@ -390,7 +390,7 @@ pub fn build_arp_request(interface: &InterfaceConfig, target: u32, out: &mut [u8
     let arp = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Request,
         source_hardware_addr: EthernetAddress(interface.mac),
-        source_protocol_addr: interface.addr.into(),
+        source_protocol_addr: interface.ip().unwrap_or(0).into(),
         target_hardware_addr: EthernetAddress([0; 6]),
         target_protocol_addr: target.into(),
     };

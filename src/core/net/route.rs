@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use super::addr::{is_class_e, is_limited_broadcast, is_loopback, is_multicast, is_this_network};
+use super::addr::{is_class_e, is_limited_broadcast, is_loopback, is_multicast, is_this_network, Cidr};
 use crate::flow::IfIndex;
 
 /// One data-plane interface.
@@ -10,10 +10,16 @@ use crate::flow::IfIndex;
 pub struct InterfaceConfig {
     /// The interface's MAC address.
     pub mac: [u8; 6],
-    /// The firewall's IPv4 address on it, host order (0 = none yet).
-    pub addr: u32,
-    /// Prefix length of the connected subnet.
-    pub prefix_len: u8,
+    /// The firewall's address on it and its connected subnet (`None`: no
+    /// address yet, e.g. while DHCP is in progress).
+    pub addr: Option<Cidr>,
+}
+
+impl InterfaceConfig {
+    /// The interface's IPv4 address, if it has one.
+    pub fn ip(&self) -> Option<u32> {
+        self.addr.map(|cidr| cidr.addr)
+    }
 }
 
 /// A static route (`prefix/prefix_len via gateway`); the output interface
@@ -80,10 +86,10 @@ impl RouteTable {
         }
         let mut routes = Vec::with_capacity(interfaces.len() + statics.len());
         for (index, interface) in interfaces.iter().enumerate() {
-            let mask = netmask(interface.prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
-            if interface.addr != 0 {
+            if let Some(cidr) = interface.addr {
+                let mask = netmask(cidr.prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
                 let out_if = index as IfIndex;
-                routes.push(Route { prefix: interface.addr & mask, mask, out_if, gateway: None });
+                routes.push(Route { prefix: cidr.addr & mask, mask, out_if, gateway: None });
             }
         }
         let connected = RouteTable { routes: routes.clone() };
@@ -122,8 +128,8 @@ mod tests {
 
     fn interfaces() -> [InterfaceConfig; 2] {
         [
-            InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: 0x0a01_0001, prefix_len: 24 },
-            InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: 0x0a02_0001, prefix_len: 24 },
+            InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: Cidr::new(0x0a01_0001, 24) },
+            InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: Cidr::new(0x0a02_0001, 24) },
         ]
     }
 
