@@ -207,8 +207,11 @@ impl<'a> Image<'a> {
         let c = pick(&self.chains, chain);
         let (p1, p2) = port_fields(key);
         let mut best = NONE;
-        for e in c.entry_start..c.entry_start.saturating_add(c.entry_count) {
-            let Some(entry) = self.entry(e) else { break };
+        let start = (c.entry_start as usize).saturating_mul(EntryRecord::LEN);
+        let len = (c.entry_count as usize).saturating_mul(EntryRecord::LEN);
+        let entries = self.sections[sec::ENTRIES].get(start..start.saturating_add(len)).unwrap_or(&[]);
+        for chunk in entries.chunks_exact(EntryRecord::LEN) {
+            let Some(entry) = EntryView::from_slice(chunk) else { break };
             let rule = entry.rule();
             if rule < best && entry_matches(entry, key, p1, p2) {
                 best = rule;
