@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use net_common::*;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, Ipv4Packet,
+    ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, Ipv4Packet, UdpPacket,
 };
 use unifw_core::firewall::nics::{
     RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG_AT_BOOT, RECEIVE_BUFFERS_SMALL, TRANSMIT_POOL,
@@ -267,9 +267,13 @@ fn compiled(text: &str) -> Vec<u8> {
 }
 
 fn firewall<'a>(image: &'a [u8], plan: &[Option<IfAddr>]) -> Firewall<'a, FakeDevice> {
+    firewall_with(image, plan, PLAIN)
+}
+
+fn firewall_with<'a>(image: &'a [u8], plan: &[Option<IfAddr>], features: u64) -> Firewall<'a, FakeDevice> {
     let image = Image::from_bytes(image).expect("valid image");
     let settings = Settings { report_seconds: 0, hash_seed: 7 };
-    Firewall::new(lab_devices(PLAIN), plan, image, settings, 0).expect("configuration accepted")
+    Firewall::new(lab_devices(features), plan, image, settings, 0).expect("configuration accepted")
 }
 
 fn lab_plan(image: &[u8]) -> Vec<Option<IfAddr>> {
@@ -393,4 +397,56 @@ fn a_partial_checksum_is_completed_before_the_stack_sees_the_frame() {
     let sent = dev(fw.nics_mut(), 0).take_sent();
     assert_eq!(sent.len(), 1, "the firewall answered the echo");
     assert_eq!(ethertype(&sent[0]), EthernetProtocol::Ipv4);
+}
+
+/// A UDP frame from the sender to the receiver whose checksum its sender
+/// left partial (the pseudo-header sum in the field, `NEEDS_CSUM` in the
+/// virtio header), as a Linux sender with checksum offload hands it over.
+fn partial_udp() -> (Vec<u8>, [u8; HEADER]) {
+    let mut frame = udp_frame(SENDER, RECEIVER, 1000, 53, 40);
+    let udp_at = ETH_LEN + 20;
+    let udp_len = (frame.len() - udp_at) as u32;
+    let mut pseudo = 0u32;
+    for word in [SENDER >> 16, SENDER & 0xffff, RECEIVER >> 16, RECEIVER & 0xffff, 17, udp_len] {
+        pseudo += word;
+    }
+    while pseudo > 0xffff {
+        pseudo = (pseudo & 0xffff) + (pseudo >> 16);
+    }
+    frame[udp_at + 6..udp_at + 8].copy_from_slice(&(pseudo as u16).to_be_bytes());
+    let mut header = [0u8; HEADER];
+    header[0] = HDR_NEEDS_CSUM;
+    header[6..8].copy_from_slice(&(udp_at as u16).to_le_bytes());
+    header[8..10].copy_from_slice(&6u16.to_le_bytes());
+    (frame, header)
+}
+
+fn udp_checksum_ok(frame: &[u8]) -> bool {
+    let ip = Ipv4Packet::new_checked(&frame[ETH_LEN..]).expect("IPv4");
+    let udp = UdpPacket::new_checked(ip.payload()).expect("UDP");
+    udp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into())
+}
+
+#[test]
+fn a_partial_checksum_is_completed_in_a_frame_that_waits_for_arp() {
+    let image = compiled(RULES);
+    let mut fw = firewall_with(&image, &lab_plan(&image), PLAIN | CSUM | GUEST_CSUM);
+    let (frame, header) = partial_udp();
+    assert!(!udp_checksum_ok(&frame), "the test frame starts with a partial checksum");
+    dev(fw.nics_mut(), 0).inject_with(header, &frame, None);
+    fw.poll_once(1_000);
+    assert_eq!(dev(fw.nics_mut(), 1).take_sent().len(), 1, "an ARP request");
+    let answer = arp_frame(ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1);
+    dev(fw.nics_mut(), 1).inject(&answer);
+    fw.poll_once(2_000);
+    let (sent_header, released) = dev(fw.nics_mut(), 1).sent.pop().expect("the queued frame leaves");
+    assert_eq!(sent_header[0], 0, "it leaves from the pool, with a plain header");
+    assert!(udp_checksum_ok(&released), "so its checksum was completed");
+    // Once the neighbour is known, the frame keeps its offload: the output
+    // NIC completes the checksum.
+    dev(fw.nics_mut(), 0).inject_with(header, &frame, None);
+    fw.poll_once(3_000);
+    let (sent_header, forwarded) = dev(fw.nics_mut(), 1).sent.pop().expect("forwarded");
+    assert_eq!(sent_header[0], HDR_NEEDS_CSUM);
+    assert!(!udp_checksum_ok(&forwarded));
 }

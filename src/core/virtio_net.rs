@@ -126,6 +126,12 @@ impl<'a> Header<'a> {
         (usize::from(self.u16_at(6)), usize::from(self.u16_at(8)))
     }
 
+    /// The frame's partial checksum, when the header says it has one.
+    pub fn partial_checksum(&self) -> Option<PartialChecksum> {
+        let (start, offset) = self.csum();
+        self.needs_csum().then_some(PartialChecksum { start, offset })
+    }
+
     /// Turns a received header into a transmit one for the same frame: the
     /// offload fields stay, `DATA_VALID` and `num_buffers` (meaningless on
     /// transmit) are cleared.
@@ -158,6 +164,8 @@ pub fn complete_checksum(buffer: &mut [u8], header_len: usize, frame: core::ops:
         crate::net::checksum::complete_partial(frame, start, offset);
     }
 }
+
+use crate::net::checksum::PartialChecksum;
 
 /// The features to accept: the basics plus the wanted offloads the device
 /// offers, dropping any whose prerequisite is missing (virtio 5.1.3.1).

@@ -210,12 +210,13 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             self.nics.recycle(buffer);
             return;
         };
+        let partial = virtio_net::Header::new(buffer.bytes_mut(), frame.start).and_then(|h| h.partial_checksum());
         let Some(bytes) = buffer.bytes_mut().get_mut(frame.clone()) else {
             counters.count_drop(in_if, DropReason::BadLength);
             self.nics.recycle(buffer);
             return;
         };
-        match self.dataplane.handle_frame(now_ms, in_if, bytes, &self.image, &mut self.nics) {
+        match self.dataplane.handle_offloaded_frame(now_ms, in_if, bytes, partial, &self.image, &mut self.nics) {
             Disposition::Forward { out_if, len } => {
                 let sent = self.nics.forward(usize::from(out_if), buffer, len);
                 self.dataplane.counters_mut().count_transmit(in_if, out_if, sent);

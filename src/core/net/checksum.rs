@@ -37,6 +37,18 @@ pub fn update(old_checksum: u16, old_word: u16, new_word: u16) -> u16 {
     finish(sum)
 }
 
+/// Where a frame's partial checksum is (virtio-net `NEEDS_CSUM`, Linux
+/// `CHECKSUM_PARTIAL`): the sender left the pseudo-header sum at
+/// `start + offset` and the receiver of the frame is to complete it over
+/// `frame[start..]` (offsets from the Ethernet header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialChecksum {
+    /// Where checksumming starts.
+    pub start: usize,
+    /// Where the checksum field is, from `start`.
+    pub offset: usize,
+}
+
 /// Completes a partial checksum as a virtio-net `NEEDS_CSUM` frame carries
 /// it (Linux `CHECKSUM_PARTIAL`): the 16-bit field at `start + offset`
 /// holds the pseudo-header sum, and the checksum over `frame[start..]`

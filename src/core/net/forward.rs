@@ -11,7 +11,7 @@
 use smoltcp::wire::ArpRepr;
 
 use super::addr::{is_limited_broadcast, is_multicast, is_unspecified, mac_is_group};
-use super::checksum;
+use super::checksum::{self, PartialChecksum};
 use super::conntrack::Tracked;
 use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane, Disposition, SWEEP_PER_FRAME};
@@ -25,6 +25,8 @@ use crate::flow::{proto, Action, Chain, CtState, IfIndex, PacketKey, RejectWith,
 /// The received frame and what is known about it.
 struct Packet<'f> {
     in_if: IfIndex,
+    /// The frame's partial checksum (offloaded by its sender), if any.
+    partial: Option<PartialChecksum>,
     frame: &'f mut [u8],
     eth: EthernetInfo,
     meta: Ipv4Meta,
@@ -45,7 +47,24 @@ impl Dataplane {
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
-        let disposition = self.process(now_ms, in_if, frame, classifier, out);
+        self.handle_offloaded_frame(now_ms, in_if, frame, None, classifier, out)
+    }
+
+    /// [`Dataplane::handle_frame`] for a frame whose sender left its
+    /// transport checksum `partial` (virtio-net `NEEDS_CSUM`). A forwarded
+    /// frame keeps it partial (the output NIC completes it), but one that
+    /// must wait for ARP is copied into the neighbour queue without its
+    /// virtio header, so its checksum is completed there.
+    pub fn handle_offloaded_frame<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        in_if: IfIndex,
+        frame: &mut [u8],
+        partial: Option<PartialChecksum>,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        let disposition = self.process(now_ms, (in_if, partial), frame, classifier, out);
         match disposition {
             Disposition::Drop(reason) => self.counters.count_drop(in_if, reason),
             Disposition::Local => {
@@ -63,7 +82,7 @@ impl Dataplane {
     fn process<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
-        in_if: IfIndex,
+        (in_if, partial): (IfIndex, Option<PartialChecksum>),
         frame: &mut [u8],
         classifier: &C,
         out: &mut dyn FrameSink,
@@ -86,7 +105,7 @@ impl Dataplane {
                 Some(Err(reason)) => return Disposition::Drop(reason),
                 None => return Disposition::Drop(DropReason::Ipv4Truncated),
             };
-            let packet = Packet { in_if, frame, eth, meta };
+            let packet = Packet { in_if, partial, frame, eth, meta };
             return self.ipv4(now_ms, packet, classifier, out);
         };
         self.arp(now_ms, in_if, arp, out);
@@ -330,7 +349,9 @@ impl Dataplane {
             src.copy_from_slice(&interface.mac);
         }
         let who = (packet.in_if, hop.out_if, hop.addr);
-        let disposition = match self.neighbours.resolve(now_ms, who, frame, &self.interfaces, &mut self.counters, out) {
+        let queued = (&*frame, packet.partial);
+        let disposition = match self.neighbours.resolve(now_ms, who, queued, &self.interfaces, &mut self.counters, out)
+        {
             Ok(Resolution::Mac(mac)) => {
                 if let Some(dst) = frame.get_mut(..6) {
                     dst.copy_from_slice(&mac);

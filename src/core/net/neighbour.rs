@@ -17,6 +17,7 @@ use alloc::vec::Vec;
 use hashbrown::HashMap;
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr};
 
+use super::checksum::{complete_partial, PartialChecksum};
 use super::counters::{Counters, DropReason};
 use super::parse::ETHERNET_HEADER_LEN;
 use super::route::InterfaceConfig;
@@ -139,12 +140,14 @@ impl NeighbourTable {
     }
 
     /// Resolves `addr` on `out_if` for `frame` (received on `in_if`), queueing
-    /// a copy and sending an ARP request when the MAC is not known yet.
+    /// a copy and sending an ARP request when the MAC is not known yet. The
+    /// copy leaves later without the frame's virtio header, so a `partial`
+    /// checksum is completed in it.
     pub fn resolve(
         &mut self,
         now_ms: u64,
         (in_if, out_if, addr): (IfIndex, IfIndex, u32),
-        frame: &[u8],
+        (frame, partial): (&[u8], Option<PartialChecksum>),
         interfaces: &[InterfaceConfig],
         counters: &mut Counters,
         out: &mut dyn FrameSink,
@@ -160,10 +163,10 @@ impl NeighbourTable {
                 Ok(Resolution::Mac(mac))
             }
             Some(State::Probing { mac, .. }) => Ok(Resolution::Mac(mac)),
-            Some(State::Incomplete { .. }) => self.enqueue(key, in_if, frame).map(|()| Resolution::Queued),
+            Some(State::Incomplete { .. }) => self.enqueue(key, in_if, frame, partial).map(|()| Resolution::Queued),
             None => {
                 self.start_resolution(now_ms, key)?;
-                let queued = self.enqueue(key, in_if, frame);
+                let queued = self.enqueue(key, in_if, frame, partial);
                 self.request(interfaces, key, counters, out);
                 queued.map(|()| Resolution::Queued)
             }
@@ -295,7 +298,13 @@ impl NeighbourTable {
     }
 
     /// Copies `frame` into a pool slot on the queue of `key`.
-    fn enqueue(&mut self, key: (IfIndex, u32), in_if: IfIndex, frame: &[u8]) -> Result<(), DropReason> {
+    fn enqueue(
+        &mut self,
+        key: (IfIndex, u32),
+        in_if: IfIndex,
+        frame: &[u8],
+        partial: Option<PartialChecksum>,
+    ) -> Result<(), DropReason> {
         if frame.len() > self.limits.frame_size {
             return Err(DropReason::NeighbourFrameTooLarge);
         }
@@ -311,6 +320,9 @@ impl NeighbourTable {
             return Err(DropReason::NeighbourQueueFull);
         };
         bytes.copy_from_slice(frame);
+        if let Some(PartialChecksum { start, offset }) = partial {
+            complete_partial(bytes, start, offset);
+        }
         *meta = Slot { len: frame.len(), in_if };
         *free_entry = Some(slot);
         Ok(())
