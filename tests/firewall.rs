@@ -197,24 +197,53 @@ fn a_full_transmit_queue_sends_the_buffer_home_with_a_reason() {
 }
 
 #[test]
-fn an_offload_the_output_nic_lacks_is_refused_not_sent() {
+fn a_checksum_the_output_nic_cannot_offload_is_completed_in_software() {
     let mut devices = lab_devices(PLAIN | CSUM | GUEST_CSUM);
     devices[1].features = PLAIN;
     let mut nics = NicSet::new(devices);
-    let frame = udp_frame(SENDER, RECEIVER, 1000, 2000, 10);
-    let mut header = [0u8; HEADER];
-    header[0] = HDR_NEEDS_CSUM | 2; // and DATA_VALID, which is cleared on transmit
+    let (frame, mut header) = partial_udp();
+    header[0] |= 2; // DATA_VALID, which is cleared on transmit
     header[10] = 1; // num_buffers, likewise
-    dev(&mut nics, 0).inject_with(header, &frame, None);
-    let (buffer, _) = nics.receive(0).expect("a frame");
-    assert_eq!(nics.forward(1, buffer, frame.len()), Err(DropReason::OffloadMissing));
-    assert_eq!(dev(&mut nics, 0).posted.len(), RECEIVE_BUFFERS_SMALL);
-    // Toward a NIC that has the offload, the header keeps only NEEDS_CSUM.
+                    // Toward a NIC that has the offload, the header keeps only NEEDS_CSUM
+                    // and the checksum stays partial.
     dev(&mut nics, 0).inject_with(header, &frame, None);
     let (buffer, _) = nics.receive(0).expect("a frame");
     assert_eq!(nics.forward(0, buffer, frame.len()), Ok(()));
-    let (sent_header, _) = dev(&mut nics, 0).sent.pop().expect("sent");
+    let (sent_header, sent) = dev(&mut nics, 0).sent.pop().expect("sent");
     assert_eq!((sent_header[0], &sent_header[10..12]), (HDR_NEEDS_CSUM, &[0u8, 0][..]));
+    assert!(!udp_checksum_ok(&sent));
+    // Toward one without it, the firewall completes the checksum.
+    dev(&mut nics, 0).inject_with(header, &frame, None);
+    let (buffer, _) = nics.receive(0).expect("a frame");
+    assert_eq!(nics.forward(1, buffer, frame.len()), Ok(()));
+    let (sent_header, sent) = dev(&mut nics, 1).sent.pop().expect("sent");
+    assert_eq!(sent_header, vec![0u8; HEADER], "a plain header");
+    assert!(udp_checksum_ok(&sent));
+}
+
+#[test]
+fn a_segmentation_the_output_nic_cannot_offload_is_refused() {
+    let mut devices = lab_devices(PLAIN | CSUM | GUEST_CSUM | GUEST_TSO4 | HOST_TSO4);
+    devices[1].features = PLAIN | CSUM;
+    let mut nics = NicSet::new(devices);
+    let (frame, mut header) = partial_udp();
+    header[1] = 1; // GSO_TCPV4
+    for bad in [header, {
+        header[8] = 0xff;
+        header
+    }] {
+        dev(&mut nics, 0).inject_with(bad, &frame, None);
+        let (buffer, _) = nics.receive(0).expect("a frame");
+        assert_eq!(nics.forward(1, buffer, frame.len()), Err(DropReason::OffloadMissing));
+    }
+    // A checksum whose offsets fall outside the frame cannot be completed.
+    let (frame, mut header) = partial_udp();
+    header[8] = 0xff;
+    let mut nics = NicSet::new(lab_devices(PLAIN));
+    dev(&mut nics, 0).inject_with(header, &frame, None);
+    let (buffer, _) = nics.receive(0).expect("a frame");
+    assert_eq!(nics.forward(1, buffer, frame.len()), Err(DropReason::OffloadMissing));
+    assert_eq!(receive_buffers_accounted(&mut nics, 0), RECEIVE_BUFFERS_SMALL);
 }
 
 #[test]

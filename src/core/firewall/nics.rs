@@ -14,8 +14,9 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::flow::IfIndex;
+use crate::net::checksum::complete_partial;
 use crate::net::{DropReason, FrameSink};
-use crate::virtio_net::{self, Header};
+use crate::virtio_net::{self, Header, GSO_NONE};
 
 /// Receive buffers per NIC with 64 KiB buffers (posted at start, then grown
 /// in steps by [`NicSet::grow`], so that boot does not wait for megabytes
@@ -225,8 +226,10 @@ impl<D: NetDevice> NicSet<D> {
     }
 
     /// Sends the received frame in `buffer` (frame bytes `frame_len` long,
-    /// rewritten in place) out of NIC `out`, without copying. On failure
-    /// the buffer has gone home and the reason is returned.
+    /// rewritten in place) out of NIC `out`, without copying. A partial
+    /// checksum toward a NIC that did not negotiate checksum offload is
+    /// completed here, in software. On failure the buffer has gone home and
+    /// the reason is returned.
     pub fn forward(&mut self, out: usize, mut buffer: D::Buffer, frame_len: usize) -> Result<(), DropReason> {
         let Some(nic) = self.nics.get_mut(out) else {
             self.recycle(buffer);
@@ -238,7 +241,14 @@ impl<D: NetDevice> NicSet<D> {
             return Err(DropReason::TransmitTooLarge);
         };
         header.prepare_forward();
-        if !virtio_net::can_transmit(nic.device.features(), header.flags(), header.gso_type()) {
+        let features = nic.device.features();
+        let software_csum = header.needs_csum() && !virtio_net::can_transmit(features, header.flags(), GSO_NONE);
+        let sendable = if software_csum {
+            header.gso_type() == GSO_NONE && complete_in_software(buffer.bytes_mut(), header_len, frame_len)
+        } else {
+            virtio_net::can_transmit(features, header.flags(), header.gso_type())
+        };
+        if !sendable {
             self.recycle(buffer);
             return Err(DropReason::OffloadMissing);
         }
@@ -331,6 +341,22 @@ impl<D: NetDevice> NicSet<D> {
             }
         }
     }
+}
+
+/// Completes the partial checksum of the frame after the `header_len`-byte
+/// virtio header in `buffer` and marks the header as asking for nothing;
+/// false if the header's offsets fall outside the frame.
+fn complete_in_software(buffer: &mut [u8], header_len: usize, frame_len: usize) -> bool {
+    let Some(header) = Header::new(buffer, header_len) else { return false };
+    let (start, offset) = header.csum();
+    let frame = header_len..header_len.saturating_add(frame_len);
+    let completed = buffer.get_mut(frame).is_some_and(|frame| complete_partial(frame, start, offset));
+    if completed {
+        if let Some(mut header) = Header::new(buffer, header_len) {
+            header.clear();
+        }
+    }
+    completed
 }
 
 /// Collects `nic`'s finished transmissions; pool buffers go straight back,

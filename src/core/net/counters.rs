@@ -70,7 +70,9 @@ pub enum DropReason {
     TransmitPoolEmpty,
     /// Larger than a transmit buffer, or no room for the virtio-net header.
     TransmitTooLarge,
-    /// Needs an offload (checksum, segmentation) the output NIC did not negotiate.
+    /// Needs TCP segmentation the output NIC did not negotiate (a partial
+    /// checksum is completed in software instead), or carries a partial
+    /// checksum whose offsets fall outside the frame.
     OffloadMissing,
     /// Received on an interface that is down (no address plan).
     InterfaceDown,
