@@ -16,7 +16,7 @@ use unifw_core::firewall::nics::{
 };
 use unifw_core::firewall::{Buffer, Firewall, Home, NetDevice, NicSet, Settings};
 use unifw_core::image::{IfAddr, Image};
-use unifw_core::net::DropReason;
+use unifw_core::net::{checksum, DropReason};
 use unifw_core::virtio_net::feature::{CSUM, GUEST_CSUM, GUEST_TSO4, HOST_TSO4, MAC, VERSION_1};
 use unifw_core::virtio_net::{HDR_NEEDS_CSUM, SMALL_BUFFER};
 
@@ -434,15 +434,14 @@ fn a_partial_checksum_is_completed_before_the_stack_sees_the_frame() {
 fn partial_udp() -> (Vec<u8>, [u8; HEADER]) {
     let mut frame = udp_frame(SENDER, RECEIVER, 1000, 53, 40);
     let udp_at = ETH_LEN + 20;
-    let udp_len = (frame.len() - udp_at) as u32;
-    let mut pseudo = 0u32;
-    for word in [SENDER >> 16, SENDER & 0xffff, RECEIVER >> 16, RECEIVER & 0xffff, 17, udp_len] {
-        pseudo += word;
-    }
-    while pseudo > 0xffff {
-        pseudo = (pseudo & 0xffff) + (pseudo >> 16);
-    }
-    frame[udp_at + 6..udp_at + 8].copy_from_slice(&(pseudo as u16).to_be_bytes());
+    let udp_len = (frame.len() - udp_at) as u16;
+    let mut sum = checksum::sum_words(0, &SENDER.to_be_bytes());
+    sum = checksum::sum_words(sum, &RECEIVER.to_be_bytes());
+    sum = checksum::sum_words(sum, &[0, 17]);
+    sum = checksum::sum_words(sum, &udp_len.to_be_bytes());
+    // The folded pseudo-header sum, not complemented.
+    let pseudo = !checksum::finish(sum);
+    frame[udp_at + 6..udp_at + 8].copy_from_slice(&pseudo.to_be_bytes());
     let mut header = [0u8; HEADER];
     header[0] = HDR_NEEDS_CSUM;
     header[6..8].copy_from_slice(&(udp_at as u16).to_le_bytes());
@@ -478,4 +477,18 @@ fn a_partial_checksum_is_completed_in_a_frame_that_waits_for_arp() {
     let (sent_header, forwarded) = dev(fw.nics_mut(), 1).sent.pop().expect("forwarded");
     assert_eq!(sent_header[0], HDR_NEEDS_CSUM);
     assert!(!udp_checksum_ok(&forwarded));
+}
+
+#[test]
+fn idle_sleep_lasts_until_housekeeping_or_the_stacks_next_deadline() {
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    fw.poll_once(1_000);
+    // Static addresses only: nothing due before the idle housekeeping, 1 s on.
+    assert_eq!(fw.sleep_budget_us(2_000), 1_000_000);
+    // A DHCP client wants to send its discover now.
+    let mut plan = lab_plan(&image);
+    plan[1] = Some(IfAddr::Dhcp);
+    let mut fw = firewall(&image, &plan);
+    assert!(fw.sleep_budget_us(0) < 1_000_000);
 }

@@ -6,6 +6,7 @@ mod net_common;
 use net_common::*;
 use smoltcp::wire::{Icmpv4Packet, Ipv4Packet};
 use unifw_core::flow::{Action, Chain, PacketKey, RejectWith};
+use unifw_core::net::addr::Cidr;
 use unifw_core::net::{checksum, Dataplane, DataplaneConfig, Disposition, DropReason, StaticRoute, VecSink};
 
 fn forward_one(dp: &mut Dataplane, frame: &mut [u8]) -> (Disposition, VecSink) {
@@ -260,4 +261,25 @@ fn interface_without_address_keeps_unicast_for_the_local_stack() {
     // The input chain still decides.
     let disposition = dp.handle_frame(1_000, 0, &mut frame, &drop_all, &mut sink);
     assert_eq!(disposition, Disposition::Drop(DropReason::RuleDrop));
+}
+
+#[test]
+fn a_lost_lease_leaves_the_interface_unaddressed_and_a_new_one_routes_again() {
+    let mut dp = lab(64);
+    let mut sink = VecSink::default();
+    dp.set_interface_address(0, None).unwrap();
+    assert_eq!(dp.interfaces()[0].addr, None);
+    // Unaddressed: unicast for its old subnet goes to the local stack (the
+    // DHCP client), and the subnet is no longer routed there.
+    let mut frame = udp_frame(SENDER, 0x0a01_0032, 67, 68, 30);
+    assert_eq!(dp.handle_frame(1_000, 0, &mut frame, &accept_all, &mut sink), Disposition::Local);
+    let mut towards = udp_frame(RECEIVER, SENDER, 5000, 6000, 30);
+    assert_eq!(dp.handle_frame(1_000, 1, &mut towards, &accept_all, &mut sink), Disposition::Drop(DropReason::NoRoute));
+    dp.set_interface_address(0, Cidr::new(FW0, 24)).unwrap();
+    let mut again = udp_frame(RECEIVER, SENDER, 5000, 6000, 30);
+    assert_eq!(dp.handle_frame(2_000, 1, &mut again, &accept_all, &mut sink), Disposition::Queued);
+    assert_eq!(
+        dp.set_interface_address(0, Some(Cidr { addr: FW0, prefix_len: 33 })),
+        Err(unifw_core::net::ConfigError::PrefixTooLong(0))
+    );
 }

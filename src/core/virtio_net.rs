@@ -150,22 +150,28 @@ impl<'a> Header<'a> {
     }
 }
 
-/// Completes the partial checksum of a received frame when its header asks
-/// for it (the host offloaded it: `NEEDS_CSUM`). A frame for the firewall's
-/// own stack must be complete, since smoltcp verifies checksums.
-/// `buffer` holds the header then the frame at `frame`.
-pub fn complete_checksum(buffer: &mut [u8], header_len: usize, frame: core::ops::Range<usize>) {
-    let Some(header) = Header::new(buffer, header_len) else { return };
-    if !header.needs_csum() {
-        return;
+/// Completes the partial checksum of a frame when its header asks for it
+/// (the sender offloaded it: `NEEDS_CSUM`), and clears the header's flags
+/// so that it asks for nothing more. A frame for the firewall's own stack
+/// must be complete (smoltcp verifies checksums), and so must one leaving
+/// by a NIC without checksum offload. `buffer` holds the `header_len`-byte
+/// header, then the frame at `frame`. False if the checksum's offsets fall
+/// outside the frame (nothing is changed then).
+pub fn complete_checksum(buffer: &mut [u8], header_len: usize, frame: core::ops::Range<usize>) -> bool {
+    let Some(PartialChecksum { start, offset }) = Header::new(buffer, header_len).and_then(|h| h.partial_checksum())
+    else {
+        return true;
+    };
+    if !buffer.get_mut(frame).is_some_and(|frame| complete_partial(frame, start, offset)) {
+        return false;
     }
-    let (start, offset) = header.csum();
-    if let Some(frame) = buffer.get_mut(frame) {
-        crate::net::checksum::complete_partial(frame, start, offset);
+    if let Some(mut header) = Header::new(buffer, header_len) {
+        header.clear();
     }
+    true
 }
 
-use crate::net::checksum::PartialChecksum;
+use crate::net::checksum::{complete_partial, PartialChecksum};
 
 /// The features to accept: the basics plus the wanted offloads the device
 /// offers, dropping any whose prerequisite is missing (virtio 5.1.3.1).
@@ -263,13 +269,17 @@ mod tests {
         let mut buffer = [0u8; 12 + 46];
         buffer[12..].copy_from_slice(&frame);
         let untouched = buffer;
-        complete_checksum(&mut buffer, 12, 12..58);
+        assert!(complete_checksum(&mut buffer, 12, 12..58));
         assert_eq!(buffer, untouched, "no NEEDS_CSUM: nothing changes");
         buffer[0] = HDR_NEEDS_CSUM;
         buffer[6..8].copy_from_slice(&34u16.to_le_bytes());
         buffer[8..10].copy_from_slice(&6u16.to_le_bytes());
-        complete_checksum(&mut buffer, 12, 12..58);
+        assert!(complete_checksum(&mut buffer, 12, 12..58));
         assert_ne!(buffer[12 + 40..12 + 42], [0, 0], "the UDP checksum is filled in");
+        assert_eq!(buffer[0], 0, "and the header asks for nothing more");
+        buffer[0] = HDR_NEEDS_CSUM;
+        buffer[8..10].copy_from_slice(&60u16.to_le_bytes());
+        assert!(!complete_checksum(&mut buffer, 12, 12..58), "offsets outside the frame");
     }
 
     #[test]

@@ -222,6 +222,8 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                 self.dataplane.counters_mut().count_transmit(in_if, out_if, sent);
             }
             Disposition::Local => {
+                // smoltcp verifies checksums; offsets outside the frame
+                // leave it as it is, and smoltcp drops it.
                 virtio_net::complete_checksum(buffer.bytes_mut(), frame.start, frame.clone());
                 let mut port = StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms);
                 port.deliver(buffer, frame);

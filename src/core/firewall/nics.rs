@@ -14,9 +14,8 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::flow::IfIndex;
-use crate::net::checksum::complete_partial;
 use crate::net::{DropReason, FrameSink};
-use crate::virtio_net::{self, Header, GSO_NONE};
+use crate::virtio_net::{self, feature, Header, GSO_NONE};
 
 /// Receive buffers per NIC with 64 KiB buffers (posted at start, then grown
 /// in steps by [`NicSet::grow`], so that boot does not wait for megabytes
@@ -241,13 +240,14 @@ impl<D: NetDevice> NicSet<D> {
             return Err(DropReason::TransmitTooLarge);
         };
         header.prepare_forward();
-        let features = nic.device.features();
-        let software_csum = header.needs_csum() && !virtio_net::can_transmit(features, header.flags(), GSO_NONE);
-        let sendable = if software_csum {
-            header.gso_type() == GSO_NONE && complete_in_software(buffer.bytes_mut(), header_len, frame_len)
-        } else {
-            virtio_net::can_transmit(features, header.flags(), header.gso_type())
-        };
+        let (flags, gso_type, features) = (header.flags(), header.gso_type(), nic.device.features());
+        let frame = header_len..header_len.saturating_add(frame_len);
+        // What the NIC cannot offload: a checksum is completed here, a
+        // segmentation is refused.
+        let sendable = virtio_net::can_transmit(features, flags, gso_type)
+            || (features & feature::CSUM == 0
+                && gso_type == GSO_NONE
+                && virtio_net::complete_checksum(buffer.bytes_mut(), header_len, frame));
         if !sendable {
             self.recycle(buffer);
             return Err(DropReason::OffloadMissing);
@@ -341,22 +341,6 @@ impl<D: NetDevice> NicSet<D> {
             }
         }
     }
-}
-
-/// Completes the partial checksum of the frame after the `header_len`-byte
-/// virtio header in `buffer` and marks the header as asking for nothing;
-/// false if the header's offsets fall outside the frame.
-fn complete_in_software(buffer: &mut [u8], header_len: usize, frame_len: usize) -> bool {
-    let Some(header) = Header::new(buffer, header_len) else { return false };
-    let (start, offset) = header.csum();
-    let frame = header_len..header_len.saturating_add(frame_len);
-    let completed = buffer.get_mut(frame).is_some_and(|frame| complete_partial(frame, start, offset));
-    if completed {
-        if let Some(mut header) = Header::new(buffer, header_len) {
-            header.clear();
-        }
-    }
-    completed
 }
 
 /// Collects `nic`'s finished transmissions; pool buffers go straight back,
