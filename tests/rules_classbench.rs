@@ -8,11 +8,11 @@ use unifw_core::flow::Chain;
 use unifw_core::image::Image;
 
 fn check(name: &str, packets: usize) {
-    // The repository sits beside ../shared (see README.md); a missing data
-    // set is a failure, never a silent pass.
-    let path = format!("{}/../../../shared/classbench/{name}", env!("CARGO_MANIFEST_DIR"));
+    // The sets are in the repository (tests/classbench); a missing one is a
+    // failure, never a silent pass.
+    let path = format!("{}/../../tests/classbench/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{name}: cannot read {path}: {e} (the ClassBench sets are in ../shared/classbench)")
+        panic!("{name}: cannot read {path}: {e} (the ClassBench sets are in tests/classbench)")
     });
     let native = rules::classbench_to_native(&text).expect("converts");
     let compiled =

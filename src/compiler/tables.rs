@@ -416,7 +416,7 @@ mod pinned {
     }
 
     fn image_of_classbench(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../../shared/classbench/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/../../tests/classbench/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let native: String = classbench_to_native(&text).expect("converts");
         compile(name, native.as_bytes(), &mut |p| Err(p.into())).expect("compiles").image
