@@ -11,9 +11,8 @@ fn check(name: &str, packets: usize) {
     // The sets are in the repository (tests/classbench); a missing one is a
     // failure, never a silent pass.
     let path = format!("{}/../../tests/classbench/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{name}: cannot read {path}: {e} (the ClassBench sets are in tests/classbench)")
-    });
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{name}: cannot read {path}: {e} (the ClassBench sets are in tests/classbench)"));
     let native = rules::classbench_to_native(&text).expect("converts");
     let compiled =
         rules::compile(name, native.as_bytes(), &mut |p| Err(p.to_string())).unwrap_or_else(|d| panic!("{d}"));
