@@ -20,6 +20,7 @@ fn main() {
     println!("cargo:rerun-if-changed=boot/linker.ld");
     println!("cargo:rerun-if-changed=boot/entry.S");
     println!("cargo:rerun-if-env-changed=UNIFW_RULES");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         println!("cargo:rustc-link-arg-bin=unifw=-T{}", manifest.join("boot/linker.ld").display());
         println!("cargo:rustc-link-arg-bin=unifw=--no-pie");
@@ -54,10 +55,15 @@ fn compile_rules(path: &Path, out: &Path) {
     if let Err(e) = fs::write(out, &compiled.image) {
         fail(&format!("cannot write {}: {e}", out.display()));
     }
+    let compiled_at = env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    });
+    println!("cargo:rustc-env=UNIFW_RULES_COMPILED_AT={compiled_at}");
     eprintln!(
-        "unifw: {name}: {} rules, {} table bytes, compiled in {:.3} s",
+        "unifw: {name}: {} rules, {} table bytes, identity {:016x}, compiled in {:.3} s",
         compiled.rule_count,
         compiled.image.len(),
+        compiled.tables_hash(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -47,6 +47,14 @@ pub struct Compiled {
     pub ruleset: Ruleset,
 }
 
+impl Compiled {
+    /// The ruleset's identity: the tables hash stored in the image header
+    /// (`unifw_core::image::format::tables_hash`).
+    pub fn tables_hash(&self) -> u64 {
+        unifw_core::image::format::tables_hash(&self.image)
+    }
+}
+
 /// Parses a rules file (native or iptables-save, detected from its text);
 /// `load` reads an included file by its path, already resolved relative to
 /// the directory of the including file's name.

@@ -63,10 +63,12 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     }
     let image = config::image();
     log::info!(
-        "rules: {} input + {} forward rules, {} KiB of tables",
+        "rules: {} input + {} forward rules, {} KiB of tables, identity {:016x}, compiled at {} (unix time)",
         image.rule_count(unifw_core::flow::Chain::Input),
         image.rule_count(unifw_core::flow::Chain::Forward),
-        image.table_bytes() / 1024
+        image.table_bytes() / 1024,
+        image.tables_hash(),
+        config::RULES_COMPILED_AT
     );
     let plan = unifw_core::firewall::interface_plan(&image, &options);
     let offloads = if options.offload == Some(false) { 0 } else { unifw_core::virtio_net::feature::OFFLOADS };

@@ -83,6 +83,7 @@ fn check(path: &str) -> Result<(), String> {
         image.table_bytes(),
         image.table_bytes() as f64 / c.rule_count.max(1) as f64
     );
+    say!("identity:     {:016x} (tables hash; the kernel reports it at boot)", image.tables_hash());
     say!("compile time: {:.3} s, peak memory {:.0} MiB", secs, peak_rss_mib());
     say!("warnings:     {}", c.warnings.len());
     Ok(())

@@ -1,4 +1,4 @@
-//! The binary image layout (version 1), shared by the writer and the reader:
+//! The binary image layout (version 2), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -38,7 +38,7 @@ pub use entry::{EntryRecord, EntryView};
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
@@ -210,7 +210,10 @@ pub struct Section {
 /// | 20 | conntrack capacity (u32) |
 /// | 24 | input policy, forward policy ([`action_code`], u8 each), 2 bytes zero |
 /// | 28 | section count (u32) = [`SECTIONS`] |
-/// | 32 | per section: offset (u32), length (u32); zero to [`HEADER_LEN`] |
+/// | 32 | per section: offset (u32), length (u32) |
+/// | 112 | tables hash (u64): [`tables_hash`] of the whole image; zero to [`HEADER_LEN`] |
+///
+/// Version 2 added the tables hash (version 1 had zeros there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -223,10 +226,13 @@ pub struct Header {
     pub policies: [Action; 2],
     /// Where each section is.
     pub sections: [Section; SECTIONS],
+    /// The ruleset's identity: [`tables_hash`] of the image.
+    pub tables_hash: u64,
 }
 
 // The section table fits the header; a chain record's fields fit it (8 spare bytes).
-const _: () = assert!(Header::SECTION_TABLE + SECTIONS * 8 <= HEADER_LEN);
+const _: () = assert!(Header::SECTION_TABLE + SECTIONS * 8 <= Header::HASH);
+const _: () = assert!(Header::HASH + 8 <= HEADER_LEN);
 const _: () = assert!(ChainRecord::ENTRIES + 8 + 8 == ChainRecord::LEN);
 
 impl Header {
@@ -240,6 +246,8 @@ impl Header {
     const POLICIES: usize = 24;
     const SECTION_COUNT: usize = 28;
     const SECTION_TABLE: usize = 32;
+    /// Offset of the tables hash, which [`tables_hash`] reads as zero.
+    pub const HASH: usize = 112;
 
     /// The header's bytes.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
@@ -255,6 +263,7 @@ impl Header {
             put(&mut b, Self::SECTION_TABLE + i * 8, &s.offset.to_le_bytes());
             put(&mut b, Self::SECTION_TABLE + i * 8 + 4, &s.len.to_le_bytes());
         }
+        put(&mut b, Self::HASH, &self.tables_hash.to_le_bytes());
         b
     }
 
@@ -283,8 +292,24 @@ impl Header {
             conntrack_max: get_u32(b, Self::CONNTRACK),
             policies: [action_of(b[Self::POLICIES]), action_of(b[Self::POLICIES + 1])],
             sections,
+            tables_hash: u64::from(get_u32(b, Self::HASH)) | u64::from(get_u32(b, Self::HASH + 4)) << 32,
         })
     }
+}
+
+/// The identity of a compiled ruleset: FNV-1a (64 bits) of every byte of
+/// the image, with the header's hash field read as zeros. The compiler
+/// stores it in the header, `scripts/rules check` and `build-images` print
+/// it, and the kernel reports it at boot (and in `/metrics`) without
+/// hashing its tables again: the same rules give the same hash.
+pub fn tables_hash(image: &[u8]) -> u64 {
+    const BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let step = |h: u64, b: &u8| (h ^ u64::from(*b)).wrapping_mul(PRIME);
+    let head = image.get(..Header::HASH).unwrap_or(image);
+    let tail = image.get(Header::HASH + 8..).unwrap_or(&[]);
+    let zeros = if image.len() >= Header::HASH + 8 { &[0u8; 8][..] } else { &[] };
+    tail.iter().fold(zeros.iter().fold(head.iter().fold(BASIS, step), step), step)
 }
 
 /// The interface record: index u8, kind u8 (0 static, 1 dhcp, 2 none),
@@ -585,6 +610,22 @@ mod tests {
     }
 
     #[test]
+    fn tables_hash_ignores_its_own_field_and_sees_every_other_byte() {
+        let mut image = alloc::vec![7u8; 300];
+        let hash = tables_hash(&image);
+        image[Header::HASH..Header::HASH + 8].copy_from_slice(&hash.to_le_bytes());
+        assert_eq!(tables_hash(&image), hash, "the stored hash is not part of the identity");
+        for at in [0, Header::HASH - 1, Header::HASH + 8, 299] {
+            let mut changed = image.clone();
+            changed[at] ^= 1;
+            assert_ne!(tables_hash(&changed), hash, "byte {at}");
+        }
+        assert_ne!(tables_hash(&image[..299]), hash);
+        // FNV-1a's published test value: the empty input hashes to the basis.
+        assert_eq!(tables_hash(&[]), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
     fn headers_round_trip() {
         let mut sections = [Section::default(); SECTIONS];
         for (i, s) in sections.iter_mut().enumerate() {
@@ -596,13 +637,14 @@ mod tests {
             conntrack_max: 65536,
             policies: [Action::Drop, Action::Reject(RejectWith::TcpReset)],
             sections,
+            tables_hash: 0x0123_4567_89ab_cdef,
         };
         let b = h.encode();
         assert_eq!(Header::decode(&b), Ok(h));
-        assert_eq!((&b[..8], b[24], b[25], b[28]), (&MAGIC[..], 1, 7, SECTIONS as u8));
+        assert_eq!((&b[..8], b[24], b[25], b[28], b[112], b[119]), (&MAGIC[..], 1, 7, SECTIONS as u8, 0xef, 0x01));
         let mut wrong = b;
-        wrong[8] = 2;
-        assert_eq!(Header::decode(&wrong), Err(FormatError::BadVersion(2)));
+        wrong[8] = 1;
+        assert_eq!(Header::decode(&wrong), Err(FormatError::BadVersion(1)));
         wrong = b;
         wrong[0] = b'X';
         assert_eq!(Header::decode(&wrong), Err(FormatError::BadMagic));

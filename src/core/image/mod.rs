@@ -93,6 +93,7 @@ pub struct Image<'a> {
     conntrack_max: u32,
     policies: [Action; 2],
     chains: [ChainInfo; 2],
+    tables_hash: u64,
 }
 
 /// "No matching rule yet" in the lookup.
@@ -126,12 +127,25 @@ impl<'a> Image<'a> {
             return Err(FormatError::BadChain);
         }
         let chains = [chain_info(&sections, 0)?, chain_info(&sections, 1)?];
-        Ok(Image { sections, rule_count, conntrack_max: header.conntrack_max, policies: header.policies, chains })
+        Ok(Image {
+            sections,
+            rule_count,
+            conntrack_max: header.conntrack_max,
+            policies: header.policies,
+            chains,
+            tables_hash: header.tables_hash,
+        })
     }
 
     /// The interfaces the rules file configures.
     pub fn interfaces(&self) -> impl Iterator<Item = InterfaceSpec> + '_ {
         self.sections[sec::IFACES].chunks_exact(InterfaceSpec::LEN).filter_map(InterfaceSpec::decode)
+    }
+
+    /// The ruleset's identity as the compiler stored it ([`format::tables_hash`]
+    /// of the image; not recomputed here, so reading it costs nothing at boot).
+    pub fn tables_hash(&self) -> u64 {
+        self.tables_hash
     }
 
     /// The static routes.
@@ -410,6 +424,7 @@ mod tests {
             conntrack_max: 1,
             policies: [Action::Accept; 2],
             sections: [format::Section { offset: HEADER_LEN as u32, len: 0 }; SECTIONS],
+            tables_hash: 0,
         };
         let mut b = alloc::vec![0u8; 200];
         b[..HEADER_LEN].copy_from_slice(&header.encode());
