@@ -1,10 +1,13 @@
 //! PCI: configuration access through ports 0xCF8/0xCFC, enumeration of
-//! bus 0, BAR assignment where the firmware left BARs unassigned (qboot
-//! assigns none), and MSI-X setup.
+//! bus 0 and of the buses behind the bridges the firmware numbered, BAR
+//! assignment where the firmware left BARs unassigned (qboot assigns none),
+//! mappings for BARs the firmware put above 4 GiB, and MSI-X setup.
 
+use crate::kernel::arch::paging;
 use crate::kernel::arch::port::{inl, outl};
+use alloc::vec::Vec;
 use virtio_drivers::transport::pci::bus::{
-    BarInfo, Command, ConfigurationAccess, DeviceFunction, MemoryBarType, PciRoot,
+    BarInfo, Command, ConfigurationAccess, DeviceFunction, DeviceFunctionInfo, HeaderType, MemoryBarType, PciRoot,
 };
 
 /// Capability ID of MSI-X.
@@ -46,6 +49,37 @@ impl ConfigurationAccess for PortCam {
     }
 }
 
+/// Bridge configuration: primary, secondary and subordinate bus numbers.
+const BRIDGE_BUSES: u8 = 0x18;
+
+/// Every function of bus 0 and, depth first, of the buses behind its
+/// PCI-PCI bridges (each listed after its bridge), as the firmware numbered
+/// them: on q35 under libvirt every device sits behind its own PCI Express
+/// root port, in the order of the domain's interfaces. A bridge the
+/// firmware left unnumbered (qboot numbers none) hides nothing we can use.
+pub fn functions(root: &PciRoot<PortCam>) -> Vec<(DeviceFunction, DeviceFunctionInfo)> {
+    let mut found = Vec::new();
+    walk(root, 0, &mut found);
+    found
+}
+
+/// Appends bus `bus`'s functions and those behind its bridges. Secondary
+/// buses are only followed upward (`secondary > bus`), so the recursion
+/// ends within 255 levels even with bad bridge registers.
+fn walk(root: &PciRoot<PortCam>, bus: u8, found: &mut Vec<(DeviceFunction, DeviceFunctionInfo)>) {
+    let on_bus: Vec<(DeviceFunction, DeviceFunctionInfo)> = root.enumerate_bus(bus).collect();
+    for (df, info) in on_bus {
+        let bridge = info.header_type == HeaderType::PciPciBridge;
+        found.push((df, info));
+        if bridge {
+            let secondary = (PortCam.read_word(df, BRIDGE_BUSES) >> 8) as u8;
+            if secondary > bus {
+                walk(root, secondary, found);
+            }
+        }
+    }
+}
+
 /// Hands out addresses for unassigned BARs.
 pub struct BarAllocator {
     next_memory: u64,
@@ -54,12 +88,16 @@ pub struct BarAllocator {
 
 impl BarAllocator {
     /// An allocator that places new BARs above every BAR the firmware
-    /// already assigned on bus 0 (SeaBIOS assigns them; qboot does not).
-    pub fn new(root: &mut PciRoot<PortCam>) -> Self {
+    /// already assigned (SeaBIOS and OVMF assign them; qboot does not) on
+    /// the devices of `functions` (bridges, whose BAR registers overlap
+    /// their bus numbers, are left alone).
+    pub fn new(root: &mut PciRoot<PortCam>, functions: &[(DeviceFunction, DeviceFunctionInfo)]) -> Self {
         let mut allocator = BarAllocator { next_memory: MEMORY_WINDOW.0, next_io: IO_WINDOW.0 };
-        let functions: alloc::vec::Vec<DeviceFunction> = root.enumerate_bus(0).map(|(df, _)| df).collect();
-        for df in functions {
-            let Ok(bars) = root.bars(df) else { continue };
+        for (df, info) in functions {
+            if info.header_type != HeaderType::Standard {
+                continue;
+            }
+            let Ok(bars) = root.bars(*df) else { continue };
             for bar in bars.iter().flatten() {
                 match *bar {
                     BarInfo::Memory { address, size, .. } if address != 0 && address + size <= MAPPED_LIMIT => {
@@ -75,30 +113,38 @@ impl BarAllocator {
         allocator
     }
 
-    /// Assigns every unassigned BAR of `df` and enables I/O, memory decoding
-    /// and bus mastering. Returns false if a window ran out.
-    pub fn assign(&mut self, root: &mut PciRoot<PortCam>, df: DeviceFunction) -> bool {
-        let Ok(bars) = root.bars(df) else {
-            return false;
-        };
+    /// Makes every BAR of `df` reachable: assigns the unassigned ones (on
+    /// bus 0 only: behind a bridge an address must also lie in the bridge's
+    /// window, which only the firmware sets up), maps those the firmware
+    /// put above 4 GiB where they are, and enables I/O, memory decoding and
+    /// bus mastering. Returns why not.
+    pub fn assign(&mut self, root: &mut PciRoot<PortCam>, df: DeviceFunction) -> Result<(), &'static str> {
+        let bars = root.bars(df).map_err(|_| "unreadable BARs")?;
         for (index, bar) in bars.iter().enumerate() {
-            let ok = match bar {
-                // Unassigned, or above the 4 GiB the page tables map (SeaBIOS
-                // puts 64-bit BARs there): give it an address we can reach.
-                Some(BarInfo::Memory { address, size, address_type, .. })
-                    if *size > 0 && (*address == 0 || address + size > MAPPED_LIMIT) =>
-                {
-                    self.assign_memory(root, df, index as u8, *size, *address_type)
+            match bar {
+                Some(BarInfo::Memory { address: 0, size, address_type, .. }) if *size > 0 => {
+                    if df.bus != 0 {
+                        return Err("unassigned BAR behind a bridge (firmware did not configure it)");
+                    }
+                    self.assign_memory(root, df, index as u8, *size, *address_type)?;
                 }
-                Some(BarInfo::IO { address: 0, size }) if *size > 0 => self.assign_io(root, df, index as u8, *size),
-                _ => true,
-            };
-            if !ok {
-                return false;
+                Some(BarInfo::Memory { address, size, .. }) if *size > 0 && address + size > MAPPED_LIMIT => {
+                    if !paging::map_mmio(*address, *size) {
+                        return Err("cannot map a BAR above 4 GiB");
+                    }
+                    log::debug!("pci {df}: BAR{index} memory {address:#x} size {size:#x} mapped");
+                }
+                Some(BarInfo::IO { address: 0, size }) if *size > 0 => {
+                    if df.bus != 0 {
+                        return Err("unassigned I/O BAR behind a bridge (firmware did not configure it)");
+                    }
+                    self.assign_io(root, df, index as u8, *size)?;
+                }
+                _ => {}
             }
         }
         root.set_command(df, Command::IO_SPACE | Command::MEMORY_SPACE | Command::BUS_MASTER);
-        true
+        Ok(())
     }
 
     fn assign_memory(
@@ -108,10 +154,10 @@ impl BarAllocator {
         index: u8,
         size: u64,
         kind: MemoryBarType,
-    ) -> bool {
+    ) -> Result<(), &'static str> {
         let base = (self.next_memory + size - 1) & !(size - 1);
         if base + size > MEMORY_WINDOW.1 {
-            return false;
+            return Err("no room left in the memory window for its BARs");
         }
         self.next_memory = base + size;
         match kind {
@@ -119,18 +165,24 @@ impl BarAllocator {
             _ => root.set_bar_32(df, index, base as u32),
         }
         log::debug!("pci {df}: BAR{index} memory {base:#x} size {size:#x}");
-        true
+        Ok(())
     }
 
-    fn assign_io(&mut self, root: &mut PciRoot<PortCam>, df: DeviceFunction, index: u8, size: u32) -> bool {
+    fn assign_io(
+        &mut self,
+        root: &mut PciRoot<PortCam>,
+        df: DeviceFunction,
+        index: u8,
+        size: u32,
+    ) -> Result<(), &'static str> {
         let base = (self.next_io + size - 1) & !(size - 1);
         if base + size > IO_WINDOW.1 {
-            return false;
+            return Err("no room left in the I/O window for its BARs");
         }
         self.next_io = base + size;
         root.set_bar_32(df, index, base | 1);
         log::debug!("pci {df}: BAR{index} io {base:#x} size {size:#x}");
-        true
+        Ok(())
     }
 }
 
@@ -170,7 +222,8 @@ pub fn enable_msix(root: &mut PciRoot<PortCam>, df: DeviceFunction, entry: u16, 
     };
     let entry_addr = (bar + u64::from(table & !7) + 16 * u64::from(entry)) as usize;
     // SAFETY: the MSI-X table lies in one of the device's memory BARs, which
-    // are assigned inside the identity-mapped PCI hole; each entry is 16
+    // `BarAllocator::assign` made reachable (inside the identity-mapped PCI
+    // hole, or mapped where the firmware put it); each entry is 16
     // bytes: address low, address high, data, vector control.
     unsafe {
         let p = entry_addr as *mut u32;

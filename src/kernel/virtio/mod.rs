@@ -54,18 +54,20 @@ pub fn discover(mmio_devices: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
 
 fn discover_pci(offloads: u64) -> Vec<FoundNic> {
     let mut root = PciRoot::new(PortCam);
-    let mut bars = BarAllocator::new(&mut root);
+    let functions = pci::functions(&root);
+    let mut bars = BarAllocator::new(&mut root, &functions);
     // Bus 0 in slot order is QEMU's command-line order for devices without
-    // an explicit `addr=`.
-    let found: Vec<DeviceFunction> = root
-        .enumerate_bus(0)
+    // an explicit `addr=`; a device behind a bridge comes at its bridge's
+    // place (libvirt's q35 root ports follow the domain's interface order).
+    let found: Vec<DeviceFunction> = functions
+        .iter()
         .filter(|(_, info)| virtio_device_type(info) == Some(DeviceType::Network))
-        .map(|(df, _)| df)
+        .map(|(df, _)| *df)
         .collect();
     let mut nics = Vec::new();
     for df in found {
-        if !bars.assign(&mut root, df) {
-            log::error!("pci {df}: no room to assign BARs; NIC skipped");
+        if let Err(e) = bars.assign(&mut root, df) {
+            log::error!("pci {df}: {e}; NIC skipped");
             continue;
         }
         match init_pci(&mut root, df, offloads) {

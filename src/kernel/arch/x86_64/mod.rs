@@ -1,5 +1,5 @@
 //! x86_64 support: the boot trampoline, descriptor tables, interrupts,
-//! interrupt controllers, the clock and port I/O.
+//! interrupt controllers, the clock, port I/O and late MMIO mappings.
 
 pub mod apic;
 pub mod clock;
@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod gdt;
 pub mod idt;
 pub mod mtrr;
+pub mod paging;
 pub mod port;
 
 // The 32-bit PVH/Multiboot2 entry, page tables and the switch to long mode.
