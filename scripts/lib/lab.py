@@ -30,7 +30,7 @@ Also here, once each: the Debian packages the lab needs (`PACKAGES`,
 scripts/run, scripts/test (lab_tests.py), scripts/launch-time and
 scripts/bench-forward. As a command, for .ci/run:
 
-    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench (default all)
+    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench, images (default all)
 """
 
 import argparse
@@ -52,6 +52,9 @@ sys.stdout.reconfigure(line_buffering=True)
 ROOT = Path(__file__).resolve().parents[2]
 LAB = os.environ.get("UNIFW_LAB", "unifw")
 QBOOT = "/usr/share/qemu/qboot.rom"
+# UEFI firmware (Debian's ovmf): code, and the variable store each VM copies.
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 MACHINES = ("microvm", "q35", "pc", "pc-legacy")
 # The lab's addresses (CONVENTIONS.md): the firewall's, and the hosts' on
 # each side, eth0 side first.
@@ -75,13 +78,18 @@ PACKAGES = {
     "iperf3": ("iperf3",),
     "dnsmasq": ("dnsmasq-base",),
     "iptables-restore": ("iptables",),
+    "/usr/lib/grub/x86_64-efi": ("grub-efi-amd64-bin",),
+    "qemu-img": ("qemu-utils",),
+    OVMF_CODE: ("ovmf",),
 }
 _RUN = ("qemu-system-x86_64", QBOOT, "ip", "ping", "python3")
+# scripts/build-images: GRUB for BIOS and UEFI, its image tools, qemu-img.
+_IMAGES = ("grub-mkrescue", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi", "xorriso", "mformat", "qemu-img")
 GROUPS = {
     "run": _RUN,
-    "test": _RUN + ("grub-mkrescue", "/usr/lib/grub/i386-pc", "xorriso", "mformat", "iperf3", "dnsmasq",
-                    "iptables-restore"),
+    "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore"),
     "bench": _RUN + ("iperf3", "iptables-restore"),
+    "images": _IMAGES,
 }
 
 

@@ -1,4 +1,4 @@
-//! Host tool behind `scripts/rules`: check, explain, classify, gen, classbench, bench.
+//! Host tool behind `scripts/rules`: check, identify, explain, classify, gen, classbench, bench.
 
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::process::ExitCode;
@@ -16,6 +16,7 @@ use unifw_core::flow::{proto, Action, Chain, CtState, PacketKey, Verdict, NO_IF}
 use unifw_core::image::Image;
 
 const USAGE: &str = "usage: unifw-rules check FILE
+       unifw-rules identify KERNEL_OR_RAW_DISK
        unifw-rules explain FILE 'PROTO SRC[:PORT] -> DST[:PORT]' [in ethN] [out ethN] [state S] [chain input|forward]
        unifw-rules classify FILE < lines 'PROTO SRC_IP SRC_PORT DST_IP DST_PORT'
        unifw-rules gen N [--seed S] [--format unifw|iptables]
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("check") if args.len() == 2 => check(&args[1]),
+        Some("identify") if args.len() == 2 => identify(&args[1]),
         Some("explain") if args.len() >= 3 => explain(&args[1], &args[2], &args[3..]),
         Some("classify") if args.len() == 2 => classify(&args[1]),
         Some("gen") if args.len() >= 2 => gen(&args[1..]),
@@ -40,6 +42,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads and compiles FILE, resolving includes against the file system.
+/// Finds the rules image a kernel ELF (or a raw disk holding one) embeds,
+/// checks that its stored identity is the hash of its bytes, and prints
+/// what the kernel will report at boot. Reads the file as it is: nothing is
+/// compiled, so it answers "which ruleset is in this image?".
+fn identify(path: &str) -> Result<(), String> {
+    use unifw_core::image::format::{tables_hash, MAGIC};
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(offset) = bytes.get(at..).and_then(|rest| rest.windows(MAGIC.len()).position(|w| w == MAGIC)) {
+        let start = at + offset;
+        at = start + 1;
+        let Some(candidate) = bytes.get(start..) else { break };
+        let Ok(image) = Image::from_bytes(candidate) else { continue };
+        let Some(exact) = candidate.get(..image.total_len()) else { continue };
+        let verified = tables_hash(exact) == image.tables_hash();
+        found.push((start, image, verified));
+    }
+    let [(offset, image, verified)] = found.as_slice() else {
+        return Err(match found.len() {
+            0 => format!("{path}: no rules image inside (not a unifw kernel?)"),
+            n => format!("{path}: {n} rules images inside; expected one"),
+        });
+    };
+    if !verified {
+        return Err(format!("{path}: the rules image at byte {offset} does not match its identity (corrupted?)"));
+    }
+    say!("{path}: rules image at byte {offset}, {} bytes", image.total_len());
+    say!(
+        "rules:        {} ({} input, {} forward)",
+        image.total_rules(),
+        image.rule_count(Chain::Input),
+        image.rule_count(Chain::Forward)
+    );
+    say!("identity:     {:016x} (verified)", image.tables_hash());
+    Ok(())
 }
 
 /// Reads and compiles FILE, resolving includes against the file system.

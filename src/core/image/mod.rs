@@ -94,6 +94,7 @@ pub struct Image<'a> {
     policies: [Action; 2],
     chains: [ChainInfo; 2],
     tables_hash: u64,
+    total_len: usize,
 }
 
 /// "No matching rule yet" in the lookup.
@@ -134,6 +135,7 @@ impl<'a> Image<'a> {
             policies: header.policies,
             chains,
             tables_hash: header.tables_hash,
+            total_len: total,
         })
     }
 
@@ -146,6 +148,12 @@ impl<'a> Image<'a> {
     /// of the image; not recomputed here, so reading it costs nothing at boot).
     pub fn tables_hash(&self) -> u64 {
         self.tables_hash
+    }
+
+    /// Bytes in the whole image (the header's length; the slice it was
+    /// read from may be longer).
+    pub fn total_len(&self) -> usize {
+        self.total_len
     }
 
     /// The static routes.
