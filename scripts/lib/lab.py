@@ -212,38 +212,70 @@ def mac(index):
     return f"52:54:00:00:01:0{index}"
 
 
-def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial="null"):
+def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial="null", disk=None, firmware="bios",
+                 macs=None, root_ports=False, vars_file=None):
     """The QEMU command line that boots unifw with one virtio-net NIC per tap
     in TAPS (eth0 first). MACHINE: microvm (virtio-mmio), q35 or pc
     (virtio-pci; the PVH entry through qboot), pc-legacy (pc with legacy-only
     virtio-pci). KERNEL defaults to `kernel_image()`; ISO boots a GRUB CD-ROM
-    (Multiboot2) through SeaBIOS instead, and then APPEND comes from its
-    grub.cfg. SERIAL is QEMU's chardev for the console ("file:PATH",
-    "mon:stdio", "null"). Memory from UNIFW_MEM (default 128M)."""
+    (Multiboot2) through SeaBIOS instead, and DISK a disk image from
+    scripts/build-images (qcow2 or raw, by its suffix) on virtio-blk, as
+    Nova boots an instance, through FIRMWARE: bios (SeaBIOS) or uefi (OVMF,
+    with its variable store copied to VARS_FILE); with ISO or DISK the
+    command line comes from GRUB's configuration. MACS (default `mac(i)`)
+    gives each NIC's address. ROOT_PORTS (q35) puts the disk and every NIC
+    behind its own PCI Express root port, as libvirt does. SERIAL is QEMU's
+    chardev for the console ("file:PATH", "mon:stdio", "null"). Memory from
+    UNIFW_MEM (default 128M)."""
     if machine not in MACHINES:
         raise LabError(f"unknown machine {machine} ({', '.join(MACHINES)})")
+    if firmware not in ("bios", "uefi") or (firmware == "uefi" and (disk is None or vars_file is None)):
+        raise LabError(f"firmware {firmware}: bios, or uefi with a disk and a variable store")
     command = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                "-m", os.environ.get("UNIFW_MEM", "128M")]
     command += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] if accel == "kvm" else ["-accel", "tcg"]
+    firmware_boots = iso is not None or disk is not None
     if machine == "microvm":
-        if iso is not None:
-            raise LabError("microvm has no firmware to boot an ISO")
+        if firmware_boots:
+            raise LabError("microvm has no firmware to boot an ISO or a disk")
         command += ["-M", "microvm"]
         device = "virtio-net-device"
     else:
         command += ["-M", "pc" if machine == "pc-legacy" else machine]
-        if iso is None:
+        if not firmware_boots:
             command += ["-bios", QBOOT]
         device = "virtio-net-pci,disable-modern=on" if machine == "pc-legacy" else "virtio-net-pci"
+    if root_ports and machine != "q35":
+        raise LabError("root ports are a q35 (PCI Express) topology")
+    ports = iter(range(1, 32))
+
+    def bus():
+        """`,bus=pci.N` of the next root port (made here), or nothing."""
+        if not root_ports:
+            return ""
+        n = next(ports)
+        command.extend(["-device", f"pcie-root-port,port={0x10 + n - 1:#x},chassis={n},id=pci.{n},bus=pcie.0,"
+                                   f"addr={0x2 + (n - 1) // 8:#x}.{(n - 1) % 8:#x}"
+                                   + (",multifunction=on" if (n - 1) % 8 == 0 else "")])
+        return f",bus=pci.{n},addr=0x0"
+    if firmware == "uefi":
+        shutil.copy(OVMF_VARS, vars_file)
+        command += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                    "-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
     if iso is not None:
         command += ["-cdrom", str(iso), "-boot", "d"]
+    elif disk is not None:
+        kind = "qcow2" if str(disk).endswith(".qcow2") else "raw"
+        command += ["-drive", f"file={disk},format={kind},if=none,id=disk0,snapshot=on",
+                    "-device", f"virtio-blk-pci,drive=disk0,bootindex=1{bus()}"]
     else:
         command += ["-kernel", str(kernel or kernel_image())]
         if append:
             command += ["-append", append]
     for index, tap in enumerate(taps):
+        address = macs[index] if macs else mac(index)
         command += ["-netdev", f"tap,id=n{index},ifname={tap},script=no,downscript=no",
-                    "-device", f"{device},netdev=n{index},mac={mac(index)}"]
+                    "-device", f"{device},netdev=n{index},mac={address}{bus()}"]
     return command + ["-serial", serial]
 
 
