@@ -20,9 +20,13 @@ const CLASSES: usize = usize::BITS as usize;
 const LARGE: usize = 512 << 10;
 const PAGE: usize = 4096;
 
+/// RAM regions the heap carves from (UEFI firmware leaves RAM in pieces).
+pub const MAX_HEAP_REGIONS: usize = 16;
+
 struct Heap {
-    next: usize,
-    end: usize,
+    /// Per region: the next byte never carved, and the region's end.
+    regions: [(usize, usize); MAX_HEAP_REGIONS],
+    region_count: usize,
     free: [usize; CLASSES],
     /// Freed large blocks: each holds (next block, its size) at its start.
     large_free: usize,
@@ -33,24 +37,37 @@ struct Heap {
 pub struct KernelHeap(Mutex<Heap>);
 
 #[global_allocator]
-static HEAP: KernelHeap =
-    KernelHeap(Mutex::new(Heap { next: 0, end: 0, free: [0; CLASSES], large_free: 0, in_use: 0 }));
+static HEAP: KernelHeap = KernelHeap(Mutex::new(Heap {
+    regions: [(0, 0); MAX_HEAP_REGIONS],
+    region_count: 0,
+    free: [0; CLASSES],
+    large_free: 0,
+    in_use: 0,
+}));
 
-/// Hands the region `[start, end)` to the heap.
+/// Hands the region `[start, end)` to the heap (up to
+/// [`MAX_HEAP_REGIONS`]; returns false when it is full). New blocks come
+/// from the first region they fit in.
 ///
 /// # Safety
 /// The region must be RAM that is mapped, unused by anything else, and stays
 /// so for the rest of the kernel's life.
-pub unsafe fn init(start: usize, end: usize) {
+pub unsafe fn add_region(start: usize, end: usize) -> bool {
     let mut heap = HEAP.0.lock();
-    heap.next = start;
-    heap.end = end;
+    let count = heap.region_count;
+    if count == MAX_HEAP_REGIONS {
+        return false;
+    }
+    heap.regions[count] = (start, end);
+    heap.region_count = count + 1;
+    true
 }
 
 /// Heap statistics: (bytes in use, bytes never yet carved).
 pub fn stats() -> (usize, usize) {
     let heap = HEAP.0.lock();
-    (heap.in_use, heap.end.saturating_sub(heap.next))
+    let never = heap.regions[..heap.region_count].iter().map(|(next, end)| end.saturating_sub(*next)).sum();
+    (heap.in_use, never)
 }
 
 /// Page-rounded size of a large allocation, or `None` for the size classes.
@@ -101,16 +118,16 @@ impl Heap {
     }
 
     fn carve_aligned(&mut self, size: usize, align: usize) -> usize {
-        let Some(start) = self.next.checked_add(align - 1).map(|a| a & !(align - 1)) else {
-            return 0;
-        };
-        match start.checked_add(size) {
-            Some(end) if end <= self.end => {
-                self.next = end;
-                start
+        for (next, end) in self.regions[..self.region_count].iter_mut() {
+            let Some(start) = next.checked_add(align - 1).map(|a| a & !(align - 1)) else {
+                continue;
+            };
+            if let Some(stop) = start.checked_add(size).filter(|stop| stop <= end) {
+                *next = stop;
+                return start;
             }
-            _ => 0,
         }
+        0
     }
 }
 

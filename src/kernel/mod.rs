@@ -24,6 +24,8 @@ extern "C" {
 /// Lowest address the heap may use above the image: leaves the loader's
 /// low-memory structures alone.
 const HEAP_MIN_START: u64 = 0x10_0000;
+/// RAM pieces smaller than this are not worth a heap region.
+const MIN_HEAP_REGION: u64 = 64 << 10;
 /// The page tables map only the first 4 GiB.
 const MAPPED_LIMIT: u64 = 1 << 32;
 
@@ -94,15 +96,37 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
 fn init_heap(boot: &BootInfo) {
     // `__kernel_end` is a linker-script symbol: only its address is used.
     let kernel_end = (&raw const __kernel_end) as u64;
-    let start = kernel_end.max(HEAP_MIN_START);
-    let region = boot.regions().iter().find(|r| r.start <= start && start < r.end);
-    let Some(region) = region else {
+    let floor = kernel_end.max(HEAP_MIN_START);
+    // Every RAM region above the kernel image and below the mapped limit,
+    // largest first (under UEFI the map is in pieces; the largest serves
+    // the big tables).
+    let mut regions = [(0u64, 0u64); heap::MAX_HEAP_REGIONS];
+    let mut count = 0;
+    for region in boot.regions() {
+        let (start, end) = (region.start.max(floor), region.end.min(MAPPED_LIMIT));
+        if end <= start || end - start < MIN_HEAP_REGION {
+            continue;
+        }
+        if count < regions.len() {
+            regions[count] = (start, end);
+            count += 1;
+        } else if let Some(smallest) = regions.iter_mut().min_by_key(|(s, e)| e - s) {
+            if end - start > smallest.1 - smallest.0 {
+                *smallest = (start, end);
+            }
+        }
+    }
+    let regions = &mut regions[..count];
+    regions.sort_unstable_by_key(|(s, e)| core::cmp::Reverse(e - s));
+    if regions.is_empty() {
         panic!("no RAM above the kernel image (ends at {kernel_end:#x}); give the VM more memory");
-    };
-    let end = region.end.min(MAPPED_LIMIT);
-    // SAFETY: the region is RAM per the loader's map, lies above the kernel
-    // image and its statics, and the loader's structures were copied out.
-    unsafe { heap::init(start as usize, end as usize) };
+    }
+    for (start, end) in regions.iter() {
+        // SAFETY: the region is RAM per the loader's map, lies above the
+        // kernel image and its statics, and the loader's structures were
+        // copied out.
+        unsafe { heap::add_region(*start as usize, *end as usize) };
+    }
 }
 
 fn apply_options(options: &cmdline::Options) {
