@@ -180,7 +180,7 @@ def multiboot2(run):
     log = run.log_dir / "grub-mkrescue.log"
     with open(log, "w") as out:
         made = subprocess.run(["grub-mkrescue", "-o", str(iso), str(tree),
-                               "--install-modules=multiboot2 normal configfile iso9660 biosdisk",
+                               "--install-modules=multiboot2 normal configfile iso9660",
                                "--fonts=", "--locales=", "--themes="], stdout=out, stderr=out).returncode == 0
     if not made:
         run.fail(f"grub-mkrescue (see {log})")
