@@ -11,10 +11,11 @@ use net_common::*;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, Ipv4Packet, UdpPacket,
 };
+use unifw_core::cmdline::Options;
 use unifw_core::firewall::nics::{
     RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG_AT_BOOT, RECEIVE_BUFFERS_SMALL, TRANSMIT_POOL,
 };
-use unifw_core::firewall::{Buffer, Firewall, Home, NetDevice, NicSet, Settings};
+use unifw_core::firewall::{interface_plan, Buffer, Firewall, Home, InterfacePlan, NetDevice, NicSet, Settings};
 use unifw_core::image::{IfAddr, Image};
 use unifw_core::net::{checksum, DropReason};
 use unifw_core::virtio_net::feature::{CSUM, GUEST_CSUM, GUEST_TSO4, HOST_TSO4, MAC, VERSION_1};
@@ -295,18 +296,29 @@ fn compiled(text: &str) -> Vec<u8> {
     unifw_compiler::compile("t.rules", text.as_bytes(), &mut |p| Err(p.into())).expect("compiles").image
 }
 
-fn firewall<'a>(image: &'a [u8], plan: &[Option<IfAddr>]) -> Firewall<'a, FakeDevice> {
+fn firewall<'a>(image: &'a [u8], plan: &[InterfacePlan]) -> Firewall<'a, FakeDevice> {
     firewall_with(image, plan, PLAIN)
 }
 
-fn firewall_with<'a>(image: &'a [u8], plan: &[Option<IfAddr>], features: u64) -> Firewall<'a, FakeDevice> {
-    let image = Image::from_bytes(image).expect("valid image");
-    let settings = Settings { report_seconds: 0, hash_seed: 7 };
-    Firewall::new(lab_devices(features), plan, image, settings, 0).expect("configuration accepted")
+fn firewall_with<'a>(image: &'a [u8], plan: &[InterfacePlan], features: u64) -> Firewall<'a, FakeDevice> {
+    firewall_of(lab_devices(features), image, plan, 0)
 }
 
-fn lab_plan(image: &[u8]) -> Vec<Option<IfAddr>> {
-    Image::from_bytes(image).expect("valid").interfaces().map(|spec| Some(spec.addr)).collect()
+/// The firewall on `devices` (in discovery order), started at `now_us`.
+fn firewall_of<'a>(
+    devices: Vec<FakeDevice>,
+    image: &'a [u8],
+    plan: &[InterfacePlan],
+    now_us: u64,
+) -> Firewall<'a, FakeDevice> {
+    let image = Image::from_bytes(image).expect("valid image");
+    let settings = Settings { report_seconds: 0, hash_seed: 7 };
+    Firewall::new(devices, plan, image, settings, now_us).expect("configuration accepted")
+}
+
+/// The image's plan, as the kernel makes it without a command line.
+fn lab_plan(image: &[u8]) -> Vec<InterfacePlan> {
+    interface_plan(&Image::from_bytes(image).expect("valid"), &Options::default()).to_vec()
 }
 
 fn ethertype(frame: &[u8]) -> EthernetProtocol {
@@ -379,7 +391,7 @@ fn a_frame_waits_for_arp_then_the_next_one_is_forwarded_without_a_copy() {
 fn frames_on_a_down_nic_and_overlong_frames_are_counted_and_recycled() {
     let image = compiled(RULES);
     let mut plan = lab_plan(&image);
-    plan[1] = None;
+    plan[1].addr = None;
     let mut fw = firewall(&image, &plan);
     assert!(!fw.is_up(1));
     dev(fw.nics_mut(), 1).inject(&echo_frame(RECEIVER, FW1, true, 1, 1, 64));
@@ -488,7 +500,7 @@ fn idle_sleep_lasts_until_housekeeping_or_the_stacks_next_deadline() {
     assert_eq!(fw.sleep_budget_us(2_000), 1_000_000);
     // A DHCP client wants to send its discover now.
     let mut plan = lab_plan(&image);
-    plan[1] = Some(IfAddr::Dhcp);
+    plan[1] = InterfacePlan::with_addr(IfAddr::Dhcp);
     let mut fw = firewall(&image, &plan);
     assert!(fw.sleep_budget_us(0) < 1_000_000);
 }

@@ -239,8 +239,8 @@ impl Ruleset {
     /// The lab's interfaces (CONVENTIONS.md): eth0 10.1.0.1/24, eth1 10.2.0.1/24.
     pub fn lab_interfaces() -> Vec<InterfaceSpec> {
         alloc::vec![
-            InterfaceSpec { index: 0, addr: IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 }) },
-            InterfaceSpec { index: 1, addr: IfAddr::Static(Cidr { addr: 0x0a02_0001, prefix_len: 24 }) },
+            InterfaceSpec::new(0, IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 })),
+            InterfaceSpec::new(1, IfAddr::Static(Cidr { addr: 0x0a02_0001, prefix_len: 24 })),
         ]
     }
 

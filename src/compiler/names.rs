@@ -195,6 +195,23 @@ pub fn prefix_text(p: &Prefix) -> String {
     }
 }
 
+/// A MAC address: six two-digit hex bytes separated by colons
+/// (`52:54:00:12:34:56`, either case). A group (multicast) address is an
+/// error: no NIC has one.
+pub fn mac(s: &str) -> Result<[u8; 6], String> {
+    let out = unifw_core::cmdline::parse_mac(s)
+        .ok_or_else(|| format!("bad MAC address `{s}` (expected six hex bytes like 52:54:00:12:34:56)"))?;
+    if out[0] & 1 != 0 {
+        return Err(format!("`{s}` is a group (multicast) address; a NIC's MAC address is unicast"));
+    }
+    Ok(out)
+}
+
+/// `52:54:00:12:34:56` of a MAC address.
+pub fn mac_text(m: &[u8; 6]) -> String {
+    format!("{}", unifw_core::net::addr::MacAddr(*m))
+}
+
 /// A port range `80`, `1024-65535` or `1024:65535` (`sep` lists the accepted separators).
 pub fn port_range(s: &str) -> Result<(u16, u16), String> {
     let port = |t: &str| number(t, 65535).map(|n| n as u16).map_err(|e| format!("bad port: {e}"));
@@ -228,5 +245,23 @@ mod tests {
         assert_eq!(icmp_type("3/4"), Ok((3, Some(4))));
         assert_eq!(reject_with("icmp-admin-prohibited"), Ok(RejectWith::AdminProhibited));
         assert!(reject_with("icmp-tcp-reset").is_err());
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(mac("52:54:00:12:34:5F"), Ok([0x52, 0x54, 0, 0x12, 0x34, 0x5f]));
+        assert_eq!(mac_text(&[0x52, 0x54, 0, 0x12, 0x34, 0x5f]), "52:54:00:12:34:5f");
+        for bad in [
+            "52:54:00:12:34",
+            "52:54:00:12:34:56:78",
+            "52-54-00-12-34-56",
+            "52:54:0:12:34:56",
+            "52:54:00:12:34:xy",
+            "+2:54:00:12:34:56",
+            "",
+        ] {
+            assert!(mac(bad).unwrap_err().contains("bad MAC address"), "{bad}");
+        }
+        assert!(mac("01:00:5e:00:00:01").unwrap_err().contains("group"));
     }
 }

@@ -11,7 +11,7 @@ use super::diag::Diagnostic;
 use super::lexer::{utf8_len, Kind, Lexer, Token};
 use super::names;
 use super::source::{self, Ctx};
-use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
+use unifw_core::image::{Fallback, IfAddr, InterfaceSpec, RouteSpec, DEFAULT_FALLBACK_SECONDS};
 use unifw_core::net::addr::Cidr;
 
 /// An error has been recorded; skip the rest of the statement.
@@ -162,34 +162,78 @@ impl<'a> Parser<'a, '_, '_> {
         self.end_of_statement()
     }
 
+    /// `interface NAME [mac MAC] (ADDR/LEN | dhcp [fallback ADDR/LEN [after SECONDS]] | none)`.
     fn interface(&mut self, kw: &Token) -> R<()> {
         let (name, nt) = self.word("an interface name like eth0")?;
         let index = names::interface(name).or_else(|e| self.fail_at(&nt, e))?;
+        let mac = if self.is_word("mac") {
+            self.bump();
+            let (text, mt) = self.word("a MAC address like 52:54:00:12:34:56")?;
+            let mac = names::mac(text).or_else(|e| self.fail_at(&mt, e))?;
+            if let Some(other) = self.ctx.set.interfaces.iter().find(|i| i.mac == Some(mac)) {
+                let msg = format!("MAC {} is already bound to eth{}", names::mac_text(&mac), other.index);
+                return self.fail_at(&mt, msg);
+            }
+            Some(mac)
+        } else {
+            None
+        };
         let (spec, st) = self.word("an address like 10.1.0.1/24, `dhcp` or `none`")?;
         let addr = match spec {
             "dhcp" => IfAddr::Dhcp,
             "none" => IfAddr::Unconfigured,
-            _ => {
-                let parsed = spec
-                    .split_once('/')
-                    .ok_or_else(|| "an interface address needs a prefix length, like 10.1.0.1/24".into())
-                    .and_then(|(a, l)| {
-                        Ok::<_, String>((
-                            names::ipv4(a)?,
-                            names::number(l, 32).map_err(|_| format!("bad prefix length `/{l}` (0-32)"))?,
-                        ))
-                    });
-                let (addr, len) = parsed.or_else(|e| self.fail_at(&st, e))?;
-                IfAddr::Static(Cidr { addr, prefix_len: len as u8 })
+            _ => IfAddr::Static(self.interface_address(spec, &st)?),
+        };
+        let fallback = if self.is_word("fallback") {
+            let ft = self.tok;
+            self.bump();
+            if addr != IfAddr::Dhcp {
+                return self.fail_at(&ft, "only a `dhcp` interface has a fallback address".into());
             }
+            Some(self.fallback()?)
+        } else {
+            None
         };
         if self.ctx.declared_ifs & (1 << index) != 0 {
             return self.fail_at(kw, format!("interface {name} is declared twice"));
         }
         self.ctx.declared_ifs |= 1 << index;
-        self.ctx.set.interfaces.push(InterfaceSpec { index, addr });
+        self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback });
         self.ctx.set.interfaces.sort_by_key(|i| i.index);
         Ok(())
+    }
+
+    /// An interface's `ADDR/LEN` (host bits allowed: it is an address).
+    fn interface_address(&mut self, spec: &str, at: &Token) -> R<Cidr> {
+        let parsed = spec
+            .split_once('/')
+            .ok_or_else(|| "an interface address needs a prefix length, like 10.1.0.1/24".into())
+            .and_then(|(a, l)| {
+                Ok::<_, String>((
+                    names::ipv4(a)?,
+                    names::number(l, 32).map_err(|_| format!("bad prefix length `/{l}` (0-32)"))?,
+                ))
+            });
+        let (addr, len) = parsed.or_else(|e| self.fail_at(at, e))?;
+        Ok(Cidr { addr, prefix_len: len as u8 })
+    }
+
+    /// After `fallback`: `ADDR/LEN [after SECONDS]`.
+    fn fallback(&mut self) -> R<Fallback> {
+        let (spec, st) = self.word("a fallback address like 10.3.0.5/24")?;
+        let addr = self.interface_address(spec, &st)?;
+        let mut after_seconds = DEFAULT_FALLBACK_SECONDS;
+        if self.is_word("after") {
+            self.bump();
+            let (text, tt) = self.word("seconds, like 10 or 10s")?;
+            let digits = text.strip_suffix('s').unwrap_or(text);
+            let seconds = names::number(digits, 255).ok().filter(|&n| n >= 1);
+            let Some(seconds) = seconds else {
+                return self.fail_at(&tt, format!("bad fallback delay `{text}`: 1 to 255 seconds"));
+            };
+            after_seconds = seconds as u8;
+        }
+        Ok(Fallback { addr, after_seconds })
     }
 
     fn route(&mut self) -> R<()> {

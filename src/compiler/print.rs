@@ -8,7 +8,7 @@ use core::fmt::Write;
 use unifw_core::flow::{Action, Chain};
 
 use super::ast::{AddrMatch, PortMatch, ProtoMatch, Rule, Ruleset, ANY_STATE};
-use super::names::{dotted, prefix_text, protocol_name, reject_name};
+use super::names::{dotted, mac_text, prefix_text, protocol_name, reject_name};
 use unifw_core::image::IfAddr;
 use unifw_core::net::addr::Cidr;
 
@@ -52,12 +52,23 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
         return Ok(s);
     }
     for i in &set.interfaces {
+        let mac = i.mac.map(|m| format!(" mac {}", mac_text(&m))).unwrap_or_default();
         let _ = match i.addr {
             IfAddr::Static(Cidr { addr, prefix_len }) => {
-                writeln!(s, "interface eth{} {}/{}", i.index, dotted(addr), prefix_len)
+                writeln!(s, "interface eth{}{mac} {}/{}", i.index, dotted(addr), prefix_len)
             }
-            IfAddr::Dhcp => writeln!(s, "interface eth{} dhcp", i.index),
-            IfAddr::Unconfigured => writeln!(s, "interface eth{} none", i.index),
+            IfAddr::Dhcp => match i.fallback {
+                Some(f) => writeln!(
+                    s,
+                    "interface eth{}{mac} dhcp fallback {}/{} after {}",
+                    i.index,
+                    dotted(f.addr.addr),
+                    f.addr.prefix_len,
+                    f.after_seconds
+                ),
+                None => writeln!(s, "interface eth{}{mac} dhcp", i.index),
+            },
+            IfAddr::Unconfigured => writeln!(s, "interface eth{}{mac} none", i.index),
         };
     }
     for r in &set.routes {

@@ -17,6 +17,7 @@ use alloc::vec::Vec;
 use super::ast::{mask, Ruleset};
 use super::expand::{Entry, PROTO_ANY, PROTO_NEG};
 use unifw_core::image::format::*;
+use unifw_core::image::InterfaceSpec;
 
 /// Most levels per dimension (11 x 11 pairs, each keyed on ports or not, fit a
 /// u8 tuple number; at most [`MAX_TUPLES`] tuples are used).
@@ -275,8 +276,8 @@ pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Ve
     ];
     let stats = TableStats { tuples: [chains[0].tuples.len(), chains[1].tuples.len()], ..stats };
     let mut sections: [Vec<u8>; SECTIONS] = Default::default();
-    for i in &set.interfaces {
-        sections[sec::IFACES].extend_from_slice(&i.encode());
+    for record in set.interfaces.iter().flat_map(InterfaceSpec::records) {
+        sections[sec::IFACES].extend_from_slice(&record.encode());
     }
     for r in &set.routes {
         sections[sec::ROUTES].extend_from_slice(&r.encode());
@@ -371,11 +372,8 @@ mod tests {
         let c = crate::compile("t", text, &mut |p| Err(p.into())).expect("compiles");
         let img = Image::from_bytes(&c.image).expect("valid");
         let ifs: alloc::vec::Vec<_> = img.interfaces().collect();
-        assert_eq!(
-            ifs[0],
-            InterfaceSpec { index: 0, addr: IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 }) }
-        );
-        assert_eq!(ifs[1], InterfaceSpec { index: 2, addr: IfAddr::Dhcp });
+        assert_eq!(ifs[0], InterfaceSpec::new(0, IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 })));
+        assert_eq!(ifs[1], InterfaceSpec::new(2, IfAddr::Dhcp));
         assert_eq!(img.routes().next(), Some(RouteSpec { dest: 0, prefix_len: 0, gateway: 0x0a01_00fe }));
         assert_eq!(img.conntrack_capacity(), 99);
         assert_eq!((img.rule_count(Chain::Forward), img.rule_count(Chain::Input), img.rule_line(0)), (1, 0, 6));

@@ -10,6 +10,7 @@
 //! | `unifw.eth0=10.1.0.1/24` | static address and prefix for eth0 |
 //! | `unifw.eth2=dhcp` | configure eth2 by DHCP |
 //! | `unifw.eth1=off` | leave eth1 down |
+//! | `unifw.eth0.mac=52:54:00:12:34:56` | the NIC with this MAC is eth0 (replaces the rules file's binding) |
 //! | `unifw.log=debug` | log level: off, error, warn, info, debug, trace |
 //! | `unifw.panic=reset` | after a panic: `halt` (default) or `reset` |
 //! | `unifw.offload=off` | do not negotiate virtio-net checksum/TSO offloads (default `on`) |
@@ -85,6 +86,8 @@ impl fmt::Display for CmdlineError<'_> {
 pub struct Options {
     /// Per-NIC overrides, by index (eth0 = 0).
     pub interfaces: [Option<IfOverride>; MAX_NICS],
+    /// MAC bindings (`unifw.ethN.mac=`), by index.
+    pub macs: [Option<[u8; 6]>; MAX_NICS],
     /// Log level, when given.
     pub log_level: Option<LogLevel>,
     /// Reset (true) or halt (false) after a panic, when given.
@@ -120,9 +123,27 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
         return Ok(());
     };
     let (key, value) = setting.split_once('=').ok_or("expected unifw.KEY=VALUE")?;
-    if let Some(index) = key.strip_prefix("eth") {
+    if let Some(name) = key.strip_prefix("eth") {
+        let (index, attribute) = match name.split_once('.') {
+            Some((index, attribute)) => (index, Some(attribute)),
+            None => (name, None),
+        };
         let index: usize = parse_decimal(index).ok_or("unknown interface (eth0..eth7)")?;
         let slot = options.interfaces.get_mut(index).ok_or("unknown interface (eth0..eth7)")?;
+        if let Some(attribute) = attribute {
+            if attribute != "mac" {
+                return Err("unknown interface setting (unifw.ethN=... or unifw.ethN.mac=...)");
+            }
+            let Some(mac) = parse_mac(value).filter(|mac| mac[0] & 1 == 0) else {
+                // The NIC that takes this name may not be the one meant.
+                *slot = Some(IfOverride::Off);
+                return Err("expected a unicast MAC address like 52:54:00:12:34:56; interface left down");
+            };
+            if let Some(binding) = options.macs.get_mut(index) {
+                *binding = Some(mac);
+            }
+            return Ok(());
+        }
         let parsed = parse_interface(value);
         *slot = Some(parsed.unwrap_or(IfOverride::Off));
         return parsed.map(|_| ());
@@ -218,6 +239,21 @@ fn parse_decimal(s: &str) -> Option<usize> {
     s.parse().ok()
 }
 
+/// Parses a MAC address written as six two-digit hex bytes separated by
+/// colons (`52:54:00:12:34:56`, either case).
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
 /// Parses dotted-quad IPv4 into a host-order `u32`.
 pub fn parse_ipv4(s: &str) -> Option<u32> {
     let mut parts = s.split('.');
@@ -276,6 +312,25 @@ mod tests {
         );
         assert_eq!(e.len(), 6, "{e:?}");
         assert_eq!(o, Options::default());
+    }
+
+    #[test]
+    fn mac_bindings() {
+        let (o, e) = parse_all("unifw.eth0.mac=52:54:00:12:34:5F unifw.eth7.mac=02:00:00:00:00:01");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(o.macs[0], Some([0x52, 0x54, 0, 0x12, 0x34, 0x5f]));
+        assert_eq!(o.macs[7], Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(o.interfaces, [None; MAX_NICS], "a binding leaves the address alone");
+        // A bad or group MAC: a message, and that name is left down.
+        for bad in
+            ["52:54:00:12:34", "52:54:00:12:34:56:78", "5:54:00:12:34:56", "zz:54:00:12:34:56", "01:00:5e:00:00:01"]
+        {
+            let (o, e) = parse_all(&format!("unifw.eth1.mac={bad}"));
+            assert_eq!((o.macs[1], o.interfaces[1]), (None, Some(IfOverride::Off)), "{bad}");
+            assert!(e.len() == 1 && e[0].contains(bad) && e[0].contains("left down"), "{e:?}");
+        }
+        let (o, e) = parse_all("unifw.eth8.mac=52:54:00:12:34:56 unifw.eth1.colour=blue");
+        assert_eq!((e.len(), o), (2, Options::default()));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::kernel::virtio::net::NetDriver;
 use crate::kernel::virtio::FoundNic;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use smoltcp::wire::EthernetAddress;
 use unifw_core::firewall::{Firewall, NetDevice, Wakeups};
+use unifw_core::net::addr::MacAddr;
 use unifw_core::virtio_net::describe_offloads;
 
 /// Keep polling this long after the last frame before sleeping, by
@@ -21,8 +21,9 @@ pub const BUSY_POLL_DEFAULT_US: u32 = 500;
 /// Wake-up period for NICs whose interrupts cannot reach us.
 const FALLBACK_POLL_US: u64 = 1_000;
 
-/// Logs what each found NIC is, and returns the drivers (eth0 first) and
-/// whether all of them can wake the CPU with an interrupt.
+/// Logs what each found NIC is, and returns the drivers (in discovery
+/// order, which names them unless MAC bindings say otherwise) and whether
+/// all of them can wake the CPU with an interrupt.
 pub fn announce(found: Vec<FoundNic>) -> (Vec<NetDriver>, bool) {
     let all_can_wake = found.iter().all(|nic| nic.can_wake);
     let drivers = found
@@ -31,9 +32,9 @@ pub fn announce(found: Vec<FoundNic>) -> (Vec<NetDriver>, bool) {
         .map(|(index, nic)| {
             let wake = if nic.can_wake { "interrupts" } else { "polled (no interrupt route)" };
             log::info!(
-                "eth{index}: virtio-net {} mac {} wake {wake}, offloads {}",
+                "NIC {index}: virtio-net {} mac {} wake {wake}, offloads {}",
                 nic.location,
-                EthernetAddress(nic.driver.mac()),
+                MacAddr(nic.driver.mac()),
                 describe_offloads(nic.driver.features())
             );
             nic.driver

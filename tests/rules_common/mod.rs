@@ -100,7 +100,7 @@ pub fn random_rule(rng: &mut Rng, iptables: bool) -> Rule {
 /// A random ruleset of `n` rules with the lab interfaces and eth2.
 pub fn random_ruleset(rng: &mut Rng, n: usize, iptables: bool) -> Ruleset {
     let mut set = Ruleset { interfaces: Ruleset::lab_interfaces(), ..Ruleset::default() };
-    set.interfaces.push(unifw_core::image::InterfaceSpec { index: 2, addr: unifw_core::image::IfAddr::Dhcp });
+    set.interfaces.push(unifw_core::image::InterfaceSpec::new(2, unifw_core::image::IfAddr::Dhcp));
     set.policy_forward = if rng.pct(50) { Action::Drop } else { Action::Accept };
     set.policy_input = Action::Drop;
     set.files.push("random".into());

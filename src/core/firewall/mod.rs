@@ -23,6 +23,7 @@
 //!
 //! [`Counters`]: crate::net::Counters
 
+pub mod dhcp;
 pub mod nics;
 pub mod plan;
 pub mod port;
@@ -39,13 +40,14 @@ use smoltcp::wire::EthernetAddress;
 
 use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
 use crate::image::{IfAddr, Image};
+use crate::net::addr::MacAddr;
 use crate::net::{Classifier, ConfigError, Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig};
 use crate::virtio_net;
 pub use nics::{Buffer, Home, NetDevice, NicSet};
-pub use plan::{interface_plan, Plan};
+pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
 pub use report::Wakeups;
-pub use stack::Stack;
+pub use stack::{Address, AddressChange, AddressSource, Stack};
 
 /// Frames taken from one NIC before looking at the others.
 pub const RX_BUDGET: usize = 64;
@@ -88,22 +90,29 @@ pub struct Firewall<'a, D: NetDevice> {
 }
 
 impl<'a, D: NetDevice> Firewall<'a, D> {
-    /// Takes the devices (eth0 first) with their address plan, builds the
-    /// packet path with the image's routes and limits, and brings up a
-    /// stack on each NIC the plan configures. Static routes whose gateway
-    /// is on no connected subnet are reported and left out.
+    /// Takes the devices in discovery order, names them by the plan's MAC
+    /// bindings ([`assign_names`]), builds the packet path with the
+    /// image's routes and limits, and brings up a stack on each NIC the
+    /// plan configures. Forwarding starts once every interface that should
+    /// have an address has one (at once when all are static). Static
+    /// routes whose gateway is on no connected subnet are reported and
+    /// left out until one is.
     pub fn new(
         devices: Vec<D>,
-        plan: &[Option<IfAddr>],
+        plan: &[InterfacePlan],
         image: Image<'a>,
         settings: Settings,
         now_us: u64,
     ) -> Result<Self, ConfigError> {
-        let names: Vec<String> = (0..devices.len()).map(|index| format!("eth{index}")).collect();
-        let interfaces = devices
+        let slots = name_devices(devices, plan);
+        let names: Vec<String> = (0..slots.len()).map(|index| format!("eth{index}")).collect();
+        let interfaces = slots
             .iter()
             .enumerate()
-            .map(|(index, device)| interface_config(device.mac(), plan.get(index).copied().flatten()))
+            .map(|(index, device)| {
+                let mac = device.as_ref().map_or([0; 6], NetDevice::mac);
+                interface_config(mac, plan.get(index).and_then(|p| p.addr))
+            })
             .collect();
         let routes = image
             .routes()
@@ -112,28 +121,30 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let mut config =
             DataplaneConfig::new(interfaces, routes, image.total_rules() as usize, image.conntrack_capacity() as usize);
         config.hash_seed = settings.hash_seed;
+        config.forwarding = false;
         let mut dataplane = Dataplane::new(config)?;
         for route in dataplane.skipped_routes() {
-            log::error!("route {route:?}: its gateway is on no connected subnet; route ignored");
+            log::warn!("route {route:?}: its gateway is on no connected subnet; ignored until it is");
         }
-        let mut nics = NicSet::new(devices);
+        let mut nics = NicSet::with_slots(slots);
         let now_ms = now_us / 1000;
         let timestamp = Instant::from_micros(now_us as i64);
         let stacks = names
             .iter()
             .enumerate()
             .map(|(index, name)| {
-                let Some(addr) = plan.get(index).copied().flatten() else {
+                let mac = nics.device(index).map(NetDevice::mac)?;
+                let Some(setup) = plan.get(index).and_then(|p| p.addr.map(|addr| (addr, p.fallback))) else {
                     log::info!("{name}: down");
                     return None;
                 };
-                let mac = nics.device(index).map_or([0; 6], NetDevice::mac);
+                dataplane.set_dhcp_client(index as IfIndex, setup.0 == IfAddr::Dhcp);
                 let mut port = StackPort::new(&mut nics, &mut dataplane, index, now_ms);
-                Some(Stack::new(name, EthernetAddress(mac), addr, &mut port, timestamp))
+                Some(Stack::new(name, EthernetAddress(mac), setup, &mut port, timestamp))
             })
             .collect();
         let report_ms = u64::from(settings.report_seconds) * 1000;
-        Ok(Firewall {
+        let mut firewall = Firewall {
             names,
             nics,
             stacks,
@@ -144,7 +155,9 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             report_ms,
             reported: 0,
             wakeups: Wakeups::default(),
-        })
+        };
+        firewall.update_forwarding(true);
+        Ok(firewall)
     }
 
     /// The NICs (for what only the kernel does: interrupts, buffer growth).
@@ -228,6 +241,9 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                 let mut port = StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms);
                 port.deliver(buffer, frame);
                 stack.poll(at, &mut port);
+                drop(port);
+                // Now, while the DHCP client still holds this reply.
+                self.follow_stack(index, at);
             }
             Disposition::Queued | Disposition::Drop(_) => self.nics.recycle(buffer),
         }
@@ -235,20 +251,81 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
 
     /// Runs one NIC's stack for timers and DHCP; true if it did anything.
     fn poll_stack(&mut self, index: usize, now_ms: u64, at: Instant) -> bool {
-        let (Some(stack), Some(name)) = (self.stacks.get_mut(index).and_then(Option::as_mut), self.names.get(index))
-        else {
+        let Some(stack) = self.stacks.get_mut(index).and_then(Option::as_mut) else {
             return false;
         };
         let mut port = StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms);
         let work = stack.poll(at, &mut port);
         drop(port);
-        if let Some(change) = stack.poll_dhcp(name) {
-            let result = self.dataplane.set_interface_address(index as IfIndex, change);
-            if let Err(e) = result {
-                log::error!("{name}: the packet path refused the DHCP address: {e:?}");
-            }
-        }
+        self.follow_stack(index, at);
         work
+    }
+
+    /// Carries a change of NIC `index`'s address (DHCP, fallback) into the
+    /// packet path, then starts or stops forwarding as the interfaces'
+    /// addresses now say.
+    fn follow_stack(&mut self, index: usize, at: Instant) {
+        let (Some(stack), Some(name)) = (self.stacks.get_mut(index).and_then(Option::as_mut), self.names.get(index))
+        else {
+            return;
+        };
+        let Some(change) = stack.update(name, at) else {
+            return;
+        };
+        let cidr = change.address.map(|a| a.cidr);
+        if let Err(e) = self.dataplane.configure_interface(index as IfIndex, cidr, change.routes) {
+            log::error!("{name}: the packet path refused the address {cidr:?}: {e:?}");
+        }
+        for route in self.dataplane.skipped_routes() {
+            log::debug!("route {route:?}: its gateway is on no connected subnet; ignored until it is");
+        }
+        self.update_forwarding(false);
+    }
+
+    /// Fail closed: forwarding is on while every interface that should
+    /// have an address (static, DHCP or its fallback) has one. Logs each
+    /// change, and with `first` the state at start.
+    fn update_forwarding(&mut self, first: bool) {
+        let waiting: Vec<&str> = self
+            .names
+            .iter()
+            .zip(&self.stacks)
+            .filter(|(_, stack)| stack.as_ref().is_some_and(Stack::is_waiting))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let ready = waiting.is_empty();
+        if ready == self.dataplane.forwarding() && !first {
+            return;
+        }
+        self.dataplane.set_forwarding(ready);
+        if ready {
+            let addressed: Vec<String> = self
+                .names
+                .iter()
+                .zip(&self.stacks)
+                .filter_map(|(name, stack)| stack.as_ref()?.address().map(|a| format!("{name} {a}")))
+                .collect();
+            let list =
+                if addressed.is_empty() { String::from("no interface has an address") } else { addressed.join(", ") };
+            log::info!("forwarding: on ({list})");
+        } else if first {
+            log::info!(
+                "forwarding: off until {} {} an address (DHCP)",
+                waiting.join(", "),
+                if waiting.len() == 1 { "has" } else { "have" }
+            );
+        } else {
+            log::warn!(
+                "forwarding: off: {} {} no address",
+                waiting.join(", "),
+                if waiting.len() == 1 { "has" } else { "have" }
+            );
+        }
+    }
+
+    /// The address of NIC `index`, if it has one.
+    pub fn address(&self, index: usize) -> Option<Address> {
+        self.stacks.get(index)?.as_ref()?.address()
     }
 
     fn housekeeping(&mut self, now_ms: u64) {
@@ -287,6 +364,36 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         }
         budget
     }
+}
+
+/// The devices by interface index, as [`assign_names`] names them from the
+/// plan's MAC bindings; each naming is logged, and so is each bound name
+/// whose NIC is missing (that interface is down).
+fn name_devices<D: NetDevice>(devices: Vec<D>, plan: &[InterfacePlan]) -> Vec<Option<D>> {
+    let macs: Vec<[u8; 6]> = devices.iter().map(NetDevice::mac).collect();
+    let bindings: Vec<Option<[u8; 6]>> = plan.iter().map(|p| p.mac).collect();
+    let naming = assign_names(&macs, &bindings);
+    for name in &naming.missing {
+        if let Some(mac) = bindings.get(*name).copied().flatten() {
+            log::error!("eth{name}: bound to MAC {}, which no NIC has; eth{name} is down", MacAddr(mac));
+        }
+    }
+    for nic in &naming.unnamed {
+        if let Some(mac) = macs.get(*nic) {
+            log::warn!("NIC {nic} (mac {}): every name is bound elsewhere or taken; not used", MacAddr(*mac));
+        }
+    }
+    let mut devices: Vec<Option<D>> = devices.into_iter().map(Some).collect();
+    let mut slots = Vec::with_capacity(naming.nics.len());
+    for (name, nic) in naming.nics.iter().enumerate() {
+        let device = nic.and_then(|nic| devices.get_mut(nic).and_then(Option::take));
+        if let (Some(device), Some(nic)) = (&device, nic) {
+            let how = if naming.is_bound(name, &bindings) { "bound by MAC" } else { "in discovery order" };
+            log::info!("eth{name}: NIC {nic}, mac {} ({how})", MacAddr(device.mac()));
+        }
+        slots.push(device);
+    }
+    slots
 }
 
 /// The packet path's view of an interface: its MAC, and its address when

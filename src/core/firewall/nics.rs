@@ -139,9 +139,11 @@ impl<B: Buffer> OutFrame<B> {
     }
 }
 
-/// Every NIC, by interface index.
+/// Every NIC, by interface index. An index may have no NIC (a name bound
+/// to a MAC address that no NIC has): it receives nothing, and sending
+/// there fails with [`DropReason::UnknownInterface`].
 pub struct NicSet<D: NetDevice> {
-    nics: Vec<Nic<D>>,
+    nics: Vec<Option<Nic<D>>>,
     /// Buffers whose device is done with them, waiting to go home.
     returned: Vec<D::Buffer>,
 }
@@ -150,9 +152,18 @@ impl<D: NetDevice> NicSet<D> {
     /// Takes the devices (eth0 first), allocates their buffers and fills
     /// their receive queues.
     pub fn new(devices: Vec<D>) -> NicSet<D> {
+        NicSet::with_slots(devices.into_iter().map(Some).collect())
+    }
+
+    /// [`NicSet::new`] for devices by interface index, with gaps.
+    pub fn with_slots(devices: Vec<Option<D>>) -> NicSet<D> {
         let mut nics = Vec::with_capacity(devices.len());
         for (index, device) in devices.into_iter().enumerate() {
             let index = index as IfIndex;
+            let Some(device) = device else {
+                nics.push(None);
+                continue;
+            };
             let header_len = virtio_net::header_len(device.features());
             let big = virtio_net::buffer_size(device.features()) > 4096;
             let (at_boot, goal) = if big {
@@ -163,9 +174,9 @@ impl<D: NetDevice> NicSet<D> {
             let pool = D::Buffer::carve(header_len + TRANSMIT_BUFFER, TRANSMIT_POOL, Home::TransmitPool(index));
             let mut nic = Nic { device, pool, header_len, receive_buffers: 0, receive_goal: goal };
             nic.add_receive_buffers(index, at_boot);
-            nics.push(nic);
+            nics.push(Some(nic));
         }
-        let capacity = nics.len() * (RECEIVE_BUFFERS_SMALL.max(RECEIVE_BUFFERS_BIG) + TRANSMIT_POOL);
+        let capacity = nics.iter().flatten().count() * (RECEIVE_BUFFERS_SMALL.max(RECEIVE_BUFFERS_BIG) + TRANSMIT_POOL);
         NicSet { nics, returned: Vec::with_capacity(capacity) }
     }
 
@@ -174,6 +185,7 @@ impl<D: NetDevice> NicSet<D> {
     /// whether it added any.
     pub fn grow(&mut self) -> bool {
         for (index, nic) in self.nics.iter_mut().enumerate() {
+            let Some(nic) = nic else { continue };
             if nic.receive_buffers < nic.receive_goal {
                 nic.add_receive_buffers(index as IfIndex, RECEIVE_BUFFERS_BIG_STEP);
                 return true;
@@ -182,7 +194,7 @@ impl<D: NetDevice> NicSet<D> {
         false
     }
 
-    /// Number of NICs.
+    /// Number of interface indices (NICs and gaps).
     pub fn len(&self) -> usize {
         self.nics.len()
     }
@@ -195,22 +207,30 @@ impl<D: NetDevice> NicSet<D> {
     /// The device of NIC `index` (for what only the kernel does with it:
     /// interrupts).
     pub fn device_mut(&mut self, index: usize) -> Option<&mut D> {
-        self.nics.get_mut(index).map(|nic| &mut nic.device)
+        self.nic_mut(index).map(|nic| &mut nic.device)
     }
 
     /// The device of NIC `index`.
     pub fn device(&self, index: usize) -> Option<&D> {
-        self.nics.get(index).map(|nic| &nic.device)
+        self.nic(index).map(|nic| &nic.device)
+    }
+
+    fn nic(&self, index: usize) -> Option<&Nic<D>> {
+        self.nics.get(index).and_then(Option::as_ref)
+    }
+
+    fn nic_mut(&mut self, index: usize) -> Option<&mut Nic<D>> {
+        self.nics.get_mut(index).and_then(Option::as_mut)
     }
 
     /// Receive buffers allocated for NIC `index`, and its goal.
     pub fn receive_buffers(&self, index: usize) -> Option<(usize, usize)> {
-        self.nics.get(index).map(|nic| (nic.receive_buffers, nic.receive_goal))
+        self.nic(index).map(|nic| (nic.receive_buffers, nic.receive_goal))
     }
 
     /// Free buffers in NIC `index`'s transmit pool.
     pub fn pool_free(&self, index: usize) -> usize {
-        self.nics.get(index).map_or(0, |nic| nic.pool.len())
+        self.nic(index).map_or(0, |nic| nic.pool.len())
     }
 
     /// The next received frame on NIC `index`: the buffer and the frame's
@@ -218,7 +238,7 @@ impl<D: NetDevice> NicSet<D> {
     /// buffer when the device claims more bytes than it holds; the caller
     /// checks it.
     pub fn receive(&mut self, index: usize) -> Option<(D::Buffer, Range<usize>)> {
-        let nic = self.nics.get_mut(index)?;
+        let nic = self.nic_mut(index)?;
         let header = nic.header_len;
         let (buffer, written) = nic.device.receive()?;
         Some((buffer, header..written.max(header)))
@@ -230,7 +250,7 @@ impl<D: NetDevice> NicSet<D> {
     /// completed here, in software. On failure the buffer has gone home and
     /// the reason is returned.
     pub fn forward(&mut self, out: usize, mut buffer: D::Buffer, frame_len: usize) -> Result<(), DropReason> {
-        let Some(nic) = self.nics.get_mut(out) else {
+        let Some(nic) = self.nics.get_mut(out).and_then(Option::as_mut) else {
             self.recycle(buffer);
             return Err(DropReason::UnknownInterface);
         };
@@ -259,7 +279,7 @@ impl<D: NetDevice> NicSet<D> {
     /// A free buffer of NIC `out`'s transmit pool, for a frame of `len`
     /// bytes; the reason if the pool is empty or the frame too large.
     pub fn take_frame(&mut self, out: usize, len: usize) -> Result<OutFrame<D::Buffer>, DropReason> {
-        let Some(nic) = self.nics.get_mut(out) else {
+        let Some(nic) = self.nics.get_mut(out).and_then(Option::as_mut) else {
             return Err(DropReason::UnknownInterface);
         };
         if nic.pool.is_empty() {
@@ -280,7 +300,7 @@ impl<D: NetDevice> NicSet<D> {
     /// offload) virtio header.
     pub fn send_frame(&mut self, out: usize, frame: OutFrame<D::Buffer>) -> Result<(), DropReason> {
         let OutFrame { mut buffer, header, len } = frame;
-        let Some(nic) = self.nics.get_mut(out) else {
+        let Some(nic) = self.nics.get_mut(out).and_then(Option::as_mut) else {
             self.recycle(buffer);
             return Err(DropReason::UnknownInterface);
         };
@@ -308,7 +328,7 @@ impl<D: NetDevice> NicSet<D> {
     /// Returns every finished buffer home and tells the devices about
     /// everything queued since the last flush.
     pub fn reclaim_and_flush(&mut self) {
-        for nic in &mut self.nics {
+        for nic in self.nics.iter_mut().flatten() {
             reclaim_into(nic, &mut self.returned);
         }
         // Take the list (it keeps its capacity: no allocation) so that
@@ -318,7 +338,7 @@ impl<D: NetDevice> NicSet<D> {
             self.recycle(buffer);
         }
         self.returned = returned;
-        for nic in &mut self.nics {
+        for nic in self.nics.iter_mut().flatten() {
             nic.device.flush();
         }
     }
@@ -326,7 +346,7 @@ impl<D: NetDevice> NicSet<D> {
     /// Sends a buffer home: its NIC's receive queue or transmit pool.
     pub fn recycle(&mut self, buffer: D::Buffer) {
         let home = buffer.home();
-        let Some(nic) = self.nics.get_mut(home.nic()) else {
+        let Some(nic) = self.nic_mut(home.nic()) else {
             return;
         };
         match home {

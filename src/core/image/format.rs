@@ -1,4 +1,4 @@
-//! The binary image layout (version 2), shared by the writer and the reader:
+//! The binary image layout (version 3), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -9,7 +9,7 @@
 //!
 //! | section | record | bytes |
 //! |---|---|---|
-//! | [`sec::IFACES`] | [`InterfaceSpec`] | 8 |
+//! | [`sec::IFACES`] | [`InterfaceRecord`] | 8 |
 //! | [`sec::ROUTES`] | [`RouteSpec`] | 12 |
 //! | [`sec::LINES`] | source line of each rule, u32 | 4 |
 //! | [`sec::ACTIONS`] | [`RuleAction`] of each rule | 1 |
@@ -28,7 +28,7 @@ use core::fmt;
 
 use crate::flow::{Action, RejectWith};
 
-use super::{IfAddr, InterfaceSpec, RouteSpec};
+use super::{Fallback, IfAddr, InterfaceSpec, RouteSpec};
 use crate::net::addr::Cidr;
 
 mod entry;
@@ -38,7 +38,7 @@ pub use entry::{EntryRecord, EntryView};
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
@@ -46,7 +46,7 @@ pub const SECTIONS: usize = 10;
 
 /// Section numbers.
 pub mod sec {
-    /// Interfaces ([`super::InterfaceSpec`] records).
+    /// Interfaces ([`super::InterfaceRecord`] records).
     pub const IFACES: usize = 0;
     /// Routes ([`super::RouteSpec`] records).
     pub const ROUTES: usize = 1;
@@ -70,7 +70,7 @@ pub mod sec {
 
 /// Record size of each section.
 pub const RECORD: [usize; SECTIONS] =
-    [InterfaceSpec::LEN, RouteSpec::LEN, 4, 1, ChainRecord::LEN, TupleRecord::LEN, 4, EntryRecord::LEN, 2, 16];
+    [InterfaceRecord::LEN, RouteSpec::LEN, 4, 1, ChainRecord::LEN, TupleRecord::LEN, 4, EntryRecord::LEN, 2, 16];
 /// Most tuples a chain may have (one bit each in a u128 mask).
 pub const MAX_TUPLES: usize = 128;
 /// Most address bits a cell index uses.
@@ -213,7 +213,10 @@ pub struct Section {
 /// | 32 | per section: offset (u32), length (u32) |
 /// | 112 | tables hash (u64): [`tables_hash`] of the whole image; zero to [`HEADER_LEN`] |
 ///
-/// Version 2 added the tables hash (version 1 had zeros there).
+/// Version 2 added the tables hash (version 1 had zeros there); version 3
+/// the interface records of kinds 3 and 4 ([`InterfaceRecord`]), so an
+/// image without MAC bindings or DHCP fallbacks is byte-identical to version
+/// 2's but for the version field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -312,34 +315,106 @@ pub fn tables_hash(image: &[u8]) -> u64 {
     tail.iter().fold(zeros.iter().fold(head.iter().fold(BASIS, step), step), step)
 }
 
-/// The interface record: index u8, kind u8 (0 static, 1 dhcp, 2 none),
-/// prefix length u8, zero u8, address u32 (static only, else 0).
-impl InterfaceSpec {
+/// One record of the interface section, 8 bytes, byte 0 the interface
+/// index and byte 1 the kind:
+///
+/// | kind | record | bytes 2.. |
+/// |---|---|---|
+/// | 0 | address: static | prefix length u8, zero u8, address u32 |
+/// | 1 | address: DHCP | zeros |
+/// | 2 | address: none | zeros |
+/// | 3 | MAC binding | the MAC's 6 bytes |
+/// | 4 | DHCP fallback | prefix length u8, seconds before it applies u8, address u32 |
+///
+/// Each interface has one address record, which comes first, then at most
+/// one record of kind 3 and one of kind 4 (kinds 3 and 4 are version 3's).
+/// An unknown kind reads as an address record of kind 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterfaceRecord {
+    /// How interface `index` gets its address.
+    Address {
+        /// 0 = eth0.
+        index: u8,
+        /// Its address.
+        addr: IfAddr,
+    },
+    /// The NIC with this MAC is interface `index`.
+    Mac {
+        /// 0 = eth0.
+        index: u8,
+        /// The NIC's MAC address.
+        mac: [u8; 6],
+    },
+    /// The static fallback of DHCP interface `index`.
+    Fallback {
+        /// 0 = eth0.
+        index: u8,
+        /// The fallback.
+        fallback: Fallback,
+    },
+}
+
+impl InterfaceRecord {
     /// Bytes per record.
     pub const LEN: usize = 8;
+    const STATIC: u8 = 0;
+    const DHCP: u8 = 1;
+    const NONE: u8 = 2;
+    const MAC: u8 = 3;
+    const FALLBACK: u8 = 4;
 
     /// The record's bytes.
     pub fn encode(&self) -> [u8; Self::LEN] {
-        let (kind, prefix_len, addr) = match self.addr {
-            IfAddr::Static(Cidr { addr, prefix_len }) => (0, prefix_len, addr),
-            IfAddr::Dhcp => (1, 0, 0),
-            IfAddr::Unconfigured => (2, 0, 0),
-        };
-        let mut b = [self.index, kind, prefix_len, 0, 0, 0, 0, 0];
-        put(&mut b, 4, &addr.to_le_bytes());
+        let mut b = [0u8; Self::LEN];
+        match *self {
+            InterfaceRecord::Address { index, addr } => {
+                let (kind, prefix_len, addr) = match addr {
+                    IfAddr::Static(Cidr { addr, prefix_len }) => (Self::STATIC, prefix_len, addr),
+                    IfAddr::Dhcp => (Self::DHCP, 0, 0),
+                    IfAddr::Unconfigured => (Self::NONE, 0, 0),
+                };
+                b = [index, kind, prefix_len, 0, 0, 0, 0, 0];
+                put(&mut b, 4, &addr.to_le_bytes());
+            }
+            InterfaceRecord::Mac { index, mac } => {
+                b[0] = index;
+                b[1] = Self::MAC;
+                put(&mut b, 2, &mac);
+            }
+            InterfaceRecord::Fallback { index, fallback } => {
+                b = [index, Self::FALLBACK, fallback.addr.prefix_len, fallback.after_seconds, 0, 0, 0, 0];
+                put(&mut b, 4, &fallback.addr.addr.to_le_bytes());
+            }
+        }
         b
     }
 
-    /// Reads a record (an unknown kind is an interface without an address;
-    /// a prefix length past 32 is 32).
-    pub fn decode(bytes: &[u8]) -> Option<InterfaceSpec> {
+    /// Reads a record (a prefix length past 32 is 32).
+    pub fn decode(bytes: &[u8]) -> Option<InterfaceRecord> {
         let b: &[u8; Self::LEN] = head(bytes)?;
-        let addr = match b[1] {
-            0 => IfAddr::Static(Cidr { addr: get_u32(b, 4), prefix_len: b[2].min(32) }),
-            1 => IfAddr::Dhcp,
-            _ => IfAddr::Unconfigured,
-        };
-        Some(InterfaceSpec { index: b[0], addr })
+        let index = b[0];
+        let cidr = Cidr { addr: get_u32(b, 4), prefix_len: b[2].min(32) };
+        Some(match b[1] {
+            Self::STATIC => InterfaceRecord::Address { index, addr: IfAddr::Static(cidr) },
+            Self::DHCP => InterfaceRecord::Address { index, addr: IfAddr::Dhcp },
+            Self::MAC => InterfaceRecord::Mac { index, mac: [b[2], b[3], b[4], b[5], b[6], b[7]] },
+            Self::FALLBACK => {
+                InterfaceRecord::Fallback { index, fallback: Fallback { addr: cidr, after_seconds: b[3] } }
+            }
+            _ => InterfaceRecord::Address { index, addr: IfAddr::Unconfigured },
+        })
+    }
+}
+
+impl InterfaceSpec {
+    /// The interface's records: its address, then its MAC binding and its
+    /// fallback when it has them.
+    pub fn records(&self) -> impl Iterator<Item = InterfaceRecord> {
+        let index = self.index;
+        let address = InterfaceRecord::Address { index, addr: self.addr };
+        let mac = self.mac.map(|mac| InterfaceRecord::Mac { index, mac });
+        let fallback = self.fallback.map(|fallback| InterfaceRecord::Fallback { index, fallback });
+        core::iter::once(address).chain(mac).chain(fallback)
     }
 }
 
@@ -652,15 +727,38 @@ mod tests {
 
     #[test]
     fn interfaces_routes_and_actions_round_trip() {
+        let fallback = Fallback { addr: Cidr { addr: 0x0a03_0005, prefix_len: 24 }, after_seconds: 255 };
         let ifaces = [
-            InterfaceSpec { index: 0, addr: IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 }) },
-            InterfaceSpec { index: 14, addr: IfAddr::Static(Cidr { addr: u32::MAX, prefix_len: 32 }) },
-            InterfaceSpec { index: 2, addr: IfAddr::Dhcp },
-            InterfaceSpec { index: 3, addr: IfAddr::Unconfigured },
+            InterfaceRecord::Address { index: 0, addr: IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 }) },
+            InterfaceRecord::Address { index: 14, addr: IfAddr::Static(Cidr { addr: u32::MAX, prefix_len: 32 }) },
+            InterfaceRecord::Address { index: 2, addr: IfAddr::Dhcp },
+            InterfaceRecord::Address { index: 3, addr: IfAddr::Unconfigured },
+            InterfaceRecord::Mac { index: 1, mac: [0x52, 0x54, 0, 0x12, 0x34, 0xff] },
+            InterfaceRecord::Fallback { index: 2, fallback },
         ];
         for i in ifaces {
-            assert_eq!(InterfaceSpec::decode(&i.encode()), Some(i));
+            assert_eq!(InterfaceRecord::decode(&i.encode()), Some(i));
         }
+        // Version 2's address records are unchanged (kind 0 with the prefix
+        // in byte 2 and the address at 4); an unknown kind is "no address".
+        let b = ifaces[0].encode();
+        assert_eq!(b, [0, 0, 24, 0, 1, 0, 1, 10]);
+        assert_eq!(ifaces[4].encode(), [1, 3, 0x52, 0x54, 0, 0x12, 0x34, 0xff]);
+        assert_eq!(ifaces[5].encode(), [2, 4, 24, 255, 5, 0, 3, 10]);
+        assert_eq!(
+            InterfaceRecord::decode(&[7, 9, 1, 2, 3, 4, 5, 6]),
+            Some(InterfaceRecord::Address { index: 7, addr: IfAddr::Unconfigured })
+        );
+        // A spec's records: the address first, then MAC and fallback.
+        let spec = InterfaceSpec {
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            fallback: Some(fallback),
+            ..InterfaceSpec::new(2, IfAddr::Dhcp)
+        };
+        let records: alloc::vec::Vec<_> = spec.records().collect();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0], InterfaceRecord::Address { index: 2, addr: IfAddr::Dhcp });
+        assert_eq!(InterfaceSpec::new(0, IfAddr::Dhcp).records().count(), 1);
         let routes = [
             RouteSpec { dest: 0, prefix_len: 0, gateway: 0x0a01_00fe },
             RouteSpec { dest: 0x0a09_0000, prefix_len: 16, gateway: u32::MAX },
@@ -684,7 +782,7 @@ mod tests {
             assert_eq!(Header::decode(&zeros[..n]), Err(FormatError::Truncated));
         }
         for n in 0..RECORD[sec::IFACES] {
-            assert_eq!(InterfaceSpec::decode(&zeros[..n]), None);
+            assert_eq!(InterfaceRecord::decode(&zeros[..n]), None);
         }
         for n in 0..RECORD[sec::ROUTES] {
             assert_eq!(RouteSpec::decode(&zeros[..n]), None);

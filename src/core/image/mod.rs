@@ -22,6 +22,19 @@ pub enum IfAddr {
     Unconfigured,
 }
 
+/// Seconds a DHCP interface waits for a lease before it uses its fallback,
+/// unless the rules file says (`dhcp fallback ADDR/LEN after SECONDS`).
+pub const DEFAULT_FALLBACK_SECONDS: u8 = 10;
+
+/// The static address a DHCP interface uses while no lease has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fallback {
+    /// The address and prefix length.
+    pub addr: Cidr,
+    /// Seconds after boot without a lease before it applies (1..=255).
+    pub after_seconds: u8,
+}
+
 /// One interface of the rules file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InterfaceSpec {
@@ -29,6 +42,18 @@ pub struct InterfaceSpec {
     pub index: u8,
     /// Its address.
     pub addr: IfAddr,
+    /// The MAC address of the NIC that gets this name, when bound
+    /// (`interface eth0 mac 52:54:00:12:34:56 ...`).
+    pub mac: Option<[u8; 6]>,
+    /// The static fallback of a DHCP interface.
+    pub fallback: Option<Fallback>,
+}
+
+impl InterfaceSpec {
+    /// Interface `index` with `addr`, bound to no MAC and without fallback.
+    pub fn new(index: u8, addr: IfAddr) -> InterfaceSpec {
+        InterfaceSpec { index, addr, mac: None, fallback: None }
+    }
 }
 
 /// One static route.
@@ -97,6 +122,16 @@ pub struct Image<'a> {
     total_len: usize,
 }
 
+/// Adds a MAC binding or fallback record to the interface it names.
+fn add_to_spec(mut spec: InterfaceSpec, record: InterfaceRecord) -> InterfaceSpec {
+    match record {
+        InterfaceRecord::Mac { index, mac } if index == spec.index => spec.mac = Some(mac),
+        InterfaceRecord::Fallback { index, fallback } if index == spec.index => spec.fallback = Some(fallback),
+        _ => {}
+    }
+    spec
+}
+
 /// "No matching rule yet" in the lookup.
 const NONE: u32 = u32::MAX;
 
@@ -139,9 +174,17 @@ impl<'a> Image<'a> {
         })
     }
 
-    /// The interfaces the rules file configures.
+    /// The interfaces the rules file configures, each with its MAC binding
+    /// and fallback (records of other kinds for the same interface).
     pub fn interfaces(&self) -> impl Iterator<Item = InterfaceSpec> + '_ {
-        self.sections[sec::IFACES].chunks_exact(InterfaceSpec::LEN).filter_map(InterfaceSpec::decode)
+        let records =
+            || self.sections[sec::IFACES].chunks_exact(InterfaceRecord::LEN).filter_map(InterfaceRecord::decode);
+        records().filter_map(move |record| match record {
+            InterfaceRecord::Address { index, addr } => {
+                Some(records().fold(InterfaceSpec::new(index, addr), add_to_spec))
+            }
+            _ => None,
+        })
     }
 
     /// The ruleset's identity as the compiler stored it ([`format::tables_hash`]

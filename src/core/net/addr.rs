@@ -42,6 +42,18 @@ impl core::fmt::Display for Cidr {
     }
 }
 
+/// A MAC address shown as the rules file and the command line write it
+/// (`52:54:00:12:34:56`; smoltcp's `EthernetAddress` uses dashes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl core::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
 /// 0.0.0.0, "this host on this network" (RFC 1122 3.2.1.3 (a)): only ever a
 /// source, while a host learns its address (DHCP).
 pub fn is_unspecified(addr: u32) -> bool {

@@ -76,6 +76,10 @@ pub enum DropReason {
     OffloadMissing,
     /// Received on an interface that is down (no address plan).
     InterfaceDown,
+    /// To be forwarded before forwarding started: some interface that
+    /// should have an address (static, DHCP or fallback) has none yet
+    /// (fail closed).
+    NotReady,
     /// The device reported more bytes than the receive buffer holds.
     BadLength,
     /// Input interface index unknown to the data plane.
@@ -126,13 +130,14 @@ impl DropReason {
         DropReason::TransmitTooLarge,
         DropReason::OffloadMissing,
         DropReason::InterfaceDown,
+        DropReason::NotReady,
         DropReason::BadLength,
         DropReason::UnknownInterface,
     ];
 }
 
 /// Per-interface packet counters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct InterfaceCounters {
     /// Frames the NIC received.
     pub received: u64,
@@ -145,6 +150,13 @@ pub struct InterfaceCounters {
     pub forwarded_out: u64,
     /// Frames handed to the local stack from this interface.
     pub local: u64,
+}
+
+// By hand: `Default` is derived for arrays of at most 32.
+impl Default for InterfaceCounters {
+    fn default() -> Self {
+        InterfaceCounters { received: 0, sent: 0, drops: [0; DropReason::COUNT], forwarded_out: 0, local: 0 }
+    }
 }
 
 impl InterfaceCounters {

@@ -11,7 +11,7 @@ use super::fragment::FragmentTable;
 use super::neighbour::{NeighbourLimits, NeighbourTable};
 use super::parse::{parse_ethernet, parse_ipv4, EtherPayload, ETHERNET_HEADER_LEN};
 use super::reply::MAX_REPLY_LEN;
-use super::route::{netmask, ConfigError, InterfaceConfig, RouteTable, StaticRoute};
+use super::route::{netmask, ConfigError, InterfaceConfig, LearnedRoute, RouteTable, StaticRoute};
 use super::sink::FrameSink;
 use super::token_bucket::TokenBucket;
 use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
@@ -74,6 +74,10 @@ pub struct DataplaneConfig {
     pub icmp_rate: (u32, u32),
     /// Log lines per second, and burst.
     pub log_rate: (u32, u32),
+    /// Whether frames are forwarded from the start (the firewall node
+    /// starts with `false` and turns it on when every interface has its
+    /// address: fail closed).
+    pub forwarding: bool,
 }
 
 impl DataplaneConfig {
@@ -94,6 +98,7 @@ impl DataplaneConfig {
             hash_seed: 0x756e_6966_775f_6374,
             icmp_rate: (1000, 50),
             log_rate: (10, 20),
+            forwarding: true,
         }
     }
 }
@@ -103,6 +108,12 @@ pub struct Dataplane {
     pub(super) interfaces: Vec<InterfaceConfig>,
     pub(super) static_routes: Vec<StaticRoute>,
     skipped_routes: Vec<StaticRoute>,
+    /// Routes each interface learned by DHCP, by interface index.
+    learned: Vec<Vec<LearnedRoute>>,
+    /// Interfaces with a DHCP client, whose replies are always local.
+    dhcp_clients: Vec<bool>,
+    /// Whether frames are forwarded at all (else dropped as `NotReady`).
+    pub(super) forwarding: bool,
     pub(super) routes: RouteTable,
     pub(super) conntrack: ConnTrack,
     pub(super) fragments: FragmentTable,
@@ -117,20 +128,16 @@ pub struct Dataplane {
 impl Dataplane {
     /// Builds the data plane, allocating every table now. A static route
     /// whose gateway is on no connected subnet is left out and listed in
-    /// [`Dataplane::skipped_routes`]; any other inconsistency is an error.
-    pub fn new(mut config: DataplaneConfig) -> Result<Dataplane, ConfigError> {
-        let mut skipped_routes = Vec::new();
-        let routes = loop {
-            match RouteTable::new(&config.interfaces, &config.routes) {
-                Ok(routes) => break routes,
-                Err(ConfigError::GatewayUnreachable(i)) if i < config.routes.len() => {
-                    skipped_routes.push(config.routes.remove(i));
-                }
-                Err(e) => return Err(e),
-            }
-        };
+    /// [`Dataplane::skipped_routes`] until an address change puts its
+    /// gateway on one; any other inconsistency is an error.
+    pub fn new(config: DataplaneConfig) -> Result<Dataplane, ConfigError> {
+        let learned = alloc::vec![Vec::new(); config.interfaces.len()];
+        let (routes, skipped) = RouteTable::build(&config.interfaces, &config.routes, &learned)?;
         Ok(Dataplane {
-            skipped_routes,
+            skipped_routes: skipped_of(&config.routes, &skipped),
+            learned,
+            dhcp_clients: alloc::vec![false; config.interfaces.len()],
+            forwarding: config.forwarding,
             counters: Counters::new(config.interfaces.len(), config.rule_count),
             conntrack: ConnTrack::new(config.conntrack_capacity, config.hash_seed),
             fragments: FragmentTable::new(config.fragment_capacity),
@@ -174,8 +181,22 @@ impl Dataplane {
     }
 
     /// Changes an interface's address (e.g. after DHCP; `None` when the
-    /// lease is lost) and rebuilds the routes.
+    /// lease is lost), drops the routes it learned, and rebuilds the routes.
     pub fn set_interface_address(&mut self, interface: IfIndex, addr: Option<Cidr>) -> Result<(), ConfigError> {
+        self.configure_interface(interface, addr, Vec::new())
+    }
+
+    /// Changes an interface's address and the routes it learned (by DHCP)
+    /// in one step, and rebuilds the routes: static routes are
+    /// reconsidered too (one whose gateway is now on a connected subnet is
+    /// installed, one whose gateway no longer is, skipped). A learned
+    /// route whose gateway is not on the interface's subnet is not used.
+    pub fn configure_interface(
+        &mut self,
+        interface: IfIndex,
+        addr: Option<Cidr>,
+        routes: Vec<LearnedRoute>,
+    ) -> Result<(), ConfigError> {
         let index = usize::from(interface);
         if let Some(cidr) = addr {
             netmask(cidr.prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
@@ -183,9 +204,51 @@ impl Dataplane {
         let mut interfaces = self.interfaces.clone();
         let entry = interfaces.get_mut(index).ok_or(ConfigError::TooManyInterfaces)?;
         entry.addr = addr;
-        self.routes = RouteTable::new(&interfaces, &self.static_routes)?;
+        let mut learned = self.learned.clone();
+        if let Some(slot) = learned.get_mut(index) {
+            *slot = routes;
+        }
+        let (table, skipped) = RouteTable::build(&interfaces, &self.static_routes, &learned)?;
+        self.routes = table;
+        self.skipped_routes = skipped_of(&self.static_routes, &skipped);
         self.interfaces = interfaces;
+        self.learned = learned;
         Ok(())
+    }
+
+    /// The routes interface `interface` learned by DHCP.
+    pub fn learned_routes(&self, interface: IfIndex) -> &[LearnedRoute] {
+        self.learned.get(usize::from(interface)).map_or(&[], Vec::as_slice)
+    }
+
+    /// Marks an interface as running a DHCP client: DHCP replies to it
+    /// (UDP from port 67 to 68) go to the input chain and the local stack
+    /// whatever their destination address, as the offer of a new address
+    /// is unicast to that address while the interface has another (its
+    /// fallback).
+    pub fn set_dhcp_client(&mut self, interface: IfIndex, on: bool) {
+        if let Some(flag) = self.dhcp_clients.get_mut(usize::from(interface)) {
+            *flag = on;
+        }
+    }
+
+    /// Whether interface `interface` runs a DHCP client.
+    pub fn is_dhcp_client(&self, interface: IfIndex) -> bool {
+        self.dhcp_clients.get(usize::from(interface)).copied().unwrap_or(false)
+    }
+
+    /// Starts or stops forwarding; while stopped, every frame that would
+    /// be forwarded is dropped as [`DropReason::NotReady`] (the firewall's
+    /// own traffic still flows).
+    ///
+    /// [`DropReason::NotReady`]: super::DropReason::NotReady
+    pub fn set_forwarding(&mut self, on: bool) {
+        self.forwarding = on;
+    }
+
+    /// Whether frames are forwarded.
+    pub fn forwarding(&self) -> bool {
+        self.forwarding
     }
 
     /// All counters.
@@ -200,7 +263,7 @@ impl Dataplane {
     }
 
     /// The static routes left out because their gateway is on no
-    /// connected subnet.
+    /// connected subnet (yet).
     pub fn skipped_routes(&self) -> &[StaticRoute] {
         &self.skipped_routes
     }
@@ -232,4 +295,9 @@ impl Dataplane {
         events.conntrack_early_drops = self.conntrack.early_drops();
         events.fragment_evictions = self.fragments.evictions();
     }
+}
+
+/// The static routes at `indices`.
+fn skipped_of(statics: &[StaticRoute], indices: &[usize]) -> Vec<StaticRoute> {
+    indices.iter().filter_map(|&i| statics.get(i).copied()).collect()
 }

@@ -148,12 +148,18 @@ impl Dataplane {
         // host: what arrives there goes to the firewall's own stack (the
         // DHCP offer is unicast to the address being offered).
         let unaddressed = self.interfaces.get(usize::from(packet.in_if)).is_some_and(|i| i.addr.is_none());
-        if self.is_local(meta.dst) || unaddressed {
+        // The same for DHCP replies on an interface with a DHCP client: an
+        // offer of a new address arrives while it has its fallback.
+        let dhcp_reply = self.is_dhcp_client(packet.in_if) && is_dhcp_reply(meta);
+        if self.is_local(meta.dst) || unaddressed || dhcp_reply {
             return self.input(now_ms, packet, classifier, out);
         }
         if mac_is_group(&packet.eth.dst) {
             // Linux forwards only frames sent to its own MAC (PACKET_HOST).
             return Disposition::Drop(DropReason::NotOurMac);
+        }
+        if !self.forwarding {
+            return Disposition::Drop(DropReason::NotReady);
         }
         self.forward(now_ms, packet, classifier, out)
     }
@@ -387,6 +393,11 @@ fn decrement_ttl(frame: &mut [u8]) -> bool {
         field.copy_from_slice(&sum.to_be_bytes());
     }
     true
+}
+
+/// A DHCP server's reply to a client: UDP from port 67 to port 68.
+fn is_dhcp_reply(meta: &Ipv4Meta) -> bool {
+    meta.proto == proto::UDP && meta.l4.ports().is_some_and(|p| p.src == 67 && p.dst == 68)
 }
 
 /// The rules' view of a packet.

@@ -59,5 +59,5 @@ pub mod token_bucket;
 pub use counters::{Counters, DropReason};
 pub use dataplane::{Classifier, Dataplane, DataplaneConfig, Disposition};
 pub use neighbour::NeighbourLimits;
-pub use route::{ConfigError, InterfaceConfig, StaticRoute};
+pub use route::{ConfigError, InterfaceConfig, LearnedRoute, StaticRoute};
 pub use sink::{FrameSink, NullSink, VecSink};

@@ -34,6 +34,19 @@ pub struct StaticRoute {
     pub gateway: u32,
 }
 
+/// A route an interface learned by DHCP (the router option, or a
+/// classless static route of option 121): it leaves by that interface,
+/// through a gateway on its subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnedRoute {
+    /// Destination prefix, host order (host bits clear).
+    pub prefix: u32,
+    /// Prefix length, 0..=32 (0 = default route).
+    pub prefix_len: u8,
+    /// Next-hop router, host order.
+    pub gateway: u32,
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigError {
@@ -79,8 +92,26 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Connected routes of `interfaces` (those with an address) plus `statics`.
+    /// Connected routes of `interfaces` (those with an address) plus
+    /// `statics`, each of whose gateways must be on a connected subnet.
     pub fn new(interfaces: &[InterfaceConfig], statics: &[StaticRoute]) -> Result<RouteTable, ConfigError> {
+        let (table, skipped) = RouteTable::build(interfaces, statics, &[])?;
+        match skipped.first() {
+            Some(&index) => Err(ConfigError::GatewayUnreachable(index)),
+            None => Ok(table),
+        }
+    }
+
+    /// Connected routes of `interfaces`, the `statics` whose gateway is on a
+    /// connected subnet (the indices of the others are returned), and the
+    /// routes each interface learned (`learned[i]` for interface `i`; one
+    /// whose gateway is not on that interface's subnet is left out). Among
+    /// equal prefixes, connected routes win, then static ones.
+    pub fn build(
+        interfaces: &[InterfaceConfig],
+        statics: &[StaticRoute],
+        learned: &[Vec<LearnedRoute>],
+    ) -> Result<(RouteTable, Vec<usize>), ConfigError> {
         if interfaces.len() >= usize::from(crate::flow::NO_IF) {
             return Err(ConfigError::TooManyInterfaces);
         }
@@ -93,14 +124,30 @@ impl RouteTable {
             }
         }
         let connected = RouteTable { routes: routes.clone() };
+        let mut skipped = Vec::new();
         for (index, route) in statics.iter().enumerate() {
             let mask = netmask(route.prefix_len).ok_or(ConfigError::PrefixTooLong(index))?;
-            let via = connected.lookup(route.gateway).ok_or(ConfigError::GatewayUnreachable(index))?;
-            routes.push(Route { prefix: route.prefix & mask, mask, out_if: via.out_if, gateway: Some(route.gateway) });
+            match connected.lookup(route.gateway) {
+                Some(via) => routes.push(Route {
+                    prefix: route.prefix & mask,
+                    mask,
+                    out_if: via.out_if,
+                    gateway: Some(route.gateway),
+                }),
+                None => skipped.push(index),
+            }
         }
-        // Stable sort: among equal prefixes, connected routes win.
+        for ((index, interface), learned) in interfaces.iter().enumerate().zip(learned) {
+            let Some(cidr) = interface.addr else { continue };
+            for route in learned.iter().filter(|route| cidr.contains(route.gateway)) {
+                let Some(mask) = netmask(route.prefix_len) else { continue };
+                let (prefix, out_if, gateway) = (route.prefix & mask, index as IfIndex, Some(route.gateway));
+                routes.push(Route { prefix, mask, out_if, gateway });
+            }
+        }
+        // Stable sort: among equal prefixes, the order above.
         routes.sort_by_key(|route| core::cmp::Reverse(route.mask.count_ones()));
-        Ok(RouteTable { routes })
+        Ok((RouteTable { routes }, skipped))
     }
 
     /// The longest-prefix route to `dst`.
@@ -158,6 +205,35 @@ mod tests {
         assert_eq!(RouteTable::new(&interfaces(), &unreachable).unwrap_err(), ConfigError::GatewayUnreachable(0));
         let long = [StaticRoute { prefix: 0, prefix_len: 33, gateway: 0x0a01_0002 }];
         assert_eq!(RouteTable::new(&interfaces(), &long).unwrap_err(), ConfigError::PrefixTooLong(0));
+    }
+
+    #[test]
+    fn learned_routes_leave_by_their_interface_after_connected_and_static_ones() {
+        let statics = [
+            StaticRoute { prefix: 0, prefix_len: 0, gateway: 0x0a02_00fe },
+            StaticRoute { prefix: 0x0a09_0000, prefix_len: 16, gateway: 0x0a03_00fe },
+        ];
+        let learned = [
+            vec![
+                LearnedRoute { prefix: 0, prefix_len: 0, gateway: 0x0a01_00fe },
+                LearnedRoute { prefix: 0x0a04_0000, prefix_len: 24, gateway: 0x0a01_00fd },
+                LearnedRoute { prefix: 0x0a02_0000, prefix_len: 24, gateway: 0x0a01_00fd },
+                // Not on eth0's subnet: left out.
+                LearnedRoute { prefix: 0x0a05_0000, prefix_len: 24, gateway: 0x0a02_00fd },
+            ],
+            vec![],
+        ];
+        let (table, skipped) = RouteTable::build(&interfaces(), &statics, &learned).unwrap();
+        assert_eq!(skipped, [1], "no interface on 10.3.0.0/24 yet");
+        assert_eq!(table.lookup(0x0a04_0009), Some(NextHop { out_if: 0, addr: 0x0a01_00fd }));
+        assert_eq!(table.lookup(0x0a02_0009), Some(NextHop { out_if: 1, addr: 0x0a02_0009 }), "connected wins");
+        assert_eq!(table.lookup(0x0808_0808), Some(NextHop { out_if: 1, addr: 0x0a02_00fe }), "static wins");
+        assert_eq!(table.lookup(0x0a05_0001), Some(NextHop { out_if: 1, addr: 0x0a02_00fe }));
+        // Without an address, an interface's learned routes are not used.
+        let mut down = interfaces();
+        down[0].addr = None;
+        let (table, _) = RouteTable::build(&down, &[], &learned).unwrap();
+        assert_eq!(table.lookup(0x0a04_0009), None);
     }
 
     #[test]

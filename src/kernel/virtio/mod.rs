@@ -1,5 +1,6 @@
 //! virtio-net discovery on PCI (modern and legacy) and MMIO (microvm), in
-//! the order QEMU's command line gave the NICs: eth0 is the first.
+//! the order QEMU's command line gave the NICs (discovery order: the core
+//! names them from it and the MAC bindings, `unifw_core::firewall::plan`).
 
 pub mod buffers;
 mod hal;
@@ -43,7 +44,7 @@ pub struct FoundNic {
     pub can_wake: bool,
 }
 
-/// Finds and initialises every virtio-net device, eth0 first.
+/// Finds and initialises every virtio-net device, in discovery order.
 pub fn discover(mmio_devices: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
     let mut nics = discover_pci(offloads);
     if nics.is_empty() {
