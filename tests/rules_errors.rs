@@ -97,3 +97,36 @@ fn a_match_given_twice_is_an_error() {
     assert!(first("forward accept tcp udp\n").contains("`udp` is given twice"));
     assert!(first("forward accept tcp port 1 dport 2\n").contains("`dport` is given twice"));
 }
+
+#[test]
+fn interface_mac_and_fallback_errors() {
+    let e = first("interface eth0 mac 52:54:00:12:34 10.1.0.1/24\n");
+    assert!(e.starts_with("dir/t.rules:1:20: bad MAC address `52:54:00:12:34`"), "{e}");
+    let e = first("interface eth0 mac 01:00:5e:00:00:01 10.1.0.1/24\n");
+    assert!(e.contains("group (multicast) address"), "{e}");
+    let e = first("interface eth0 mac 52:54:00:12:34:56 10.1.0.1/24\ninterface eth1 mac 52:54:00:12:34:56 dhcp\n");
+    assert!(e.starts_with("dir/t.rules:2:20: MAC 52:54:00:12:34:56 is already bound to eth0"), "{e}");
+    // Case does not make another MAC.
+    let e = first("interface eth0 mac 52:54:00:ab:cd:ef none\ninterface eth3 mac 52:54:00:AB:CD:EF none\n");
+    assert!(e.contains("already bound to eth0"), "{e}");
+    let e = first("interface eth0 mac\n");
+    assert!(e.contains("expected a MAC address"), "{e}");
+    let e = first("interface eth0 mac 52:54:00:12:34:56\n");
+    assert!(e.contains("expected an address like 10.1.0.1/24, `dhcp` or `none`"), "{e}");
+    let e = first("interface eth0 10.1.0.1/24 fallback 10.1.0.5/24\n");
+    assert!(e.starts_with("dir/t.rules:1:28: only a `dhcp` interface has a fallback"), "{e}");
+    let e = first("interface eth0 none fallback 10.1.0.5/24\n");
+    assert!(e.contains("only a `dhcp` interface has a fallback"), "{e}");
+    let e = first("interface eth2 dhcp fallback\n");
+    assert!(e.contains("expected a fallback address"), "{e}");
+    let e = first("interface eth2 dhcp fallback 10.3.0.5\n");
+    assert!(e.contains("needs a prefix length"), "{e}");
+    for bad in ["0", "256", "10m", "-1", "s"] {
+        let e = first(&format!("interface eth2 dhcp fallback 10.3.0.5/24 after {bad}\n"));
+        assert!(e.contains(&format!("bad fallback delay `{bad}`: 1 to 255 seconds")), "{e}");
+    }
+    let e = first("interface eth2 dhcp after 10\n");
+    assert!(e.contains("expected end of line, found `after`"), "{e}");
+    let e = first("interface eth2 mac 52:54:00:12:34:56 mac 52:54:00:12:34:57 dhcp\n");
+    assert!(e.starts_with("dir/t.rules:1:38: `mac` is given twice"), "{e}");
+}

@@ -178,6 +178,10 @@ impl<'a> Parser<'a, '_, '_> {
         } else {
             None
         };
+        if mac.is_some() && self.is_word("mac") {
+            let t = self.tok;
+            return self.fail_at(&t, "`mac` is given twice".into());
+        }
         let (spec, st) = self.word("an address like 10.1.0.1/24, `dhcp` or `none`")?;
         let addr = match spec {
             "dhcp" => IfAddr::Dhcp,

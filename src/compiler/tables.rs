@@ -375,6 +375,7 @@ mod tests {
         assert_eq!(ifs[0], InterfaceSpec::new(0, IfAddr::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 })));
         assert_eq!(ifs[1], InterfaceSpec::new(2, IfAddr::Dhcp));
         assert_eq!(img.routes().next(), Some(RouteSpec { dest: 0, prefix_len: 0, gateway: 0x0a01_00fe }));
+        assert!(ifs.iter().all(|i| i.mac.is_none() && i.fallback.is_none()));
         assert_eq!(img.conntrack_capacity(), 99);
         assert_eq!((img.rule_count(Chain::Forward), img.rule_count(Chain::Input), img.rule_line(0)), (1, 0, 6));
         let key = PacketKey {
@@ -393,12 +394,55 @@ mod tests {
         let other = PacketKey { dst_port: 23, ..key };
         assert_eq!(img.classify(Chain::Forward, &other).action, img.policy(Chain::Forward));
     }
+
+    #[test]
+    fn mac_bindings_and_fallbacks_reach_the_image_and_print_back() {
+        use unifw_core::image::Fallback;
+        let text = "interface eth1 mac 52:54:00:AB:00:01 10.2.0.1/24\n\
+                    interface eth0 mac 52:54:00:ab:00:02 none\n\
+                    interface eth2 mac 52:54:00:ab:00:03 dhcp fallback 10.3.0.5/24 after 20s\n\
+                    interface eth3 dhcp fallback 10.4.0.5/16\n";
+        let set = crate::parse("t", text.as_bytes(), &mut |p| Err(p.into())).expect("parses");
+        let c = crate::compile_ruleset(set.clone()).expect("compiles");
+        let img = Image::from_bytes(&c.image).expect("valid");
+        let ifs: alloc::vec::Vec<_> = img.interfaces().collect();
+        assert_eq!(ifs, set.interfaces, "the image gives back what the file says");
+        let want = [
+            InterfaceSpec { mac: Some([0x52, 0x54, 0, 0xab, 0, 2]), ..InterfaceSpec::new(0, IfAddr::Unconfigured) },
+            InterfaceSpec {
+                mac: Some([0x52, 0x54, 0, 0xab, 0, 1]),
+                ..InterfaceSpec::new(1, IfAddr::Static(Cidr { addr: 0x0a02_0001, prefix_len: 24 }))
+            },
+            InterfaceSpec {
+                mac: Some([0x52, 0x54, 0, 0xab, 0, 3]),
+                fallback: Some(Fallback { addr: Cidr { addr: 0x0a03_0005, prefix_len: 24 }, after_seconds: 20 }),
+                ..InterfaceSpec::new(2, IfAddr::Dhcp)
+            },
+            InterfaceSpec {
+                fallback: Some(Fallback {
+                    addr: Cidr { addr: 0x0a04_0005, prefix_len: 16 },
+                    after_seconds: unifw_core::image::DEFAULT_FALLBACK_SECONDS,
+                }),
+                ..InterfaceSpec::new(3, IfAddr::Dhcp)
+            },
+        ];
+        assert_eq!(ifs, want);
+        let printed = crate::render(&set, crate::Format::Unifw).expect("renders");
+        assert!(
+            printed.contains("interface eth2 mac 52:54:00:ab:00:03 dhcp fallback 10.3.0.5/24 after 20\n"),
+            "{printed}"
+        );
+        let again = crate::parse("t", printed.as_bytes(), &mut |p| Err(p.into())).expect("parses");
+        assert_eq!(again.interfaces, set.interfaces);
+    }
 }
 
 /// The image bytes of fixed inputs, pinned by hash: a change to how records
 /// are written must not change a single byte. Version 2 only added the
-/// tables hash to the header, so an image read back as version 1 (version
-/// field 1, hash field zero) must still be byte-identical to the pins.
+/// tables hash to the header and version 3 two interface record kinds
+/// (MAC binding, DHCP fallback) that these inputs do not use, so an image
+/// read back as version 1 (version field 1, hash field zero) must still be
+/// byte-identical to the pins.
 #[cfg(test)]
 mod pinned {
     use alloc::format;
@@ -441,6 +485,41 @@ mod pinned {
 
     fn fnv_v1(image: Vec<u8>) -> u64 {
         fnv(&as_version_1(image))
+    }
+
+    /// A MAC binding and a fallback add records to the interface section
+    /// and change nothing else: with the section's two new records (it
+    /// stays inside its 64 bytes), the header's length and hash aside, the
+    /// image is the pinned one.
+    #[test]
+    fn version_3_records_change_only_the_interface_section() {
+        use unifw_core::image::format::{sec, Header, InterfaceRecord};
+        let plain = std::fs::read_to_string(format!("{}/../../rules/default.rules", env!("CARGO_MANIFEST_DIR")))
+            .expect("rules/default.rules");
+        let bound = plain
+            .replace("interface eth0 10.1.0.1/24", "interface eth0 mac 52:54:00:00:01:00 10.1.0.1/24")
+            .replace("interface eth2 dhcp", "interface eth2 dhcp fallback 10.3.0.5/24");
+        assert_ne!(bound, plain);
+        let (a, b) = (image_of_text(&plain), image_of_text(&bound));
+        let (ha, hb) = (Header::decode(&a).unwrap(), Header::decode(&b).unwrap());
+        let ifaces = |h: &Header| h.sections[sec::IFACES];
+        assert_eq!(ifaces(&hb).len, ifaces(&ha).len + 2 * InterfaceRecord::LEN as u32);
+        assert_eq!(a.len(), b.len(), "the section still fits its 64 bytes");
+        for s in 0..ha.sections.len() {
+            assert_eq!(ha.sections[s].offset, hb.sections[s].offset, "section {s}");
+            if s != sec::IFACES {
+                let range =
+                    |h: &Header| h.sections[s].offset as usize..(h.sections[s].offset + h.sections[s].len) as usize;
+                assert_eq!(a[range(&ha)], b[range(&hb)], "section {s}");
+            }
+        }
+        let at = ifaces(&ha).offset as usize;
+        assert_eq!(a[at..at + 8], b[at..at + 8], "eth0's address record first, unchanged");
+        assert_eq!(fnv_v1(a), 0xf594_e798_3bb5_b1a4, "the plain file is still the pinned image");
+    }
+
+    fn image_of_text(text: &str) -> Vec<u8> {
+        compile("t.rules", text.as_bytes(), &mut |p| Err(p.into())).expect("compiles").image
     }
 
     #[test]
