@@ -450,6 +450,19 @@ class Lab:
             self.ip("-n", ns, "link", "set", tap, "up")
             self.ip("-n", ns, "route", "add", "default", "via", FIREWALL[index])
 
+    def serve_dhcp(self, log_dir, lease="10m", options=()):
+        """dnsmasq in the management namespace (after `attach_mgmt`),
+        leasing 10.3.0.50-59 for LEASE on the third tap; OPTIONS are more
+        `--dhcp-option` values (`3,10.3.0.1`, `121,10.9.0.0/24,10.3.0.254`).
+        Its log (with every DHCP message) and leases go to LOG_DIR.
+        Returns the process."""
+        log_dir = Path(log_dir)
+        return self.start(["dnsmasq", "--keep-in-foreground", "--port=0", "--bind-interfaces",
+                           f"--interface={self.taps[2]}", f"--dhcp-range=10.3.0.50,10.3.0.59,255.255.255.0,{lease}",
+                           f"--dhcp-leasefile={log_dir / 'dhcp.leases'}", f"--pid-file={log_dir / 'dnsmasq.pid'}",
+                           f"--log-facility={log_dir / 'dnsmasq.log'}", "--log-dhcp",
+                           *(f"--dhcp-option={option}" for option in options)], ns=self.mgmt)
+
     def attach_mgmt(self, timeout=60):
         """Moves the third tap (eth2) into the management namespace as
         10.3.0.1/24, once QEMU holds it."""

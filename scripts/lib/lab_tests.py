@@ -58,16 +58,19 @@ class LabRun:
             lab.build_kernel(rules)
             self.image_rules = rules
 
-    def boot(self, name, machine, accel, append="", nics=2, iso=None, **disk):
+    def boot(self, name, machine, accel, append="", nics=2, iso=None, order=None, **disk):
         """Boots in a fresh lab (console in LOG_DIR/NAME.log) and attaches
-        the taps. DISK: `lab.qemu_command`'s disk, firmware, macs and
-        root_ports (a UEFI variable store goes to LOG_DIR/NAME.vars)."""
+        the taps. ORDER (default 0, 1, ...) lists the taps in the order of
+        the NICs on QEMU's command line (the sender's tap is 0). DISK:
+        `lab.qemu_command`'s disk, firmware, macs and root_ports (a UEFI
+        variable store goes to LOG_DIR/NAME.vars)."""
         self.console = self.log_dir / f"{name}.log"
         self.lab.up(nics)
         if disk.get("firmware") == "uefi":
             disk["vars_file"] = self.log_dir / f"{name}.vars"
-        command = lab.qemu_command(machine, accel, self.lab.taps[:nics], iso=iso, append=append,
-                                   serial=f"file:{self.console}", **disk)
+        taps = [self.lab.taps[index] for index in (order or range(nics))]
+        command = lab.qemu_command(machine, accel, taps, iso=iso, append=append, serial=f"file:{self.console}",
+                                   **disk)
         self.lab.boot(command, console=self.console)
         self.lab.attach(60)
 
@@ -307,25 +310,100 @@ def first_packets(run):
 
 def dhcp(run):
     """The management NIC (eth2, third on the command line) configured by
-    DHCP from dnsmasq in the management namespace; the firewall then
-    answers ping on the leased address. DHCP replies come from a host with
-    checksum offload, so this also covers completing partial checksums
-    before smoltcp."""
+    DHCP from dnsmasq in the management namespace: forwarding waits for
+    the lease (fail closed), the router option becomes the default route,
+    the firewall answers ping on the leased address, and renews its lease
+    at T1 (10 s here). DHCP replies come from a host with checksum
+    offload, so this also covers completing partial checksums before
+    smoltcp."""
     print(f"lab: eth2 by DHCP (dnsmasq in {run.lab.mgmt})")
     run.image(DEFAULT_RULES)
     run.boot("dhcp", "microvm", "tcg", nics=3)
     run.lab.attach_mgmt(60)
-    logs = run.log_dir
-    run.lab.start(["dnsmasq", "--keep-in-foreground", "--port=0", "--bind-interfaces",
-                   f"--interface={run.lab.taps[2]}", "--dhcp-range=10.3.0.50,10.3.0.59,255.255.255.0,10m",
-                   f"--dhcp-leasefile={logs / 'dhcp.leases'}", f"--pid-file={logs / 'dnsmasq.pid'}",
-                   f"--log-facility={logs / 'dnsmasq.log'}", "--log-dhcp"], ns=run.lab.mgmt)
-    leased_pattern = r"eth2: DHCP address (10\.3\.0\.5[0-9])"
-    run.expect_console(leased_pattern, "dhcp: eth2 leased an address")
+    run.expect_ping(run.lab.sender, SENDER_FW, "dhcp: eth0 answers while eth2 waits for its lease")
+    run.expect_console(r"forwarding: off until eth2 has an address", "dhcp: the console says forwarding waits")
+    run.expect_no_ping(run.lab.sender, RECEIVER_HOST, "dhcp: nothing is forwarded before the lease")
+    run.lab.serve_dhcp(run.log_dir, options=("3,10.3.0.1", "option:T1,10", "option:T2,20"))
+    leased_pattern = r"eth2: DHCP address (10\.3\.0\.5[0-9])/24; routes default via 10\.3\.0\.1 \(router option\)"
+    run.expect_console(leased_pattern, "dhcp: eth2 leased an address, the router option is its default route", 30)
     leased = re.search(leased_pattern, run.console_text())
     if leased:
         run.expect_ping(run.lab.mgmt, leased.group(1), f"dhcp: the firewall answers on {leased.group(1)}")
-    run.expect_ping(run.lab.sender, SENDER_FW, "dhcp: eth0 still answers")
+    run.expect_console(r"forwarding: on \(eth0 10\.1\.0\.1/24, eth1 10\.2\.0\.1/24, eth2 10\.3\.0\.5[0-9]/24 by DHCP\)",
+                       "dhcp: forwarding starts with the lease, and the console lists the addresses")
+    expect_ping_through(run, run.lab.sender, RECEIVER_HOST, "dhcp: the sender pings the receiver through it")
+    acks = 0
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and acks < 2:
+        time.sleep(1)
+        try:
+            acks = len(re.findall(r"DHCPACK\(", (run.log_dir / "dnsmasq.log").read_text(errors="replace")))
+        except FileNotFoundError:
+            pass
+    run.check(acks >= 2, f"dhcp: the lease is renewed at T1 (dnsmasq acked {acks} requests)")
+    run.expect_no_console(r"lease lost|forwarding: off:", "dhcp: the renewal keeps the address and forwarding")
+
+
+# The cloud test's NICs (tests/lab/cloud.rules binds eth0, eth1, eth2 to
+# them) and the order they have on QEMU's command line: management first,
+# then the receiver's, then the sender's.
+CLOUD_RULES = "tests/lab/cloud.rules"
+CLOUD_BOUND = ("52:54:00:c1:00:10", "52:54:00:c1:00:11", "52:54:00:c1:00:12")
+CLOUD_ORDER = (2, 1, 0)
+
+
+def cloud(run):
+    """Interfaces in a cloud (tests/lab/cloud.rules): NICs named by MAC
+    whatever their order; the DHCP interface takes its static fallback
+    when no server answers, and forwarding waits for it; a lease then
+    replaces the fallback, and its classless static routes (option 121)
+    win over its router option and route traffic. Then the same by
+    `unifw.ethN.mac=` on the command line."""
+    print("lab: NICs by MAC, DHCP fallback, option 121 routes, fail closed (tests/lab/cloud.rules)")
+    run.image(CLOUD_RULES)
+    macs = [CLOUD_BOUND[index] for index in CLOUD_ORDER]
+    run.boot("cloud", "microvm", "tcg", nics=3, order=CLOUD_ORDER, macs=macs)
+    run.lab.attach_mgmt(60)
+    mgmt, sender = run.lab.mgmt, run.lab.sender
+    for name, nic in (("eth0", 2), ("eth1", 1), ("eth2", 0)):
+        mac = CLOUD_BOUND[int(name[-1])]
+        run.expect_console(rf"{name}: NIC {nic}, mac {mac} \(bound by MAC\)",
+                           f"cloud: {name} is NIC {nic} on the command line, found by its MAC")
+    run.expect_ping(sender, SENDER_FW, "cloud: the sender pings eth0's address")
+    run.expect_ping(run.lab.receiver, RECEIVER_FW, "cloud: the receiver pings eth1's address", 10)
+    run.expect_console(r"forwarding: off until eth2 has an address", "cloud: forwarding waits for eth2")
+    run.expect_no_ping(sender, RECEIVER_HOST, "cloud: nothing is forwarded while eth2 has no address")
+    run.expect_console(r"eth2: no DHCP lease within 8 s; using the fallback 10\.3\.0\.9/24",
+                       "cloud: no DHCP server: eth2 takes its fallback after 8 s", 20)
+    run.expect_ping(mgmt, "10.3.0.9", "cloud: the firewall answers on the fallback address", 10)
+    run.expect_console(r"forwarding: on \(.*eth2 10\.3\.0\.9/24 fallback\)", "cloud: forwarding starts on the fallback")
+    expect_ping_through(run, sender, RECEIVER_HOST, "cloud: the sender pings the receiver through it")
+
+    # A gateway for 10.9.0.0/24 in the management namespace, given by
+    # option 121 alongside a router option that must lose.
+    run.lab.ip("-n", mgmt, "addr", "add", "10.3.0.254/24", "dev", run.lab.taps[2])
+    run.lab.ip("-n", mgmt, "addr", "add", "10.9.0.5/32", "dev", run.lab.taps[2])
+    run.lab.serve_dhcp(run.log_dir, options=("3,10.3.0.1", "121,10.9.0.0/24,10.3.0.254"))
+    leased_pattern = (r"eth2: DHCP address (10\.3\.0\.5[0-9])/24 \(replaces the fallback 10\.3\.0\.9/24\); "
+                      r"routes 10\.9\.0\.0/24 via 10\.3\.0\.254 \(option 121; router option 10\.3\.0\.1 ignored\)")
+    run.expect_console(leased_pattern, "cloud: a lease replaces the fallback; option 121 wins over the router option",
+                       30)
+    leased = re.search(leased_pattern, run.console_text())
+    if leased:
+        run.expect_ping(mgmt, leased.group(1), f"cloud: the firewall answers on the leased {leased.group(1)}", 10)
+        run.lab.ip("-n", mgmt, "route", "add", "10.1.0.0/24", "via", leased.group(1))
+        expect_ping_through(run, sender, "10.9.0.5", "cloud: 10.9.0.5 is reached through the option 121 route")
+    run.expect_no_ping(mgmt, "10.3.0.9", "cloud: the fallback address is gone")
+    run.expect_no_console("PANIC|ERROR", "cloud: no errors on the console")
+
+    # The kernel command line binds names too (unifw.ethN.mac=), here for
+    # the default image, whose rules bind nothing.
+    run.image(DEFAULT_RULES)
+    run.boot("cloud-cmdline", "microvm", "tcg", order=(1, 0), macs=CLOUD_BOUND[1::-1],
+             append=f"unifw.eth0.mac={CLOUD_BOUND[0]} unifw.eth1.mac={CLOUD_BOUND[1]}")
+    run.expect_ping(sender, SENDER_FW, "cloud: unifw.eth0.mac= names the second NIC eth0")
+    run.expect_ping(run.lab.receiver, RECEIVER_FW, "cloud: unifw.eth1.mac= names the first NIC eth1", 10)
+    expect_ping_through(run, sender, RECEIVER_HOST, "cloud: traffic passes with the NICs named on the command line")
 
 
 def garbage_frames(run):
@@ -586,7 +664,8 @@ TESTS = {
     "fw-diff": Test("tests/lab/fw-diff.ipt: 300 probes, unifw vs Linux iptables", fw_differential),
     "stream": Test("a TCP stream past 65,536 frames, offloads off", sustained_stream),
     "first-packets": Test("first UDP and TCP packets to an unresolved host arrive at once", first_packets),
-    "dhcp": Test("eth2 by DHCP from dnsmasq in the mgmt namespace", dhcp),
+    "dhcp": Test("eth2 by DHCP from dnsmasq: router option, renewal, forwarding waits for it", dhcp),
+    "cloud": Test("tests/lab/cloud.rules: NICs by MAC, DHCP fallback, option 121 routes", cloud),
     "garbage": Test("20,000 malformed frames, then still answers and forwards", garbage_frames),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
