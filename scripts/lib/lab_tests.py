@@ -241,9 +241,10 @@ def disk_boot(run, kind):
     run.expect_ping(run.lab.receiver, RECEIVER_FW, f"{kind}: receiver pings 10.2.0.1", 20)
     run.expect_console("booted via Multiboot2", f"{kind}: entered through GRUB and Multiboot2")
     run.expect_console(f"identity {identity}", f"{kind}: the kernel reports the identity build-images printed")
-    first, second = (m.replace(":", "-") for m in CLOUD_MACS)
-    run.expect_console(f"eth0: virtio-net .* mac {first}", f"{kind}: eth0 is the first NIC on the command line")
-    run.expect_console(f"eth1: virtio-net .* mac {second}", f"{kind}: eth1 is the second")
+    first, second = CLOUD_MACS
+    run.expect_console(f"eth0: NIC 0, mac {first} \\(in discovery order\\)",
+                       f"{kind}: eth0 is the first NIC on the command line")
+    run.expect_console(f"eth1: NIC 1, mac {second} \\(in discovery order\\)", f"{kind}: eth1 is the second")
     if fw_serve(run):
         expect_flow(run, run.lab.sender, "tcp", RECEIVER_HOST, 5001, "ok", f"{kind}: TCP sender->receiver passes")
         expect_flow(run, run.lab.receiver, "udp", SENDER_HOST, 5002, "ok", f"{kind}: UDP receiver->sender passes")
