@@ -217,7 +217,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
     fn handle_frame(&mut self, index: usize, mut buffer: D::Buffer, frame: Range<usize>, now_ms: u64, at: Instant) {
         let in_if = index as IfIndex;
         let counters = self.dataplane.counters_mut();
-        counters.count_received(in_if);
+        counters.count_received(in_if, frame.len());
         let Some(stack) = self.stacks.get_mut(index).and_then(Option::as_mut) else {
             counters.count_drop(in_if, DropReason::InterfaceDown);
             self.nics.recycle(buffer);
@@ -232,7 +232,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         match self.dataplane.handle_offloaded_frame(now_ms, in_if, bytes, partial, &self.image, &mut self.nics) {
             Disposition::Forward { out_if, len } => {
                 let sent = self.nics.forward(usize::from(out_if), buffer, len);
-                self.dataplane.counters_mut().count_transmit(in_if, out_if, sent);
+                self.dataplane.counters_mut().count_transmit(in_if, out_if, len, sent);
             }
             Disposition::Local => {
                 // smoltcp verifies checksums; offsets outside the frame
