@@ -24,6 +24,8 @@
 //! [`Counters`]: crate::net::Counters
 
 pub mod dhcp;
+pub mod exposition;
+pub mod metrics;
 pub mod nics;
 pub mod plan;
 pub mod port;
@@ -43,6 +45,7 @@ use crate::image::{IfAddr, Image};
 use crate::net::addr::MacAddr;
 use crate::net::{Classifier, ConfigError, Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig};
 use crate::virtio_net;
+pub use metrics::MetricsServer;
 pub use nics::{Buffer, Home, NetDevice, NicSet};
 pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
@@ -73,6 +76,8 @@ pub struct Settings {
     pub report_seconds: u32,
     /// Secret for the connection table's hash.
     pub hash_seed: u64,
+    /// When the rules were compiled (unix seconds), for `/metrics`.
+    pub rules_compiled_at: u64,
 }
 
 /// All NICs, the packet path and the firewall's own stacks.
@@ -140,7 +145,12 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                 };
                 dataplane.set_dhcp_client(index as IfIndex, setup.0 == IfAddr::Dhcp);
                 let mut port = StackPort::new(&mut nics, &mut dataplane, index, now_ms);
-                Some(Stack::new(name, EthernetAddress(mac), setup, &mut port, timestamp))
+                let mut stack = Stack::new(name, EthernetAddress(mac), setup, &mut port, timestamp);
+                if let Some(server) = MetricsServer::for_interface(&image, index as u8, settings.rules_compiled_at) {
+                    log::info!("{name}: {server}");
+                    stack.serve_metrics(server);
+                }
+                Some(stack)
             })
             .collect();
         let report_ms = u64::from(settings.report_seconds) * 1000;
@@ -255,8 +265,16 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             return false;
         };
         let mut port = StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms);
-        let work = stack.poll(at, &mut port);
+        let mut work = stack.poll(at, &mut port);
         drop(port);
+        let uptime_us = at.total_micros().max(0) as u64;
+        let sources =
+            exposition::Sources { names: &self.names, dataplane: &self.dataplane, image: &self.image, uptime_us };
+        if stack.poll_metrics(at, &sources) {
+            // What the metrics server queued leaves now.
+            work = true;
+            stack.poll(at, &mut StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms));
+        }
         self.follow_stack(index, at);
         work
     }

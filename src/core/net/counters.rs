@@ -169,6 +169,7 @@ impl DropReason {
             DropReason::TransmitTooLarge => "transmit_too_large",
             DropReason::OffloadMissing => "offload_missing",
             DropReason::InterfaceDown => "interface_down",
+            DropReason::NotReady => "not_ready",
             DropReason::BadLength => "bad_length",
             DropReason::UnknownInterface => "unknown_interface",
         }
@@ -199,7 +200,15 @@ pub struct InterfaceCounters {
 // By hand: `Default` is derived for arrays of at most 32.
 impl Default for InterfaceCounters {
     fn default() -> Self {
-        InterfaceCounters { received: 0, sent: 0, drops: [0; DropReason::COUNT], forwarded_out: 0, local: 0 }
+        InterfaceCounters {
+            received: 0,
+            sent: 0,
+            received_bytes: 0,
+            sent_bytes: 0,
+            drops: [0; DropReason::COUNT],
+            forwarded_out: 0,
+            local: 0,
+        }
     }
 }
 
