@@ -560,3 +560,247 @@ impl Display for Hex16 {
         write!(f, "{:016x}", self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::addr::Cidr;
+    use crate::net::{DataplaneConfig, InterfaceConfig};
+    use alloc::collections::{BTreeMap, BTreeSet};
+    use alloc::format;
+    use alloc::string::ToString;
+
+    const RULES: &str = "interface eth0 10.1.0.1/24
+interface eth1 10.2.0.1/24
+policy input drop
+forward accept tcp port 80
+input accept icmp
+forward drop udp
+input accept tcp in eth0 dport 9100 from 10.1.0.2
+metrics eth0 from 10.1.0.2
+";
+
+    fn image_bytes() -> Vec<u8> {
+        unifw_compiler::compile("t.rules", RULES.as_bytes(), &mut |p| Err(p.into())).expect("compiles").image
+    }
+
+    fn dataplane(rules: usize) -> Dataplane {
+        let interfaces = vec![
+            InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: Cidr::new(0x0a01_0001, 24) },
+            InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: Cidr::new(0x0a02_0001, 24) },
+        ];
+        Dataplane::new(DataplaneConfig::new(interfaces, vec![], rules, 64)).expect("config")
+    }
+
+    fn names() -> Vec<String> {
+        vec!["eth0".to_string(), "eth1".to_string()]
+    }
+
+    /// Writes the whole text through windows of the given sizes (cycled);
+    /// also returns how many calls wrote nothing (the step budget).
+    fn render(view: &View<'_, '_, '_>, windows: &[usize]) -> (String, usize) {
+        let mut e = Exposition::new();
+        let mut out = Vec::new();
+        let mut idle = 0;
+        for n in windows.iter().cycle() {
+            if e.is_done() {
+                break;
+            }
+            let mut buf = vec![0u8; *n];
+            let w = e.write(view, &mut buf);
+            idle += usize::from(w == 0);
+            assert!(idle < 10_000, "no progress");
+            out.extend_from_slice(&buf[..w]);
+        }
+        (String::from_utf8(out).expect("UTF-8"), idle)
+    }
+
+    /// Parses text exposition 0.0.4 strictly enough for what we write:
+    /// every line is a HELP or TYPE comment or a sample of the family typed
+    /// last; names and labels are valid; counters end in `_total`; no
+    /// family or series appears twice. Returns each series' value.
+    fn parse(text: &str) -> BTreeMap<String, f64> {
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && !n.starts_with(|c: char| c.is_ascii_digit())
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        };
+        assert!(text.ends_with('\n'));
+        let mut families = BTreeSet::new();
+        let mut helped = BTreeSet::new();
+        let mut current: Option<(String, String)> = None;
+        let mut series = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').expect("HELP name text");
+                assert!(name_ok(name) && !help.is_empty(), "{line}");
+                assert!(helped.insert(name.to_string()), "HELP twice: {line}");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE name type");
+                assert!(name_ok(name), "{line}");
+                assert!(kind == "counter" || kind == "gauge", "{line}");
+                assert!(kind != "counter" || name.ends_with("_total"), "{line}");
+                assert!(helped.contains(name), "TYPE before HELP: {line}");
+                assert!(families.insert(name.to_string()), "family twice: {line}");
+                current = Some((name.to_string(), kind.to_string()));
+                continue;
+            }
+            assert!(!line.starts_with('#'), "{line}");
+            let (key, value) = line.rsplit_once(' ').expect("sample value");
+            value.parse::<f64>().unwrap_or_else(|_| panic!("bad value: {line}"));
+            let (name, labels) = match key.split_once('{') {
+                Some((name, labels)) => (name, labels.strip_suffix('}').expect("labels close")),
+                None => (key, ""),
+            };
+            let (family, _) = current.as_ref().expect("a sample after TYPE");
+            assert_eq!(name, family, "{line}");
+            let mut rest = labels;
+            while !rest.is_empty() {
+                let (label, after) = rest.split_once("=\"").expect("label=\"");
+                assert!(name_ok(label) && !label.contains(':'), "{line}");
+                // The value runs to the first unescaped quote.
+                let mut end = None;
+                let mut escaped = false;
+                for (i, c) in after.char_indices() {
+                    match (escaped, c) {
+                        (true, '\\' | '"' | 'n') => escaped = false,
+                        (true, _) => panic!("bad escape in {line}"),
+                        (false, '\\') => escaped = true,
+                        (false, '"') => {
+                            end = Some(i);
+                            break;
+                        }
+                        (false, '\n') => panic!("raw newline"),
+                        _ => {}
+                    }
+                }
+                let end = end.expect("closing quote");
+                rest = &after[end + 1..];
+                rest = rest.strip_prefix(',').unwrap_or(rest);
+            }
+            assert!(series.insert(key.to_string(), value.parse().unwrap()).is_none(), "series twice: {line}");
+        }
+        series
+    }
+
+    fn busy_dataplane(rules: usize) -> Dataplane {
+        let mut dp = dataplane(rules);
+        let c = dp.counters_mut();
+        c.count_received(0, 1514);
+        c.count_received(1, 60);
+        c.count_transmit(0, 1, 1514, Ok(()));
+        c.count_drop(0, DropReason::NotOurMac);
+        c.rule_hits[0] = 5;
+        c.rule_hits[3] = 2;
+        c.policy_hits = [7, 0];
+        c.events.icmp_errors_sent = 4;
+        c.events.tcp_resets_sent = 1;
+        dp
+    }
+
+    #[test]
+    fn every_line_is_a_comment_or_a_sample_and_the_numbers_are_there() {
+        let bytes = image_bytes();
+        let image = Image::from_bytes(&bytes).expect("valid");
+        let dp = busy_dataplane(image.total_rules() as usize);
+        let names = names();
+        let sources = Sources { names: &names, dataplane: &dp, image: &image, uptime_us: 12_345_678 };
+        let ruleset = RulesetFacts::new(&image, 1_700_000_000);
+        let mut server = ServerCounts { interface: 0, ..ServerCounts::default() };
+        server.responses[0] = 3;
+        server.refused = 2;
+        let view = View { sources: &sources, ruleset: &ruleset, server: &server };
+        let (text, _) = render(&view, &[1 << 20]);
+        let series = parse(&text);
+        let identity = format!("{:016x}", image.tables_hash());
+        let want = [
+            ("unifw_uptime_seconds".to_string(), 12.345),
+            (format!("unifw_ruleset_info{{identity=\"{identity}\",rules=\"4\"}}"), 1.0),
+            ("unifw_rules{chain=\"input\"}".into(), 2.0),
+            ("unifw_rules{chain=\"forward\"}".into(), 2.0),
+            ("unifw_rules_compiled_timestamp_seconds".into(), 1.7e9),
+            ("unifw_interface_received_bytes_total{interface=\"eth0\"}".into(), 1514.0),
+            ("unifw_interface_received_packets_total{interface=\"eth1\"}".into(), 1.0),
+            ("unifw_interface_sent_bytes_total{interface=\"eth1\"}".into(), 1514.0),
+            ("unifw_interface_dropped_packets_total{interface=\"eth0\"}".into(), 1.0),
+            ("unifw_drops_total{interface=\"eth0\",reason=\"not_our_mac\"}".into(), 1.0),
+            ("unifw_drops_total{interface=\"eth1\",reason=\"not_our_mac\"}".into(), 0.0),
+            ("unifw_rule_hits_total{chain=\"forward\",rule=\"0\",line=\"4\"}".into(), 5.0),
+            ("unifw_rule_hits_total{chain=\"input\",rule=\"3\",line=\"7\"}".into(), 2.0),
+            ("unifw_policy_hits_total{chain=\"input\"}".into(), 7.0),
+            ("unifw_conntrack_limit".into(), 64.0),
+            ("unifw_icmp_errors_sent_total".into(), 4.0),
+            ("unifw_tcp_resets_sent_total".into(), 1.0),
+            ("unifw_metrics_responses_total{interface=\"eth0\",code=\"200\"}".into(), 3.0),
+            ("unifw_metrics_connections_refused_total{interface=\"eth0\"}".into(), 2.0),
+        ];
+        for (key, value) in want {
+            assert_eq!(series.get(&key), Some(&value), "{key} in\n{text}");
+        }
+        // Rules without hits are left out.
+        assert_eq!(series.keys().filter(|k| k.starts_with("unifw_rule_hits_total")).count(), 2);
+        assert_eq!(series.keys().filter(|k| k.starts_with("unifw_drops_total")).count(), 2 * DropReason::COUNT);
+        assert!(text.lines().all(|l| l.len() < LINE_MAX));
+    }
+
+    #[test]
+    fn tiny_windows_give_the_same_bytes_as_one_big_one() {
+        let bytes = image_bytes();
+        let image = Image::from_bytes(&bytes).expect("valid");
+        let dp = busy_dataplane(image.total_rules() as usize);
+        let names = names();
+        let sources = Sources { names: &names, dataplane: &dp, image: &image, uptime_us: 1 };
+        let ruleset = RulesetFacts::new(&image, 5);
+        let server = ServerCounts::default();
+        let view = View { sources: &sources, ruleset: &ruleset, server: &server };
+        let (whole, _) = render(&view, &[1 << 20]);
+        for windows in [&[1][..], &[2], &[3, 1, 7], &[0, 5], &[255, 256, 257]] {
+            assert_eq!(render(&view, windows).0, whole, "windows {windows:?}");
+        }
+    }
+
+    #[test]
+    fn many_idle_rules_are_skipped_a_budget_at_a_time() {
+        let bytes = image_bytes();
+        let image = Image::from_bytes(&bytes).expect("valid");
+        // More hit counters than the image has rules: the writer goes by
+        // the counters; rules past the image have line 0 and chain forward.
+        let rules = 3 * STEPS_PER_WRITE + 10;
+        let mut dp = dataplane(rules);
+        dp.counters_mut().rule_hits[rules - 1] = 9;
+        let names = names();
+        let sources = Sources { names: &names, dataplane: &dp, image: &image, uptime_us: 0 };
+        let ruleset = RulesetFacts::new(&image, 0);
+        let server = ServerCounts::default();
+        let view = View { sources: &sources, ruleset: &ruleset, server: &server };
+        let (text, idle) = render(&view, &[4096]);
+        assert!(idle >= 2, "the budget paused the scan ({idle} empty writes)");
+        let line = format!("unifw_rule_hits_total{{chain=\"forward\",rule=\"{}\",line=\"0\"}} 9\n", rules - 1);
+        assert!(text.contains(&line), "{text}");
+        parse(&text);
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        let mut line = Line::new();
+        sample(&mut line, "x", &[("a", &"q\"b\\s\nn"), ("b", &7)], 1);
+        assert_eq!(line.bytes(), b"x{a=\"q\\\"b\\\\s\\nn\",b=\"7\"} 1\n");
+        let mut help = Line::new();
+        let _ = write!(Escape { out: &mut help, quotes: false }, "a\\b\n\"c\"");
+        assert_eq!(help.bytes(), b"a\\\\b\\n\"c\"");
+        let mut full = Line::new();
+        assert!(full.write_str(&"y".repeat(LINE_MAX + 1)).is_err());
+        assert!(full.overflow && full.len == 0);
+    }
+
+    #[test]
+    fn rule_chains_come_from_the_input_chain_entries() {
+        let bytes = image_bytes();
+        let image = Image::from_bytes(&bytes).expect("valid");
+        let facts = RulesetFacts::new(&image, 0);
+        let chains: Vec<Chain> = (0..5).map(|r| facts.chain_of(r)).collect();
+        assert_eq!(chains, [Chain::Forward, Chain::Input, Chain::Forward, Chain::Input, Chain::Forward]);
+    }
+}
