@@ -630,3 +630,93 @@ impl Slot {
         self.phase = Phase::Resetting { since_ms: now_ms };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(head: &[u8]) -> (Status, bool) {
+        let a = answer(head);
+        (a.status, a.body)
+    }
+
+    #[test]
+    fn requests_are_judged_as_rfc_9112_says() {
+        assert_eq!(status(b"GET /metrics HTTP/1.1\r\nHost: fw\r\n\r\n"), (Status::Ok, true));
+        assert_eq!(status(b"GET /metrics?x=1 HTTP/1.0\n\n"), (Status::Ok, true), "a query and bare LFs");
+        assert_eq!(status(b"HEAD /metrics HTTP/1.1\r\n\r\n"), (Status::Ok, false));
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n").0, Status::NotFound);
+        assert_eq!(status(b"GET /metrics/ HTTP/1.1\r\n\r\n").0, Status::NotFound);
+        assert_eq!(status(b"GET /../metrics HTTP/1.1\r\n\r\n").0, Status::NotFound);
+        assert_eq!(status(b"POST /metrics HTTP/1.1\r\n\r\n").0, Status::MethodNotAllowed);
+        assert_eq!(status(b"DELETE /metrics HTTP/1.1\r\n\r\n").0, Status::MethodNotAllowed);
+        assert_eq!(status(b"GET /metrics HTTP/2.0\r\n\r\n").0, Status::VersionNotSupported);
+        assert_eq!(status(b"GET /metrics HTTP/0.9\r\n\r\n").0, Status::VersionNotSupported);
+        for bad in [
+            &b"GET /metrics\r\n\r\n"[..],
+            b"GET  /metrics HTTP/1.1\r\n\r\n",
+            b"GET /metrics HTTP/1.1 extra\r\n\r\n",
+            b"GET metrics HTTP/1.1\r\n\r\n",
+            b"G(T /metrics HTTP/1.1\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nno colon\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\n: empty name\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+            b"GET /metrics HTTPS/1.1\r\n\r\n",
+            b"\r\n\r\n",
+        ] {
+            assert_eq!(status(bad).0, Status::BadRequest, "{:?}", core::str::from_utf8(bad));
+        }
+        // Every response head ends in an empty line, and each error's
+        // Content-Length is its body's length.
+        for s in Status::ALL {
+            let (head, body) = s.response();
+            assert!(head.ends_with(b"\r\n\r\n") && head.starts_with(b"HTTP/1.1 "), "{s:?}");
+            let text = core::str::from_utf8(head).expect("ASCII");
+            assert!(text.starts_with(&alloc::format!("HTTP/1.1 {} ", s.code())), "{text}");
+            if s != Status::Ok {
+                assert!(text.contains(&alloc::format!("Content-Length: {}\r\n", body.len())), "{text}");
+            }
+            assert!(text.contains("Connection: close\r\n"));
+        }
+    }
+
+    #[test]
+    fn the_reader_decides_as_early_as_the_bytes_allow_and_never_grows() {
+        let mut r = RequestReader::new();
+        assert_eq!(r.answer(), None, "nothing yet");
+        for piece in [&b"GET /met"[..], b"rics HTTP/1.1\r\n", b"Host: fw\r\n", b"\r"] {
+            r.push(piece);
+            assert_eq!(r.answer(), None, "incomplete after {piece:?}");
+        }
+        r.push(b"\n");
+        assert_eq!(r.answer(), Some(Answer { status: Status::Ok, body: true }));
+
+        // A bad request line is refused as soon as it ends, before the head.
+        let mut r = RequestReader::new();
+        r.push(b"BREW /pot HTCPCP/1.0\r\n");
+        assert_eq!(r.answer().map(|a| a.status), Some(Status::BadRequest));
+        // A byte no head may hold, at once.
+        let mut r = RequestReader::new();
+        r.push(b"GET /met\0");
+        assert_eq!(r.answer().map(|a| a.status), Some(Status::BadRequest));
+
+        // An endless header fills the fixed buffer and is refused with 431;
+        // what does not fit is not taken.
+        let mut r = RequestReader::new();
+        r.push(b"GET /metrics HTTP/1.1\r\nX: ");
+        let mut taken = 0;
+        for _ in 0..100 {
+            taken += r.push(&[b'a'; 1000]);
+        }
+        assert_eq!(taken, REQUEST_MAX - 26);
+        assert!(r.room().is_empty());
+        assert_eq!(r.answer().map(|a| a.status), Some(Status::HeadersTooLarge));
+        r.clear();
+        assert_eq!((r.room().len(), r.answer()), (REQUEST_MAX, None));
+
+        // A HEAD that is refused still gets no body.
+        let mut r = RequestReader::new();
+        r.push(b"HEAD /x HTTP/1.1\r\n\r\n");
+        assert_eq!(r.answer(), Some(Answer { status: Status::NotFound, body: false }));
+    }
+}
