@@ -130,3 +130,26 @@ fn interface_mac_and_fallback_errors() {
     let e = first("interface eth2 mac 52:54:00:12:34:56 mac 52:54:00:12:34:57 dhcp\n");
     assert!(e.starts_with("dir/t.rules:1:38: `mac` is given twice"), "{e}");
 }
+
+#[test]
+fn bad_metrics_statements_are_errors_at_their_place() {
+    let head = "interface eth0 10.1.0.1/24\n";
+    let cases = [
+        ("metrics eth1 from 10.1.0.2\n", "2:9: unknown interface eth1 (declare it first"),
+        ("metrics eth0\n", "2:13: expected `from` and the sources that may scrape"),
+        ("metrics eth0 port 9100\n", "2:23: expected `from` and the sources"),
+        ("metrics eth0 from !10.1.0.2\n", "2:19: `!` is not allowed here"),
+        ("metrics eth0 port 0 from 10.1.0.2\n", "2:19: bad port `0` (1-65535)"),
+        ("metrics eth0 port 70000 from 10.1.0.2\n", "2:19: bad port `70000`"),
+        ("metrics eth0 port 1 port 2 from 10.1.0.2\n", "2:21: `port` is given twice"),
+        ("metrics eth0 from 10.1.0.2 from 10.1.0.3\n", "2:28: `from` is given twice"),
+        ("metrics eth0 from 10.1.0.2 log\n", "2:28: expected end of line, found `log`"),
+        ("metrics eth0 from 10.1.0.1/24\n", "2:19: "),
+        ("metrics eth0 from 10.1.0.2\nmetrics eth0 from 10.1.0.3\n", "3:1: metrics on eth0 is given twice"),
+        ("metrics from 10.1.0.2\n", "2:9: bad interface name `from`"),
+    ];
+    for (text, want) in cases {
+        let e = first(&format!("{head}{text}"));
+        assert!(e.starts_with(&format!("dir/t.rules:{want}")), "{text:?}: {e}");
+    }
+}

@@ -81,13 +81,15 @@ PACKAGES = {
     "/usr/lib/grub/x86_64-efi": ("grub-efi-amd64-bin",),
     "qemu-img": ("qemu-utils",),
     OVMF_CODE: ("ovmf",),
+    "/usr/lib/python3/dist-packages/prometheus_client": ("python3-prometheus-client",),
 }
 _RUN = ("qemu-system-x86_64", QBOOT, "ip", "ping", "python3")
 # scripts/build-images: GRUB for BIOS and UEFI, its image tools, qemu-img.
 _IMAGES = ("grub-mkrescue", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi", "xorriso", "mformat", "qemu-img")
 GROUPS = {
     "run": _RUN,
-    "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore"),
+    "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore",
+                              "/usr/lib/python3/dist-packages/prometheus_client"),
     "bench": _RUN + ("iperf3", "iptables-restore"),
     "images": _IMAGES,
 }

@@ -407,6 +407,129 @@ def cloud(run):
     expect_ping_through(run, sender, RECEIVER_HOST, "cloud: traffic passes with the NICs named on the command line")
 
 
+METRICS_RULES = "tests/lab/metrics.rules"
+SCRAPE = str(lab.ROOT / "scripts" / "lib" / "scrape.py")
+# Debian's Python, whose python3-prometheus-client `lab.GROUPS["test"]`
+# installs (a python3 earlier on PATH, such as pyenv's, lacks it).
+SCRAPE_PYTHON = "/usr/bin/python3"
+METRICS_AT = ("10.3.0.2", "9100")
+
+
+def scrape(run, what):
+    """One scrape of the lab's /metrics from the management host, parsed by
+    prometheus_client (scrape.py get); {name: [(labels, value)]} or None."""
+    status, out = run.lab.run(run.lab.mgmt, [SCRAPE_PYTHON, SCRAPE, "get", *METRICS_AT], timeout=30, merge=False)
+    try:
+        result = json.loads(out)
+    except ValueError:
+        result = {"status": f"exit {status}: {out.strip()[:200]}"}
+    ok = status == 0 and result.get("status") == "200"
+    run.check(ok, f"metrics: {what}: 200, {result.get('bytes', 0)} bytes that prometheus_client parses "
+                  f"({result.get('status')}, {result.get('error', 'no parse error')})")
+    if not ok:
+        return None
+    samples = collections.defaultdict(list)
+    for name, labels, value in result["samples"]:
+        samples[name].append((labels, value))
+    run.check(result.get("content_type", "").startswith("text/plain; version=0.0.4"),
+              f"metrics: {what}: Content-Type {result.get('content_type')!r}")
+    return samples
+
+
+def value(samples, name, **labels):
+    """The value of sample NAME with LABELS (a subset), or None."""
+    for got, number in samples.get(name, ()):
+        if all(got.get(key) == want for key, want in labels.items()):
+            return number
+    return None
+
+
+def metrics(run):
+    """GET /metrics (tests/lab/metrics.rules) scraped from the management
+    namespace while TCP flows through the firewall, parsed with
+    prometheus_client; the numbers agree with the traffic; only rules that
+    matched are listed. Then hostile clients (oversized, slow, malformed
+    and binary requests, a connection flood, a tiny receive window, a source
+    outside the allowed list) get an error or a closed connection while
+    forwarding goes on, and the server still answers afterwards."""
+    print("lab: the metrics endpoint (tests/lab/metrics.rules), Prometheus text, hostile clients")
+    run.image(METRICS_RULES)
+    run.boot("metrics", "microvm", "tcg", nics=3)
+    run.lab.attach_mgmt(60)
+    mgmt, sender = run.lab.mgmt, run.lab.sender
+    run.expect_ping(mgmt, METRICS_AT[0], "metrics: the management host pings eth2")
+    run.expect_console(r"eth2: GET /metrics on port 9100 for 10\.3\.0\.1/32", "metrics: the console says what is served")
+    identity = re.search(r"identity ([0-9a-f]{16})", run.console_text())
+    expect_ping_through(run, sender, RECEIVER_HOST, "metrics: traffic passes")
+    server = run.lab.start(["timeout", "60", "iperf3", "-s", "-1"], ns=run.lab.receiver)
+    time.sleep(0.5)
+    stream = run.lab.start(["timeout", "60", "iperf3", "-c", RECEIVER_HOST, "-t", "6"], ns=sender)
+    time.sleep(2)
+    during = scrape(run, "during a TCP stream")
+    run.lab.stop([stream, server])
+    after = scrape(run, "after the stream")
+    if during and after:
+        if identity:
+            run.check(value(during, "unifw_ruleset_info", identity=identity.group(1)) == 1,
+                      f"metrics: unifw_ruleset_info carries the identity {identity.group(1)} of the console")
+        run.check(value(during, "unifw_rules", chain="forward") == 4 and value(during, "unifw_rules", chain="input") == 3,
+                  "metrics: 3 input and 4 forward rules")
+        run.check((value(during, "unifw_conntrack_entries") or 0) >= 1, "metrics: the stream is a tracked connection")
+        run.check(value(during, "unifw_conntrack_limit") == 65536, "metrics: the connection table's limit")
+        received = value(after, "unifw_interface_received_bytes_total", interface="eth0") or 0
+        run.check(received > 1_000_000, f"metrics: eth0 received {received:.0f} bytes (the stream)")
+        grew = all((value(after, name, interface="eth0") or 0) >= (value(during, name, interface="eth0") or 0)
+                   for name in ("unifw_interface_received_packets_total", "unifw_interface_sent_packets_total"))
+        run.check(grew, "metrics: counters only grow from scrape to scrape")
+        hits = {labels.get("line"): number for labels, number in after.get("unifw_rule_hits_total", ())}
+        # Lines 16-18 are input rules (ping, replies, the scrape), 20-22
+        # forward rules; nothing matched line 23's (UDP port 7).
+        run.check(hits.get("21", 0) >= 1 and hits.get("20", 0) >= 1 and "23" not in hits,
+                  f"metrics: per-rule hits for the rules that matched, none for the idle one ({hits})")
+        run.check(value(after, "unifw_uptime_seconds") is not None and
+                  value(after, "unifw_uptime_seconds") >= value(during, "unifw_uptime_seconds"),
+                  "metrics: uptime")
+
+    # Hostile clients, while the sender keeps pinging through.
+    log = run.log_dir / "metrics-hostile.log"
+    attack = run.lab.start([SCRAPE_PYTHON, SCRAPE, "hostile", *METRICS_AT], ns=mgmt, out=log)
+    pinger = run.lab.start(["ping", "-c", "100", "-i", "0.3", "-W", "1", RECEIVER_HOST], ns=sender,
+                           out=run.log_dir / "metrics-ping.log")
+    try:
+        attack.wait(timeout=150)
+    except subprocess.TimeoutExpired:
+        run.fail("metrics: the hostile clients did not finish within 150 s")
+    pinger.wait(timeout=60)
+    results = {line.split()[0]: line.split()[1:] for line in log.read_text().splitlines() if line.strip()}
+    want = {"oversized": "431", "slow": "408", "method": "405", "path": "404", "version": "505", "garbage": "400",
+            "no-request": "408"}
+    for case, code in want.items():
+        got = results.get(case, ["missing"])
+        run.check(got[0] == code, f"metrics: hostile {case}: {code} ({' '.join(got)})")
+    flood = dict(item.split("=") for item in results.get("flood", [])[:3] if "=" in item)
+    run.check(int(flood.get("connected", 99)) <= 2 + 1 and int(flood.get("refused", 0)) >= 40
+              and flood.get("ended") == flood.get("connected"),
+              f"metrics: a flood of 50 connections: at most the server's sockets held, the rest refused, "
+              f"the held ones ended ({' '.join(results.get('flood', ['missing']))})")
+    small = results.get("small-window", ["missing", "0"])
+    run.check(small[0] == "200" and int(small[1]) > 1000, f"metrics: a tiny receive window gets the whole "
+                                                         f"response ({' '.join(small)})")
+    lost = re.search(r"(\d+)% packet loss", (run.log_dir / "metrics-ping.log").read_text())
+    run.check(lost is not None and int(lost.group(1)) <= 2,
+              f"metrics: forwarding goes on meanwhile (ping through: {lost.group(0) if lost else 'no result'})")
+    run.lab.ip("-n", mgmt, "addr", "add", "10.3.0.3/24", "dev", run.lab.taps[2])
+    _, out = run.lab.run(mgmt, [SCRAPE_PYTHON, SCRAPE, "from", "10.3.0.3", *METRICS_AT], timeout=30)
+    run.check(out.strip() in ("reset", "refused"), f"metrics: a source outside the list is reset ({out.strip()})")
+    final = scrape(run, "after the attacks")
+    if final:
+        for code in ("404", "405", "408", "431", "505", "400"):
+            run.check((value(final, "unifw_metrics_responses_total", code=code) or 0) >= 1,
+                      f"metrics: responses with code {code} are counted")
+        run.check((value(final, "unifw_metrics_connections_refused_total") or 0) >= 1,
+                  "metrics: the refused source is counted")
+    run.expect_no_console("PANIC|ERROR", "metrics: no errors on the console")
+
+
 def garbage_frames(run):
     """Malformed frames from the sender (random bytes, truncated and
     corrupted IPv4, ARP, bad lengths, odd EtherTypes): the kernel keeps
@@ -667,6 +790,7 @@ TESTS = {
     "first-packets": Test("first UDP and TCP packets to an unresolved host arrive at once", first_packets),
     "dhcp": Test("eth2 by DHCP from dnsmasq: router option, renewal, forwarding waits for it", dhcp),
     "cloud": Test("tests/lab/cloud.rules: NICs by MAC, DHCP fallback, option 121 routes", cloud),
+    "metrics": Test("tests/lab/metrics.rules: GET /metrics parsed by prometheus_client, hostile clients", metrics),
     "garbage": Test("20,000 malformed frames, then still answers and forwards", garbage_frames),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }

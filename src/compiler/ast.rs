@@ -199,6 +199,28 @@ impl Rule {
     }
 }
 
+/// A `metrics` statement: serve `GET /metrics` on an interface's own
+/// address to the listed sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// The interface (0 = eth0).
+    pub interface: u8,
+    /// TCP port ([`METRICS_DEFAULT_PORT`] unless given).
+    pub port: u16,
+    /// Sources allowed to scrape (at least one).
+    pub from: Vec<Prefix>,
+    /// Index of the source file in [`Ruleset::files`].
+    pub file: u16,
+    /// 1-based line of the statement.
+    pub line: u32,
+    /// 1-based column of the statement.
+    pub column: u32,
+}
+
+/// The port of a `metrics` statement without `port` (Prometheus's node
+/// exporter's).
+pub const METRICS_DEFAULT_PORT: u16 = 9100;
+
 /// Everything a rules file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
@@ -216,6 +238,8 @@ pub struct Ruleset {
     pub conntrack_max: u32,
     /// All rules of both chains, in file order.
     pub rules: Vec<Rule>,
+    /// `metrics` statements (at most one per interface).
+    pub metrics: Vec<Metrics>,
 }
 
 /// Default connection-tracking capacity.
@@ -231,6 +255,7 @@ impl Default for Ruleset {
             policy_forward: Action::Accept,
             conntrack_max: DEFAULT_CONNTRACK_MAX,
             rules: Vec::new(),
+            metrics: Vec::new(),
         }
     }
 }

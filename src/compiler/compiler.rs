@@ -125,7 +125,8 @@ pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
     if !diags.is_empty() {
         return Err(diags);
     }
-    let warnings = shadowed(&set);
+    let mut warnings = shadowed(&set);
+    warnings.extend(super::metrics::input_warnings(&set));
     let [input, forward] = chains;
     let (image, ts) = write_image(&set, input, forward);
     let rules = [set.rules.iter().filter(|r| r.chain == Chain::Input).count(), 0];

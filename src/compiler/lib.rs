@@ -19,6 +19,7 @@ mod expand;
 mod fuzz;
 mod iptables;
 mod lexer;
+mod metrics;
 mod names;
 mod native;
 mod print;
@@ -27,7 +28,9 @@ mod shadow;
 mod source;
 mod tables;
 
-pub use ast::{AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset};
+pub use ast::{
+    AddrMatch, IcmpMatch, IfMatch, Metrics, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, METRICS_DEFAULT_PORT,
+};
 pub use classbench::classbench_to_native;
 pub use compiler::{compile, compile_ruleset, parse, CompileStats, Compiled};
 pub use diag::{Diagnostic, Diagnostics, MAX_ERRORS};

@@ -6,7 +6,10 @@ use alloc::vec::Vec;
 
 use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE};
+use super::ast::{
+    state_bit, AddrMatch, IcmpMatch, IfMatch, Metrics, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE,
+    METRICS_DEFAULT_PORT,
+};
 use super::diag::Diagnostic;
 use super::lexer::{utf8_len, Kind, Lexer, Token};
 use super::names;
@@ -141,7 +144,8 @@ impl<'a> Parser<'a, '_, '_> {
     }
 
     fn statement(&mut self) -> R<()> {
-        let (kw, t) = self.word("a statement (interface, route, policy, conntrack, set, include, input, forward)")?;
+        let (kw, t) =
+            self.word("a statement (interface, route, policy, conntrack, set, include, metrics, input, forward)")?;
         match kw {
             "interface" => self.interface(&t)?,
             "route" => self.route()?,
@@ -149,13 +153,14 @@ impl<'a> Parser<'a, '_, '_> {
             "conntrack" => self.conntrack()?,
             "set" => self.set_def()?,
             "include" => self.include()?,
+            "metrics" => self.metrics(&t)?,
             "input" => self.rule(Chain::Input, &t)?,
             "forward" => self.rule(Chain::Forward, &t)?,
             "output" => {
                 return self.fail_at(&t, "there is no output chain: unifw filters input and forward traffic".into())
             }
             _ => {
-                let msg = format!("unknown statement `{kw}` (expected interface, route, policy, conntrack, set, include, input or forward)");
+                let msg = format!("unknown statement `{kw}` (expected interface, route, policy, conntrack, set, include, metrics, input or forward)");
                 return self.fail_at(&t, msg);
             }
         }
@@ -307,6 +312,50 @@ impl<'a> Parser<'a, '_, '_> {
         let (name, src, depth) = (self.name, self.src, self.depth);
         let at = |m: String| Diagnostic::at(name, src, t.line, t.line_start, t.start, m);
         source::include(self.ctx, name, &path, depth, &at);
+        Ok(())
+    }
+
+    /// `metrics IFACE [port N] from SOURCES`, `port` and `from` in either order.
+    fn metrics(&mut self, kw: &Token) -> R<()> {
+        let (name, nt) = self.word("an interface name like eth2")?;
+        let interface = names::interface(name).or_else(|e| self.fail_at(&nt, e))?;
+        if self.ctx.declared_ifs & (1 << interface) == 0 {
+            let msg = format!("unknown interface {name} (declare it first with `interface {name} ...`)");
+            return self.fail_at(&nt, msg);
+        }
+        if self.ctx.set.metrics.iter().any(|m| m.interface == interface) {
+            return self.fail_at(kw, format!("metrics on {name} is given twice"));
+        }
+        let (mut port, mut from) = (None, None);
+        while self.tok.kind == Kind::Word && (self.is_word("port") || self.is_word("from")) {
+            let (option, ot) = (self.text(), self.tok);
+            self.bump();
+            if (option == "port" && port.is_some()) || (option == "from" && from.is_some()) {
+                return self.fail_at(&ot, format!("`{option}` is given twice"));
+            }
+            if option == "port" {
+                port = Some(self.value("a TCP port like 9100", |s| match names::number(s, 65535) {
+                    Ok(0) | Err(_) => Err(format!("bad port `{s}` (1-65535)")),
+                    Ok(n) => Ok(n as u16),
+                })?);
+                continue;
+            }
+            if self.tok.kind == Kind::Bang {
+                return self.fail("`!` is not allowed here: list the sources that may scrape".into());
+            }
+            let at = self.tok;
+            let sources = self.addr_match()?.prefixes;
+            if sources.is_empty() {
+                return self.fail_at(&at, "the `from` list is empty".into());
+            }
+            from = Some(sources);
+        }
+        let Some(from) = from else {
+            return self.unexpected("`from` and the sources that may scrape (like `from 10.3.0.0/24`), or `port`");
+        };
+        let column = (kw.start - kw.line_start) as u32 + 1;
+        let port = port.unwrap_or(METRICS_DEFAULT_PORT);
+        self.ctx.set.metrics.push(Metrics { interface, port, from, file: self.file, line: kw.line, column });
         Ok(())
     }
 

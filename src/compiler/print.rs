@@ -42,6 +42,9 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
         Action::Reject(_) => Err(String::from("iptables chain policies cannot be REJECT")),
     };
     if format == Format::Iptables {
+        if let Some(m) = set.metrics.first() {
+            return Err(format!("iptables-save has no `metrics` statement (metrics on eth{})", m.interface));
+        }
         let up = |a| policy(a).map(str::to_ascii_uppercase);
         let _ = write!(
             s,
@@ -77,6 +80,10 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
     let _ = writeln!(s, "policy input {}\npolicy forward {}", policy(set.policy_input)?, policy(set.policy_forward)?);
     if set.conntrack_max != super::ast::DEFAULT_CONNTRACK_MAX {
         let _ = writeln!(s, "conntrack max {}", set.conntrack_max);
+    }
+    for m in &set.metrics {
+        let from: Vec<String> = m.from.iter().map(prefix_text).collect();
+        let _ = writeln!(s, "metrics eth{} port {} from {}", m.interface, m.port, from.join(","));
     }
     Ok(s)
 }

@@ -289,6 +289,13 @@ pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Ve
     for ct in &chains {
         write_chain(&mut sections, ct);
     }
+    for m in &set.metrics {
+        for p in &m.from {
+            let from = unifw_core::net::addr::Cidr { addr: p.addr, prefix_len: p.len };
+            let record = unifw_core::image::MetricsSource { interface: m.interface, port: m.port, from };
+            sections[sec::METRICS].extend_from_slice(&record.encode());
+        }
+    }
     (assemble(set, &sections), stats)
 }
 
@@ -439,9 +446,10 @@ mod tests {
 
 /// The image bytes of fixed inputs, pinned by hash: a change to how records
 /// are written must not change a single byte. Version 2 only added the
-/// tables hash to the header and version 3 two interface record kinds
-/// (MAC binding, DHCP fallback) that these inputs do not use, so an image
-/// read back as version 1 (version field 1, hash field zero) must still be
+/// tables hash to the header, version 3 two interface record kinds (MAC
+/// binding, DHCP fallback) that these inputs do not use, and version 4 the
+/// metrics section after the others, so an image read back as version 1
+/// (see `as_version_1`) must still be
 /// byte-identical to the pins.
 #[cfg(test)]
 mod pinned {
@@ -473,13 +481,26 @@ mod pinned {
         compile_ruleset(scenario(ScenarioOptions { rules, seed: 1 })).expect("compiles").image
     }
 
-    /// The image as layout version 1 wrote it: version 1, no tables hash.
+    /// The image as layout version 1 wrote it. Version 2 changed the header
+    /// (version 1 had zeros from 112 to 128, where the section table's 11th
+    /// entry and the tables hash are now, and a section count of 10) and
+    /// appended the metrics section, which for these inputs is empty: it
+    /// only added the padding to its 64-byte alignment to the total length.
+    /// (Header field offsets: total length at 12, section count at 28.)
     fn as_version_1(mut image: Vec<u8>) -> Vec<u8> {
-        use unifw_core::image::format::{tables_hash, Header};
+        use unifw_core::image::format::{sec, tables_hash, Header};
         let stored = u64::from_le_bytes(image[Header::HASH..Header::HASH + 8].try_into().unwrap());
         assert_eq!(stored, tables_hash(&image), "the header carries the image's own hash");
+        let header = Header::decode(&image).expect("a header");
+        let (masks, metrics) = (header.sections[sec::MASKS], header.sections[sec::METRICS]);
+        let end = (masks.offset + masks.len) as usize;
+        assert_eq!((metrics.offset as usize, metrics.len), (end.next_multiple_of(64), 0), "an empty last section");
+        assert_eq!(header.total_len, metrics.offset);
+        image.truncate(end);
         image[8..12].copy_from_slice(&1u32.to_le_bytes());
-        image[Header::HASH..Header::HASH + 8].fill(0);
+        image[12..16].copy_from_slice(&(end as u32).to_le_bytes());
+        image[28..32].copy_from_slice(&10u32.to_le_bytes());
+        image[112..128].fill(0);
         image
     }
 

@@ -82,6 +82,7 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     let settings = unifw_core::firewall::Settings {
         report_seconds: options.stats_seconds.unwrap_or(unifw_core::firewall::REPORT_DEFAULT_SECONDS),
         hash_seed: arch::cpu::random_seed(),
+        rules_compiled_at: config::RULES_COMPILED_AT.parse().unwrap_or(0),
     };
     let mut firewall = match unifw_core::firewall::Firewall::new(drivers, &plan, image, settings, clock::now_us()) {
         Ok(firewall) => firewall,

@@ -125,6 +125,11 @@ fn check(path: &str) -> Result<(), String> {
         image.table_bytes() as f64 / c.rule_count.max(1) as f64
     );
     say!("identity:     {:016x} (tables hash; the kernel reports it at boot)", image.tables_hash());
+    for m in &c.ruleset.metrics {
+        let from: Vec<String> =
+            m.from.iter().map(|p| format!("{}/{}", std::net::Ipv4Addr::from(p.addr), p.len)).collect();
+        say!("metrics:      GET /metrics on eth{} port {} from {}", m.interface, m.port, from.join(", "));
+    }
     say!("compile time: {:.3} s, peak memory {:.0} MiB", secs, peak_rss_mib());
     say!("warnings:     {}", c.warnings.len());
     Ok(())

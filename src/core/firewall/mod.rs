@@ -24,6 +24,8 @@
 //! [`Counters`]: crate::net::Counters
 
 pub mod dhcp;
+pub mod exposition;
+pub mod metrics;
 pub mod nics;
 pub mod plan;
 pub mod port;
@@ -43,6 +45,7 @@ use crate::image::{IfAddr, Image};
 use crate::net::addr::MacAddr;
 use crate::net::{Classifier, ConfigError, Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig};
 use crate::virtio_net;
+pub use metrics::MetricsServer;
 pub use nics::{Buffer, Home, NetDevice, NicSet};
 pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
@@ -73,6 +76,8 @@ pub struct Settings {
     pub report_seconds: u32,
     /// Secret for the connection table's hash.
     pub hash_seed: u64,
+    /// When the rules were compiled (unix seconds), for `/metrics`.
+    pub rules_compiled_at: u64,
 }
 
 /// All NICs, the packet path and the firewall's own stacks.
@@ -140,7 +145,12 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                 };
                 dataplane.set_dhcp_client(index as IfIndex, setup.0 == IfAddr::Dhcp);
                 let mut port = StackPort::new(&mut nics, &mut dataplane, index, now_ms);
-                Some(Stack::new(name, EthernetAddress(mac), setup, &mut port, timestamp))
+                let mut stack = Stack::new(name, EthernetAddress(mac), setup, &mut port, timestamp);
+                if let Some(server) = MetricsServer::for_interface(&image, index as u8, settings.rules_compiled_at) {
+                    log::info!("{name}: {server}");
+                    stack.serve_metrics(server);
+                }
+                Some(stack)
             })
             .collect();
         let report_ms = u64::from(settings.report_seconds) * 1000;
@@ -217,7 +227,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
     fn handle_frame(&mut self, index: usize, mut buffer: D::Buffer, frame: Range<usize>, now_ms: u64, at: Instant) {
         let in_if = index as IfIndex;
         let counters = self.dataplane.counters_mut();
-        counters.count_received(in_if);
+        counters.count_received(in_if, frame.len());
         let Some(stack) = self.stacks.get_mut(index).and_then(Option::as_mut) else {
             counters.count_drop(in_if, DropReason::InterfaceDown);
             self.nics.recycle(buffer);
@@ -232,7 +242,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         match self.dataplane.handle_offloaded_frame(now_ms, in_if, bytes, partial, &self.image, &mut self.nics) {
             Disposition::Forward { out_if, len } => {
                 let sent = self.nics.forward(usize::from(out_if), buffer, len);
-                self.dataplane.counters_mut().count_transmit(in_if, out_if, sent);
+                self.dataplane.counters_mut().count_transmit(in_if, out_if, len, sent);
             }
             Disposition::Local => {
                 // smoltcp verifies checksums; offsets outside the frame
@@ -255,8 +265,16 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             return false;
         };
         let mut port = StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms);
-        let work = stack.poll(at, &mut port);
+        let mut work = stack.poll(at, &mut port);
         drop(port);
+        let uptime_us = at.total_micros().max(0) as u64;
+        let sources =
+            exposition::Sources { names: &self.names, dataplane: &self.dataplane, image: &self.image, uptime_us };
+        if stack.poll_metrics(at, &sources) {
+            // What the metrics server queued leaves now.
+            work = true;
+            stack.poll(at, &mut StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms));
+        }
         self.follow_stack(index, at);
         work
     }

@@ -100,7 +100,7 @@ impl<D: NetDevice> TxToken for PortTxToken<'_, D> {
         // The firewall's own traffic: track it so replies are "established".
         self.dataplane.track_local_output(self.now_ms, frame.bytes_mut());
         let sent = self.nics.send_frame(self.index, frame);
-        self.dataplane.counters_mut().count_transmit(index, index, sent);
+        self.dataplane.counters_mut().count_transmit(index, index, len, sent);
         result
     }
 }

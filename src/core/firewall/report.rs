@@ -85,11 +85,11 @@ mod tests {
     #[test]
     fn a_line_per_interface_and_details_on_request() {
         let mut counters = Counters::new(2, 1);
-        counters.count_received(0);
+        counters.count_received(0, 60);
         counters.count_drop(0, DropReason::Ipv4Checksum);
         counters.count_drop(0, DropReason::InterfaceDown);
-        counters.count_transmit(0, 1, Ok(()));
-        counters.count_transmit(0, 1, Err(DropReason::TransmitQueueFull));
+        counters.count_transmit(0, 1, 60, Ok(()));
+        counters.count_transmit(0, 1, 60, Err(DropReason::TransmitQueueFull));
         counters.events.icmp_errors_sent = 3;
         let names = ["eth0".to_string(), "eth1".to_string()];
         let flows = Flows { tracked: 2, capacity: 64 };

@@ -1,6 +1,7 @@
 //! The firewall's own IP stack on one NIC: a smoltcp interface that answers
-//! ARP and ICMP echo on the firewall's address, and a DHCP client when the
-//! interface is configured by DHCP.
+//! ARP and ICMP echo on the firewall's address, a DHCP client when the
+//! interface is configured by DHCP, and the `/metrics` server when the
+//! rules ask for one there.
 //!
 //! DHCP: smoltcp's client discovers, requests, renews (at T1, unicast to
 //! its server) and rebinds (at T2, broadcast), and reports each change.
@@ -18,6 +19,8 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use super::dhcp::{self, LeaseRoutes, Skipped};
+use super::exposition::Sources;
+use super::metrics::MetricsServer;
 use crate::image::{Fallback, IfAddr};
 use crate::net::addr::Cidr;
 use crate::net::route::LearnedRoute;
@@ -96,6 +99,7 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     dhcp: Option<DhcpClient>,
     address: Option<Address>,
+    metrics: Option<MetricsServer>,
 }
 
 impl Stack {
@@ -110,7 +114,7 @@ impl Stack {
     ) -> Stack {
         let config = Config::new(HardwareAddress::Ethernet(mac));
         let iface = Interface::new(config, device, now);
-        let mut stack = Stack { iface, sockets: SocketSet::new(vec![]), dhcp: None, address: None };
+        let mut stack = Stack { iface, sockets: SocketSet::new(vec![]), dhcp: None, address: None, metrics: None };
         match addr {
             IfAddr::Static(cidr) => {
                 stack.set_address(Some(Address { cidr, source: AddressSource::Static }), &[]);
@@ -153,6 +157,24 @@ impl Stack {
     /// Whether the interface runs a DHCP client.
     pub fn is_dhcp(&self) -> bool {
         self.dhcp.is_some()
+    }
+
+    /// Serves `/metrics` from this stack's own sockets.
+    pub fn serve_metrics(&mut self, mut server: MetricsServer) {
+        server.open(&mut self.sockets);
+        self.metrics = Some(server);
+    }
+
+    /// Runs the metrics server once (after [`Stack::poll`]); true if it did
+    /// anything, which the next poll sends.
+    pub fn poll_metrics(&mut self, timestamp: Instant, sources: &Sources<'_, '_>) -> bool {
+        let Some(server) = self.metrics.as_mut() else { return false };
+        server.poll(timestamp, &mut self.sockets, sources)
+    }
+
+    /// The metrics server, if this stack has one.
+    pub fn metrics(&self) -> Option<&MetricsServer> {
+        self.metrics.as_ref()
     }
 
     /// Runs the stack once on `device` (which may hold one received frame).

@@ -1,4 +1,4 @@
-//! The binary image layout (version 3), shared by the writer and the reader:
+//! The binary image layout (version 4), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -19,6 +19,7 @@
 //! | [`sec::ENTRIES`] | [`EntryRecord`] (read in place as [`EntryView`]) | 24 |
 //! | [`sec::INDEX`] | cell index: mask number (u16) | 2 |
 //! | [`sec::MASKS`] | tuple mask (u128) the cell index refers to | 16 |
+//! | [`sec::METRICS`] | [`MetricsSource`] (empty: no `/metrics` server) | 8 |
 //!
 //! Each record's own documentation gives its byte layout; the round-trip
 //! tests below prove that `decode` reads what `encode` wrote. See
@@ -28,7 +29,7 @@ use core::fmt;
 
 use crate::flow::{Action, RejectWith};
 
-use super::{Fallback, IfAddr, InterfaceSpec, RouteSpec};
+use super::{Fallback, IfAddr, InterfaceSpec, MetricsSource, RouteSpec};
 use crate::net::addr::Cidr;
 
 mod entry;
@@ -38,11 +39,11 @@ pub use entry::{EntryRecord, EntryView};
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
-pub const SECTIONS: usize = 10;
+pub const SECTIONS: usize = 11;
 
 /// Section numbers.
 pub mod sec {
@@ -66,11 +67,24 @@ pub mod sec {
     pub const INDEX: usize = 8;
     /// Tuple masks (u128) the cell index refers to.
     pub const MASKS: usize = 9;
+    /// Sources allowed to scrape `/metrics` ([`super::MetricsSource`] records).
+    pub const METRICS: usize = 10;
 }
 
 /// Record size of each section.
-pub const RECORD: [usize; SECTIONS] =
-    [InterfaceRecord::LEN, RouteSpec::LEN, 4, 1, ChainRecord::LEN, TupleRecord::LEN, 4, EntryRecord::LEN, 2, 16];
+pub const RECORD: [usize; SECTIONS] = [
+    InterfaceRecord::LEN,
+    RouteSpec::LEN,
+    4,
+    1,
+    ChainRecord::LEN,
+    TupleRecord::LEN,
+    4,
+    EntryRecord::LEN,
+    2,
+    16,
+    MetricsSource::LEN,
+];
 /// Most tuples a chain may have (one bit each in a u128 mask).
 pub const MAX_TUPLES: usize = 128;
 /// Most address bits a cell index uses.
@@ -211,12 +225,12 @@ pub struct Section {
 /// | 24 | input policy, forward policy ([`action_code`], u8 each), 2 bytes zero |
 /// | 28 | section count (u32) = [`SECTIONS`] |
 /// | 32 | per section: offset (u32), length (u32) |
-/// | 112 | tables hash (u64): [`tables_hash`] of the whole image; zero to [`HEADER_LEN`] |
+/// | 120 | tables hash (u64): [`tables_hash`] of the whole image |
 ///
 /// Version 2 added the tables hash (version 1 had zeros there); version 3
-/// the interface records of kinds 3 and 4 ([`InterfaceRecord`]), so an
-/// image without MAC bindings or DHCP fallbacks is byte-identical to version
-/// 2's but for the version field.
+/// the interface records of kinds 3 and 4 ([`InterfaceRecord`]); version 4
+/// the metrics section (the section table's 11th entry, at 112, where the
+/// hash field was, which moved to 120).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -250,7 +264,7 @@ impl Header {
     const SECTION_COUNT: usize = 28;
     const SECTION_TABLE: usize = 32;
     /// Offset of the tables hash, which [`tables_hash`] reads as zero.
-    pub const HASH: usize = 112;
+    pub const HASH: usize = 120;
 
     /// The header's bytes.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
@@ -436,6 +450,29 @@ impl RouteSpec {
     pub fn decode(bytes: &[u8]) -> Option<RouteSpec> {
         let b: &[u8; Self::LEN] = head(bytes)?;
         Some(RouteSpec { dest: get_u32(b, 0), prefix_len: b[4].min(32), gateway: get_u32(b, 8) })
+    }
+}
+
+/// The metrics source record: interface index u8, prefix length u8, TCP
+/// port u16, source prefix address u32. One record per allowed source
+/// prefix; records of one interface share its port.
+impl MetricsSource {
+    /// Bytes per record.
+    pub const LEN: usize = 8;
+
+    /// The record's bytes.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [self.interface, self.from.prefix_len, 0, 0, 0, 0, 0, 0];
+        put(&mut b, 2, &self.port.to_le_bytes());
+        put(&mut b, 4, &self.from.addr.to_le_bytes());
+        b
+    }
+
+    /// Reads a record (a prefix length past 32 is 32).
+    pub fn decode(bytes: &[u8]) -> Option<MetricsSource> {
+        let b: &[u8; Self::LEN] = head(bytes)?;
+        let from = Cidr { addr: get_u32(b, 4), prefix_len: b[1].min(32) };
+        Some(MetricsSource { interface: b[0], port: get_u16(b, 2), from })
     }
 }
 
@@ -716,7 +753,7 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(Header::decode(&b), Ok(h));
-        assert_eq!((&b[..8], b[24], b[25], b[28], b[112], b[119]), (&MAGIC[..], 1, 7, SECTIONS as u8, 0xef, 0x01));
+        assert_eq!((&b[..8], b[24], b[25], b[28], b[120], b[127]), (&MAGIC[..], 1, 7, SECTIONS as u8, 0xef, 0x01));
         let mut wrong = b;
         wrong[8] = 1;
         assert_eq!(Header::decode(&wrong), Err(FormatError::BadVersion(1)));
@@ -776,6 +813,19 @@ mod tests {
     }
 
     #[test]
+    fn metrics_sources_round_trip() {
+        let sources = [
+            MetricsSource { interface: 2, port: 9100, from: Cidr { addr: 0x0a03_0000, prefix_len: 24 } },
+            MetricsSource { interface: 14, port: u16::MAX, from: Cidr { addr: u32::MAX, prefix_len: 32 } },
+            MetricsSource { interface: 0, port: 1, from: Cidr { addr: 0, prefix_len: 0 } },
+        ];
+        for m in sources {
+            assert_eq!(MetricsSource::decode(&m.encode()), Some(m));
+        }
+        assert_eq!(sources[0].encode(), [2, 24, 0x8c, 0x23, 0, 0, 3, 10]);
+    }
+
+    #[test]
     fn short_input_is_refused_not_a_panic() {
         let zeros = [0u8; HEADER_LEN];
         for n in 0..HEADER_LEN {
@@ -786,6 +836,9 @@ mod tests {
         }
         for n in 0..RECORD[sec::ROUTES] {
             assert_eq!(RouteSpec::decode(&zeros[..n]), None);
+        }
+        for n in 0..RECORD[sec::METRICS] {
+            assert_eq!(MetricsSource::decode(&zeros[..n]), None);
         }
         for n in 0..RECORD[sec::CHAINS] {
             assert_eq!(ChainRecord::decode(&zeros[..n]), None);
@@ -804,6 +857,6 @@ mod tests {
 
     #[test]
     fn record_sizes_match_the_section_table() {
-        assert_eq!(RECORD, [8, 12, 4, 1, 80, 16, 4, 24, 2, 16]);
+        assert_eq!(RECORD, [8, 12, 4, 1, 80, 16, 4, 24, 2, 16, 8]);
     }
 }

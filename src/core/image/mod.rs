@@ -67,6 +67,19 @@ pub struct RouteSpec {
     pub gateway: u32,
 }
 
+/// One source prefix allowed to scrape `GET /metrics` on an interface: the
+/// rules file's `metrics` statement gives one per `from` prefix, all with
+/// the statement's interface and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSource {
+    /// The interface the server listens on (0 = eth0).
+    pub interface: u8,
+    /// Its TCP port.
+    pub port: u16,
+    /// The allowed source prefix (no host bits set).
+    pub from: Cidr,
+}
+
 /// Work done by one lookup.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Cost {
@@ -185,6 +198,24 @@ impl<'a> Image<'a> {
             }
             _ => None,
         })
+    }
+
+    /// The sources allowed to scrape `/metrics`, by interface and port (none:
+    /// no server anywhere).
+    pub fn metrics_sources(&self) -> impl Iterator<Item = MetricsSource> + '_ {
+        self.sections[sec::METRICS].chunks_exact(MetricsSource::LEN).filter_map(MetricsSource::decode)
+    }
+
+    /// The rule of each entry of `chain`'s tables, in table order: a rule
+    /// appears once per entry it expanded into, and a rule without entries
+    /// (it can never match) not at all. Rules are numbered in file order
+    /// over both chains; this tells which chain a rule belongs to.
+    pub fn entry_rules(&self, chain: Chain) -> impl Iterator<Item = u32> + '_ {
+        let c = pick(&self.chains, chain);
+        let start = (c.entry_start as usize).saturating_mul(EntryRecord::LEN);
+        let len = (c.entry_count as usize).saturating_mul(EntryRecord::LEN);
+        let entries = self.sections[sec::ENTRIES].get(start..start.saturating_add(len)).unwrap_or(&[]);
+        entries.chunks_exact(EntryRecord::LEN).filter_map(EntryView::from_slice).map(|e| e.rule())
     }
 
     /// The ruleset's identity as the compiler stored it ([`format::tables_hash`]

@@ -134,6 +134,46 @@ impl DropReason {
         DropReason::BadLength,
         DropReason::UnknownInterface,
     ];
+
+    /// The reason's name in snake case (`not_our_mac`), as `/metrics`
+    /// labels it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::EthernetTruncated => "ethernet_truncated",
+            DropReason::NotOurMac => "not_our_mac",
+            DropReason::EtherType => "ether_type",
+            DropReason::ArpMalformed => "arp_malformed",
+            DropReason::Ipv4Truncated => "ipv4_truncated",
+            DropReason::Ipv4Version => "ipv4_version",
+            DropReason::Ipv4HeaderLength => "ipv4_header_length",
+            DropReason::Ipv4TotalLength => "ipv4_total_length",
+            DropReason::Ipv4Checksum => "ipv4_checksum",
+            DropReason::Martian => "martian",
+            DropReason::L4Malformed => "l4_malformed",
+            DropReason::TinyFragment => "tiny_fragment",
+            DropReason::FragmentOverlap => "fragment_overlap",
+            DropReason::FragmentWithoutFirst => "fragment_without_first",
+            DropReason::FragmentOfDropped => "fragment_of_dropped",
+            DropReason::FragmentTooManyHoles => "fragment_too_many_holes",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::NoRoute => "no_route",
+            DropReason::RuleDrop => "rule_drop",
+            DropReason::RuleReject => "rule_reject",
+            DropReason::ConntrackFull => "conntrack_full",
+            DropReason::NeighbourPendingFull => "neighbour_pending_full",
+            DropReason::NeighbourQueueFull => "neighbour_queue_full",
+            DropReason::NeighbourFrameTooLarge => "neighbour_frame_too_large",
+            DropReason::NeighbourUnreachable => "neighbour_unreachable",
+            DropReason::TransmitQueueFull => "transmit_queue_full",
+            DropReason::TransmitPoolEmpty => "transmit_pool_empty",
+            DropReason::TransmitTooLarge => "transmit_too_large",
+            DropReason::OffloadMissing => "offload_missing",
+            DropReason::InterfaceDown => "interface_down",
+            DropReason::NotReady => "not_ready",
+            DropReason::BadLength => "bad_length",
+            DropReason::UnknownInterface => "unknown_interface",
+        }
+    }
 }
 
 /// Per-interface packet counters.
@@ -141,9 +181,14 @@ impl DropReason {
 pub struct InterfaceCounters {
     /// Frames the NIC received.
     pub received: u64,
+    /// Bytes of the frames the NIC received (Ethernet header on, virtio
+    /// header and FCS off; an offloaded TCP segment counts as its size).
+    pub received_bytes: u64,
     /// Frames handed to the NIC for sending (forwarded, local replies,
     /// ICMP errors, RSTs, ARP).
     pub sent: u64,
+    /// Bytes of the frames handed to the NIC, counted as `received_bytes`.
+    pub sent_bytes: u64,
     /// Drops by reason, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
     /// Frames forwarded out of this interface (sent or queued for ARP).
@@ -155,7 +200,15 @@ pub struct InterfaceCounters {
 // By hand: `Default` is derived for arrays of at most 32.
 impl Default for InterfaceCounters {
     fn default() -> Self {
-        InterfaceCounters { received: 0, sent: 0, drops: [0; DropReason::COUNT], forwarded_out: 0, local: 0 }
+        InterfaceCounters {
+            received: 0,
+            sent: 0,
+            received_bytes: 0,
+            sent_bytes: 0,
+            drops: [0; DropReason::COUNT],
+            forwarded_out: 0,
+            local: 0,
+        }
     }
 }
 
@@ -245,20 +298,22 @@ impl Counters {
         }
     }
 
-    /// Counts a frame received on `interface`.
-    pub fn count_received(&mut self, interface: IfIndex) {
+    /// Counts a frame of `bytes` received on `interface`.
+    pub fn count_received(&mut self, interface: IfIndex, bytes: usize) {
         if let Some(counters) = self.interface_mut(interface) {
             counters.received = counters.received.wrapping_add(1);
+            counters.received_bytes = counters.received_bytes.wrapping_add(bytes as u64);
         }
     }
 
-    /// Counts the outcome of handing a frame to NIC `out_if`: sent there,
-    /// or dropped (on `in_if`) for the returned reason.
-    pub fn count_transmit(&mut self, in_if: IfIndex, out_if: IfIndex, result: Result<(), DropReason>) {
+    /// Counts the outcome of handing a frame of `bytes` to NIC `out_if`:
+    /// sent there, or dropped (on `in_if`) for the returned reason.
+    pub fn count_transmit(&mut self, in_if: IfIndex, out_if: IfIndex, bytes: usize, result: Result<(), DropReason>) {
         match result {
             Ok(()) => {
                 if let Some(counters) = self.interface_mut(out_if) {
                     counters.sent = counters.sent.wrapping_add(1);
+                    counters.sent_bytes = counters.sent_bytes.wrapping_add(bytes as u64);
                 }
             }
             Err(reason) => self.count_drop(in_if, reason),
@@ -345,6 +400,26 @@ mod tests {
         for (index, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*reason as usize, index);
         }
+    }
+
+    #[test]
+    fn reason_names_are_distinct_snake_case() {
+        let names: alloc::collections::BTreeSet<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::COUNT);
+        assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')));
+        assert_eq!(DropReason::NotOurMac.name(), "not_our_mac");
+    }
+
+    #[test]
+    fn frames_and_bytes_are_counted_both_ways() {
+        let mut counters = Counters::new(2, 0);
+        counters.count_received(0, 1514);
+        counters.count_received(0, 60);
+        counters.count_transmit(0, 1, 1514, Ok(()));
+        counters.count_transmit(0, 1, 99, Err(DropReason::TransmitPoolEmpty));
+        let (eth0, eth1) = (&counters.interfaces[0], &counters.interfaces[1]);
+        assert_eq!((eth0.received, eth0.received_bytes, eth0.drop_count(DropReason::TransmitPoolEmpty)), (2, 1574, 1));
+        assert_eq!((eth1.sent, eth1.sent_bytes), (1, 1514));
     }
 
     #[test]

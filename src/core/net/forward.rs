@@ -337,7 +337,7 @@ impl Dataplane {
             Some(reply) => out.send(out_if, reply),
             None => Err(DropReason::TransmitTooLarge),
         };
-        self.counters.count_transmit(out_if, out_if, result);
+        self.counters.count_transmit(out_if, out_if, len, result);
     }
 
     /// TTL decrement, MAC rewrite, and neighbour resolution.

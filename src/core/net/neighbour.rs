@@ -346,7 +346,7 @@ impl NeighbourTable {
                 if let Some(dst) = frame.get_mut(..6) {
                     dst.copy_from_slice(&mac);
                 }
-                counters.count_transmit(meta.in_if, out_if, out.send(out_if, frame));
+                counters.count_transmit(meta.in_if, out_if, frame.len(), out.send(out_if, frame));
             }
             self.free_slots.push(slot);
         }
@@ -385,7 +385,7 @@ fn send_request(
         Some(_) => out.send(out_if, &frame),
         None => Err(DropReason::TransmitTooLarge),
     };
-    counters.count_transmit(out_if, out_if, result);
+    counters.count_transmit(out_if, out_if, frame.len(), result);
     result.is_ok()
 }
 
