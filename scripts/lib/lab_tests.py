@@ -333,6 +333,12 @@ def dhcp(run):
     run.expect_console(r"forwarding: on \(eth0 10\.1\.0\.1/24, eth1 10\.2\.0\.1/24, eth2 10\.3\.0\.5[0-9]/24 by DHCP\)",
                        "dhcp: forwarding starts with the lease, and the console lists the addresses")
     expect_ping_through(run, run.lab.sender, RECEIVER_HOST, "dhcp: the sender pings the receiver through it")
+    if leased:
+        # rules/default.rules serves /metrics on eth2 to the management subnet.
+        samples = scrape(run, f"the default rules' endpoint on the leased {leased.group(1)}",
+                         at=(leased.group(1), "9100"))
+        not_ready = value(samples or {}, "unifw_drops_total", interface="eth0", reason="not_ready") or 0
+        run.check(not_ready >= 1, f"dhcp: the pings sent before the lease are counted as not_ready ({not_ready:.0f})")
     acks = 0
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline and acks < 2:
@@ -415,10 +421,11 @@ SCRAPE_PYTHON = "/usr/bin/python3"
 METRICS_AT = ("10.3.0.2", "9100")
 
 
-def scrape(run, what):
-    """One scrape of the lab's /metrics from the management host, parsed by
-    prometheus_client (scrape.py get); {name: [(labels, value)]} or None."""
-    status, out = run.lab.run(run.lab.mgmt, [SCRAPE_PYTHON, SCRAPE, "get", *METRICS_AT], timeout=30, merge=False)
+def scrape(run, what, at=METRICS_AT):
+    """One scrape of the lab's /metrics at AT (address, port) from the
+    management host, parsed by prometheus_client (scrape.py get);
+    {name: [(labels, value)]} or None."""
+    status, out = run.lab.run(run.lab.mgmt, [SCRAPE_PYTHON, SCRAPE, "get", *at], timeout=30, merge=False)
     try:
         result = json.loads(out)
     except ValueError:

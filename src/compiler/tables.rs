@@ -515,8 +515,8 @@ mod pinned {
     #[test]
     fn version_3_records_change_only_the_interface_section() {
         use unifw_core::image::format::{sec, Header, InterfaceRecord};
-        let plain = std::fs::read_to_string(format!("{}/../../rules/default.rules", env!("CARGO_MANIFEST_DIR")))
-            .expect("rules/default.rules");
+        let plain = std::fs::read_to_string(format!("{}/../../tests/pinned/default.rules", env!("CARGO_MANIFEST_DIR")))
+            .expect("tests/pinned/default.rules");
         let bound = plain
             .replace("interface eth0 10.1.0.1/24", "interface eth0 mac 52:54:00:00:01:00 10.1.0.1/24")
             .replace("interface eth2 dhcp", "interface eth2 dhcp fallback 10.3.0.5/24");
@@ -547,7 +547,7 @@ mod pinned {
     fn images_are_byte_identical_to_version_1() {
         let fnv = fnv_v1;
         let got = [
-            ("rules/default.rules", fnv(image_of_file("rules/default.rules"))),
+            ("rules/default.rules", fnv(image_of_file("tests/pinned/default.rules"))),
             ("rules/example.rules", fnv(image_of_file("rules/example.rules"))),
             ("scenario 1", fnv(image_of_scenario(1))),
             ("scenario 1000", fnv(image_of_scenario(1000))),
