@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Minimum guest RAM, MiB: the one place for these numbers. They stand for
 # the measurements of the README (the smallest `-m` with which the image
-# still boots and forwards, CONVENTIONS.md's "smallest guest RAM"), for the
-# scenarios with one rule and with 1,000,000 rules. PLACEHOLDERS until those
-# measurements are in the README: correct them here and nowhere else.
+# still boots and forwards, CONVENTIONS.md's "smallest guest RAM", which
+# scripts/min-ram measures), for the scenarios with one rule and with
+# 1,000,000 rules. PLACEHOLDERS until those measurements are in the README:
+# correct them here and nowhere else.
 MIN_RAM_MIB_ONE_RULE = 128
 MIN_RAM_MIB_MILLION_RULES = 256
 MILLION = 1_000_000
@@ -132,6 +133,24 @@ def read_identity(path):
     if found is None:
         detail = (result.stderr or result.stdout).strip().replace(str(raw), str(path))
         raise ImageError(f"{path}: no verified ruleset identity inside: {detail}")
+    return found
+
+
+def rules_interfaces(path):
+    """{ethN: (address, mac)} from the `interface` lines of the native rules
+    file PATH (rules/README.md): address is the form's first word (A/L,
+    `dhcp`, `none`; a DHCP fallback is not needed here), mac the MAC the
+    name is bound to, or None. A file without them (iptables-save) gives {}."""
+    found = {}
+    for line in Path(path).read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) < 3 or words[0] != "interface":
+            continue
+        mac = None
+        rest = words[2:]
+        if rest[0] == "mac" and len(rest) >= 3:
+            mac, rest = rest[1], rest[2:]
+        found[words[1]] = (rest[0], mac)
     return found
 
 
