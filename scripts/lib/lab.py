@@ -30,7 +30,7 @@ Also here, once each: the Debian packages the lab needs (`PACKAGES`,
 scripts/run, scripts/test (lab_tests.py), scripts/launch-time and
 scripts/bench-forward. As a command, for .ci/run:
 
-    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench, images (default all)
+    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench, images, deploy (default all)
 """
 
 import argparse
@@ -82,6 +82,10 @@ PACKAGES = {
     "qemu-img": ("qemu-utils",),
     OVMF_CODE: ("ovmf",),
     "/usr/lib/python3/dist-packages/prometheus_client": ("python3-prometheus-client",),
+    # deploy/validate: yanglint for the SOL006 descriptor, and the venv
+    # module of Debian 12's python3 for the venv that holds OpenStack Heat.
+    "yanglint": ("libyang2-tools",),
+    "/usr/lib/python3.11/ensurepip": ("python3-venv",),
 }
 _RUN = ("qemu-system-x86_64", QBOOT, "ip", "ping", "python3")
 # scripts/build-images: GRUB for BIOS and UEFI, its image tools, qemu-img.
@@ -92,6 +96,7 @@ GROUPS = {
                               "/usr/lib/python3/dist-packages/prometheus_client"),
     "bench": _RUN + ("iperf3", "iptables-restore"),
     "images": _IMAGES,
+    "deploy": ("yanglint", "/usr/lib/python3.11/ensurepip"),
 }
 
 
