@@ -504,3 +504,96 @@ fn idle_sleep_lasts_until_housekeeping_or_the_stacks_next_deadline() {
     let mut fw = firewall(&image, &plan);
     assert!(fw.sleep_budget_us(0) < 1_000_000);
 }
+
+/// eth2's MAC in the three-NIC tests.
+const FW2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+
+/// RULES with a DHCP management NIC that falls back to 10.3.0.9/24 after 2 s.
+fn dhcp_rules() -> String {
+    format!("{RULES}interface eth2 dhcp fallback 10.3.0.9/24 after 2\ninput accept udp in eth2 sport 67 dport 68\n")
+}
+
+/// A DHCP server's reply (UDP 67 -> 68) on eth2, to the address it offers.
+fn dhcp_reply_frame(offered: u32) -> Vec<u8> {
+    let server = 0x0a03_0001;
+    let repr = smoltcp::wire::UdpRepr { src_port: 67, dst_port: 68 };
+    let ip = |a: u32| smoltcp::wire::IpAddress::from(smoltcp::wire::Ipv4Address::from(a));
+    ipv4_frame(
+        ([0x02, 0, 0, 0, 0x03, 0x01], FW2_MAC),
+        (server, offered),
+        smoltcp::wire::IpProtocol::Udp,
+        64,
+        8 + 4,
+        |buf| {
+            repr.emit(
+                &mut UdpPacket::new_unchecked(buf),
+                &ip(server),
+                &ip(offered),
+                4,
+                |p| p.copy_from_slice(&[0; 4]),
+                &smoltcp::phy::ChecksumCapabilities::default(),
+            );
+        },
+    )
+}
+
+#[test]
+fn forwarding_waits_for_the_dhcp_interface_then_starts_on_its_fallback() {
+    let image = compiled(&dhcp_rules());
+    let devices =
+        vec![FakeDevice::new(FW0_MAC, PLAIN), FakeDevice::new(FW1_MAC, PLAIN), FakeDevice::new(FW2_MAC, PLAIN)];
+    let mut fw = firewall_of(devices, &image, &lab_plan(&image), 0);
+    assert!(!fw.dataplane().forwarding(), "eth2 has no address yet: fail closed");
+    assert_eq!(fw.address(2), None);
+    // Before: a frame to forward is dropped as not ready; the firewall's
+    // own traffic (ping to eth0) is answered.
+    dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    dev(fw.nics_mut(), 0).inject(&echo_frame(SENDER, FW0, true, 9, 1, 64));
+    fw.poll_once(1_000);
+    let c = &fw.dataplane().counters().interfaces[0];
+    assert_eq!((c.drop_count(DropReason::NotReady), c.local), (1, 1));
+    assert!(dev(fw.nics_mut(), 1).take_sent().is_empty(), "nothing left by eth1");
+    fw.poll_once(1_900_000);
+    assert!(!fw.dataplane().forwarding(), "the fallback waits its 2 s");
+    // After 2 s without a lease: the fallback, and forwarding.
+    fw.poll_once(2_100_000);
+    let address = fw.address(2).expect("the fallback address");
+    assert_eq!((address.cidr.addr, address.cidr.prefix_len), (0x0a03_0009, 24));
+    assert_eq!(address.source, unifw_core::firewall::AddressSource::Fallback);
+    assert!(fw.dataplane().forwarding());
+    dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    fw.poll_once(2_200_000);
+    let asked = dev(fw.nics_mut(), 1).take_sent();
+    assert!(asked.iter().any(|f| ethertype(f) == EthernetProtocol::Arp), "forwarded: ARP for the receiver");
+    // On its fallback, a DHCP reply to an offered address (not eth2's) is
+    // the stack's, not forwarded.
+    dev(fw.nics_mut(), 2).inject(&dhcp_reply_frame(0x0a03_0037));
+    fw.poll_once(2_300_000);
+    let c = &fw.dataplane().counters().interfaces[2];
+    assert_eq!((c.local, c.total_drops()), (1, 0));
+}
+
+#[test]
+fn nics_bound_by_mac_take_their_names_whatever_their_order() {
+    let text = RULES
+        .replace("interface eth0 10.1.0.1/24", "interface eth0 mac 02:00:00:00:00:01 10.1.0.1/24")
+        .replace("interface eth1 10.2.0.1/24", "interface eth1 mac 02:00:00:00:00:02 10.2.0.1/24");
+    let image = compiled(&text);
+    // Found in the other order: eth1's NIC first.
+    let devices = vec![FakeDevice::new(FW1_MAC, PLAIN), FakeDevice::new(FW0_MAC, PLAIN)];
+    let mut fw = firewall_of(devices, &image, &lab_plan(&image), 0);
+    assert_eq!(fw.nics().device(0).map(NetDevice::mac), Some(FW0_MAC));
+    assert_eq!(fw.nics().device(1).map(NetDevice::mac), Some(FW1_MAC));
+    // The stack learns the sender's MAC from its ARP request, then answers.
+    dev(fw.nics_mut(), 0).inject(&arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], FW0));
+    dev(fw.nics_mut(), 0).inject(&echo_frame(SENDER, FW0, true, 9, 1, 64));
+    fw.poll_once(1_000);
+    let sent = dev(fw.nics_mut(), 0).take_sent();
+    assert!(sent.iter().any(|f| ethertype(f) == EthernetProtocol::Ipv4 && f[6..12] == FW0_MAC), "eth0 answers");
+    // A name bound to a MAC no NIC has is down; it never takes another NIC.
+    let missing = RULES.replace("interface eth1 10.2.0.1/24", "interface eth1 mac 02:00:00:00:00:09 10.2.0.1/24");
+    let image = compiled(&missing);
+    let fw = firewall_of(lab_devices(PLAIN), &image, &lab_plan(&image), 0);
+    assert!(fw.is_up(0) && !fw.is_up(1));
+    assert!(fw.nics().device(1).is_none());
+}
