@@ -132,6 +132,18 @@ fn interface_mac_and_fallback_errors() {
 }
 
 #[test]
+fn reverse_path_filter_errors() {
+    let e = first("interface eth0 10.1.0.1/24 rpfilter\n");
+    assert!(e.starts_with("dir/t.rules:1:36: expected a reverse-path filter mode: strict, loose or off"), "{e}");
+    let e = first("interface eth0 10.1.0.1/24 rpfilter 1\n");
+    assert!(e.starts_with("dir/t.rules:1:37: unknown reverse-path filter mode `1` (strict, loose or off)"), "{e}");
+    let e = first("interface eth0 10.1.0.1/24 rpfilter loose rpfilter off\n");
+    assert!(e.contains("expected end of line, found `rpfilter`"), "{e}");
+    let e = first("interface eth0 rpfilter off 10.1.0.1/24\n");
+    assert!(e.starts_with("dir/t.rules:1:16: an interface address needs a prefix length"), "{e}");
+}
+
+#[test]
 fn bad_metrics_statements_are_errors_at_their_place() {
     let head = "interface eth0 10.1.0.1/24\n";
     let cases = [

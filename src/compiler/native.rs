@@ -16,6 +16,7 @@ use super::names;
 use super::source::{self, Ctx};
 use unifw_core::image::{Fallback, IfAddr, InterfaceSpec, RouteSpec, DEFAULT_FALLBACK_SECONDS};
 use unifw_core::net::addr::Cidr;
+use unifw_core::net::ReversePathFilter;
 
 /// An error has been recorded; skip the rest of the statement.
 struct Fail;
@@ -203,11 +204,12 @@ impl<'a> Parser<'a, '_, '_> {
         } else {
             None
         };
+        let reverse_path = self.reverse_path()?;
         if self.ctx.declared_ifs & (1 << index) != 0 {
             return self.fail_at(kw, format!("interface {name} is declared twice"));
         }
         self.ctx.declared_ifs |= 1 << index;
-        self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback });
+        self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback, reverse_path });
         self.ctx.set.interfaces.sort_by_key(|i| i.index);
         Ok(())
     }
@@ -225,6 +227,21 @@ impl<'a> Parser<'a, '_, '_> {
             });
         let (addr, len) = parsed.or_else(|e| self.fail_at(at, e))?;
         Ok(Cidr { addr, prefix_len: len as u8 })
+    }
+
+    /// An interface's optional `rpfilter strict|loose|off` (default strict).
+    fn reverse_path(&mut self) -> R<ReversePathFilter> {
+        if !self.is_word("rpfilter") {
+            return Ok(ReversePathFilter::Strict);
+        }
+        self.bump();
+        let (mode, mt) = self.word("a reverse-path filter mode: strict, loose or off")?;
+        match mode {
+            "strict" => Ok(ReversePathFilter::Strict),
+            "loose" => Ok(ReversePathFilter::Loose),
+            "off" => Ok(ReversePathFilter::Off),
+            _ => self.fail_at(&mt, format!("unknown reverse-path filter mode `{mode}` (strict, loose or off)")),
+        }
     }
 
     /// After `fallback`: `ADDR/LEN [after SECONDS]`.

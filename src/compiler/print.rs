@@ -11,6 +11,7 @@ use super::ast::{AddrMatch, PortMatch, ProtoMatch, Rule, Ruleset, ANY_STATE};
 use super::names::{dotted, mac_text, prefix_text, protocol_name, reject_name};
 use unifw_core::image::IfAddr;
 use unifw_core::net::addr::Cidr;
+use unifw_core::net::ReversePathFilter;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,23 +57,19 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
     }
     for i in &set.interfaces {
         let mac = i.mac.map(|m| format!(" mac {}", mac_text(&m))).unwrap_or_default();
-        let _ = match i.addr {
-            IfAddr::Static(Cidr { addr, prefix_len }) => {
-                writeln!(s, "interface eth{}{mac} {}/{}", i.index, dotted(addr), prefix_len)
+        let addr = match (i.addr, i.fallback) {
+            (IfAddr::Static(Cidr { addr, prefix_len }), _) => format!("{}/{prefix_len}", dotted(addr)),
+            (IfAddr::Dhcp, Some(f)) => {
+                format!("dhcp fallback {}/{} after {}", dotted(f.addr.addr), f.addr.prefix_len, f.after_seconds)
             }
-            IfAddr::Dhcp => match i.fallback {
-                Some(f) => writeln!(
-                    s,
-                    "interface eth{}{mac} dhcp fallback {}/{} after {}",
-                    i.index,
-                    dotted(f.addr.addr),
-                    f.addr.prefix_len,
-                    f.after_seconds
-                ),
-                None => writeln!(s, "interface eth{}{mac} dhcp", i.index),
-            },
-            IfAddr::Unconfigured => writeln!(s, "interface eth{}{mac} none", i.index),
+            (IfAddr::Dhcp, None) => "dhcp".into(),
+            (IfAddr::Unconfigured, _) => "none".into(),
         };
+        let reverse_path = match i.reverse_path {
+            ReversePathFilter::Strict => String::new(),
+            mode => format!(" rpfilter {}", mode.name()),
+        };
+        let _ = writeln!(s, "interface eth{}{mac} {addr}{reverse_path}", i.index);
     }
     for r in &set.routes {
         let _ = writeln!(s, "route {}/{} via {}", dotted(r.dest), r.prefix_len, dotted(r.gateway));

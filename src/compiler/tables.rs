@@ -405,10 +405,13 @@ mod tests {
     #[test]
     fn mac_bindings_and_fallbacks_reach_the_image_and_print_back() {
         use unifw_core::image::Fallback;
+        use unifw_core::net::ReversePathFilter;
         let text = "interface eth1 mac 52:54:00:AB:00:01 10.2.0.1/24\n\
                     interface eth0 mac 52:54:00:ab:00:02 none\n\
                     interface eth2 mac 52:54:00:ab:00:03 dhcp fallback 10.3.0.5/24 after 20s\n\
-                    interface eth3 dhcp fallback 10.4.0.5/16\n";
+                    interface eth3 dhcp fallback 10.4.0.5/16 rpfilter loose\n\
+                    interface eth4 10.5.0.1/24 rpfilter off\n\
+                    interface eth5 10.6.0.1/24 rpfilter strict\n";
         let set = crate::parse("t", text.as_bytes(), &mut |p| Err(p.into())).expect("parses");
         let c = crate::compile_ruleset(set.clone()).expect("compiles");
         let img = Image::from_bytes(&c.image).expect("valid");
@@ -430,8 +433,14 @@ mod tests {
                     addr: Cidr { addr: 0x0a04_0005, prefix_len: 16 },
                     after_seconds: unifw_core::image::DEFAULT_FALLBACK_SECONDS,
                 }),
+                reverse_path: ReversePathFilter::Loose,
                 ..InterfaceSpec::new(3, IfAddr::Dhcp)
             },
+            InterfaceSpec {
+                reverse_path: ReversePathFilter::Off,
+                ..InterfaceSpec::new(4, IfAddr::Static(Cidr { addr: 0x0a05_0001, prefix_len: 24 }))
+            },
+            InterfaceSpec::new(5, IfAddr::Static(Cidr { addr: 0x0a06_0001, prefix_len: 24 })),
         ];
         assert_eq!(ifs, want);
         let printed = crate::render(&set, crate::Format::Unifw).expect("renders");
@@ -439,6 +448,9 @@ mod tests {
             printed.contains("interface eth2 mac 52:54:00:ab:00:03 dhcp fallback 10.3.0.5/24 after 20\n"),
             "{printed}"
         );
+        assert!(printed.contains("interface eth3 dhcp fallback 10.4.0.5/16 after 10 rpfilter loose\n"), "{printed}");
+        assert!(printed.contains("interface eth4 10.5.0.1/24 rpfilter off\n"), "{printed}");
+        assert!(printed.contains("interface eth5 10.6.0.1/24\n"), "{printed}");
         let again = crate::parse("t", printed.as_bytes(), &mut |p| Err(p.into())).expect("parses");
         assert_eq!(again.interfaces, set.interfaces);
     }

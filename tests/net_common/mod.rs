@@ -25,8 +25,8 @@ pub const ETH_LEN: usize = 14;
 /// The lab's two data interfaces.
 pub fn lab_interfaces() -> Vec<InterfaceConfig> {
     vec![
-        InterfaceConfig { mac: FW0_MAC, addr: Cidr::new(FW0, 24) },
-        InterfaceConfig { mac: FW1_MAC, addr: Cidr::new(FW1, 24) },
+        InterfaceConfig::new(FW0_MAC, Cidr::new(FW0, 24)),
+        InterfaceConfig::new(FW1_MAC, Cidr::new(FW1, 24)),
     ]
 }
 

@@ -116,7 +116,8 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             .enumerate()
             .map(|(index, device)| {
                 let mac = device.as_ref().map_or([0; 6], NetDevice::mac);
-                interface_config(mac, plan.get(index).and_then(|p| p.addr))
+                let plan = plan.get(index).copied().unwrap_or_default();
+                InterfaceConfig { reverse_path: plan.reverse_path, ..interface_config(mac, plan.addr) }
             })
             .collect();
         let routes = image
@@ -418,7 +419,7 @@ fn name_devices<D: NetDevice>(devices: Vec<D>, plan: &[InterfacePlan]) -> Vec<Op
 /// the plan gives a static one (DHCP fills it in later).
 fn interface_config(mac: [u8; 6], addr: Option<IfAddr>) -> InterfaceConfig {
     match addr {
-        Some(IfAddr::Static(cidr)) => InterfaceConfig { mac, addr: Some(cidr) },
-        _ => InterfaceConfig { mac, addr: None },
+        Some(IfAddr::Static(cidr)) => InterfaceConfig::new(mac, Some(cidr)),
+        _ => InterfaceConfig::new(mac, None),
     }
 }

@@ -12,6 +12,7 @@ use alloc::vec::Vec;
 use crate::cmdline::{IfOverride, Options, MAX_NICS};
 use crate::image::{Fallback, IfAddr, Image};
 use crate::net::addr::MacAddr;
+use crate::net::ReversePathFilter;
 
 /// What the firewall does with one interface name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct InterfacePlan {
     /// The MAC address of the NIC that takes this name; `None`: the name
     /// goes to a NIC no name is bound to, in discovery order.
     pub mac: Option<[u8; 6]>,
+    /// Reverse-path filtering of what arrives on it.
+    pub reverse_path: ReversePathFilter,
 }
 
 impl InterfacePlan {
@@ -43,7 +46,14 @@ pub fn interface_plan(image: &Image, options: &Options) -> Plan {
     let mut plan = [InterfacePlan::default(); MAX_NICS];
     for spec in image.interfaces() {
         match plan.get_mut(usize::from(spec.index)) {
-            Some(slot) => *slot = InterfacePlan { addr: Some(spec.addr), fallback: spec.fallback, mac: spec.mac },
+            Some(slot) => {
+                *slot = InterfacePlan {
+                    addr: Some(spec.addr),
+                    fallback: spec.fallback,
+                    mac: spec.mac,
+                    reverse_path: spec.reverse_path,
+                }
+            }
             None => log::warn!("eth{}: unifw drives at most {MAX_NICS} NICs (eth0..eth7); ignored", spec.index),
         }
     }

@@ -31,6 +31,7 @@ use crate::flow::{Action, RejectWith};
 
 use super::{Fallback, IfAddr, InterfaceSpec, MetricsSource, RouteSpec};
 use crate::net::addr::Cidr;
+use crate::net::ReversePathFilter;
 
 mod entry;
 
@@ -39,7 +40,7 @@ pub use entry::{EntryRecord, EntryView};
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
@@ -230,7 +231,8 @@ pub struct Section {
 /// Version 2 added the tables hash (version 1 had zeros there); version 3
 /// the interface records of kinds 3 and 4 ([`InterfaceRecord`]); version 4
 /// the metrics section (the section table's 11th entry, at 112, where the
-/// hash field was, which moved to 120).
+/// hash field was, which moved to 120); version 5 the interface record of
+/// kind 6 (reverse-path filter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -339,9 +341,12 @@ pub fn tables_hash(image: &[u8]) -> u64 {
 /// | 2 | address: none | zeros |
 /// | 3 | MAC binding | the MAC's 6 bytes |
 /// | 4 | DHCP fallback | prefix length u8, seconds before it applies u8, address u32 |
+/// | 6 | reverse-path filter | mode u8 (1 loose, 2 off), zeros |
 ///
 /// Each interface has one address record, which comes first, then at most
-/// one record of kind 3 and one of kind 4 (kinds 3 and 4 are version 3's).
+/// one record of each other kind (kinds 3 and 4 are version 3's, kind 6
+/// version 5's; an interface without a kind 6 record is filtered strictly,
+/// so images that do not change the mode keep version 4's bytes).
 /// An unknown kind reads as an address record of kind 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InterfaceRecord {
@@ -366,6 +371,13 @@ pub enum InterfaceRecord {
         /// The fallback.
         fallback: Fallback,
     },
+    /// The reverse-path filter of interface `index`, when not strict.
+    ReversePath {
+        /// 0 = eth0.
+        index: u8,
+        /// The mode.
+        mode: ReversePathFilter,
+    },
 }
 
 impl InterfaceRecord {
@@ -376,6 +388,7 @@ impl InterfaceRecord {
     const NONE: u8 = 2;
     const MAC: u8 = 3;
     const FALLBACK: u8 = 4;
+    const REVERSE_PATH: u8 = 6;
 
     /// The record's bytes.
     pub fn encode(&self) -> [u8; Self::LEN] {
@@ -399,6 +412,14 @@ impl InterfaceRecord {
                 b = [index, Self::FALLBACK, fallback.addr.prefix_len, fallback.after_seconds, 0, 0, 0, 0];
                 put(&mut b, 4, &fallback.addr.addr.to_le_bytes());
             }
+            InterfaceRecord::ReversePath { index, mode } => {
+                let code = match mode {
+                    ReversePathFilter::Strict => 0,
+                    ReversePathFilter::Loose => 1,
+                    ReversePathFilter::Off => 2,
+                };
+                b = [index, Self::REVERSE_PATH, code, 0, 0, 0, 0, 0];
+            }
         }
         b
     }
@@ -415,20 +436,33 @@ impl InterfaceRecord {
             Self::FALLBACK => {
                 InterfaceRecord::Fallback { index, fallback: Fallback { addr: cidr, after_seconds: b[3] } }
             }
+            // An unknown mode is the safe one.
+            Self::REVERSE_PATH => InterfaceRecord::ReversePath {
+                index,
+                mode: match b[2] {
+                    1 => ReversePathFilter::Loose,
+                    2 => ReversePathFilter::Off,
+                    _ => ReversePathFilter::Strict,
+                },
+            },
             _ => InterfaceRecord::Address { index, addr: IfAddr::Unconfigured },
         })
     }
 }
 
 impl InterfaceSpec {
-    /// The interface's records: its address, then its MAC binding and its
-    /// fallback when it has them.
+    /// The interface's records: its address, then its MAC binding, its
+    /// fallback and its reverse-path filter when it has them (strict, the
+    /// default, has no record).
     pub fn records(&self) -> impl Iterator<Item = InterfaceRecord> {
         let index = self.index;
         let address = InterfaceRecord::Address { index, addr: self.addr };
         let mac = self.mac.map(|mac| InterfaceRecord::Mac { index, mac });
         let fallback = self.fallback.map(|fallback| InterfaceRecord::Fallback { index, fallback });
-        core::iter::once(address).chain(mac).chain(fallback)
+        let mode = self.reverse_path;
+        let reverse_path =
+            (mode != ReversePathFilter::Strict).then_some(InterfaceRecord::ReversePath { index, mode });
+        core::iter::once(address).chain(mac).chain(fallback).chain(reverse_path)
     }
 }
 

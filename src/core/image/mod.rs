@@ -7,6 +7,7 @@ pub mod format;
 
 use crate::flow::{mask, proto, state_bit, Action, Chain, PacketKey, Verdict};
 use crate::net::addr::Cidr;
+use crate::net::ReversePathFilter;
 
 pub use format::FormatError;
 use format::*;
@@ -47,12 +48,15 @@ pub struct InterfaceSpec {
     pub mac: Option<[u8; 6]>,
     /// The static fallback of a DHCP interface.
     pub fallback: Option<Fallback>,
+    /// Reverse-path filtering of what arrives on it (`rpfilter MODE`).
+    pub reverse_path: ReversePathFilter,
 }
 
 impl InterfaceSpec {
-    /// Interface `index` with `addr`, bound to no MAC and without fallback.
+    /// Interface `index` with `addr`, bound to no MAC, without fallback,
+    /// filtered strictly.
     pub fn new(index: u8, addr: IfAddr) -> InterfaceSpec {
-        InterfaceSpec { index, addr, mac: None, fallback: None }
+        InterfaceSpec { index, addr, mac: None, fallback: None, reverse_path: ReversePathFilter::Strict }
     }
 }
 
@@ -140,6 +144,7 @@ fn add_to_spec(mut spec: InterfaceSpec, record: InterfaceRecord) -> InterfaceSpe
     match record {
         InterfaceRecord::Mac { index, mac } if index == spec.index => spec.mac = Some(mac),
         InterfaceRecord::Fallback { index, fallback } if index == spec.index => spec.fallback = Some(fallback),
+        InterfaceRecord::ReversePath { index, mode } if index == spec.index => spec.reverse_path = mode,
         _ => {}
     }
     spec

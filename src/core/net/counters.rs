@@ -34,6 +34,23 @@ pub enum DropReason {
     /// Source or destination address that must never be routed (RFC 1812
     /// 5.3.7: 0/8, 127/8, multicast or broadcast source, class E).
     Martian,
+    /// Source address is one of the firewall's own addresses (spoofed; Linux
+    /// drops it whatever `rp_filter` says, unless `accept_local`).
+    OwnAddressSource,
+    /// Fails the input interface's reverse-path filter (`rpfilter strict`
+    /// or `loose`, Linux's `rp_filter` 1 and 2): no route back to the
+    /// source (by this interface, when strict), or the source is one of
+    /// the firewall's subnet broadcasts.
+    ReversePath,
+    /// Carries an IP option that is malformed (an ICMP parameter problem
+    /// is sent, as Linux's `ip_options_compile` does).
+    Ipv4Options,
+    /// Carries a loose or strict source route (LSRR/SSRR), which Linux
+    /// drops by default (`accept_source_route = 0`).
+    SourceRoute,
+    /// ICMP to a broadcast or multicast address: ignored, as Linux does
+    /// with `icmp_echo_ignore_broadcasts = 1` (no smurf amplification).
+    BroadcastIcmp,
     /// TCP, UDP or ICMP header truncated or inconsistent.
     L4Malformed,
     /// First fragment too short to hold the transport header (RFC 1858).
@@ -110,6 +127,11 @@ impl DropReason {
         DropReason::Ipv4TotalLength,
         DropReason::Ipv4Checksum,
         DropReason::Martian,
+        DropReason::OwnAddressSource,
+        DropReason::ReversePath,
+        DropReason::Ipv4Options,
+        DropReason::SourceRoute,
+        DropReason::BroadcastIcmp,
         DropReason::L4Malformed,
         DropReason::TinyFragment,
         DropReason::FragmentOverlap,
@@ -149,6 +171,11 @@ impl DropReason {
             DropReason::Ipv4TotalLength => "ipv4_total_length",
             DropReason::Ipv4Checksum => "ipv4_checksum",
             DropReason::Martian => "martian",
+            DropReason::OwnAddressSource => "own_address_source",
+            DropReason::ReversePath => "reverse_path",
+            DropReason::Ipv4Options => "ipv4_options",
+            DropReason::SourceRoute => "source_route",
+            DropReason::BroadcastIcmp => "broadcast_icmp",
             DropReason::L4Malformed => "l4_malformed",
             DropReason::TinyFragment => "tiny_fragment",
             DropReason::FragmentOverlap => "fragment_overlap",

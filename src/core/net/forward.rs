@@ -151,6 +151,12 @@ impl Dataplane {
         // The same for DHCP replies on an interface with a DHCP client: an
         // offer of a new address arrives while it has its fallback.
         let dhcp_reply = self.is_dhcp_client(packet.in_if) && is_dhcp_reply(meta);
+        if !dhcp_discover {
+            let exempt = unaddressed || dhcp_reply;
+            if let Err(reason) = self.validate_source(packet.in_if, meta.src, exempt) {
+                return Disposition::Drop(reason);
+            }
+        }
         if self.is_local(meta.dst) || unaddressed || dhcp_reply {
             return self.input(now_ms, packet, classifier, out);
         }
@@ -171,12 +177,12 @@ impl Dataplane {
     }
 
     /// Whether `dst` is the address of one of the firewall's interfaces.
-    fn is_own_address(&self, dst: u32) -> bool {
+    pub(super) fn is_own_address(&self, dst: u32) -> bool {
         self.interfaces.iter().any(|i| i.ip() == Some(dst))
     }
 
     /// The limited broadcast, or the directed broadcast of one of its subnets.
-    fn is_broadcast(&self, dst: u32) -> bool {
+    pub(super) fn is_broadcast(&self, dst: u32) -> bool {
         is_limited_broadcast(dst)
             || self.interfaces.iter().any(|i| i.addr.and_then(|cidr| cidr.broadcast()) == Some(dst))
     }

@@ -54,10 +54,11 @@ pub mod parse;
 pub mod reply;
 pub mod route;
 pub mod sink;
+mod source_check;
 pub mod token_bucket;
 
 pub use counters::{Counters, DropReason};
 pub use dataplane::{Classifier, Dataplane, DataplaneConfig, Disposition};
 pub use neighbour::NeighbourLimits;
-pub use route::{ConfigError, InterfaceConfig, LearnedRoute, StaticRoute};
+pub use route::{ConfigError, InterfaceConfig, LearnedRoute, ReversePathFilter, StaticRoute};
 pub use sink::{FrameSink, NullSink, VecSink};

@@ -5,6 +5,33 @@ use alloc::vec::Vec;
 use super::addr::{is_class_e, is_limited_broadcast, is_loopback, is_multicast, is_this_network, Cidr};
 use crate::flow::IfIndex;
 
+/// Reverse-path filtering of what arrives on an interface: Linux's
+/// `rp_filter` (RFC 3704), whose `0`, `1` and `2` are `Off`, `Strict` and
+/// `Loose`. A firewall defaults to `Strict`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReversePathFilter {
+    /// The route back to the source must leave by the interface the
+    /// packet arrived on (RFC 3704 strict mode).
+    #[default]
+    Strict,
+    /// Some route back to the source must exist, by any interface (RFC
+    /// 3704 feasible/loose mode).
+    Loose,
+    /// No check (the firewall's own addresses are still refused as sources).
+    Off,
+}
+
+impl ReversePathFilter {
+    /// The rules file's word for the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReversePathFilter::Strict => "strict",
+            ReversePathFilter::Loose => "loose",
+            ReversePathFilter::Off => "off",
+        }
+    }
+}
+
 /// One data-plane interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InterfaceConfig {
@@ -13,9 +40,16 @@ pub struct InterfaceConfig {
     /// The firewall's address on it and its connected subnet (`None`: no
     /// address yet, e.g. while DHCP is in progress).
     pub addr: Option<Cidr>,
+    /// How the sources of what arrives here are checked.
+    pub reverse_path: ReversePathFilter,
 }
 
 impl InterfaceConfig {
+    /// An interface with `mac` and `addr`, filtered strictly.
+    pub fn new(mac: [u8; 6], addr: Option<Cidr>) -> InterfaceConfig {
+        InterfaceConfig { mac, addr, reverse_path: ReversePathFilter::Strict }
+    }
+
     /// The interface's IPv4 address, if it has one.
     pub fn ip(&self) -> Option<u32> {
         self.addr.map(|cidr| cidr.addr)
@@ -175,8 +209,8 @@ mod tests {
 
     fn interfaces() -> [InterfaceConfig; 2] {
         [
-            InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: Cidr::new(0x0a01_0001, 24) },
-            InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: Cidr::new(0x0a02_0001, 24) },
+            InterfaceConfig::new([2, 0, 0, 0, 0, 1], Cidr::new(0x0a01_0001, 24)),
+            InterfaceConfig::new([2, 0, 0, 0, 0, 2], Cidr::new(0x0a02_0001, 24)),
         ]
     }
 

@@ -1,0 +1,117 @@
+//! Hostile traffic that Linux refuses: spoofed sources (the firewall's own
+//! addresses, reverse-path filtering), IP options (source routes, malformed
+//! options, record route) and ICMP to broadcast or multicast addresses.
+
+mod net_common;
+
+use net_common::*;
+use unifw_core::net::addr::Cidr;
+use unifw_core::net::{
+    Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig, ReversePathFilter, StaticRoute, VecSink,
+};
+
+/// Handles `frame` as received on `in_if` (from the sender on eth0, the
+/// receiver on eth1, whatever its source address says).
+fn handle(dp: &mut Dataplane, in_if: u8, frame: &mut [u8]) -> (Disposition, VecSink) {
+    let (to, from) = if in_if == 0 { (FW0_MAC, SENDER_MAC) } else { (FW1_MAC, RECEIVER_MAC) };
+    frame[..6].copy_from_slice(&to);
+    frame[6..12].copy_from_slice(&from);
+    let mut sink = VecSink::default();
+    let disposition = dp.handle_frame(1_000, in_if, frame, &accept_all, &mut sink);
+    (disposition, sink)
+}
+
+/// The lab with every interface filtered by `mode`, a third interface
+/// (10.3.0.1/24) and a route to 10.9.0.0/16 via the receiver's side.
+fn lab_with(mode: ReversePathFilter) -> Dataplane {
+    let mut interfaces = lab_interfaces();
+    interfaces.push(InterfaceConfig::new([2, 0, 0, 0, 0, 3], Cidr::new(0x0a03_0001, 24)));
+    for interface in &mut interfaces {
+        interface.reverse_path = mode;
+    }
+    let routes = vec![StaticRoute { prefix: 0x0a09_0000, prefix_len: 16, gateway: 0x0a02_00fe }];
+    let mut dp = Dataplane::new(DataplaneConfig::new(interfaces, routes, 16, 64)).unwrap();
+    resolve(&mut dp);
+    dp
+}
+
+/// Teaches `dp` the sender's and the receiver's MACs.
+fn resolve(dp: &mut Dataplane) {
+    use smoltcp::wire::ArpOperation;
+    let mut sink = VecSink::default();
+    for (in_if, mac, addr, own) in [(0, SENDER_MAC, SENDER, FW0), (1, RECEIVER_MAC, RECEIVER, FW1)] {
+        let mut arp = arp_frame(ArpOperation::Request, mac, addr, [0xff; 6], own);
+        dp.handle_frame(0, in_if, &mut arp, &accept_all, &mut sink);
+    }
+}
+
+const OTHER_SUBNET: u32 = 0x0a03_0007;
+const BEHIND_RECEIVER: u32 = 0x0a09_0001;
+const NOWHERE: u32 = 0xc633_6401; // 198.51.100.1: no route back.
+
+#[test]
+fn the_firewalls_own_addresses_are_never_a_source_from_outside() {
+    for mode in [ReversePathFilter::Strict, ReversePathFilter::Loose, ReversePathFilter::Off] {
+        let mut dp = lab_with(mode);
+        for own in [FW0, FW1, 0x0a03_0001] {
+            let mut frame = udp_frame(own, RECEIVER, 1000, 53, 10);
+            let (disposition, sink) = handle(&mut dp, 0, &mut frame);
+            assert_eq!(disposition, Disposition::Drop(DropReason::OwnAddressSource), "{own:#x} {mode:?}");
+            assert!(sink.frames.is_empty(), "silent");
+            // To the firewall itself too (Linux validates the source of local traffic).
+            let mut echo = echo_frame(own, FW0, true, 1, 1, 64);
+            assert_eq!(handle(&mut dp, 0, &mut echo).0, Disposition::Drop(DropReason::OwnAddressSource));
+        }
+        assert_eq!(dp.counters().interfaces[0].drop_count(DropReason::OwnAddressSource), 6);
+    }
+}
+
+/// The disposition of a UDP datagram from `src` to the receiver arriving on eth0.
+fn from_sender_side(dp: &mut Dataplane, src: u32) -> Disposition {
+    handle(dp, 0, &mut udp_frame(src, RECEIVER, 1000, 53, 10)).0
+}
+
+#[test]
+fn strict_mode_wants_the_route_back_by_the_input_interface() {
+    let mut dp = lab_with(ReversePathFilter::Strict);
+    assert!(matches!(from_sender_side(&mut dp, SENDER), Disposition::Forward { out_if: 1, .. }));
+    for spoofed in [RECEIVER, 0x0a02_0009, BEHIND_RECEIVER, OTHER_SUBNET, NOWHERE] {
+        assert_eq!(from_sender_side(&mut dp, spoofed), Disposition::Drop(DropReason::ReversePath), "{spoofed:#x}");
+    }
+    // The subnets' broadcasts are not sources either.
+    assert_eq!(from_sender_side(&mut dp, 0x0a01_00ff), Disposition::Drop(DropReason::ReversePath));
+    // The receiver's side: its own subnet and what is routed behind it.
+    let (disposition, _) = handle(&mut dp, 1, &mut udp_frame(BEHIND_RECEIVER, SENDER, 1000, 53, 10));
+    assert!(matches!(disposition, Disposition::Forward { out_if: 0, .. }));
+    // Local traffic is filtered as well.
+    let (disposition, _) = handle(&mut dp, 0, &mut echo_frame(RECEIVER, FW0, true, 1, 1, 64));
+    assert_eq!(disposition, Disposition::Drop(DropReason::ReversePath));
+    assert_eq!(dp.counters().interfaces[0].drop_count(DropReason::ReversePath), 7);
+}
+
+#[test]
+fn loose_mode_wants_some_route_back_and_off_wants_none() {
+    let mut dp = lab_with(ReversePathFilter::Loose);
+    for routed in [SENDER, RECEIVER, BEHIND_RECEIVER, OTHER_SUBNET] {
+        assert!(matches!(from_sender_side(&mut dp, routed), Disposition::Forward { .. }), "{routed:#x}");
+    }
+    assert_eq!(from_sender_side(&mut dp, NOWHERE), Disposition::Drop(DropReason::ReversePath));
+    assert_eq!(from_sender_side(&mut dp, 0x0a02_00ff), Disposition::Drop(DropReason::ReversePath));
+    let mut dp = lab_with(ReversePathFilter::Off);
+    for any in [RECEIVER, NOWHERE, 0x0a02_00ff] {
+        assert!(matches!(from_sender_side(&mut dp, any), Disposition::Forward { .. }), "{any:#x}");
+    }
+}
+
+#[test]
+fn modes_are_per_interface() {
+    let mut dp = lab_with(ReversePathFilter::Strict);
+    let mut interfaces = lab_interfaces();
+    interfaces[0].reverse_path = ReversePathFilter::Off;
+    let mut off_on_eth0 = Dataplane::new(DataplaneConfig::new(interfaces, vec![], 16, 64)).unwrap();
+    resolve(&mut off_on_eth0);
+    assert!(matches!(from_sender_side(&mut off_on_eth0, RECEIVER), Disposition::Forward { .. }));
+    let (disposition, _) = handle(&mut off_on_eth0, 1, &mut udp_frame(SENDER, RECEIVER, 1, 2, 10));
+    assert_eq!(disposition, Disposition::Drop(DropReason::ReversePath), "eth1 is still strict");
+    assert_eq!(from_sender_side(&mut dp, RECEIVER), Disposition::Drop(DropReason::ReversePath));
+}
