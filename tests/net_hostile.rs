@@ -115,3 +115,32 @@ fn modes_are_per_interface() {
     assert_eq!(disposition, Disposition::Drop(DropReason::ReversePath), "eth1 is still strict");
     assert_eq!(from_sender_side(&mut dp, RECEIVER), Disposition::Drop(DropReason::ReversePath));
 }
+
+#[test]
+fn icmp_to_broadcast_and_multicast_addresses_is_ignored() {
+    let mut dp = lab_with(ReversePathFilter::Strict);
+    // Directed and limited broadcast, and multicast (all hosts): no echo
+    // reply from the stack, whatever the link-layer destination.
+    for group in [0x0a01_00ff, u32::MAX, 0xe000_0001] {
+        let mut echo = echo_frame(SENDER, group, true, 7, 1, 64);
+        let (disposition, sink) = handle(&mut dp, 0, &mut echo);
+        assert_eq!(disposition, Disposition::Drop(DropReason::BroadcastIcmp), "{group:#x}");
+        assert!(sink.frames.is_empty());
+        let mut to_all = echo_frame(SENDER, group, true, 7, 1, 64);
+        to_all[..6].copy_from_slice(&[0xff; 6]);
+        let mut sink = VecSink::default();
+        let disposition = dp.handle_frame(1_000, 0, &mut to_all, &accept_all, &mut sink);
+        assert_eq!(disposition, Disposition::Drop(DropReason::BroadcastIcmp), "{group:#x} to ff:ff:..");
+    }
+    assert_eq!(dp.counters().interfaces[0].drop_count(DropReason::BroadcastIcmp), 6);
+    // A ping to the firewall's own address is answered (by the stack),
+    // even inside a link-layer broadcast; UDP to the broadcast still is local.
+    let mut echo = echo_frame(SENDER, FW0, true, 7, 1, 64);
+    assert_eq!(handle(&mut dp, 0, &mut echo).0, Disposition::Local);
+    let mut echo = echo_frame(SENDER, FW0, true, 7, 1, 64);
+    echo[..6].copy_from_slice(&[0xff; 6]);
+    let mut sink = VecSink::default();
+    assert_eq!(dp.handle_frame(1_000, 0, &mut echo, &accept_all, &mut sink), Disposition::Local);
+    let mut udp = udp_frame(SENDER, 0x0a01_00ff, 5000, 5000, 10);
+    assert_eq!(handle(&mut dp, 0, &mut udp).0, Disposition::Local);
+}

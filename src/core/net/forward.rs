@@ -202,9 +202,23 @@ impl Dataplane {
             };
         }
         match self.judge(now_ms, &packet, Chain::Input, NO_IF, classifier) {
+            // Linux's icmp_rcv, after the INPUT chain: with
+            // icmp_echo_ignore_broadcasts (default 1) echo and timestamp
+            // requests to a broadcast or multicast address are ignored, and
+            // so is every other ICMP type there but address mask requests and
+            // replies, which it discards (no smurf amplifier, RFC 2644).
+            Ok(()) if packet.meta.proto == proto::ICMP && self.is_group_address(packet.meta.dst) => {
+                Disposition::Drop(DropReason::BroadcastIcmp)
+            }
             Ok(()) => Disposition::Local,
             Err(action) => self.refuse(now_ms, &packet, action, out),
         }
+    }
+
+    /// Whether `dst` reaches more than the firewall: a broadcast of its
+    /// subnets, the limited broadcast, or a multicast group.
+    fn is_group_address(&self, dst: u32) -> bool {
+        is_multicast(dst) || self.is_broadcast(dst)
     }
 
     /// Route, TTL, FORWARD chain, then rewrite and send.
