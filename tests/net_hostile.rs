@@ -144,3 +144,108 @@ fn icmp_to_broadcast_and_multicast_addresses_is_ignored() {
     let mut udp = udp_frame(SENDER, 0x0a01_00ff, 5000, 5000, 10);
     assert_eq!(handle(&mut dp, 0, &mut udp).0, Disposition::Local);
 }
+
+/// `frame` with IP `options` (padded to a multiple of 4 with END) after
+/// its 20-byte header: IHL, total length and checksum fixed.
+fn with_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+    let mut padded = options.to_vec();
+    padded.resize(options.len().div_ceil(4) * 4, 0);
+    let mut out = frame[..ETH_LEN + 20].to_vec();
+    out.extend_from_slice(&padded);
+    out.extend_from_slice(&frame[ETH_LEN + 20..]);
+    let ihl = (20 + padded.len()) / 4;
+    out[ETH_LEN] = 0x40 | ihl as u8;
+    let total = (out.len() - ETH_LEN) as u16;
+    out[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&total.to_be_bytes());
+    refresh_ip_checksum(&mut out);
+    out
+}
+
+/// A UDP datagram sender -> receiver on eth0 with `options`.
+fn optioned(dp: &mut Dataplane, options: &[u8]) -> (Disposition, VecSink, Vec<u8>) {
+    let mut frame = with_options(&udp_frame(SENDER, RECEIVER, 1000, 53, 10), options);
+    let (disposition, sink) = handle(dp, 0, &mut frame);
+    (disposition, sink, frame)
+}
+
+#[test]
+fn source_routed_packets_are_dropped_silently() {
+    let mut dp = lab_with(ReversePathFilter::Strict);
+    // LSRR and SSRR through 10.2.0.9, to the receiver and to the firewall.
+    for kind in [131u8, 137] {
+        let (disposition, sink, _) = optioned(&mut dp, &[1, kind, 7, 4, 10, 2, 0, 9]);
+        assert_eq!(disposition, Disposition::Drop(DropReason::SourceRoute), "option {kind}");
+        assert!(sink.frames.is_empty());
+        let mut local = with_options(&echo_frame(SENDER, FW0, true, 1, 1, 64), &[kind, 7, 4, 10, 2, 0, 9]);
+        assert_eq!(handle(&mut dp, 0, &mut local).0, Disposition::Drop(DropReason::SourceRoute));
+    }
+    assert_eq!(dp.counters().interfaces[0].drop_count(DropReason::SourceRoute), 4);
+}
+
+#[test]
+fn malformed_options_get_a_parameter_problem_pointing_at_them() {
+    let mut dp = lab_with(ReversePathFilter::Strict);
+    // (options, pointer into the IP header), as Linux's ip_options_compile.
+    let cases: [(&[u8], u8); 8] = [
+        (&[7], 20),                       // a lone kind byte: no length
+        (&[1, 7, 1, 0], 21),              // length below 2
+        (&[7, 12, 4, 0], 20),             // longer than the options
+        (&[7, 7, 3, 0, 0, 0, 0], 22),     // record route pointer below 4
+        (&[7, 6, 4, 0, 0, 0], 22),        // pointer whose slot is cut short
+        (&[68, 8, 5, 1, 0, 0, 0, 0], 22), // timestamp with address: no room for both
+        (&[68, 4, 5, 0xf0], 23),          // full timestamp whose overflow count would wrap
+        (&[148, 2, 1, 1], 21),            // router alert shorter than 4
+    ];
+    for (options, pointer) in cases {
+        let (disposition, sink, frame) = optioned(&mut dp, options);
+        assert_eq!(disposition, Disposition::Drop(DropReason::Ipv4Options), "{options:?}");
+        let [(0, reply)] = &sink.frames[..] else { panic!("one parameter problem for {options:?}") };
+        let ip = smoltcp::wire::Ipv4Packet::new_checked(&reply[ETH_LEN..]).unwrap();
+        assert_eq!(u32::from(ip.src_addr()), FW0);
+        let icmp = ip.payload();
+        assert_eq!((icmp[0], icmp[1], icmp[4]), (12, 0, pointer), "{options:?}");
+        assert_eq!(unifw_core::net::checksum::checksum(icmp), 0);
+        // It quotes the offending header, options and all.
+        let header_len = usize::from(frame[ETH_LEN] & 0xf) * 4;
+        assert_eq!(&icmp[8..8 + header_len], &frame[ETH_LEN..ETH_LEN + header_len]);
+    }
+}
+
+#[test]
+fn other_options_pass_and_record_route_gets_the_output_address() {
+    let mut dp = lab_with(ReversePathFilter::Strict);
+    // Router alert, a no-op, an unknown option: forwarded unchanged.
+    let (disposition, _, frame) = optioned(&mut dp, &[148, 4, 0, 0, 1, 0x99, 3, 0]);
+    assert!(matches!(disposition, Disposition::Forward { out_if: 1, .. }));
+    assert_eq!(&frame[ETH_LEN + 20..ETH_LEN + 28], &[148, 4, 0, 0, 1, 0x99, 3, 0]);
+    assert!(ip_checksum_ok(&frame));
+    // Record route with room for two addresses: the first slot gets eth1's.
+    let (disposition, _, frame) = optioned(&mut dp, &[7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(matches!(disposition, Disposition::Forward { out_if: 1, .. }));
+    assert_eq!(&frame[ETH_LEN + 20..ETH_LEN + 31], &[7, 11, 8, 10, 2, 0, 1, 0, 0, 0, 0]);
+    assert!(ip_checksum_ok(&frame));
+    assert_eq!(frame[ETH_LEN + 8], 63, "and the TTL went down");
+    // A full record route passes unchanged.
+    let (_, _, frame) = optioned(&mut dp, &[7, 7, 8, 10, 1, 0, 2]);
+    assert_eq!(&frame[ETH_LEN + 20..ETH_LEN + 27], &[7, 7, 8, 10, 1, 0, 2]);
+    // Timestamp with addresses: eth1's address and a time with the
+    // high-order bit set (no UT clock).
+    let (_, _, frame) = optioned(&mut dp, &[68, 12, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let ts = &frame[ETH_LEN + 20..ETH_LEN + 32];
+    assert_eq!(&ts[..8], &[68, 12, 13, 1, 10, 2, 0, 1]);
+    assert_eq!(u32::from_be_bytes(ts[8..12].try_into().unwrap()), 0x8000_0000 | 1_000);
+    assert!(ip_checksum_ok(&frame));
+    // Prespecified addresses: stamped only at the firewall's own.
+    let (_, _, frame) = optioned(&mut dp, &[68, 12, 5, 3, 10, 2, 0, 1, 0, 0, 0, 0]);
+    assert_eq!(frame[ETH_LEN + 22], 13);
+    assert_eq!(u32::from_be_bytes(frame[ETH_LEN + 28..ETH_LEN + 32].try_into().unwrap()), 0x8000_0000 | 1_000);
+    let (_, _, frame) = optioned(&mut dp, &[68, 12, 5, 3, 10, 2, 0, 9, 0, 0, 0, 0]);
+    assert_eq!(&frame[ETH_LEN + 20..ETH_LEN + 32], &[68, 12, 5, 3, 10, 2, 0, 9, 0, 0, 0, 0]);
+    // A full timestamp counts an overflow.
+    let (_, _, frame) = optioned(&mut dp, &[68, 4, 5, 0x10]);
+    assert_eq!(&frame[ETH_LEN + 20..ETH_LEN + 24], &[68, 4, 5, 0x20]);
+    // Bytes after the end of options are cleared, as Linux does.
+    let (_, _, frame) = optioned(&mut dp, &[0, 7, 3, 9]);
+    assert_eq!(&frame[ETH_LEN + 20..ETH_LEN + 24], &[0, 0, 0, 0]);
+    assert!(ip_checksum_ok(&frame));
+}

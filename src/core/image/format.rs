@@ -460,8 +460,7 @@ impl InterfaceSpec {
         let mac = self.mac.map(|mac| InterfaceRecord::Mac { index, mac });
         let fallback = self.fallback.map(|fallback| InterfaceRecord::Fallback { index, fallback });
         let mode = self.reverse_path;
-        let reverse_path =
-            (mode != ReversePathFilter::Strict).then_some(InterfaceRecord::ReversePath { index, mode });
+        let reverse_path = (mode != ReversePathFilter::Strict).then_some(InterfaceRecord::ReversePath { index, mode });
         core::iter::once(address).chain(mac).chain(fallback).chain(reverse_path)
     }
 }

@@ -16,7 +16,10 @@ use super::conntrack::Tracked;
 use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane, Disposition, SWEEP_PER_FRAME};
 use super::neighbour::Resolution;
-use super::parse::{parse_ethernet, parse_ipv4, EtherPayload, EthernetInfo, Ipv4Meta, Ports, ETHERNET_HEADER_LEN};
+use super::options::{self, Ipv4Options, OptionsError};
+use super::parse::{
+    parse_ethernet, parse_ipv4, EtherPayload, EthernetInfo, Ipv4Meta, Ports, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN,
+};
 use super::reply::{build_icmp_error, build_tcp_reset, may_send_icmp_error, IcmpError, ReplyFrom};
 use super::route::{is_martian_destination, is_martian_source, NextHop};
 use super::sink::FrameSink;
@@ -30,6 +33,8 @@ struct Packet<'f> {
     frame: &'f mut [u8],
     eth: EthernetInfo,
     meta: Ipv4Meta,
+    /// What forwarding writes into its IP options.
+    options: Ipv4Options,
 }
 
 impl Dataplane {
@@ -105,7 +110,8 @@ impl Dataplane {
                 Some(Err(reason)) => return Disposition::Drop(reason),
                 None => return Disposition::Drop(DropReason::Ipv4Truncated),
             };
-            let packet = Packet { in_if, partial, frame, eth, meta };
+            let options = Ipv4Options::default();
+            let packet = Packet { in_if, partial, frame, eth, meta, options };
             return self.ipv4(now_ms, packet, classifier, out);
         };
         self.arp(now_ms, in_if, arp, out);
@@ -135,7 +141,7 @@ impl Dataplane {
     fn ipv4<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
-        packet: Packet<'_>,
+        mut packet: Packet<'_>,
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
@@ -151,12 +157,18 @@ impl Dataplane {
         // The same for DHCP replies on an interface with a DHCP client: an
         // offer of a new address arrives while it has its fallback.
         let dhcp_reply = self.is_dhcp_client(packet.in_if) && is_dhcp_reply(meta);
+        // Linux's routing input (source validation) then ip_rcv_options.
         if !dhcp_discover {
             let exempt = unaddressed || dhcp_reply;
             if let Err(reason) = self.validate_source(packet.in_if, meta.src, exempt) {
                 return Disposition::Drop(reason);
             }
         }
+        match self.check_options(now_ms, &packet, out) {
+            Ok(options) => packet.options = options,
+            Err(reason) => return Disposition::Drop(reason),
+        }
+        let meta = &packet.meta;
         if self.is_local(meta.dst) || unaddressed || dhcp_reply {
             return self.input(now_ms, packet, classifier, out);
         }
@@ -168,6 +180,28 @@ impl Dataplane {
             return Disposition::Drop(DropReason::NotReady);
         }
         self.forward(now_ms, packet, classifier, out)
+    }
+
+    /// The packet's IP options as Linux's `ip_rcv_options` judges them:
+    /// malformed ones get a parameter problem, source routes are dropped.
+    fn check_options(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        out: &mut dyn FrameSink,
+    ) -> Result<Ipv4Options, DropReason> {
+        if packet.meta.header_len <= IPV4_MIN_HEADER_LEN {
+            return Ok(Ipv4Options::default());
+        }
+        let header = packet.frame.get(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + packet.meta.header_len);
+        match options::check(header.unwrap_or(&[])) {
+            Ok(options) => Ok(options),
+            Err(OptionsError::SourceRoute) => Err(DropReason::SourceRoute),
+            Err(OptionsError::Malformed(pointer)) => {
+                self.send_icmp_error(now_ms, packet, IcmpError::parameter_problem(pointer), out);
+                Err(DropReason::Ipv4Options)
+            }
+        }
     }
 
     /// Whether `dst` is for the firewall: its addresses, broadcasts of its
@@ -368,6 +402,10 @@ impl Dataplane {
         else {
             return Disposition::Drop(DropReason::Ipv4TotalLength);
         };
+        if let Some(header) = frame.get_mut(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + packet.meta.header_len) {
+            let own = |addr: u32| self.interfaces.iter().any(|i| i.ip() == Some(addr));
+            options::stamp(header, packet.options, interface.ip().unwrap_or(0), now_ms, own);
+        }
         if !decrement_ttl(frame) {
             return Disposition::Drop(DropReason::Ipv4Truncated);
         }

@@ -50,6 +50,7 @@ pub mod dataplane;
 pub mod forward;
 pub mod fragment;
 pub mod neighbour;
+pub mod options;
 pub mod parse;
 pub mod reply;
 pub mod route;

@@ -34,20 +34,30 @@ pub enum ReplyError {
     NotAnswerable,
 }
 
-/// An ICMP error: type and code.
+/// An ICMP error: type, code and the word after the checksum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpError {
-    /// ICMP type (3 = destination unreachable, 11 = time exceeded).
+    /// ICMP type (3 = destination unreachable, 11 = time exceeded,
+    /// 12 = parameter problem).
     pub icmp_type: u8,
     /// ICMP code.
     pub code: u8,
+    /// The header's second word (RFC 792): zero, or a parameter problem's
+    /// pointer in its top byte.
+    pub rest: u32,
 }
 
 impl IcmpError {
     /// Time exceeded in transit (type 11, code 0).
-    pub const TTL_EXCEEDED: IcmpError = IcmpError { icmp_type: 11, code: 0 };
+    pub const TTL_EXCEEDED: IcmpError = IcmpError { icmp_type: 11, code: 0, rest: 0 };
     /// Destination net unreachable (type 3, code 0).
-    pub const NET_UNREACHABLE: IcmpError = IcmpError { icmp_type: 3, code: 0 };
+    pub const NET_UNREACHABLE: IcmpError = IcmpError { icmp_type: 3, code: 0, rest: 0 };
+
+    /// Parameter problem (type 12, code 0) pointing at byte `pointer` of
+    /// the quoted IP header.
+    pub fn parameter_problem(pointer: u8) -> IcmpError {
+        IcmpError { icmp_type: 12, code: 0, rest: u32::from(pointer) << 24 }
+    }
 
     /// The ICMP error for a reject; `None` for `TcpReset`.
     pub fn for_reject(with: RejectWith) -> Option<IcmpError> {
@@ -59,7 +69,7 @@ impl IcmpError {
             RejectWith::AdminProhibited => 13,
             RejectWith::TcpReset => return None,
         };
-        Some(IcmpError { icmp_type: 3, code })
+        Some(IcmpError { icmp_type: 3, code, rest: 0 })
     }
 }
 
@@ -112,6 +122,9 @@ pub fn build_icmp_error(
     data.copy_from_slice(quoted);
     if let Some(icmp_type) = header.first_mut() {
         *icmp_type = error.icmp_type;
+    }
+    if let Some(rest) = header.get_mut(4..8) {
+        rest.copy_from_slice(&error.rest.to_be_bytes());
     }
     let mut icmp = Icmpv4Packet::new_unchecked(icmp_buf);
     icmp.set_msg_code(error.code);
