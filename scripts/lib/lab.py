@@ -517,8 +517,10 @@ class Lab:
             self.ip("-n", ns, "route", "add", "default", "via", FIREWALL[index])
         # Forward, and no per-destination ICMP error limit (unifw has only a
         # global one, as Linux's icmp_msgs_per_sec): probes come in bursts.
+        # Strict reverse-path filtering, unifw's default (a namespace starts
+        # with 0; distributions set 1 or 2 in sysctl.d).
         sh(["ip", "netns", "exec", self.linuxfw, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-            "net.ipv4.icmp_ratelimit=0"])
+            "net.ipv4.icmp_ratelimit=0", "net.ipv4.conf.all.rp_filter=1"])
         started = time.monotonic()
         with open(rules) as rules_file:
             sh(["ip", "netns", "exec", self.linuxfw, "iptables-restore"], stdin=rules_file)

@@ -770,6 +770,10 @@ def fw_compare(run, plan, ours, linux):
             shown += 1
 
 
+# Tests in their own modules, which use the helpers above (so imported here).
+import lab_hostile  # noqa: E402
+
+
 @dataclass(frozen=True)
 class Test:
     """A lab test: what it checks (for --help) and the function running it."""
@@ -799,6 +803,8 @@ TESTS = {
     "cloud": Test("tests/lab/cloud.rules: NICs by MAC, DHCP fallback, option 121 routes", cloud),
     "metrics": Test("tests/lab/metrics.rules: GET /metrics parsed by prometheus_client, hostile clients", metrics),
     "garbage": Test("20,000 malformed frames, then still answers and forwards", garbage_frames),
+    "hostile": Test("tests/lab/hostile.ipt: spoofed sources, IP options, broadcast ICMP; unifw vs Linux",
+                    lab_hostile.hostile),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 
