@@ -74,6 +74,11 @@ pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeu
         wakeups.nic,
         wakeups.timer
     ));
+    out.push(format!(
+        "defences: connections evicted early {}; fragment-table evictions {}; ICMP errors not allowed {}; \
+         log lines suppressed {}",
+        e.conntrack_early_drops, e.fragment_evictions, e.icmp_errors_suppressed, e.log_suppressed
+    ));
     out
 }
 
@@ -91,6 +96,8 @@ mod tests {
         counters.count_transmit(0, 1, 60, Ok(()));
         counters.count_transmit(0, 1, 60, Err(DropReason::TransmitQueueFull));
         counters.events.icmp_errors_sent = 3;
+        counters.events.conntrack_early_drops = 2;
+        counters.events.log_suppressed = 1;
         let names = ["eth0".to_string(), "eth1".to_string()];
         let flows = Flows { tracked: 2, capacity: 64 };
         let wakeups = Wakeups { nic: 5, timer: 6 };
@@ -103,7 +110,12 @@ mod tests {
             ]
         );
         let long = lines(&names, &counters, flows, wakeups, true);
-        assert_eq!(long.len(), 6);
+        assert_eq!(long.len(), 7);
+        assert_eq!(
+            long[6],
+            "defences: connections evicted early 2; fragment-table evictions 0; ICMP errors not allowed 0; \
+             log lines suppressed 1"
+        );
         assert_eq!(long[2], "eth0: dropped 1 Ipv4Checksum");
         assert_eq!(long[3], "eth0: dropped 1 TransmitQueueFull");
         assert_eq!(long[4], "eth0: dropped 1 InterfaceDown");
