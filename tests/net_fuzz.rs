@@ -52,6 +52,14 @@ fn seed_frames() -> Vec<(u8, Vec<u8>)> {
     let mut tail = udp[..ETH_LEN + 20].to_vec();
     tail.extend_from_slice(&udp[ETH_LEN + 20 + 600..]);
     frames.push((0, fragment_of_at(tail, 600, false)));
+    // IP options: record route, timestamp, a source route, a malformed
+    // pointer; and spoofed sources (the firewall's own, the other side's).
+    for options in [&[7u8, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0][..], &[68, 12, 5, 1], &[131, 7, 4, 10, 2, 0, 9], &[7, 7, 3]] {
+        frames.push((0, with_options(&udp_frame(SENDER, RECEIVER, 5000, 53, 40), options)));
+    }
+    let mut spoofed = udp_frame(FW1, RECEIVER, 5000, 53, 40);
+    spoofed[..12].copy_from_slice(&udp[..12]);
+    frames.push((0, spoofed));
     frames
 }
 
@@ -169,7 +177,7 @@ fn write_seed_corpus() {
     let dir = seed_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let seeds = seed_frames();
-    let files: [(&str, &[usize]); 7] = [
+    let files: [(&str, &[usize]); 8] = [
         ("arp", &[0, 1, 2]),
         ("icmp_echo", &[3, 4, 5]),
         ("tcp_session", &[6, 7, 8, 9, 10]),
@@ -177,6 +185,7 @@ fn write_seed_corpus() {
         ("udp", &[12, 13, 14]),
         ("fragments", &[15, 16]),
         ("everything", &[0, 2, 6, 7, 8, 3, 4, 12, 13, 15, 16, 11, 9, 10]),
+        ("options_and_spoofing", &[17, 18, 19, 20, 21]),
     ];
     for (name, picks) in files {
         let frames: Vec<_> = picks.iter().map(|&i| seeds[i].clone()).collect();

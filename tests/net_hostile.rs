@@ -145,22 +145,6 @@ fn icmp_to_broadcast_and_multicast_addresses_is_ignored() {
     assert_eq!(handle(&mut dp, 0, &mut udp).0, Disposition::Local);
 }
 
-/// `frame` with IP `options` (padded to a multiple of 4 with END) after
-/// its 20-byte header: IHL, total length and checksum fixed.
-fn with_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
-    let mut padded = options.to_vec();
-    padded.resize(options.len().div_ceil(4) * 4, 0);
-    let mut out = frame[..ETH_LEN + 20].to_vec();
-    out.extend_from_slice(&padded);
-    out.extend_from_slice(&frame[ETH_LEN + 20..]);
-    let ihl = (20 + padded.len()) / 4;
-    out[ETH_LEN] = 0x40 | ihl as u8;
-    let total = (out.len() - ETH_LEN) as u16;
-    out[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&total.to_be_bytes());
-    refresh_ip_checksum(&mut out);
-    out
-}
-
 /// A UDP datagram sender -> receiver on eth0 with `options`.
 fn optioned(dp: &mut Dataplane, options: &[u8]) -> (Disposition, VecSink, Vec<u8>) {
     let mut frame = with_options(&udp_frame(SENDER, RECEIVER, 1000, 53, 10), options);

@@ -268,3 +268,19 @@ pub fn fragment_of(frame: &[u8], offset: u16, more: bool, payload_len: usize) ->
     packet.fill_checksum();
     out
 }
+
+/// `frame` with IP `options` (padded to a multiple of 4 with END) after
+/// its 20-byte header: IHL, total length and checksum fixed.
+pub fn with_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+    let mut padded = options.to_vec();
+    padded.resize(options.len().div_ceil(4) * 4, 0);
+    let mut out = frame[..ETH_LEN + 20].to_vec();
+    out.extend_from_slice(&padded);
+    out.extend_from_slice(&frame[ETH_LEN + 20..]);
+    let ihl = (20 + padded.len()) / 4;
+    out[ETH_LEN] = 0x40 | ihl as u8;
+    let total = (out.len() - ETH_LEN) as u16;
+    out[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&total.to_be_bytes());
+    refresh_ip_checksum(&mut out);
+    out
+}

@@ -102,7 +102,9 @@ impl Harness {
                 let ip = Ipv4Packet::new_checked(&frame[14..len]).expect("forwarded IPv4 parses");
                 assert!(ip.verify_checksum(), "forwarded checksum");
                 assert_eq!(ip.hop_limit().checked_add(1), Some(before[22]), "TTL decremented");
-                assert_eq!(&frame[34..len], &before[34..len], "payload untouched");
+                // Record route and timestamp options may take an entry.
+                let payload_at = 14 + usize::from(before[14] & 0x0f) * 4;
+                assert_eq!(&frame[payload_at..len], &before[payload_at..len], "payload untouched");
             }
             Disposition::Local => assert_eq!(frame, &before[..], "local frames are not modified"),
             Disposition::Queued | Disposition::Drop(_) => {}
