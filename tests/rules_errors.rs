@@ -132,6 +132,20 @@ fn interface_mac_and_fallback_errors() {
 }
 
 #[test]
+fn interface_mtu_errors() {
+    for bad in ["67", "9001", "0", "1500b", "-1", "65536"] {
+        let e = first(&format!("interface eth0 10.1.0.1/24 mtu {bad}\n"));
+        assert!(e.starts_with(&format!("dir/t.rules:1:32: bad MTU `{bad}`: 68 to 9000 bytes")), "{e}");
+    }
+    let e = first("interface eth0 dhcp mtu\n");
+    assert!(e.contains("expected an MTU in bytes, like 1500"), "{e}");
+    let e = first("interface eth0 10.1.0.1/24 mtu 1400 mtu 1300\n");
+    assert!(e.contains("expected end of line, found `mtu`"), "{e}");
+    let e = first("interface eth2 dhcp mtu 1400 fallback 10.3.0.5/24\n");
+    assert!(e.contains("expected end of line, found `fallback`"), "{e}");
+}
+
+#[test]
 fn bad_metrics_statements_are_errors_at_their_place() {
     let head = "interface eth0 10.1.0.1/24\n";
     let cases = [

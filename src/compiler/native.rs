@@ -14,7 +14,7 @@ use super::diag::Diagnostic;
 use super::lexer::{utf8_len, Kind, Lexer, Token};
 use super::names;
 use super::source::{self, Ctx};
-use unifw_core::image::{Fallback, IfAddr, InterfaceSpec, RouteSpec, DEFAULT_FALLBACK_SECONDS};
+use unifw_core::image::{Fallback, IfAddr, InterfaceSpec, RouteSpec, DEFAULT_FALLBACK_SECONDS, MAX_MTU, MIN_MTU};
 use unifw_core::net::addr::Cidr;
 
 /// An error has been recorded; skip the rest of the statement.
@@ -167,7 +167,7 @@ impl<'a> Parser<'a, '_, '_> {
         self.end_of_statement()
     }
 
-    /// `interface NAME [mac MAC] (ADDR/LEN | dhcp [fallback ADDR/LEN [after SECONDS]] | none)`.
+    /// `interface NAME [mac MAC] (ADDR/LEN | dhcp [fallback ADDR/LEN [after SECONDS]] | none) [mtu BYTES]`.
     fn interface(&mut self, kw: &Token) -> R<()> {
         let (name, nt) = self.word("an interface name like eth0")?;
         let index = names::interface(name).or_else(|e| self.fail_at(&nt, e))?;
@@ -203,11 +203,17 @@ impl<'a> Parser<'a, '_, '_> {
         } else {
             None
         };
+        let mtu = if self.is_word("mtu") {
+            self.bump();
+            Some(self.mtu()?)
+        } else {
+            None
+        };
         if self.ctx.declared_ifs & (1 << index) != 0 {
             return self.fail_at(kw, format!("interface {name} is declared twice"));
         }
         self.ctx.declared_ifs |= 1 << index;
-        self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback });
+        self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback, mtu });
         self.ctx.set.interfaces.sort_by_key(|i| i.index);
         Ok(())
     }
@@ -225,6 +231,17 @@ impl<'a> Parser<'a, '_, '_> {
             });
         let (addr, len) = parsed.or_else(|e| self.fail_at(at, e))?;
         Ok(Cidr { addr, prefix_len: len as u8 })
+    }
+
+    /// After `mtu`: the interface's MTU in bytes, [`MIN_MTU`]..=[`MAX_MTU`]
+    /// (the receive and transmit buffers hold a 9000-byte packet).
+    fn mtu(&mut self) -> R<u16> {
+        let (text, t) = self.word("an MTU in bytes, like 1500")?;
+        let mtu = names::number(text, u32::from(MAX_MTU)).ok().filter(|&n| n >= u32::from(MIN_MTU));
+        match mtu {
+            Some(mtu) => Ok(mtu as u16),
+            None => self.fail_at(&t, format!("bad MTU `{text}`: {MIN_MTU} to {MAX_MTU} bytes")),
+        }
     }
 
     /// After `fallback`: `ADDR/LEN [after SECONDS]`.

@@ -56,22 +56,23 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
     }
     for i in &set.interfaces {
         let mac = i.mac.map(|m| format!(" mac {}", mac_text(&m))).unwrap_or_default();
+        let mtu = i.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
         let _ = match i.addr {
             IfAddr::Static(Cidr { addr, prefix_len }) => {
-                writeln!(s, "interface eth{}{mac} {}/{}", i.index, dotted(addr), prefix_len)
+                writeln!(s, "interface eth{}{mac} {}/{}{mtu}", i.index, dotted(addr), prefix_len)
             }
             IfAddr::Dhcp => match i.fallback {
                 Some(f) => writeln!(
                     s,
-                    "interface eth{}{mac} dhcp fallback {}/{} after {}",
+                    "interface eth{}{mac} dhcp fallback {}/{} after {}{mtu}",
                     i.index,
                     dotted(f.addr.addr),
                     f.addr.prefix_len,
                     f.after_seconds
                 ),
-                None => writeln!(s, "interface eth{}{mac} dhcp", i.index),
+                None => writeln!(s, "interface eth{}{mac} dhcp{mtu}", i.index),
             },
-            IfAddr::Unconfigured => writeln!(s, "interface eth{}{mac} none", i.index),
+            IfAddr::Unconfigured => writeln!(s, "interface eth{}{mac} none{mtu}", i.index),
         };
     }
     for r in &set.routes {

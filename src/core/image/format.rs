@@ -1,4 +1,4 @@
-//! The binary image layout (version 4), shared by the writer and the reader:
+//! The binary image layout (version 5), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -39,7 +39,7 @@ pub use entry::{EntryRecord, EntryView};
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
@@ -230,7 +230,8 @@ pub struct Section {
 /// Version 2 added the tables hash (version 1 had zeros there); version 3
 /// the interface records of kinds 3 and 4 ([`InterfaceRecord`]); version 4
 /// the metrics section (the section table's 11th entry, at 112, where the
-/// hash field was, which moved to 120).
+/// hash field was, which moved to 120); version 5 the interface records of
+/// kind 5 (MTU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -339,9 +340,11 @@ pub fn tables_hash(image: &[u8]) -> u64 {
 /// | 2 | address: none | zeros |
 /// | 3 | MAC binding | the MAC's 6 bytes |
 /// | 4 | DHCP fallback | prefix length u8, seconds before it applies u8, address u32 |
+/// | 5 | MTU | MTU u16, zeros |
 ///
 /// Each interface has one address record, which comes first, then at most
-/// one record of kind 3 and one of kind 4 (kinds 3 and 4 are version 3's).
+/// one record of each other kind (kinds 3 and 4 are version 3's, kind 5
+/// version 5's).
 /// An unknown kind reads as an address record of kind 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InterfaceRecord {
@@ -366,6 +369,13 @@ pub enum InterfaceRecord {
         /// The fallback.
         fallback: Fallback,
     },
+    /// The MTU of interface `index`.
+    Mtu {
+        /// 0 = eth0.
+        index: u8,
+        /// The MTU in bytes (IP packet, without the Ethernet header).
+        mtu: u16,
+    },
 }
 
 impl InterfaceRecord {
@@ -376,6 +386,7 @@ impl InterfaceRecord {
     const NONE: u8 = 2;
     const MAC: u8 = 3;
     const FALLBACK: u8 = 4;
+    const MTU: u8 = 5;
 
     /// The record's bytes.
     pub fn encode(&self) -> [u8; Self::LEN] {
@@ -399,6 +410,11 @@ impl InterfaceRecord {
                 b = [index, Self::FALLBACK, fallback.addr.prefix_len, fallback.after_seconds, 0, 0, 0, 0];
                 put(&mut b, 4, &fallback.addr.addr.to_le_bytes());
             }
+            InterfaceRecord::Mtu { index, mtu } => {
+                b[0] = index;
+                b[1] = Self::MTU;
+                put(&mut b, 2, &mtu.to_le_bytes());
+            }
         }
         b
     }
@@ -415,20 +431,22 @@ impl InterfaceRecord {
             Self::FALLBACK => {
                 InterfaceRecord::Fallback { index, fallback: Fallback { addr: cidr, after_seconds: b[3] } }
             }
+            Self::MTU => InterfaceRecord::Mtu { index, mtu: u16::from_le_bytes([b[2], b[3]]) },
             _ => InterfaceRecord::Address { index, addr: IfAddr::Unconfigured },
         })
     }
 }
 
 impl InterfaceSpec {
-    /// The interface's records: its address, then its MAC binding and its
-    /// fallback when it has them.
+    /// The interface's records: its address, then its MAC binding, its
+    /// fallback and its MTU when it has them.
     pub fn records(&self) -> impl Iterator<Item = InterfaceRecord> {
         let index = self.index;
         let address = InterfaceRecord::Address { index, addr: self.addr };
         let mac = self.mac.map(|mac| InterfaceRecord::Mac { index, mac });
         let fallback = self.fallback.map(|fallback| InterfaceRecord::Fallback { index, fallback });
-        core::iter::once(address).chain(mac).chain(fallback)
+        let mtu = self.mtu.map(|mtu| InterfaceRecord::Mtu { index, mtu });
+        core::iter::once(address).chain(mac).chain(fallback).chain(mtu)
     }
 }
 
@@ -772,6 +790,7 @@ mod tests {
             InterfaceRecord::Address { index: 3, addr: IfAddr::Unconfigured },
             InterfaceRecord::Mac { index: 1, mac: [0x52, 0x54, 0, 0x12, 0x34, 0xff] },
             InterfaceRecord::Fallback { index: 2, fallback },
+            InterfaceRecord::Mtu { index: 1, mtu: 9000 },
         ];
         for i in ifaces {
             assert_eq!(InterfaceRecord::decode(&i.encode()), Some(i));
@@ -782,6 +801,7 @@ mod tests {
         assert_eq!(b, [0, 0, 24, 0, 1, 0, 1, 10]);
         assert_eq!(ifaces[4].encode(), [1, 3, 0x52, 0x54, 0, 0x12, 0x34, 0xff]);
         assert_eq!(ifaces[5].encode(), [2, 4, 24, 255, 5, 0, 3, 10]);
+        assert_eq!(ifaces[6].encode(), [1, 5, 0x28, 0x23, 0, 0, 0, 0]);
         assert_eq!(
             InterfaceRecord::decode(&[7, 9, 1, 2, 3, 4, 5, 6]),
             Some(InterfaceRecord::Address { index: 7, addr: IfAddr::Unconfigured })
@@ -790,10 +810,12 @@ mod tests {
         let spec = InterfaceSpec {
             mac: Some([2, 0, 0, 0, 0, 1]),
             fallback: Some(fallback),
+            mtu: Some(1400),
             ..InterfaceSpec::new(2, IfAddr::Dhcp)
         };
         let records: alloc::vec::Vec<_> = spec.records().collect();
-        assert_eq!(records.len(), 3);
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[3], InterfaceRecord::Mtu { index: 2, mtu: 1400 });
         assert_eq!(records[0], InterfaceRecord::Address { index: 2, addr: IfAddr::Dhcp });
         assert_eq!(InterfaceSpec::new(0, IfAddr::Dhcp).records().count(), 1);
         let routes = [

@@ -47,12 +47,26 @@ pub struct InterfaceSpec {
     pub mac: Option<[u8; 6]>,
     /// The static fallback of a DHCP interface.
     pub fallback: Option<Fallback>,
+    /// The interface's MTU when the rules file sets it (`mtu 1400`);
+    /// `None`: [`DEFAULT_MTU`].
+    pub mtu: Option<u16>,
 }
 
+/// An interface's MTU unless the rules file, the command line or DHCP say
+/// otherwise (Ethernet's, as Linux gives an Ethernet device).
+pub const DEFAULT_MTU: u16 = 1500;
+/// The smallest MTU an interface may have (RFC 791: every host must take
+/// 68-byte datagrams; Linux's `IPV4_MIN_MTU`).
+pub const MIN_MTU: u16 = 68;
+/// The largest MTU an interface may have (a jumbo frame; the receive and
+/// transmit buffers are sized for it).
+pub const MAX_MTU: u16 = 9000;
+
 impl InterfaceSpec {
-    /// Interface `index` with `addr`, bound to no MAC and without fallback.
+    /// Interface `index` with `addr`, bound to no MAC, without fallback,
+    /// with the default MTU.
     pub fn new(index: u8, addr: IfAddr) -> InterfaceSpec {
-        InterfaceSpec { index, addr, mac: None, fallback: None }
+        InterfaceSpec { index, addr, mac: None, fallback: None, mtu: None }
     }
 }
 
@@ -135,11 +149,12 @@ pub struct Image<'a> {
     total_len: usize,
 }
 
-/// Adds a MAC binding or fallback record to the interface it names.
+/// Adds a MAC binding, fallback or MTU record to the interface it names.
 fn add_to_spec(mut spec: InterfaceSpec, record: InterfaceRecord) -> InterfaceSpec {
     match record {
         InterfaceRecord::Mac { index, mac } if index == spec.index => spec.mac = Some(mac),
         InterfaceRecord::Fallback { index, fallback } if index == spec.index => spec.fallback = Some(fallback),
+        InterfaceRecord::Mtu { index, mtu } if index == spec.index => spec.mtu = Some(mtu),
         _ => {}
     }
     spec
