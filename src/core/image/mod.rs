@@ -52,15 +52,7 @@ pub struct InterfaceSpec {
     pub mtu: Option<u16>,
 }
 
-/// An interface's MTU unless the rules file, the command line or DHCP say
-/// otherwise (Ethernet's, as Linux gives an Ethernet device).
-pub const DEFAULT_MTU: u16 = 1500;
-/// The smallest MTU an interface may have (RFC 791: every host must take
-/// 68-byte datagrams; Linux's `IPV4_MIN_MTU`).
-pub const MIN_MTU: u16 = 68;
-/// The largest MTU an interface may have (a jumbo frame; the receive and
-/// transmit buffers are sized for it).
-pub const MAX_MTU: u16 = 9000;
+pub use crate::net::mtu::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
 
 impl InterfaceSpec {
     /// Interface `index` with `addr`, bound to no MAC, without fallback,

@@ -49,10 +49,12 @@ pub mod counters;
 pub mod dataplane;
 pub mod forward;
 pub mod fragment;
+pub mod mtu;
 pub mod neighbour;
 pub mod parse;
 pub mod reply;
 pub mod route;
+pub mod segment;
 pub mod sink;
 pub mod token_bucket;
 
