@@ -24,10 +24,7 @@ pub const ETH_LEN: usize = 14;
 
 /// The lab's two data interfaces.
 pub fn lab_interfaces() -> Vec<InterfaceConfig> {
-    vec![
-        InterfaceConfig { mac: FW0_MAC, addr: Cidr::new(FW0, 24) },
-        InterfaceConfig { mac: FW1_MAC, addr: Cidr::new(FW1, 24) },
-    ]
+    vec![InterfaceConfig::new(FW0_MAC, Cidr::new(FW0, 24)), InterfaceConfig::new(FW1_MAC, Cidr::new(FW1, 24))]
 }
 
 /// A lab data plane with `capacity` flows and 16 rules.

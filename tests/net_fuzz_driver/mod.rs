@@ -44,9 +44,9 @@ impl FrameSink for CheckingSink {
 /// Interfaces: the lab's two plus an unaddressed management one.
 pub fn interfaces() -> Vec<InterfaceConfig> {
     vec![
-        InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: Cidr::new(0x0a01_0001, 24) },
-        InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: Cidr::new(0x0a02_0001, 24) },
-        InterfaceConfig { mac: [2, 0, 0, 0, 0, 3], addr: None },
+        InterfaceConfig::new([2, 0, 0, 0, 0, 1], Cidr::new(0x0a01_0001, 24)),
+        InterfaceConfig::new([2, 0, 0, 0, 0, 2], Cidr::new(0x0a02_0001, 24)),
+        InterfaceConfig::new([2, 0, 0, 0, 0, 3], None),
     ]
 }
 

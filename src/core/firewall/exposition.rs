@@ -586,8 +586,8 @@ metrics eth0 from 10.1.0.2
 
     fn dataplane(rules: usize) -> Dataplane {
         let interfaces = vec![
-            InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: Cidr::new(0x0a01_0001, 24) },
-            InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: Cidr::new(0x0a02_0001, 24) },
+            InterfaceConfig::new([2, 0, 0, 0, 0, 1], Cidr::new(0x0a01_0001, 24)),
+            InterfaceConfig::new([2, 0, 0, 0, 0, 2], Cidr::new(0x0a02_0001, 24)),
         ];
         Dataplane::new(DataplaneConfig::new(interfaces, vec![], rules, 64)).expect("config")
     }

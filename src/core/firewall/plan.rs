@@ -23,6 +23,9 @@ pub struct InterfacePlan {
     /// The MAC address of the NIC that takes this name; `None`: the name
     /// goes to a NIC no name is bound to, in discovery order.
     pub mac: Option<[u8; 6]>,
+    /// The MTU the rules file gives (`None`: the default, 1500); a DHCP
+    /// lease's interface MTU (option 26) replaces it.
+    pub mtu: Option<u16>,
 }
 
 impl InterfacePlan {
@@ -43,7 +46,9 @@ pub fn interface_plan(image: &Image, options: &Options) -> Plan {
     let mut plan = [InterfacePlan::default(); MAX_NICS];
     for spec in image.interfaces() {
         match plan.get_mut(usize::from(spec.index)) {
-            Some(slot) => *slot = InterfacePlan { addr: Some(spec.addr), fallback: spec.fallback, mac: spec.mac },
+            Some(slot) => {
+                *slot = InterfacePlan { addr: Some(spec.addr), fallback: spec.fallback, mac: spec.mac, mtu: spec.mtu }
+            }
             None => log::warn!("eth{}: unifw drives at most {MAX_NICS} NICs (eth0..eth7); ignored", spec.index),
         }
     }

@@ -41,13 +41,22 @@ pub struct IcmpError {
     pub icmp_type: u8,
     /// ICMP code.
     pub code: u8,
+    /// The next-hop MTU of a "fragmentation needed" (RFC 1191: the low 16
+    /// bits of the header's second word); zero for the others.
+    pub next_hop_mtu: u16,
 }
 
 impl IcmpError {
     /// Time exceeded in transit (type 11, code 0).
-    pub const TTL_EXCEEDED: IcmpError = IcmpError { icmp_type: 11, code: 0 };
+    pub const TTL_EXCEEDED: IcmpError = IcmpError { icmp_type: 11, code: 0, next_hop_mtu: 0 };
     /// Destination net unreachable (type 3, code 0).
-    pub const NET_UNREACHABLE: IcmpError = IcmpError { icmp_type: 3, code: 0 };
+    pub const NET_UNREACHABLE: IcmpError = IcmpError { icmp_type: 3, code: 0, next_hop_mtu: 0 };
+
+    /// Fragmentation needed and DF set (type 3, code 4) with the MTU of
+    /// the interface the packet would have left by (RFC 1191).
+    pub fn fragmentation_needed(mtu: u16) -> IcmpError {
+        IcmpError { icmp_type: 3, code: 4, next_hop_mtu: mtu }
+    }
 
     /// The ICMP error for a reject; `None` for `TcpReset`.
     pub fn for_reject(with: RejectWith) -> Option<IcmpError> {
@@ -59,7 +68,7 @@ impl IcmpError {
             RejectWith::AdminProhibited => 13,
             RejectWith::TcpReset => return None,
         };
-        Some(IcmpError { icmp_type: 3, code })
+        Some(IcmpError { icmp_type: 3, code, next_hop_mtu: 0 })
     }
 }
 
@@ -112,6 +121,9 @@ pub fn build_icmp_error(
     data.copy_from_slice(quoted);
     if let Some(icmp_type) = header.first_mut() {
         *icmp_type = error.icmp_type;
+    }
+    if let Some(mtu) = header.get_mut(6..8) {
+        mtu.copy_from_slice(&error.next_hop_mtu.to_be_bytes());
     }
     let mut icmp = Icmpv4Packet::new_unchecked(icmp_buf);
     icmp.set_msg_code(error.code);

@@ -13,9 +13,18 @@ pub struct InterfaceConfig {
     /// The firewall's address on it and its connected subnet (`None`: no
     /// address yet, e.g. while DHCP is in progress).
     pub addr: Option<Cidr>,
+    /// The largest IP packet it sends (bytes, Ethernet header not
+    /// counted): larger ones are fragmented, or refused with ICMP
+    /// "fragmentation needed" when they have Don't Fragment.
+    pub mtu: u16,
 }
 
 impl InterfaceConfig {
+    /// An interface with `mac` and `addr` and the default MTU (1500).
+    pub fn new(mac: [u8; 6], addr: Option<Cidr>) -> InterfaceConfig {
+        InterfaceConfig { mac, addr, mtu: super::mtu::DEFAULT_MTU }
+    }
+
     /// The interface's IPv4 address, if it has one.
     pub fn ip(&self) -> Option<u32> {
         self.addr.map(|cidr| cidr.addr)
@@ -175,8 +184,8 @@ mod tests {
 
     fn interfaces() -> [InterfaceConfig; 2] {
         [
-            InterfaceConfig { mac: [2, 0, 0, 0, 0, 1], addr: Cidr::new(0x0a01_0001, 24) },
-            InterfaceConfig { mac: [2, 0, 0, 0, 0, 2], addr: Cidr::new(0x0a02_0001, 24) },
+            InterfaceConfig::new([2, 0, 0, 0, 0, 1], Cidr::new(0x0a01_0001, 24)),
+            InterfaceConfig::new([2, 0, 0, 0, 0, 2], Cidr::new(0x0a02_0001, 24)),
         ]
     }
 
