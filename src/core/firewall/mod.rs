@@ -125,6 +125,9 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             })
             .collect::<Vec<_>>();
         let mtus: Vec<u16> = interfaces.iter().map(|i: &InterfaceConfig| i.mtu).collect();
+        for (index, mtu) in mtus.iter().enumerate().filter(|(_, &mtu)| mtu != crate::net::mtu::DEFAULT_MTU) {
+            log::info!("eth{index}: MTU {mtu}");
+        }
         let routes = image
             .routes()
             .map(|r| crate::net::StaticRoute { prefix: r.dest, prefix_len: r.prefix_len, gateway: r.gateway })
