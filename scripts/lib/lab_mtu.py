@@ -7,8 +7,8 @@ the receiver advertises an MSS of 1460 (`advmss`), so the sender's TCP
 must learn the path MTU from the firewall's ICMP "fragmentation needed".
 Each probe goes to its own receiver address, so that one probe's learnt
 path MTU (the sender caches it per destination) does not change another:
-- a 1450-byte UDP datagram without DF to 10.2.0.3 arrives whole (the
-  firewall fragmented it);
+- a 1450-byte UDP datagram without DF to 10.2.0.3 arrives whole, in two
+  fragments on the receiver's link (the firewall cut it);
 - a 1450-byte DF ping to 10.2.0.4 gets "Frag needed and DF set (mtu =
   1400)" from 10.1.0.1;
 - a TCP stream of 4 MB to 10.2.0.2 arrives in full, and the sender's route
@@ -45,6 +45,27 @@ import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, 10, 0)
 s.sendto(bytes(range(256)) * 5 + bytes(1422 - 1280), (sys.argv[1], 6001))
+"""
+
+# The IPv4 packets to ARGV[2] (UDP) on interface ARGV[1], as
+# "LENGTH@OFFSET", until one without More Fragments.
+FRAGMENT_SNIFF = """
+import select, socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind((sys.argv[1], 0))
+print("listening", flush=True)
+seen, more = [], True
+deadline = time.monotonic() + 10
+while more and time.monotonic() < deadline:
+    if not select.select([s], [], [], 0.5)[0]:
+        continue
+    ip = s.recv(65535)[14:]
+    if ip[16:20] != socket.inet_aton(sys.argv[2]) or ip[9] != 17:
+        continue
+    field = int.from_bytes(ip[6:8], "big")
+    more = bool(field & 0x2000)
+    seen.append(f"{int.from_bytes(ip[2:4], 'big')}@{(field & 0x1fff) * 8}")
+print(" ".join(seen) or "none", flush=True)
 """
 
 TCP_SINK = """
@@ -84,11 +105,11 @@ def last_line(path):
         return ""
 
 
-def sink(run, label, kind, code):
-    """Starts a sink (UDP_SINK or TCP_SINK) in the receiver's namespace;
-    returns (process, log) once it listens."""
+def sink(run, label, kind, code, *args):
+    """Starts a sink (UDP_SINK, TCP_SINK, FRAGMENT_SNIFF with ARGS) in the
+    receiver's namespace; returns (process, log) once it listens."""
     log = run.log_dir / f"mtu-{label}-{kind}.log"
-    process = run.lab.start(["python3", "-c", code], ns=run.lab.receiver, out=log)
+    process = run.lab.start(["python3", "-c", code, *args], ns=run.lab.receiver, out=log)
     if not wait_for_line(log, "listening", 10):
         raise lab.LabError(f"mtu: the {kind} sink did not start")
     return process, log
@@ -110,13 +131,16 @@ def outcomes(run, label):
     receiver_link(run)
     results = {}
     process, log = sink(run, label, "udp", UDP_SINK)
+    sniffer, sniffed = sink(run, label, "fragments", FRAGMENT_SNIFF, the_lab.taps[1], UDP_HOST)
     the_lab.run(sender, ["python3", "-c", UDP_SOURCE, UDP_HOST], timeout=10)
-    try:
-        process.wait(timeout=15)
-    except Exception:  # noqa: BLE001 - a sink that hangs is stopped below
-        pass
-    the_lab.stop([process])
+    for waited in (process, sniffer):
+        try:
+            waited.wait(timeout=15)
+        except Exception:  # noqa: BLE001 - a sink that hangs is stopped below
+            pass
+    the_lab.stop([process, sniffer])
     results["udp datagram without DF, bytes received"] = last_line(log)
+    results["udp datagram without DF, IP length@offset on the 1400 link"] = last_line(sniffed)
 
     _, out = the_lab.run(sender, ["ping", "-c1", "-W3", "-M", "do", "-s", "1422", PING_HOST], timeout=10)
     found = re.search(r"From (\S+) .*Frag needed and DF set \(mtu = (\d+)\)", out)
@@ -138,6 +162,8 @@ def outcomes(run, label):
 
 EXPECTED = {
     "udp datagram without DF, bytes received": "1422",
+    # RFC 791 / Linux's cut: 1376 payload bytes (a multiple of 8), then 54.
+    "udp datagram without DF, IP length@offset on the 1400 link": "1396@0 74@1376",
     "DF ping: frag needed from, mtu": (SENDER_FW, LINK_MTU),
     "TCP stream, bytes received": str(STREAM_BYTES),
     "TCP sender's learnt path MTU": LINK_MTU,
