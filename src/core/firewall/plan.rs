@@ -40,7 +40,7 @@ pub type Plan = [InterfacePlan; MAX_NICS];
 
 /// The image's interface settings, then the command line's (`unifw.ethN=`
 /// replaces the address and the fallback, `unifw.ethN.mac=` the MAC
-/// binding). Names bound to the same MAC are all left down, with an error
+/// binding, `unifw.ethN.mtu=` the MTU). Names bound to the same MAC are all left down, with an error
 /// on the console.
 pub fn interface_plan(image: &Image, options: &Options) -> Plan {
     let mut plan = [InterfacePlan::default(); MAX_NICS];
@@ -63,6 +63,11 @@ pub fn interface_plan(image: &Image, options: &Options) -> Plan {
         }
         if mac.is_some() {
             slot.mac = *mac;
+        }
+    }
+    for (slot, mtu) in plan.iter_mut().zip(options.mtus.iter()) {
+        if mtu.is_some() {
+            slot.mtu = *mtu;
         }
     }
     for index in 0..plan.len() {
