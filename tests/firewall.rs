@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 
 use net_common::*;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, Ipv4Packet, UdpPacket,
+    ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet, IpAddress, Ipv4Packet,
+    TcpPacket, UdpPacket,
 };
 use unifw_core::cmdline::Options;
 use unifw_core::firewall::nics::{
@@ -245,6 +246,32 @@ fn a_segmentation_the_output_nic_cannot_offload_is_refused() {
     let (buffer, _) = nics.receive(0).expect("a frame");
     assert_eq!(nics.forward(1, buffer, frame.len()), Err(DropReason::OffloadMissing));
     assert_eq!(receive_buffers_accounted(&mut nics, 0), RECEIVE_BUFFERS_SMALL);
+}
+
+#[test]
+fn a_tcp_segmentation_the_output_nic_cannot_offload_is_done_in_software() {
+    let mut devices = lab_devices(PLAIN | CSUM | GUEST_CSUM | GUEST_TSO4 | HOST_TSO4);
+    devices[1].features = PLAIN | CSUM;
+    let mut nics = NicSet::new(devices);
+    let frame = Tcp::new(SENDER, RECEIVER, 40000, 5201).ack(7000, 1).payload(3000).frame();
+    let mut header = [0u8; HEADER];
+    header[1] = 1; // GSO_TCPV4
+    header[4..6].copy_from_slice(&1448u16.to_le_bytes());
+    dev(&mut nics, 0).inject_with(header, &frame, None);
+    let (buffer, _) = nics.receive(0).expect("a frame");
+    assert_eq!(nics.forward(1, buffer, frame.len()), Ok(()));
+    let sent: Vec<_> = dev(&mut nics, 1).sent.drain(..).collect();
+    assert_eq!(sent.iter().map(|(_, f)| f.len()).collect::<Vec<_>>(), [14 + 40 + 1448, 14 + 40 + 1448, 14 + 40 + 104]);
+    let mut stream = Vec::new();
+    for (header, f) in &sent {
+        assert_eq!(header, &vec![0u8; HEADER], "plain frames");
+        let ip = Ipv4Packet::new_checked(&f[ETH_LEN..]).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        assert!(tcp.verify_checksum(&IpAddress::Ipv4(ip.src_addr()), &IpAddress::Ipv4(ip.dst_addr())));
+        stream.extend_from_slice(tcp.payload());
+    }
+    assert_eq!(stream, frame[ETH_LEN + 40..]);
+    assert_eq!(receive_buffers_accounted(&mut nics, 0), RECEIVE_BUFFERS_BIG_AT_BOOT, "the buffer went home");
 }
 
 #[test]

@@ -95,7 +95,13 @@ fn pending_neighbours_are_bounded() {
         let expected = if host < 4 { Disposition::Queued } else { Disposition::Drop(DropReason::NeighbourPendingFull) };
         assert_eq!(d, expected, "host {host}");
     }
+    // Over the MTU, a datagram is fragmented and the fragments queue.
     let mut big = udp_frame(SENDER, 0x0a02_0002, 1, 2, 1600);
+    assert_eq!(dp.handle_frame(0, 0, &mut big, &accept_all, &mut sink), Disposition::Queued);
+    assert_eq!(dp.neighbours().queued_frames(), 4, "two queued before, two fragments now");
+    // Within a jumbo MTU, it is one frame too large for a queue slot.
+    dp.set_interface_mtu(1, 9000);
+    let mut big = udp_frame(SENDER, 0x0a02_0003, 1, 2, 1600);
     assert_eq!(
         dp.handle_frame(0, 0, &mut big, &accept_all, &mut sink),
         Disposition::Drop(DropReason::NeighbourFrameTooLarge)

@@ -138,9 +138,23 @@ fn reverse_path_filter_errors() {
     let e = first("interface eth0 10.1.0.1/24 rpfilter 1\n");
     assert!(e.starts_with("dir/t.rules:1:37: unknown reverse-path filter mode `1` (strict, loose or off)"), "{e}");
     let e = first("interface eth0 10.1.0.1/24 rpfilter loose rpfilter off\n");
-    assert!(e.contains("expected end of line, found `rpfilter`"), "{e}");
+    assert!(e.starts_with("dir/t.rules:1:43: this interface option is given twice"), "{e}");
     let e = first("interface eth0 rpfilter off 10.1.0.1/24\n");
     assert!(e.starts_with("dir/t.rules:1:16: an interface address needs a prefix length"), "{e}");
+}
+
+#[test]
+fn interface_mtu_errors() {
+    for bad in ["67", "9001", "0", "1500b", "-1", "65536"] {
+        let e = first(&format!("interface eth0 10.1.0.1/24 mtu {bad}\n"));
+        assert!(e.starts_with(&format!("dir/t.rules:1:32: bad MTU `{bad}`: 68 to 9000 bytes")), "{e}");
+    }
+    let e = first("interface eth0 dhcp mtu\n");
+    assert!(e.contains("expected an MTU in bytes, like 1500"), "{e}");
+    let e = first("interface eth0 10.1.0.1/24 mtu 1400 mtu 1300\n");
+    assert!(e.contains("this interface option is given twice"), "{e}");
+    let e = first("interface eth2 dhcp mtu 1400 fallback 10.3.0.5/24\n");
+    assert!(e.contains("expected end of line, found `fallback`"), "{e}");
 }
 
 #[test]

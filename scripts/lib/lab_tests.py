@@ -781,6 +781,9 @@ class Test:
     run: object
 
 
+# Lab tests in their own modules (they import from this one, so here).
+import lab_mtu  # noqa: E402
+
 # The lab tests by name, in the order `scripts/test --lab` runs them.
 TESTS = {
     "boot-microvm": Test("microvm, TCG: boot, ping eth0 and eth1", functools.partial(boot_ping, machine="microvm",
@@ -805,6 +808,8 @@ TESTS = {
     "garbage": Test("20,000 malformed frames, then still answers and forwards", garbage_frames),
     "hostile": Test("tests/lab/hostile.ipt: spoofed sources, IP options, broadcast ICMP; unifw vs Linux",
                     lab_hostile.hostile),
+    "mtu": Test("tests/lab/mtu.rules: eth1 MTU 1400: fragments, frag needed, TCP PMTU discovery; same in Linux",
+                lab_mtu.mtu),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 

@@ -14,7 +14,7 @@ use super::diag::Diagnostic;
 use super::lexer::{utf8_len, Kind, Lexer, Token};
 use super::names;
 use super::source::{self, Ctx};
-use unifw_core::image::{Fallback, IfAddr, InterfaceSpec, RouteSpec, DEFAULT_FALLBACK_SECONDS};
+use unifw_core::image::{Fallback, IfAddr, InterfaceSpec, RouteSpec, DEFAULT_FALLBACK_SECONDS, MAX_MTU, MIN_MTU};
 use unifw_core::net::addr::Cidr;
 use unifw_core::net::ReversePathFilter;
 
@@ -168,7 +168,7 @@ impl<'a> Parser<'a, '_, '_> {
         self.end_of_statement()
     }
 
-    /// `interface NAME [mac MAC] (ADDR/LEN | dhcp [fallback ADDR/LEN [after SECONDS]] | none)`.
+    /// `interface NAME [mac MAC] (ADDR/LEN | dhcp [fallback ADDR/LEN [after SECONDS]] | none) [mtu BYTES]`.
     fn interface(&mut self, kw: &Token) -> R<()> {
         let (name, nt) = self.word("an interface name like eth0")?;
         let index = names::interface(name).or_else(|e| self.fail_at(&nt, e))?;
@@ -204,12 +204,12 @@ impl<'a> Parser<'a, '_, '_> {
         } else {
             None
         };
-        let reverse_path = self.reverse_path()?;
+        let (mtu, reverse_path) = self.interface_options()?;
         if self.ctx.declared_ifs & (1 << index) != 0 {
             return self.fail_at(kw, format!("interface {name} is declared twice"));
         }
         self.ctx.declared_ifs |= 1 << index;
-        self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback, reverse_path });
+        self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback, mtu, reverse_path });
         self.ctx.set.interfaces.sort_by_key(|i| i.index);
         Ok(())
     }
@@ -229,18 +229,45 @@ impl<'a> Parser<'a, '_, '_> {
         Ok(Cidr { addr, prefix_len: len as u8 })
     }
 
-    /// An interface's optional `rpfilter strict|loose|off` (default strict).
-    fn reverse_path(&mut self) -> R<ReversePathFilter> {
-        if !self.is_word("rpfilter") {
-            return Ok(ReversePathFilter::Strict);
+    /// An interface's options after its address, each at most once and in
+    /// any order: `mtu BYTES` and `rpfilter strict|loose|off`.
+    fn interface_options(&mut self) -> R<(Option<u16>, ReversePathFilter)> {
+        let (mut mtu, mut reverse_path) = (None, None);
+        loop {
+            let t = self.tok;
+            if self.is_word("mtu") && mtu.is_none() {
+                self.bump();
+                mtu = Some(self.mtu()?);
+            } else if self.is_word("rpfilter") && reverse_path.is_none() {
+                self.bump();
+                reverse_path = Some(self.reverse_path()?);
+            } else if self.is_word("mtu") || self.is_word("rpfilter") {
+                return self.fail_at(&t, "this interface option is given twice".into());
+            } else {
+                return Ok((mtu, reverse_path.unwrap_or_default()));
+            }
         }
-        self.bump();
+    }
+
+    /// After `rpfilter`: strict, loose or off.
+    fn reverse_path(&mut self) -> R<ReversePathFilter> {
         let (mode, mt) = self.word("a reverse-path filter mode: strict, loose or off")?;
         match mode {
             "strict" => Ok(ReversePathFilter::Strict),
             "loose" => Ok(ReversePathFilter::Loose),
             "off" => Ok(ReversePathFilter::Off),
             _ => self.fail_at(&mt, format!("unknown reverse-path filter mode `{mode}` (strict, loose or off)")),
+        }
+    }
+
+    /// After `mtu`: the interface's MTU in bytes, [`MIN_MTU`]..=[`MAX_MTU`]
+    /// (the receive and transmit buffers hold a 9000-byte packet).
+    fn mtu(&mut self) -> R<u16> {
+        let (text, t) = self.word("an MTU in bytes, like 1500")?;
+        let mtu = names::number(text, u32::from(MAX_MTU)).ok().filter(|&n| n >= u32::from(MIN_MTU));
+        match mtu {
+            Some(mtu) => Ok(mtu as u16),
+            None => self.fail_at(&t, format!("bad MTU `{text}`: {MIN_MTU} to {MAX_MTU} bytes")),
         }
     }
 

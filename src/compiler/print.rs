@@ -65,11 +65,12 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
             (IfAddr::Dhcp, None) => "dhcp".into(),
             (IfAddr::Unconfigured, _) => "none".into(),
         };
+        let mtu = i.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
         let reverse_path = match i.reverse_path {
             ReversePathFilter::Strict => String::new(),
             mode => format!(" rpfilter {}", mode.name()),
         };
-        let _ = writeln!(s, "interface eth{}{mac} {addr}{reverse_path}", i.index);
+        let _ = writeln!(s, "interface eth{}{mac} {addr}{mtu}{reverse_path}", i.index);
     }
     for r in &set.routes {
         let _ = writeln!(s, "route {}/{} via {}", dotted(r.dest), r.prefix_len, dotted(r.gateway));

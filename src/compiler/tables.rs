@@ -454,6 +454,27 @@ mod tests {
         let again = crate::parse("t", printed.as_bytes(), &mut |p| Err(p.into())).expect("parses");
         assert_eq!(again.interfaces, set.interfaces);
     }
+
+    #[test]
+    fn mtus_reach_the_image_and_print_back() {
+        let text = "interface eth0 10.1.0.1/24 mtu 9000\n\
+                    interface eth1 mac 52:54:00:ab:00:01 10.2.0.1/24 mtu 1400\n\
+                    interface eth2 dhcp fallback 10.3.0.5/24 mtu 68\n\
+                    interface eth3 none mtu 1500\n\
+                    interface eth4 dhcp\n";
+        let set = crate::parse("t", text.as_bytes(), &mut |p| Err(p.into())).expect("parses");
+        let mtus: alloc::vec::Vec<_> = set.interfaces.iter().map(|i| i.mtu).collect();
+        assert_eq!(mtus, [Some(9000), Some(1400), Some(68), Some(1500), None]);
+        let c = crate::compile_ruleset(set.clone()).expect("compiles");
+        let img = Image::from_bytes(&c.image).expect("valid");
+        let ifs: alloc::vec::Vec<_> = img.interfaces().collect();
+        assert_eq!(ifs, set.interfaces, "the image gives back what the file says");
+        let printed = crate::render(&set, crate::Format::Unifw).expect("renders");
+        assert!(printed.contains("interface eth1 mac 52:54:00:ab:00:01 10.2.0.1/24 mtu 1400\n"), "{printed}");
+        assert!(printed.contains("interface eth4 dhcp\n"), "{printed}");
+        let again = crate::parse("t", printed.as_bytes(), &mut |p| Err(p.into())).expect("parses");
+        assert_eq!(again.interfaces, set.interfaces);
+    }
 }
 
 /// The image bytes of fixed inputs, pinned by hash: a change to how records

@@ -11,6 +11,7 @@
 //! | `unifw.eth2=dhcp` | configure eth2 by DHCP |
 //! | `unifw.eth1=off` | leave eth1 down |
 //! | `unifw.eth0.mac=52:54:00:12:34:56` | the NIC with this MAC is eth0 (replaces the rules file's binding) |
+//! | `unifw.eth1.mtu=1400` | eth1's MTU, 68..=9000 (replaces the rules file's; a DHCP lease's option 26 still wins) |
 //! | `unifw.log=debug` | log level: off, error, warn, info, debug, trace |
 //! | `unifw.panic=reset` | after a panic: `halt` (default) or `reset` |
 //! | `unifw.offload=off` | do not negotiate virtio-net checksum/TSO offloads (default `on`) |
@@ -23,6 +24,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::net::addr::Cidr;
+use crate::net::mtu::{MAX_MTU, MIN_MTU};
 
 /// Highest number of NICs the command line can address (eth0..eth7).
 pub const MAX_NICS: usize = 8;
@@ -88,6 +90,8 @@ pub struct Options {
     pub interfaces: [Option<IfOverride>; MAX_NICS],
     /// MAC bindings (`unifw.ethN.mac=`), by index.
     pub macs: [Option<[u8; 6]>; MAX_NICS],
+    /// MTUs (`unifw.ethN.mtu=`), by index.
+    pub mtus: [Option<u16>; MAX_NICS],
     /// Log level, when given.
     pub log_level: Option<LogLevel>,
     /// Reset (true) or halt (false) after a panic, when given.
@@ -130,9 +134,17 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
         };
         let index: usize = parse_decimal(index).ok_or("unknown interface (eth0..eth7)")?;
         let slot = options.interfaces.get_mut(index).ok_or("unknown interface (eth0..eth7)")?;
+        if attribute == Some("mtu") {
+            let mtu = parse_decimal(value).and_then(|n| u16::try_from(n).ok());
+            let mtu = mtu.filter(|mtu| (MIN_MTU..=MAX_MTU).contains(mtu)).ok_or("expected an MTU of 68 to 9000")?;
+            if let Some(slot) = options.mtus.get_mut(index) {
+                *slot = Some(mtu);
+            }
+            return Ok(());
+        }
         if let Some(attribute) = attribute {
             if attribute != "mac" {
-                return Err("unknown interface setting (unifw.ethN=... or unifw.ethN.mac=...)");
+                return Err("unknown interface setting (unifw.ethN=..., unifw.ethN.mac=... or unifw.ethN.mtu=...)");
             }
             let Some(mac) = parse_mac(value).filter(|mac| mac[0] & 1 == 0) else {
                 // The NIC that takes this name may not be the one meant.
@@ -312,6 +324,19 @@ mod tests {
         );
         assert_eq!(e.len(), 6, "{e:?}");
         assert_eq!(o, Options::default());
+    }
+
+    #[test]
+    fn mtus() {
+        let (o, e) = parse_all("unifw.eth1.mtu=1400 unifw.eth0.mtu=9000 unifw.eth2.mtu=68");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(o.mtus[..3], [Some(9000), Some(1400), Some(68)]);
+        assert_eq!(o.interfaces, [None; MAX_NICS], "an MTU leaves the address alone");
+        for bad in ["67", "9001", "", "1e3", "99999999"] {
+            let (o, e) = parse_all(&format!("unifw.eth1.mtu={bad}"));
+            assert_eq!((o.mtus[1], o.interfaces[1]), (None, None), "{bad}");
+            assert!(e.len() == 1 && e[0].contains("68 to 9000"), "{e:?}");
+        }
     }
 
     #[test]

@@ -115,6 +115,13 @@ impl<'a> Header<'a> {
         self.bytes.get(1).copied().unwrap_or(0)
     }
 
+    /// The segment size of a TCP/IPv4 segmentation offload (`gso_size`
+    /// when `gso_type` is [`GSO_TCPV4`]); `None` for a single frame.
+    pub fn tcp_segment_size(&self) -> Option<u16> {
+        let size = self.u16_at(4);
+        (self.gso_type() & !GSO_ECN == GSO_TCPV4 && size > 0).then_some(size)
+    }
+
     /// Whether the frame carries a partial checksum to complete.
     pub fn needs_csum(&self) -> bool {
         self.flags() & HDR_NEEDS_CSUM != 0
@@ -244,6 +251,7 @@ mod tests {
         let mut header = Header::new(&mut buffer, 12).expect("fits");
         assert!(header.needs_csum());
         assert_eq!((header.gso_type(), header.csum()), (GSO_TCPV4, (34, 16)));
+        assert_eq!(header.tcp_segment_size(), None, "gso_size 0");
         header.prepare_forward();
         assert_eq!((header.flags(), header.gso_type()), (HDR_NEEDS_CSUM, GSO_TCPV4));
         assert_eq!(buffer[10..12], [0, 0]);

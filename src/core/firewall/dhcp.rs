@@ -20,6 +20,8 @@ pub mod option {
     pub const ROUTER: u8 = 3;
     /// Domain name servers.
     pub const DNS: u8 = 6;
+    /// Interface MTU (RFC 2132 section 5.1).
+    pub const INTERFACE_MTU: u8 = 26;
     /// Classless static routes (RFC 3442).
     pub const CLASSLESS_STATIC_ROUTES: u8 = 121;
     /// End of the options.
@@ -27,10 +29,24 @@ pub mod option {
 }
 
 /// What the client asks the server for (option 55): the subnet mask, the
-/// router, DNS servers (smoltcp's defaults) and classless static routes;
-/// servers such as dnsmasq send option 121 only when asked.
+/// router, DNS servers (smoltcp's defaults), the interface MTU and
+/// classless static routes; servers such as dnsmasq send options 26 and
+/// 121 only when asked.
 pub const PARAMETER_REQUEST_LIST: &[u8] =
-    &[option::SUBNET_MASK, option::ROUTER, option::DNS, option::CLASSLESS_STATIC_ROUTES];
+    &[option::SUBNET_MASK, option::ROUTER, option::DNS, option::INTERFACE_MTU, option::CLASSLESS_STATIC_ROUTES];
+
+/// The interface MTU of option 26 in the DHCP message `message`: two bytes,
+/// at least 68 (RFC 2132); `None` when absent or malformed. smoltcp's
+/// client does not parse this option (its `dhcpv4::Config` has no MTU), so
+/// it is read from the raw reply like option 121.
+pub fn interface_mtu(message: &[u8]) -> Option<u16> {
+    let data = option_data(message, option::INTERFACE_MTU).ok()??;
+    let mtu = match data.as_slice() {
+        &[high, low] => u16::from_be_bytes([high, low]),
+        _ => return None,
+    };
+    (mtu >= crate::net::mtu::MIN_MTU).then_some(mtu)
+}
 
 /// Most routes one lease installs; the rest of a longer option 121 is
 /// ignored (with a warning).
@@ -211,6 +227,15 @@ mod tests {
         for bad in [&[33, 10, 0, 0, 0, 1, 2, 3, 4][..], &[24, 10, 4, 0, 10, 3, 0], &[8]] {
             assert_eq!(classless_routes(bad), Err(RouteOptionError::BadDescriptor), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_interface_mtu_of_option_26() {
+        assert_eq!(interface_mtu(&message(&[3, 4, 10, 3, 0, 254, 26, 2, 0x05, 0x78, 255])), Some(1400));
+        assert_eq!(interface_mtu(&message(&[26, 2, 0, 67, 255])), None, "below 68");
+        assert_eq!(interface_mtu(&message(&[26, 3, 5, 120, 0, 255])), None, "not two bytes");
+        assert_eq!(interface_mtu(&message(&[3, 4, 10, 3, 0, 254, 255])), None, "absent");
+        assert_eq!(interface_mtu(&[0; 10]), None, "no cookie");
     }
 
     #[test]

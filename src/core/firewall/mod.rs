@@ -43,7 +43,10 @@ use smoltcp::wire::EthernetAddress;
 use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
 use crate::image::{IfAddr, Image};
 use crate::net::addr::MacAddr;
-use crate::net::{Classifier, ConfigError, Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig};
+use crate::net::mtu::clamp_mtu;
+use crate::net::{
+    Classifier, ConfigError, Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig, Offload,
+};
 use crate::virtio_net;
 pub use metrics::MetricsServer;
 pub use nics::{Buffer, Home, NetDevice, NicSet};
@@ -83,6 +86,8 @@ pub struct Settings {
 /// All NICs, the packet path and the firewall's own stacks.
 pub struct Firewall<'a, D: NetDevice> {
     names: Vec<String>,
+    /// Each interface's MTU by the rules file (a DHCP lease may replace it).
+    mtus: Vec<u16>,
     nics: NicSet<D>,
     stacks: Vec<Option<Stack>>,
     dataplane: Dataplane,
@@ -116,10 +121,14 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             .enumerate()
             .map(|(index, device)| {
                 let mac = device.as_ref().map_or([0; 6], NetDevice::mac);
-                let plan = plan.get(index).copied().unwrap_or_default();
-                InterfaceConfig { reverse_path: plan.reverse_path, ..interface_config(mac, plan.addr) }
+                let config = interface_config(mac, plan.get(index));
+                InterfaceConfig { reverse_path: plan.get(index).map(|p| p.reverse_path).unwrap_or_default(), ..config }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mtus: Vec<u16> = interfaces.iter().map(|i: &InterfaceConfig| i.mtu).collect();
+        for (index, mtu) in mtus.iter().enumerate().filter(|(_, &mtu)| mtu != crate::net::mtu::DEFAULT_MTU) {
+            log::info!("eth{index}: MTU {mtu}");
+        }
         let routes = image
             .routes()
             .map(|r| crate::net::StaticRoute { prefix: r.dest, prefix_len: r.prefix_len, gateway: r.gateway })
@@ -132,7 +141,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         for route in dataplane.skipped_routes() {
             log::warn!("route {route:?}: its gateway is on no connected subnet; ignored until it is");
         }
-        let mut nics = NicSet::with_slots(slots);
+        let mut nics = NicSet::with_slots_and_mtus(slots, &mtus);
         let now_ms = now_us / 1000;
         let timestamp = Instant::from_micros(now_us as i64);
         let stacks = names
@@ -157,6 +166,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let report_ms = u64::from(settings.report_seconds) * 1000;
         let mut firewall = Firewall {
             names,
+            mtus,
             nics,
             stacks,
             dataplane,
@@ -234,13 +244,15 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             self.nics.recycle(buffer);
             return;
         };
-        let partial = virtio_net::Header::new(buffer.bytes_mut(), frame.start).and_then(|h| h.partial_checksum());
+        let offload = virtio_net::Header::new(buffer.bytes_mut(), frame.start)
+            .map(|h| Offload { partial: h.partial_checksum(), segment_size: h.tcp_segment_size() })
+            .unwrap_or_default();
         let Some(bytes) = buffer.bytes_mut().get_mut(frame.clone()) else {
             counters.count_drop(in_if, DropReason::BadLength);
             self.nics.recycle(buffer);
             return;
         };
-        match self.dataplane.handle_offloaded_frame(now_ms, in_if, bytes, partial, &self.image, &mut self.nics) {
+        match self.dataplane.handle_offloaded_frame(now_ms, in_if, bytes, offload, &self.image, &mut self.nics) {
             Disposition::Forward { out_if, len } => {
                 let sent = self.nics.forward(usize::from(out_if), buffer, len);
                 self.dataplane.counters_mut().count_transmit(in_if, out_if, len, sent);
@@ -295,6 +307,13 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         if let Err(e) = self.dataplane.configure_interface(index as IfIndex, cidr, change.routes) {
             log::error!("{name}: the packet path refused the address {cidr:?}: {e:?}");
         }
+        // The lease's MTU, else the rules file's; no larger than the
+        // transmit buffers carved at start for the file's.
+        let file_mtu = self.mtus.get(index).copied().unwrap_or(crate::net::mtu::DEFAULT_MTU);
+        let largest = self.nics.largest_frame(index).saturating_sub(crate::net::parse::ETHERNET_HEADER_LEN);
+        let mtu =
+            change.mtu.map_or(file_mtu, |mtu| clamp_mtu(Some(mtu)).min(u16::try_from(largest).unwrap_or(u16::MAX)));
+        self.dataplane.set_interface_mtu(index as IfIndex, mtu);
         for route in self.dataplane.skipped_routes() {
             log::debug!("route {route:?}: its gateway is on no connected subnet; ignored until it is");
         }
@@ -415,11 +434,12 @@ fn name_devices<D: NetDevice>(devices: Vec<D>, plan: &[InterfacePlan]) -> Vec<Op
     slots
 }
 
-/// The packet path's view of an interface: its MAC, and its address when
-/// the plan gives a static one (DHCP fills it in later).
-fn interface_config(mac: [u8; 6], addr: Option<IfAddr>) -> InterfaceConfig {
-    match addr {
-        Some(IfAddr::Static(cidr)) => InterfaceConfig::new(mac, Some(cidr)),
-        _ => InterfaceConfig::new(mac, None),
-    }
+/// The packet path's view of an interface: its MAC, its MTU, and its
+/// address when the plan gives a static one (DHCP fills it in later).
+fn interface_config(mac: [u8; 6], plan: Option<&InterfacePlan>) -> InterfaceConfig {
+    let addr = match plan.and_then(|p| p.addr) {
+        Some(IfAddr::Static(cidr)) => Some(cidr),
+        _ => None,
+    };
+    InterfaceConfig { mtu: clamp_mtu(plan.and_then(|p| p.mtu)), ..InterfaceConfig::new(mac, addr) }
 }

@@ -14,6 +14,8 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::flow::IfIndex;
+use crate::net::parse::ETHERNET_HEADER_LEN;
+use crate::net::segment::Segmenter;
 use crate::net::{DropReason, FrameSink};
 use crate::virtio_net::{self, feature, Header, GSO_NONE};
 
@@ -91,6 +93,8 @@ struct Nic<D: NetDevice> {
     device: D,
     pool: Vec<D::Buffer>,
     header_len: usize,
+    /// The largest frame a transmit-pool buffer holds.
+    frame_size: usize,
     /// Receive buffers allocated so far, and the goal.
     receive_buffers: usize,
     receive_goal: usize,
@@ -157,6 +161,13 @@ impl<D: NetDevice> NicSet<D> {
 
     /// [`NicSet::new`] for devices by interface index, with gaps.
     pub fn with_slots(devices: Vec<Option<D>>) -> NicSet<D> {
+        NicSet::with_slots_and_mtus(devices, &[])
+    }
+
+    /// [`NicSet::with_slots`] for interfaces with MTUs (by index; 1500
+    /// where none is given): the transmit pool, which carries fragments
+    /// and software segments, holds a frame of the interface's MTU.
+    pub fn with_slots_and_mtus(devices: Vec<Option<D>>, mtus: &[u16]) -> NicSet<D> {
         let mut nics = Vec::with_capacity(devices.len());
         for (index, device) in devices.into_iter().enumerate() {
             let index = index as IfIndex;
@@ -171,8 +182,10 @@ impl<D: NetDevice> NicSet<D> {
             } else {
                 (RECEIVE_BUFFERS_SMALL, RECEIVE_BUFFERS_SMALL)
             };
-            let pool = D::Buffer::carve(header_len + TRANSMIT_BUFFER, TRANSMIT_POOL, Home::TransmitPool(index));
-            let mut nic = Nic { device, pool, header_len, receive_buffers: 0, receive_goal: goal };
+            let mtu = mtus.get(usize::from(index)).map_or(0, |&mtu| usize::from(mtu));
+            let frame_size = TRANSMIT_BUFFER.max(ETHERNET_HEADER_LEN + mtu);
+            let pool = D::Buffer::carve(header_len + frame_size, TRANSMIT_POOL, Home::TransmitPool(index));
+            let mut nic = Nic { device, pool, header_len, frame_size, receive_buffers: 0, receive_goal: goal };
             nic.add_receive_buffers(index, at_boot);
             nics.push(Some(nic));
         }
@@ -228,6 +241,12 @@ impl<D: NetDevice> NicSet<D> {
         self.nic(index).map(|nic| (nic.receive_buffers, nic.receive_goal))
     }
 
+    /// The largest frame (Ethernet header on) NIC `index`'s transmit pool
+    /// holds; 0 without a NIC.
+    pub fn largest_frame(&self, index: usize) -> usize {
+        self.nic(index).map_or(0, |nic| nic.frame_size)
+    }
+
     /// Free buffers in NIC `index`'s transmit pool.
     pub fn pool_free(&self, index: usize) -> usize {
         self.nic(index).map_or(0, |nic| nic.pool.len())
@@ -261,10 +280,17 @@ impl<D: NetDevice> NicSet<D> {
         };
         header.prepare_forward();
         let (flags, gso_type, features) = (header.flags(), header.gso_type(), nic.device.features());
+        let segment_size = header.tcp_segment_size();
         let frame = header_len..header_len.saturating_add(frame_len);
-        // What the NIC cannot offload: a checksum is completed here, a
-        // segmentation is refused.
-        let sendable = virtio_net::can_transmit(features, flags, gso_type)
+        // What the NIC cannot offload is done here: a checksum is
+        // completed, a TCP segmentation done in software.
+        let sendable = virtio_net::can_transmit(features, flags, gso_type);
+        if !sendable && gso_type != GSO_NONE {
+            if let Some(mss) = segment_size {
+                return self.segment_in_software(out, buffer, frame, mss);
+            }
+        }
+        let sendable = sendable
             || (features & feature::CSUM == 0
                 && gso_type == GSO_NONE
                 && virtio_net::complete_checksum(buffer.bytes_mut(), header_len, frame));
@@ -274,6 +300,49 @@ impl<D: NetDevice> NicSet<D> {
         }
         let result = nic.device.transmit(buffer, header_len + frame_len);
         self.after_transmit(result)
+    }
+
+    /// Sends the TCP segmentation offload in `buffer[frame]` out of NIC
+    /// `out` as the segments of `mss` bytes a NIC with TSO would have made
+    /// (a NIC without TSO behind one with it), each copied into a
+    /// transmit-pool buffer with its checksums complete. The buffer goes
+    /// home; the first failure, if any, is returned (later segments are
+    /// still tried: TCP recovers lost ones).
+    fn segment_in_software(
+        &mut self,
+        out: usize,
+        buffer: D::Buffer,
+        frame: Range<usize>,
+        mss: u16,
+    ) -> Result<(), DropReason> {
+        let bytes = buffer.bytes().get(frame).unwrap_or(&[]);
+        let Some(plan) = Segmenter::new(bytes, mss) else {
+            self.recycle(buffer);
+            return Err(DropReason::OffloadMissing);
+        };
+        let mut result = Ok(());
+        for index in 0..plan.count() {
+            let sent = self.send_segment(out, &plan, bytes, index);
+            result = result.and(sent);
+        }
+        self.recycle(buffer);
+        result
+    }
+
+    /// Writes segment `index` of `plan` into a pool buffer of NIC `out` and sends it.
+    fn send_segment(&mut self, out: usize, plan: &Segmenter, frame: &[u8], index: usize) -> Result<(), DropReason> {
+        let len = ETHERNET_HEADER_LEN + plan.max_ip_len();
+        let mut buffer = self.take_frame(out, len)?;
+        match plan.write(frame, index, buffer.bytes_mut()) {
+            Some(written) => {
+                buffer.len = written;
+                self.send_frame(out, buffer)
+            }
+            None => {
+                self.recycle(buffer.buffer);
+                Err(DropReason::TransmitTooLarge)
+            }
+        }
     }
 
     /// A free buffer of NIC `out`'s transmit pool, for a frame of `len`

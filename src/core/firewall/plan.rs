@@ -26,6 +26,9 @@ pub struct InterfacePlan {
     pub mac: Option<[u8; 6]>,
     /// Reverse-path filtering of what arrives on it.
     pub reverse_path: ReversePathFilter,
+    /// The MTU the rules file gives (`None`: the default, 1500); a DHCP
+    /// lease's interface MTU (option 26) replaces it.
+    pub mtu: Option<u16>,
 }
 
 impl InterfacePlan {
@@ -40,7 +43,7 @@ pub type Plan = [InterfacePlan; MAX_NICS];
 
 /// The image's interface settings, then the command line's (`unifw.ethN=`
 /// replaces the address and the fallback, `unifw.ethN.mac=` the MAC
-/// binding). Names bound to the same MAC are all left down, with an error
+/// binding, `unifw.ethN.mtu=` the MTU). Names bound to the same MAC are all left down, with an error
 /// on the console.
 pub fn interface_plan(image: &Image, options: &Options) -> Plan {
     let mut plan = [InterfacePlan::default(); MAX_NICS];
@@ -51,6 +54,7 @@ pub fn interface_plan(image: &Image, options: &Options) -> Plan {
                     addr: Some(spec.addr),
                     fallback: spec.fallback,
                     mac: spec.mac,
+                    mtu: spec.mtu,
                     reverse_path: spec.reverse_path,
                 }
             }
@@ -68,6 +72,11 @@ pub fn interface_plan(image: &Image, options: &Options) -> Plan {
         }
         if mac.is_some() {
             slot.mac = *mac;
+        }
+    }
+    for (slot, mtu) in plan.iter_mut().zip(options.mtus.iter()) {
+        if mtu.is_some() {
+            slot.mtu = *mtu;
         }
     }
     for index in 0..plan.len() {

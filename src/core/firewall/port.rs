@@ -133,7 +133,10 @@ impl<D: NetDevice> Device for StackPort<'_, D> {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MTU;
+        // The interface's MTU, so that the stack's own packets (metrics,
+        // replies) fit it; never above the transmit buffers' 1514.
+        let mtu = self.dataplane.interfaces().get(self.index).map_or(MTU, |i| usize::from(i.mtu) + 14);
+        caps.max_transmission_unit = mtu.min(MTU);
         caps.max_burst_size = Some(1);
         caps
     }

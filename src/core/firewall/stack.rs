@@ -72,6 +72,9 @@ pub struct AddressChange {
     pub address: Option<Address>,
     /// The routes of the lease (none for a static or fallback address).
     pub routes: Vec<LearnedRoute>,
+    /// The lease's interface MTU (DHCP option 26), which replaces the
+    /// rules file's; `None` without a lease or without the option.
+    pub mtu: Option<u16>,
 }
 
 /// The DHCP client's state beside smoltcp's socket.
@@ -83,12 +86,14 @@ struct DhcpClient {
     fallback: Option<(Fallback, Instant)>,
     /// The routes of the lease held.
     routes: Vec<LearnedRoute>,
+    /// The interface MTU of the lease held (option 26), if it gave one.
+    mtu: Option<u16>,
 }
 
 /// What the DHCP client reported.
 enum News {
-    /// A lease: its address, router option and routes.
-    Lease(Cidr, Option<u32>, LeaseRoutes),
+    /// A lease: its address, router option, routes and interface MTU.
+    Lease(Cidr, Option<u32>, LeaseRoutes, Option<u16>),
     /// The lease is gone (expired or refused).
     Lost,
 }
@@ -128,7 +133,7 @@ impl Stack {
                 socket.set_receive_packet_buffer(Box::leak(vec![0u8; DHCP_MESSAGE_MAX].into_boxed_slice()));
                 let handle = stack.sockets.add(socket);
                 let fallback = fallback.map(|f| (f, now + Duration::from_secs(u64::from(f.after_seconds))));
-                stack.dhcp = Some(DhcpClient { handle, leased: false, fallback, routes: Vec::new() });
+                stack.dhcp = Some(DhcpClient { handle, leased: false, fallback, routes: Vec::new(), mtu: None });
                 match fallback {
                     Some((f, _)) => log::info!(
                         "{name}: up, asking DHCP for an address (fallback {} after {} s)",
@@ -212,17 +217,19 @@ impl Stack {
                 let cidr = Cidr::new(config.address.address().to_bits(), config.address.prefix_len());
                 let router = config.router.map(Ipv4Addr::to_bits);
                 let message = config.packet.map(|packet| packet.into_inner());
-                cidr.map(|cidr| News::Lease(cidr, router, lease_routes(name, cidr, router, message)))
+                let mtu = message.and_then(dhcp::interface_mtu);
+                cidr.map(|cidr| News::Lease(cidr, router, lease_routes(name, cidr, router, message), mtu))
             }
             // smoltcp also reports this once at start, before any lease.
             Some(dhcpv4::Event::Deconfigured) if client.leased => Some(News::Lost),
             Some(dhcpv4::Event::Deconfigured) | None => None,
         };
         match news {
-            Some(News::Lease(cidr, router, lease)) => return self.leased(name, cidr, router, lease),
+            Some(News::Lease(cidr, router, lease, mtu)) => return self.leased(name, cidr, router, (lease, mtu)),
             Some(News::Lost) => {
                 client.leased = false;
                 client.routes.clear();
+                client.mtu = None;
                 log::warn!("{name}: DHCP lease lost");
                 return Some(self.after_lease_lost(name, now));
             }
@@ -241,11 +248,22 @@ impl Stack {
     }
 
     /// A lease (new, renewed or changed): the change to follow, if any.
-    fn leased(&mut self, name: &str, cidr: Cidr, router: Option<u32>, lease: LeaseRoutes) -> Option<AddressChange> {
+    fn leased(
+        &mut self,
+        name: &str,
+        cidr: Cidr,
+        router: Option<u32>,
+        (lease, mtu): (LeaseRoutes, Option<u16>),
+    ) -> Option<AddressChange> {
         let client = self.dhcp.as_mut()?;
         let address = Address { cidr, source: AddressSource::Dhcp };
-        let renewed = client.leased && self.address == Some(address) && client.routes == lease.routes;
+        let renewed =
+            client.leased && self.address == Some(address) && client.routes == lease.routes && client.mtu == mtu;
         client.leased = true;
+        client.mtu = mtu;
+        if let Some(mtu) = mtu {
+            log::info!("{name}: DHCP interface MTU {mtu} (option 26)");
+        }
         if renewed {
             log::debug!("{name}: DHCP lease of {cidr} renewed");
             return None;
@@ -276,7 +294,8 @@ impl Stack {
     /// Sets the address and routes in the stack and returns the change.
     fn change(&mut self, address: Option<Address>, routes: Vec<LearnedRoute>) -> AddressChange {
         self.set_address(address, &routes);
-        AddressChange { address, routes }
+        let mtu = self.dhcp.as_ref().filter(|client| client.leased).and_then(|client| client.mtu);
+        AddressChange { address, routes, mtu }
     }
 
     /// The smoltcp interface's address and default route (the learned one,

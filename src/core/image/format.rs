@@ -1,4 +1,4 @@
-//! The binary image layout (version 4), shared by the writer and the reader:
+//! The binary image layout (version 5), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -231,8 +231,8 @@ pub struct Section {
 /// Version 2 added the tables hash (version 1 had zeros there); version 3
 /// the interface records of kinds 3 and 4 ([`InterfaceRecord`]); version 4
 /// the metrics section (the section table's 11th entry, at 112, where the
-/// hash field was, which moved to 120); version 5 the interface record of
-/// kind 6 (reverse-path filter).
+/// hash field was, which moved to 120); version 5 the interface records of
+/// kinds 5 (MTU) and 6 (reverse-path filter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -341,12 +341,14 @@ pub fn tables_hash(image: &[u8]) -> u64 {
 /// | 2 | address: none | zeros |
 /// | 3 | MAC binding | the MAC's 6 bytes |
 /// | 4 | DHCP fallback | prefix length u8, seconds before it applies u8, address u32 |
+/// | 5 | MTU | MTU u16, zeros |
 /// | 6 | reverse-path filter | mode u8 (1 loose, 2 off), zeros |
 ///
 /// Each interface has one address record, which comes first, then at most
-/// one record of each other kind (kinds 3 and 4 are version 3's, kind 6
-/// version 5's; an interface without a kind 6 record is filtered strictly,
-/// so images that do not change the mode keep version 4's bytes).
+/// one record of each other kind (kinds 3 and 4 are version 3's, kinds 5
+/// and 6 version 5's; an interface without a kind 5 record has the default
+/// MTU, one without a kind 6 record is filtered strictly, so images that
+/// set neither keep version 4's bytes).
 /// An unknown kind reads as an address record of kind 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InterfaceRecord {
@@ -371,6 +373,13 @@ pub enum InterfaceRecord {
         /// The fallback.
         fallback: Fallback,
     },
+    /// The MTU of interface `index`.
+    Mtu {
+        /// 0 = eth0.
+        index: u8,
+        /// The MTU in bytes (IP packet, without the Ethernet header).
+        mtu: u16,
+    },
     /// The reverse-path filter of interface `index`, when not strict.
     ReversePath {
         /// 0 = eth0.
@@ -388,6 +397,7 @@ impl InterfaceRecord {
     const NONE: u8 = 2;
     const MAC: u8 = 3;
     const FALLBACK: u8 = 4;
+    const MTU: u8 = 5;
     const REVERSE_PATH: u8 = 6;
 
     /// The record's bytes.
@@ -411,6 +421,11 @@ impl InterfaceRecord {
             InterfaceRecord::Fallback { index, fallback } => {
                 b = [index, Self::FALLBACK, fallback.addr.prefix_len, fallback.after_seconds, 0, 0, 0, 0];
                 put(&mut b, 4, &fallback.addr.addr.to_le_bytes());
+            }
+            InterfaceRecord::Mtu { index, mtu } => {
+                b[0] = index;
+                b[1] = Self::MTU;
+                put(&mut b, 2, &mtu.to_le_bytes());
             }
             InterfaceRecord::ReversePath { index, mode } => {
                 let code = match mode {
@@ -436,6 +451,7 @@ impl InterfaceRecord {
             Self::FALLBACK => {
                 InterfaceRecord::Fallback { index, fallback: Fallback { addr: cidr, after_seconds: b[3] } }
             }
+            Self::MTU => InterfaceRecord::Mtu { index, mtu: u16::from_le_bytes([b[2], b[3]]) },
             // An unknown mode is the safe one.
             Self::REVERSE_PATH => InterfaceRecord::ReversePath {
                 index,
@@ -452,16 +468,17 @@ impl InterfaceRecord {
 
 impl InterfaceSpec {
     /// The interface's records: its address, then its MAC binding, its
-    /// fallback and its reverse-path filter when it has them (strict, the
-    /// default, has no record).
+    /// fallback, its MTU and its reverse-path filter when it has them
+    /// (strict, the default, has no record).
     pub fn records(&self) -> impl Iterator<Item = InterfaceRecord> {
         let index = self.index;
         let address = InterfaceRecord::Address { index, addr: self.addr };
         let mac = self.mac.map(|mac| InterfaceRecord::Mac { index, mac });
         let fallback = self.fallback.map(|fallback| InterfaceRecord::Fallback { index, fallback });
+        let mtu = self.mtu.map(|mtu| InterfaceRecord::Mtu { index, mtu });
         let mode = self.reverse_path;
         let reverse_path = (mode != ReversePathFilter::Strict).then_some(InterfaceRecord::ReversePath { index, mode });
-        core::iter::once(address).chain(mac).chain(fallback).chain(reverse_path)
+        core::iter::once(address).chain(mac).chain(fallback).chain(mtu).chain(reverse_path)
     }
 }
 
@@ -805,6 +822,7 @@ mod tests {
             InterfaceRecord::Address { index: 3, addr: IfAddr::Unconfigured },
             InterfaceRecord::Mac { index: 1, mac: [0x52, 0x54, 0, 0x12, 0x34, 0xff] },
             InterfaceRecord::Fallback { index: 2, fallback },
+            InterfaceRecord::Mtu { index: 1, mtu: 9000 },
         ];
         for i in ifaces {
             assert_eq!(InterfaceRecord::decode(&i.encode()), Some(i));
@@ -815,6 +833,7 @@ mod tests {
         assert_eq!(b, [0, 0, 24, 0, 1, 0, 1, 10]);
         assert_eq!(ifaces[4].encode(), [1, 3, 0x52, 0x54, 0, 0x12, 0x34, 0xff]);
         assert_eq!(ifaces[5].encode(), [2, 4, 24, 255, 5, 0, 3, 10]);
+        assert_eq!(ifaces[6].encode(), [1, 5, 0x28, 0x23, 0, 0, 0, 0]);
         assert_eq!(
             InterfaceRecord::decode(&[7, 9, 1, 2, 3, 4, 5, 6]),
             Some(InterfaceRecord::Address { index: 7, addr: IfAddr::Unconfigured })
@@ -823,10 +842,12 @@ mod tests {
         let spec = InterfaceSpec {
             mac: Some([2, 0, 0, 0, 0, 1]),
             fallback: Some(fallback),
+            mtu: Some(1400),
             ..InterfaceSpec::new(2, IfAddr::Dhcp)
         };
         let records: alloc::vec::Vec<_> = spec.records().collect();
-        assert_eq!(records.len(), 3);
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[3], InterfaceRecord::Mtu { index: 2, mtu: 1400 });
         assert_eq!(records[0], InterfaceRecord::Address { index: 2, addr: IfAddr::Dhcp });
         assert_eq!(InterfaceSpec::new(0, IfAddr::Dhcp).records().count(), 1);
         let routes = [

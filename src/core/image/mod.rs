@@ -48,15 +48,20 @@ pub struct InterfaceSpec {
     pub mac: Option<[u8; 6]>,
     /// The static fallback of a DHCP interface.
     pub fallback: Option<Fallback>,
+    /// The interface's MTU when the rules file sets it (`mtu 1400`);
+    /// `None`: [`DEFAULT_MTU`].
+    pub mtu: Option<u16>,
     /// Reverse-path filtering of what arrives on it (`rpfilter MODE`).
     pub reverse_path: ReversePathFilter,
 }
 
+pub use crate::net::mtu::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
+
 impl InterfaceSpec {
     /// Interface `index` with `addr`, bound to no MAC, without fallback,
-    /// filtered strictly.
+    /// with the default MTU, filtered strictly.
     pub fn new(index: u8, addr: IfAddr) -> InterfaceSpec {
-        InterfaceSpec { index, addr, mac: None, fallback: None, reverse_path: ReversePathFilter::Strict }
+        InterfaceSpec { index, addr, mac: None, fallback: None, mtu: None, reverse_path: ReversePathFilter::Strict }
     }
 }
 
@@ -139,12 +144,13 @@ pub struct Image<'a> {
     total_len: usize,
 }
 
-/// Adds a MAC binding or fallback record to the interface it names.
+/// Adds a MAC binding, fallback or MTU record to the interface it names.
 fn add_to_spec(mut spec: InterfaceSpec, record: InterfaceRecord) -> InterfaceSpec {
     match record {
         InterfaceRecord::Mac { index, mac } if index == spec.index => spec.mac = Some(mac),
         InterfaceRecord::Fallback { index, fallback } if index == spec.index => spec.fallback = Some(fallback),
         InterfaceRecord::ReversePath { index, mode } if index == spec.index => spec.reverse_path = mode,
+        InterfaceRecord::Mtu { index, mtu } if index == spec.index => spec.mtu = Some(mtu),
         _ => {}
     }
     spec

@@ -67,6 +67,9 @@ pub enum DropReason {
     TtlExpired,
     /// No route to the destination (an ICMP net unreachable is sent).
     NoRoute,
+    /// Larger than the output interface's MTU with Don't Fragment set (an
+    /// ICMP "fragmentation needed" with the MTU is sent, RFC 1191).
+    FragmentationNeeded,
     /// A rule or chain policy said drop.
     RuleDrop,
     /// A rule said reject (an ICMP error or RST is sent, rate limits allowing).
@@ -140,6 +143,7 @@ impl DropReason {
         DropReason::FragmentTooManyHoles,
         DropReason::TtlExpired,
         DropReason::NoRoute,
+        DropReason::FragmentationNeeded,
         DropReason::RuleDrop,
         DropReason::RuleReject,
         DropReason::ConntrackFull,
@@ -184,6 +188,7 @@ impl DropReason {
             DropReason::FragmentTooManyHoles => "fragment_too_many_holes",
             DropReason::TtlExpired => "ttl_expired",
             DropReason::NoRoute => "no_route",
+            DropReason::FragmentationNeeded => "fragmentation_needed",
             DropReason::RuleDrop => "rule_drop",
             DropReason::RuleReject => "rule_reject",
             DropReason::ConntrackFull => "conntrack_full",

@@ -13,6 +13,7 @@ use super::parse::{parse_ethernet, parse_ipv4, EtherPayload, ETHERNET_HEADER_LEN
 use super::reply::MAX_REPLY_LEN;
 use super::route::{netmask, ConfigError, InterfaceConfig, LearnedRoute, RouteTable, StaticRoute};
 use super::sink::FrameSink;
+use super::split::SplitScratch;
 use super::token_bucket::TokenBucket;
 use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
 
@@ -47,7 +48,8 @@ pub enum Disposition {
     },
     /// For the firewall itself (or ARP): give the unchanged frame to the local stack.
     Local,
-    /// Copied into a neighbour queue until ARP resolves; the buffer is free.
+    /// Copied into a neighbour queue until ARP resolves, or sent as
+    /// copies (fragments, software segments); the buffer is free.
     Queued,
     /// Dropped and counted; any ICMP error or RST already went to the sink.
     Drop(super::counters::DropReason),
@@ -123,6 +125,8 @@ pub struct Dataplane {
     pub(super) icmp_limit: TokenBucket,
     /// Where ICMP errors and RSTs are built before going to the sink.
     pub(super) scratch: [u8; MAX_REPLY_LEN],
+    /// Where the segments and fragments of a split packet are built.
+    pub(super) split: SplitScratch,
 }
 
 impl Dataplane {
@@ -148,6 +152,7 @@ impl Dataplane {
             static_routes: config.routes,
             routes,
             scratch: [0; MAX_REPLY_LEN],
+            split: SplitScratch::new(),
         })
     }
 
@@ -214,6 +219,14 @@ impl Dataplane {
         self.interfaces = interfaces;
         self.learned = learned;
         Ok(())
+    }
+
+    /// Sets an interface's MTU (e.g. from a DHCP lease's option 26),
+    /// brought into 68..=9000.
+    pub fn set_interface_mtu(&mut self, interface: IfIndex, mtu: u16) {
+        if let Some(entry) = self.interfaces.get_mut(usize::from(interface)) {
+            entry.mtu = super::mtu::clamp_mtu(Some(mtu));
+        }
     }
 
     /// The routes interface `interface` learned by DHCP.

@@ -11,10 +11,11 @@
 use smoltcp::wire::ArpRepr;
 
 use super::addr::{is_limited_broadcast, is_multicast, is_unspecified, mac_is_group};
-use super::checksum::{self, PartialChecksum};
+use super::checksum;
 use super::conntrack::Tracked;
 use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane, Disposition, SWEEP_PER_FRAME};
+use super::mtu::DEFAULT_MTU;
 use super::neighbour::Resolution;
 use super::options::{self, Ipv4Options, OptionsError};
 use super::parse::{
@@ -23,13 +24,14 @@ use super::parse::{
 use super::reply::{build_icmp_error, build_tcp_reset, may_send_icmp_error, IcmpError, ReplyFrom};
 use super::route::{is_martian_destination, is_martian_source, NextHop};
 use super::sink::FrameSink;
+use super::split::{refused_by_mtu, Offload};
 use crate::flow::{proto, Action, Chain, CtState, IfIndex, PacketKey, RejectWith, NO_IF};
 
 /// The received frame and what is known about it.
 struct Packet<'f> {
     in_if: IfIndex,
-    /// The frame's partial checksum (offloaded by its sender), if any.
-    partial: Option<PartialChecksum>,
+    /// What its sender offloaded: partial checksum, TCP segmentation.
+    offload: Offload,
     frame: &'f mut [u8],
     eth: EthernetInfo,
     meta: Ipv4Meta,
@@ -55,21 +57,23 @@ impl Dataplane {
         self.handle_offloaded_frame(now_ms, in_if, frame, None, classifier, out)
     }
 
-    /// [`Dataplane::handle_frame`] for a frame whose sender left its
-    /// transport checksum `partial` (virtio-net `NEEDS_CSUM`). A forwarded
-    /// frame keeps it partial (the output NIC completes it), but one that
-    /// must wait for ARP is copied into the neighbour queue without its
-    /// virtio header, so its checksum is completed there.
+    /// [`Dataplane::handle_frame`] for a frame whose sender left work to
+    /// the NIC: its transport checksum partial (virtio-net `NEEDS_CSUM`)
+    /// and perhaps a TCP segmentation (`GSO_TCPV4`, judged against the
+    /// output MTU by its segment size). A forwarded frame keeps both (the
+    /// output NIC does them), but one that must wait for ARP is copied into
+    /// the neighbour queue without its virtio header, so its checksum is
+    /// completed there (and an offloaded segmentation is done first).
     pub fn handle_offloaded_frame<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         in_if: IfIndex,
         frame: &mut [u8],
-        partial: Option<PartialChecksum>,
+        offload: impl Into<Offload>,
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
-        let disposition = self.process(now_ms, (in_if, partial), frame, classifier, out);
+        let disposition = self.process(now_ms, (in_if, offload.into()), frame, classifier, out);
         match disposition {
             Disposition::Drop(reason) => self.counters.count_drop(in_if, reason),
             Disposition::Local => {
@@ -87,7 +91,7 @@ impl Dataplane {
     fn process<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
-        (in_if, partial): (IfIndex, Option<PartialChecksum>),
+        (in_if, offload): (IfIndex, Offload),
         frame: &mut [u8],
         classifier: &C,
         out: &mut dyn FrameSink,
@@ -111,7 +115,7 @@ impl Dataplane {
                 None => return Disposition::Drop(DropReason::Ipv4Truncated),
             };
             let options = Ipv4Options::default();
-            let packet = Packet { in_if, partial, frame, eth, meta, options };
+            let packet = Packet { in_if, offload, frame, eth, meta, options };
             return self.ipv4(now_ms, packet, classifier, out);
         };
         self.arp(now_ms, in_if, arp, out);
@@ -277,6 +281,13 @@ impl Dataplane {
             self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, out);
             return Disposition::Drop(DropReason::TtlExpired);
         }
+        let mtu = self.interfaces.get(usize::from(hop.out_if)).map_or(DEFAULT_MTU, |i| i.mtu);
+        if let Some(mtu) = refused_by_mtu(packet.frame, &packet.meta, packet.offload.segment_size, mtu) {
+            // Linux answers PMTU discovery without its ICMP rate limit
+            // (`icmpv4_mask_allow`: "Don't limit PMTU discovery").
+            self.send_icmp_error_unlimited(now_ms, &packet, IcmpError::fragmentation_needed(mtu), out);
+            return Disposition::Drop(DropReason::FragmentationNeeded);
+        }
         if !later_fragment {
             if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
                 return self.refuse(now_ms, &packet, action, out);
@@ -364,6 +375,28 @@ impl Dataplane {
     /// Sends an ICMP error about `packet` back out of its input interface,
     /// unless RFC 1122 forbids it or the rate limit says no.
     fn send_icmp_error(&mut self, now_ms: u64, packet: &Packet<'_>, error: IcmpError, out: &mut dyn FrameSink) {
+        self.send_icmp_error_limited(now_ms, packet, error, true, out);
+    }
+
+    /// [`Self::send_icmp_error`] without the rate limit.
+    fn send_icmp_error_unlimited(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        error: IcmpError,
+        out: &mut dyn FrameSink,
+    ) {
+        self.send_icmp_error_limited(now_ms, packet, error, false, out);
+    }
+
+    fn send_icmp_error_limited(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        error: IcmpError,
+        limited: bool,
+        out: &mut dyn FrameSink,
+    ) {
         let Some(interface) = self.interfaces.get(usize::from(packet.in_if)).copied() else {
             return;
         };
@@ -375,7 +408,7 @@ impl Dataplane {
             events.icmp_errors_suppressed += 1;
             return;
         };
-        if !self.icmp_limit.try_take(now_ms) {
+        if limited && !self.icmp_limit.try_take(now_ms) {
             events.icmp_errors_rate_limited += 1;
             return;
         }
@@ -412,8 +445,15 @@ impl Dataplane {
         if let Some(src) = frame.get_mut(6..12) {
             src.copy_from_slice(&interface.mac);
         }
+        let mtu = interface.mtu;
+        if self.must_split(frame, &packet.meta, packet.offload, hop, mtu) {
+            if let Some(counters) = self.counters.interface_mut(hop.out_if) {
+                counters.forwarded_out += 1;
+            }
+            return self.transmit_split(now_ms, (packet.in_if, hop, mtu), frame, packet.offload, out);
+        }
         let who = (packet.in_if, hop.out_if, hop.addr);
-        let queued = (&*frame, packet.partial);
+        let queued = (&*frame, packet.offload.partial);
         let disposition = match self.neighbours.resolve(now_ms, who, queued, &self.interfaces, &mut self.counters, out)
         {
             Ok(Resolution::Mac(mac)) => {

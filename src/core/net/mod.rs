@@ -33,7 +33,11 @@
 //!    connection table; `refuse` drops, or `reject` answers with an ICMP
 //!    error or a TCP RST (reply.rs), rate-limited, through the `FrameSink`;
 //! 5. `transmit`: TTL decrement with an incremental checksum update
-//!    (checksum.rs), `NeighbourTable::resolve` for the next hop's MAC (not
+//!    (checksum.rs); a packet over the output MTU was refused before the
+//!    FORWARD chain when it has Don't Fragment (ICMP "fragmentation
+//!    needed"), else it leaves in fragments (split.rs, mtu.rs), and a TCP
+//!    segmentation offload that must wait for ARP leaves as segments
+//!    (segment.rs); `NeighbourTable::resolve` for the next hop's MAC (not
 //!    known yet: the frame is copied into the neighbour queue, an ARP
 //!    request goes out, `Disposition::Queued`), MAC rewrite, and
 //!    `Disposition::Forward { out_if, len }`;
@@ -49,13 +53,16 @@ pub mod counters;
 pub mod dataplane;
 pub mod forward;
 pub mod fragment;
+pub mod mtu;
 pub mod neighbour;
 pub mod options;
 pub mod parse;
 pub mod reply;
 pub mod route;
+pub mod segment;
 pub mod sink;
 mod source_check;
+pub mod split;
 pub mod token_bucket;
 
 pub use counters::{Counters, DropReason};
@@ -63,3 +70,4 @@ pub use dataplane::{Classifier, Dataplane, DataplaneConfig, Disposition};
 pub use neighbour::NeighbourLimits;
 pub use route::{ConfigError, InterfaceConfig, LearnedRoute, ReversePathFilter, StaticRoute};
 pub use sink::{FrameSink, NullSink, VecSink};
+pub use split::Offload;

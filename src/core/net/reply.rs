@@ -59,6 +59,13 @@ impl IcmpError {
         IcmpError { icmp_type: 12, code: 0, rest: u32::from(pointer) << 24 }
     }
 
+    /// Fragmentation needed and DF set (type 3, code 4) with the MTU of
+    /// the interface the packet would have left by (RFC 1191: the low 16
+    /// bits of the second word).
+    pub fn fragmentation_needed(mtu: u16) -> IcmpError {
+        IcmpError { icmp_type: 3, code: 4, rest: u32::from(mtu) }
+    }
+
     /// The ICMP error for a reject; `None` for `TcpReset`.
     pub fn for_reject(with: RejectWith) -> Option<IcmpError> {
         let code = match with {

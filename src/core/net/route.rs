@@ -40,14 +40,19 @@ pub struct InterfaceConfig {
     /// The firewall's address on it and its connected subnet (`None`: no
     /// address yet, e.g. while DHCP is in progress).
     pub addr: Option<Cidr>,
+    /// The largest IP packet it sends (bytes, Ethernet header not
+    /// counted): larger ones are fragmented, or refused with ICMP
+    /// "fragmentation needed" when they have Don't Fragment.
+    pub mtu: u16,
     /// How the sources of what arrives here are checked.
     pub reverse_path: ReversePathFilter,
 }
 
 impl InterfaceConfig {
-    /// An interface with `mac` and `addr`, filtered strictly.
+    /// An interface with `mac` and `addr`, the default MTU (1500),
+    /// filtered strictly.
     pub fn new(mac: [u8; 6], addr: Option<Cidr>) -> InterfaceConfig {
-        InterfaceConfig { mac, addr, reverse_path: ReversePathFilter::Strict }
+        InterfaceConfig { mac, addr, mtu: super::mtu::DEFAULT_MTU, reverse_path: ReversePathFilter::Strict }
     }
 
     /// The interface's IPv4 address, if it has one.
