@@ -799,6 +799,8 @@ TESTS = {
     "cloud": Test("tests/lab/cloud.rules: NICs by MAC, DHCP fallback, option 121 routes", cloud),
     "metrics": Test("tests/lab/metrics.rules: GET /metrics parsed by prometheus_client, hostile clients", metrics),
     "garbage": Test("20,000 malformed frames, then still answers and forwards", garbage_frames),
+    "fragments": Test("fragment trains (order, duplicates, overlaps, 200 others' first fragments): unifw vs Linux",
+                      lambda run: __import__("lab_fragments").fragments(run)),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 
