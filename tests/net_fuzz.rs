@@ -52,6 +52,20 @@ fn seed_frames() -> Vec<(u8, Vec<u8>)> {
     let mut tail = udp[..ETH_LEN + 20].to_vec();
     tail.extend_from_slice(&udp[ETH_LEN + 20 + 600..]);
     frames.push((0, fragment_of_at(tail, 600, false)));
+    // Trains held until whole: a middle piece, one overlapping the first,
+    // and a TCP first fragment with its rest.
+    let piece = |start: usize, end: usize, more: bool| {
+        let mut frame = udp[..ETH_LEN + 20].to_vec();
+        frame.extend_from_slice(&udp[ETH_LEN + 20 + start..ETH_LEN + 20 + end]);
+        fragment_of_at(frame, start as u16, more)
+    };
+    frames.push((0, piece(600, 1000, true)));
+    frames.push((0, piece(592, 1000, true)));
+    let tcp = c.ack(101, 5001).payload(300).frame();
+    frames.push((0, fragment_of(&tcp, 0, true, 160)));
+    let mut rest = tcp[..ETH_LEN + 20].to_vec();
+    rest.extend_from_slice(&tcp[ETH_LEN + 20 + 160..]);
+    frames.push((0, fragment_of_at(rest, 160, false)));
     frames
 }
 
@@ -169,13 +183,14 @@ fn write_seed_corpus() {
     let dir = seed_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let seeds = seed_frames();
-    let files: [(&str, &[usize]); 7] = [
+    let files: [(&str, &[usize]); 8] = [
         ("arp", &[0, 1, 2]),
         ("icmp_echo", &[3, 4, 5]),
         ("tcp_session", &[6, 7, 8, 9, 10]),
         ("tcp_ttl1", &[11]),
         ("udp", &[12, 13, 14]),
         ("fragments", &[15, 16]),
+        ("fragment_trains", &[16, 17, 15, 17, 15, 18, 20, 19, 16, 15]),
         ("everything", &[0, 2, 6, 7, 8, 3, 4, 12, 13, 15, 16, 11, 9, 10]),
     ];
     for (name, picks) in files {

@@ -423,3 +423,87 @@ impl FragmentTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::proto;
+    use crate::net::parse::{Ports, L4};
+
+    /// A UDP fragment from `src` carrying payload bytes `[start, start + len)`.
+    fn fragment(src: u32, start: u16, len: usize, more: bool) -> (Ipv4Meta, alloc::vec::Vec<u8>) {
+        let l4 = if start == 0 { L4::Udp { ports: Ports { src: 1, dst: 2 } } } else { L4::LaterFragment };
+        let meta = Ipv4Meta {
+            header_len: 20,
+            total_len: 20 + len,
+            src,
+            dst: 2,
+            proto: proto::UDP,
+            ttl: 64,
+            ident: 9,
+            frag_offset: start / 8,
+            more_fragments: more,
+            l4,
+        };
+        (meta, vec![0; ETHERNET_HEADER_LEN + 20 + len])
+    }
+
+    fn hold(
+        table: &mut FragmentTable,
+        now: u64,
+        (meta, frame): (Ipv4Meta, alloc::vec::Vec<u8>),
+    ) -> Result<Held, DropReason> {
+        table.hold(now, &meta, (0, None), &frame, &mut Counters::new(1, 0))
+    }
+
+    #[test]
+    fn chains_are_sorted_and_complete_in_any_order() {
+        let mut table = FragmentTable::new(FragmentLimits::default());
+        assert_eq!(hold(&mut table, 0, fragment(1, 16, 4, false)), Ok(Held::Waiting));
+        assert_eq!(hold(&mut table, 0, fragment(1, 0, 8, true)), Ok(Held::Waiting));
+        assert_eq!(hold(&mut table, 0, fragment(1, 0, 8, true)), Err(DropReason::FragmentDuplicate));
+        let Ok(Held::Complete(done)) = hold(&mut table, 0, fragment(1, 8, 8, true)) else { panic!("whole") };
+        assert_eq!(done.payload_len, 20);
+        let mut offsets = alloc::vec::Vec::new();
+        let mut next = Some(done.head);
+        while let Some(held) = next.and_then(|slot| table.held(slot)) {
+            offsets.push(table.slots[usize::from(next.unwrap())].start);
+            next = held.next;
+        }
+        assert_eq!(offsets, [0, 8, 16]);
+        assert_eq!(table.held_fragments(), 3, "held until finished");
+        table.finish(&done);
+        assert_eq!((table.held_fragments(), table.held_bytes(), table.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn inconsistent_trains_are_dropped_whole() {
+        let mut table = FragmentTable::new(FragmentLimits::default());
+        hold(&mut table, 0, fragment(1, 0, 16, true)).unwrap();
+        assert_eq!(hold(&mut table, 0, fragment(1, 8, 16, true)), Err(DropReason::FragmentOverlap));
+        assert!(table.is_empty());
+        hold(&mut table, 0, fragment(1, 16, 8, false)).unwrap();
+        assert_eq!(hold(&mut table, 0, fragment(1, 0, 32, true)), Err(DropReason::FragmentOverlap), "past the end");
+        hold(&mut table, 0, fragment(1, 16, 8, false)).unwrap();
+        assert_eq!(hold(&mut table, 0, fragment(1, 8, 4, false)), Err(DropReason::FragmentOverlap), "end moved");
+        assert_eq!(hold(&mut table, 0, fragment(1, 8, 0, true)), Err(DropReason::FragmentOverlap), "empty");
+        assert_eq!(table.held_fragments(), 0);
+    }
+
+    #[test]
+    fn sources_are_bounded_and_trains_expire() {
+        let limits = FragmentLimits { slots: 8, slot_size: 1518, per_source: 3 };
+        let mut table = FragmentTable::new(limits);
+        hold(&mut table, 0, fragment(2, 0, 8, true)).unwrap();
+        for ident in 0..10u16 {
+            let (mut meta, frame) = fragment(1, 0, 8, true);
+            meta.ident = ident;
+            hold(&mut table, u64::from(ident), (meta, frame)).unwrap();
+        }
+        assert_eq!((table.len(), table.evictions()), (4, 7), "source 1 keeps 3, source 2 its one");
+        assert_eq!(table.expire(FRAGMENT_MS, &mut Counters::new(1, 0)), Some(FRAGMENT_MS + 7));
+        assert_eq!((table.len(), table.timeouts()), (3, 1));
+        table.expire(u64::MAX, &mut Counters::new(1, 0));
+        assert_eq!((table.len(), table.held_bytes()), (0, 0));
+    }
+}
