@@ -9,7 +9,7 @@ import lab
 from lab_tests import RECEIVER_HOST, fw_boot, wait_for_line
 
 FRAGMENTS = str(lab.ROOT / "scripts" / "lib" / "fragments.py")
-RULES = "tests/lab/fw-basic.ipt"
+RULES = "tests/lab/fragments.ipt"
 # UDP and TCP to port 5001 are accepted by the rules.
 PORT = "5001"
 # Complete datagrams the receiver must see, per scenario (Linux's behaviour).
