@@ -231,14 +231,23 @@ fn the_pool_is_bounded() {
     let rest = piece(&datagram(SENDER, 1), 1600, 1608, true);
     assert_eq!(run(&mut dp, &mut sink, &rest, &accept_all), Disposition::Drop(DropReason::FragmentSourceLimit));
     assert!(dp.fragments().is_empty());
-    // Four sources fill the pool; a fifth is refused.
-    for n in 0..4u32 {
-        let first = piece(&datagram(0x0a01_0003 + n, 1), 0, 800, true);
-        assert_eq!(run(&mut dp, &mut sink, &first, &accept_all), Disposition::Queued);
+    // Two sources fill the pool with a train of two fragments each; the
+    // next fragment of either is refused (neither holds more than the other).
+    let mut config = DataplaneConfig::new(lab_interfaces(), vec![], 16, 64);
+    config.fragments = FragmentLimits { slots: 4, slot_size: 1518, per_source: 4 };
+    let mut dp = Dataplane::new(config).unwrap();
+    for src in [0x0a01_0003, 0x0a01_0004] {
+        let [a, b, _] = train(&datagram(src, 1));
+        run(&mut dp, &mut sink, &a, &accept_all);
+        assert_eq!(run(&mut dp, &mut sink, &b, &accept_all), Disposition::Queued);
     }
-    let fifth = piece(&datagram(0x0a01_0009, 1), 0, 800, true);
-    assert_eq!(run(&mut dp, &mut sink, &fifth, &accept_all), Disposition::Drop(DropReason::FragmentPoolFull));
+    let more = piece(&datagram(0x0a01_0004, 1), 1600, 1608, true);
+    assert_eq!(run(&mut dp, &mut sink, &more, &accept_all), Disposition::Drop(DropReason::FragmentPoolFull));
     assert_eq!(dp.fragments().held_bytes(), 4 * (ETH_LEN + 20 + 800));
+    // A third source holding nothing takes the oldest train of a larger holder.
+    let third = piece(&datagram(0x0a01_0009, 1), 0, 800, true);
+    assert_eq!(run(&mut dp, &mut sink, &third, &accept_all), Disposition::Queued);
+    assert_eq!((dp.fragments().len(), dp.counters().drops_for(DropReason::FragmentEvicted)), (2, 2));
 }
 
 #[test]

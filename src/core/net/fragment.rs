@@ -21,8 +21,12 @@
 //! - Memory: a pool of `slots` frames of `slot_size` bytes, allocated at
 //!   start (default 256 x 1518 B, about 380 KiB: Linux's
 //!   `ipfrag_high_thresh` of 4 MiB scaled to a guest of tens of MiB).
-//!   When it is full new fragments are refused (`FragmentPoolFull`), as
-//!   Linux refuses above the threshold. One source holds at most
+//!   When it is full, the source holding the most fragments loses its
+//!   oldest train (`FragmentEvicted`) if it holds at least as many as the
+//!   newcomer's source; else the new fragment is refused
+//!   (`FragmentPoolFull`, as Linux refuses above the threshold). The
+//!   search is quadratic in the trains held (at most 256), and only runs
+//!   while the pool is full. One source holds at most
 //!   `per_source` fragments (default 64, a 64 KiB datagram at MTU 1500
 //!   needs 45): beyond that its oldest other train is evicted
 //!   (`FragmentEvicted`, as Linux's `ipfrag_max_dist` drops a source's
@@ -237,7 +241,9 @@ impl FragmentTable {
         } else if malformed(range, meta.more_fragments) {
             return Err(DropReason::FragmentOverlap);
         }
-        let position = self.make_room(id, counters)?;
+        self.make_room(id, counters)?;
+        self.share_pool(id, counters)?;
+        let position = self.trains.iter().position(|t| t.id == id);
         let slot = self.free.pop().ok_or(DropReason::FragmentPoolFull)?;
         self.store(slot, frame, in_if, range, partial);
         let index = match position {
@@ -325,28 +331,49 @@ impl FragmentTable {
     }
 
     /// Keeps the source of `id` within its share of the pool, evicting its
-    /// oldest other train; returns the (possibly moved) index of `id`'s train.
-    fn make_room(&mut self, id: DatagramId, counters: &mut Counters) -> Result<Option<usize>, DropReason> {
-        loop {
-            let position = self.trains.iter().position(|t| t.id == id);
-            let held: usize = self.trains.iter().filter(|t| t.id.src == id.src).map(|t| usize::from(t.fragments)).sum();
-            if held < self.limits.per_source {
-                return Ok(position);
-            }
-            let oldest = self.trains.iter().enumerate().filter(|(_, t)| t.id.src == id.src && t.id != id);
-            match oldest.min_by_key(|(_, t)| t.expires_ms).map(|(index, _)| index) {
-                Some(victim) => {
-                    self.evictions += 1;
-                    self.discard(victim, DropReason::FragmentEvicted, counters);
+    /// oldest other train, or dropping `id`'s train if it alone is too large.
+    fn make_room(&mut self, id: DatagramId, counters: &mut Counters) -> Result<(), DropReason> {
+        while self.held_by(id.src) >= self.limits.per_source {
+            if !self.evict_oldest_of(id.src, id, counters) {
+                if let Some(index) = self.trains.iter().position(|t| t.id == id) {
+                    self.discard(index, DropReason::FragmentSourceLimit, counters);
                 }
-                None => {
-                    if let Some(index) = position {
-                        self.discard(index, DropReason::FragmentSourceLimit, counters);
-                    }
-                    return Err(DropReason::FragmentSourceLimit);
-                }
+                return Err(DropReason::FragmentSourceLimit);
             }
         }
+        Ok(())
+    }
+
+    /// When the pool is full, the source holding the most fragments gives
+    /// up its oldest train (not `id`'s) if it holds at least as many as
+    /// the source of `id`: so a busy source recycles its own memory, and
+    /// many sources share the pool rather than the first ones keeping it.
+    fn share_pool(&mut self, id: DatagramId, counters: &mut Counters) -> Result<(), DropReason> {
+        while self.free.is_empty() {
+            let largest = self.trains.iter().map(|t| (self.held_by(t.id.src), t.id.src)).max();
+            let Some((held, src)) = largest else { break };
+            let fair = held > self.held_by(id.src) || src == id.src;
+            if !(fair && self.evict_oldest_of(src, id, counters)) {
+                return Err(DropReason::FragmentPoolFull);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fragments held for source `src`.
+    fn held_by(&self, src: u32) -> usize {
+        self.trains.iter().filter(|t| t.id.src == src).map(|t| usize::from(t.fragments)).sum()
+    }
+
+    /// Evicts the oldest train of `src` other than `keep`; false if none.
+    fn evict_oldest_of(&mut self, src: u32, keep: DatagramId, counters: &mut Counters) -> bool {
+        let oldest = self.trains.iter().enumerate().filter(|(_, t)| t.id.src == src && t.id != keep);
+        let Some(victim) = oldest.min_by_key(|(_, t)| t.expires_ms).map(|(index, _)| index) else {
+            return false;
+        };
+        self.evictions += 1;
+        self.discard(victim, DropReason::FragmentEvicted, counters);
+        true
     }
 
     /// Copies a frame into `slot`.
