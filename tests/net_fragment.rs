@@ -1,131 +1,261 @@
-//! The fragment policy: first fragments are classified, later ones follow
-//! their verdict; tiny, overlapping and orphan fragments are dropped.
+//! Fragments: held until their datagram is whole (any order, duplicates
+//! ignored), judged once, then all forwarded or all dropped; overlapping,
+//! inconsistent, tiny and incomplete trains never pass; the pool is
+//! bounded per source and in total.
 
 mod net_common;
 
 use net_common::*;
-use unifw_core::flow::{Action, Chain, PacketKey};
-use unifw_core::net::{Dataplane, Disposition, DropReason, VecSink};
+use unifw_core::flow::{Chain, PacketKey, RejectWith, Verdict};
+use unifw_core::net::{Dataplane, DataplaneConfig, Disposition, DropReason, FragmentLimits, VecSink};
 
-fn big_udp() -> Vec<u8> {
-    udp_frame(SENDER, RECEIVER, 5000, 6000, 2000)
+/// A 2000-byte UDP datagram from `src`, with IP id `ident`.
+fn datagram(src: u32, ident: u16) -> Vec<u8> {
+    let mut udp = udp_frame(src, RECEIVER, 5000, 6000, 1992);
+    udp[..6].copy_from_slice(&FW0_MAC);
+    udp[6..12].copy_from_slice(&SENDER_MAC);
+    udp[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&ident.to_be_bytes());
+    refresh_ip_checksum(&mut udp);
+    udp
 }
 
-fn run(
-    dp: &mut Dataplane,
-    frame: &[u8],
-    classifier: &dyn Fn(Chain, &PacketKey) -> unifw_core::flow::Verdict,
-) -> Disposition {
-    let mut frame = frame.to_vec();
-    dp.handle_frame(0, 0, &mut frame, &classifier, &mut VecSink::default())
-}
-
-fn forwarded(d: Disposition) -> bool {
-    matches!(d, Disposition::Forward { .. })
-}
-
-#[test]
-fn later_fragments_follow_the_first() {
-    let mut dp = lab_resolved(64);
-    let udp = big_udp();
-    // [0, 1000) with MF, then [1000, 2008) last.
-    let first = fragment_of(&udp, 0, true, 1000);
-    let tail = piece(&udp, 1000, 2008, false);
-    assert!(forwarded(run(&mut dp, &first, &accept_all)));
-    assert_eq!(dp.fragments().len(), 1);
-    assert!(forwarded(run(&mut dp, &tail, &drop_all)), "later fragments are not classified");
-    assert!(dp.fragments().is_empty(), "complete datagram forgotten");
-    assert_eq!(dp.counters().rule_hits[0], 1);
-}
-
-/// Rewrites a frame's fragment fields and total length.
-fn reoffset(mut frame: Vec<u8>, offset: u16, more: bool) -> Vec<u8> {
+/// Payload bytes `[start, end)` of `whole` as a fragment (MF `more`).
+fn piece(whole: &[u8], start: usize, end: usize, more: bool) -> Vec<u8> {
+    let mut frame = whole[..ETH_LEN + 20].to_vec();
+    frame.extend_from_slice(&whole[ETH_LEN + 20 + start..ETH_LEN + 20 + end]);
     let len = frame.len() - ETH_LEN;
     let mut packet = smoltcp::wire::Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]);
     packet.set_total_len(len as u16);
-    packet.set_frag_offset(offset);
+    packet.set_frag_offset(start as u16);
     packet.set_more_frags(more);
     packet.fill_checksum();
     frame
 }
 
-fn piece(udp: &[u8], start: usize, end: usize, more: bool) -> Vec<u8> {
-    let mut frame = udp[..ETH_LEN + 20].to_vec();
-    frame.extend_from_slice(&udp[ETH_LEN + 20 + start..ETH_LEN + 20 + end]);
-    reoffset(frame, start as u16, more)
+/// The datagram's three fragments, in offset order.
+fn train(whole: &[u8]) -> [Vec<u8>; 3] {
+    [piece(whole, 0, 800, true), piece(whole, 800, 1600, true), piece(whole, 1600, 2000, false)]
+}
+
+fn run(
+    dp: &mut Dataplane,
+    sink: &mut VecSink,
+    frame: &[u8],
+    classify: &dyn Fn(Chain, &PacketKey) -> Verdict,
+) -> Disposition {
+    run_at(dp, sink, 0, frame, classify)
+}
+
+fn run_at(
+    dp: &mut Dataplane,
+    sink: &mut VecSink,
+    now_ms: u64,
+    frame: &[u8],
+    classify: &dyn Fn(Chain, &PacketKey) -> Verdict,
+) -> Disposition {
+    let mut frame = frame.to_vec();
+    dp.handle_frame(now_ms, 0, &mut frame, &classify, sink)
+}
+
+/// Fragment offsets (bytes) of the frames sent out of eth1.
+fn sent_offsets(sink: &VecSink) -> Vec<usize> {
+    sink.frames
+        .iter()
+        .filter(|(out_if, _)| *out_if == 1)
+        .map(|(_, f)| usize::from(u16::from_be_bytes([f[ETH_LEN + 6], f[ETH_LEN + 7]]) & 0x1fff) * 8)
+        .collect()
 }
 
 #[test]
-fn fragments_of_a_dropped_datagram_are_dropped() {
+fn in_order_datagram_is_judged_once_and_forwarded_whole() {
     let mut dp = lab_resolved(64);
-    let udp = big_udp();
-    assert_eq!(run(&mut dp, &piece(&udp, 0, 1000, true), &drop_all), Disposition::Drop(DropReason::RuleDrop));
-    assert_eq!(
-        run(&mut dp, &piece(&udp, 1000, 2008, false), &accept_all),
-        Disposition::Drop(DropReason::FragmentOfDropped)
-    );
+    let mut sink = VecSink::default();
+    let [a, b, c] = train(&datagram(SENDER, 7));
+    assert_eq!(run(&mut dp, &mut sink, &a, &accept_all), Disposition::Queued);
+    assert_eq!(run(&mut dp, &mut sink, &b, &accept_all), Disposition::Queued);
+    assert!(sink.frames.is_empty(), "nothing leaves before the datagram is whole");
+    assert_eq!(dp.counters().events.fragments_held, 2);
+    assert_eq!(run(&mut dp, &mut sink, &c, &accept_all), Disposition::Queued);
+    assert_eq!(sent_offsets(&sink), [0, 800, 1600]);
+    for ((_, out), original) in sink.frames.iter().zip([&a, &b, &c]) {
+        assert_eq!(&out[..6], &RECEIVER_MAC);
+        assert_eq!(&out[6..12], &FW1_MAC);
+        assert_eq!(out[ETH_LEN + 8], original[ETH_LEN + 8] - 1, "TTL decremented");
+        assert!(ip_checksum_ok(out));
+        assert_eq!(&out[ETH_LEN + 20..], &original[ETH_LEN + 20..], "payload untouched");
+    }
+    assert_eq!(dp.counters().rule_hits[0], 1, "judged once");
+    assert!(dp.fragments().is_empty());
+    assert_eq!((dp.fragments().held_fragments(), dp.fragments().held_bytes()), (0, 0));
+    assert_eq!(dp.counters().interfaces[1].forwarded_out, 3);
+    assert_eq!(dp.conntrack().len(), 1, "the datagram's flow is tracked");
 }
 
 #[test]
-fn orphan_later_fragments_are_dropped() {
+fn any_order_and_exact_duplicates_are_accepted() {
     let mut dp = lab_resolved(64);
-    let udp = big_udp();
-    assert_eq!(
-        run(&mut dp, &piece(&udp, 1000, 2008, false), &accept_all),
-        Disposition::Drop(DropReason::FragmentWithoutFirst)
-    );
+    let mut sink = VecSink::default();
+    let [a, b, c] = train(&datagram(SENDER, 1));
+    for frame in [&c, &b, &a] {
+        run(&mut dp, &mut sink, frame, &accept_all);
+    }
+    assert_eq!(sent_offsets(&sink), [0, 800, 1600], "reverse order, sent by offset");
+    let mut sink = VecSink::default();
+    let [a, b, c] = train(&datagram(SENDER, 2));
+    run(&mut dp, &mut sink, &a, &accept_all);
+    run(&mut dp, &mut sink, &b, &accept_all);
+    assert_eq!(run(&mut dp, &mut sink, &b, &accept_all), Disposition::Drop(DropReason::FragmentDuplicate));
+    run(&mut dp, &mut sink, &c, &accept_all);
+    assert_eq!(sent_offsets(&sink), [0, 800, 1600], "a duplicated middle fragment leaves once");
 }
 
 #[test]
-fn overlapping_fragments_poison_the_datagram() {
+fn a_refused_datagram_drops_every_fragment() {
     let mut dp = lab_resolved(64);
-    let udp = big_udp();
-    assert!(forwarded(run(&mut dp, &piece(&udp, 0, 1000, true), &accept_all)));
-    assert!(forwarded(run(&mut dp, &piece(&udp, 1000, 1496, true), &accept_all)));
-    assert_eq!(
-        run(&mut dp, &piece(&udp, 992, 1200, true), &accept_all),
-        Disposition::Drop(DropReason::FragmentOverlap)
-    );
-    assert_eq!(
-        run(&mut dp, &piece(&udp, 1496, 2008, false), &accept_all),
-        Disposition::Drop(DropReason::FragmentOfDropped)
-    );
-    // A second "first fragment" also overlaps.
-    let other = udp_frame(SENDER, RECEIVER, 1, 2, 2000);
-    let mut other = other;
-    other[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&[0x99, 0x99]);
-    refresh_ip_checksum(&mut other);
-    assert!(forwarded(run(&mut dp, &piece(&other, 0, 1000, true), &accept_all)));
-    assert_eq!(
-        run(&mut dp, &piece(&other, 0, 1000, true), &accept_all),
-        Disposition::Drop(DropReason::FragmentOverlap)
-    );
+    let mut sink = VecSink::default();
+    let [a, b, c] = train(&datagram(SENDER, 3));
+    run(&mut dp, &mut sink, &b, &drop_all);
+    run(&mut dp, &mut sink, &a, &drop_all);
+    assert_eq!(run(&mut dp, &mut sink, &c, &drop_all), Disposition::Drop(DropReason::RuleDrop));
+    assert!(sink.frames.is_empty());
+    let counters = dp.counters();
+    assert_eq!((counters.drops_for(DropReason::FragmentOfDropped), counters.policy_hits[1]), (2, 1));
+    // Rejected: one ICMP error for the datagram, quoting the first fragment.
+    let [a, b, c] = train(&datagram(SENDER, 4));
+    let reject = reject_with(RejectWith::PortUnreachable);
+    run(&mut dp, &mut sink, &a, &reject);
+    run(&mut dp, &mut sink, &c, &reject);
+    assert_eq!(run(&mut dp, &mut sink, &b, &reject), Disposition::Drop(DropReason::RuleReject));
+    assert_eq!(sink.frames.len(), 1);
+    assert_eq!((sink.frames[0].0, sink.frames[0].1[ETH_LEN + 20]), (0, 3), "ICMP unreachable to the sender");
 }
 
 #[test]
-fn tiny_first_fragments_and_tcp_offset_8_are_dropped() {
+fn overlapping_and_inconsistent_trains_are_dropped_whole() {
     let mut dp = lab_resolved(64);
+    let mut sink = VecSink::default();
+    let whole = datagram(SENDER, 5);
+    run(&mut dp, &mut sink, &piece(&whole, 0, 800, true), &accept_all);
+    run(&mut dp, &mut sink, &piece(&whole, 800, 1600, true), &accept_all);
+    let overlap = piece(&whole, 792, 1000, true);
+    assert_eq!(run(&mut dp, &mut sink, &overlap, &accept_all), Disposition::Drop(DropReason::FragmentOverlap));
+    assert_eq!(dp.counters().drops_for(DropReason::FragmentOverlap), 3, "held fragments go too");
+    assert!(dp.fragments().is_empty());
+    // The rest starts a new train that never completes.
+    assert_eq!(run(&mut dp, &mut sink, &piece(&whole, 1600, 2000, false), &accept_all), Disposition::Queued);
+    // Two last fragments with different ends.
+    let whole = datagram(SENDER, 6);
+    run(&mut dp, &mut sink, &piece(&whole, 1600, 2000, false), &accept_all);
+    let short_end = piece(&whole, 1600, 1992, false);
+    assert_eq!(run(&mut dp, &mut sink, &short_end, &accept_all), Disposition::Drop(DropReason::FragmentOverlap));
+    // A non-last fragment whose length is not a multiple of 8.
+    let odd = piece(&datagram(SENDER, 8), 0, 801, true);
+    assert_eq!(run(&mut dp, &mut sink, &odd, &accept_all), Disposition::Drop(DropReason::FragmentOverlap));
+    assert!(sink.frames.is_empty());
+}
+
+#[test]
+fn tiny_first_fragments_and_tcp_offset_8_never_pass() {
+    let mut dp = lab_resolved(64);
+    let mut sink = VecSink::default();
     let tcp = Tcp::new(SENDER, RECEIVER, 40000, 80).ack(1, 1).payload(100).frame();
     // Only 16 bytes of the 20-byte TCP header in the first fragment (RFC 1858 3.1).
-    assert_eq!(run(&mut dp, &piece(&tcp, 0, 16, true), &accept_all), Disposition::Drop(DropReason::TinyFragment));
-    // A TCP fragment at offset 8 rewrites flags (RFC 1858 3.2).
-    let allow = |_: Chain, _: &PacketKey| verdict(Action::Accept, None);
-    let mut syn = Tcp::new(SENDER, RECEIVER, 40000, 80).syn(1).payload(100).frame();
-    syn[ETH_LEN + 4] = 0x42;
-    refresh_ip_checksum(&mut syn);
-    assert!(forwarded(run(&mut dp, &piece(&syn, 0, 24, true), &allow)));
-    assert_eq!(run(&mut dp, &piece(&syn, 8, 40, true), &allow), Disposition::Drop(DropReason::FragmentOverlap));
+    assert_eq!(
+        run(&mut dp, &mut sink, &piece(&tcp, 0, 16, true), &accept_all),
+        Disposition::Drop(DropReason::TinyFragment)
+    );
+    // A TCP fragment at offset 8 rewrites the flags (RFC 1858 3.2): an overlap.
+    let syn = Tcp::new(SENDER, RECEIVER, 40000, 80).syn(1).payload(100).frame();
+    assert_eq!(run(&mut dp, &mut sink, &piece(&syn, 0, 24, true), &accept_all), Disposition::Queued);
+    let rewrite = piece(&syn, 8, 40, true);
+    assert_eq!(run(&mut dp, &mut sink, &rewrite, &accept_all), Disposition::Drop(DropReason::FragmentOverlap));
+    run(&mut dp, &mut sink, &piece(&syn, 24, 120, false), &accept_all);
+    assert!(sink.frames.is_empty());
 }
 
 #[test]
-fn fragment_table_is_bounded() {
+fn incomplete_trains_time_out_after_30_s() {
     let mut dp = lab_resolved(64);
-    for id in 0..1000u16 {
-        let mut udp = big_udp();
-        udp[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&id.to_be_bytes());
-        refresh_ip_checksum(&mut udp);
-        run(&mut dp, &piece(&udp, 0, 1000, true), &accept_all);
-        assert!(dp.fragments().len() <= 64);
+    let mut sink = VecSink::default();
+    let [a, _, c] = train(&datagram(SENDER, 9));
+    run_at(&mut dp, &mut sink, 1000, &a, &accept_all);
+    run_at(&mut dp, &mut sink, 2000, &c, &accept_all);
+    assert_eq!(dp.poll(30_999, &mut sink), Some(31_000));
+    assert_eq!(dp.fragments().len(), 1);
+    dp.poll(31_000, &mut sink);
+    assert!(dp.fragments().is_empty() && sink.frames.is_empty());
+    assert_eq!(dp.counters().drops_for(DropReason::FragmentTimeout), 2);
+    assert_eq!(dp.counters().events.fragment_timeouts, 1);
+    assert_eq!(dp.counters().events.fragments_held, 0);
+}
+
+#[test]
+fn other_sources_first_fragments_do_not_push_a_datagram_out() {
+    let mut dp = lab_resolved(64);
+    let mut sink = VecSink::default();
+    let [a, b, c] = train(&datagram(SENDER, 10));
+    run(&mut dp, &mut sink, &a, &accept_all);
+    for n in 0..200u16 {
+        let other = 0x0a01_0003 + u32::from(n % 7);
+        run(&mut dp, &mut sink, &piece(&datagram(other, n), 0, 800, true), &accept_all);
     }
-    assert_eq!(dp.counters().events.fragment_evictions, 1000 - 64);
+    run(&mut dp, &mut sink, &b, &accept_all);
+    run(&mut dp, &mut sink, &c, &accept_all);
+    assert_eq!(sent_offsets(&sink), [0, 800, 1600]);
+    assert_eq!(dp.fragments().len(), 200);
+    // One source flooding first fragments only recycles its own share.
+    let mut sink = VecSink::default();
+    let [a, b, c] = train(&datagram(SENDER, 11));
+    run(&mut dp, &mut sink, &a, &accept_all);
+    for n in 0..1000u16 {
+        run(&mut dp, &mut sink, &piece(&datagram(0x0a01_0003, n), 0, 800, true), &accept_all);
+    }
+    run(&mut dp, &mut sink, &c, &accept_all);
+    run(&mut dp, &mut sink, &b, &accept_all);
+    assert_eq!(sent_offsets(&sink), [0, 800, 1600]);
+    assert!(dp.counters().events.fragment_evictions > 900);
+    assert_eq!(dp.fragments().held_fragments(), dp.fragments().len());
+    assert!(dp.fragments().held_fragments() <= 200 + 64);
+}
+
+#[test]
+fn the_pool_is_bounded() {
+    let mut config = DataplaneConfig::new(lab_interfaces(), vec![], 16, 64);
+    config.fragments = FragmentLimits { slots: 4, slot_size: 1518, per_source: 2 };
+    let mut dp = Dataplane::new(config).unwrap();
+    let mut sink = VecSink::default();
+    // A datagram in more fragments than a source's share is refused.
+    let [a, b, _] = train(&datagram(SENDER, 1));
+    run(&mut dp, &mut sink, &a, &accept_all);
+    run(&mut dp, &mut sink, &b, &accept_all);
+    let rest = piece(&datagram(SENDER, 1), 1600, 1608, true);
+    assert_eq!(run(&mut dp, &mut sink, &rest, &accept_all), Disposition::Drop(DropReason::FragmentSourceLimit));
+    assert!(dp.fragments().is_empty());
+    // Two sources fill the pool with a train of two fragments each; the
+    // next fragment of either is refused (neither holds more than the other).
+    let mut config = DataplaneConfig::new(lab_interfaces(), vec![], 16, 64);
+    config.fragments = FragmentLimits { slots: 4, slot_size: 1518, per_source: 4 };
+    let mut dp = Dataplane::new(config).unwrap();
+    for src in [0x0a01_0003, 0x0a01_0004] {
+        let [a, b, _] = train(&datagram(src, 1));
+        run(&mut dp, &mut sink, &a, &accept_all);
+        assert_eq!(run(&mut dp, &mut sink, &b, &accept_all), Disposition::Queued);
+    }
+    let more = piece(&datagram(0x0a01_0004, 1), 1600, 1608, true);
+    assert_eq!(run(&mut dp, &mut sink, &more, &accept_all), Disposition::Drop(DropReason::FragmentPoolFull));
+    assert_eq!(dp.fragments().held_bytes(), 4 * (ETH_LEN + 20 + 800));
+    // A third source holding nothing takes the oldest train of a larger holder.
+    let third = piece(&datagram(0x0a01_0009, 1), 0, 800, true);
+    assert_eq!(run(&mut dp, &mut sink, &third, &accept_all), Disposition::Queued);
+    assert_eq!((dp.fragments().len(), dp.counters().drops_for(DropReason::FragmentEvicted)), (2, 2));
+}
+
+#[test]
+fn fragments_for_the_firewall_are_dropped() {
+    let mut dp = lab_resolved(64);
+    let mut sink = VecSink::default();
+    let mut udp = udp_frame(SENDER, FW0, 5000, 6000, 1992);
+    refresh_ip_checksum(&mut udp);
+    let first = piece(&udp, 0, 800, true);
+    assert_eq!(run(&mut dp, &mut sink, &first, &accept_all), Disposition::Drop(DropReason::FragmentToLocal));
 }

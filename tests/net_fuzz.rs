@@ -52,6 +52,20 @@ fn seed_frames() -> Vec<(u8, Vec<u8>)> {
     let mut tail = udp[..ETH_LEN + 20].to_vec();
     tail.extend_from_slice(&udp[ETH_LEN + 20 + 600..]);
     frames.push((0, fragment_of_at(tail, 600, false)));
+    // Trains held until whole: a middle piece, one overlapping the first,
+    // and a TCP first fragment with its rest.
+    let piece = |start: usize, end: usize, more: bool| {
+        let mut frame = udp[..ETH_LEN + 20].to_vec();
+        frame.extend_from_slice(&udp[ETH_LEN + 20 + start..ETH_LEN + 20 + end]);
+        fragment_of_at(frame, start as u16, more)
+    };
+    frames.push((0, piece(600, 1000, true)));
+    frames.push((0, piece(592, 1000, true)));
+    let tcp = c.ack(101, 5001).payload(300).frame();
+    frames.push((0, fragment_of(&tcp, 0, true, 160)));
+    let mut rest = tcp[..ETH_LEN + 20].to_vec();
+    rest.extend_from_slice(&tcp[ETH_LEN + 20 + 160..]);
+    frames.push((0, fragment_of_at(rest, 160, false)));
     // IP options: record route, timestamp, a source route, a malformed
     // pointer; and spoofed sources (the firewall's own, the other side's).
     for options in [&[7u8, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0][..], &[68, 12, 5, 1], &[131, 7, 4, 10, 2, 0, 9], &[7, 7, 3]] {
@@ -177,15 +191,16 @@ fn write_seed_corpus() {
     let dir = seed_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let seeds = seed_frames();
-    let files: [(&str, &[usize]); 8] = [
+    let files: [(&str, &[usize]); 9] = [
         ("arp", &[0, 1, 2]),
         ("icmp_echo", &[3, 4, 5]),
         ("tcp_session", &[6, 7, 8, 9, 10]),
         ("tcp_ttl1", &[11]),
         ("udp", &[12, 13, 14]),
         ("fragments", &[15, 16]),
+        ("fragment_trains", &[16, 17, 15, 17, 15, 18, 20, 19, 16, 15]),
         ("everything", &[0, 2, 6, 7, 8, 3, 4, 12, 13, 15, 16, 11, 9, 10]),
-        ("options_and_spoofing", &[17, 18, 19, 20, 21]),
+        ("options_and_spoofing", &[21, 22, 23, 24, 25]),
     ];
     for (name, picks) in files {
         let frames: Vec<_> = picks.iter().map(|&i| seeds[i].clone()).collect();

@@ -770,10 +770,6 @@ def fw_compare(run, plan, ours, linux):
             shown += 1
 
 
-# Tests in their own modules, which use the helpers above (so imported here).
-import lab_hostile  # noqa: E402
-
-
 @dataclass(frozen=True)
 class Test:
     """A lab test: what it checks (for --help) and the function running it."""
@@ -782,6 +778,8 @@ class Test:
 
 
 # Lab tests in their own modules (they import from this one, so here).
+import lab_fragments  # noqa: E402
+import lab_hostile  # noqa: E402
 import lab_mtu  # noqa: E402
 
 # The lab tests by name, in the order `scripts/test --lab` runs them.
@@ -810,6 +808,8 @@ TESTS = {
                     lab_hostile.hostile),
     "mtu": Test("tests/lab/mtu.rules: eth1 MTU 1400: fragments, frag needed, TCP PMTU discovery; same in Linux",
                 lab_mtu.mtu),
+    "fragments": Test("fragment trains (order, duplicates, overlaps, 200 others' first fragments): unifw vs Linux",
+                      lab_fragments.fragments),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 

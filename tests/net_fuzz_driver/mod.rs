@@ -9,12 +9,13 @@ use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
 use unifw_core::flow::{Action, Chain, PacketKey, RejectWith, Verdict};
 use unifw_core::net::addr::Cidr;
 use unifw_core::net::{
-    Dataplane, DataplaneConfig, Disposition, DropReason, FrameSink, InterfaceConfig, NeighbourLimits, StaticRoute,
+    Dataplane, DataplaneConfig, Disposition, DropReason, FragmentLimits, FrameSink, InterfaceConfig, NeighbourLimits,
+    StaticRoute,
 };
 
 /// Table sizes small enough that the harness fills them quickly.
 pub const CONNTRACK_CAPACITY: usize = 64;
-pub const FRAGMENT_CAPACITY: usize = 8;
+pub const FRAGMENTS: FragmentLimits = FragmentLimits { slots: 8, slot_size: 1518, per_source: 4 };
 pub const NEIGHBOURS: NeighbourLimits = NeighbourLimits { capacity: 8, max_pending: 4, frame_size: 1518 };
 
 /// Checks that generated frames are well-formed; keeps only counts.
@@ -81,7 +82,7 @@ impl Harness {
     pub fn new() -> Harness {
         let routes = vec![StaticRoute { prefix: 0, prefix_len: 0, gateway: 0x0a02_00fe }];
         let mut config = DataplaneConfig::new(interfaces(), routes, 1000, CONNTRACK_CAPACITY);
-        config.fragment_capacity = FRAGMENT_CAPACITY;
+        config.fragments = FRAGMENTS;
         config.neighbour = NEIGHBOURS;
         Harness {
             dataplane: Dataplane::new(config).expect("harness configuration"),
@@ -123,7 +124,10 @@ impl Harness {
     pub fn check_invariants(&self) {
         let dp = &self.dataplane;
         assert!(dp.conntrack().len() <= CONNTRACK_CAPACITY);
-        assert!(dp.fragments().len() <= FRAGMENT_CAPACITY);
+        let fragments = dp.fragments();
+        assert!(fragments.len() <= fragments.held_fragments() && fragments.held_fragments() <= FRAGMENTS.slots);
+        assert!(fragments.held_bytes() <= fragments.held_fragments() * FRAGMENTS.slot_size);
+        assert_eq!(fragments.held_fragments() == 0, fragments.held_bytes() == 0);
         assert!(dp.neighbours().len() <= NEIGHBOURS.capacity);
         assert!(dp.neighbours().pending() <= NEIGHBOURS.max_pending);
         assert!(dp.neighbours().queued_frames() <= NEIGHBOURS.max_pending * unifw_core::net::neighbour::QUEUE_LEN);

@@ -292,13 +292,16 @@ enum Family {
     IcmpSuppressed,
     TcpResets,
     FragmentEvictions,
+    FragmentTimeouts,
+    FragmentsHeld,
+    FragmentBytesHeld,
     LogSuppressed,
     Responses,
     Refused,
     TimedOut,
 }
 
-const FAMILIES: [Family; 30] = [
+const FAMILIES: [Family; 33] = [
     Family::Uptime,
     Family::RulesetInfo,
     Family::Rules,
@@ -325,6 +328,9 @@ const FAMILIES: [Family; 30] = [
     Family::IcmpSuppressed,
     Family::TcpResets,
     Family::FragmentEvictions,
+    Family::FragmentTimeouts,
+    Family::FragmentsHeld,
+    Family::FragmentBytesHeld,
     Family::LogSuppressed,
     Family::Responses,
     Family::Refused,
@@ -415,8 +421,17 @@ impl Family {
             Family::TcpResets => {
                 ("unifw_tcp_resets_sent_total", COUNTER, "TCP resets sent for rules that reject with tcp-reset.")
             }
-            Family::FragmentEvictions => {
-                ("unifw_fragment_evictions_total", COUNTER, "Fragment-table entries evicted to make room.")
+            Family::FragmentEvictions => (
+                "unifw_fragment_evictions_total",
+                COUNTER,
+                "Fragmented datagrams evicted because their source held its share of the fragment pool.",
+            ),
+            Family::FragmentTimeouts => {
+                ("unifw_fragment_timeouts_total", COUNTER, "Fragmented datagrams dropped incomplete after 30 s.")
+            }
+            Family::FragmentsHeld => ("unifw_fragments_held", GAUGE, "Fragments held until their datagram is whole."),
+            Family::FragmentBytesHeld => {
+                ("unifw_fragment_bytes_held", GAUGE, "Bytes of the fragments held until their datagram is whole.")
             }
             Family::LogSuppressed => {
                 ("unifw_log_lines_suppressed_total", COUNTER, "Rule log lines suppressed by the log rate limit.")
@@ -530,6 +545,9 @@ impl Family {
             Family::IcmpSuppressed => single(events.icmp_errors_suppressed, out),
             Family::TcpResets => single(events.tcp_resets_sent, out),
             Family::FragmentEvictions => single(events.fragment_evictions, out),
+            Family::FragmentTimeouts => single(events.fragment_timeouts, out),
+            Family::FragmentsHeld => single(events.fragments_held, out),
+            Family::FragmentBytesHeld => single(events.fragment_bytes_held, out),
             Family::LogSuppressed => single(events.log_suppressed, out),
             Family::Responses => {
                 let Some(&status) = Status::ALL.get(item) else {

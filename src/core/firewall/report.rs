@@ -64,6 +64,7 @@ pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeu
     let e = &counters.events;
     out.push(format!(
         "flows {} of {}; ICMP errors sent {} (rate-limited {}); RSTs sent {}; ARP requests {}; \
+         fragments held {} ({} bytes; datagrams evicted {}, timed out {}); \
          woken by NICs {} and by the timer {}",
         flows.tracked,
         flows.capacity,
@@ -71,6 +72,10 @@ pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeu
         e.icmp_errors_rate_limited,
         e.tcp_resets_sent,
         e.arp_requests_sent,
+        e.fragments_held,
+        e.fragment_bytes_held,
+        e.fragment_evictions,
+        e.fragment_timeouts,
         wakeups.nic,
         wakeups.timer
     ));

@@ -55,14 +55,26 @@ pub enum DropReason {
     L4Malformed,
     /// First fragment too short to hold the transport header (RFC 1858).
     TinyFragment,
-    /// Fragment overlapping an earlier one of the same datagram (RFC 1858).
+    /// Fragment overlapping another of its datagram, or inconsistent with
+    /// it (a second end, data past the end, a bad length): the whole
+    /// datagram is dropped (RFC 1858, RFC 5722, Linux `ip_frag_queue`).
     FragmentOverlap,
-    /// Non-first fragment whose first fragment was not seen (yet).
-    FragmentWithoutFirst,
-    /// Later fragment of a datagram whose first fragment was dropped.
+    /// Exact copy (same offset and length) of a fragment already held.
+    FragmentDuplicate,
+    /// Held fragment of a datagram that was refused (rules, route, TTL);
+    /// the fragment that completed it counts under the refusal's reason.
     FragmentOfDropped,
-    /// Fragment leaving more holes in its datagram than the table tracks.
-    FragmentTooManyHoles,
+    /// Held fragment of a datagram still incomplete after 30 s (`ipfrag_time`).
+    FragmentTimeout,
+    /// Held fragment of an older datagram of a source that reached its
+    /// share of the fragment pool.
+    FragmentEvicted,
+    /// Fragment of a datagram larger than one source's share of the pool.
+    FragmentSourceLimit,
+    /// Fragment pool full (or fragment larger than a pool slot).
+    FragmentPoolFull,
+    /// Fragment for the firewall itself, whose stack does not reassemble.
+    FragmentToLocal,
     /// TTL would reach zero (an ICMP time exceeded is sent).
     TtlExpired,
     /// No route to the destination (an ICMP net unreachable is sent).
@@ -138,9 +150,13 @@ impl DropReason {
         DropReason::L4Malformed,
         DropReason::TinyFragment,
         DropReason::FragmentOverlap,
-        DropReason::FragmentWithoutFirst,
+        DropReason::FragmentDuplicate,
         DropReason::FragmentOfDropped,
-        DropReason::FragmentTooManyHoles,
+        DropReason::FragmentTimeout,
+        DropReason::FragmentEvicted,
+        DropReason::FragmentSourceLimit,
+        DropReason::FragmentPoolFull,
+        DropReason::FragmentToLocal,
         DropReason::TtlExpired,
         DropReason::NoRoute,
         DropReason::FragmentationNeeded,
@@ -183,9 +199,13 @@ impl DropReason {
             DropReason::L4Malformed => "l4_malformed",
             DropReason::TinyFragment => "tiny_fragment",
             DropReason::FragmentOverlap => "fragment_overlap",
-            DropReason::FragmentWithoutFirst => "fragment_without_first",
+            DropReason::FragmentDuplicate => "fragment_duplicate",
             DropReason::FragmentOfDropped => "fragment_of_dropped",
-            DropReason::FragmentTooManyHoles => "fragment_too_many_holes",
+            DropReason::FragmentTimeout => "fragment_timeout",
+            DropReason::FragmentEvicted => "fragment_evicted",
+            DropReason::FragmentSourceLimit => "fragment_source_limit",
+            DropReason::FragmentPoolFull => "fragment_pool_full",
+            DropReason::FragmentToLocal => "fragment_to_local",
             DropReason::TtlExpired => "ttl_expired",
             DropReason::NoRoute => "no_route",
             DropReason::FragmentationNeeded => "fragmentation_needed",
@@ -276,8 +296,14 @@ pub struct EventCounters {
     pub arp_requests_sent: u64,
     /// Connection-table entries evicted early to make room.
     pub conntrack_early_drops: u64,
-    /// Fragment-table entries evicted (oldest first) to make room.
+    /// Fragment trains evicted because their source held its share of the pool.
     pub fragment_evictions: u64,
+    /// Fragment trains dropped incomplete after 30 s.
+    pub fragment_timeouts: u64,
+    /// Fragments held now, awaiting the rest of their datagram (a gauge).
+    pub fragments_held: u64,
+    /// Bytes of the fragments held now (a gauge).
+    pub fragment_bytes_held: u64,
     /// Log lines suppressed by the log rate limit.
     pub log_suppressed: u64,
 }

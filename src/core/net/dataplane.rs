@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use super::addr::Cidr;
 use super::conntrack::ConnTrack;
 use super::counters::{Counters, RuleLogger};
-use super::fragment::FragmentTable;
+use super::fragment::{FragmentLimits, FragmentTable};
 use super::neighbour::{NeighbourLimits, NeighbourTable};
 use super::parse::{parse_ethernet, parse_ipv4, EtherPayload, ETHERNET_HEADER_LEN};
 use super::reply::MAX_REPLY_LEN;
@@ -48,8 +48,9 @@ pub enum Disposition {
     },
     /// For the firewall itself (or ARP): give the unchanged frame to the local stack.
     Local,
-    /// Copied into a neighbour queue until ARP resolves, or sent as
-    /// copies (fragments, software segments); the buffer is free.
+    /// Copied into a neighbour queue until ARP resolves, into the fragment
+    /// pool until its datagram is whole, or sent as copies (fragments,
+    /// software segments); the buffer is free.
     Queued,
     /// Dropped and counted; any ICMP error or RST already went to the sink.
     Drop(super::counters::DropReason),
@@ -66,8 +67,8 @@ pub struct DataplaneConfig {
     pub rule_count: usize,
     /// Connection-table capacity (from the rules file).
     pub conntrack_capacity: usize,
-    /// Datagrams tracked in the fragment table.
-    pub fragment_capacity: usize,
+    /// Sizes of the pool of fragments held until their datagram is whole.
+    pub fragments: FragmentLimits,
     /// Neighbour-table sizes.
     pub neighbour: NeighbourLimits,
     /// Secret for the connection table's hash (e.g. from RDRAND or the TSC).
@@ -95,7 +96,7 @@ impl DataplaneConfig {
             routes,
             rule_count,
             conntrack_capacity,
-            fragment_capacity: 64,
+            fragments: FragmentLimits::default(),
             neighbour: NeighbourLimits::default(),
             hash_seed: 0x756e_6966_775f_6374,
             icmp_rate: (1000, 50),
@@ -144,7 +145,7 @@ impl Dataplane {
             forwarding: config.forwarding,
             counters: Counters::new(config.interfaces.len(), config.rule_count),
             conntrack: ConnTrack::new(config.conntrack_capacity, config.hash_seed),
-            fragments: FragmentTable::new(config.fragment_capacity),
+            fragments: FragmentTable::new(config.fragments),
             neighbours: NeighbourTable::new(config.neighbour),
             logger: RuleLogger::new(config.log_rate.0, config.log_rate.1),
             icmp_limit: TokenBucket::new(config.icmp_rate.0, config.icmp_rate.1),
@@ -157,13 +158,18 @@ impl Dataplane {
     }
 
     /// Sends due ARP retries, drops frames of neighbours that never
-    /// answered, and sweeps expired flows. Call it every few hundred ms and
-    /// by the returned time (ms) at the latest, if any.
+    /// answered and fragments of datagrams that stayed incomplete, and
+    /// sweeps expired flows. Call it every few hundred ms and by the
+    /// returned time (ms) at the latest, if any.
     pub fn poll(&mut self, now_ms: u64, out: &mut dyn FrameSink) -> Option<u64> {
         let next = self.neighbours.poll(now_ms, &self.interfaces, &mut self.counters, out);
+        let fragments_next = self.fragments.expire(now_ms, &mut self.counters);
         self.conntrack.sweep(now_ms, SWEEP_PER_POLL);
         self.sync_events();
-        next
+        match (next, fragments_next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Tracks a frame the local stack sends (the OUTPUT path, accepted
@@ -291,7 +297,7 @@ impl Dataplane {
         &self.conntrack
     }
 
-    /// The fragment table.
+    /// The fragments held until their datagram is whole.
     pub fn fragments(&self) -> &FragmentTable {
         &self.fragments
     }
@@ -307,6 +313,9 @@ impl Dataplane {
         events.arp_requests_sent = self.neighbours.requests_sent();
         events.conntrack_early_drops = self.conntrack.early_drops();
         events.fragment_evictions = self.fragments.evictions();
+        events.fragment_timeouts = self.fragments.timeouts();
+        events.fragments_held = self.fragments.held_fragments() as u64;
+        events.fragment_bytes_held = self.fragments.held_bytes() as u64;
     }
 }
 

@@ -28,15 +28,15 @@ use super::split::{refused_by_mtu, Offload};
 use crate::flow::{proto, Action, Chain, CtState, IfIndex, PacketKey, RejectWith, NO_IF};
 
 /// The received frame and what is known about it.
-struct Packet<'f> {
-    in_if: IfIndex,
+pub(super) struct Packet<'f> {
+    pub(super) in_if: IfIndex,
     /// What its sender offloaded: partial checksum, TCP segmentation.
-    offload: Offload,
-    frame: &'f mut [u8],
-    eth: EthernetInfo,
-    meta: Ipv4Meta,
+    pub(super) offload: Offload,
+    pub(super) frame: &'f mut [u8],
+    pub(super) eth: EthernetInfo,
+    pub(super) meta: Ipv4Meta,
     /// What forwarding writes into its IP options.
-    options: Ipv4Options,
+    pub(super) options: Ipv4Options,
 }
 
 impl Dataplane {
@@ -233,11 +233,9 @@ impl Dataplane {
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
-        if packet.meta.frag_offset != 0 {
-            return match self.fragments.check_later(&packet.meta, now_ms) {
-                Ok(()) => Disposition::Local,
-                Err(reason) => Disposition::Drop(reason),
-            };
+        if packet.meta.is_fragment() {
+            // smoltcp is built without `proto-ipv4-fragmentation`.
+            return Disposition::Drop(DropReason::FragmentToLocal);
         }
         match self.judge(now_ms, &packet, Chain::Input, NO_IF, classifier) {
             // Linux's icmp_rcv, after the INPUT chain: with
@@ -267,11 +265,9 @@ impl Dataplane {
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
-        let later_fragment = packet.meta.frag_offset != 0;
-        if later_fragment {
-            if let Err(reason) = self.fragments.check_later(&packet.meta, now_ms) {
-                return Disposition::Drop(reason);
-            }
+        if packet.meta.is_fragment() {
+            // Held until whole, then judged once (defrag.rs).
+            return self.forward_fragment(now_ms, packet, classifier, out);
         }
         let Some(hop) = self.routes.lookup(packet.meta.dst) else {
             self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, out);
@@ -288,17 +284,15 @@ impl Dataplane {
             self.send_icmp_error_unlimited(now_ms, &packet, IcmpError::fragmentation_needed(mtu), out);
             return Disposition::Drop(DropReason::FragmentationNeeded);
         }
-        if !later_fragment {
-            if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
-                return self.refuse(now_ms, &packet, action, out);
-            }
+        if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
+            return self.refuse(now_ms, &packet, action, out);
         }
         self.transmit(now_ms, packet, hop, out)
     }
 
     /// Conntrack + rules for a packet with a transport header. `Ok` when
     /// accepted (new flow confirmed); `Err` with the refusing action.
-    fn judge<C: Classifier + ?Sized>(
+    pub(super) fn judge<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
@@ -307,10 +301,6 @@ impl Dataplane {
         classifier: &C,
     ) -> Result<(), Result<Action, DropReason>> {
         let meta = &packet.meta;
-        let first_fragment = meta.more_fragments;
-        if first_fragment {
-            self.fragments.check_first(meta, now_ms).map_err(Err)?;
-        }
         let tracked: Tracked = self.conntrack.track(meta, now_ms);
         let key = packet_key(meta, packet.in_if, out_if, tracked.state);
         let verdict = classifier.classify(chain, &key);
@@ -318,19 +308,14 @@ impl Dataplane {
         if verdict.log && !self.logger.log(now_ms, chain, &key, &verdict) {
             self.counters.events.log_suppressed += 1;
         }
-        let accepted = verdict.action == Action::Accept;
-        let result = match verdict.action {
+        match verdict.action {
             Action::Accept => self.conntrack.confirm(&tracked, now_ms).map_err(|_| Err(DropReason::ConntrackFull)),
             refused => Err(Ok(refused)),
-        };
-        if first_fragment {
-            self.fragments.record_first(meta, accepted && result.is_ok(), now_ms);
         }
-        result
     }
 
     /// Drops a refused packet, answering it for a reject.
-    fn refuse(
+    pub(super) fn refuse(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
@@ -374,7 +359,13 @@ impl Dataplane {
 
     /// Sends an ICMP error about `packet` back out of its input interface,
     /// unless RFC 1122 forbids it or the rate limit says no.
-    fn send_icmp_error(&mut self, now_ms: u64, packet: &Packet<'_>, error: IcmpError, out: &mut dyn FrameSink) {
+    pub(super) fn send_icmp_error(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        error: IcmpError,
+        out: &mut dyn FrameSink,
+    ) {
         self.send_icmp_error_limited(now_ms, packet, error, true, out);
     }
 

@@ -22,12 +22,16 @@
 //!    - for the firewall itself (`is_local`): `input` → `judge` on the
 //!      INPUT chain → `Disposition::Local`, and the node hands the
 //!      unchanged frame to the interface's smoltcp stack;
-//!    - otherwise `forward`: fragments are checked (fragment.rs),
+//!    - fragments for the firewall are dropped (its smoltcp stack does
+//!      not reassemble);
+//!    - otherwise `forward`: a fragment is held in the fragment pool
+//!      (fragment.rs) until its datagram is whole, then `forward_fragment`
+//!      (defrag.rs) routes, checks the TTL of and judges the datagram once
+//!      and sends every fragment as `transmit` does; a whole packet:
 //!      `RouteTable::lookup` picks the next hop (no route: ICMP net
 //!      unreachable from reply.rs), TTL is checked (ICMP time exceeded),
 //!      then `judge` on the FORWARD chain;
-//! 4. `judge`: `FragmentTable::check_first` for first fragments,
-//!    `ConnTrack::track` (conntrack/) gives the state, `packet_key` builds
+//! 4. `judge`: `ConnTrack::track` (conntrack/) gives the state, `packet_key` builds
 //!    the `PacketKey`, the classifier (the compiled `image::Image`) gives
 //!    the verdict, counted per rule; accepted new flows are confirmed in the
 //!    connection table; `refuse` drops, or `reject` answers with an ICMP
@@ -51,6 +55,7 @@ pub mod checksum;
 pub mod conntrack;
 pub mod counters;
 pub mod dataplane;
+pub mod defrag;
 pub mod forward;
 pub mod fragment;
 pub mod mtu;
@@ -67,6 +72,7 @@ pub mod token_bucket;
 
 pub use counters::{Counters, DropReason};
 pub use dataplane::{Classifier, Dataplane, DataplaneConfig, Disposition};
+pub use fragment::FragmentLimits;
 pub use neighbour::NeighbourLimits;
 pub use route::{ConfigError, InterfaceConfig, LearnedRoute, ReversePathFilter, StaticRoute};
 pub use sink::{FrameSink, NullSink, VecSink};
