@@ -24,6 +24,10 @@ pub struct Flows {
     pub tracked: usize,
     /// Table capacity.
     pub capacity: usize,
+    /// Neighbour (ARP) table entries.
+    pub neighbours: usize,
+    /// Of those, awaiting resolution.
+    pub neighbours_pending: usize,
 }
 
 /// The frames received and sent on all interfaces: the report's details
@@ -63,10 +67,12 @@ pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeu
     }
     let e = &counters.events;
     out.push(format!(
-        "flows {} of {}; ICMP errors sent {} (rate-limited {}); RSTs sent {}; ARP requests {}; \
-         woken by NICs {} and by the timer {}",
+        "flows {} of {}; neighbours {} ({} pending); ICMP errors sent {} (rate-limited {}); RSTs sent {}; \
+         ARP requests {}; woken by NICs {} and by the timer {}",
         flows.tracked,
         flows.capacity,
+        flows.neighbours,
+        flows.neighbours_pending,
         e.icmp_errors_sent,
         e.icmp_errors_rate_limited,
         e.tcp_resets_sent,
@@ -92,7 +98,7 @@ mod tests {
         counters.count_transmit(0, 1, 60, Err(DropReason::TransmitQueueFull));
         counters.events.icmp_errors_sent = 3;
         let names = ["eth0".to_string(), "eth1".to_string()];
-        let flows = Flows { tracked: 2, capacity: 64 };
+        let flows = Flows { tracked: 2, capacity: 64, neighbours: 5, neighbours_pending: 1 };
         let wakeups = Wakeups { nic: 5, timer: 6 };
         let short = lines(&names, &counters, flows, wakeups, false);
         assert_eq!(
@@ -107,7 +113,7 @@ mod tests {
         assert_eq!(long[2], "eth0: dropped 1 Ipv4Checksum");
         assert_eq!(long[3], "eth0: dropped 1 TransmitQueueFull");
         assert_eq!(long[4], "eth0: dropped 1 InterfaceDown");
-        assert!(long[5].starts_with("flows 2 of 64; ICMP errors sent 3 (rate-limited 0)"));
+        assert!(long[5].starts_with("flows 2 of 64; neighbours 5 (1 pending); ICMP errors sent 3 (rate-limited 0)"));
         assert!(long[5].ends_with("woken by NICs 5 and by the timer 6"));
         assert_eq!(traffic(&counters), 2);
     }
