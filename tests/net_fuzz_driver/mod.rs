@@ -16,7 +16,8 @@ use unifw_core::net::{
 /// Table sizes small enough that the harness fills them quickly.
 pub const CONNTRACK_CAPACITY: usize = 64;
 pub const FRAGMENTS: FragmentLimits = FragmentLimits { slots: 8, slot_size: 1518, per_source: 4 };
-pub const NEIGHBOURS: NeighbourLimits = NeighbourLimits { capacity: 8, max_pending: 4, frame_size: 1518 };
+pub const NEIGHBOURS: NeighbourLimits =
+    NeighbourLimits { capacity: 8, max_pending: 4, max_pending_per_interface: 2, frame_size: 1518 };
 
 /// Checks that generated frames are well-formed; keeps only counts.
 #[derive(Default)]
@@ -130,7 +131,11 @@ impl Harness {
         assert_eq!(fragments.held_fragments() == 0, fragments.held_bytes() == 0);
         assert!(dp.neighbours().len() <= NEIGHBOURS.capacity);
         assert!(dp.neighbours().pending() <= NEIGHBOURS.max_pending);
-        assert!(dp.neighbours().queued_frames() <= NEIGHBOURS.max_pending * unifw_core::net::neighbour::QUEUE_LEN);
+        let neighbours = dp.neighbours();
+        assert!(neighbours.queued_frames() <= neighbours.pending() * unifw_core::net::neighbour::QUEUE_LEN);
+        for out_if in 0..3 {
+            assert!(neighbours.pending_on(out_if) <= NEIGHBOURS.max_pending_per_interface);
+        }
     }
 
     /// Feeds a fuzz input: records of `[len_hi, len_lo, in_if, selector, step, frame...]`.

@@ -382,7 +382,13 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let counters = self.dataplane.counters();
         let total = report::traffic(counters);
         let conntrack = self.dataplane.conntrack();
-        let flows = report::Flows { tracked: conntrack.len(), capacity: conntrack.capacity() };
+        let neighbours = self.dataplane.neighbours();
+        let flows = report::Flows {
+            tracked: conntrack.len(),
+            capacity: conntrack.capacity(),
+            neighbours: neighbours.len(),
+            neighbours_pending: neighbours.pending(),
+        };
         for line in report::lines(&self.names, counters, flows, self.wakeups, total != self.reported) {
             log::info!("{line}");
         }

@@ -24,6 +24,10 @@ pub struct Flows {
     pub tracked: usize,
     /// Table capacity.
     pub capacity: usize,
+    /// Neighbour (ARP) table entries.
+    pub neighbours: usize,
+    /// Of those, awaiting resolution.
+    pub neighbours_pending: usize,
 }
 
 /// The frames received and sent on all interfaces: the report's details
@@ -63,11 +67,13 @@ pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeu
     }
     let e = &counters.events;
     out.push(format!(
-        "flows {} of {}; ICMP errors sent {} (rate-limited {}); RSTs sent {}; ARP requests {}; \
-         fragments held {} ({} bytes; datagrams evicted {}, timed out {}); \
+        "flows {} of {}; neighbours {} ({} pending); ICMP errors sent {} (rate-limited {}); RSTs sent {}; \
+         ARP requests {}; fragments held {} ({} bytes; datagrams evicted {}, timed out {}); \
          woken by NICs {} and by the timer {}",
         flows.tracked,
         flows.capacity,
+        flows.neighbours,
+        flows.neighbours_pending,
         e.icmp_errors_sent,
         e.icmp_errors_rate_limited,
         e.tcp_resets_sent,
@@ -80,9 +86,8 @@ pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeu
         wakeups.timer
     ));
     out.push(format!(
-        "defences: connections evicted early {}; fragment-table evictions {}; ICMP errors not allowed {}; \
-         log lines suppressed {}",
-        e.conntrack_early_drops, e.fragment_evictions, e.icmp_errors_suppressed, e.log_suppressed
+        "defences: connections evicted early {}; ICMP errors not allowed {}; log lines suppressed {}",
+        e.conntrack_early_drops, e.icmp_errors_suppressed, e.log_suppressed
     ));
     out
 }
@@ -104,7 +109,7 @@ mod tests {
         counters.events.conntrack_early_drops = 2;
         counters.events.log_suppressed = 1;
         let names = ["eth0".to_string(), "eth1".to_string()];
-        let flows = Flows { tracked: 2, capacity: 64 };
+        let flows = Flows { tracked: 2, capacity: 64, neighbours: 5, neighbours_pending: 1 };
         let wakeups = Wakeups { nic: 5, timer: 6 };
         let short = lines(&names, &counters, flows, wakeups, false);
         assert_eq!(
@@ -116,15 +121,11 @@ mod tests {
         );
         let long = lines(&names, &counters, flows, wakeups, true);
         assert_eq!(long.len(), 7);
-        assert_eq!(
-            long[6],
-            "defences: connections evicted early 2; fragment-table evictions 0; ICMP errors not allowed 0; \
-             log lines suppressed 1"
-        );
+        assert_eq!(long[6], "defences: connections evicted early 2; ICMP errors not allowed 0; log lines suppressed 1");
         assert_eq!(long[2], "eth0: dropped 1 Ipv4Checksum");
         assert_eq!(long[3], "eth0: dropped 1 TransmitQueueFull");
         assert_eq!(long[4], "eth0: dropped 1 InterfaceDown");
-        assert!(long[5].starts_with("flows 2 of 64; ICMP errors sent 3 (rate-limited 0)"));
+        assert!(long[5].starts_with("flows 2 of 64; neighbours 5 (1 pending); ICMP errors sent 3 (rate-limited 0)"));
         assert!(long[5].ends_with("woken by NICs 5 and by the timer 6"));
         assert_eq!(traffic(&counters), 2);
     }

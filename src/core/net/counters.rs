@@ -88,8 +88,12 @@ pub enum DropReason {
     RuleReject,
     /// Connection table full and nothing could be evicted.
     ConntrackFull,
-    /// Too many neighbours awaiting ARP resolution.
+    /// Neighbour table full: every entry sampled for eviction was awaiting
+    /// resolution or in recent use (Linux: "neighbour table overflow").
     NeighbourPendingFull,
+    /// Queued for a neighbour whose resolution was replaced by a newer one
+    /// (too many resolutions pending on its interface or in all).
+    NeighbourPendingReplaced,
     /// Per-neighbour queue of frames awaiting resolution is full.
     NeighbourQueueFull,
     /// Frame larger than a neighbour-queue slot.
@@ -164,6 +168,7 @@ impl DropReason {
         DropReason::RuleReject,
         DropReason::ConntrackFull,
         DropReason::NeighbourPendingFull,
+        DropReason::NeighbourPendingReplaced,
         DropReason::NeighbourQueueFull,
         DropReason::NeighbourFrameTooLarge,
         DropReason::NeighbourUnreachable,
@@ -213,6 +218,7 @@ impl DropReason {
             DropReason::RuleReject => "rule_reject",
             DropReason::ConntrackFull => "conntrack_full",
             DropReason::NeighbourPendingFull => "neighbour_pending_full",
+            DropReason::NeighbourPendingReplaced => "neighbour_pending_replaced",
             DropReason::NeighbourQueueFull => "neighbour_queue_full",
             DropReason::NeighbourFrameTooLarge => "neighbour_frame_too_large",
             DropReason::NeighbourUnreachable => "neighbour_unreachable",

@@ -10,6 +10,14 @@
 //! - `Probing`: past that, the MAC is still used while up to `MAX_PROBES`
 //!   requests re-confirm it (so an active flow never stalls on re-ARP);
 //!   without an answer the entry is forgotten.
+//!
+//! Floods: pending resolutions are bounded per interface and in all, and a
+//! new one replaces the oldest pending one (its frames are dropped as
+//! `NeighbourPendingReplaced`) rather than being refused, so spoofed
+//! sources cannot block resolution of new neighbours for long. When the
+//! table is full, the eviction victim is the least recently used of
+//! `EVICT_SAMPLE` entries at a clock hand (see `evict`), never a pending
+//! one nor one used for forwarding in the last `KEEP_USED_MS`.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -32,6 +40,12 @@ pub const MAX_PROBES: u8 = 3;
 pub const RETRY_MS: u64 = 1000;
 /// How long an answer is trusted.
 pub const REACHABLE_MS: u64 = 60_000;
+/// Entries one eviction looks at, from the clock hand onwards: the cost of
+/// making room in a full table is this many slot reads, never a scan.
+pub const EVICT_SAMPLE: usize = 8;
+/// An entry used for forwarding this recently is not evicted, as Linux's
+/// forced GC (`neigh_forced_gc`) spares entries younger than 5 s.
+pub const KEEP_USED_MS: u64 = 5000;
 /// Length of an ARP frame, padded to the Ethernet minimum (without FCS).
 pub const ARP_FRAME_LEN: usize = 60;
 
@@ -42,21 +56,32 @@ pub struct NeighbourLimits {
     pub capacity: usize,
     /// Neighbours that may await resolution (with queued frames) at once.
     pub max_pending: usize,
+    /// Of those, on one interface (so a flood on one cannot starve another).
+    pub max_pending_per_interface: usize,
     /// Largest frame a queue slot holds.
     pub frame_size: usize,
 }
 
 impl Default for NeighbourLimits {
     fn default() -> NeighbourLimits {
-        NeighbourLimits { capacity: 256, max_pending: 16, frame_size: 1518 }
+        NeighbourLimits { capacity: 256, max_pending: 32, max_pending_per_interface: 16, frame_size: 1518 }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Incomplete { probes: u8, next_probe_ms: u64, queue: [Option<u16>; QUEUE_LEN] },
+    Incomplete { probes: u8, next_probe_ms: u64, since_ms: u64, queue: [Option<u16>; QUEUE_LEN] },
     Reachable { mac: [u8; 6], expires_ms: u64 },
     Probing { mac: [u8; 6], probes: u8, next_probe_ms: u64 },
+}
+
+/// One neighbour: its key, state and when forwarding last used it (`None`:
+/// never, e.g. learnt from an ARP request and not used since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    key: (IfIndex, u32),
+    state: State,
+    used_ms: Option<u64>,
 }
 
 /// One slot of the pool of queued frames.
@@ -75,50 +100,72 @@ pub enum Resolution {
     Queued,
 }
 
-/// The ARP cache and its queues.
+/// The ARP cache and its queues. Entries live in a preallocated slot array
+/// found through `index`; `pending` lists the slots awaiting resolution.
 pub struct NeighbourTable {
-    entries: HashMap<(IfIndex, u32), State>,
+    index: HashMap<(IfIndex, u32), usize>,
+    entries: Vec<Option<Entry>>,
+    free_entries: Vec<usize>,
+    hand: usize,
+    pending: Vec<usize>,
     limits: NeighbourLimits,
-    pending: usize,
     pool: Vec<u8>,
     slots: Vec<Slot>,
     free_slots: Vec<u16>,
     requests_sent: u64,
+    evictions: u64,
 }
 
 impl NeighbourTable {
     /// A table with `limits`, all memory allocated now.
     pub fn new(limits: NeighbourLimits) -> NeighbourTable {
+        let capacity = limits.capacity.max(1);
+        let max_pending = limits.max_pending.clamp(1, (usize::from(u16::MAX) / QUEUE_LEN).min(capacity));
         let limits = NeighbourLimits {
-            capacity: limits.capacity.max(1),
-            max_pending: limits.max_pending.clamp(1, usize::from(u16::MAX) / QUEUE_LEN),
+            capacity,
+            max_pending,
+            max_pending_per_interface: limits.max_pending_per_interface.clamp(1, max_pending),
             frame_size: limits.frame_size.max(ETHERNET_HEADER_LEN),
         };
         let slot_count = limits.max_pending * QUEUE_LEN;
         NeighbourTable {
-            entries: HashMap::with_capacity(limits.capacity * 2),
+            index: HashMap::with_capacity(capacity * 2),
+            entries: vec![None; capacity],
+            free_entries: (0..capacity).rev().collect(),
+            hand: 0,
+            pending: Vec::with_capacity(max_pending),
             limits,
-            pending: 0,
             pool: vec![0; slot_count * limits.frame_size],
             slots: vec![Slot::default(); slot_count],
             free_slots: (0..slot_count as u16).rev().collect(),
             requests_sent: 0,
+            evictions: 0,
         }
     }
 
     /// Neighbours known or being resolved.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.index.is_empty()
+    }
+
+    /// Neighbours remembered at most.
+    pub fn capacity(&self) -> usize {
+        self.limits.capacity
     }
 
     /// Neighbours awaiting resolution.
     pub fn pending(&self) -> usize {
-        self.pending
+        self.pending.len()
+    }
+
+    /// Neighbours awaiting resolution on `out_if`.
+    pub fn pending_on(&self, out_if: IfIndex) -> usize {
+        self.pending.iter().filter(|&&at| self.entry(at).is_some_and(|e| e.key.0 == out_if)).count()
     }
 
     /// Frames waiting in queues.
@@ -126,10 +173,16 @@ impl NeighbourTable {
         self.slots.len() - self.free_slots.len()
     }
 
+    /// Resolved entries evicted to make room for others.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
     /// The MAC of `addr` on `out_if`, if resolved (reachable or being re-probed).
     pub fn lookup(&self, out_if: IfIndex, addr: u32) -> Option<[u8; 6]> {
-        match self.entries.get(&(out_if, addr))? {
-            State::Reachable { mac, .. } | State::Probing { mac, .. } => Some(*mac),
+        let at = *self.index.get(&(out_if, addr))?;
+        match self.entry(at)?.state {
+            State::Reachable { mac, .. } | State::Probing { mac, .. } => Some(mac),
             State::Incomplete { .. } => None,
         }
     }
@@ -142,7 +195,8 @@ impl NeighbourTable {
     /// Resolves `addr` on `out_if` for `frame` (received on `in_if`), queueing
     /// a copy and sending an ARP request when the MAC is not known yet. The
     /// copy leaves later without the frame's virtio header, so a `partial`
-    /// checksum is completed in it.
+    /// checksum is completed in it. Using an entry refreshes its recency
+    /// (one store; nothing is reordered per frame).
     pub fn resolve(
         &mut self,
         now_ms: u64,
@@ -153,29 +207,35 @@ impl NeighbourTable {
         out: &mut dyn FrameSink,
     ) -> Result<Resolution, DropReason> {
         let key = (out_if, addr);
-        match self.entries.get(&key).copied() {
-            Some(State::Reachable { mac, expires_ms }) => {
+        let Some(at) = self.index.get(&key).copied() else {
+            let at = self.start_resolution(now_ms, key, counters)?;
+            let queued = self.enqueue(at, in_if, frame, partial);
+            self.request(interfaces, key, counters, out);
+            return queued.map(|()| Resolution::Queued);
+        };
+        let Some(Some(entry)) = self.entries.get_mut(at) else {
+            return Err(DropReason::NeighbourPendingFull);
+        };
+        entry.used_ms = Some(now_ms);
+        match entry.state {
+            State::Reachable { mac, expires_ms } => {
                 if expires_ms <= now_ms {
                     let next_probe_ms = now_ms.saturating_add(RETRY_MS);
-                    self.entries.insert(key, State::Probing { mac, probes: 1, next_probe_ms });
+                    entry.state = State::Probing { mac, probes: 1, next_probe_ms };
                     self.request(interfaces, key, counters, out);
                 }
                 Ok(Resolution::Mac(mac))
             }
-            Some(State::Probing { mac, .. }) => Ok(Resolution::Mac(mac)),
-            Some(State::Incomplete { .. }) => self.enqueue(key, in_if, frame, partial).map(|()| Resolution::Queued),
-            None => {
-                self.start_resolution(now_ms, key)?;
-                let queued = self.enqueue(key, in_if, frame, partial);
-                self.request(interfaces, key, counters, out);
-                queued.map(|()| Resolution::Queued)
-            }
+            State::Probing { mac, .. } => Ok(Resolution::Mac(mac)),
+            State::Incomplete { .. } => self.enqueue(at, in_if, frame, partial).map(|()| Resolution::Queued),
         }
     }
 
     /// Learns `mac` for `addr` on `in_if` from an ARP packet. Existing
     /// entries are always refreshed (flushing their queues); a new entry is
-    /// created only when `create` (the ARP was addressed to us).
+    /// created only when `create` (the ARP was addressed to us, as Linux's
+    /// `arp_process` does), and it is the first to go when room is needed
+    /// until forwarding uses it.
     pub fn learn(
         &mut self,
         now_ms: u64,
@@ -186,17 +246,19 @@ impl NeighbourTable {
     ) {
         let key = (in_if, addr);
         let reachable = State::Reachable { mac, expires_ms: now_ms.saturating_add(REACHABLE_MS) };
-        match self.entries.get(&key).copied() {
-            Some(State::Incomplete { queue, .. }) => {
-                self.entries.insert(key, reachable);
-                self.pending = self.pending.saturating_sub(1);
-                self.flush(in_if, mac, &queue, counters, out);
+        match self.index.get(&key).copied() {
+            Some(at) => {
+                let Some(Some(entry)) = self.entries.get_mut(at) else { return };
+                let old = core::mem::replace(&mut entry.state, reachable);
+                if let State::Incomplete { queue, .. } = old {
+                    self.pending.retain(|&p| p != at);
+                    self.flush(in_if, mac, &queue, counters, out);
+                }
             }
-            Some(_) => {
-                self.entries.insert(key, reachable);
-            }
-            None if create && self.make_room(now_ms) => {
-                self.entries.insert(key, reachable);
+            None if create => {
+                if let Some(at) = self.allocate(now_ms) {
+                    self.place(at, Entry { key, state: reachable, used_ms: None });
+                }
             }
             None => {}
         }
@@ -212,47 +274,58 @@ impl NeighbourTable {
         out: &mut dyn FrameSink,
     ) -> Option<u64> {
         let mut next: Option<u64> = None;
-        let mut requests = 0;
-        let mut failed_pending = 0;
-        let Self { entries, slots, free_slots, .. } = self;
-        entries.retain(|&(out_if, addr), state| {
-            let (keep, deadline) = match state {
-                State::Incomplete { probes, next_probe_ms, queue } if *next_probe_ms <= now_ms => {
-                    if *probes >= MAX_PROBES {
-                        release_failed(queue, slots, free_slots, counters);
-                        failed_pending += 1;
-                        (false, None)
-                    } else {
-                        requests += u64::from(send_request(interfaces, out_if, addr, counters, out));
-                        *probes += 1;
-                        *next_probe_ms = now_ms.saturating_add(RETRY_MS);
-                        (true, Some(*next_probe_ms))
-                    }
-                }
-                State::Probing { probes, next_probe_ms, .. } if *next_probe_ms <= now_ms => {
-                    if *probes >= MAX_PROBES {
-                        (false, None)
-                    } else {
-                        requests += u64::from(send_request(interfaces, out_if, addr, counters, out));
-                        *probes += 1;
-                        *next_probe_ms = now_ms.saturating_add(RETRY_MS);
-                        (true, Some(*next_probe_ms))
-                    }
-                }
-                State::Incomplete { next_probe_ms, .. } | State::Probing { next_probe_ms, .. } => {
-                    (true, Some(*next_probe_ms))
-                }
-                // Forget entries unused for a whole extra reachable period.
-                State::Reachable { expires_ms, .. } => (expires_ms.saturating_add(REACHABLE_MS) > now_ms, None),
-            };
+        for at in 0..self.entries.len() {
+            let Some(Some(entry)) = self.entries.get(at).copied() else { continue };
+            let (state, deadline) = self.advance(now_ms, entry, interfaces, counters, out);
+            match (state, self.entries.get_mut(at)) {
+                (Some(state), Some(Some(slot))) => slot.state = state,
+                _ => self.forget(at, DropReason::NeighbourUnreachable, counters),
+            }
             if let Some(deadline) = deadline {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
             }
-            keep
-        });
-        self.requests_sent += requests;
-        self.pending = self.pending.saturating_sub(failed_pending);
+        }
         next
+    }
+
+    /// The state of `entry` at `now_ms` (`None`: forget it) and when it
+    /// needs polling again, sending a due ARP request.
+    fn advance(
+        &mut self,
+        now_ms: u64,
+        entry: Entry,
+        interfaces: &[InterfaceConfig],
+        counters: &mut Counters,
+        out: &mut dyn FrameSink,
+    ) -> (Option<State>, Option<u64>) {
+        let retry = now_ms.saturating_add(RETRY_MS);
+        match entry.state {
+            State::Incomplete { probes, next_probe_ms, .. } | State::Probing { probes, next_probe_ms, .. }
+                if next_probe_ms <= now_ms =>
+            {
+                if probes >= MAX_PROBES {
+                    return (None, None);
+                }
+                self.request(interfaces, entry.key, counters, out);
+                let state = match entry.state {
+                    State::Incomplete { since_ms, queue, .. } => {
+                        State::Incomplete { probes: probes + 1, next_probe_ms: retry, since_ms, queue }
+                    }
+                    State::Probing { mac, .. } | State::Reachable { mac, .. } => {
+                        State::Probing { mac, probes: probes + 1, next_probe_ms: retry }
+                    }
+                };
+                (Some(state), Some(retry))
+            }
+            State::Incomplete { next_probe_ms, .. } | State::Probing { next_probe_ms, .. } => {
+                (Some(entry.state), Some(next_probe_ms))
+            }
+            // Forget entries unused for a whole extra reachable period.
+            State::Reachable { expires_ms, .. } => {
+                let keep = expires_ms.saturating_add(REACHABLE_MS) > now_ms;
+                (keep.then_some(entry.state), None)
+            }
+        }
     }
 
     fn request(
@@ -265,42 +338,111 @@ impl NeighbourTable {
         self.requests_sent += u64::from(send_request(interfaces, out_if, addr, counters, out));
     }
 
-    /// Creates an `Incomplete` entry (first request counts as probe 1).
-    fn start_resolution(&mut self, now_ms: u64, key: (IfIndex, u32)) -> Result<(), DropReason> {
-        if self.pending >= self.limits.max_pending || !self.make_room(now_ms) {
+    fn entry(&self, at: usize) -> Option<&Entry> {
+        self.entries.get(at)?.as_ref()
+    }
+
+    /// Creates an `Incomplete` entry (first request counts as probe 1). When
+    /// its interface, or the table, has all the pending resolutions it may,
+    /// the oldest of those is dropped to make way: under a flood of
+    /// unanswered destinations each still gets its `RETRY_MS` of probing
+    /// until `max_pending_per_interface` newer ones arrive, and other
+    /// interfaces are not affected. (Linux bounds only the whole table,
+    /// `gc_thresh3`; this table is smaller, so it bounds per interface.)
+    fn start_resolution(
+        &mut self,
+        now_ms: u64,
+        key: (IfIndex, u32),
+        counters: &mut Counters,
+    ) -> Result<usize, DropReason> {
+        let replace = if self.pending_on(key.0) >= self.limits.max_pending_per_interface {
+            self.oldest_pending(Some(key.0))
+        } else if self.pending.len() >= self.limits.max_pending {
+            self.oldest_pending(None)
+        } else {
+            None
+        };
+        if let Some(at) = replace {
+            self.forget(at, DropReason::NeighbourPendingReplaced, counters);
+        }
+        if self.pending.len() >= self.limits.max_pending {
             return Err(DropReason::NeighbourPendingFull);
         }
+        let at = self.allocate(now_ms).ok_or(DropReason::NeighbourPendingFull)?;
         let next_probe_ms = now_ms.saturating_add(RETRY_MS);
-        self.entries.insert(key, State::Incomplete { probes: 1, next_probe_ms, queue: [None; QUEUE_LEN] });
-        self.pending += 1;
-        Ok(())
+        let state = State::Incomplete { probes: 1, next_probe_ms, since_ms: now_ms, queue: [None; QUEUE_LEN] };
+        self.place(at, Entry { key, state, used_ms: Some(now_ms) });
+        self.pending.push(at);
+        Ok(at)
     }
 
-    /// Ensures room for one more entry, evicting the resolved entry that
-    /// expires first; false when every entry is awaiting resolution.
-    fn make_room(&mut self, _now_ms: u64) -> bool {
-        if self.entries.len() < self.limits.capacity {
-            return true;
-        }
-        let victim = self
-            .entries
-            .iter()
-            .filter_map(|(key, state)| match state {
-                State::Reachable { expires_ms, .. } => Some((*expires_ms, *key)),
-                State::Probing { next_probe_ms, .. } => Some((*next_probe_ms, *key)),
-                State::Incomplete { .. } => None,
-            })
-            .min();
-        match victim {
-            Some((_, key)) => self.entries.remove(&key).is_some(),
-            None => false,
+    /// The slot of the longest-pending resolution (on `only_if`, if given).
+    fn oldest_pending(&self, only_if: Option<IfIndex>) -> Option<usize> {
+        let candidates = self.pending.iter().filter_map(|&at| match self.entry(at)? {
+            Entry { key, state: State::Incomplete { since_ms, .. }, .. } if only_if.is_none_or(|i| i == key.0) => {
+                Some((*since_ms, at))
+            }
+            _ => None,
+        });
+        candidates.min().map(|(_, at)| at)
+    }
+
+    fn place(&mut self, at: usize, entry: Entry) {
+        if let Some(slot) = self.entries.get_mut(at) {
+            self.index.insert(entry.key, at);
+            *slot = Some(entry);
         }
     }
 
-    /// Copies `frame` into a pool slot on the queue of `key`.
+    /// Removes the entry in slot `at`, dropping its queued frames for `reason`.
+    fn forget(&mut self, at: usize, reason: DropReason, counters: &mut Counters) {
+        let Some(entry) = self.entries.get_mut(at).and_then(Option::take) else { return };
+        self.index.remove(&entry.key);
+        self.free_entries.push(at);
+        if let State::Incomplete { queue, .. } = entry.state {
+            self.pending.retain(|&p| p != at);
+            release(&queue, &self.slots, &mut self.free_slots, reason, counters);
+        }
+    }
+
+    /// A free entry slot, evicting a resolved entry if the table is full.
+    fn allocate(&mut self, now_ms: u64) -> Option<usize> {
+        self.free_entries.pop().or_else(|| self.evict(now_ms))
+    }
+
+    /// Approximate LRU in constant time: of the `EVICT_SAMPLE` slots from
+    /// the clock hand on, evicts the one used least recently (never-used
+    /// entries first), skipping pending ones and those used in the last
+    /// `KEEP_USED_MS`. The hand moves on either way, so successive calls
+    /// look at the whole table in turn; `None` when nothing in the sample
+    /// may go (the caller refuses, as Linux does on "neighbour table
+    /// overflow"). Cost: `EVICT_SAMPLE` slot reads and one hash removal.
+    fn evict(&mut self, now_ms: u64) -> Option<usize> {
+        let count = self.entries.len();
+        let mut victim: Option<(Option<u64>, usize)> = None;
+        for _ in 0..EVICT_SAMPLE.min(count) {
+            let at = self.hand;
+            self.hand = (self.hand + 1) % count;
+            let Some(entry) = self.entry(at) else { continue };
+            let recent = entry.used_ms.is_some_and(|used| used.saturating_add(KEEP_USED_MS) > now_ms);
+            if recent || matches!(entry.state, State::Incomplete { .. }) {
+                continue;
+            }
+            if victim.is_none_or(|(used, _)| entry.used_ms < used) {
+                victim = Some((entry.used_ms, at));
+            }
+        }
+        let (_, at) = victim?;
+        let entry = self.entries.get_mut(at)?.take()?;
+        self.index.remove(&entry.key);
+        self.evictions += 1;
+        Some(at)
+    }
+
+    /// Copies `frame` into a pool slot on the queue of the entry in slot `at`.
     fn enqueue(
         &mut self,
-        key: (IfIndex, u32),
+        at: usize,
         in_if: IfIndex,
         frame: &[u8],
         partial: Option<PartialChecksum>,
@@ -308,7 +450,7 @@ impl NeighbourTable {
         if frame.len() > self.limits.frame_size {
             return Err(DropReason::NeighbourFrameTooLarge);
         }
-        let Some(State::Incomplete { queue, .. }) = self.entries.get_mut(&key) else {
+        let Some(Some(Entry { state: State::Incomplete { queue, .. }, .. })) = self.entries.get_mut(at) else {
             return Err(DropReason::NeighbourPendingFull);
         };
         let free_entry = queue.iter_mut().find(|entry| entry.is_none()).ok_or(DropReason::NeighbourQueueFull)?;
@@ -353,16 +495,17 @@ impl NeighbourTable {
     }
 }
 
-/// Frees the queue of a neighbour that never answered, counting each frame.
-fn release_failed(
+/// Frees the queue of a neighbour given up on, counting each frame as `reason`.
+fn release(
     queue: &[Option<u16>; QUEUE_LEN],
     slots: &[Slot],
     free_slots: &mut Vec<u16>,
+    reason: DropReason,
     counters: &mut Counters,
 ) {
     for slot in queue.iter().flatten().copied() {
         if let Some(meta) = slots.get(usize::from(slot)) {
-            counters.count_drop(meta.in_if, DropReason::NeighbourUnreachable);
+            counters.count_drop(meta.in_if, reason);
         }
         free_slots.push(slot);
     }
