@@ -18,6 +18,7 @@ use super::names;
 use super::source::{self, Ctx};
 use unifw_core::image::{Fallback, IfAddr, InterfaceSpec, RouteSpec, DEFAULT_FALLBACK_SECONDS};
 use unifw_core::net::addr::Cidr;
+use unifw_core::net::conntrack::{bytes_per_flow, MAX_CONNTRACK};
 
 /// An error has been recorded; skip the rest of the statement.
 struct Fail;
@@ -317,7 +318,18 @@ impl<'a> Parser<'a, '_, '_> {
         if m != "max" {
             return self.fail_at(&mt, format!("expected `max`, found `{m}`"));
         }
-        let n = self.value("a table size", |s| names::number(s, 1 << 24))?;
+        let n = self.value("a table size", |s| {
+            let n = names::number(s, u32::MAX).map_err(|_| format!("expected a number, found `{s}`"))?;
+            if n > MAX_CONNTRACK {
+                let mib = |n: u32| n as usize * bytes_per_flow() >> 20;
+                return Err(format!(
+                    "conntrack max {n} needs about {} MiB of guest memory; at most {MAX_CONNTRACK} flows ({} MiB)",
+                    mib(n),
+                    mib(MAX_CONNTRACK)
+                ));
+            }
+            Ok(n)
+        })?;
         self.ctx.set.conntrack_max = n.max(1);
         Ok(())
     }

@@ -64,6 +64,9 @@ pub struct DataplaneConfig {
     pub rule_count: usize,
     /// Connection-table capacity (from the rules file).
     pub conntrack_capacity: usize,
+    /// Bytes the connection table may take: it shrinks to fit
+    /// ([`ConnTrack::within`]); the kernel passes what its heap has free.
+    pub conntrack_budget: usize,
     /// Datagrams tracked in the fragment table.
     pub fragment_capacity: usize,
     /// Neighbour-table sizes.
@@ -93,6 +96,7 @@ impl DataplaneConfig {
             routes,
             rule_count,
             conntrack_capacity,
+            conntrack_budget: usize::MAX,
             fragment_capacity: 64,
             neighbour: NeighbourLimits::default(),
             hash_seed: 0x756e_6966_775f_6374,
@@ -139,7 +143,7 @@ impl Dataplane {
             dhcp_clients: alloc::vec![false; config.interfaces.len()],
             forwarding: config.forwarding,
             counters: Counters::new(config.interfaces.len(), config.rule_count),
-            conntrack: ConnTrack::new(config.conntrack_capacity, config.hash_seed),
+            conntrack: ConnTrack::within(config.conntrack_capacity, config.hash_seed, config.conntrack_budget),
             fragments: FragmentTable::new(config.fragment_capacity),
             neighbours: NeighbourTable::new(config.neighbour),
             logger: RuleLogger::new(config.log_rate.0, config.log_rate.1),
