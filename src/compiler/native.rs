@@ -321,7 +321,7 @@ impl<'a> Parser<'a, '_, '_> {
         let n = self.value("a table size", |s| {
             let n = names::number(s, u32::MAX).map_err(|_| format!("expected a number, found `{s}`"))?;
             if n > MAX_CONNTRACK {
-                let mib = |n: u32| n as usize * bytes_per_flow() >> 20;
+                let mib = |n: u32| (n as usize * bytes_per_flow()) >> 20;
                 return Err(format!(
                     "conntrack max {n} needs about {} MiB of guest memory; at most {MAX_CONNTRACK} flows ({} MiB)",
                     mib(n),
