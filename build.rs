@@ -34,7 +34,7 @@ fn main() {
 fn compile_rules(path: &Path, out: &Path) {
     println!("cargo:rerun-if-changed={}", path.display());
     let name = path.display().to_string();
-    let text = match fs::read(path) {
+    let text = match unifw_compiler::read_rules_file(&name) {
         Ok(text) => text,
         Err(e) => fail(&format!("{name}: cannot read the rules file: {e} (set UNIFW_RULES to a rules file)")),
     };
@@ -42,7 +42,7 @@ fn compile_rules(path: &Path, out: &Path) {
     let mut load = |include: &str| -> Result<Vec<u8>, String> {
         let included = base.join(include);
         println!("cargo:rerun-if-changed={}", included.display());
-        fs::read(&included).map_err(|e| format!("cannot read {}: {e}", included.display()))
+        unifw_compiler::read_rules_file(&included.display().to_string())
     };
     let started = Instant::now();
     let compiled = match unifw_compiler::compile(&name, &text, &mut load) {

@@ -339,7 +339,8 @@ fn firewall_of<'a>(
     now_us: u64,
 ) -> Firewall<'a, FakeDevice> {
     let image = Image::from_bytes(image).expect("valid image");
-    let settings = Settings { report_seconds: 0, hash_seed: 7, rules_compiled_at: 1_700_000_000 };
+    let settings =
+        Settings { report_seconds: 0, hash_seed: 7, rules_compiled_at: 1_700_000_000, conntrack_budget: usize::MAX };
     Firewall::new(devices, plan, image, settings, now_us).expect("configuration accepted")
 }
 

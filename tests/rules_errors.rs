@@ -48,8 +48,8 @@ fn all_errors_are_reported_up_to_the_cap() {
     let many = "forward accept from 1.2.3.4/99\n".repeat(500);
     let d = errors(many.as_bytes());
     assert_eq!(d.errors.len(), MAX_ERRORS);
-    assert_eq!(d.count(), 500);
-    assert!(d.to_string().contains("450 more errors"));
+    assert_eq!(d.count(), MAX_ERRORS);
+    assert!(d.to_string().contains("stopped after 50 errors"), "{d}");
 }
 
 #[test]

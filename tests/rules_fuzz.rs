@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use unifw_compiler::{self as rules, fuzz_one, Rng};
+use unifw_compiler::{self as rules, fuzz_includes, fuzz_one, Rng};
 
 fn seeds() -> Vec<Vec<u8>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/rules_parse");
@@ -70,4 +70,24 @@ fn corrupted_images_do_not_panic() {
         }
         fuzz_one(&bad);
     }
+}
+
+/// The `rules_include` target's body over its seeds and their mutations:
+/// include graphs with cycles and fan-outs end quickly, without a panic.
+#[test]
+fn include_graphs() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/rules_include");
+    let seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| std::fs::read(e.ok()?.path()).ok()).collect())
+        .unwrap_or_else(|e| panic!("{dir}: {e} (the seeds are part of the repository)"));
+    assert!(!seeds.is_empty(), "{dir} holds no seeds");
+    let mut rng = Rng::new(13);
+    let start = Instant::now();
+    for round in 0..300 {
+        let seed = &seeds[round % seeds.len()];
+        let other = &seeds[(round + 1) % seeds.len()];
+        let input = if round < seeds.len() { seed.clone() } else { mutate(&mut rng, seed, other) };
+        fuzz_includes(&input);
+    }
+    assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
 }

@@ -1,6 +1,7 @@
 //! The parsed form of a rules file, and the plain linear-scan reference matcher.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
@@ -39,8 +40,8 @@ impl Prefix {
 pub struct AddrMatch {
     /// `!`: the address must lie outside every prefix.
     pub negated: bool,
-    /// The prefixes (a list or the expansion of named sets).
-    pub prefixes: Vec<Prefix>,
+    /// The prefixes (a list, or the named set itself: shared, not copied).
+    pub prefixes: Arc<[Prefix]>,
 }
 
 impl AddrMatch {

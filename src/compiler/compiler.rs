@@ -9,15 +9,11 @@ use unifw_core::flow::Chain;
 use super::ast::Ruleset;
 use super::diag::{Diagnostic, Diagnostics};
 use super::expand::expand;
+use super::limits::{MAX_ENTRIES, MAX_ENTRIES_PER_RULE, MAX_INPUT_BYTES};
 use super::shadow::shadowed;
 use super::source::{is_iptables, parse_file, Ctx};
 use super::tables::write_image;
 use unifw_core::image::format::MAX_RULES;
-
-/// Most table entries one rule may expand into (lists times negations).
-pub const MAX_ENTRIES_PER_RULE: usize = 1 << 16;
-/// Most table entries in one image.
-pub const MAX_ENTRIES: usize = 1 << 26;
 
 /// Sizes of a compiled image.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,6 +60,10 @@ pub fn parse(
     load: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
 ) -> Result<Ruleset, Diagnostics> {
     let mut ctx = Ctx::new(load);
+    if text.len() > MAX_INPUT_BYTES {
+        ctx.diags.push(Diagnostic::plain(name, 1, 1, super::limits::too_big(MAX_INPUT_BYTES)));
+        return Err(ctx.diags);
+    }
     let iptables = is_iptables(text);
     if iptables {
         ctx.any_interface = true;
@@ -95,6 +95,10 @@ pub fn compile(
     compile_ruleset(set)
 }
 
+fn too_many_entries() -> String {
+    format!("the rules expand to more than {MAX_ENTRIES} table entries in all (the most an image may have)")
+}
+
 /// Compiles an already parsed ruleset.
 pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
     let mut diags = Diagnostics::default();
@@ -103,23 +107,24 @@ pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
     for (i, r) in set.rules.iter().enumerate() {
         let out = &mut chains[usize::from(r.chain == Chain::Forward)];
         let before = out.len();
-        if let Err(n) = expand(r, i as u32, MAX_ENTRIES_PER_RULE, out) {
-            let file = set.files.get(usize::from(r.file)).map_or("?", |f| f.as_str());
-            let msg = format!(
-                "rule expands to {n} table entries, more than {MAX_ENTRIES_PER_RULE} (fewer list items or negations)"
-            );
-            diags.push(Diagnostic::plain(file, r.line, r.column, msg));
-        }
-        total += out.len() - before;
-        if total > MAX_ENTRIES {
-            let file = set.files.first().map_or("?", |f| f.as_str());
-            diags.push(Diagnostic::plain(
-                file,
-                r.line,
-                r.column,
-                format!("the rules expand to more than {MAX_ENTRIES} table entries"),
-            ));
-            return Err(diags);
+        let file = set.files.get(usize::from(r.file)).map_or("?", |f| f.as_str());
+        // Never past the total: what is allocated stays within the cap.
+        let cap = MAX_ENTRIES_PER_RULE.min(MAX_ENTRIES.saturating_sub(total));
+        match expand(r, i as u32, cap, out) {
+            Ok(()) => total += out.len() - before,
+            Err(n) if n > MAX_ENTRIES_PER_RULE => {
+                let msg = format!(
+                    "rule expands to {n} table entries, more than {MAX_ENTRIES_PER_RULE} (fewer list items or negations)"
+                );
+                diags.push(Diagnostic::plain(file, r.line, r.column, msg));
+                if diags.is_full() {
+                    return Err(diags);
+                }
+            }
+            Err(_) => {
+                diags.push(Diagnostic::plain(file, r.line, r.column, too_many_entries()));
+                return Err(diags);
+            }
         }
     }
     if !diags.is_empty() {

@@ -4,11 +4,15 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-/// At most this many errors are kept; the rest are only counted.
+use super::limits::{quote, MAX_QUOTE, MAX_WORD};
+
+/// At most this many errors are reported; the parsers stop at the last
+/// (no more per-item work: total time stays linear in the input), and later
+/// stages only count theirs.
 pub const MAX_ERRORS: usize = 50;
 
 /// Longest excerpt of the offending line shown under a diagnostic.
-const EXCERPT: usize = 100;
+const EXCERPT: usize = MAX_QUOTE;
 
 /// One error or warning about a rules file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +36,17 @@ impl Diagnostic {
     pub fn at(file: &str, src: &[u8], line: u32, line_start: usize, offset: usize, message: String) -> Self {
         let line_start = line_start.min(src.len());
         let rest = src.get(line_start..).unwrap_or(&[]);
-        let line_len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-        let col = offset.saturating_sub(line_start).min(line_len);
-        let from = col.saturating_sub(EXCERPT / 2);
+        // Only the excerpt's window is scanned, never the whole line: many
+        // errors on one long line must not cost the line each.
+        let col = offset.saturating_sub(line_start).min(rest.len());
+        let head = rest.get(..(EXCERPT + 1).min(rest.len())).unwrap_or(&[]);
+        let fits = head.iter().position(|&b| b == b'\n').unwrap_or(head.len()) <= EXCERPT;
+        // A short line is quoted whole; a long one around the caret.
+        let from = if fits { 0 } else { col.saturating_sub(EXCERPT / 4) };
+        let window = rest.get(from..(from + EXCERPT + 1).min(rest.len())).unwrap_or(&[]);
+        let line_len = from + window.iter().position(|&b| b == b'\n').unwrap_or(window.len());
+        let col = col.min(line_len);
+        let from = from.min(col);
         let to = (from + EXCERPT).min(line_len);
         let mut text = String::new();
         if from > 0 {
@@ -47,13 +59,29 @@ impl Diagnostic {
             text.push_str("...");
         }
         let caret = col - from + if from > 0 { 3 } else { 0 };
-        Diagnostic { file: file.into(), line, column: col as u32 + 1, message, text, caret }
+        Diagnostic { file: file.into(), line, column: col as u32 + 1, message: cut_quotes(message), text, caret }
     }
 
     /// A diagnostic without source text (e.g. about the file as a whole).
     pub fn plain(file: &str, line: u32, column: u32, message: String) -> Self {
-        Diagnostic { file: file.into(), line, column, message, text: String::new(), caret: 0 }
+        Diagnostic { file: file.into(), line, column, message: cut_quotes(message), text: String::new(), caret: 0 }
     }
+}
+
+/// `message` with every `quoted` span cut to [`MAX_WORD`] characters: a
+/// message quotes the offending word, which may be a whole line.
+fn cut_quotes(message: String) -> String {
+    let mut parts = message.split('`');
+    let Some(first) = parts.next() else { return message };
+    if !message.split('`').skip(1).step_by(2).any(|q| q.len() > MAX_WORD) {
+        return message;
+    }
+    let mut out = String::from(first);
+    for (i, part) in parts.enumerate() {
+        out.push('`');
+        out.push_str(&if i % 2 == 0 { quote(part) } else { part.into() });
+    }
+    out
 }
 
 impl fmt::Display for Diagnostic {
@@ -72,7 +100,7 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics {
     /// The errors kept, in the order found.
     pub errors: Vec<Diagnostic>,
-    /// How many more errors there were.
+    /// How many more errors later stages found (the parsers stop instead).
     pub suppressed: usize,
 }
 
@@ -84,6 +112,11 @@ impl Diagnostics {
         } else {
             self.suppressed += 1;
         }
+    }
+
+    /// Whether [`MAX_ERRORS`] are recorded: the parsers stop there.
+    pub fn is_full(&self) -> bool {
+        self.errors.len() >= MAX_ERRORS
     }
 
     /// Whether no error was recorded.
@@ -104,6 +137,8 @@ impl fmt::Display for Diagnostics {
         }
         if self.suppressed > 0 {
             writeln!(f, "{} more errors", self.suppressed)?;
+        } else if self.is_full() {
+            writeln!(f, "stopped after {MAX_ERRORS} errors")?;
         }
         let n = self.count();
         write!(f, "{n} error{}", if n == 1 { "" } else { "s" })

@@ -207,12 +207,12 @@ mod tests {
 
     #[test]
     fn negated_prefix_becomes_its_complement() {
-        let m = AddrMatch { negated: true, prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)] };
+        let m = AddrMatch { negated: true, prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)].into() };
         let out = addresses(Some(&m));
         assert_eq!(out.len(), 8);
         assert!(out.iter().all(|p| !p.contains(0x0a01_0002)));
         assert!(out.iter().any(|p| p.contains(0x0b00_0000)) && out.iter().any(|p| p.contains(0)));
-        let all = AddrMatch { negated: true, prefixes: alloc::vec![Prefix::new(0, 0)] };
+        let all = AddrMatch { negated: true, prefixes: alloc::vec![Prefix::new(0, 0)].into() };
         assert!(addresses(Some(&all)).is_empty());
     }
 
@@ -226,7 +226,7 @@ mod tests {
     fn lists_merge_before_expansion() {
         let m = AddrMatch {
             negated: false,
-            prefixes: alloc::vec![Prefix::new(0x0a01_0000, 25), Prefix::new(0x0a01_0080, 25)],
+            prefixes: alloc::vec![Prefix::new(0x0a01_0000, 25), Prefix::new(0x0a01_0080, 25)].into(),
         };
         assert_eq!(addresses(Some(&m)), alloc::vec![Prefix::new(0x0a01_0000, 24)]);
     }

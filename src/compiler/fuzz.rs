@@ -10,6 +10,27 @@ use unifw_core::image::Image;
 const INCLUDED: &[u8] =
     b"*filter\n:FORWARD DROP [0:0]\n-A FORWARD -s 10.1.0.0/24 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
 
+/// The body of the `rules_include` fuzz target: `data` is up to eight
+/// files separated by NUL bytes (`f0.rules` is the main one), which may
+/// include each other in any graph (cycles, fan-outs, missing files). The
+/// compiler must end without a panic and follow at most
+/// [`MAX_INCLUDES`](super::limits::MAX_INCLUDES) includes.
+pub fn fuzz_includes(data: &[u8]) {
+    let files: alloc::vec::Vec<&[u8]> = data.split(|&b| b == 0).take(8).collect();
+    let mut loads = 0usize;
+    let mut load = |p: &str| {
+        loads += 1;
+        let i = p.strip_prefix('f').and_then(|r| r.strip_suffix(".rules")).and_then(|n| n.parse::<usize>().ok());
+        match i.and_then(|i| files.get(i)) {
+            Some(text) => Ok(text.to_vec()),
+            None => Err("absent".into()),
+        }
+    };
+    let main = files.first().copied().unwrap_or(&[]);
+    let _ = compile("f0.rules", main, &mut load);
+    assert!(loads <= super::limits::MAX_INCLUDES, "{loads} includes followed");
+}
+
 /// Feeds `data` to the compiler (as a rules file) and to the image reader.
 pub fn fuzz_one(data: &[u8]) {
     let mut load = |p: &str| {

@@ -38,6 +38,10 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
     let mut statements = 0;
     let mut start = 0;
     for (i, raw) in src.split(|&b| b == b'\n').enumerate() {
+        // Past MAX_ERRORS nothing more is reported: stop, in linear time.
+        if ctx.diags.is_full() {
+            return statements.max(1);
+        }
         let line = Line { name, src, no: (i + 1).min(u32::MAX as usize) as u32, start };
         start += raw.len() + 1;
         let body = trim(raw);
@@ -228,7 +232,7 @@ fn option(
             if negated && prefixes.len() > 1 {
                 return Err(line.diag(opt.at, "`!` is not allowed with several addresses".into()));
             }
-            let m = Some(AddrMatch { negated, prefixes });
+            let m = Some(AddrMatch { negated, prefixes: prefixes.into() });
             if opt.text.starts_with("-s") || opt.text.starts_with("--s") {
                 r.src = m
             } else {

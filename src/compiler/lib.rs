@@ -19,6 +19,7 @@ mod expand;
 mod fuzz;
 mod iptables;
 mod lexer;
+mod limits;
 mod metrics;
 mod names;
 mod native;
@@ -34,6 +35,10 @@ pub use ast::{
 pub use classbench::classbench_to_native;
 pub use compiler::{compile, compile_ruleset, parse, CompileStats, Compiled};
 pub use diag::{Diagnostic, Diagnostics, MAX_ERRORS};
-pub use fuzz::fuzz_one;
+pub use fuzz::{fuzz_includes, fuzz_one};
+pub use limits::{
+    read_rules_file, MAX_ENTRIES, MAX_ENTRIES_PER_RULE, MAX_INCLUDES, MAX_INCLUDE_DEPTH, MAX_INPUT_BYTES,
+    MAX_LIST_ADDRESSES, MAX_QUOTE, MAX_TOTAL_ADDRESSES, MAX_WORD,
+};
 pub use print::{render, render_head, render_rule, render_tail, Format};
 pub use scenario::{lab_rule, point_in, random_key, scenario, Rng, ScenarioOptions};

@@ -2,6 +2,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use unifw_core::flow::{proto, Action, Chain, RejectWith};
@@ -12,14 +13,22 @@ use super::ast::{
 };
 use super::diag::Diagnostic;
 use super::lexer::{utf8_len, Kind, Lexer, Token};
+use super::limits::{quote, MAX_LIST_ADDRESSES};
 use super::names;
 use super::source::{self, Ctx};
 use unifw_core::image::{Fallback, IfAddr, InterfaceSpec, RouteSpec, DEFAULT_FALLBACK_SECONDS, MAX_MTU, MIN_MTU};
 use unifw_core::net::addr::Cidr;
+use unifw_core::net::conntrack::{bytes_per_flow, MAX_CONNTRACK};
 use unifw_core::net::ReversePathFilter;
 
 /// An error has been recorded; skip the rest of the statement.
 struct Fail;
+
+/// An item of an address list: one prefix, or a named set (and where).
+enum Item {
+    One(Prefix, Token),
+    Set(Arc<[Prefix]>, Token),
+}
 
 type R<T> = Result<T, Fail>;
 
@@ -38,15 +47,27 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8], depth: u32) -> us
     let mut lx = Lexer::new(src);
     let tok = lx.next_token();
     let mut p = Parser { lx, tok, src, name, file, depth, ctx };
-    let mut statements = 0;
+    let (mut statements, mut good) = (0, 0);
     loop {
         match p.tok.kind {
             Kind::Eof => break,
+            // Past MAX_ERRORS nothing more is reported: stop, in linear time.
+            _ if p.ctx.diags.is_full() => break,
             Kind::Newline => p.bump(),
             _ => {
                 statements += 1;
-                if p.statement().is_err() {
-                    p.skip_line();
+                let first = p.tok;
+                match p.statement() {
+                    Ok(()) => good += 1,
+                    // An included file whose first statement fails is likely
+                    // not rules at all (`/etc/shadow`): one error, not its lines.
+                    Err(Fail) if depth > 0 && good == 0 => {
+                        let msg = format!("`{name}` does not look like a rules file: stopped reading it here");
+                        let column = (first.start - first.line_start) as u32 + 1;
+                        p.ctx.diags.push(Diagnostic::plain(name, first.line, column, msg));
+                        break;
+                    }
+                    Err(Fail) => p.skip_line(),
                 }
             }
         }
@@ -341,7 +362,18 @@ impl<'a> Parser<'a, '_, '_> {
         if m != "max" {
             return self.fail_at(&mt, format!("expected `max`, found `{m}`"));
         }
-        let n = self.value("a table size", |s| names::number(s, 1 << 24))?;
+        let n = self.value("a table size", |s| {
+            let n = names::number(s, u32::MAX).map_err(|_| format!("expected a number, found `{s}`"))?;
+            if n > MAX_CONNTRACK {
+                let mib = |n: u32| (n as usize * bytes_per_flow()) >> 20;
+                return Err(format!(
+                    "conntrack max {n} needs about {} MiB of guest memory; at most {MAX_CONNTRACK} flows ({} MiB)",
+                    mib(n),
+                    mib(MAX_CONNTRACK)
+                ));
+            }
+            Ok(n)
+        })?;
         self.ctx.set.conntrack_max = n.max(1);
         Ok(())
     }
@@ -392,7 +424,7 @@ impl<'a> Parser<'a, '_, '_> {
             if sources.is_empty() {
                 return self.fail_at(&at, "the `from` list is empty".into());
             }
-            from = Some(sources);
+            from = Some(sources.to_vec());
         }
         let Some(from) = from else {
             return self.unexpected("`from` and the sources that may scrape (like `from 10.3.0.0/24`), or `port`");
@@ -419,9 +451,10 @@ impl<'a> Parser<'a, '_, '_> {
                 Kind::RBrace => break,
                 Kind::Newline | Kind::Comma => self.bump(),
                 Kind::Eof => return self.fail_at(&open, format!("set `{name}`: `{{` is never closed")),
+                _ if self.ctx.diags.is_full() => return Err(Fail),
                 _ => {
                     // A bad item is reported and skipped; the set goes on.
-                    let _ = self.addr_item(&mut items);
+                    let _ = self.addr_item().and_then(|item| self.push_item(&mut items, item));
                     if !matches!(self.tok.kind, Kind::Comma | Kind::Newline | Kind::RBrace | Kind::Eof) {
                         let _: R<()> = self.unexpected("`,` or `}`");
                         self.bump();
@@ -430,43 +463,69 @@ impl<'a> Parser<'a, '_, '_> {
             }
         }
         self.bump();
-        self.ctx.sets.insert(name.into(), items);
+        self.ctx.sets.insert(name.into(), items.into());
         Ok(())
     }
 
-    fn addr_item(&mut self, out: &mut Vec<Prefix>) -> R<()> {
+    fn addr_item(&mut self) -> R<Item> {
         match self.tok.kind {
             Kind::Var => {
                 let (t, name) = (self.tok, self.text());
                 self.bump();
                 match self.ctx.sets.get(name) {
-                    Some(items) => out.extend_from_slice(items),
+                    Some(items) => Ok(Item::Set(Arc::clone(items), t)),
                     None => {
-                        return self.fail_at(&t, format!("unknown set `${name}` (sets must be defined before use)"))
+                        self.fail_at(&t, format!("unknown set `${}` (sets must be defined before use)", quote(name)))
                     }
                 }
             }
             Kind::Word if self.text() == "any" => {
+                let t = self.tok;
                 self.bump();
-                out.push(Prefix::new(0, 0));
+                Ok(Item::One(Prefix::new(0, 0), t))
             }
             _ => {
-                let p = self.value("an address, prefix or $set", names::prefix)?;
-                out.push(p);
+                let t = self.tok;
+                Ok(Item::One(self.value("an address, prefix or $set", names::prefix)?, t))
             }
         }
+    }
+
+    /// Appends an item to a list being built, within the list and total caps.
+    fn push_item(&mut self, out: &mut Vec<Prefix>, item: Item) -> R<()> {
+        let (items, at): (&[Prefix], Token) = match &item {
+            Item::One(p, t) => (core::slice::from_ref(p), *t),
+            Item::Set(s, t) => (s, *t),
+        };
+        if out.len() + items.len() > MAX_LIST_ADDRESSES {
+            let msg = format!("more than {MAX_LIST_ADDRESSES} addresses in one list (a set or a rule's from/to)");
+            return self.fail_at(&at, msg);
+        }
+        if let Err(e) = self.ctx.count_addresses(items.len()) {
+            return self.fail_at(&at, e);
+        }
+        out.extend_from_slice(items);
         Ok(())
     }
 
+    /// `[!] ITEM, ...`; a lone `$set` is shared with the set, not copied.
     fn addr_match(&mut self) -> R<AddrMatch> {
         let negated = self.eat_bang();
+        let first = self.addr_item()?;
+        if let (Item::Set(shared, at), false) = (&first, self.tok.kind == Kind::Comma) {
+            if let Err(e) = self.ctx.count_addresses(shared.len()) {
+                return self.fail_at(at, e);
+            }
+            return Ok(AddrMatch { negated, prefixes: Arc::clone(shared) });
+        }
         let mut prefixes = Vec::new();
-        self.addr_item(&mut prefixes)?;
+        self.push_item(&mut prefixes, first)?;
         while self.tok.kind == Kind::Comma {
             self.bump();
-            self.addr_item(&mut prefixes)?;
+            let item = self.addr_item()?;
+            self.push_item(&mut prefixes, item)?;
         }
-        Ok(AddrMatch { negated, prefixes })
+        Ok(AddrMatch { negated, prefixes: prefixes.into() })
     }
 
     fn list<T>(&mut self, wanted: &str, mut f: impl FnMut(&str) -> Result<T, String>) -> R<Vec<T>> {

@@ -54,7 +54,7 @@ const SERVICES: &[u16] = &[
 
 /// The lab's benchmark-traffic rule: 10.0.0.0/8 to 10.0.0.0/8, accept.
 pub fn lab_rule() -> Rule {
-    let lab = || Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)] });
+    let lab = || Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(0x0a00_0000, 8)].into() });
     Rule { src: lab(), dst: lab(), ..Rule::any(Chain::Forward, Action::Accept) }
 }
 
@@ -110,7 +110,7 @@ fn prefix(rng: &mut Rng, sites: &[u32], len: u8) -> Option<AddrMatch> {
         return None;
     }
     let base = sites[rng.below(sites.len() as u64) as usize] | (rng.next_u64() as u32 & 0xffff);
-    Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(base, len)] })
+    Some(AddrMatch { negated: false, prefixes: alloc::vec![Prefix::new(base, len)].into() })
 }
 
 fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
@@ -140,7 +140,7 @@ fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
     if rng.pct(1) {
         if let Some(m) = r.src.as_mut().filter(|_| dst_len >= 16) {
             m.negated = true;
-            m.prefixes = alloc::vec![Prefix::new(m.prefixes[0].addr, 16)];
+            m.prefixes = alloc::vec![Prefix::new(m.prefixes[0].addr, 16)].into();
         }
     }
     match rng.below(100) {

@@ -4,14 +4,13 @@
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::ast::{Prefix, Ruleset};
 use super::diag::{Diagnostic, Diagnostics};
+use super::limits::{too_big, MAX_INCLUDES, MAX_INCLUDE_DEPTH, MAX_INPUT_BYTES, MAX_TOTAL_ADDRESSES};
 use super::{iptables, native};
-
-/// How deep `include` may nest.
-const MAX_INCLUDE_DEPTH: u32 = 8;
 
 /// Reads an included file by its resolved path.
 pub type Loader<'l> = dyn FnMut(&str) -> Result<Vec<u8>, String> + 'l;
@@ -22,8 +21,14 @@ pub struct Ctx<'l> {
     pub set: Ruleset,
     /// Errors so far.
     pub diags: Diagnostics,
-    /// Named address sets.
-    pub sets: BTreeMap<String, Vec<Prefix>>,
+    /// Named address sets, shared by the rules that name them.
+    pub sets: BTreeMap<String, Arc<[Prefix]>>,
+    /// Bytes read so far, all files together.
+    pub input_bytes: usize,
+    /// `include` statements followed so far.
+    pub includes: usize,
+    /// Addresses named by sets and rules so far (a set counts at every use).
+    pub addresses: usize,
     /// Declared interfaces (bit i = eth<i>).
     pub declared_ifs: u16,
     /// Whether the main file is iptables-save (then any ethN may be named).
@@ -39,6 +44,9 @@ impl<'l> Ctx<'l> {
             set: Ruleset::default(),
             diags: Diagnostics::default(),
             sets: BTreeMap::new(),
+            input_bytes: 0,
+            includes: 0,
+            addresses: 0,
             declared_ifs: 0,
             any_interface: false,
             load,
@@ -48,6 +56,18 @@ impl<'l> Ctx<'l> {
     /// Whether `eth<i>` may be named by a rule.
     pub fn interface_known(&self, i: u8) -> bool {
         self.any_interface || (i < 16 && self.declared_ifs & (1 << i) != 0)
+    }
+
+    /// Counts `n` more addresses named; the error if that passes
+    /// [`MAX_TOTAL_ADDRESSES`].
+    pub fn count_addresses(&mut self, n: usize) -> Result<(), String> {
+        self.addresses = self.addresses.saturating_add(n);
+        if self.addresses > MAX_TOTAL_ADDRESSES {
+            return Err(format!(
+                "the sets and rules name more than {MAX_TOTAL_ADDRESSES} addresses in all (a set counts at every use)"
+            ));
+        }
+        Ok(())
     }
 
     /// Registers a file name and returns its index.
@@ -81,6 +101,7 @@ pub fn trim(raw: &[u8]) -> &[u8] {
 
 /// Parses one file of either format into `ctx`.
 pub fn parse_file(ctx: &mut Ctx, name: &str, text: &[u8], depth: u32) {
+    ctx.input_bytes = ctx.input_bytes.saturating_add(text.len());
     let file = ctx.add_file(name);
     let before = ctx.set.rules.len();
     let statements = if is_iptables(text) {
@@ -112,12 +133,23 @@ pub fn resolve(including: &str, path: &str) -> String {
 
 /// Handles `include PATH` found in `name`; `at` builds the error location.
 pub fn include(ctx: &mut Ctx, name: &str, path: &str, depth: u32, at: &dyn Fn(String) -> Diagnostic) {
+    if ctx.diags.is_full() {
+        return;
+    }
     if depth >= MAX_INCLUDE_DEPTH {
         ctx.diags.push(at(format!("includes nest more than {MAX_INCLUDE_DEPTH} deep (an include cycle?)")));
         return;
     }
+    ctx.includes += 1;
+    if ctx.includes > MAX_INCLUDES {
+        ctx.diags.push(at(format!("more than {MAX_INCLUDES} includes in all (the most one compilation follows)")));
+        return;
+    }
     let full = resolve(name, path);
     match (ctx.load)(&full) {
+        Ok(bytes) if bytes.len() > MAX_INPUT_BYTES.saturating_sub(ctx.input_bytes) => {
+            ctx.diags.push(at(format!("cannot include `{full}`: {}", too_big(MAX_INPUT_BYTES))))
+        }
         Ok(bytes) => parse_file(ctx, &full, &bytes, depth + 1),
         Err(e) => ctx.diags.push(at(format!("cannot include `{full}`: {e}"))),
     }

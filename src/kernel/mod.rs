@@ -83,6 +83,7 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
         report_seconds: options.stats_seconds.unwrap_or(unifw_core::firewall::REPORT_DEFAULT_SECONDS),
         hash_seed: arch::cpu::random_seed(),
         rules_compiled_at: config::RULES_COMPILED_AT.parse().unwrap_or(0),
+        conntrack_budget: heap::stats().1.saturating_sub(HEAP_RESERVE),
     };
     let mut firewall = match unifw_core::firewall::Firewall::new(drivers, &plan, image, settings, clock::now_us()) {
         Ok(firewall) => firewall,
@@ -93,6 +94,10 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     log::info!("ready in {} us; heap {} KiB used, {} MiB free", clock::now_us(), in_use / 1024, free >> 20);
     firewall::run(&mut firewall, all_can_wake, busy_poll)
 }
+
+/// Heap left to everything built after the connection table (receive and
+/// transmit buffers, the stacks): the table takes at most the rest.
+const HEAP_RESERVE: usize = 8 << 20;
 
 fn init_heap(boot: &BootInfo) {
     // `__kernel_end` is a linker-script symbol: only its address is used.

@@ -85,9 +85,9 @@ fn identify(path: &str) -> Result<(), String> {
 
 /// Reads and compiles FILE, resolving includes against the file system.
 fn compile(path: &str) -> Result<(Compiled, f64), String> {
-    let text = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let text = rules::read_rules_file(path).map_err(|e| format!("{path}: {e}"))?;
     let start = Instant::now();
-    let mut load = |p: &str| std::fs::read(p).map_err(|e| e.to_string());
+    let mut load = |p: &str| rules::read_rules_file(p);
     let compiled = rules::compile(path, &text, &mut load).map_err(|d| d.to_string())?;
     Ok((compiled, start.elapsed().as_secs_f64()))
 }

@@ -81,6 +81,9 @@ pub struct Settings {
     pub hash_seed: u64,
     /// When the rules were compiled (unix seconds), for `/metrics`.
     pub rules_compiled_at: u64,
+    /// Bytes the connection table may take (the kernel: its free heap less
+    /// a reserve); a smaller table than `conntrack max` is said on the console.
+    pub conntrack_budget: usize,
 }
 
 /// All NICs, the packet path and the firewall's own stacks.
@@ -137,7 +140,14 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             DataplaneConfig::new(interfaces, routes, image.total_rules() as usize, image.conntrack_capacity() as usize);
         config.hash_seed = settings.hash_seed;
         config.forwarding = false;
+        config.conntrack_budget = settings.conntrack_budget;
         let mut dataplane = Dataplane::new(config)?;
+        let (configured, granted) = (image.conntrack_capacity(), dataplane.conntrack().capacity());
+        if granted < configured as usize {
+            log::warn!(
+                "conntrack: table shrunk to {granted} flows (conntrack max {configured}): the guest's memory holds no more"
+            );
+        }
         for route in dataplane.skipped_routes() {
             log::warn!("route {route:?}: its gateway is on no connected subnet; ignored until it is");
         }

@@ -67,6 +67,9 @@ pub struct DataplaneConfig {
     pub rule_count: usize,
     /// Connection-table capacity (from the rules file).
     pub conntrack_capacity: usize,
+    /// Bytes the connection table may take: it shrinks to fit
+    /// ([`ConnTrack::within`]); the kernel passes what its heap has free.
+    pub conntrack_budget: usize,
     /// Sizes of the pool of fragments held until their datagram is whole.
     pub fragments: FragmentLimits,
     /// Neighbour-table sizes.
@@ -96,6 +99,7 @@ impl DataplaneConfig {
             routes,
             rule_count,
             conntrack_capacity,
+            conntrack_budget: usize::MAX,
             fragments: FragmentLimits::default(),
             neighbour: NeighbourLimits::default(),
             hash_seed: 0x756e_6966_775f_6374,
@@ -144,7 +148,7 @@ impl Dataplane {
             dhcp_clients: alloc::vec![false; config.interfaces.len()],
             forwarding: config.forwarding,
             counters: Counters::new(config.interfaces.len(), config.rule_count),
-            conntrack: ConnTrack::new(config.conntrack_capacity, config.hash_seed),
+            conntrack: ConnTrack::within(config.conntrack_capacity, config.hash_seed, config.conntrack_budget),
             fragments: FragmentTable::new(config.fragments),
             neighbours: NeighbourTable::new(config.neighbour),
             logger: RuleLogger::new(config.log_rate.0, config.log_rate.1),

@@ -8,5 +8,5 @@ pub mod tcp;
 pub mod timeouts;
 
 pub use key::FlowKey;
-pub use table::{ConnTrack, TableFull, Tracked, EARLY_DROP_SCAN};
+pub use table::{bytes_per_flow, ConnTrack, TableFull, Tracked, EARLY_DROP_SCAN, MAX_CONNTRACK, MIN_FLOWS};
 pub use tcp::{Direction, TcpState};

@@ -92,6 +92,24 @@ impl Tracked {
     }
 }
 
+/// The most flows `conntrack max` may ask for (16 times the default): at
+/// [`bytes_per_flow`] each (164 bytes on x86_64) some 164 MiB, the largest
+/// connection table the build accepts. At boot the table still shrinks to
+/// what the guest's memory holds ([`ConnTrack::within`]).
+pub const MAX_CONNTRACK: u32 = 1 << 20;
+
+/// The fewest flows a table shrinks to while the budget allows more.
+pub const MIN_FLOWS: usize = 1024;
+
+/// Bytes one flow of capacity costs: its slot, its free-list entry, and
+/// the index's share (twice the capacity in buckets, rounded up to a power
+/// of two by hashbrown after its 7/8 load factor: up to 4.6 buckets).
+pub const fn bytes_per_flow() -> usize {
+    let slot = core::mem::size_of::<Option<Flow>>() + core::mem::size_of::<u32>();
+    let bucket = core::mem::size_of::<(FlowKey, u32)>() + 1;
+    slot + bucket * 46 / 10
+}
+
 /// The connection table is full and no entry could be evicted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableFull;
@@ -110,7 +128,9 @@ pub struct ConnTrack {
 }
 
 impl ConnTrack {
-    /// A table for at most `capacity` flows (at least 1), hashing with `hash_seed`.
+    /// A table for at most `capacity` flows (at least 1), hashing with
+    /// `hash_seed`. Panics if the allocator fails: the host and tests only;
+    /// boot uses [`ConnTrack::within`].
     pub fn new(capacity: usize, hash_seed: u64) -> ConnTrack {
         let capacity = capacity.clamp(1, u32::MAX as usize);
         let hasher = SeededHasher { seed: hash_seed, inner: DefaultHashBuilder::default() };
@@ -123,6 +143,37 @@ impl ConnTrack {
             evict_cursor: 0,
             early_drops: 0,
         }
+    }
+
+    /// A table for `capacity` flows, or fewer: as many as `budget` bytes
+    /// hold ([`bytes_per_flow`]), halved again while the allocator refuses
+    /// (fallible allocation: never a panic), down to [`MIN_FLOWS`] or even
+    /// 1 when memory is that short. [`ConnTrack::capacity`] says what was
+    /// granted.
+    pub fn within(capacity: usize, hash_seed: u64, budget: usize) -> ConnTrack {
+        let wanted = capacity.clamp(1, u32::MAX as usize);
+        let mut granted = wanted.min(budget / bytes_per_flow()).max(MIN_FLOWS.min(wanted));
+        loop {
+            if let Some(table) = Self::try_new(granted, hash_seed) {
+                return table;
+            }
+            if granted == 1 {
+                // Not even one flow: an empty table that tracks nothing.
+                return Self::try_new(0, hash_seed).unwrap_or_else(|| Self::new(1, hash_seed));
+            }
+            granted /= 2;
+        }
+    }
+
+    fn try_new(capacity: usize, hash_seed: u64) -> Option<ConnTrack> {
+        let hasher = SeededHasher { seed: hash_seed, inner: DefaultHashBuilder::default() };
+        let mut index = HashMap::with_hasher(hasher);
+        index.try_reserve(capacity.saturating_mul(2)).ok()?;
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(capacity).ok()?;
+        let mut free = Vec::new();
+        free.try_reserve_exact(capacity).ok()?;
+        Some(ConnTrack { index, slots, capacity, free, sweep_cursor: 0, evict_cursor: 0, early_drops: 0 })
     }
 
     /// Number of tracked flows.
@@ -330,4 +381,26 @@ fn new_flow(key: FlowKey, side: Side, meta: &Ipv4Meta, now_ms: u64) -> Tracked {
     let mut flow = Flow { key, original_side: side, seen_reply: false, assured: false, expires_ms: 0, proto };
     flow.expires_ms = now_ms.saturating_add(flow.timeout_ms());
     Tracked { state: CtState::New, new_flow: Some(flow) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_shrinks_to_its_byte_budget() {
+        let full = ConnTrack::within(65536, 1, usize::MAX);
+        assert_eq!(full.capacity(), 65536);
+        let budget = 10_000 * bytes_per_flow();
+        assert_eq!(ConnTrack::within(65536, 1, budget).capacity(), 10_000);
+        // A tiny budget still gets a usable table, never more than asked.
+        assert_eq!(ConnTrack::within(65536, 1, 0).capacity(), MIN_FLOWS);
+        assert_eq!(ConnTrack::within(10, 1, 0).capacity(), 10);
+    }
+
+    #[test]
+    fn the_build_time_maximum_fits_its_documented_budget() {
+        assert!(bytes_per_flow() <= 200, "{} bytes per flow", bytes_per_flow());
+        assert!(MAX_CONNTRACK as usize * bytes_per_flow() <= 200 << 20);
+    }
 }
