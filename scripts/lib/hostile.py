@@ -15,10 +15,11 @@ Plain raw sockets (no scapy). Run inside a lab namespace, as root:
 Source addresses are spoofed, destinations are only the lab's own.
 """
 
-import signal
 import socket
 import struct
 import sys
+
+import probe
 
 # (name, source address, IP options): the source "sender" is the sender's
 # own 10.1.0.2. Lab addresses (CONVENTIONS.md); 192.0.2.1 (TEST-NET-1) is
@@ -84,29 +85,11 @@ def describe(pkt):
     return None
 
 
-def sniff():
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
-    s.settimeout(0.2)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    print("sniffing", flush=True)
-    while not stop:
-        try:
-            pkt, addr = s.recvfrom(65535)
-        except (socket.timeout, InterruptedError):
-            continue
-        if addr[0] == "lo" or addr[2] == socket.PACKET_OUTGOING:
-            continue
-        line = describe(pkt)
-        if line:
-            print(line, flush=True)
-
-
 def main():
     if sys.argv[1:2] == ["send"] and len(sys.argv) == 3:
         send(sys.argv[2])
     elif sys.argv[1:] == ["sniff"]:
-        sniff()
+        probe.sniff(describe)
     else:
         sys.exit(__doc__)
 

@@ -140,8 +140,10 @@ def describe(pkt):
     return None
 
 
-def sniff():
-    """Captures incoming IPv4 until SIGTERM; one line per packet."""
+def sniff(describe_packet=None):
+    """Captures incoming IPv4 until SIGTERM; one line per packet, as
+    DESCRIBE_PACKET (default `describe`) gives it (None: not printed)."""
+    describe_packet = describe_packet or describe
     # Cooked (SOCK_DGRAM): the IP packet without the link-layer header.
     s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
     s.settimeout(0.2)
@@ -159,7 +161,7 @@ def sniff():
         # addr = (ifname, proto, pkttype, ...): keep what arrives from the wire.
         if addr[0] == "lo" or addr[2] == socket.PACKET_OUTGOING:
             continue
-        line = describe(pkt)
+        line = describe_packet(pkt)
         if line:
             print(line, flush=True)
 

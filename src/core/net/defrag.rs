@@ -12,10 +12,9 @@
 //! completed the datagram counts under the refusal's reason (`rule_drop`,
 //! `no_route`, ...), the others as `fragment_of_dropped`.
 
-use super::checksum;
 use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane, Disposition};
-use super::forward::Packet;
+use super::forward::{set_ttl, Packet};
 use super::fragment::{Complete, Held};
 use super::neighbour::Resolution;
 use super::options::Ipv4Options;
@@ -182,23 +181,4 @@ fn datagram_meta(first: Ipv4Meta, payload_len: u32) -> Ipv4Meta {
         other => other,
     };
     Ipv4Meta { more_fragments: false, frag_offset: 0, l4, ..first }
-}
-
-/// Sets the TTL of the IPv4 header at `frame[14..]`, patching the header
-/// checksum incrementally (RFC 1624).
-fn set_ttl(frame: &mut [u8], new_ttl: u8) {
-    let ttl_at = ETHERNET_HEADER_LEN + 8;
-    let sum_at = ETHERNET_HEADER_LEN + 10;
-    let (Some(&[ttl, proto]), Some(&[hi, lo])) = (frame.get(ttl_at..ttl_at + 2), frame.get(sum_at..sum_at + 2)) else {
-        return;
-    };
-    let old_word = u16::from_be_bytes([ttl, proto]);
-    let new_word = u16::from_be_bytes([new_ttl, proto]);
-    let sum = checksum::update(u16::from_be_bytes([hi, lo]), old_word, new_word);
-    if let Some(byte) = frame.get_mut(ttl_at) {
-        *byte = new_ttl;
-    }
-    if let Some(field) = frame.get_mut(sum_at..sum_at + 2) {
-        field.copy_from_slice(&sum.to_be_bytes());
-    }
 }

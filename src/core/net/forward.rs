@@ -281,7 +281,7 @@ impl Dataplane {
         if let Some(mtu) = refused_by_mtu(packet.frame, &packet.meta, packet.offload.segment_size, mtu) {
             // Linux answers PMTU discovery without its ICMP rate limit
             // (`icmpv4_mask_allow`: "Don't limit PMTU discovery").
-            self.send_icmp_error_unlimited(now_ms, &packet, IcmpError::fragmentation_needed(mtu), out);
+            self.send_icmp_error_limited(now_ms, &packet, IcmpError::fragmentation_needed(mtu), false, out);
             return Disposition::Drop(DropReason::FragmentationNeeded);
         }
         if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
@@ -369,17 +369,7 @@ impl Dataplane {
         self.send_icmp_error_limited(now_ms, packet, error, true, out);
     }
 
-    /// [`Self::send_icmp_error`] without the rate limit.
-    fn send_icmp_error_unlimited(
-        &mut self,
-        now_ms: u64,
-        packet: &Packet<'_>,
-        error: IcmpError,
-        out: &mut dyn FrameSink,
-    ) {
-        self.send_icmp_error_limited(now_ms, packet, error, false, out);
-    }
-
+    /// [`Self::send_icmp_error`], rate-limited or not (`limited`).
     fn send_icmp_error_limited(
         &mut self,
         now_ms: u64,
@@ -466,12 +456,18 @@ impl Dataplane {
 /// Decrements the TTL of the IPv4 header at `frame[14..]` and patches the
 /// header checksum incrementally (RFC 1624), touching nothing else.
 fn decrement_ttl(frame: &mut [u8]) -> bool {
+    let Some(&ttl) = frame.get(ETHERNET_HEADER_LEN + 8) else { return false };
+    set_ttl(frame, ttl.saturating_sub(1))
+}
+
+/// Sets the TTL of the IPv4 header at `frame[14..]`, patching the header
+/// checksum incrementally (RFC 1624); `false` when the frame is too short.
+pub(super) fn set_ttl(frame: &mut [u8], new_ttl: u8) -> bool {
     let ttl_at = ETHERNET_HEADER_LEN + 8;
     let sum_at = ETHERNET_HEADER_LEN + 10;
     let (Some(&[ttl, proto]), Some(&[hi, lo])) = (frame.get(ttl_at..ttl_at + 2), frame.get(sum_at..sum_at + 2)) else {
         return false;
     };
-    let new_ttl = ttl.saturating_sub(1);
     let old_word = u16::from_be_bytes([ttl, proto]);
     let new_word = u16::from_be_bytes([new_ttl, proto]);
     let sum = checksum::update(u16::from_be_bytes([hi, lo]), old_word, new_word);
