@@ -6,7 +6,7 @@
 mod net_common;
 
 use net_common::*;
-use unifw_core::flow::{Chain, PacketKey, RejectWith, Verdict};
+use unifw_core::flow::{Action, Chain, PacketKey, RejectWith, Verdict};
 use unifw_core::net::{Dataplane, DataplaneConfig, Disposition, DropReason, FragmentLimits, VecSink};
 
 /// A 2000-byte UDP datagram from `src`, with IP id `ident`.
@@ -155,15 +155,45 @@ fn overlapping_and_inconsistent_trains_are_dropped_whole() {
 }
 
 #[test]
-fn tiny_first_fragments_and_tcp_offset_8_never_pass() {
+fn a_first_fragment_cutting_the_tcp_header_is_judged_on_the_whole_datagram() {
+    // Linux reassembles before the rules, so the header cut at 16 bytes
+    // (RFC 1858 3.1) is read whole: the ports decide, as for any datagram.
+    let seen = std::cell::Cell::new(None);
+    let port_80_only = |_: Chain, key: &PacketKey| {
+        seen.set(Some((key.src_port, key.dst_port)));
+        let action = if key.dst_port == 80 { Action::Accept } else { Action::Drop };
+        Verdict { action, rule: None, log: false }
+    };
     let mut dp = lab_resolved(64);
     let mut sink = VecSink::default();
-    let tcp = Tcp::new(SENDER, RECEIVER, 40000, 80).ack(1, 1).payload(100).frame();
-    // Only 16 bytes of the 20-byte TCP header in the first fragment (RFC 1858 3.1).
+    let web = Tcp::new(SENDER, RECEIVER, 40000, 80).ack(1, 1).payload(100).frame();
+    assert_eq!(run(&mut dp, &mut sink, &piece(&web, 0, 16, true), &port_80_only), Disposition::Queued);
+    assert_eq!(run(&mut dp, &mut sink, &piece(&web, 16, 120, false), &port_80_only), Disposition::Queued);
+    assert_eq!((seen.get(), sent_offsets(&sink)), (Some((40000, 80)), vec![0, 16]));
+    // The same cut toward port 81: both fragments dropped.
+    let mut sink = VecSink::default();
+    let other = Tcp::new(SENDER, RECEIVER, 40001, 81).ack(1, 1).payload(100).frame();
+    run(&mut dp, &mut sink, &piece(&other, 0, 16, true), &port_80_only);
     assert_eq!(
-        run(&mut dp, &mut sink, &piece(&tcp, 0, 16, true), &accept_all),
+        run(&mut dp, &mut sink, &piece(&other, 16, 120, false), &port_80_only),
+        Disposition::Drop(DropReason::RuleDrop)
+    );
+    assert!(sink.frames.is_empty());
+    // A datagram too short for its own header (data offset 60 in 40 bytes).
+    let mut short = Tcp::new(SENDER, RECEIVER, 40002, 80).ack(1, 1).payload(20).frame();
+    short[ETH_LEN + 20 + 12] = 0xf0;
+    run(&mut dp, &mut sink, &piece(&short, 0, 16, true), &accept_all);
+    assert_eq!(
+        run(&mut dp, &mut sink, &piece(&short, 16, 40, false), &accept_all),
         Disposition::Drop(DropReason::TinyFragment)
     );
+    assert!(sink.frames.is_empty());
+}
+
+#[test]
+fn a_tcp_fragment_at_offset_8_never_passes() {
+    let mut dp = lab_resolved(64);
+    let mut sink = VecSink::default();
     // A TCP fragment at offset 8 rewrites the flags (RFC 1858 3.2): an overlap.
     let syn = Tcp::new(SENDER, RECEIVER, 40000, 80).syn(1).payload(100).frame();
     assert_eq!(run(&mut dp, &mut sink, &piece(&syn, 0, 24, true), &accept_all), Disposition::Queued);
@@ -258,4 +288,56 @@ fn fragments_for_the_firewall_are_dropped() {
     refresh_ip_checksum(&mut udp);
     let first = piece(&udp, 0, 800, true);
     assert_eq!(run(&mut dp, &mut sink, &first, &accept_all), Disposition::Drop(DropReason::FragmentToLocal));
+}
+
+#[test]
+fn held_fragments_larger_than_the_output_mtu_are_cut_again() {
+    // A 2960-byte datagram in two 1480-byte fragments toward eth1 at MTU
+    // 1000: each is cut again, offsets and More Fragments kept, so the
+    // receiver reassembles the same datagram (Linux refragments too).
+    let mut dp = lab_resolved(64);
+    dp.set_interface_mtu(1, 1000);
+    let mut sink = VecSink::default();
+    let mut whole = udp_frame(SENDER, RECEIVER, 5000, 6000, 2952);
+    whole[..6].copy_from_slice(&FW0_MAC);
+    whole[6..12].copy_from_slice(&SENDER_MAC);
+    refresh_ip_checksum(&mut whole);
+    run(&mut dp, &mut sink, &piece(&whole, 0, 1480, true), &accept_all);
+    run(&mut dp, &mut sink, &piece(&whole, 1480, 2960, false), &accept_all);
+    assert_eq!(sent_offsets(&sink), [0, 976, 1480, 2456]);
+    let mut payload = vec![0u8; 2960];
+    for (i, (_, f)) in sink.frames.iter().enumerate() {
+        assert!(f.len() - ETH_LEN <= 1000);
+        let ip = smoltcp::wire::Ipv4Packet::new_checked(&f[ETH_LEN..]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.more_frags(), i < 3, "fragment {i}");
+        let at = usize::from(ip.frag_offset());
+        payload[at..at + ip.payload().len()].copy_from_slice(ip.payload());
+    }
+    assert_eq!(payload, whole[ETH_LEN + 20..]);
+}
+
+#[test]
+fn a_df_datagram_with_a_fragment_over_the_mtu_gets_fragmentation_needed() {
+    let mut dp = lab_resolved(64);
+    dp.set_interface_mtu(1, 1000);
+    let mut sink = VecSink::default();
+    let whole = datagram(SENDER, 11);
+    let first = {
+        let mut f = piece(&whole, 0, 1200, true);
+        f[ETH_LEN + 6] |= 0x40;
+        let mut ip = smoltcp::wire::Ipv4Packet::new_unchecked(&mut f[ETH_LEN..]);
+        ip.fill_checksum();
+        f
+    };
+    run(&mut dp, &mut sink, &first, &accept_all);
+    assert_eq!(
+        run(&mut dp, &mut sink, &piece(&whole, 1200, 2000, false), &accept_all),
+        Disposition::Drop(DropReason::FragmentationNeeded)
+    );
+    let [(out_if, icmp)] = &sink.frames[..] else { panic!("one ICMP error, got {:?}", sink.frames.len()) };
+    assert_eq!(*out_if, 0);
+    let ip = smoltcp::wire::Ipv4Packet::new_checked(&icmp[ETH_LEN..]).unwrap();
+    assert_eq!(&ip.payload()[..2], &[3, 4], "destination unreachable, fragmentation needed");
+    assert_eq!(u16::from_be_bytes([ip.payload()[6], ip.payload()[7]]), 1000);
 }

@@ -133,16 +133,17 @@ fn an_offloaded_segment_is_judged_by_its_segment_size() {
 fn an_offloaded_segment_waiting_for_arp_is_segmented_into_the_queue() {
     let mut dp = lab(64);
     let mut sink = VecSink::default();
-    let original = offloaded_tcp(1000, 3);
+    // A whole 64 KiB offload: 45 segments, all queued (QUEUE_LEN 64).
+    let original = offloaded_tcp(1448, 45);
     let mut frame = original.clone();
-    let offload = Offload { partial: None, segment_size: Some(1000) };
+    let offload = Offload { partial: None, segment_size: Some(1448) };
     let d = dp.handle_offloaded_frame(0, 0, &mut frame, offload, &accept_all, &mut sink);
     assert_eq!(d, Disposition::Queued);
-    assert_eq!(dp.neighbours().queued_frames(), 3, "three segments, not one frame too large for a slot");
+    assert_eq!(dp.neighbours().queued_frames(), 45, "45 segments, not one frame too large for a slot");
     let mut arp = arp_frame(smoltcp::wire::ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1);
     sink.frames.clear();
     dp.handle_frame(0, 1, &mut arp, &accept_all, &mut sink);
-    assert_eq!(sink.frames.len(), 3);
+    assert_eq!(sink.frames.len(), 45);
     let mut stream = Vec::new();
     for (i, (_, f)) in sink.frames.iter().enumerate() {
         let ip = Ipv4Packet::new_checked(&f[ETH_LEN..]).unwrap();
@@ -150,7 +151,7 @@ fn an_offloaded_segment_waiting_for_arp_is_segmented_into_the_queue() {
         let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
         let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
         assert!(tcp.verify_checksum(&src, &dst));
-        assert_eq!(tcp.seq_number().0 as u32, 7000 + 1000 * i as u32);
+        assert_eq!(tcp.seq_number().0 as u32, 7000 + 1448 * i as u32);
         stream.extend_from_slice(tcp.payload());
     }
     assert_eq!(stream, original[ETH_LEN + 40..]);

@@ -53,7 +53,7 @@ pub enum DropReason {
     BroadcastIcmp,
     /// TCP, UDP or ICMP header truncated or inconsistent.
     L4Malformed,
-    /// First fragment too short to hold the transport header (RFC 1858).
+    /// A fragmented datagram too short, even whole, to hold its transport header.
     TinyFragment,
     /// Fragment overlapping another of its datagram, or inconsistent with
     /// it (a second end, data past the end, a bad length): the whole

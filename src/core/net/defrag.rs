@@ -16,20 +16,25 @@ use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane, Disposition};
 use super::forward::{set_ttl, Packet};
 use super::fragment::{Complete, Held};
-use super::neighbour::Resolution;
+use super::mtu::{dont_fragment, DEFAULT_MTU};
 use super::options::Ipv4Options;
-use super::parse::{parse_ethernet, parse_ipv4, Ipv4Meta, ETHERNET_HEADER_LEN, L4};
+use super::parse::{parse_ethernet, parse_ipv4, parse_transport, Ipv4Meta, ETHERNET_HEADER_LEN, L4};
 use super::reply::IcmpError;
 use super::route::NextHop;
 use super::sink::FrameSink;
 use super::split::Offload;
 use crate::flow::Chain;
 
+/// Bytes of a datagram's start read when its first fragment cuts the
+/// transport header: a TCP header with options (60), or an ICMP error's
+/// type, code, quoted IPv4 header with options and 8 bytes (8 + 60 + 8).
+const DATAGRAM_HEAD: usize = 76;
+
 impl Dataplane {
     /// The FORWARD path of a fragment: held (`Queued`, the buffer is free)
     /// until its datagram is whole, then the datagram is judged and its
-    /// fragments are sent through `out`. Later MTU work can split each
-    /// held fragment in `send_held`.
+    /// fragments are sent through `out` (each cut again if it is larger
+    /// than the output MTU).
     pub(super) fn forward_fragment<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
@@ -77,10 +82,20 @@ impl Dataplane {
         out: &mut dyn FrameSink,
     ) -> Result<(NextHop, u8), DropReason> {
         let first = self.fragments.held(done.head).ok_or(DropReason::FragmentOverlap)?;
-        let frame = pool.get_mut(first.range).ok_or(DropReason::FragmentOverlap)?;
+        let frame = pool.get(first.range.clone()).ok_or(DropReason::FragmentOverlap)?;
         let eth = parse_ethernet(frame)?;
-        let meta = frame.get(ETHERNET_HEADER_LEN..).map(parse_ipv4).ok_or(DropReason::Ipv4Truncated)??;
-        let meta = datagram_meta(meta, done.payload_len);
+        let mut meta = frame.get(ETHERNET_HEADER_LEN..).map(parse_ipv4).ok_or(DropReason::Ipv4Truncated)??;
+        let mut parsed = meta.total_len.saturating_sub(meta.header_len) as u32;
+        if meta.l4 == L4::LaterFragment {
+            // The first fragment cuts the transport header: read it from
+            // the datagram's first bytes, across fragments.
+            let mut head = [0u8; DATAGRAM_HEAD];
+            let len = self.datagram_head(done, pool, &mut head);
+            parse_transport(&mut meta, head.get(..len).unwrap_or(&[]))?;
+            parsed = len as u32;
+        }
+        let meta = datagram_meta(meta, done.payload_len, parsed);
+        let frame = pool.get_mut(first.range).ok_or(DropReason::FragmentOverlap)?;
         let (offload, options) = (Offload::default(), Ipv4Options::default());
         let packet = Packet { in_if: first.in_if, offload, frame, eth, meta, options };
         let Some(hop) = self.routes.lookup(meta.dst) else {
@@ -90,6 +105,14 @@ impl Dataplane {
         if meta.ttl <= 1 {
             self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, out);
             return Err(DropReason::TtlExpired);
+        }
+        let mtu = self.interfaces.get(usize::from(hop.out_if)).map_or(DEFAULT_MTU, |i| i.mtu);
+        if dont_fragment(packet.frame.get(ETHERNET_HEADER_LEN..).unwrap_or(&[]))
+            && self.largest_fragment(done) > usize::from(mtu)
+        {
+            // Linux's ip_forward: DF and a fragment over the MTU.
+            self.send_icmp_error_limited(now_ms, &packet, IcmpError::fragmentation_needed(mtu), false, out);
+            return Err(DropReason::FragmentationNeeded);
         }
         if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
             return match self.refuse(now_ms, &packet, action, out) {
@@ -110,7 +133,7 @@ impl Dataplane {
         (hop, ttl): (NextHop, u8),
         out: &mut dyn FrameSink,
     ) {
-        let Some(mac) = self.interfaces.get(usize::from(hop.out_if)).map(|i| i.mac) else {
+        let Some((mac, mtu)) = self.interfaces.get(usize::from(hop.out_if)).map(|i| (i.mac, i.mtu)) else {
             return self.count_held_drops_all(done, DropReason::UnknownInterface);
         };
         let mut next = Some(done.head);
@@ -121,27 +144,48 @@ impl Dataplane {
             if let Some(src) = frame.get_mut(6..12) {
                 src.copy_from_slice(&mac);
             }
-            let who = (held.in_if, hop.out_if, hop.addr);
-            let resolved =
-                self.neighbours.resolve(now_ms, who, (&*frame, None), &self.interfaces, &mut self.counters, out);
-            match resolved {
-                Ok(Resolution::Mac(next_mac)) => {
-                    if let Some(dst) = frame.get_mut(..6) {
-                        dst.copy_from_slice(&next_mac);
-                    }
-                    let result = out.send(hop.out_if, frame);
-                    self.counters.count_transmit(held.in_if, hop.out_if, frame.len(), result);
-                }
-                Ok(Resolution::Queued) => {}
-                Err(reason) => {
-                    self.counters.count_drop(held.in_if, reason);
-                    continue;
-                }
-            }
+            // A fragment larger than the output MTU is cut again (its
+            // offset and More Fragments kept), as Linux refragments.
+            self.send_fragmented(now_ms, (held.in_if, hop, mtu), frame, out);
             if let Some(counters) = self.counters.interface_mut(hop.out_if) {
                 counters.forwarded_out += 1;
             }
         }
+    }
+
+    /// The largest fragment of a datagram, in IP bytes (Linux's
+    /// `frag_max_size`, which its forwarding path compares to the MTU).
+    fn largest_fragment(&self, done: &Complete) -> usize {
+        let mut largest = 0;
+        let mut next = Some(done.head);
+        while let Some(held) = next.and_then(|slot| self.fragments.held(slot)) {
+            largest = largest.max(held.range.len().saturating_sub(ETHERNET_HEADER_LEN));
+            next = held.next;
+        }
+        largest
+    }
+
+    /// Copies the first bytes of a whole datagram's payload into `head`
+    /// from its fragments (in offset order, contiguous, no overlaps: the
+    /// table checked); returns how many.
+    fn datagram_head(&self, done: &Complete, pool: &[u8], head: &mut [u8]) -> usize {
+        let mut filled = 0;
+        let mut next = Some(done.head);
+        while let Some(held) = next.and_then(|slot| self.fragments.held(slot)) {
+            next = held.next;
+            let Some(packet) = pool.get(held.range).and_then(|f| f.get(ETHERNET_HEADER_LEN..)) else { break };
+            let Ok(meta) = parse_ipv4(packet) else { break };
+            let payload = packet.get(meta.header_len..meta.total_len).unwrap_or(&[]);
+            let take = payload.len().min(head.len().saturating_sub(filled));
+            if let (Some(to), Some(from)) = (head.get_mut(filled..filled + take), payload.get(..take)) {
+                to.copy_from_slice(from);
+            }
+            filled += take;
+            if filled == head.len() {
+                break;
+            }
+        }
+        filled
     }
 
     /// Counts the held fragments of a refused datagram, but the current
@@ -170,9 +214,9 @@ impl Dataplane {
 /// The whole datagram's view of its first fragment: not a fragment, and a
 /// TCP segment as long as the datagram (`total_len` stays the fragment's,
 /// which is what its frame holds, for the quote of an ICMP error).
-fn datagram_meta(first: Ipv4Meta, payload_len: u32) -> Ipv4Meta {
-    let first_len = first.total_len.saturating_sub(first.header_len) as u32;
-    let rest = payload_len.saturating_sub(first_len);
+/// `parsed` is how many payload bytes its transport header was parsed from.
+fn datagram_meta(first: Ipv4Meta, payload_len: u32, parsed: u32) -> Ipv4Meta {
+    let rest = payload_len.saturating_sub(parsed);
     let l4 = match first.l4 {
         L4::Tcp { ports, mut segment } => {
             segment.seq_len = segment.seq_len.saturating_add(rest);

@@ -370,7 +370,7 @@ impl Dataplane {
     }
 
     /// [`Self::send_icmp_error`], rate-limited or not (`limited`).
-    fn send_icmp_error_limited(
+    pub(super) fn send_icmp_error_limited(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,

@@ -13,8 +13,9 @@
 //!   non-last one whose length is not a multiple of 8 drops the whole train
 //!   (`FragmentOverlap`; RFC 1858 section 4, RFC 5722, Linux since 4.19).
 //!   A TCP fragment at offset 8 always overlaps the first (RFC 1858 3.2).
-//! - A first fragment that cannot hold its transport header is dropped by
-//!   `parse` (`TinyFragment`, RFC 1858 3.1); its train then times out.
+//! - A first fragment that cannot hold its transport header (RFC 1858
+//!   3.1) is held like any other; the data plane reads the header from
+//!   the whole datagram, as Linux does after reassembly.
 //! - A train incomplete after 30 s (`ipfrag_time`) is dropped
 //!   (`FragmentTimeout`), without an ICMP error (Linux sends none for
 //!   conntrack's reassembly queues).

@@ -4,8 +4,10 @@
 //! Entry life (Linux's neighbour states, simplified):
 //! - `Incomplete`: a frame needed this neighbour; up to `MAX_PROBES` ARP
 //!   requests go out `RETRY_MS` apart while up to `QUEUE_LEN` frames wait
-//!   in a preallocated pool. An answer flushes them; silence after the last
-//!   probe drops them (`NeighbourUnreachable`) and forgets the entry.
+//!   in a preallocated pool shared by all pending neighbours (a full queue
+//!   drops its oldest frame, as Linux's `unres_qlen_bytes`). An answer
+//!   flushes them in order; silence after the last probe drops them
+//!   (`NeighbourUnreachable`) and forgets the entry.
 //! - `Reachable`: learnt MAC, trusted for `REACHABLE_MS`.
 //! - `Probing`: past that, the MAC is still used while up to `MAX_PROBES`
 //!   requests re-confirm it (so an active flow never stalls on re-ARP);
@@ -32,8 +34,15 @@ use super::route::InterfaceConfig;
 use super::sink::FrameSink;
 use crate::flow::IfIndex;
 
-/// Frames queued per unresolved neighbour.
-pub const QUEUE_LEN: usize = 4;
+/// Frames queued per unresolved neighbour: a 64 KiB TSO segment cut at an
+/// MSS of 1448 is 46 frames (Linux queues 212,992 bytes of them,
+/// `unres_qlen_bytes`).
+pub const QUEUE_LEN: usize = 64;
+/// Pool slots per possible pending neighbour: the pool holds
+/// `max_pending * POOL_PER_PENDING` frames (256 by default, 380 KiB), so one
+/// neighbour may queue `QUEUE_LEN` while a flood's pending entries hold one
+/// each.
+pub const POOL_PER_PENDING: usize = 8;
 /// ARP requests sent before giving up.
 pub const MAX_PROBES: u8 = 3;
 /// Interval between ARP requests.
@@ -70,7 +79,7 @@ impl Default for NeighbourLimits {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Incomplete { probes: u8, next_probe_ms: u64, since_ms: u64, queue: [Option<u16>; QUEUE_LEN] },
+    Incomplete { probes: u8, next_probe_ms: u64, since_ms: u64, queue: Queue },
     Reachable { mac: [u8; 6], expires_ms: u64 },
     Probing { mac: [u8; 6], probes: u8, next_probe_ms: u64 },
 }
@@ -84,11 +93,21 @@ struct Entry {
     used_ms: Option<u64>,
 }
 
+/// The frames waiting for one neighbour: a list of pool slots in arrival order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Queue {
+    head: Option<u16>,
+    tail: Option<u16>,
+    len: usize,
+}
+
 /// One slot of the pool of queued frames.
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     len: usize,
     in_if: IfIndex,
+    /// The next frame of the same queue.
+    next: Option<u16>,
 }
 
 /// The outcome of resolving a next hop for a frame.
@@ -120,14 +139,14 @@ impl NeighbourTable {
     /// A table with `limits`, all memory allocated now.
     pub fn new(limits: NeighbourLimits) -> NeighbourTable {
         let capacity = limits.capacity.max(1);
-        let max_pending = limits.max_pending.clamp(1, (usize::from(u16::MAX) / QUEUE_LEN).min(capacity));
+        let max_pending = limits.max_pending.clamp(1, (usize::from(u16::MAX) / POOL_PER_PENDING).min(capacity));
         let limits = NeighbourLimits {
             capacity,
             max_pending,
             max_pending_per_interface: limits.max_pending_per_interface.clamp(1, max_pending),
             frame_size: limits.frame_size.max(ETHERNET_HEADER_LEN),
         };
-        let slot_count = limits.max_pending * QUEUE_LEN;
+        let slot_count = limits.max_pending * POOL_PER_PENDING;
         NeighbourTable {
             index: HashMap::with_capacity(capacity * 2),
             entries: vec![None; capacity],
@@ -209,7 +228,7 @@ impl NeighbourTable {
         let key = (out_if, addr);
         let Some(at) = self.index.get(&key).copied() else {
             let at = self.start_resolution(now_ms, key, counters)?;
-            let queued = self.enqueue(at, in_if, frame, partial);
+            let queued = self.enqueue(at, (in_if, frame, partial), counters);
             self.request(interfaces, key, counters, out);
             return queued.map(|()| Resolution::Queued);
         };
@@ -227,7 +246,9 @@ impl NeighbourTable {
                 Ok(Resolution::Mac(mac))
             }
             State::Probing { mac, .. } => Ok(Resolution::Mac(mac)),
-            State::Incomplete { .. } => self.enqueue(at, in_if, frame, partial).map(|()| Resolution::Queued),
+            State::Incomplete { .. } => {
+                self.enqueue(at, (in_if, frame, partial), counters).map(|()| Resolution::Queued)
+            }
         }
     }
 
@@ -252,7 +273,7 @@ impl NeighbourTable {
                 let old = core::mem::replace(&mut entry.state, reachable);
                 if let State::Incomplete { queue, .. } = old {
                     self.pending.retain(|&p| p != at);
-                    self.flush(in_if, mac, &queue, counters, out);
+                    self.flush(in_if, mac, queue, counters, out);
                 }
             }
             None if create => {
@@ -370,7 +391,7 @@ impl NeighbourTable {
         }
         let at = self.allocate(now_ms).ok_or(DropReason::NeighbourPendingFull)?;
         let next_probe_ms = now_ms.saturating_add(RETRY_MS);
-        let state = State::Incomplete { probes: 1, next_probe_ms, since_ms: now_ms, queue: [None; QUEUE_LEN] };
+        let state = State::Incomplete { probes: 1, next_probe_ms, since_ms: now_ms, queue: Queue::default() };
         self.place(at, Entry { key, state, used_ms: Some(now_ms) });
         self.pending.push(at);
         Ok(at)
@@ -401,7 +422,7 @@ impl NeighbourTable {
         self.free_entries.push(at);
         if let State::Incomplete { queue, .. } = entry.state {
             self.pending.retain(|&p| p != at);
-            release(&queue, &self.slots, &mut self.free_slots, reason, counters);
+            self.release(queue, reason, counters);
         }
     }
 
@@ -439,25 +460,38 @@ impl NeighbourTable {
         Some(at)
     }
 
-    /// Copies `frame` into a pool slot on the queue of the entry in slot `at`.
+    /// Copies `frame` into a pool slot at the end of the queue of the entry
+    /// in slot `at`; a queue already `QUEUE_LEN` long drops its oldest
+    /// frame first (`NeighbourQueueFull`, as Linux). When the shared pool
+    /// is empty, `frame` is refused.
     fn enqueue(
         &mut self,
         at: usize,
-        in_if: IfIndex,
-        frame: &[u8],
-        partial: Option<PartialChecksum>,
+        (in_if, frame, partial): (IfIndex, &[u8], Option<PartialChecksum>),
+        counters: &mut Counters,
     ) -> Result<(), DropReason> {
         if frame.len() > self.limits.frame_size {
             return Err(DropReason::NeighbourFrameTooLarge);
         }
-        let Some(Some(Entry { state: State::Incomplete { queue, .. }, .. })) = self.entries.get_mut(at) else {
+        let Some(Some(Entry { state: State::Incomplete { queue, .. }, .. })) = self.entries.get(at) else {
             return Err(DropReason::NeighbourPendingFull);
         };
-        let free_entry = queue.iter_mut().find(|entry| entry.is_none()).ok_or(DropReason::NeighbourQueueFull)?;
+        let mut queue = *queue;
+        if queue.len >= QUEUE_LEN {
+            if let Some(oldest) = queue.head.and_then(|slot| Some((slot, *self.slots.get(usize::from(slot))?))) {
+                let (slot, meta) = oldest;
+                queue.head = meta.next;
+                queue.len -= 1;
+                if queue.head.is_none() {
+                    queue.tail = None;
+                }
+                counters.count_drop(meta.in_if, DropReason::NeighbourQueueFull);
+                self.free_slots.push(slot);
+            }
+        }
         let slot = self.free_slots.pop().ok_or(DropReason::NeighbourQueueFull)?;
         let start = usize::from(slot) * self.limits.frame_size;
-        let stored = self.pool.get_mut(start..start + frame.len()).zip(self.slots.get_mut(usize::from(slot)));
-        let Some((bytes, meta)) = stored else {
+        let Some(bytes) = self.pool.get_mut(start..start + frame.len()) else {
             self.free_slots.push(slot);
             return Err(DropReason::NeighbourQueueFull);
         };
@@ -465,24 +499,27 @@ impl NeighbourTable {
         if let Some(PartialChecksum { start, offset }) = partial {
             complete_partial(bytes, start, offset);
         }
-        *meta = Slot { len: frame.len(), in_if };
-        *free_entry = Some(slot);
+        if let Some(meta) = self.slots.get_mut(usize::from(slot)) {
+            *meta = Slot { len: frame.len(), in_if, next: None };
+        }
+        match queue.tail.and_then(|tail| self.slots.get_mut(usize::from(tail))) {
+            Some(tail) => tail.next = Some(slot),
+            None => queue.head = Some(slot),
+        }
+        queue.tail = Some(slot);
+        queue.len += 1;
+        if let Some(Some(Entry { state: State::Incomplete { queue: stored, .. }, .. })) = self.entries.get_mut(at) {
+            *stored = queue;
+        }
         Ok(())
     }
 
-    /// Sends the queued frames of a neighbour that just resolved to `mac`.
-    fn flush(
-        &mut self,
-        out_if: IfIndex,
-        mac: [u8; 6],
-        queue: &[Option<u16>; QUEUE_LEN],
-        counters: &mut Counters,
-        out: &mut dyn FrameSink,
-    ) {
-        for slot in queue.iter().flatten().copied() {
-            let Some(meta) = self.slots.get(usize::from(slot)).copied() else {
-                continue;
-            };
+    /// Sends the queued frames of a neighbour that just resolved to `mac`, in order.
+    fn flush(&mut self, out_if: IfIndex, mac: [u8; 6], queue: Queue, counters: &mut Counters, out: &mut dyn FrameSink) {
+        let mut next = queue.head;
+        while let Some(slot) = next {
+            let Some(meta) = self.slots.get(usize::from(slot)).copied() else { break };
+            next = meta.next;
             let start = usize::from(slot) * self.limits.frame_size;
             if let Some(frame) = self.pool.get_mut(start..start + meta.len) {
                 if let Some(dst) = frame.get_mut(..6) {
@@ -493,21 +530,16 @@ impl NeighbourTable {
             self.free_slots.push(slot);
         }
     }
-}
 
-/// Frees the queue of a neighbour given up on, counting each frame as `reason`.
-fn release(
-    queue: &[Option<u16>; QUEUE_LEN],
-    slots: &[Slot],
-    free_slots: &mut Vec<u16>,
-    reason: DropReason,
-    counters: &mut Counters,
-) {
-    for slot in queue.iter().flatten().copied() {
-        if let Some(meta) = slots.get(usize::from(slot)) {
+    /// Frees the queue of a neighbour given up on, counting each frame as `reason`.
+    fn release(&mut self, queue: Queue, reason: DropReason, counters: &mut Counters) {
+        let mut next = queue.head;
+        while let Some(slot) = next {
+            let Some(meta) = self.slots.get(usize::from(slot)).copied() else { break };
+            next = meta.next;
             counters.count_drop(meta.in_if, reason);
+            self.free_slots.push(slot);
         }
-        free_slots.push(slot);
     }
 }
 

@@ -168,7 +168,8 @@ pub enum L4 {
     },
     /// Another IP protocol.
     Other,
-    /// A non-first fragment: no transport header.
+    /// A fragment without a whole transport header: a later one, or a
+    /// first one that cuts it (the datagram's is read once it is whole).
     LaterFragment,
 }
 
@@ -271,11 +272,25 @@ pub fn parse_ipv4(packet: &[u8]) -> Result<Ipv4Meta, DropReason> {
         more_fragments,
         l4: L4::LaterFragment,
     };
-    if frag_offset == 0 {
-        let truncated = if more_fragments { DropReason::TinyFragment } else { DropReason::L4Malformed };
-        parse_l4(&mut meta, payload).map_err(|()| truncated)?;
+    // A first fragment that cuts its transport header (RFC 1858 3.1) stays
+    // `LaterFragment`: as Linux, which reassembles first, the header is read
+    // from the whole datagram (`parse_transport`, defrag.rs).
+    if frag_offset == 0 && (parse_l4(&mut meta, payload).is_err() && !more_fragments) {
+        return Err(DropReason::L4Malformed);
     }
     Ok(meta)
+}
+
+/// Fills the transport fields of a reassembled datagram's `meta` from
+/// `head`, the first bytes of its payload (at most a buffer's worth);
+/// `Err(TinyFragment)` when even the whole datagram cuts the header.
+pub fn parse_transport(meta: &mut Ipv4Meta, head: &[u8]) -> Result<(), DropReason> {
+    // `more_fragments` keeps UDP's length field from being checked
+    // against the partial `head`.
+    let mut partial = Ipv4Meta { more_fragments: true, ..*meta };
+    parse_l4(&mut partial, head).map_err(|()| DropReason::TinyFragment)?;
+    meta.l4 = partial.l4;
+    Ok(())
 }
 
 /// Checks version, IHL, total length and checksum; returns (header, total) lengths.
@@ -488,8 +503,15 @@ mod tests {
     #[test]
     fn fragments_and_truncation() {
         let more_fragments = 0x2000;
-        let tiny = parse_ipv4(&ipv4(proto::TCP, more_fragments, &[0; 12]));
-        assert_eq!(tiny, Err(DropReason::TinyFragment));
+        let tiny = parse_ipv4(&ipv4(proto::TCP, more_fragments, &[0; 12])).unwrap();
+        assert_eq!((tiny.l4, tiny.frag_offset, tiny.more_fragments), (L4::LaterFragment, 0, true));
+        let mut whole = tiny;
+        assert_eq!(parse_transport(&mut whole, &[0; 12]), Err(DropReason::TinyFragment));
+        let mut header = [0u8; 20];
+        header[..4].copy_from_slice(&[0x9c, 0x40, 0, 80]);
+        header[12] = 0x50;
+        parse_transport(&mut whole, &header).unwrap();
+        assert_eq!(whole.l4.ports(), Some(Ports { src: 40000, dst: 80 }));
         assert_eq!(parse_ipv4(&ipv4(proto::TCP, 0, &[0; 12])), Err(DropReason::L4Malformed));
         let later = parse_ipv4(&ipv4(proto::TCP, 3, &[0; 4])).unwrap();
         assert_eq!((later.l4, later.frag_offset), (L4::LaterFragment, 3));

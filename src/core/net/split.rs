@@ -109,7 +109,7 @@ impl Dataplane {
     }
 
     /// Sends `frame` whole if it fits `mtu`, else as IPv4 fragments.
-    fn send_fragmented(
+    pub(super) fn send_fragmented(
         &mut self,
         now_ms: u64,
         (in_if, hop, mtu): (IfIndex, NextHop, u16),
