@@ -341,3 +341,23 @@ fn a_df_datagram_with_a_fragment_over_the_mtu_gets_fragmentation_needed() {
     assert_eq!(&ip.payload()[..2], &[3, 4], "destination unreachable, fragmentation needed");
     assert_eq!(u16::from_be_bytes([ip.payload()[6], ip.payload()[7]]), 1000);
 }
+
+#[test]
+fn the_first_fragment_gets_the_record_route_entry() {
+    // Linux stamps the reassembled header and refragments: the first
+    // fragment carries the option with 10.2.0.1 in it; later ones have
+    // none (record route is not a copied option).
+    let mut dp = lab_resolved(64);
+    let mut sink = VecSink::default();
+    let whole = datagram(SENDER, 12);
+    let record_route = [7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0];
+    let first = with_options(&piece(&whole, 0, 800, true), &record_route);
+    run(&mut dp, &mut sink, &first, &accept_all);
+    run(&mut dp, &mut sink, &piece(&whole, 800, 2000, false), &accept_all);
+    let [(_, a), (_, b)] = &sink.frames[..] else { panic!("two fragments, got {}", sink.frames.len()) };
+    let ip = smoltcp::wire::Ipv4Packet::new_checked(&a[ETH_LEN..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(&a[ETH_LEN + 20..ETH_LEN + 31], &[7, 11, 8, 10, 2, 0, 1, 0, 0, 0, 0]);
+    assert_eq!(a[ETH_LEN + 20 + 12..], first[ETH_LEN + 20 + 12..], "payload unchanged");
+    assert_eq!(b[ETH_LEN + 20..], piece(&whole, 800, 2000, false)[ETH_LEN + 20..]);
+}

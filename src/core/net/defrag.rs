@@ -17,7 +17,7 @@ use super::dataplane::{Classifier, Dataplane, Disposition};
 use super::forward::{set_ttl, Packet};
 use super::fragment::{Complete, Held};
 use super::mtu::{dont_fragment, DEFAULT_MTU};
-use super::options::Ipv4Options;
+use super::options::{self, Ipv4Options};
 use super::parse::{parse_ethernet, parse_ipv4, parse_transport, Ipv4Meta, ETHERNET_HEADER_LEN, L4};
 use super::reply::IcmpError;
 use super::route::NextHop;
@@ -133,13 +133,18 @@ impl Dataplane {
         (hop, ttl): (NextHop, u8),
         out: &mut dyn FrameSink,
     ) {
-        let Some((mac, mtu)) = self.interfaces.get(usize::from(hop.out_if)).map(|i| (i.mac, i.mtu)) else {
+        let Some(interface) = self.interfaces.get(usize::from(hop.out_if)) else {
             return self.count_held_drops_all(done, DropReason::UnknownInterface);
         };
+        let (mac, mtu, out_addr) = (interface.mac, interface.mtu, interface.ip().unwrap_or(0));
         let mut next = Some(done.head);
+        let mut first = true;
         while let Some(held) = next.and_then(|slot| self.fragments.held(slot)) {
             next = held.next;
             let Some(frame) = pool.get_mut(held.range) else { continue };
+            if core::mem::take(&mut first) {
+                self.stamp_options(frame, out_addr, now_ms);
+            }
             set_ttl(frame, ttl);
             if let Some(src) = frame.get_mut(6..12) {
                 src.copy_from_slice(&mac);
@@ -150,6 +155,19 @@ impl Dataplane {
             if let Some(counters) = self.counters.interface_mut(hop.out_if) {
                 counters.forwarded_out += 1;
             }
+        }
+    }
+
+    /// Record route and timestamp options of a datagram's first fragment
+    /// get the firewall's entry, as Linux's `ip_forward_options` gives them
+    /// to the reassembled header before refragmenting (later fragments
+    /// carry only copied options, which these are not).
+    fn stamp_options(&self, frame: &mut [u8], out_addr: u32, now_ms: u64) {
+        let Some(header_len) = frame.get(ETHERNET_HEADER_LEN).map(|b| usize::from(b & 0x0f) * 4) else { return };
+        let Some(header) = frame.get_mut(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + header_len) else { return };
+        if let Ok(found) = options::check(header) {
+            let own = |addr: u32| self.interfaces.iter().any(|i| i.ip() == Some(addr));
+            options::stamp(header, found, out_addr, now_ms, own);
         }
     }
 
