@@ -59,6 +59,7 @@ pub mod defrag;
 pub mod forward;
 pub mod fragment;
 pub mod mtu;
+pub mod nat;
 pub mod neighbour;
 pub mod options;
 pub mod parse;
