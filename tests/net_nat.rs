@@ -130,3 +130,107 @@ fn an_icmp_error_is_translated_back_with_its_quote() {
         assert_eq!(out[ETH_LEN..], expected[ETH_LEN..], "quote of {quote} bytes");
     }
 }
+
+mod tracked {
+    use super::*;
+    use unifw_core::flow::CtState;
+    use unifw_core::net::conntrack::{ConnTrack, Manip, NatExhausted};
+    use unifw_core::net::nat::PortPolicy;
+
+    const ROUTER: u32 = 0x0a02_00fe;
+
+    fn meta(frame: &[u8]) -> unifw_core::net::parse::Ipv4Meta {
+        parse_ipv4(&frame[ETH_LEN..]).unwrap()
+    }
+
+    /// Tracks and confirms a new flow for `frame`, translating its source to
+    /// `PUBLIC` with ports from `range`.
+    fn masquerade(ct: &mut ConnTrack, frame: &[u8], range: Option<(u16, u16)>) -> Result<Rewrite, NatExhausted> {
+        let mut tracked = ct.track(&meta(frame), 0);
+        assert_eq!(tracked.state, CtState::New);
+        let to = ct.translate(&mut tracked, Manip::Source, PUBLIC, range, (PortPolicy::Preserve, 1), 0)?;
+        ct.confirm(&tracked, 0).unwrap();
+        Ok(to)
+    }
+
+    #[test]
+    fn both_directions_of_a_source_nat_flow_are_found_and_rewritten() {
+        let mut ct = ConnTrack::new_for_nat(64, 1);
+        let syn = Tcp::new(SENDER, SERVER, 40000, 80).syn(1).frame();
+        let to = masquerade(&mut ct, &syn, None).unwrap();
+        assert_eq!(to, Rewrite { src: ep(PUBLIC, 40000), dst: ep(SERVER, 80) }, "the port is kept when free");
+        let syn_ack = Tcp::new(SERVER, PUBLIC, 80, 40000).syn(9).ack(9, 2).frame();
+        let reply = ct.track(&meta(&syn_ack), 1);
+        assert_eq!(reply.state, CtState::Established);
+        assert_eq!(reply.rewrite(), Some(Rewrite { src: ep(SERVER, 80), dst: ep(SENDER, 40000) }));
+        let ack = Tcp::new(SENDER, SERVER, 40000, 80).ack(2, 10).frame();
+        let next = ct.track(&meta(&ack), 2);
+        assert_eq!((next.state, next.rewrite()), (CtState::Established, Some(to)));
+        // The untranslated reverse tuple is not this flow's.
+        let stray = Tcp::new(SERVER, SENDER, 80, 40000).ack(10, 2).frame();
+        assert_eq!(ct.track(&meta(&stray), 3).state, CtState::Invalid);
+        assert_eq!(ct.len(), 1, "one flow, two keys");
+        // A table built without NAT room refuses to translate.
+        let mut plain = ConnTrack::new(64, 1);
+        let mut other = plain.track(&meta(&Tcp::new(SENDER, SERVER, 1, 2).syn(1).frame()), 0);
+        let refused = plain.translate(&mut other, Manip::Source, PUBLIC, None, (PortPolicy::Preserve, 1), 0);
+        assert_eq!(refused, Err(NatExhausted));
+    }
+
+    #[test]
+    fn a_second_host_with_the_same_port_gets_another_and_exhaustion_is_an_error() {
+        let mut ct = ConnTrack::new_for_nat(64, 1);
+        let from = |host: u32| udp_frame(host, SERVER, 5000, 53, 10);
+        let first = masquerade(&mut ct, &from(SENDER), Some((5000, 5001))).unwrap();
+        let second = masquerade(&mut ct, &from(SENDER + 1), Some((5000, 5001))).unwrap();
+        assert_eq!((first.src.port, second.src.port), (5000, 5001));
+        let mut third = ct.track(&meta(&from(SENDER + 2)), 0);
+        let result = ct.translate(&mut third, Manip::Source, PUBLIC, Some((5000, 5001)), (PortPolicy::Preserve, 1), 0);
+        assert_eq!(result, Err(NatExhausted));
+        // The second flow's reply finds the second host.
+        let reply = udp_frame(SERVER, PUBLIC, 53, 5001, 10);
+        assert_eq!(ct.track(&meta(&reply), 1).rewrite().unwrap().dst, ep(SENDER + 1, 5000));
+    }
+
+    #[test]
+    fn destination_nat_and_an_echo_query_id() {
+        let mut ct = ConnTrack::new_for_nat(64, 1);
+        // A port forward: PUBLIC:80 -> RECEIVER:8080.
+        let syn = Tcp::new(SERVER, PUBLIC, 33000, 80).syn(1).frame();
+        let mut tracked = ct.track(&meta(&syn), 0);
+        let to = ct
+            .translate(&mut tracked, Manip::Destination, RECEIVER, Some((8080, 8080)), (PortPolicy::Preserve, 1), 0)
+            .unwrap();
+        ct.confirm(&tracked, 0).unwrap();
+        assert_eq!(to, Rewrite { src: ep(SERVER, 33000), dst: ep(RECEIVER, 8080) });
+        let syn_ack = Tcp::new(RECEIVER, SERVER, 8080, 33000).syn(5).ack(5, 2).frame();
+        let reply = ct.track(&meta(&syn_ack), 1);
+        assert_eq!(reply.rewrite(), Some(Rewrite { src: ep(PUBLIC, 80), dst: ep(SERVER, 33000) }));
+        // Two hosts pinging with id 7 through one address: distinct ids out.
+        let a = masquerade(&mut ct, &echo_frame(SENDER, SERVER, true, 7, 1, 64), None).unwrap();
+        let b = masquerade(&mut ct, &echo_frame(SENDER + 1, SERVER, true, 7, 1, 64), None).unwrap();
+        assert_eq!(a.src.port, 7);
+        assert_ne!(b.src.port, 7);
+        let pong = echo_frame(SERVER, PUBLIC, false, b.src.port, 1, 64);
+        let back = ct.track(&meta(&pong), 1);
+        assert_eq!((back.state, back.rewrite().unwrap().dst), (CtState::Established, ep(SENDER + 1, 7)));
+    }
+
+    #[test]
+    fn an_icmp_error_about_a_translated_packet_is_related_with_its_rewrites() {
+        let mut ct = ConnTrack::new_for_nat(64, 1);
+        let out = udp_frame(SENDER, SERVER, 5353, 53, 10);
+        let to = masquerade(&mut ct, &out, Some((1024, 1024))).unwrap();
+        let on_the_wire = udp_frame(PUBLIC, SERVER, 1024, 53, 10);
+        let mut error = port_unreachable(PUBLIC, &on_the_wire, 28);
+        // From a router on the way, not the server.
+        error[ETH_LEN + 12..ETH_LEN + 16].copy_from_slice(&ROUTER.to_be_bytes());
+        refresh_ip_checksum(&mut error);
+        let tracked = ct.track(&meta(&error), 1);
+        assert_eq!(tracked.state, CtState::Related);
+        let (outer, inner) = tracked.error_rewrite().unwrap();
+        assert_eq!((outer.src.addr, outer.dst.addr), (ROUTER, SENDER), "only the SNAT end changes outside");
+        assert_eq!(inner, Rewrite { src: ep(SENDER, 5353), dst: ep(SERVER, 53) });
+        assert_eq!(to.src, ep(PUBLIC, 1024));
+    }
+}

@@ -3,10 +3,14 @@
 //! invalid.
 
 pub mod key;
+pub mod nat;
 pub mod table;
 pub mod tcp;
 pub mod timeouts;
 
 pub use key::FlowKey;
-pub use table::{bytes_per_flow, ConnTrack, TableFull, Tracked, EARLY_DROP_SCAN, MAX_CONNTRACK, MIN_FLOWS};
+pub use nat::{default_port_range, Manip, NatExhausted};
+pub use table::{
+    bytes_per_flow, bytes_per_flow_with, ConnTrack, TableFull, Tracked, EARLY_DROP_SCAN, MAX_CONNTRACK, MIN_FLOWS,
+};
 pub use tcp::{Direction, TcpState};

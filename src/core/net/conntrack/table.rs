@@ -13,9 +13,11 @@ use core::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::key::{FlowKey, Side};
+use super::nat::{direction, error_rewrites, FlowNat};
 use super::tcp::{Direction, TcpConn, TcpState, TcpUpdate};
 use super::timeouts;
 use crate::flow::{proto, CtState};
+use crate::net::nat::Rewrite;
 use crate::net::parse::{Ipv4Meta, Quoted, L4};
 
 /// How many slots a full table scans for an entry to evict (Linux scans
@@ -54,9 +56,9 @@ enum Proto {
 /// One tracked connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
-    key: FlowKey,
+    pub(super) key: FlowKey,
     /// Which side of `key` opened the connection.
-    original_side: Side,
+    pub(super) original_side: Side,
     seen_reply: bool,
     /// Never evicted early (TCP established, or any other flow with a reply).
     assured: bool,
@@ -83,12 +85,36 @@ impl Flow {
 pub struct Tracked {
     /// The state rules match on.
     pub state: CtState,
-    new_flow: Option<Flow>,
+    pub(super) new_flow: Option<Flow>,
+    /// The translation `ConnTrack::translate` gave the new flow.
+    pub(super) new_nat: Option<FlowNat>,
+    /// How NAT rewrites this packet (of a translated flow), if it does.
+    pub(super) rewrite: Option<Rewrite>,
+    /// For an ICMP error about a translated flow: its outer and quoted
+    /// packets' rewrites.
+    pub(super) error_rewrite: Option<(Rewrite, Rewrite)>,
 }
 
 impl Tracked {
-    fn of(state: CtState) -> Tracked {
-        Tracked { state, new_flow: None }
+    pub(super) fn of(state: CtState) -> Tracked {
+        Tracked { state, new_flow: None, new_nat: None, rewrite: None, error_rewrite: None }
+    }
+
+    /// How NAT rewrites this packet: the translation of its flow in its
+    /// direction, or the one just given to a new flow (`ConnTrack::translate`).
+    pub fn rewrite(&self) -> Option<Rewrite> {
+        self.rewrite.or_else(|| self.new_nat.map(|n| n.original))
+    }
+
+    /// For an ICMP error about a translated flow: how its outer header and
+    /// its quoted packet are rewritten.
+    pub fn error_rewrite(&self) -> Option<(Rewrite, Rewrite)> {
+        self.error_rewrite
+    }
+
+    /// Whether this packet would open a new flow.
+    pub fn is_new_flow(&self) -> bool {
+        self.new_flow.is_some()
     }
 }
 
@@ -105,9 +131,15 @@ pub const MIN_FLOWS: usize = 1024;
 /// the index's share (twice the capacity in buckets, rounded up to a power
 /// of two by hashbrown after its 7/8 load factor: up to 4.6 buckets).
 pub const fn bytes_per_flow() -> usize {
+    bytes_per_flow_with(1)
+}
+
+/// [`bytes_per_flow`] for a table whose flows may each hold `keys` index
+/// keys (2 when NAT is configured: original and reply tuple).
+pub const fn bytes_per_flow_with(keys: usize) -> usize {
     let slot = core::mem::size_of::<Option<Flow>>() + core::mem::size_of::<u32>();
     let bucket = core::mem::size_of::<(FlowKey, u32)>() + 1;
-    slot + bucket * 46 / 10
+    slot + keys * bucket * 46 / 10
 }
 
 /// The connection table is full and no entry could be evicted.
@@ -116,11 +148,18 @@ pub struct TableFull;
 
 /// A bounded connection-tracking table.
 pub struct ConnTrack {
-    index: HashMap<FlowKey, u32, SeededHasher>,
+    /// Flow keys to slots: one key per flow, two for a translated flow
+    /// (its original and its reply tuple).
+    pub(super) index: HashMap<FlowKey, u32, SeededHasher>,
     /// Flow slots; allocated for `capacity` at start but filled only as
     /// flows arrive, so boot does not pay for clearing the whole table.
-    slots: Vec<Option<Flow>>,
+    pub(super) slots: Vec<Option<Flow>>,
     capacity: usize,
+    /// Index keys a flow may hold: 2 in a table built for NAT, else 1.
+    pub(super) keys_per_flow: usize,
+    /// Translations by slot, beside `slots` so that a table without NAT
+    /// does not pay for them (empty unless built for NAT).
+    pub(super) nats: Vec<Option<FlowNat>>,
     free: Vec<u32>,
     sweep_cursor: usize,
     evict_cursor: usize,
@@ -132,12 +171,24 @@ impl ConnTrack {
     /// `hash_seed`. Panics if the allocator fails: the host and tests only;
     /// boot uses [`ConnTrack::within`].
     pub fn new(capacity: usize, hash_seed: u64) -> ConnTrack {
+        Self::new_with(capacity, hash_seed, 1)
+    }
+
+    /// [`ConnTrack::new`] for a table whose flows may be translated (two
+    /// index keys each): the index gets room for both.
+    pub fn new_for_nat(capacity: usize, hash_seed: u64) -> ConnTrack {
+        Self::new_with(capacity, hash_seed, 2)
+    }
+
+    fn new_with(capacity: usize, hash_seed: u64, keys_per_flow: usize) -> ConnTrack {
         let capacity = capacity.clamp(1, u32::MAX as usize);
         let hasher = SeededHasher { seed: hash_seed, inner: DefaultHashBuilder::default() };
         ConnTrack {
-            index: HashMap::with_capacity_and_hasher(capacity.saturating_mul(2), hasher),
+            index: HashMap::with_capacity_and_hasher(capacity.saturating_mul(2 * keys_per_flow), hasher),
             slots: Vec::with_capacity(capacity),
             capacity,
+            keys_per_flow,
+            nats: Vec::with_capacity(if keys_per_flow > 1 { capacity } else { 0 }),
             free: Vec::with_capacity(capacity),
             sweep_cursor: 0,
             evict_cursor: 0,
@@ -151,39 +202,59 @@ impl ConnTrack {
     /// 1 when memory is that short. [`ConnTrack::capacity`] says what was
     /// granted.
     pub fn within(capacity: usize, hash_seed: u64, budget: usize) -> ConnTrack {
+        Self::within_with(capacity, hash_seed, budget, false)
+    }
+
+    /// [`ConnTrack::within`], for a table built for NAT when `nat`
+    /// ([`ConnTrack::new_for_nat`]; [`bytes_per_flow_with`] 2 keys).
+    pub fn within_with(capacity: usize, hash_seed: u64, budget: usize, nat: bool) -> ConnTrack {
+        let keys = if nat { 2 } else { 1 };
         let wanted = capacity.clamp(1, u32::MAX as usize);
-        let mut granted = wanted.min(budget / bytes_per_flow()).max(MIN_FLOWS.min(wanted));
+        let mut granted = wanted.min(budget / bytes_per_flow_with(keys)).max(MIN_FLOWS.min(wanted));
         loop {
-            if let Some(table) = Self::try_new(granted, hash_seed) {
+            if let Some(table) = Self::try_new(granted, hash_seed, keys) {
                 return table;
             }
             if granted == 1 {
                 // Not even one flow: an empty table that tracks nothing.
-                return Self::try_new(0, hash_seed).unwrap_or_else(|| Self::new(1, hash_seed));
+                return Self::try_new(0, hash_seed, keys).unwrap_or_else(|| Self::new_with(1, hash_seed, keys));
             }
             granted /= 2;
         }
     }
 
-    fn try_new(capacity: usize, hash_seed: u64) -> Option<ConnTrack> {
+    fn try_new(capacity: usize, hash_seed: u64, keys_per_flow: usize) -> Option<ConnTrack> {
         let hasher = SeededHasher { seed: hash_seed, inner: DefaultHashBuilder::default() };
         let mut index = HashMap::with_hasher(hasher);
-        index.try_reserve(capacity.saturating_mul(2)).ok()?;
+        index.try_reserve(capacity.saturating_mul(2 * keys_per_flow)).ok()?;
         let mut slots = Vec::new();
         slots.try_reserve_exact(capacity).ok()?;
         let mut free = Vec::new();
         free.try_reserve_exact(capacity).ok()?;
-        Some(ConnTrack { index, slots, capacity, free, sweep_cursor: 0, evict_cursor: 0, early_drops: 0 })
+        let mut nats = Vec::new();
+        nats.try_reserve_exact(if keys_per_flow > 1 { capacity } else { 0 }).ok()?;
+        Some(ConnTrack {
+            index,
+            slots,
+            capacity,
+            keys_per_flow,
+            nats,
+            free,
+            sweep_cursor: 0,
+            evict_cursor: 0,
+            early_drops: 0,
+        })
     }
 
-    /// Number of tracked flows.
+    /// Number of tracked flows (a translated flow has two index keys but
+    /// counts once).
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.slots.len() - self.free.len()
     }
 
     /// Whether no flow is tracked.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
     }
 
     /// Maximum number of flows.
@@ -215,12 +286,12 @@ impl ConnTrack {
     /// would-be new flow is returned in `Tracked` for `confirm`.
     pub fn track(&mut self, meta: &Ipv4Meta, now_ms: u64) -> Tracked {
         match meta.l4 {
-            L4::IcmpError { quoted, .. } => Tracked::of(self.related(meta, quoted, now_ms)),
+            L4::IcmpError { quoted, .. } => self.related(meta, quoted, now_ms),
             L4::IcmpOther { .. } | L4::LaterFragment => Tracked::of(CtState::Invalid),
             _ => {
                 let (key, side) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport());
                 match self.lookup(&key, now_ms) {
-                    Some(slot) => self.update(slot, side, meta, now_ms),
+                    Some(slot) => self.update(slot, (key, side), meta, now_ms),
                     None => new_flow(key, side, meta, now_ms),
                 }
             }
@@ -233,10 +304,16 @@ impl ConnTrack {
         let Some(flow) = tracked.new_flow else {
             return Ok(());
         };
-        if let Some(slot) = self.lookup(&flow.key, now_ms) {
+        if self.lookup(&flow.key, now_ms).is_some() {
             // Confirmed twice (or raced by the other direction): keep the first.
-            let _ = slot;
             return Ok(());
+        }
+        let nat = tracked.new_nat.filter(|_| self.keys_per_flow > 1);
+        let reply_key = nat.map(|n| n.reply_key);
+        if reply_key.is_some_and(|key| self.lookup(&key, now_ms).is_some()) {
+            // `translate` chose a free reply tuple; taken since: refuse
+            // rather than let two flows share it.
+            return Err(TableFull);
         }
         let slot = match self.free.pop() {
             Some(slot) => slot,
@@ -250,6 +327,10 @@ impl ConnTrack {
         if let Some(entry) = self.slots.get_mut(slot as usize) {
             *entry = Some(flow);
             self.index.insert(flow.key, slot);
+            if let Some(key) = reply_key {
+                self.index.insert(key, slot);
+            }
+            self.set_nat(slot, nat);
         }
         Ok(())
     }
@@ -278,7 +359,7 @@ impl ConnTrack {
         }
     }
 
-    fn live(&self, key: &FlowKey, now_ms: u64) -> Option<&Flow> {
+    pub(super) fn live(&self, key: &FlowKey, now_ms: u64) -> Option<&Flow> {
         let slot = *self.index.get(key)?;
         self.slots.get(slot as usize)?.as_ref().filter(|f| f.expires_ms > now_ms)
     }
@@ -287,6 +368,9 @@ impl ConnTrack {
         if let Some(entry) = self.slots.get_mut(slot as usize) {
             if let Some(flow) = entry.take() {
                 self.index.remove(&flow.key);
+                if let Some(nat) = self.nats.get_mut(slot as usize).and_then(Option::take) {
+                    self.index.remove(&nat.reply_key);
+                }
                 self.free.push(slot);
             }
         }
@@ -312,15 +396,18 @@ impl ConnTrack {
         None
     }
 
-    fn update(&mut self, slot: u32, side: Side, meta: &Ipv4Meta, now_ms: u64) -> Tracked {
+    fn update(&mut self, slot: u32, (key, side): (FlowKey, Side), meta: &Ipv4Meta, now_ms: u64) -> Tracked {
+        let nat = self.nat_of(slot);
         let Some(Some(flow)) = self.slots.get_mut(slot as usize) else {
             return Tracked::of(CtState::Invalid);
         };
-        let dir = if side == flow.original_side { Direction::Original } else { Direction::Reply };
+        let Some((dir, rewrite)) = direction(flow, nat, key, side) else {
+            return Tracked::of(CtState::Invalid);
+        };
         if let (Proto::Tcp(conn), L4::Tcp { segment, .. }) = (&mut flow.proto, &meta.l4) {
             match conn.update(dir, segment) {
                 TcpUpdate::Invalid => return Tracked::of(CtState::Invalid),
-                TcpUpdate::Ignored => return Tracked::of(packet_state(flow, dir)),
+                TcpUpdate::Ignored => return Tracked { rewrite, ..Tracked::of(packet_state(flow, dir)) },
                 TcpUpdate::Reopen => {
                     self.remove(slot);
                     let (key, side) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport());
@@ -337,20 +424,24 @@ impl ConnTrack {
             flow.seen_reply = true;
         }
         flow.expires_ms = now_ms.saturating_add(flow.timeout_ms());
-        Tracked::of(packet_state(flow, dir))
+        Tracked { rewrite, ..Tracked::of(packet_state(flow, dir)) }
     }
 
     /// RELATED when the quoted packet belongs to a live flow and the error
-    /// travels back towards the quoted packet's sender; else INVALID.
-    fn related(&self, meta: &Ipv4Meta, quoted: Option<Quoted>, now_ms: u64) -> CtState {
+    /// travels back towards the quoted packet's sender; else INVALID. An
+    /// error about a translated flow also gets its rewrites (`nat.rs`).
+    fn related(&self, meta: &Ipv4Meta, quoted: Option<Quoted>, now_ms: u64) -> Tracked {
         let Some(quoted) = quoted else {
-            return CtState::Invalid;
+            return Tracked::of(CtState::Invalid);
         };
-        let (key, _) = FlowKey::of(quoted.proto, quoted.src, quoted.dst, quoted.transport);
-        if quoted.src == meta.dst && self.live(&key, now_ms).is_some() {
-            CtState::Related
-        } else {
-            CtState::Invalid
+        let (key, side) = FlowKey::of(quoted.proto, quoted.src, quoted.dst, quoted.transport);
+        let slot = self.index.get(&key).copied().unwrap_or(u32::MAX);
+        match self.live(&key, now_ms) {
+            Some(flow) if quoted.src == meta.dst => {
+                let error_rewrite = self.nat_of(slot).and_then(|nat| error_rewrites(flow, nat, (key, side), meta));
+                Tracked { error_rewrite, ..Tracked::of(CtState::Related) }
+            }
+            _ => Tracked::of(CtState::Invalid),
         }
     }
 }
@@ -380,7 +471,7 @@ fn new_flow(key: FlowKey, side: Side, meta: &Ipv4Meta, now_ms: u64) -> Tracked {
     };
     let mut flow = Flow { key, original_side: side, seen_reply: false, assured: false, expires_ms: 0, proto };
     flow.expires_ms = now_ms.saturating_add(flow.timeout_ms());
-    Tracked { state: CtState::New, new_flow: Some(flow) }
+    Tracked { new_flow: Some(flow), ..Tracked::of(CtState::New) }
 }
 
 #[cfg(test)]
