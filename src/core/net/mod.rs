@@ -58,6 +58,7 @@ pub mod dataplane;
 pub mod defrag;
 pub mod forward;
 pub mod fragment;
+pub mod mss;
 pub mod mtu;
 pub mod nat;
 pub mod neighbour;
