@@ -220,7 +220,7 @@ def mac(index):
 
 
 def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial="null", disk=None, firmware="bios",
-                 macs=None, root_ports=False, vars_file=None):
+                 macs=None, root_ports=False, vars_file=None, memory=None):
     """The QEMU command line that boots unifw with one virtio-net NIC per tap
     in TAPS (eth0 first). MACHINE: microvm (virtio-mmio), q35 or pc
     (virtio-pci; the PVH entry through qboot), pc-legacy (pc with legacy-only
@@ -232,14 +232,14 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
     command line comes from GRUB's configuration. MACS (default `mac(i)`)
     gives each NIC's address. ROOT_PORTS (q35) puts the disk and every NIC
     behind its own PCI Express root port, as libvirt does. SERIAL is QEMU's
-    chardev for the console ("file:PATH", "mon:stdio", "null"). Memory from
-    UNIFW_MEM (default 128M)."""
+    chardev for the console ("file:PATH", "mon:stdio", "null"). MEMORY is
+    QEMU's -m (default UNIFW_MEM, else 128M)."""
     if machine not in MACHINES:
         raise LabError(f"unknown machine {machine} ({', '.join(MACHINES)})")
     if firmware not in ("bios", "uefi") or (firmware == "uefi" and (disk is None or vars_file is None)):
         raise LabError(f"firmware {firmware}: bios, or uefi with a disk and a variable store")
     command = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-               "-m", os.environ.get("UNIFW_MEM", "128M")]
+               "-m", memory or os.environ.get("UNIFW_MEM", "128M")]
     command += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] if accel == "kvm" else ["-accel", "tcg"]
     firmware_boots = iso is not None or disk is not None
     if machine == "microvm":

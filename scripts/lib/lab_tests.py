@@ -778,6 +778,7 @@ class Test:
 
 
 # Lab tests in their own modules (they import from this one, so here).
+import lab_flood  # noqa: E402
 import lab_fragments  # noqa: E402
 import lab_hostile  # noqa: E402
 import lab_mtu  # noqa: E402
@@ -799,7 +800,8 @@ TESTS = {
     "fw-stateful": Test("tests/lab/fw-stateful.ipt: ESTABLISHED,RELATED replies", fw_stateful),
     "fw-diff": Test("tests/lab/fw-diff.ipt: 300 probes, unifw vs Linux iptables", fw_differential),
     "stream": Test("a TCP stream past 65,536 frames, offloads off", sustained_stream),
-    "first-packets": Test("first UDP and TCP packets to an unresolved host arrive at once", first_packets),
+    "first-packets": Test("first UDP and TCP packets to an unresolved host arrive at once; same in Linux",
+                          lab_flood.first_packets),
     "dhcp": Test("eth2 by DHCP from dnsmasq: router option, renewal, forwarding waits for it", dhcp),
     "cloud": Test("tests/lab/cloud.rules: NICs by MAC, DHCP fallback, option 121 routes", cloud),
     "metrics": Test("tests/lab/metrics.rules: GET /metrics parsed by prometheus_client, hostile clients", metrics),
@@ -810,6 +812,10 @@ TESTS = {
                 lab_mtu.mtu),
     "fragments": Test("fragment trains (order, duplicates, overlaps, 200 others' first fragments): unifw vs Linux",
                       lab_fragments.fragments),
+    "flood-neighbours": Test("SYN flood: 8 new neighbours reachable; ARP flood: busy one kept; unifw vs Linux",
+                             lab_flood.flood_neighbours),
+    "conntrack-boot": Test("tests/lab/conntrack.rules: 1,048,576 flows in 64 MiB (shrunk) and 512 MiB",
+                           lab_flood.conntrack_boot),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 
