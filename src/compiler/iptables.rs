@@ -162,8 +162,9 @@ fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(
         "ACCEPT" => Action::Accept,
         "DROP" => Action::Drop,
         "-" => {
+            ctx.count_unsupported("user-defined chains".into());
             return Err(line
-                .diag(name.at, format!("user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)")))
+                .diag(name.at, format!("user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)")));
         }
         p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
     };
@@ -171,7 +172,10 @@ fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(
         ("filter", "INPUT") => ctx.set.policy_input = action,
         ("filter", "FORWARD") => ctx.set.policy_forward = action,
         (_, _) if action == Action::Accept => {} // an empty chain that accepts changes nothing
-        (t, c) => return Err(line.diag(policy.at, format!("policy DROP for {t} chain {c} is not supported"))),
+        (t, c) => {
+            ctx.count_unsupported(format!("policy DROP of {t} {c}"));
+            return Err(line.diag(policy.at, format!("policy DROP for {t} chain {c} is not supported")));
+        }
     }
     Ok(())
 }
