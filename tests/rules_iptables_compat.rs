@@ -265,6 +265,8 @@ fn accepted_lines_mean_what_they_mean_in_linux() {
     let two = "-A FORWARD -m state --state NEW,ESTABLISHED -m state --state ESTABLISHED -j DROP";
     assert_eq!(verdict(two, &new_udp), Action::Accept, "both state matches must hold");
     assert_eq!(verdict(two, &key(proto::UDP, 53, CtState::Established)), Action::Drop);
+    let two = "-A FORWARD -m state --state ESTABLISHED -m conntrack --ctstate NEW,ESTABLISHED -j DROP";
+    assert_eq!(verdict(two, &new_udp), Action::Accept, "the last state match does not replace the first");
     let ports = "-A FORWARD -p udp -m multiport --dports 50:60 -m multiport ! --dports 53 -j DROP";
     assert_eq!(verdict(ports, &new_udp), Action::Accept);
     assert_eq!(verdict(ports, &key(proto::UDP, 54, CtState::New)), Action::Drop);
