@@ -95,7 +95,11 @@ fn icmp_unreachables_quote_header_and_8_bytes() {
     check_unreachable(RejectWith::AdminProhibited, 13, udp.clone());
     check_unreachable(RejectWith::HostUnreachable, 1, udp.clone());
     check_unreachable(RejectWith::NetUnreachable, 0, udp.clone());
-    check_unreachable(RejectWith::ProtoUnreachable, 2, udp);
+    check_unreachable(RejectWith::ProtoUnreachable, 2, udp.clone());
+    // iptables' icmp-net-prohibited and icmp-host-prohibited (RFC 1122 codes 9 and 10).
+    check_unreachable(RejectWith::NetProhibited, 9, udp.clone());
+    check_unreachable(RejectWith::HostProhibited, 10, udp);
+    check_unreachable(RejectWith::HostProhibited, 10, Tcp::new(SENDER, RECEIVER, 1, 2).syn(5).frame());
     // tcp-reset on UDP degrades to port unreachable.
     check_unreachable(RejectWith::TcpReset, 3, udp_frame(SENDER, RECEIVER, 5000, 53, 4));
     check_unreachable(RejectWith::AdminProhibited, 13, Tcp::new(SENDER, RECEIVER, 1, 2).syn(5).frame());

@@ -9,6 +9,8 @@ use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 use unifw_core::net::addr::Cidr;
 
+use super::diag::Diagnostic;
+
 /// An IPv4 prefix; `addr` has no bits set past `len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Prefix {
@@ -114,18 +116,39 @@ impl IcmpMatch {
     }
 }
 
-/// Interface match.
+/// Interface match: the packet's interface is in `set` (bit i = NIC i),
+/// or (negated) is not. An empty set is a name no NIC has (`-i lo`, an
+/// absent interface): it matches nothing, and negated everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IfMatch {
-    /// `!`: any interface but this one.
+    /// `!`: any interface outside the set.
     pub negated: bool,
-    /// Interface index (0 = eth0).
-    pub index: u8,
+    /// The interfaces, bit i = eth<i> (bits 0..=14).
+    pub set: u16,
 }
 
 impl IfMatch {
-    fn matches(&self, i: u8) -> bool {
-        (i == self.index) != self.negated
+    /// A match of the one interface `index` (0 = eth0).
+    pub fn one(negated: bool, index: u8) -> Self {
+        IfMatch { negated, set: 1u16.checked_shl(u32::from(index)).unwrap_or(0) }
+    }
+
+    /// The interface indexes of the set, lowest first.
+    pub fn indexes(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..16u8).filter(move |i| self.set & (1 << i) != 0)
+    }
+
+    /// Whether a packet on interface `i` matches. "No interface" (the
+    /// output side of input traffic) is outside every set, except that a
+    /// negated set of several interfaces is stored as its complement over
+    /// eth0..eth14, which does not hold "no interface" either (iptables
+    /// refuses `-o` in INPUT, so only a native rule can ask this).
+    pub fn matches(&self, i: u8) -> bool {
+        let inside = i < 16 && self.set & (1 << i) != 0;
+        if self.negated && self.set.count_ones() > 1 && i >= 15 {
+            return false;
+        }
+        inside != self.negated
     }
 }
 
@@ -241,6 +264,8 @@ pub struct Ruleset {
     pub rules: Vec<Rule>,
     /// `metrics` statements (at most one per interface).
     pub metrics: Vec<Metrics>,
+    /// Warnings and notes found while parsing (interface names no NIC has, ...).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Default connection-tracking capacity.
@@ -257,6 +282,7 @@ impl Default for Ruleset {
             conntrack_max: DEFAULT_CONNTRACK_MAX,
             rules: Vec::new(),
             metrics: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }

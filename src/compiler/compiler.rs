@@ -70,6 +70,9 @@ pub fn parse(
         ctx.set.interfaces = Ruleset::lab_interfaces();
     }
     parse_file(&mut ctx, name, text, 0);
+    let mut unsupported: Vec<(String, usize)> = core::mem::take(&mut ctx.unsupported).into_iter().collect();
+    unsupported.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ctx.diags.unsupported = unsupported;
     if ctx.set.rules.len() > MAX_RULES {
         ctx.diags.push(Diagnostic::plain(
             name,
@@ -130,7 +133,8 @@ pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
     if !diags.is_empty() {
         return Err(diags);
     }
-    let mut warnings = shadowed(&set);
+    let mut warnings = set.warnings.clone();
+    warnings.extend(shadowed(&set));
     warnings.extend(super::metrics::input_warnings(&set));
     let [input, forward] = chains;
     let (image, ts) = write_image(&set, input, forward);

@@ -102,6 +102,9 @@ pub struct Diagnostics {
     pub errors: Vec<Diagnostic>,
     /// How many more errors later stages found (the parsers stop instead).
     pub suppressed: usize,
+    /// Unsupported features and how many rules use each, most used first
+    /// (counted over the whole input, past the cap too).
+    pub unsupported: Vec<(String, usize)>,
 }
 
 impl Diagnostics {
@@ -139,6 +142,14 @@ impl fmt::Display for Diagnostics {
             writeln!(f, "{} more errors", self.suppressed)?;
         } else if self.is_full() {
             writeln!(f, "stopped after {MAX_ERRORS} errors")?;
+        }
+        if !self.unsupported.is_empty() {
+            let list: Vec<String> = self
+                .unsupported
+                .iter()
+                .map(|(what, n)| alloc::format!("{what} ({n} rule{})", if *n == 1 { "" } else { "s" }))
+                .collect();
+            writeln!(f, "unsupported: {}", list.join(", "))?;
         }
         let n = self.count();
         write!(f, "{n} error{}", if n == 1 { "" } else { "s" })

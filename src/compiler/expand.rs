@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use super::ast::{AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule};
+use super::ast::{AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule};
 
 /// Entry flag: the protocol field is ignored.
 pub const PROTO_ANY: u8 = 1;
@@ -51,17 +51,19 @@ pub fn expand(rule: &Rule, index: u32, cap: usize, out: &mut Vec<Entry>) -> Resu
     let dsts = addresses(rule.dst.as_ref());
     let protos = protocols(&rule.proto);
     let boxes = port_boxes(rule);
-    let n = srcs.len().saturating_mul(dsts.len()).saturating_mul(protos.len()).saturating_mul(boxes.len());
+    let (ins, outs) = (interfaces(rule.in_if), interfaces(rule.out_if));
+    let n = [dsts.len(), protos.len(), boxes.len(), ins.len(), outs.len()]
+        .into_iter()
+        .fold(srcs.len(), usize::saturating_mul);
     if n > cap {
         return Err(n);
     }
-    let (in_if, in_neg) = rule.in_if.map_or((IF_ANY, false), |m| (m.index, m.negated));
-    let (out_if, out_neg) = rule.out_if.map_or((IF_ANY, false), |m| (m.index, m.negated));
     out.reserve(n);
-    for &src in &srcs {
-        for &dst in &dsts {
-            for &(proto, proto_flags) in &protos {
-                for &(p1, p2) in &boxes {
+    for (&src, &dst) in srcs.iter().flat_map(|s| dsts.iter().map(move |d| (s, d))) {
+        for &(proto, proto_flags) in &protos {
+            for &(p1, p2) in &boxes {
+                for (&(in_if, in_neg), &(out_if, out_neg)) in ins.iter().flat_map(|i| outs.iter().map(move |o| (i, o)))
+                {
                     out.push(Entry {
                         src,
                         dst,
@@ -81,6 +83,20 @@ pub fn expand(rule: &Rule, index: u32, cap: usize, out: &mut Vec<Entry>) -> Resu
         }
     }
     Ok(())
+}
+
+/// The (interface, negated) pairs an interface match stands for: one per
+/// interface of a set, none for an empty set (it matches nothing), one
+/// negated entry for `!` one interface, and the complement over eth0..eth14
+/// for `!` several (an entry holds one interface).
+pub fn interfaces(m: Option<IfMatch>) -> Vec<(u8, bool)> {
+    let Some(m) = m else { return alloc::vec![(IF_ANY, false)] };
+    match (m.negated, m.set.count_ones()) {
+        (false, _) => m.indexes().map(|i| (i, false)).collect(),
+        (true, 0) => alloc::vec![(IF_ANY, false)],
+        (true, 1) => m.indexes().map(|i| (i, true)).collect(),
+        (true, _) => (0..IF_ANY).filter(|i| m.set & (1 << i) == 0).map(|i| (i, false)).collect(),
+    }
 }
 
 /// The prefixes an address match stands for (complemented if negated).
@@ -133,7 +149,8 @@ pub fn complement(iv: &[(u64, u64)], max: u64) -> Vec<(u64, u64)> {
     out
 }
 
-fn to_prefixes(mut lo: u64, hi: u64, out: &mut Vec<Prefix>) {
+/// Appends the fewest prefixes that cover `lo..=hi` exactly.
+pub fn to_prefixes(mut lo: u64, hi: u64, out: &mut Vec<Prefix>) {
     while lo <= hi {
         let mut size = if lo == 0 { 1u64 << 32 } else { 1u64 << lo.trailing_zeros().min(32) };
         while lo + size - 1 > hi {

@@ -7,16 +7,19 @@ use alloc::vec::Vec;
 
 use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, ProtoMatch, Rule, ANY_STATE};
+use super::ast::{ProtoMatch, Rule};
 use super::diag::Diagnostic;
+use super::iptables_match::{self, Matches};
 use super::names;
 use super::source::{trim, Ctx};
 
 /// A word of a rule line and its byte offset in the file.
 #[derive(Clone, Copy)]
-struct Word<'a> {
-    text: &'a str,
-    at: usize,
+pub struct Word<'a> {
+    /// The word (without its quotes).
+    pub text: &'a str,
+    /// Byte offset in the file.
+    pub at: usize,
 }
 
 struct Line<'a> {
@@ -38,10 +41,9 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
     let mut statements = 0;
     let mut start = 0;
     for (i, raw) in src.split(|&b| b == b'\n').enumerate() {
-        // Past MAX_ERRORS nothing more is reported: stop, in linear time.
-        if ctx.diags.is_full() {
-            return statements.max(1);
-        }
+        // Past MAX_ERRORS nothing more is reported, but each line is still
+        // read (in linear time) to count the unsupported features it uses.
+        let counting = ctx.diags.is_full();
         let line = Line { name, src, no: (i + 1).min(u32::MAX as usize) as u32, start };
         start += raw.len() + 1;
         let body = trim(raw);
@@ -55,11 +57,12 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
             ctx.diags.push(line.diag(offset + bad, "bytes that are not UTF-8".into()));
             continue;
         };
-        if let Err(d) = statement(ctx, file, &line, &mut table, text, offset) {
-            ctx.diags.push(d);
+        match statement(ctx, file, &line, &mut table, text, offset) {
+            Err(d) if !counting => ctx.diags.push(d),
+            _ => {}
         }
     }
-    if let Some(t) = table {
+    if let (Some(t), false) = (table, ctx.diags.is_full()) {
         let no = src.split(|&b| b == b'\n').count() as u32;
         ctx.diags.push(Diagnostic::plain(name, no, 1, format!("table `{t}` has no COMMIT (truncated file?)")));
     }
@@ -99,10 +102,15 @@ fn statement(
         w = &w[1..]; // packet and byte counters of `iptables-save -c`
     }
     match w.first().map(|x| x.text) {
-        Some("-A") | Some("--append") if t != "filter" => Err(line.diag(
-            offset,
-            format!("table `{t}` is not supported (unifw implements only the filter table's INPUT and FORWARD chains)"),
-        )),
+        Some("-A") | Some("--append") if t != "filter" => {
+            ctx.count_unsupported(format!("*{t} table"));
+            Err(line.diag(
+                offset,
+                format!(
+                    "table `{t}` is not supported (unifw implements only the filter table's INPUT and FORWARD chains)"
+                ),
+            ))
+        }
         Some("-A") | Some("--append") => {
             let rule = rule(ctx, file, line, &w[1..], offset)?;
             ctx.set.rules.push(rule);
@@ -154,8 +162,9 @@ fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(
         "ACCEPT" => Action::Accept,
         "DROP" => Action::Drop,
         "-" => {
+            ctx.count_unsupported("user-defined chains".into());
             return Err(line
-                .diag(name.at, format!("user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)")))
+                .diag(name.at, format!("user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)")));
         }
         p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
     };
@@ -163,7 +172,10 @@ fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(
         ("filter", "INPUT") => ctx.set.policy_input = action,
         ("filter", "FORWARD") => ctx.set.policy_forward = action,
         (_, _) if action == Action::Accept => {} // an empty chain that accepts changes nothing
-        (t, c) => return Err(line.diag(policy.at, format!("policy DROP for {t} chain {c} is not supported"))),
+        (t, c) => {
+            ctx.count_unsupported(format!("policy DROP of {t} {c}"));
+            return Err(line.diag(policy.at, format!("policy DROP for {t} chain {c} is not supported")));
+        }
     }
     Ok(())
 }
@@ -172,18 +184,20 @@ fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(
 struct Opts {
     rule: Rule,
     target: bool,
+    matches: Matches,
 }
 
-fn rule(ctx: &Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<Rule, Diagnostic> {
+fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<Rule, Diagnostic> {
     let chain = match w.first().map(|x| x.text) {
         Some("INPUT") => Chain::Input,
         Some("FORWARD") => Chain::Forward,
         Some(c) => {
-            return Err(line.diag(w[0].at, format!("chain `{c}` is not supported (unifw filters INPUT and FORWARD)")))
+            ctx.count_unsupported(format!("chain {c}"));
+            return Err(line.diag(w[0].at, format!("chain `{c}` is not supported (unifw filters INPUT and FORWARD)")));
         }
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
-    let mut o = Opts { rule: Rule::any(chain, Action::Accept), target: false };
+    let mut o = Opts { rule: Rule::any(chain, Action::Accept), target: false, matches: Matches::default() };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -201,19 +215,27 @@ fn rule(ctx: &Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<
     if !o.target {
         return Err(line.diag(offset, "rule without `-j` target (unifw needs ACCEPT, DROP or REJECT)".into()));
     }
+    iptables_match::finish(o.matches, &mut o.rule).map_err(|(at, e)| line.diag(at, e))?;
     check(&o.rule, line, offset)?;
     Ok(o.rule)
 }
 
 /// Applies one option; returns how many argument words it used.
 fn option(
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     o: &mut Opts,
     line: &Line,
     opt: &Word,
     arg: Option<&Word>,
     negated: bool,
 ) -> Result<usize, Diagnostic> {
+    if opt.text != "--reject-with" {
+        let at = |at: usize, msg: String| line.diag(at, msg);
+        let r = iptables_match::option(ctx, &mut o.matches, &mut o.rule, (opt, arg, negated), &at);
+        if let Some(used) = r.map_err(|(at, e)| line.diag(at, e))? {
+            return Ok(used);
+        }
+    }
     let need = || arg.ok_or_else(|| line.diag(opt.at, format!("`{}` needs an argument", opt.text)));
     let bad = |w: &Word, e: String| line.diag(w.at, e);
     let no_neg = |what: &str| {
@@ -225,102 +247,6 @@ fn option(
     };
     let r = &mut o.rule;
     match opt.text {
-        "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
-            let a = need()?;
-            let prefixes =
-                a.text.split(',').map(names::prefix).collect::<Result<Vec<_>, _>>().map_err(|e| bad(a, e))?;
-            if negated && prefixes.len() > 1 {
-                return Err(line.diag(opt.at, "`!` is not allowed with several addresses".into()));
-            }
-            let m = Some(AddrMatch { negated, prefixes: prefixes.into() });
-            if opt.text.starts_with("-s") || opt.text.starts_with("--s") {
-                r.src = m
-            } else {
-                r.dst = m
-            }
-        }
-        "-p" | "--protocol" => {
-            let a = need()?;
-            r.proto = match (a.text, negated) {
-                ("all", false) => ProtoMatch::Any,
-                (p, neg) => {
-                    let n = names::protocol(p).map_err(|e| bad(a, e))?;
-                    if neg {
-                        ProtoMatch::Not(n)
-                    } else {
-                        ProtoMatch::OneOf(alloc::vec![n])
-                    }
-                }
-            };
-        }
-        "-i" | "--in-interface" | "-o" | "--out-interface" => {
-            let a = need()?;
-            let index = names::interface(a.text).map_err(|e| bad(a, e))?;
-            if !ctx.interface_known(index) {
-                return Err(bad(
-                    a,
-                    format!("unknown interface {} (declare it in the native file before the include)", a.text),
-                ));
-            }
-            let m = Some(IfMatch { negated, index });
-            if opt.text.starts_with("-i") || opt.text.starts_with("--in") {
-                r.in_if = m
-            } else {
-                r.out_if = m
-            }
-        }
-        "-m" | "--match" => {
-            no_neg("-m")?;
-            let a = need()?;
-            if !matches!(a.text, "tcp" | "udp" | "icmp" | "multiport" | "conntrack" | "state" | "comment") {
-                return Err(bad(a, format!("match `-m {}` is not supported by unifw", a.text)));
-            }
-        }
-        "--comment" => return need().map(|_| 1), // a remark: no effect on matching
-        "--sport"
-        | "--source-port"
-        | "--dport"
-        | "--destination-port"
-        | "--sports"
-        | "--source-ports"
-        | "--dports"
-        | "--destination-ports" => {
-            let a = need()?;
-            let list = opt.text.ends_with('s');
-            let ranges =
-                a.text.split(',').map(names::port_range).collect::<Result<Vec<_>, _>>().map_err(|e| bad(a, e))?;
-            if !list && ranges.len() > 1 {
-                return Err(bad(a, format!("`{}` takes one port or range (use -m multiport for lists)", opt.text)));
-            }
-            let m = Some(PortMatch { negated, ranges });
-            if opt.text.starts_with("--s") {
-                r.sport = m
-            } else {
-                r.dport = m
-            }
-        }
-        "--state" | "--ctstate" => {
-            let a = need()?;
-            let bits = a
-                .text
-                .split(',')
-                .map(names::state)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(a, e))?
-                .into_iter()
-                .fold(0, |m, s| m | state_bit(s));
-            r.states = if negated { ANY_STATE & !bits } else { bits };
-        }
-        "--icmp-type" => {
-            let a = need()?;
-            r.icmp = match a.text {
-                "any" => None,
-                t => {
-                    let (icmp_type, code) = names::icmp_type(t).map_err(|e| bad(a, e))?;
-                    Some(IcmpMatch { negated, icmp_type, code })
-                }
-            };
-        }
         "-j" | "--jump" => {
             no_neg("-j")?;
             let a = need()?;
@@ -329,10 +255,11 @@ fn option(
                 "DROP" => Action::Drop,
                 "REJECT" => Action::Reject(RejectWith::PortUnreachable),
                 t => {
+                    ctx.count_unsupported(format!("-j {t}"));
                     return Err(bad(
                         a,
                         format!("target `{t}` is not supported (ACCEPT, DROP or REJECT; user chains and LOG are not)"),
-                    ))
+                    ));
                 }
             };
             o.target = true;
@@ -340,24 +267,25 @@ fn option(
         "--reject-with" => {
             let a = need()?;
             match r.action {
-                Action::Reject(_) => r.action = Action::Reject(names::reject_with(a.text).map_err(|e| bad(a, e))?),
+                Action::Reject(_) if o.target => {
+                    r.action = Action::Reject(names::reject_with_iptables(a.text).map_err(|e| bad(a, e))?)
+                }
                 _ => return Err(line.diag(opt.at, "`--reject-with` needs `-j REJECT` first".into())),
             }
         }
-        _ => return Err(line.diag(opt.at, format!("option `{}` is not supported by unifw", opt.text))),
+        _ => {
+            ctx.count_unsupported(String::from(opt.text));
+            return Err(line.diag(opt.at, format!("option `{}` is not supported by unifw", opt.text)));
+        }
     }
     Ok(1)
 }
 
 fn check(r: &Rule, line: &Line, offset: usize) -> Result<(), Diagnostic> {
-    if (r.sport.is_some() || r.dport.is_some()) && !r.proto.has_ports() {
-        return Err(line.diag(offset, "port matches need `-p tcp` or `-p udp`".into()));
-    }
-    if r.icmp.is_some() && !r.proto.is_icmp() {
-        return Err(line.diag(offset, "`--icmp-type` needs `-p icmp`".into()));
-    }
     if r.action == Action::Reject(RejectWith::TcpReset) && r.proto != ProtoMatch::OneOf(alloc::vec![proto::TCP]) {
-        return Err(line.diag(offset, "`--reject-with tcp-reset` needs `-p tcp`".into()));
+        return Err(
+            line.diag(offset, "`--reject-with tcp-reset` needs `-p tcp` (the kernel refuses it otherwise)".into())
+        );
     }
     Ok(())
 }

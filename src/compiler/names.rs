@@ -8,6 +8,8 @@ use unifw_core::flow::{CtState, RejectWith};
 
 use super::ast::Prefix;
 
+/// Protocol names iptables knows without the C library, and those unifw
+/// prints (`/etc/protocols` has the rest, see [`super::services`]).
 const PROTOCOLS: &[(&str, u8)] = &[
     ("icmp", 1),
     ("igmp", 2),
@@ -16,14 +18,21 @@ const PROTOCOLS: &[(&str, u8)] = &[
     ("gre", 47),
     ("esp", 50),
     ("ah", 51),
+    ("icmpv6", 58),
     ("ospf", 89),
     ("sctp", 132),
+    ("mh", 135),
+    ("udplite", 136),
 ];
 
-/// A protocol by name (`tcp`) or number (`6`).
+/// A protocol by name (`tcp`, either case, as in `/etc/protocols`) or number (`6`).
 pub fn protocol(s: &str) -> Result<u8, String> {
-    if let Some(&(_, n)) = PROTOCOLS.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)) {
+    let lower = s.to_ascii_lowercase();
+    if let Some(&(_, n)) = PROTOCOLS.iter().find(|(name, _)| *name == lower) {
         return Ok(n);
+    }
+    if let Ok(i) = super::services::PROTOCOLS.binary_search_by(|(name, _)| (*name).cmp(lower.as_str())) {
+        return Ok(super::services::PROTOCOLS[i].1);
     }
     number(s, 255)
         .map(|n| n as u8)
@@ -35,24 +44,56 @@ pub fn protocol_name(p: u8) -> Option<&'static str> {
     PROTOCOLS.iter().find(|(_, n)| *n == p).map(|(name, _)| *name)
 }
 
-/// ICMP type names, with a code where the name implies one.
+/// A tcp (bit 0) or udp (bit 1) service's port by its `/etc/services` name
+/// (case matters, as in the C library), if `protos` includes its protocol.
+pub fn service(s: &str, protos: u8) -> Option<u16> {
+    let services = super::services::SERVICES;
+    let i = services.binary_search_by(|(name, _, _)| (*name).cmp(s)).ok()?;
+    services.get(i).filter(|(_, _, p)| p & protos != 0).map(|(_, port, _)| *port)
+}
+
+/// ICMP type names as iptables lists them (`iptables -p icmp -h`), with the
+/// code where the name implies one; aliases (`ping`) follow their type.
 pub const ICMP_TYPES: &[(&str, u8, Option<u8>)] = &[
     ("echo-reply", 0, None),
+    ("pong", 0, None),
     ("destination-unreachable", 3, None),
     ("network-unreachable", 3, Some(0)),
     ("host-unreachable", 3, Some(1)),
     ("protocol-unreachable", 3, Some(2)),
     ("port-unreachable", 3, Some(3)),
     ("fragmentation-needed", 3, Some(4)),
+    ("source-route-failed", 3, Some(5)),
+    ("network-unknown", 3, Some(6)),
+    ("host-unknown", 3, Some(7)),
+    ("network-prohibited", 3, Some(9)),
+    ("host-prohibited", 3, Some(10)),
+    ("TOS-network-unreachable", 3, Some(11)),
+    ("TOS-host-unreachable", 3, Some(12)),
+    ("communication-prohibited", 3, Some(13)),
+    ("host-precedence-violation", 3, Some(14)),
+    ("precedence-cutoff", 3, Some(15)),
     ("source-quench", 4, None),
     ("redirect", 5, None),
+    ("network-redirect", 5, Some(0)),
+    ("host-redirect", 5, Some(1)),
+    ("TOS-network-redirect", 5, Some(2)),
+    ("TOS-host-redirect", 5, Some(3)),
     ("echo-request", 8, None),
+    ("ping", 8, None),
     ("router-advertisement", 9, None),
     ("router-solicitation", 10, None),
     ("time-exceeded", 11, None),
+    ("ttl-exceeded", 11, None),
+    ("ttl-zero-during-transit", 11, Some(0)),
+    ("ttl-zero-during-reassembly", 11, Some(1)),
     ("parameter-problem", 12, None),
+    ("ip-header-bad", 12, Some(0)),
+    ("required-option-missing", 12, Some(1)),
     ("timestamp-request", 13, None),
     ("timestamp-reply", 14, None),
+    ("address-mask-request", 17, None),
+    ("address-mask-reply", 18, None),
 ];
 
 /// An ICMP type by name or number (`8`, `echo-request`, `3/3` for type/code).
@@ -60,10 +101,29 @@ pub fn icmp_type(s: &str) -> Result<(u8, Option<u8>), String> {
     if let Some(&(_, t, c)) = ICMP_TYPES.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(s)) {
         return Ok((t, c));
     }
+    icmp_number(s)
+}
+
+fn icmp_number(s: &str) -> Result<(u8, Option<u8>), String> {
     let bad = || format!("unknown ICMP type `{s}` (a name such as echo-request, or a number 0-255, or TYPE/CODE)");
     match s.split_once('/') {
         Some((t, c)) => Ok((number(t, 255).map_err(|_| bad())? as u8, Some(number(c, 255).map_err(|_| bad())? as u8))),
         None => Ok((number(s, 255).map_err(|_| bad())? as u8, None)),
+    }
+}
+
+/// An ICMP type as iptables reads `--icmp-type`: a name or an unambiguous
+/// beginning of one (either case; `echo-req`), or `TYPE[/CODE]`.
+pub fn icmp_type_iptables(s: &str) -> Result<(u8, Option<u8>), String> {
+    if let Some(&(_, t, c)) = ICMP_TYPES.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(s)) {
+        return Ok((t, c));
+    }
+    let starts = |n: &str| n.len() > s.len() && n.as_bytes()[..s.len()].eq_ignore_ascii_case(s.as_bytes());
+    let mut hits = ICMP_TYPES.iter().filter(|(n, _, _)| !s.is_empty() && starts(n));
+    match (hits.next(), hits.next()) {
+        (Some(&(_, t, c)), None) => Ok((t, c)),
+        (Some(a), Some(b)) => Err(format!("ambiguous ICMP type `{s}`: `{}` or `{}`?", a.0, b.0)),
+        _ => icmp_number(s),
     }
 }
 
@@ -76,12 +136,35 @@ pub fn reject_with(s: &str) -> Result<RejectWith, String> {
         "net-unreachable" => RejectWith::NetUnreachable,
         "host-unreachable" => RejectWith::HostUnreachable,
         "proto-unreachable" => RejectWith::ProtoUnreachable,
+        "net-prohibited" => RejectWith::NetProhibited,
+        "host-prohibited" => RejectWith::HostProhibited,
         "tcp-reset" if s == bare => RejectWith::TcpReset,
         _ => {
             return Err(format!(
-                "unsupported reject kind `{s}` (port-unreachable, admin-prohibited, net-unreachable, host-unreachable, proto-unreachable, tcp-reset)"
+                "unsupported reject kind `{s}` (port-unreachable, admin-prohibited, net-unreachable, host-unreachable, proto-unreachable, net-prohibited, host-prohibited, tcp-reset)"
             ))
         }
+    })
+}
+
+/// The reject kinds of iptables' REJECT target (`--reject-with`), each with
+/// its short alias, exactly as iptables accepts them.
+const IPTABLES_REJECT: &[(&str, &str, RejectWith)] = &[
+    ("icmp-net-unreachable", "net-unreach", RejectWith::NetUnreachable),
+    ("icmp-host-unreachable", "host-unreach", RejectWith::HostUnreachable),
+    ("icmp-proto-unreachable", "proto-unreach", RejectWith::ProtoUnreachable),
+    ("icmp-port-unreachable", "port-unreach", RejectWith::PortUnreachable),
+    ("icmp-net-prohibited", "net-prohib", RejectWith::NetProhibited),
+    ("icmp-host-prohibited", "host-prohib", RejectWith::HostProhibited),
+    ("tcp-reset", "tcp-rst", RejectWith::TcpReset),
+    ("icmp-admin-prohibited", "admin-prohib", RejectWith::AdminProhibited),
+];
+
+/// A `--reject-with` kind, as iptables reads it.
+pub fn reject_with_iptables(s: &str) -> Result<RejectWith, String> {
+    IPTABLES_REJECT.iter().find(|(long, short, _)| s == *long || s == *short).map(|r| r.2).ok_or_else(|| {
+        let kinds: alloc::vec::Vec<&str> = IPTABLES_REJECT.iter().map(|r| r.0).collect();
+        format!("unknown reject type `{s}` (iptables knows {} and their short forms)", kinds.join(", "))
     })
 }
 
@@ -93,6 +176,8 @@ pub fn reject_name(r: RejectWith) -> &'static str {
         RejectWith::NetUnreachable => "net-unreachable",
         RejectWith::HostUnreachable => "host-unreachable",
         RejectWith::ProtoUnreachable => "proto-unreachable",
+        RejectWith::NetProhibited => "net-prohibited",
+        RejectWith::HostProhibited => "host-prohibited",
         RejectWith::TcpReset => "tcp-reset",
     }
 }
@@ -245,6 +330,31 @@ mod tests {
         assert_eq!(icmp_type("3/4"), Ok((3, Some(4))));
         assert_eq!(reject_with("icmp-admin-prohibited"), Ok(RejectWith::AdminProhibited));
         assert!(reject_with("icmp-tcp-reset").is_err());
+        assert_eq!(reject_with("host-prohibited"), Ok(RejectWith::HostProhibited));
+        assert_eq!(reject_with_iptables("host-prohib"), Ok(RejectWith::HostProhibited));
+        assert_eq!(reject_with_iptables("icmp-net-prohibited"), Ok(RejectWith::NetProhibited));
+        assert_eq!(reject_with_iptables("tcp-rst"), Ok(RejectWith::TcpReset));
+        assert!(reject_with_iptables("port-unreachable").is_err(), "iptables refuses it");
+    }
+
+    #[test]
+    fn iptables_names() {
+        assert_eq!(protocol("IPV6-ICMP"), Ok(58));
+        assert_eq!(protocol("icmpv6"), Ok(58));
+        assert_eq!(protocol("vrrp"), Ok(112));
+        assert!(protocol("256").is_err() && protocol("nosuch").is_err());
+        assert_eq!(service("ssh", 1), Some(22));
+        assert_eq!(service("www", 3), Some(80));
+        assert_eq!(service("bootps", 1), None, "bootps is a udp service only");
+        assert_eq!(service("bootps", 2), Some(67));
+        assert_eq!(service("SSH", 3), None, "case matters");
+        assert_eq!(icmp_type_iptables("ping"), Ok((8, None)));
+        assert_eq!(icmp_type_iptables("echo-req"), Ok((8, None)));
+        assert_eq!(icmp_type_iptables("HOST-PROHIBITED"), Ok((3, Some(10))));
+        assert!(icmp_type_iptables("echo").unwrap_err().contains("ambiguous"));
+        assert_eq!(icmp_type_iptables("3/13"), Ok((3, Some(13))));
+        assert!(icmp_type_iptables("256").is_err() && icmp_type_iptables("3/300").is_err());
+        assert!(icmp_type_iptables("8/").is_err());
     }
 
     #[test]

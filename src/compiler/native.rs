@@ -225,11 +225,12 @@ impl<'a> Parser<'a, '_, '_> {
         } else {
             None
         };
-        let (mtu, reverse_path) = self.interface_options()?;
+        let (mtu, reverse_path, aliases) = self.interface_options()?;
         if self.ctx.declared_ifs & (1 << index) != 0 {
             return self.fail_at(kw, format!("interface {name} is declared twice"));
         }
         self.ctx.declared_ifs |= 1 << index;
+        self.ctx.if_names.extend(aliases.into_iter().map(|a| (a, index)));
         self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback, mtu, reverse_path });
         self.ctx.set.interfaces.sort_by_key(|i| i.index);
         Ok(())
@@ -250,13 +251,19 @@ impl<'a> Parser<'a, '_, '_> {
         Ok(Cidr { addr, prefix_len: len as u8 })
     }
 
-    /// An interface's options after its address, each at most once and in
-    /// any order: `mtu BYTES` and `rpfilter strict|loose|off`.
-    fn interface_options(&mut self) -> R<(Option<u16>, ReversePathFilter)> {
-        let (mut mtu, mut reverse_path) = (None, None);
+    /// An interface's options after its address, in any order: `mtu
+    /// BYTES` and `rpfilter strict|loose|off` at most once, `name NAME,...`
+    /// any number of times.
+    fn interface_options(&mut self) -> R<(Option<u16>, ReversePathFilter, Vec<String>)> {
+        let (mut mtu, mut reverse_path, mut aliases) = (None, None, Vec::new());
         loop {
             let t = self.tok;
-            if self.is_word("mtu") && mtu.is_none() {
+            if self.is_word("name") {
+                self.bump();
+                for alias in self.list("an interface name like wan0", |s| Ok(String::from(s)))? {
+                    self.interface_alias(&alias, &t, &mut aliases)?;
+                }
+            } else if self.is_word("mtu") && mtu.is_none() {
                 self.bump();
                 mtu = Some(self.mtu()?);
             } else if self.is_word("rpfilter") && reverse_path.is_none() {
@@ -265,9 +272,25 @@ impl<'a> Parser<'a, '_, '_> {
             } else if self.is_word("mtu") || self.is_word("rpfilter") {
                 return self.fail_at(&t, "this interface option is given twice".into());
             } else {
-                return Ok((mtu, reverse_path.unwrap_or_default()));
+                return Ok((mtu, reverse_path.unwrap_or_default(), aliases));
             }
         }
+    }
+
+    /// Checks one `name` of an interface (Linux's rules, unique across
+    /// interfaces) and adds it to `aliases`.
+    fn interface_alias(&mut self, alias: &str, at: &Token, aliases: &mut Vec<String>) -> R<()> {
+        if let Err(e) = super::ifnames::check_alias(alias) {
+            return self.fail_at(at, e);
+        }
+        if let Some((_, i)) = self.ctx.if_names.iter().find(|(a, _)| a == alias) {
+            return self.fail_at(at, format!("interface name `{alias}` already names eth{i}"));
+        }
+        if aliases.iter().any(|a| a == alias) {
+            return self.fail_at(at, format!("interface name `{alias}` is given twice"));
+        }
+        aliases.push(alias.into());
+        Ok(())
     }
 
     /// After `rpfilter`: strict, loose or off.
@@ -574,13 +597,11 @@ impl<'a> Parser<'a, '_, '_> {
             "type" => rule.icmp = Some(self.icmp()?),
             "in" | "out" => {
                 let negated = self.eat_bang();
-                let index = self.value("an interface name", names::interface)?;
-                if !self.ctx.interface_known(index) {
-                    let msg =
-                        format!("unknown interface eth{index} (declare it first with `interface eth{index} ...`)");
-                    return self.fail_at(t, msg);
+                let mut set = 0u16;
+                for name in self.list("an interface name", |s| Ok(String::from(s)))? {
+                    set |= self.interface_set(&name, t)?;
                 }
-                let m = Some(IfMatch { negated, index });
+                let m = Some(IfMatch { negated, set });
                 if kw == "in" {
                     rule.in_if = m
                 } else {
@@ -603,6 +624,22 @@ impl<'a> Parser<'a, '_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// The NICs a name of `in`/`out` stands for: a declared `ethN`, a name
+    /// an `interface ... name` gave, or `lo` (none, with a note).
+    fn interface_set(&mut self, name: &str, t: &Token) -> R<u16> {
+        let set = super::ifnames::lookup(self.ctx, name);
+        if set != 0 || name == "lo" {
+            let (file, src) = (self.name, self.src);
+            let at = |m: String| Diagnostic::at(file, src, t.line, t.line_start, t.start, m);
+            return super::ifnames::resolve(self.ctx, name, &at).or_else(|e| self.fail_at(t, e));
+        }
+        let msg = match names::interface(name) {
+            Ok(i) => format!("unknown interface eth{i} (declare it first with `interface eth{i} ...`)"),
+            Err(_) => format!("unknown interface `{name}` (declare it first with `interface ethN ... name {name}`)"),
+        };
+        self.fail_at(t, msg)
     }
 
     fn proto(&mut self, kw: &str, t: &Token) -> R<ProtoMatch> {

@@ -183,7 +183,10 @@ fn native_rule(r: &Rule) -> String {
     }
     for (kw, m) in [("in", r.in_if), ("out", r.out_if)] {
         if let Some(m) = m {
-            let _ = write!(s, " {kw} {}eth{}", bang(m.negated), m.index);
+            // An empty set (a name no NIC has) reads back as `lo`, which matches nothing too.
+            let names: Vec<String> = m.indexes().map(|i| format!("eth{i}")).collect();
+            let list = if names.is_empty() { String::from("lo") } else { names.join(",") };
+            let _ = write!(s, " {kw} {}{list}", bang(m.negated));
         }
     }
     if r.states != ANY_STATE {
@@ -207,7 +210,12 @@ fn iptables_rule(r: &Rule) -> Result<String, String> {
     }
     for (opt, m) in [("-i", r.in_if), ("-o", r.out_if)] {
         if let Some(m) = m {
-            let _ = write!(s, " {}{opt} eth{}", if m.negated { "! " } else { "" }, m.index);
+            let name = match (m.set.count_ones(), m.indexes().next()) {
+                (0, _) => String::from("lo"),
+                (1, Some(i)) => format!("eth{i}"),
+                _ => return Err("iptables names one interface per rule".into()),
+            };
+            let _ = write!(s, " {}{opt} {name}", if m.negated { "! " } else { "" });
         }
     }
     let p = match &r.proto {

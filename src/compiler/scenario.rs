@@ -162,9 +162,9 @@ fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
             ANY_STATE & !state_bit(unifw_core::flow::CtState::New) & !state_bit(unifw_core::flow::CtState::Invalid);
     }
     if rng.pct(5) {
-        r.in_if = Some(super::ast::IfMatch { negated: false, index: 0 });
+        r.in_if = Some(super::ast::IfMatch::one(false, 0));
     } else if rng.pct(5) {
-        r.out_if = Some(super::ast::IfMatch { negated: false, index: 1 });
+        r.out_if = Some(super::ast::IfMatch::one(false, 1));
     }
     r
 }

@@ -33,6 +33,13 @@ pub struct Ctx<'l> {
     pub declared_ifs: u16,
     /// Whether the main file is iptables-save (then any ethN may be named).
     pub any_interface: bool,
+    /// Names given by `interface ethN ... name NAME`, and their NIC.
+    pub if_names: Vec<(String, u8)>,
+    /// Interface names already warned about (each is warned about once).
+    pub warned_ifs: Vec<String>,
+    /// Rules refused for each unsupported feature (`-m recent`, ...), all
+    /// of them, past the error cap too.
+    pub unsupported: BTreeMap<String, usize>,
     /// Reads included files.
     pub load: &'l mut Loader<'l>,
 }
@@ -49,6 +56,9 @@ impl<'l> Ctx<'l> {
             addresses: 0,
             declared_ifs: 0,
             any_interface: false,
+            if_names: Vec::new(),
+            warned_ifs: Vec::new(),
+            unsupported: BTreeMap::new(),
             load,
         }
     }
@@ -56,6 +66,11 @@ impl<'l> Ctx<'l> {
     /// Whether `eth<i>` may be named by a rule.
     pub fn interface_known(&self, i: u8) -> bool {
         self.any_interface || (i < 16 && self.declared_ifs & (1 << i) != 0)
+    }
+
+    /// Counts one more rule refused for the unsupported `feature`.
+    pub fn count_unsupported(&mut self, feature: String) {
+        *self.unsupported.entry(feature).or_insert(0) += 1;
     }
 
     /// Counts `n` more addresses named; the error if that passes

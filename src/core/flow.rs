@@ -81,6 +81,11 @@ pub enum RejectWith {
     HostUnreachable,
     /// ICMP destination unreachable, code 2 (protocol unreachable).
     ProtoUnreachable,
+    /// ICMP destination unreachable, code 9 (network administratively prohibited).
+    NetProhibited,
+    /// ICMP destination unreachable, code 10 (host administratively
+    /// prohibited; iptables' `icmp-host-prohibited`, the CentOS default).
+    HostProhibited,
     /// TCP RST (only for TCP packets).
     TcpReset,
 }

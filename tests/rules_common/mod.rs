@@ -85,10 +85,10 @@ pub fn random_rule(rng: &mut Rng, iptables: bool) -> Rule {
         _ => r.proto = ProtoMatch::OneOf(vec![47]),
     }
     if rng.pct(20) {
-        r.in_if = Some(IfMatch { negated: rng.pct(30), index: rng.below(3) as u8 });
+        r.in_if = Some(IfMatch::one(rng.pct(30), rng.below(3) as u8));
     }
     if rng.pct(20) {
-        r.out_if = Some(IfMatch { negated: rng.pct(30), index: rng.below(3) as u8 });
+        r.out_if = Some(IfMatch::one(rng.pct(30), rng.below(3) as u8));
     }
     if rng.pct(25) {
         r.states = 1 + rng.below(15) as u8;

@@ -177,7 +177,7 @@ pub fn u128_item(section: &[u8], i: usize) -> u128 {
     section.get(at..at + 16).and_then(|s| s.try_into().ok()).map_or(0, u128::from_le_bytes)
 }
 
-/// The byte code of an action (bits 0-2).
+/// The byte code of an action (bits 0-3).
 pub fn action_code(a: Action) -> u8 {
     match a {
         Action::Accept => 0,
@@ -188,12 +188,14 @@ pub fn action_code(a: Action) -> u8 {
         Action::Reject(RejectWith::HostUnreachable) => 5,
         Action::Reject(RejectWith::ProtoUnreachable) => 6,
         Action::Reject(RejectWith::TcpReset) => 7,
+        Action::Reject(RejectWith::NetProhibited) => 8,
+        Action::Reject(RejectWith::HostProhibited) => 9,
     }
 }
 
-/// The action of a byte code (bits 0-2; unknown codes drop).
+/// The action of a byte code (bits 0-3; unknown codes drop).
 pub fn action_of(code: u8) -> Action {
-    match code & 7 {
+    match code & 0x0f {
         0 => Action::Accept,
         2 => Action::Reject(RejectWith::PortUnreachable),
         3 => Action::Reject(RejectWith::AdminProhibited),
@@ -201,6 +203,8 @@ pub fn action_of(code: u8) -> Action {
         5 => Action::Reject(RejectWith::HostUnreachable),
         6 => Action::Reject(RejectWith::ProtoUnreachable),
         7 => Action::Reject(RejectWith::TcpReset),
+        8 => Action::Reject(RejectWith::NetProhibited),
+        9 => Action::Reject(RejectWith::HostProhibited),
         _ => Action::Drop,
     }
 }
@@ -526,7 +530,7 @@ impl MetricsSource {
     }
 }
 
-/// A rule's action byte: the [`action_code`] in bits 0-2, bit 7 = log.
+/// A rule's action byte: the [`action_code`] in bits 0-3, bit 7 = log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleAction {
     /// What the rule does.
@@ -857,7 +861,7 @@ mod tests {
         for r in routes {
             assert_eq!(RouteSpec::decode(&r.encode()), Some(r));
         }
-        for code in 0..8 {
+        for code in 0..10 {
             for log in [false, true] {
                 let a = RuleAction { action: action_of(code), log };
                 assert_eq!(RuleAction::decode(a.encode()), a);

@@ -73,6 +73,8 @@ impl IcmpError {
             RejectWith::HostUnreachable => 1,
             RejectWith::ProtoUnreachable => 2,
             RejectWith::PortUnreachable => 3,
+            RejectWith::NetProhibited => 9,
+            RejectWith::HostProhibited => 10,
             RejectWith::AdminProhibited => 13,
             RejectWith::TcpReset => return None,
         };

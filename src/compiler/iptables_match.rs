@@ -1,0 +1,606 @@
+//! The match options of an iptables `-A` line, read as iptables reads them:
+//! an option belongs to the latest match that defines it (`-p tcp` loads
+//! the tcp match when one of its options follows), each match takes each of
+//! its options once and must have its required ones, several matches must
+//! all hold (two `-m state` ask for both), and `-s`/`-d`/`-p`/`-i`/`-o` come
+//! at most once. What iptables refuses is refused with its reason.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use unifw_core::flow::{proto, CtState};
+
+use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE};
+use super::diag::Diagnostic;
+use super::expand::{addresses, merge, port_ranges};
+use super::iptables::Word;
+use super::names;
+use super::source::Ctx;
+
+/// An error: the byte offset it is about and what is wrong.
+pub type Fault = (usize, String);
+
+/// Match modules unifw implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Module {
+    Tcp,
+    Udp,
+    Icmp,
+    Multiport,
+    State,
+    Conntrack,
+    Comment,
+    Iprange,
+}
+
+/// The options of those modules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Sport,
+    Dport,
+    Sports,
+    Dports,
+    Ports,
+    State,
+    CtState,
+    CtStatus,
+    IcmpType,
+    Comment,
+    SrcRange,
+    DstRange,
+    /// An option iptables has that unifw does not implement (yet).
+    Unsupported,
+}
+
+impl Module {
+    fn by_name(s: &str) -> Option<Module> {
+        Some(match s {
+            "tcp" => Module::Tcp,
+            "udp" => Module::Udp,
+            "icmp" => Module::Icmp,
+            "multiport" => Module::Multiport,
+            "state" => Module::State,
+            "conntrack" => Module::Conntrack,
+            "comment" => Module::Comment,
+            "iprange" => Module::Iprange,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Module::Tcp => "tcp",
+            Module::Udp => "udp",
+            Module::Icmp => "icmp",
+            Module::Multiport => "multiport",
+            Module::State => "state",
+            Module::Conntrack => "conntrack",
+            Module::Comment => "comment",
+            Module::Iprange => "iprange",
+        }
+    }
+
+    /// The option `o` of this module, if it has one.
+    fn option(self, o: &str) -> Option<Opt> {
+        Some(match (self, o) {
+            (Module::Tcp | Module::Udp, "--sport" | "--source-port") => Opt::Sport,
+            (Module::Tcp | Module::Udp, "--dport" | "--destination-port") => Opt::Dport,
+            // The engine branch implements these (TCP flags).
+            (Module::Tcp, "--syn" | "--tcp-flags" | "--tcp-option") => Opt::Unsupported,
+            (Module::Multiport, "--sports" | "--source-ports") => Opt::Sports,
+            (Module::Multiport, "--dports" | "--destination-ports") => Opt::Dports,
+            (Module::Multiport, "--ports") => Opt::Ports,
+            (Module::State, "--state") => Opt::State,
+            (Module::Conntrack, "--ctstate") => Opt::CtState,
+            (Module::Conntrack, "--ctstatus") => Opt::CtStatus,
+            (
+                Module::Conntrack,
+                "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst" | "--ctorigsrcport"
+                | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport" | "--ctexpire" | "--ctdir",
+            ) => Opt::Unsupported,
+            (Module::Icmp, "--icmp-type") => Opt::IcmpType,
+            (Module::Comment, "--comment") => Opt::Comment,
+            (Module::Iprange, "--src-range") => Opt::SrcRange,
+            (Module::Iprange, "--dst-range") => Opt::DstRange,
+            _ => return None,
+        })
+    }
+
+    /// The module `-p` loads by itself when one of its options follows.
+    fn of_protocol(p: u8) -> Option<Module> {
+        match p {
+            proto::TCP => Some(Module::Tcp),
+            proto::UDP => Some(Module::Udp),
+            proto::ICMP => Some(Module::Icmp),
+            _ => None,
+        }
+    }
+}
+
+/// One loaded match: its module, the options it has taken, where it was loaded.
+struct Instance {
+    module: Module,
+    given: Vec<Opt>,
+    explicit: bool,
+    at: usize,
+}
+
+/// What the match options of one line have said so far.
+#[derive(Default)]
+pub struct Matches {
+    instances: Vec<Instance>,
+    /// `-s`, `-d`, `-p`, `-i`, `-o` seen (each at most once).
+    seen: Vec<&'static str>,
+    src: Vec<AddrMatch>,
+    dst: Vec<AddrMatch>,
+    sport: Vec<PortMatch>,
+    dport: Vec<PortMatch>,
+    icmp: Vec<IcmpMatch>,
+}
+
+/// Whether `opt` is an option this module reads; then applies it and
+/// returns how many argument words it took.
+pub fn option(
+    ctx: &mut Ctx,
+    m: &mut Matches,
+    rule: &mut Rule,
+    (opt, arg, negated): (&Word, Option<&Word>, bool),
+    at: &dyn Fn(usize, String) -> Diagnostic,
+) -> Result<Option<usize>, Fault> {
+    let need = || arg.ok_or_else(|| (opt.at, format!("`{}` needs an argument", opt.text)));
+    match opt.text {
+        "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
+            let src = opt.text.starts_with("-s") || opt.text.starts_with("--s");
+            once(m, if src { "-s" } else { "-d" }, opt)?;
+            let a = need()?;
+            let prefixes = a.text.split(',').map(address).collect::<Result<Vec<_>, _>>().map_err(|e| (a.at, e))?;
+            if negated && prefixes.len() > 1 {
+                return Err((opt.at, "`!` is not allowed with several addresses (iptables refuses it too)".into()));
+            }
+            let am = AddrMatch { negated, prefixes: prefixes.into() };
+            if src {
+                m.src.push(am)
+            } else {
+                m.dst.push(am)
+            }
+        }
+        "-p" | "--protocol" => {
+            once(m, "-p", opt)?;
+            let a = need()?;
+            let p =
+                if a.text.eq_ignore_ascii_case("all") { 0 } else { names::protocol(a.text).map_err(|e| (a.at, e))? };
+            rule.proto = match (p, negated) {
+                (0, true) => {
+                    return Err((opt.at, format!("`! -p {}` would never match (iptables refuses it)", a.text)))
+                }
+                (0, false) => ProtoMatch::Any, // iptables: 0 and `all` mean every protocol
+                (p, true) => ProtoMatch::Not(p),
+                (p, false) => ProtoMatch::OneOf(alloc::vec![p]),
+            };
+        }
+        "-i" | "--in-interface" | "-o" | "--out-interface" => {
+            let input = opt.text.starts_with("-i") || opt.text.starts_with("--in");
+            once(m, if input { "-i" } else { "-o" }, opt)?;
+            let a = need()?;
+            let set = super::ifnames::resolve(ctx, a.text, &|msg| at(a.at, msg)).map_err(|e| (a.at, e))?;
+            let im = Some(IfMatch { negated, set });
+            if input {
+                rule.in_if = im
+            } else {
+                rule.out_if = im
+            }
+        }
+        "-m" | "--match" => {
+            if negated {
+                return Err((opt.at, "`!` is not allowed before `-m`".into()));
+            }
+            let a = need()?;
+            let Some(module) = Module::by_name(a.text) else {
+                return Err(unsupported(
+                    ctx,
+                    a.at,
+                    format!("-m {}", a.text),
+                    format!("match `-m {}` is not supported by unifw", a.text),
+                ));
+            };
+            m.instances.push(Instance { module, given: Vec::new(), explicit: true, at: a.at });
+        }
+        o if o.starts_with("--") => return module_option(ctx, m, rule, (opt, arg, negated)),
+        _ => return Ok(None),
+    }
+    Ok(Some(1))
+}
+
+/// Counts an unsupported feature and returns its error.
+fn unsupported(ctx: &mut Ctx, at: usize, feature: String, msg: String) -> Fault {
+    ctx.count_unsupported(feature);
+    (at, msg)
+}
+
+fn once(m: &mut Matches, flag: &'static str, opt: &Word) -> Result<(), Fault> {
+    if m.seen.contains(&flag) {
+        return Err((opt.at, format!("multiple {flag} flags are not allowed (iptables refuses them too)")));
+    }
+    m.seen.push(flag);
+    Ok(())
+}
+
+/// An option of a match module: the latest loaded match that has it takes
+/// it, else the match of the `-p` protocol given before it.
+fn module_option(
+    ctx: &mut Ctx,
+    m: &mut Matches,
+    rule: &mut Rule,
+    (opt, arg, negated): (&Word, Option<&Word>, bool),
+) -> Result<Option<usize>, Fault> {
+    let o = opt.text;
+    let found = m.instances.iter().rposition(|i| i.module.option(o).is_some());
+    let index = match found {
+        Some(i) => i,
+        None => {
+            let implicit = match &rule.proto {
+                ProtoMatch::OneOf(l) => l.first().and_then(|&p| Module::of_protocol(p)),
+                _ => None,
+            };
+            match implicit.filter(|md| md.option(o).is_some()) {
+                Some(module) => {
+                    m.instances.push(Instance { module, given: Vec::new(), explicit: false, at: opt.at });
+                    m.instances.len() - 1
+                }
+                None => return unknown_option(opt).map(|()| None),
+            }
+        }
+    };
+    let Some(inst) = m.instances.get_mut(index) else { return Err((opt.at, "internal: no match".into())) };
+    let (module, kind) = (inst.module, inst.module.option(o).unwrap_or(Opt::Unsupported));
+    if kind == Opt::Unsupported {
+        let feature = format!("{} {o}", if module == Module::Tcp { "-p tcp" } else { "-m conntrack" });
+        return Err(unsupported(
+            ctx,
+            opt.at,
+            feature,
+            format!("option `{o}` of the {} match is not supported by unifw yet", module.name()),
+        ));
+    }
+    let multi = [Opt::Sports, Opt::Dports, Opt::Ports];
+    if inst.given.contains(&kind) || (multi.contains(&kind) && inst.given.iter().any(|g| multi.contains(g))) {
+        return Err((
+            opt.at,
+            format!(
+                "`{o}` is given twice in one {} match (iptables refuses it too; a second `-m {}` adds another match)",
+                module.name(),
+                module.name()
+            ),
+        ));
+    }
+    inst.given.push(kind);
+    if kind == Opt::Comment {
+        if negated {
+            return Err((opt.at, "`!` is not allowed before `--comment`".into()));
+        }
+        return arg.map(|_| Some(1)).ok_or((opt.at, "`--comment` needs an argument".into()));
+    }
+    let a = arg.ok_or_else(|| (opt.at, format!("`{o}` needs an argument")))?;
+    apply(ctx, m, rule, (module, kind, negated), a).map(|()| Some(1))
+}
+
+/// An option no loaded match has: the error if a match unifw knows has it
+/// (iptables refuses it there too); Ok if it is none of theirs (a target's).
+fn unknown_option(opt: &Word) -> Result<(), Fault> {
+    let o = opt.text;
+    let known = [
+        Module::Tcp,
+        Module::Multiport,
+        Module::State,
+        Module::Conntrack,
+        Module::Icmp,
+        Module::Comment,
+        Module::Iprange,
+    ]
+    .into_iter()
+    .find(|md| md.option(o).is_some());
+    match known {
+        Some(md) => Err((opt.at, format!("unknown option `{o}` here: it belongs to the {} match, which this rule has not loaded before it (with `-m {}`{}), as iptables requires", md.name(), md.name(), if matches!(md, Module::Tcp | Module::Icmp) { " or `-p`" } else { "" }))),
+        None => Ok(()),
+    }
+}
+
+fn apply(
+    ctx: &mut Ctx,
+    m: &mut Matches,
+    rule: &mut Rule,
+    (module, kind, negated): (Module, Opt, bool),
+    a: &Word,
+) -> Result<(), Fault> {
+    let bad = |e: String| (a.at, e);
+    match kind {
+        Opt::Sport | Opt::Dport => {
+            let protos = if module == Module::Tcp { 1 } else { 3 };
+            let range = port_range(a.text, protos).map_err(bad)?;
+            let pm = PortMatch { negated, ranges: alloc::vec![range] };
+            if kind == Opt::Sport {
+                m.sport.push(pm)
+            } else {
+                m.dport.push(pm)
+            }
+        }
+        Opt::Sports | Opt::Dports => {
+            let protos = match &rule.proto {
+                ProtoMatch::OneOf(l) if l.as_slice() == [proto::UDP] => 2,
+                _ => 1,
+            };
+            let ranges = multiport(a.text, protos).map_err(bad)?;
+            let pm = PortMatch { negated, ranges };
+            if kind == Opt::Sports {
+                m.sport.push(pm)
+            } else {
+                m.dport.push(pm)
+            }
+        }
+        Opt::Ports => {
+            return Err(unsupported(ctx, a.at, "-m multiport --ports".into(), "`--ports` (source or destination port) is not supported by unifw: write two rules, one with --sports and one with --dports".into()));
+        }
+        Opt::State | Opt::CtState => {
+            let mut bits = 0;
+            for s in a.text.split(',') {
+                bits |= state_bit(ct_state(ctx, s).map_err(bad)?);
+            }
+            rule.states &= if negated { ANY_STATE & !bits } else { bits };
+        }
+        Opt::CtStatus => {
+            return Err(unsupported(ctx, a.at, "-m conntrack --ctstatus".into(), "`--ctstatus` is not supported by unifw: its connection table keeps no status bits (EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED)".into()));
+        }
+        Opt::IcmpType => {
+            if a.text == "any" {
+                return Ok(()); // iptables: every type
+            }
+            let (icmp_type, code) = names::icmp_type_iptables(a.text).map_err(bad)?;
+            m.icmp.push(IcmpMatch { negated, icmp_type, code });
+        }
+        Opt::SrcRange | Opt::DstRange => {
+            let prefixes = ip_range(a.text).map_err(bad)?;
+            let am = AddrMatch { negated, prefixes: prefixes.into() };
+            if kind == Opt::SrcRange {
+                m.src.push(am)
+            } else {
+                m.dst.push(am)
+            }
+        }
+        Opt::Comment | Opt::Unsupported => {}
+    }
+    Ok(())
+}
+
+/// A connection state as `--state`/`--ctstate` take it (either case).
+fn ct_state(ctx: &mut Ctx, s: &str) -> Result<CtState, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "UNTRACKED" | "SNAT" | "DNAT" => {
+            ctx.count_unsupported(format!("state {}", s.to_ascii_uppercase()));
+            Err(format!(
+                "connection state `{s}` is not supported by unifw yet (every packet is tracked, and there is no NAT)"
+            ))
+        }
+        _ => names::state(s)
+            .map_err(|_| format!("bad state `{s}` (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED, SNAT, DNAT)")),
+    }
+}
+
+/// Checks what only the whole line shows and puts the matches into `rule`.
+pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
+    for inst in &m.instances {
+        required(inst)?;
+        let proto_is = |p: u8| rule.proto == ProtoMatch::OneOf(alloc::vec![p]);
+        let ok = match inst.module {
+            Module::Tcp => proto_is(proto::TCP),
+            Module::Udp => proto_is(proto::UDP),
+            Module::Icmp => proto_is(proto::ICMP),
+            Module::Multiport => proto_is(proto::TCP) || proto_is(proto::UDP),
+            _ => true,
+        };
+        if !ok && inst.explicit {
+            let why = match inst.module {
+                Module::Multiport => "multiport needs `-p tcp` or `-p udp` (iptables also takes udplite, sctp and dccp, whose ports unifw does not read)".into(),
+                md => format!("the {0} match needs `-p {0}` (iptables refuses it too)", md.name()),
+            };
+            return Err((inst.at, why));
+        }
+    }
+    rule.src = both_addrs(m.src);
+    rule.dst = both_addrs(m.dst);
+    rule.sport = both_ports(m.sport);
+    rule.dport = both_ports(m.dport);
+    rule.icmp = match m.icmp.as_slice() {
+        [] => None,
+        [one] => Some(*one),
+        [first, rest @ ..] if rest.iter().all(|x| x == first) => Some(*first),
+        _ => {
+            return Err((
+                m.instances.last().map_or(0, |i| i.at),
+                "several different `--icmp-type` matches in one rule are not supported by unifw".into(),
+            ))
+        }
+    };
+    Ok(())
+}
+
+fn required(inst: &Instance) -> Result<(), Fault> {
+    let name = inst.module.name();
+    let missing = match inst.module {
+        Module::State if !inst.given.contains(&Opt::State) => "option `--state` must be specified",
+        Module::Conntrack if inst.given.is_empty() => "at least one option is required",
+        Module::Multiport if inst.given.is_empty() => "one of `--sports`, `--dports` or `--ports` is required",
+        Module::Icmp if !inst.given.contains(&Opt::IcmpType) => "option `--icmp-type` must be specified",
+        Module::Comment if !inst.given.contains(&Opt::Comment) => "option `--comment` must be specified",
+        Module::Iprange if inst.given.is_empty() => "`--src-range` or `--dst-range` must be specified",
+        _ => return Ok(()),
+    };
+    Err((inst.at, format!("{name}: {missing} (iptables refuses the match without it)")))
+}
+
+/// Several address matches of one side: all must hold.
+fn both_addrs(list: Vec<AddrMatch>) -> Option<AddrMatch> {
+    if list.len() <= 1 {
+        return list.into_iter().next();
+    }
+    let mut iv: Vec<(u64, u64)> = alloc::vec![(0, u64::from(u32::MAX))];
+    for am in &list {
+        let other: Vec<(u64, u64)> = addresses(Some(am)).iter().map(|p| span(*p)).collect();
+        iv = intersect(&iv, &merge(other));
+    }
+    let mut prefixes = Vec::new();
+    for (lo, hi) in iv {
+        super::expand::to_prefixes(lo, hi, &mut prefixes);
+    }
+    Some(AddrMatch { negated: false, prefixes: prefixes.into() })
+}
+
+/// Several port matches of one side: all must hold (no range left: the
+/// rule matches nothing).
+fn both_ports(list: Vec<PortMatch>) -> Option<PortMatch> {
+    if list.len() <= 1 {
+        return list.into_iter().next();
+    }
+    let mut iv: Vec<(u64, u64)> = alloc::vec![(0, u64::from(u16::MAX))];
+    for pm in &list {
+        let other: Vec<(u64, u64)> = port_ranges(Some(pm)).iter().map(|&(a, b)| (u64::from(a), u64::from(b))).collect();
+        iv = intersect(&iv, &other);
+    }
+    Some(PortMatch { negated: false, ranges: iv.into_iter().map(|(a, b)| (a as u16, b as u16)).collect() })
+}
+
+fn span(p: Prefix) -> (u64, u64) {
+    let lo = u64::from(p.addr);
+    (lo, lo + (1u64 << (32 - u32::from(p.len.min(32)))) - 1)
+}
+
+/// The intersection of two sorted lists of disjoint inclusive intervals.
+fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&(alo, ahi)), Some(&(blo, bhi))) = (a.get(i), b.get(j)) {
+        let (lo, hi) = (alo.max(blo), ahi.min(bhi));
+        if lo <= hi {
+            out.push((lo, hi));
+        }
+        if ahi < bhi {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+/// An address as iptables reads `-s`: dotted quad with up to four parts
+/// (`10.1` = 10.1.0.0), `/LEN` or `/MASK`, host bits cleared (`0/0` is
+/// any). Host names are refused: iptables would ask DNS, once, at load.
+pub fn address(s: &str) -> Result<Prefix, String> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr = short_ipv4(a).ok_or_else(|| {
+        if a.bytes().any(|b| b.is_ascii_alphabetic()) {
+            format!("host name `{a}` refused: unifw resolves no names at build time (iptables would ask DNS once, at load); write its address")
+        } else {
+            format!("bad IPv4 address `{a}`")
+        }
+    })?;
+    let len = match l {
+        None => 32,
+        Some(l) if l.contains('.') => {
+            let m = names::ipv4(l)?;
+            let len = m.leading_ones();
+            if m.checked_shl(len).unwrap_or(0) != 0 {
+                return Err(format!("netmask `{l}` is not contiguous"));
+            }
+            len as u8
+        }
+        Some(l) => names::number(l, 32).map_err(|_| format!("invalid mask `{l}` specified (0-32)"))? as u8,
+    };
+    Ok(Prefix::new(addr, len))
+}
+
+/// `a.b.c.d`, or fewer parts with the missing ones zero (`10.1`, `0`), as
+/// iptables' own parser reads them.
+fn short_ipv4(s: &str) -> Option<u32> {
+    let mut out = 0u32;
+    for (i, part) in s.split('.').enumerate() {
+        if i == 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: u32 = part.parse().ok().filter(|&n| n <= 255)?;
+        out |= n << (24 - 8 * i);
+    }
+    Some(out)
+}
+
+/// `A-B` of `-m iprange` as prefixes (a single `A` is the range A-A).
+fn ip_range(s: &str) -> Result<Vec<Prefix>, String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (lo, hi) = (names::ipv4(a)?, names::ipv4(b)?);
+    if lo > hi {
+        return Err(format!("range `{s}` is reversed and would never match (the kernel refuses it)"));
+    }
+    let mut out = Vec::new();
+    super::expand::to_prefixes(u64::from(lo), u64::from(hi), &mut out);
+    Ok(out)
+}
+
+/// A port as iptables reads it: a number 0-65535 or a service name of
+/// `/etc/services` for `protos` (bit 0 tcp, bit 1 udp).
+fn port(s: &str, protos: u8) -> Result<u16, String> {
+    let bad = || format!("invalid port/service `{s}` (a number 0-65535 or a name of /etc/services)");
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return names::number(s, 65535).map(|n| n as u16).map_err(|_| bad());
+    }
+    names::service(s, protos).ok_or_else(bad)
+}
+
+/// `--sport`/`--dport`: `P`, `P:Q`, `:Q` or `P:` (iptables writes ranges
+/// with `:`; `80-90` is refused as it refuses it).
+fn port_range(s: &str, protos: u8) -> Result<(u16, u16), String> {
+    let (lo, hi) = match s.split_once(':') {
+        Some((lo, hi)) => (
+            if lo.is_empty() { 0 } else { port(lo, protos)? },
+            if hi.is_empty() { u16::MAX } else { port(hi, protos)? },
+        ),
+        None => {
+            let p = port(s, protos)?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return Err(format!("invalid port range `{s}` (min > max)"));
+    }
+    Ok((lo, hi))
+}
+
+/// Most ports of one multiport list (a range counts two), as in iptables.
+const MULTIPORT_MAX: usize = 15;
+
+fn multiport(s: &str, protos: u8) -> Result<Vec<(u16, u16)>, String> {
+    let mut out = Vec::new();
+    let mut count = 0;
+    for item in s.split(',') {
+        let (lo, hi) = match item.split_once(':') {
+            Some((lo, hi)) => (port(lo, protos)?, port(hi, protos)?),
+            None => {
+                let p = port(item, protos)?;
+                (p, p)
+            }
+        };
+        if lo > hi {
+            return Err(format!("invalid port range `{item}` (min > max)"));
+        }
+        count += if item.contains(':') { 2 } else { 1 };
+        out.push((lo, hi));
+    }
+    if count > MULTIPORT_MAX {
+        return Err(format!(
+            "too many ports in `{s}` (at most {MULTIPORT_MAX}, a range counts two; iptables refuses it too)"
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,335 @@
+//! iptables-save lines against what iptables itself does with them: each
+//! case gives the verdict of iptables 1.8.9 (nf_tables) on this project's
+//! machines, measured by loading the line in a scratch network namespace
+//! (`ip netns exec NS iptables-restore < f`; `--test` alone misses the
+//! kernel's checks, marked "kernel"), and unifw's verdict. unifw refuses
+//! every line iptables refuses, and accepts every line iptables accepts
+//! unless it names a feature unifw leaves unsupported (its error says so).
+//! The cases are written for unifw, not taken from iptables' own tests.
+
+use unifw_compiler as rules;
+use unifw_core::flow::{proto, Action, Chain, CtState, PacketKey, RejectWith};
+use unifw_core::image::Image;
+
+/// iptables accepts the line.
+const OK: Option<&str> = None;
+
+/// `(rule line, iptables' error or OK, unifw's error or "" for loads)`.
+const CASES: &[(&str, Option<&str>, &str)] = &[
+    // Protocols: 0 and `all` are every protocol; names as /etc/protocols.
+    ("-A INPUT -p 0 -j DROP", OK, ""),
+    ("-A INPUT ! -p 0 -j DROP", Some("rule would never match protocol"), "would never match"),
+    ("-A INPUT -p all -j DROP", OK, ""),
+    ("-A INPUT -p ALL -j DROP", OK, ""),
+    ("-A INPUT ! -p all -j DROP", Some("rule would never match protocol"), "would never match"),
+    ("-A INPUT -p TCP -j DROP", OK, ""),
+    ("-A INPUT -p ipv6-icmp -j DROP", OK, ""),
+    ("-A INPUT -p icmpv6 -j DROP", OK, ""),
+    ("-A INPUT -p 256 -j DROP", Some("unknown protocol \"256\" specified"), "unknown protocol"),
+    ("-A INPUT -p tcp -p udp -j DROP", Some("multiple -p flags not allowed"), "multiple -p flags"),
+    // Repeated flags and options.
+    ("-A INPUT -s 10.0.0.1 -s 10.0.0.2 -j ACCEPT", Some("multiple -s flags not allowed"), "multiple -s flags"),
+    ("-A INPUT -i eth0 -i eth1 -j ACCEPT", Some("multiple -i flags not allowed"), "multiple -i flags"),
+    ("-A INPUT -p tcp --sport 1 --sport 2 -j ACCEPT", Some("Only one `--source-port' allowed"), "given twice"),
+    ("-A INPUT -m state --state NEW --state RELATED -j ACCEPT", Some("can only be used once"), "given twice"),
+    ("-A INPUT -m conntrack --ctstate NEW --ctstate RELATED -j ACCEPT", Some("can only be used once"), "given twice"),
+    ("-A INPUT -m comment --comment a --comment b -j ACCEPT", Some("can only be used once"), "given twice"),
+    // Several matches of one module: all must hold.
+    ("-A INPUT -m state --state NEW -m state --state ESTABLISHED -j ACCEPT", OK, ""),
+    ("-A INPUT -m comment --comment a -m comment --comment b -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport --dports 1,2 -m multiport --sports 3 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m tcp --dport 22 -m tcp --sport 5 -j ACCEPT", OK, ""),
+    // A match without its required option.
+    ("-A INPUT -m state -j ACCEPT", Some("state: option \"--state\" must be specified"), "must be specified"),
+    ("-A INPUT -m conntrack -j ACCEPT", Some("conntrack: At least one option is required"), "at least one option"),
+    ("-A INPUT -p tcp -m multiport -j ACCEPT", Some("multiport expection an option"), "is required"),
+    ("-A INPUT -p icmp -m icmp -j ACCEPT", Some("icmp: option \"--icmp-type\" must be specified"), "must be specified"),
+    ("-A INPUT -m comment -j ACCEPT", Some("comment: option \"--comment\" must be specified"), "must be specified"),
+    ("-A INPUT -m iprange -j ACCEPT", Some("You must specify `--src-range' or `--dst-range'"), "must be specified"),
+    // Ports: a:b, names of /etc/services, nothing else.
+    ("-A INPUT -p tcp --dport -1 -j ACCEPT", Some("invalid port/service `-1' specified"), "invalid port/service"),
+    ("-A INPUT -p tcp --dport 80-90 -j ACCEPT", Some("invalid port/service `80-90' specified"), "invalid port/service"),
+    ("-A INPUT -p tcp --dport 65536 -j ACCEPT", Some("invalid port/service `65536' specified"), "invalid port/service"),
+    ("-A INPUT -p tcp --dport 22,23 -j ACCEPT", Some("invalid port/service `22,23' specified"), "invalid port/service"),
+    ("-A INPUT -p tcp --dport ! 22 -j ACCEPT", Some("invalid port/service `!' specified"), "invalid port/service"),
+    ("-A INPUT -p tcp --dport 90:80 -j ACCEPT", Some("invalid portrange (min > max)"), "min > max"),
+    ("-A INPUT -p tcp --dport 80:90 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --dport :90 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --dport 80: -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --dport 0 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp ! --dport 22 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --dport ssh -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --dport ssh:http -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --dport www -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --dport SSH -j ACCEPT", Some("invalid port/service `SSH' specified"), "invalid port/service"),
+    (
+        "-A INPUT -p tcp --dport bootps -j ACCEPT",
+        Some("invalid port/service `bootps' specified"),
+        "invalid port/service",
+    ),
+    ("-A INPUT -p udp --dport bootps -j ACCEPT", OK, ""),
+    ("-A INPUT -p udp --dport http -j ACCEPT", OK, ""),
+    (
+        "-A INPUT -p tcp --dport nosuchsvc -j ACCEPT",
+        Some("invalid port/service `nosuchsvc' specified"),
+        "invalid port/service",
+    ),
+    ("-A INPUT -p 6 --dport 22 -j ACCEPT", OK, ""),
+    ("-A INPUT -p 17 -m udp --dport 22 -j ACCEPT", OK, ""),
+    // Options only after their match (or the -p that loads it).
+    ("-A INPUT --dport 22 -j ACCEPT", Some("unknown option \"--dport\""), "unknown option `--dport`"),
+    ("-A INPUT --dport 22 -p tcp -j ACCEPT", Some("unknown option \"--dport\""), "unknown option `--dport`"),
+    ("-A INPUT --state NEW -j ACCEPT", Some("unknown option \"--state\""), "unknown option `--state`"),
+    ("-A INPUT -m state --ctstate NEW -j ACCEPT", Some("unknown option \"--ctstate\""), "unknown option `--ctstate`"),
+    ("-A INPUT --icmp-type 8 -j ACCEPT", Some("unknown option \"--icmp-type\""), "unknown option"),
+    ("-A INPUT -m tcp --dport 22 -j ACCEPT", Some("TCP match requires '-p tcp'"), "needs `-p tcp`"),
+    ("-A INPUT -p udp -m tcp --dport 22 -j ACCEPT", Some("TCP match requires '-p tcp'"), "needs `-p tcp`"),
+    ("-A INPUT -m tcp -p tcp --dport 22 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m tcp -j ACCEPT", OK, ""),
+    (
+        "-A INPUT -m icmp --icmp-type 8 -j ACCEPT",
+        Some("kernel: RULE_APPEND failed (Invalid argument)"),
+        "needs `-p icmp`",
+    ),
+    (
+        "-A INPUT -p tcp -m icmp --icmp-type 8 -j ACCEPT",
+        Some("kernel: RULE_APPEND failed (Invalid argument)"),
+        "needs `-p icmp`",
+    ),
+    // Multiport.
+    (
+        "-A INPUT -m multiport --dports 1,2 -j ACCEPT",
+        Some("multiport needs `-p tcp', `-p udp', ..."),
+        "multiport needs",
+    ),
+    (
+        "-A INPUT -p all -m multiport --dports 1,2 -j ACCEPT",
+        Some("multiport needs `-p tcp', `-p udp', ..."),
+        "multiport needs",
+    ),
+    ("-A INPUT -p tcp -m multiport --dports 1,2 --sports 3 -j ACCEPT", Some("cannot be used together"), "given twice"),
+    ("-A INPUT -p tcp -m multiport --dports 1:5,8 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport --dports ssh,domain -j ACCEPT", OK, ""),
+    (
+        "-A INPUT -p udp -m multiport --dports ssh,domain -j ACCEPT",
+        Some("invalid port/service `ssh' specified"),
+        "invalid port/service",
+    ),
+    ("-A INPUT -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 -j ACCEPT", OK, ""),
+    (
+        "-A INPUT -p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -j ACCEPT",
+        Some("too many ports specified"),
+        "too many ports",
+    ),
+    (
+        "-A INPUT -p tcp -m multiport --dports 1:2,3:4,5:6,7:8,9:10,11:12,13:14,15:16 -j ACCEPT",
+        Some("too many ports specified"),
+        "too many ports",
+    ),
+    (
+        "-A INPUT -p tcp -m multiport --ports 1,2 -j ACCEPT",
+        OK,
+        "`--ports` (source or destination port) is not supported",
+    ),
+    // ICMP types as iptables names them.
+    ("-A INPUT -p icmp --icmp-type ping -j ACCEPT", OK, ""),
+    ("-A INPUT -p icmp --icmp-type echo-req -j ACCEPT", OK, ""),
+    ("-A INPUT -p icmp --icmp-type ECHO-REQUEST -j ACCEPT", OK, ""),
+    ("-A INPUT -p icmp --icmp-type any -j ACCEPT", OK, ""),
+    ("-A INPUT -p icmp -m icmp --icmp-type host-prohibited -j ACCEPT", OK, ""),
+    ("-A INPUT -p icmp --icmp-type 3/13 -j ACCEPT", OK, ""),
+    ("-A INPUT -p icmp ! --icmp-type 8 -j ACCEPT", OK, ""),
+    ("-A INPUT -p icmp --icmp-type echo -j ACCEPT", Some("Ambiguous ICMP type `echo'"), "ambiguous ICMP type"),
+    ("-A INPUT -p icmp --icmp-type 256 -j ACCEPT", Some("Unknown ICMP type `256'"), "unknown ICMP type"),
+    ("-A INPUT -p icmp --icmp-type 3/300 -j ACCEPT", Some("Unknown ICMP code `3/300'"), "unknown ICMP type"),
+    ("-A INPUT -p icmp --icmp-type 8/ -j ACCEPT", Some("Unknown ICMP code `8/'"), "unknown ICMP type"),
+    // Addresses.
+    ("-A INPUT -s 0/0 -j ACCEPT", OK, ""),
+    ("-A INPUT -s 0.0.0.0/0 -j ACCEPT", OK, ""),
+    ("-A INPUT -s 10.1.0.1/24 -j ACCEPT", OK, ""),
+    ("-A INPUT -s 10.1 -j ACCEPT", OK, ""),
+    ("-A INPUT -s 10.1.0.0/255.255.0.0 -j ACCEPT", OK, ""),
+    ("-A INPUT -s 10.1.0.0/33 -j ACCEPT", Some("invalid mask `33' specified"), "invalid mask"),
+    (
+        "-A INPUT ! -s 10.0.0.1,10.0.0.2 -j ACCEPT",
+        Some("! not allowed with multiple source or destination IP addresses"),
+        "not allowed with several",
+    ),
+    ("-A INPUT -s localhost -j ACCEPT", OK, "host name `localhost` refused"),
+    ("-A INPUT -m iprange --src-range 10.0.0.1-10.0.0.9 -j ACCEPT", OK, ""),
+    ("-A INPUT -m iprange ! --dst-range 10.0.0.1-10.0.0.9 -j ACCEPT", OK, ""),
+    ("-A INPUT -m iprange --src-range 10.0.0.1 -j ACCEPT", OK, ""),
+    (
+        "-A INPUT -m iprange --src-range 10.0.0.9-10.0.0.1 -j ACCEPT",
+        Some("kernel: xt_iprange: range is reversed and will never match"),
+        "reversed",
+    ),
+    // States.
+    ("-A INPUT -m state --state new -j ACCEPT", OK, ""),
+    ("-A INPUT -m state ! --state NEW -j ACCEPT", OK, ""),
+    ("-A INPUT -m state --state NEW,BOGUS -j ACCEPT", Some("Bad state \"BOGUS\""), "bad state `BOGUS`"),
+    ("-A INPUT -m conntrack --ctstate NEW,RELATED -j ACCEPT", OK, ""),
+    ("-A INPUT -m state --state UNTRACKED -j ACCEPT", OK, "`UNTRACKED` is not supported by unifw yet"),
+    ("-A INPUT -m conntrack --ctstate DNAT -j ACCEPT", OK, "`DNAT` is not supported by unifw yet"),
+    ("-A INPUT -m conntrack --ctstatus CONFIRMED -j ACCEPT", OK, "`--ctstatus` is not supported by unifw"),
+    // Interfaces.
+    ("-A INPUT -i 0123456789abcde -j ACCEPT", OK, ""),
+    ("-A INPUT -i 0123456789abcdef -j ACCEPT", Some("must be shorter than IFNAMSIZ (15)"), "longer than 15"),
+    ("-A INPUT -i eth+ -j ACCEPT", OK, ""),
+    ("-A INPUT -i + -j ACCEPT", OK, ""),
+    ("-A INPUT -i lo -j ACCEPT", OK, ""),
+    ("-A INPUT ! -i lo -j ACCEPT", OK, ""),
+    // Reject kinds and their short forms.
+    ("-A INPUT -p tcp -j REJECT --reject-with tcp-reset", OK, ""),
+    ("-A INPUT -p tcp -j REJECT --reject-with tcp-rst", OK, ""),
+    (
+        "-A INPUT -j REJECT --reject-with tcp-reset",
+        Some("kernel: RULE_APPEND failed (Invalid argument)"),
+        "needs `-p tcp`",
+    ),
+    ("-A INPUT -j REJECT --reject-with icmp-net-prohibited", OK, ""),
+    ("-A INPUT -j REJECT --reject-with icmp-host-prohibited", OK, ""),
+    ("-A INPUT -j REJECT --reject-with icmp-admin-prohibited", OK, ""),
+    ("-A INPUT -j REJECT --reject-with net-unreach", OK, ""),
+    ("-A INPUT -j REJECT --reject-with host-unreach", OK, ""),
+    ("-A INPUT -j REJECT --reject-with port-unreach", OK, ""),
+    ("-A INPUT -j REJECT --reject-with proto-unreach", OK, ""),
+    ("-A INPUT -j REJECT --reject-with net-prohib", OK, ""),
+    ("-A INPUT -j REJECT --reject-with host-prohib", OK, ""),
+    ("-A INPUT -j REJECT --reject-with admin-prohib", OK, ""),
+    (
+        "-A INPUT -j REJECT --reject-with port-unreachable",
+        Some("unknown reject type \"port-unreachable\""),
+        "unknown reject type",
+    ),
+    ("-A INPUT -j REJECT --reject-with bogus", Some("unknown reject type \"bogus\""), "unknown reject type"),
+    ("-A INPUT -j ACCEPT --reject-with tcp-reset", Some("unknown option \"--reject-with\""), "needs `-j REJECT`"),
+    // Unsupported features: accepted by iptables, refused by name.
+    ("-A INPUT -m recent --name x --rcheck -j DROP", OK, "match `-m recent` is not supported"),
+];
+
+fn file(line: &str) -> String {
+    format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{line}\nCOMMIT\n")
+}
+
+fn compile(text: &str) -> Result<rules::Compiled, rules::Diagnostics> {
+    rules::compile("t.ipt", text.as_bytes(), &mut |_| Err("no includes".into()))
+}
+
+#[test]
+fn unifw_refuses_what_iptables_refuses_and_reads_what_it_accepts() {
+    let mut failures = Vec::new();
+    for &(line, linux, unifw) in CASES {
+        let got = compile(&file(line));
+        let ok = match (&got, unifw) {
+            (Ok(_), "") => true,
+            (Err(d), want) if !want.is_empty() => d.errors.iter().any(|e| e.message.contains(want)),
+            _ => false,
+        };
+        if !ok {
+            let got = got.map(|_| String::from("loads")).unwrap_or_else(|d| d.to_string());
+            failures.push(format!("{line}\n  iptables: {linux:?}\n  unifw: {got}\n  expected: {unifw:?}"));
+        }
+        // Never more lenient than iptables.
+        assert!(linux.is_none() || !unifw.is_empty(), "{line}: iptables refuses it, so must unifw");
+    }
+    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+fn key(proto: u8, dst_port: u16, state: CtState) -> PacketKey {
+    PacketKey {
+        proto,
+        src: 0x0a01_0002,
+        dst: 0x0a02_0002,
+        src_port: 40000,
+        dst_port,
+        icmp_type: 8,
+        icmp_code: 0,
+        in_if: 0,
+        out_if: 1,
+        state,
+    }
+}
+
+fn verdict(body: &str, k: &PacketKey) -> Action {
+    let c = compile(&file(body)).unwrap_or_else(|d| panic!("{body}: {d}"));
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    assert_eq!(image.classify(Chain::Forward, k), c.ruleset.classify_linear(Chain::Forward, k), "{body}");
+    image.classify(Chain::Forward, k).action
+}
+
+#[test]
+fn accepted_lines_mean_what_they_mean_in_linux() {
+    let new_udp = key(proto::UDP, 53, CtState::New);
+    assert_eq!(verdict("-A FORWARD -p 0 -j DROP", &new_udp), Action::Drop, "-p 0 is every protocol");
+    let two = "-A FORWARD -m state --state NEW,ESTABLISHED -m state --state ESTABLISHED -j DROP";
+    assert_eq!(verdict(two, &new_udp), Action::Accept, "both state matches must hold");
+    assert_eq!(verdict(two, &key(proto::UDP, 53, CtState::Established)), Action::Drop);
+    let two = "-A FORWARD -m state --state ESTABLISHED -m conntrack --ctstate NEW,ESTABLISHED -j DROP";
+    assert_eq!(verdict(two, &new_udp), Action::Accept, "the last state match does not replace the first");
+    let ports = "-A FORWARD -p udp -m multiport --dports 50:60 -m multiport ! --dports 53 -j DROP";
+    assert_eq!(verdict(ports, &new_udp), Action::Accept);
+    assert_eq!(verdict(ports, &key(proto::UDP, 54, CtState::New)), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -p udp --dport domain -j DROP", &new_udp), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -d 10.2 -j DROP", &new_udp), Action::Accept, "10.2 is 10.2.0.0/32");
+    assert_eq!(verdict("-A FORWARD -d 10.2.0.9/16 -j DROP", &new_udp), Action::Drop, "host bits are cleared");
+    let range = "-A FORWARD -s 10.1.0.0/24 -m iprange --src-range 10.1.0.2-10.1.0.9 -j DROP";
+    assert_eq!(verdict(range, &new_udp), Action::Drop);
+    let range = "-A FORWARD -m iprange ! --src-range 10.1.0.2-10.1.0.9 -j DROP";
+    assert_eq!(verdict(range, &new_udp), Action::Accept);
+    let reject = "-A FORWARD -j REJECT --reject-with host-prohib";
+    assert_eq!(verdict(reject, &new_udp), Action::Reject(RejectWith::HostProhibited));
+    let mut ping = key(proto::ICMP, 0, CtState::New);
+    assert_eq!(verdict("-A FORWARD -p icmp --icmp-type ping -j DROP", &ping), Action::Drop);
+    ping.icmp_type = 3;
+    ping.icmp_code = 10;
+    assert_eq!(verdict("-A FORWARD -p icmp --icmp-type host-prohibited -j DROP", &ping), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -i lo -j DROP", &new_udp), Action::Accept, "lo matches nothing");
+    assert_eq!(verdict("-A FORWARD ! -i lo -j DROP", &new_udp), Action::Drop, "! lo matches everything");
+    assert_eq!(verdict("-A FORWARD -i eth+ -o eth1 -j DROP", &new_udp), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -i docker0 -j DROP", &new_udp), Action::Accept, "an absent interface");
+}
+
+#[test]
+fn interface_names_and_their_warnings() {
+    let ipt = "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i wan+ -o lan0 -j ACCEPT\n-A FORWARD -i docker0 -j ACCEPT\n-A FORWARD -o docker0 -j ACCEPT\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n";
+    let main = "interface eth0 10.1.0.1/24 name wan0,uplink\ninterface eth1 10.2.0.1/24 name lan0\ninclude \"r.ipt\"\n";
+    let c = rules::compile("t.rules", main.as_bytes(), &mut |_| Ok(ipt.as_bytes().to_vec())).expect("compiles");
+    let image = Image::from_bytes(&c.image).expect("valid");
+    let mut k = key(proto::TCP, 80, CtState::New);
+    assert_eq!(image.classify(Chain::Forward, &k).action, Action::Accept, "wan+ is eth0, lan0 is eth1");
+    k.in_if = 1;
+    k.out_if = 0;
+    assert_eq!(image.classify(Chain::Forward, &k).action, Action::Drop);
+    let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.iter().filter(|w| w.contains("`docker0` is no NIC of unifw")).count(), 1, "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with("r.ipt:6:") && w.contains("note: `lo` is the loopback")),
+        "{warnings:?}"
+    );
+    let bad = |m: &str| rules::compile("t.rules", m.as_bytes(), &mut |_| Err("none".into())).unwrap_err().to_string();
+    assert!(bad("interface eth0 10.1.0.1/24 name eth1\n").contains("always names NIC 1"));
+    assert!(bad("interface eth0 10.1.0.1/24 name wan0\ninterface eth1 10.2.0.1/24 name wan0\n")
+        .contains("already names eth0"));
+    assert!(bad("interface eth0 10.1.0.1/24 name a/b\n").contains("bad interface name"));
+    assert!(bad("interface eth0 10.1.0.1/24\nforward accept in wan0\n").contains("unknown interface `wan0`"));
+    let native =
+        "interface eth0 10.1.0.1/24 name wan0\ninterface eth1 10.2.0.1/24\nforward drop in wan0,eth1 out !eth0\n";
+    let c = rules::compile("t.rules", native.as_bytes(), &mut |_| Err("none".into())).expect("compiles");
+    assert_eq!(c.ruleset.rules[0].in_if.map(|m| m.set), Some(0b11));
+}
+
+#[test]
+fn unsupported_features_are_counted_over_the_whole_file() {
+    let mut body = String::new();
+    for i in 0..120 {
+        body.push_str(&format!("-A INPUT -s 10.0.0.{} -m recent --name x --rcheck -j DROP\n", i % 200));
+    }
+    for _ in 0..3 {
+        body.push_str("-A INPUT -m set --match-set x src -j DROP\n-A INPUT -j NFQUEUE\n");
+    }
+    let d = compile(&file(&body)).unwrap_err();
+    let text = d.to_string();
+    assert!(text.contains("unsupported: -m recent (120 rules), -j NFQUEUE (3 rules), -m set (3 rules)"), "{text}");
+    assert_eq!(d.errors.len(), rules::MAX_ERRORS);
+}
