@@ -78,6 +78,7 @@ PACKAGES = {
     "iperf3": ("iperf3",),
     "dnsmasq": ("dnsmasq-base",),
     "iptables-restore": ("iptables",),
+    "ovs-vswitchd": ("openvswitch-switch",),
     "/usr/lib/grub/x86_64-efi": ("grub-efi-amd64-bin",),
     "qemu-img": ("qemu-utils",),
     OVMF_CODE: ("ovmf",),
@@ -92,9 +93,9 @@ _RUN = ("qemu-system-x86_64", QBOOT, "ip", "ping", "python3")
 _IMAGES = ("grub-mkrescue", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi", "xorriso", "mformat", "qemu-img")
 GROUPS = {
     "run": _RUN,
-    "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore",
+    "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore", "ovs-vswitchd",
                               "/usr/lib/python3/dist-packages/prometheus_client"),
-    "bench": _RUN + ("iperf3", "iptables-restore"),
+    "bench": _RUN + ("iperf3", "iptables-restore", "ovs-vswitchd"),
     "images": _IMAGES,
     "deploy": ("yanglint", "/usr/lib/python3.11/ensurepip"),
 }

@@ -781,6 +781,7 @@ class Test:
 import lab_fragments  # noqa: E402
 import lab_hostile  # noqa: E402
 import lab_mtu  # noqa: E402
+import lab_pool  # noqa: E402
 
 # The lab tests by name, in the order `scripts/test --lab` runs them.
 TESTS = {
@@ -810,6 +811,8 @@ TESTS = {
                 lab_mtu.mtu),
     "fragments": Test("fragment trains (order, duplicates, overlaps, 200 others' first fragments): unifw vs Linux",
                       lab_fragments.fragments),
+    "pool": Test("tests/lab/pool.rules: 3 wire-mode members behind Open vSwitch, symmetric hash, failover",
+                 lab_pool.pool),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 
