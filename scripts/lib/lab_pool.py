@@ -137,7 +137,7 @@ class Pool:
                       f"table=2,reg0={j},actions=mod_dl_dst:{member_mac(k, 1)},output:{egress_port(k)}"]
         path = self.dir / f"flows-{n}.txt"
         path.write_text("\n".join(lines) + "\n")
-        lab.sh(["ovs-ofctl", "replace-flows", f"unix:{self.dir}/{self.bridge}.mgmt", str(path)])
+        lab.sh(["ovs-ofctl", "-O", "OpenFlow13", "replace-flows", f"unix:{self.dir}/{self.bridge}.mgmt", str(path)])
 
     def member_of(self, port):
         """The member behind OpenFlow PORT, or None."""
@@ -151,7 +151,7 @@ class Pool:
         found = []
         for in_port, src, dst, tp_src, tp_dst in sides:
             flow = (f"in_port={in_port},{protocol},dl_src={SENDER_MAC},dl_dst={RECEIVER_MAC},nw_src={src},"
-                    f"nw_dst={dst},tp_src={tp_src},tp_dst={tp_dst}")
+                    f"nw_dst={dst},{protocol}_src={tp_src},{protocol}_dst={tp_dst}")
             _, out = self.appctl("ofproto/trace", self.bridge, flow)
             outputs = re.findall(r"output:(\d+)", out)
             found.append(self.member_of(int(outputs[-1])) if outputs else None)
@@ -161,8 +161,8 @@ class Pool:
 
     def link_up(self):
         """The sender's and receiver's namespaces, each joined to the bridge
-        by a veth pair, one subnet, static neighbours (ARP is not steered)."""
-        self.lab.up(0)
+        by a veth pair, one subnet, static neighbours (ARP is not steered).
+        The namespaces come first (`Lab.up` stops every process)."""
         hosts = ((self.lab.sender, SENDER, SENDER_MAC, RECEIVER, RECEIVER_MAC),
                  (self.lab.receiver, RECEIVER, RECEIVER_MAC, SENDER, SENDER_MAC))
         for (ns, address, mac, peer, peer_mac), link, port in zip(hosts, self.links, (S_PORT, R_PORT)):
@@ -170,6 +170,10 @@ class Pool:
             self.lab.ip("-n", ns, "link", "set", "pool0", "address", mac, "up")
             self.lab.ip("-n", ns, "addr", "add", f"{address}/24", "dev", "pool0")
             self.lab.ip("-n", ns, "neigh", "replace", peer, "lladdr", peer_mac, "dev", "pool0", "nud", "permanent")
+            # Full checksums: the userspace datapath reads the veth without
+            # its checksum offload state, and a partial checksum would reach
+            # the other side unfinished.
+            lab.sh(lab.in_ns(ns, ["ethtool", "-K", "pool0", "tx", "off"]), check=True)
             self.quiet_up(link)
             self.add_port(link, port)
 
@@ -205,8 +209,13 @@ class Pool:
         return self.lab.ping(ns, MGMT_FW, BOOT_DEADLINE)
 
     def metrics(self, k):
-        """Member K's /metrics as {(name, labels...): value}, or None."""
+        """Member K's /metrics as {(name, labels...): value}, or None (the
+        text is kept in the log directory, with the bridge's flows)."""
         status, out = self.lab.run(self.mgmt[k], ["python3", "-c", GET], timeout=30, merge=False)
+        (self.run.log_dir / f"pool-{k}.metrics").write_text(out)
+        _, flows = lab.output_of(lab.as_root(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows",
+                                              f"unix:{self.dir}/{self.bridge}.mgmt"]), timeout=30)
+        (self.run.log_dir / "pool-flows.txt").write_text(flows)
         if status != 0:
             return None
         samples = {}
@@ -338,6 +347,7 @@ def pool(run):
     the_pool = Pool(run)
     started = time.monotonic()
     try:
+        run.lab.up(0)
         the_pool.ovs_up()
         the_pool.link_up()
         for k in range(SIZE):
