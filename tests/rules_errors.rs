@@ -179,3 +179,21 @@ fn bad_metrics_statements_are_errors_at_their_place() {
         assert!(e.starts_with(&format!("dir/t.rules:{want}")), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn wire_pair_errors() {
+    let e = first("wire eth1 eth1\n");
+    assert!(e.starts_with("dir/t.rules:1:1: a wire pairs two interfaces, not eth1 with itself"), "{e}");
+    let e = first("interface eth1 10.1.0.1/24\nwire eth1 eth2\n");
+    assert!(e.contains("eth1 has an address: a wire side has none (`interface eth1 none`)"), "{e}");
+    let e = first("interface eth2 dhcp\nwire eth1 eth2\n");
+    assert!(e.contains("eth2 has an address"), "{e}");
+    let e = first("wire eth1 eth2\nwire eth3 eth2\n");
+    assert!(e.starts_with("dir/t.rules:2:1: eth2 is already in a wire pair with eth1"), "{e}");
+    let e = first("wire eth1 eth2\ninterface eth1 10.1.0.1/24\n");
+    assert!(e.contains("eth1 is already a wire side; declare `interface eth1 none ...` before"), "{e}");
+    let e = first("wire eth1 eth2\nmetrics eth2 port 9100 from 10.0.0.0/8\n");
+    assert!(e.contains("eth2 is a wire side: it has no address to serve metrics on"), "{e}");
+    let e = first("wire eth1\n");
+    assert!(e.contains("expected an interface name like eth1"), "{e}");
+}

@@ -63,6 +63,8 @@ def stub_cloud(cloud):
     def neutron_id(_, kind, name, cmd_resource=None):
         if kind == "network" and name in cloud["networks"]:
             return f"network-{name}"
+        if kind == "port" and name in cloud.get("ports", []):
+            return f"port-{name}"
         not_found(kind.capitalize(), name)
 
     def is_not_found(_, ex):
@@ -159,6 +161,45 @@ def check_unifw(parsed, interfaces):
     return problems
 
 
+def check_pool(parsed, size=3):
+    """The problems of the pool template PARSED (unifw-pool.yaml): each
+    member's NICs in the order of a wire pair (ingress, egress, then
+    management), the data ports without addresses or port security, the
+    port pair on the member's own ports, every pair in the group, and a
+    symmetric chain (both directions of a flow through one instance)."""
+    resources = parsed.get("resources") or {}
+    problems = []
+    for k in range(size):
+        server = (resources.get(f"member_{k}") or {}).get("properties") or {}
+        ports = [reference(n.get("port"), "get_resource") if isinstance(n, dict) else None
+                 for n in server.get("networks") or []]
+        wanted = [f"member_{k}_ingress", f"member_{k}_egress", f"member_{k}_management"]
+        if ports != wanted:
+            problems.append(f"member_{k}: networks must be the ports {', '.join(wanted)} in this order (eth0, eth1 "
+                            f"are the wire pair), not {ports}")
+        if (server.get("metadata") or {}).get("unifw_rules_identity") != {"get_param": "rules_identity"}:
+            problems.append(f"member_{k}: metadata unifw_rules_identity is not {{get_param: rules_identity}}")
+        for side in ("ingress", "egress"):
+            port = (resources.get(f"member_{k}_{side}") or {}).get("properties") or {}
+            if port.get("port_security_enabled") is not False:
+                problems.append(f"member_{k}_{side}: port_security_enabled must be false (the instance forwards "
+                                "frames that are not its own)")
+            if port.get("fixed_ips"):
+                problems.append(f"member_{k}_{side}: a wire side has no address (no fixed_ips)")
+        pair = (resources.get(f"member_{k}_pair") or {}).get("properties") or {}
+        sides = (reference(pair.get("ingress"), "get_resource"), reference(pair.get("egress"), "get_resource"))
+        if sides != (f"member_{k}_ingress", f"member_{k}_egress"):
+            problems.append(f"member_{k}_pair: ingress and egress must be member_{k}_ingress and member_{k}_egress, "
+                            f"not {sides}")
+        group = json.dumps((resources.get("pool_group") or {}).get("properties") or {})
+        if f'"get_resource": "member_{k}_pair"' not in group:
+            problems.append(f"pool_group: member_{k}_pair is not in port_pairs")
+    chain = (resources.get("port_chain") or {}).get("properties") or {}
+    if (chain.get("chain_parameters") or {}).get("symmetric") is not True:
+        problems.append("port_chain: chain_parameters must have symmetric: true (replies through the same instance)")
+    return problems
+
+
 def main():
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
@@ -176,7 +217,13 @@ def main():
             text = f.read()
         error, parsed = heat_validate(text, request["parameters"])
         try:
-            problems = check_unifw(parsed, request["interfaces"]) if parsed is not None else []
+            check = check_pool if "port_chain" in (parsed or {}).get("resources", {}) else None
+            if parsed is None:
+                problems = []
+            elif check is not None:
+                problems = check(parsed)
+            else:
+                problems = check_unifw(parsed, request["interfaces"])
         except Exception as exc:  # a template shaped unlike ours: say so, do not crash
             problems = [f"template not shaped as expected ({type(exc).__name__}: {exc})"]
         print(json.dumps({"template": path, "heat": error, "unifw": problems}), flush=True)

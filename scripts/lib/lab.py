@@ -78,6 +78,8 @@ PACKAGES = {
     "iperf3": ("iperf3",),
     "dnsmasq": ("dnsmasq-base",),
     "iptables-restore": ("iptables",),
+    "ovs-vswitchd": ("openvswitch-switch",),
+    "ethtool": ("ethtool",),
     "/usr/lib/grub/x86_64-efi": ("grub-efi-amd64-bin",),
     "qemu-img": ("qemu-utils",),
     OVMF_CODE: ("ovmf",),
@@ -92,9 +94,9 @@ _RUN = ("qemu-system-x86_64", QBOOT, "ip", "ping", "python3")
 _IMAGES = ("grub-mkrescue", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi", "xorriso", "mformat", "qemu-img")
 GROUPS = {
     "run": _RUN,
-    "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore",
+    "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore", "ovs-vswitchd", "ethtool",
                               "/usr/lib/python3/dist-packages/prometheus_client"),
-    "bench": _RUN + ("iperf3", "iptables-restore"),
+    "bench": _RUN + ("iperf3", "iptables-restore", "ovs-vswitchd", "ethtool"),
     "images": _IMAGES,
     "deploy": ("yanglint", "/usr/lib/python3.11/ensurepip"),
 }

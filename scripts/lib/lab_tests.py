@@ -782,6 +782,7 @@ import lab_flood  # noqa: E402
 import lab_fragments  # noqa: E402
 import lab_hostile  # noqa: E402
 import lab_mtu  # noqa: E402
+import lab_pool  # noqa: E402
 
 # The lab tests by name, in the order `scripts/test --lab` runs them.
 TESTS = {
@@ -816,6 +817,8 @@ TESTS = {
                              lab_flood.flood_neighbours),
     "conntrack-boot": Test("tests/lab/conntrack.rules: 1,048,576 flows in 64 MiB (shrunk) and 512 MiB",
                            lab_flood.conntrack_boot),
+    "pool": Test("tests/lab/pool.rules: 3 wire-mode members behind Open vSwitch, symmetric hash, failover",
+                 lab_pool.pool),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 

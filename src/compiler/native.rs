@@ -166,10 +166,11 @@ impl<'a> Parser<'a, '_, '_> {
     }
 
     fn statement(&mut self) -> R<()> {
-        let (kw, t) =
-            self.word("a statement (interface, route, policy, conntrack, set, include, metrics, input, forward)")?;
+        let (kw, t) = self
+            .word("a statement (interface, wire, route, policy, conntrack, set, include, metrics, input, forward)")?;
         match kw {
             "interface" => self.interface(&t)?,
+            "wire" => self.wire(&t)?,
             "route" => self.route()?,
             "policy" => self.policy()?,
             "conntrack" => self.conntrack()?,
@@ -182,7 +183,7 @@ impl<'a> Parser<'a, '_, '_> {
                 return self.fail_at(&t, "there is no output chain: unifw filters input and forward traffic".into())
             }
             _ => {
-                let msg = format!("unknown statement `{kw}` (expected interface, route, policy, conntrack, set, include, metrics, input or forward)");
+                let msg = format!("unknown statement `{kw}` (expected interface, wire, route, policy, conntrack, set, include, metrics, input or forward)");
                 return self.fail_at(&t, msg);
             }
         }
@@ -226,12 +227,51 @@ impl<'a> Parser<'a, '_, '_> {
             None
         };
         let (mtu, reverse_path, aliases) = self.interface_options()?;
+        if self.ctx.set.interfaces.iter().any(|i| i.index == index && i.wire_peer.is_some()) {
+            let msg = format!(
+                "{name} is already a wire side; declare `interface {name} none ...` before the `wire` statement"
+            );
+            return self.fail_at(kw, msg);
+        }
         if self.ctx.declared_ifs & (1 << index) != 0 {
             return self.fail_at(kw, format!("interface {name} is declared twice"));
         }
         self.ctx.declared_ifs |= 1 << index;
         self.ctx.if_names.extend(aliases.into_iter().map(|a| (a, index)));
-        self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback, mtu, reverse_path });
+        self.ctx.set.interfaces.push(InterfaceSpec { index, addr, mac, fallback, mtu, reverse_path, wire_peer: None });
+        self.ctx.set.interfaces.sort_by_key(|i| i.index);
+        Ok(())
+    }
+
+    /// `wire NAME NAME`: a bump-in-the-wire pair of address-less
+    /// interfaces (declared `none` before, or declared here).
+    fn wire(&mut self, kw: &Token) -> R<()> {
+        let mut sides = [0u8; 2];
+        for side in &mut sides {
+            let (name, nt) = self.word("an interface name like eth1")?;
+            *side = names::interface(name).or_else(|e| self.fail_at(&nt, e))?;
+        }
+        let [a, b] = sides;
+        if a == b {
+            return self.fail_at(kw, format!("a wire pairs two interfaces, not eth{a} with itself"));
+        }
+        for (side, peer) in [(a, b), (b, a)] {
+            let existing = self.ctx.set.interfaces.iter().find(|i| i.index == side).copied();
+            if let Some(paired) = existing.and_then(|i| i.wire_peer) {
+                return self.fail_at(kw, format!("eth{side} is already in a wire pair with eth{paired}"));
+            }
+            if existing.is_some_and(|i| i.addr != IfAddr::Unconfigured) {
+                let msg = format!("eth{side} has an address: a wire side has none (`interface eth{side} none`)");
+                return self.fail_at(kw, msg);
+            }
+            if self.ctx.set.metrics.iter().any(|m| m.interface == side) {
+                return self.fail_at(kw, format!("eth{side} serves metrics: a wire side has no address"));
+            }
+            let spec = existing.unwrap_or_else(|| InterfaceSpec::new(side, IfAddr::Unconfigured));
+            self.ctx.set.interfaces.retain(|i| i.index != side);
+            self.ctx.set.interfaces.push(InterfaceSpec { wire_peer: Some(peer), ..spec });
+            self.ctx.declared_ifs |= 1 << side;
+        }
         self.ctx.set.interfaces.sort_by_key(|i| i.index);
         Ok(())
     }
@@ -421,6 +461,9 @@ impl<'a> Parser<'a, '_, '_> {
         if self.ctx.declared_ifs & (1 << interface) == 0 {
             let msg = format!("unknown interface {name} (declare it first with `interface {name} ...`)");
             return self.fail_at(&nt, msg);
+        }
+        if self.ctx.set.interfaces.iter().any(|i| i.index == interface && i.wire_peer.is_some()) {
+            return self.fail_at(&nt, format!("{name} is a wire side: it has no address to serve metrics on"));
         }
         if self.ctx.set.metrics.iter().any(|m| m.interface == interface) {
             return self.fail_at(kw, format!("metrics on {name} is given twice"));

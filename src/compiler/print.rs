@@ -72,6 +72,9 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
         };
         let _ = writeln!(s, "interface eth{}{mac} {addr}{mtu}{reverse_path}", i.index);
     }
+    for i in set.interfaces.iter().filter(|i| i.wire_peer.is_some_and(|peer| peer > i.index)) {
+        let _ = writeln!(s, "wire eth{} eth{}", i.index, i.wire_peer.unwrap_or(i.index));
+    }
     for r in &set.routes {
         let _ = writeln!(s, "route {}/{} via {}", dotted(r.dest), r.prefix_len, dotted(r.gateway));
     }

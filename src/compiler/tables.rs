@@ -456,6 +456,23 @@ mod tests {
     }
 
     #[test]
+    fn wire_pairs_reach_the_image_and_print_back() {
+        let text = "interface eth0 10.9.0.1/24\ninterface eth1 none mtu 9000\nwire eth1 eth2\n\
+                    forward accept in eth1 out eth2\n";
+        let set = crate::parse("t", text.as_bytes(), &mut |p| Err(p.into())).expect("parses");
+        let c = crate::compile_ruleset(set.clone()).expect("compiles");
+        let img = Image::from_bytes(&c.image).expect("valid");
+        let ifs: alloc::vec::Vec<_> = img.interfaces().collect();
+        assert_eq!(ifs, set.interfaces);
+        let peers: alloc::vec::Vec<_> = ifs.iter().map(|i| (i.index, i.wire_peer, i.mtu)).collect();
+        assert_eq!(peers, [(0, None, None), (1, Some(2), Some(9000)), (2, Some(1), None)]);
+        let printed = crate::render(&set, crate::Format::Unifw).expect("renders");
+        assert!(printed.contains("interface eth2 none\nwire eth1 eth2\n"), "{printed}");
+        let again = crate::parse("t", printed.as_bytes(), &mut |p| Err(p.into())).expect("parses");
+        assert_eq!(again.interfaces, set.interfaces);
+    }
+
+    #[test]
     fn mtus_reach_the_image_and_print_back() {
         let text = "interface eth0 10.1.0.1/24 mtu 9000\n\
                     interface eth1 mac 52:54:00:ab:00:01 10.2.0.1/24 mtu 1400\n\

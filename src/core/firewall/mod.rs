@@ -142,6 +142,13 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         config.forwarding = false;
         config.conntrack_budget = settings.conntrack_budget;
         let mut dataplane = Dataplane::new(config)?;
+        for spec in image.interfaces() {
+            let Some(peer) = spec.wire_peer.filter(|&peer| peer > spec.index) else { continue };
+            match dataplane.set_wire(spec.index, peer) {
+                Ok(()) => log::info!("eth{} and eth{peer}: a bump-in-the-wire pair", spec.index),
+                Err(e) => log::error!("wire eth{} eth{peer}: {e:?}; not paired", spec.index),
+            }
+        }
         let (configured, granted) = (image.conntrack_capacity(), dataplane.conntrack().capacity());
         if granted < configured as usize {
             log::warn!(

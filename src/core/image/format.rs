@@ -391,6 +391,13 @@ pub enum InterfaceRecord {
         /// The mode.
         mode: ReversePathFilter,
     },
+    /// Interface `index` is a bump-in-the-wire side paired with `peer`.
+    Wire {
+        /// 0 = eth0.
+        index: u8,
+        /// The other side.
+        peer: u8,
+    },
 }
 
 impl InterfaceRecord {
@@ -403,6 +410,7 @@ impl InterfaceRecord {
     const FALLBACK: u8 = 4;
     const MTU: u8 = 5;
     const REVERSE_PATH: u8 = 6;
+    const WIRE: u8 = 7;
 
     /// The record's bytes.
     pub fn encode(&self) -> [u8; Self::LEN] {
@@ -439,6 +447,7 @@ impl InterfaceRecord {
                 };
                 b = [index, Self::REVERSE_PATH, code, 0, 0, 0, 0, 0];
             }
+            InterfaceRecord::Wire { index, peer } => b = [index, Self::WIRE, peer, 0, 0, 0, 0, 0],
         }
         b
     }
@@ -465,6 +474,7 @@ impl InterfaceRecord {
                     _ => ReversePathFilter::Strict,
                 },
             },
+            Self::WIRE => InterfaceRecord::Wire { index, peer: b[2] },
             _ => InterfaceRecord::Address { index, addr: IfAddr::Unconfigured },
         })
     }
@@ -482,7 +492,8 @@ impl InterfaceSpec {
         let mtu = self.mtu.map(|mtu| InterfaceRecord::Mtu { index, mtu });
         let mode = self.reverse_path;
         let reverse_path = (mode != ReversePathFilter::Strict).then_some(InterfaceRecord::ReversePath { index, mode });
-        core::iter::once(address).chain(mac).chain(fallback).chain(mtu).chain(reverse_path)
+        let wire = self.wire_peer.map(|peer| InterfaceRecord::Wire { index, peer });
+        core::iter::once(address).chain(mac).chain(fallback).chain(mtu).chain(reverse_path).chain(wire)
     }
 }
 
@@ -854,6 +865,8 @@ mod tests {
         assert_eq!(records[3], InterfaceRecord::Mtu { index: 2, mtu: 1400 });
         assert_eq!(records[0], InterfaceRecord::Address { index: 2, addr: IfAddr::Dhcp });
         assert_eq!(InterfaceSpec::new(0, IfAddr::Dhcp).records().count(), 1);
+        let wire = InterfaceRecord::Wire { index: 1, peer: 2 };
+        assert_eq!(InterfaceRecord::decode(&wire.encode()), Some(wire));
         let routes = [
             RouteSpec { dest: 0, prefix_len: 0, gateway: 0x0a01_00fe },
             RouteSpec { dest: 0x0a09_0000, prefix_len: 16, gateway: u32::MAX },

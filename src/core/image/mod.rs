@@ -53,6 +53,8 @@ pub struct InterfaceSpec {
     pub mtu: Option<u16>,
     /// Reverse-path filtering of what arrives on it (`rpfilter MODE`).
     pub reverse_path: ReversePathFilter,
+    /// The other side of its bump-in-the-wire pair (`wire eth1 eth2`).
+    pub wire_peer: Option<u8>,
 }
 
 pub use crate::net::mtu::{DEFAULT_MTU, MAX_MTU, MIN_MTU};
@@ -61,7 +63,15 @@ impl InterfaceSpec {
     /// Interface `index` with `addr`, bound to no MAC, without fallback,
     /// with the default MTU, filtered strictly.
     pub fn new(index: u8, addr: IfAddr) -> InterfaceSpec {
-        InterfaceSpec { index, addr, mac: None, fallback: None, mtu: None, reverse_path: ReversePathFilter::Strict }
+        InterfaceSpec {
+            index,
+            addr,
+            mac: None,
+            fallback: None,
+            mtu: None,
+            reverse_path: ReversePathFilter::Strict,
+            wire_peer: None,
+        }
     }
 }
 
@@ -151,6 +161,7 @@ fn add_to_spec(mut spec: InterfaceSpec, record: InterfaceRecord) -> InterfaceSpe
         InterfaceRecord::Fallback { index, fallback } if index == spec.index => spec.fallback = Some(fallback),
         InterfaceRecord::ReversePath { index, mode } if index == spec.index => spec.reverse_path = mode,
         InterfaceRecord::Mtu { index, mtu } if index == spec.index => spec.mtu = Some(mtu),
+        InterfaceRecord::Wire { index, peer } if index == spec.index => spec.wire_peer = Some(peer),
         _ => {}
     }
     spec

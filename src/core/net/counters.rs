@@ -120,6 +120,12 @@ pub enum DropReason {
     BadLength,
     /// Input interface index unknown to the data plane.
     UnknownInterface,
+    /// Fragment on a bump-in-the-wire pair, which does not hold fragments
+    /// yet (fail closed).
+    WireFragment,
+    /// Larger than the wire peer's MTU: dropped as a bridge drops what its
+    /// egress port cannot carry (no ICMP error: the wire has no address).
+    WireOversize,
 }
 
 impl DropReason {
@@ -132,7 +138,7 @@ impl DropReason {
     ];
 
     /// Number of reasons: the length of a per-interface counter array.
-    pub const COUNT: usize = DropReason::UnknownInterface as usize + 1;
+    pub const COUNT: usize = DropReason::WireOversize as usize + 1;
 
     /// All reasons, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -180,6 +186,8 @@ impl DropReason {
         DropReason::NotReady,
         DropReason::BadLength,
         DropReason::UnknownInterface,
+        DropReason::WireFragment,
+        DropReason::WireOversize,
     ];
 
     /// The reason's name in snake case (`not_our_mac`), as `/metrics`
@@ -230,6 +238,8 @@ impl DropReason {
             DropReason::NotReady => "not_ready",
             DropReason::BadLength => "bad_length",
             DropReason::UnknownInterface => "unknown_interface",
+            DropReason::WireFragment => "wire_fragment",
+            DropReason::WireOversize => "wire_oversize",
         }
     }
 }

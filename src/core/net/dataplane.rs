@@ -132,6 +132,8 @@ pub struct Dataplane {
     pub(super) scratch: [u8; MAX_REPLY_LEN],
     /// Where the segments and fragments of a split packet are built.
     pub(super) split: SplitScratch,
+    /// Each interface's wire peer, if it is a bump-in-the-wire side (wire.rs).
+    pub(super) wires: Vec<Option<IfIndex>>,
 }
 
 impl Dataplane {
@@ -158,6 +160,7 @@ impl Dataplane {
             routes,
             scratch: [0; MAX_REPLY_LEN],
             split: SplitScratch::new(),
+            wires: Vec::new(),
         })
     }
 

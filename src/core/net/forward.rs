@@ -99,6 +99,9 @@ impl Dataplane {
         let Some(interface) = self.interfaces.get(usize::from(in_if)).copied() else {
             return Disposition::Drop(DropReason::UnknownInterface);
         };
+        if let Some(peer) = self.wire_peer(in_if) {
+            return self.wire(now_ms, (in_if, offload), peer, frame, classifier, out);
+        }
         let eth = match parse_ethernet(frame) {
             Ok(eth) => eth,
             Err(reason) => return Disposition::Drop(reason),

@@ -49,6 +49,11 @@
 //!    `out_if` (zero copy) and the buffer returns to its receive queue when
 //!    sent (`NicSet::reclaim_and_flush`). Every drop on the way is a
 //!    `DropReason` counted once on `in_if` (counters.rs).
+//!
+//! On a wire side (`Dataplane::set_wire`, wire.rs), `process` hands the
+//! frame to `wire` before any MAC check: ARP passes to the peer unchanged,
+//! IPv4 is judged by `judge` on the FORWARD chain (`out_if` = the peer) and
+//! leaves by the peer byte for byte, with no route, TTL or MAC change.
 
 pub mod addr;
 pub mod checksum;
@@ -71,6 +76,7 @@ pub mod sink;
 mod source_check;
 pub mod split;
 pub mod token_bucket;
+pub mod wire;
 
 pub use counters::{Counters, DropReason};
 pub use dataplane::{Classifier, Dataplane, DataplaneConfig, Disposition};
@@ -79,3 +85,4 @@ pub use neighbour::NeighbourLimits;
 pub use route::{ConfigError, InterfaceConfig, LearnedRoute, ReversePathFilter, StaticRoute};
 pub use sink::{FrameSink, NullSink, VecSink};
 pub use split::Offload;
+pub use wire::WireError;
