@@ -107,19 +107,15 @@ fn arp_passes_as_through_a_bridge_and_is_not_learnt() {
 }
 
 #[test]
-fn other_ethertypes_fragments_and_oversized_frames_are_dropped_and_counted() {
+fn other_ethertypes_and_oversized_frames_are_dropped_and_counted() {
     let mut dp = wire_lab();
     let mut ipv6 = udp_frame(SENDER, RECEIVER, 1, 2, 10);
     ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
     assert_eq!(dropped(&mut dp, 1, &ipv6, &reply_only).0, Disposition::Drop(DropReason::EtherType));
-    let whole = udp_frame(SENDER, RECEIVER, 5000, 53, 64);
-    let fragment = fragment_of(&whole, 0, true, 32);
-    assert_eq!(dropped(&mut dp, 1, &fragment, &reply_only).0, Disposition::Drop(DropReason::WireFragment));
     let big = udp_frame(SENDER, RECEIVER, 5000, 53, 1600);
     assert_eq!(dropped(&mut dp, 1, &big, &reply_only).0, Disposition::Drop(DropReason::WireOversize));
     let eth1 = dp.counters().interface(1).unwrap();
     assert_eq!(eth1.drop_count(DropReason::EtherType), 1);
-    assert_eq!(eth1.drop_count(DropReason::WireFragment), 1);
     assert_eq!(eth1.drop_count(DropReason::WireOversize), 1);
     assert_eq!(dp.counters().interface(2).unwrap().forwarded_out, 0);
 }
@@ -170,4 +166,35 @@ fn pairs_are_checked() {
     dp.set_wire(0, 1).unwrap();
     assert_eq!(dp.set_wire(1, 2), Err(WireError::AlreadyPaired(1)));
     assert_eq!((dp.wire_peer(0), dp.wire_peer(1), dp.wire_peer(2)), (Some(1), Some(0), None));
+}
+
+/// Payload bytes `[start, end)` of `whole` as a fragment (MF `more`).
+fn piece(whole: &[u8], start: usize, end: usize, more: bool) -> Vec<u8> {
+    let mut frame = whole[..ETH_LEN + 20].to_vec();
+    frame.extend_from_slice(&whole[ETH_LEN + 20 + start..ETH_LEN + 20 + end]);
+    let len = frame.len() - ETH_LEN;
+    let mut packet = Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]);
+    packet.set_total_len(len as u16);
+    packet.set_frag_offset(start as u16);
+    packet.set_more_frags(more);
+    packet.fill_checksum();
+    frame
+}
+
+#[test]
+fn fragments_are_held_judged_whole_and_sent_to_the_peer_unchanged() {
+    let mut dp = wire_lab();
+    let whole = udp_frame(SENDER, RECEIVER, 5000, 53, 100);
+    let (a, b) = (piece(&whole, 0, 64, true), piece(&whole, 64, 108, false));
+    let (first, sink) = dropped(&mut dp, 1, &b, &reply_only);
+    assert_eq!((first, sink.frames.len()), (Disposition::Queued, 0), "held, in any order");
+    let (last, sink) = dropped(&mut dp, 1, &a, &reply_only);
+    assert_eq!(last, Disposition::Queued);
+    assert_eq!(sink.frames, vec![(2, a.clone()), (2, b.clone())], "in offset order, byte for byte, out of eth2");
+    // A new flow from the receiver side: judged whole, refused, nothing passes.
+    let back = udp_frame(RECEIVER, SENDER, 6000, 53, 100);
+    dropped(&mut dp, 2, &piece(&back, 0, 64, true), &reply_only);
+    let (refused, sink) = dropped(&mut dp, 2, &piece(&back, 64, 108, false), &reply_only);
+    assert_eq!((refused, sink.frames.len()), (Disposition::Drop(DropReason::RuleDrop), 0));
+    assert_eq!(dp.counters().interface(2).unwrap().drop_count(DropReason::FragmentOfDropped), 1);
 }

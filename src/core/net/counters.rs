@@ -120,9 +120,6 @@ pub enum DropReason {
     BadLength,
     /// Input interface index unknown to the data plane.
     UnknownInterface,
-    /// Fragment on a bump-in-the-wire pair, which does not hold fragments
-    /// yet (fail closed).
-    WireFragment,
     /// Larger than the wire peer's MTU: dropped as a bridge drops what its
     /// egress port cannot carry (no ICMP error: the wire has no address).
     WireOversize,
@@ -186,7 +183,6 @@ impl DropReason {
         DropReason::NotReady,
         DropReason::BadLength,
         DropReason::UnknownInterface,
-        DropReason::WireFragment,
         DropReason::WireOversize,
     ];
 
@@ -238,7 +234,6 @@ impl DropReason {
             DropReason::NotReady => "not_ready",
             DropReason::BadLength => "bad_length",
             DropReason::UnknownInterface => "unknown_interface",
-            DropReason::WireFragment => "wire_fragment",
             DropReason::WireOversize => "wire_oversize",
         }
     }

@@ -23,7 +23,7 @@ use super::reply::IcmpError;
 use super::route::NextHop;
 use super::sink::FrameSink;
 use super::split::Offload;
-use crate::flow::Chain;
+use crate::flow::{Chain, IfIndex, NO_IF};
 
 /// Bytes of a datagram's start read when its first fragment cuts the
 /// transport header: a TCP header with options (60), or an ICMP error's
@@ -35,10 +35,14 @@ impl Dataplane {
     /// until its datagram is whole, then the datagram is judged and its
     /// fragments are sent through `out` (each cut again if it is larger
     /// than the output MTU).
+    /// `wire`: the packet arrived on a wire side whose peer this is; the
+    /// datagram is then judged and its fragments sent as the wire sends
+    /// (wire.rs): no route, no TTL, unchanged.
     pub(super) fn forward_fragment<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: Packet<'_>,
+        wire: Option<IfIndex>,
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
@@ -55,9 +59,17 @@ impl Dataplane {
             Err(reason) => return Disposition::Drop(reason),
         };
         let mut pool = self.fragments.take_pool();
-        let disposition = match self.judge_datagram(now_ms, &done, &mut pool, classifier, out) {
-            Ok((hop, ttl)) => {
+        let judged = match wire {
+            Some(peer) => self.judge_wire_datagram(now_ms, &done, &mut pool, peer, classifier, out).map(|()| None),
+            None => self.judge_datagram(now_ms, &done, &mut pool, classifier, out).map(Some),
+        };
+        let disposition = match judged {
+            Ok(Some((hop, ttl))) => {
                 self.send_held(now_ms, &done, &mut pool, (hop, ttl), out);
+                Disposition::Queued
+            }
+            Ok(None) => {
+                self.send_held_to_wire(&done, &pool, wire.unwrap_or(NO_IF), out);
                 Disposition::Queued
             }
             Err(reason) => {
@@ -81,23 +93,8 @@ impl Dataplane {
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Result<(NextHop, u8), DropReason> {
-        let first = self.fragments.held(done.head).ok_or(DropReason::FragmentOverlap)?;
-        let frame = pool.get(first.range.clone()).ok_or(DropReason::FragmentOverlap)?;
-        let eth = parse_ethernet(frame)?;
-        let mut meta = frame.get(ETHERNET_HEADER_LEN..).map(parse_ipv4).ok_or(DropReason::Ipv4Truncated)??;
-        let mut parsed = meta.total_len.saturating_sub(meta.header_len) as u32;
-        if meta.l4 == L4::LaterFragment {
-            // The first fragment cuts the transport header: read it from
-            // the datagram's first bytes, across fragments.
-            let mut head = [0u8; DATAGRAM_HEAD];
-            let len = self.datagram_head(done, pool, &mut head);
-            parse_transport(&mut meta, head.get(..len).unwrap_or(&[]))?;
-            parsed = len as u32;
-        }
-        let meta = datagram_meta(meta, done.payload_len, parsed);
-        let frame = pool.get_mut(first.range).ok_or(DropReason::FragmentOverlap)?;
-        let (offload, options) = (Offload::default(), Ipv4Options::default());
-        let packet = Packet { in_if: first.in_if, offload, frame, eth, meta, options };
+        let packet = self.datagram_packet(done, pool)?;
+        let meta = packet.meta;
         let Some(hop) = self.routes.lookup(meta.dst) else {
             self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, out);
             return Err(DropReason::NoRoute);
@@ -121,6 +118,64 @@ impl Dataplane {
             };
         }
         Ok((hop, meta.ttl - 1))
+    }
+
+    /// The whole datagram as the rules see it: its first fragment's frame
+    /// with the datagram's transport header and length.
+    fn datagram_packet<'p>(&self, done: &Complete, pool: &'p mut [u8]) -> Result<Packet<'p>, DropReason> {
+        let first = self.fragments.held(done.head).ok_or(DropReason::FragmentOverlap)?;
+        let frame = pool.get(first.range.clone()).ok_or(DropReason::FragmentOverlap)?;
+        let eth = parse_ethernet(frame)?;
+        let mut meta = frame.get(ETHERNET_HEADER_LEN..).map(parse_ipv4).ok_or(DropReason::Ipv4Truncated)??;
+        let mut parsed = meta.total_len.saturating_sub(meta.header_len) as u32;
+        if meta.l4 == L4::LaterFragment {
+            // The first fragment cuts the transport header: read it from
+            // the datagram's first bytes, across fragments.
+            let mut head = [0u8; DATAGRAM_HEAD];
+            let len = self.datagram_head(done, pool, &mut head);
+            parse_transport(&mut meta, head.get(..len).unwrap_or(&[]))?;
+            parsed = len as u32;
+        }
+        let meta = datagram_meta(meta, done.payload_len, parsed);
+        let frame = pool.get_mut(first.range).ok_or(DropReason::FragmentOverlap)?;
+        let (offload, options) = (Offload::default(), Ipv4Options::default());
+        Ok(Packet { in_if: first.in_if, offload, frame, eth, meta, options })
+    }
+
+    /// The FORWARD chain for a whole datagram that arrived on a wire side
+    /// (no route, no TTL): `Ok` to send its fragments to `peer` unchanged.
+    /// A fragment larger than the peer's MTU drops the datagram, as the
+    /// wire drops such a frame.
+    fn judge_wire_datagram<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        done: &Complete,
+        pool: &mut [u8],
+        peer: IfIndex,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Result<(), DropReason> {
+        let mtu = self.interfaces.get(usize::from(peer)).map_or(0, |i| usize::from(i.mtu));
+        if self.largest_fragment(done) > mtu {
+            return Err(DropReason::WireOversize);
+        }
+        let packet = self.datagram_packet(done, pool)?;
+        self.wire_verdict(now_ms, &packet, peer, classifier, out)
+    }
+
+    /// Sends every fragment of a datagram accepted on a wire side out of
+    /// `peer`, in offset order and unchanged.
+    fn send_held_to_wire(&mut self, done: &Complete, pool: &[u8], peer: IfIndex, out: &mut dyn FrameSink) {
+        let mut next = Some(done.head);
+        while let Some(held) = next.and_then(|slot| self.fragments.held(slot)) {
+            next = held.next;
+            let Some(frame) = pool.get(held.range) else { continue };
+            let sent = out.send(peer, frame);
+            self.counters.count_transmit(held.in_if, peer, frame.len(), sent);
+            if let Some(counters) = self.counters.interface_mut(peer) {
+                counters.forwarded_out += 1;
+            }
+        }
     }
 
     /// Sends every fragment of an accepted datagram, in offset order, as

@@ -270,7 +270,7 @@ impl Dataplane {
     ) -> Disposition {
         if packet.meta.is_fragment() {
             // Held until whole, then judged once (defrag.rs).
-            return self.forward_fragment(now_ms, packet, classifier, out);
+            return self.forward_fragment(now_ms, packet, None, classifier, out);
         }
         let Some(hop) = self.routes.lookup(packet.meta.dst) else {
             self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, out);

@@ -7,8 +7,9 @@
 //! (the chain's endpoints resolve each other through it); IPv4 judged with
 //! connection tracking. Other EtherTypes are dropped (`ether_type`): the
 //! rules judge IPv4 only, so passing IPv6 or tagged frames would let them
-//! round the firewall. Fragments are dropped (`wire_fragment`) until the
-//! fragment pool learns to release to a wire peer: fail closed. A frame
+//! round the firewall. Fragments are held until their datagram is whole,
+//! judged once and sent to the peer unchanged (defrag.rs), as in routed
+//! mode. A frame
 //! larger than the peer's MTU is dropped (`wire_oversize`) without an ICMP
 //! error, as a bridge drops what the egress port cannot carry
 //! (`is_skb_forwardable`). REJECT answers back out of the ingress side with
@@ -95,23 +96,41 @@ impl Dataplane {
             Some(Err(reason)) => return Disposition::Drop(reason),
             None => return Disposition::Drop(DropReason::Ipv4Truncated),
         };
-        if meta.is_fragment() {
-            return Disposition::Drop(DropReason::WireFragment);
-        }
-        let mtu = self.interfaces.get(usize::from(peer)).map_or(0, |i| usize::from(i.mtu));
-        if offload.segment_size.is_none() && meta.total_len > mtu {
-            return Disposition::Drop(DropReason::WireOversize);
-        }
         let len = ETHERNET_HEADER_LEN + meta.total_len;
         let packet = Packet { in_if, offload, frame, eth, meta, options: Ipv4Options::default() };
-        match self.judge(now_ms, &packet, Chain::Forward, peer, classifier) {
+        if packet.meta.is_fragment() {
+            // Held until whole and judged once, as in routed mode (defrag.rs).
+            return self.forward_fragment(now_ms, packet, Some(peer), classifier, out);
+        }
+        let mtu = self.interfaces.get(usize::from(peer)).map_or(0, |i| usize::from(i.mtu));
+        if offload.segment_size.is_none() && packet.meta.total_len > mtu {
+            return Disposition::Drop(DropReason::WireOversize);
+        }
+        match self.wire_verdict(now_ms, &packet, peer, classifier, out) {
             Ok(()) => self.wire_pass(peer, len),
+            Err(reason) => Disposition::Drop(reason),
+        }
+    }
+
+    /// Conntrack and the FORWARD chain (output `peer`) for a packet or
+    /// whole datagram from a wire side; a rejection is answered back out
+    /// of the ingress side.
+    pub(super) fn wire_verdict<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        peer: IfIndex,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Result<(), DropReason> {
+        match self.judge(now_ms, packet, Chain::Forward, peer, classifier) {
+            Ok(()) => Ok(()),
             Err(Ok(Action::Reject(with))) => {
-                self.wire_reject(now_ms, &packet, with, out);
-                Disposition::Drop(DropReason::RuleReject)
+                self.wire_reject(now_ms, packet, with, out);
+                Err(DropReason::RuleReject)
             }
-            Err(Ok(_)) => Disposition::Drop(DropReason::RuleDrop),
-            Err(Err(reason)) => Disposition::Drop(reason),
+            Err(Ok(_)) => Err(DropReason::RuleDrop),
+            Err(Err(reason)) => Err(reason),
         }
     }
 
