@@ -30,7 +30,8 @@ Also here, once each: the Debian packages the lab needs (`PACKAGES`,
 scripts/run, scripts/test (lab_tests.py), scripts/launch-time and
 scripts/bench-forward. As a command, for .ci/run:
 
-    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench, images, deploy (default all)
+    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench, images, deploy,
+                                                linux-vm, bench-all (default all)
 """
 
 import argparse
@@ -86,17 +87,25 @@ PACKAGES = {
     # module of Debian 12's python3 for the venv that holds OpenStack Heat.
     "yanglint": ("libyang2-tools",),
     "/usr/lib/python3.11/ensurepip": ("python3-venv",),
+    # The Linux VM baseline (linux_vm.py) and scripts/bench's tools.
+    "/usr/bin/busybox": ("busybox-static",),
+    "sockperf": ("sockperf",),
+    "hping3": ("hping3",),
+    "/usr/lib/python3/dist-packages/matplotlib": ("python3-matplotlib",),
 }
 _RUN = ("qemu-system-x86_64", QBOOT, "ip", "ping", "python3")
 # scripts/build-images: GRUB for BIOS and UEFI, its image tools, qemu-img.
 _IMAGES = ("grub-mkrescue", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi", "xorriso", "mformat", "qemu-img")
 GROUPS = {
     "run": _RUN,
-    "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore",
+    "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore", "/usr/bin/busybox",
                               "/usr/lib/python3/dist-packages/prometheus_client"),
     "bench": _RUN + ("iperf3", "iptables-restore"),
     "images": _IMAGES,
     "deploy": ("yanglint", "/usr/lib/python3.11/ensurepip"),
+    "linux-vm": ("/usr/bin/busybox", "iptables-restore"),
+    "bench-all": _RUN + ("iperf3", "iptables-restore", "/usr/bin/busybox", "sockperf", "hping3",
+                         "/usr/lib/python3/dist-packages/matplotlib"),
 }
 
 

@@ -780,6 +780,7 @@ class Test:
 # Lab tests in their own modules (they import from this one, so here).
 import lab_fragments  # noqa: E402
 import lab_hostile  # noqa: E402
+import lab_linuxvm  # noqa: E402
 import lab_mtu  # noqa: E402
 
 # The lab tests by name, in the order `scripts/test --lab` runs them.
@@ -810,6 +811,8 @@ TESTS = {
                 lab_mtu.mtu),
     "fragments": Test("fragment trains (order, duplicates, overlaps, 200 others' first fragments): unifw vs Linux",
                       lab_fragments.fragments),
+    "linux-vm": Test("the Linux VM baseline (tests/lab/linux-vm.ipt): Debian kernel, iptables-legacy, traffic",
+                     lab_linuxvm.linux_vm_test),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 
