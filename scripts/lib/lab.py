@@ -504,13 +504,14 @@ class Lab:
         self.ip("-n", ns, "link", "set", tap, "up")
         self.ip("-n", ns, "neigh", "replace", FIREWALL[0], "lladdr", mac(0), "dev", tap, "nud", "permanent")
 
-    def linuxfw_up(self, rules):
+    def linuxfw_up(self, rules, restore=("iptables-restore",)):
         """The "container" baseline of CONVENTIONS.md in QEMU's place: the
         sender's and receiver's namespaces as in the lab (same addresses,
         interfaces named like the taps), joined by veth pairs to the linuxfw
         namespace, whose ends are named eth0 and eth1 so the rules' -i/-o
-        mean the same. RULES (iptables-save) is loaded with iptables-restore;
-        returns the seconds that took."""
+        mean the same. RULES (iptables-save) is loaded with iptables-restore
+        (or RESTORE, a command reading RULES on stdin: scripts/bench loads
+        nftables with `nft -f -`); returns the seconds that took."""
         self.down()
         for ns in (self.sender, self.receiver, self.linuxfw):
             self.ip("netns", "add", ns)
@@ -532,7 +533,7 @@ class Lab:
             "net.ipv4.icmp_ratelimit=0", "net.ipv4.conf.all.rp_filter=1"])
         started = time.monotonic()
         with open(rules) as rules_file:
-            sh(["ip", "netns", "exec", self.linuxfw, "iptables-restore"], stdin=rules_file)
+            sh(["ip", "netns", "exec", self.linuxfw, *restore], stdin=rules_file)
         seconds = time.monotonic() - started
         if not (self.ping(self.sender, FIREWALL[0], 5) and self.ping(self.receiver, FIREWALL[1], 5)):
             raise LabError("the Linux namespace firewall does not answer")
