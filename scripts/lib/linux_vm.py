@@ -259,10 +259,23 @@ def build(rules, out):
     return vmlinuz, out, time.monotonic() - started
 
 
+def tsc_options(accel):
+    """Under TCG the guest's TSC is the host's, but microvm has no HPET or
+    PM timer to calibrate it against, and PIT calibration fails on a busy
+    host ("tsc: Unable to calibrate against PIT"), leaving the guest
+    without a clocksource (it hangs): give the host's TSC rate instead."""
+    if accel != "tcg":
+        return ""
+    with open("/proc/cpuinfo") as cpuinfo:
+        found = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo.read(), re.MULTILINE)
+    return f" tsc_early_khz={int(float(found.group(1)) * 1000)} tsc=reliable" if found else ""
+
+
 def qemu_command(machine, accel, taps, vmlinuz, initrd, serial="null"):
     """lab.qemu_command for the Linux guest: the same machine, NICs and
     accelerator as unifw's, with Debian's kernel and INITRD."""
-    command = lab.qemu_command(machine, accel, taps, kernel=vmlinuz, append=CMDLINE, serial=serial)
+    command = lab.qemu_command(machine, accel, taps, kernel=vmlinuz, append=CMDLINE + tsc_options(accel),
+                               serial=serial)
     return command + ["-initrd", str(initrd)]
 
 
