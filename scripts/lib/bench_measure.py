@@ -54,20 +54,27 @@ class Measure:
 
     # Servers in the receiver's namespace.
 
-    def start_servers(self):
-        """iperf3, sockperf (TCP and UDP) and the echo server (probe.py, with
-        a high open-files limit for concurrent connections) at the receiver,
-        once they listen."""
+    def start_servers(self, kinds=("iperf3", "sockperf", "echo")):
+        """Servers at the receiver, once they listen: iperf3, sockperf (TCP
+        and UDP) and the echo server (probe.py, with the highest open-files
+        limit allowed, for concurrent connections); KINDS chooses."""
         receiver = self.lab.receiver
-        self.servers = [
-            self.lab.start(["iperf3", "-s", "-B", RECEIVER], ns=receiver, out=self.dir / "iperf3-server.log"),
-            self.lab.start(["sockperf", "sr", "--tcp", "-i", RECEIVER, "-p", SOCKPERF_PORT], ns=receiver),
-            self.lab.start(["sockperf", "sr", "-i", RECEIVER, "-p", SOCKPERF_PORT], ns=receiver),
-            self.lab.start(["sh", "-c", f"ulimit -n 1048576; exec python3 {PROBE} serve {ECHO_PORT}"], ns=receiver),
-        ]
+        ports = []
+        if "iperf3" in kinds:
+            self.servers.append(self.lab.start(["iperf3", "-s", "-B", RECEIVER], ns=receiver,
+                                               out=self.dir / "iperf3-server.log"))
+            ports.append("5201")
+        if "sockperf" in kinds:
+            self.servers += [self.lab.start(["sockperf", "sr", "--tcp", "-i", RECEIVER, "-p", SOCKPERF_PORT],
+                                            ns=receiver),
+                             self.lab.start(["sockperf", "sr", "-i", RECEIVER, "-p", SOCKPERF_PORT], ns=receiver)]
+            ports.append(SOCKPERF_PORT)
+        if "echo" in kinds:
+            self.servers.append(self.lab.start(["sh", "-c", f"ulimit -n $(ulimit -Hn); exec python3 {PROBE} serve "
+                                                            f"{ECHO_PORT}"], ns=receiver))
+            ports.append(ECHO_PORT)
         deadline = time.monotonic() + 15
-        while not all(f":{port} " in self.lab.run(receiver, ["ss", "-ltn"])[1]
-                      for port in ("5201", SOCKPERF_PORT, ECHO_PORT)):
+        while not all(f":{port} " in self.lab.run(receiver, ["ss", "-ltn"])[1] for port in ports):
             if time.monotonic() > deadline:
                 raise lab.LabError("the receiver's servers did not start")
             time.sleep(0.1)
@@ -170,10 +177,11 @@ class Measure:
     def concurrent(self, tag, limit):
         """Established TCP connections held at once while new ones still
         open (RFC 3511 5.2), up to LIMIT (bench_tools.py hold)."""
-        out = self.run(self.lab.sender, ["sh", "-c", f"ulimit -n 1048576; exec python3 "
+        out = self.run(self.lab.sender, ["sh", "-c", f"ulimit -n $(ulimit -Hn); exec python3 "
                                          f"{Path(__file__).parent / 'bench_tools.py'} hold {RECEIVER} {ECHO_PORT} "
-                                         f"{limit}"], keep=f"{tag}.txt")
-        return float(out.split()[0]) if out.strip() else math.nan
+                                         f"{limit}"], keep=f"{tag}.txt", merge=True)
+        last = (out.strip().splitlines() or [""])[-1]
+        return float(last) if last.isdigit() else math.nan
 
     # Latency.
 

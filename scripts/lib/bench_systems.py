@@ -170,7 +170,8 @@ class LinuxVm(System):
     def launch_time(self):
         """Launch time in ms (the guest's eth1 is absent: one tap)."""
         os.environ["UNIFW_MEM"] = linux_vm.memory(self.rules)
-        return launch_ms(self.lab, self.command(self.lab.taps[:1]))
+        console = self.dir / f"linux-vm-{self.n}-launch.log"
+        return launch_ms(self.lab, self.command(self.lab.taps[:1], f"file:{console}"))
 
     def passes(self, mib):
         """Whether the guest boots with MIB MiB, loads the rules and forwards."""
