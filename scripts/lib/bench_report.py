@@ -11,6 +11,7 @@ note says why).
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 
 # metric: (unit, better, what); better is "higher" or "lower".
@@ -83,10 +84,16 @@ def plot(metric, results, unit, path):
     """One PNG: a line per system over N (log x), min-max as error bars."""
     try:
         import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
-        return
+        # Debian's python3-matplotlib, when this Python is another one
+        # (a pyenv build of the same version does not look there).
+        sys.path.append("/usr/lib/python3/dist-packages")
+        try:
+            import matplotlib
+        except ImportError:
+            return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(6, 4))
     for system in dict.fromkeys(r["system"] for r in results):
         points = sorted((r["n"], r["value"], r["min"], r["max"]) for r in results
