@@ -52,7 +52,9 @@ BASE_MODULES = ("crc32c_generic", "virtio_mmio", "virtio_pci", "virtio_net", "ip
 # Enough for the lab's rules and 128-rule initramfs; 1M rules (~100 MB of
 # text, the kernel's copy, iptables-restore's) need far more: see `memory`.
 DEFAULT_MEM = "256M"
-CMDLINE = "console=ttyS0 panic=-1 loglevel=4"
+# loglevel 5: warnings (a module's "Unknown symbol", "nf_conntrack: table full")
+# reach the console, notices and the boot chatter do not.
+CMDLINE = "console=ttyS0 panic=-1 loglevel=5"
 
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
