@@ -30,7 +30,8 @@ Also here, once each: the Debian packages the lab needs (`PACKAGES`,
 scripts/run, scripts/test (lab_tests.py), scripts/launch-time and
 scripts/bench-forward. As a command, for .ci/run:
 
-    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench, images, deploy (default all)
+    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench, images, deploy,
+                                                linux-vm, bench-all (default all)
 """
 
 import argparse
@@ -88,6 +89,11 @@ PACKAGES = {
     # module of Debian 12's python3 for the venv that holds OpenStack Heat.
     "yanglint": ("libyang2-tools",),
     "/usr/lib/python3.11/ensurepip": ("python3-venv",),
+    # The Linux VM baseline (linux_vm.py) and scripts/bench's tools.
+    "/usr/bin/busybox": ("busybox-static",),
+    "sockperf": ("sockperf",),
+    "hping3": ("hping3",),
+    "/usr/lib/python3/dist-packages/matplotlib": ("python3-matplotlib",),
 }
 _RUN = ("qemu-system-x86_64", QBOOT, "ip", "ping", "python3")
 # scripts/build-images: GRUB for BIOS and UEFI, its image tools, qemu-img.
@@ -95,10 +101,14 @@ _IMAGES = ("grub-mkrescue", "/usr/lib/grub/i386-pc", "/usr/lib/grub/x86_64-efi",
 GROUPS = {
     "run": _RUN,
     "test": _RUN + _IMAGES + (OVMF_CODE, "iperf3", "dnsmasq", "iptables-restore", "ovs-vswitchd", "ethtool",
+                              "/usr/bin/busybox",
                               "/usr/lib/python3/dist-packages/prometheus_client"),
     "bench": _RUN + ("iperf3", "iptables-restore", "ovs-vswitchd", "ethtool"),
     "images": _IMAGES,
     "deploy": ("yanglint", "/usr/lib/python3.11/ensurepip"),
+    "linux-vm": ("/usr/bin/busybox", "iptables-restore"),
+    "bench-all": _RUN + ("iperf3", "iptables-restore", "/usr/bin/busybox", "sockperf", "hping3",
+                         "/usr/lib/python3/dist-packages/matplotlib"),
 }
 
 
@@ -497,13 +507,14 @@ class Lab:
         self.ip("-n", ns, "link", "set", tap, "up")
         self.ip("-n", ns, "neigh", "replace", FIREWALL[0], "lladdr", mac(0), "dev", tap, "nud", "permanent")
 
-    def linuxfw_up(self, rules):
+    def linuxfw_up(self, rules, restore=("iptables-restore",)):
         """The "container" baseline of CONVENTIONS.md in QEMU's place: the
         sender's and receiver's namespaces as in the lab (same addresses,
         interfaces named like the taps), joined by veth pairs to the linuxfw
         namespace, whose ends are named eth0 and eth1 so the rules' -i/-o
-        mean the same. RULES (iptables-save) is loaded with iptables-restore;
-        returns the seconds that took."""
+        mean the same. RULES (iptables-save) is loaded with iptables-restore
+        (or RESTORE, a command reading RULES on stdin: scripts/bench loads
+        nftables with `nft -f -`); returns the seconds that took."""
         self.down()
         for ns in (self.sender, self.receiver, self.linuxfw):
             self.ip("netns", "add", ns)
@@ -525,7 +536,7 @@ class Lab:
             "net.ipv4.icmp_ratelimit=0", "net.ipv4.conf.all.rp_filter=1"])
         started = time.monotonic()
         with open(rules) as rules_file:
-            sh(["ip", "netns", "exec", self.linuxfw, "iptables-restore"], stdin=rules_file)
+            sh(["ip", "netns", "exec", self.linuxfw, *restore], stdin=rules_file)
         seconds = time.monotonic() - started
         if not (self.ping(self.sender, FIREWALL[0], 5) and self.ping(self.receiver, FIREWALL[1], 5)):
             raise LabError("the Linux namespace firewall does not answer")

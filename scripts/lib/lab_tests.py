@@ -781,6 +781,7 @@ class Test:
 import lab_flood  # noqa: E402
 import lab_fragments  # noqa: E402
 import lab_hostile  # noqa: E402
+import lab_linuxvm  # noqa: E402
 import lab_mtu  # noqa: E402
 import lab_pool  # noqa: E402
 
@@ -819,6 +820,8 @@ TESTS = {
                            lab_flood.conntrack_boot),
     "pool": Test("tests/lab/pool.rules: 3 wire-mode members behind Open vSwitch, symmetric hash, failover",
                  lab_pool.pool),
+    "linux-vm": Test("the Linux VM baseline (tests/lab/linux-vm.ipt): Debian kernel, iptables-legacy, traffic",
+                     lab_linuxvm.linux_vm_test),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 

@@ -1,0 +1,218 @@
+"""Traffic measurements of scripts/bench and scripts/bench-forward, from the
+lab's sender to its receiver through whatever firewall stands between them
+(CONVENTIONS.md's metrics table says which tool measures what).
+
+Every measurement takes the lab and a `Measure` (run length, time cap,
+where raw output goes) and returns a number, or raises `OverCap` when its
+tool ran past the cap: a firewall too slow to finish is recorded as "over
+cap", not left out.
+"""
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import lab
+
+RECEIVER = lab.HOSTS[1]
+PROBE = str(Path(__file__).resolve().parent / "probe.py")
+ECHO_PORT = "5001"
+SOCKPERF_PORT = "11111"
+# 64-byte Ethernet frames: 14 + 20 + 8 + 18 bytes of payload + 4 (FCS).
+SMALL_PAYLOAD = 18
+
+
+class OverCap(Exception):
+    """A measurement ran past its time cap."""
+
+
+class Measure:
+    """How long each measurement runs (SECONDS), its cap (CAP seconds) and
+    where raw tool output goes (OUT_DIR)."""
+
+    def __init__(self, the_lab, seconds, cap, out_dir):
+        """Measurements in THE_LAB."""
+        self.lab = the_lab
+        self.seconds = seconds
+        self.cap = cap
+        self.step_s = max(seconds // 4, 2)
+        self.dir = Path(out_dir)
+        self.servers = []
+
+    def run(self, ns, command, timeout=None, keep=None, merge=False):
+        """COMMAND's output in NS (stderr too if MERGE); OverCap past the
+        cap (or TIMEOUT if shorter); the output also goes to KEEP (a file
+        name) if given."""
+        status, out = self.lab.run(ns, command, timeout=min(timeout or self.cap, self.cap), merge=merge)
+        if keep:
+            (self.dir / keep).write_text(out)
+        if status == 124:
+            raise OverCap(f"{command[0]} ran past {self.cap} s")
+        return out
+
+    # Servers in the receiver's namespace.
+
+    def start_servers(self, kinds=("iperf3", "sockperf", "echo")):
+        """Servers at the receiver, once they listen: iperf3, sockperf (TCP
+        and UDP) and the echo server (probe.py, with the highest open-files
+        limit allowed, for concurrent connections); KINDS chooses."""
+        receiver = self.lab.receiver
+        ports = []
+        if "iperf3" in kinds:
+            self.servers.append(self.lab.start(["iperf3", "-s", "-B", RECEIVER], ns=receiver,
+                                               out=self.dir / "iperf3-server.log"))
+            ports.append("5201")
+        if "sockperf" in kinds:
+            self.servers += [self.lab.start(["sockperf", "sr", "--tcp", "-i", RECEIVER, "-p", SOCKPERF_PORT],
+                                            ns=receiver),
+                             self.lab.start(["sockperf", "sr", "-i", RECEIVER, "-p", SOCKPERF_PORT], ns=receiver)]
+            ports.append(SOCKPERF_PORT)
+        if "echo" in kinds:
+            self.servers.append(self.lab.start(["sh", "-c", f"ulimit -n $(ulimit -Hn); exec python3 {PROBE} serve "
+                                                            f"{ECHO_PORT}"], ns=receiver))
+            ports.append(ECHO_PORT)
+        deadline = time.monotonic() + 15
+        while not all(f":{port} " in self.lab.run(receiver, ["ss", "-ltn"])[1] for port in ports):
+            if time.monotonic() > deadline:
+                raise lab.LabError("the receiver's servers did not start")
+            time.sleep(0.1)
+
+    def stop_servers(self):
+        """Stops what start_servers started."""
+        self.lab.stop(self.servers)
+        self.servers = []
+
+    # iperf3.
+
+    def iperf(self, tag, args, seconds):
+        """One iperf3 client run (JSON kept as TAG.json): its "end", or None."""
+        report = self.run(self.lab.sender, ["iperf3", "-c", RECEIVER, *args, "-J"], timeout=seconds + 30,
+                          keep=f"{tag}.json")
+        try:
+            return json.loads(report)["end"]
+        except (ValueError, KeyError):
+            return None
+
+    def tcp_throughput(self, tag):
+        """Receiver's TCP goodput over SECONDS, Mb/s."""
+        end = self.iperf(tag, ["-t", str(self.seconds)], self.seconds)
+        try:
+            return end["sum_received"]["bits_per_second"] / 1e6
+        except (TypeError, KeyError):
+            return math.nan
+
+    def udp_step(self, tag, bits, length, max_loss):
+        """One UDP run at BITS/s offered in LENGTH-byte datagrams: the end
+        report if under MAX_LOSS percent lost and >= 90% of the rate was
+        really offered (iperf3 falls short when its control connection
+        crawls, as through 1M iptables rules), else None."""
+        end = self.iperf(f"{tag}-{int(bits)}", ["-u", "-l", str(length), "-b", str(int(bits)), "-t", str(self.step_s)],
+                         self.step_s)
+        try:
+            if end["sum"]["lost_percent"] < max_loss and end["sum_sent"]["bits_per_second"] >= 0.9 * bits:
+                return end
+        except (TypeError, KeyError):
+            pass
+        return None
+
+    def search(self, tag, low, high, length, max_loss):
+        """The highest offered rate (bits/s) in [LOW, HIGH] that passes
+        udp_step: a x4 ladder from LOW, then three geometric bisection
+        steps (RFC 2544's binary search, coarse). (rate, end report), or
+        (0, None) if even LOW fails."""
+        good, best, bad, rate = 0, None, None, low
+        while rate <= high:
+            end = self.udp_step(tag, rate, length, max_loss)
+            if end is None:
+                bad = rate
+                break
+            good, best, rate = rate, end, rate * 4
+        if bad is not None and good > 0:
+            for _ in range(3):
+                middle = int(math.sqrt(good * bad))
+                if not good < middle < bad:
+                    break
+                end = self.udp_step(tag, middle, length, max_loss)
+                if end is None:
+                    bad = middle
+                else:
+                    good, best = middle, end
+        return good, best
+
+    def udp_throughput(self, tag):
+        """Receiver's Mb/s at the highest rate of 1448-byte datagrams with
+        < 1% loss (from 64 kb/s: iptables with 1M rules passes a few hundred
+        kb/s)."""
+        _, end = self.search(tag, 64e3, 16e9, 1448, 1)
+        return end["sum_received"]["bits_per_second"] / 1e6 if end else 0.0
+
+    def small_packet_rate(self, tag):
+        """The highest rate of 64-byte frames (18-byte UDP payloads)
+        forwarded with < 0.1% loss, packets/s (RFC 2544 throughput)."""
+        bits_per_packet = SMALL_PAYLOAD * 8
+        good, _ = self.search(tag, 1000 * bits_per_packet, 4e6 * bits_per_packet, SMALL_PAYLOAD, 0.1)
+        return good / bits_per_packet
+
+    # Request/response.
+
+    def sockperf_rr(self, tag, tcp):
+        """Request/response over one TCP connection or UDP socket for
+        SECONDS (sockperf ping-pong, 14-byte messages: its smallest, as
+        it carries a header): round trips per second."""
+        out = self.run(self.lab.sender, ["sockperf", "pp", *(["--tcp"] if tcp else []), "-i", RECEIVER, "-p",
+                                         SOCKPERF_PORT, "-m", "14", "-t", str(self.seconds)],
+                       timeout=self.seconds + 30, keep=f"{tag}.txt")
+        found = re.search(r"RunTime=([\d.]+) sec; SentMessages=\d+; ReceivedMessages=(\d+)", out)
+        return int(found.group(2)) / float(found.group(1)) if found and float(found.group(1)) > 0 else math.nan
+
+    def tcp_crr(self, tag):
+        """TCP connections/s: connect, 1-byte request, its echo, close,
+        repeated for SECONDS (bench_tools.py crr, netperf's TCP_CRR)."""
+        out = self.run(self.lab.sender, ["python3", str(Path(__file__).parent / "bench_tools.py"), "crr", RECEIVER,
+                                         ECHO_PORT, str(self.seconds)], timeout=self.seconds + 30, keep=f"{tag}.txt")
+        return float(out.split()[0]) if out.strip() else math.nan
+
+    def concurrent(self, tag, limit):
+        """Established TCP connections held at once while new ones still
+        open (RFC 3511 5.2), up to LIMIT (bench_tools.py hold)."""
+        out = self.run(self.lab.sender, ["sh", "-c", f"ulimit -n $(ulimit -Hn); exec python3 "
+                                         f"{Path(__file__).parent / 'bench_tools.py'} hold {RECEIVER} {ECHO_PORT} "
+                                         f"{limit}"], keep=f"{tag}.txt", merge=True)
+        last = (out.strip().splitlines() or [""])[-1]
+        return float(last) if last.isdigit() else math.nan
+
+    # Latency.
+
+    def ping_mean(self, tag, address, count, interval):
+        """Mean RTT (ms) of COUNT echoes from the sender to ADDRESS."""
+        out = self.run(self.lab.sender, ["ping", "-c", str(count), "-i", str(interval), "-W1", "-q", address],
+                       timeout=count * interval + 30, keep=f"{tag}.txt")
+        found = re.search(r"^(?:rtt|round-trip)[^=]*= [\d.]+/([\d.]+)/", out, re.MULTILINE)
+        return float(found.group(1)) if found else math.nan
+
+    def idle_ping(self, tag):
+        """Sender -> the firewall's own address, 1 probe/s, mean RTT (ms):
+        min(SECONDS, 10) probes."""
+        return self.ping_mean(tag, lab.FIREWALL[0], min(self.seconds, 10), 1)
+
+    def icmp_latency(self, tag):
+        """Sender -> receiver through the firewall, 100 echoes at 10 ms."""
+        return self.ping_mean(tag, RECEIVER, 100, 0.01)
+
+    def tcp_latency(self, tag):
+        """SYN -> SYN-ACK RTT (ms) of 100 hping3 -S probes at 10 ms to
+        iperf3's listening port (hping3 prints its summary on stderr)."""
+        out = self.run(self.lab.sender, ["hping3", "-S", "-p", "5201", "-c", "100", "-i", "u10000", RECEIVER],
+                       timeout=60, keep=f"{tag}.txt", merge=True)
+        found = re.search(r"round-trip min/avg/max = [\d.]+/([\d.]+)/", out)
+        return float(found.group(1)) if found else math.nan
+
+
+def shape_links(the_lab, rate):
+    """`tc` token buckets of RATE (e.g. 1gbit) on the sender's and the
+    receiver's lab interfaces (both directions of the chain)."""
+    for index, (ns, _) in enumerate(the_lab.sides):
+        lab.sh(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", the_lab.taps[index], "root", "tbf",
+                "rate", rate, "burst", "256kb", "latency", "50ms"])
