@@ -9,6 +9,7 @@ use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
 use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, ProtoMatch, Rule, ANY_STATE};
 use super::diag::Diagnostic;
+use super::iptables_target;
 use super::names;
 use super::source::{trim, Ctx};
 
@@ -92,7 +93,7 @@ fn statement(
     };
     let words = split(text, offset).map_err(|at| line.diag(at, "unterminated quote".into()))?;
     if text.starts_with(':') {
-        return chain_policy(ctx, line, t, &words);
+        return chain_policy(ctx, file, line, t, &words);
     }
     let mut w = words.as_slice();
     if w.first().is_some_and(|x| x.text.starts_with('[')) {
@@ -108,6 +109,13 @@ fn statement(
             ctx.set.rules.push(rule);
             Ok(())
         }
+        Some("-N") | Some("--new-chain") => match (w.get(1), w.get(2)) {
+            (Some(name), None) if t == "filter" => {
+                iptables_target::declare(ctx, file, line.no, name.text).map_err(|e| line.diag(name.at, e))
+            }
+            (Some(_), None) => Ok(()), // an empty chain in a table unifw does not read
+            (_, extra) => Err(line.diag(extra.map_or(offset, |x| x.at), "expected `-N CHAIN`".into())),
+        },
         _ => Err(line.diag(
             offset,
             format!(
@@ -143,7 +151,7 @@ fn split(text: &str, base: usize) -> Result<Vec<Word<'_>>, usize> {
     Ok(out)
 }
 
-fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(), Diagnostic> {
+fn chain_policy(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word]) -> Result<(), Diagnostic> {
     let (Some(name), Some(policy)) = (w.first(), w.get(1)) else {
         return Err(
             line.diag(w.first().map_or(line.start, |x| x.at), "expected `:CHAIN POLICY [packets:bytes]`".into())
@@ -153,10 +161,13 @@ fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(
     let action = match policy.text {
         "ACCEPT" => Action::Accept,
         "DROP" => Action::Drop,
-        "-" => {
-            return Err(line
-                .diag(name.at, format!("user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)")))
+        "-" if BUILTIN_CHAINS.contains(&chain) => {
+            return Err(line.diag(policy.at, format!("built-in chain `{chain}` needs a policy (ACCEPT or DROP)")))
         }
+        "-" if table == "filter" => {
+            return iptables_target::declare(ctx, file, line.no, chain).map_err(|e| line.diag(name.at, e))
+        }
+        "-" => return Ok(()), // a user chain of a table unifw does not read: its rules are refused
         p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
     };
     match (table, chain) {
@@ -168,6 +179,9 @@ fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(
     Ok(())
 }
 
+/// The built-in chains of iptables' tables.
+const BUILTIN_CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
+
 /// What one `-A` line has said so far.
 struct Opts {
     rule: Rule,
@@ -175,15 +189,11 @@ struct Opts {
 }
 
 fn rule(ctx: &Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<Rule, Diagnostic> {
-    let chain = match w.first().map(|x| x.text) {
-        Some("INPUT") => Chain::Input,
-        Some("FORWARD") => Chain::Forward,
-        Some(c) => {
-            return Err(line.diag(w[0].at, format!("chain `{c}` is not supported (unifw filters INPUT and FORWARD)")))
-        }
+    let chain = match w.first() {
+        Some(c) => iptables_target::rule_chain(ctx, file, c.text).map_err(|e| line.diag(c.at, e))?,
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
-    let mut o = Opts { rule: Rule::any(chain, Action::Accept), target: false };
+    let mut o = Opts { rule: Rule { chain, ..Rule::any(Chain::Input, Action::Accept) }, target: false };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -199,7 +209,7 @@ fn rule(ctx: &Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<
         i += 1 + used;
     }
     if !o.target {
-        return Err(line.diag(offset, "rule without `-j` target (unifw needs ACCEPT, DROP or REJECT)".into()));
+        return Err(line.diag(offset, "rule without `-j` target (unifw needs ACCEPT, DROP, REJECT, RETURN or a chain)".into()));
     }
     check(&o.rule, line, offset)?;
     Ok(o.rule)
@@ -321,20 +331,11 @@ fn option(
                 }
             };
         }
-        "-j" | "--jump" => {
-            no_neg("-j")?;
+        "-j" | "--jump" | "-g" | "--goto" => {
+            no_neg(opt.text)?;
             let a = need()?;
-            r.action = match a.text {
-                "ACCEPT" => Action::Accept,
-                "DROP" => Action::Drop,
-                "REJECT" => Action::Reject(RejectWith::PortUnreachable),
-                t => {
-                    return Err(bad(
-                        a,
-                        format!("target `{t}` is not supported (ACCEPT, DROP or REJECT; user chains and LOG are not)"),
-                    ))
-                }
-            };
+            iptables_target::target(ctx, r, a.text, opt.text.starts_with("-g") || opt.text == "--goto")
+                .map_err(|e| bad(a, e))?;
             o.target = true;
         }
         "--reject-with" => {

@@ -12,12 +12,14 @@
 extern crate alloc;
 
 mod ast;
+mod chains;
 mod classbench;
 mod compiler;
 mod diag;
 mod expand;
 mod fuzz;
 mod iptables;
+mod iptables_target;
 mod lexer;
 mod limits;
 mod metrics;
@@ -30,9 +32,11 @@ mod source;
 mod tables;
 
 pub use ast::{
-    AddrMatch, IcmpMatch, IfMatch, Metrics, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, METRICS_DEFAULT_PORT,
+    AddrMatch, IcmpMatch, IfMatch, Jump, Metrics, PortMatch, Prefix, ProtoMatch, Rule, RuleChain, Ruleset, UserChain,
+    METRICS_DEFAULT_PORT,
 };
 pub use classbench::classbench_to_native;
+pub use chains::MAX_CHAIN_NAME;
 pub use compiler::{compile, compile_ruleset, parse, CompileStats, Compiled};
 pub use diag::{Diagnostic, Diagnostics, MAX_ERRORS};
 pub use fuzz::{fuzz_includes, fuzz_one};
@@ -40,5 +44,5 @@ pub use limits::{
     read_rules_file, MAX_ENTRIES, MAX_ENTRIES_PER_RULE, MAX_INCLUDES, MAX_INCLUDE_DEPTH, MAX_INPUT_BYTES,
     MAX_LIST_ADDRESSES, MAX_QUOTE, MAX_TOTAL_ADDRESSES, MAX_WORD,
 };
-pub use print::{render, render_head, render_rule, render_tail, Format};
+pub use print::{render, render_head, render_rule, render_rule_of, render_tail, Format};
 pub use scenario::{lab_rule, point_in, random_key, scenario, Rng, ScenarioOptions};
