@@ -348,7 +348,9 @@ impl Ruleset {
         for _ in 0..MAX_LOOKUPS {
             let hit = self.rules.iter().enumerate().skip(from).find(|(_, r)| r.chain == current && r.matches(key));
             match hit {
-                Some((i, r)) if r.jump.is_none() => return Verdict { action: r.action, rule: Some(i as u32), log: r.log },
+                Some((i, r)) if r.jump.is_none() => {
+                    return Verdict { action: r.action, rule: Some(i as u32), log: r.log }
+                }
                 Some((i, r)) if matches!(r.jump, Some(Jump::Call(_) | Jump::Goto(_))) => {
                     let (Some(Jump::Call(to)) | Some(Jump::Goto(to))) = r.jump else { break };
                     if matches!(r.jump, Some(Jump::Call(_))) {

@@ -59,19 +59,25 @@ pub fn check(set: &Ruleset) -> Result<(), (usize, String)> {
         let root = root.number();
         if depth[root] > MAX_CALL_DEPTH {
             let path = deepest(set, &edges, &depth, root);
-            return Err((path.0, format!(
-                "jumps nest {} chains deep, more than {MAX_CALL_DEPTH} (the most unifw follows): {}",
-                depth[root], path.1
-            )));
+            return Err((
+                path.0,
+                format!(
+                    "jumps nest {} chains deep, more than {MAX_CALL_DEPTH} (the most unifw follows): {}",
+                    depth[root], path.1
+                ),
+            ));
         }
         if lookups[root] > u64::from(MAX_LOOKUPS) {
             let heavy = edges[root].iter().max_by_key(|e| lookups[e.to]).map_or(0, |e| e.rule);
-            return Err((heavy, format!(
+            return Err((
+                heavy,
+                format!(
                 "the chains reached from {} may take {} lookups per packet, more than {MAX_LOOKUPS} (fewer jumps to \
                  the same chains)",
                 name(set, root),
                 lookups[root]
-            )));
+            ),
+            ));
         }
     }
     Ok(())
@@ -107,9 +113,7 @@ fn topological(edges: &[Vec<Edge>]) -> Result<Vec<usize>, Vec<usize>> {
 /// from another of them, so walking jumps backwards from any comes round.
 /// The rule that closes the loop, and the chains' names in jump order.
 fn loop_error(set: &Ruleset, edges: &[Vec<Edge>], rest: Vec<usize>) -> (usize, String) {
-    let from = |to: usize| {
-        rest.iter().find_map(|&p| edges[p].iter().find(|e| e.to == to).map(|e| (p, e.rule)))
-    };
+    let from = |to: usize| rest.iter().find_map(|&p| edges[p].iter().find(|e| e.to == to).map(|e| (p, e.rule)));
     let mut c = rest.first().copied().unwrap_or(0);
     let mut path = alloc::vec![c];
     let mut rule = 0;
@@ -117,7 +121,7 @@ fn loop_error(set: &Ruleset, edges: &[Vec<Edge>], rest: Vec<usize>) -> (usize, S
         let Some((p, r)) = from(c) else { break };
         rule = r;
         if let Some(at) = path.iter().position(|&x| x == p) {
-            path.truncate(at + 1);
+            path.drain(..at);
             path.push(p);
             break;
         }

@@ -209,7 +209,9 @@ fn rule(ctx: &Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<
         i += 1 + used;
     }
     if !o.target {
-        return Err(line.diag(offset, "rule without `-j` target (unifw needs ACCEPT, DROP, REJECT, RETURN or a chain)".into()));
+        return Err(
+            line.diag(offset, "rule without `-j` target (unifw needs ACCEPT, DROP, REJECT, RETURN or a chain)".into())
+        );
     }
     check(&o.rule, line, offset)?;
     Ok(o.rule)

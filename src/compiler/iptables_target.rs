@@ -29,9 +29,9 @@ pub fn rule_chain(ctx: &Ctx, file: u16, name: &str) -> Result<RuleChain, String>
         "OUTPUT" | "PREROUTING" | "POSTROUTING" => {
             Err(format!("chain `{name}` is not supported (unifw filters INPUT, FORWARD and user chains)"))
         }
-        n => find(ctx, file, n).map(RuleChain::User).ok_or_else(|| {
-            format!("chain `{n}` is not declared (`:{n} - [0:0]` or `-N {n}` before its rules)")
-        }),
+        n => find(ctx, file, n)
+            .map(RuleChain::User)
+            .ok_or_else(|| format!("chain `{n}` is not declared (`:{n} - [0:0]` or `-N {n}` before its rules)")),
     }
 }
 
@@ -60,9 +60,8 @@ pub fn declare(ctx: &mut Ctx, file: u16, line: u32, name: &str) -> Result<(), St
 /// Applies `-j TARGET` (`goto` false) or `-g CHAIN` (`goto` true) to `r`.
 pub fn target(ctx: &Ctx, r: &mut Rule, name: &str, goto: bool) -> Result<(), String> {
     if goto {
-        let n = find(ctx, r.file, name).ok_or_else(|| {
-            format!("`-g` needs a user chain, and no chain `{name}` is declared before this line")
-        })?;
+        let n = find(ctx, r.file, name)
+            .ok_or_else(|| format!("`-g` needs a user chain, and no chain `{name}` is declared before this line"))?;
         r.jump = Some(Jump::Goto(n));
         return Ok(());
     }

@@ -35,8 +35,8 @@ pub use ast::{
     AddrMatch, IcmpMatch, IfMatch, Jump, Metrics, PortMatch, Prefix, ProtoMatch, Rule, RuleChain, Ruleset, UserChain,
     METRICS_DEFAULT_PORT,
 };
-pub use classbench::classbench_to_native;
 pub use chains::MAX_CHAIN_NAME;
+pub use classbench::classbench_to_native;
 pub use compiler::{compile, compile_ruleset, parse, CompileStats, Compiled};
 pub use diag::{Diagnostic, Diagnostics, MAX_ERRORS};
 pub use fuzz::{fuzz_includes, fuzz_one};

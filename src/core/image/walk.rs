@@ -89,13 +89,7 @@ impl<'a> Image<'a> {
 
     /// The first match in chain `n` at or after rule `from` (tuple records
     /// decoded as probed: user chains keep no decoded copy).
-    pub(super) fn first_match_in<const COUNT: bool>(
-        &self,
-        n: u32,
-        key: &PacketKey,
-        from: u32,
-        cost: &mut Cost,
-    ) -> u32 {
+    pub(super) fn first_match_in<const COUNT: bool>(&self, n: u32, key: &PacketKey, from: u32, cost: &mut Cost) -> u32 {
         if n < 2 {
             let c = pick(&self.chains, if n == 0 { Chain::Input } else { Chain::Forward });
             return self.first_match::<COUNT, _>(&c.head, |t| c.tuples.get(t).copied(), key, from, cost);
