@@ -1,5 +1,5 @@
 //! Parser for `iptables-save` output: the filter table's INPUT and FORWARD
-//! chains. Whatever unifw cannot honour is an error naming it and its line.
+//! chains and its user chains (targets in `iptables_target.rs`). Whatever unifw cannot honour is an error naming it and its line.
 
 use alloc::format;
 use alloc::string::String;
@@ -119,7 +119,7 @@ fn statement(
         _ => Err(line.diag(
             offset,
             format!(
-                "unsupported command `{}` (iptables-save has only `*table`, `:CHAIN`, `-A` and COMMIT lines)",
+                "unsupported command `{}` (iptables-save has only `*table`, `:CHAIN`, `-A` and COMMIT lines; `-N` is read too)",
                 text
             ),
         )),
