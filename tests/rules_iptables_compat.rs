@@ -333,3 +333,16 @@ fn unsupported_features_are_counted_over_the_whole_file() {
     assert!(text.contains("unsupported: -m recent (120 rules), -j NFQUEUE (3 rules), -m set (3 rules)"), "{text}");
     assert_eq!(d.errors.len(), rules::MAX_ERRORS);
 }
+
+#[test]
+fn a_rule_without_a_target_counts_in_iptables_and_is_left_out_with_a_note() {
+    let c = compile(&file("-A FORWARD -s 10.1.0.2/32\n-A FORWARD -p tcp --dport 22 -j DROP\n-A FORWARD -d 10.2.0.2"))
+        .unwrap();
+    assert_eq!(c.ruleset.rules.len(), 1, "only the DROP rule decides anything");
+    let notes: Vec<String> = c.warnings.iter().map(|w| w.to_string()).filter(|w| w.contains("without `-j`")).collect();
+    assert_eq!(notes.len(), 1, "one note, at the first such rule: {notes:?}");
+    assert_eq!(
+        verdict("-A FORWARD -p tcp -m tcp --dport 22\n-A FORWARD -p tcp --dport 22 -j DROP", &key(6, 22, CtState::New)),
+        Action::Drop
+    );
+}

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
 use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict};
+use unifw_core::image::format::{MAX_CALL_DEPTH, MAX_LOOKUPS};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 use unifw_core::net::addr::Cidr;
 
@@ -152,13 +153,64 @@ impl IfMatch {
     }
 }
 
+/// The chain a rule belongs to: a built-in one or a user chain (iptables
+/// `-N`), numbered from 0 in [`Ruleset::chains`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleChain {
+    /// INPUT or FORWARD.
+    Builtin(Chain),
+    /// A user chain.
+    User(u16),
+}
+
+impl PartialEq<Chain> for RuleChain {
+    fn eq(&self, other: &Chain) -> bool {
+        *self == RuleChain::Builtin(*other)
+    }
+}
+
+impl RuleChain {
+    /// The chain's number in the image: 0 input, 1 forward, then the user chains.
+    pub fn number(self) -> usize {
+        match self {
+            RuleChain::Builtin(Chain::Input) => 0,
+            RuleChain::Builtin(Chain::Forward) => 1,
+            RuleChain::User(n) => 2 + usize::from(n),
+        }
+    }
+}
+
+/// Where evaluation goes when a rule matches, instead of its action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Jump {
+    /// `-j CHAIN`: the user chain, then back to the next rule.
+    Call(u16),
+    /// `-g CHAIN`: the user chain, whose return goes to the caller's caller.
+    Goto(u16),
+    /// `-j RETURN`: back to the caller (in a built-in chain: its policy).
+    Return,
+}
+
+/// A user-defined chain (iptables `:NAME -` or `-N NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserChain {
+    /// Its name.
+    pub name: String,
+    /// Index of the file that declares it in [`Ruleset::files`].
+    pub file: u16,
+    /// 1-based line of the declaration.
+    pub line: u32,
+}
+
 /// One rule: all present matches must hold (an absent match is "any").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     /// Which chain it belongs to.
-    pub chain: Chain,
-    /// What it does.
+    pub chain: RuleChain,
+    /// What it does (unless it jumps).
     pub action: Action,
+    /// A jump, goto or return, which replaces the action.
+    pub jump: Option<Jump>,
     /// Whether a match is logged.
     pub log: bool,
     /// Index of the source file (0 = the main file) in [`Ruleset::files`].
@@ -191,8 +243,9 @@ impl Rule {
     /// A rule matching everything, in `chain`, doing `action`.
     pub fn any(chain: Chain, action: Action) -> Self {
         Rule {
-            chain,
+            chain: RuleChain::Builtin(chain),
             action,
+            jump: None,
             log: false,
             file: 0,
             line: 0,
@@ -260,8 +313,10 @@ pub struct Ruleset {
     pub policy_forward: Action,
     /// Connection-tracking table size.
     pub conntrack_max: u32,
-    /// All rules of both chains, in file order.
+    /// All rules of every chain, in file order.
     pub rules: Vec<Rule>,
+    /// User chains ([`RuleChain::User`] numbers index this).
+    pub chains: Vec<UserChain>,
     /// `metrics` statements (at most one per interface).
     pub metrics: Vec<Metrics>,
     /// Warnings and notes found while parsing (interface names no NIC has, ...).
@@ -281,6 +336,7 @@ impl Default for Ruleset {
             policy_forward: Action::Accept,
             conntrack_max: DEFAULT_CONNTRACK_MAX,
             rules: Vec::new(),
+            chains: Vec::new(),
             metrics: Vec::new(),
             warnings: Vec::new(),
         }
@@ -304,13 +360,39 @@ impl Ruleset {
         }
     }
 
-    /// Reference classification: a linear scan in file order.
+    /// Reference classification with iptables' semantics, by linear scans
+    /// in file order: the first matching rule of the chain decides, a jump
+    /// enters its chain and comes back to the next rule when that chain
+    /// returns (`RETURN` or its end), a goto enters its chain without a
+    /// return point, and with no return point left the built-in chain's
+    /// policy decides. Deeper than [`MAX_CALL_DEPTH`] or longer than
+    /// [`MAX_LOOKUPS`] (rulesets the compiler refuses) drops, as the image does.
     pub fn classify_linear(&self, chain: Chain, key: &PacketKey) -> Verdict {
-        for (i, r) in self.rules.iter().enumerate() {
-            if r.chain == chain && r.matches(key) {
-                return Verdict { action: r.action, rule: Some(i as u32), log: r.log };
+        let policy = Verdict { action: self.policy(chain), rule: None, log: false };
+        let mut stack: Vec<(RuleChain, usize)> = Vec::new();
+        let (mut current, mut from) = (RuleChain::Builtin(chain), 0);
+        for _ in 0..MAX_LOOKUPS {
+            let hit = self.rules.iter().enumerate().skip(from).find(|(_, r)| r.chain == current && r.matches(key));
+            match hit {
+                Some((i, r)) if r.jump.is_none() => {
+                    return Verdict { action: r.action, rule: Some(i as u32), log: r.log }
+                }
+                Some((i, r)) if matches!(r.jump, Some(Jump::Call(_) | Jump::Goto(_))) => {
+                    let (Some(Jump::Call(to)) | Some(Jump::Goto(to))) = r.jump else { break };
+                    if matches!(r.jump, Some(Jump::Call(_))) {
+                        if stack.len() == MAX_CALL_DEPTH {
+                            break;
+                        }
+                        stack.push((current, i + 1));
+                    }
+                    (current, from) = (RuleChain::User(to), 0);
+                }
+                _ => match stack.pop() {
+                    Some(back) => (current, from) = back,
+                    None => return policy,
+                },
             }
         }
-        Verdict { action: self.policy(chain), rule: None, log: false }
+        Verdict { action: Action::Drop, rule: None, log: false }
     }
 }

@@ -105,10 +105,16 @@ fn too_many_entries() -> String {
 /// Compiles an already parsed ruleset.
 pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let mut chains: [Vec<_>; 2] = [Vec::new(), Vec::new()];
+    if let Err((rule, msg)) = super::chains::check(&set) {
+        let (file, line, column) = set.rules.get(rule).map_or((0, 0, 0), |r| (r.file, r.line, r.column));
+        let file = set.files.get(usize::from(file)).map_or("?", |f| f.as_str());
+        diags.push(Diagnostic::plain(file, line, column, msg));
+        return Err(diags);
+    }
+    let mut chains: Vec<Vec<_>> = (0..2 + set.chains.len()).map(|_| Vec::new()).collect();
     let mut total = 0usize;
     for (i, r) in set.rules.iter().enumerate() {
-        let out = &mut chains[usize::from(r.chain == Chain::Forward)];
+        let Some(out) = chains.get_mut(r.chain.number()) else { continue };
         let before = out.len();
         let file = set.files.get(usize::from(r.file)).map_or("?", |f| f.as_str());
         // Never past the total: what is allocated stays within the cap.
@@ -136,10 +142,9 @@ pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
     let mut warnings = set.warnings.clone();
     warnings.extend(shadowed(&set));
     warnings.extend(super::metrics::input_warnings(&set));
-    let [input, forward] = chains;
-    let (image, ts) = write_image(&set, input, forward);
-    let rules = [set.rules.iter().filter(|r| r.chain == Chain::Input).count(), 0];
-    let rules = [rules[0], set.rules.len() - rules[0]];
+    let (image, ts) = write_image(&set, chains);
+    let count = |c: Chain| set.rules.iter().filter(|r| r.chain == c).count();
+    let rules = [count(Chain::Input), count(Chain::Forward)];
     let stats = CompileStats { rules, entries: ts.entries, tuples: ts.tuples, image_bytes: image.len() };
     Ok(Compiled { image, warnings, rule_count: set.rules.len(), stats, ruleset: set })
 }

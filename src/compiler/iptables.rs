@@ -1,5 +1,5 @@
 //! Parser for `iptables-save` output: the filter table's INPUT and FORWARD
-//! chains. Whatever unifw cannot honour is an error naming it and its line.
+//! chains and its user chains (targets in `iptables_target.rs`). Whatever unifw cannot honour is an error naming it and its line.
 
 use alloc::format;
 use alloc::string::String;
@@ -10,6 +10,7 @@ use unifw_core::flow::{proto, Action, Chain, RejectWith};
 use super::ast::{ProtoMatch, Rule};
 use super::diag::Diagnostic;
 use super::iptables_match::{self, Matches};
+use super::iptables_target;
 use super::names;
 use super::source::{trim, Ctx};
 
@@ -95,7 +96,7 @@ fn statement(
     };
     let words = split(text, offset).map_err(|at| line.diag(at, "unterminated quote".into()))?;
     if text.starts_with(':') {
-        return chain_policy(ctx, line, t, &words);
+        return chain_policy(ctx, file, line, t, &words);
     }
     let mut w = words.as_slice();
     if w.first().is_some_and(|x| x.text.starts_with('[')) {
@@ -112,14 +113,22 @@ fn statement(
             ))
         }
         Some("-A") | Some("--append") => {
-            let rule = rule(ctx, file, line, &w[1..], offset)?;
-            ctx.set.rules.push(rule);
+            if let Some(rule) = rule(ctx, file, line, &w[1..], offset)? {
+                ctx.set.rules.push(rule);
+            }
             Ok(())
         }
+        Some("-N") | Some("--new-chain") => match (w.get(1), w.get(2)) {
+            (Some(name), None) if t == "filter" => {
+                iptables_target::declare(ctx, file, line.no, name.text).map_err(|e| line.diag(name.at, e))
+            }
+            (Some(_), None) => Ok(()), // an empty chain in a table unifw does not read
+            (_, extra) => Err(line.diag(extra.map_or(offset, |x| x.at), "expected `-N CHAIN`".into())),
+        },
         _ => Err(line.diag(
             offset,
             format!(
-                "unsupported command `{}` (iptables-save has only `*table`, `:CHAIN`, `-A` and COMMIT lines)",
+                "unsupported command `{}` (iptables-save has only `*table`, `:CHAIN`, `-A` and COMMIT lines; `-N` is read too)",
                 text
             ),
         )),
@@ -151,7 +160,7 @@ fn split(text: &str, base: usize) -> Result<Vec<Word<'_>>, usize> {
     Ok(out)
 }
 
-fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(), Diagnostic> {
+fn chain_policy(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word]) -> Result<(), Diagnostic> {
     let (Some(name), Some(policy)) = (w.first(), w.get(1)) else {
         return Err(
             line.diag(w.first().map_or(line.start, |x| x.at), "expected `:CHAIN POLICY [packets:bytes]`".into())
@@ -161,11 +170,13 @@ fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(
     let action = match policy.text {
         "ACCEPT" => Action::Accept,
         "DROP" => Action::Drop,
-        "-" => {
-            ctx.count_unsupported("user-defined chains".into());
-            return Err(line
-                .diag(name.at, format!("user-defined chain `{chain}` is not supported (use INPUT and FORWARD only)")));
+        "-" if BUILTIN_CHAINS.contains(&chain) => {
+            return Err(line.diag(policy.at, format!("built-in chain `{chain}` needs a policy (ACCEPT or DROP)")))
         }
+        "-" if table == "filter" => {
+            return iptables_target::declare(ctx, file, line.no, chain).map_err(|e| line.diag(name.at, e))
+        }
+        "-" => return Ok(()), // a user chain of a table unifw does not read: its rules are refused
         p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
     };
     match (table, chain) {
@@ -180,6 +191,9 @@ fn chain_policy(ctx: &mut Ctx, line: &Line, table: &str, w: &[Word]) -> Result<(
     Ok(())
 }
 
+/// The built-in chains of iptables' tables.
+const BUILTIN_CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
+
 /// What one `-A` line has said so far.
 struct Opts {
     rule: Rule,
@@ -187,17 +201,21 @@ struct Opts {
     matches: Matches,
 }
 
-fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<Rule, Diagnostic> {
-    let chain = match w.first().map(|x| x.text) {
-        Some("INPUT") => Chain::Input,
-        Some("FORWARD") => Chain::Forward,
-        Some(c) => {
-            ctx.count_unsupported(format!("chain {c}"));
-            return Err(line.diag(w[0].at, format!("chain `{c}` is not supported (unifw filters INPUT and FORWARD)")));
-        }
+/// One `-A` line's rule; `None` for a rule without a target, which in
+/// iptables only counts the packets it matches and changes no verdict:
+/// unifw leaves it out, with a note.
+fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<Option<Rule>, Diagnostic> {
+    let chain = match w.first() {
+        Some(c) => iptables_target::rule_chain(ctx, file, c.text).map_err(|e| {
+            if matches!(c.text, "OUTPUT" | "PREROUTING" | "POSTROUTING") {
+                ctx.count_unsupported(format!("chain {}", c.text));
+            }
+            line.diag(c.at, e)
+        })?,
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
-    let mut o = Opts { rule: Rule::any(chain, Action::Accept), target: false, matches: Matches::default() };
+    let rule = Rule { chain, ..Rule::any(Chain::Input, Action::Accept) };
+    let mut o = Opts { rule, target: false, matches: Matches::default() };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -212,12 +230,16 @@ fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Res
         let used = option(ctx, &mut o, line, opt, arg, negated)?;
         i += 1 + used;
     }
-    if !o.target {
-        return Err(line.diag(offset, "rule without `-j` target (unifw needs ACCEPT, DROP or REJECT)".into()));
-    }
     iptables_match::finish(o.matches, &mut o.rule).map_err(|(at, e)| line.diag(at, e))?;
     check(&o.rule, line, offset)?;
-    Ok(o.rule)
+    if !o.target {
+        const NOTE: &str = "note: a rule without `-j` only counts packets in iptables and decides nothing; unifw leaves it (and any later one) out";
+        if !ctx.set.warnings.iter().any(|d| d.message == NOTE) {
+            ctx.set.warnings.push(line.diag(offset, NOTE.into()));
+        }
+        return Ok(None);
+    }
+    Ok(Some(o.rule))
 }
 
 /// Applies one option; returns how many argument words it used.
@@ -247,21 +269,16 @@ fn option(
     };
     let r = &mut o.rule;
     match opt.text {
-        "-j" | "--jump" => {
-            no_neg("-j")?;
+        "-j" | "--jump" | "-g" | "--goto" => {
+            no_neg(opt.text)?;
             let a = need()?;
-            r.action = match a.text {
-                "ACCEPT" => Action::Accept,
-                "DROP" => Action::Drop,
-                "REJECT" => Action::Reject(RejectWith::PortUnreachable),
-                t => {
-                    ctx.count_unsupported(format!("-j {t}"));
-                    return Err(bad(
-                        a,
-                        format!("target `{t}` is not supported (ACCEPT, DROP or REJECT; user chains and LOG are not)"),
-                    ));
+            let goto = opt.text.starts_with("-g") || opt.text == "--goto";
+            if let Err(e) = iptables_target::target(ctx, r, a.text, goto) {
+                if e.starts_with("target `") {
+                    ctx.count_unsupported(format!("-j {}", a.text));
                 }
-            };
+                return Err(bad(a, e));
+            }
             o.target = true;
         }
         "--reject-with" => {

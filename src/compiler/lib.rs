@@ -12,6 +12,7 @@
 extern crate alloc;
 
 mod ast;
+mod chains;
 mod classbench;
 mod compiler;
 mod diag;
@@ -20,6 +21,7 @@ mod fuzz;
 mod ifnames;
 mod iptables;
 mod iptables_match;
+mod iptables_target;
 mod lexer;
 mod limits;
 mod metrics;
@@ -33,8 +35,10 @@ mod source;
 mod tables;
 
 pub use ast::{
-    AddrMatch, IcmpMatch, IfMatch, Metrics, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, METRICS_DEFAULT_PORT,
+    AddrMatch, IcmpMatch, IfMatch, Jump, Metrics, PortMatch, Prefix, ProtoMatch, Rule, RuleChain, Ruleset, UserChain,
+    METRICS_DEFAULT_PORT,
 };
+pub use chains::MAX_CHAIN_NAME;
 pub use classbench::classbench_to_native;
 pub use compiler::{compile, compile_ruleset, parse, CompileStats, Compiled};
 pub use diag::{Diagnostic, Diagnostics, MAX_ERRORS};
@@ -43,5 +47,5 @@ pub use limits::{
     read_rules_file, MAX_ENTRIES, MAX_ENTRIES_PER_RULE, MAX_INCLUDES, MAX_INCLUDE_DEPTH, MAX_INPUT_BYTES,
     MAX_LIST_ADDRESSES, MAX_QUOTE, MAX_TOTAL_ADDRESSES, MAX_WORD,
 };
-pub use print::{render, render_head, render_rule, render_tail, Format};
+pub use print::{render, render_head, render_rule, render_rule_of, render_tail, Format};
 pub use scenario::{lab_rule, point_in, random_key, scenario, Rng, ScenarioOptions};

@@ -7,7 +7,7 @@ use core::fmt::Write;
 
 use unifw_core::flow::{Action, Chain};
 
-use super::ast::{AddrMatch, PortMatch, ProtoMatch, Rule, Ruleset, ANY_STATE};
+use super::ast::{AddrMatch, Jump, PortMatch, ProtoMatch, Rule, RuleChain, Ruleset, ANY_STATE};
 use super::names::{dotted, mac_text, prefix_text, protocol_name, reject_name};
 use unifw_core::image::IfAddr;
 use unifw_core::net::addr::Cidr;
@@ -26,7 +26,7 @@ pub enum Format {
 pub fn render(set: &Ruleset, format: Format) -> Result<String, String> {
     let mut out = render_head(set, format)?;
     for r in &set.rules {
-        out.push_str(&render_rule(r, format)?);
+        out.push_str(&render_rule_of(set, r, format)?);
         out.push('\n');
     }
     out.push_str(render_tail(format));
@@ -53,6 +53,9 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
             up(set.policy_input)?,
             up(set.policy_forward)?
         );
+        for c in &set.chains {
+            let _ = writeln!(s, ":{} - [0:0]", c.name);
+        }
         return Ok(s);
     }
     for i in &set.interfaces {
@@ -129,11 +132,34 @@ fn proto_word(p: u8) -> String {
     protocol_name(p).map_or_else(|| format!("{p}"), String::from)
 }
 
-/// One rule as a line (without the newline).
+/// One rule of a built-in chain as a line (without the newline); rules of
+/// user chains and jumps need their ruleset ([`render_rule_of`]).
 pub fn render_rule(r: &Rule, format: Format) -> Result<String, String> {
+    render_rule_of(&Ruleset::default(), r, format)
+}
+
+/// One rule of `set` as a line (without the newline).
+pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String, String> {
+    let name = |n: u16| set.chains.get(usize::from(n)).map(|c| c.name.as_str()).ok_or("an undeclared user chain");
+    if format == Format::Unifw && (r.jump.is_some() || matches!(r.chain, RuleChain::User(_))) {
+        return Err(format!("user chains, jumps and RETURN exist only in iptables-save (the rule at line {})", r.line));
+    }
     match format {
         Format::Unifw => Ok(native_rule(r)),
-        Format::Iptables => iptables_rule(r),
+        Format::Iptables => {
+            let chain = match r.chain {
+                RuleChain::Builtin(Chain::Input) => "INPUT",
+                RuleChain::Builtin(Chain::Forward) => "FORWARD",
+                RuleChain::User(n) => name(n)?,
+            };
+            let target = match r.jump {
+                None => None,
+                Some(Jump::Call(n)) => Some(format!(" -j {}", name(n)?)),
+                Some(Jump::Goto(n)) => Some(format!(" -g {}", name(n)?)),
+                Some(Jump::Return) => Some(String::from(" -j RETURN")),
+            };
+            iptables_rule(r, chain, target)
+        }
     }
 }
 
@@ -201,8 +227,8 @@ fn native_rule(r: &Rule) -> String {
     s
 }
 
-fn iptables_rule(r: &Rule) -> Result<String, String> {
-    let mut s = String::from(if r.chain == Chain::Input { "-A INPUT" } else { "-A FORWARD" });
+fn iptables_rule(r: &Rule, chain: &str, target: Option<String>) -> Result<String, String> {
+    let mut s = format!("-A {chain}");
     for (opt, m) in [("-s", &r.src), ("-d", &r.dst)] {
         if let Some(m) = m {
             if m.negated && m.prefixes.len() != 1 {
@@ -257,6 +283,10 @@ fn iptables_rule(r: &Rule) -> Result<String, String> {
     }
     if r.log {
         return Err("iptables-save has no log flag (LOG is a separate target)".into());
+    }
+    if let Some(t) = target {
+        s.push_str(&t);
+        return Ok(s);
     }
     let _ = match r.action {
         Action::Accept => write!(s, " -j ACCEPT"),

@@ -3,6 +3,8 @@
 //! before it in its chain and with up to 64 earlier broad rules (both
 //! addresses /8 or wider), and only rules whose matches are single boxes
 //! (one prefix per address, one port range, no negation) take part.
+//! A jump (`-j CHAIN`) hides nothing, since evaluation comes back after
+//! it; a goto or `RETURN` hides what it covers, as a verdict does.
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -10,7 +12,7 @@ use alloc::vec::Vec;
 
 use unifw_core::flow::Chain;
 
-use super::ast::{IcmpMatch, IfMatch, Prefix, ProtoMatch, Rule, Ruleset};
+use super::ast::{IcmpMatch, IfMatch, Jump, Prefix, ProtoMatch, Rule, RuleChain, Ruleset};
 use super::diag::Diagnostic;
 
 const WINDOW: usize = 64;
@@ -94,7 +96,8 @@ fn covers(a: &Box1, b: &Box1) -> bool {
 /// Warnings for rules covered by one earlier rule of the same chain.
 pub fn shadowed(set: &Ruleset) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for chain in [Chain::Input, Chain::Forward] {
+    let user = (0..set.chains.len()).map(|n| RuleChain::User(n.min(usize::from(u16::MAX)) as u16));
+    for chain in [RuleChain::Builtin(Chain::Input), RuleChain::Builtin(Chain::Forward)].into_iter().chain(user) {
         let mut recent: VecDeque<Box1> = VecDeque::with_capacity(WINDOW);
         let mut broad: Vec<Box1> = Vec::new();
         for (i, r) in set.rules.iter().enumerate().filter(|(_, r)| r.chain == chain) {
@@ -111,6 +114,9 @@ pub fn shadowed(set: &Ruleset) -> Vec<Diagnostic> {
                 );
                 out.push(Diagnostic::plain(file, r.line, r.column, msg));
                 continue;
+            }
+            if matches!(r.jump, Some(Jump::Call(_))) {
+                continue; // evaluation comes back to the next rule: it hides nothing
             }
             if b.src.len <= 8 && b.dst.len <= 8 && broad.len() < BROAD {
                 broad.push(b);

@@ -266,14 +266,18 @@ fn build_index(
     }
 }
 
-/// Writes the image of `set` from each chain's entries.
-pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Vec<u8>, TableStats) {
-    let stats = TableStats { entries: [input.len(), forward.len()], tuples: [0, 0] };
-    let count = |c| set.rules.iter().filter(|r| r.chain == c).count() as u32;
-    let chains = [
-        build_chain(input, count(unifw_core::flow::Chain::Input)),
-        build_chain(forward, count(unifw_core::flow::Chain::Forward)),
-    ];
+/// Writes the image of `set` from each chain's entries (input, forward,
+/// then the user chains).
+pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableStats) {
+    let len = |n: usize| entries.get(n).map_or(0, Vec::len);
+    let stats = TableStats { entries: [len(0), len(1)], tuples: [0, 0] };
+    let mut counts = alloc::vec![0u32; entries.len()];
+    for r in &set.rules {
+        if let Some(c) = counts.get_mut(r.chain.number()) {
+            *c += 1;
+        }
+    }
+    let chains: Vec<ChainTables> = entries.into_iter().zip(counts).map(|(e, n)| build_chain(e, n)).collect();
     let stats = TableStats { tuples: [chains[0].tuples.len(), chains[1].tuples.len()], ..stats };
     let mut sections: [Vec<u8>; SECTIONS] = Default::default();
     for record in set.interfaces.iter().flat_map(InterfaceSpec::records) {
@@ -286,6 +290,11 @@ pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Ve
         sections[sec::LINES].extend_from_slice(&r.line.to_le_bytes());
         sections[sec::ACTIONS].push(RuleAction { action: r.action, log: r.log }.encode());
     }
+    if set.rules.iter().any(|r| r.jump.is_some()) {
+        for r in &set.rules {
+            sections[sec::LINES].extend_from_slice(&target(r).encode().to_le_bytes());
+        }
+    }
     for ct in &chains {
         write_chain(&mut sections, ct);
     }
@@ -297,6 +306,17 @@ pub fn write_image(set: &Ruleset, input: Vec<Entry>, forward: Vec<Entry>) -> (Ve
         }
     }
     (assemble(set, &sections), stats)
+}
+
+/// A rule's target word: user chain `n` is image chain `n + 2`.
+fn target(r: &super::ast::Rule) -> Target {
+    use super::ast::Jump;
+    match r.jump {
+        None => Target::Verdict,
+        Some(Jump::Call(n)) => Target::Jump(u32::from(n) + 2),
+        Some(Jump::Goto(n)) => Target::Goto(u32::from(n) + 2),
+        Some(Jump::Return) => Target::Return,
+    }
 }
 
 /// Appends one chain's tables to the sections, and its chain record.

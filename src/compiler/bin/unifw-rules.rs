@@ -292,7 +292,7 @@ fn gen(args: &[String]) -> Result<(), String> {
     out.write_all(comment.as_bytes()).map_err(io)?;
     out.write_all(rules::render_head(&set, format)?.as_bytes()).map_err(io)?;
     for r in &set.rules {
-        out.write_all(rules::render_rule(r, format)?.as_bytes()).map_err(io)?;
+        out.write_all(rules::render_rule_of(&set, r, format)?.as_bytes()).map_err(io)?;
         out.write_all(b"\n").map_err(io)?;
     }
     out.write_all(rules::render_tail(format).as_bytes()).map_err(io)?;

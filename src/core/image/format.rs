@@ -1,4 +1,4 @@
-//! The binary image layout (version 5), shared by the writer and the reader:
+//! The binary image layout (version 6), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -11,9 +11,9 @@
 //! |---|---|---|
 //! | [`sec::IFACES`] | [`InterfaceRecord`] | 8 |
 //! | [`sec::ROUTES`] | [`RouteSpec`] | 12 |
-//! | [`sec::LINES`] | source line of each rule, u32 | 4 |
+//! | [`sec::LINES`] | source line of each rule, u32; then, in images with user chains or `RETURN`, the [`Target`] word of each rule | 4 |
 //! | [`sec::ACTIONS`] | [`RuleAction`] of each rule | 1 |
-//! | [`sec::CHAINS`] | [`ChainRecord`], input then forward | 80 |
+//! | [`sec::CHAINS`] | [`ChainRecord`], input, forward, then each user chain | 80 |
 //! | [`sec::TUPLES`] | [`TupleRecord`] | 16 |
 //! | [`sec::SLOTS`] | hash slot: entry number (u32) or [`EMPTY`] | 4 |
 //! | [`sec::ENTRIES`] | [`EntryRecord`] (read in place as [`EntryView`]) | 24 |
@@ -40,7 +40,7 @@ pub use entry::{EntryRecord, EntryView};
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
@@ -52,11 +52,12 @@ pub mod sec {
     pub const IFACES: usize = 0;
     /// Routes ([`super::RouteSpec`] records).
     pub const ROUTES: usize = 1;
-    /// Source line of each rule (u32).
+    /// Source line of each rule (u32), then (images with user chains or
+    /// `RETURN` only) the [`super::Target`] word of each rule (u32).
     pub const LINES: usize = 2;
     /// Action of each rule ([`super::RuleAction`], one byte).
     pub const ACTIONS: usize = 3;
-    /// Input and forward chain records.
+    /// Chain records: input, forward, then the user chains (chain 2 on).
     pub const CHAINS: usize = 4;
     /// Tuple records.
     pub const TUPLES: usize = 5;
@@ -98,6 +99,68 @@ pub const NO_INDEX: u32 = u32::MAX;
 pub const MAX_RULES: usize = 1 << 24;
 /// An entry's interface nibble that matches any interface.
 pub const ANY_IF: u8 = 0x0f;
+/// Most chains an image may have, the two built-in ones included.
+pub const MAX_CHAINS: usize = 4096;
+/// Most return points a lookup holds: jumps nested deeper are refused by
+/// the compiler (a goto replaces its chain's return point, so it does not
+/// count).
+pub const MAX_CALL_DEPTH: usize = 16;
+/// Most chain lookups one packet may take, in the worst case over every
+/// path through the jumps (the compiler refuses rulesets that could take
+/// more; the reader stops there with a drop, which only a hand-made image
+/// can reach).
+pub const MAX_LOOKUPS: u32 = 1024;
+
+/// What a rule does once it matches, beyond its [`RuleAction`]: the target
+/// word of the rule section's second half (u32; bits 24-31 the kind, bits
+/// 0-23 the chain number of a jump or goto). Images without user chains
+/// or `RETURN` have no target words: every rule is [`Target::Verdict`].
+///
+/// | kind | target |
+/// |---|---|
+/// | 0 | verdict: the [`RuleAction`] decides |
+/// | 1 | jump to the chain, back at the next rule once it returns |
+/// | 2 | goto the chain: its return goes to the caller's caller |
+/// | 3 | return to the caller (in a built-in chain: its policy) |
+///
+/// Unknown kinds read as kind 0. Kinds 4 on are free for non-terminating
+/// targets (LOG, limits) later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The rule's action is the verdict.
+    Verdict,
+    /// Call a chain (number >= 2).
+    Jump(u32),
+    /// Continue in a chain without a return point.
+    Goto(u32),
+    /// Return to the caller.
+    Return,
+}
+
+impl Target {
+    const CHAIN: u32 = 0x00ff_ffff;
+
+    /// The target word.
+    pub fn encode(self) -> u32 {
+        match self {
+            Target::Verdict => 0,
+            Target::Jump(c) => 1 << 24 | (c & Self::CHAIN),
+            Target::Goto(c) => 2 << 24 | (c & Self::CHAIN),
+            Target::Return => 3 << 24,
+        }
+    }
+
+    /// Reads a target word.
+    #[inline]
+    pub fn decode(w: u32) -> Target {
+        match w >> 24 {
+            1 => Target::Jump(w & Self::CHAIN),
+            2 => Target::Goto(w & Self::CHAIN),
+            3 => Target::Return,
+            _ => Target::Verdict,
+        }
+    }
+}
 
 /// Why an image was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,7 +299,9 @@ pub struct Section {
 /// the interface records of kinds 3 and 4 ([`InterfaceRecord`]); version 4
 /// the metrics section (the section table's 11th entry, at 112, where the
 /// hash field was, which moved to 120); version 5 the interface records of
-/// kinds 5 (MTU) and 6 (reverse-path filter).
+/// kinds 5 (MTU) and 6 (reverse-path filter); version 6 the user chains'
+/// records after the built-in ones and the rules' [`Target`] words after
+/// their lines (images without either keep version 5's bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -924,6 +989,14 @@ mod tests {
         assert_eq!((u16_item(&zeros[..1], 0), u32_item(&zeros[..3], 0), u128_item(&zeros[..15], 0)), (0, 0, 0));
         // Longer input: the record at its start.
         assert_eq!(TupleRecord::decode(&zeros), Some(TupleRecord::default()));
+    }
+
+    #[test]
+    fn targets_round_trip() {
+        for t in [Target::Verdict, Target::Jump(2), Target::Goto(0xff_ffff), Target::Return] {
+            assert_eq!(Target::decode(t.encode()), t);
+        }
+        assert_eq!(Target::decode(9 << 24 | 5), Target::Verdict, "unknown kinds are verdicts");
     }
 
     #[test]

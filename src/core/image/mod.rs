@@ -4,6 +4,7 @@
 //! with the rule count, no panics on any bytes.
 
 pub mod format;
+mod walk;
 
 use crate::flow::{mask, proto, state_bit, Action, Chain, PacketKey, Verdict};
 use crate::net::addr::Cidr;
@@ -121,17 +122,24 @@ struct Tuple {
     port_keyed: bool,
 }
 
-/// A chain record, decoded at load time.
+/// A chain record's fields the lookup needs, its tuples aside.
 #[derive(Debug, Clone, Copy)]
-struct ChainInfo {
+struct ChainHead {
     rules: u32,
     all: u128,
-    tuples: [Tuple; MAX_TUPLES],
+    tuple_start: u32,
     shift: u32,
     entry_start: u32,
     entry_count: u32,
     dst: Side,
     src: Side,
+}
+
+/// A built-in chain, decoded at load time with its tuples.
+#[derive(Debug, Clone, Copy)]
+struct ChainInfo {
+    head: ChainHead,
+    tuples: [Tuple; MAX_TUPLES],
 }
 
 /// One side (destination or source) of a chain's cell index.
@@ -150,6 +158,10 @@ pub struct Image<'a> {
     conntrack_max: u32,
     policies: [Action; 2],
     chains: [ChainInfo; 2],
+    /// Chain records, the built-in ones included.
+    chain_count: u32,
+    /// The rules' target words (empty: every rule is a verdict).
+    targets: &'a [u8],
     tables_hash: u64,
     total_len: usize,
 }
@@ -189,21 +201,30 @@ impl<'a> Image<'a> {
             *s = bytes.get(off..end).ok_or(FormatError::BadSection(i))?;
         }
         let rule_count = header.rule_count;
-        if sections[sec::LINES].len() / RECORD[sec::LINES] != rule_count as usize
+        let words = sections[sec::LINES].len() / RECORD[sec::LINES];
+        if (words != rule_count as usize && words != 2 * rule_count as usize)
             || sections[sec::ACTIONS].len() != rule_count as usize
         {
             return Err(FormatError::BadSection(sec::LINES));
         }
-        if sections[sec::CHAINS].len() != 2 * ChainRecord::LEN {
+        let (lines, targets) = sections[sec::LINES].split_at(rule_count as usize * 4);
+        sections[sec::LINES] = lines;
+        let chain_count = sections[sec::CHAINS].len() / ChainRecord::LEN;
+        if !(2..=MAX_CHAINS).contains(&chain_count) {
             return Err(FormatError::BadChain);
         }
         let chains = [chain_info(&sections, 0)?, chain_info(&sections, 1)?];
+        for n in 2..chain_count {
+            chain_info(&sections, n)?;
+        }
         Ok(Image {
             sections,
             rule_count,
             conntrack_max: header.conntrack_max,
             policies: header.policies,
             chains,
+            chain_count: chain_count as u32,
+            targets,
             tables_hash: header.tables_hash,
             total_len: total,
         })
@@ -233,11 +254,8 @@ impl<'a> Image<'a> {
     /// (it can never match) not at all. Rules are numbered in file order
     /// over both chains; this tells which chain a rule belongs to.
     pub fn entry_rules(&self, chain: Chain) -> impl Iterator<Item = u32> + '_ {
-        let c = pick(&self.chains, chain);
-        let start = (c.entry_start as usize).saturating_mul(EntryRecord::LEN);
-        let len = (c.entry_count as usize).saturating_mul(EntryRecord::LEN);
-        let entries = self.sections[sec::ENTRIES].get(start..start.saturating_add(len)).unwrap_or(&[]);
-        entries.chunks_exact(EntryRecord::LEN).filter_map(EntryView::from_slice).map(|e| e.rule())
+        let c = &pick(&self.chains, chain).head;
+        self.entries_of(c).chunks_exact(EntryRecord::LEN).filter_map(EntryView::from_slice).map(|e| e.rule())
     }
 
     /// The ruleset's identity as the compiler stored it ([`format::tables_hash`]
@@ -269,7 +287,7 @@ impl<'a> Image<'a> {
 
     /// Rules in a chain.
     pub fn rule_count(&self, chain: Chain) -> u32 {
-        pick(&self.chains, chain).rules
+        pick(&self.chains, chain).head.rules
     }
 
     /// Rules in both chains.
@@ -302,19 +320,38 @@ impl<'a> Image<'a> {
     #[inline]
     fn classify_counting<const COUNT: bool>(&self, chain: Chain, key: &PacketKey, cost: &mut Cost) -> Verdict {
         let c = pick(&self.chains, chain);
+        let best = self.first_match::<COUNT, _>(&c.head, |t| c.tuples.get(t).copied(), key, 0, cost);
+        if self.targets.is_empty() {
+            return self.verdict(chain, best); // no jumps: the first match decides
+        }
+        self.walk(chain, best, |n, from, cost| self.first_match_in::<COUNT>(n, key, from, cost), cost)
+    }
+
+    /// The first rule of chain `c` at or after rule `from` that matches
+    /// `key`, or [`NONE`]: the tuples in order of their lowest rule, each
+    /// probed while it may still hold a rule below the best so far.
+    #[inline]
+    fn first_match<const COUNT: bool, T: Fn(usize) -> Option<Tuple>>(
+        &self,
+        c: &ChainHead,
+        tuples: T,
+        key: &PacketKey,
+        from: u32,
+        cost: &mut Cost,
+    ) -> u32 {
         let (p1, p2) = port_fields(key);
         let mut todo = (self.cell_mask(c, &c.dst, key.dst) & self.cell_mask(c, &c.src, key.src)) & c.all;
         let mut best = NONE;
         while todo != 0 {
             let t = todo.trailing_zeros() as usize;
             todo &= todo - 1;
-            let Some(tuple) = c.tuples.get(t) else { break };
+            let Some(tuple) = tuples(t) else { break };
             if tuple.min_rule >= best {
                 break;
             }
-            best = self.probe::<COUNT>(tuple, key, p1, p2, best, cost);
+            best = self.probe::<COUNT>(&tuple, key, (p1, p2), from, best, cost);
         }
-        self.verdict(chain, best)
+        best
     }
 
     /// The same verdict by a linear scan of every entry of the chain (for tests
@@ -323,19 +360,34 @@ impl<'a> Image<'a> {
     /// the last rule matches.
     pub fn classify_linear(&self, chain: Chain, key: &PacketKey) -> Verdict {
         let c = pick(&self.chains, chain);
+        let best = self.first_linear(&c.head, key, 0);
+        if self.targets.is_empty() {
+            return self.verdict(chain, best);
+        }
+        let find = |n: u32, from: u32, _: &mut Cost| match self.head(n) {
+            Some(c) => self.first_linear(&c, key, from),
+            None => NONE,
+        };
+        self.walk(chain, best, find, &mut Cost::default())
+    }
+
+    fn first_linear(&self, c: &ChainHead, key: &PacketKey, from: u32) -> u32 {
         let (p1, p2) = port_fields(key);
         let mut best = NONE;
-        let start = (c.entry_start as usize).saturating_mul(EntryRecord::LEN);
-        let len = (c.entry_count as usize).saturating_mul(EntryRecord::LEN);
-        let entries = self.sections[sec::ENTRIES].get(start..start.saturating_add(len)).unwrap_or(&[]);
-        for chunk in entries.chunks_exact(EntryRecord::LEN) {
+        for chunk in self.entries_of(c).chunks_exact(EntryRecord::LEN) {
             let Some(entry) = EntryView::from_slice(chunk) else { break };
             let rule = entry.rule();
-            if rule < best && entry_matches(entry, key, p1, p2) {
+            if rule < best && rule >= from && entry_matches(entry, key, p1, p2) {
                 best = rule;
             }
         }
-        self.verdict(chain, best)
+        best
+    }
+
+    fn entries_of(&self, c: &ChainHead) -> &'a [u8] {
+        let start = (c.entry_start as usize).saturating_mul(EntryRecord::LEN);
+        let len = (c.entry_count as usize).saturating_mul(EntryRecord::LEN);
+        self.sections[sec::ENTRIES].get(start..start.saturating_add(len)).unwrap_or(&[])
     }
 
     fn verdict(&self, chain: Chain, best: u32) -> Verdict {
@@ -350,7 +402,7 @@ impl<'a> Image<'a> {
 
     /// Tuples that may hold a match for `addr` on one side.
     #[inline]
-    fn cell_mask(&self, c: &ChainInfo, side: &Side, addr: u32) -> u128 {
+    fn cell_mask(&self, c: &ChainHead, side: &Side, addr: u32) -> u128 {
         let Some(index) = side.index else {
             return side.unindexed;
         };
@@ -364,8 +416,8 @@ impl<'a> Image<'a> {
         &self,
         t: &Tuple,
         key: &PacketKey,
-        p1: u16,
-        p2: u16,
+        (p1, p2): (u16, u16),
+        from: u32,
         best: u32,
         cost: &mut Cost,
     ) -> u32 {
@@ -383,7 +435,7 @@ impl<'a> Image<'a> {
             }
             if entry.src() & t.src_mask == ks && entry.dst() & t.dst_mask == kd && (!t.port_keyed || entry.p2().0 == p2)
             {
-                return self.scan::<COUNT>(e, key, p1, p2, best, cost);
+                return self.scan::<COUNT>(e, key, (p1, p2), from, best, cost);
             }
             i += 1;
             if i == t.slot_count {
@@ -399,13 +451,14 @@ impl<'a> Image<'a> {
         EntryView::from_slice(self.sections[sec::ENTRIES].get(at..)?)
     }
 
-    /// Walks the run of entries from `e`; returns the first matching rule below `best`.
+    /// Walks the run of entries from `e`; returns the first matching rule
+    /// at or after `from` and below `best`.
     fn scan<const COUNT: bool>(
         &self,
         mut e: u32,
         key: &PacketKey,
-        p1: u16,
-        p2: u16,
+        (p1, p2): (u16, u16),
+        from: u32,
         best: u32,
         cost: &mut Cost,
     ) -> u32 {
@@ -417,7 +470,7 @@ impl<'a> Image<'a> {
             if rule >= best {
                 return best;
             }
-            if entry_matches(entry, key, p1, p2) {
+            if rule >= from && entry_matches(entry, key, p1, p2) {
                 return rule;
             }
             if entry.last() {
@@ -469,6 +522,44 @@ fn pick<T>(pair: &[T; 2], chain: Chain) -> &T {
     }
 }
 
+/// The tuple mask of a chain with `count` tuples (at most [`MAX_TUPLES`]).
+fn all_of(count: u32) -> u128 {
+    match count {
+        0 => 0,
+        n if n as usize >= MAX_TUPLES => u128::MAX,
+        n => (1u128 << n) - 1,
+    }
+}
+
+/// The lookup's view of a chain record (no checks: the reads it leads to are).
+fn head_of(c: &ChainRecord) -> ChainHead {
+    let all = all_of(c.tuple_count);
+    let side = |c: CellIndexSide| Side { unindexed: c.unindexed & all, index: c.index_start, mask_start: c.mask_start };
+    ChainHead {
+        rules: c.rules,
+        all,
+        tuple_start: c.tuple_start,
+        shift: 32 - c.index_bits.min(MAX_INDEX_BITS),
+        entry_start: c.entry_start,
+        entry_count: c.entry_count,
+        dst: side(c.dst),
+        src: side(c.src),
+    }
+}
+
+/// The lookup's view of a tuple record.
+fn tuple_of(r: TupleRecord) -> Tuple {
+    Tuple {
+        src_mask: mask(r.src_len),
+        dst_mask: mask(r.dst_len),
+        min_rule: r.min_rule,
+        slot_start: r.slot_start,
+        slot_count: r.slot_count,
+        port_keyed: r.port_keyed,
+    }
+}
+
+/// Chain record `n`, checked against the sections, with its tuples.
 fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError> {
     let records = s[sec::CHAINS].chunks_exact(ChainRecord::LEN);
     let c = records.clone().nth(n).and_then(ChainRecord::decode).ok_or(FormatError::BadChain)?;
@@ -480,34 +571,15 @@ fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError>
     let mut tuples = [Tuple::default(); MAX_TUPLES];
     let records = s[sec::TUPLES].chunks_exact(TupleRecord::LEN).skip(tuple_start).map(TupleRecord::decode);
     for (t, r) in tuples.iter_mut().zip(records).take(tuple_count) {
-        let r = r.ok_or(FormatError::BadChain)?;
-        *t = Tuple {
-            src_mask: mask(r.src_len),
-            dst_mask: mask(r.dst_len),
-            min_rule: r.min_rule,
-            slot_start: r.slot_start,
-            slot_count: r.slot_count,
-            port_keyed: r.port_keyed,
-        };
+        *t = tuple_of(r.ok_or(FormatError::BadChain)?);
         if t.slot_count == 0 || t.slot_start as usize + t.slot_count as usize > slots {
             return Err(FormatError::BadChain);
         }
     }
-    let all = if tuple_count == 128 { u128::MAX } else { (1u128 << tuple_count) - 1 };
-    let side = |c: CellIndexSide| Side { unindexed: c.unindexed & all, index: c.index_start, mask_start: c.mask_start };
-    let info = ChainInfo {
-        rules: c.rules,
-        all,
-        tuples,
-        shift: 32 - c.index_bits.min(MAX_INDEX_BITS),
-        entry_start: c.entry_start,
-        entry_count: c.entry_count,
-        dst: side(c.dst),
-        src: side(c.src),
-    };
+    let info = ChainInfo { head: head_of(&c), tuples };
     let index_len = s[sec::INDEX].len() / RECORD[sec::INDEX];
-    for ix in [info.dst.index, info.src.index].into_iter().flatten() {
-        if ix as usize + (1usize << (32 - info.shift)) > index_len {
+    for ix in [info.head.dst.index, info.head.src.index].into_iter().flatten() {
+        if ix as usize + (1usize << (32 - info.head.shift)) > index_len {
             return Err(FormatError::BadChain);
         }
     }

@@ -1,0 +1,110 @@
+//! The chain walk: jumps, gotos and `RETURN` across user chains, with a
+//! fixed-size stack of return points (iptables' semantics, Linux's
+//! `ipt_do_table`). Each step asks one chain for its first matching rule
+//! at or after a rule number; images without jumps never get here.
+
+use super::format::{u32_item, ChainRecord, Target, TupleRecord, MAX_CALL_DEPTH, MAX_LOOKUPS};
+use super::{head_of, pick, sec, tuple_of, ChainHead, Cost, Image, NONE};
+use crate::flow::{Action, Chain, PacketKey, Verdict};
+
+/// Where a jump returns to: a chain and the rule after the jump.
+#[derive(Debug, Clone, Copy, Default)]
+struct Frame {
+    chain: u32,
+    from: u32,
+}
+
+impl<'a> Image<'a> {
+    /// The verdict of built-in `chain` whose first match is `first`:
+    /// terminal targets decide, a jump pushes the next rule and enters its
+    /// chain, a goto enters its chain without a return point, `RETURN` and
+    /// the end of a chain go back to the last return point, and with none
+    /// left the built-in chain's policy decides. `find(chain, from, cost)`
+    /// is the first match of a chain at or after a rule.
+    pub(super) fn walk<F: Fn(u32, u32, &mut Cost) -> u32>(
+        &self,
+        chain: Chain,
+        first: u32,
+        find: F,
+        cost: &mut Cost,
+    ) -> Verdict {
+        let policy = Verdict { action: self.policy(chain), rule: None, log: false };
+        let mut stack = [Frame::default(); MAX_CALL_DEPTH];
+        let mut depth = 0usize;
+        let mut current = match chain {
+            Chain::Input => 0,
+            Chain::Forward => 1,
+        };
+        let mut hit = first;
+        for _ in 0..MAX_LOOKUPS {
+            let next = match self.target(hit) {
+                None | Some(Target::Return) => None,
+                Some(Target::Verdict) => return self.verdict(chain, hit),
+                Some(Target::Jump(to)) => {
+                    let Some(slot) = stack.get_mut(depth) else { break };
+                    *slot = Frame { chain: current, from: hit.saturating_add(1) };
+                    depth += 1;
+                    Some(Frame { chain: to, from: 0 })
+                }
+                Some(Target::Goto(to)) => Some(Frame { chain: to, from: 0 }),
+            };
+            let Frame { chain: to, from } = match next {
+                Some(f) => f,
+                None if depth == 0 => return policy,
+                None => {
+                    depth -= 1;
+                    let Some(&f) = stack.get(depth) else { break };
+                    f
+                }
+            };
+            current = to;
+            hit = find(to, from, cost);
+        }
+        // Deeper or longer than the compiler allows: a hand-made image.
+        Verdict { action: Action::Drop, rule: None, log: false }
+    }
+
+    /// The target of rule `rule` (`None` for [`NONE`]: no rule matched).
+    #[inline]
+    fn target(&self, rule: u32) -> Option<Target> {
+        if rule == NONE {
+            return None;
+        }
+        Some(Target::decode(u32_item(self.targets, rule as usize)))
+    }
+
+    /// Chain `n`'s head (built-in or user), read from its record.
+    pub(super) fn head(&self, n: u32) -> Option<ChainHead> {
+        if n < 2 {
+            let c = pick(&self.chains, if n == 0 { Chain::Input } else { Chain::Forward });
+            return Some(c.head);
+        }
+        if n >= self.chain_count {
+            return None;
+        }
+        let at = (n as usize).checked_mul(ChainRecord::LEN)?;
+        let record = ChainRecord::decode(self.sections[sec::CHAINS].get(at..)?)?;
+        Some(head_of(&record))
+    }
+
+    /// The first match in chain `n` at or after rule `from` (tuple records
+    /// decoded as probed: user chains keep no decoded copy).
+    pub(super) fn first_match_in<const COUNT: bool>(&self, n: u32, key: &PacketKey, from: u32, cost: &mut Cost) -> u32 {
+        if n < 2 {
+            let c = pick(&self.chains, if n == 0 { Chain::Input } else { Chain::Forward });
+            return self.first_match::<COUNT, _>(&c.head, |t| c.tuples.get(t).copied(), key, from, cost);
+        }
+        let Some(c) = self.head(n) else { return NONE };
+        let tuples = self.sections[sec::TUPLES];
+        let tuple = |t: usize| {
+            let at = (c.tuple_start as usize).checked_add(t)?.checked_mul(TupleRecord::LEN)?;
+            TupleRecord::decode(tuples.get(at..)?).map(tuple_of)
+        };
+        self.first_match::<COUNT, _>(&c, tuple, key, from, cost)
+    }
+
+    /// Chains in the image, the two built-in ones included.
+    pub fn chain_count(&self) -> u32 {
+        self.chain_count
+    }
+}
