@@ -204,6 +204,8 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ),
     ("-A INPUT -j REJECT --reject-with bogus", Some("unknown reject type \"bogus\""), "unknown reject type"),
     ("-A INPUT -j ACCEPT --reject-with tcp-reset", Some("unknown option \"--reject-with\""), "needs `-j REJECT`"),
+    // iptables-save escapes quotes inside a quoted comment.
+    ("-A INPUT -m comment --comment \"say \\\"hi\\\" \\\\\" -j ACCEPT", OK, ""),
     // Unsupported features: accepted by iptables, refused by name.
     ("-A INPUT -m recent --name x --rcheck -j DROP", OK, "match `-m recent` is not supported"),
 ];

@@ -135,6 +135,22 @@ fn statement(
     }
 }
 
+/// The offset of the quote that ends a quoted word: iptables-save escapes
+/// `"` and `\` inside one with a backslash (`--comment "say \"hi\""`), so an
+/// escaped character never ends it. The word keeps its backslashes (only
+/// comments are quoted words unifw reads, and they have no effect).
+fn closing_quote(rest: &[u8]) -> Option<usize> {
+    let mut escaped = false;
+    for (at, &c) in rest.iter().enumerate() {
+        match c {
+            b'"' if !escaped => return Some(at),
+            b'\\' => escaped = !escaped,
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
 /// Splits a line into words, honouring double quotes. Err = offset of a stray quote.
 fn split(text: &str, base: usize) -> Result<Vec<Word<'_>>, usize> {
     let mut out = Vec::new();
@@ -147,7 +163,7 @@ fn split(text: &str, base: usize) -> Result<Vec<Word<'_>>, usize> {
         }
         let start = i;
         if b[i] == b'"' {
-            let close = b[i + 1..].iter().position(|&c| c == b'"').ok_or(base + i)?;
+            let close = closing_quote(&b[i + 1..]).ok_or(base + i)?;
             out.push(Word { text: &text[i + 1..i + 1 + close], at: base + i });
             i += close + 2;
             continue;
