@@ -31,6 +31,8 @@ import struct
 import sys
 import time
 
+import probe
+
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 # Pacing: frames go out in bursts, one burst per tick.
@@ -147,23 +149,17 @@ def arp(args):
     report(*blast(packet_socket(args.iface), frames, args.rate, 0, args.count))
 
 
+def describe_arp(pkt):
+    """One line per ARP packet: operation, sender and target address, sender MAC."""
+    if len(pkt) < 28:
+        return None
+    op = struct.unpack("!H", pkt[6:8])[0]
+    sha, spa, tpa = pkt[8:14], socket.inet_ntoa(pkt[14:18]), socket.inet_ntoa(pkt[24:28])
+    return f"arp {op} {spa} {tpa} {sha.hex(':')}"
+
+
 def arp_sniff():
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ARP))
-    sock.settimeout(0.2)
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    print("sniffing", flush=True)
-    while not stop:
-        try:
-            pkt, addr = sock.recvfrom(2048)
-        except (socket.timeout, InterruptedError):
-            continue
-        if addr[0] == "lo" or addr[2] == socket.PACKET_OUTGOING or len(pkt) < 28:
-            continue
-        op = struct.unpack("!H", pkt[6:8])[0]
-        sha, spa, tpa = pkt[8:14], socket.inet_ntoa(pkt[14:18]), socket.inet_ntoa(pkt[24:28])
-        print(f"arp {op} {spa} {tpa} {sha.hex(':')}", flush=True)
+    probe.sniff(describe_arp, ethertype=ETH_P_ARP)
 
 
 def main():

@@ -140,12 +140,13 @@ def describe(pkt):
     return None
 
 
-def sniff(describe_packet=None):
-    """Captures incoming IPv4 until SIGTERM; one line per packet, as
-    DESCRIBE_PACKET (default `describe`) gives it (None: not printed)."""
+def sniff(describe_packet=None, ethertype=0x0800):
+    """Captures incoming frames of ETHERTYPE (default IPv4) until SIGTERM;
+    one line per packet, as DESCRIBE_PACKET (default `describe`) gives it
+    (None: not printed)."""
     describe_packet = describe_packet or describe
-    # Cooked (SOCK_DGRAM): the IP packet without the link-layer header.
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+    # Cooked (SOCK_DGRAM): the packet without the link-layer header.
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ethertype))
     s.settimeout(0.2)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
