@@ -27,7 +27,7 @@ import time
 
 import lab
 from lab_tests import (PROBE, RECEIVER_FW, RECEIVER_HOST, SENDER_FW, SENDER_HOST, expect_flow,
-                       first_packets as first_packets_unifw, wait_for_line)
+                       first_packets as first_packets_unifw, through_linux, wait_for_line)
 
 FLOOD = str(lab.ROOT / "scripts" / "lib" / "flood.py")
 RULES = "tests/lab/flood.ipt"
@@ -173,14 +173,7 @@ def flood_neighbours(run):
         run.expect_no_console("PANIC|ERROR", "flood-neighbours: no errors on the unifw console")
     else:
         run.fail("flood-neighbours: unifw: the firewall does not answer")
-    run.lab.down()
-    run.console = None
-    try:
-        run.lab.linuxfw_up(lab.ROOT / RULES)
-        results["linux"] = flood_system(run, "linux")
-    except lab.LabError as exc:
-        run.fail(f"flood-neighbours: Linux namespace firewall did not come up ({exc})")
-    run.lab.down()
+    results["linux"] = through_linux(run, "flood-neighbours", RULES, lambda: flood_system(run, "linux"))
     counts = {}
     for system, result in results.items():
         if result is None:

@@ -6,7 +6,7 @@ sends and counts)."""
 import time
 
 import lab
-from lab_tests import RECEIVER_HOST, fw_boot, wait_for_line
+from lab_tests import RECEIVER_HOST, fw_boot, through_linux, wait_for_line
 
 FRAGMENTS = str(lab.ROOT / "scripts" / "lib" / "fragments.py")
 RULES = "tests/lab/fragments.ipt"
@@ -54,15 +54,9 @@ def fragments(run):
         return
     ours = send_and_count(run, "unifw")
     run.expect_no_console("PANIC|ERROR", "fragments: no errors on the unifw console")
-    run.lab.down()
-    run.console = None
-    try:
-        run.lab.linuxfw_up(lab.ROOT / RULES)
-    except lab.LabError as exc:
-        run.fail(f"fragments: Linux namespace firewall did not come up ({exc})")
+    linux = through_linux(run, "fragments", RULES, lambda: send_and_count(run, "linux"))
+    if linux is None:
         return
-    linux = send_and_count(run, "linux")
-    run.lab.down()
     for scenario in EXPECTED:
         (our_frags, our_whole), (linux_frags, linux_whole) = ours.get(scenario, (-1, -1)), linux.get(scenario, (-1, -1))
         numbers = f"unifw {our_whole} datagrams ({our_frags} fragments), Linux {linux_whole} ({linux_frags})"

@@ -14,7 +14,7 @@ multicast: the firewall must not answer.
 import time
 
 import lab
-from lab_tests import RECEIVER_HOST, fw_boot, wait_for_line
+from lab_tests import RECEIVER_HOST, fw_boot, through_linux, wait_for_line
 
 HOSTILE = str(lab.ROOT / "scripts" / "lib" / "hostile.py")
 RULES = "tests/lab/hostile.ipt"
@@ -74,14 +74,9 @@ def hostile(run):
     if fw_boot(run, "hostile", RULES):
         results["unifw"] = outcomes(run, "unifw")
         run.expect_no_console("PANIC|ERROR", "hostile: no errors on the unifw console")
-    run.lab.down()
-    run.console = None
-    try:
-        run.lab.linuxfw_up(lab.ROOT / RULES)
-        results["linux"] = outcomes(run, "linux")
-    except lab.LabError as exc:
-        run.fail(f"hostile: Linux namespace firewall did not come up ({exc})")
-    run.lab.down()
+    linux = through_linux(run, "hostile", RULES, lambda: outcomes(run, "linux"))
+    if linux is not None:
+        results["linux"] = linux
     for system, (cases, answers) in results.items():
         for name, want in EXPECTED.items():
             got = cases.get(name, "not sent")

@@ -736,16 +736,25 @@ def fw_differential(run):
         return
     probe_run(run, plan, ours)
     run.expect_no_console("PANIC|ERROR", "fw-diff: no errors on the unifw console")
+    if through_linux(run, "fw-diff", rules, lambda: probe_run(run, plan, linux) or True):
+        fw_compare(run, plan, ours, linux)
+
+
+def through_linux(run, test, rules, measure):
+    """The Linux half of a differential test, after unifw's: stops the
+    lab, brings up the Linux namespace firewall with RULES (a path under
+    the repository) and returns MEASURE(), or None (a failure of TEST) when
+    the firewall does not come up; the lab is down afterwards."""
     run.lab.down()
     run.console = None
     try:
         run.lab.linuxfw_up(lab.ROOT / rules)
+        return measure()
     except lab.LabError as exc:
-        run.fail(f"fw-diff: Linux namespace firewall did not come up ({exc})")
-        return
-    probe_run(run, plan, linux)
-    run.lab.down()
-    fw_compare(run, plan, ours, linux)
+        run.fail(f"{test}: Linux namespace firewall did not come up ({exc})")
+        return None
+    finally:
+        run.lab.down()
 
 
 def fw_compare(run, plan, ours, linux):
