@@ -8,7 +8,7 @@ mod net_common;
 use net_common::*;
 use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
 use unifw_core::net::checksum::{self, complete_partial};
-use unifw_core::net::nat::{rewrite_icmp_error, rewrite_packet, Endpoint, Rewrite};
+use unifw_core::net::nat::{rewrite_icmp_error, rewrite_packet, Endpoint, NatError, Rewrite};
 use unifw_core::net::parse::parse_ipv4;
 
 const PUBLIC: u32 = 0x0a02_0001;
@@ -129,6 +129,13 @@ fn an_icmp_error_is_translated_back_with_its_quote() {
         let expected = port_unreachable(SENDER, &original, quote);
         assert_eq!(out[ETH_LEN..], expected[ETH_LEN..], "quote of {quote} bytes");
     }
+    // Not an ICMP error: refused, the packet untouched.
+    let mut udp = udp_frame(SENDER, SERVER, 1, 2, 8);
+    let before = udp.clone();
+    let meta = parse_ipv4(&udp[ETH_LEN..]).unwrap();
+    let any = Rewrite { src: ep(PUBLIC, 1), dst: ep(SERVER, 2) };
+    assert_eq!(rewrite_icmp_error(&mut udp[ETH_LEN..], &meta, any, any), Err(NatError::NotIcmpError));
+    assert_eq!(udp, before);
 }
 
 mod tracked {

@@ -23,12 +23,20 @@ use super::reply::IcmpError;
 use super::route::NextHop;
 use super::sink::FrameSink;
 use super::split::Offload;
-use crate::flow::{Chain, IfIndex, NO_IF};
+use crate::flow::{Chain, IfIndex};
 
 /// Bytes of a datagram's start read when its first fragment cuts the
 /// transport header: a TCP header with options (60), or an ICMP error's
 /// type, code, quoted IPv4 header with options and 8 bytes (8 + 60 + 8).
 const DATAGRAM_HEAD: usize = 76;
+
+/// Where an accepted datagram's fragments go.
+enum Egress {
+    /// To a routed next hop, with the TTL they leave with.
+    Routed((NextHop, u8)),
+    /// Unchanged out of this wire peer.
+    Wire(IfIndex),
+}
 
 impl Dataplane {
     /// The FORWARD path of a fragment: held (`Queued`, the buffer is free)
@@ -60,16 +68,18 @@ impl Dataplane {
         };
         let mut pool = self.fragments.take_pool();
         let judged = match wire {
-            Some(peer) => self.judge_wire_datagram(now_ms, &done, &mut pool, peer, classifier, out).map(|()| None),
-            None => self.judge_datagram(now_ms, &done, &mut pool, classifier, out).map(Some),
+            Some(peer) => {
+                self.judge_wire_datagram(now_ms, &done, &mut pool, peer, classifier, out).map(|()| Egress::Wire(peer))
+            }
+            None => self.judge_datagram(now_ms, &done, &mut pool, classifier, out).map(Egress::Routed),
         };
         let disposition = match judged {
-            Ok(Some((hop, ttl))) => {
-                self.send_held(now_ms, &done, &mut pool, (hop, ttl), out);
+            Ok(Egress::Routed(hop_ttl)) => {
+                self.send_held(now_ms, &done, &mut pool, hop_ttl, out);
                 Disposition::Queued
             }
-            Ok(None) => {
-                self.send_held_to_wire(&done, &pool, wire.unwrap_or(NO_IF), out);
+            Ok(Egress::Wire(peer)) => {
+                self.send_held_to_wire(&done, &pool, peer, out);
                 Disposition::Queued
             }
             Err(reason) => {

@@ -20,6 +20,8 @@ use crate::net::parse::{Ipv4Meta, L4};
 pub enum NatError {
     /// The bytes do not hold what `meta` describes.
     Truncated,
+    /// `rewrite_icmp_error` was given a packet that is no ICMP error.
+    NotIcmpError,
 }
 
 const SRC_AT: usize = 12;
@@ -78,7 +80,7 @@ pub fn rewrite_packet(ip: &mut [u8], meta: &Ipv4Meta, to: Rewrite, partial: bool
 /// then computed anew over the message, as Linux does.
 pub fn rewrite_icmp_error(ip: &mut [u8], meta: &Ipv4Meta, outer: Rewrite, inner: Rewrite) -> Result<(), NatError> {
     let L4::IcmpError { .. } = meta.l4 else {
-        return Err(NatError::Truncated);
+        return Err(NatError::NotIcmpError);
     };
     let header_len = meta.header_len;
     let message_len = meta.total_len.checked_sub(header_len).ok_or(NatError::Truncated)?;
