@@ -250,6 +250,7 @@ fn key(proto: u8, dst_port: u16, state: CtState) -> PacketKey {
         in_if: 0,
         out_if: 1,
         state,
+        extra: Default::default(),
     }
 }
 

@@ -230,6 +230,7 @@ pub fn random_key(rng: &mut Rng) -> unifw_core::flow::PacketKey {
             unifw_core::flow::CtState::Related,
             unifw_core::flow::CtState::Invalid,
         ][rng.below(4) as usize],
+        extra: Default::default(),
     };
     match p {
         proto::TCP | proto::UDP => {
@@ -315,6 +316,7 @@ mod tests {
                     in_if: i,
                     out_if: o,
                     state,
+                    extra: Default::default(),
                 };
                 assert_eq!(set.classify_linear(Chain::Forward, &key).rule, Some(last), "{key:?}");
             }
@@ -330,6 +332,7 @@ mod tests {
             in_if: 0,
             out_if: NO_IF,
             state: CtState::New,
+            extra: Default::default(),
         };
         assert_eq!(set.classify_linear(Chain::Input, &ping).action, Action::Accept);
     }
