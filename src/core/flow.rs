@@ -246,6 +246,14 @@ pub struct KeyExtra {
     pub src_type: u16,
     /// [`addrtype`] bits of the destination address.
     pub dst_type: u16,
+    /// [`addrtype`] bits of the source address on the input interface only.
+    pub src_type_in: u16,
+    /// [`addrtype`] bits of the destination address on the input interface only.
+    pub dst_type_in: u16,
+    /// [`addrtype`] bits of the source address on the output interface only.
+    pub src_type_out: u16,
+    /// [`addrtype`] bits of the destination address on the output interface only.
+    pub dst_type_out: u16,
     /// TCP options present (bit N of word N/64 = option kind N).
     pub tcp_options: [u64; 4],
 }
@@ -257,30 +265,35 @@ impl KeyExtra {
     }
 }
 
-/// The address types of `addr` (see [`addrtype`]), given the firewall's
-/// current addresses `own` (address, prefix length): LOCAL for its own
-/// addresses, BROADCAST for 255.255.255.255 and each connected subnet's
-/// broadcast address, MULTICAST for 224.0.0.0/4, UNSPEC for 0.0.0.0, else
-/// UNICAST (Linux's `inet_addr_type` over the local and main tables).
-pub fn addr_type(addr: u32, own: impl Iterator<Item = (u32, u8)>) -> u16 {
-    if addr == 0 {
-        return addrtype::UNSPEC;
-    }
-    if addr == u32::MAX {
+/// The address type of `addr` (one [`addrtype`] bit) as Linux's
+/// `inet_dev_addr_type` gives it from the firewall's current addresses
+/// `own` (interface, address, prefix length): 0.0.0.0/8 and
+/// 255.255.255.255 are BROADCAST, 224.0.0.0/4 MULTICAST; then the local
+/// table: the firewall's own addresses (and 127.0.0.0/8, loopback's) are
+/// LOCAL, each connected subnet's broadcast address (prefixes up to /30)
+/// BROADCAST; the rest UNICAST. With `dev` (`--limit-iface-in/out`), a
+/// local-table route counts only if it is that interface's (loopback's
+/// never is); `None` for `dev` = [`NO_IF`]'s interface matches none.
+pub fn addr_type(addr: u32, own: impl Iterator<Item = (IfIndex, u32, u8)>, dev: Option<IfIndex>) -> u16 {
+    if addr >> 24 == 0 || addr == u32::MAX {
         return addrtype::BROADCAST;
     }
     if addr >> 28 == 0xe {
         return addrtype::MULTICAST;
     }
     let mut t = addrtype::UNICAST;
-    for (a, len) in own {
-        if a == addr {
+    for (i, a, len) in own {
+        let on_dev = dev.is_none_or(|d| d == i);
+        if a == addr && on_dev {
             return addrtype::LOCAL;
         }
         let m = mask(len);
-        if len < 31 && (addr & m) == (a & m) && addr | m == u32::MAX {
+        if len < 31 && a & m == addr & m && addr | m == u32::MAX && on_dev {
             t = addrtype::BROADCAST;
         }
+    }
+    if t == addrtype::UNICAST && dev.is_none() && addr >> 24 == 127 {
+        return if addr == 0x7fff_ffff { addrtype::BROADCAST } else { addrtype::LOCAL };
     }
     t
 }

@@ -75,6 +75,10 @@ impl Classifier for Image<'_> {
         Image::classify_with(self, chain, key, lookup)
     }
 
+    fn wants_extra(&self) -> bool {
+        Image::has_residuals(self)
+    }
+
     fn log_record(&self, rule: u32) -> Option<crate::image::format::LogRecord> {
         Image::rule_log(self, rule)
     }

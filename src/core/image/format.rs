@@ -687,6 +687,9 @@ pub struct Residual {
     pub src_type: Option<(u16, bool)>,
     /// `-m addrtype --dst-type` bits, negated.
     pub dst_type: Option<(u16, bool)>,
+    /// Which address types `-m addrtype` reads: 0 the firewall's, 1 only
+    /// the input interface's (`--limit-iface-in`), 2 the output's.
+    pub type_iface: u8,
     /// The exact connection states (five bits) when the entries cannot say
     /// (`UNTRACKED` with some but not all others, or all four tracked ones).
     pub states: Option<u8>,
@@ -723,7 +726,7 @@ impl Residual {
         let (mask, comp, _) = self.tcp_flags.unwrap_or_default();
         let (ttl_op, ttl, _) = self.ttl.unwrap_or_default();
         put(&mut b, 4, &[mask, comp, self.tcp_option.unwrap_or_default().0, ttl_op]);
-        put(&mut b, 8, &[ttl, self.pkt_types.unwrap_or(0), self.states.unwrap_or(0), 0]);
+        put(&mut b, 8, &[ttl, self.pkt_types.unwrap_or(0), self.states.unwrap_or(0), self.type_iface]);
         let (lo, hi, _) = self.len.unwrap_or_default();
         put(&mut b, 12, &lo.to_le_bytes());
         put(&mut b, 14, &hi.to_le_bytes());
@@ -755,6 +758,7 @@ impl Residual {
             mac: on(5).then_some((mac, no(5))),
             src_type: on(6).then(|| (get_u16(b, 24), no(6))),
             dst_type: on(7).then(|| (get_u16(b, 26), no(7))),
+            type_iface: byte(11),
             states: on(8).then(|| byte(10)),
             limit: on(9).then(|| LimitSpec { cost: get_u32(b, 28), cap: get_u32(b, 32), slot: get_u32(b, 36) }),
         })
@@ -796,17 +800,23 @@ impl Residual {
             }
         }
         if let Some((mac, neg)) = self.mac {
-            if (x.has_mac && x.src_mac == mac) == neg {
+            // Linux's xt_mac: no Ethernet header, no match, negated or not.
+            if !x.has_mac || (x.src_mac == mac) == neg {
                 return false;
             }
         }
+        let (src_type, dst_type) = match self.type_iface {
+            1 => (x.src_type_in, x.dst_type_in),
+            2 => (x.src_type_out, x.dst_type_out),
+            _ => (x.src_type, x.dst_type),
+        };
         if let Some((t, neg)) = self.src_type {
-            if (x.src_type & t != 0) == neg {
+            if (src_type & t != 0) == neg {
                 return false;
             }
         }
         if let Some((t, neg)) = self.dst_type {
-            if (x.dst_type & t != 0) == neg {
+            if (dst_type & t != 0) == neg {
                 return false;
             }
         }

@@ -472,6 +472,12 @@ impl<'a> Image<'a> {
         self.walk(chain, best, |n, from, cost| self.first_match_in::<COUNT>(n, key, from, cost), cost, lookup)
     }
 
+    /// Whether some rule has residual matches (so lookups read
+    /// [`crate::flow::KeyExtra`]).
+    pub fn has_residuals(&self) -> bool {
+        !self.residuals.is_empty()
+    }
+
     /// Runtime `-m limit` buckets the rules need ([`Image::init_limits`]).
     pub fn limit_count(&self) -> u32 {
         self.limit_count

@@ -476,7 +476,7 @@ impl RuleLogger {
         let line = LogLine { prefix: record.prefix(), key, eth, ip };
         match record.level {
             0..=3 => log::error!("{line}"),
-            4 => log::warn!("{line}"),
+            4 | 8 => log::warn!("{line}"), // 8: NFLOG, written like LOG's default
             5 | 6 => log::info!("{line}"),
             _ => log::debug!("{line}"),
         }

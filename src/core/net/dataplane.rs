@@ -38,6 +38,12 @@ pub trait Classifier {
         self.classify(chain, key)
     }
 
+    /// Whether some rule reads the residual key fields
+    /// ([`crate::flow::KeyExtra`]); when not, the data path skips them.
+    fn wants_extra(&self) -> bool {
+        true
+    }
+
     /// The `LOG`/`NFLOG` record of a logging rule (prefix, level).
     fn log_record(&self, _rule: u32) -> Option<LogRecord> {
         None

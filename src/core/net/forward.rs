@@ -308,7 +308,9 @@ impl Dataplane {
         let meta = &packet.meta;
         let tracked: Tracked = self.conntrack.track(meta, now_ms);
         let mut key = packet_key(meta, packet.in_if, out_if, tracked.state);
-        key.extra = self.key_extra(packet);
+        if classifier.wants_extra() {
+            key.extra = self.key_extra(packet, out_if);
+        }
         let mut lookup = Lookup::new(now_ms, &mut self.limits);
         let verdict = classifier.classify_with(chain, &key, &mut lookup);
         for &rule in lookup.logged() {
@@ -504,7 +506,7 @@ impl Dataplane {
     /// What residual matches read of a packet: TCP flags and options, TTL,
     /// length, link-layer addressing, and the address types as seen from
     /// the firewall's current addresses (DHCP may change them).
-    fn key_extra(&self, packet: &Packet<'_>) -> KeyExtra {
+    fn key_extra(&self, packet: &Packet<'_>, out_if: IfIndex) -> KeyExtra {
         let meta = &packet.meta;
         let (tcp_flags, tcp_options) = match &meta.l4 {
             L4::Tcp { segment, .. } => (segment.all_flags, segment.options),
@@ -518,7 +520,13 @@ impl Dataplane {
         } else {
             PktType::Unicast
         };
-        let own = || self.interfaces.iter().filter_map(|i| i.addr).map(|c| (c.addr, c.prefix_len));
+        let own = || {
+            self.interfaces
+                .iter()
+                .enumerate()
+                .filter_map(|(n, i)| Some((n as IfIndex, i.addr?.addr, i.addr?.prefix_len)))
+        };
+        let on = |addr: u32, dev: IfIndex| addr_type(addr, own(), Some(dev));
         KeyExtra {
             tcp_flags,
             ttl: meta.ttl,
@@ -526,8 +534,12 @@ impl Dataplane {
             pkt_type,
             src_mac: packet.eth.src,
             has_mac: true,
-            src_type: addr_type(meta.src, own()),
-            dst_type: addr_type(meta.dst, own()),
+            src_type: addr_type(meta.src, own(), None),
+            dst_type: addr_type(meta.dst, own(), None),
+            src_type_in: on(meta.src, packet.in_if),
+            dst_type_in: on(meta.dst, packet.in_if),
+            src_type_out: on(meta.src, out_if),
+            dst_type_out: on(meta.dst, out_if),
             tcp_options,
         }
     }
