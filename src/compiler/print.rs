@@ -321,7 +321,7 @@ fn residual_options(r: &Rule, s: &mut String) {
         // The rate back from the cost (avg * 3.2 credits), in the first
         // unit that states it exactly, as iptables-save picks its unit.
         let avg = (u64::from(l.cost) * 10 + 16) / 32;
-        let burst = if l.cost == 0 { 1 } else { l.cap / l.cost };
+        let burst = l.cap.checked_div(l.cost).unwrap_or(1);
         let units = [(1u64, "second"), (60, "minute"), (3600, "hour"), (86_400, "day")];
         let (rate, unit) = units
             .iter()
