@@ -263,9 +263,9 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
         "must specify `--src-type`",
     ),
     ("-A INPUT -m addrtype --src-type local,FOO -j ACCEPT", Some("addrtype: bad type \"FOO\""), "bad address type"),
-    ("-A INPUT -m addrtype --dst-type ANYCAST -j ACCEPT", OK, "never match"),
-    ("-A INPUT -m addrtype --dst-type UNSPEC -j ACCEPT", OK, "never match"),
-    ("-A INPUT -m addrtype --dst-type BLACKHOLE -j ACCEPT", OK, "never match"),
+    ("-A INPUT -m addrtype --dst-type ANYCAST -j ACCEPT", OK, ""),
+    ("-A INPUT -m addrtype --dst-type UNSPEC,LOCAL -j ACCEPT", OK, ""),
+    ("-A INPUT -m addrtype ! --dst-type BLACKHOLE -j ACCEPT", OK, ""),
     // MAC, length, TTL, packet type.
     ("-A INPUT -m mac --mac-source 00:11:22:33:44:55 -j ACCEPT", OK, ""),
     ("-A INPUT -m mac ! --mac-source 00:11:22:33:44:55 -j ACCEPT", OK, ""),
@@ -532,6 +532,11 @@ fn residual_matches_and_log_mean_what_they_mean_in_linux() {
     assert_eq!(verdict("-A FORWARD -m addrtype --dst-type LOCAL -j DROP", &k), Action::Drop);
     assert_eq!(verdict("-A FORWARD -m addrtype ! --dst-type LOCAL -j DROP", &k), Action::Accept);
     assert_eq!(verdict("-A FORWARD -m addrtype --dst-type LOCAL --limit-iface-in -j DROP", &k), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m addrtype --dst-type ANYCAST -j DROP", &k), Action::Accept, "never an IPv4 type");
+    assert_eq!(verdict("-A FORWARD -m addrtype ! --dst-type ANYCAST -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m addrtype --dst-type ANYCAST,LOCAL -j DROP", &k), Action::Drop);
+    let warned = compile(&file("-A FORWARD -m addrtype --dst-type ANYCAST -j DROP")).expect("loads");
+    assert!(warned.ruleset.warnings.iter().any(|w| w.message.contains("never matches")), "with a warning");
     k.extra.ttl = 64;
     k.extra.len = 100;
     assert_eq!(verdict("-A FORWARD -m ttl --ttl-lt 65 -j DROP", &k), Action::Drop);

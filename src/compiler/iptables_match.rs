@@ -264,7 +264,7 @@ pub fn option(
             }
             m.instances.push(Instance { module, given: Vec::new(), explicit: true, at: a.at });
         }
-        o if o.starts_with("--") => return module_option(ctx, m, rule, (opt, arg, negated)),
+        o if o.starts_with("--") => return module_option(ctx, m, rule, (opt, arg, negated), at),
         _ => return Ok(None),
     }
     Ok(Some(1))
@@ -291,6 +291,7 @@ fn module_option(
     m: &mut Matches,
     rule: &mut Rule,
     (opt, arg, negated): (&Word, Option<&Word>, bool),
+    at: &dyn Fn(usize, String) -> Diagnostic,
 ) -> Result<Option<usize>, Fault> {
     let o = opt.text;
     let found = m.instances.iter().rposition(|i| i.module.option(o).is_some());
@@ -378,7 +379,7 @@ fn module_option(
         return arg.map(|_| Some(1)).ok_or((opt.at, "`--comment` needs an argument".into()));
     }
     let a = arg.ok_or_else(|| (opt.at, format!("`{o}` needs an argument")))?;
-    apply(ctx, m, rule, (module, kind, negated), a).map(|()| Some(1))
+    apply(ctx, m, rule, (module, kind, negated), a, at).map(|()| Some(1))
 }
 
 /// An option no loaded match has: the error if a match unifw knows has it
@@ -414,6 +415,7 @@ fn apply(
     rule: &mut Rule,
     (module, kind, negated): (Module, Opt, bool),
     a: &Word,
+    at: &dyn Fn(usize, String) -> Diagnostic,
 ) -> Result<(), Fault> {
     let bad = |e: String| (a.at, e);
     match kind {
@@ -547,7 +549,10 @@ fn apply(
         Opt::SrcType | Opt::DstType => {
             let mut bits = 0u16;
             for t in a.text.split(',') {
-                bits |= addr_type_name(t).map_err(bad)?;
+                match addr_type_name(t).map_err(bad)? {
+                    Ok(b) => bits |= b,
+                    Err(why) => ctx.set.warnings.push(at(a.at, why)),
+                }
             }
             if kind == Opt::SrcType {
                 rule.residual.src_type = Some((bits, negated));
@@ -575,22 +580,25 @@ fn mac_address(s: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
-/// An `-m addrtype` type name (either case). Types Linux never gives an
-/// IPv4 address as unifw sees it are refused: the rule could never match.
-fn addr_type_name(t: &str) -> Result<u16, String> {
+/// An `-m addrtype` type name (either case): its bit, or (Ok(Err)) the
+/// warning for a type Linux never gives an IPv4 address as unifw sees it,
+/// which adds nothing to the match (as in Linux, the rule holds for the
+/// other types listed; with none, never; negated, always).
+fn addr_type_name(t: &str) -> Result<Result<u16, String>, String> {
     use unifw_core::flow::addrtype;
-    Ok(match t.to_ascii_uppercase().as_str() {
+    let never = |why: &str| Ok(Err(format!("warning: address type `{t}` {why}: it never matches here (as in Linux)")));
+    Ok(Ok(match t.to_ascii_uppercase().as_str() {
         "UNICAST" => addrtype::UNICAST,
         "LOCAL" => addrtype::LOCAL,
         "BROADCAST" => addrtype::BROADCAST,
         "MULTICAST" => addrtype::MULTICAST,
-        "UNSPEC" => return Err("address type `UNSPEC` is never an IPv4 packet's in Linux (0.0.0.0/8 is BROADCAST): the rule would never match".into()),
-        "ANYCAST" => return Err("address type `ANYCAST` is IPv6's: Linux gives no IPv4 address that type, so the rule would never match".into()),
+        "UNSPEC" => return never("is no IPv4 address's type in Linux (0.0.0.0/8 is BROADCAST)"),
+        "ANYCAST" => return never("is IPv6's: Linux gives no IPv4 address that type"),
         "BLACKHOLE" | "UNREACHABLE" | "PROHIBIT" | "THROW" | "NAT" | "XRESOLVE" => {
-            return Err(format!("address type `{t}` comes from routes of that type in Linux's local table, which unifw has none of: the rule would never match"))
+            return never("comes from routes of that type in Linux's local table, which unifw has none of")
         }
-        _ => return Err(format!("bad address type `{t}` (UNICAST, LOCAL, BROADCAST, MULTICAST)")),
-    })
+        _ => return Err(format!("bad address type `{t}` (UNICAST, LOCAL, BROADCAST, MULTICAST, ...)")),
+    }))
 }
 
 /// `-m limit`'s defaults: `--limit 3/hour --limit-burst 5`.

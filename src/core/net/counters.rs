@@ -554,7 +554,14 @@ impl core::fmt::Display for LogLine<'_> {
         let tw = |i: usize| u16::from_be_bytes([t(i), t(i + 1)]);
         match k.proto {
             crate::flow::proto::TCP => {
-                write!(f, "PROTO=TCP SPT={} DPT={} WINDOW={} RES=0x{:02x} ", tw(0), tw(2), tw(14), t(12) & 0x0e)?;
+                write!(
+                    f,
+                    "PROTO=TCP SPT={} DPT={} WINDOW={} RES=0x{:02x} ",
+                    tw(0),
+                    tw(2),
+                    tw(14),
+                    (t(12) & 0x0f) << 2
+                )?;
                 let flags = t(13);
                 for (bit, n) in [
                     (0x80, "CWR"),
@@ -647,6 +654,42 @@ mod tests {
         assert_eq!(counters.rule_hits, [0, 1]);
         assert_eq!(counters.rule_hits_out_of_range, 1);
         assert_eq!(counters.policy_hits[..2], [1, 0]);
+    }
+
+    #[test]
+    fn log_lines_have_linux_log_format() {
+        use crate::net::parse::{EtherPayload, EthernetInfo};
+        // IPv4 + TCP SYN 10.1.0.2:40000 -> 10.2.0.2:22, DF, TTL 64, ID 7.
+        let mut ip = [0u8; 40];
+        ip[..20].copy_from_slice(&[0x45, 0, 0, 40, 0, 7, 0x40, 0, 64, 6, 0, 0, 10, 1, 0, 2, 10, 2, 0, 2]);
+        ip[20..24].copy_from_slice(&[0x9c, 0x40, 0, 22]);
+        ip[32] = 0x50;
+        ip[33] = 0x02;
+        ip[34..36].copy_from_slice(&64240u16.to_be_bytes());
+        let key = PacketKey {
+            proto: 6,
+            src: 0x0a01_0002,
+            dst: 0x0a02_0002,
+            src_port: 40000,
+            dst_port: 22,
+            icmp_type: 0,
+            icmp_code: 0,
+            in_if: 0,
+            out_if: 1,
+            state: CtState::New,
+            extra: Default::default(),
+        };
+        let eth = EthernetInfo { dst: [2, 0, 0, 0, 0, 1], src: [2, 0, 0, 0, 0, 2], payload: EtherPayload::Ipv4 };
+        let line = alloc::format!("{}", LogLine { prefix: "fw: ", key: &key, eth: &eth, ip: &ip });
+        assert_eq!(
+            line,
+            "fw: IN=eth0 OUT=eth1 MAC=02:00:00:00:00:01:02:00:00:00:00:02:08:00 SRC=10.1.0.2 DST=10.2.0.2 LEN=40 \
+             TOS=0x00 PREC=0x00 TTL=64 ID=7 DF PROTO=TCP SPT=40000 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0 "
+        );
+        let mut out = key;
+        out.in_if = NO_IF;
+        let line = alloc::format!("{}", LogLine { prefix: "", key: &out, eth: &eth, ip: &ip });
+        assert!(line.starts_with("IN= OUT=eth1 SRC=10.1.0.2 "), "{line}");
     }
 
     #[test]
