@@ -70,10 +70,10 @@ fn iptables_unsupported_things_are_named() {
     let ipt = |body: &str| format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n{body}\nCOMMIT\n");
     let e = first(&ipt("-A FORWARD -m recent --set -j DROP"));
     assert!(e.contains("match `-m recent` is not supported") && e.contains(":4:"), "{e}");
-    let e = first(&ipt("-A FORWARD -j LOG"));
-    assert!(e.contains("target `LOG` is not supported"), "{e}");
-    let e = first(&ipt("-A FORWARD -p tcp --syn -j DROP"));
-    assert!(e.contains("option `--syn`"), "{e}");
+    let e = first(&ipt("-A FORWARD -j NFQUEUE"));
+    assert!(e.contains("target `NFQUEUE` is not supported"), "{e}");
+    let e = first(&ipt("-A FORWARD -m conntrack --ctproto 6 -j DROP"));
+    assert!(e.contains("option `--ctproto`"), "{e}");
     let e = first(&ipt("-A OUTPUT -j DROP"));
     assert!(e.contains("chain `OUTPUT`"), "{e}");
     let e = first(":MYCHAIN - [0:0]\n");

@@ -169,7 +169,7 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -m state ! --state NEW -j ACCEPT", OK, ""),
     ("-A INPUT -m state --state NEW,BOGUS -j ACCEPT", Some("Bad state \"BOGUS\""), "bad state `BOGUS`"),
     ("-A INPUT -m conntrack --ctstate NEW,RELATED -j ACCEPT", OK, ""),
-    ("-A INPUT -m state --state UNTRACKED -j ACCEPT", OK, "`UNTRACKED` is not supported by unifw yet"),
+    ("-A INPUT -m state --state UNTRACKED -j ACCEPT", OK, ""),
     ("-A INPUT -m conntrack --ctstate DNAT -j ACCEPT", OK, "`DNAT` is not supported by unifw yet"),
     ("-A INPUT -m conntrack --ctstatus CONFIRMED -j ACCEPT", OK, "`--ctstatus` is not supported by unifw"),
     // Interfaces.
@@ -206,6 +206,160 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -j ACCEPT --reject-with tcp-reset", Some("unknown option \"--reject-with\""), "needs `-j REJECT`"),
     // iptables-save escapes quotes inside a quoted comment.
     ("-A INPUT -m comment --comment \"say \\\"hi\\\" \\\\\" -j ACCEPT", OK, ""),
+    // TCP flags and options (checked with iptables-legacy 1.8.9 in a netns).
+    ("-A INPUT -p tcp --syn -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp ! --syn -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --tcp-flags syn,ack syn -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --tcp-flags ALL NONE -j DROP", OK, ""),
+    ("-A INPUT -p tcp ! --tcp-flags ALL ALL -j DROP", OK, ""),
+    ("-A INPUT -p tcp --tcp-flags SYN -j ACCEPT", Some("--tcp-flags requires two args."), "needs two arguments"),
+    ("-A INPUT -p tcp --tcp-flags SYN,FOO SYN -j ACCEPT", Some("Unknown TCP flag `FOO'"), "unknown TCP flag"),
+    (
+        "-A INPUT -p tcp --syn --tcp-flags ALL NONE -j ACCEPT",
+        Some("Only one of `--syn' or `--tcp-flags'  allowed"),
+        "only one of `--syn`",
+    ),
+    (
+        "-A INPUT -p tcp --tcp-flags ALL NONE --tcp-flags ALL ALL -j ACCEPT",
+        Some("Only one of `--syn' or `--tcp-flags'  allowed"),
+        "only one of `--syn`",
+    ),
+    ("-A INPUT --syn -j ACCEPT", Some("unknown option \"--syn\""), "unknown option `--syn`"),
+    ("-A INPUT -p udp --syn -j ACCEPT", Some("unknown option \"--syn\""), "unknown option `--syn`"),
+    ("-A INPUT -p tcp --tcp-option 8 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp ! --tcp-option 255 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --tcp-option 0 -j DROP", Some("Bad TCP option \"0\""), "bad TCP option"),
+    ("-A INPUT -p tcp --tcp-option 256 -j DROP", Some("Bad TCP option \"256\""), "bad TCP option"),
+    (
+        "-A INPUT -p tcp --tcp-option 8 ! --tcp-option 3 -j ACCEPT",
+        Some("Only one `--tcp-option' allowed"),
+        "only one `--tcp-option`",
+    ),
+    // Address types.
+    ("-A INPUT -m addrtype --dst-type LOCAL -j ACCEPT", OK, ""),
+    ("-A INPUT -m addrtype --src-type local,UNICAST -j ACCEPT", OK, ""),
+    ("-A INPUT -m addrtype ! --dst-type BROADCAST,MULTICAST -j ACCEPT", OK, ""),
+    ("-A INPUT -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT", OK, ""),
+    ("-A FORWARD -m addrtype --dst-type LOCAL --limit-iface-out -j ACCEPT", OK, ""),
+    (
+        "-A INPUT -m addrtype --dst-type LOCAL --limit-iface-out -j ACCEPT",
+        Some("kernel: line failed"),
+        "works only in OUTPUT, FORWARD, POSTROUTING",
+    ),
+    (
+        "-A FORWARD -m addrtype --dst-type LOCAL --limit-iface-in --limit-iface-out -j ACCEPT",
+        Some("option \"--limit-iface-in\" cannot be used together with \"--limit-iface-out\""),
+        "cannot be used together",
+    ),
+    (
+        "-A INPUT -m addrtype --limit-iface-in -j ACCEPT",
+        Some("addrtype: you must specify --src-type or --dst-type"),
+        "must specify `--src-type`",
+    ),
+    (
+        "-A INPUT -m addrtype -j ACCEPT",
+        Some("addrtype: you must specify --src-type or --dst-type"),
+        "must specify `--src-type`",
+    ),
+    ("-A INPUT -m addrtype --src-type local,FOO -j ACCEPT", Some("addrtype: bad type \"FOO\""), "bad address type"),
+    ("-A INPUT -m addrtype --dst-type ANYCAST -j ACCEPT", OK, ""),
+    ("-A INPUT -m addrtype --dst-type UNSPEC,LOCAL -j ACCEPT", OK, ""),
+    ("-A INPUT -m addrtype ! --dst-type BLACKHOLE -j ACCEPT", OK, ""),
+    // MAC, length, TTL, packet type.
+    ("-A INPUT -m mac --mac-source 00:11:22:33:44:55 -j ACCEPT", OK, ""),
+    ("-A INPUT -m mac ! --mac-source 00:11:22:33:44:55 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m mac --mac-source 0:1:2:3:4:5 -j ACCEPT", OK, ""),
+    (
+        "-A INPUT -m mac --mac-source 00:11:22:33:44 -j ACCEPT",
+        Some("Invalid MAC address specified."),
+        "invalid MAC address",
+    ),
+    (
+        "-A INPUT -m mac --mac-source 00:11:22:33:44:5G -j ACCEPT",
+        Some("Invalid MAC address specified."),
+        "invalid MAC address",
+    ),
+    ("-A INPUT -m mac -j ACCEPT", Some("mac: option \"--mac-source\" must be specified"), "must be specified"),
+    ("-A INPUT -m length --length 100 -j ACCEPT", OK, ""),
+    ("-A INPUT -m length --length :5 -j ACCEPT", OK, ""),
+    ("-A INPUT -m length --length 5: -j ACCEPT", OK, ""),
+    ("-A INPUT -m length ! --length 5 -j ACCEPT", OK, ""),
+    ("-A INPUT -m length --length 10:5 -j ACCEPT", OK, ""),
+    ("-A INPUT -m length --length 65536 -j ACCEPT", Some("length: bad value for option \"--length\""), "65535"),
+    ("-A INPUT -m length -j ACCEPT", Some("length: option \"--length\" must be specified"), "must be specified"),
+    ("-A INPUT -m ttl --ttl-eq 64 -j ACCEPT", OK, ""),
+    ("-A INPUT -m ttl ! --ttl-eq 5 -j ACCEPT", OK, ""),
+    ("-A INPUT -m ttl --ttl-lt 5 -j ACCEPT", OK, ""),
+    ("-A INPUT -m ttl --ttl-gt 5 -j ACCEPT", OK, ""),
+    (
+        "-A INPUT -m ttl ! --ttl-lt 5 -j ACCEPT",
+        Some("ttl: option \"--ttl-lt\" cannot be inverted."),
+        "only allowed with `--ttl-eq`",
+    ),
+    (
+        "-A INPUT -m ttl --ttl-lt 5 --ttl-gt 3 -j ACCEPT",
+        Some("option \"--ttl-lt\" cannot be used together with \"--ttl-gt\""),
+        "only one of",
+    ),
+    ("-A INPUT -m ttl --ttl-eq 256 -j ACCEPT", Some("ttl: bad value for option \"--ttl-eq\""), "invalid TTL"),
+    ("-A INPUT -m pkttype --pkt-type unicast -j ACCEPT", OK, ""),
+    ("-A INPUT -m pkttype --pkt-type host -j ACCEPT", OK, ""),
+    ("-A INPUT -m pkttype --pkt-type Multicast -j ACCEPT", OK, ""),
+    ("-A INPUT -m pkttype ! --pkt-type broadcast -j ACCEPT", OK, ""),
+    ("-A INPUT -m pkttype --pkt-type otherhost -j ACCEPT", OK, ""),
+    ("-A INPUT -m pkttype --pkt-type foo -j ACCEPT", Some("Bad packet type 'foo'"), "bad packet type"),
+    // States: UNTRACKED (raw NOTRACK) is a state.
+    ("-A INPUT -m conntrack --ctstate UNTRACKED -j ACCEPT", OK, ""),
+    ("-A INPUT -m state --state NEW,UNTRACKED -j ACCEPT", OK, ""),
+    ("-A INPUT -m conntrack ! --ctstate UNTRACKED -j ACCEPT", OK, ""),
+    // Limits.
+    ("-A INPUT -m limit -j ACCEPT", OK, ""),
+    ("-A INPUT -m limit --limit 3/min --limit-burst 10 -j ACCEPT", OK, ""),
+    ("-A INPUT -m limit --limit 5 -j ACCEPT", OK, ""),
+    ("-A INPUT -m limit --limit 1/sec -j ACCEPT", OK, ""),
+    ("-A INPUT -m limit --limit 1/m -j ACCEPT", OK, ""),
+    ("-A INPUT -m limit --limit 10000/s --limit-burst 10000 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp --dport 22 -m state --state NEW -m limit --limit 3/min -j ACCEPT", OK, ""),
+    ("-A INPUT -m limit --limit 1/minutes -j ACCEPT", Some("bad rate \"1/minutes\"'"), "bad rate"),
+    ("-A INPUT -m limit --limit 0/s -j ACCEPT", Some("bad rate \"0/s\"'"), "bad rate"),
+    ("-A INPUT -m limit --limit 10001/s -j ACCEPT", Some("Rate too fast \"10001/s\""), "rate too fast"),
+    (
+        "-A INPUT -m limit ! --limit 5 -j ACCEPT",
+        Some("limit: option \"--limit\" cannot be inverted."),
+        "does not support invert",
+    ),
+    (
+        "-A INPUT -m limit --limit 1/s --limit-burst 10001 -j ACCEPT",
+        Some("limit: bad value for option \"--limit-burst\""),
+        "invalid burst",
+    ),
+    ("-A INPUT -m limit --limit 1/s --limit-burst 0 -j ACCEPT", Some("kernel: line failed"), "overflows"),
+    ("-A INPUT -m limit --limit 1/d --limit-burst 10000 -j ACCEPT", Some("kernel: line failed"), "overflows"),
+    ("-A INPUT -m limit --limit 1/s -p tcp --dport 22 -j ACCEPT", OK, "must be the rule's last match"),
+    // LOG and NFLOG.
+    ("-A INPUT -j LOG", OK, ""),
+    ("-A INPUT -j LOG --log-prefix \"IPT: \" --log-level 7", OK, ""),
+    ("-A INPUT -j LOG --log-level warning --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid", OK, ""),
+    ("-A INPUT -j LOG --log-prefix 1234567890123456789012345678901234567890", OK, ""),
+    ("-A INPUT -j LOG --log-level panic", OK, ""),
+    (
+        "-A INPUT -j LOG --log-prefix \"\"",
+        Some("Argument must have a minimum length of 1 characters"),
+        "at least 1 character",
+    ),
+    ("-A INPUT -j LOG --log-level 8", Some("log level \"8\" unknown"), "log level `8` unknown"),
+    ("-A INPUT -j LOG --log-level warn", Some("log level \"warn\" unknown"), "unknown"),
+    ("-A INPUT -j LOG --log-level err", Some("log level \"err\" unknown"), "unknown"),
+    ("-A INPUT --log-prefix x -j LOG", Some("unknown option \"--log-prefix\""), "unknown option `--log-prefix`"),
+    (
+        "-A INPUT -j LOG --log-prefix a --log-prefix b",
+        Some("LOG: option \"--log-prefix\" can only be used once."),
+        "given twice",
+    ),
+    ("-A INPUT -j NFLOG --nflog-group 5 --nflog-prefix x --nflog-threshold 0", OK, ""),
+    ("-A INPUT -j NFLOG --nflog-group 70000", Some("NFLOG: bad value for option \"--nflog-group\""), "bad value"),
+    ("-A INPUT -j LOG --nflog-group 5", Some("unknown option \"--nflog-group\""), "unknown option `--nflog-group`"),
     // Unsupported features: accepted by iptables, refused by name.
     ("-A INPUT -m recent --name x --rcheck -j DROP", OK, "match `-m recent` is not supported"),
 ];
@@ -250,6 +404,7 @@ fn key(proto: u8, dst_port: u16, state: CtState) -> PacketKey {
         in_if: 0,
         out_if: 1,
         state,
+        extra: Default::default(),
     }
 }
 
@@ -347,4 +502,67 @@ fn a_rule_without_a_target_counts_in_iptables_and_is_left_out_with_a_note() {
         verdict("-A FORWARD -p tcp -m tcp --dport 22\n-A FORWARD -p tcp --dport 22 -j DROP", &key(6, 22, CtState::New)),
         Action::Drop
     );
+}
+
+#[test]
+fn residual_matches_and_log_mean_what_they_mean_in_linux() {
+    use unifw_core::flow::{addrtype, PktType};
+    let mut syn = key(proto::TCP, 22, CtState::New);
+    syn.extra.tcp_flags = 0x02;
+    let mut syn_ack = syn;
+    syn_ack.extra.tcp_flags = 0x12;
+    let mut syn_ece = syn;
+    syn_ece.extra.tcp_flags = 0xc2; // ECE and CWR are outside --syn's mask
+    assert_eq!(verdict("-A FORWARD -p tcp --syn -j DROP", &syn), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -p tcp --syn -j DROP", &syn_ack), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -p tcp --syn -j DROP", &syn_ece), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -p tcp ! --syn -j DROP", &syn_ack), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -p tcp --tcp-flags ALL SYN -j DROP", &syn_ece), Action::Accept, "ALL sees ECE, CWR");
+    assert_eq!(verdict("-A FORWARD -p tcp --tcp-flags ALL NONE -j DROP", &syn), Action::Accept);
+    let mut opt = syn;
+    opt.extra.tcp_options[0] = 1 << 8;
+    assert_eq!(verdict("-A FORWARD -p tcp --tcp-option 8 -j DROP", &opt), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -p tcp --tcp-option 8 -j DROP", &syn), Action::Accept);
+    // A failed residual goes on to the next rule, not to the policy.
+    let two = "-A FORWARD -p tcp --syn -j ACCEPT\n-A FORWARD -p tcp -j REJECT --reject-with tcp-reset";
+    assert_eq!(verdict(two, &syn_ack), Action::Reject(RejectWith::TcpReset));
+    let mut k = key(proto::UDP, 53, CtState::New);
+    k.extra.dst_type = addrtype::LOCAL;
+    k.extra.dst_type_in = addrtype::UNICAST;
+    assert_eq!(verdict("-A FORWARD -m addrtype --dst-type LOCAL -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m addrtype ! --dst-type LOCAL -j DROP", &k), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m addrtype --dst-type LOCAL --limit-iface-in -j DROP", &k), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m addrtype --dst-type ANYCAST -j DROP", &k), Action::Accept, "never an IPv4 type");
+    assert_eq!(verdict("-A FORWARD -m addrtype ! --dst-type ANYCAST -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m addrtype --dst-type ANYCAST,LOCAL -j DROP", &k), Action::Drop);
+    let warned = compile(&file("-A FORWARD -m addrtype --dst-type ANYCAST -j DROP")).expect("loads");
+    assert!(warned.ruleset.warnings.iter().any(|w| w.message.contains("never matches")), "with a warning");
+    k.extra.ttl = 64;
+    k.extra.len = 100;
+    assert_eq!(verdict("-A FORWARD -m ttl --ttl-lt 65 -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m ttl --ttl-gt 64 -j DROP", &k), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m ttl ! --ttl-eq 64 -j DROP", &k), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m length --length 100:200 -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m length --length 200:100 -j DROP", &k), Action::Accept, "reversed: nothing");
+    k.extra.pkt_type = PktType::Broadcast;
+    assert_eq!(verdict("-A FORWARD -m pkttype --pkt-type broadcast -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m pkttype ! --pkt-type broadcast -j DROP", &k), Action::Accept);
+    k.extra.src_mac = [0, 0x11, 0x22, 0x33, 0x44, 0x55];
+    k.extra.has_mac = true;
+    assert_eq!(verdict("-A FORWARD -m mac --mac-source 00:11:22:33:44:55 -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m mac ! --mac-source 00:11:22:33:44:55 -j DROP", &k), Action::Accept);
+    let untracked = key(proto::UDP, 53, CtState::Untracked);
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctstate UNTRACKED -j DROP", &untracked), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctstate NEW -j DROP", &untracked), Action::Accept);
+    let all4 = "-A FORWARD -m conntrack --ctstate NEW,ESTABLISHED,RELATED,INVALID -j DROP";
+    assert_eq!(verdict(all4, &untracked), Action::Accept, "the four tracked states are not UNTRACKED");
+    assert_eq!(verdict("-A FORWARD -j DROP", &untracked), Action::Drop, "no state match: every state");
+    // LOG goes on: the next rule decides, and the LOG rule is recorded.
+    let text = file("-A FORWARD -j LOG --log-prefix \"fw: \"\n-A FORWARD -j DROP");
+    let c = compile(&text).expect("compiles");
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    let mut lookup = unifw_core::image::Lookup::stateless();
+    let v = image.classify_with(Chain::Forward, &k, &mut lookup);
+    assert_eq!((v.action, v.rule, lookup.logged()), (Action::Drop, Some(1), &[0u32][..]));
+    assert_eq!(image.rule_log(0).map(|l| String::from(l.prefix())), Some(String::from("fw: ")));
 }

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
 use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict, BUILTIN_CHAINS};
+pub use unifw_core::image::format::{LimitSpec, LogRecord, Residual};
 use unifw_core::image::format::{MAX_CALL_DEPTH, MAX_LOOKUPS};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 use unifw_core::net::addr::Cidr;
@@ -242,6 +243,12 @@ pub struct Rule {
     pub out_if: Option<IfMatch>,
     /// Connection states ([`ANY_STATE`] = any).
     pub states: u8,
+    /// Matches the tuple lookup does not index (`--tcp-flags`, `-m ttl`,
+    /// `-m limit`, ...), checked once an entry matched (the limit's slot
+    /// is numbered by the image writer).
+    pub residual: Residual,
+    /// `-j LOG`/`-j NFLOG`: the rule logs and matching goes on.
+    pub log_target: Option<LogRecord>,
 }
 
 impl Rule {
@@ -264,7 +271,21 @@ impl Rule {
             in_if: None,
             out_if: None,
             states: ANY_STATE,
+            residual: Residual::default(),
+            log_target: None,
         }
+    }
+
+    /// The rule's residual record as the image holds it: its residual
+    /// matches, plus the exact states when its entries cannot say them
+    /// (some but not all states with `UNTRACKED`, or the four tracked ones).
+    pub fn image_residual(&self) -> Option<Residual> {
+        let mut r = self.residual;
+        let untracked = self.states & unifw_core::flow::UNTRACKED_BIT != 0;
+        if self.states != ANY_STATE && (untracked || self.states == 0x0f) {
+            r.states = Some(self.states);
+        }
+        (r != Residual::default()).then_some(r)
     }
 
     /// The reference semantics: whether this rule matches `key`.
@@ -278,6 +299,7 @@ impl Rule {
             && self.in_if.is_none_or(|m| m.matches(key.in_if))
             && self.out_if.is_none_or(|m| m.matches(key.out_if))
             && self.states & state_bit(key.state) != 0
+            && self.residual.matches(key)
     }
 }
 
@@ -327,6 +349,38 @@ pub struct Ruleset {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// The reference evaluator's runtime state: a clock, `xt_limit` buckets
+/// by rule number (started full at time `start` when first met), and the
+/// `LOG` rules passed.
+#[derive(Debug, Clone, Default)]
+pub struct RefState {
+    /// Now (ms); `None`: no limit state, every limit has room.
+    pub now_ms: Option<u64>,
+    /// When the buckets started full (boot).
+    pub start: u64,
+    /// (credit, last ms) per rule.
+    pub buckets: alloc::collections::BTreeMap<usize, (u32, u64)>,
+    /// `LOG` rules passed, in order.
+    pub logged: Vec<u32>,
+}
+
+impl RefState {
+    /// `limit_mt` of Linux's `xt_limit.c`, written out again.
+    fn take(&mut self, rule: usize, l: &LimitSpec) -> bool {
+        let Some(now) = self.now_ms else { return true };
+        let (credit, prev) = self.buckets.entry(rule).or_insert((l.cap, self.start));
+        let gained = (now - *prev).wrapping_mul(u64::from(unifw_core::image::format::CREDITS_PER_JIFFY));
+        *prev = now;
+        *credit = (u64::from(*credit) + gained) as u32; // u32 += unsigned long, as in C
+        *credit = (*credit).min(l.cap);
+        if *credit < l.cost {
+            return false;
+        }
+        *credit -= l.cost;
+        true
+    }
+}
+
 /// Default connection-tracking capacity.
 pub const DEFAULT_CONNTRACK_MAX: u32 = 65536;
 
@@ -374,12 +428,32 @@ impl Ruleset {
     /// return point, and with no return point left the built-in chain's
     /// policy decides. Deeper than [`MAX_CALL_DEPTH`] or longer than
     /// [`MAX_LOOKUPS`] (rulesets the compiler refuses) drops, as the image does.
+    /// Without limit state (every limit has room) and logging nothing.
     pub fn classify_linear(&self, chain: Chain, key: &PacketKey) -> Verdict {
+        self.classify_reference(chain, key, &mut RefState::default())
+    }
+
+    /// [`Ruleset::classify_linear`] with `-m limit` buckets per rule at a
+    /// deterministic clock, recording the `LOG` rules passed.
+    pub fn classify_reference(&self, chain: Chain, key: &PacketKey, st: &mut RefState) -> Verdict {
         let policy = Verdict { action: self.policy(chain), rule: None, log: false };
         let mut stack: Vec<(RuleChain, usize)> = Vec::new();
         let (mut current, mut from) = (RuleChain::Builtin(chain), 0);
         for _ in 0..MAX_LOOKUPS {
             let hit = self.rules.iter().enumerate().skip(from).find(|(_, r)| r.chain == current && r.matches(key));
+            if let Some((i, r)) = hit {
+                if let Some(l) = r.residual.limit {
+                    if !st.take(i, &l) {
+                        from = i + 1;
+                        continue;
+                    }
+                }
+                if r.log_target.is_some() {
+                    st.logged.push(i as u32);
+                    from = i + 1;
+                    continue;
+                }
+            }
             match hit {
                 Some((i, r)) if r.jump.is_none() => {
                     return Verdict { action: r.action, rule: Some(i as u32), log: r.log }

@@ -45,6 +45,7 @@ pub fn check(set: &Ruleset) -> Result<(), (usize, String)> {
         }
     }
     let order = topological(&edges).map_err(|rest| loop_error(set, &edges, rest))?;
+    hooks(set, &edges, &order)?;
     // Worst case per chain, callees first: nested calls and lookups.
     let mut depth = alloc::vec![0usize; n];
     let mut lookups = alloc::vec![1u64; n];
@@ -76,6 +77,48 @@ pub fn check(set: &Ruleset) -> Result<(), (usize, String)> {
                 name(set, root),
                 lookups[root]
             ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Matches the kernel allows only at some hooks, in user chains: the
+/// hooks whose built-in chains reach the chain must all allow them (`-m
+/// mac` and `--limit-iface-in`: PREROUTING, INPUT, FORWARD;
+/// `--limit-iface-out`: FORWARD, OUTPUT, POSTROUTING), as iptables-restore
+/// fails otherwise. Built-in chains' rules are checked as they are read.
+fn hooks(set: &Ruleset, edges: &[Vec<Edge>], order: &[usize]) -> Result<(), (usize, String)> {
+    let mut reached = alloc::vec![0u32; edges.len()];
+    for c in Chain::ALL {
+        reached[c.index()] |= 1 << c.index();
+    }
+    for &c in order {
+        for e in &edges[c] {
+            reached[e.to] |= reached[c];
+        }
+    }
+    for (i, r) in set.rules.iter().enumerate() {
+        let RuleChain::User(_) = r.chain else { continue };
+        let (ok, what): (&[&str], &str) = if r.residual.mac.is_some() {
+            (&["PREROUTING", "INPUT", "FORWARD"], "mac match")
+        } else if r.residual.type_iface == 1 {
+            (&["PREROUTING", "INPUT", "FORWARD"], "`--limit-iface-in`")
+        } else if r.residual.type_iface == 2 {
+            (&["OUTPUT", "FORWARD", "POSTROUTING"], "`--limit-iface-out`")
+        } else {
+            continue;
+        };
+        let roots = reached.get(r.chain.number()).copied().unwrap_or(0);
+        if let Some(bad) = Chain::ALL.into_iter().find(|c| roots >> c.index() & 1 != 0 && !ok.contains(&c.name())) {
+            return Err((
+                i,
+                format!(
+                    "the {what} works only in {}, and this chain is reached from {} {} (the kernel refuses it)",
+                    ok.join(", "),
+                    bad.table().name(),
+                    bad.name()
+                ),
             ));
         }
     }

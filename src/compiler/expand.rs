@@ -75,7 +75,9 @@ pub fn expand(rule: &Rule, index: u32, cap: usize, out: &mut Vec<Entry>) -> Resu
                         out_if,
                         in_neg,
                         out_neg,
-                        states: rule.states,
+                        // UNTRACKED is no entry bit: such rules take every
+                        // tracked state here and their residual the rest.
+                        states: if rule.states & unifw_core::flow::UNTRACKED_BIT != 0 { 0x0f } else { rule.states },
                         rule: index,
                     });
                 }

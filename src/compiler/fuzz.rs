@@ -64,6 +64,7 @@ fn exercise(image: &Image, data: &[u8]) {
             in_if: i as u8,
             out_if: 1,
             state: CtState::New,
+            extra: Default::default(),
         };
         for chain in [Chain::Input, Chain::Forward] {
             let v = image.classify(chain, &key);

@@ -215,6 +215,8 @@ struct Opts {
     rule: Rule,
     target: bool,
     matches: Matches,
+    /// Target options given so far (each at most once, as iptables).
+    target_opts: Vec<&'static str>,
 }
 
 /// One `-A` line's rule; `None` for a rule without a target, which in
@@ -231,7 +233,7 @@ fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Res
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
     let rule = Rule { chain, ..Rule::any(Chain::Input, Action::Accept) };
-    let mut o = Opts { rule, target: false, matches: Matches::default() };
+    let mut o = Opts { rule, target: false, matches: Matches::default(), target_opts: Vec::new() };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -243,6 +245,7 @@ fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Res
         }
         let opt = w.get(i).ok_or_else(|| line.diag(w[i - 1].at, "`!` at the end of the line".into()))?;
         let arg = w.get(i + 1);
+        o.matches.second = w.get(i + 2).map(|w| (w.at, String::from(w.text)));
         let used = option(ctx, &mut o, line, opt, arg, negated)?;
         i += 1 + used;
     }
@@ -305,6 +308,25 @@ fn option(
                 }
                 _ => return Err(line.diag(opt.at, "`--reject-with` needs `-j REJECT` first".into())),
             }
+        }
+        text if iptables_target::log_option(text).is_some() => {
+            let Some((kind, takes_arg)) = iptables_target::log_option(text) else { return Ok(1) };
+            if iptables_target::log_kind(r) != Some(kind) || !o.target {
+                return Err(line.diag(
+                    opt.at,
+                    format!("unknown option `{text}`: it belongs to the {kind} target, which `-j {kind}` must load before it (as iptables requires)"),
+                ));
+            }
+            no_neg(text)?;
+            if o.target_opts.contains(&text) {
+                return Err(line.diag(opt.at, format!("`{text}` is given twice (iptables refuses it too)")));
+            }
+            let a = if takes_arg { Some(need()?) } else { None };
+            iptables_target::apply_log_option(r, text, a.map(|a| a.text)).map_err(|e| bad(a.unwrap_or(opt), e))?;
+            if let Some(known) = iptables_target::LOG_OPTIONS.iter().find(|(n, _, _)| *n == text) {
+                o.target_opts.push(known.0);
+            }
+            return Ok(usize::from(takes_arg));
         }
         _ => {
             ctx.count_unsupported(String::from(opt.text));

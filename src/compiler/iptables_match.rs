@@ -9,7 +9,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use unifw_core::flow::{proto, CtState};
+use unifw_core::flow::{proto, CtState, PktType};
+use unifw_core::image::format::{user2credits, XT_LIMIT_SCALE};
 
 use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE};
 use super::diag::Diagnostic;
@@ -32,6 +33,12 @@ enum Module {
     Conntrack,
     Comment,
     Iprange,
+    Length,
+    Ttl,
+    Pkttype,
+    Limit,
+    Mac,
+    Addrtype,
 }
 
 /// The options of those modules.
@@ -49,6 +56,21 @@ enum Opt {
     Comment,
     SrcRange,
     DstRange,
+    Syn,
+    TcpFlags,
+    Length,
+    TtlEq,
+    TtlLt,
+    TtlGt,
+    PktType,
+    Limit,
+    LimitBurst,
+    TcpOption,
+    MacSource,
+    SrcType,
+    DstType,
+    LimitIfaceIn,
+    LimitIfaceOut,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -64,6 +86,12 @@ impl Module {
             "conntrack" => Module::Conntrack,
             "comment" => Module::Comment,
             "iprange" => Module::Iprange,
+            "length" => Module::Length,
+            "ttl" => Module::Ttl,
+            "pkttype" => Module::Pkttype,
+            "limit" => Module::Limit,
+            "mac" => Module::Mac,
+            "addrtype" => Module::Addrtype,
             _ => return None,
         })
     }
@@ -78,6 +106,12 @@ impl Module {
             Module::Conntrack => "conntrack",
             Module::Comment => "comment",
             Module::Iprange => "iprange",
+            Module::Length => "length",
+            Module::Ttl => "ttl",
+            Module::Pkttype => "pkttype",
+            Module::Limit => "limit",
+            Module::Mac => "mac",
+            Module::Addrtype => "addrtype",
         }
     }
 
@@ -87,7 +121,21 @@ impl Module {
             (Module::Tcp | Module::Udp, "--sport" | "--source-port") => Opt::Sport,
             (Module::Tcp | Module::Udp, "--dport" | "--destination-port") => Opt::Dport,
             // The engine branch implements these (TCP flags).
-            (Module::Tcp, "--syn" | "--tcp-flags" | "--tcp-option") => Opt::Unsupported,
+            (Module::Tcp, "--syn") => Opt::Syn,
+            (Module::Tcp, "--tcp-flags") => Opt::TcpFlags,
+            (Module::Tcp, "--tcp-option") => Opt::TcpOption,
+            (Module::Mac, "--mac-source") => Opt::MacSource,
+            (Module::Addrtype, "--src-type") => Opt::SrcType,
+            (Module::Addrtype, "--dst-type") => Opt::DstType,
+            (Module::Addrtype, "--limit-iface-in") => Opt::LimitIfaceIn,
+            (Module::Addrtype, "--limit-iface-out") => Opt::LimitIfaceOut,
+            (Module::Length, "--length") => Opt::Length,
+            (Module::Ttl, "--ttl-eq") => Opt::TtlEq,
+            (Module::Ttl, "--ttl-lt") => Opt::TtlLt,
+            (Module::Ttl, "--ttl-gt") => Opt::TtlGt,
+            (Module::Pkttype, "--pkt-type") => Opt::PktType,
+            (Module::Limit, "--limit") => Opt::Limit,
+            (Module::Limit, "--limit-burst") => Opt::LimitBurst,
             (Module::Multiport, "--sports" | "--source-ports") => Opt::Sports,
             (Module::Multiport, "--dports" | "--destination-ports") => Opt::Dports,
             (Module::Multiport, "--ports") => Opt::Ports,
@@ -137,6 +185,10 @@ pub struct Matches {
     sport: Vec<PortMatch>,
     dport: Vec<PortMatch>,
     icmp: Vec<IcmpMatch>,
+    /// The word after an option's argument (`--tcp-flags MASK COMP`).
+    pub second: Option<(usize, String)>,
+    /// `--limit` (avg) and `--limit-burst` of the `-m limit` seen.
+    limit: Option<(u32, u32)>,
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -204,9 +256,15 @@ pub fn option(
                     format!("match `-m {}` is not supported by unifw", a.text),
                 ));
             };
+            if module == Module::Limit {
+                if m.limit.is_some() {
+                    return Err((a.at, "several `-m limit` matches in one rule are not supported by unifw (each would spend its own bucket)".into()));
+                }
+                m.limit = Some(LIMIT_DEFAULT); // iptables: 3/hour, burst 5
+            }
             m.instances.push(Instance { module, given: Vec::new(), explicit: true, at: a.at });
         }
-        o if o.starts_with("--") => return module_option(ctx, m, rule, (opt, arg, negated)),
+        o if o.starts_with("--") => return module_option(ctx, m, rule, (opt, arg, negated), at),
         _ => return Ok(None),
     }
     Ok(Some(1))
@@ -233,6 +291,7 @@ fn module_option(
     m: &mut Matches,
     rule: &mut Rule,
     (opt, arg, negated): (&Word, Option<&Word>, bool),
+    at: &dyn Fn(usize, String) -> Diagnostic,
 ) -> Result<Option<usize>, Fault> {
     let o = opt.text;
     let found = m.instances.iter().rposition(|i| i.module.option(o).is_some());
@@ -264,6 +323,20 @@ fn module_option(
         ));
     }
     let multi = [Opt::Sports, Opt::Dports, Opt::Ports];
+    let flags = [Opt::Syn, Opt::TcpFlags];
+    if flags.contains(&kind) && inst.given.iter().any(|g| flags.contains(g)) {
+        return Err((opt.at, "only one of `--syn` or `--tcp-flags` per tcp match (iptables refuses more)".into()));
+    }
+    if kind == Opt::TcpOption && inst.given.contains(&kind) {
+        return Err((opt.at, "only one `--tcp-option` per tcp match (iptables refuses more)".into()));
+    }
+    let iface = [Opt::LimitIfaceIn, Opt::LimitIfaceOut];
+    if iface.contains(&kind) && inst.given.iter().any(|g| iface.contains(g)) {
+        return Err((
+            opt.at,
+            "`--limit-iface-in` cannot be used together with `--limit-iface-out` (iptables refuses it)".into(),
+        ));
+    }
     if inst.given.contains(&kind) || (multi.contains(&kind) && inst.given.iter().any(|g| multi.contains(g))) {
         return Err((
             opt.at,
@@ -275,6 +348,30 @@ fn module_option(
         ));
     }
     inst.given.push(kind);
+    if kind == Opt::Syn {
+        rule.residual.tcp_flags = Some((0x17, 0x02, negated));
+        return Ok(Some(0));
+    }
+    if kind == Opt::LimitIfaceIn || kind == Opt::LimitIfaceOut {
+        if negated {
+            return Err((opt.at, format!("`!` is not allowed before `{o}` (iptables refuses it)")));
+        }
+        rule.residual.type_iface = if kind == Opt::LimitIfaceIn { 1 } else { 2 };
+        return Ok(Some(0));
+    }
+    if kind == Opt::TcpFlags {
+        let a = arg.ok_or_else(|| (opt.at, "`--tcp-flags` needs two arguments: MASK COMP".into()))?;
+        let Some((at2, comp)) = m.second.clone().filter(|(_, w)| !w.starts_with('-') && w != "!") else {
+            return Err((opt.at, "`--tcp-flags` needs two arguments: MASK COMP".into()));
+        };
+        let mask = tcp_flag_list(a.text).map_err(|e| (a.at, e))?;
+        let comp = tcp_flag_list(&comp).map_err(|e| (at2, e))?;
+        rule.residual.tcp_flags = Some((mask, comp, negated));
+        return Ok(Some(2));
+    }
+    if module == Module::Limit && negated {
+        return Err((opt.at, "limit does not support invert (iptables refuses `!` here)".into()));
+    }
     if kind == Opt::Comment {
         if negated {
             return Err((opt.at, "`!` is not allowed before `--comment`".into()));
@@ -282,7 +379,7 @@ fn module_option(
         return arg.map(|_| Some(1)).ok_or((opt.at, "`--comment` needs an argument".into()));
     }
     let a = arg.ok_or_else(|| (opt.at, format!("`{o}` needs an argument")))?;
-    apply(ctx, m, rule, (module, kind, negated), a).map(|()| Some(1))
+    apply(ctx, m, rule, (module, kind, negated), a, at).map(|()| Some(1))
 }
 
 /// An option no loaded match has: the error if a match unifw knows has it
@@ -297,6 +394,12 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Icmp,
         Module::Comment,
         Module::Iprange,
+        Module::Length,
+        Module::Ttl,
+        Module::Pkttype,
+        Module::Limit,
+        Module::Mac,
+        Module::Addrtype,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -312,6 +415,7 @@ fn apply(
     rule: &mut Rule,
     (module, kind, negated): (Module, Opt, bool),
     a: &Word,
+    at: &dyn Fn(usize, String) -> Diagnostic,
 ) -> Result<(), Fault> {
     let bad = |e: String| (a.at, e);
     match kind {
@@ -367,15 +471,186 @@ fn apply(
                 m.dst.push(am)
             }
         }
-        Opt::Comment | Opt::Unsupported => {}
+        Opt::Length => {
+            let (lo, hi) = match a.text.split_once(':') {
+                Some((lo, hi)) => (
+                    if lo.is_empty() { 0 } else { names::number(lo, 65535).map_err(bad)? as u16 },
+                    if hi.is_empty() { u16::MAX } else { names::number(hi, 65535).map_err(bad)? as u16 },
+                ),
+                None => {
+                    let n = names::number(a.text, 65535).map_err(bad)? as u16;
+                    (n, n)
+                }
+            };
+            // A reversed range is accepted, as by iptables, and matches
+            // nothing (negated: everything).
+            rule.residual.len = Some((lo, hi, negated));
+        }
+        Opt::TtlEq | Opt::TtlLt | Opt::TtlGt => {
+            if rule.residual.ttl.is_some() {
+                return Err(bad(
+                    "only one of `--ttl-eq`, `--ttl-lt`, `--ttl-gt` per ttl match (iptables refuses more)".into(),
+                ));
+            }
+            let v =
+                names::number(a.text, 255).map_err(|_| format!("invalid TTL `{}` (0-255)", a.text)).map_err(bad)? as u8;
+            let op = match kind {
+                Opt::TtlEq => 1,
+                Opt::TtlLt => 2,
+                _ => 3,
+            };
+            if negated && op != 1 {
+                return Err(bad(
+                    "`!` is only allowed with `--ttl-eq` (iptables refuses it with --ttl-lt/--ttl-gt)".into()
+                ));
+            }
+            rule.residual.ttl = Some((op, v, negated));
+        }
+        Opt::PktType => {
+            let t = match a.text.to_ascii_lowercase().as_str() {
+                "unicast" | "host" => 1u8 << PktType::Unicast as u8,
+                "broadcast" => 1 << PktType::Broadcast as u8,
+                "multicast" => 1 << PktType::Multicast as u8,
+                // Frames for other hosts' MACs are dropped before the rules
+                // (`not_our_mac`), and unifw has no loopback: no packet
+                // the rules see has these types.
+                "otherhost" | "outgoing" | "loopback" => 0,
+                _ => {
+                    return Err(bad(format!(
+                        "bad packet type `{}` (unicast, broadcast, multicast, host, otherhost, outgoing, loopback)",
+                        a.text
+                    )))
+                }
+            };
+            rule.residual.pkt_types = Some(if negated { 0x07 & !t } else { t });
+        }
+        Opt::Limit => {
+            let avg = limit_rate(a.text).map_err(bad)?;
+            if let Some(l) = m.limit.as_mut() {
+                l.0 = avg;
+            }
+        }
+        Opt::LimitBurst => {
+            let b = names::number(a.text, 10_000)
+                .map_err(|_| format!("invalid burst `{}` (0-10000)", a.text))
+                .map_err(bad)?;
+            if let Some(l) = m.limit.as_mut() {
+                l.1 = b;
+            }
+        }
+        Opt::TcpOption => {
+            let n = names::number(a.text, 255)
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| bad(format!("bad TCP option `{}` (1-255, as iptables)", a.text)))?;
+            rule.residual.tcp_option = Some((n as u8, negated));
+        }
+        Opt::MacSource => rule.residual.mac = Some((mac_address(a.text).map_err(bad)?, negated)),
+        Opt::SrcType | Opt::DstType => {
+            let mut bits = 0u16;
+            for t in a.text.split(',') {
+                match addr_type_name(t).map_err(bad)? {
+                    Ok(b) => bits |= b,
+                    Err(why) => ctx.set.warnings.push(at(a.at, why)),
+                }
+            }
+            if kind == Opt::SrcType {
+                rule.residual.src_type = Some((bits, negated));
+            } else {
+                rule.residual.dst_type = Some((bits, negated));
+            }
+        }
+        Opt::Syn | Opt::TcpFlags | Opt::LimitIfaceIn | Opt::LimitIfaceOut | Opt::Comment | Opt::Unsupported => {}
     }
     Ok(())
+}
+
+/// `XX:XX:XX:XX:XX:XX` (1 or 2 hex digits a part, as iptables reads it).
+fn mac_address(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("invalid MAC address `{s}` (six hex bytes with `:`)");
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in mac.iter_mut() {
+        let p = parts.next().filter(|p| (1..=2).contains(&p.len())).ok_or_else(bad)?;
+        *byte = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(mac)
+}
+
+/// An `-m addrtype` type name (either case): its bit, or (Ok(Err)) the
+/// warning for a type Linux never gives an IPv4 address as unifw sees it,
+/// which adds nothing to the match (as in Linux, the rule holds for the
+/// other types listed; with none, never; negated, always).
+fn addr_type_name(t: &str) -> Result<Result<u16, String>, String> {
+    use unifw_core::flow::addrtype;
+    let never = |why: &str| Ok(Err(format!("warning: address type `{t}` {why}: it never matches here (as in Linux)")));
+    Ok(Ok(match t.to_ascii_uppercase().as_str() {
+        "UNICAST" => addrtype::UNICAST,
+        "LOCAL" => addrtype::LOCAL,
+        "BROADCAST" => addrtype::BROADCAST,
+        "MULTICAST" => addrtype::MULTICAST,
+        "UNSPEC" => return never("is no IPv4 address's type in Linux (0.0.0.0/8 is BROADCAST)"),
+        "ANYCAST" => return never("is IPv6's: Linux gives no IPv4 address that type"),
+        "BLACKHOLE" | "UNREACHABLE" | "PROHIBIT" | "THROW" | "NAT" | "XRESOLVE" => {
+            return never("comes from routes of that type in Linux's local table, which unifw has none of")
+        }
+        _ => return Err(format!("bad address type `{t}` (UNICAST, LOCAL, BROADCAST, MULTICAST, ...)")),
+    }))
+}
+
+/// `-m limit`'s defaults: `--limit 3/hour --limit-burst 5`.
+const LIMIT_DEFAULT: (u32, u32) = (XT_LIMIT_SCALE * 3600 / 3, 5);
+
+/// `--limit RATE[/second|/minute|/hour|/day]` as iptables' `parse_rate`
+/// reads it (a unit may be abbreviated; seconds by default): `avg` in
+/// 1/10000 s per packet.
+fn limit_rate(s: &str) -> Result<u32, String> {
+    let bad = || format!("bad rate `{s}` (NUMBER/second, /minute, /hour or /day)");
+    let (n, unit) = s.split_once('/').unwrap_or((s, "second"));
+    let mult = ["second", "minute", "hour", "day"]
+        .iter()
+        .zip([1u32, 60, 3600, 86400])
+        .find(|(name, _)| !unit.is_empty() && name.len() >= unit.len() && name[..unit.len()].eq_ignore_ascii_case(unit))
+        .map(|(_, m)| m)
+        .ok_or_else(bad)?;
+    let digits: &str = &n[..n.bytes().take_while(u8::is_ascii_digit).count()];
+    let r: u32 = digits.parse().ok().filter(|&r| r > 0).ok_or_else(bad)?;
+    let avg = (u64::from(XT_LIMIT_SCALE) * u64::from(mult) / u64::from(r)) as u32;
+    if avg == 0 {
+        return Err(format!("rate too fast `{s}` (iptables refuses it)"));
+    }
+    Ok(avg)
+}
+
+/// A `--tcp-flags` list: SYN, ACK, FIN, RST, URG, PSH, ECE, CWR, ALL, NONE, comma-separated.
+fn tcp_flag_list(s: &str) -> Result<u8, String> {
+    let mut bits = 0u8;
+    for f in s.split(',') {
+        bits |= match f.to_ascii_uppercase().as_str() {
+            "FIN" => 0x01,
+            "SYN" => 0x02,
+            "RST" => 0x04,
+            "PSH" => 0x08,
+            "ACK" => 0x10,
+            "URG" => 0x20,
+            "ECE" => 0x40,
+            "CWR" => 0x80,
+            "ALL" => 0xff,
+            "NONE" => 0,
+            _ => return Err(format!("unknown TCP flag `{f}` (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, ALL, NONE)")),
+        };
+    }
+    Ok(bits)
 }
 
 /// A connection state as `--state`/`--ctstate` take it (either case).
 fn ct_state(ctx: &mut Ctx, s: &str) -> Result<CtState, String> {
     match s.to_ascii_uppercase().as_str() {
-        "UNTRACKED" | "SNAT" | "DNAT" => {
+        "UNTRACKED" => Ok(CtState::Untracked),
+        "SNAT" | "DNAT" => {
             ctx.count_unsupported(format!("state {}", s.to_ascii_uppercase()));
             Err(format!(
                 "connection state `{s}` is not supported by unifw yet (every packet is tracked, and there is no NAT)"
@@ -406,6 +681,25 @@ pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
             return Err((inst.at, why));
         }
     }
+    hooks(&m, rule)?;
+    if let Some((avg, burst)) = m.limit {
+        let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);
+        let limit_at = m.instances.get(at).map_or(0, |i| i.at);
+        if m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment) {
+            return Err((limit_at, "`-m limit` must be the rule's last match in unifw: iptables spends its token before the matches after it, even on packets they refuse; move it after them".into()));
+        }
+        let cost = user2credits(avg);
+        let cap = user2credits(avg.wrapping_mul(burst));
+        if burst == 0 || cap < cost {
+            return Err((
+                limit_at,
+                format!(
+                    "limit: burst {burst} with this rate overflows (the kernel refuses it: \"Overflow, try lower\")"
+                ),
+            ));
+        }
+        rule.residual.limit = Some(unifw_core::image::format::LimitSpec { cost, cap, slot: 0 });
+    }
     rule.src = both_addrs(m.src);
     rule.dst = both_addrs(m.dst);
     rule.sport = both_ports(m.sport);
@@ -424,6 +718,34 @@ pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
     Ok(())
 }
 
+/// Matches the kernel allows only at some hooks (`-m mac`: PREROUTING,
+/// INPUT, FORWARD; `--limit-iface-in` the same; `--limit-iface-out`:
+/// FORWARD, OUTPUT, POSTROUTING). Built-in chains are checked here; a user
+/// chain is checked where the kernel checks it, by the hooks reaching it
+/// (see `chains.rs`).
+fn hooks(m: &Matches, rule: &Rule) -> Result<(), Fault> {
+    let super::ast::RuleChain::Builtin(chain) = rule.chain else { return Ok(()) };
+    for inst in &m.instances {
+        let (ok, what): (&[&str], &str) = match inst.module {
+            Module::Mac => (&["PREROUTING", "INPUT", "FORWARD"], "mac match"),
+            Module::Addrtype if rule.residual.type_iface == 1 => {
+                (&["PREROUTING", "INPUT", "FORWARD"], "`--limit-iface-in`")
+            }
+            Module::Addrtype if rule.residual.type_iface == 2 => {
+                (&["OUTPUT", "FORWARD", "POSTROUTING"], "`--limit-iface-out`")
+            }
+            _ => continue,
+        };
+        if !ok.contains(&chain.name()) {
+            return Err((
+                inst.at,
+                format!("the {what} works only in {} (the kernel refuses it in {})", ok.join(", "), chain.name()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn required(inst: &Instance) -> Result<(), Fault> {
     let name = inst.module.name();
     let missing = match inst.module {
@@ -433,6 +755,13 @@ fn required(inst: &Instance) -> Result<(), Fault> {
         Module::Icmp if !inst.given.contains(&Opt::IcmpType) => "option `--icmp-type` must be specified",
         Module::Comment if !inst.given.contains(&Opt::Comment) => "option `--comment` must be specified",
         Module::Iprange if inst.given.is_empty() => "`--src-range` or `--dst-range` must be specified",
+        Module::Length if inst.given.is_empty() => "option `--length` must be specified",
+        Module::Ttl if inst.given.is_empty() => "one of `--ttl-eq`, `--ttl-lt`, `--ttl-gt` must be specified",
+        Module::Pkttype if inst.given.is_empty() => "option `--pkt-type` must be specified",
+        Module::Mac if inst.given.is_empty() => "option `--mac-source` must be specified",
+        Module::Addrtype if !inst.given.iter().any(|g| matches!(g, Opt::SrcType | Opt::DstType)) => {
+            "you must specify `--src-type` or `--dst-type`"
+        }
         _ => return Ok(()),
     };
     Err((inst.at, format!("{name}: {missing} (iptables refuses the match without it)")))

@@ -35,8 +35,8 @@ mod source;
 mod tables;
 
 pub use ast::{
-    AddrMatch, IcmpMatch, IfMatch, Jump, Metrics, PortMatch, Prefix, ProtoMatch, Rule, RuleChain, Ruleset, UserChain,
-    METRICS_DEFAULT_PORT,
+    AddrMatch, IcmpMatch, IfMatch, Jump, LimitSpec, LogRecord, Metrics, PortMatch, Prefix, ProtoMatch, RefState,
+    Residual, Rule, RuleChain, Ruleset, UserChain, METRICS_DEFAULT_PORT,
 };
 pub use chains::MAX_CHAIN_NAME;
 pub use classbench::classbench_to_native;

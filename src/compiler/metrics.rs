@@ -41,6 +41,7 @@ pub fn input_warnings(set: &Ruleset) -> Vec<Diagnostic> {
             in_if: m.interface,
             out_if: NO_IF,
             state: CtState::New,
+            extra: Default::default(),
         };
         let verdict = set.classify_linear(Chain::Input, &key);
         let verb = match verdict.action {

@@ -125,8 +125,8 @@ fn bang(neg: bool) -> &'static str {
 }
 
 fn state_list(bits: u8, upper: bool) -> String {
-    let names = ["new", "established", "related", "invalid"];
-    let list: Vec<String> = (0..4)
+    let names = ["new", "established", "related", "invalid", "untracked"];
+    let list: Vec<String> = (0..5)
         .filter(|i| bits & (1 << i) != 0)
         .map(|i| if upper { names[i].to_ascii_uppercase() } else { names[i].into() })
         .collect();
@@ -154,6 +154,14 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
             let what = format!("{} {}", c.table().name(), c.name());
             return Err(format!("rules of {what} cannot be printed yet (the rule at line {})", r.line));
         }
+    }
+    let residual = r.residual != super::ast::Residual::default() || r.log_target.is_some();
+    if format == Format::Unifw && (residual || r.states & unifw_core::flow::UNTRACKED_BIT != 0 && r.states != ANY_STATE)
+    {
+        return Err(format!(
+            "TCP flags, addrtype, mac, length, ttl, pkttype, limit, UNTRACKED and LOG exist only in iptables-save (the rule at line {})",
+            r.line
+        ));
     }
     match format {
         Format::Unifw => Ok(native_rule(r)),
@@ -237,6 +245,93 @@ fn native_rule(r: &Rule) -> String {
     s
 }
 
+/// The residual matches as iptables-save writes them (`-m limit` last).
+fn residual_options(r: &Rule, s: &mut String) {
+    use unifw_core::flow::addrtype;
+    let x = &r.residual;
+    let neg = |n: bool| if n { "! " } else { "" };
+    let flags = |b: u8| {
+        let names = [
+            (0x01, "FIN"),
+            (0x02, "SYN"),
+            (0x04, "RST"),
+            (0x08, "PSH"),
+            (0x10, "ACK"),
+            (0x20, "URG"),
+            (0x40, "ECE"),
+            (0x80, "CWR"),
+        ];
+        let l: Vec<&str> = names.iter().filter(|(bit, _)| b & bit != 0).map(|(_, n)| *n).collect();
+        if l.is_empty() {
+            String::from("NONE")
+        } else {
+            l.join(",")
+        }
+    };
+    if let Some((mask, comp, n)) = x.tcp_flags {
+        let _ = write!(s, " -m tcp {}--tcp-flags {} {}", neg(n), flags(mask), flags(comp));
+    }
+    if let Some((kind, n)) = x.tcp_option {
+        let _ = write!(s, " -m tcp {}--tcp-option {kind}", neg(n));
+    }
+    if let Some((m, n)) = x.mac {
+        let _ = write!(s, " -m mac {}--mac-source {}", neg(n), super::names::mac_text(&m).to_ascii_uppercase());
+    }
+    let types = |t: u16| {
+        let names = [
+            (addrtype::UNICAST, "UNICAST"),
+            (addrtype::LOCAL, "LOCAL"),
+            (addrtype::BROADCAST, "BROADCAST"),
+            (addrtype::MULTICAST, "MULTICAST"),
+        ];
+        names.iter().filter(|(bit, _)| t & bit != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(",")
+    };
+    if x.src_type.is_some() || x.dst_type.is_some() {
+        s.push_str(" -m addrtype");
+        if let Some((t, n)) = x.src_type {
+            let _ = write!(s, " {}--src-type {}", neg(n), types(t));
+        }
+        if let Some((t, n)) = x.dst_type {
+            let _ = write!(s, " {}--dst-type {}", neg(n), types(t));
+        }
+        s.push_str(match x.type_iface {
+            1 => " --limit-iface-in",
+            2 => " --limit-iface-out",
+            _ => "",
+        });
+    }
+    if let Some((lo, hi, n)) = x.len {
+        let _ = write!(s, " -m length {}--length {lo}:{hi}", neg(n));
+    }
+    if let Some((op, v, n)) = x.ttl {
+        let _ =
+            write!(s, " -m ttl {}--ttl-{} {v}", neg(n), ["eq", "eq", "lt", "gt"].get(usize::from(op)).unwrap_or(&"eq"));
+    }
+    if let Some(t) = x.pkt_types {
+        // The allowed types, or the one left out when two are allowed.
+        let names = ["unicast", "broadcast", "multicast"];
+        let (negated, bits) = if t.count_ones() == 2 { (true, 0x07 & !t) } else { (false, t) };
+        if let Some(i) = (0..3).find(|i| bits >> i & 1 != 0) {
+            let _ = write!(s, " -m pkttype {}--pkt-type {}", neg(negated), names[i]);
+        } else {
+            let _ = write!(s, " -m pkttype {}--pkt-type otherhost", neg(t == 0x07));
+        }
+    }
+    if let Some(l) = x.limit {
+        // The rate back from the cost (avg * 3.2 credits), in the first
+        // unit that states it exactly, as iptables-save picks its unit.
+        let avg = (u64::from(l.cost) * 10 + 16) / 32;
+        let burst = l.cap.checked_div(l.cost).unwrap_or(1);
+        let units = [(1u64, "second"), (60, "minute"), (3600, "hour"), (86_400, "day")];
+        let (rate, unit) = units
+            .iter()
+            .map(|&(m, u)| (10_000 * m / avg.max(1), u, 10_000 * m % avg.max(1) == 0))
+            .find(|&(r, _, exact)| r >= 1 && exact)
+            .map_or((1, "day"), |(r, u, _)| (r, u));
+        let _ = write!(s, " -m limit --limit {rate}/{unit} --limit-burst {burst}");
+    }
+}
+
 fn iptables_rule(r: &Rule, chain: &str, target: Option<String>) -> Result<String, String> {
     let mut s = format!("-A {chain}");
     for (opt, m) in [("-s", &r.src), ("-d", &r.dst)] {
@@ -291,8 +386,20 @@ fn iptables_rule(r: &Rule, chain: &str, target: Option<String>) -> Result<String
     if r.states != ANY_STATE {
         let _ = write!(s, " -m conntrack --ctstate {}", state_list(r.states, true));
     }
+    residual_options(r, &mut s);
     if r.log {
         return Err("iptables-save has no log flag (LOG is a separate target)".into());
+    }
+    if let Some(l) = r.log_target {
+        let nflog = l.level > 7;
+        let _ = write!(s, " -j {}", if nflog { "NFLOG" } else { "LOG" });
+        if l.prefix_len > 0 {
+            let _ = write!(s, " --{}-prefix \"{}\"", if nflog { "nflog" } else { "log" }, l.prefix());
+        }
+        if !nflog && l.level != 4 {
+            let _ = write!(s, " --log-level {}", l.level);
+        }
+        return Ok(s);
     }
     if let Some(t) = target {
         s.push_str(&t);

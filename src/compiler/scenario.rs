@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{state_bit, AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset, ANY_STATE};
+use super::ast::{state_bit, AddrMatch, IcmpMatch, PortMatch, Prefix, ProtoMatch, Rule, Ruleset};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,8 +170,7 @@ fn random_rule(rng: &mut Rng, sites: &[u32]) -> Rule {
     if rng.pct(10) {
         r.states = state_bit(unifw_core::flow::CtState::New);
     } else if rng.pct(5) {
-        r.states =
-            ANY_STATE & !state_bit(unifw_core::flow::CtState::New) & !state_bit(unifw_core::flow::CtState::Invalid);
+        r.states = state_bit(unifw_core::flow::CtState::Established) | state_bit(unifw_core::flow::CtState::Related);
     }
     if rng.pct(5) {
         r.in_if = Some(super::ast::IfMatch::one(false, 0));
@@ -230,6 +229,7 @@ pub fn random_key(rng: &mut Rng) -> unifw_core::flow::PacketKey {
             unifw_core::flow::CtState::Related,
             unifw_core::flow::CtState::Invalid,
         ][rng.below(4) as usize],
+        extra: Default::default(),
     };
     match p {
         proto::TCP | proto::UDP => {
@@ -315,6 +315,7 @@ mod tests {
                     in_if: i,
                     out_if: o,
                     state,
+                    extra: Default::default(),
                 };
                 assert_eq!(set.classify_linear(Chain::Forward, &key).rule, Some(last), "{key:?}");
             }
@@ -330,6 +331,7 @@ mod tests {
             in_if: 0,
             out_if: NO_IF,
             state: CtState::New,
+            extra: Default::default(),
         };
         assert_eq!(set.classify_linear(Chain::Input, &ping).action, Action::Accept);
     }

@@ -291,10 +291,22 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
         sections[sec::LINES].extend_from_slice(&r.line.to_le_bytes());
         sections[sec::ACTIONS].push(RuleAction { action: r.action, log: r.log }.encode());
     }
-    if set.rules.iter().any(|r| r.jump.is_some()) {
+    let extras = set.rules.iter().any(|r| r.log_target.is_some() || r.image_residual().is_some());
+    if extras || set.rules.iter().any(|r| r.jump.is_some()) {
+        let mut logs = 0u32;
         for r in &set.rules {
-            sections[sec::LINES].extend_from_slice(&target(r).encode().to_le_bytes());
+            let t = match r.log_target {
+                Some(_) => {
+                    logs += 1;
+                    Target::Log(logs - 1)
+                }
+                None => target(r),
+            };
+            sections[sec::LINES].extend_from_slice(&t.encode().to_le_bytes());
         }
+    }
+    if extras {
+        write_extras(set, &mut sections[sec::LINES]);
     }
     for (n, ct) in chains.iter().enumerate() {
         let policy = Chain::from_index(n).map_or(Action::Accept, |c| set.policy(c));
@@ -308,6 +320,38 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
         }
     }
     (assemble(set, &sections), stats)
+}
+
+/// The rule extras after the target words ([`NO_RESIDUAL`]): each rule's
+/// residual number, the counts, the residual records (limits numbered in
+/// rule order) and the log records.
+fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
+    let mut residuals: Vec<Residual> = Vec::new();
+    let mut limits = 0u32;
+    for r in &set.rules {
+        let n = match r.image_residual() {
+            Some(mut res) => {
+                if let Some(l) = res.limit.as_mut() {
+                    l.slot = limits;
+                    limits += 1;
+                }
+                residuals.push(res);
+                residuals.len() as u32 - 1
+            }
+            None => NO_RESIDUAL,
+        };
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    let logs: Vec<LogRecord> = set.rules.iter().filter_map(|r| r.log_target).collect();
+    for w in [residuals.len() as u32, logs.len() as u32, limits] {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    for r in &residuals {
+        out.extend_from_slice(&r.encode());
+    }
+    for l in &logs {
+        out.extend_from_slice(&l.encode());
+    }
 }
 
 /// A rule's target word (user chain `n` is image chain
@@ -420,6 +464,7 @@ mod tests {
             in_if: 0,
             out_if: 1,
             state: unifw_core::flow::CtState::New,
+            extra: Default::default(),
         };
         assert_eq!(img.classify(Chain::Forward, &key), Verdict { action: Action::Drop, rule: Some(0), log: true });
         let other = PacketKey { dst_port: 23, ..key };

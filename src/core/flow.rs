@@ -142,6 +142,8 @@ pub enum CtState {
     Related,
     /// Does not fit any tracked flow's state (a stray ACK, a bad sequence number, ...).
     Invalid,
+    /// Not tracked: a raw-table `NOTRACK` exempted it (iptables' `UNTRACKED`).
+    Untracked,
 }
 
 /// Interface index as the rules see it: 0 = eth0, 1 = eth1, ...
@@ -177,6 +179,123 @@ pub struct PacketKey {
     pub out_if: IfIndex,
     /// Connection-tracking state.
     pub state: CtState,
+    /// What only per-rule residual matches read (TCP flags, TTL, length,
+    /// link-layer facts, address types).
+    pub extra: KeyExtra,
+}
+
+/// How a frame was addressed at the link layer (iptables' `-m pkttype`;
+/// Linux's `PACKET_HOST`, `PACKET_BROADCAST`, `PACKET_MULTICAST`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PktType {
+    /// To this host's MAC (or locally generated).
+    #[default]
+    Unicast,
+    /// To ff:ff:ff:ff:ff:ff.
+    Broadcast,
+    /// To a group MAC (low bit of the first byte set).
+    Multicast,
+}
+
+/// Address-type bits of `-m addrtype` (Linux's `XT_ADDRTYPE_*`, the route
+/// types `RTN_*` as bits).
+pub mod addrtype {
+    /// 0.0.0.0.
+    pub const UNSPEC: u16 = 1 << 0;
+    /// An ordinary address.
+    pub const UNICAST: u16 = 1 << 1;
+    /// One of the firewall's own addresses.
+    pub const LOCAL: u16 = 1 << 2;
+    /// 255.255.255.255 or a directly connected subnet's broadcast address.
+    pub const BROADCAST: u16 = 1 << 3;
+    /// Anycast (never produced for IPv4 by Linux).
+    pub const ANYCAST: u16 = 1 << 4;
+    /// 224.0.0.0/4.
+    pub const MULTICAST: u16 = 1 << 5;
+    /// Route types unifw's routing never produces (no such routes).
+    pub const BLACKHOLE: u16 = 1 << 6;
+    /// See [`BLACKHOLE`].
+    pub const UNREACHABLE: u16 = 1 << 7;
+    /// See [`BLACKHOLE`].
+    pub const PROHIBIT: u16 = 1 << 8;
+    /// See [`BLACKHOLE`].
+    pub const THROW: u16 = 1 << 9;
+    /// See [`BLACKHOLE`].
+    pub const NAT: u16 = 1 << 10;
+    /// See [`BLACKHOLE`].
+    pub const XRESOLVE: u16 = 1 << 11;
+}
+
+/// The residual fields of a [`PacketKey`]: read only by rules whose
+/// matches the tuple lookup cannot index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct KeyExtra {
+    /// TCP flags byte (FIN 0x01 ... CWR 0x80); 0 for other protocols.
+    pub tcp_flags: u8,
+    /// IP time to live.
+    pub ttl: u8,
+    /// IP total length in bytes.
+    pub len: u16,
+    /// Link-layer addressing of the frame.
+    pub pkt_type: PktType,
+    /// Source MAC of the frame (zero for locally generated traffic).
+    pub src_mac: [u8; 6],
+    /// Whether the frame came from the wire (so `src_mac` is real).
+    pub has_mac: bool,
+    /// [`addrtype`] bits of the source address, as the firewall sees it now.
+    pub src_type: u16,
+    /// [`addrtype`] bits of the destination address.
+    pub dst_type: u16,
+    /// [`addrtype`] bits of the source address on the input interface only.
+    pub src_type_in: u16,
+    /// [`addrtype`] bits of the destination address on the input interface only.
+    pub dst_type_in: u16,
+    /// [`addrtype`] bits of the source address on the output interface only.
+    pub src_type_out: u16,
+    /// [`addrtype`] bits of the destination address on the output interface only.
+    pub dst_type_out: u16,
+    /// TCP options present (bit N of word N/64 = option kind N).
+    pub tcp_options: [u64; 4],
+}
+
+impl KeyExtra {
+    /// Whether TCP option kind `n` is present.
+    pub fn has_tcp_option(&self, n: u8) -> bool {
+        self.tcp_options.get(usize::from(n / 64)).is_some_and(|w| w >> (n % 64) & 1 != 0)
+    }
+}
+
+/// The address type of `addr` (one [`addrtype`] bit) as Linux's
+/// `inet_dev_addr_type` gives it from the firewall's current addresses
+/// `own` (interface, address, prefix length): 0.0.0.0/8 and
+/// 255.255.255.255 are BROADCAST, 224.0.0.0/4 MULTICAST; then the local
+/// table: the firewall's own addresses (and 127.0.0.0/8, loopback's) are
+/// LOCAL, each connected subnet's broadcast address (prefixes up to /30)
+/// BROADCAST; the rest UNICAST. With `dev` (`--limit-iface-in/out`), a
+/// local-table route counts only if it is that interface's (loopback's
+/// never is); `None` for `dev` = [`NO_IF`]'s interface matches none.
+pub fn addr_type(addr: u32, own: impl Iterator<Item = (IfIndex, u32, u8)>, dev: Option<IfIndex>) -> u16 {
+    if addr >> 24 == 0 || addr == u32::MAX {
+        return addrtype::BROADCAST;
+    }
+    if addr >> 28 == 0xe {
+        return addrtype::MULTICAST;
+    }
+    let mut t = addrtype::UNICAST;
+    for (i, a, len) in own {
+        let on_dev = dev.is_none_or(|d| d == i);
+        if a == addr && on_dev {
+            return addrtype::LOCAL;
+        }
+        let m = mask(len);
+        if len < 31 && a & m == addr & m && addr | m == u32::MAX && on_dev {
+            t = addrtype::BROADCAST;
+        }
+    }
+    if t == addrtype::UNICAST && dev.is_none() && addr >> 24 == 127 {
+        return if addr == 0x7fff_ffff { addrtype::BROADCAST } else { addrtype::LOCAL };
+    }
+    t
 }
 
 /// How a `reject` answers.
@@ -233,8 +352,13 @@ pub fn mask(len: u8) -> u32 {
     }
 }
 
-/// Connection-state bits (`1 << state as u8`); all four set = any state.
-pub const ANY_STATE: u8 = 0x0f;
+/// Connection-state bits (`1 << state as u8`); all five set = any state.
+pub const ANY_STATE: u8 = 0x1f;
+
+/// The bit of [`CtState::Untracked`]: entries keep only the four tracked
+/// states; a rule whose states are neither all five nor free of it is
+/// checked by its residual record.
+pub const UNTRACKED_BIT: u8 = 0x10;
 
 /// The bit of a connection state in a state mask.
 pub fn state_bit(s: CtState) -> u8 {
@@ -243,5 +367,6 @@ pub fn state_bit(s: CtState) -> u8 {
         CtState::Established => 2,
         CtState::Related => 4,
         CtState::Invalid => 8,
+        CtState::Untracked => UNTRACKED_BIT,
     }
 }

@@ -168,6 +168,7 @@ fn key(p: u8, src: u32, sport: u16, dst: u32, dport: u16) -> PacketKey {
         in_if: NO_IF,
         out_if: NO_IF,
         state: CtState::New,
+        extra: Default::default(),
     }
 }
 

@@ -70,6 +70,18 @@ impl Classifier for Image<'_> {
     fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict {
         Image::classify(self, chain, key)
     }
+
+    fn classify_with(&self, chain: Chain, key: &PacketKey, lookup: &mut crate::image::Lookup<'_>) -> Verdict {
+        Image::classify_with(self, chain, key, lookup)
+    }
+
+    fn wants_extra(&self) -> bool {
+        Image::has_residuals(self)
+    }
+
+    fn log_record(&self, rule: u32) -> Option<crate::image::format::LogRecord> {
+        Image::rule_log(self, rule)
+    }
 }
 
 /// What the firewall takes besides its devices and rules.
@@ -141,7 +153,9 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         config.hash_seed = settings.hash_seed;
         config.forwarding = false;
         config.conntrack_budget = settings.conntrack_budget;
+        config.limit_count = image.limit_count() as usize;
         let mut dataplane = Dataplane::new(config)?;
+        image.init_limits(dataplane.rule_limits_mut(), now_us / 1000);
         for spec in image.interfaces() {
             let Some(peer) = spec.wire_peer.filter(|&peer| peer > spec.index) else { continue };
             match dataplane.set_wire(spec.index, peer) {

@@ -625,6 +625,252 @@ impl MetricsSource {
     }
 }
 
+/// The rule extras: in images where some rule has a [`Residual`] or a
+/// [`LogRecord`], the rule section ([`sec::LINES`]) goes on after the
+/// target words with, all u32 words: one per rule, the rule's residual
+/// record number or [`NO_RESIDUAL`]; the residual count R; the log record
+/// count L; the limit count (runtime token buckets to allocate); R
+/// residual records of [`Residual::WORDS`] words; L log records of
+/// [`LogRecord::WORDS`] words. Images without extras end after the targets.
+pub const NO_RESIDUAL: u32 = u32::MAX;
+
+/// What Linux's `xt_limit` needs of a rule's `-m limit`, in its own units
+/// (credits; [`CREDITS_PER_JIFFY`] per millisecond with HZ = 1000).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitSpec {
+    /// Credits one match costs (`user2credits(avg)`).
+    pub cost: u32,
+    /// Most credits the bucket holds, and its start (`user2credits(avg * burst)`).
+    pub cap: u32,
+    /// The rule's runtime bucket (0..limit count).
+    pub slot: u32,
+}
+
+/// `XT_LIMIT_SCALE`: iptables' `--limit` is `avg = SCALE * unit / rate`.
+pub const XT_LIMIT_SCALE: u32 = 10_000;
+/// Jiffies per second of unifw's limit clock (milliseconds; Linux is built
+/// with HZ 100 to 1000, Debian's kernels with 250).
+pub const LIMIT_HZ: u32 = 1000;
+/// `CREDITS_PER_JIFFY` of `xt_limit.c` for HZ 1000: the power of two below
+/// `0xFFFFFFFF / (HZ * 60 * 60 * 24)` = 49.
+pub const CREDITS_PER_JIFFY: u32 = 32;
+
+/// `user2credits` of `xt_limit.c`: a user rate (`avg`, in 1/10000 s per
+/// packet) in credits, without overflow.
+pub fn user2credits(user: u32) -> u32 {
+    let per_sec = u64::from(LIMIT_HZ) * u64::from(CREDITS_PER_JIFFY);
+    if u64::from(user) > u64::from(u32::MAX) / per_sec {
+        ((u64::from(user) / u64::from(XT_LIMIT_SCALE)) * per_sec) as u32
+    } else {
+        ((u64::from(user) * per_sec) / u64::from(XT_LIMIT_SCALE)) as u32
+    }
+}
+
+/// The matches of a rule that the tuple lookup does not index, checked once
+/// one of its entries matched (`-m limit` only when the rule would decide:
+/// it spends a token). Each field is `None`/absent when the rule lacks it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Residual {
+    /// `--tcp-flags MASK COMP` (`--syn` is `SYN,RST,ACK,FIN SYN`), negated.
+    pub tcp_flags: Option<(u8, u8, bool)>,
+    /// `--tcp-option N`, negated.
+    pub tcp_option: Option<(u8, bool)>,
+    /// `-m ttl`: 1 `--ttl-eq`, 2 `--ttl-lt`, 3 `--ttl-gt`; the value; negated (eq only).
+    pub ttl: Option<(u8, u8, bool)>,
+    /// `-m length` inclusive range, negated.
+    pub len: Option<(u16, u16, bool)>,
+    /// `-m pkttype`: the allowed [`crate::flow::PktType`]s as bits (negation folded in).
+    pub pkt_types: Option<u8>,
+    /// `-m mac --mac-source`, negated.
+    pub mac: Option<([u8; 6], bool)>,
+    /// `-m addrtype --src-type` bits, negated.
+    pub src_type: Option<(u16, bool)>,
+    /// `-m addrtype --dst-type` bits, negated.
+    pub dst_type: Option<(u16, bool)>,
+    /// Which address types `-m addrtype` reads: 0 the firewall's, 1 only
+    /// the input interface's (`--limit-iface-in`), 2 the output's.
+    pub type_iface: u8,
+    /// The exact connection states (five bits) when the entries cannot say
+    /// (`UNTRACKED` with some but not all others, or all four tracked ones).
+    pub states: Option<u8>,
+    /// `-m limit`.
+    pub limit: Option<LimitSpec>,
+}
+
+impl Residual {
+    /// Words per record.
+    pub const WORDS: usize = 12;
+    /// Bytes per record.
+    pub const LEN: usize = Self::WORDS * 4;
+
+    /// The record's bytes.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        let (mut has, mut neg) = (0u16, 0u16);
+        let mut bit = |i: u16, present: bool, negated: bool| {
+            has |= u16::from(present) << i;
+            neg |= u16::from(negated) << i;
+        };
+        bit(0, self.tcp_flags.is_some(), self.tcp_flags.is_some_and(|t| t.2));
+        bit(1, self.tcp_option.is_some(), self.tcp_option.is_some_and(|t| t.1));
+        bit(2, self.ttl.is_some(), self.ttl.is_some_and(|t| t.2));
+        bit(3, self.len.is_some(), self.len.is_some_and(|t| t.2));
+        bit(4, self.pkt_types.is_some(), false);
+        bit(5, self.mac.is_some(), self.mac.is_some_and(|t| t.1));
+        bit(6, self.src_type.is_some(), self.src_type.is_some_and(|t| t.1));
+        bit(7, self.dst_type.is_some(), self.dst_type.is_some_and(|t| t.1));
+        bit(8, self.states.is_some(), false);
+        bit(9, self.limit.is_some(), false);
+        put(&mut b, 0, &has.to_le_bytes());
+        put(&mut b, 2, &neg.to_le_bytes());
+        let (mask, comp, _) = self.tcp_flags.unwrap_or_default();
+        let (ttl_op, ttl, _) = self.ttl.unwrap_or_default();
+        put(&mut b, 4, &[mask, comp, self.tcp_option.unwrap_or_default().0, ttl_op]);
+        put(&mut b, 8, &[ttl, self.pkt_types.unwrap_or(0), self.states.unwrap_or(0), self.type_iface]);
+        let (lo, hi, _) = self.len.unwrap_or_default();
+        put(&mut b, 12, &lo.to_le_bytes());
+        put(&mut b, 14, &hi.to_le_bytes());
+        put(&mut b, 16, &self.mac.unwrap_or_default().0);
+        put(&mut b, 24, &self.src_type.unwrap_or_default().0.to_le_bytes());
+        put(&mut b, 26, &self.dst_type.unwrap_or_default().0.to_le_bytes());
+        let l = self.limit.unwrap_or_default();
+        put(&mut b, 28, &l.cost.to_le_bytes());
+        put(&mut b, 32, &l.cap.to_le_bytes());
+        put(&mut b, 36, &l.slot.to_le_bytes());
+        b
+    }
+
+    /// Reads a record (`None` if `b` is short).
+    pub fn decode(b: &[u8]) -> Option<Residual> {
+        let b: &[u8; Self::LEN] = head(b)?;
+        let (has, neg) = (get_u16(b, 0), get_u16(b, 2));
+        let on = |i: u16| has >> i & 1 != 0;
+        let no = |i: u16| neg >> i & 1 != 0;
+        let byte = |at: usize| b.get(at).copied().unwrap_or(0);
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(b.get(16..22)?);
+        Some(Residual {
+            tcp_flags: on(0).then(|| (byte(4), byte(5), no(0))),
+            tcp_option: on(1).then(|| (byte(6), no(1))),
+            ttl: on(2).then(|| (byte(7), byte(8), no(2))),
+            len: on(3).then(|| (get_u16(b, 12), get_u16(b, 14), no(3))),
+            pkt_types: on(4).then(|| byte(9)),
+            mac: on(5).then_some((mac, no(5))),
+            src_type: on(6).then(|| (get_u16(b, 24), no(6))),
+            dst_type: on(7).then(|| (get_u16(b, 26), no(7))),
+            type_iface: byte(11),
+            states: on(8).then(|| byte(10)),
+            limit: on(9).then(|| LimitSpec { cost: get_u32(b, 28), cap: get_u32(b, 32), slot: get_u32(b, 36) }),
+        })
+    }
+
+    /// Whether `key` passes the static matches (all but the limit).
+    #[inline]
+    pub fn matches(&self, key: &crate::flow::PacketKey) -> bool {
+        let x = &key.extra;
+        if let Some((mask, comp, neg)) = self.tcp_flags {
+            if key.proto != crate::flow::proto::TCP || ((x.tcp_flags & mask) == comp) == neg {
+                return false;
+            }
+        }
+        if let Some((n, neg)) = self.tcp_option {
+            if key.proto != crate::flow::proto::TCP || x.has_tcp_option(n) == neg {
+                return false;
+            }
+        }
+        if let Some((op, v, neg)) = self.ttl {
+            let hit = match op {
+                1 => x.ttl == v,
+                2 => x.ttl < v,
+                3 => x.ttl > v,
+                _ => false,
+            };
+            if hit == neg {
+                return false;
+            }
+        }
+        if let Some((lo, hi, neg)) = self.len {
+            if (lo <= x.len && x.len <= hi) == neg {
+                return false;
+            }
+        }
+        if let Some(types) = self.pkt_types {
+            if types >> (x.pkt_type as u8) & 1 == 0 {
+                return false;
+            }
+        }
+        if let Some((mac, neg)) = self.mac {
+            // Linux's xt_mac: no Ethernet header, no match, negated or not.
+            if !x.has_mac || (x.src_mac == mac) == neg {
+                return false;
+            }
+        }
+        let (src_type, dst_type) = match self.type_iface {
+            1 => (x.src_type_in, x.dst_type_in),
+            2 => (x.src_type_out, x.dst_type_out),
+            _ => (x.src_type, x.dst_type),
+        };
+        if let Some((t, neg)) = self.src_type {
+            if (src_type & t != 0) == neg {
+                return false;
+            }
+        }
+        if let Some((t, neg)) = self.dst_type {
+            if (dst_type & t != 0) == neg {
+                return false;
+            }
+        }
+        if let Some(states) = self.states {
+            if states & crate::flow::state_bit(key.state) == 0 {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A `LOG`/`NFLOG` rule's record: `--log-prefix` (at most 29 bytes, as
+/// iptables allows; NFLOG's 64-byte prefix is cut there) and the syslog level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Prefix bytes.
+    pub prefix: [u8; LogRecord::PREFIX],
+    /// Prefix length.
+    pub prefix_len: u8,
+    /// Syslog level 0-7 (iptables' default 4, warning).
+    pub level: u8,
+}
+
+impl LogRecord {
+    /// Most prefix bytes kept.
+    pub const PREFIX: usize = 30;
+    /// Words per record.
+    pub const WORDS: usize = 8;
+    /// Bytes per record.
+    pub const LEN: usize = Self::WORDS * 4;
+
+    /// The record's bytes.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut b = [0u8; Self::LEN];
+        put(&mut b, 0, &self.prefix);
+        put(&mut b, 30, &[self.prefix_len.min(Self::PREFIX as u8), self.level]);
+        b
+    }
+
+    /// Reads a record.
+    pub fn decode(b: &[u8]) -> Option<LogRecord> {
+        let b: &[u8; Self::LEN] = head(b)?;
+        let mut prefix = [0u8; Self::PREFIX];
+        prefix.copy_from_slice(b.get(..Self::PREFIX)?);
+        Some(LogRecord { prefix, prefix_len: b.get(30).copied()?.min(Self::PREFIX as u8), level: b.get(31).copied()? })
+    }
+
+    /// The prefix text (bytes up to the length; non-UTF-8 reads as empty).
+    pub fn prefix(&self) -> &str {
+        self.prefix.get(..usize::from(self.prefix_len)).and_then(|p| core::str::from_utf8(p).ok()).unwrap_or("")
+    }
+}
+
 /// A rule's action byte: the [`action_code`] in bits 0-3, bit 7 = log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleAction {

@@ -6,7 +6,7 @@
 pub mod format;
 mod walk;
 
-use crate::flow::{mask, proto, state_bit, Action, Chain, PacketKey, Verdict};
+use crate::flow::{mask, proto, state_bit, Action, Chain, PacketKey, Verdict, UNTRACKED_BIT};
 use crate::net::addr::Cidr;
 use crate::net::ReversePathFilter;
 
@@ -165,6 +165,14 @@ pub struct Image<'a> {
     chain_count: u32,
     /// The rules' target words (empty: every rule is a verdict).
     targets: &'a [u8],
+    /// Each rule's residual record number (empty: no rule has one).
+    residual_of: &'a [u8],
+    /// The residual records ([`Residual::LEN`] bytes each).
+    residuals: &'a [u8],
+    /// The log records ([`LogRecord::LEN`] bytes each).
+    logs: &'a [u8],
+    /// Runtime `-m limit` buckets the rules need.
+    limit_count: u32,
     tables_hash: u64,
     total_len: usize,
 }
@@ -180,6 +188,108 @@ fn add_to_spec(mut spec: InterfaceSpec, record: InterfaceRecord) -> InterfaceSpe
         _ => {}
     }
     spec
+}
+
+/// The states of an entry that admits every tracked state.
+const ENTRY_ANY_STATE: u8 = 0x0f;
+
+/// Most `LOG` rules one lookup records ([`Lookup::logged`]); more are
+/// counted in [`Lookup::logs_dropped`].
+pub const MAX_LOGGED: usize = 8;
+
+/// One rule's `-m limit` state (`xt_limit_priv`): credits and the
+/// millisecond they were last topped up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitBucket {
+    /// Credits left.
+    pub credit: u32,
+    /// When they were last topped up (ms).
+    pub prev: u64,
+}
+
+impl LimitBucket {
+    /// `limit_mt` of `xt_limit.c`: tops the credits up by the jiffies
+    /// passed (wrapping as its u32 does), caps them, and spends `cost` if
+    /// there are enough.
+    pub fn take(&mut self, l: &LimitSpec, now_ms: u64) -> bool {
+        let passed = now_ms.wrapping_sub(self.prev);
+        self.prev = now_ms;
+        self.credit = self.credit.wrapping_add(passed.wrapping_mul(u64::from(CREDITS_PER_JIFFY)) as u32);
+        if self.credit > l.cap {
+            self.credit = l.cap;
+        }
+        if self.credit >= l.cost {
+            self.credit -= l.cost;
+            return true;
+        }
+        false
+    }
+}
+
+/// The runtime state of one lookup: the clock and `-m limit` buckets, and
+/// the `LOG` rules it passed (non-terminating: matching went on).
+#[derive(Debug)]
+pub struct Lookup<'s> {
+    /// Now, in milliseconds (the limit clock: HZ = 1000).
+    pub now_ms: u64,
+    /// The buckets, [`Image::limit_count`] of them ([`Image::init_limits`]);
+    /// empty: every limit has room.
+    pub limits: &'s mut [LimitBucket],
+    /// The `LOG` rules passed, in order (the first [`Lookup::log_count`]).
+    pub logged: [u32; MAX_LOGGED],
+    /// How many of `logged` are set.
+    pub log_count: usize,
+    /// `LOG` rules passed beyond [`MAX_LOGGED`].
+    pub logs_dropped: u32,
+}
+
+impl<'s> Lookup<'s> {
+    /// A lookup at `now_ms` with `limits`.
+    pub fn new(now_ms: u64, limits: &'s mut [LimitBucket]) -> Lookup<'s> {
+        Lookup { now_ms, limits, logged: [0; MAX_LOGGED], log_count: 0, logs_dropped: 0 }
+    }
+
+    /// Without limits: every limit has room.
+    pub fn stateless() -> Lookup<'static> {
+        Lookup::new(0, &mut [])
+    }
+
+    /// The `LOG` rules passed.
+    pub fn logged(&self) -> &[u32] {
+        self.logged.get(..self.log_count).unwrap_or(&[])
+    }
+
+    fn log(&mut self, rule: u32) {
+        match self.logged.get_mut(self.log_count) {
+            Some(slot) => {
+                *slot = rule;
+                self.log_count += 1;
+            }
+            None => self.logs_dropped = self.logs_dropped.saturating_add(1),
+        }
+    }
+}
+
+/// The rule extras after the target words ([`NO_RESIDUAL`] describes them):
+/// (per-rule residual numbers, residual records, log records, limit count).
+#[allow(clippy::type_complexity)]
+fn extras_of(extras: &[u8], n: usize) -> Option<(&[u8], &[u8], &[u8], u32)> {
+    if extras.is_empty() {
+        return Some((&[], &[], &[], 0));
+    }
+    let (residual_of, rest) = (extras.get(..n)?, extras.get(n..)?);
+    let (r, l, limits) = (u32_item(rest, 0) as usize, u32_item(rest, 1) as usize, u32_item(rest, 2));
+    let rest = rest.get(12..)?;
+    let r_len = r.checked_mul(Residual::LEN)?;
+    let l_len = l.checked_mul(LogRecord::LEN)?;
+    if rest.len() != r_len.checked_add(l_len)? {
+        return None;
+    }
+    let (residuals, logs) = rest.split_at(r_len);
+    if residual_of.chunks_exact(4).map(|w| u32_item(w, 0)).any(|x| x != NO_RESIDUAL && x as usize >= r) {
+        return None;
+    }
+    Some((residual_of, residuals, logs, limits))
 }
 
 /// "No matching rule yet" in the lookup.
@@ -208,13 +318,17 @@ impl<'a> Image<'a> {
         }
         let rule_count = header.rule_count;
         let words = sections[sec::LINES].len() / RECORD[sec::LINES];
-        if (words != rule_count as usize && words != 2 * rule_count as usize)
+        if (words != rule_count as usize && words < 2 * rule_count as usize)
             || sections[sec::ACTIONS].len() != rule_count as usize
         {
             return Err(FormatError::BadSection(sec::LINES));
         }
-        let (lines, targets) = sections[sec::LINES].split_at(rule_count as usize * 4);
+        let n = rule_count as usize * 4;
+        let (lines, rest) = sections[sec::LINES].split_at(n);
         sections[sec::LINES] = lines;
+        let (targets, extras) = rest.split_at(rest.len().min(n));
+        let (residual_of, residuals, logs, limit_count) =
+            extras_of(extras, n).ok_or(FormatError::BadSection(sec::LINES))?;
         let chain_count = sections[sec::CHAINS].len() / ChainRecord::LEN;
         if !(BUILTIN_CHAINS..=MAX_CHAINS).contains(&chain_count) {
             return Err(FormatError::BadChain);
@@ -235,6 +349,10 @@ impl<'a> Image<'a> {
             chains,
             chain_count: chain_count as u32,
             targets,
+            residual_of,
+            residuals,
+            logs,
+            limit_count,
             tables_hash: header.tables_hash,
             total_len: total,
         })
@@ -320,23 +438,86 @@ impl<'a> Image<'a> {
 
     /// The verdict for `key` in `chain`: that of the first matching rule in
     /// file order, or the chain's policy.
+    /// Without runtime state, every `-m limit` has room and `LOG` rules
+    /// are passed unrecorded; the data path uses [`Image::classify_with`].
     pub fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict {
-        self.classify_counting::<false>(chain, key, &mut Cost::default())
+        self.classify_counting::<false>(chain, key, &mut Cost::default(), &mut Lookup::stateless())
+    }
+
+    /// [`Image::classify`] with the rules' runtime state: `-m limit`
+    /// buckets (spent as Linux's `xt_limit` does, at `lookup.now_ms`) and
+    /// the `LOG`/`NFLOG` rules passed on the way, in `lookup.logged`.
+    pub fn classify_with(&self, chain: Chain, key: &PacketKey, lookup: &mut Lookup<'_>) -> Verdict {
+        self.classify_counting::<false>(chain, key, &mut Cost::default(), lookup)
     }
 
     /// [`Image::classify`], also counting the work done (for `explain` and tuning).
     pub fn classify_cost(&self, chain: Chain, key: &PacketKey) -> (Verdict, Cost) {
         let mut cost = Cost::default();
-        (self.classify_counting::<true>(chain, key, &mut cost), cost)
+        (self.classify_counting::<true>(chain, key, &mut cost, &mut Lookup::stateless()), cost)
     }
 
     #[inline]
-    fn classify_counting<const COUNT: bool>(&self, chain: Chain, key: &PacketKey, cost: &mut Cost) -> Verdict {
+    fn classify_counting<const COUNT: bool>(
+        &self,
+        chain: Chain,
+        key: &PacketKey,
+        cost: &mut Cost,
+        lookup: &mut Lookup<'_>,
+    ) -> Verdict {
         let best = self.first_match_in::<COUNT>(chain.index() as u32, key, 0, cost);
         if self.targets.is_empty() {
             return self.verdict(chain, best); // no jumps: the first match decides
         }
-        self.walk(chain, best, |n, from, cost| self.first_match_in::<COUNT>(n, key, from, cost), cost)
+        self.walk(chain, best, |n, from, cost| self.first_match_in::<COUNT>(n, key, from, cost), cost, lookup)
+    }
+
+    /// Whether some rule has residual matches (so lookups read
+    /// [`crate::flow::KeyExtra`]).
+    pub fn has_residuals(&self) -> bool {
+        !self.residuals.is_empty()
+    }
+
+    /// Runtime `-m limit` buckets the rules need ([`Image::init_limits`]).
+    pub fn limit_count(&self) -> u32 {
+        self.limit_count
+    }
+
+    /// Fills `buckets` (at least [`Image::limit_count`] long; allocated at
+    /// boot) as `xt_limit`'s `checkentry` does: full, last spent `now_ms`.
+    pub fn init_limits(&self, buckets: &mut [LimitBucket], now_ms: u64) {
+        for r in self.residuals.chunks_exact(Residual::LEN).filter_map(Residual::decode) {
+            if let Some(l) = r.limit {
+                if let Some(b) = buckets.get_mut(l.slot as usize) {
+                    *b = LimitBucket { credit: l.cap, prev: now_ms };
+                }
+            }
+        }
+    }
+
+    /// Log record `n` (`LOG`/`NFLOG` targets), if the image has it.
+    pub fn log_record(&self, n: u32) -> Option<LogRecord> {
+        let at = (n as usize).checked_mul(LogRecord::LEN)?;
+        LogRecord::decode(self.logs.get(at..)?)
+    }
+
+    /// Rule `rule`'s residual record, if it has one.
+    #[inline]
+    fn residual(&self, rule: u32) -> Option<Residual> {
+        if self.residual_of.is_empty() {
+            return None;
+        }
+        let n = u32_item(self.residual_of, rule as usize);
+        if n == NO_RESIDUAL {
+            return None;
+        }
+        Residual::decode(self.residuals.get((n as usize).checked_mul(Residual::LEN)?..)?)
+    }
+
+    /// Whether rule `rule` passes its residual matches (the limit aside).
+    #[inline]
+    fn residual_ok(&self, rule: u32, key: &PacketKey) -> bool {
+        self.residual(rule).is_none_or(|r| r.matches(key))
     }
 
     /// The first rule of chain `c` at or after rule `from` that matches
@@ -382,7 +563,7 @@ impl<'a> Image<'a> {
             Some(c) => self.first_linear(&c, key, from),
             None => NONE,
         };
-        self.walk(chain, best, find, &mut Cost::default())
+        self.walk(chain, best, find, &mut Cost::default(), &mut Lookup::stateless())
     }
 
     fn first_linear(&self, c: &ChainHead, key: &PacketKey, from: u32) -> u32 {
@@ -391,7 +572,7 @@ impl<'a> Image<'a> {
         for chunk in self.entries_of(c).chunks_exact(EntryRecord::LEN) {
             let Some(entry) = EntryView::from_slice(chunk) else { break };
             let rule = entry.rule();
-            if rule < best && rule >= from && entry_matches(entry, key, p1, p2) {
+            if rule < best && rule >= from && entry_matches(entry, key, p1, p2) && self.residual_ok(rule, key) {
                 best = rule;
             }
         }
@@ -484,7 +665,7 @@ impl<'a> Image<'a> {
             if rule >= best {
                 return best;
             }
-            if rule >= from && entry_matches(entry, key, p1, p2) {
+            if rule >= from && entry_matches(entry, key, p1, p2) && self.residual_ok(rule, key) {
                 return rule;
             }
             if entry.last() {
@@ -518,7 +699,11 @@ fn entry_matches(e: EntryView<'_>, key: &PacketKey, p1: u16, p2: u16) -> bool {
     if !e.proto_any() && ((key.proto == e.proto()) == e.proto_neg()) {
         return false;
     }
-    if e.states() & state_bit(key.state) == 0 {
+    // Entries hold the four tracked states; an untracked packet passes
+    // those of rules that admit every state (the residual record says
+    // when a rule's states are not what its entry shows).
+    let bit = state_bit(key.state);
+    if e.states() & bit == 0 && !(bit == UNTRACKED_BIT && e.states() == ENTRY_ANY_STATE) {
         return false;
     }
     let (in_if, out_if) = (e.in_if(), e.out_if());

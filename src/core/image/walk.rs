@@ -4,7 +4,7 @@
 //! at or after a rule number; images without jumps never get here.
 
 use super::format::{u32_item, ChainRecord, Target, TupleRecord, MAX_CALL_DEPTH, MAX_LOOKUPS};
-use super::{head_of, sec, tuple_of, ChainHead, Cost, Image, NONE};
+use super::{head_of, sec, tuple_of, ChainHead, Cost, Image, Lookup, NONE};
 use crate::flow::{Action, Chain, PacketKey, Verdict};
 
 /// Where a jump returns to: a chain and the rule after the jump.
@@ -27,6 +27,7 @@ impl<'a> Image<'a> {
         first: u32,
         find: F,
         cost: &mut Cost,
+        lookup: &mut Lookup<'_>,
     ) -> Verdict {
         let policy = Verdict { action: self.policy(chain), rule: None, log: false };
         let mut stack = [Frame::default(); MAX_CALL_DEPTH];
@@ -34,15 +35,22 @@ impl<'a> Image<'a> {
         let mut current = chain.index() as u32;
         let mut hit = first;
         for _ in 0..MAX_LOOKUPS {
+            // A rule over its `-m limit` does not match: on to the next.
+            if !self.limit_ok(hit, lookup) {
+                hit = find(current, hit.saturating_add(1), cost);
+                continue;
+            }
             let next = match self.target(hit) {
                 None | Some(Target::Return) => None,
                 Some(Target::Verdict) => return self.verdict(chain, hit),
-                // Kinds 4-7 (LOG, NAT, NOTRACK, TCPMSS) are not written
-                // by this compiler yet: the rule's action decides, as for
-                // a verdict.
-                Some(Target::Log(_) | Target::Nat(_) | Target::NoTrack | Target::TcpMss(_)) => {
-                    return self.verdict(chain, hit)
+                // LOG and NFLOG do not terminate: recorded, then the next rule.
+                Some(Target::Log(_)) => {
+                    lookup.log(hit);
+                    Some(Frame { chain: current, from: hit.saturating_add(1) })
                 }
+                // Kinds 5-7 (NAT, NOTRACK, TCPMSS) are not written by this
+                // compiler yet: the rule's action decides, as for a verdict.
+                Some(Target::Nat(_) | Target::NoTrack | Target::TcpMss(_)) => return self.verdict(chain, hit),
                 Some(Target::Jump(to)) => {
                     let Some(slot) = stack.get_mut(depth) else { break };
                     *slot = Frame { chain: current, from: hit.saturating_add(1) };
@@ -67,10 +75,29 @@ impl<'a> Image<'a> {
         Verdict { action: Action::Drop, rule: None, log: false }
     }
 
+    /// Whether rule `rule`'s `-m limit` (if any) has room now, spending a
+    /// token when it has (no bucket for it: room).
+    fn limit_ok(&self, rule: u32, lookup: &mut Lookup<'_>) -> bool {
+        if rule == NONE {
+            return true;
+        }
+        let Some(l) = self.residual(rule).and_then(|r| r.limit) else { return true };
+        let now = lookup.now_ms;
+        lookup.limits.get_mut(l.slot as usize).is_none_or(|b| b.take(&l, now))
+    }
+
+    /// The log record of a `LOG`/`NFLOG` rule.
+    pub fn rule_log(&self, rule: u32) -> Option<super::format::LogRecord> {
+        match self.target(rule)? {
+            Target::Log(n) => self.log_record(n),
+            _ => None,
+        }
+    }
+
     /// The target of rule `rule` (`None` for [`NONE`]: no rule matched).
     #[inline]
     fn target(&self, rule: u32) -> Option<Target> {
-        if rule == NONE {
+        if rule == NONE || self.targets.is_empty() {
             return None;
         }
         Some(Target::decode(u32_item(self.targets, rule as usize)))

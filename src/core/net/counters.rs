@@ -456,6 +456,152 @@ impl RuleLogger {
     }
 }
 
+impl RuleLogger {
+    /// Logs a packet a `LOG`/`NFLOG` rule passed, as Linux's `nf_log`
+    /// writes it (`PREFIX IN=eth0 OUT=eth1 MAC=... SRC=... DST=... LEN=...
+    /// TOS=... PREC=... TTL=... ID=... PROTO=TCP SPT=... DPT=... ...`), if
+    /// the rate limit allows; returns whether a line was written. `ip` is
+    /// the packet from its IP header on.
+    pub fn log_packet(
+        &mut self,
+        now_ms: u64,
+        record: &crate::image::format::LogRecord,
+        key: &PacketKey,
+        eth: &super::parse::EthernetInfo,
+        ip: &[u8],
+    ) -> bool {
+        if !self.bucket.try_take(now_ms) {
+            return false;
+        }
+        let line = LogLine { prefix: record.prefix(), key, eth, ip };
+        match record.level {
+            0..=3 => log::error!("{line}"),
+            4 | 8 => log::warn!("{line}"), // 8: NFLOG, written like LOG's default
+            5 | 6 => log::info!("{line}"),
+            _ => log::debug!("{line}"),
+        }
+        true
+    }
+}
+
+/// One `LOG` line, formatted when written.
+pub struct LogLine<'a> {
+    /// `--log-prefix`.
+    pub prefix: &'a str,
+    /// The rules' view of the packet.
+    pub key: &'a PacketKey,
+    /// Its Ethernet header.
+    pub eth: &'a super::parse::EthernetInfo,
+    /// The packet from its IP header on.
+    pub ip: &'a [u8],
+}
+
+impl core::fmt::Display for LogLine<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (k, ip) = (self.key, self.ip);
+        let b = |i: usize| ip.get(i).copied().unwrap_or(0);
+        let w = |i: usize| u16::from_be_bytes([b(i), b(i + 1)]);
+        let name = |i: u8, f: &mut core::fmt::Formatter<'_>| {
+            if i == crate::flow::NO_IF {
+                Ok(())
+            } else {
+                write!(f, "eth{i}")
+            }
+        };
+        write!(f, "{}IN=", self.prefix)?;
+        name(k.in_if, f)?;
+        write!(f, " OUT=")?;
+        name(k.out_if, f)?;
+        if k.in_if != crate::flow::NO_IF {
+            let (d, s) = (self.eth.dst, self.eth.src);
+            write!(f, " MAC=")?;
+            for (i, byte) in d.iter().chain(s.iter()).enumerate() {
+                write!(f, "{}{byte:02x}", if i == 0 { "" } else { ":" })?;
+            }
+            write!(f, ":08:00")?;
+        }
+        let tos = b(1);
+        write!(
+            f,
+            " SRC={} DST={} LEN={} TOS=0x{:02X} PREC=0x{:02X} TTL={} ID={} ",
+            core::net::Ipv4Addr::from(k.src),
+            core::net::Ipv4Addr::from(k.dst),
+            w(2),
+            tos & 0x1e,
+            tos & 0xe0,
+            b(8),
+            w(4)
+        )?;
+        let frag = w(6);
+        if frag & 0x8000 != 0 {
+            write!(f, "CE ")?;
+        }
+        if frag & 0x4000 != 0 {
+            write!(f, "DF ")?;
+        }
+        if frag & 0x2000 != 0 {
+            write!(f, "MF ")?;
+        }
+        if frag & 0x1fff != 0 {
+            write!(f, "FRAG:{} PROTO=", frag & 0x1fff)?;
+            return match proto_name(k.proto) {
+                "" => write!(f, "{} ", k.proto),
+                n => write!(f, "{n}"),
+            };
+        }
+        let l4 = ip.get(usize::from(b(0) & 0x0f) * 4..).unwrap_or(&[]);
+        let t = |i: usize| l4.get(i).copied().unwrap_or(0);
+        let tw = |i: usize| u16::from_be_bytes([t(i), t(i + 1)]);
+        match k.proto {
+            crate::flow::proto::TCP => {
+                write!(
+                    f,
+                    "PROTO=TCP SPT={} DPT={} WINDOW={} RES=0x{:02x} ",
+                    tw(0),
+                    tw(2),
+                    tw(14),
+                    (t(12) & 0x0f) << 2
+                )?;
+                let flags = t(13);
+                for (bit, n) in [
+                    (0x80, "CWR"),
+                    (0x40, "ECE"),
+                    (0x20, "URG"),
+                    (0x10, "ACK"),
+                    (0x08, "PSH"),
+                    (0x04, "RST"),
+                    (0x02, "SYN"),
+                    (0x01, "FIN"),
+                ] {
+                    if flags & bit != 0 {
+                        write!(f, "{n} ")?;
+                    }
+                }
+                write!(f, "URGP={} ", tw(18))
+            }
+            crate::flow::proto::UDP => write!(f, "PROTO=UDP SPT={} DPT={} LEN={} ", tw(0), tw(2), tw(4)),
+            crate::flow::proto::ICMP => {
+                write!(f, "PROTO=ICMP TYPE={} CODE={} ", t(0), t(1))?;
+                if matches!(t(0), 0 | 8) {
+                    write!(f, "ID={} SEQ={} ", tw(4), tw(6))?;
+                }
+                Ok(())
+            }
+            p => write!(f, "PROTO={p} "),
+        }
+    }
+}
+
+/// `PROTO=` of a fragment: Linux prints the number unless TCP/UDP/ICMP.
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        crate::flow::proto::TCP => "TCP ",
+        crate::flow::proto::UDP => "UDP ",
+        crate::flow::proto::ICMP => "ICMP ",
+        _ => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,6 +657,42 @@ mod tests {
     }
 
     #[test]
+    fn log_lines_have_linux_log_format() {
+        use crate::net::parse::{EtherPayload, EthernetInfo};
+        // IPv4 + TCP SYN 10.1.0.2:40000 -> 10.2.0.2:22, DF, TTL 64, ID 7.
+        let mut ip = [0u8; 40];
+        ip[..20].copy_from_slice(&[0x45, 0, 0, 40, 0, 7, 0x40, 0, 64, 6, 0, 0, 10, 1, 0, 2, 10, 2, 0, 2]);
+        ip[20..24].copy_from_slice(&[0x9c, 0x40, 0, 22]);
+        ip[32] = 0x50;
+        ip[33] = 0x02;
+        ip[34..36].copy_from_slice(&64240u16.to_be_bytes());
+        let key = PacketKey {
+            proto: 6,
+            src: 0x0a01_0002,
+            dst: 0x0a02_0002,
+            src_port: 40000,
+            dst_port: 22,
+            icmp_type: 0,
+            icmp_code: 0,
+            in_if: 0,
+            out_if: 1,
+            state: CtState::New,
+            extra: Default::default(),
+        };
+        let eth = EthernetInfo { dst: [2, 0, 0, 0, 0, 1], src: [2, 0, 0, 0, 0, 2], payload: EtherPayload::Ipv4 };
+        let line = alloc::format!("{}", LogLine { prefix: "fw: ", key: &key, eth: &eth, ip: &ip });
+        assert_eq!(
+            line,
+            "fw: IN=eth0 OUT=eth1 MAC=02:00:00:00:00:01:02:00:00:00:00:02:08:00 SRC=10.1.0.2 DST=10.2.0.2 LEN=40 \
+             TOS=0x00 PREC=0x00 TTL=64 ID=7 DF PROTO=TCP SPT=40000 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0 "
+        );
+        let mut out = key;
+        out.in_if = NO_IF;
+        let line = alloc::format!("{}", LogLine { prefix: "", key: &out, eth: &eth, ip: &ip });
+        assert!(line.starts_with("IN= OUT=eth1 SRC=10.1.0.2 "), "{line}");
+    }
+
+    #[test]
     fn logger_is_rate_limited() {
         let mut logger = RuleLogger::new(1, 2);
         let key = PacketKey {
@@ -524,6 +706,7 @@ mod tests {
             in_if: 0,
             out_if: NO_IF,
             state: CtState::New,
+            extra: Default::default(),
         };
         let verdict = Verdict { action: Action::Drop, rule: Some(0), log: true };
         let written = (0..10).filter(|_| logger.log(0, Chain::Input, &key, &verdict)).count();

@@ -16,6 +16,8 @@ use super::sink::FrameSink;
 use super::split::SplitScratch;
 use super::token_bucket::TokenBucket;
 use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
+use crate::image::format::LogRecord;
+use crate::image::{LimitBucket, Lookup};
 
 /// Connection-table entries examined for expiry per handled frame.
 pub const SWEEP_PER_FRAME: usize = 2;
@@ -28,6 +30,24 @@ pub const SWEEP_PER_POLL: usize = 256;
 pub trait Classifier {
     /// The verdict of `chain` for a packet described by `key`.
     fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict;
+
+    /// [`Classifier::classify`] with the rules' runtime state (`-m limit`
+    /// buckets, the `LOG` rules passed); classifiers without such rules
+    /// need not implement it.
+    fn classify_with(&self, chain: Chain, key: &PacketKey, _lookup: &mut Lookup<'_>) -> Verdict {
+        self.classify(chain, key)
+    }
+
+    /// Whether some rule reads the residual key fields
+    /// ([`crate::flow::KeyExtra`]); when not, the data path skips them.
+    fn wants_extra(&self) -> bool {
+        true
+    }
+
+    /// The `LOG`/`NFLOG` record of a logging rule (prefix, level).
+    fn log_record(&self, _rule: u32) -> Option<LogRecord> {
+        None
+    }
 }
 
 impl<F: Fn(Chain, &PacketKey) -> Verdict> Classifier for F {
@@ -65,6 +85,8 @@ pub struct DataplaneConfig {
     pub routes: Vec<StaticRoute>,
     /// Rules in the compiled image (sizes the hit counters).
     pub rule_count: usize,
+    /// `-m limit` buckets the rules need ([`crate::image::Image::limit_count`]).
+    pub limit_count: usize,
     /// Connection-table capacity (from the rules file).
     pub conntrack_capacity: usize,
     /// Bytes the connection table may take: it shrinks to fit
@@ -98,6 +120,7 @@ impl DataplaneConfig {
             interfaces,
             routes,
             rule_count,
+            limit_count: 0,
             conntrack_capacity,
             conntrack_budget: usize::MAX,
             fragments: FragmentLimits::default(),
@@ -127,6 +150,9 @@ pub struct Dataplane {
     pub(super) neighbours: NeighbourTable,
     pub(super) counters: Counters,
     pub(super) logger: RuleLogger,
+    /// The rules' `-m limit` buckets (allocated here, filled at boot by
+    /// [`crate::image::Image::init_limits`]).
+    pub(super) limits: Vec<LimitBucket>,
     pub(super) icmp_limit: TokenBucket,
     /// Where ICMP errors and RSTs are built before going to the sink.
     pub(super) scratch: [u8; MAX_REPLY_LEN],
@@ -137,6 +163,11 @@ pub struct Dataplane {
 }
 
 impl Dataplane {
+    /// The rules' `-m limit` buckets, to fill at boot.
+    pub fn rule_limits_mut(&mut self) -> &mut [LimitBucket] {
+        &mut self.limits
+    }
+
     /// Builds the data plane, allocating every table now. A static route
     /// whose gateway is on no connected subnet is left out and listed in
     /// [`Dataplane::skipped_routes`] until an address change puts its
@@ -154,6 +185,7 @@ impl Dataplane {
             fragments: FragmentTable::new(config.fragments),
             neighbours: NeighbourTable::new(config.neighbour),
             logger: RuleLogger::new(config.log_rate.0, config.log_rate.1),
+            limits: alloc::vec![LimitBucket::default(); config.limit_count],
             icmp_limit: TokenBucket::new(config.icmp_rate.0, config.icmp_rate.1),
             interfaces: config.interfaces,
             static_routes: config.routes,

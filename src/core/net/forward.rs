@@ -20,12 +20,14 @@ use super::neighbour::Resolution;
 use super::options::{self, Ipv4Options, OptionsError};
 use super::parse::{
     parse_ethernet, parse_ipv4, EtherPayload, EthernetInfo, Ipv4Meta, Ports, ETHERNET_HEADER_LEN, IPV4_MIN_HEADER_LEN,
+    L4,
 };
 use super::reply::{build_icmp_error, build_tcp_reset, may_send_icmp_error, IcmpError, ReplyFrom};
 use super::route::{is_martian_destination, is_martian_source, NextHop};
 use super::sink::FrameSink;
 use super::split::{refused_by_mtu, Offload};
-use crate::flow::{proto, Action, Chain, CtState, IfIndex, PacketKey, RejectWith, NO_IF};
+use crate::flow::{addr_type, proto, Action, Chain, CtState, IfIndex, KeyExtra, PacketKey, PktType, RejectWith, NO_IF};
+use crate::image::Lookup;
 
 /// The received frame and what is known about it.
 pub(super) struct Packet<'f> {
@@ -305,8 +307,20 @@ impl Dataplane {
     ) -> Result<(), Result<Action, DropReason>> {
         let meta = &packet.meta;
         let tracked: Tracked = self.conntrack.track(meta, now_ms);
-        let key = packet_key(meta, packet.in_if, out_if, tracked.state);
-        let verdict = classifier.classify(chain, &key);
+        let mut key = packet_key(meta, packet.in_if, out_if, tracked.state);
+        if classifier.wants_extra() {
+            key.extra = self.key_extra(packet, out_if);
+        }
+        let mut lookup = Lookup::new(now_ms, &mut self.limits);
+        let verdict = classifier.classify_with(chain, &key, &mut lookup);
+        for &rule in lookup.logged() {
+            let record = classifier.log_record(rule).unwrap_or_default();
+            let frame = packet.frame.get(ETHERNET_HEADER_LEN..).unwrap_or(&[]);
+            if !self.logger.log_packet(now_ms, &record, &key, &packet.eth, frame) {
+                self.counters.events.log_suppressed += 1;
+            }
+        }
+        self.counters.events.log_suppressed += u64::from(lookup.logs_dropped);
         self.counters.count_verdict(chain, &verdict);
         if verdict.log && !self.logger.log(now_ms, chain, &key, &verdict) {
             self.counters.events.log_suppressed += 1;
@@ -488,6 +502,49 @@ fn is_dhcp_reply(meta: &Ipv4Meta) -> bool {
     meta.proto == proto::UDP && meta.l4.ports().is_some_and(|p| p.src == 67 && p.dst == 68)
 }
 
+impl Dataplane {
+    /// What residual matches read of a packet: TCP flags and options, TTL,
+    /// length, link-layer addressing, and the address types as seen from
+    /// the firewall's current addresses (DHCP may change them).
+    fn key_extra(&self, packet: &Packet<'_>, out_if: IfIndex) -> KeyExtra {
+        let meta = &packet.meta;
+        let (tcp_flags, tcp_options) = match &meta.l4 {
+            L4::Tcp { segment, .. } => (segment.all_flags, segment.options),
+            _ => (0, [0; 4]),
+        };
+        let dst_mac = packet.eth.dst;
+        let pkt_type = if dst_mac == [0xff; 6] {
+            PktType::Broadcast
+        } else if dst_mac[0] & 1 != 0 {
+            PktType::Multicast
+        } else {
+            PktType::Unicast
+        };
+        let own = || {
+            self.interfaces
+                .iter()
+                .enumerate()
+                .filter_map(|(n, i)| Some((n as IfIndex, i.addr?.addr, i.addr?.prefix_len)))
+        };
+        let on = |addr: u32, dev: IfIndex| addr_type(addr, own(), Some(dev));
+        KeyExtra {
+            tcp_flags,
+            ttl: meta.ttl,
+            len: meta.total_len.min(usize::from(u16::MAX)) as u16,
+            pkt_type,
+            src_mac: packet.eth.src,
+            has_mac: true,
+            src_type: addr_type(meta.src, own(), None),
+            dst_type: addr_type(meta.dst, own(), None),
+            src_type_in: on(meta.src, packet.in_if),
+            dst_type_in: on(meta.dst, packet.in_if),
+            src_type_out: on(meta.src, out_if),
+            dst_type_out: on(meta.dst, out_if),
+            tcp_options,
+        }
+    }
+}
+
 /// The rules' view of a packet.
 pub fn packet_key(meta: &Ipv4Meta, in_if: IfIndex, out_if: IfIndex, state: CtState) -> PacketKey {
     let ports = meta.l4.ports().unwrap_or(Ports { src: 0, dst: 0 });
@@ -503,5 +560,6 @@ pub fn packet_key(meta: &Ipv4Meta, in_if: IfIndex, out_if: IfIndex, state: CtSta
         in_if,
         out_if,
         state,
+        extra: KeyExtra::default(),
     }
 }

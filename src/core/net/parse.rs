@@ -110,6 +110,26 @@ pub struct TcpSegment {
     pub seq_len: u32,
     /// Window-scale option, if present (SYN segments).
     pub window_scale: Option<u8>,
+    /// The whole flags byte, ECE and CWR included (`--tcp-flags`).
+    pub all_flags: u8,
+    /// Option kinds present (bit N of word N/64), found as Linux's
+    /// `tcp_find_option` walks them (`--tcp-option`).
+    pub options: [u64; 4],
+}
+
+/// The option kinds of a TCP header's options, walked as Linux's
+/// `xt_tcpudp` `tcp_find_option` does: kinds 0 and 1 take one byte, the
+/// others their length byte (0 counts as 1), to the end of the header.
+pub fn tcp_option_kinds(options: &[u8]) -> [u64; 4] {
+    let mut kinds = [0u64; 4];
+    let mut i = 0usize;
+    while let Some(&kind) = options.get(i) {
+        if let Some(w) = kinds.get_mut(usize::from(kind / 64)) {
+            *w |= 1 << (kind % 64);
+        }
+        i += if kind < 2 { 1 } else { usize::from(options.get(i + 1).copied().unwrap_or(1)).max(1) };
+    }
+    kinds
 }
 
 /// Source and destination ports of a TCP or UDP packet.
@@ -347,7 +367,8 @@ fn parse_tcp(payload: &[u8]) -> Result<L4, ()> {
     if usize::from(tcp.header_len()) < TCP_MIN_HEADER_LEN {
         return Err(());
     }
-    let flags = payload.get(13).copied().ok_or(())? & 0x3f;
+    let all_flags = payload.get(13).copied().ok_or(())?;
+    let flags = all_flags & 0x3f;
     let data_len = payload.len().saturating_sub(usize::from(tcp.header_len()));
     let seq_len = data_len as u32 + u32::from(tcp.syn()) + u32::from(tcp.fin());
     let window_scale = if tcp.syn() { window_scale(tcp.options()) } else { None };
@@ -359,6 +380,8 @@ fn parse_tcp(payload: &[u8]) -> Result<L4, ()> {
         flags,
         seq_len,
         window_scale,
+        all_flags,
+        options: tcp_option_kinds(tcp.options()),
     };
     Ok(L4::Tcp { ports, segment })
 }
