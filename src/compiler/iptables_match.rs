@@ -686,7 +686,7 @@ pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
         let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);
         let limit_at = m.instances.get(at).map_or(0, |i| i.at);
         if m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment) {
-            return Err((limit_at, "`-m limit` must be the rule's last match in unifw: iptables spends its token before the matches after it, even on packets they refuse; move it after them".into()));
+            return Err((limit_at, "`-m limit` before other matches is not supported by unifw (it must be the rule's last match: iptables spends its token before the matches after it, even on packets they refuse; move it after them)".into()));
         }
         let cost = user2credits(avg);
         let cap = user2credits(avg.wrapping_mul(burst));
