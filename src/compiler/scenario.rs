@@ -61,24 +61,9 @@ pub fn lab_rule() -> Rule {
 /// The scenario ruleset for `opts`: lab interfaces, `policy input drop`,
 /// `policy forward drop`, input rules for ping and DHCP, N forward rules.
 pub fn scenario(opts: ScenarioOptions) -> Ruleset {
-    let mut set = Ruleset {
-        interfaces: Ruleset::lab_interfaces(),
-        policies: [
-            Action::Drop,
-            Action::Drop,
-            Action::Accept,
-            Action::Accept,
-            Action::Accept,
-            Action::Accept,
-            Action::Accept,
-            Action::Accept,
-            Action::Accept,
-            Action::Accept,
-            Action::Accept,
-            Action::Accept,
-        ],
-        ..Ruleset::default()
-    };
+    let mut set = Ruleset { interfaces: Ruleset::lab_interfaces(), ..Ruleset::default() };
+    set.set_policy(Chain::Input, Action::Drop);
+    set.set_policy(Chain::Forward, Action::Drop);
     set.files.push("scenario".into());
     let icmp = || ProtoMatch::OneOf(alloc::vec![proto::ICMP]);
     let ping = Rule {
