@@ -9,6 +9,7 @@ use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
 use super::ast::{ProtoMatch, Rule};
 use super::diag::Diagnostic;
+use super::iptables_commands;
 use super::iptables_match::{self, Matches};
 use super::iptables_target;
 use super::names;
@@ -23,15 +24,19 @@ pub struct Word<'a> {
     pub at: usize,
 }
 
-struct Line<'a> {
+/// One line of the file, for diagnostics.
+pub(super) struct Line<'a> {
     name: &'a str,
     src: &'a [u8],
-    no: u32,
-    start: usize,
+    /// 1-based line number.
+    pub(super) no: u32,
+    /// Byte offset of the line in the file.
+    pub(super) start: usize,
 }
 
 impl Line<'_> {
-    fn diag(&self, at: usize, msg: String) -> Diagnostic {
+    /// An error at byte offset `at` of the file.
+    pub(super) fn diag(&self, at: usize, msg: String) -> Diagnostic {
         Diagnostic::at(self.name, self.src, self.no, self.start, at, msg)
     }
 }
@@ -103,20 +108,15 @@ fn statement(
         w = &w[1..]; // packet and byte counters of `iptables-save -c`
     }
     match w.first().map(|x| x.text) {
-        Some("-A") | Some("--append") if t != "filter" => {
-            ctx.count_unsupported(format!("*{t} table"));
-            Err(line.diag(
-                offset,
-                format!(
-                    "table `{t}` is not supported (unifw implements only the filter table's INPUT and FORWARD chains)"
-                ),
-            ))
-        }
         Some("-A") | Some("--append") => {
-            if let Some(rule) = rule(ctx, file, line, &w[1..], offset)? {
+            if let Some(rule) = table_rule(ctx, file, line, t, &w[1..], offset)? {
+                iptables_commands::remember_signature(ctx, &rule, w);
                 ctx.set.rules.push(rule);
             }
             Ok(())
+        }
+        Some(command) if iptables_commands::is_command(command) => {
+            iptables_commands::command(ctx, file, line, t, w, offset)
         }
         Some("-N") | Some("--new-chain") => match (w.get(1), w.get(2)) {
             (Some(name), None) if t == "filter" => {
@@ -128,11 +128,33 @@ fn statement(
         _ => Err(line.diag(
             offset,
             format!(
-                "unsupported command `{}` (iptables-save has only `*table`, `:CHAIN`, `-A` and COMMIT lines; `-N` is read too)",
+                "unsupported command `{}` (unifw reads `*table`, `:CHAIN`, COMMIT and the commands -A, -I, -D, -N, -F, -X, -P and -Z)",
                 text
             ),
         )),
     }
+}
+
+/// The rule of an `-A`, `-I` or `-D` line of table `table` (`w` starts
+/// at its chain); `None` for a rule without a target (see [`rule`]).
+pub(super) fn table_rule(
+    ctx: &mut Ctx,
+    file: u16,
+    line: &Line,
+    table: &str,
+    w: &[Word],
+    offset: usize,
+) -> Result<Option<Rule>, Diagnostic> {
+    if table != "filter" {
+        ctx.count_unsupported(format!("*{table} table"));
+        return Err(line.diag(
+            offset,
+            format!(
+                "table `{table}` is not supported (unifw implements only the filter table's INPUT and FORWARD chains)"
+            ),
+        ));
+    }
+    rule(ctx, file, line, w, offset)
 }
 
 /// The offset of the quote that ends a quoted word: iptables-save escapes
@@ -183,16 +205,29 @@ fn chain_policy(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word]) 
         );
     };
     let chain = &name.text[1..];
+    match policy.text {
+        "-" if BUILTIN_CHAINS.contains(&chain) => {
+            Err(line.diag(policy.at, format!("built-in chain `{chain}` needs a policy (ACCEPT or DROP)")))
+        }
+        "-" if table == "filter" => {
+            iptables_target::declare(ctx, file, line.no, chain).map_err(|e| line.diag(name.at, e))
+        }
+        "-" => Ok(()), // a user chain of a table unifw does not read: its rules are refused
+        _ => set_policy(ctx, line, table, chain, policy),
+    }
+}
+
+/// Sets the policy of built-in `chain` of `table` (`:CHAIN POLICY` or `-P CHAIN POLICY`).
+pub(super) fn set_policy(
+    ctx: &mut Ctx,
+    line: &Line,
+    table: &str,
+    chain: &str,
+    policy: &Word,
+) -> Result<(), Diagnostic> {
     let action = match policy.text {
         "ACCEPT" => Action::Accept,
         "DROP" => Action::Drop,
-        "-" if BUILTIN_CHAINS.contains(&chain) => {
-            return Err(line.diag(policy.at, format!("built-in chain `{chain}` needs a policy (ACCEPT or DROP)")))
-        }
-        "-" if table == "filter" => {
-            return iptables_target::declare(ctx, file, line.no, chain).map_err(|e| line.diag(name.at, e))
-        }
-        "-" => return Ok(()), // a user chain of a table unifw does not read: its rules are refused
         p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
     };
     match (table, chain) {
@@ -208,7 +243,7 @@ fn chain_policy(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word]) 
 }
 
 /// The built-in chains of iptables' tables.
-const BUILTIN_CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
+pub(super) const BUILTIN_CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
 
 /// What one `-A` line has said so far.
 struct Opts {
@@ -220,7 +255,13 @@ struct Opts {
 /// One `-A` line's rule; `None` for a rule without a target, which in
 /// iptables only counts the packets it matches and changes no verdict:
 /// unifw leaves it out, with a note.
-fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<Option<Rule>, Diagnostic> {
+pub(super) fn rule(
+    ctx: &mut Ctx,
+    file: u16,
+    line: &Line,
+    w: &[Word],
+    offset: usize,
+) -> Result<Option<Rule>, Diagnostic> {
     let chain = match w.first() {
         Some(c) => iptables_target::rule_chain(ctx, file, c.text).map_err(|e| {
             if matches!(c.text, "OUTPUT" | "PREROUTING" | "POSTROUTING") {
@@ -305,6 +346,9 @@ fn option(
                 }
                 _ => return Err(line.diag(opt.at, "`--reject-with` needs `-j REJECT` first".into())),
             }
+        }
+        t if !t.starts_with('-') => {
+            return Err(line.diag(opt.at, format!("bad argument `{t}` (iptables refuses it)")));
         }
         _ => {
             ctx.count_unsupported(String::from(opt.text));
