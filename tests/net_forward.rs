@@ -155,7 +155,7 @@ fn local_traffic_is_judged_by_the_input_chain() {
     let mut ping = echo_frame(SENDER, FW0, true, 1, 1, 64);
     let input_only = |chain: Chain, _: &PacketKey| match chain {
         Chain::Input => verdict(Action::Accept, Some(2)),
-        Chain::Forward => verdict(Action::Drop, None),
+        _ => verdict(Action::Drop, None),
     };
     assert_eq!(dp.handle_frame(0, 0, &mut ping, &input_only, &mut sink), Disposition::Local);
     assert_eq!(dp.counters().rule_hits[2], 1);
@@ -164,7 +164,7 @@ fn local_traffic_is_judged_by_the_input_chain() {
     assert_eq!(dp.handle_frame(0, 0, &mut ping_other, &input_only, &mut sink), Disposition::Local);
     let mut ping = echo_frame(SENDER, FW0, true, 3, 1, 64);
     assert_eq!(dp.handle_frame(0, 0, &mut ping, &drop_all, &mut sink), Disposition::Drop(DropReason::RuleDrop));
-    assert_eq!(dp.counters().policy_hits, [1, 0]);
+    assert_eq!(dp.counters().policy_hits[..2], [1, 0]);
     let mut udp = udp_frame(SENDER, FW0, 5000, 161, 4);
     let reject = reject_with(RejectWith::PortUnreachable);
     assert_eq!(dp.handle_frame(0, 0, &mut udp, &reject, &mut sink), Disposition::Drop(DropReason::RuleReject));

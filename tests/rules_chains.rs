@@ -7,7 +7,7 @@ mod rules_common;
 
 use rules_common::{packets, random_rule, random_ruleset};
 use unifw_compiler::{self as rules, compile_ruleset, render, Format, Jump, Rng, RuleChain, Ruleset, UserChain};
-use unifw_core::flow::{Action, Chain};
+use unifw_core::flow::{Action, Chain, BUILTIN_CHAINS};
 use unifw_core::image::format::MAX_CALL_DEPTH;
 use unifw_core::image::Image;
 
@@ -22,7 +22,7 @@ fn chained(rng: &mut Rng, n: usize, iptables: bool) -> Ruleset {
     let chains = rng.below(6) as u16;
     set.chains = (0..chains).map(|i| UserChain { name: format!("C{i}"), file: 0, line: 1 }).collect();
     // At most 3 jumps or gotos per chain: the worst case stays well within MAX_LOOKUPS.
-    let mut jumps = [0u8; 7];
+    let mut jumps = [0u8; BUILTIN_CHAINS + 6];
     for r in &mut set.rules {
         r.log = false;
         let here = if chains > 0 && rng.pct(50) { Some(rng.below(u64::from(chains)) as u16) } else { None };
@@ -53,7 +53,7 @@ fn chains_equal_the_reference() {
         let set = chained(&mut rng, [3, 10, 40, 150][round % 4], false);
         let compiled = compile_ruleset(set.clone()).expect("compiles");
         let image = Image::from_bytes(&compiled.image).expect("valid image");
-        assert_eq!(image.chain_count() as usize, 2 + set.chains.len());
+        assert_eq!(image.chain_count() as usize, BUILTIN_CHAINS + set.chains.len());
         for k in packets(&mut rng, &set, 200) {
             for chain in [Chain::Input, Chain::Forward] {
                 let want = set.classify_linear(chain, &k);

@@ -691,14 +691,26 @@ def fw_stateful(run):
     run.expect_no_console("PANIC|ERROR", "fw-stateful: no errors on the console")
 
 
-def probe_run(run, plan, out):
+def probe_run(run, plan, out, introduce=False):
     """Sends PLAN's probes from both sides (each side sends those whose
     source is one of its addresses: hosts .2-.9) while both sides sniff;
-    writes "ID VERDICT" lines to OUT."""
+    writes "ID VERDICT" lines to OUT. INTRODUCE: each host first makes
+    itself known to the firewall by an ARP request (its neighbour entry
+    flushed, one datagram to the firewall's discard port), so that the
+    firewall can answer probes addressed to it at once (unifw's local
+    stack drops an answer to a neighbour it has not resolved yet, where
+    Linux queues it)."""
     the_lab, tag = run.lab, out.stem
     for host in range(3, 10):
         the_lab.ip("-n", the_lab.sender, "addr", "add", f"10.1.0.{host}/24", "dev", the_lab.taps[0])
         the_lab.ip("-n", the_lab.receiver, "addr", "add", f"10.2.0.{host}/24", "dev", the_lab.taps[1])
+    for side, ns in enumerate((the_lab.sender, the_lab.receiver) if introduce else (), start=1):
+        for host in range(3, 10):
+            the_lab.ip("-n", ns, "neigh", "flush", "dev", the_lab.taps[side - 1])
+            hello = (f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                     f"s.bind(('10.{side}.0.{host}', 9)); s.sendto(b'hello', ('10.{side}.0.1', 9))")
+            the_lab.run(ns, ["python3", "-c", hello])
+            time.sleep(0.1)
     sniffs = [run.log_dir / f"{tag}-sniff-{side}.log" for side in "sr"]
     sniffers = [the_lab.start(["python3", PROBE, "sniff"], ns=ns, out=log)
                 for ns, log in zip((the_lab.sender, the_lab.receiver), sniffs)]
@@ -757,8 +769,9 @@ def through_linux(run, test, rules, measure):
         run.lab.down()
 
 
-def fw_compare(run, plan, ours, linux):
-    """Counts identical verdicts (ours vs Linux) and lists the others."""
+def fw_compare(run, plan, ours, linux, test="fw-diff"):
+    """Counts identical verdicts (ours vs Linux) and lists the others, as
+    checks of TEST."""
     probes = [line.split() for line in plan.read_text().splitlines()]
     a = [line.split() for line in ours.read_text().splitlines()]
     b = [line.split() for line in linux.read_text().splitlines()]
@@ -768,9 +781,9 @@ def fw_compare(run, plan, ours, linux):
     summary = ", ".join(f"{verdict} {counts[verdict]}" for verdict in sorted(counts))
     print(f"  differential: {same} of {total} probes got the same verdict (Linux: {summary})")
     if len(a) == total and same == total:
-        run.ok(f"fw-diff: unifw and Linux iptables agree on all {total} probes")
+        run.ok(f"{test}: unifw and Linux iptables agree on all {total} probes")
         return
-    run.fail(f"fw-diff: {total - same} of {total} verdicts differ")
+    run.fail(f"{test}: {total - same} of {total} verdicts differ")
     shown = 0
     for probe, x, y in zip(probes, a, b):
         if x != y and shown < 30:
@@ -793,6 +806,7 @@ import lab_hostile  # noqa: E402
 import lab_linuxvm  # noqa: E402
 import lab_mtu  # noqa: E402
 import lab_pool  # noqa: E402
+import lab_random  # noqa: E402
 
 # The lab tests by name, in the order `scripts/test --lab` runs them.
 TESTS = {
@@ -810,6 +824,8 @@ TESTS = {
     "fw-basic": Test("tests/lab/fw-basic.ipt: accept, drop, reject, TTL", fw_basic),
     "fw-stateful": Test("tests/lab/fw-stateful.ipt: ESTABLISHED,RELATED replies", fw_stateful),
     "fw-diff": Test("tests/lab/fw-diff.ipt: 300 probes, unifw vs Linux iptables", fw_differential),
+    "fw-random": Test("random iptables-save rulesets (ruleset_gen.py): probes, unifw vs Linux iptables",
+                      lab_random.fw_random),
     "stream": Test("a TCP stream past 65,536 frames, offloads off", sustained_stream),
     "first-packets": Test("first UDP and TCP packets to an unresolved host arrive at once; same in Linux",
                           lab_flood.first_packets),

@@ -13,8 +13,12 @@ raw-socket commands:
   probe.py sniff                      prints every IPv4 packet arriving on a
                                       non-loopback interface, one line each,
                                       until SIGTERM (AF_PACKET)
-  probe.py plan [N] [--seed S]        writes N probes (default 300) between
-                                      the lab's extra addresses, both ways
+  probe.py plan [N] [--seed S] [--local PCT]
+                                      writes N probes (default 300) between
+                                      the lab's extra addresses, both ways;
+                                      PCT percent of them (default 0) go to
+                                      the firewall's address on their side
+                                      instead
   probe.py send PLAN [--rate R]       sends the plan's probes whose source
                                       address is local: TCP SYNs (connect),
                                       UDP datagrams, ICMP echoes
@@ -26,7 +30,9 @@ A plan line is "ID PROTO SRC SPORT DST DPORT" (PROTO tcp, udp or icmp; for
 icmp SPORT is the echo identifier and DPORT is ignored). Verdicts: "pass"
 (the probe reached its destination), "rst" (a TCP RST came back instead),
 "icmp-T/C" (an ICMP error of type T, code C quoting the probe came back),
-"drop" (nothing arrived and nothing came back).
+"drop" (nothing arrived and nothing came back). A probe to the firewall
+itself (which runs no servers) passes when it is answered: an echo reply,
+or a SYN-ACK; a closed port's answer is "rst" or "icmp-3/3".
 """
 
 import argparse
@@ -174,11 +180,13 @@ PLAN_PORTS = [22, 53, 80, 443, 999, 1023, 1024, 3306, 5000, 5432, 5999, 6000,
               9101, 10000, 20000, 20001, 40000, 40001, 50000]
 
 
-def plan(n, seed):
+def plan(n, seed, local=0):
     """N probes: protocol, direction (70% sender -> receiver), hosts .2-.9
     on each side, destination port from PLAN_PORTS; the source port (or
     ICMP identifier) is unique, privileged for every fifth probe, and in
-    700-799 or 850 for some (the ruleset matches those)."""
+    700-799 or 850 for some (the ruleset matches those). LOCAL percent of
+    the probes go from hosts .3-.9 to the firewall's address on their side
+    (10.1.0.1 or 10.2.0.1) instead."""
     import random
     rng = random.Random(seed)
     for i in range(n):
@@ -187,6 +195,9 @@ def plan(n, seed):
         a = "10.1.0.%d" % rng.randint(2, 9)
         b = "10.2.0.%d" % rng.randint(2, 9)
         src, dst = (a, b) if fwd else (b, a)
+        if local and rng.random() * 100 < local:
+            side = 1 if fwd else 2
+            src, dst = "10.%d.0.%d" % (side, rng.randint(3, 9)), "10.%d.0.1" % side
         sport = 30000 + i if i % 5 else 600 + i // 5 * 2 + rng.randint(0, 1)
         if i == 7:
             sport = 850
@@ -269,12 +280,18 @@ def judge(path, logs):
             _, src, sport, dst, dport, flags = ev
             if int(flags) & 0x02 and not int(flags) & 0x10:
                 tcp_in.add((src, sport, dst, dport))
+            if int(flags) & 0x12 == 0x12:
+                # A SYN-ACK: the probe reached its destination (the firewall).
+                tcp_in.add((dst, dport, src, sport))
             if int(flags) & 0x04:
                 rst.add((dst, dport, src, sport))
         elif ev[0] == "udp" and len(ev) == 6:
             udp_in.add(ev[1:5])
         elif ev[0] == "icmp" and ev[5] == "8":
             echo_in.add((ev[1], ev[2], ev[3]))
+        elif ev[0] == "icmp" and ev[5] == "0":
+            # An echo reply: the request reached its destination (the firewall).
+            echo_in.add((ev[3], ev[2], ev[1]))
         elif ev[0] == "icmperr":
             _, _, typ, code, iname, isrc, isport, idst, idport = ev
             key = (iname, isrc, isport, idst) + (() if iname == "icmp" else (idport,))
@@ -307,6 +324,7 @@ def main():
     p = sub.add_parser("plan")
     p.add_argument("n", type=int, nargs="?", default=300)
     p.add_argument("--seed", type=int, default=4)
+    p.add_argument("--local", type=float, default=0)
     p = sub.add_parser("send")
     p.add_argument("plan")
     p.add_argument("--rate", type=float, default=200)
@@ -322,7 +340,7 @@ def main():
     elif a.cmd == "sniff":
         sniff()
     elif a.cmd == "plan":
-        plan(a.n, a.seed)
+        plan(a.n, a.seed, a.local)
     elif a.cmd == "send":
         send(a.plan, a.rate, a.linger)
     else:

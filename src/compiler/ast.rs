@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
-use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict};
+use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict, BUILTIN_CHAINS};
 use unifw_core::image::format::{MAX_CALL_DEPTH, MAX_LOOKUPS};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 use unifw_core::net::addr::Cidr;
@@ -170,14 +170,19 @@ impl PartialEq<Chain> for RuleChain {
 }
 
 impl RuleChain {
-    /// The chain's number in the image: 0 input, 1 forward, then the user chains.
+    /// The chain's number in the image: the built-in chains in
+    /// [`Chain::index`] order, then the user chains from [`BUILTIN_CHAINS`].
     pub fn number(self) -> usize {
         match self {
-            RuleChain::Builtin(Chain::Input) => 0,
-            RuleChain::Builtin(Chain::Forward) => 1,
-            RuleChain::User(n) => 2 + usize::from(n),
+            RuleChain::Builtin(c) => c.index(),
+            RuleChain::User(n) => user_chain_number(n),
         }
     }
+}
+
+/// The image chain number of user chain `n`.
+pub fn user_chain_number(n: u16) -> usize {
+    BUILTIN_CHAINS + usize::from(n)
 }
 
 /// Where evaluation goes when a rule matches, instead of its action.
@@ -307,10 +312,9 @@ pub struct Ruleset {
     pub interfaces: Vec<InterfaceSpec>,
     /// Static routes.
     pub routes: Vec<RouteSpec>,
-    /// Input chain policy.
-    pub policy_input: Action,
-    /// Forward chain policy.
-    pub policy_forward: Action,
+    /// The built-in chains' policies, by [`Chain::index`] (see
+    /// [`Ruleset::policy`]).
+    pub policies: [Action; BUILTIN_CHAINS],
     /// Connection-tracking table size.
     pub conntrack_max: u32,
     /// All rules of every chain, in file order.
@@ -332,8 +336,7 @@ impl Default for Ruleset {
             files: Vec::new(),
             interfaces: Vec::new(),
             routes: Vec::new(),
-            policy_input: Action::Accept,
-            policy_forward: Action::Accept,
+            policies: [Action::Accept; BUILTIN_CHAINS],
             conntrack_max: DEFAULT_CONNTRACK_MAX,
             rules: Vec::new(),
             chains: Vec::new(),
@@ -354,9 +357,13 @@ impl Ruleset {
 
     /// The policy of `chain`.
     pub fn policy(&self, chain: Chain) -> Action {
-        match chain {
-            Chain::Input => self.policy_input,
-            Chain::Forward => self.policy_forward,
+        self.policies.get(chain.index()).copied().unwrap_or(Action::Accept)
+    }
+
+    /// Sets the policy of `chain`.
+    pub fn set_policy(&mut self, chain: Chain, action: Action) {
+        if let Some(p) = self.policies.get_mut(chain.index()) {
+            *p = action;
         }
     }
 

@@ -7,10 +7,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use unifw_core::flow::Chain;
+use unifw_core::flow::{Chain, BUILTIN_CHAINS};
 use unifw_core::image::format::{MAX_CALL_DEPTH, MAX_LOOKUPS};
 
-use super::ast::{Jump, RuleChain, Ruleset};
+use super::ast::{user_chain_number, Jump, RuleChain, Ruleset};
 
 /// Longest user chain name iptables accepts (`XT_EXTENSION_MAXNAMELEN` - 1).
 pub const MAX_CHAIN_NAME: usize = 28;
@@ -24,21 +24,20 @@ struct Edge {
 }
 
 fn name(set: &Ruleset, n: usize) -> String {
-    match n {
-        0 => "INPUT".into(),
-        1 => "FORWARD".into(),
-        n => set.chains.get(n - 2).map_or_else(|| format!("#{n}"), |c| c.name.clone()),
+    match Chain::from_index(n) {
+        Some(c) => c.name().into(),
+        None => set.chains.get(n - BUILTIN_CHAINS).map_or_else(|| format!("#{n}"), |c| c.name.clone()),
     }
 }
 
 /// Ok, or the index of the rule to blame and why.
 pub fn check(set: &Ruleset) -> Result<(), (usize, String)> {
-    let n = 2 + set.chains.len();
+    let n = BUILTIN_CHAINS + set.chains.len();
     let mut edges: Vec<Vec<Edge>> = (0..n).map(|_| Vec::new()).collect();
     for (i, r) in set.rules.iter().enumerate() {
         let (to, call) = match r.jump {
-            Some(Jump::Call(t)) => (usize::from(t) + 2, true),
-            Some(Jump::Goto(t)) => (usize::from(t) + 2, false),
+            Some(Jump::Call(t)) => (user_chain_number(t), true),
+            Some(Jump::Goto(t)) => (user_chain_number(t), false),
             _ => continue,
         };
         if let Some(list) = edges.get_mut(r.chain.number()) {
@@ -55,8 +54,8 @@ pub fn check(set: &Ruleset) -> Result<(), (usize, String)> {
             lookups[c] = lookups[c].saturating_add(lookups[e.to] + u64::from(e.call));
         }
     }
-    for root in [RuleChain::Builtin(Chain::Input), RuleChain::Builtin(Chain::Forward)] {
-        let root = root.number();
+    for root in Chain::ALL {
+        let root = RuleChain::Builtin(root).number();
         if depth[root] > MAX_CALL_DEPTH {
             let path = deepest(set, &edges, &depth, root);
             return Err((

@@ -4,7 +4,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use unifw_core::flow::Chain;
+use unifw_core::flow::{Chain, BUILTIN_CHAINS};
 
 use super::ast::Ruleset;
 use super::diag::{Diagnostic, Diagnostics};
@@ -111,7 +111,7 @@ pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
         diags.push(Diagnostic::plain(file, line, column, msg));
         return Err(diags);
     }
-    let mut chains: Vec<Vec<_>> = (0..2 + set.chains.len()).map(|_| Vec::new()).collect();
+    let mut chains: Vec<Vec<_>> = (0..BUILTIN_CHAINS + set.chains.len()).map(|_| Vec::new()).collect();
     let mut total = 0usize;
     for (i, r) in set.rules.iter().enumerate() {
         let Some(out) = chains.get_mut(r.chain.number()) else { continue };

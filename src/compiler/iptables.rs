@@ -231,8 +231,8 @@ pub(super) fn set_policy(
         p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
     };
     match (table, chain) {
-        ("filter", "INPUT") => ctx.set.policy_input = action,
-        ("filter", "FORWARD") => ctx.set.policy_forward = action,
+        ("filter", "INPUT") => ctx.set.set_policy(Chain::Input, action),
+        ("filter", "FORWARD") => ctx.set.set_policy(Chain::Forward, action),
         (_, _) if action == Action::Accept => {} // an empty chain that accepts changes nothing
         (t, c) => {
             ctx.count_unsupported(format!("policy DROP of {t} {c}"));

@@ -5,7 +5,7 @@
 use alloc::format;
 use alloc::string::String;
 
-use unifw_core::flow::{Action, RejectWith};
+use unifw_core::flow::{Action, RejectWith, BUILTIN_CHAINS};
 use unifw_core::image::format::MAX_CHAINS;
 
 use super::ast::{Jump, Rule, RuleChain, UserChain};
@@ -50,8 +50,8 @@ pub fn declare(ctx: &mut Ctx, file: u16, line: u32, name: &str) -> Result<(), St
     if find(ctx, file, name).is_some() {
         return Err(format!("chain `{name}` is declared twice (iptables: chain already exists)"));
     }
-    if ctx.set.chains.len() + 2 >= MAX_CHAINS {
-        return Err(format!("more than {} user chains (the most an image may have)", MAX_CHAINS - 2));
+    if ctx.set.chains.len() + BUILTIN_CHAINS >= MAX_CHAINS {
+        return Err(format!("more than {} user chains (the most an image may have)", MAX_CHAINS - BUILTIN_CHAINS));
     }
     ctx.set.chains.push(UserChain { name: name.into(), file, line });
     Ok(())

@@ -403,10 +403,7 @@ impl<'a> Parser<'a, '_, '_> {
                 action = Action::Reject(self.value("a reject kind", names::reject_with)?);
             }
         }
-        match chain {
-            Chain::Input => self.ctx.set.policy_input = action,
-            Chain::Forward => self.ctx.set.policy_forward = action,
-        }
+        self.ctx.set.set_policy(chain, action);
         Ok(())
     }
 

@@ -50,8 +50,8 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
         let _ = write!(
             s,
             "*filter\n:INPUT {} [0:0]\n:FORWARD {} [0:0]\n:OUTPUT ACCEPT [0:0]\n",
-            up(set.policy_input)?,
-            up(set.policy_forward)?
+            up(set.policy(Chain::Input))?,
+            up(set.policy(Chain::Forward))?
         );
         for c in &set.chains {
             let _ = writeln!(s, ":{} - [0:0]", c.name);
@@ -81,7 +81,12 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
     for r in &set.routes {
         let _ = writeln!(s, "route {}/{} via {}", dotted(r.dest), r.prefix_len, dotted(r.gateway));
     }
-    let _ = writeln!(s, "policy input {}\npolicy forward {}", policy(set.policy_input)?, policy(set.policy_forward)?);
+    let _ = writeln!(
+        s,
+        "policy input {}\npolicy forward {}",
+        policy(set.policy(Chain::Input))?,
+        policy(set.policy(Chain::Forward))?
+    );
     if set.conntrack_max != super::ast::DEFAULT_CONNTRACK_MAX {
         let _ = writeln!(s, "conntrack max {}", set.conntrack_max);
     }
@@ -144,12 +149,17 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
     if format == Format::Unifw && (r.jump.is_some() || matches!(r.chain, RuleChain::User(_))) {
         return Err(format!("user chains, jumps and RETURN exist only in iptables-save (the rule at line {})", r.line));
     }
+    if let RuleChain::Builtin(c) = r.chain {
+        if !matches!(c, Chain::Input | Chain::Forward) {
+            let what = format!("{} {}", c.table().name(), c.name());
+            return Err(format!("rules of {what} cannot be printed yet (the rule at line {})", r.line));
+        }
+    }
     match format {
         Format::Unifw => Ok(native_rule(r)),
         Format::Iptables => {
             let chain = match r.chain {
-                RuleChain::Builtin(Chain::Input) => "INPUT",
-                RuleChain::Builtin(Chain::Forward) => "FORWARD",
+                RuleChain::Builtin(c) => c.name(),
                 RuleChain::User(n) => name(n)?,
             };
             let target = match r.jump {

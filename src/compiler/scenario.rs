@@ -63,8 +63,20 @@ pub fn lab_rule() -> Rule {
 pub fn scenario(opts: ScenarioOptions) -> Ruleset {
     let mut set = Ruleset {
         interfaces: Ruleset::lab_interfaces(),
-        policy_input: Action::Drop,
-        policy_forward: Action::Drop,
+        policies: [
+            Action::Drop,
+            Action::Drop,
+            Action::Accept,
+            Action::Accept,
+            Action::Accept,
+            Action::Accept,
+            Action::Accept,
+            Action::Accept,
+            Action::Accept,
+            Action::Accept,
+            Action::Accept,
+            Action::Accept,
+        ],
         ..Ruleset::default()
     };
     set.files.push("scenario".into());

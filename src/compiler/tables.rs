@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 
 use super::ast::{mask, Ruleset};
 use super::expand::{Entry, PROTO_ANY, PROTO_NEG};
+use unifw_core::flow::{Action, Chain};
 use unifw_core::image::format::*;
 use unifw_core::image::InterfaceSpec;
 
@@ -295,8 +296,9 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
             sections[sec::LINES].extend_from_slice(&target(r).encode().to_le_bytes());
         }
     }
-    for ct in &chains {
-        write_chain(&mut sections, ct);
+    for (n, ct) in chains.iter().enumerate() {
+        let policy = Chain::from_index(n).map_or(Action::Accept, |c| set.policy(c));
+        write_chain(&mut sections, ct, policy);
     }
     for m in &set.metrics {
         for p in &m.from {
@@ -308,19 +310,21 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
     (assemble(set, &sections), stats)
 }
 
-/// A rule's target word: user chain `n` is image chain `n + 2`.
+/// A rule's target word (user chain `n` is image chain
+/// [`super::ast::user_chain_number`]).
 fn target(r: &super::ast::Rule) -> Target {
-    use super::ast::Jump;
+    use super::ast::{user_chain_number, Jump};
+    let chain = |n: u16| user_chain_number(n) as u32;
     match r.jump {
         None => Target::Verdict,
-        Some(Jump::Call(n)) => Target::Jump(u32::from(n) + 2),
-        Some(Jump::Goto(n)) => Target::Goto(u32::from(n) + 2),
+        Some(Jump::Call(n)) => Target::Jump(chain(n)),
+        Some(Jump::Goto(n)) => Target::Goto(chain(n)),
         Some(Jump::Return) => Target::Return,
     }
 }
 
 /// Appends one chain's tables to the sections, and its chain record.
-fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
+fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables, policy: Action) {
     let count = |s: &[Vec<u8>; SECTIONS], n: usize| (s[n].len() / RECORD[n]) as u32;
     let tuple_start = count(s, sec::TUPLES);
     let slot_base = count(s, sec::SLOTS);
@@ -358,6 +362,7 @@ fn write_chain(s: &mut [Vec<u8>; SECTIONS], ct: &ChainTables) {
         src: side(&ct.src),
         entry_start: entry_base,
         entry_count: ct.entries.len() as u32,
+        policy,
     };
     s[sec::CHAINS].extend_from_slice(&chain.encode());
 }
@@ -377,7 +382,6 @@ fn assemble(set: &Ruleset, sections: &[Vec<u8>; SECTIONS]) -> Vec<u8> {
         total_len: out.len() as u32,
         rule_count: set.rules.len() as u32,
         conntrack_max: set.conntrack_max,
-        policies: [set.policy_input, set.policy_forward],
         sections: places,
         tables_hash: 0,
     };
@@ -554,24 +558,50 @@ mod pinned {
     /// The image as layout version 1 wrote it. Version 2 changed the header
     /// (version 1 had zeros from 112 to 128, where the section table's 11th
     /// entry and the tables hash are now, and a section count of 10) and
-    /// appended the metrics section, which for these inputs is empty: it
-    /// only added the padding to its 64-byte alignment to the total length.
-    /// (Header field offsets: total length at 12, section count at 28.)
-    fn as_version_1(mut image: Vec<u8>) -> Vec<u8> {
-        use unifw_core::image::format::{sec, tables_hash, Header};
+    /// appended the metrics section, which for these inputs is empty.
+    /// Version 7 moved the input and forward policies from the header
+    /// (bytes 24 and 25) into their chain records (byte 72) and added ten
+    /// more built-in chain records, empty for these inputs, after the two:
+    /// undone here, the sections laid out again 64-byte aligned as the
+    /// writer does. (Header field offsets: total length at 12, section
+    /// count at 28, section table at 32.)
+    fn as_version_1(image: Vec<u8>) -> Vec<u8> {
+        use unifw_core::image::format::{sec, tables_hash, ChainRecord, Header, HEADER_LEN};
         let stored = u64::from_le_bytes(image[Header::HASH..Header::HASH + 8].try_into().unwrap());
         assert_eq!(stored, tables_hash(&image), "the header carries the image's own hash");
         let header = Header::decode(&image).expect("a header");
-        let (masks, metrics) = (header.sections[sec::MASKS], header.sections[sec::METRICS]);
-        let end = (masks.offset + masks.len) as usize;
-        assert_eq!((metrics.offset as usize, metrics.len), (end.next_multiple_of(64), 0), "an empty last section");
-        assert_eq!(header.total_len, metrics.offset);
-        image.truncate(end);
-        image[8..12].copy_from_slice(&1u32.to_le_bytes());
-        image[12..16].copy_from_slice(&(end as u32).to_le_bytes());
-        image[28..32].copy_from_slice(&10u32.to_le_bytes());
-        image[112..128].fill(0);
-        image
+        let bytes = |n: usize| {
+            let s = header.sections[n];
+            image[s.offset as usize..(s.offset + s.len) as usize].to_vec()
+        };
+        assert_eq!(bytes(sec::METRICS), Vec::<u8>::new(), "an empty metrics section");
+        let mut chains = bytes(sec::CHAINS);
+        for extra in chains[2 * ChainRecord::LEN..].chunks(ChainRecord::LEN) {
+            let c = ChainRecord::decode(extra).expect("a chain record");
+            assert_eq!((c.rules, c.tuple_count, c.entry_count), (0, 0, 0), "an empty built-in chain");
+        }
+        chains.truncate(2 * ChainRecord::LEN);
+        let policies = [chains[72], chains[ChainRecord::LEN + 72]];
+        chains[72] = 0;
+        chains[ChainRecord::LEN + 72] = 0;
+        let mut out = image[..HEADER_LEN].to_vec();
+        for n in 0..sec::METRICS {
+            let section = if n == sec::CHAINS { chains.clone() } else { bytes(n) };
+            if n > 0 {
+                out.resize(out.len().next_multiple_of(64), 0);
+            }
+            let (at, offset) = (32 + n * 8, out.len() as u32);
+            out[at..at + 4].copy_from_slice(&offset.to_le_bytes());
+            out[at + 4..at + 8].copy_from_slice(&(section.len() as u32).to_le_bytes());
+            out.extend_from_slice(&section);
+        }
+        let end = out.len() as u32;
+        out[8..12].copy_from_slice(&1u32.to_le_bytes());
+        out[12..16].copy_from_slice(&end.to_le_bytes());
+        out[24..26].copy_from_slice(&policies);
+        out[28..32].copy_from_slice(&10u32.to_le_bytes());
+        out[112..128].fill(0);
+        out
     }
 
     fn fnv_v1(image: Vec<u8>) -> u64 {

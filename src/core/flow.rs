@@ -11,13 +11,124 @@ pub mod proto {
     pub const UDP: u8 = 17;
 }
 
-/// Which rule chain judges a packet (the iptables INPUT and FORWARD chains).
+/// The table a built-in chain belongs to (iptables' `*filter`, `*nat`,
+/// `*raw`, `*mangle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Verdicts: accept, drop, reject.
+    Filter,
+    /// Address translation, decided on a connection's first packet.
+    Nat,
+    /// Before connection tracking: `NOTRACK`.
+    Raw,
+    /// Packet changes: `TCPMSS`.
+    Mangle,
+}
+
+impl Table {
+    /// iptables' name of the table (`filter`, `nat`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Table::Filter => "filter",
+            Table::Nat => "nat",
+            Table::Raw => "raw",
+            Table::Mangle => "mangle",
+        }
+    }
+}
+
+/// A built-in chain: a table's rules at one point of the packet path
+/// (iptables' hooks). Each has a chain record in the image, numbered by
+/// [`Chain::index`]; user chains come after them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Chain {
-    /// Traffic addressed to the firewall itself.
+    /// filter INPUT: traffic addressed to the firewall itself.
     Input,
-    /// Traffic routed through the firewall.
+    /// filter FORWARD: traffic routed through the firewall.
     Forward,
+    /// filter OUTPUT: traffic the firewall sends itself.
+    Output,
+    /// nat PREROUTING: destination NAT, before the route lookup.
+    NatPrerouting,
+    /// nat POSTROUTING: source NAT, after the route lookup.
+    NatPostrouting,
+    /// raw PREROUTING: arriving traffic, before connection tracking.
+    RawPrerouting,
+    /// raw OUTPUT: the firewall's own traffic, before connection tracking.
+    RawOutput,
+    /// mangle PREROUTING.
+    ManglePrerouting,
+    /// mangle INPUT.
+    MangleInput,
+    /// mangle FORWARD.
+    MangleForward,
+    /// mangle OUTPUT.
+    MangleOutput,
+    /// mangle POSTROUTING.
+    ManglePostrouting,
+}
+
+/// Built-in chains: the image's first chain records; user chains are
+/// numbered from here.
+pub const BUILTIN_CHAINS: usize = 12;
+
+impl Chain {
+    /// Every built-in chain, in [`Chain::index`] order.
+    pub const ALL: [Chain; BUILTIN_CHAINS] = [
+        Chain::Input,
+        Chain::Forward,
+        Chain::Output,
+        Chain::NatPrerouting,
+        Chain::NatPostrouting,
+        Chain::RawPrerouting,
+        Chain::RawOutput,
+        Chain::ManglePrerouting,
+        Chain::MangleInput,
+        Chain::MangleForward,
+        Chain::MangleOutput,
+        Chain::ManglePostrouting,
+    ];
+
+    /// Its chain record's number in the image (0 = filter INPUT).
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The built-in chain of record `n`, if `n` is one.
+    pub fn from_index(n: usize) -> Option<Chain> {
+        Chain::ALL.get(n).copied()
+    }
+
+    /// The table it belongs to.
+    pub const fn table(self) -> Table {
+        match self {
+            Chain::Input | Chain::Forward | Chain::Output => Table::Filter,
+            Chain::NatPrerouting | Chain::NatPostrouting => Table::Nat,
+            Chain::RawPrerouting | Chain::RawOutput => Table::Raw,
+            Chain::ManglePrerouting
+            | Chain::MangleInput
+            | Chain::MangleForward
+            | Chain::MangleOutput
+            | Chain::ManglePostrouting => Table::Mangle,
+        }
+    }
+
+    /// iptables' name of the chain within its table (`INPUT`, `PREROUTING`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Chain::Input | Chain::MangleInput => "INPUT",
+            Chain::Forward | Chain::MangleForward => "FORWARD",
+            Chain::Output | Chain::RawOutput | Chain::MangleOutput => "OUTPUT",
+            Chain::NatPrerouting | Chain::RawPrerouting | Chain::ManglePrerouting => "PREROUTING",
+            Chain::NatPostrouting | Chain::ManglePostrouting => "POSTROUTING",
+        }
+    }
+
+    /// The built-in chain `name` of `table`, if the table has it.
+    pub fn of(table: Table, name: &str) -> Option<Chain> {
+        Chain::ALL.into_iter().find(|c| c.table() == table && c.name() == name)
+    }
 }
 
 /// Connection-tracking state of a packet, as rules match it.

@@ -101,8 +101,8 @@ pub fn random_rule(rng: &mut Rng, iptables: bool) -> Rule {
 pub fn random_ruleset(rng: &mut Rng, n: usize, iptables: bool) -> Ruleset {
     let mut set = Ruleset { interfaces: Ruleset::lab_interfaces(), ..Ruleset::default() };
     set.interfaces.push(unifw_core::image::InterfaceSpec::new(2, unifw_core::image::IfAddr::Dhcp));
-    set.policy_forward = if rng.pct(50) { Action::Drop } else { Action::Accept };
-    set.policy_input = Action::Drop;
+    set.set_policy(Chain::Forward, if rng.pct(50) { Action::Drop } else { Action::Accept });
+    set.set_policy(Chain::Input, Action::Drop);
     set.files.push("random".into());
     set.rules = (0..n).map(|_| random_rule(rng, iptables)).collect();
     set

@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 use core::fmt::{self, Display, Write};
 
 use super::metrics::{ServerCounts, Status};
-use crate::flow::Chain;
+use crate::flow::{Chain, Table};
 use crate::image::Image;
 use crate::net::{Dataplane, DropReason};
 
@@ -45,35 +45,39 @@ pub struct Sources<'s, 'i> {
 
 /// What the server knows about the ruleset beyond the image: when it was
 /// compiled, and which chain each rule belongs to (the image numbers rules
-/// over both chains in file order).
+/// over all chains in file order).
 #[derive(Debug, Clone)]
 pub struct RulesetFacts {
     /// Unix seconds at which the rules were compiled.
     pub compiled_at: u64,
-    /// Bit `r` set: rule `r` is an input rule.
-    input: Vec<u64>,
+    /// For each built-in chain other than FORWARD that has rules: bit `r`
+    /// set, rule `r` is in it. Rules in none are FORWARD's (rules of user
+    /// chains too, which have no label of their own yet).
+    chains: Vec<(Chain, Vec<u64>)>,
 }
 
 impl RulesetFacts {
-    /// The facts of `image`: one pass over the input chain's entries.
+    /// The facts of `image`: one pass over the entries of each built-in
+    /// chain but FORWARD (a bitmap each, only for chains with rules).
     pub fn new(image: &Image<'_>, compiled_at: u64) -> RulesetFacts {
-        let mut input = vec![0u64; (image.total_rules() as usize).div_ceil(64)];
-        for rule in image.entry_rules(Chain::Input) {
-            if let Some(word) = input.get_mut(rule as usize / 64) {
-                *word |= 1 << (rule % 64);
+        let words = (image.total_rules() as usize).div_ceil(64);
+        let mut chains = Vec::new();
+        for chain in Chain::ALL.into_iter().filter(|&c| c != Chain::Forward && image.rule_count(c) > 0) {
+            let mut bits = vec![0u64; words];
+            for rule in image.entry_rules(chain) {
+                if let Some(word) = bits.get_mut(rule as usize / 64) {
+                    *word |= 1 << (rule % 64);
+                }
             }
+            chains.push((chain, bits));
         }
-        RulesetFacts { compiled_at, input }
+        RulesetFacts { compiled_at, chains }
     }
 
     /// The chain of rule `rule`.
     pub fn chain_of(&self, rule: u32) -> Chain {
-        let word = self.input.get(rule as usize / 64).copied().unwrap_or(0);
-        if word & (1 << (rule % 64)) != 0 {
-            Chain::Input
-        } else {
-            Chain::Forward
-        }
+        let has = |bits: &Vec<u64>| bits.get(rule as usize / 64).copied().unwrap_or(0) & (1 << (rule % 64)) != 0;
+        self.chains.iter().find(|(_, bits)| has(bits)).map_or(Chain::Forward, |&(chain, _)| chain)
     }
 }
 
@@ -256,10 +260,22 @@ fn sample(out: &mut Line, name: &str, labels: &[(&str, &dyn Display)], value: im
     let _ = writeln!(out, " {value}");
 }
 
+/// The `chain` label of a built-in chain: the filter table's chains by
+/// their own name (`input`), the others with their table's (`nat_prerouting`).
 fn chain_name(chain: Chain) -> &'static str {
     match chain {
         Chain::Input => "input",
         Chain::Forward => "forward",
+        Chain::Output => "output",
+        Chain::NatPrerouting => "nat_prerouting",
+        Chain::NatPostrouting => "nat_postrouting",
+        Chain::RawPrerouting => "raw_prerouting",
+        Chain::RawOutput => "raw_output",
+        Chain::ManglePrerouting => "mangle_prerouting",
+        Chain::MangleInput => "mangle_input",
+        Chain::MangleForward => "mangle_forward",
+        Chain::MangleOutput => "mangle_output",
+        Chain::ManglePostrouting => "mangle_postrouting",
     }
 }
 
@@ -491,16 +507,17 @@ impl Family {
                 item == 0
             }
             Family::Rules | Family::PolicyHits => {
-                let Some(&chain) = [Chain::Input, Chain::Forward].get(item) else {
+                let Some(&chain) = Chain::ALL.get(item) else {
                     return false;
                 };
-                let [input, forward] = counters.policy_hits;
-                let value = match (self, chain) {
-                    (Family::Rules, _) => u64::from(s.image.rule_count(chain)),
-                    (_, Chain::Input) => input,
-                    (_, Chain::Forward) => forward,
-                };
-                sample(out, name, &[("chain", &chain_name(chain))], value);
+                // The filter table's chains always, the others once they have rules.
+                if chain.table() == Table::Filter || s.image.rule_count(chain) > 0 {
+                    let value = match self {
+                        Family::Rules => u64::from(s.image.rule_count(chain)),
+                        _ => counters.policy_hits.get(chain.index()).copied().unwrap_or(0),
+                    };
+                    sample(out, name, &[("chain", &chain_name(chain))], value);
+                }
                 true
             }
             Family::RulesCompiled => single(view.ruleset.compiled_at, out),
@@ -712,7 +729,7 @@ metrics eth0 from 10.1.0.2
         c.count_drop(0, DropReason::NotOurMac);
         c.rule_hits[0] = 5;
         c.rule_hits[3] = 2;
-        c.policy_hits = [7, 0];
+        c.policy_hits[0] = 7;
         c.events.icmp_errors_sent = 4;
         c.events.tcp_resets_sent = 1;
         dp

@@ -1,4 +1,4 @@
-//! The binary image layout (version 6), shared by the writer and the reader:
+//! The binary image layout (version 7), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -13,7 +13,7 @@
 //! | [`sec::ROUTES`] | [`RouteSpec`] | 12 |
 //! | [`sec::LINES`] | source line of each rule, u32; then, in images with user chains or `RETURN`, the [`Target`] word of each rule | 4 |
 //! | [`sec::ACTIONS`] | [`RuleAction`] of each rule | 1 |
-//! | [`sec::CHAINS`] | [`ChainRecord`], input, forward, then each user chain | 80 |
+//! | [`sec::CHAINS`] | [`ChainRecord`], the [`BUILTIN_CHAINS`] built-in chains in [`Chain::index`] order, then each user chain | 80 |
 //! | [`sec::TUPLES`] | [`TupleRecord`] | 16 |
 //! | [`sec::SLOTS`] | hash slot: entry number (u32) or [`EMPTY`] | 4 |
 //! | [`sec::ENTRIES`] | [`EntryRecord`] (read in place as [`EntryView`]) | 24 |
@@ -28,6 +28,7 @@
 use core::fmt;
 
 use crate::flow::{Action, RejectWith};
+pub use crate::flow::{Chain, BUILTIN_CHAINS};
 
 use super::{Fallback, IfAddr, InterfaceSpec, MetricsSource, RouteSpec};
 use crate::net::addr::Cidr;
@@ -40,7 +41,7 @@ pub use entry::{EntryRecord, EntryView};
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
@@ -57,7 +58,8 @@ pub mod sec {
     pub const LINES: usize = 2;
     /// Action of each rule ([`super::RuleAction`], one byte).
     pub const ACTIONS: usize = 3;
-    /// Chain records: input, forward, then the user chains (chain 2 on).
+    /// Chain records: the built-in chains ([`super::Chain::ALL`]), then the
+    /// user chains (chain [`super::BUILTIN_CHAINS`] on).
     pub const CHAINS: usize = 4;
     /// Tuple records.
     pub const TUPLES: usize = 5;
@@ -122,9 +124,12 @@ pub const MAX_LOOKUPS: u32 = 1024;
 /// | 1 | jump to the chain, back at the next rule once it returns |
 /// | 2 | goto the chain: its return goes to the caller's caller |
 /// | 3 | return to the caller (in a built-in chain: its policy) |
+/// | 4 | log (`LOG`, `NFLOG`): bits 0-23 the log record |
+/// | 5 | address translation (`DNAT`, `SNAT`, `MASQUERADE`, `REDIRECT`): bits 0-23 the NAT record |
+/// | 6 | `NOTRACK`: the packet is not tracked |
+/// | 7 | `TCPMSS`: bits 0-15 the MSS to set, 0 = clamp to the path MTU |
 ///
-/// Unknown kinds read as kind 0. Kinds 4 on are free for non-terminating
-/// targets (LOG, limits) later.
+/// Unknown kinds read as kind 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// The rule's action is the verdict.
@@ -135,6 +140,14 @@ pub enum Target {
     Goto(u32),
     /// Return to the caller.
     Return,
+    /// Log the packet with log record `n`.
+    Log(u32),
+    /// Translate with NAT record `n`.
+    Nat(u32),
+    /// Do not track the packet.
+    NoTrack,
+    /// Set a TCP SYN's MSS option (0: clamp to the path MTU).
+    TcpMss(u16),
 }
 
 impl Target {
@@ -147,6 +160,10 @@ impl Target {
             Target::Jump(c) => 1 << 24 | (c & Self::CHAIN),
             Target::Goto(c) => 2 << 24 | (c & Self::CHAIN),
             Target::Return => 3 << 24,
+            Target::Log(n) => 4 << 24 | (n & Self::CHAIN),
+            Target::Nat(n) => 5 << 24 | (n & Self::CHAIN),
+            Target::NoTrack => 6 << 24,
+            Target::TcpMss(mss) => 7 << 24 | u32::from(mss),
         }
     }
 
@@ -157,6 +174,10 @@ impl Target {
             1 => Target::Jump(w & Self::CHAIN),
             2 => Target::Goto(w & Self::CHAIN),
             3 => Target::Return,
+            4 => Target::Log(w & Self::CHAIN),
+            5 => Target::Nat(w & Self::CHAIN),
+            6 => Target::NoTrack,
+            7 => Target::TcpMss(w as u16),
             _ => Target::Verdict,
         }
     }
@@ -290,7 +311,7 @@ pub struct Section {
 /// | 12 | total length (u32) |
 /// | 16 | rule count (u32) |
 /// | 20 | conntrack capacity (u32) |
-/// | 24 | input policy, forward policy ([`action_code`], u8 each), 2 bytes zero |
+/// | 24 | 4 bytes zero (the built-in chains' policies are in their [`ChainRecord`]s) |
 /// | 28 | section count (u32) = [`SECTIONS`] |
 /// | 32 | per section: offset (u32), length (u32) |
 /// | 120 | tables hash (u64): [`tables_hash`] of the whole image |
@@ -301,7 +322,10 @@ pub struct Section {
 /// hash field was, which moved to 120); version 5 the interface records of
 /// kinds 5 (MTU) and 6 (reverse-path filter); version 6 the user chains'
 /// records after the built-in ones and the rules' [`Target`] words after
-/// their lines (images without either keep version 5's bytes).
+/// their lines (images without either keep version 5's bytes); version 7
+/// the twelve built-in chains of four tables ([`Chain::ALL`]) with their
+/// policies in their chain records (the header's policy bytes, input and
+/// forward only until then, are zero), and target kinds 4-7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -310,8 +334,6 @@ pub struct Header {
     pub rule_count: u32,
     /// Capacity of the connection-tracking table.
     pub conntrack_max: u32,
-    /// Default policies: input, forward.
-    pub policies: [Action; 2],
     /// Where each section is.
     pub sections: [Section; SECTIONS],
     /// The ruleset's identity: [`tables_hash`] of the image.
@@ -331,7 +353,6 @@ impl Header {
     const TOTAL: usize = 12;
     const RULES: usize = 16;
     const CONNTRACK: usize = 20;
-    const POLICIES: usize = 24;
     const SECTION_COUNT: usize = 28;
     const SECTION_TABLE: usize = 32;
     /// Offset of the tables hash, which [`tables_hash`] reads as zero.
@@ -345,7 +366,6 @@ impl Header {
         put(&mut b, Self::TOTAL, &self.total_len.to_le_bytes());
         put(&mut b, Self::RULES, &self.rule_count.to_le_bytes());
         put(&mut b, Self::CONNTRACK, &self.conntrack_max.to_le_bytes());
-        put(&mut b, Self::POLICIES, &self.policies.map(action_code));
         put(&mut b, Self::SECTION_COUNT, &(SECTIONS as u32).to_le_bytes());
         for (i, s) in self.sections.iter().enumerate() {
             put(&mut b, Self::SECTION_TABLE + i * 8, &s.offset.to_le_bytes());
@@ -378,7 +398,6 @@ impl Header {
             total_len: get_u32(b, Self::TOTAL),
             rule_count: get_u32(b, Self::RULES),
             conntrack_max: get_u32(b, Self::CONNTRACK),
-            policies: [action_of(b[Self::POLICIES]), action_of(b[Self::POLICIES + 1])],
             sections,
             tables_hash: u64::from(get_u32(b, Self::HASH)) | u64::from(get_u32(b, Self::HASH + 4)) << 32,
         })
@@ -666,8 +685,8 @@ impl CellIndexSide {
 /// | 16 | destination side: unindexed tuples (u128), index start (u32, [`NO_INDEX`] = none), mask start (u32) |
 /// | 40 | source side, the same |
 /// | 64 | first entry, entry count (u32 each) |
-/// | 72 | 8 bytes zero |
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// | 72 | policy ([`action_code`], u8; built-in chains only, zero in user chains), 7 bytes zero |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChainRecord {
     /// Rules of the chain.
     pub rules: u32,
@@ -685,6 +704,24 @@ pub struct ChainRecord {
     pub entry_start: u32,
     /// Its entries.
     pub entry_count: u32,
+    /// Its policy (a built-in chain's; user chains return instead).
+    pub policy: Action,
+}
+
+impl Default for ChainRecord {
+    fn default() -> ChainRecord {
+        ChainRecord {
+            rules: 0,
+            tuple_start: 0,
+            tuple_count: 0,
+            index_bits: 0,
+            dst: CellIndexSide::default(),
+            src: CellIndexSide::default(),
+            entry_start: 0,
+            entry_count: 0,
+            policy: Action::Accept,
+        }
+    }
 }
 
 impl ChainRecord {
@@ -693,6 +730,7 @@ impl ChainRecord {
     const DST: usize = 16;
     const SRC: usize = Self::DST + CellIndexSide::LEN;
     const ENTRIES: usize = Self::SRC + CellIndexSide::LEN;
+    const POLICY: usize = Self::ENTRIES + 8;
 
     /// The record's bytes.
     pub fn encode(&self) -> [u8; Self::LEN] {
@@ -705,6 +743,7 @@ impl ChainRecord {
         self.src.encode_into(&mut b, Self::SRC);
         put(&mut b, Self::ENTRIES, &self.entry_start.to_le_bytes());
         put(&mut b, Self::ENTRIES + 4, &self.entry_count.to_le_bytes());
+        put(&mut b, Self::POLICY, &[action_code(self.policy)]);
         b
     }
 
@@ -720,6 +759,7 @@ impl ChainRecord {
             src: CellIndexSide::decode_from(b, Self::SRC),
             entry_start: get_u32(b, Self::ENTRIES),
             entry_count: get_u32(b, Self::ENTRIES + 4),
+            policy: action_of(b[Self::POLICY]),
         })
     }
 }
@@ -813,6 +853,7 @@ mod tests {
                 src: CellIndexSide { unindexed: 1 << 127, index_start: None, mask_start: u32::MAX },
                 entry_start: 12,
                 entry_count: u32::MAX,
+                policy: Action::Reject(RejectWith::TcpReset),
             },
             ChainRecord { dst: CellIndexSide { index_start: Some(0), ..side }, src: side, ..ChainRecord::default() },
         ];
@@ -822,7 +863,9 @@ mod tests {
         // None is written as NO_INDEX.
         let b = ChainRecord::default().encode();
         assert_eq!((&b[32..36], &b[56..60]), (&NO_INDEX.to_le_bytes()[..], &NO_INDEX.to_le_bytes()[..]));
-        assert_eq!(b[72..80], [0; 8]);
+        assert_eq!(b[72..80], [0; 8], "policy ACCEPT is 0");
+        let drop = ChainRecord { policy: Action::Drop, ..ChainRecord::default() }.encode();
+        assert_eq!(drop[72..80], [1, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -877,13 +920,12 @@ mod tests {
             total_len: 4096,
             rule_count: 3,
             conntrack_max: 65536,
-            policies: [Action::Drop, Action::Reject(RejectWith::TcpReset)],
             sections,
             tables_hash: 0x0123_4567_89ab_cdef,
         };
         let b = h.encode();
         assert_eq!(Header::decode(&b), Ok(h));
-        assert_eq!((&b[..8], b[24], b[25], b[28], b[120], b[127]), (&MAGIC[..], 1, 7, SECTIONS as u8, 0xef, 0x01));
+        assert_eq!((&b[..8], b[24], b[25], b[28], b[120], b[127]), (&MAGIC[..], 0, 0, SECTIONS as u8, 0xef, 0x01));
         let mut wrong = b;
         wrong[8] = 1;
         assert_eq!(Header::decode(&wrong), Err(FormatError::BadVersion(1)));
@@ -993,7 +1035,20 @@ mod tests {
 
     #[test]
     fn targets_round_trip() {
-        for t in [Target::Verdict, Target::Jump(2), Target::Goto(0xff_ffff), Target::Return] {
+        let all = [
+            Target::Verdict,
+            Target::Jump(2),
+            Target::Goto(0xff_ffff),
+            Target::Return,
+            Target::Log(0),
+            Target::Log(0xff_ffff),
+            Target::Nat(7),
+            Target::NoTrack,
+            Target::TcpMss(0),
+            Target::TcpMss(1360),
+            Target::TcpMss(u16::MAX),
+        ];
+        for t in all {
             assert_eq!(Target::decode(t.encode()), t);
         }
         assert_eq!(Target::decode(9 << 24 | 5), Target::Verdict, "unknown kinds are verdicts");

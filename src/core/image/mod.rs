@@ -135,7 +135,7 @@ struct ChainHead {
     src: Side,
 }
 
-/// A built-in chain, decoded at load time with its tuples.
+/// A filter chain, decoded at load time with its tuples.
 #[derive(Debug, Clone, Copy)]
 struct ChainInfo {
     head: ChainHead,
@@ -156,8 +156,11 @@ pub struct Image<'a> {
     sections: [&'a [u8]; SECTIONS],
     rule_count: u32,
     conntrack_max: u32,
-    policies: [Action; 2],
-    chains: [ChainInfo; 2],
+    /// The built-in chains' policies, by [`Chain::index`].
+    policies: [Action; BUILTIN_CHAINS],
+    /// The filter chains (input, forward, output), which judge every
+    /// packet, decoded; the other chains' records are read as probed.
+    chains: [ChainInfo; DECODED_CHAINS],
     /// Chain records, the built-in ones included.
     chain_count: u32,
     /// The rules' target words (empty: every rule is a verdict).
@@ -181,6 +184,9 @@ fn add_to_spec(mut spec: InterfaceSpec, record: InterfaceRecord) -> InterfaceSpe
 
 /// "No matching rule yet" in the lookup.
 const NONE: u32 = u32::MAX;
+
+/// Chains [`Image`] keeps decoded: records 0 to 2, the filter table's.
+const DECODED_CHAINS: usize = 3;
 
 impl<'a> Image<'a> {
     /// Checks the header, the sections and the chain and tuple records
@@ -210,18 +216,22 @@ impl<'a> Image<'a> {
         let (lines, targets) = sections[sec::LINES].split_at(rule_count as usize * 4);
         sections[sec::LINES] = lines;
         let chain_count = sections[sec::CHAINS].len() / ChainRecord::LEN;
-        if !(2..=MAX_CHAINS).contains(&chain_count) {
+        if !(BUILTIN_CHAINS..=MAX_CHAINS).contains(&chain_count) {
             return Err(FormatError::BadChain);
         }
-        let chains = [chain_info(&sections, 0)?, chain_info(&sections, 1)?];
-        for n in 2..chain_count {
+        let chains = [chain_info(&sections, 0)?, chain_info(&sections, 1)?, chain_info(&sections, 2)?];
+        let mut policies = [Action::Accept; BUILTIN_CHAINS];
+        for (n, policy) in policies.iter_mut().enumerate() {
+            *policy = chain_record(&sections, n)?.policy;
+        }
+        for n in DECODED_CHAINS..chain_count {
             chain_info(&sections, n)?;
         }
         Ok(Image {
             sections,
             rule_count,
             conntrack_max: header.conntrack_max,
-            policies: header.policies,
+            policies,
             chains,
             chain_count: chain_count as u32,
             targets,
@@ -252,10 +262,13 @@ impl<'a> Image<'a> {
     /// The rule of each entry of `chain`'s tables, in table order: a rule
     /// appears once per entry it expanded into, and a rule without entries
     /// (it can never match) not at all. Rules are numbered in file order
-    /// over both chains; this tells which chain a rule belongs to.
+    /// over all chains; this tells which chain a rule belongs to.
     pub fn entry_rules(&self, chain: Chain) -> impl Iterator<Item = u32> + '_ {
-        let c = &pick(&self.chains, chain).head;
-        self.entries_of(c).chunks_exact(EntryRecord::LEN).filter_map(EntryView::from_slice).map(|e| e.rule())
+        let entries = match self.head(chain.index() as u32) {
+            Some(c) => self.entries_of(&c),
+            None => &[],
+        };
+        entries.chunks_exact(EntryRecord::LEN).filter_map(EntryView::from_slice).map(|e| e.rule())
     }
 
     /// The ruleset's identity as the compiler stored it ([`format::tables_hash`]
@@ -277,7 +290,7 @@ impl<'a> Image<'a> {
 
     /// The default policy of a chain.
     pub fn policy(&self, chain: Chain) -> Action {
-        *pick(&self.policies, chain)
+        self.policies.get(chain.index()).copied().unwrap_or(Action::Drop)
     }
 
     /// Capacity of the connection-tracking table.
@@ -287,10 +300,10 @@ impl<'a> Image<'a> {
 
     /// Rules in a chain.
     pub fn rule_count(&self, chain: Chain) -> u32 {
-        pick(&self.chains, chain).head.rules
+        self.head(chain.index() as u32).map_or(0, |c| c.rules)
     }
 
-    /// Rules in both chains.
+    /// Rules in all chains.
     pub fn total_rules(&self) -> u32 {
         self.rule_count
     }
@@ -319,8 +332,7 @@ impl<'a> Image<'a> {
 
     #[inline]
     fn classify_counting<const COUNT: bool>(&self, chain: Chain, key: &PacketKey, cost: &mut Cost) -> Verdict {
-        let c = pick(&self.chains, chain);
-        let best = self.first_match::<COUNT, _>(&c.head, |t| c.tuples.get(t).copied(), key, 0, cost);
+        let best = self.first_match_in::<COUNT>(chain.index() as u32, key, 0, cost);
         if self.targets.is_empty() {
             return self.verdict(chain, best); // no jumps: the first match decides
         }
@@ -359,8 +371,10 @@ impl<'a> Image<'a> {
     /// rule order, so every one is checked: what a first-match scan costs when
     /// the last rule matches.
     pub fn classify_linear(&self, chain: Chain, key: &PacketKey) -> Verdict {
-        let c = pick(&self.chains, chain);
-        let best = self.first_linear(&c.head, key, 0);
+        let best = match self.head(chain.index() as u32) {
+            Some(c) => self.first_linear(&c, key, 0),
+            None => NONE,
+        };
         if self.targets.is_empty() {
             return self.verdict(chain, best);
         }
@@ -512,16 +526,6 @@ fn entry_matches(e: EntryView<'_>, key: &PacketKey, p1: u16, p2: u16) -> bool {
         && (out_if == ANY_IF || (key.out_if == out_if) != e.out_neg())
 }
 
-/// The input or forward half of a per-chain pair.
-#[inline(always)]
-fn pick<T>(pair: &[T; 2], chain: Chain) -> &T {
-    let [input, forward] = pair;
-    match chain {
-        Chain::Input => input,
-        Chain::Forward => forward,
-    }
-}
-
 /// The tuple mask of a chain with `count` tuples (at most [`MAX_TUPLES`]).
 fn all_of(count: u32) -> u128 {
     match count {
@@ -559,10 +563,14 @@ fn tuple_of(r: TupleRecord) -> Tuple {
     }
 }
 
+/// Chain record `n`, unchecked.
+fn chain_record(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainRecord, FormatError> {
+    s[sec::CHAINS].chunks_exact(ChainRecord::LEN).nth(n).and_then(ChainRecord::decode).ok_or(FormatError::BadChain)
+}
+
 /// Chain record `n`, checked against the sections, with its tuples.
 fn chain_info(s: &[&[u8]; SECTIONS], n: usize) -> Result<ChainInfo, FormatError> {
-    let records = s[sec::CHAINS].chunks_exact(ChainRecord::LEN);
-    let c = records.clone().nth(n).and_then(ChainRecord::decode).ok_or(FormatError::BadChain)?;
+    let c = chain_record(s, n)?;
     let (tuple_start, tuple_count) = (c.tuple_start as usize, c.tuple_count as usize);
     let slots = s[sec::SLOTS].len() / RECORD[sec::SLOTS];
     if tuple_count > MAX_TUPLES || tuple_start + tuple_count > s[sec::TUPLES].len() / TupleRecord::LEN {
@@ -598,7 +606,6 @@ mod tests {
             total_len: 200,
             rule_count: 0,
             conntrack_max: 1,
-            policies: [Action::Accept; 2],
             sections: [format::Section { offset: HEADER_LEN as u32, len: 0 }; SECTIONS],
             tables_hash: 0,
         };

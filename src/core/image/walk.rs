@@ -4,7 +4,7 @@
 //! at or after a rule number; images without jumps never get here.
 
 use super::format::{u32_item, ChainRecord, Target, TupleRecord, MAX_CALL_DEPTH, MAX_LOOKUPS};
-use super::{head_of, pick, sec, tuple_of, ChainHead, Cost, Image, NONE};
+use super::{head_of, sec, tuple_of, ChainHead, Cost, Image, NONE};
 use crate::flow::{Action, Chain, PacketKey, Verdict};
 
 /// Where a jump returns to: a chain and the rule after the jump.
@@ -31,15 +31,18 @@ impl<'a> Image<'a> {
         let policy = Verdict { action: self.policy(chain), rule: None, log: false };
         let mut stack = [Frame::default(); MAX_CALL_DEPTH];
         let mut depth = 0usize;
-        let mut current = match chain {
-            Chain::Input => 0,
-            Chain::Forward => 1,
-        };
+        let mut current = chain.index() as u32;
         let mut hit = first;
         for _ in 0..MAX_LOOKUPS {
             let next = match self.target(hit) {
                 None | Some(Target::Return) => None,
                 Some(Target::Verdict) => return self.verdict(chain, hit),
+                // Kinds 4-7 (LOG, NAT, NOTRACK, TCPMSS) are not written
+                // by this compiler yet: the rule's action decides, as for
+                // a verdict.
+                Some(Target::Log(_) | Target::Nat(_) | Target::NoTrack | Target::TcpMss(_)) => {
+                    return self.verdict(chain, hit)
+                }
                 Some(Target::Jump(to)) => {
                     let Some(slot) = stack.get_mut(depth) else { break };
                     *slot = Frame { chain: current, from: hit.saturating_add(1) };
@@ -75,8 +78,7 @@ impl<'a> Image<'a> {
 
     /// Chain `n`'s head (built-in or user), read from its record.
     pub(super) fn head(&self, n: u32) -> Option<ChainHead> {
-        if n < 2 {
-            let c = pick(&self.chains, if n == 0 { Chain::Input } else { Chain::Forward });
+        if let Some(c) = self.chains.get(n as usize) {
             return Some(c.head);
         }
         if n >= self.chain_count {
@@ -90,8 +92,7 @@ impl<'a> Image<'a> {
     /// The first match in chain `n` at or after rule `from` (tuple records
     /// decoded as probed: user chains keep no decoded copy).
     pub(super) fn first_match_in<const COUNT: bool>(&self, n: u32, key: &PacketKey, from: u32, cost: &mut Cost) -> u32 {
-        if n < 2 {
-            let c = pick(&self.chains, if n == 0 { Chain::Input } else { Chain::Forward });
+        if let Some(c) = self.chains.get(n as usize) {
             return self.first_match::<COUNT, _>(&c.head, |t| c.tuples.get(t).copied(), key, from, cost);
         }
         let Some(c) = self.head(n) else { return NONE };
@@ -103,7 +104,7 @@ impl<'a> Image<'a> {
         self.first_match::<COUNT, _>(&c, tuple, key, from, cost)
     }
 
-    /// Chains in the image, the two built-in ones included.
+    /// Chains in the image, the built-in ones included.
     pub fn chain_count(&self) -> u32 {
         self.chain_count
     }

@@ -6,7 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::token_bucket::TokenBucket;
-use crate::flow::{Action, Chain, IfIndex, PacketKey, Verdict};
+use crate::flow::{Action, Chain, IfIndex, PacketKey, Verdict, BUILTIN_CHAINS};
 
 /// Why a frame was dropped. Every drop is counted under exactly one
 /// reason, on the interface the frame arrived on (for the firewall's own
@@ -329,7 +329,7 @@ pub struct Counters {
     /// Hits of a rule index beyond `rule_hits` (a classifier/image mismatch).
     pub rule_hits_out_of_range: u64,
     /// Packets decided by the chain policy: `[input, forward]`.
-    pub policy_hits: [u64; 2],
+    pub policy_hits: [u64; BUILTIN_CHAINS],
     /// Other events.
     pub events: EventCounters,
 }
@@ -341,7 +341,7 @@ impl Counters {
             interfaces: vec![InterfaceCounters::default(); interface_count + 1],
             rule_hits: vec![0; rule_count],
             rule_hits_out_of_range: 0,
-            policy_hits: [0; 2],
+            policy_hits: [0; BUILTIN_CHAINS],
             events: EventCounters::default(),
         }
     }
@@ -401,13 +401,10 @@ impl Counters {
                 Some(slot) => slot,
                 None => &mut self.rule_hits_out_of_range,
             },
-            None => {
-                let [input, forward] = &mut self.policy_hits;
-                match chain {
-                    Chain::Input => input,
-                    Chain::Forward => forward,
-                }
-            }
+            None => match self.policy_hits.get_mut(chain.index()) {
+                Some(slot) => slot,
+                None => &mut self.rule_hits_out_of_range,
+            },
         };
         *slot = slot.wrapping_add(1);
     }
@@ -510,7 +507,7 @@ mod tests {
         counters.count_verdict(Chain::Input, &rule(None));
         assert_eq!(counters.rule_hits, [0, 1]);
         assert_eq!(counters.rule_hits_out_of_range, 1);
-        assert_eq!(counters.policy_hits, [1, 0]);
+        assert_eq!(counters.policy_hits[..2], [1, 0]);
     }
 
     #[test]

@@ -1,0 +1,214 @@
+"""Random iptables-save rulesets for the lab's random differential test
+(`scripts/test --lab fw-random`, scripts/lib/lab_random.py): the same file
+goes into unifw and, with iptables-restore, into the Linux namespace
+firewall, and probe.py's flows must get the same verdicts from both.
+
+  generate(seed, features) -> the file's text
+
+The rules speak of the lab's addresses (hosts 10.1.0.2-9 on the sender's
+side, eth0; 10.2.0.2-9 on the receiver's, eth1; the firewall 10.1.0.1 and
+10.2.0.1) and of probe.py's ports (PLAN_PORTS), so that they match some
+probes and not others. FEATURES (a set of names, `FEATURES` lists them all)
+chooses what the rules may use beyond plain matches and verdicts.
+
+Every ruleset begins by accepting ICMP between the firewall and hosts .2
+(INPUT and OUTPUT): the lab checks that a firewall is up by pinging it from
+there, and probes never come from .2 to the firewall. Whatever depends on
+the order or timing of packets is kept deterministic: a rate limit either
+never runs out (burst 10,000) or counts only ICMP echoes from the sender's
+side, which one process sends in plan order.
+"""
+
+import random
+
+# Each feature, and what it adds to the rules.
+FEATURES = {
+    "chains": "user chains: -N, -j CHAIN, -g CHAIN (to later chains only: no loops)",
+    "return": "-j RETURN in user and built-in chains",
+    "syn": "--syn and ! --syn",
+    "tcpflags": "--tcp-flags MASK COMP",
+    "log": "-j LOG and -j NFLOG (matching goes on)",
+    "limit": "-m limit",
+    "addrtype": "-m addrtype --src-type/--dst-type",
+    "ttl": "-m ttl",
+    "length": "-m length",
+    "pkttype": "-m pkttype",
+    "output": "rules and a DROP policy in OUTPUT (the firewall's own packets)",
+    "notrack": "*raw PREROUTING/OUTPUT -j NOTRACK or CT --notrack, and --ctstate UNTRACKED",
+}
+
+PORTS = [22, 53, 80, 443, 999, 1023, 1024, 3306, 5000, 5432, 5999, 6000, 6001, 6015, 7000, 8000, 9000,
+         10000, 20000, 40000, 50000]
+SIDES = ("10.1.0", "10.2.0")
+FIREWALL = ("10.1.0.1", "10.2.0.1")
+REJECT_ICMP = ["icmp-net-unreachable", "icmp-host-unreachable", "icmp-port-unreachable",
+               "icmp-proto-unreachable", "icmp-net-prohibited", "icmp-host-prohibited", "icmp-admin-prohibited"]
+
+
+class Gen:
+    def __init__(self, seed, features):
+        self.rng = random.Random(seed)
+        self.f = set(features)
+        self.chains = [f"C{i}" for i in range(self.rng.randint(1, 4))] if "chains" in self.f else []
+
+    def pct(self, p):
+        return self.rng.random() * 100 < p
+
+    def host(self, side):
+        return f"{SIDES[side]}.{self.rng.randint(2, 9)}"
+
+    def net(self, side):
+        length = self.rng.choice([24, 29, 30, 31, 32, 32])
+        base = self.rng.randint(0, 9) & ~((1 << (32 - length)) - 1) if length > 24 else 0
+        return f"{SIDES[side]}.{base}/{length}"
+
+    def neg(self, p=15):
+        return "! " if self.pct(p) else ""
+
+    def ports(self):
+        a = self.rng.choice(PORTS)
+        if self.pct(30):
+            b = self.rng.choice([p for p in PORTS if p >= a])
+            return f"{a}:{b}"
+        return str(a)
+
+    def matches(self, chain):
+        """The match part of one rule of CHAIN (INPUT, FORWARD, OUTPUT, a
+        user chain reached from INPUT/FORWARD, or raw PREROUTING/OUTPUT)."""
+        m = []
+        out = chain in ("OUTPUT", "raw-OUTPUT")
+        inbound = chain in ("INPUT", "raw-PREROUTING")
+        side = self.rng.randint(0, 1)
+        if out:
+            if self.pct(40):
+                m.append(f"-s {FIREWALL[self.rng.randint(0, 1)]}/32")
+            if self.pct(50):
+                m.append(f"{self.neg()}-d {self.net(side)}")
+            if self.pct(30) and chain == "OUTPUT":
+                m.append(f"{self.neg()}-o eth{side}")
+        else:
+            if self.pct(50):
+                m.append(f"{self.neg()}-s {self.net(side)}")
+            if inbound and self.pct(30):
+                m.append(f"-d {FIREWALL[self.rng.randint(0, 1)]}/32")
+            elif self.pct(40):
+                m.append(f"{self.neg()}-d {self.net(1 - side)}")
+            if self.pct(30):
+                m.append(f"{self.neg()}-i eth{side}")
+            if chain == "FORWARD" and self.pct(20):
+                m.append(f"{self.neg()}-o eth{1 - side}")
+        proto = self.rng.choice(["tcp", "tcp", "udp", "udp", "icmp", None])
+        if proto:
+            m.append(f"-p {proto}")
+        if proto in ("tcp", "udp"):
+            if self.pct(50):
+                m.append(f"-m {proto} {self.neg()}--dport {self.ports()}")
+            elif self.pct(30):
+                m.append(f"-m multiport {self.neg(10)}--dports {','.join(str(p) for p in self.rng.sample(PORTS, 3))}")
+            if self.pct(15):
+                m.append(f"-m {proto} --sport {self.rng.choice(['600:699', '1024:65535', '30000:30100', '700:799'])}")
+        if proto == "tcp":
+            if "syn" in self.f and self.pct(20):
+                m.append(f"-m tcp {self.neg(40)}--syn")
+            elif "tcpflags" in self.f and self.pct(20):
+                mask, comp = self.rng.choice([("SYN,ACK", "SYN"), ("SYN,RST,ACK,FIN", "SYN"), ("RST", "RST"),
+                                              ("ACK,RST", "ACK,RST"), ("ALL", "NONE"), ("FIN,SYN", "FIN,SYN")])
+                m.append(f"-m tcp {self.neg(20)}--tcp-flags {mask} {comp}")
+        if proto == "icmp" and self.pct(60):
+            kinds = ["echo-request", "echo-reply", "destination-unreachable", "port-unreachable", "8", "3/3"]
+            m.append(f"-m icmp {self.neg(10)}--icmp-type {self.rng.choice(kinds)}")
+        if not chain.startswith("raw") and self.pct(25):
+            states = ["NEW", "ESTABLISHED", "RELATED,ESTABLISHED", "INVALID", "NEW,ESTABLISHED"]
+            if "notrack" in self.f:
+                states += ["UNTRACKED", "UNTRACKED", "NEW,UNTRACKED"]
+            m.append(f"-m conntrack {self.neg(10)}--ctstate {self.rng.choice(states)}")
+        if "addrtype" in self.f and self.pct(12):
+            which = self.rng.choice(["--dst-type", "--src-type"])
+            m.append(f"-m addrtype {self.neg(20)}{which} {self.rng.choice(['LOCAL', 'UNICAST', 'BROADCAST', 'LOCAL'])}")
+        if "ttl" in self.f and self.pct(10):
+            m.append(f"-m ttl --ttl-{self.rng.choice(['eq', 'lt', 'gt'])} {self.rng.choice([62, 63, 64, 65])}")
+        if "length" in self.f and self.pct(10):
+            a = self.rng.choice([0, 28, 40, 60, 84])
+            m.append(f"-m length {self.neg(20)}--length {a}:{a + self.rng.choice([10, 30, 100, 2000])}")
+        if "pkttype" in self.f and self.pct(8):
+            m.append(f"-m pkttype {self.neg(20)}--pkt-type {self.rng.choice(['unicast', 'broadcast', 'multicast'])}")
+        if "limit" in self.f and not chain.startswith("raw") and self.pct(8):
+            m.append("-m limit --limit 10000/sec --limit-burst 10000")
+        if self.pct(5):
+            m.append(f'-m comment --comment "random {self.rng.randint(0, 999)}"')
+        return m, proto
+
+    def target(self, chain, proto, later):
+        """The target of a rule in CHAIN; LATER: the user chains it may
+        jump to."""
+        options = ["-j ACCEPT", "-j DROP", "-j DROP"]
+        if not chain.startswith("raw"):
+            kind = self.rng.choice(REJECT_ICMP + (["tcp-reset", "tcp-reset"] if proto == "tcp" else []))
+            options += [f"-j REJECT --reject-with {kind}", "-j REJECT"]
+        if later:
+            options += [f"-j {self.rng.choice(later)}"] * 3 + [f"-g {self.rng.choice(later)}"]
+        if "return" in self.f and (chain in self.chains or self.pct(20)):
+            options += ["-j RETURN"] * 2
+        if "log" in self.f and not chain.startswith("raw"):
+            options += [f'-j LOG --log-prefix "r{self.rng.randint(0, 99)} "', "-j NFLOG --nflog-group 1"]
+        return self.rng.choice(options)
+
+    def rules(self, chain, n, later=()):
+        out = []
+        for _ in range(n):
+            m, proto = self.matches(chain)
+            out.append(f"-A {chain} {' '.join(m)} {self.target(chain, proto, list(later))}".replace("  ", " "))
+        return out
+
+    def limited(self):
+        """A rule whose limit runs out: ICMP echoes from the sender's hosts
+        .3-.9 only (sent in plan order by one process), a small burst."""
+        chain = self.rng.choice(["FORWARD", "INPUT"])
+        burst = self.rng.randint(1, 4)
+        verdict = self.rng.choice(["ACCEPT", "DROP", "REJECT --reject-with icmp-admin-prohibited"])
+        return (f"-A {chain} -p icmp -m iprange --src-range 10.1.0.3-10.1.0.9 -m icmp --icmp-type 8 "
+                f"-m limit --limit 1/hour --limit-burst {burst} -j {verdict}")
+
+    def ruleset(self):
+        lines = ["# random ruleset (scripts/lib/ruleset_gen.py)"]
+        if "notrack" in self.f:
+            lines += ["*raw", ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+            for chain in ("PREROUTING", "OUTPUT"):
+                for rule in self.rules(f"raw-{chain}", self.rng.randint(1, 3)):
+                    rule = rule.rsplit(" -j ", 1)[0].rsplit(" -g ", 1)[0]
+                    target = self.rng.choice(["-j NOTRACK", "-j CT --notrack", "-j NOTRACK"])
+                    lines.append(rule.replace(f"-A raw-{chain}", f"-A {chain}") + " " + target)
+            lines.append("COMMIT")
+        policy = lambda: self.rng.choice(["ACCEPT", "DROP"])  # noqa: E731
+        out_policy = policy() if "output" in self.f else "ACCEPT"
+        lines += ["*filter", f":INPUT {policy()} [0:0]", f":FORWARD {policy()} [0:0]", f":OUTPUT {out_policy} [0:0]"]
+        lines += [f":{c} - [0:0]" for c in self.chains]
+        for side in (0, 1):
+            lines.append(f"-A INPUT -s {SIDES[side]}.2/32 -p icmp -j ACCEPT")
+        if "output" in self.f:
+            for side in (0, 1):
+                lines.append(f"-A OUTPUT -d {SIDES[side]}.2/32 -p icmp -j ACCEPT")
+        if "limit" in self.f and self.pct(70):
+            lines.append(self.limited())
+        lines += self.rules("FORWARD", self.rng.randint(8, 25), self.chains)
+        lines += self.rules("INPUT", self.rng.randint(3, 10), self.chains)
+        if "output" in self.f:
+            lines += self.rules("OUTPUT", self.rng.randint(2, 8))
+        for i, c in enumerate(self.chains):
+            lines += self.rules(c, self.rng.randint(2, 8), self.chains[i + 1:])
+        lines.append("COMMIT")
+        return "\n".join(lines) + "\n"
+
+
+def generate(seed, features):
+    """The text of random ruleset SEED using FEATURES (names of `FEATURES`)."""
+    unknown = set(features) - set(FEATURES)
+    if unknown:
+        raise ValueError(f"unknown features: {', '.join(sorted(unknown))} (known: {', '.join(FEATURES)})")
+    return Gen(seed, features).ruleset()
+
+
+if __name__ == "__main__":
+    import sys
+    print(generate(int(sys.argv[1]) if len(sys.argv) > 1 else 1, sys.argv[2].split(",") if len(sys.argv) > 2
+                   else FEATURES), end="")
