@@ -169,7 +169,7 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -m state ! --state NEW -j ACCEPT", OK, ""),
     ("-A INPUT -m state --state NEW,BOGUS -j ACCEPT", Some("Bad state \"BOGUS\""), "bad state `BOGUS`"),
     ("-A INPUT -m conntrack --ctstate NEW,RELATED -j ACCEPT", OK, ""),
-    ("-A INPUT -m state --state UNTRACKED -j ACCEPT", OK, "`UNTRACKED` is not supported by unifw yet"),
+    ("-A INPUT -m state --state UNTRACKED -j ACCEPT", OK, ""),
     ("-A INPUT -m conntrack --ctstate DNAT -j ACCEPT", OK, "`DNAT` is not supported by unifw yet"),
     ("-A INPUT -m conntrack --ctstatus CONFIRMED -j ACCEPT", OK, "`--ctstatus` is not supported by unifw"),
     // Interfaces.

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{ProtoMatch, Rule};
+use super::ast::{ProtoMatch, Rule, RuleChain};
 use super::diag::Diagnostic;
 use super::iptables_commands;
 use super::iptables_match::{self, Matches};
@@ -145,16 +145,14 @@ pub(super) fn table_rule(
     w: &[Word],
     offset: usize,
 ) -> Result<Option<Rule>, Diagnostic> {
-    if table != "filter" {
+    if !matches!(table, "filter" | "raw" | "mangle") {
         ctx.count_unsupported(format!("*{table} table"));
         return Err(line.diag(
             offset,
-            format!(
-                "table `{table}` is not supported (unifw implements only the filter table's INPUT and FORWARD chains)"
-            ),
+            format!("table `{table}` is not supported (unifw implements the filter, raw and mangle tables)"),
         ));
     }
-    rule(ctx, file, line, w, offset)
+    rule(ctx, file, line, table, w, offset)
 }
 
 /// The offset of the quote that ends a quoted word: iptables-save escapes
@@ -233,6 +231,7 @@ pub(super) fn set_policy(
     match (table, chain) {
         ("filter", "INPUT") => ctx.set.set_policy(Chain::Input, action),
         ("filter", "FORWARD") => ctx.set.set_policy(Chain::Forward, action),
+        ("filter", "OUTPUT") => ctx.set.set_policy(Chain::Output, action),
         (_, _) if action == Action::Accept => {} // an empty chain that accepts changes nothing
         (t, c) => {
             ctx.count_unsupported(format!("policy DROP of {t} {c}"));
@@ -246,10 +245,14 @@ pub(super) fn set_policy(
 pub(super) const BUILTIN_CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
 
 /// What one `-A` line has said so far.
-struct Opts {
+struct Opts<'t> {
     rule: Rule,
     target: bool,
     matches: Matches,
+    /// The table the rule is in.
+    table: &'t str,
+    /// The `-j` target's name, once given.
+    target_name: &'t str,
 }
 
 /// One `-A` line's rule; `None` for a rule without a target, which in
@@ -259,20 +262,16 @@ pub(super) fn rule(
     ctx: &mut Ctx,
     file: u16,
     line: &Line,
+    table: &str,
     w: &[Word],
     offset: usize,
 ) -> Result<Option<Rule>, Diagnostic> {
     let chain = match w.first() {
-        Some(c) => iptables_target::rule_chain(ctx, file, c.text).map_err(|e| {
-            if matches!(c.text, "OUTPUT" | "PREROUTING" | "POSTROUTING") {
-                ctx.count_unsupported(format!("chain {}", c.text));
-            }
-            line.diag(c.at, e)
-        })?,
+        Some(c) => iptables_target::rule_chain(ctx, file, table, c.text).map_err(|e| line.diag(c.at, e))?,
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
     let rule = Rule { chain, ..Rule::any(Chain::Input, Action::Accept) };
-    let mut o = Opts { rule, target: false, matches: Matches::default() };
+    let mut o = Opts { rule, target: false, matches: Matches::default(), table, target_name: "" };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -289,6 +288,7 @@ pub(super) fn rule(
     }
     iptables_match::finish(o.matches, &mut o.rule).map_err(|(at, e)| line.diag(at, e))?;
     check(&o.rule, line, offset)?;
+    iptables_target::check_target(&mut o.rule, o.target_name, w).map_err(|e| line.diag(offset, e))?;
     if !o.target {
         const NOTE: &str = "note: a rule without `-j` only counts packets in iptables and decides nothing; unifw leaves it (and any later one) out";
         if !ctx.set.warnings.iter().any(|d| d.message == NOTE) {
@@ -300,15 +300,16 @@ pub(super) fn rule(
 }
 
 /// Applies one option; returns how many argument words it used.
-fn option(
+fn option<'t>(
     ctx: &mut Ctx,
-    o: &mut Opts,
+    o: &mut Opts<'t>,
     line: &Line,
-    opt: &Word,
-    arg: Option<&Word>,
+    opt: &Word<'t>,
+    arg: Option<&Word<'t>>,
     negated: bool,
 ) -> Result<usize, Diagnostic> {
-    if opt.text != "--reject-with" {
+    // Options after `-j CT` or `-j TCPMSS` are the target's.
+    if opt.text != "--reject-with" && !matches!(o.target_name, "CT" | "TCPMSS") {
         let at = |at: usize, msg: String| line.diag(at, msg);
         let r = iptables_match::option(ctx, &mut o.matches, &mut o.rule, (opt, arg, negated), &at);
         if let Some(used) = r.map_err(|(at, e)| line.diag(at, e))? {
@@ -330,13 +331,18 @@ fn option(
             no_neg(opt.text)?;
             let a = need()?;
             let goto = opt.text.starts_with("-g") || opt.text == "--goto";
-            if let Err(e) = iptables_target::target(ctx, r, a.text, goto) {
+            if let Err(e) = iptables_target::target(ctx, r, o.table, a.text, goto) {
                 if e.starts_with("target `") {
                     ctx.count_unsupported(format!("-j {}", a.text));
                 }
                 return Err(bad(a, e));
             }
             o.target = true;
+            o.target_name = a.text;
+        }
+        t if matches!(o.target_name, "CT" | "TCPMSS") => {
+            no_neg(t)?;
+            return iptables_target::target_option(ctx, r, o.target_name, opt, arg).map_err(|(at, e)| line.diag(at, e));
         }
         "--reject-with" => {
             let a = need()?;
@@ -359,6 +365,17 @@ fn option(
 }
 
 fn check(r: &Rule, line: &Line, offset: usize) -> Result<(), Diagnostic> {
+    if let RuleChain::Builtin(c) = r.chain {
+        let (no_in, no_out) = match c.name() {
+            "OUTPUT" | "POSTROUTING" => (true, false),
+            "INPUT" | "PREROUTING" => (false, true),
+            _ => (false, false),
+        };
+        if (no_in && r.in_if.is_some()) || (no_out && r.out_if.is_some()) {
+            let flag = if no_in { "-i" } else { "-o" };
+            return Err(line.diag(offset, format!("iptables: Can't use {flag} with {}", c.name())));
+        }
+    }
     if r.action == Action::Reject(RejectWith::TcpReset) && r.proto != ProtoMatch::OneOf(alloc::vec![proto::TCP]) {
         return Err(
             line.diag(offset, "`--reject-with tcp-reset` needs `-p tcp` (the kernel refuses it otherwise)".into())

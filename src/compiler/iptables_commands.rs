@@ -77,8 +77,8 @@ impl Cmd<'_, '_> {
 
     /// The chain `name` of this table; an error when the table has none.
     fn chain(&self, ctx: &Ctx, name: &Word) -> Result<Named, Diagnostic> {
-        if self.table == "filter" {
-            return match iptables_target::rule_chain(ctx, self.file, name.text) {
+        if matches!(self.table, "filter" | "raw" | "mangle") {
+            return match iptables_target::rule_chain(ctx, self.file, self.table, name.text) {
                 Ok(c) => Ok(Named::Kept(c)),
                 Err(_) if builtin_chains(self.table).contains(&name.text) => Ok(Named::Empty),
                 Err(_) => Err(self.err(name.at, no_chain(name.text, self.table))),
@@ -174,16 +174,14 @@ impl Cmd<'_, '_> {
             },
             None => None,
         };
-        if chain.is_none() && self.table != "filter" {
-            return Ok(());
-        }
+
         let keep: Vec<bool> = ctx
             .set
             .rules
             .iter()
             .map(|r| match chain {
                 Some(c) => r.chain != c,
-                None => !in_filter_table(ctx, r.chain, self.file),
+                None => !in_table(ctx, r.chain, self.table, self.file),
             })
             .collect();
         let mut keep = keep.into_iter();
@@ -300,9 +298,9 @@ fn builtin_chains(table: &str) -> &'static [&'static str] {
 
 /// Whether a rule of `chain` is in the filter table as file `file` sees
 /// it: the built-in chains (every file's rules) and the file's user chains.
-fn in_filter_table(ctx: &Ctx, chain: RuleChain, file: u16) -> bool {
+fn in_table(ctx: &Ctx, chain: RuleChain, table: &str, file: u16) -> bool {
     match chain {
-        RuleChain::Builtin(_) => true,
+        RuleChain::Builtin(c) => c.table().name() == table,
         RuleChain::User(n) => ctx.set.chains.get(usize::from(n)).is_some_and(|c| c.file == file),
     }
 }

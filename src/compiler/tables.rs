@@ -320,6 +320,8 @@ fn target(r: &super::ast::Rule) -> Target {
         Some(Jump::Call(n)) => Target::Jump(chain(n)),
         Some(Jump::Goto(n)) => Target::Goto(chain(n)),
         Some(Jump::Return) => Target::Return,
+        Some(Jump::NoTrack) => Target::NoTrack,
+        Some(Jump::TcpMss(mss)) => Target::TcpMss(mss),
     }
 }
 
@@ -563,10 +565,12 @@ mod pinned {
     /// (bytes 24 and 25) into their chain records (byte 72) and added ten
     /// more built-in chain records, empty for these inputs, after the two:
     /// undone here, the sections laid out again 64-byte aligned as the
-    /// writer does. (Header field offsets: total length at 12, section
+    /// writer does. Layout 7 also marks entries that do not match
+    /// UNTRACKED (bit 0x20 of an entry's byte 22; any state keeps it clear):
+    /// cleared here. (Header field offsets: total length at 12, section
     /// count at 28, section table at 32.)
     fn as_version_1(image: Vec<u8>) -> Vec<u8> {
-        use unifw_core::image::format::{sec, tables_hash, ChainRecord, Header, HEADER_LEN};
+        use unifw_core::image::format::{sec, tables_hash, ChainRecord, EntryRecord, Header, HEADER_LEN};
         let stored = u64::from_le_bytes(image[Header::HASH..Header::HASH + 8].try_into().unwrap());
         assert_eq!(stored, tables_hash(&image), "the header carries the image's own hash");
         let header = Header::decode(&image).expect("a header");
@@ -586,7 +590,12 @@ mod pinned {
         chains[ChainRecord::LEN + 72] = 0;
         let mut out = image[..HEADER_LEN].to_vec();
         for n in 0..sec::METRICS {
-            let section = if n == sec::CHAINS { chains.clone() } else { bytes(n) };
+            let mut section = if n == sec::CHAINS { chains.clone() } else { bytes(n) };
+            if n == sec::ENTRIES {
+                for entry in section.chunks_mut(EntryRecord::LEN) {
+                    entry[22] &= !0x20;
+                }
+            }
             if n > 0 {
                 out.resize(out.len().next_multiple_of(64), 0);
             }

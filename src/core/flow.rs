@@ -142,6 +142,8 @@ pub enum CtState {
     Related,
     /// Does not fit any tracked flow's state (a stray ACK, a bad sequence number, ...).
     Invalid,
+    /// Not tracked at all: a raw-table `NOTRACK` rule exempted it.
+    Untracked,
 }
 
 /// Interface index as the rules see it: 0 = eth0, 1 = eth1, ...
@@ -233,8 +235,8 @@ pub fn mask(len: u8) -> u32 {
     }
 }
 
-/// Connection-state bits (`1 << state as u8`); all four set = any state.
-pub const ANY_STATE: u8 = 0x0f;
+/// Connection-state bits ([`state_bit`]); all five set = any state.
+pub const ANY_STATE: u8 = 0x2f;
 
 /// The bit of a connection state in a state mask.
 pub fn state_bit(s: CtState) -> u8 {
@@ -243,5 +245,6 @@ pub fn state_bit(s: CtState) -> u8 {
         CtState::Established => 2,
         CtState::Related => 4,
         CtState::Invalid => 8,
+        CtState::Untracked => 0x20,
     }
 }

@@ -111,6 +111,41 @@ pub struct Cost {
     pub entries: u32,
 }
 
+/// What the non-terminating targets of a chain asked of a packet (raw
+/// `NOTRACK`, mangle `TCPMSS`), besides its verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// A `NOTRACK` (`CT --notrack`) rule matched: the packet is not tracked.
+    pub notrack: bool,
+    /// The lowest `--set-mss` of the TCPMSS rules that matched.
+    pub set_mss: Option<u16>,
+    /// A `TCPMSS --clamp-mss-to-pmtu` rule matched.
+    pub clamp_to_pmtu: bool,
+}
+
+impl Marks {
+    /// Notes a non-terminating target that matched.
+    pub fn note(&mut self, target: Target) {
+        match target {
+            Target::NoTrack => self.notrack = true,
+            Target::TcpMss(0) => self.clamp_to_pmtu = true,
+            Target::TcpMss(mss) => self.set_mss = Some(self.set_mss.map_or(mss, |m| m.min(mss))),
+            _ => {}
+        }
+    }
+
+    /// The MSS the TCPMSS rules ask, given the path MTU (`--clamp-mss-to-pmtu`
+    /// takes it less 40); `None` when none matched. Applying several
+    /// TCPMSS rules in turn (each only lowers) is applying the lowest.
+    pub fn mss(&self, path_mtu: u16) -> Option<u16> {
+        let clamp = self.clamp_to_pmtu.then(|| path_mtu.saturating_sub(crate::net::mss::CLAMP_OVERHEAD));
+        match (self.set_mss, clamp) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A tuple record, decoded at load time.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tuple {
@@ -332,11 +367,36 @@ impl<'a> Image<'a> {
 
     #[inline]
     fn classify_counting<const COUNT: bool>(&self, chain: Chain, key: &PacketKey, cost: &mut Cost) -> Verdict {
+        self.classify_marking::<COUNT>(chain, key, cost, &mut Marks::default())
+    }
+
+    /// [`Image::classify`], also saying what its NOTRACK and TCPMSS rules asked.
+    pub fn classify_marked(&self, chain: Chain, key: &PacketKey) -> (Verdict, Marks) {
+        let mut marks = Marks::default();
+        let verdict = self.classify_marking::<false>(chain, key, &mut Cost::default(), &mut marks);
+        (verdict, marks)
+    }
+
+    /// Whether built-in `chain` can do anything: it has rules, or a
+    /// policy other than ACCEPT. An unused chain need not be asked.
+    pub fn uses(&self, chain: Chain) -> bool {
+        let rules = self.chains.get(chain.index()).map_or(0, |c| c.head.rules);
+        rules > 0 || self.policy(chain) != Action::Accept
+    }
+
+    #[inline]
+    fn classify_marking<const COUNT: bool>(
+        &self,
+        chain: Chain,
+        key: &PacketKey,
+        cost: &mut Cost,
+        marks: &mut Marks,
+    ) -> Verdict {
         let best = self.first_match_in::<COUNT>(chain.index() as u32, key, 0, cost);
         if self.targets.is_empty() {
             return self.verdict(chain, best); // no jumps: the first match decides
         }
-        self.walk(chain, best, |n, from, cost| self.first_match_in::<COUNT>(n, key, from, cost), cost)
+        self.walk(chain, best, |n, from, cost| self.first_match_in::<COUNT>(n, key, from, cost), cost, marks)
     }
 
     /// The first rule of chain `c` at or after rule `from` that matches
@@ -382,7 +442,7 @@ impl<'a> Image<'a> {
             Some(c) => self.first_linear(&c, key, from),
             None => NONE,
         };
-        self.walk(chain, best, find, &mut Cost::default())
+        self.walk(chain, best, find, &mut Cost::default(), &mut Marks::default())
     }
 
     fn first_linear(&self, c: &ChainHead, key: &PacketKey, from: u32) -> u32 {

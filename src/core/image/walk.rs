@@ -4,7 +4,7 @@
 //! at or after a rule number; images without jumps never get here.
 
 use super::format::{u32_item, ChainRecord, Target, TupleRecord, MAX_CALL_DEPTH, MAX_LOOKUPS};
-use super::{head_of, sec, tuple_of, ChainHead, Cost, Image, NONE};
+use super::{head_of, sec, tuple_of, ChainHead, Cost, Image, Marks, NONE};
 use crate::flow::{Action, Chain, PacketKey, Verdict};
 
 /// Where a jump returns to: a chain and the rule after the jump.
@@ -27,6 +27,7 @@ impl<'a> Image<'a> {
         first: u32,
         find: F,
         cost: &mut Cost,
+        marks: &mut Marks,
     ) -> Verdict {
         let policy = Verdict { action: self.policy(chain), rule: None, log: false };
         let mut stack = [Frame::default(); MAX_CALL_DEPTH];
@@ -40,8 +41,12 @@ impl<'a> Image<'a> {
                 // Kinds 4-7 (LOG, NAT, NOTRACK, TCPMSS) are not written
                 // by this compiler yet: the rule's action decides, as for
                 // a verdict.
-                Some(Target::Log(_) | Target::Nat(_) | Target::NoTrack | Target::TcpMss(_)) => {
-                    return self.verdict(chain, hit)
+                Some(Target::Log(_) | Target::Nat(_)) => return self.verdict(chain, hit),
+                // NOTRACK and TCPMSS are non-terminating (XT_CONTINUE):
+                // note what they ask and go on with the next rule.
+                Some(t @ (Target::NoTrack | Target::TcpMss(_))) => {
+                    marks.note(t);
+                    Some(Frame { chain: current, from: hit.saturating_add(1) })
                 }
                 Some(Target::Jump(to)) => {
                     let Some(slot) = stack.get_mut(depth) else { break };

@@ -15,7 +15,8 @@ use super::route::{netmask, ConfigError, InterfaceConfig, LearnedRoute, RouteTab
 use super::sink::FrameSink;
 use super::split::SplitScratch;
 use super::token_bucket::TokenBucket;
-use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
+use crate::flow::{Chain, CtState, IfIndex, PacketKey, Verdict};
+use crate::image::Marks;
 
 /// Connection-table entries examined for expiry per handled frame.
 pub const SWEEP_PER_FRAME: usize = 2;
@@ -28,6 +29,20 @@ pub const SWEEP_PER_POLL: usize = 256;
 pub trait Classifier {
     /// The verdict of `chain` for a packet described by `key`.
     fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict;
+
+    /// [`Classifier::classify`], with what the chain's non-terminating
+    /// targets (NOTRACK, TCPMSS) asked.
+    fn classify_marked(&self, chain: Chain, key: &PacketKey) -> (Verdict, Marks) {
+        (self.classify(chain, key), Marks::default())
+    }
+
+    /// Whether `chain` can change anything (rules, or a policy other than
+    /// ACCEPT): the packet path skips the chains that cannot. By default
+    /// only INPUT and FORWARD are used (a closure judging every chain alike
+    /// is a test's INPUT and FORWARD).
+    fn uses(&self, chain: Chain) -> bool {
+        matches!(chain, Chain::Input | Chain::Forward)
+    }
 }
 
 impl<F: Fn(Chain, &PacketKey) -> Verdict> Classifier for F {
@@ -134,6 +149,9 @@ pub struct Dataplane {
     pub(super) split: SplitScratch,
     /// Each interface's wire peer, if it is a bump-in-the-wire side (wire.rs).
     pub(super) wires: Vec<Option<IfIndex>>,
+    /// The connection state of the packet judged last (for the RST that
+    /// answers it: Linux attaches it to the packet's connection).
+    pub(super) last_state: CtState,
 }
 
 impl Dataplane {
@@ -161,6 +179,7 @@ impl Dataplane {
             scratch: [0; MAX_REPLY_LEN],
             split: SplitScratch::new(),
             wires: Vec::new(),
+            last_state: CtState::Invalid,
         })
     }
 

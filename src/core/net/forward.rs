@@ -171,7 +171,7 @@ impl Dataplane {
                 return Disposition::Drop(reason);
             }
         }
-        match self.check_options(now_ms, &packet, out) {
+        match self.check_options(now_ms, &packet, classifier, out) {
             Ok(options) => packet.options = options,
             Err(reason) => return Disposition::Drop(reason),
         }
@@ -191,10 +191,11 @@ impl Dataplane {
 
     /// The packet's IP options as Linux's `ip_rcv_options` judges them:
     /// malformed ones get a parameter problem, source routes are dropped.
-    fn check_options(
+    fn check_options<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
+        classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Result<Ipv4Options, DropReason> {
         if packet.meta.header_len <= IPV4_MIN_HEADER_LEN {
@@ -205,7 +206,7 @@ impl Dataplane {
             Ok(options) => Ok(options),
             Err(OptionsError::SourceRoute) => Err(DropReason::SourceRoute),
             Err(OptionsError::Malformed(pointer)) => {
-                self.send_icmp_error(now_ms, packet, IcmpError::parameter_problem(pointer), out);
+                self.send_icmp_error(now_ms, packet, IcmpError::parameter_problem(pointer), classifier, out);
                 Err(DropReason::Ipv4Options)
             }
         }
@@ -250,7 +251,7 @@ impl Dataplane {
                 Disposition::Drop(DropReason::BroadcastIcmp)
             }
             Ok(()) => Disposition::Local,
-            Err(action) => self.refuse(now_ms, &packet, action, out),
+            Err(action) => self.refuse(now_ms, &packet, action, classifier, out),
         }
     }
 
@@ -273,22 +274,34 @@ impl Dataplane {
             return self.forward_fragment(now_ms, packet, None, classifier, out);
         }
         let Some(hop) = self.routes.lookup(packet.meta.dst) else {
-            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, out);
+            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, classifier, out);
             return Disposition::Drop(DropReason::NoRoute);
         };
         if packet.meta.ttl <= 1 {
-            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, out);
+            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, classifier, out);
             return Disposition::Drop(DropReason::TtlExpired);
         }
         let mtu = self.interfaces.get(usize::from(hop.out_if)).map_or(DEFAULT_MTU, |i| i.mtu);
         if let Some(mtu) = refused_by_mtu(packet.frame, &packet.meta, packet.offload.segment_size, mtu) {
             // Linux answers PMTU discovery without its ICMP rate limit
             // (`icmpv4_mask_allow`: "Don't limit PMTU discovery").
-            self.send_icmp_error_limited(now_ms, &packet, IcmpError::fragmentation_needed(mtu), false, out);
+            self.send_icmp_error_limited(
+                now_ms,
+                &packet,
+                IcmpError::fragmentation_needed(mtu),
+                (false, classifier),
+                out,
+            );
             return Disposition::Drop(DropReason::FragmentationNeeded);
         }
         if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
-            return self.refuse(now_ms, &packet, action, out);
+            return self.refuse(now_ms, &packet, action, classifier, out);
+        }
+        let mut packet = packet;
+        if let Some(ip) = packet.frame.get_mut(ETHERNET_HEADER_LEN..) {
+            let who = (packet.in_if, hop.out_if, self.last_state);
+            let partial = packet.offload.partial.is_some();
+            packet.meta.total_len = self.mangle_mss(&packet.meta, who, (ip, partial), classifier);
         }
         self.transmit(now_ms, packet, hop, out)
     }
@@ -304,7 +317,11 @@ impl Dataplane {
         classifier: &C,
     ) -> Result<(), Result<Action, DropReason>> {
         let meta = &packet.meta;
-        let tracked: Tracked = self.conntrack.track(meta, now_ms);
+        let tracked: Tracked = match self.raw_notrack(meta, packet.in_if, classifier) {
+            true => Tracked::of(CtState::Untracked),
+            false => self.conntrack.track(meta, now_ms),
+        };
+        self.last_state = tracked.state;
         let key = packet_key(meta, packet.in_if, out_if, tracked.state);
         let verdict = classifier.classify(chain, &key);
         self.counters.count_verdict(chain, &verdict);
@@ -318,16 +335,17 @@ impl Dataplane {
     }
 
     /// Drops a refused packet, answering it for a reject.
-    pub(super) fn refuse(
+    pub(super) fn refuse<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
         action: Result<Action, DropReason>,
+        classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
         match action {
             Ok(Action::Reject(with)) => {
-                self.reject(now_ms, packet, with, out);
+                self.reject(now_ms, packet, with, classifier, out);
                 Disposition::Drop(DropReason::RuleReject)
             }
             Ok(_) => Disposition::Drop(DropReason::RuleDrop),
@@ -335,19 +353,34 @@ impl Dataplane {
         }
     }
 
-    fn reject(&mut self, now_ms: u64, packet: &Packet<'_>, with: RejectWith, out: &mut dyn FrameSink) {
+    fn reject<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        with: RejectWith,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) {
         let error = match (with, packet.meta.proto) {
-            (RejectWith::TcpReset, proto::TCP) => return self.send_reset(packet, out),
+            (RejectWith::TcpReset, proto::TCP) => return self.send_reset(now_ms, packet, classifier, out),
             // iptables refuses tcp-reset for other protocols; answer as port unreachable.
             (RejectWith::TcpReset, _) => IcmpError::for_reject(RejectWith::PortUnreachable),
             (with, _) => IcmpError::for_reject(with),
         };
         if let Some(error) = error {
-            self.send_icmp_error(now_ms, packet, error, out);
+            self.send_icmp_error(now_ms, packet, error, classifier, out);
         }
     }
 
-    fn send_reset(&mut self, packet: &Packet<'_>, out: &mut dyn FrameSink) {
+    /// Answers `packet` with a RST, which Linux attaches to the packet's
+    /// connection (`nf_ct_attach`): RELATED unless the packet had none.
+    fn send_reset<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) {
         let Some(interface) = self.interfaces.get(usize::from(packet.in_if)) else {
             return;
         };
@@ -355,30 +388,37 @@ impl Dataplane {
             return;
         }
         if let Ok(len) = build_tcp_reset(packet.frame, &packet.meta, interface.mac, &mut self.scratch) {
-            self.emit(packet.in_if, len, out);
+            let state = match self.last_state {
+                CtState::Invalid | CtState::Untracked => CtState::Invalid,
+                _ => CtState::Related,
+            };
+            if !self.emit_own(now_ms, (packet.in_if, len), Some(state), classifier, out) {
+                return;
+            }
             self.counters.events.tcp_resets_sent += 1;
         }
     }
 
     /// Sends an ICMP error about `packet` back out of its input interface,
     /// unless RFC 1122 forbids it or the rate limit says no.
-    pub(super) fn send_icmp_error(
+    pub(super) fn send_icmp_error<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
         error: IcmpError,
+        classifier: &C,
         out: &mut dyn FrameSink,
     ) {
-        self.send_icmp_error_limited(now_ms, packet, error, true, out);
+        self.send_icmp_error_limited(now_ms, packet, error, (true, classifier), out);
     }
 
     /// [`Self::send_icmp_error`], rate-limited or not (`limited`).
-    pub(super) fn send_icmp_error_limited(
+    pub(super) fn send_icmp_error_limited<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
         error: IcmpError,
-        limited: bool,
+        (limited, classifier): (bool, &C),
         out: &mut dyn FrameSink,
     ) {
         let Some(interface) = self.interfaces.get(usize::from(packet.in_if)).copied() else {
@@ -398,9 +438,30 @@ impl Dataplane {
         }
         let from = ReplyFrom { mac: interface.mac, addr: source };
         if let Ok(len) = build_icmp_error(packet.frame, meta, error, from, &mut self.scratch) {
-            self.emit(packet.in_if, len, out);
+            if !self.emit_own(now_ms, (packet.in_if, len), None, classifier, out) {
+                return;
+            }
             self.counters.events.icmp_errors_sent += 1;
         }
+    }
+
+    /// Sends the reply built in the scratch buffer, `len` bytes, out of
+    /// `out_if` if the OUTPUT path lets it ([`Dataplane::judge_own`], with
+    /// `state` as there); false if it refused it.
+    fn emit_own<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        (out_if, len): (IfIndex, usize),
+        state: Option<CtState>,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> bool {
+        let frame = self.scratch;
+        if self.judge_own(now_ms, out_if, frame.get(..len).unwrap_or(&[]), state, classifier).is_err() {
+            return false;
+        }
+        self.emit(out_if, len, out);
+        true
     }
 
     fn emit(&mut self, out_if: IfIndex, len: usize, out: &mut dyn FrameSink) {

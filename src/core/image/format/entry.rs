@@ -15,7 +15,7 @@ use super::{get_u16, get_u32, head, put};
 /// | 16 | rule number (24 bits), protocol (u8) |
 /// | 20 | source prefix length (bits 0-5), 0x40 input interface negated, 0x80 output interface negated |
 /// | 21 | destination prefix length (bits 0-5), 0x40 any protocol, 0x80 protocol negated |
-/// | 22 | connection states (bits 0-3, `flow::state_bit`), 0x10 last entry of its hash run |
+/// | 22 | connection states (bits 0-3, `flow::state_bit`), 0x10 last entry of its hash run, 0x20 does not match UNTRACKED (inverted, so images without UNTRACKED matches keep their bytes for "any state") |
 /// | 23 | input interface (bits 0-3), output interface (bits 4-7); [`super::ANY_IF`] = any |
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EntryRecord {
@@ -75,8 +75,10 @@ mod at {
     pub const PROTO_ANY: u8 = 0x40;
     /// Byte 21: protocol negated.
     pub const PROTO_NEG: u8 = 0x80;
-    /// State bits of byte 22.
-    pub const STATE_BITS: u8 = 0x0f;
+    /// State bits of byte 22 (UNTRACKED's inverted).
+    pub const STATE_BITS: u8 = 0x2f;
+    /// The UNTRACKED state bit, stored inverted.
+    pub const UNTRACKED: u8 = 0x20;
     /// Byte 22: last entry of its hash run.
     pub const LAST: u8 = 0x10;
 }
@@ -100,7 +102,7 @@ impl EntryRecord {
         b[PROTO] = self.proto;
         b[SRC_LEN] = (self.src_len & LEN_BITS) | flag(self.in_neg, NEG_IN) | flag(self.out_neg, NEG_OUT);
         b[DST_LEN] = (self.dst_len & LEN_BITS) | flag(self.proto_any, PROTO_ANY) | flag(self.proto_neg, PROTO_NEG);
-        b[STATES] = (self.states & STATE_BITS) | flag(self.last, LAST);
+        b[STATES] = ((self.states ^ UNTRACKED) & STATE_BITS) | flag(self.last, LAST);
         b[IFACES] = (self.in_if & 0x0f) | (self.out_if << 4);
         b
     }
@@ -193,7 +195,7 @@ impl<'a> EntryView<'a> {
     /// Connection-state bits.
     #[inline(always)]
     pub fn states(self) -> u8 {
-        self.0[at::STATES] & at::STATE_BITS
+        (self.0[at::STATES] ^ at::UNTRACKED) & at::STATE_BITS
     }
 
     /// Last entry of its hash run.
@@ -286,7 +288,7 @@ mod tests {
             assert_eq!(EntryRecord::decode(&bytes), Some(e));
             assert_eq!(EntryView::new(&bytes).record(), e);
         }
-        for bit in [1, 2, 4, 8] {
+        for bit in [1, 2, 4, 8, 0x20] {
             let e = EntryRecord { states: bit, ..entry() };
             assert_eq!(EntryView::new(&e.encode()).states(), bit);
         }
@@ -298,7 +300,10 @@ mod tests {
         let b = e.encode();
         assert_eq!(b[0..4], 0x0a01_0002u32.to_le_bytes());
         assert_eq!(b[16..20], [0x56, 0x34, 0x12, 17]);
-        assert_eq!([b[20], b[21], b[22], b[23]], [32 | 0x40, 16 | 0x80, 0x11, 0xf0]);
+        // NEW only: 0x20 (does not match UNTRACKED, stored inverted) | NEW | last.
+        assert_eq!([b[20], b[21], b[22], b[23]], [32 | 0x40, 16 | 0x80, 0x31, 0xf0]);
+        let any = EntryRecord { states: crate::flow::ANY_STATE, last: false, ..e }.encode();
+        assert_eq!(any[22], 0x0f, "any state keeps layout 6's byte");
         // The rule number keeps 24 bits.
         assert_eq!(EntryRecord::decode(&EntryRecord { rule: 0x0100_0001, ..e }.encode()).map(|d| d.rule), Some(1));
     }
