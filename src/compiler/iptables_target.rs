@@ -108,10 +108,8 @@ pub fn target(ctx: &Ctx, r: &mut Rule, table: &str, name: &str, goto: bool) -> R
     }
     match name {
         "ACCEPT" => r.action = Action::Accept,
-        "DROP" if table != "filter" => {
-            return Err(format!(
-                "target `DROP` in the `{table}` table is not supported by unifw (drop in the filter table)"
-            ))
+        "DROP" if table == "mangle" => {
+            return Err("target `DROP` in the `mangle` table is not supported by unifw (drop in the filter or raw table)".into())
         }
         "DROP" => r.action = Action::Drop,
         "REJECT" if table != "filter" => {
@@ -125,6 +123,12 @@ pub fn target(ctx: &Ctx, r: &mut Rule, table: &str, name: &str, goto: bool) -> R
         }
         // `-j CT` needs `--notrack` (checked when the line ends).
         "NOTRACK" | "CT" => r.jump = Some(Jump::NoTrack),
+        "TCPMSS" if table != "mangle" => {
+            return Err(format!(
+                "target `TCPMSS` in the `{table}` table is not supported by unifw (iptables allows it): \
+                 put it in *mangle FORWARD or POSTROUTING"
+            ))
+        }
         // The MSS comes with the target's option (checked when the line ends).
         "TCPMSS" => r.jump = Some(Jump::TcpMss(0)),
         t if MARK_TARGETS.contains(&t) => {
@@ -151,7 +155,8 @@ pub fn target(ctx: &Ctx, r: &mut Rule, table: &str, name: &str, goto: bool) -> R
 }
 
 /// An option of the `CT` or `TCPMSS` target (`target`); the argument
-/// words it used, or the error and where.
+/// words it used, or the error and where. Of TCPMSS's two options the
+/// later one wins, as in iptables.
 pub fn target_option(
     ctx: &mut Ctx,
     r: &mut Rule,
@@ -161,10 +166,12 @@ pub fn target_option(
 ) -> Result<usize, (usize, String)> {
     match (target, opt.text) {
         ("CT", "--notrack") => Ok(0),
-        ("TCPMSS", "--clamp-mss-to-pmtu") | ("TCPMSS", "--set-mss") if r.jump != Some(Jump::TcpMss(0)) => Err((
-            opt.at,
-            "TCPMSS takes one of `--set-mss` and `--clamp-mss-to-pmtu`, once (iptables refuses more)".into(),
-        )),
+        ("TCPMSS", "--clamp-mss-to-pmtu") if r.jump == Some(Jump::TcpMss(TCPMSS_CLAMP_GIVEN)) => {
+            Err((opt.at, "TCPMSS: option `--clamp-mss-to-pmtu` can only be used once (iptables)".into()))
+        }
+        ("TCPMSS", "--set-mss") if !matches!(r.jump, Some(Jump::TcpMss(0 | TCPMSS_CLAMP_GIVEN))) => {
+            Err((opt.at, "TCPMSS: option `--set-mss` can only be used once (iptables)".into()))
+        }
         ("TCPMSS", "--clamp-mss-to-pmtu") => {
             r.jump = Some(Jump::TcpMss(TCPMSS_CLAMP_GIVEN));
             Ok(0)
@@ -231,6 +238,11 @@ pub fn check_target(r: &mut Rule, target: &str, w: &[Word]) -> Result<(), String
                     "`--clamp-mss-to-pmtu` works only in FORWARD, OUTPUT and POSTROUTING (the kernel refuses it)"
                         .into(),
                 );
+            }
+            if matches!(r.chain, RuleChain::Builtin(Chain::MangleInput | Chain::MangleOutput)) {
+                return Err("TCPMSS in mangle INPUT or OUTPUT is not supported by unifw (it clamps forwarded SYNs: \
+                            PREROUTING, FORWARD, POSTROUTING)"
+                    .into());
             }
             if clamp {
                 r.jump = Some(Jump::TcpMss(0));

@@ -380,7 +380,7 @@ impl<'a> Image<'a> {
     /// Whether built-in `chain` can do anything: it has rules, or a
     /// policy other than ACCEPT. An unused chain need not be asked.
     pub fn uses(&self, chain: Chain) -> bool {
-        let rules = self.chains.get(chain.index()).map_or(0, |c| c.head.rules);
+        let rules = self.head(chain.index() as u32).map_or(0, |c| c.rules);
         rules > 0 || self.policy(chain) != Action::Accept
     }
 

@@ -152,6 +152,8 @@ impl Dataplane {
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
+        // Answers sent before a chain judges this packet are RELATED to it.
+        self.last_state = CtState::New;
         let meta = &packet.meta;
         let dhcp_discover = is_unspecified(meta.src) && is_limited_broadcast(meta.dst);
         if (is_martian_source(meta.src) && !dhcp_discover) || is_martian_destination(meta.dst) {
@@ -317,9 +319,11 @@ impl Dataplane {
         classifier: &C,
     ) -> Result<(), Result<Action, DropReason>> {
         let meta = &packet.meta;
-        let tracked: Tracked = match self.raw_notrack(meta, packet.in_if, classifier) {
-            true => Tracked::of(CtState::Untracked),
-            false => self.conntrack.track(meta, now_ms),
+        let tracked: Tracked = match self.raw_prerouting(meta, packet.in_if, classifier) {
+            Ok(true) => Tracked::of(CtState::Untracked),
+            Ok(false) => self.conntrack.track(meta, now_ms),
+            // A raw DROP: silent, whatever the answer a filter REJECT would give.
+            Err(_) => return Err(Err(DropReason::RuleDrop)),
         };
         self.last_state = tracked.state;
         let key = packet_key(meta, packet.in_if, out_if, tracked.state);
@@ -372,8 +376,19 @@ impl Dataplane {
         }
     }
 
-    /// Answers `packet` with a RST, which Linux attaches to the packet's
-    /// connection (`nf_ct_attach`): RELATED unless the packet had none.
+    /// The state of an answer (ICMP error, RST) to the packet at hand:
+    /// Linux attaches it to the packet's connection (`nf_ct_attach`), so it
+    /// is RELATED unless the packet had none (INVALID, untracked). Before
+    /// the chain judged it, the packet has the state conntrack gave it at
+    /// PREROUTING, which is a connection's ([`Dataplane::ipv4`] resets it).
+    fn answer_state(&self) -> CtState {
+        match self.last_state {
+            CtState::Invalid | CtState::Untracked => CtState::Invalid,
+            _ => CtState::Related,
+        }
+    }
+
+    /// Answers `packet` with a RST.
     fn send_reset<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
@@ -388,10 +403,7 @@ impl Dataplane {
             return;
         }
         if let Ok(len) = build_tcp_reset(packet.frame, &packet.meta, interface.mac, &mut self.scratch) {
-            let state = match self.last_state {
-                CtState::Invalid | CtState::Untracked => CtState::Invalid,
-                _ => CtState::Related,
-            };
+            let state = self.answer_state();
             if !self.emit_own(now_ms, (packet.in_if, len), Some(state), classifier, out) {
                 return;
             }
@@ -438,7 +450,8 @@ impl Dataplane {
         }
         let from = ReplyFrom { mac: interface.mac, addr: source };
         if let Ok(len) = build_icmp_error(packet.frame, meta, error, from, &mut self.scratch) {
-            if !self.emit_own(now_ms, (packet.in_if, len), None, classifier, out) {
+            let state = self.answer_state();
+            if !self.emit_own(now_ms, (packet.in_if, len), Some(state), classifier, out) {
                 return;
             }
             self.counters.events.icmp_errors_sent += 1;

@@ -38,10 +38,17 @@ impl Dataplane {
         classifier: &C,
     ) -> Result<(), DropReason> {
         let Some(meta) = own_ipv4(frame) else { return Ok(()) };
-        let untracked = classifier.uses(Chain::RawOutput) && {
+        let mut untracked = false;
+        if classifier.uses(Chain::RawOutput) {
             let key = packet_key(&meta, NO_IF, out_if, CtState::Invalid);
-            classifier.classify_marked(Chain::RawOutput, &key).1.notrack
-        };
+            let (verdict, marks) = classifier.classify_marked(Chain::RawOutput, &key);
+            if verdict.action != Action::Accept {
+                self.counters.count_verdict(Chain::RawOutput, &verdict);
+                self.counters.count_drop(out_if, DropReason::RuleDrop);
+                return Err(DropReason::RuleDrop);
+            }
+            untracked = marks.notrack;
+        }
         let tracked = match (untracked, state) {
             (true, _) => None,
             (false, Some(_)) => None,
@@ -78,14 +85,26 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Whether raw PREROUTING exempts a received packet from tracking (a
-    /// `NOTRACK` rule matched). It sees no output interface and no state yet.
-    pub(super) fn raw_notrack<C: Classifier + ?Sized>(&self, meta: &Ipv4Meta, in_if: IfIndex, classifier: &C) -> bool {
+    /// raw PREROUTING for a received packet: `Ok(true)` when a `NOTRACK`
+    /// rule exempts it from tracking, `Err` with the verdict when a DROP
+    /// rule drops it (counted as the rule's). It sees no output interface
+    /// and no state yet.
+    pub(super) fn raw_prerouting<C: Classifier + ?Sized>(
+        &mut self,
+        meta: &Ipv4Meta,
+        in_if: IfIndex,
+        classifier: &C,
+    ) -> Result<bool, Action> {
         if !classifier.uses(Chain::RawPrerouting) {
-            return false;
+            return Ok(false);
         }
         let key = packet_key(meta, in_if, NO_IF, CtState::Invalid);
-        classifier.classify_marked(Chain::RawPrerouting, &key).1.notrack
+        let (verdict, marks) = classifier.classify_marked(Chain::RawPrerouting, &key);
+        if verdict.action != Action::Accept {
+            self.counters.count_verdict(Chain::RawPrerouting, &verdict);
+            return Err(verdict.action);
+        }
+        Ok(marks.notrack)
     }
 
     /// The mangle table's TCPMSS on a forwarded TCP SYN (`ip` is its IPv4
