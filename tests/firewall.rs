@@ -646,3 +646,27 @@ fn nics_bound_by_mac_take_their_names_whatever_their_order() {
     assert!(fw.is_up(0) && !fw.is_up(1));
     assert!(fw.nics().device(1).is_none());
 }
+
+/// The stack's echo reply meets OUTPUT: ESTABLISHED (the request was
+/// tracked on the way in), so `:OUTPUT DROP` with an ESTABLISHED rule lets
+/// it out, and without one it is dropped and counted on eth0.
+#[test]
+fn output_judges_the_stacks_echo_replies() {
+    let base = "interface eth0 10.1.0.1/24\ninterface eth1 10.2.0.1/24\npolicy output drop\n";
+    for (extra, answered) in [("output accept state established,related\n", true), ("", false)] {
+        let image = compiled(&format!("{base}{extra}"));
+        let mut fw = firewall(&image, &lab_plan(&image));
+        dev(fw.nics_mut(), 0).inject(&arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], FW0));
+        dev(fw.nics_mut(), 0).inject(&echo_frame(SENDER, FW0, true, 9, 1, 64));
+        fw.poll_once(1_000);
+        let sent = dev(fw.nics_mut(), 0).take_sent();
+        assert!(sent.iter().any(|f| ethertype(f) == EthernetProtocol::Arp), "ARP is no IP: OUTPUT never sees it");
+        let replies = sent.iter().filter(|f| ethertype(f) == EthernetProtocol::Ipv4).count();
+        assert_eq!(replies, usize::from(answered), "{extra:?}");
+        let drops = fw.dataplane().counters().interfaces[0].drop_count(unifw_core::net::DropReason::RuleDrop);
+        assert_eq!(drops, u64::from(!answered));
+        dev(fw.nics_mut(), 0).complete();
+        fw.poll_once(2_000);
+        assert_eq!(fw.nics().pool_free(0), TRANSMIT_POOL, "a refused frame's buffer goes home");
+    }
+}

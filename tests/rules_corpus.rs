@@ -95,13 +95,6 @@ fn load(ipt: &str) -> Result<(), rules::Diagnostics> {
 /// fails the test, and so does an entry here that no longer occurs (remove
 /// it once the compiler reads the line or says "not supported").
 const KNOWN: &[(&str, &str, &str)] = &[
-    // iptables-restore commands other than -A/-N: Linux loads these files
-    // (`iptables-restore --test` passes); unifw refuses the lines without
-    // counting them as an unsupported feature.
-    ("binhex-arch-deluge.v4", "unsupported command `-I OUTPUT", "iptables-restore `-I`, Linux accepts it"),
-    ("firemanxbr-firewall-services.v4", "unsupported command `-P ", "iptables-restore `-P`, Linux accepts it"),
-    ("firemanxbr-firewall-services.v4", "unsupported command `-I ", "iptables-restore `-I`, Linux accepts it"),
-    ("gmasse-emailgw.v4", "unsupported command `-F ", "iptables-restore `-F`, Linux accepts it"),
     // Refused as Linux refuses it: `-A -I INPUT 1 ...` (iptables-restore:
     // "Bad argument `INPUT'", line 34).
     ("dansku-tor-relay-bootstrap.v4", "chain `-I` is not declared", "Linux refuses the line too"),

@@ -74,8 +74,10 @@ fn iptables_unsupported_things_are_named() {
     assert!(e.contains("target `NFQUEUE` is not supported"), "{e}");
     let e = first(&ipt("-A FORWARD -m conntrack --ctproto 6 -j DROP"));
     assert!(e.contains("option `--ctproto`"), "{e}");
-    let e = first(&ipt("-A OUTPUT -j DROP"));
-    assert!(e.contains("chain `OUTPUT`"), "{e}");
+    let e = first(&ipt("-A OUTPUT -j MARK --set-mark 1"));
+    assert!(e.contains("target `MARK` is not supported") && e.contains("marks"), "{e}");
+    let e = first("*raw\n-A PREROUTING -j CT --zone 1\nCOMMIT\n");
+    assert!(e.contains("option `--zone` of `-j CT` is not supported"), "{e}");
     let e = first(":MYCHAIN - [0:0]\n");
     assert!(e.contains("expected a table"), "{e}");
     let e = first("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j DNAT --to 1.2.3.4\nCOMMIT\n");

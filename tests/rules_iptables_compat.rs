@@ -566,3 +566,186 @@ fn residual_matches_and_log_mean_what_they_mean_in_linux() {
     assert_eq!((v.action, v.rule, lookup.logged()), (Action::Drop, Some(1), &[0u32][..]));
     assert_eq!(image.rule_log(0).map(|l| String::from(l.prefix())), Some(String::from("fw: ")));
 }
+
+/// `(body lines, iptables' error or OK, unifw's error or "", INPUT rules afterwards)`.
+type RestoreCase = (&'static [&'static str], Option<&'static str>, &'static str, &'static [u32]);
+
+/// iptables-restore's commands besides `-A` and `-N`, measured as above
+/// (iptables-legacy 1.8.9, `iptables-restore` in a scratch namespace):
+/// `(body lines, iptables' error or OK, unifw's error or "", the INPUT
+/// chain afterwards as the body lines of its rules, in order)`.
+const RESTORE_CASES: &[RestoreCase] = &[
+    // -I CHAIN [N]: rule N (default 1), at most one past the end.
+    (&["-A INPUT -p tcp --dport 22 -j ACCEPT", "-I INPUT -p tcp --dport 23 -j ACCEPT"], OK, "", &[2, 1]),
+    (&["-A INPUT -j ACCEPT", "-A INPUT -j DROP", "-I INPUT 2 -p udp -j DROP"], OK, "", &[1, 3, 2]),
+    (&["-A INPUT -j ACCEPT", "-I INPUT 2 -p udp -j DROP"], OK, "", &[1, 2]),
+    (&["-A INPUT -j ACCEPT", "-I INPUT 3 -j DROP"], Some("line 3 failed"), "Index of insertion too big", &[]),
+    (&["-I INPUT 0 -j DROP"], Some("Invalid rule number `0'"), "invalid rule number", &[]),
+    (&["-I INPUT x -j DROP"], Some("Invalid rule number `x'"), "invalid rule number", &[]),
+    (&["-I INPUT 1 2 -j DROP"], Some("Bad argument `2'"), "bad argument `2`", &[]),
+    (&[":A -", "-A A -j DROP", "-I A -j ACCEPT", "-A INPUT -j A"], OK, "", &[4]),
+    // -D CHAIN N, -D CHAIN RULE (the first one that is the same rule).
+    (&["-A INPUT -j ACCEPT", "-A INPUT -j DROP", "-D INPUT 1"], OK, "", &[2]),
+    (&["-A INPUT -j ACCEPT", "-D INPUT 2"], Some("line 2 failed"), "Index of deletion too big", &[]),
+    (&["-A INPUT -j ACCEPT", "-D INPUT 1 -p tcp"], Some("Illegal option `-p' with this command"), "not allowed", &[]),
+    (
+        &[
+            "-A INPUT -p tcp --dport 23 -j ACCEPT",
+            "-A INPUT -p tcp --dport 24 -j ACCEPT",
+            "-A INPUT -p tcp --dport 23 -j ACCEPT",
+            "-D INPUT -p tcp -m tcp --dport 23 -j ACCEPT",
+        ],
+        OK,
+        "",
+        &[2, 3],
+    ),
+    (&["-A INPUT -s 10.0.0.1 -j ACCEPT", "-D INPUT -s 10.0.0.1/32 -j ACCEPT"], OK, "", &[]),
+    (
+        &["-A INPUT -s 10.0.0.1 -j ACCEPT", "-D INPUT -s 10.0.0.1/32 -j DROP"],
+        Some("line 2 failed"),
+        "no such rule",
+        &[],
+    ),
+    (
+        &["-A INPUT -p tcp --dport 22 -j ACCEPT", "-D INPUT -p tcp --dport 22"],
+        Some("line 2 failed"),
+        "no such rule",
+        &[],
+    ),
+    (&["-A INPUT -j ACCEPT", "-D INPUT"], Some("line 2 failed"), "no such rule", &[]),
+    (
+        &["-A INPUT -s 10.0.0.1 -m comment --comment a -j ACCEPT", "-D INPUT -s 10.0.0.1/32 -j ACCEPT"],
+        Some("line 2 failed"),
+        "no such rule",
+        &[],
+    ),
+    (&["-A INPUT -m comment --comment a -j ACCEPT", "-D INPUT -m comment --comment a -j ACCEPT"], OK, "", &[]),
+    (
+        &["-A INPUT -m state --state NEW -j ACCEPT", "-D INPUT -m conntrack --ctstate NEW -j ACCEPT"],
+        Some("line 2 failed"),
+        "no such rule",
+        &[],
+    ),
+    // -F [CHAIN], -X [CHAIN], -Z.
+    (&[":A -", "-A INPUT -j A", "-A A -j DROP", "-A FORWARD -j DROP", "-F INPUT"], OK, "", &[]),
+    (&[":A -", "-A INPUT -j A", "-A A -j DROP", "-F", "-X", "-A INPUT -j DROP"], OK, "", &[6]),
+    (&[":A -", "-A A -j DROP", "-F A", "-X A", "-N A", "-A INPUT -j A"], OK, "", &[6]),
+    (&[":A -", "-A INPUT -j A", "-X A"], Some("line 3 failed"), "Too many links", &[]),
+    (&[":A -", "-A A -j DROP", "-X A"], Some("line 3 failed"), "Directory not empty", &[]),
+    (&[":A -", ":B -", "-A A -j B", "-X"], Some("line 4 failed"), "Directory not empty", &[]),
+    (&["-X INPUT"], Some("line 1 failed"), "built-in chain", &[]),
+    (&["-X C"], Some("line 1 failed"), "no chain `C`", &[]),
+    (&["-F C"], Some("line 1 failed"), "no chain `C`", &[]),
+    (&["-F PREROUTING"], Some("line 1 failed"), "no chain `PREROUTING`", &[]),
+    (&["-F INPUT x"], Some("Bad argument `x'"), "bad argument `x`", &[]),
+    (&["-F OUTPUT", "-X", "-F", "-Z", "-Z INPUT"], OK, "", &[]),
+    (&["-A INPUT -j ACCEPT", "-Z INPUT 2"], Some("line 2 failed"), "no rule 2", &[]),
+    // -P CHAIN POLICY: a built-in chain, ACCEPT or DROP.
+    (&["-P FORWARD DROP", "-P INPUT ACCEPT"], OK, "", &[]),
+    (&[":A -", "-P A DROP"], Some("line 2 failed"), "Bad built-in chain name", &[]),
+    (&["-P INPUT RETURN"], Some("line 1 failed"), "unsupported chain policy", &[]),
+    (&["-P INPUT REJECT"], Some("line 1 failed"), "unsupported chain policy", &[]),
+    (&["-P INPUT"], Some("-P requires a chain and a policy"), "requires a chain and a policy", &[]),
+    (&["-P INPUT DROP x"], Some("Bad argument `x'"), "bad argument `x`", &[]),
+];
+
+#[test]
+fn restore_commands_act_as_in_iptables_restore() {
+    let mut failures = Vec::new();
+    for &(body, linux, unifw, input) in RESTORE_CASES {
+        let text = file(&body.join("\n"));
+        let got = compile(&text);
+        let ok = match (&got, unifw) {
+            (Ok(c), "") => {
+                let lines: Vec<u32> =
+                    c.ruleset.rules.iter().filter(|r| r.chain == Chain::Input).map(|r| r.line - 4).collect();
+                lines == input
+            }
+            (Err(d), want) if !want.is_empty() => d.errors.iter().any(|e| e.message.contains(want)),
+            _ => false,
+        };
+        if !ok {
+            let got = match got {
+                Ok(c) => format!("loads, INPUT {:?}", c.ruleset.rules.iter().map(|r| r.line - 4).collect::<Vec<_>>()),
+                Err(d) => d.to_string(),
+            };
+            failures.push(format!("{body:?}\n  iptables: {linux:?}\n  unifw: {got}\n  expected: {unifw:?} {input:?}"));
+        }
+        assert!(linux.is_none() || !unifw.is_empty(), "{body:?}: iptables refuses it, so must unifw");
+    }
+    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Lines of the raw and mangle tables and of filter OUTPUT, measured as
+/// above: `(table, line, iptables' error or OK, unifw's error or "")`.
+const TABLE_CASES: &[(&str, &str, Option<&str>, &str)] = &[
+    ("raw", "-A PREROUTING -p udp -j NOTRACK", OK, ""),
+    ("raw", "-A OUTPUT -j CT --notrack", OK, ""),
+    ("raw", "-A PREROUTING -j CT --zone 1", OK, "option `--zone` of `-j CT` is not supported"),
+    ("raw", "-A PREROUTING -j CT", OK, "without `--notrack` is not supported"),
+    ("raw", "-A INPUT -j NOTRACK", Some("line 2 failed"), "has no chain `INPUT`"),
+    ("filter", "-A INPUT -j NOTRACK", Some("line 2 failed"), "valid only in the raw table"),
+    ("mangle", "-A FORWARD -p tcp --syn -j TCPMSS --clamp-mss-to-pmtu", OK, ""),
+    ("mangle", "-A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1400", OK, ""),
+    (
+        "mangle",
+        "-A FORWARD -p tcp --tcp-flags SYN,RST RST -j TCPMSS --set-mss 1400",
+        Some("line 2 failed"),
+        "needs a match of SYN",
+    ),
+    ("mangle", "-A FORWARD -p tcp -j TCPMSS --clamp-mss-to-pmtu", Some("line 2 failed"), "needs a match of SYN"),
+    ("mangle", "-A FORWARD -j TCPMSS --set-mss 1400", Some("line 2 failed"), "needs `-p tcp`"),
+    (
+        "mangle",
+        "-A FORWARD -p tcp -j TCPMSS",
+        Some("TCPMSS target: At least one parameter is required"),
+        "At least one parameter",
+    ),
+    (
+        "mangle",
+        "-A FORWARD -p tcp -j TCPMSS --set-mss 1 --set-mss 2",
+        Some("option \"--set-mss\" can only be used once"),
+        "can only be used once",
+    ),
+    ("mangle", "-A FORWARD -j REJECT", Some("line 2 failed"), "valid only in the filter table"),
+    ("mangle", "-A FORWARD -j MARK --set-mark 1", OK, "target `MARK` is not supported"),
+    ("mangle", "-A FORWARD -j CONNMARK --save-mark", OK, "target `CONNMARK` is not supported"),
+    ("mangle", "-A PREROUTING -j ACCEPT", OK, ""),
+    ("raw", "-A PREROUTING -p udp --dport 7 -j DROP", OK, ""),
+    ("mangle", "-A FORWARD -j DROP", OK, "`DROP` in the `mangle` table is not supported"),
+    ("filter", "-A OUTPUT -o eth0 -m state --state UNTRACKED -j ACCEPT", OK, ""),
+    ("filter", "-A OUTPUT -p icmp -j DROP", OK, ""),
+    ("filter", "-A OUTPUT -j REJECT", OK, ""),
+    ("filter", "-A OUTPUT -i eth0 -j DROP", Some("Can't use -i with OUTPUT"), "Can't use -i with OUTPUT"),
+    ("filter", "-A INPUT -o eth0 -j DROP", Some("Can't use -o with INPUT"), "Can't use -o with INPUT"),
+    ("filter", "-P OUTPUT DROP", OK, ""),
+    ("filter", "-A FORWARD -p tcp -j TCPMSS --set-mss 1400", Some("line 2 failed"), "TCPMSS"),
+];
+
+#[test]
+fn raw_mangle_and_output_lines_read_as_iptables_reads_them() {
+    let mut failures = Vec::new();
+    for &(table, line, linux, unifw) in TABLE_CASES {
+        let text = format!("*{table}\n{line}\nCOMMIT\n");
+        let got = compile(&text);
+        let ok = match (&got, unifw) {
+            (Ok(_), "") => true,
+            (Err(d), want) if !want.is_empty() => d.errors.iter().any(|e| e.message.contains(want)),
+            _ => false,
+        };
+        if !ok {
+            let got = got.map(|_| String::from("loads")).unwrap_or_else(|d| d.to_string());
+            failures.push(format!("*{table} {line}\n  iptables: {linux:?}\n  unifw: {got}\n  expected: {unifw:?}"));
+        }
+        assert!(linux.is_none() || !unifw.is_empty(), "{line}: iptables refuses it, so must unifw");
+    }
+    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+    let c = compile("*filter\n:OUTPUT DROP [0:0]\n-A OUTPUT -p icmp -j ACCEPT\nCOMMIT\n").unwrap();
+    let image = Image::from_bytes(&c.image).unwrap();
+    assert_eq!(image.policy(Chain::Output), Action::Drop);
+    let mut k = key(proto::ICMP, 0, CtState::Untracked);
+    k.in_if = unifw_core::flow::NO_IF;
+    assert_eq!(image.classify(Chain::Output, &k).action, Action::Accept);
+    k.proto = proto::UDP;
+    assert_eq!(image.classify(Chain::Output, &k).action, Action::Drop);
+}

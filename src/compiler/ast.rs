@@ -195,6 +195,12 @@ pub enum Jump {
     Goto(u16),
     /// `-j RETURN`: back to the caller (in a built-in chain: its policy).
     Return,
+    /// raw `-j NOTRACK` (`-j CT --notrack`): the packet is not tracked;
+    /// matching continues with the next rule.
+    NoTrack,
+    /// `-j TCPMSS`: the SYN's MSS is lowered to this (0: the path MTU
+    /// less 40); matching continues with the next rule.
+    TcpMss(u16),
 }
 
 /// A user-defined chain (iptables `:NAME -` or `-N NAME`).
@@ -455,6 +461,7 @@ impl Ruleset {
                 }
             }
             match hit {
+                Some((i, r)) if matches!(r.jump, Some(Jump::NoTrack | Jump::TcpMss(_))) => from = i + 1,
                 Some((i, r)) if r.jump.is_none() => {
                     return Verdict { action: r.action, rule: Some(i as u32), log: r.log }
                 }

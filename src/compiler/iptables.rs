@@ -7,8 +7,9 @@ use alloc::vec::Vec;
 
 use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
-use super::ast::{ProtoMatch, Rule};
+use super::ast::{ProtoMatch, Rule, RuleChain};
 use super::diag::Diagnostic;
+use super::iptables_commands;
 use super::iptables_match::{self, Matches};
 use super::iptables_target;
 use super::names;
@@ -23,15 +24,19 @@ pub struct Word<'a> {
     pub at: usize,
 }
 
-struct Line<'a> {
+/// One line of the file, for diagnostics.
+pub(super) struct Line<'a> {
     name: &'a str,
     src: &'a [u8],
-    no: u32,
-    start: usize,
+    /// 1-based line number.
+    pub(super) no: u32,
+    /// Byte offset of the line in the file.
+    pub(super) start: usize,
 }
 
 impl Line<'_> {
-    fn diag(&self, at: usize, msg: String) -> Diagnostic {
+    /// An error at byte offset `at` of the file.
+    pub(super) fn diag(&self, at: usize, msg: String) -> Diagnostic {
         Diagnostic::at(self.name, self.src, self.no, self.start, at, msg)
     }
 }
@@ -103,20 +108,15 @@ fn statement(
         w = &w[1..]; // packet and byte counters of `iptables-save -c`
     }
     match w.first().map(|x| x.text) {
-        Some("-A") | Some("--append") if t != "filter" => {
-            ctx.count_unsupported(format!("*{t} table"));
-            Err(line.diag(
-                offset,
-                format!(
-                    "table `{t}` is not supported (unifw implements only the filter table's INPUT and FORWARD chains)"
-                ),
-            ))
-        }
         Some("-A") | Some("--append") => {
-            if let Some(rule) = rule(ctx, file, line, &w[1..], offset)? {
+            if let Some(rule) = table_rule(ctx, file, line, t, &w[1..], offset)? {
+                iptables_commands::remember_signature(ctx, &rule, w);
                 ctx.set.rules.push(rule);
             }
             Ok(())
+        }
+        Some(command) if iptables_commands::is_command(command) => {
+            iptables_commands::command(ctx, file, line, t, w, offset)
         }
         Some("-N") | Some("--new-chain") => match (w.get(1), w.get(2)) {
             (Some(name), None) if t == "filter" => {
@@ -128,11 +128,31 @@ fn statement(
         _ => Err(line.diag(
             offset,
             format!(
-                "unsupported command `{}` (iptables-save has only `*table`, `:CHAIN`, `-A` and COMMIT lines; `-N` is read too)",
+                "unsupported command `{}` (unifw reads `*table`, `:CHAIN`, COMMIT and the commands -A, -I, -D, -N, -F, -X, -P and -Z)",
                 text
             ),
         )),
     }
+}
+
+/// The rule of an `-A`, `-I` or `-D` line of table `table` (`w` starts
+/// at its chain); `None` for a rule without a target (see [`rule`]).
+pub(super) fn table_rule(
+    ctx: &mut Ctx,
+    file: u16,
+    line: &Line,
+    table: &str,
+    w: &[Word],
+    offset: usize,
+) -> Result<Option<Rule>, Diagnostic> {
+    if !matches!(table, "filter" | "raw" | "mangle") {
+        ctx.count_unsupported(format!("*{table} table"));
+        return Err(line.diag(
+            offset,
+            format!("table `{table}` is not supported (unifw implements the filter, raw and mangle tables)"),
+        ));
+    }
+    rule(ctx, file, line, table, w, offset)
 }
 
 /// The offset of the quote that ends a quoted word: iptables-save escapes
@@ -183,21 +203,35 @@ fn chain_policy(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word]) 
         );
     };
     let chain = &name.text[1..];
+    match policy.text {
+        "-" if BUILTIN_CHAINS.contains(&chain) => {
+            Err(line.diag(policy.at, format!("built-in chain `{chain}` needs a policy (ACCEPT or DROP)")))
+        }
+        "-" if table == "filter" => {
+            iptables_target::declare(ctx, file, line.no, chain).map_err(|e| line.diag(name.at, e))
+        }
+        "-" => Ok(()), // a user chain of a table unifw does not read: its rules are refused
+        _ => set_policy(ctx, line, table, chain, policy),
+    }
+}
+
+/// Sets the policy of built-in `chain` of `table` (`:CHAIN POLICY` or `-P CHAIN POLICY`).
+pub(super) fn set_policy(
+    ctx: &mut Ctx,
+    line: &Line,
+    table: &str,
+    chain: &str,
+    policy: &Word,
+) -> Result<(), Diagnostic> {
     let action = match policy.text {
         "ACCEPT" => Action::Accept,
         "DROP" => Action::Drop,
-        "-" if BUILTIN_CHAINS.contains(&chain) => {
-            return Err(line.diag(policy.at, format!("built-in chain `{chain}` needs a policy (ACCEPT or DROP)")))
-        }
-        "-" if table == "filter" => {
-            return iptables_target::declare(ctx, file, line.no, chain).map_err(|e| line.diag(name.at, e))
-        }
-        "-" => return Ok(()), // a user chain of a table unifw does not read: its rules are refused
         p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
     };
     match (table, chain) {
         ("filter", "INPUT") => ctx.set.set_policy(Chain::Input, action),
         ("filter", "FORWARD") => ctx.set.set_policy(Chain::Forward, action),
+        ("filter", "OUTPUT") => ctx.set.set_policy(Chain::Output, action),
         (_, _) if action == Action::Accept => {} // an empty chain that accepts changes nothing
         (t, c) => {
             ctx.count_unsupported(format!("policy DROP of {t} {c}"));
@@ -208,32 +242,39 @@ fn chain_policy(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word]) 
 }
 
 /// The built-in chains of iptables' tables.
-const BUILTIN_CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
+pub(super) const BUILTIN_CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
 
 /// What one `-A` line has said so far.
-struct Opts {
+struct Opts<'t> {
     rule: Rule,
     target: bool,
     matches: Matches,
     /// Target options given so far (each at most once, as iptables).
     target_opts: Vec<&'static str>,
+    /// The table the rule is in.
+    table: &'t str,
+    /// The `-j` target's name, once given.
+    target_name: &'t str,
 }
 
 /// One `-A` line's rule; `None` for a rule without a target, which in
 /// iptables only counts the packets it matches and changes no verdict:
 /// unifw leaves it out, with a note.
-fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<Option<Rule>, Diagnostic> {
+pub(super) fn rule(
+    ctx: &mut Ctx,
+    file: u16,
+    line: &Line,
+    table: &str,
+    w: &[Word],
+    offset: usize,
+) -> Result<Option<Rule>, Diagnostic> {
     let chain = match w.first() {
-        Some(c) => iptables_target::rule_chain(ctx, file, c.text).map_err(|e| {
-            if matches!(c.text, "OUTPUT" | "PREROUTING" | "POSTROUTING") {
-                ctx.count_unsupported(format!("chain {}", c.text));
-            }
-            line.diag(c.at, e)
-        })?,
+        Some(c) => iptables_target::rule_chain(ctx, file, table, c.text).map_err(|e| line.diag(c.at, e))?,
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
     let rule = Rule { chain, ..Rule::any(Chain::Input, Action::Accept) };
-    let mut o = Opts { rule, target: false, matches: Matches::default(), target_opts: Vec::new() };
+    let mut o =
+        Opts { rule, target: false, matches: Matches::default(), target_opts: Vec::new(), table, target_name: "" };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -251,6 +292,7 @@ fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Res
     }
     iptables_match::finish(o.matches, &mut o.rule).map_err(|(at, e)| line.diag(at, e))?;
     check(&o.rule, line, offset)?;
+    iptables_target::check_target(&mut o.rule, o.target_name, w).map_err(|e| line.diag(offset, e))?;
     if !o.target {
         const NOTE: &str = "note: a rule without `-j` only counts packets in iptables and decides nothing; unifw leaves it (and any later one) out";
         if !ctx.set.warnings.iter().any(|d| d.message == NOTE) {
@@ -262,15 +304,16 @@ fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Res
 }
 
 /// Applies one option; returns how many argument words it used.
-fn option(
+fn option<'t>(
     ctx: &mut Ctx,
-    o: &mut Opts,
+    o: &mut Opts<'t>,
     line: &Line,
-    opt: &Word,
-    arg: Option<&Word>,
+    opt: &Word<'t>,
+    arg: Option<&Word<'t>>,
     negated: bool,
 ) -> Result<usize, Diagnostic> {
-    if opt.text != "--reject-with" {
+    // Options after `-j CT` or `-j TCPMSS` are the target's.
+    if opt.text != "--reject-with" && !matches!(o.target_name, "CT" | "TCPMSS") {
         let at = |at: usize, msg: String| line.diag(at, msg);
         let r = iptables_match::option(ctx, &mut o.matches, &mut o.rule, (opt, arg, negated), &at);
         if let Some(used) = r.map_err(|(at, e)| line.diag(at, e))? {
@@ -292,13 +335,18 @@ fn option(
             no_neg(opt.text)?;
             let a = need()?;
             let goto = opt.text.starts_with("-g") || opt.text == "--goto";
-            if let Err(e) = iptables_target::target(ctx, r, a.text, goto) {
+            if let Err(e) = iptables_target::target(ctx, r, o.table, a.text, goto) {
                 if e.starts_with("target `") {
                     ctx.count_unsupported(format!("-j {}", a.text));
                 }
                 return Err(bad(a, e));
             }
             o.target = true;
+            o.target_name = a.text;
+        }
+        t if matches!(o.target_name, "CT" | "TCPMSS") => {
+            no_neg(t)?;
+            return iptables_target::target_option(ctx, r, o.target_name, opt, arg).map_err(|(at, e)| line.diag(at, e));
         }
         "--reject-with" => {
             let a = need()?;
@@ -328,6 +376,9 @@ fn option(
             }
             return Ok(usize::from(takes_arg));
         }
+        t if !t.starts_with('-') => {
+            return Err(line.diag(opt.at, format!("bad argument `{t}` (iptables refuses it)")));
+        }
         _ => {
             ctx.count_unsupported(String::from(opt.text));
             return Err(line.diag(opt.at, format!("option `{}` is not supported by unifw", opt.text)));
@@ -337,6 +388,17 @@ fn option(
 }
 
 fn check(r: &Rule, line: &Line, offset: usize) -> Result<(), Diagnostic> {
+    if let RuleChain::Builtin(c) = r.chain {
+        let (no_in, no_out) = match c.name() {
+            "OUTPUT" | "POSTROUTING" => (true, false),
+            "INPUT" | "PREROUTING" => (false, true),
+            _ => (false, false),
+        };
+        if (no_in && r.in_if.is_some()) || (no_out && r.out_if.is_some()) {
+            let flag = if no_in { "-i" } else { "-o" };
+            return Err(line.diag(offset, format!("iptables: Can't use {flag} with {}", c.name())));
+        }
+    }
     if r.action == Action::Reject(RejectWith::TcpReset) && r.proto != ProtoMatch::OneOf(alloc::vec![proto::TCP]) {
         return Err(
             line.diag(offset, "`--reject-with tcp-reset` needs `-p tcp` (the kernel refuses it otherwise)".into())

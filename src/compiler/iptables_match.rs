@@ -652,9 +652,7 @@ fn ct_state(ctx: &mut Ctx, s: &str) -> Result<CtState, String> {
         "UNTRACKED" => Ok(CtState::Untracked),
         "SNAT" | "DNAT" => {
             ctx.count_unsupported(format!("state {}", s.to_ascii_uppercase()));
-            Err(format!(
-                "connection state `{s}` is not supported by unifw yet (every packet is tracked, and there is no NAT)"
-            ))
+            Err(format!("connection state `{s}` is not supported by unifw yet (there is no NAT)"))
         }
         _ => names::state(s)
             .map_err(|_| format!("bad state `{s}` (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED, SNAT, DNAT)")),

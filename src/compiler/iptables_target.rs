@@ -5,11 +5,12 @@
 use alloc::format;
 use alloc::string::String;
 
-use unifw_core::flow::{Action, RejectWith, BUILTIN_CHAINS};
+use unifw_core::flow::{proto, Action, Chain, RejectWith, Table, BUILTIN_CHAINS};
 use unifw_core::image::format::MAX_CHAINS;
 
-use super::ast::{Jump, LogRecord, Rule, RuleChain, UserChain};
+use super::ast::{Jump, LogRecord, ProtoMatch, Rule, RuleChain, UserChain};
 use super::chains::MAX_CHAIN_NAME;
+use super::iptables::Word;
 use super::source::Ctx;
 
 /// Targets iptables knows that are not chain names.
@@ -20,20 +21,60 @@ pub fn find(ctx: &Ctx, file: u16, name: &str) -> Option<u16> {
     ctx.set.chains.iter().position(|c| c.file == file && c.name == name).map(|n| n as u16)
 }
 
-/// The chain of `-A NAME`: a built-in chain unifw filters or a declared user chain.
-pub fn rule_chain(ctx: &Ctx, file: u16, name: &str) -> Result<RuleChain, String> {
-    use unifw_core::flow::Chain;
-    match name {
-        "INPUT" => Ok(RuleChain::Builtin(Chain::Input)),
-        "FORWARD" => Ok(RuleChain::Builtin(Chain::Forward)),
-        "OUTPUT" | "PREROUTING" | "POSTROUTING" => {
-            Err(format!("chain `{name}` is not supported (unifw filters INPUT, FORWARD and user chains)"))
-        }
-        n => find(ctx, file, n)
-            .map(RuleChain::User)
-            .ok_or_else(|| format!("chain `{n}` is not declared (`:{n} - [0:0]` or `-N {n}` before its rules)")),
-    }
+/// The table named `name` (`filter`, `nat`, `raw`, `mangle`), if unifw has it.
+pub fn table_of(name: &str) -> Option<Table> {
+    Some(match name {
+        "filter" => Table::Filter,
+        "nat" => Table::Nat,
+        "raw" => Table::Raw,
+        "mangle" => Table::Mangle,
+        _ => return None,
+    })
 }
+
+/// The chain of `-A NAME` in table `table`: one of its built-in chains or
+/// (in the filter table) a declared user chain.
+pub fn rule_chain(ctx: &Ctx, file: u16, table: &str, name: &str) -> Result<RuleChain, String> {
+    let t = table_of(table).ok_or_else(|| format!("table `{table}` is not supported"))?;
+    if let Some(c) = Chain::of(t, name) {
+        return Ok(RuleChain::Builtin(c));
+    }
+    if BUILTIN_CHAIN_NAMES.contains(&name) {
+        return Err(format!("table `{table}` has no chain `{name}` (iptables: No chain/target/match by that name)"));
+    }
+    if t != Table::Filter {
+        return Err(format!(
+            "user chains of table `{table}` are not supported (unifw reads the built-in chains of raw and mangle)"
+        ));
+    }
+    find(ctx, file, name)
+        .map(RuleChain::User)
+        .ok_or_else(|| format!("chain `{name}` is not declared (`:{name} - [0:0]` or `-N {name}` before its rules)"))
+}
+
+/// iptables' built-in chain names, of every table.
+const BUILTIN_CHAIN_NAMES: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
+
+/// Targets of the mangle table (and others) that change marks or header
+/// fields nothing in unifw reads yet: refused by name.
+const MARK_TARGETS: &[&str] = &[
+    "MARK",
+    "CONNMARK",
+    "TTL",
+    "DSCP",
+    "TOS",
+    "CLASSIFY",
+    "ECN",
+    "CHECKSUM",
+    "SECMARK",
+    "CONNSECMARK",
+    "TPROXY",
+    "HMARK",
+    "TEE",
+    "IDLETIMER",
+    "LED",
+    "SET",
+];
 
 /// Declares user chain `name` (`:NAME -` or `-N NAME`) of file `file`.
 pub fn declare(ctx: &mut Ctx, file: u16, line: u32, name: &str) -> Result<(), String> {
@@ -146,7 +187,7 @@ pub fn apply_log_option(r: &mut Rule, o: &str, arg: Option<&str>) -> Result<(), 
 }
 
 /// Applies `-j TARGET` (`goto` false) or `-g CHAIN` (`goto` true) to `r`.
-pub fn target(ctx: &Ctx, r: &mut Rule, name: &str, goto: bool) -> Result<(), String> {
+pub fn target(ctx: &Ctx, r: &mut Rule, table: &str, name: &str, goto: bool) -> Result<(), String> {
     if goto {
         let n = find(ctx, r.file, name)
             .ok_or_else(|| format!("`-g` needs a user chain, and no chain `{name}` is declared before this line"))?;
@@ -155,8 +196,35 @@ pub fn target(ctx: &Ctx, r: &mut Rule, name: &str, goto: bool) -> Result<(), Str
     }
     match name {
         "ACCEPT" => r.action = Action::Accept,
+        "DROP" if table == "mangle" => {
+            return Err("target `DROP` in the `mangle` table is not supported by unifw (drop in the filter or raw table)".into())
+        }
         "DROP" => r.action = Action::Drop,
+        "REJECT" if table != "filter" => {
+            return Err(format!(
+                "REJECT is valid only in the filter table, not `{table}` (the kernel refuses it: REJECT target: only valid in filter table)"
+            ))
+        }
         "REJECT" => r.action = Action::Reject(RejectWith::PortUnreachable),
+        "NOTRACK" | "CT" if table != "raw" => {
+            return Err(format!("{name} is valid only in the raw table, not `{table}` (the kernel refuses it)"))
+        }
+        // `-j CT` needs `--notrack` (checked when the line ends).
+        "NOTRACK" | "CT" => r.jump = Some(Jump::NoTrack),
+        "TCPMSS" if table != "mangle" => {
+            return Err(format!(
+                "target `TCPMSS` in the `{table}` table is not supported by unifw (iptables allows it): \
+                 put it in *mangle FORWARD or POSTROUTING"
+            ))
+        }
+        // The MSS comes with the target's option (checked when the line ends).
+        "TCPMSS" => r.jump = Some(Jump::TcpMss(0)),
+        t if MARK_TARGETS.contains(&t) => {
+            return Err(format!(
+                "target `{t}` is not supported by unifw: it sets marks or header fields that nothing in unifw reads yet \
+                 (of the mangle targets unifw implements TCPMSS)"
+            ))
+        }
         "RETURN" => r.jump = Some(Jump::Return),
         // Non-terminating: logged, then the next rule (iptables' LOG; NFLOG
         // sends to a netlink group, which unifw writes to its console).
@@ -176,4 +244,119 @@ pub fn target(ctx: &Ctx, r: &mut Rule, name: &str, goto: bool) -> Result<(), Str
         },
     }
     Ok(())
+}
+
+/// An option of the `CT` or `TCPMSS` target (`target`); the argument
+/// words it used, or the error and where. Of TCPMSS's two options the
+/// later one wins, as in iptables.
+pub fn target_option(
+    ctx: &mut Ctx,
+    r: &mut Rule,
+    target: &str,
+    opt: &Word,
+    arg: Option<&Word>,
+) -> Result<usize, (usize, String)> {
+    match (target, opt.text) {
+        ("CT", "--notrack") => Ok(0),
+        ("TCPMSS", "--clamp-mss-to-pmtu") if r.jump == Some(Jump::TcpMss(TCPMSS_CLAMP_GIVEN)) => {
+            Err((opt.at, "TCPMSS: option `--clamp-mss-to-pmtu` can only be used once (iptables)".into()))
+        }
+        ("TCPMSS", "--set-mss") if !matches!(r.jump, Some(Jump::TcpMss(0 | TCPMSS_CLAMP_GIVEN))) => {
+            Err((opt.at, "TCPMSS: option `--set-mss` can only be used once (iptables)".into()))
+        }
+        ("TCPMSS", "--clamp-mss-to-pmtu") => {
+            r.jump = Some(Jump::TcpMss(TCPMSS_CLAMP_GIVEN));
+            Ok(0)
+        }
+        ("TCPMSS", "--set-mss") => {
+            let a = arg.ok_or((opt.at, "`--set-mss` needs a value".into()))?;
+            match a.text.parse::<u16>() {
+                Ok(0) => Err((a.at, "`--set-mss 0` is not supported by unifw (an MSS of 1 or more)".into())),
+                Ok(mss) => {
+                    r.jump = Some(Jump::TcpMss(mss));
+                    Ok(1)
+                }
+                Err(_) => Err((a.at, format!("bad `--set-mss` value `{}` (0-65535)", a.text))),
+            }
+        }
+        (_, o) => {
+            ctx.count_unsupported(format!("-j {target} {o}"));
+            Err((opt.at, format!("option `{o}` of `-j {target}` is not supported by unifw (CT: only `--notrack`)")))
+        }
+    }
+}
+
+/// `--clamp-mss-to-pmtu` while the line is read (`TcpMss(0)` is "no
+/// option yet"); [`check_target`] makes it 0.
+const TCPMSS_CLAMP_GIVEN: u16 = u16::MAX;
+
+/// What the kernel checks of a CT or TCPMSS rule once its line is read:
+/// `CT` needs `--notrack` here; TCPMSS needs one of its options, `-p tcp`,
+/// a match of SYN (`--syn`, or `--tcp-flags` with SYN set), and
+/// `--clamp-mss-to-pmtu` a FORWARD, OUTPUT or POSTROUTING chain.
+pub fn check_target(r: &mut Rule, target: &str, w: &[Word]) -> Result<(), String> {
+    match target {
+        "CT" if !w.iter().any(|x| x.text == "--notrack") => {
+            Err("`-j CT` without `--notrack` is not supported by unifw (only `CT --notrack`)".into())
+        }
+        "TCPMSS" => {
+            let clamp = match r.jump {
+                Some(Jump::TcpMss(0)) => return Err(
+                    "TCPMSS needs `--set-mss` or `--clamp-mss-to-pmtu` (iptables: At least one parameter is required)"
+                        .into(),
+                ),
+                Some(Jump::TcpMss(TCPMSS_CLAMP_GIVEN)) => true,
+                _ => false,
+            };
+            if r.proto != ProtoMatch::OneOf(alloc::vec![proto::TCP]) {
+                return Err("TCPMSS needs `-p tcp` (the kernel refuses it otherwise)".into());
+            }
+            if !has_syn_match(w) {
+                return Err("TCPMSS needs a match of SYN: `--syn` or `--tcp-flags SYN,RST SYN` (the kernel: Only works on TCP SYN packets)".into());
+            }
+            let hook_ok = match r.chain {
+                RuleChain::Builtin(c) => matches!(
+                    c,
+                    Chain::Forward
+                        | Chain::Output
+                        | Chain::MangleForward
+                        | Chain::MangleOutput
+                        | Chain::ManglePostrouting
+                ),
+                RuleChain::User(_) => true,
+            };
+            if clamp && !hook_ok {
+                return Err(
+                    "`--clamp-mss-to-pmtu` works only in FORWARD, OUTPUT and POSTROUTING (the kernel refuses it)"
+                        .into(),
+                );
+            }
+            if matches!(r.chain, RuleChain::Builtin(Chain::MangleInput | Chain::MangleOutput)) {
+                return Err("TCPMSS in mangle INPUT or OUTPUT is not supported by unifw (it clamps forwarded SYNs: \
+                            PREROUTING, FORWARD, POSTROUTING)"
+                    .into());
+            }
+            if clamp {
+                r.jump = Some(Jump::TcpMss(0));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether the words hold a tcp match of SYN as the kernel's TCPMSS check
+/// wants it: `--syn`, or `--tcp-flags MASK COMP` with SYN in COMP, neither negated.
+fn has_syn_match(w: &[Word]) -> bool {
+    w.iter().enumerate().any(|(i, x)| {
+        let negated = i > 0 && w.get(i - 1).is_some_and(|p| p.text == "!");
+        let syn = match x.text {
+            "--syn" => true,
+            "--tcp-flags" => w.get(i + 2).is_some_and(|comp| {
+                comp.text.split(',').any(|f| f.eq_ignore_ascii_case("SYN") || f.eq_ignore_ascii_case("ALL"))
+            }),
+            _ => false,
+        };
+        syn && !negated
+    })
 }

@@ -20,6 +20,7 @@ mod expand;
 mod fuzz;
 mod ifnames;
 mod iptables;
+mod iptables_commands;
 mod iptables_match;
 mod iptables_target;
 mod lexer;

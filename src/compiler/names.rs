@@ -189,7 +189,8 @@ pub fn state(s: &str) -> Result<CtState, String> {
         "established" => CtState::Established,
         "related" => CtState::Related,
         "invalid" => CtState::Invalid,
-        _ => return Err(format!("unknown connection state `{s}` (new, established, related, invalid)")),
+        "untracked" => CtState::Untracked,
+        _ => return Err(format!("unknown connection state `{s}` (new, established, related, invalid, untracked)")),
     })
 }
 

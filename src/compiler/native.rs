@@ -166,8 +166,9 @@ impl<'a> Parser<'a, '_, '_> {
     }
 
     fn statement(&mut self) -> R<()> {
-        let (kw, t) = self
-            .word("a statement (interface, wire, route, policy, conntrack, set, include, metrics, input, forward)")?;
+        let (kw, t) = self.word(
+            "a statement (interface, wire, route, policy, conntrack, set, include, metrics, input, forward, output)",
+        )?;
         match kw {
             "interface" => self.interface(&t)?,
             "wire" => self.wire(&t)?,
@@ -179,11 +180,9 @@ impl<'a> Parser<'a, '_, '_> {
             "metrics" => self.metrics(&t)?,
             "input" => self.rule(Chain::Input, &t)?,
             "forward" => self.rule(Chain::Forward, &t)?,
-            "output" => {
-                return self.fail_at(&t, "there is no output chain: unifw filters input and forward traffic".into())
-            }
+            "output" => self.rule(Chain::Output, &t)?,
             _ => {
-                let msg = format!("unknown statement `{kw}` (expected interface, wire, route, policy, conntrack, set, include, metrics, input or forward)");
+                let msg = format!("unknown statement `{kw}` (expected interface, wire, route, policy, conntrack, set, include, metrics, input, forward or output)");
                 return self.fail_at(&t, msg);
             }
         }
@@ -390,11 +389,12 @@ impl<'a> Parser<'a, '_, '_> {
     }
 
     fn policy(&mut self) -> R<()> {
-        let (c, ct) = self.word("a chain (input or forward)")?;
+        let (c, ct) = self.word("a chain (input, forward or output)")?;
         let chain = match c {
             "input" => Chain::Input,
             "forward" => Chain::Forward,
-            _ => return self.fail_at(&ct, format!("unknown chain `{c}` (input or forward)")),
+            "output" => Chain::Output,
+            _ => return self.fail_at(&ct, format!("unknown chain `{c}` (input, forward or output)")),
         };
         let mut action = self.action()?;
         if let Action::Reject(_) = action {
@@ -635,6 +635,9 @@ impl<'a> Parser<'a, '_, '_> {
             "sport" => rule.sport = Some(self.ports()?),
             "dport" | "port" => rule.dport = Some(self.ports()?),
             "type" => rule.icmp = Some(self.icmp()?),
+            "in" if rule.chain == Chain::Output => {
+                return self.fail_at(t, "`in` in an output rule: the firewall's own traffic arrives on no interface (iptables refuses `-i` in OUTPUT)".into())
+            }
             "in" | "out" => {
                 let negated = self.eat_bang();
                 let mut set = 0u16;

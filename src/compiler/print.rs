@@ -49,9 +49,10 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
         let up = |a| policy(a).map(str::to_ascii_uppercase);
         let _ = write!(
             s,
-            "*filter\n:INPUT {} [0:0]\n:FORWARD {} [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+            "*filter\n:INPUT {} [0:0]\n:FORWARD {} [0:0]\n:OUTPUT {} [0:0]\n",
             up(set.policy(Chain::Input))?,
-            up(set.policy(Chain::Forward))?
+            up(set.policy(Chain::Forward))?,
+            up(set.policy(Chain::Output))?
         );
         for c in &set.chains {
             let _ = writeln!(s, ":{} - [0:0]", c.name);
@@ -87,6 +88,9 @@ pub fn render_head(set: &Ruleset, format: Format) -> Result<String, String> {
         policy(set.policy(Chain::Input))?,
         policy(set.policy(Chain::Forward))?
     );
+    if set.policy(Chain::Output) != Action::Accept {
+        let _ = writeln!(s, "policy output {}", policy(set.policy(Chain::Output))?);
+    }
     if set.conntrack_max != super::ast::DEFAULT_CONNTRACK_MAX {
         let _ = writeln!(s, "conntrack max {}", set.conntrack_max);
     }
@@ -150,7 +154,7 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
         return Err(format!("user chains, jumps and RETURN exist only in iptables-save (the rule at line {})", r.line));
     }
     if let RuleChain::Builtin(c) = r.chain {
-        if !matches!(c, Chain::Input | Chain::Forward) {
+        if !matches!(c, Chain::Input | Chain::Forward | Chain::Output) {
             let what = format!("{} {}", c.table().name(), c.name());
             return Err(format!("rules of {what} cannot be printed yet (the rule at line {})", r.line));
         }
@@ -175,6 +179,9 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
                 Some(Jump::Call(n)) => Some(format!(" -j {}", name(n)?)),
                 Some(Jump::Goto(n)) => Some(format!(" -g {}", name(n)?)),
                 Some(Jump::Return) => Some(String::from(" -j RETURN")),
+                Some(Jump::NoTrack) => Some(String::from(" -j NOTRACK")),
+                Some(Jump::TcpMss(0)) => Some(String::from(" -j TCPMSS --clamp-mss-to-pmtu")),
+                Some(Jump::TcpMss(mss)) => Some(format!(" -j TCPMSS --set-mss {mss}")),
             };
             iptables_rule(r, chain, target)
         }
@@ -182,7 +189,11 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
 }
 
 fn native_rule(r: &Rule) -> String {
-    let mut s = String::from(if r.chain == Chain::Input { "input " } else { "forward " });
+    let mut s = String::from(match r.chain {
+        RuleChain::Builtin(Chain::Input) => "input ",
+        RuleChain::Builtin(Chain::Output) => "output ",
+        _ => "forward ",
+    });
     s.push_str(match r.action {
         Action::Accept => "accept",
         Action::Drop => "drop",

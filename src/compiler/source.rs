@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use super::ast::{Prefix, Ruleset};
 use super::diag::{Diagnostic, Diagnostics};
 use super::limits::{too_big, MAX_INCLUDES, MAX_INCLUDE_DEPTH, MAX_INPUT_BYTES, MAX_TOTAL_ADDRESSES};
-use super::{iptables, native};
+use super::{iptables, iptables_commands, native};
 
 /// Reads an included file by its resolved path.
 pub type Loader<'l> = dyn FnMut(&str) -> Result<Vec<u8>, String> + 'l;
@@ -40,6 +40,9 @@ pub struct Ctx<'l> {
     /// Rules refused for each unsupported feature (`-m recent`, ...), all
     /// of them, past the error cap too.
     pub unsupported: BTreeMap<String, usize>,
+    /// What `-D` compares of iptables rules beyond their meaning
+    /// (comments, match names), by (file, line); rules without any have none.
+    pub rule_signatures: BTreeMap<(u16, u32), iptables_commands::Signature>,
     /// Reads included files.
     pub load: &'l mut Loader<'l>,
 }
@@ -59,6 +62,7 @@ impl<'l> Ctx<'l> {
             if_names: Vec::new(),
             warned_ifs: Vec::new(),
             unsupported: BTreeMap::new(),
+            rule_signatures: BTreeMap::new(),
             load,
         }
     }

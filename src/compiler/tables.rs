@@ -364,6 +364,8 @@ fn target(r: &super::ast::Rule) -> Target {
         Some(Jump::Call(n)) => Target::Jump(chain(n)),
         Some(Jump::Goto(n)) => Target::Goto(chain(n)),
         Some(Jump::Return) => Target::Return,
+        Some(Jump::NoTrack) => Target::NoTrack,
+        Some(Jump::TcpMss(mss)) => Target::TcpMss(mss),
     }
 }
 

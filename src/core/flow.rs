@@ -124,6 +124,11 @@ impl Chain {
             Chain::NatPostrouting | Chain::ManglePostrouting => "POSTROUTING",
         }
     }
+
+    /// The built-in chain `name` of `table`, if the table has it.
+    pub fn of(table: Table, name: &str) -> Option<Chain> {
+        Chain::ALL.into_iter().find(|c| c.table() == table && c.name() == name)
+    }
 }
 
 /// Connection-tracking state of a packet, as rules match it.

@@ -119,6 +119,7 @@ pub struct Tcp {
     pub window: u16,
     pub payload_len: usize,
     pub ttl: u8,
+    pub mss: Option<u16>,
 }
 
 impl Tcp {
@@ -134,6 +135,7 @@ impl Tcp {
             window: 64000,
             payload_len: 0,
             ttl: 64,
+            mss: None,
         }
     }
     pub fn syn(mut self, seq: u32) -> Tcp {
@@ -158,6 +160,11 @@ impl Tcp {
         self.ttl = ttl;
         self
     }
+    /// With an MSS option.
+    pub fn mss(mut self, mss: u16) -> Tcp {
+        self.mss = Some(mss);
+        self
+    }
     /// The frame, with MACs for the direction implied by the source address.
     pub fn frame(&self) -> Vec<u8> {
         let macs = if self.src == SENDER { (SENDER_MAC, FW0_MAC) } else { (RECEIVER_MAC, FW1_MAC) };
@@ -170,7 +177,7 @@ impl Tcp {
             ack_number: self.ack.map(|a| TcpSeqNumber(a as i32)),
             window_len: self.window,
             window_scale: None,
-            max_seg_size: None,
+            max_seg_size: self.mss,
             sack_permitted: false,
             sack_ranges: [None; 3],
             timestamp: None,

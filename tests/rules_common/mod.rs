@@ -87,7 +87,8 @@ pub fn random_rule(rng: &mut Rng, iptables: bool) -> Rule {
     if rng.pct(20) {
         r.in_if = Some(IfMatch::one(rng.pct(30), rng.below(3) as u8));
     }
-    if rng.pct(20) {
+    // iptables refuses `-o` in INPUT.
+    if rng.pct(20) && !(iptables && chain == Chain::Input) {
         r.out_if = Some(IfMatch::one(rng.pct(30), rng.below(3) as u8));
     }
     if rng.pct(25) {

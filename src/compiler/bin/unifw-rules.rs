@@ -202,6 +202,7 @@ fn explain(path: &str, packet: &str, opts: &[String]) -> Result<(), String> {
                     "established" => CtState::Established,
                     "related" => CtState::Related,
                     "invalid" => CtState::Invalid,
+                    "untracked" => CtState::Untracked,
                     _ => return Err(format!("bad state `{v}`")),
                 }
             }

@@ -82,6 +82,10 @@ impl Classifier for Image<'_> {
     fn log_record(&self, rule: u32) -> Option<crate::image::format::LogRecord> {
         Image::rule_log(self, rule)
     }
+
+    fn uses(&self, chain: Chain) -> bool {
+        Image::uses(self, chain)
+    }
 }
 
 /// What the firewall takes besides its devices and rules.
@@ -185,7 +189,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                     return None;
                 };
                 dataplane.set_dhcp_client(index as IfIndex, setup.0 == IfAddr::Dhcp);
-                let mut port = StackPort::new(&mut nics, &mut dataplane, index, now_ms);
+                let mut port = StackPort::new((&mut nics, &mut dataplane, &image), index, now_ms);
                 let mut stack = Stack::new(name, EthernetAddress(mac), setup, &mut port, timestamp);
                 if let Some(server) = MetricsServer::for_interface(&image, index as u8, settings.rules_compiled_at) {
                     log::info!("{name}: {server}");
@@ -293,7 +297,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                 // smoltcp verifies checksums; offsets outside the frame
                 // leave it as it is, and smoltcp drops it.
                 virtio_net::complete_checksum(buffer.bytes_mut(), frame.start, frame.clone());
-                let mut port = StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms);
+                let mut port = StackPort::new((&mut self.nics, &mut self.dataplane, &self.image), index, now_ms);
                 port.deliver(buffer, frame);
                 stack.poll(at, &mut port);
                 drop(port);
@@ -309,7 +313,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let Some(stack) = self.stacks.get_mut(index).and_then(Option::as_mut) else {
             return false;
         };
-        let mut port = StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms);
+        let mut port = StackPort::new((&mut self.nics, &mut self.dataplane, &self.image), index, now_ms);
         let mut work = stack.poll(at, &mut port);
         drop(port);
         let uptime_us = at.total_micros().max(0) as u64;
@@ -318,7 +322,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         if stack.poll_metrics(at, &sources) {
             // What the metrics server queued leaves now.
             work = true;
-            stack.poll(at, &mut StackPort::new(&mut self.nics, &mut self.dataplane, index, now_ms));
+            stack.poll(at, &mut StackPort::new((&mut self.nics, &mut self.dataplane, &self.image), index, now_ms));
         }
         self.follow_stack(index, at);
         work

@@ -367,6 +367,11 @@ impl<D: NetDevice> NicSet<D> {
         Ok(OutFrame { buffer, header, len })
     }
 
+    /// Gives a frame from `take_frame` back unsent (the OUTPUT chain refused it).
+    pub fn discard(&mut self, frame: OutFrame<D::Buffer>) {
+        self.recycle(frame.buffer);
+    }
+
     /// Sends a frame from `take_frame` out of NIC `out`, with a plain (no
     /// offload) virtio header.
     pub fn send_frame(&mut self, out: usize, frame: OutFrame<D::Buffer>) -> Result<(), DropReason> {

@@ -15,6 +15,7 @@ use smoltcp::time::Instant;
 
 use super::nics::{Buffer, NetDevice, NicSet};
 use crate::flow::IfIndex;
+use crate::image::Image;
 use crate::net::Dataplane;
 
 /// Largest frame the stack may send (Ethernet header + 1500).
@@ -24,6 +25,8 @@ const MTU: usize = 1514;
 pub struct StackPort<'a, D: NetDevice> {
     nics: &'a mut NicSet<D>,
     dataplane: &'a mut Dataplane,
+    /// The rules, for the OUTPUT chain.
+    rules: &'a Image<'a>,
     index: usize,
     now_ms: u64,
     /// A received frame waiting for the stack.
@@ -34,8 +37,12 @@ pub struct StackPort<'a, D: NetDevice> {
 
 impl<'a, D: NetDevice> StackPort<'a, D> {
     /// A port on NIC `index` with no frame pending.
-    pub fn new(nics: &'a mut NicSet<D>, dataplane: &'a mut Dataplane, index: usize, now_ms: u64) -> Self {
-        StackPort { nics, dataplane, index, now_ms, pending: None, consumed: None }
+    pub fn new(
+        (nics, dataplane, rules): (&'a mut NicSet<D>, &'a mut Dataplane, &'a Image<'a>),
+        index: usize,
+        now_ms: u64,
+    ) -> Self {
+        StackPort { nics, dataplane, rules, index, now_ms, pending: None, consumed: None }
     }
 
     /// Hands one received frame (`buffer[frame]`) to the stack; the next
@@ -70,6 +77,7 @@ pub struct PortRxToken<'a, B: Buffer> {
 pub struct PortTxToken<'a, D: NetDevice> {
     nics: &'a mut NicSet<D>,
     dataplane: &'a mut Dataplane,
+    rules: &'a Image<'a>,
     index: usize,
     now_ms: u64,
 }
@@ -97,8 +105,13 @@ impl<D: NetDevice> TxToken for PortTxToken<'_, D> {
             }
         };
         let result = f(frame.bytes_mut());
-        // The firewall's own traffic: track it so replies are "established".
-        self.dataplane.track_local_output(self.now_ms, frame.bytes_mut());
+        // The firewall's own traffic: the OUTPUT chain judges it (a refusal
+        // is counted there), and what leaves is tracked so that replies are
+        // ESTABLISHED.
+        if self.dataplane.judge_own(self.now_ms, index, frame.bytes_mut(), None, self.rules).is_err() {
+            self.nics.discard(frame);
+            return result;
+        }
         let sent = self.nics.send_frame(self.index, frame);
         self.dataplane.counters_mut().count_transmit(index, index, len, sent);
         result
@@ -120,14 +133,14 @@ impl<D: NetDevice> Device for StackPort<'_, D> {
         if let Some(old) = self.consumed.take() {
             self.nics.recycle(old);
         }
-        let StackPort { nics, dataplane, index, now_ms, consumed, .. } = self;
-        let tx = PortTxToken { nics, dataplane, index: *index, now_ms: *now_ms };
+        let StackPort { nics, dataplane, rules, index, now_ms, consumed, .. } = self;
+        let tx = PortTxToken { nics, dataplane, rules, index: *index, now_ms: *now_ms };
         Some((PortRxToken { buffer, frame, consumed }, tx))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        let StackPort { nics, dataplane, index, now_ms, .. } = self;
-        Some(PortTxToken { nics, dataplane, index: *index, now_ms: *now_ms })
+        let StackPort { nics, dataplane, rules, index, now_ms, .. } = self;
+        Some(PortTxToken { nics, dataplane, rules, index: *index, now_ms: *now_ms })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -111,6 +111,41 @@ pub struct Cost {
     pub entries: u32,
 }
 
+/// What the non-terminating targets of a chain asked of a packet (raw
+/// `NOTRACK`, mangle `TCPMSS`), besides its verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// A `NOTRACK` (`CT --notrack`) rule matched: the packet is not tracked.
+    pub notrack: bool,
+    /// The lowest `--set-mss` of the TCPMSS rules that matched.
+    pub set_mss: Option<u16>,
+    /// A `TCPMSS --clamp-mss-to-pmtu` rule matched.
+    pub clamp_to_pmtu: bool,
+}
+
+impl Marks {
+    /// Notes a non-terminating target that matched.
+    pub fn note(&mut self, target: Target) {
+        match target {
+            Target::NoTrack => self.notrack = true,
+            Target::TcpMss(0) => self.clamp_to_pmtu = true,
+            Target::TcpMss(mss) => self.set_mss = Some(self.set_mss.map_or(mss, |m| m.min(mss))),
+            _ => {}
+        }
+    }
+
+    /// The MSS the TCPMSS rules ask, given the path MTU (`--clamp-mss-to-pmtu`
+    /// takes it less 40); `None` when none matched. Applying several
+    /// TCPMSS rules in turn (each only lowers) is applying the lowest.
+    pub fn mss(&self, path_mtu: u16) -> Option<u16> {
+        let clamp = self.clamp_to_pmtu.then(|| path_mtu.saturating_sub(crate::net::mss::CLAMP_OVERHEAD));
+        match (self.set_mss, clamp) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A tuple record, decoded at load time.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tuple {
@@ -241,12 +276,14 @@ pub struct Lookup<'s> {
     pub log_count: usize,
     /// `LOG` rules passed beyond [`MAX_LOGGED`].
     pub logs_dropped: u32,
+    /// What the non-terminating NOTRACK and TCPMSS rules passed asked.
+    pub marks: Marks,
 }
 
 impl<'s> Lookup<'s> {
     /// A lookup at `now_ms` with `limits`.
     pub fn new(now_ms: u64, limits: &'s mut [LimitBucket]) -> Lookup<'s> {
-        Lookup { now_ms, limits, logged: [0; MAX_LOGGED], log_count: 0, logs_dropped: 0 }
+        Lookup { now_ms, limits, logged: [0; MAX_LOGGED], log_count: 0, logs_dropped: 0, marks: Marks::default() }
     }
 
     /// Without limits: every limit has room.
@@ -455,6 +492,14 @@ impl<'a> Image<'a> {
     pub fn classify_cost(&self, chain: Chain, key: &PacketKey) -> (Verdict, Cost) {
         let mut cost = Cost::default();
         (self.classify_counting::<true>(chain, key, &mut cost, &mut Lookup::stateless()), cost)
+    }
+
+    #[inline]
+    /// Whether built-in `chain` can do anything: it has rules, or a
+    /// policy other than ACCEPT. An unused chain need not be asked.
+    pub fn uses(&self, chain: Chain) -> bool {
+        let rules = self.head(chain.index() as u32).map_or(0, |c| c.rules);
+        rules > 0 || self.policy(chain) != Action::Accept
     }
 
     #[inline]

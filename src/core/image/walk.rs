@@ -48,9 +48,15 @@ impl<'a> Image<'a> {
                     lookup.log(hit);
                     Some(Frame { chain: current, from: hit.saturating_add(1) })
                 }
-                // Kinds 5-7 (NAT, NOTRACK, TCPMSS) are not written by this
-                // compiler yet: the rule's action decides, as for a verdict.
-                Some(Target::Nat(_) | Target::NoTrack | Target::TcpMss(_)) => return self.verdict(chain, hit),
+                // NOTRACK and TCPMSS are non-terminating (XT_CONTINUE):
+                // note what they ask and go on with the next rule.
+                Some(t @ (Target::NoTrack | Target::TcpMss(_))) => {
+                    lookup.marks.note(t);
+                    Some(Frame { chain: current, from: hit.saturating_add(1) })
+                }
+                // Kind 5 (NAT) is not written by this compiler yet: the
+                // rule's action decides, as for a verdict.
+                Some(Target::Nat(_)) => return self.verdict(chain, hit),
                 Some(Target::Jump(to)) => {
                     let Some(slot) = stack.get_mut(depth) else { break };
                     *slot = Frame { chain: current, from: hit.saturating_add(1) };

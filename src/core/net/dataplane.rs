@@ -15,7 +15,7 @@ use super::route::{netmask, ConfigError, InterfaceConfig, LearnedRoute, RouteTab
 use super::sink::FrameSink;
 use super::split::SplitScratch;
 use super::token_bucket::TokenBucket;
-use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
+use crate::flow::{Chain, CtState, IfIndex, PacketKey, Verdict};
 use crate::image::format::LogRecord;
 use crate::image::{LimitBucket, Lookup};
 
@@ -32,8 +32,8 @@ pub trait Classifier {
     fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict;
 
     /// [`Classifier::classify`] with the rules' runtime state (`-m limit`
-    /// buckets, the `LOG` rules passed); classifiers without such rules
-    /// need not implement it.
+    /// buckets, the `LOG` rules passed, what NOTRACK and TCPMSS rules
+    /// asked); classifiers without such rules need not implement it.
     fn classify_with(&self, chain: Chain, key: &PacketKey, _lookup: &mut Lookup<'_>) -> Verdict {
         self.classify(chain, key)
     }
@@ -47,6 +47,14 @@ pub trait Classifier {
     /// The `LOG`/`NFLOG` record of a logging rule (prefix, level).
     fn log_record(&self, _rule: u32) -> Option<LogRecord> {
         None
+    }
+
+    /// Whether `chain` can change anything (rules, or a policy other than
+    /// ACCEPT): the packet path skips the chains that cannot. By default
+    /// only INPUT and FORWARD are used (a closure judging every chain alike
+    /// is a test's INPUT and FORWARD).
+    fn uses(&self, chain: Chain) -> bool {
+        matches!(chain, Chain::Input | Chain::Forward)
     }
 }
 
@@ -160,6 +168,9 @@ pub struct Dataplane {
     pub(super) split: SplitScratch,
     /// Each interface's wire peer, if it is a bump-in-the-wire side (wire.rs).
     pub(super) wires: Vec<Option<IfIndex>>,
+    /// The connection state of the packet judged last (for the RST that
+    /// answers it: Linux attaches it to the packet's connection).
+    pub(super) last_state: CtState,
 }
 
 impl Dataplane {
@@ -193,6 +204,7 @@ impl Dataplane {
             scratch: [0; MAX_REPLY_LEN],
             split: SplitScratch::new(),
             wires: Vec::new(),
+            last_state: CtState::Invalid,
         })
     }
 

@@ -106,11 +106,11 @@ impl Dataplane {
         let packet = self.datagram_packet(done, pool)?;
         let meta = packet.meta;
         let Some(hop) = self.routes.lookup(meta.dst) else {
-            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, out);
+            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, classifier, out);
             return Err(DropReason::NoRoute);
         };
         if meta.ttl <= 1 {
-            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, out);
+            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, classifier, out);
             return Err(DropReason::TtlExpired);
         }
         let mtu = self.interfaces.get(usize::from(hop.out_if)).map_or(DEFAULT_MTU, |i| i.mtu);
@@ -118,11 +118,17 @@ impl Dataplane {
             && self.largest_fragment(done) > usize::from(mtu)
         {
             // Linux's ip_forward: DF and a fragment over the MTU.
-            self.send_icmp_error_limited(now_ms, &packet, IcmpError::fragmentation_needed(mtu), false, out);
+            self.send_icmp_error_limited(
+                now_ms,
+                &packet,
+                IcmpError::fragmentation_needed(mtu),
+                (false, classifier),
+                out,
+            );
             return Err(DropReason::FragmentationNeeded);
         }
         if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
-            return match self.refuse(now_ms, &packet, action, out) {
+            return match self.refuse(now_ms, &packet, action, classifier, out) {
                 Disposition::Drop(reason) => Err(reason),
                 _ => Err(DropReason::RuleDrop),
             };

@@ -26,8 +26,10 @@ use super::reply::{build_icmp_error, build_tcp_reset, may_send_icmp_error, IcmpE
 use super::route::{is_martian_destination, is_martian_source, NextHop};
 use super::sink::FrameSink;
 use super::split::{refused_by_mtu, Offload};
-use crate::flow::{addr_type, proto, Action, Chain, CtState, IfIndex, KeyExtra, PacketKey, PktType, RejectWith, NO_IF};
-use crate::image::Lookup;
+use crate::flow::{
+    addr_type, proto, Action, Chain, CtState, IfIndex, KeyExtra, PacketKey, PktType, RejectWith, Verdict, NO_IF,
+};
+use crate::image::{Lookup, Marks};
 
 /// The received frame and what is known about it.
 pub(super) struct Packet<'f> {
@@ -39,6 +41,15 @@ pub(super) struct Packet<'f> {
     pub(super) meta: Ipv4Meta,
     /// What forwarding writes into its IP options.
     pub(super) options: Ipv4Options,
+}
+
+/// A packet as a chain sees it: headers, interfaces, connection state.
+pub(super) struct Seen<'p> {
+    pub(super) eth: &'p EthernetInfo,
+    pub(super) meta: &'p Ipv4Meta,
+    pub(super) in_if: IfIndex,
+    pub(super) out_if: IfIndex,
+    pub(super) state: CtState,
 }
 
 impl Dataplane {
@@ -154,6 +165,8 @@ impl Dataplane {
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
+        // Answers sent before a chain judges this packet are RELATED to it.
+        self.last_state = CtState::New;
         let meta = &packet.meta;
         let dhcp_discover = is_unspecified(meta.src) && is_limited_broadcast(meta.dst);
         if (is_martian_source(meta.src) && !dhcp_discover) || is_martian_destination(meta.dst) {
@@ -173,7 +186,7 @@ impl Dataplane {
                 return Disposition::Drop(reason);
             }
         }
-        match self.check_options(now_ms, &packet, out) {
+        match self.check_options(now_ms, &packet, classifier, out) {
             Ok(options) => packet.options = options,
             Err(reason) => return Disposition::Drop(reason),
         }
@@ -193,10 +206,11 @@ impl Dataplane {
 
     /// The packet's IP options as Linux's `ip_rcv_options` judges them:
     /// malformed ones get a parameter problem, source routes are dropped.
-    fn check_options(
+    fn check_options<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
+        classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Result<Ipv4Options, DropReason> {
         if packet.meta.header_len <= IPV4_MIN_HEADER_LEN {
@@ -207,7 +221,7 @@ impl Dataplane {
             Ok(options) => Ok(options),
             Err(OptionsError::SourceRoute) => Err(DropReason::SourceRoute),
             Err(OptionsError::Malformed(pointer)) => {
-                self.send_icmp_error(now_ms, packet, IcmpError::parameter_problem(pointer), out);
+                self.send_icmp_error(now_ms, packet, IcmpError::parameter_problem(pointer), classifier, out);
                 Err(DropReason::Ipv4Options)
             }
         }
@@ -252,7 +266,7 @@ impl Dataplane {
                 Disposition::Drop(DropReason::BroadcastIcmp)
             }
             Ok(()) => Disposition::Local,
-            Err(action) => self.refuse(now_ms, &packet, action, out),
+            Err(action) => self.refuse(now_ms, &packet, action, classifier, out),
         }
     }
 
@@ -275,23 +289,31 @@ impl Dataplane {
             return self.forward_fragment(now_ms, packet, None, classifier, out);
         }
         let Some(hop) = self.routes.lookup(packet.meta.dst) else {
-            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, out);
+            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, classifier, out);
             return Disposition::Drop(DropReason::NoRoute);
         };
         if packet.meta.ttl <= 1 {
-            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, out);
+            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, classifier, out);
             return Disposition::Drop(DropReason::TtlExpired);
         }
         let mtu = self.interfaces.get(usize::from(hop.out_if)).map_or(DEFAULT_MTU, |i| i.mtu);
         if let Some(mtu) = refused_by_mtu(packet.frame, &packet.meta, packet.offload.segment_size, mtu) {
             // Linux answers PMTU discovery without its ICMP rate limit
             // (`icmpv4_mask_allow`: "Don't limit PMTU discovery").
-            self.send_icmp_error_limited(now_ms, &packet, IcmpError::fragmentation_needed(mtu), false, out);
+            self.send_icmp_error_limited(
+                now_ms,
+                &packet,
+                IcmpError::fragmentation_needed(mtu),
+                (false, classifier),
+                out,
+            );
             return Disposition::Drop(DropReason::FragmentationNeeded);
         }
         if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
-            return self.refuse(now_ms, &packet, action, out);
+            return self.refuse(now_ms, &packet, action, classifier, out);
         }
+        let mut packet = packet;
+        packet.meta.total_len = self.mangle_mss(now_ms, &mut packet, (hop.out_if, self.last_state), classifier);
         self.transmit(now_ms, packet, hop, out)
     }
 
@@ -306,25 +328,15 @@ impl Dataplane {
         classifier: &C,
     ) -> Result<(), Result<Action, DropReason>> {
         let meta = &packet.meta;
-        let tracked: Tracked = self.conntrack.track(meta, now_ms);
-        let mut key = packet_key(meta, packet.in_if, out_if, tracked.state);
-        if classifier.wants_extra() {
-            key.extra = self.key_extra(packet, out_if);
-        }
-        let mut lookup = Lookup::new(now_ms, &mut self.limits);
-        let verdict = classifier.classify_with(chain, &key, &mut lookup);
-        for &rule in lookup.logged() {
-            let record = classifier.log_record(rule).unwrap_or_default();
-            let frame = packet.frame.get(ETHERNET_HEADER_LEN..).unwrap_or(&[]);
-            if !self.logger.log_packet(now_ms, &record, &key, &packet.eth, frame) {
-                self.counters.events.log_suppressed += 1;
-            }
-        }
-        self.counters.events.log_suppressed += u64::from(lookup.logs_dropped);
-        self.counters.count_verdict(chain, &verdict);
-        if verdict.log && !self.logger.log(now_ms, chain, &key, &verdict) {
-            self.counters.events.log_suppressed += 1;
-        }
+        let tracked: Tracked = match self.raw_prerouting(now_ms, packet, classifier) {
+            Ok(true) => Tracked::of(CtState::Untracked),
+            Ok(false) => self.conntrack.track(meta, now_ms),
+            // A raw DROP: silent, whatever the answer a filter REJECT would give.
+            Err(_) => return Err(Err(DropReason::RuleDrop)),
+        };
+        self.last_state = tracked.state;
+        let seen = Seen { eth: &packet.eth, meta, in_if: packet.in_if, out_if, state: tracked.state };
+        let (verdict, _) = self.run_chain(now_ms, chain, &seen, packet.frame, classifier);
         match verdict.action {
             Action::Accept => self.conntrack.confirm(&tracked, now_ms).map_err(|_| Err(DropReason::ConntrackFull)),
             refused => Err(Ok(refused)),
@@ -332,16 +344,17 @@ impl Dataplane {
     }
 
     /// Drops a refused packet, answering it for a reject.
-    pub(super) fn refuse(
+    pub(super) fn refuse<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
         action: Result<Action, DropReason>,
+        classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
         match action {
             Ok(Action::Reject(with)) => {
-                self.reject(now_ms, packet, with, out);
+                self.reject(now_ms, packet, with, classifier, out);
                 Disposition::Drop(DropReason::RuleReject)
             }
             Ok(_) => Disposition::Drop(DropReason::RuleDrop),
@@ -349,19 +362,45 @@ impl Dataplane {
         }
     }
 
-    fn reject(&mut self, now_ms: u64, packet: &Packet<'_>, with: RejectWith, out: &mut dyn FrameSink) {
+    fn reject<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        with: RejectWith,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) {
         let error = match (with, packet.meta.proto) {
-            (RejectWith::TcpReset, proto::TCP) => return self.send_reset(packet, out),
+            (RejectWith::TcpReset, proto::TCP) => return self.send_reset(now_ms, packet, classifier, out),
             // iptables refuses tcp-reset for other protocols; answer as port unreachable.
             (RejectWith::TcpReset, _) => IcmpError::for_reject(RejectWith::PortUnreachable),
             (with, _) => IcmpError::for_reject(with),
         };
         if let Some(error) = error {
-            self.send_icmp_error(now_ms, packet, error, out);
+            self.send_icmp_error(now_ms, packet, error, classifier, out);
         }
     }
 
-    fn send_reset(&mut self, packet: &Packet<'_>, out: &mut dyn FrameSink) {
+    /// The state of an answer (ICMP error, RST) to the packet at hand:
+    /// Linux attaches it to the packet's connection (`nf_ct_attach`), so it
+    /// is RELATED unless the packet had none (INVALID, untracked). Before
+    /// the chain judged it, the packet has the state conntrack gave it at
+    /// PREROUTING, which is a connection's ([`Dataplane::ipv4`] resets it).
+    fn answer_state(&self) -> CtState {
+        match self.last_state {
+            CtState::Invalid | CtState::Untracked => CtState::Invalid,
+            _ => CtState::Related,
+        }
+    }
+
+    /// Answers `packet` with a RST.
+    fn send_reset<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) {
         let Some(interface) = self.interfaces.get(usize::from(packet.in_if)) else {
             return;
         };
@@ -369,30 +408,34 @@ impl Dataplane {
             return;
         }
         if let Ok(len) = build_tcp_reset(packet.frame, &packet.meta, interface.mac, &mut self.scratch) {
-            self.emit(packet.in_if, len, out);
+            let state = self.answer_state();
+            if !self.emit_own(now_ms, (packet.in_if, len), Some(state), classifier, out) {
+                return;
+            }
             self.counters.events.tcp_resets_sent += 1;
         }
     }
 
     /// Sends an ICMP error about `packet` back out of its input interface,
     /// unless RFC 1122 forbids it or the rate limit says no.
-    pub(super) fn send_icmp_error(
+    pub(super) fn send_icmp_error<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
         error: IcmpError,
+        classifier: &C,
         out: &mut dyn FrameSink,
     ) {
-        self.send_icmp_error_limited(now_ms, packet, error, true, out);
+        self.send_icmp_error_limited(now_ms, packet, error, (true, classifier), out);
     }
 
     /// [`Self::send_icmp_error`], rate-limited or not (`limited`).
-    pub(super) fn send_icmp_error_limited(
+    pub(super) fn send_icmp_error_limited<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
         packet: &Packet<'_>,
         error: IcmpError,
-        limited: bool,
+        (limited, classifier): (bool, &C),
         out: &mut dyn FrameSink,
     ) {
         let Some(interface) = self.interfaces.get(usize::from(packet.in_if)).copied() else {
@@ -412,9 +455,31 @@ impl Dataplane {
         }
         let from = ReplyFrom { mac: interface.mac, addr: source };
         if let Ok(len) = build_icmp_error(packet.frame, meta, error, from, &mut self.scratch) {
-            self.emit(packet.in_if, len, out);
+            let state = self.answer_state();
+            if !self.emit_own(now_ms, (packet.in_if, len), Some(state), classifier, out) {
+                return;
+            }
             self.counters.events.icmp_errors_sent += 1;
         }
+    }
+
+    /// Sends the reply built in the scratch buffer, `len` bytes, out of
+    /// `out_if` if the OUTPUT path lets it ([`Dataplane::judge_own`], with
+    /// `state` as there); false if it refused it.
+    fn emit_own<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        (out_if, len): (IfIndex, usize),
+        state: Option<CtState>,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> bool {
+        let frame = self.scratch;
+        if self.judge_own(now_ms, out_if, frame.get(..len).unwrap_or(&[]), state, classifier).is_err() {
+            return false;
+        }
+        self.emit(out_if, len, out);
+        true
     }
 
     fn emit(&mut self, out_if: IfIndex, len: usize, out: &mut dyn FrameSink) {
@@ -506,13 +571,47 @@ impl Dataplane {
     /// What residual matches read of a packet: TCP flags and options, TTL,
     /// length, link-layer addressing, and the address types as seen from
     /// the firewall's current addresses (DHCP may change them).
-    fn key_extra(&self, packet: &Packet<'_>, out_if: IfIndex) -> KeyExtra {
-        let meta = &packet.meta;
+    /// Runs built-in `chain` for a packet as the rules see it (`frame`
+    /// from its Ethernet header, for LOG lines): `-m limit` buckets spent,
+    /// `LOG` lines written, the verdict counted. Returns the verdict and
+    /// what NOTRACK and TCPMSS rules asked.
+    pub(super) fn run_chain<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        chain: Chain,
+        seen: &Seen<'_>,
+        frame: &[u8],
+        classifier: &C,
+    ) -> (Verdict, Marks) {
+        let mut key = packet_key(seen.meta, seen.in_if, seen.out_if, seen.state);
+        if classifier.wants_extra() {
+            key.extra = self.key_extra(seen);
+        }
+        let mut lookup = Lookup::new(now_ms, &mut self.limits);
+        let verdict = classifier.classify_with(chain, &key, &mut lookup);
+        let marks = lookup.marks;
+        for &rule in lookup.logged() {
+            let record = classifier.log_record(rule).unwrap_or_default();
+            let ip = frame.get(ETHERNET_HEADER_LEN..).unwrap_or(&[]);
+            if !self.logger.log_packet(now_ms, &record, &key, seen.eth, ip) {
+                self.counters.events.log_suppressed += 1;
+            }
+        }
+        self.counters.events.log_suppressed += u64::from(lookup.logs_dropped);
+        self.counters.count_verdict(chain, &verdict);
+        if verdict.log && !self.logger.log(now_ms, chain, &key, &verdict) {
+            self.counters.events.log_suppressed += 1;
+        }
+        (verdict, marks)
+    }
+
+    fn key_extra(&self, seen: &Seen<'_>) -> KeyExtra {
+        let (meta, eth, in_if, out_if) = (seen.meta, seen.eth, seen.in_if, seen.out_if);
         let (tcp_flags, tcp_options) = match &meta.l4 {
             L4::Tcp { segment, .. } => (segment.all_flags, segment.options),
             _ => (0, [0; 4]),
         };
-        let dst_mac = packet.eth.dst;
+        let dst_mac = eth.dst;
         let pkt_type = if dst_mac == [0xff; 6] {
             PktType::Broadcast
         } else if dst_mac[0] & 1 != 0 {
@@ -532,12 +631,14 @@ impl Dataplane {
             ttl: meta.ttl,
             len: meta.total_len.min(usize::from(u16::MAX)) as u16,
             pkt_type,
-            src_mac: packet.eth.src,
-            has_mac: true,
+            src_mac: eth.src,
+            // The firewall's own packets have no source MAC yet (iptables
+            // allows -m mac only where one was received).
+            has_mac: in_if != NO_IF,
             src_type: addr_type(meta.src, own(), None),
             dst_type: addr_type(meta.dst, own(), None),
-            src_type_in: on(meta.src, packet.in_if),
-            dst_type_in: on(meta.dst, packet.in_if),
+            src_type_in: on(meta.src, in_if),
+            dst_type_in: on(meta.dst, in_if),
             src_type_out: on(meta.src, out_if),
             dst_type_out: on(meta.dst, out_if),
             tcp_options,

@@ -68,6 +68,7 @@ pub mod mtu;
 pub mod nat;
 pub mod neighbour;
 pub mod options;
+pub mod output;
 pub mod parse;
 pub mod reply;
 pub mod route;

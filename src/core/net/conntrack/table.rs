@@ -96,7 +96,7 @@ pub struct Tracked {
 }
 
 impl Tracked {
-    pub(super) fn of(state: CtState) -> Tracked {
+    pub(crate) fn of(state: CtState) -> Tracked {
         Tracked { state, new_flow: None, new_nat: None, rewrite: None, error_rewrite: None }
     }
 
