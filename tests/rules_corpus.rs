@@ -108,6 +108,8 @@ struct Tally {
     tried: usize,
     loaded: usize,
     blockers: BTreeMap<String, (usize, usize)>,
+    /// Each file that does not load, with what blocks it.
+    failed: Vec<(String, Vec<String>)>,
 }
 
 impl Tally {
@@ -117,6 +119,11 @@ impl Tally {
         match got {
             Ok(()) => self.loaded += 1,
             Err(d) => {
+                let mut why: Vec<String> = d.unsupported.iter().map(|(f, _)| f.clone()).collect();
+                if d.unsupported.is_empty() {
+                    why.push(String::from("(errors only)"));
+                }
+                self.failed.push((String::from(what), why));
                 for e in d.errors.iter().filter(|e| !e.message.contains("not supported")) {
                     stray.push(format!("{what}: {e}"));
                 }
@@ -191,6 +198,9 @@ fn corpus_files_load_or_fail_only_on_unsupported_features() {
     println!("filter tables: {} files have one, {} load ({:.1}%)", filter.tried, filter.loaded, filter.percent());
     whole.print_blockers("blocker");
     filter.print_blockers("filter-table blocker");
+    for (file, why) in &filter.failed {
+        println!("  not loaded: {file}: {}", why.join(", "));
+    }
     let known = |e: &String, k: &(&str, &str, &str)| e.starts_with(k.0) && e.contains(k.1);
     for k in KNOWN {
         let n = stray.iter().filter(|e| known(e, k)).count();
