@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
 use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict, BUILTIN_CHAINS};
-use unifw_core::image::format::{MAX_CALL_DEPTH, MAX_LOOKUPS};
+use unifw_core::image::format::{NatRecord, MAX_CALL_DEPTH, MAX_LOOKUPS};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 use unifw_core::net::addr::Cidr;
 
@@ -194,6 +194,9 @@ pub enum Jump {
     Goto(u16),
     /// `-j RETURN`: back to the caller (in a built-in chain: its policy).
     Return,
+    /// `-j DNAT`, `SNAT`, `MASQUERADE` (nat table): the translation
+    /// [`Ruleset::nats`]`[n]`; terminal, like ACCEPT.
+    Nat(u32),
 }
 
 /// A user-defined chain (iptables `:NAME -` or `-N NAME`).
@@ -323,6 +326,10 @@ pub struct Ruleset {
     pub chains: Vec<UserChain>,
     /// `metrics` statements (at most one per interface).
     pub metrics: Vec<Metrics>,
+    /// Address translations of the nat rules ([`Jump::Nat`] indexes this).
+    pub nats: Vec<NatRecord>,
+    /// The user chains declared in the nat table.
+    pub nat_chains: Vec<u16>,
     /// Warnings and notes found while parsing (interface names no NIC has, ...).
     pub warnings: Vec<Diagnostic>,
 }
@@ -341,6 +348,8 @@ impl Default for Ruleset {
             rules: Vec::new(),
             chains: Vec::new(),
             metrics: Vec::new(),
+            nats: Vec::new(),
+            nat_chains: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -381,7 +390,7 @@ impl Ruleset {
         for _ in 0..MAX_LOOKUPS {
             let hit = self.rules.iter().enumerate().skip(from).find(|(_, r)| r.chain == current && r.matches(key));
             match hit {
-                Some((i, r)) if r.jump.is_none() => {
+                Some((i, r)) if matches!(r.jump, None | Some(Jump::Nat(_))) => {
                     return Verdict { action: r.action, rule: Some(i as u32), log: r.log }
                 }
                 Some((i, r)) if matches!(r.jump, Some(Jump::Call(_) | Jump::Goto(_))) => {

@@ -10,6 +10,7 @@ use unifw_core::flow::{proto, Action, Chain, RejectWith};
 use super::ast::{ProtoMatch, Rule};
 use super::diag::Diagnostic;
 use super::iptables_match::{self, Matches};
+use super::iptables_nat;
 use super::iptables_target;
 use super::names;
 use super::source::{trim, Ctx};
@@ -103,24 +104,24 @@ fn statement(
         w = &w[1..]; // packet and byte counters of `iptables-save -c`
     }
     match w.first().map(|x| x.text) {
-        Some("-A") | Some("--append") if t != "filter" => {
+        Some("-A") | Some("--append") if t != "filter" && t != "nat" => {
             ctx.count_unsupported(format!("*{t} table"));
             Err(line.diag(
                 offset,
                 format!(
-                    "table `{t}` is not supported (unifw implements only the filter table's INPUT and FORWARD chains)"
+                    "table `{t}` is not supported (unifw implements the filter table's INPUT and FORWARD chains and the nat table)"
                 ),
             ))
         }
         Some("-A") | Some("--append") => {
-            if let Some(rule) = rule(ctx, file, line, &w[1..], offset)? {
+            if let Some(rule) = rule(ctx, file, line, &w[1..], offset, t == "nat")? {
                 ctx.set.rules.push(rule);
             }
             Ok(())
         }
         Some("-N") | Some("--new-chain") => match (w.get(1), w.get(2)) {
-            (Some(name), None) if t == "filter" => {
-                iptables_target::declare(ctx, file, line.no, name.text).map_err(|e| line.diag(name.at, e))
+            (Some(name), None) if t == "filter" || t == "nat" => {
+                iptables_target::declare_in(ctx, file, line.no, name.text, t == "nat").map_err(|e| line.diag(name.at, e))
             }
             (Some(_), None) => Ok(()), // an empty chain in a table unifw does not read
             (_, extra) => Err(line.diag(extra.map_or(offset, |x| x.at), "expected `-N CHAIN`".into())),
@@ -189,8 +190,9 @@ fn chain_policy(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word]) 
         "-" if BUILTIN_CHAINS.contains(&chain) => {
             return Err(line.diag(policy.at, format!("built-in chain `{chain}` needs a policy (ACCEPT or DROP)")))
         }
-        "-" if table == "filter" => {
-            return iptables_target::declare(ctx, file, line.no, chain).map_err(|e| line.diag(name.at, e))
+        "-" if table == "filter" || table == "nat" => {
+            return iptables_target::declare_in(ctx, file, line.no, chain, table == "nat")
+                .map_err(|e| line.diag(name.at, e))
         }
         "-" => return Ok(()), // a user chain of a table unifw does not read: its rules are refused
         p => return Err(line.diag(policy.at, format!("unsupported chain policy `{p}` (ACCEPT or DROP)"))),
@@ -213,6 +215,8 @@ const BUILTIN_CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING", "P
 /// What one `-A` line has said so far.
 struct Opts {
     rule: Rule,
+    /// A rule of the nat table.
+    nat: bool,
     target: bool,
     matches: Matches,
 }
@@ -220,8 +224,21 @@ struct Opts {
 /// One `-A` line's rule; `None` for a rule without a target, which in
 /// iptables only counts the packets it matches and changes no verdict:
 /// unifw leaves it out, with a note.
-fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Result<Option<Rule>, Diagnostic> {
+fn rule(
+    ctx: &mut Ctx,
+    file: u16,
+    line: &Line,
+    w: &[Word],
+    offset: usize,
+    nat: bool,
+) -> Result<Option<Rule>, Diagnostic> {
     let chain = match w.first() {
+        Some(c) if nat => iptables_nat::rule_chain(ctx, file, c.text).map_err(|e| {
+            if matches!(c.text, "INPUT" | "OUTPUT") {
+                ctx.count_unsupported(format!("nat chain {}", c.text));
+            }
+            line.diag(c.at, e)
+        })?,
         Some(c) => iptables_target::rule_chain(ctx, file, c.text).map_err(|e| {
             if matches!(c.text, "OUTPUT" | "PREROUTING" | "POSTROUTING") {
                 ctx.count_unsupported(format!("chain {}", c.text));
@@ -231,7 +248,7 @@ fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Res
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
     let rule = Rule { chain, ..Rule::any(Chain::Input, Action::Accept) };
-    let mut o = Opts { rule, target: false, matches: Matches::default() };
+    let mut o = Opts { rule, nat, target: false, matches: Matches::default() };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -248,6 +265,7 @@ fn rule(ctx: &mut Ctx, file: u16, line: &Line, w: &[Word], offset: usize) -> Res
     }
     iptables_match::finish(o.matches, &mut o.rule).map_err(|(at, e)| line.diag(at, e))?;
     check(&o.rule, line, offset)?;
+    iptables_nat::finish(&ctx.set, &o.rule).map_err(|e| line.diag(offset, e))?;
     if !o.target {
         const NOTE: &str = "note: a rule without `-j` only counts packets in iptables and decides nothing; unifw leaves it (and any later one) out";
         if !ctx.set.warnings.iter().any(|d| d.message == NOTE) {
@@ -267,6 +285,12 @@ fn option(
     arg: Option<&Word>,
     negated: bool,
 ) -> Result<usize, Diagnostic> {
+    if iptables_nat::is_target_option(opt.text) {
+        if negated {
+            return Err(line.diag(opt.at, format!("`!` is not allowed before `{}`", opt.text)));
+        }
+        return iptables_nat::option(ctx, &o.rule, opt.text, arg.map(|a| a.text)).map_err(|e| line.diag(opt.at, e));
+    }
     if opt.text != "--reject-with" {
         let at = |at: usize, msg: String| line.diag(at, msg);
         let r = iptables_match::option(ctx, &mut o.matches, &mut o.rule, (opt, arg, negated), &at);
@@ -289,6 +313,14 @@ fn option(
             no_neg(opt.text)?;
             let a = need()?;
             let goto = opt.text.starts_with("-g") || opt.text == "--goto";
+            if o.nat {
+                iptables_nat::target(ctx, r, a.text, goto).map_err(|e| bad(a, e))?;
+                o.target = true;
+                return Ok(1);
+            }
+            if matches!(a.text, "DNAT" | "SNAT" | "MASQUERADE" | "REDIRECT") {
+                return Err(bad(a, format!("target `{}` is valid only in the nat table (`*nat`)", a.text)));
+            }
             if let Err(e) = iptables_target::target(ctx, r, a.text, goto) {
                 if e.starts_with("target `") {
                     ctx.count_unsupported(format!("-j {}", a.text));

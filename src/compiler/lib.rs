@@ -21,6 +21,7 @@ mod fuzz;
 mod ifnames;
 mod iptables;
 mod iptables_match;
+mod iptables_nat;
 mod iptables_target;
 mod lexer;
 mod limits;

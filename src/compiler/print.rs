@@ -167,6 +167,9 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
                 Some(Jump::Call(n)) => Some(format!(" -j {}", name(n)?)),
                 Some(Jump::Goto(n)) => Some(format!(" -g {}", name(n)?)),
                 Some(Jump::Return) => Some(String::from(" -j RETURN")),
+                Some(Jump::Nat(_)) => {
+                    return Err(format!("NAT rules cannot be printed yet (the rule at line {})", r.line))
+                }
             };
             iptables_rule(r, chain, target)
         }

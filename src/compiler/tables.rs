@@ -295,6 +295,10 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
         for r in &set.rules {
             sections[sec::LINES].extend_from_slice(&target(r).encode().to_le_bytes());
         }
+        // The NAT records follow the target words (NatRecord::WORDS each).
+        for nat in &set.nats {
+            sections[sec::LINES].extend_from_slice(&nat.encode());
+        }
     }
     for (n, ct) in chains.iter().enumerate() {
         let policy = Chain::from_index(n).map_or(Action::Accept, |c| set.policy(c));
@@ -320,6 +324,7 @@ fn target(r: &super::ast::Rule) -> Target {
         Some(Jump::Call(n)) => Target::Jump(chain(n)),
         Some(Jump::Goto(n)) => Target::Goto(chain(n)),
         Some(Jump::Return) => Target::Return,
+        Some(Jump::Nat(n)) => Target::Nat(n),
     }
 }
 

@@ -70,6 +70,10 @@ impl Classifier for Image<'_> {
     fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict {
         Image::classify(self, chain, key)
     }
+
+    fn nat(&self, rule: u32) -> Option<crate::image::format::NatRecord> {
+        self.nat_of_rule(rule)
+    }
 }
 
 /// What the firewall takes besides its devices and rules.
@@ -141,6 +145,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         config.hash_seed = settings.hash_seed;
         config.forwarding = false;
         config.conntrack_budget = settings.conntrack_budget;
+        config.nat = image.has_nat();
         let mut dataplane = Dataplane::new(config)?;
         for spec in image.interfaces() {
             let Some(peer) = spec.wire_peer.filter(|&peer| peer > spec.index) else { continue };

@@ -165,6 +165,8 @@ pub struct Image<'a> {
     chain_count: u32,
     /// The rules' target words (empty: every rule is a verdict).
     targets: &'a [u8],
+    /// The NAT records ([`NatRecord`]) the targets of kind 5 name.
+    nats: &'a [u8],
     tables_hash: u64,
     total_len: usize,
 }
@@ -208,12 +210,17 @@ impl<'a> Image<'a> {
         }
         let rule_count = header.rule_count;
         let words = sections[sec::LINES].len() / RECORD[sec::LINES];
-        if (words != rule_count as usize && words != 2 * rule_count as usize)
-            || sections[sec::ACTIONS].len() != rule_count as usize
+        // Lines; then target words; then NAT records (`NatRecord::WORDS` words each).
+        let rules = rule_count as usize;
+        let nat_words = words.saturating_sub(2 * rules);
+        if (words != rules && words < 2 * rules)
+            || !nat_words.is_multiple_of(NatRecord::WORDS)
+            || sections[sec::ACTIONS].len() != rules
         {
             return Err(FormatError::BadSection(sec::LINES));
         }
-        let (lines, targets) = sections[sec::LINES].split_at(rule_count as usize * 4);
+        let (lines, rest) = sections[sec::LINES].split_at(rules * 4);
+        let (targets, nats) = rest.split_at(rest.len().min(rules * 4));
         sections[sec::LINES] = lines;
         let chain_count = sections[sec::CHAINS].len() / ChainRecord::LEN;
         if !(BUILTIN_CHAINS..=MAX_CHAINS).contains(&chain_count) {
@@ -235,6 +242,7 @@ impl<'a> Image<'a> {
             chains,
             chain_count: chain_count as u32,
             targets,
+            nats,
             tables_hash: header.tables_hash,
             total_len: total,
         })
@@ -251,6 +259,24 @@ impl<'a> Image<'a> {
             }
             _ => None,
         })
+    }
+
+    /// The NAT record of rule `rule`'s target, if it is a NAT target
+    /// (kind 5) naming a valid record.
+    pub fn nat_of_rule(&self, rule: u32) -> Option<NatRecord> {
+        if self.targets.is_empty() {
+            return None;
+        }
+        match Target::decode(u32_item(self.targets, rule as usize)) {
+            Target::Nat(n) => NatRecord::decode(self.nats.get((n as usize).checked_mul(NatRecord::LEN)?..)?),
+            _ => None,
+        }
+    }
+
+    /// Whether the rules translate addresses (the connection table then
+    /// keeps a second key per flow).
+    pub fn has_nat(&self) -> bool {
+        !self.nats.is_empty()
     }
 
     /// The sources allowed to scrape `/metrics`, by interface and port (none:

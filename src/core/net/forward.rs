@@ -16,6 +16,7 @@ use super::conntrack::Tracked;
 use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane, Disposition, SWEEP_PER_FRAME};
 use super::mtu::DEFAULT_MTU;
+use super::nat_path::NatView;
 use super::neighbour::Resolution;
 use super::options::{self, Ipv4Options, OptionsError};
 use super::parse::{
@@ -176,6 +177,26 @@ impl Dataplane {
             Err(reason) => return Disposition::Drop(reason),
         }
         let meta = &packet.meta;
+        // A reply (or ICMP error) to a translated flow's firewall address
+        // (SNAT, MASQUERADE) is forwarded once translated back, as Linux
+        // reverses the translation in PREROUTING, before its route lookup.
+        if self.conntrack.translates() && self.forwarding && !meta.is_fragment() && self.is_own_address(meta.dst) {
+            if self.conntrack.is_translated_reply(meta, now_ms) {
+                return self.forward(now_ms, packet, classifier, out);
+            }
+            // A new flow to the firewall's address that nat PREROUTING
+            // sends elsewhere (DNAT port forwarding). `track` changes
+            // nothing for a packet without a flow.
+            if !self.conntrack.has_flow(meta, now_ms) {
+                let mut tracked = self.conntrack.track(meta, now_ms);
+                if let Err(reason) = self.nat_prerouting(now_ms, &packet, &mut tracked, classifier) {
+                    return Disposition::Drop(reason);
+                }
+                if tracked.rewrite().is_some() {
+                    return self.forward_tracked(now_ms, packet, tracked, classifier, out);
+                }
+            }
+        }
         if self.is_local(meta.dst) || unaddressed || dhcp_reply {
             return self.input(now_ms, packet, classifier, out);
         }
@@ -272,7 +293,30 @@ impl Dataplane {
             // Held until whole, then judged once (defrag.rs).
             return self.forward_fragment(now_ms, packet, None, classifier, out);
         }
-        let Some(hop) = self.routes.lookup(packet.meta.dst) else {
+        let tracked = self.conntrack.track(&packet.meta, now_ms);
+        self.forward_tracked(now_ms, packet, tracked, classifier, out)
+    }
+
+    /// [`Self::forward`] once conntrack has seen the packet: nat
+    /// PREROUTING (a new flow's DNAT) before the route lookup, the FORWARD
+    /// chain on the translated destination, nat POSTROUTING (SNAT,
+    /// MASQUERADE) after it, then the rewrite (nat_path.rs).
+    fn forward_tracked<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        mut packet: Packet<'_>,
+        mut tracked: Tracked,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        let nat = self.conntrack.translates();
+        if nat {
+            if let Err(reason) = self.nat_prerouting(now_ms, &packet, &mut tracked, classifier) {
+                return Disposition::Drop(reason);
+            }
+        }
+        let view = NatView::of(&packet.meta, &tracked);
+        let Some(hop) = self.routes.lookup(view.dst) else {
             self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, out);
             return Disposition::Drop(DropReason::NoRoute);
         };
@@ -287,8 +331,22 @@ impl Dataplane {
             self.send_icmp_error_limited(now_ms, &packet, IcmpError::fragmentation_needed(mtu), false, out);
             return Disposition::Drop(DropReason::FragmentationNeeded);
         }
-        if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
+        if let Err(action) = self.classify_tracked(now_ms, &packet, &tracked, (Chain::Forward, hop.out_if), classifier)
+        {
             return self.refuse(now_ms, &packet, action, out);
+        }
+        if nat {
+            if let Err(reason) = self.nat_postrouting(now_ms, &packet, &mut tracked, hop.out_if, classifier) {
+                return Disposition::Drop(reason);
+            }
+        }
+        if self.conntrack.confirm(&tracked, now_ms).is_err() {
+            return Disposition::Drop(DropReason::ConntrackFull);
+        }
+        if nat {
+            if let Err(reason) = Self::apply_nat(&mut packet, &tracked) {
+                return Disposition::Drop(reason);
+            }
         }
         self.transmit(now_ms, packet, hop, out)
     }
@@ -303,16 +361,31 @@ impl Dataplane {
         out_if: IfIndex,
         classifier: &C,
     ) -> Result<(), Result<Action, DropReason>> {
+        let tracked: Tracked = self.conntrack.track(&packet.meta, now_ms);
+        self.classify_tracked(now_ms, packet, &tracked, (chain, out_if), classifier)?;
+        self.conntrack.confirm(&tracked, now_ms).map_err(|_| Err(DropReason::ConntrackFull))
+    }
+
+    /// The rules of `chain` for a tracked packet leaving by `out_if`, as
+    /// they see it (the translated destination of a NATed flow). `Ok`
+    /// when accepted (nothing confirmed yet); `Err` with the refusing action.
+    pub(super) fn classify_tracked<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        tracked: &Tracked,
+        (chain, out_if): (Chain, IfIndex),
+        classifier: &C,
+    ) -> Result<(), Result<Action, DropReason>> {
         let meta = &packet.meta;
-        let tracked: Tracked = self.conntrack.track(meta, now_ms);
-        let key = packet_key(meta, packet.in_if, out_if, tracked.state);
+        let key = NatView::of(meta, tracked).key(packet_key(meta, packet.in_if, out_if, tracked.state));
         let verdict = classifier.classify(chain, &key);
         self.counters.count_verdict(chain, &verdict);
         if verdict.log && !self.logger.log(now_ms, chain, &key, &verdict) {
             self.counters.events.log_suppressed += 1;
         }
         match verdict.action {
-            Action::Accept => self.conntrack.confirm(&tracked, now_ms).map_err(|_| Err(DropReason::ConntrackFull)),
+            Action::Accept => Ok(()),
             refused => Err(Ok(refused)),
         }
     }

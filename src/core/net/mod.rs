@@ -66,6 +66,7 @@ pub mod fragment;
 pub mod mss;
 pub mod mtu;
 pub mod nat;
+mod nat_path;
 pub mod neighbour;
 pub mod options;
 pub mod parse;
