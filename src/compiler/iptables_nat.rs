@@ -88,7 +88,10 @@ pub fn target(ctx: &mut Ctx, r: &mut Rule, name: &str, goto: bool) -> Result<(),
 
 /// Whether `opt` is an option of the NAT targets.
 pub fn is_target_option(opt: &str) -> bool {
-    matches!(opt, "--to-destination" | "--to-source" | "--to-ports" | "--random" | "--random-fully" | "--persistent")
+    matches!(
+        opt,
+        "--to" | "--to-destination" | "--to-source" | "--to-ports" | "--random" | "--random-fully" | "--persistent"
+    )
 }
 
 /// Applies a NAT target's option to the rule's record; returns how many
@@ -101,6 +104,14 @@ pub fn option(ctx: &mut Ctx, r: &Rule, opt: &str, arg: Option<&str>) -> Result<u
         return Err(format!("`{opt}` needs a NAT target first"));
     };
     let kind = record.kind;
+    // iptables reads options with getopt_long: `--to` is the one `--to-*`
+    // option of each target.
+    let opt = match (opt, kind) {
+        ("--to", NatKind::Dnat) => "--to-destination",
+        ("--to", NatKind::Snat) => "--to-source",
+        ("--to", NatKind::Masquerade) => "--to-ports",
+        _ => opt,
+    };
     let need = || arg.ok_or_else(|| format!("`{opt}` needs an argument"));
     let wrong = || format!("`{opt}` is not an option of {}", kind_name(kind));
     match opt {
