@@ -132,9 +132,40 @@ fn dnat_forwards_a_port_and_forward_sees_the_new_destination() {
     let (d, out) = pass(&mut dp, &image, 0, reply);
     assert!(matches!(d, Disposition::Forward { out_if: 1, .. }), "{d:?}");
     assert_eq!(out[ETH_LEN..], ip_of(&Tcp::new(FW1, SERVER, 2222, 33000).syn(9).ack(9, 2).frame()));
+    // The client's next segments, to the firewall's address, follow.
+    let ack = Tcp::new(SERVER, FW1, 33000, 2222).ack(2, 10).payload(5).frame();
+    let (d, out) = pass(&mut dp, &image, 1, ack);
+    assert!(matches!(d, Disposition::Forward { out_if: 0, .. }), "{d:?}");
+    assert_eq!(out[ETH_LEN..], ip_of(&Tcp::new(SERVER, SENDER, 33000, 22).ack(2, 10).payload(5).frame()));
     // Another port to the firewall is not forwarded (INPUT drops it).
     let (d, _) = pass(&mut dp, &image, 1, Tcp::new(SERVER, FW1, 33001, 2223).syn(1).frame());
     assert_eq!(d, Disposition::Drop(DropReason::RuleDrop));
+}
+
+#[test]
+fn a_fragmented_reply_to_the_masquerade_address_is_reassembled_and_translated() {
+    let bytes = image(MASQUERADE);
+    let image = Image::from_bytes(&bytes).unwrap();
+    let mut dp = nat_lab();
+    let (d, _) = pass(&mut dp, &image, 0, udp_frame(SENDER, SERVER, 7000, 5001, 10));
+    assert!(matches!(d, Disposition::Forward { .. }), "{d:?}");
+    let reply = udp_frame(SERVER, FW1, 5001, 7000, 2000);
+    let mut sink = VecSink::default();
+    for (offset, more, len) in [(0u16, true, 1480usize), (1480, false, 528)] {
+        let mut piece = fragment_of(&reply, offset, more, len);
+        let d = dp.handle_frame(2, 1, &mut piece, &image, &mut sink);
+        assert_eq!(d, Disposition::Queued, "held, then sent as fragments");
+    }
+    assert_eq!(sink.frames.len(), 2, "both fragments leave");
+    let want = udp_frame(SERVER, SENDER, 5001, 7000, 2000);
+    for (i, (out_if, frame)) in sink.frames.iter().enumerate() {
+        assert_eq!(*out_if, 0);
+        assert_eq!(&frame[ETH_LEN + 12..ETH_LEN + 20], &want[ETH_LEN + 12..ETH_LEN + 20], "addresses of fragment {i}");
+        assert!(ip_checksum_ok(frame));
+    }
+    let first = &sink.frames[0].1;
+    // Ports and the UDP checksum (over the whole datagram) of the first.
+    assert_eq!(&first[ETH_LEN + 20..ETH_LEN + 28], &want[ETH_LEN + 20..ETH_LEN + 28]);
 }
 
 #[test]

@@ -150,6 +150,11 @@ impl Dataplane {
         let meta = packet.meta;
         let mut tracked = self.conntrack.track(&meta, now_ms);
         self.nat_prerouting(now_ms, &packet, &mut tracked, classifier)?;
+        let translated = tracked.rewrite().is_some() || tracked.error_rewrite().is_some();
+        if !translated && self.is_own_address(meta.dst) {
+            // To the firewall itself (ipv4() sends it here only with NAT).
+            return Err(DropReason::FragmentToLocal);
+        }
         let view = NatView::of(&meta, &tracked);
         let Some(hop) = self.routes.lookup(view.dst) else {
             self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, out);

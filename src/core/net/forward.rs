@@ -177,11 +177,14 @@ impl Dataplane {
             Err(reason) => return Disposition::Drop(reason),
         }
         let meta = &packet.meta;
-        // A reply (or ICMP error) to a translated flow's firewall address
-        // (SNAT, MASQUERADE) is forwarded once translated back, as Linux
-        // reverses the translation in PREROUTING, before its route lookup.
-        if self.conntrack.translates() && self.forwarding && !meta.is_fragment() && self.is_own_address(meta.dst) {
-            if self.conntrack.is_translated_reply(meta, now_ms) {
+        // A packet of a translated flow to a firewall address (a reply to
+        // SNAT or MASQUERADE, a DNAT port forward, an ICMP error about
+        // them) is forwarded once translated, as Linux translates in
+        // PREROUTING, before its route lookup.
+        if self.conntrack.translates() && self.forwarding && self.is_own_address(meta.dst) {
+            // Fragments are reassembled first (defrag.rs), and what is not
+            // translated is then dropped as a fragment to the firewall.
+            if meta.is_fragment() || self.conntrack.is_translated(meta, now_ms) {
                 return self.forward(now_ms, packet, classifier, out);
             }
             // A new flow to the firewall's address that nat PREROUTING

@@ -203,21 +203,17 @@ impl ConnTrack {
         Ok(to)
     }
 
-    /// Whether `meta` is a reply of a translated flow, or an ICMP error
-    /// about one of its packets (read only: `track` does the update).
-    pub fn is_translated_reply(&self, meta: &Ipv4Meta, now_ms: u64) -> bool {
-        let (key, side) = match meta.l4 {
+    /// Whether `meta` belongs to a translated flow (either direction), or
+    /// is an ICMP error about one of its packets (read only: `track` does
+    /// the update).
+    pub fn is_translated(&self, meta: &Ipv4Meta, now_ms: u64) -> bool {
+        let (key, _) = match meta.l4 {
             L4::IcmpError { quoted: Some(q), .. } => FlowKey::of(q.proto, q.src, q.dst, q.transport),
             L4::IcmpError { .. } | L4::IcmpOther { .. } | L4::LaterFragment => return false,
             _ => FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport()),
         };
         let Some(&slot) = self.index.get(&key) else { return false };
-        let Some(nat) = self.nat_of(slot) else { return false };
-        let live = self.live(&key, now_ms).is_some();
-        match meta.l4 {
-            L4::IcmpError { .. } => live,
-            _ => live && key == nat.reply_key && side == nat.reply_side,
-        }
+        self.nat_of(slot).is_some() && self.live(&key, now_ms).is_some()
     }
 
     /// Whether `meta` belongs to a tracked flow (read only).
