@@ -173,20 +173,22 @@ fn icmp_errors_are_translated_back() {
     let bytes = image(MASQUERADE);
     let image = Image::from_bytes(&bytes).unwrap();
     let mut dp = nat_lab();
-    let probe = udp_frame(SENDER, SERVER, 6000, 33434, 10);
-    let (_, sent) = pass(&mut dp, &image, 0, probe.clone());
-    // The server answers port unreachable to the firewall's address,
-    // quoting the translated probe.
-    let quoted = &sent[ETH_LEN..];
-    let error = icmp_error_frame(SERVER, FW1, 3, 3, quoted);
-    let (d, back) = pass(&mut dp, &image, 1, error);
-    assert!(matches!(d, Disposition::Forward { out_if: 0, .. }), "{d:?}");
-    // What arrives quotes the probe as the sender sent it (TTL as it left).
-    let mut original = probe.clone();
-    original[ETH_LEN + 8] -= 1;
-    refresh_ip_checksum(&mut original);
-    let want = icmp_error_frame(SERVER, SENDER, 3, 3, &original[ETH_LEN..]);
-    assert_eq!(back[ETH_LEN..], ip_of(&want));
+    // Port unreachable, a traceroute's time exceeded from a router past
+    // the firewall, and path-MTU discovery's fragmentation needed.
+    for (n, (icmp_type, code)) in [(3u8, 3u8), (11, 0), (3, 4)].into_iter().enumerate() {
+        let probe = udp_frame(SENDER, SERVER, 6000 + n as u16, 33434, 10);
+        let (_, sent) = pass(&mut dp, &image, 0, probe.clone());
+        // The error comes to the firewall's address, quoting the translated probe.
+        let error = icmp_error_frame(SERVER, FW1, icmp_type, code, &sent[ETH_LEN..]);
+        let (d, back) = pass(&mut dp, &image, 1, error);
+        assert!(matches!(d, Disposition::Forward { out_if: 0, .. }), "{icmp_type}/{code}: {d:?}");
+        // What arrives quotes the probe as the sender sent it (TTL as it left).
+        let mut original = probe.clone();
+        original[ETH_LEN + 8] -= 1;
+        refresh_ip_checksum(&mut original);
+        let want = icmp_error_frame(SERVER, SENDER, icmp_type, code, &original[ETH_LEN..]);
+        assert_eq!(back[ETH_LEN..], ip_of(&want), "{icmp_type}/{code}");
+    }
 }
 
 #[test]
@@ -265,4 +267,79 @@ fn icmp_error_frame(src: u32, dst: u32, icmp_type: u8, code: u8, about: &[u8]) -
     ipv4_frame((RECEIVER_MAC, FW1_MAC), (src, dst), smoltcp::wire::IpProtocol::Icmp, 64, l4_len, |buf| {
         buf.copy_from_slice(&body)
     })
+}
+
+#[test]
+fn native_statements_translate_as_the_iptables_table() {
+    let native = "\
+interface eth0 10.1.0.1/24
+interface eth1 10.2.0.1/24
+policy forward drop
+masquerade from 10.1.0.0/24 out eth1
+dnat 10.1.0.2:22 tcp dport 2222 in eth1
+forward accept state established,related
+forward accept from 10.1.0.0/24
+forward accept tcp to 10.1.0.2 dport 22
+";
+    let bytes = image(native);
+    let image = Image::from_bytes(&bytes).unwrap();
+    assert!(image.has_nat());
+    let mut dp = nat_lab();
+    let (_, out) = pass(&mut dp, &image, 0, udp_frame(SENDER, SERVER, 5555, 53, 12));
+    assert_eq!(out[ETH_LEN..], ip_of(&udp_frame(FW1, SERVER, 5555, 53, 12)));
+    let (d, out) = pass(&mut dp, &image, 1, Tcp::new(SERVER, FW1, 33000, 2222).syn(1).frame());
+    assert!(matches!(d, Disposition::Forward { out_if: 0, .. }), "{d:?}");
+    assert_eq!(out[ETH_LEN..], ip_of(&Tcp::new(SERVER, SENDER, 33000, 22).syn(1).frame()));
+    // Per-rule hits: the masquerade and dnat statements are rules 0 and 1.
+    assert_eq!(dp.counters().rule_hits[..2], [1, 1]);
+}
+
+#[test]
+fn an_image_without_nat_rules_translates_nothing() {
+    let bytes = image("interface eth0 10.1.0.1/24\ninterface eth1 10.2.0.1/24\nforward accept\n");
+    let image = Image::from_bytes(&bytes).unwrap();
+    assert!(!image.has_nat());
+    let mut dp = nat_lab();
+    let (_, out) = pass(&mut dp, &image, 0, udp_frame(SENDER, SERVER, 5555, 53, 12));
+    assert_eq!(out[ETH_LEN..], ip_of(&udp_frame(SENDER, SERVER, 5555, 53, 12)));
+    assert_eq!(dp.conntrack().translations(), 0);
+}
+
+#[test]
+fn nat_targets_compile_to_their_records() {
+    use unifw_core::image::format::{NatKind, NatRecord};
+    let rules = "\
+*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p tcp -j DNAT --to-destination 10.1.0.2-10.1.0.4:8000-8010 --persistent
+-A POSTROUTING -p udp -j SNAT --to-source 10.2.0.1:1024-2047 --random-fully
+-A POSTROUTING -j MASQUERADE --random
+-A POSTROUTING -p tcp -j MASQUERADE --to-ports 5000-6000
+COMMIT
+";
+    let bytes = image(rules);
+    let image = Image::from_bytes(&bytes).unwrap();
+    let plain = NatRecord {
+        kind: NatKind::Snat,
+        addrs: (0, 0),
+        ports: None,
+        random: false,
+        random_fully: false,
+        persistent: false,
+    };
+    let want = [
+        NatRecord {
+            kind: NatKind::Dnat,
+            addrs: (0x0a01_0002, 0x0a01_0004),
+            ports: Some((8000, 8010)),
+            persistent: true,
+            ..plain
+        },
+        NatRecord { addrs: (0x0a02_0001, 0x0a02_0001), ports: Some((1024, 2047)), random_fully: true, ..plain },
+        NatRecord { kind: NatKind::Masquerade, random: true, ..plain },
+        NatRecord { kind: NatKind::Masquerade, ports: Some((5000, 6000)), ..plain },
+    ];
+    let got: Vec<_> = (0..4).map(|rule| image.nat_of_rule(rule)).collect();
+    assert_eq!(got, want.map(Some));
 }
