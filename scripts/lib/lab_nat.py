@@ -16,6 +16,28 @@ import time
 from lab_tests import PROBE, RECEIVER_FW, RECEIVER_HOST, fw_boot, fw_serve, through_linux, wait_for_line
 
 RULES = "tests/lab/nat.ipt"
+POOL_RULES = "tests/lab/nat-pool.ipt"
+
+# Six UDP flows at once from ports 41001-41006 to the receiver's echo
+# server, each socket kept open: prints what each got (ok or timeout).
+POOL_CLIENT = r"""
+import socket
+socks = []
+for port in range(41001, 41007):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    s.settimeout(1.5)
+    s.connect(("10.2.0.2", 5001))
+    socks.append(s)
+words = []
+for s in socks:
+    s.send(b"pool")
+    try:
+        words.append("ok" if s.recv(100) == b"pool" else "bad")
+    except socket.timeout:
+        words.append("timeout")
+print(" ".join(words))
+"""
 
 # A client in the sender's namespace: binds PORT, sends SIZE bytes to
 # DST:5001 over PROTO and reads the echo; prints ok or what went wrong.
@@ -104,6 +126,40 @@ def observe(run, tag):
     return seen
 
 
+def observe_pool(run, tag):
+    """Runs POOL_CLIENT from the sender; returns how many flows were
+    answered and the source ports the receiver saw (sorted, as a string)."""
+    the_lab = run.lab
+    sniff = run.log_dir / f"{tag}-sniff-receiver.log"
+    sniffer = the_lab.start(["python3", PROBE, "sniff"], ns=the_lab.receiver, out=sniff)
+    wait_for_line(sniff, "sniffing", 5)
+    _, out = the_lab.run(the_lab.sender, ["python3", "-c", POOL_CLIENT], timeout=30)
+    time.sleep(0.3)
+    the_lab.stop([sniffer])
+    words = (out.strip().splitlines() or [""])[-1].split()
+    ports = sorted({f[2] for f in (line.split() for line in sniff.read_text().splitlines())
+                    if len(f) == 6 and f[0] == "udp" and f[1] == RECEIVER_FW and f[4] == "5001"})
+    return {"pool answered": str(words.count("ok")), "pool source ports": " ".join(ports)}
+
+
+def nat_pool(run):
+    """The SNAT port range of POOL_RULES with more flows than ports."""
+    expected = {"pool answered": "4", "pool source ports": "6000 6001 6002 6003"}
+    ours = None
+    if fw_boot(run, "nat-pool", POOL_RULES) and fw_serve(run):
+        ours = observe_pool(run, "nat-pool-unifw")
+        run.expect_no_console("PANIC|ERROR", "nat: no errors on the unifw console (pool)")
+    linux = through_linux(run, "nat-pool", POOL_RULES, lambda: fw_serve(run) and observe_pool(run, "nat-pool-linux"))
+    compare(run, expected, ours, linux)
+
+
+def compare(run, expected, ours, linux):
+    for name, want in expected.items():
+        got, reference = (ours or {}).get(name), (linux or {}).get(name)
+        run.check(got == want, f"nat: unifw {name}: {got}" + ("" if got == want else f" (expected {want})"))
+        run.check(reference == got, f"nat: Linux {name}: {reference}" + ("" if reference == got else " (differs)"))
+
+
 def nat(run):
     print(f"lab: NAT with {RULES}: masquerade, port forward, ICMP errors, fragments; unifw vs Linux")
     ours = None
@@ -111,7 +167,5 @@ def nat(run):
         ours = observe(run, "nat-unifw")
         run.expect_no_console("PANIC|ERROR", "nat: no errors on the unifw console")
     linux = through_linux(run, "nat", RULES, lambda: fw_serve(run) and observe(run, "nat-linux"))
-    for name, want in EXPECTED.items():
-        got, reference = (ours or {}).get(name), (linux or {}).get(name)
-        run.check(got == want, f"nat: unifw {name}: {got}" + ("" if got == want else f" (expected {want})"))
-        run.check(reference == got, f"nat: Linux {name}: {reference}" + ("" if reference == got else " (differs)"))
+    compare(run, EXPECTED, ours, linux)
+    nat_pool(run)
