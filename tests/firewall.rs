@@ -382,6 +382,27 @@ fn the_firewall_answers_arp_and_ping_from_its_own_stack() {
 }
 
 #[test]
+fn the_firewall_answers_for_its_other_address_on_any_nic() {
+    // Linux's weak host model: a ping from the sender's side to the
+    // receiver's side address (eth1's) is answered, from that address, on
+    // eth0; the stack of eth0 does not answer ARP for a stranger.
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    let nics = fw.nics_mut();
+    dev(nics, 0).inject(&arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], FW0));
+    dev(nics, 0).inject(&echo_frame(SENDER, FW1, true, 9, 1, 64));
+    dev(nics, 0).inject(&arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], SENDER + 5));
+    assert!(fw.poll_once(1_000));
+    let sent = dev(fw.nics_mut(), 0).take_sent();
+    let reply = sent.iter().find(|f| ethertype(f) == EthernetProtocol::Ipv4).expect("an echo reply on eth0");
+    let ip = Ipv4Packet::new_checked(&reply[ETH_LEN..]).expect("IPv4");
+    assert_eq!((u32::from(ip.src_addr()), u32::from(ip.dst_addr())), (FW1, SENDER));
+    assert_eq!(Icmpv4Packet::new_checked(ip.payload()).expect("ICMP").msg_type(), Icmpv4Message::EchoReply);
+    assert_eq!(sent.iter().filter(|f| ethertype(f) == EthernetProtocol::Arp).count(), 1, "one ARP reply: ours");
+    assert!(dev(fw.nics_mut(), 1).take_sent().is_empty(), "nothing on eth1");
+}
+
+#[test]
 fn a_frame_waits_for_arp_then_the_next_one_is_forwarded_without_a_copy() {
     let image = compiled(RULES);
     let mut fw = firewall(&image, &lab_plan(&image));

@@ -201,6 +201,30 @@ class Measure:
         """Sender -> receiver through the firewall, 100 echoes at 10 ms."""
         return self.ping_mean(tag, RECEIVER, 100, 0.01)
 
+    def ping_distribution(self, tag, count=200, interval=0.01, load_pps=0):
+        """Sender -> receiver through the firewall, COUNT echoes at
+        INTERVAL seconds: (median, 99th percentile) RTT in ms, lost echoes
+        left out. With LOAD_PPS > 0, 64-byte UDP frames (iperf3, 18-byte
+        payloads) flow from the sender to the receiver at that rate
+        meanwhile (the iperf3 server must run)."""
+        load = None
+        if load_pps > 0:
+            seconds = int(count * interval) + 3
+            bits = int(load_pps * SMALL_PAYLOAD * 8)
+            load = self.lab.start(["iperf3", "-c", RECEIVER, "-u", "-l", str(SMALL_PAYLOAD), "-b", str(bits), "-t",
+                                   str(seconds)], ns=self.lab.sender, out=self.dir / f"{tag}-load.json")
+            time.sleep(1)
+        try:
+            out = self.run(self.lab.sender, ["ping", "-c", str(count), "-i", str(interval), "-W1", RECEIVER],
+                           timeout=count * interval + 30, keep=f"{tag}.txt")
+        finally:
+            if load:
+                self.lab.stop([load])
+        rtts = sorted(float(t) for t in re.findall(r"time=([\d.]+) ms", out))
+        if not rtts:
+            return math.nan, math.nan
+        return rtts[len(rtts) // 2], rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))]
+
     def tcp_latency(self, tag):
         """SYN -> SYN-ACK RTT (ms) of 100 hping3 -S probes at 10 ms to
         iperf3's listening port (hping3 prints its summary on stderr)."""

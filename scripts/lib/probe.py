@@ -17,7 +17,7 @@ raw-socket commands:
                                       writes N probes (default 300) between
                                       the lab's extra addresses, both ways;
                                       PCT percent of them (default 0) go to
-                                      the firewall's address on their side
+                                      one of the firewall's own addresses
                                       instead
   probe.py send PLAN [--rate R]       sends the plan's probes whose source
                                       address is local: TCP SYNs (connect),
@@ -185,8 +185,9 @@ def plan(n, seed, local=0):
     on each side, destination port from PLAN_PORTS; the source port (or
     ICMP identifier) is unique, privileged for every fifth probe, and in
     700-799 or 850 for some (the ruleset matches those). LOCAL percent of
-    the probes go from hosts .3-.9 to the firewall's address on their side
-    (10.1.0.1 or 10.2.0.1) instead."""
+    the probes go from hosts .3-.9 to one of the firewall's addresses
+    (10.1.0.1 or 10.2.0.1: Linux answers for either on any interface)
+    instead."""
     import random
     rng = random.Random(seed)
     for i in range(n):
@@ -197,7 +198,7 @@ def plan(n, seed, local=0):
         src, dst = (a, b) if fwd else (b, a)
         if local and rng.random() * 100 < local:
             side = 1 if fwd else 2
-            src, dst = "10.%d.0.%d" % (side, rng.randint(3, 9)), "10.%d.0.1" % side
+            src, dst = "10.%d.0.%d" % (side, rng.randint(3, 9)), "10.%d.0.1" % rng.randint(1, 2)
         sport = 30000 + i if i % 5 else 600 + i // 5 * 2 + rng.randint(0, 1)
         if i == 7:
             sport = 850

@@ -199,6 +199,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             reported: 0,
             wakeups: Wakeups::default(),
         };
+        firewall.share_addresses();
         firewall.update_forwarding(true);
         Ok(firewall)
     }
@@ -317,6 +318,17 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
     /// Carries a change of NIC `index`'s address (DHCP, fallback) into the
     /// packet path, then starts or stops forwarding as the interfaces'
     /// addresses now say.
+    /// Tells each NIC's stack the firewall's addresses on the other NICs
+    /// (at start, and after any address change: DHCP, fallback).
+    fn share_addresses(&mut self) {
+        let all: Vec<u32> = self.stacks.iter().flatten().filter_map(|s| s.address().map(|a| a.cidr.addr)).collect();
+        for stack in self.stacks.iter_mut().flatten() {
+            let own = stack.address().map(|a| a.cidr.addr);
+            let others: Vec<u32> = all.iter().copied().filter(|&a| Some(a) != own).collect();
+            stack.set_other_addresses(&others);
+        }
+    }
+
     fn follow_stack(&mut self, index: usize, at: Instant) {
         let (Some(stack), Some(name)) = (self.stacks.get_mut(index).and_then(Option::as_mut), self.names.get(index))
         else {
@@ -336,6 +348,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let mtu =
             change.mtu.map_or(file_mtu, |mtu| clamp_mtu(Some(mtu)).min(u16::try_from(largest).unwrap_or(u16::MAX)));
         self.dataplane.set_interface_mtu(index as IfIndex, mtu);
+        self.share_addresses();
         for route in self.dataplane.skipped_routes() {
             log::debug!("route {route:?}: its gateway is on no connected subnet; ignored until it is");
         }

@@ -104,6 +104,8 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     dhcp: Option<DhcpClient>,
     address: Option<Address>,
+    /// The firewall's addresses on its other NICs, answered here too.
+    others: Vec<u32>,
     metrics: Option<MetricsServer>,
 }
 
@@ -119,7 +121,14 @@ impl Stack {
     ) -> Stack {
         let config = Config::new(HardwareAddress::Ethernet(mac));
         let iface = Interface::new(config, device, now);
-        let mut stack = Stack { iface, sockets: SocketSet::new(vec![]), dhcp: None, address: None, metrics: None };
+        let mut stack = Stack {
+            iface,
+            sockets: SocketSet::new(vec![]),
+            dhcp: None,
+            address: None,
+            others: Vec::new(),
+            metrics: None,
+        };
         match addr {
             IfAddr::Static(cidr) => {
                 stack.set_address(Some(Address { cidr, source: AddressSource::Static }), &[]);
@@ -151,6 +160,19 @@ impl Stack {
     /// The interface's address now.
     pub fn address(&self) -> Option<Address> {
         self.address
+    }
+
+    /// The firewall's addresses on its other NICs: the stack answers for
+    /// them too (as /32s: no subnet of theirs is on this link), as Linux
+    /// does for any of its addresses on any interface (the weak host
+    /// model: a ping from the sender's side to the receiver's side address
+    /// gets its reply). The packet path has already judged such a packet
+    /// local, by the INPUT chain.
+    pub fn set_other_addresses(&mut self, others: &[u32]) {
+        if self.others != others {
+            self.others = others.to_vec();
+            self.apply_addresses();
+        }
     }
 
     /// Whether the interface should have an address and has none yet (a
@@ -302,13 +324,7 @@ impl Stack {
     /// for the stack's own replies; the packet path routes by all of them).
     fn set_address(&mut self, address: Option<Address>, routes: &[LearnedRoute]) {
         self.address = address;
-        self.iface.update_ip_addrs(|addrs| {
-            addrs.clear();
-            if let Some(a) = address {
-                let cidr = Ipv4Cidr::new(Ipv4Address::from_bits(a.cidr.addr), a.cidr.prefix_len);
-                let _ = addrs.push(IpCidr::Ipv4(cidr));
-            }
-        });
+        self.apply_addresses();
         match routes.iter().find(|r| r.prefix_len == 0) {
             Some(default) => {
                 let _ = self.iface.routes_mut().add_default_ipv4_route(Ipv4Address::from_bits(default.gateway));
@@ -317,6 +333,26 @@ impl Stack {
                 self.iface.routes_mut().remove_default_ipv4_route();
             }
         }
+    }
+}
+
+impl Stack {
+    /// The smoltcp interface's addresses: its own first (source address
+    /// selection prefers it), then the others as /32s (at most
+    /// `MAX_NICS`, the addresses smoltcp is built to hold).
+    fn apply_addresses(&mut self) {
+        let own = self.address.map(|a| a.cidr);
+        let others = &self.others;
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            if let Some(a) = own {
+                let cidr = Ipv4Cidr::new(Ipv4Address::from_bits(a.addr), a.prefix_len);
+                let _ = addrs.push(IpCidr::Ipv4(cidr));
+            }
+            for &other in others.iter().filter(|&&o| Some(o) != own.map(|a| a.addr)) {
+                let _ = addrs.push(IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::from_bits(other), 32)));
+            }
+        });
     }
 }
 
