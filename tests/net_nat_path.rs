@@ -343,3 +343,21 @@ COMMIT
     let got: Vec<_> = (0..4).map(|rule| image.nat_of_rule(rule)).collect();
     assert_eq!(got, want.map(Some));
 }
+
+#[test]
+fn dnat_without_a_port_keeps_it() {
+    let native = "\
+interface eth0 10.1.0.1/24
+interface eth1 10.2.0.1/24
+dnat 10.1.0.2 tcp dport 80,443 in eth1
+forward accept
+";
+    let bytes = image(native);
+    let image = Image::from_bytes(&bytes).unwrap();
+    let mut dp = nat_lab();
+    for (client, port) in [(33000, 80), (33001, 443), (33000, 443)] {
+        let (d, out) = pass(&mut dp, &image, 1, Tcp::new(SERVER, FW1, client, port).syn(1).frame());
+        assert!(matches!(d, Disposition::Forward { out_if: 0, .. }), "{d:?}");
+        assert_eq!(out[ETH_LEN..], ip_of(&Tcp::new(SERVER, SENDER, client, port).syn(1).frame()));
+    }
+}

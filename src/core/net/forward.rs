@@ -6,7 +6,9 @@
 //! (expiry: ICMP time exceeded; both before the FORWARD chain, as in
 //! `ip_forward`), the FORWARD chain, then the new flow is confirmed.
 //! Packets for the firewall's own addresses, broadcasts and multicast are
-//! judged by the INPUT chain and handed to the local stack.
+//! judged by the INPUT chain and handed to the local stack. With NAT
+//! rules, nat PREROUTING and POSTROUTING surround the route lookup and
+//! the FORWARD chain (nat_path.rs).
 
 use smoltcp::wire::ArpRepr;
 

@@ -149,17 +149,23 @@ impl Dataplane {
         let first = u64::from(client) % span;
         let policy = if record.random || record.random_fully { PortPolicy::Random } else { PortPolicy::Preserve };
         let seed = mix(client, u32::from(key.src_port) << 16 | u32::from(key.dst_port), u32::from(key.proto));
+        // DNAT without ports keeps the port (Linux's `nf_nat_l4proto_unique_tuple`:
+        // "if it's dst rewrite, can't change port"); a clash finds no port.
+        let ports = match (record.ports, manip) {
+            (None, Manip::Destination) => Some((key.dst_port, key.dst_port)),
+            (ports, _) => ports,
+        };
         let tries = span.min(u64::from(MAX_ADDRESS_TRIES));
         (0..tries).find_map(|step| {
             let addr = low.wrapping_add(((first + step) % span) as u32);
-            self.conntrack.translate(tracked, manip, addr, record.ports, (policy, seed), now_ms).ok()
+            self.conntrack.translate(tracked, manip, addr, ports, (policy, seed), now_ms).ok()
         })
     }
 
     /// Rewrites the packet of a translated flow (or an ICMP error about
-    /// one) in place and returns its new header; `None` when it has no
-    /// translation. The transport checksum of a partial (offloaded)
-    /// packet stays partial, so a TSO segment is rewritten once.
+    /// one) in place and re-reads its header into `packet.meta`; nothing
+    /// when it has no translation. The transport checksum of a partial
+    /// (offloaded) packet stays partial, so a TSO segment is rewritten once.
     pub(super) fn apply_nat(packet: &mut Packet<'_>, tracked: &Tracked) -> Result<(), DropReason> {
         let end = ETHERNET_HEADER_LEN + packet.meta.total_len;
         let ip = packet.frame.get_mut(ETHERNET_HEADER_LEN..end).ok_or(DropReason::NatRewrite)?;
