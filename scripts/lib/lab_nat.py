@@ -2,7 +2,8 @@
 behind eth1's address 10.2.0.1, port 2222 of it forwarded to the sender's
 echo server) in unifw, then the same file in the Linux namespace firewall
 (iptables-restore). From the sender, through the masquerade: a TCP stream
-(256 KiB each way, offloads on: partial checksums and TSO), a UDP
+(256 KiB each way to a blocking echo server, offloads on: partial
+checksums and TSO), a UDP
 datagram, a 3000-byte UDP datagram (fragmented both ways), three pings, a
 UDP datagram to a closed port (the receiver's port unreachable must come
 back translated: `refused`); from the receiver, TCP and UDP to
@@ -72,9 +73,30 @@ except OSError as e:
     print(type(e).__name__)
 """
 
+# A blocking TCP echo server on port 5010 for the stream (probe.py's
+# echo server is non-blocking and gives up on a full send buffer).
+STREAM_SERVER = r"""
+import socket, threading
+def echo(conn):
+    with conn:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            conn.sendall(data)
+t = socket.socket()
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", 5010))
+t.listen(16)
+print("serving", flush=True)
+while True:
+    conn, _ = t.accept()
+    threading.Thread(target=echo, args=(conn,), daemon=True).start()
+"""
+
 # (name, namespace side, proto, destination, source port, size, destination port)
 CASES = (
-    ("tcp stream", "s", "tcp", RECEIVER_HOST, 40001, 262144, 5001),
+    ("tcp stream", "s", "tcp", RECEIVER_HOST, 40001, 262144, 5010),
     ("udp", "s", "udp", RECEIVER_HOST, 40002, 100, 5001),
     ("udp fragmented", "s", "udp", RECEIVER_HOST, 40003, 3000, 5001),
     ("udp closed port", "s", "udp", RECEIVER_HOST, 40004, 10, 5999),
@@ -104,7 +126,10 @@ def observe(run, tag):
     ns = {"s": the_lab.sender, "r": the_lab.receiver}
     sniff = run.log_dir / f"{tag}-sniff-receiver.log"
     sniffer = the_lab.start(["python3", PROBE, "sniff"], ns=the_lab.receiver, out=sniff)
+    stream_log = run.log_dir / f"{tag}-stream-server.log"
+    server = the_lab.start(["python3", "-c", STREAM_SERVER], ns=the_lab.receiver, out=stream_log)
     wait_for_line(sniff, "sniffing", 5)
+    wait_for_line(stream_log, "serving", 5)
     seen = {}
     for name, side, proto, dst, sport, size, dport in CASES:
         _, out = the_lab.run(ns[side], ["python3", "-c", CLIENT, proto, dst, str(sport), str(size), str(dport)],
@@ -113,15 +138,15 @@ def observe(run, tag):
     code, _ = the_lab.run(the_lab.sender, ["ping", "-c3", "-i0.2", "-W2", "-q", RECEIVER_HOST])
     seen["ping"] = "ok" if code == 0 else "lost"
     time.sleep(0.3)
-    the_lab.stop([sniffer])
+    the_lab.stop([sniffer, server])
     lines = [line.split() for line in sniff.read_text().splitlines()]
     for name, side, proto, dst, sport, _, dport in CASES:
-        if side != "s" or dport != 5001:
+        if side != "s" or dport not in (5001, 5010):
             continue
         # "PROTO SRC SPORT DST DPORT FLAGS" of a packet to the echo server
         # from the client's port (another port: the source was moved).
         first = next((f for f in lines if len(f) == 6 and f[0] == proto and f[2] == str(sport)
-                      and f[3] == dst and f[4] == "5001"), None)
+                      and f[3] == dst and f[4] == str(dport)), None)
         seen[f"{name} seen from"] = f"{first[1]} port kept" if first else "port changed or not seen"
     return seen
 
