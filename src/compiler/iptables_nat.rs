@@ -170,7 +170,9 @@ pub fn range(s: &str) -> Result<NatRange, String> {
         None => (s, None),
     };
     if addrs.is_empty() {
-        return Err(format!("`{s}`: an address is needed (unifw translates to an address, and ports with it)"));
+        return Err(format!(
+            "`{s}`: a port without an address (keep the address, change the port) is not supported: give the address"
+        ));
     }
     let (low, high) = match addrs.split_once('-') {
         Some((a, b)) => (names::ipv4(a)?, names::ipv4(b)?),
@@ -180,11 +182,13 @@ pub fn range(s: &str) -> Result<NatRange, String> {
         }
     };
     if low > high {
-        return Err(format!("address range `{addrs}` is empty (the kernel refuses it)"));
+        return Err(format!(
+            "address range `{addrs}` runs backwards (iptables loads it, but it names no addresses): write it low-high"
+        ));
     }
     let ports = ports.map(names::port_range).transpose()?;
     if ports.is_some_and(|(low, _)| low == 0) {
-        return Err(format!("`{s}`: port 0 cannot be translated to"));
+        return Err(format!("`{s}`: translating to port 0 is not supported (no connection can use it)"));
     }
     Ok(((low, high), ports))
 }
