@@ -10,6 +10,7 @@ mod net_fuzz_driver;
 use net_common::*;
 use net_fuzz_driver::Harness;
 use smoltcp::wire::{ArpOperation, TcpControl};
+use unifw_core::net::DropReason;
 
 /// xorshift64*: tiny, deterministic, good enough to drive mutations.
 struct Rng(u64);
@@ -170,6 +171,39 @@ fn mini_fuzz_packet_path() {
     assert!(drops > 10_000 && forwarded > 1_000, "the fuzz reaches both outcomes");
 }
 
+/// The same with rules that translate: SNAT (a small port range, soon
+/// exhausted), MASQUERADE and DNAT on the paths of forwarded packets,
+/// replies, ICMP errors and fragments.
+#[test]
+fn mini_fuzz_packet_path_with_nat() {
+    let seeds = seed_frames();
+    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    let mut harness = Harness::new_nat();
+    let mut max_nat = 0;
+    for i in 0..50_000 {
+        // Many new UDP flows (ports from a small set) to fill the SNAT range.
+        let (in_if, mut frame) = if rng.below(3) == 0 {
+            (0, udp_frame(SENDER, RECEIVER, 1024 + rng.below(64) as u16, 53, 8))
+        } else {
+            let (in_if, frame) = &seeds[rng.below(seeds.len())];
+            (*in_if, frame.clone())
+        };
+        if rng.below(4) == 0 {
+            mutate(&mut rng, &mut frame);
+        }
+        let step = [0, 0, 1, 10, 1000, 31_000][rng.below(6)];
+        harness.run(in_if, &mut frame, (i % 256) as u8, step);
+        max_nat = max_nat.max(harness.dataplane.conntrack().translations());
+    }
+    println!("most translations at once: {max_nat}");
+    let counters = harness.dataplane.counters();
+    let forwarded: u64 = counters.interfaces.iter().map(|c| c.forwarded_out).sum();
+    let exhausted: u64 = counters.interfaces.iter().map(|c| c.drop_count(DropReason::NatExhausted)).sum();
+    println!("forwarded {forwarded}, nat_exhausted {exhausted}, failures {}", counters.events.nat_allocation_failures);
+    assert!(forwarded > 1_000, "the fuzz forwards");
+    assert!(exhausted > 0 && exhausted == counters.events.nat_allocation_failures, "the SNAT range runs out, counted");
+}
+
 #[test]
 fn seed_corpus_replays_cleanly() {
     let dir = seed_dir();
@@ -178,6 +212,7 @@ fn seed_corpus_replays_cleanly() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
         let mut harness = Harness::new();
         harness.run_input(&data);
+        Harness::new_nat().run_input(&data);
         count += 1;
     }
     assert!(count >= 6, "seed corpus present ({count} files)");

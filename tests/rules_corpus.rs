@@ -98,6 +98,8 @@ const KNOWN: &[(&str, &str, &str)] = &[
     // Refused as Linux refuses it: `-A -I INPUT 1 ...` (iptables-restore:
     // "Bad argument `INPUT'", line 34).
     ("dansku-tor-relay-bootstrap.v4", "chain `-I` is not declared", "Linux refuses the line too"),
+    // `-A POSTROUTING -i enp2s0 -j MASQUERADE`: iptables: "Can't use -i with POSTROUTING".
+    ("YovanggaAnandhika-DKAFramework-Typescript.v4", "Can't use -i with POSTROUTING", "Linux refuses the line too"),
     // Refused by design (issue 11): unifw resolves no host names.
     ("ustclug-liimstrap.v4", "host name `", "host names are refused by design"),
 ];

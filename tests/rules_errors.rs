@@ -80,8 +80,12 @@ fn iptables_unsupported_things_are_named() {
     assert!(e.contains("option `--zone` of `-j CT` is not supported"), "{e}");
     let e = first(":MYCHAIN - [0:0]\n");
     assert!(e.contains("expected a table"), "{e}");
-    let e = first("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j DNAT --to 1.2.3.4\nCOMMIT\n");
-    assert!(e.contains("table `nat` is not supported"), "{e}");
+    let e = first("*security\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j ACCEPT\nCOMMIT\n");
+    assert!(e.contains("table `security` is not supported"), "{e}");
+    let e = first("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j REDIRECT --to-ports 8080\nCOMMIT\n");
+    assert!(e.contains("target `REDIRECT` (to the firewall itself) is not supported"), "{e}");
+    let e = first("*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j DNAT --to 1.2.3.4\nCOMMIT\n");
+    assert!(e.contains("nat table's OUTPUT chain are not supported"), "{e}");
 }
 
 #[test]

@@ -805,6 +805,7 @@ import lab_fragments  # noqa: E402
 import lab_hostile  # noqa: E402
 import lab_linuxvm  # noqa: E402
 import lab_mtu  # noqa: E402
+import lab_nat  # noqa: E402
 import lab_pool  # noqa: E402
 import lab_random  # noqa: E402
 
@@ -843,6 +844,7 @@ TESTS = {
                              lab_flood.flood_neighbours),
     "conntrack-boot": Test("tests/lab/conntrack.rules: 1,048,576 flows in 64 MiB (shrunk) and 512 MiB",
                            lab_flood.conntrack_boot),
+    "nat": Test("tests/lab/nat.ipt: masquerade, port forward, ICMP errors, fragments; unifw vs Linux", lab_nat.nat),
     "pool": Test("tests/lab/pool.rules: 3 wire-mode members behind Open vSwitch, symmetric hash, failover",
                  lab_pool.pool),
     "linux-vm": Test("the Linux VM baseline (tests/lab/linux-vm.ipt): Debian kernel, iptables-legacy, traffic",

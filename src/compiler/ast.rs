@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
 use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict, BUILTIN_CHAINS};
 pub use unifw_core::image::format::{LimitSpec, LogRecord, Residual};
-use unifw_core::image::format::{MAX_CALL_DEPTH, MAX_LOOKUPS};
+use unifw_core::image::format::{NatRecord, MAX_CALL_DEPTH, MAX_LOOKUPS};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 use unifw_core::net::addr::Cidr;
 
@@ -201,6 +201,9 @@ pub enum Jump {
     /// `-j TCPMSS`: the SYN's MSS is lowered to this (0: the path MTU
     /// less 40); matching continues with the next rule.
     TcpMss(u16),
+    /// `-j DNAT`, `SNAT`, `MASQUERADE` (nat table): the translation
+    /// [`Ruleset::nats`]`[n]`; terminal, like ACCEPT.
+    Nat(u32),
 }
 
 /// A user-defined chain (iptables `:NAME -` or `-N NAME`).
@@ -351,6 +354,10 @@ pub struct Ruleset {
     pub chains: Vec<UserChain>,
     /// `metrics` statements (at most one per interface).
     pub metrics: Vec<Metrics>,
+    /// Address translations of the nat rules ([`Jump::Nat`] indexes this).
+    pub nats: Vec<NatRecord>,
+    /// The user chains declared in the nat table.
+    pub nat_chains: Vec<u16>,
     /// Warnings and notes found while parsing (interface names no NIC has, ...).
     pub warnings: Vec<Diagnostic>,
 }
@@ -401,6 +408,8 @@ impl Default for Ruleset {
             rules: Vec::new(),
             chains: Vec::new(),
             metrics: Vec::new(),
+            nats: Vec::new(),
+            nat_chains: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -462,7 +471,7 @@ impl Ruleset {
             }
             match hit {
                 Some((i, r)) if matches!(r.jump, Some(Jump::NoTrack | Jump::TcpMss(_))) => from = i + 1,
-                Some((i, r)) if r.jump.is_none() => {
+                Some((i, r)) if matches!(r.jump, None | Some(Jump::Nat(_))) => {
                     return Verdict { action: r.action, rule: Some(i as u32), log: r.log }
                 }
                 Some((i, r)) if matches!(r.jump, Some(Jump::Call(_) | Jump::Goto(_))) => {

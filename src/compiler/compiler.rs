@@ -105,7 +105,7 @@ fn too_many_entries() -> String {
 /// Compiles an already parsed ruleset.
 pub fn compile_ruleset(set: Ruleset) -> Result<Compiled, Diagnostics> {
     let mut diags = Diagnostics::default();
-    if let Err((rule, msg)) = super::chains::check(&set) {
+    if let Err((rule, msg)) = super::chains::check(&set).and_then(|()| super::iptables_nat::check_hooks(&set)) {
         let (file, line, column) = set.rules.get(rule).map_or((0, 0, 0), |r| (r.file, r.line, r.column));
         let file = set.files.get(usize::from(file)).map_or("?", |f| f.as_str());
         diags.push(Diagnostic::plain(file, line, column, msg));

@@ -11,6 +11,7 @@ use super::ast::{ProtoMatch, Rule, RuleChain};
 use super::diag::Diagnostic;
 use super::iptables_commands;
 use super::iptables_match::{self, Matches};
+use super::iptables_nat;
 use super::iptables_target;
 use super::names;
 use super::source::{trim, Ctx};
@@ -119,8 +120,8 @@ fn statement(
             iptables_commands::command(ctx, file, line, t, w, offset)
         }
         Some("-N") | Some("--new-chain") => match (w.get(1), w.get(2)) {
-            (Some(name), None) if t == "filter" => {
-                iptables_target::declare(ctx, file, line.no, name.text).map_err(|e| line.diag(name.at, e))
+            (Some(name), None) if t == "filter" || t == "nat" => {
+                iptables_target::declare_in(ctx, file, line.no, name.text, t == "nat").map_err(|e| line.diag(name.at, e))
             }
             (Some(_), None) => Ok(()), // an empty chain in a table unifw does not read
             (_, extra) => Err(line.diag(extra.map_or(offset, |x| x.at), "expected `-N CHAIN`".into())),
@@ -145,11 +146,11 @@ pub(super) fn table_rule(
     w: &[Word],
     offset: usize,
 ) -> Result<Option<Rule>, Diagnostic> {
-    if !matches!(table, "filter" | "raw" | "mangle") {
+    if !matches!(table, "filter" | "nat" | "raw" | "mangle") {
         ctx.count_unsupported(format!("*{table} table"));
         return Err(line.diag(
             offset,
-            format!("table `{table}` is not supported (unifw implements the filter, raw and mangle tables)"),
+            format!("table `{table}` is not supported (unifw implements the filter, nat, raw and mangle tables)"),
         ));
     }
     rule(ctx, file, line, table, w, offset)
@@ -207,8 +208,8 @@ fn chain_policy(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word]) 
         "-" if BUILTIN_CHAINS.contains(&chain) => {
             Err(line.diag(policy.at, format!("built-in chain `{chain}` needs a policy (ACCEPT or DROP)")))
         }
-        "-" if table == "filter" => {
-            iptables_target::declare(ctx, file, line.no, chain).map_err(|e| line.diag(name.at, e))
+        "-" if table == "filter" || table == "nat" => {
+            iptables_target::declare_in(ctx, file, line.no, chain, table == "nat").map_err(|e| line.diag(name.at, e))
         }
         "-" => Ok(()), // a user chain of a table unifw does not read: its rules are refused
         _ => set_policy(ctx, line, table, chain, policy),
@@ -247,6 +248,8 @@ pub(super) const BUILTIN_CHAINS: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PRER
 /// What one `-A` line has said so far.
 struct Opts<'t> {
     rule: Rule,
+    /// A rule of the nat table.
+    nat: bool,
     target: bool,
     matches: Matches,
     /// Target options given so far (each at most once, as iptables).
@@ -269,12 +272,18 @@ pub(super) fn rule(
     offset: usize,
 ) -> Result<Option<Rule>, Diagnostic> {
     let chain = match w.first() {
-        Some(c) => iptables_target::rule_chain(ctx, file, table, c.text).map_err(|e| line.diag(c.at, e))?,
+        Some(c) => iptables_target::rule_chain(ctx, file, table, c.text).map_err(|e| {
+            if table == "nat" && matches!(c.text, "INPUT" | "OUTPUT") {
+                ctx.count_unsupported(format!("nat chain {}", c.text));
+            }
+            line.diag(c.at, e)
+        })?,
         None => return Err(line.diag(offset, "`-A` needs a chain".into())),
     };
     let rule = Rule { chain, ..Rule::any(Chain::Input, Action::Accept) };
+    let nat = table == "nat";
     let mut o =
-        Opts { rule, target: false, matches: Matches::default(), target_opts: Vec::new(), table, target_name: "" };
+        Opts { rule, nat, target: false, matches: Matches::default(), target_opts: Vec::new(), table, target_name: "" };
     o.rule.file = file;
     o.rule.line = line.no;
     o.rule.column = (offset - line.start) as u32 + 1;
@@ -293,6 +302,7 @@ pub(super) fn rule(
     iptables_match::finish(o.matches, &mut o.rule).map_err(|(at, e)| line.diag(at, e))?;
     check(&o.rule, line, offset)?;
     iptables_target::check_target(&mut o.rule, o.target_name, w).map_err(|e| line.diag(offset, e))?;
+    iptables_nat::finish(&ctx.set, &o.rule).map_err(|e| line.diag(offset, e))?;
     if !o.target {
         const NOTE: &str = "note: a rule without `-j` only counts packets in iptables and decides nothing; unifw leaves it (and any later one) out";
         if !ctx.set.warnings.iter().any(|d| d.message == NOTE) {
@@ -312,6 +322,12 @@ fn option<'t>(
     arg: Option<&Word<'t>>,
     negated: bool,
 ) -> Result<usize, Diagnostic> {
+    if iptables_nat::is_target_option(opt.text) {
+        if negated {
+            return Err(line.diag(opt.at, format!("`!` is not allowed before `{}`", opt.text)));
+        }
+        return iptables_nat::option(ctx, &o.rule, opt.text, arg.map(|a| a.text)).map_err(|e| line.diag(opt.at, e));
+    }
     // Options after `-j CT` or `-j TCPMSS` are the target's.
     if opt.text != "--reject-with" && !matches!(o.target_name, "CT" | "TCPMSS") {
         let at = |at: usize, msg: String| line.diag(at, msg);
@@ -335,6 +351,14 @@ fn option<'t>(
             no_neg(opt.text)?;
             let a = need()?;
             let goto = opt.text.starts_with("-g") || opt.text == "--goto";
+            if o.nat {
+                iptables_nat::target(ctx, r, a.text, goto).map_err(|e| bad(a, e))?;
+                o.target = true;
+                return Ok(1);
+            }
+            if matches!(a.text, "DNAT" | "SNAT" | "MASQUERADE" | "REDIRECT") {
+                return Err(bad(a, format!("target `{}` is valid only in the nat table (`*nat`)", a.text)));
+            }
             if let Err(e) = iptables_target::target(ctx, r, o.table, a.text, goto) {
                 if e.starts_with("target `") {
                     ctx.count_unsupported(format!("-j {}", a.text));

@@ -206,6 +206,16 @@ pub fn option(
             let src = opt.text.starts_with("-s") || opt.text.starts_with("--s");
             once(m, if src { "-s" } else { "-d" }, opt)?;
             let a = need()?;
+            if a.text == "!" {
+                // Old iptables-save output (before 1.4.3); iptables-restore 1.8 refuses it.
+                ctx.count_unsupported("intrapositioned negation (`-d ! ADDR`)".into());
+                let msg = format!(
+                    "`{} ! ADDR` (negation after the option, iptables before 1.4.3) is not supported, nor by \
+                     iptables-restore 1.8: write `! {} ADDR`",
+                    opt.text, opt.text
+                );
+                return Err((a.at, msg));
+            }
             let prefixes = a.text.split(',').map(address).collect::<Result<Vec<_>, _>>().map_err(|e| (a.at, e))?;
             if negated && prefixes.len() > 1 {
                 return Err((opt.at, "`!` is not allowed with several addresses (iptables refuses it too)".into()));

@@ -16,9 +16,18 @@ use super::source::Ctx;
 /// Targets iptables knows that are not chain names.
 const BUILTIN_TARGETS: &[&str] = &["ACCEPT", "DROP", "REJECT", "RETURN", "QUEUE", "LOG", "NFLOG"];
 
-/// User chain `name` of file `file`, if declared.
+/// User chain `name` of file `file`, if declared (in the filter table).
 pub fn find(ctx: &Ctx, file: u16, name: &str) -> Option<u16> {
-    ctx.set.chains.iter().position(|c| c.file == file && c.name == name).map(|n| n as u16)
+    find_in(ctx, file, name, false)
+}
+
+/// User chain `name` of file `file` in the nat table (`nat`) or the
+/// filter table: each table has its own chains, as in iptables.
+pub fn find_in(ctx: &Ctx, file: u16, name: &str, nat: bool) -> Option<u16> {
+    let in_nat = |n: usize| ctx.set.nat_chains.contains(&(n as u16));
+    let found =
+        ctx.set.chains.iter().enumerate().position(|(n, c)| c.file == file && c.name == name && in_nat(n) == nat);
+    found.map(|n| n as u16)
 }
 
 /// The table named `name` (`filter`, `nat`, `raw`, `mangle`), if unifw has it.
@@ -33,9 +42,12 @@ pub fn table_of(name: &str) -> Option<Table> {
 }
 
 /// The chain of `-A NAME` in table `table`: one of its built-in chains or
-/// (in the filter table) a declared user chain.
+/// (in the filter and nat tables, each with its own) a declared user chain.
 pub fn rule_chain(ctx: &Ctx, file: u16, table: &str, name: &str) -> Result<RuleChain, String> {
     let t = table_of(table).ok_or_else(|| format!("table `{table}` is not supported"))?;
+    if t == Table::Nat {
+        return super::iptables_nat::rule_chain(ctx, file, name);
+    }
     if let Some(c) = Chain::of(t, name) {
         return Ok(RuleChain::Builtin(c));
     }
@@ -76,8 +88,9 @@ const MARK_TARGETS: &[&str] = &[
     "SET",
 ];
 
-/// Declares user chain `name` (`:NAME -` or `-N NAME`) of file `file`.
-pub fn declare(ctx: &mut Ctx, file: u16, line: u32, name: &str) -> Result<(), String> {
+/// Declares user chain `name` (`:NAME -` or `-N NAME`) of file `file`, in
+/// the nat table when `nat`, else the filter table (each has its own chains).
+pub fn declare_in(ctx: &mut Ctx, file: u16, line: u32, name: &str, nat: bool) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_CHAIN_NAME {
         return Err(format!("chain name `{name}` must have 1 to {MAX_CHAIN_NAME} characters (as iptables)"));
     }
@@ -88,11 +101,14 @@ pub fn declare(ctx: &mut Ctx, file: u16, line: u32, name: &str) -> Result<(), St
     {
         return Err(format!("chain name `{name}` is a built-in chain or target (iptables refuses it)"));
     }
-    if find(ctx, file, name).is_some() {
+    if find_in(ctx, file, name, nat).is_some() {
         return Err(format!("chain `{name}` is declared twice (iptables: chain already exists)"));
     }
     if ctx.set.chains.len() + BUILTIN_CHAINS >= MAX_CHAINS {
         return Err(format!("more than {} user chains (the most an image may have)", MAX_CHAINS - BUILTIN_CHAINS));
+    }
+    if nat {
+        ctx.set.nat_chains.push(ctx.set.chains.len() as u16);
     }
     ctx.set.chains.push(UserChain { name: name.into(), file, line });
     Ok(())

@@ -8,14 +8,16 @@ use alloc::vec::Vec;
 use unifw_core::flow::{proto, Action, Chain, RejectWith};
 
 use super::ast::{
-    state_bit, AddrMatch, IcmpMatch, IfMatch, Metrics, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE,
+    state_bit, AddrMatch, IcmpMatch, IfMatch, Jump, Metrics, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE,
     METRICS_DEFAULT_PORT,
 };
 use super::diag::Diagnostic;
+use super::iptables_nat;
 use super::lexer::{utf8_len, Kind, Lexer, Token};
 use super::limits::{quote, MAX_LIST_ADDRESSES};
 use super::names;
 use super::source::{self, Ctx};
+use unifw_core::image::format::{NatKind, NatRecord};
 use unifw_core::image::{Fallback, IfAddr, InterfaceSpec, RouteSpec, DEFAULT_FALLBACK_SECONDS, MAX_MTU, MIN_MTU};
 use unifw_core::net::addr::Cidr;
 use unifw_core::net::conntrack::{bytes_per_flow, MAX_CONNTRACK};
@@ -167,7 +169,7 @@ impl<'a> Parser<'a, '_, '_> {
 
     fn statement(&mut self) -> R<()> {
         let (kw, t) = self.word(
-            "a statement (interface, wire, route, policy, conntrack, set, include, metrics, input, forward, output)",
+            "a statement (interface, wire, route, policy, conntrack, set, include, metrics, input, forward, output, snat, masquerade, dnat)",
         )?;
         match kw {
             "interface" => self.interface(&t)?,
@@ -181,8 +183,9 @@ impl<'a> Parser<'a, '_, '_> {
             "input" => self.rule(Chain::Input, &t)?,
             "forward" => self.rule(Chain::Forward, &t)?,
             "output" => self.rule(Chain::Output, &t)?,
+            "snat" | "masquerade" | "dnat" => self.nat_rule(kw, &t)?,
             _ => {
-                let msg = format!("unknown statement `{kw}` (expected interface, wire, route, policy, conntrack, set, include, metrics, input, forward or output)");
+                let msg = format!("unknown statement `{kw}` (expected interface, wire, route, policy, conntrack, set, include, metrics, input, forward, output, snat, masquerade or dnat)");
                 return self.fail_at(&t, msg);
             }
         }
@@ -602,6 +605,67 @@ impl<'a> Parser<'a, '_, '_> {
 
     fn rule(&mut self, chain: Chain, first: &Token) -> R<()> {
         let mut rule = Rule::any(chain, self.action()?);
+        self.rule_matches(&mut rule, first)?;
+        self.ctx.set.rules.push(rule);
+        Ok(())
+    }
+
+    /// `snat ADDR[-ADDR][:PORT[-PORT]] [random] [persistent] MATCHES`,
+    /// `masquerade [ports PORT-PORT] [random] MATCHES` (nat POSTROUTING),
+    /// `dnat ADDR[-ADDR][:PORT[-PORT]] MATCHES` (nat PREROUTING).
+    fn nat_rule(&mut self, kw: &str, first: &Token) -> R<()> {
+        let kind = match kw {
+            "snat" => NatKind::Snat,
+            "dnat" => NatKind::Dnat,
+            _ => NatKind::Masquerade,
+        };
+        let (addrs, ports) = if kind == NatKind::Masquerade {
+            ((0, 0), None)
+        } else {
+            self.value("an address (or range) like 203.0.113.5, with :PORT or :PORT-PORT", iptables_nat::range)?
+        };
+        let mut record = NatRecord { kind, addrs, ports, random: false, random_fully: false, persistent: false };
+        loop {
+            let t = self.tok;
+            if self.is_word("random") && !record.random {
+                self.bump();
+                record.random = true;
+            } else if self.is_word("persistent") && kind != NatKind::Masquerade && !record.persistent {
+                self.bump();
+                record.persistent = true;
+            } else if self.is_word("ports") && kind == NatKind::Masquerade && record.ports.is_none() {
+                self.bump();
+                record.ports = Some(self.value("a port range like 1024-65535", names::port_range)?);
+            } else if self.is_word("random") || self.is_word("persistent") || self.is_word("ports") {
+                return self.fail_at(&t, format!("`{}` is given twice or does not belong to `{kw}`", self.text()));
+            } else {
+                break;
+            }
+        }
+        let chain = if kind == NatKind::Dnat { Chain::NatPrerouting } else { Chain::NatPostrouting };
+        let mut rule = Rule::any(chain, Action::Accept);
+        rule.jump = Some(Jump::Nat(self.ctx.set.nats.len() as u32));
+        self.ctx.set.nats.push(record);
+        self.rule_matches(&mut rule, first)?;
+        if rule.log || rule.out_if.is_some() && kind == NatKind::Dnat || rule.in_if.is_some() && kind != NatKind::Dnat {
+            let msg = match kind {
+                _ if rule.log => "`log` does not belong to a NAT rule".into(),
+                NatKind::Dnat => {
+                    "`out` cannot match in dnat: it is decided before the route lookup (as iptables' PREROUTING)".into()
+                }
+                _ => format!("`in` cannot match in {kw}: it is decided at POSTROUTING (as iptables refuses -i there)"),
+            };
+            return self.fail_at(first, msg);
+        }
+        if let Err(e) = iptables_nat::finish(&self.ctx.set, &rule) {
+            return self.fail_at(first, e.replace("`-p tcp` or `-p udp`", "`tcp` or `udp`"));
+        }
+        self.ctx.set.rules.push(rule);
+        Ok(())
+    }
+
+    /// The matches after a rule's action (or NAT target), checked.
+    fn rule_matches(&mut self, rule: &mut Rule, first: &Token) -> R<()> {
         rule.file = self.file;
         rule.line = first.line;
         rule.column = (first.start - first.line_start) as u32 + 1;
@@ -620,11 +684,9 @@ impl<'a> Parser<'a, '_, '_> {
             }
             seen |= bit;
             self.bump();
-            self.rule_match(&mut rule, kw, &t)?;
+            self.rule_match(rule, kw, &t)?;
         }
-        self.check_rule(&rule, first)?;
-        self.ctx.set.rules.push(rule);
-        Ok(())
+        self.check_rule(rule, first)
     }
 
     fn rule_match(&mut self, rule: &mut Rule, kw: &str, t: &Token) -> R<()> {

@@ -182,6 +182,9 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
                 Some(Jump::NoTrack) => Some(String::from(" -j NOTRACK")),
                 Some(Jump::TcpMss(0)) => Some(String::from(" -j TCPMSS --clamp-mss-to-pmtu")),
                 Some(Jump::TcpMss(mss)) => Some(format!(" -j TCPMSS --set-mss {mss}")),
+                Some(Jump::Nat(_)) => {
+                    return Err(format!("NAT rules cannot be printed yet (the rule at line {})", r.line))
+                }
             };
             iptables_rule(r, chain, target)
         }

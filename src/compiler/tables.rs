@@ -291,7 +291,8 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
         sections[sec::LINES].extend_from_slice(&r.line.to_le_bytes());
         sections[sec::ACTIONS].push(RuleAction { action: r.action, log: r.log }.encode());
     }
-    let extras = set.rules.iter().any(|r| r.log_target.is_some() || r.image_residual().is_some());
+    let extras =
+        !set.nats.is_empty() || set.rules.iter().any(|r| r.log_target.is_some() || r.image_residual().is_some());
     if extras || set.rules.iter().any(|r| r.jump.is_some()) {
         let mut logs = 0u32;
         for r in &set.rules {
@@ -324,7 +325,7 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
 
 /// The rule extras after the target words ([`NO_RESIDUAL`]): each rule's
 /// residual number, the counts, the residual records (limits numbered in
-/// rule order) and the log records.
+/// rule order), the log records and the NAT records.
 fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
     let mut residuals: Vec<Residual> = Vec::new();
     let mut limits = 0u32;
@@ -352,6 +353,9 @@ fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
     for l in &logs {
         out.extend_from_slice(&l.encode());
     }
+    for nat in &set.nats {
+        out.extend_from_slice(&nat.encode());
+    }
 }
 
 /// A rule's target word (user chain `n` is image chain
@@ -366,6 +370,7 @@ fn target(r: &super::ast::Rule) -> Target {
         Some(Jump::Return) => Target::Return,
         Some(Jump::NoTrack) => Target::NoTrack,
         Some(Jump::TcpMss(mss)) => Target::TcpMss(mss),
+        Some(Jump::Nat(n)) => Target::Nat(n),
     }
 }
 

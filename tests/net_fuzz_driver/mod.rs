@@ -7,10 +7,11 @@
 
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
 use unifw_core::flow::{Action, Chain, PacketKey, RejectWith, Verdict};
+use unifw_core::image::format::{NatKind, NatRecord};
 use unifw_core::net::addr::Cidr;
 use unifw_core::net::{
-    Dataplane, DataplaneConfig, Disposition, DropReason, FragmentLimits, FrameSink, InterfaceConfig, NeighbourLimits,
-    StaticRoute,
+    Classifier, Dataplane, DataplaneConfig, Disposition, DropReason, FragmentLimits, FrameSink, InterfaceConfig,
+    NeighbourLimits, StaticRoute,
 };
 
 /// Table sizes small enough that the harness fills them quickly.
@@ -72,23 +73,69 @@ pub fn classifier(selector: u8) -> impl Fn(Chain, &PacketKey) -> Verdict {
     }
 }
 
+/// [`classifier`], whose rules in the nat chains also translate (in a
+/// harness built for NAT): by the rule number, none, SNAT to eth1's
+/// address with 2 ports (soon exhausted), MASQUERADE, or DNAT to a host
+/// on eth0 (a port range, or the port kept).
+pub struct FuzzClassifier {
+    pub selector: u8,
+    pub nat: bool,
+}
+
+impl Classifier for FuzzClassifier {
+    fn classify(&self, chain: Chain, key: &PacketKey) -> Verdict {
+        classifier(self.selector)(chain, key)
+    }
+
+    fn nat(&self, rule: u32) -> Option<NatRecord> {
+        let record = |kind, addrs, ports| NatRecord {
+            kind,
+            addrs,
+            ports,
+            random: rule & 0x10 != 0,
+            random_fully: false,
+            persistent: rule & 0x20 != 0,
+        };
+        match (self.nat, rule % 5) {
+            (false, _) | (_, 0) => None,
+            (_, 1) => Some(record(NatKind::Snat, (0x0a02_0001, 0x0a02_0001), Some((7000, 7001)))),
+            (_, 2) => Some(record(NatKind::Masquerade, (0, 0), None)),
+            (_, 3) => Some(record(NatKind::Dnat, (0x0a01_0002, 0x0a01_0003), Some((22, 23)))),
+            _ => Some(record(NatKind::Dnat, (0x0a01_0002, 0x0a01_0002), None)),
+        }
+    }
+}
+
 /// The data plane under test, its sink and clock.
 pub struct Harness {
     pub dataplane: Dataplane,
     pub sink: CheckingSink,
     pub now_ms: u64,
+    /// Whether its connection table translates (`Harness::new_nat`).
+    pub nat: bool,
 }
 
 impl Harness {
     pub fn new() -> Harness {
+        Self::with_nat(false)
+    }
+
+    /// A harness whose rules translate addresses ([`FuzzClassifier`]).
+    pub fn new_nat() -> Harness {
+        Self::with_nat(true)
+    }
+
+    fn with_nat(nat: bool) -> Harness {
         let routes = vec![StaticRoute { prefix: 0, prefix_len: 0, gateway: 0x0a02_00fe }];
         let mut config = DataplaneConfig::new(interfaces(), routes, 1000, CONNTRACK_CAPACITY);
         config.fragments = FRAGMENTS;
         config.neighbour = NEIGHBOURS;
+        config.nat = nat;
         Harness {
             dataplane: Dataplane::new(config).expect("harness configuration"),
             sink: CheckingSink { frames: 0, refuse_every: 17 },
             now_ms: 0,
+            nat,
         }
     }
 
@@ -96,7 +143,7 @@ impl Harness {
     pub fn run(&mut self, in_if: u8, frame: &mut [u8], selector: u8, step_ms: u64) -> Disposition {
         self.now_ms += step_ms;
         let before = frame.to_vec();
-        let classify = classifier(selector);
+        let classify = FuzzClassifier { selector, nat: self.nat };
         let disposition = self.dataplane.handle_frame(self.now_ms, in_if, frame, &classify, &mut self.sink);
         match disposition {
             Disposition::Forward { out_if, len } => {
@@ -105,8 +152,11 @@ impl Harness {
                 assert!(ip.verify_checksum(), "forwarded checksum");
                 assert_eq!(ip.hop_limit().checked_add(1), Some(before[22]), "TTL decremented");
                 // Record route and timestamp options may take an entry.
+                // NAT rewrites ports, ids, checksums and ICMP errors' quotes.
                 let payload_at = 14 + usize::from(before[14] & 0x0f) * 4;
-                assert_eq!(&frame[payload_at..len], &before[payload_at..len], "payload untouched");
+                if !self.nat {
+                    assert_eq!(&frame[payload_at..len], &before[payload_at..len], "payload untouched");
+                }
             }
             Disposition::Local => assert_eq!(frame, &before[..], "local frames are not modified"),
             Disposition::Queued | Disposition::Drop(_) => {}
@@ -125,6 +175,7 @@ impl Harness {
     pub fn check_invariants(&self) {
         let dp = &self.dataplane;
         assert!(dp.conntrack().len() <= CONNTRACK_CAPACITY);
+        assert!(dp.conntrack().translations() <= dp.conntrack().len());
         let fragments = dp.fragments();
         assert!(fragments.len() <= fragments.held_fragments() && fragments.held_fragments() <= FRAGMENTS.slots);
         assert!(fragments.held_bytes() <= fragments.held_fragments() * FRAGMENTS.slot_size);

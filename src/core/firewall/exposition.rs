@@ -312,12 +312,14 @@ enum Family {
     FragmentsHeld,
     FragmentBytesHeld,
     LogSuppressed,
+    NatTranslations,
+    NatAllocationFailures,
     Responses,
     Refused,
     TimedOut,
 }
 
-const FAMILIES: [Family; 33] = [
+const FAMILIES: [Family; 35] = [
     Family::Uptime,
     Family::RulesetInfo,
     Family::Rules,
@@ -348,6 +350,8 @@ const FAMILIES: [Family; 33] = [
     Family::FragmentsHeld,
     Family::FragmentBytesHeld,
     Family::LogSuppressed,
+    Family::NatTranslations,
+    Family::NatAllocationFailures,
     Family::Responses,
     Family::Refused,
     Family::TimedOut,
@@ -452,6 +456,14 @@ impl Family {
             Family::LogSuppressed => {
                 ("unifw_log_lines_suppressed_total", COUNTER, "Rule log lines suppressed by the log rate limit.")
             }
+            Family::NatTranslations => {
+                ("unifw_nat_translations", GAUGE, "Connections with an address translation (NAT) now.")
+            }
+            Family::NatAllocationFailures => (
+                "unifw_nat_allocation_failures_total",
+                COUNTER,
+                "New connections dropped because their NAT rule found no free port or ICMP id.",
+            ),
             Family::Responses => {
                 ("unifw_metrics_responses_total", COUNTER, "Responses of this metrics server, by status code.")
             }
@@ -566,6 +578,8 @@ impl Family {
             Family::FragmentsHeld => single(events.fragments_held, out),
             Family::FragmentBytesHeld => single(events.fragment_bytes_held, out),
             Family::LogSuppressed => single(events.log_suppressed, out),
+            Family::NatTranslations => single(events.nat_translations, out),
+            Family::NatAllocationFailures => single(events.nat_allocation_failures, out),
             Family::Responses => {
                 let Some(&status) = Status::ALL.get(item) else {
                     return false;

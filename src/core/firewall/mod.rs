@@ -86,6 +86,10 @@ impl Classifier for Image<'_> {
     fn uses(&self, chain: Chain) -> bool {
         Image::uses(self, chain)
     }
+
+    fn nat(&self, rule: u32) -> Option<crate::image::format::NatRecord> {
+        self.nat_of_rule(rule)
+    }
 }
 
 /// What the firewall takes besides its devices and rules.
@@ -158,6 +162,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         config.forwarding = false;
         config.conntrack_budget = settings.conntrack_budget;
         config.limit_count = image.limit_count() as usize;
+        config.nat = image.has_nat();
         let mut dataplane = Dataplane::new(config)?;
         image.init_limits(dataplane.rule_limits_mut(), now_us / 1000);
         for spec in image.interfaces() {

@@ -631,7 +631,9 @@ impl MetricsSource {
 /// record number or [`NO_RESIDUAL`]; the residual count R; the log record
 /// count L; the limit count (runtime token buckets to allocate); R
 /// residual records of [`Residual::WORDS`] words; L log records of
-/// [`LogRecord::WORDS`] words. Images without extras end after the targets.
+/// [`LogRecord::WORDS`] words; then to the section's end the NAT records
+/// ([`NatRecord::WORDS`] words each) that targets of kind 5 name. Images
+/// without extras (no residual, log or NAT record) end after the targets.
 pub const NO_RESIDUAL: u32 = u32::MAX;
 
 /// What Linux's `xt_limit` needs of a rule's `-m limit`, in its own units
@@ -868,6 +870,105 @@ impl LogRecord {
     /// The prefix text (bytes up to the length; non-UTF-8 reads as empty).
     pub fn prefix(&self) -> &str {
         self.prefix.get(..usize::from(self.prefix_len)).and_then(|p| core::str::from_utf8(p).ok()).unwrap_or("")
+    }
+}
+
+/// What a NAT rule changes and to what (the NAT records, target kind 5;
+/// iptables' `SNAT`, `MASQUERADE`, `DNAT`). They end the rule extras in
+/// [`sec::LINES`] ([`NO_RESIDUAL`]), [`NatRecord::WORDS`] words each (the
+/// header's section table is full).
+///
+/// | bytes | field |
+/// |---|---|
+/// | 0 | kind: 0 SNAT, 1 MASQUERADE, 2 DNAT |
+/// | 1 | flags: bit 0 ports given, bit 1 `--random`, bit 2 `--random-fully`, bit 3 `--persistent` |
+/// | 2-3 | zero |
+/// | 4-7 | first address (u32; MASQUERADE: 0) |
+/// | 8-11 | last address (u32) |
+/// | 12-13 | first port |
+/// | 14-15 | last port |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatRecord {
+    /// What it changes.
+    pub kind: NatKind,
+    /// Inclusive address range (host order); unused for masquerade.
+    pub addrs: (u32, u32),
+    /// Inclusive port range, if the rule gives one.
+    pub ports: Option<(u16, u16)>,
+    /// `--random` or `--random-fully`: ports start at a random place.
+    pub random: bool,
+    /// `--random-fully` (recorded: the same randomisation here).
+    pub random_fully: bool,
+    /// `--persistent`: a client keeps its address from the range.
+    pub persistent: bool,
+}
+
+/// The kind of a [`NatRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatKind {
+    /// Source to the given address(es).
+    Snat,
+    /// Source to the output interface's current address.
+    Masquerade,
+    /// Destination to the given address(es) (port forwarding).
+    Dnat,
+}
+
+impl NatRecord {
+    /// Bytes per record.
+    pub const LEN: usize = 16;
+    /// Words of [`sec::LINES`] per record.
+    pub const WORDS: usize = Self::LEN / 4;
+    const PORTS: u8 = 1;
+    const RANDOM: u8 = 2;
+    const RANDOM_FULLY: u8 = 4;
+    const PERSISTENT: u8 = 8;
+
+    /// The record's bytes.
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let kind = match self.kind {
+            NatKind::Snat => 0,
+            NatKind::Masquerade => 1,
+            NatKind::Dnat => 2,
+        };
+        let flags = [
+            (self.ports.is_some(), Self::PORTS),
+            (self.random, Self::RANDOM),
+            (self.random_fully, Self::RANDOM_FULLY),
+            (self.persistent, Self::PERSISTENT),
+        ]
+        .iter()
+        .fold(0, |f, &(on, bit)| if on { f | bit } else { f });
+        let mut b = [0u8; Self::LEN];
+        b[0] = kind;
+        b[1] = flags;
+        put(&mut b, 4, &self.addrs.0.to_le_bytes());
+        put(&mut b, 8, &self.addrs.1.to_le_bytes());
+        let (low, high) = self.ports.unwrap_or((0, 0));
+        put(&mut b, 12, &low.to_le_bytes());
+        put(&mut b, 14, &high.to_le_bytes());
+        b
+    }
+
+    /// Reads a record (`None`: too short or an unknown kind).
+    pub fn decode(bytes: &[u8]) -> Option<NatRecord> {
+        let b: &[u8; Self::LEN] = head(bytes)?;
+        let kind = match b[0] {
+            0 => NatKind::Snat,
+            1 => NatKind::Masquerade,
+            2 => NatKind::Dnat,
+            _ => return None,
+        };
+        let flags = b[1];
+        let ports = (flags & Self::PORTS != 0).then(|| (get_u16(b, 12), get_u16(b, 14)));
+        Some(NatRecord {
+            kind,
+            addrs: (get_u32(b, 4), get_u32(b, 8)),
+            ports,
+            random: flags & Self::RANDOM != 0,
+            random_fully: flags & Self::RANDOM_FULLY != 0,
+            persistent: flags & Self::PERSISTENT != 0,
+        })
     }
 }
 
@@ -1298,6 +1399,43 @@ mod tests {
             assert_eq!(Target::decode(t.encode()), t);
         }
         assert_eq!(Target::decode(9 << 24 | 5), Target::Verdict, "unknown kinds are verdicts");
+    }
+
+    #[test]
+    fn nat_records_round_trip() {
+        let records = [
+            NatRecord {
+                kind: NatKind::Snat,
+                addrs: (0xc0a8_0001, 0xc0a8_00ff),
+                ports: Some((1024, 65535)),
+                random: true,
+                random_fully: false,
+                persistent: true,
+            },
+            NatRecord {
+                kind: NatKind::Masquerade,
+                addrs: (0, 0),
+                ports: None,
+                random: true,
+                random_fully: true,
+                persistent: false,
+            },
+            NatRecord {
+                kind: NatKind::Dnat,
+                addrs: (0x0a00_0002, 0x0a00_0002),
+                ports: Some((8080, 8080)),
+                random: false,
+                random_fully: false,
+                persistent: false,
+            },
+        ];
+        for r in records {
+            assert_eq!(NatRecord::decode(&r.encode()), Some(r));
+        }
+        let mut bad = records[0].encode();
+        bad[0] = 9;
+        assert_eq!(NatRecord::decode(&bad), None, "unknown kinds are refused");
+        assert_eq!(NatRecord::decode(&bad[..15]), None);
     }
 
     #[test]

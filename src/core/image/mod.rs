@@ -208,6 +208,8 @@ pub struct Image<'a> {
     logs: &'a [u8],
     /// Runtime `-m limit` buckets the rules need.
     limit_count: u32,
+    /// The NAT records ([`NatRecord`]) the targets of kind 5 name.
+    nats: &'a [u8],
     tables_hash: u64,
     total_len: usize,
 }
@@ -307,26 +309,36 @@ impl<'s> Lookup<'s> {
     }
 }
 
-/// The rule extras after the target words ([`NO_RESIDUAL`] describes them):
-/// (per-rule residual numbers, residual records, log records, limit count).
-#[allow(clippy::type_complexity)]
-fn extras_of(extras: &[u8], n: usize) -> Option<(&[u8], &[u8], &[u8], u32)> {
+/// The rule extras after the target words ([`NO_RESIDUAL`] describes them).
+#[derive(Default)]
+struct Extras<'a> {
+    residual_of: &'a [u8],
+    residuals: &'a [u8],
+    logs: &'a [u8],
+    nats: &'a [u8],
+    limit_count: u32,
+}
+
+/// Splits the rule extras of an image with `n` bytes of target words.
+fn extras_of(extras: &[u8], n: usize) -> Option<Extras<'_>> {
     if extras.is_empty() {
-        return Some((&[], &[], &[], 0));
+        return Some(Extras::default());
     }
     let (residual_of, rest) = (extras.get(..n)?, extras.get(n..)?);
-    let (r, l, limits) = (u32_item(rest, 0) as usize, u32_item(rest, 1) as usize, u32_item(rest, 2));
+    let (r, l, limit_count) = (u32_item(rest, 0) as usize, u32_item(rest, 1) as usize, u32_item(rest, 2));
     let rest = rest.get(12..)?;
     let r_len = r.checked_mul(Residual::LEN)?;
     let l_len = l.checked_mul(LogRecord::LEN)?;
-    if rest.len() != r_len.checked_add(l_len)? {
+    let nats = rest.get(r_len.checked_add(l_len)?..)?;
+    if !nats.len().is_multiple_of(NatRecord::LEN) {
         return None;
     }
-    let (residuals, logs) = rest.split_at(r_len);
+    let (residuals, rest) = rest.split_at(r_len);
+    let logs = rest.get(..l_len)?;
     if residual_of.chunks_exact(4).map(|w| u32_item(w, 0)).any(|x| x != NO_RESIDUAL && x as usize >= r) {
         return None;
     }
-    Some((residual_of, residuals, logs, limits))
+    Some(Extras { residual_of, residuals, logs, nats, limit_count })
 }
 
 /// "No matching rule yet" in the lookup.
@@ -364,8 +376,7 @@ impl<'a> Image<'a> {
         let (lines, rest) = sections[sec::LINES].split_at(n);
         sections[sec::LINES] = lines;
         let (targets, extras) = rest.split_at(rest.len().min(n));
-        let (residual_of, residuals, logs, limit_count) =
-            extras_of(extras, n).ok_or(FormatError::BadSection(sec::LINES))?;
+        let extras = extras_of(extras, n).ok_or(FormatError::BadSection(sec::LINES))?;
         let chain_count = sections[sec::CHAINS].len() / ChainRecord::LEN;
         if !(BUILTIN_CHAINS..=MAX_CHAINS).contains(&chain_count) {
             return Err(FormatError::BadChain);
@@ -386,10 +397,11 @@ impl<'a> Image<'a> {
             chains,
             chain_count: chain_count as u32,
             targets,
-            residual_of,
-            residuals,
-            logs,
-            limit_count,
+            residual_of: extras.residual_of,
+            residuals: extras.residuals,
+            logs: extras.logs,
+            limit_count: extras.limit_count,
+            nats: extras.nats,
             tables_hash: header.tables_hash,
             total_len: total,
         })
@@ -406,6 +418,24 @@ impl<'a> Image<'a> {
             }
             _ => None,
         })
+    }
+
+    /// The NAT record of rule `rule`'s target, if it is a NAT target
+    /// (kind 5) naming a valid record.
+    pub fn nat_of_rule(&self, rule: u32) -> Option<NatRecord> {
+        if self.targets.is_empty() {
+            return None;
+        }
+        match Target::decode(u32_item(self.targets, rule as usize)) {
+            Target::Nat(n) => NatRecord::decode(self.nats.get((n as usize).checked_mul(NatRecord::LEN)?..)?),
+            _ => None,
+        }
+    }
+
+    /// Whether the rules translate addresses (the connection table then
+    /// keeps a second key per flow).
+    pub fn has_nat(&self) -> bool {
+        !self.nats.is_empty()
     }
 
     /// The sources allowed to scrape `/metrics`, by interface and port (none:

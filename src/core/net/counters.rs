@@ -123,6 +123,11 @@ pub enum DropReason {
     /// Larger than the wire peer's MTU: dropped as a bridge drops what its
     /// egress port cannot carry (no ICMP error: the wire has no address).
     WireOversize,
+    /// A new connection's NAT rule found no free port (or ICMP id) for
+    /// its translation: dropped rather than given a tuple in use.
+    NatExhausted,
+    /// A translated packet too short for its rewrite.
+    NatRewrite,
 }
 
 impl DropReason {
@@ -135,7 +140,7 @@ impl DropReason {
     ];
 
     /// Number of reasons: the length of a per-interface counter array.
-    pub const COUNT: usize = DropReason::WireOversize as usize + 1;
+    pub const COUNT: usize = DropReason::NatRewrite as usize + 1;
 
     /// All reasons, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -184,6 +189,8 @@ impl DropReason {
         DropReason::BadLength,
         DropReason::UnknownInterface,
         DropReason::WireOversize,
+        DropReason::NatExhausted,
+        DropReason::NatRewrite,
     ];
 
     /// The reason's name in snake case (`not_our_mac`), as `/metrics`
@@ -235,6 +242,8 @@ impl DropReason {
             DropReason::BadLength => "bad_length",
             DropReason::UnknownInterface => "unknown_interface",
             DropReason::WireOversize => "wire_oversize",
+            DropReason::NatExhausted => "nat_exhausted",
+            DropReason::NatRewrite => "nat_rewrite",
         }
     }
 }
@@ -317,6 +326,10 @@ pub struct EventCounters {
     pub fragment_bytes_held: u64,
     /// Log lines suppressed by the log rate limit.
     pub log_suppressed: u64,
+    /// Connections with an address translation now (a gauge).
+    pub nat_translations: u64,
+    /// New connections a NAT rule found no free port or id for.
+    pub nat_allocation_failures: u64,
 }
 
 /// Every counter of the data plane, allocated once at start.

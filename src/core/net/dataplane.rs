@@ -16,7 +16,7 @@ use super::sink::FrameSink;
 use super::split::SplitScratch;
 use super::token_bucket::TokenBucket;
 use crate::flow::{Chain, CtState, IfIndex, PacketKey, Verdict};
-use crate::image::format::LogRecord;
+use crate::image::format::{LogRecord, NatRecord};
 use crate::image::{LimitBucket, Lookup};
 
 /// Connection-table entries examined for expiry per handled frame.
@@ -55,6 +55,12 @@ pub trait Classifier {
     /// is a test's INPUT and FORWARD).
     fn uses(&self, chain: Chain) -> bool {
         matches!(chain, Chain::Input | Chain::Forward)
+    }
+
+    /// The translation rule `rule` (a verdict's `rule`) asks for, if it is
+    /// a NAT rule (`SNAT`, `MASQUERADE`, `DNAT`); none by default.
+    fn nat(&self, _rule: u32) -> Option<NatRecord> {
+        None
     }
 }
 
@@ -114,6 +120,9 @@ pub struct DataplaneConfig {
     /// starts with `false` and turns it on when every interface has its
     /// address: fail closed).
     pub forwarding: bool,
+    /// Whether the rules translate addresses: the connection table then
+    /// keeps two keys per flow ([`ConnTrack::within_with`]).
+    pub nat: bool,
 }
 
 impl DataplaneConfig {
@@ -137,6 +146,7 @@ impl DataplaneConfig {
             icmp_rate: (1000, 50),
             log_rate: (10, 20),
             forwarding: true,
+            nat: false,
         }
     }
 }
@@ -154,6 +164,8 @@ pub struct Dataplane {
     pub(super) forwarding: bool,
     pub(super) routes: RouteTable,
     pub(super) conntrack: ConnTrack,
+    /// Secret that spreads NAT clients over addresses and ports.
+    pub(super) nat_seed: u32,
     pub(super) fragments: FragmentTable,
     pub(super) neighbours: NeighbourTable,
     pub(super) counters: Counters,
@@ -192,7 +204,13 @@ impl Dataplane {
             dhcp_clients: alloc::vec![false; config.interfaces.len()],
             forwarding: config.forwarding,
             counters: Counters::new(config.interfaces.len(), config.rule_count),
-            conntrack: ConnTrack::within(config.conntrack_capacity, config.hash_seed, config.conntrack_budget),
+            conntrack: ConnTrack::within_with(
+                config.conntrack_capacity,
+                config.hash_seed,
+                config.conntrack_budget,
+                config.nat,
+            ),
+            nat_seed: (config.hash_seed >> 32) as u32 ^ config.hash_seed as u32,
             fragments: FragmentTable::new(config.fragments),
             neighbours: NeighbourTable::new(config.neighbour),
             logger: RuleLogger::new(config.log_rate.0, config.log_rate.1),
@@ -367,6 +385,7 @@ impl Dataplane {
         events.fragment_timeouts = self.fragments.timeouts();
         events.fragments_held = self.fragments.held_fragments() as u64;
         events.fragment_bytes_held = self.fragments.held_bytes() as u64;
+        events.nat_translations = self.conntrack.translations() as u64;
     }
 }
 

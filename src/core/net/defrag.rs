@@ -17,6 +17,8 @@ use super::dataplane::{Classifier, Dataplane, Disposition};
 use super::forward::{set_ttl, Packet};
 use super::fragment::{Complete, Held};
 use super::mtu::{dont_fragment, DEFAULT_MTU};
+use super::nat::{rewrite_packet, Rewrite};
+use super::nat_path::NatView;
 use super::options::{self, Ipv4Options};
 use super::parse::{parse_ethernet, parse_ipv4, parse_transport, Ipv4Meta, ETHERNET_HEADER_LEN, L4};
 use super::reply::IcmpError;
@@ -32,8 +34,9 @@ const DATAGRAM_HEAD: usize = 76;
 
 /// Where an accepted datagram's fragments go.
 enum Egress {
-    /// To a routed next hop, with the TTL they leave with.
-    Routed((NextHop, u8)),
+    /// To a routed next hop, with the TTL they leave with and the
+    /// translation of their flow, if any.
+    Routed((NextHop, u8), Option<Rewrite>),
     /// Unchanged out of this wire peer.
     Wire(IfIndex),
 }
@@ -71,11 +74,11 @@ impl Dataplane {
             Some(peer) => {
                 self.judge_wire_datagram(now_ms, &done, &mut pool, peer, classifier, out).map(|()| Egress::Wire(peer))
             }
-            None => self.judge_datagram(now_ms, &done, &mut pool, classifier, out).map(Egress::Routed),
+            None => self.judge_datagram(now_ms, &done, &mut pool, classifier, out).map(|(h, r)| Egress::Routed(h, r)),
         };
         let disposition = match judged {
-            Ok(Egress::Routed(hop_ttl)) => {
-                self.send_held(now_ms, &done, &mut pool, hop_ttl, out);
+            Ok(Egress::Routed(hop_ttl, rewrite)) => {
+                self.send_held(now_ms, &done, &mut pool, (hop_ttl, rewrite), out);
                 Disposition::Queued
             }
             Ok(Egress::Wire(peer)) => {
@@ -102,9 +105,12 @@ impl Dataplane {
         pool: &mut [u8],
         classifier: &C,
         out: &mut dyn FrameSink,
-    ) -> Result<(NextHop, u8), DropReason> {
+    ) -> Result<((NextHop, u8), Option<Rewrite>), DropReason> {
         let packet = self.datagram_packet(done, pool)?;
         let meta = packet.meta;
+        if self.conntrack.translates() {
+            return self.judge_translated_datagram(now_ms, done, packet, classifier, out);
+        }
         let Some(hop) = self.routes.lookup(meta.dst) else {
             self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, classifier, out);
             return Err(DropReason::NoRoute);
@@ -133,7 +139,64 @@ impl Dataplane {
                 _ => Err(DropReason::RuleDrop),
             };
         }
-        Ok((hop, meta.ttl - 1))
+        Ok(((hop, meta.ttl - 1), None))
+    }
+
+    /// [`Self::judge_datagram`] when the rules translate addresses: the
+    /// datagram's flow gets its translation as a packet would
+    /// (`forward_tracked`), and every fragment follows it.
+    fn judge_translated_datagram<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        done: &Complete,
+        packet: Packet<'_>,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Result<((NextHop, u8), Option<Rewrite>), DropReason> {
+        let meta = packet.meta;
+        let mut tracked = self.track_raw(now_ms, &packet, classifier)?;
+        self.nat_prerouting(now_ms, &packet, &mut tracked, classifier)?;
+        let translated = tracked.rewrite().is_some() || tracked.error_rewrite().is_some();
+        if !translated && self.is_own_address(meta.dst) {
+            // To the firewall itself (ipv4() sends it here only with NAT).
+            return Err(DropReason::FragmentToLocal);
+        }
+        let view = NatView::of(&meta, &tracked);
+        let Some(hop) = self.routes.lookup(view.dst) else {
+            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, classifier, out);
+            return Err(DropReason::NoRoute);
+        };
+        if meta.ttl <= 1 {
+            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, classifier, out);
+            return Err(DropReason::TtlExpired);
+        }
+        let mtu = self.interfaces.get(usize::from(hop.out_if)).map_or(DEFAULT_MTU, |i| i.mtu);
+        if dont_fragment(packet.frame.get(ETHERNET_HEADER_LEN..).unwrap_or(&[]))
+            && self.largest_fragment(done) > usize::from(mtu)
+        {
+            self.send_icmp_error_limited(
+                now_ms,
+                &packet,
+                IcmpError::fragmentation_needed(mtu),
+                (false, classifier),
+                out,
+            );
+            return Err(DropReason::FragmentationNeeded);
+        }
+        if let Err(action) = self.classify_tracked(now_ms, &packet, &tracked, (Chain::Forward, hop.out_if), classifier)
+        {
+            return match self.refuse(now_ms, &packet, action, classifier, out) {
+                Disposition::Drop(reason) => Err(reason),
+                _ => Err(DropReason::RuleDrop),
+            };
+        }
+        self.nat_postrouting(now_ms, &packet, &mut tracked, hop.out_if, classifier)?;
+        if tracked.error_rewrite().is_some() {
+            // A fragmented ICMP error: its checksum spans fragments.
+            return Err(DropReason::NatRewrite);
+        }
+        self.conntrack.confirm(&tracked, now_ms).map_err(|_| DropReason::ConntrackFull)?;
+        Ok(((hop, meta.ttl - 1), tracked.rewrite()))
     }
 
     /// The whole datagram as the rules see it: its first fragment's frame
@@ -201,7 +264,7 @@ impl Dataplane {
         now_ms: u64,
         done: &Complete,
         pool: &mut [u8],
-        (hop, ttl): (NextHop, u8),
+        ((hop, ttl), rewrite): ((NextHop, u8), Option<Rewrite>),
         out: &mut dyn FrameSink,
     ) {
         let Some(interface) = self.interfaces.get(usize::from(hop.out_if)) else {
@@ -213,6 +276,12 @@ impl Dataplane {
         while let Some(held) = next.and_then(|slot| self.fragments.held(slot)) {
             next = held.next;
             let Some(frame) = pool.get_mut(held.range) else { continue };
+            if let Some(to) = rewrite {
+                if let Err(reason) = rewrite_fragment(frame, to) {
+                    self.counters.count_drop(held.in_if, reason);
+                    continue;
+                }
+            }
             if core::mem::take(&mut first) {
                 self.stamp_options(frame, out_addr, now_ms);
             }
@@ -314,4 +383,17 @@ fn datagram_meta(first: Ipv4Meta, payload_len: u32, parsed: u32) -> Ipv4Meta {
         other => other,
     };
     Ipv4Meta { more_fragments: false, frag_offset: 0, l4, ..first }
+}
+
+/// One fragment of a translated datagram: addresses in each, ports and
+/// the transport checksum (which covers the whole datagram, so an
+/// incremental update of it holds) in the first. A first fragment that
+/// cuts its ports is dropped rather than sent half translated.
+fn rewrite_fragment(frame: &mut [u8], to: Rewrite) -> Result<(), DropReason> {
+    let ip = frame.get_mut(ETHERNET_HEADER_LEN..).ok_or(DropReason::NatRewrite)?;
+    let meta = parse_ipv4(ip).map_err(|_| DropReason::NatRewrite)?;
+    if meta.frag_offset == 0 && meta.l4 == L4::LaterFragment {
+        return Err(DropReason::NatRewrite);
+    }
+    rewrite_packet(ip, &meta, to, false).map_err(|_| DropReason::NatRewrite)
 }

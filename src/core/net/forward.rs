@@ -6,7 +6,9 @@
 //! (expiry: ICMP time exceeded; both before the FORWARD chain, as in
 //! `ip_forward`), the FORWARD chain, then the new flow is confirmed.
 //! Packets for the firewall's own addresses, broadcasts and multicast are
-//! judged by the INPUT chain and handed to the local stack.
+//! judged by the INPUT chain and handed to the local stack. With NAT
+//! rules, nat PREROUTING and POSTROUTING surround the route lookup and
+//! the FORWARD chain (nat_path.rs).
 
 use smoltcp::wire::ArpRepr;
 
@@ -16,6 +18,7 @@ use super::conntrack::Tracked;
 use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane, Disposition, SWEEP_PER_FRAME};
 use super::mtu::DEFAULT_MTU;
+use super::nat_path::NatView;
 use super::neighbour::Resolution;
 use super::options::{self, Ipv4Options, OptionsError};
 use super::parse::{
@@ -50,6 +53,8 @@ pub(super) struct Seen<'p> {
     pub(super) in_if: IfIndex,
     pub(super) out_if: IfIndex,
     pub(super) state: CtState,
+    /// What NAT changed of where it goes (the rules see the translated destination).
+    pub(super) nat: Option<NatView>,
 }
 
 impl Dataplane {
@@ -191,6 +196,32 @@ impl Dataplane {
             Err(reason) => return Disposition::Drop(reason),
         }
         let meta = &packet.meta;
+        // A packet of a translated flow to a firewall address (a reply to
+        // SNAT or MASQUERADE, a DNAT port forward, an ICMP error about
+        // them) is forwarded once translated, as Linux translates in
+        // PREROUTING, before its route lookup.
+        if self.conntrack.translates() && self.forwarding && self.is_own_address(meta.dst) {
+            // Fragments are reassembled first (defrag.rs), and what is not
+            // translated is then dropped as a fragment to the firewall.
+            if meta.is_fragment() || self.conntrack.is_translated(meta, now_ms) {
+                return self.forward(now_ms, packet, classifier, out);
+            }
+            // A new flow to the firewall's address that nat PREROUTING
+            // sends elsewhere (DNAT port forwarding). `track` changes
+            // nothing for a packet without a flow.
+            if !self.conntrack.has_flow(meta, now_ms) {
+                let mut tracked = match self.track_raw(now_ms, &packet, classifier) {
+                    Ok(t) => t,
+                    Err(reason) => return Disposition::Drop(reason),
+                };
+                if let Err(reason) = self.nat_prerouting(now_ms, &packet, &mut tracked, classifier) {
+                    return Disposition::Drop(reason);
+                }
+                if tracked.rewrite().is_some() {
+                    return self.forward_tracked(now_ms, packet, tracked, classifier, out);
+                }
+            }
+        }
         if self.is_local(meta.dst) || unaddressed || dhcp_reply {
             return self.input(now_ms, packet, classifier, out);
         }
@@ -288,7 +319,51 @@ impl Dataplane {
             // Held until whole, then judged once (defrag.rs).
             return self.forward_fragment(now_ms, packet, None, classifier, out);
         }
-        let Some(hop) = self.routes.lookup(packet.meta.dst) else {
+        let tracked = match self.track_raw(now_ms, &packet, classifier) {
+            Ok(t) => t,
+            Err(reason) => return Disposition::Drop(reason),
+        };
+        self.forward_tracked(now_ms, packet, tracked, classifier, out)
+    }
+
+    /// raw PREROUTING, then connection tracking (none for a packet a
+    /// NOTRACK rule exempts). Err: a raw DROP (silent, whatever the answer
+    /// a filter REJECT would give).
+    pub(super) fn track_raw<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        classifier: &C,
+    ) -> Result<Tracked, DropReason> {
+        let tracked = match self.raw_prerouting(now_ms, packet, classifier) {
+            Ok(true) => Tracked::of(CtState::Untracked),
+            Ok(false) => self.conntrack.track(&packet.meta, now_ms),
+            Err(_) => return Err(DropReason::RuleDrop),
+        };
+        self.last_state = tracked.state;
+        Ok(tracked)
+    }
+
+    /// [`Self::forward`] once conntrack has seen the packet: nat
+    /// PREROUTING (a new flow's DNAT) before the route lookup, the FORWARD
+    /// chain on the translated destination, mangle TCPMSS, nat POSTROUTING
+    /// (SNAT, MASQUERADE) after it, then the rewrite (nat_path.rs).
+    fn forward_tracked<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        mut packet: Packet<'_>,
+        mut tracked: Tracked,
+        classifier: &C,
+        out: &mut dyn FrameSink,
+    ) -> Disposition {
+        let nat = self.conntrack.translates();
+        if nat {
+            if let Err(reason) = self.nat_prerouting(now_ms, &packet, &mut tracked, classifier) {
+                return Disposition::Drop(reason);
+            }
+        }
+        let view = NatView::of(&packet.meta, &tracked);
+        let Some(hop) = self.routes.lookup(view.dst) else {
             self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, classifier, out);
             return Disposition::Drop(DropReason::NoRoute);
         };
@@ -309,11 +384,25 @@ impl Dataplane {
             );
             return Disposition::Drop(DropReason::FragmentationNeeded);
         }
-        if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
+        if let Err(action) = self.classify_tracked(now_ms, &packet, &tracked, (Chain::Forward, hop.out_if), classifier)
+        {
             return self.refuse(now_ms, &packet, action, classifier, out);
         }
-        let mut packet = packet;
-        packet.meta.total_len = self.mangle_mss(now_ms, &mut packet, (hop.out_if, self.last_state), classifier);
+        let who = (hop.out_if, tracked.state, Some(view));
+        packet.meta.total_len = self.mangle_mss(now_ms, &mut packet, who, classifier);
+        if nat {
+            if let Err(reason) = self.nat_postrouting(now_ms, &packet, &mut tracked, hop.out_if, classifier) {
+                return Disposition::Drop(reason);
+            }
+        }
+        if self.conntrack.confirm(&tracked, now_ms).is_err() {
+            return Disposition::Drop(DropReason::ConntrackFull);
+        }
+        if nat {
+            if let Err(reason) = Self::apply_nat(&mut packet, &tracked) {
+                return Disposition::Drop(reason);
+            }
+        }
         self.transmit(now_ms, packet, hop, out)
     }
 
@@ -327,18 +416,29 @@ impl Dataplane {
         out_if: IfIndex,
         classifier: &C,
     ) -> Result<(), Result<Action, DropReason>> {
+        let tracked = self.track_raw(now_ms, packet, classifier).map_err(Err)?;
+        self.classify_tracked(now_ms, packet, &tracked, (chain, out_if), classifier)?;
+        self.conntrack.confirm(&tracked, now_ms).map_err(|_| Err(DropReason::ConntrackFull))
+    }
+
+    /// The rules of `chain` for a tracked packet leaving by `out_if`, as
+    /// they see it (the translated destination of a NATed flow). `Ok`
+    /// when accepted (nothing confirmed yet); `Err` with the refusing action.
+    pub(super) fn classify_tracked<C: Classifier + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        packet: &Packet<'_>,
+        tracked: &Tracked,
+        (chain, out_if): (Chain, IfIndex),
+        classifier: &C,
+    ) -> Result<(), Result<Action, DropReason>> {
         let meta = &packet.meta;
-        let tracked: Tracked = match self.raw_prerouting(now_ms, packet, classifier) {
-            Ok(true) => Tracked::of(CtState::Untracked),
-            Ok(false) => self.conntrack.track(meta, now_ms),
-            // A raw DROP: silent, whatever the answer a filter REJECT would give.
-            Err(_) => return Err(Err(DropReason::RuleDrop)),
-        };
         self.last_state = tracked.state;
-        let seen = Seen { eth: &packet.eth, meta, in_if: packet.in_if, out_if, state: tracked.state };
+        let nat = Some(NatView::of(meta, tracked));
+        let seen = Seen { eth: &packet.eth, meta, in_if: packet.in_if, out_if, state: tracked.state, nat };
         let (verdict, _) = self.run_chain(now_ms, chain, &seen, packet.frame, classifier);
         match verdict.action {
-            Action::Accept => self.conntrack.confirm(&tracked, now_ms).map_err(|_| Err(DropReason::ConntrackFull)),
+            Action::Accept => Ok(()),
             refused => Err(Ok(refused)),
         }
     }
@@ -584,6 +684,9 @@ impl Dataplane {
         classifier: &C,
     ) -> (Verdict, Marks) {
         let mut key = packet_key(seen.meta, seen.in_if, seen.out_if, seen.state);
+        if let Some(view) = seen.nat {
+            key = view.key(key);
+        }
         if classifier.wants_extra() {
             key.extra = self.key_extra(seen);
         }

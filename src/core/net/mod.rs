@@ -31,6 +31,13 @@
 //!      `RouteTable::lookup` picks the next hop (no route: ICMP net
 //!      unreachable from reply.rs), TTL is checked (ICMP time exceeded),
 //!      then `judge` on the FORWARD chain;
+//!    - with NAT rules (nat_path.rs, nat/): a new flow's nat PREROUTING
+//!      (DNAT) comes before the route lookup and its nat POSTROUTING
+//!      (SNAT, MASQUERADE) after the FORWARD chain; the translation kept
+//!      in the connection table rewrites every packet of the flow and ICMP
+//!      errors about it before `transmit`, and a packet of a translated
+//!      flow (or a fragment) to a firewall address is forwarded, not
+//!      given to `input`;
 //! 4. `judge`: `ConnTrack::track` (conntrack/) gives the state, `packet_key` builds
 //!    the `PacketKey`, the classifier (the compiled `image::Image`) gives
 //!    the verdict, counted per rule; accepted new flows are confirmed in the
@@ -66,6 +73,7 @@ pub mod fragment;
 pub mod mss;
 pub mod mtu;
 pub mod nat;
+mod nat_path;
 pub mod neighbour;
 pub mod options;
 pub mod output;

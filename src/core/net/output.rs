@@ -19,6 +19,7 @@ use super::counters::DropReason;
 use super::dataplane::{Classifier, Dataplane};
 use super::forward::{Packet, Seen};
 use super::mss::clamp_mss;
+use super::nat_path::NatView;
 use super::parse::{
     parse_ethernet, parse_ipv4, tcp_flags, EtherPayload, EthernetInfo, Ipv4Meta, ETHERNET_HEADER_LEN, L4,
 };
@@ -43,7 +44,7 @@ impl Dataplane {
         let Some((eth, meta)) = own_ipv4(frame) else { return Ok(()) };
         let mut untracked = false;
         if classifier.uses(Chain::RawOutput) {
-            let seen = Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state: CtState::Invalid };
+            let seen = Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state: CtState::Invalid, nat: None };
             let (verdict, marks) = self.run_chain(now_ms, Chain::RawOutput, &seen, frame, classifier);
             if verdict.action != Action::Accept {
                 self.counters.count_drop(out_if, DropReason::RuleDrop);
@@ -64,7 +65,7 @@ impl Dataplane {
             (false, None, None) => CtState::Invalid,
         };
         if classifier.uses(Chain::Output) {
-            let seen = Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state };
+            let seen = Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state, nat: None };
             let (verdict, _) = self.run_chain(now_ms, Chain::Output, &seen, frame, classifier);
             let reason = match verdict.action {
                 Action::Accept => None,
@@ -96,8 +97,14 @@ impl Dataplane {
         if !classifier.uses(Chain::RawPrerouting) {
             return Ok(false);
         }
-        let seen =
-            Seen { eth: &packet.eth, meta: &packet.meta, in_if: packet.in_if, out_if: NO_IF, state: CtState::Invalid };
+        let seen = Seen {
+            eth: &packet.eth,
+            meta: &packet.meta,
+            in_if: packet.in_if,
+            out_if: NO_IF,
+            state: CtState::Invalid,
+            nat: None,
+        };
         let (verdict, marks) = self.run_chain(now_ms, Chain::RawPrerouting, &seen, packet.frame, classifier);
         if verdict.action != Action::Accept {
             return Err(verdict.action);
@@ -114,7 +121,7 @@ impl Dataplane {
         &mut self,
         now_ms: u64,
         packet: &mut Packet<'_>,
-        (out_if, state): (IfIndex, CtState),
+        (out_if, state, nat): (IfIndex, CtState, Option<NatView>),
         classifier: &C,
     ) -> usize {
         let (meta, in_if) = (&packet.meta, packet.in_if);
@@ -126,7 +133,7 @@ impl Dataplane {
         let mut marks = Marks::default();
         for chain in chains.into_iter().filter(|&c| classifier.uses(c)) {
             let out = if chain == Chain::ManglePrerouting { NO_IF } else { out_if };
-            let seen = Seen { eth: &packet.eth, meta, in_if, out_if: out, state };
+            let seen = Seen { eth: &packet.eth, meta, in_if, out_if: out, state, nat };
             let (_, m) = self.run_chain(now_ms, chain, &seen, packet.frame, classifier);
             marks.clamp_to_pmtu |= m.clamp_to_pmtu;
             marks.set_mss = match (marks.set_mss, m.set_mss) {

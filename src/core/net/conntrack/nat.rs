@@ -14,7 +14,7 @@ use super::table::{ConnTrack, Flow, Tracked};
 use super::tcp::Direction;
 use crate::flow::proto;
 use crate::net::nat::{allocate_port, Endpoint, PortPolicy, Rewrite};
-use crate::net::parse::{Ipv4Meta, Transport};
+use crate::net::parse::{Ipv4Meta, Transport, L4};
 
 /// What NAT made of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +203,25 @@ impl ConnTrack {
         Ok(to)
     }
 
+    /// Whether `meta` belongs to a translated flow (either direction), or
+    /// is an ICMP error about one of its packets (read only: `track` does
+    /// the update).
+    pub fn is_translated(&self, meta: &Ipv4Meta, now_ms: u64) -> bool {
+        let (key, _) = match meta.l4 {
+            L4::IcmpError { quoted: Some(q), .. } => FlowKey::of(q.proto, q.src, q.dst, q.transport),
+            L4::IcmpError { .. } | L4::IcmpOther { .. } | L4::LaterFragment => return false,
+            _ => FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport()),
+        };
+        let Some(&slot) = self.index.get(&key) else { return false };
+        self.nat_of(slot).is_some() && self.live(&key, now_ms).is_some()
+    }
+
+    /// Whether `meta` belongs to a tracked flow (read only).
+    pub fn has_flow(&self, meta: &Ipv4Meta, now_ms: u64) -> bool {
+        let (key, _) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport());
+        self.live(&key, now_ms).is_some()
+    }
+
     /// The translation of the flow in `slot`, if any.
     pub(super) fn nat_of(&self, slot: u32) -> Option<FlowNat> {
         self.nats.get(slot as usize).copied().flatten()
@@ -219,6 +238,8 @@ impl ConnTrack {
             self.nats.push(None);
         }
         if let Some(entry) = self.nats.get_mut(at) {
+            self.translations =
+                (self.translations + usize::from(nat.is_some())).saturating_sub(usize::from(entry.is_some()));
             *entry = nat;
         }
     }

@@ -164,6 +164,8 @@ pub struct ConnTrack {
     sweep_cursor: usize,
     evict_cursor: usize,
     early_drops: u64,
+    /// Flows with a translation now.
+    pub(super) translations: usize,
 }
 
 impl ConnTrack {
@@ -193,6 +195,7 @@ impl ConnTrack {
             sweep_cursor: 0,
             evict_cursor: 0,
             early_drops: 0,
+            translations: 0,
         }
     }
 
@@ -243,6 +246,7 @@ impl ConnTrack {
             sweep_cursor: 0,
             evict_cursor: 0,
             early_drops: 0,
+            translations: 0,
         })
     }
 
@@ -265,6 +269,17 @@ impl ConnTrack {
     /// Bytes allocated by the index (constant over the table's life).
     pub fn index_allocation(&self) -> usize {
         self.index.allocation_size()
+    }
+
+    /// Flows with an address translation now.
+    pub fn translations(&self) -> usize {
+        self.translations
+    }
+
+    /// Whether the table keeps reply keys for translated flows
+    /// ([`ConnTrack::new_for_nat`]).
+    pub fn translates(&self) -> bool {
+        self.keys_per_flow > 1
     }
 
     /// Entries evicted early so far.
@@ -370,6 +385,7 @@ impl ConnTrack {
                 self.index.remove(&flow.key);
                 if let Some(nat) = self.nats.get_mut(slot as usize).and_then(Option::take) {
                     self.index.remove(&nat.reply_key);
+                    self.translations = self.translations.saturating_sub(1);
                 }
                 self.free.push(slot);
             }
