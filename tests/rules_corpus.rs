@@ -182,12 +182,22 @@ fn corpus_files_load_or_fail_only_on_unsupported_features() {
     let mut rules_total = 0;
     let (mut whole, mut filter) = (Tally::default(), Tally::default());
     let mut stray = Vec::new();
+    let linux = linux_verdicts(dir);
+    let (mut linux_ok, mut both_ok, mut only_unifw) = (0, 0, Vec::new());
     for path in &names {
         let text = std::fs::read_to_string(path).expect("readable");
         let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         rules_total += rule_lines(&text);
         whole.add(&file, load(&text), &mut stray);
         if let Some(table) = filter_table(&text) {
+            let loaded = load(&table).is_ok();
+            let by_linux =
+                linux.get(&file).unwrap_or_else(|| panic!("{file} is not in LINUX.tsv: run scripts/corpus-linux"));
+            linux_ok += usize::from(by_linux == "ok");
+            both_ok += usize::from(by_linux == "ok" && loaded);
+            if loaded && by_linux != "ok" {
+                only_unifw.push(format!("{file}: Linux: {by_linux}"));
+            }
             filter.add(&format!("{file} (filter table)"), load(&table), &mut stray);
         }
     }
@@ -198,6 +208,10 @@ fn corpus_files_load_or_fail_only_on_unsupported_features() {
         whole.percent()
     );
     println!("filter tables: {} files have one, {} load ({:.1}%)", filter.tried, filter.loaded, filter.percent());
+    println!(
+        "filter tables Linux loads (iptables-legacy-restore --test, LINUX.tsv): {linux_ok}; unifw loads {both_ok} of them ({:.1}%)",
+        100.0 * both_ok as f64 / linux_ok.max(1) as f64
+    );
     whole.print_blockers("blocker");
     filter.print_blockers("filter-table blocker");
     for (file, why) in &filter.failed {
@@ -212,6 +226,20 @@ fn corpus_files_load_or_fail_only_on_unsupported_features() {
     assert!(stale.is_empty(), "KNOWN entries that no longer occur (remove them): {stale:?}");
     stray.retain(|e| !KNOWN.iter().any(|k| known(e, k)));
     assert!(stray.is_empty(), "errors that name no unsupported feature:\n{}", stray.join("\n"));
+    assert!(only_unifw.is_empty(), "filter tables unifw loads and Linux refuses:\n{}", only_unifw.join("\n"));
+}
+
+/// What Linux said of each file's filter table (LINUX.tsv, written by
+/// scripts/corpus-linux): `ok` or iptables-restore's error.
+fn linux_verdicts(dir: &str) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(format!("{dir}/LINUX.tsv")).expect("LINUX.tsv (scripts/corpus-linux writes it)");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut cols = l.split('\t');
+            Some((cols.next()?.to_string(), cols.nth(1)?.to_string()))
+        })
+        .collect()
 }
 
 #[test]
