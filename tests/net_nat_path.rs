@@ -361,3 +361,25 @@ forward accept
         assert_eq!(out[ETH_LEN..], ip_of(&Tcp::new(SERVER, SENDER, client, port).syn(1).frame()));
     }
 }
+
+#[test]
+fn ctstate_dnat_and_snat_see_the_connections_translation_as_linux_does() {
+    // FORWARD accepts only DNATed connections (both directions: the status
+    // is the connection's); SNAT is decided after FORWARD, so a new
+    // masqueraded connection is not SNAT there yet, as in Linux.
+    let text = MASQUERADE.replace(
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -s 10.1.0.0/24 -j ACCEPT\n-A FORWARD -d 10.1.0.2/32 -p tcp --dport 22 -j ACCEPT\n",
+        "-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT\n-A FORWARD -m conntrack ! --ctstate SNAT -j REJECT\n",
+    );
+    let bytes = image(&text);
+    let image = Image::from_bytes(&bytes).unwrap();
+    let mut dp = nat_lab();
+    let (d, _) = pass(&mut dp, &image, 1, Tcp::new(SERVER, FW1, 33000, 2222).syn(1).frame());
+    assert!(matches!(d, Disposition::Forward { out_if: 0, .. }), "DNAT: {d:?}");
+    let reply = Tcp::new(SENDER, SERVER, 22, 33000).syn(9).ack(9, 2).frame();
+    let (d, _) = pass(&mut dp, &image, 0, reply);
+    assert!(matches!(d, Disposition::Forward { out_if: 1, .. }), "the reply of a DNAT connection: {d:?}");
+    // A new masqueraded connection: not DNAT, not yet SNAT in FORWARD.
+    let (d, _) = pass(&mut dp, &image, 0, udp_frame(SENDER, SERVER, 4000, 53, 10));
+    assert_eq!(d, Disposition::Drop(DropReason::RuleReject), "! --ctstate SNAT rejects it");
+}

@@ -170,7 +170,8 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -m state --state NEW,BOGUS -j ACCEPT", Some("Bad state \"BOGUS\""), "bad state `BOGUS`"),
     ("-A INPUT -m conntrack --ctstate NEW,RELATED -j ACCEPT", OK, ""),
     ("-A INPUT -m state --state UNTRACKED -j ACCEPT", OK, ""),
-    ("-A INPUT -m conntrack --ctstate DNAT -j ACCEPT", OK, "`DNAT` is not supported by unifw yet"),
+    ("-A INPUT -m conntrack --ctstate DNAT -j ACCEPT", OK, ""),
+    ("-A INPUT -m state --state DNAT -j ACCEPT", Some("Bad state \"DNAT\""), "bad state `DNAT`"),
     ("-A INPUT -m conntrack --ctstatus CONFIRMED -j ACCEPT", OK, "`--ctstatus` is not supported by unifw"),
     // Interfaces.
     ("-A INPUT -i 0123456789abcde -j ACCEPT", OK, ""),
@@ -557,6 +558,20 @@ fn residual_matches_and_log_mean_what_they_mean_in_linux() {
     let all4 = "-A FORWARD -m conntrack --ctstate NEW,ESTABLISHED,RELATED,INVALID -j DROP";
     assert_eq!(verdict(all4, &untracked), Action::Accept, "the four tracked states are not UNTRACKED");
     assert_eq!(verdict("-A FORWARD -j DROP", &untracked), Action::Drop, "no state match: every state");
+    // --ctstate SNAT/DNAT: the state and the connection's NAT status
+    // together against the list, then the negation (xt_conntrack).
+    let mut dnat = key(proto::TCP, 22, CtState::Established);
+    dnat.extra.ct_status = unifw_core::flow::CT_DNAT;
+    let plain = key(proto::TCP, 22, CtState::Established);
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctstate DNAT -j DROP", &dnat), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctstate DNAT -j DROP", &plain), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m conntrack ! --ctstate DNAT -j DROP", &dnat), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m conntrack ! --ctstate DNAT -j DROP", &plain), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctstate SNAT,ESTABLISHED -j DROP", &plain), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m conntrack ! --ctstate ESTABLISHED,DNAT -j DROP", &dnat), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m state --state NEW -m conntrack --ctstate dnat -j DROP", &dnat), Action::Accept);
+    let e = compile(&file("-A FORWARD -m state --state SNAT -j DROP")).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("bad state `SNAT`"), "-m state has no SNAT (iptables: Bad state): {e}");
     // LOG goes on: the next rule decides, and the LOG rule is recorded.
     let text = file("-A FORWARD -j LOG --log-prefix \"fw: \"\n-A FORWARD -j DROP");
     let c = compile(&text).expect("compiles");

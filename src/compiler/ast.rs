@@ -291,7 +291,9 @@ impl Rule {
     pub fn image_residual(&self) -> Option<Residual> {
         let mut r = self.residual;
         let untracked = self.states & unifw_core::flow::UNTRACKED_BIT != 0;
-        if self.states != ANY_STATE && (untracked || self.states == 0x0f) {
+        // (A `--ctstate` with SNAT or DNAT holds `residual.states` already;
+        // the parser refuses it beside such a state match.)
+        if self.states != ANY_STATE && (untracked || self.states == 0x0f) && r.states.is_none() {
             r.states = Some(self.states);
         }
         (r != Residual::default()).then_some(r)

@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use unifw_core::flow::{proto, CtState, PktType};
+use unifw_core::flow::{proto, CtState, PktType, CT_DNAT, CT_SNAT};
 use unifw_core::image::format::{user2credits, XT_LIMIT_SCALE};
 
 use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, ProtoMatch, Rule, ANY_STATE};
@@ -456,11 +456,29 @@ fn apply(
             return Err(unsupported(ctx, a.at, "-m multiport --ports".into(), "`--ports` (source or destination port) is not supported by unifw: write two rules, one with --sports and one with --dports".into()));
         }
         Opt::State | Opt::CtState => {
-            let mut bits = 0;
+            let (mut bits, mut status) = (0, 0);
             for s in a.text.split(',') {
-                bits |= state_bit(ct_state(ctx, s).map_err(bad)?);
+                match s.to_ascii_uppercase().as_str() {
+                    "SNAT" if kind == Opt::CtState => status |= CT_SNAT,
+                    "DNAT" if kind == Opt::CtState => status |= CT_DNAT,
+                    _ => bits |= state_bit(ct_state(s).map_err(bad)?),
+                }
             }
-            rule.states &= if negated { ANY_STATE & !bits } else { bits };
+            if status == 0 {
+                rule.states &= if negated { ANY_STATE & !bits } else { bits };
+            } else if rule.residual.states.is_some() {
+                let what = "two `--ctstate` matches with SNAT or DNAT".into();
+                return Err(unsupported(
+                    ctx,
+                    a.at,
+                    what,
+                    "one `--ctstate` with SNAT or DNAT per rule is supported".into(),
+                ));
+            } else {
+                // Linux tests the state and the NAT status bits together
+                // against the list: checked after the lookup, exactly.
+                rule.residual.states = Some(bits | status | if negated { 0x80 } else { 0 });
+            }
         }
         Opt::CtStatus => {
             return Err(unsupported(ctx, a.at, "-m conntrack --ctstatus".into(), "`--ctstatus` is not supported by unifw: its connection table keeps no status bits (EXPECTED, SEEN_REPLY, ASSURED, CONFIRMED)".into()));
@@ -656,16 +674,15 @@ fn tcp_flag_list(s: &str) -> Result<u8, String> {
     Ok(bits)
 }
 
-/// A connection state as `--state`/`--ctstate` take it (either case).
-fn ct_state(ctx: &mut Ctx, s: &str) -> Result<CtState, String> {
+/// A connection state as `--state`/`--ctstate` take it (either case);
+/// `--ctstate`'s SNAT and DNAT are read by the caller (`-m state` has none:
+/// iptables says "Bad state").
+fn ct_state(s: &str) -> Result<CtState, String> {
     match s.to_ascii_uppercase().as_str() {
         "UNTRACKED" => Ok(CtState::Untracked),
-        "SNAT" | "DNAT" => {
-            ctx.count_unsupported(format!("state {}", s.to_ascii_uppercase()));
-            Err(format!("connection state `{s}` is not supported by unifw yet (there is no NAT)"))
-        }
-        _ => names::state(s)
-            .map_err(|_| format!("bad state `{s}` (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED, SNAT, DNAT)")),
+        _ => names::state(s).map_err(|_| {
+            format!("bad state `{s}` (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED; --ctstate also SNAT, DNAT)")
+        }),
     }
 }
 
@@ -690,6 +707,11 @@ pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
         }
     }
     hooks(&m, rule)?;
+    let untracked_states = rule.states & unifw_core::flow::UNTRACKED_BIT != 0 || rule.states == 0x0f;
+    if rule.residual.states.is_some() && rule.states != ANY_STATE && untracked_states {
+        let at = m.instances.first().map_or(0, |i| i.at);
+        return Err((at, "a `--ctstate` with SNAT or DNAT beside a state match naming UNTRACKED (or all four tracked states) is not supported by unifw".into()));
+    }
     if let Some((avg, burst)) = m.limit {
         let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);
         let limit_at = m.instances.get(at).map_or(0, |i| i.at);

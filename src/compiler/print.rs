@@ -129,8 +129,8 @@ fn bang(neg: bool) -> &'static str {
 }
 
 fn state_list(bits: u8, upper: bool) -> String {
-    let names = ["new", "established", "related", "invalid", "untracked"];
-    let list: Vec<String> = (0..5)
+    let names = ["new", "established", "related", "invalid", "untracked", "snat", "dnat"];
+    let list: Vec<String> = (0..7)
         .filter(|i| bits & (1 << i) != 0)
         .map(|i| if upper { names[i].to_ascii_uppercase() } else { names[i].into() })
         .collect();
@@ -264,6 +264,9 @@ fn residual_options(r: &Rule, s: &mut String) {
     use unifw_core::flow::addrtype;
     let x = &r.residual;
     let neg = |n: bool| if n { "! " } else { "" };
+    if let Some(st) = x.states.filter(|st| st & (unifw_core::flow::CT_SNAT | unifw_core::flow::CT_DNAT) != 0) {
+        let _ = write!(s, " -m conntrack {}--ctstate {}", neg(st & 0x80 != 0), state_list(st & 0x7f, true));
+    }
     let flags = |b: u8| {
         let names = [
             (0x01, "FIN"),

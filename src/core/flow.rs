@@ -256,6 +256,10 @@ pub struct KeyExtra {
     pub dst_type_out: u16,
     /// TCP options present (bit N of word N/64 = option kind N).
     pub tcp_options: [u64; 4],
+    /// The connection's NAT status so far ([`CT_SNAT`], [`CT_DNAT`]): in
+    /// FORWARD a new connection has its DNAT but not yet its SNAT, as in
+    /// Linux (SNAT is decided in POSTROUTING).
+    pub ct_status: u8,
 }
 
 impl KeyExtra {
@@ -359,6 +363,13 @@ pub const ANY_STATE: u8 = 0x1f;
 /// states; a rule whose states are neither all five nor free of it is
 /// checked by its residual record.
 pub const UNTRACKED_BIT: u8 = 0x10;
+
+/// `--ctstate SNAT`: the connection's source was translated (Linux's
+/// `IPS_SRC_NAT`). With [`CT_DNAT`], a status bit beside the five states in
+/// a state mask (and in [`KeyExtra::ct_status`]).
+pub const CT_SNAT: u8 = 0x20;
+/// `--ctstate DNAT`: the connection's destination was translated (`IPS_DST_NAT`).
+pub const CT_DNAT: u8 = 0x40;
 
 /// The bit of a connection state in a state mask.
 pub fn state_bit(s: CtState) -> u8 {

@@ -693,7 +693,10 @@ pub struct Residual {
     /// the input interface's (`--limit-iface-in`), 2 the output's.
     pub type_iface: u8,
     /// The exact connection states (five bits) when the entries cannot say
-    /// (`UNTRACKED` with some but not all others, or all four tracked ones).
+    /// (`UNTRACKED` with some but not all others, or all four tracked ones);
+    /// or a `--ctstate` with SNAT/DNAT: states and status bits
+    /// ([`crate::flow::CT_SNAT`], [`crate::flow::CT_DNAT`]), and bit 7 when
+    /// negated (Linux tests `state | status` against the list, then negates).
     pub states: Option<u8>,
     /// `-m limit`.
     pub limit: Option<LimitSpec>,
@@ -823,7 +826,8 @@ impl Residual {
             }
         }
         if let Some(states) = self.states {
-            if states & crate::flow::state_bit(key.state) == 0 {
+            let have = crate::flow::state_bit(key.state) | x.ct_status;
+            if (have & states & 0x7f != 0) == (states & 0x80 != 0) {
                 return false;
             }
         }

@@ -55,6 +55,8 @@ pub(super) struct Seen<'p> {
     pub(super) state: CtState,
     /// What NAT changed of where it goes (the rules see the translated destination).
     pub(super) nat: Option<NatView>,
+    /// Its connection's NAT status (`--ctstate SNAT`, `DNAT`).
+    pub(super) ct_status: u8,
 }
 
 impl Dataplane {
@@ -388,7 +390,7 @@ impl Dataplane {
         {
             return self.refuse(now_ms, &packet, action, classifier, out);
         }
-        let who = (hop.out_if, tracked.state, Some(view));
+        let who = (hop.out_if, tracked.state, Some(view), tracked.nat_status());
         packet.meta.total_len = self.mangle_mss(now_ms, &mut packet, who, classifier);
         if nat {
             if let Err(reason) = self.nat_postrouting(now_ms, &packet, &mut tracked, hop.out_if, classifier) {
@@ -435,7 +437,8 @@ impl Dataplane {
         let meta = &packet.meta;
         self.last_state = tracked.state;
         let nat = Some(NatView::of(meta, tracked));
-        let seen = Seen { eth: &packet.eth, meta, in_if: packet.in_if, out_if, state: tracked.state, nat };
+        let (state, ct_status) = (tracked.state, tracked.nat_status());
+        let seen = Seen { eth: &packet.eth, meta, in_if: packet.in_if, out_if, state, nat, ct_status };
         let (verdict, _) = self.run_chain(now_ms, chain, &seen, packet.frame, classifier);
         match verdict.action {
             Action::Accept => Ok(()),
@@ -745,6 +748,7 @@ impl Dataplane {
             src_type_out: on(meta.src, out_if),
             dst_type_out: on(meta.dst, out_if),
             tcp_options,
+            ct_status: seen.ct_status,
         }
     }
 }

@@ -76,6 +76,7 @@ impl Dataplane {
             out_if: NO_IF,
             state: CtState::New,
             nat: None,
+            ct_status: 0,
         };
         self.nat_chain(now_ms, Chain::NatPrerouting, (&seen, packet.frame), tracked, classifier)
     }
@@ -94,7 +95,16 @@ impl Dataplane {
             return Ok(());
         }
         let nat = Some(NatView::of(&packet.meta, tracked));
-        let seen = Seen { eth: &packet.eth, meta: &packet.meta, in_if: packet.in_if, out_if, state: CtState::New, nat };
+        let ct_status = tracked.nat_status();
+        let seen = Seen {
+            eth: &packet.eth,
+            meta: &packet.meta,
+            in_if: packet.in_if,
+            out_if,
+            state: CtState::New,
+            nat,
+            ct_status,
+        };
         self.nat_chain(now_ms, Chain::NatPostrouting, (&seen, packet.frame), tracked, classifier)
     }
 

@@ -44,7 +44,8 @@ impl Dataplane {
         let Some((eth, meta)) = own_ipv4(frame) else { return Ok(()) };
         let mut untracked = false;
         if classifier.uses(Chain::RawOutput) {
-            let seen = Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state: CtState::Invalid, nat: None };
+            let seen =
+                Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state: CtState::Invalid, nat: None, ct_status: 0 };
             let (verdict, marks) = self.run_chain(now_ms, Chain::RawOutput, &seen, frame, classifier);
             if verdict.action != Action::Accept {
                 self.counters.count_drop(out_if, DropReason::RuleDrop);
@@ -65,7 +66,7 @@ impl Dataplane {
             (false, None, None) => CtState::Invalid,
         };
         if classifier.uses(Chain::Output) {
-            let seen = Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state, nat: None };
+            let seen = Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state, nat: None, ct_status: 0 };
             let (verdict, _) = self.run_chain(now_ms, Chain::Output, &seen, frame, classifier);
             let reason = match verdict.action {
                 Action::Accept => None,
@@ -104,6 +105,7 @@ impl Dataplane {
             out_if: NO_IF,
             state: CtState::Invalid,
             nat: None,
+            ct_status: 0,
         };
         let (verdict, marks) = self.run_chain(now_ms, Chain::RawPrerouting, &seen, packet.frame, classifier);
         if verdict.action != Action::Accept {
@@ -121,7 +123,7 @@ impl Dataplane {
         &mut self,
         now_ms: u64,
         packet: &mut Packet<'_>,
-        (out_if, state, nat): (IfIndex, CtState, Option<NatView>),
+        (out_if, state, nat, ct_status): (IfIndex, CtState, Option<NatView>, u8),
         classifier: &C,
     ) -> usize {
         let (meta, in_if) = (&packet.meta, packet.in_if);
@@ -133,7 +135,7 @@ impl Dataplane {
         let mut marks = Marks::default();
         for chain in chains.into_iter().filter(|&c| classifier.uses(c)) {
             let out = if chain == Chain::ManglePrerouting { NO_IF } else { out_if };
-            let seen = Seen { eth: &packet.eth, meta, in_if, out_if: out, state, nat };
+            let seen = Seen { eth: &packet.eth, meta, in_if, out_if: out, state, nat, ct_status };
             let (_, m) = self.run_chain(now_ms, chain, &seen, packet.frame, classifier);
             marks.clamp_to_pmtu |= m.clamp_to_pmtu;
             marks.set_mss = match (marks.set_mss, m.set_mss) {

@@ -27,6 +27,15 @@ pub struct FlowNat {
     pub reply_side: Side,
 }
 
+/// The NAT status bits of a translated flow (`--ctstate SNAT`, `DNAT`):
+/// which ends of its original tuple the translation changes.
+pub(super) fn status(flow: &Flow, nat: FlowNat) -> u8 {
+    let (os, od) = flow.original_tuple();
+    let snat = if nat.original.src != os { crate::flow::CT_SNAT } else { 0 };
+    let dnat = if nat.original.dst != od { crate::flow::CT_DNAT } else { 0 };
+    snat | dnat
+}
+
 /// Which end of a new flow a translation changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Manip {

@@ -13,7 +13,7 @@ use core::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashMap};
 
 use super::key::{FlowKey, Side};
-use super::nat::{direction, error_rewrites, FlowNat};
+use super::nat::{direction, error_rewrites, status, FlowNat};
 use super::tcp::{Direction, TcpConn, TcpState, TcpUpdate};
 use super::timeouts;
 use crate::flow::{proto, CtState};
@@ -93,11 +93,13 @@ pub struct Tracked {
     /// For an ICMP error about a translated flow: its outer and quoted
     /// packets' rewrites.
     pub(super) error_rewrite: Option<(Rewrite, Rewrite)>,
+    /// The NAT status of the packet's (or the quoted packet's) connection.
+    pub(super) status: u8,
 }
 
 impl Tracked {
     pub(crate) fn of(state: CtState) -> Tracked {
-        Tracked { state, new_flow: None, new_nat: None, rewrite: None, error_rewrite: None }
+        Tracked { state, new_flow: None, new_nat: None, rewrite: None, error_rewrite: None, status: 0 }
     }
 
     /// How NAT rewrites this packet: the translation of its flow in its
@@ -110,6 +112,17 @@ impl Tracked {
     /// its quoted packet are rewritten.
     pub fn error_rewrite(&self) -> Option<(Rewrite, Rewrite)> {
         self.error_rewrite
+    }
+
+    /// The NAT status bits of the packet's connection as `--ctstate SNAT`
+    /// and `DNAT` read them ([`crate::flow::CT_SNAT`], [`crate::flow::CT_DNAT`]):
+    /// a new flow has those of the translations given so far.
+    pub fn nat_status(&self) -> u8 {
+        let new = match (self.new_flow, self.new_nat) {
+            (Some(flow), Some(nat)) => status(&flow, nat),
+            _ => 0,
+        };
+        self.status | new
     }
 
     /// Whether this packet would open a new flow.
@@ -417,13 +430,16 @@ impl ConnTrack {
         let Some(Some(flow)) = self.slots.get_mut(slot as usize) else {
             return Tracked::of(CtState::Invalid);
         };
+        let nat_status = nat.map_or(0, |n| status(flow, n));
         let Some((dir, rewrite)) = direction(flow, nat, key, side) else {
             return Tracked::of(CtState::Invalid);
         };
         if let (Proto::Tcp(conn), L4::Tcp { segment, .. }) = (&mut flow.proto, &meta.l4) {
             match conn.update(dir, segment) {
                 TcpUpdate::Invalid => return Tracked::of(CtState::Invalid),
-                TcpUpdate::Ignored => return Tracked { rewrite, ..Tracked::of(packet_state(flow, dir)) },
+                TcpUpdate::Ignored => {
+                    return Tracked { rewrite, status: nat_status, ..Tracked::of(packet_state(flow, dir)) }
+                }
                 TcpUpdate::Reopen => {
                     self.remove(slot);
                     let (key, side) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport());
@@ -440,7 +456,7 @@ impl ConnTrack {
             flow.seen_reply = true;
         }
         flow.expires_ms = now_ms.saturating_add(flow.timeout_ms());
-        Tracked { rewrite, ..Tracked::of(packet_state(flow, dir)) }
+        Tracked { rewrite, status: nat_status, ..Tracked::of(packet_state(flow, dir)) }
     }
 
     /// RELATED when the quoted packet belongs to a live flow and the error
@@ -454,8 +470,10 @@ impl ConnTrack {
         let slot = self.index.get(&key).copied().unwrap_or(u32::MAX);
         match self.live(&key, now_ms) {
             Some(flow) if quoted.src == meta.dst => {
-                let error_rewrite = self.nat_of(slot).and_then(|nat| error_rewrites(flow, nat, (key, side), meta));
-                Tracked { error_rewrite, ..Tracked::of(CtState::Related) }
+                let nat = self.nat_of(slot);
+                let error_rewrite = nat.and_then(|nat| error_rewrites(flow, nat, (key, side), meta));
+                let status = nat.map_or(0, |n| status(flow, n));
+                Tracked { error_rewrite, status, ..Tracked::of(CtState::Related) }
             }
             _ => Tracked::of(CtState::Invalid),
         }
