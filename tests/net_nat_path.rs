@@ -383,3 +383,25 @@ fn ctstate_dnat_and_snat_see_the_connections_translation_as_linux_does() {
     let (d, _) = pass(&mut dp, &image, 0, udp_frame(SENDER, SERVER, 4000, 53, 10));
     assert_eq!(d, Disposition::Drop(DropReason::RuleReject), "! --ctstate SNAT rejects it");
 }
+
+#[test]
+fn a_new_address_forgets_the_connections_masqueraded_from_the_old_one() {
+    use unifw_core::net::addr::Cidr;
+    let bytes = image(MASQUERADE);
+    let image = Image::from_bytes(&bytes).unwrap();
+    let mut dp = nat_lab();
+    let (d, _) = pass(&mut dp, &image, 0, Tcp::new(SENDER, SERVER, 40000, 80).syn(100).frame());
+    assert!(matches!(d, Disposition::Forward { out_if: 1, .. }), "{d:?}");
+    // The same address again (a renewed lease) keeps it.
+    let same = Cidr { addr: FW1, prefix_len: 24 };
+    dp.set_interface_address(1, Some(same)).unwrap();
+    assert_eq!((dp.conntrack().translations(), dp.counters().events.masquerade_flushed), (1, 0));
+    // A new lease's address: the connection from the old one is gone (Linux's
+    // masquerade forgets it), and a new one leaves from the new address.
+    let new = FW1 + 50;
+    dp.set_interface_address(1, Some(Cidr { addr: new, prefix_len: 24 })).unwrap();
+    assert_eq!((dp.conntrack().translations(), dp.counters().events.masquerade_flushed), (0, 1));
+    let (d, out) = pass(&mut dp, &image, 0, Tcp::new(SENDER, SERVER, 40001, 80).syn(100).frame());
+    assert!(matches!(d, Disposition::Forward { out_if: 1, .. }), "{d:?}");
+    assert_eq!(out[ETH_LEN..], ip_of(&Tcp::new(new, SERVER, 40001, 80).syn(100).frame()));
+}

@@ -314,12 +314,13 @@ enum Family {
     LogSuppressed,
     NatTranslations,
     NatAllocationFailures,
+    MasqueradeFlushed,
     Responses,
     Refused,
     TimedOut,
 }
 
-const FAMILIES: [Family; 35] = [
+const FAMILIES: [Family; 36] = [
     Family::Uptime,
     Family::RulesetInfo,
     Family::Rules,
@@ -352,6 +353,7 @@ const FAMILIES: [Family; 35] = [
     Family::LogSuppressed,
     Family::NatTranslations,
     Family::NatAllocationFailures,
+    Family::MasqueradeFlushed,
     Family::Responses,
     Family::Refused,
     Family::TimedOut,
@@ -463,6 +465,11 @@ impl Family {
                 "unifw_nat_allocation_failures_total",
                 COUNTER,
                 "New connections dropped because their NAT rule found no free port or ICMP id.",
+            ),
+            Family::MasqueradeFlushed => (
+                "unifw_nat_masquerade_flushed_total",
+                COUNTER,
+                "Masqueraded connections forgotten because their interface's address changed.",
             ),
             Family::Responses => {
                 ("unifw_metrics_responses_total", COUNTER, "Responses of this metrics server, by status code.")
@@ -580,6 +587,7 @@ impl Family {
             Family::LogSuppressed => single(events.log_suppressed, out),
             Family::NatTranslations => single(events.nat_translations, out),
             Family::NatAllocationFailures => single(events.nat_allocation_failures, out),
+            Family::MasqueradeFlushed => single(events.masquerade_flushed, out),
             Family::Responses => {
                 let Some(&status) = Status::ALL.get(item) else {
                     return false;

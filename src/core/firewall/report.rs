@@ -89,10 +89,10 @@ pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeu
         "defences: connections evicted early {}; ICMP errors not allowed {}; log lines suppressed {}",
         e.conntrack_early_drops, e.icmp_errors_suppressed, e.log_suppressed
     ));
-    if e.nat_translations != 0 || e.nat_allocation_failures != 0 {
+    if e.nat_translations != 0 || e.nat_allocation_failures != 0 || e.masquerade_flushed != 0 {
         out.push(format!(
-            "nat: {} translated connections; {} new connections without a free port",
-            e.nat_translations, e.nat_allocation_failures
+            "nat: {} translated connections; {} new connections without a free port; {} masqueraded connections forgotten with their address",
+            e.nat_translations, e.nat_allocation_failures, e.masquerade_flushed
         ));
     }
     out

@@ -330,6 +330,9 @@ pub struct EventCounters {
     pub nat_translations: u64,
     /// New connections a NAT rule found no free port or id for.
     pub nat_allocation_failures: u64,
+    /// Masqueraded connections forgotten because their interface's
+    /// address changed (a new DHCP lease).
+    pub masquerade_flushed: u64,
 }
 
 /// Every counter of the data plane, allocated once at start.

@@ -289,6 +289,12 @@ impl Dataplane {
             *slot = routes;
         }
         let (table, skipped) = RouteTable::build(&interfaces, &self.static_routes, &learned)?;
+        let old = self.interfaces.get(index).and_then(|i| i.addr).map(|c| c.addr);
+        if old.is_some_and(|old| Some(old) != addr.map(|c| c.addr)) {
+            // Masqueraded flows from the old address die with it (Linux).
+            let gone = old.map_or(0, |a| self.conntrack.forget_masqueraded(a));
+            self.counters.events.masquerade_flushed += gone as u64;
+        }
         self.routes = table;
         self.skipped_routes = skipped_of(&self.static_routes, &skipped);
         self.interfaces = interfaces;

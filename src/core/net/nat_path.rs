@@ -139,7 +139,12 @@ impl Dataplane {
             _ => return Ok(()),
         };
         match self.translate(now_ms, &key, tracked, manip, addrs, &record) {
-            Some(_) => Ok(()),
+            Some(_) => {
+                if record.kind == NatKind::Masquerade {
+                    tracked.set_masquerade();
+                }
+                Ok(())
+            }
             None => Err(self.nat_failed()),
         }
     }

@@ -25,6 +25,8 @@ pub struct FlowNat {
     pub reply_key: FlowKey,
     /// Which side of `reply_key` replies come from.
     pub reply_side: Side,
+    /// Translated by MASQUERADE (to an interface's address of the moment).
+    pub masquerade: bool,
 }
 
 /// The NAT status bits of a translated flow (`--ctstate SNAT`, `DNAT`):
@@ -207,8 +209,12 @@ impl ConnTrack {
             }
         }
         let (reply_key, reply_side) = key_of(to);
-        tracked.new_nat =
-            (to != Rewrite { src: os, dst: od }).then_some(FlowNat { original: to, reply_key, reply_side });
+        tracked.new_nat = (to != Rewrite { src: os, dst: od }).then_some(FlowNat {
+            original: to,
+            reply_key,
+            reply_side,
+            masquerade: false,
+        });
         Ok(to)
     }
 

@@ -125,6 +125,14 @@ impl Tracked {
         self.status | new
     }
 
+    /// Marks the new flow's source translation as MASQUERADE's: flushed
+    /// when the interface's address changes ([`ConnTrack::forget_masqueraded`]).
+    pub fn set_masquerade(&mut self) {
+        if let Some(nat) = self.new_nat.as_mut() {
+            nat.masquerade = true;
+        }
+    }
+
     /// Whether this packet would open a new flow.
     pub fn is_new_flow(&self) -> bool {
         self.new_flow.is_some()
@@ -293,6 +301,25 @@ impl ConnTrack {
     /// ([`ConnTrack::new_for_nat`]).
     pub fn translates(&self) -> bool {
         self.keys_per_flow > 1
+    }
+
+    /// Forgets the masqueraded flows whose translated source is `addr`, an
+    /// address the firewall no longer has (a DHCP lease changed), as
+    /// Linux's masquerade does when an interface loses its address: their
+    /// packets would leave from an address nobody answers. Returns how
+    /// many. Scans the table (only on an address change).
+    pub fn forget_masqueraded(&mut self, addr: u32) -> usize {
+        let stale: alloc::vec::Vec<u32> = self
+            .nats
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_some_and(|n| n.masquerade && n.original.src.addr == addr))
+            .map(|(slot, _)| slot as u32)
+            .collect();
+        for &slot in &stale {
+            self.remove(slot);
+        }
+        stale.len()
     }
 
     /// Entries evicted early so far.
