@@ -120,3 +120,16 @@ fn tcpmss_lowers_a_forwarded_syn_and_leaves_other_segments() {
     assert_eq!(Marks { clamp_to_pmtu: true, ..Marks::default() }.mss(1400), Some(1360));
     assert_eq!(Marks { clamp_to_pmtu: true, set_mss: Some(1300), ..Marks::default() }.mss(1500), Some(1300));
 }
+
+#[test]
+fn forward_rules_see_the_ttl_already_lowered_as_in_linux() {
+    // ip_forward lowers the TTL before the FORWARD hook: a TTL 64 packet
+    // is 63 there, still 64 in INPUT (measured with -m ttl in a namespace).
+    let rules = compiled(
+        ":OUTPUT ACCEPT [0:0]\n-A FORWARD -m ttl --ttl-eq 63 -j DROP\n-A INPUT -m ttl --ttl-eq 64 -j DROP\nCOMMIT\n",
+    );
+    let (d, _, _) = run(&rules, &mut udp_frame(SENDER, RECEIVER, 4000, 53, 10));
+    assert_eq!(d, Disposition::Drop(DropReason::RuleDrop), "FORWARD sees 63");
+    let (d, _, _) = run(&rules, &mut udp_frame(SENDER, FW0, 4000, 53, 10));
+    assert_eq!(d, Disposition::Drop(DropReason::RuleDrop), "INPUT sees 64");
+}

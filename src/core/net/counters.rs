@@ -537,6 +537,9 @@ impl core::fmt::Display for LogLine<'_> {
             write!(f, ":08:00")?;
         }
         let tos = b(1);
+        // A forwarded packet's TTL is lowered before FORWARD (ip_forward).
+        let forwarded = k.in_if != crate::flow::NO_IF && k.out_if != crate::flow::NO_IF;
+        let ttl = if forwarded { b(8).saturating_sub(1) } else { b(8) };
         write!(
             f,
             " SRC={} DST={} LEN={} TOS=0x{:02X} PREC=0x{:02X} TTL={} ID={} ",
@@ -545,7 +548,7 @@ impl core::fmt::Display for LogLine<'_> {
             w(2),
             tos & 0x1e,
             tos & 0xe0,
-            b(8),
+            ttl,
             w(4)
         )?;
         let frag = w(6);
@@ -700,12 +703,13 @@ mod tests {
         assert_eq!(
             line,
             "fw: IN=eth0 OUT=eth1 MAC=02:00:00:00:00:01:02:00:00:00:00:02:08:00 SRC=10.1.0.2 DST=10.2.0.2 LEN=40 \
-             TOS=0x00 PREC=0x00 TTL=64 ID=7 DF PROTO=TCP SPT=40000 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0 "
+             TOS=0x00 PREC=0x00 TTL=63 ID=7 DF PROTO=TCP SPT=40000 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0 ",
+            "forwarded: the TTL one less, as FORWARD sees it"
         );
         let mut out = key;
         out.in_if = NO_IF;
         let line = alloc::format!("{}", LogLine { prefix: "", key: &out, eth: &eth, ip: &ip });
-        assert!(line.starts_with("IN= OUT=eth1 SRC=10.1.0.2 "), "{line}");
+        assert!(line.starts_with("IN= OUT=eth1 SRC=10.1.0.2 ") && line.contains(" TTL=64 "), "{line}");
     }
 
     #[test]

@@ -734,7 +734,9 @@ impl Dataplane {
         let on = |addr: u32, dev: IfIndex| addr_type(addr, own(), Some(dev));
         KeyExtra {
             tcp_flags,
-            ttl: meta.ttl,
+            // Linux lowers a forwarded packet's TTL before FORWARD
+            // (`ip_forward`), so FORWARD and POSTROUTING see one less.
+            ttl: if in_if != NO_IF && out_if != NO_IF { meta.ttl.saturating_sub(1) } else { meta.ttl },
             len: meta.total_len.min(usize::from(u16::MAX)) as u16,
             pkt_type,
             src_mac: eth.src,
