@@ -256,6 +256,8 @@ pub struct KeyExtra {
     pub dst_type_out: u16,
     /// TCP options present (bit N of word N/64 = option kind N).
     pub tcp_options: [u64; 4],
+    /// The TCP MSS option's value as Linux's `xt_tcpmss` finds it.
+    pub tcp_mss: Option<u16>,
 }
 
 impl KeyExtra {

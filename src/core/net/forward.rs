@@ -607,9 +607,9 @@ impl Dataplane {
 
     fn key_extra(&self, seen: &Seen<'_>) -> KeyExtra {
         let (meta, eth, in_if, out_if) = (seen.meta, seen.eth, seen.in_if, seen.out_if);
-        let (tcp_flags, tcp_options) = match &meta.l4 {
-            L4::Tcp { segment, .. } => (segment.all_flags, segment.options),
-            _ => (0, [0; 4]),
+        let (tcp_flags, tcp_options, tcp_mss) = match &meta.l4 {
+            L4::Tcp { segment, .. } => (segment.all_flags, segment.options, segment.mss),
+            _ => (0, [0; 4], None),
         };
         let dst_mac = eth.dst;
         let pkt_type = if dst_mac == [0xff; 6] {
@@ -642,6 +642,7 @@ impl Dataplane {
             src_type_out: on(meta.src, out_if),
             dst_type_out: on(meta.dst, out_if),
             tcp_options,
+            tcp_mss,
         }
     }
 }
