@@ -428,6 +428,24 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -p tcp -m tcpmss --mss 65536 -j DROP", Some("tcpmss: bad value for option \"--mss\""), "bad MSS"),
     ("-A INPUT -p tcp -m tcpmss --mss 1-5 -j DROP", Some("Argument to \"--mss\" has unexpected characters"), "bad MSS"),
     ("-A INPUT -p tcp -m tcpmss -j DROP", Some("tcpmss: option \"--mss\" must be specified"), "must be specified"),
+    // The connection's protocol (NAT-free: the tuples' options stay refused).
+    ("-A INPUT -m conntrack --ctproto tcp -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto 6 -j DROP", OK, ""),
+    ("-A INPUT -m conntrack ! --ctproto 6 -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto 0 -j DROP", OK, ""),
+    ("-A INPUT -m conntrack ! --ctproto 0 -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto all -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto TCP -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto vrrp -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctstate NEW --ctproto tcp -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto 256 -j DROP", Some("unknown protocol \"256\" specified"), "unknown protocol"),
+    (
+        "-A INPUT -m conntrack --ctproto tcp --ctproto udp -j DROP",
+        Some("option \"--ctproto\" can only be used once"),
+        "given twice",
+    ),
+    ("-A INPUT -m conntrack --ctproto tcp -m conntrack --ctproto udp -j DROP", OK, "several `--ctproto`"),
+    ("-A INPUT -m conntrack --ctorigdstport 53 -j DROP", OK, "not supported by unifw yet"),
     // Unsupported features: accepted by iptables, refused by name.
     ("-A INPUT -m recent --name x --rcheck -j DROP", OK, "match `-m recent` is not supported"),
 ];
@@ -864,4 +882,29 @@ fn folded_matches_and_tcpmss_mean_what_they_mean_in_linux() {
     assert_eq!(verdict("-A FORWARD -p tcp -m tcpmss ! --mss 536:65535 -j DROP", &syn), Action::Accept);
     assert_eq!(verdict("-A FORWARD -p tcp -m tcpmss --mss 0:65535 -j DROP", &bare), Action::Accept);
     assert_eq!(verdict("-A FORWARD -p tcp -m tcpmss ! --mss 536:65535 -j DROP", &bare), Action::Drop);
+}
+
+#[test]
+fn ctproto_is_the_connections_protocol_and_needs_one() {
+    let mut k = key(proto::UDP, 53, CtState::New);
+    k.extra.ct_proto = proto::UDP;
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctproto udp -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctproto 6 -j DROP", &k), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m conntrack ! --ctproto 6 -j DROP", &k), Action::Drop);
+    // An ICMP error RELATED to a TCP connection is of that connection.
+    let mut error = key(proto::ICMP, 0, CtState::Related);
+    error.extra.ct_proto = proto::TCP;
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctproto tcp -j DROP", &error), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctproto icmp -j DROP", &error), Action::Accept);
+    // No connection (INVALID, UNTRACKED): xt_conntrack holds only by a
+    // `--ctstate` of the same match, whatever `--ctproto` says.
+    for state in [CtState::Invalid, CtState::Untracked] {
+        let none = key(proto::UDP, 53, state);
+        assert_eq!(verdict("-A FORWARD -m conntrack --ctproto udp -j DROP", &none), Action::Accept, "{state:?}");
+        assert_eq!(verdict("-A FORWARD -m conntrack ! --ctproto udp -j DROP", &none), Action::Accept, "{state:?}");
+        let both = "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED --ctproto tcp -j DROP";
+        assert_eq!(verdict(both, &none), Action::Drop, "{state:?}");
+        let apart = "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED -m conntrack --ctproto tcp -j DROP";
+        assert_eq!(verdict(apart, &none), Action::Accept, "{state:?}");
+    }
 }

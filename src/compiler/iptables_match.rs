@@ -82,6 +82,7 @@ enum Opt {
     SupplGroups,
     Mark,
     Mss,
+    CtProto,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -167,10 +168,11 @@ impl Module {
             (Module::State, "--state") => Opt::State,
             (Module::Conntrack, "--ctstate") => Opt::CtState,
             (Module::Conntrack, "--ctstatus") => Opt::CtStatus,
+            (Module::Conntrack, "--ctproto") => Opt::CtProto,
             (
                 Module::Conntrack,
-                "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst" | "--ctorigsrcport"
-                | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport" | "--ctexpire" | "--ctdir",
+                "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst" | "--ctorigsrcport" | "--ctorigdstport"
+                | "--ctreplsrcport" | "--ctrepldstport" | "--ctexpire" | "--ctdir",
             ) => Opt::Unsupported,
             (Module::Icmp, "--icmp-type") => Opt::IcmpType,
             (Module::Comment, "--comment") => Opt::Comment,
@@ -614,6 +616,13 @@ fn apply(
                 rule.states &= state_bit(CtState::New) | state_bit(CtState::Established) | state_bit(CtState::Related);
             }
         }
+        Opt::CtProto => {
+            if rule.residual.ct_proto.is_some() {
+                return Err(bad("several `--ctproto` matches in one rule are not supported by unifw".into()));
+            }
+            let p = if a.text.eq_ignore_ascii_case("all") { 0 } else { names::protocol(a.text).map_err(bad)? };
+            rule.residual.ct_proto = Some((p, negated));
+        }
         Opt::Mss => {
             rule.residual.tcp_mss =
                 Some(iptables_folded::mss_range(a.text).map(|(lo, hi)| (lo, hi, negated)).map_err(bad)?)
@@ -746,6 +755,12 @@ pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
             Module::Tcpmss => proto_is(proto::TCP),
             _ => true,
         };
+        if inst.module == Module::Conntrack && inst.given.contains(&Opt::CtProto) && !inst.given.contains(&Opt::CtState)
+        {
+            // Linux's xt_conntrack: without a connection (INVALID,
+            // UNTRACKED) the match holds only by its `--ctstate`.
+            rule.states &= state_bit(CtState::New) | state_bit(CtState::Established) | state_bit(CtState::Related);
+        }
         if inst.module == Module::Owner {
             rule.folded.push(Folded::Owner(inst.owner));
             rule.residual.never |= !inst.owner.holds_for_own_packets();

@@ -258,6 +258,10 @@ pub struct KeyExtra {
     pub tcp_options: [u64; 4],
     /// The TCP MSS option's value as Linux's `xt_tcpmss` finds it.
     pub tcp_mss: Option<u16>,
+    /// The protocol of the packet's connection (`--ctproto`): the
+    /// packet's own, or for an ICMP error RELATED to a connection, the
+    /// quoted packet's. Read only when the state says there is one.
+    pub ct_proto: u8,
 }
 
 impl KeyExtra {

@@ -700,6 +700,10 @@ pub struct Residual {
     pub never: bool,
     /// `-m tcpmss --mss LO:HI`, negated (TCP only; no MSS option: `negated`).
     pub tcp_mss: Option<(u16, u16, bool)>,
+    /// `-m conntrack --ctproto P`, negated: checked only for packets with a
+    /// connection (NEW, ESTABLISHED, RELATED); the compiler narrows the
+    /// states when Linux's `xt_conntrack` fails the others.
+    pub ct_proto: Option<(u8, bool)>,
 }
 
 impl Residual {
@@ -747,6 +751,9 @@ impl Residual {
         let (mss_lo, mss_hi, _) = self.tcp_mss.unwrap_or_default();
         put(&mut b, 40, &mss_lo.to_le_bytes());
         put(&mut b, 42, &mss_hi.to_le_bytes());
+        if let Some((p, negated)) = self.ct_proto {
+            put(&mut b, 44, &[1 | u8::from(negated) << 1, p]);
+        }
         b
     }
 
@@ -773,6 +780,7 @@ impl Residual {
             limit: on(9).then(|| LimitSpec { cost: get_u32(b, 28), cap: get_u32(b, 32), slot: get_u32(b, 36) }),
             never: on(10),
             tcp_mss: on(11).then(|| (get_u16(b, 40), get_u16(b, 42), no(11))),
+            ct_proto: (byte(44) & 1 != 0).then(|| (byte(45), byte(44) & 2 != 0)),
         })
     }
 
@@ -788,6 +796,13 @@ impl Residual {
             // without one, the result is `!`'s.
             let inside = x.tcp_mss.map(|m| lo <= m && m <= hi);
             if key.proto != crate::flow::proto::TCP || inside.unwrap_or(false) == neg {
+                return false;
+            }
+        }
+        if let Some((p, neg)) = self.ct_proto {
+            use crate::flow::CtState;
+            let tracked = matches!(key.state, CtState::New | CtState::Established | CtState::Related);
+            if tracked && (x.ct_proto == p) == neg {
                 return false;
             }
         }
@@ -1318,8 +1333,11 @@ mod tests {
             limit: Some(LimitSpec { cost: 1, cap: 5, slot: 7 }),
             never: true,
             tcp_mss: Some((536, 1460, true)),
+            ct_proto: Some((17, true)),
         };
-        for r in [full, Residual::default(), Residual { tcp_mss: Some((0, 65535, false)), ..Residual::default() }] {
+        let mss = Residual { tcp_mss: Some((0, 65535, false)), ..Residual::default() };
+        let proto = Residual { ct_proto: Some((0, false)), ..Residual::default() };
+        for r in [full, Residual::default(), mss, proto] {
             assert_eq!(Residual::decode(&r.encode()), Some(r));
         }
     }

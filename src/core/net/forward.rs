@@ -643,6 +643,10 @@ impl Dataplane {
             dst_type_out: on(meta.dst, out_if),
             tcp_options,
             tcp_mss,
+            ct_proto: match (seen.state, &meta.l4) {
+                (CtState::Related, L4::IcmpError { quoted: Some(q), .. }) => q.proto,
+                _ => meta.proto,
+            },
         }
     }
 }
