@@ -908,3 +908,21 @@ fn ctproto_is_the_connections_protocol_and_needs_one() {
         assert_eq!(verdict(apart, &none), Action::Accept, "{state:?}");
     }
 }
+
+#[test]
+fn new_matches_print_back_as_iptables_save_reads_them() {
+    let body = "-A FORWARD -f -j DROP\n-A FORWARD ! -f -p tcp -m tcpmss ! --mss 536:1460 -j DROP\n\
+                -A FORWARD -m mark ! --mark 0x1/0x3 -m connmark --mark 0 -j ACCEPT\n\
+                -A FORWARD -m conntrack --ctstate INVALID --ctproto tcp -j DROP\n\
+                -A FORWARD -m conntrack ! --ctproto udp -j REJECT\n\
+                -A OUTPUT -m owner ! --uid-owner 5-9 --gid-owner 3 --suppl-groups --socket-exists -j DROP\n\
+                -A OUTPUT -m owner ! --socket-exists -j DROP";
+    let first = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    let text = rules::render(&first.ruleset, rules::Format::Iptables).expect("renders");
+    let again = compile(&text).unwrap_or_else(|d| panic!("{d}\n{text}"));
+    let strip = |set: &rules::Ruleset| {
+        set.rules.iter().map(|r| rules::Rule { line: 0, column: 0, ..r.clone() }).collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&first.ruleset), strip(&again.ruleset), "{text}");
+    assert!(text.contains("--ctstate INVALID --ctproto 6"), "{text}");
+}
