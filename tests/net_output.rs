@@ -133,3 +133,28 @@ fn forward_rules_see_the_ttl_already_lowered_as_in_linux() {
     let (d, _, _) = run(&rules, &mut udp_frame(SENDER, FW0, 4000, 53, 10));
     assert_eq!(d, Disposition::Drop(DropReason::RuleDrop), "INPUT sees 64");
 }
+
+#[test]
+fn tcpmss_ctproto_and_owner_read_packets_as_linux_does() {
+    let forwarded = |d: &Disposition| matches!(d, Disposition::Forward { .. });
+    // -m tcpmss reads the SYN's MSS option; none: no match (not negated).
+    let rules = compiled(":OUTPUT ACCEPT [0:0]\n-A FORWARD -p tcp -m tcpmss --mss 1400:1500 -j DROP\nCOMMIT\n");
+    let (d, _, _) = run(&rules, &mut Tcp::new(SENDER, RECEIVER, 4000, 80).syn(1).mss(1460).frame());
+    assert_eq!(d, Disposition::Drop(DropReason::RuleDrop));
+    let (d, _, _) = run(&rules, &mut Tcp::new(SENDER, RECEIVER, 4000, 80).syn(1).mss(536).frame());
+    assert!(forwarded(&d), "{d:?}");
+    let (d, _, _) = run(&rules, &mut Tcp::new(SENDER, RECEIVER, 4000, 80).syn(1).frame());
+    assert!(forwarded(&d), "no MSS option: {d:?}");
+    // The time exceeded about a TCP SYN is RELATED to, and of, its TCP connection.
+    let ttl_exceeded = |out: &str| {
+        let rules = compiled(&format!(":OUTPUT ACCEPT [0:0]\n{out}\nCOMMIT\n"));
+        let (_, sink, _) = run(&rules, &mut Tcp::new(SENDER, RECEIVER, 4000, 53).syn(1).ttl(1).frame());
+        sink.frames.len()
+    };
+    assert_eq!(ttl_exceeded("-A OUTPUT -m conntrack --ctproto tcp -j DROP"), 0);
+    assert_eq!(ttl_exceeded("-A OUTPUT -m conntrack --ctproto icmp -j DROP"), 1);
+    // The firewall's own packets have a socket and no user, as Linux's kernel's.
+    assert_eq!(ttl_exceeded("-A OUTPUT -m owner --socket-exists -j DROP"), 0);
+    assert_eq!(ttl_exceeded("-A OUTPUT -m owner --uid-owner 0 -j DROP"), 1);
+    assert_eq!(ttl_exceeded("-A OUTPUT -m owner ! --uid-owner 0 -j DROP"), 0);
+}

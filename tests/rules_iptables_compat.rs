@@ -361,6 +361,92 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -j NFLOG --nflog-group 5 --nflog-prefix x --nflog-threshold 0", OK, ""),
     ("-A INPUT -j NFLOG --nflog-group 70000", Some("NFLOG: bad value for option \"--nflog-group\""), "bad value"),
     ("-A INPUT -j LOG --nflog-group 5", Some("unknown option \"--nflog-group\""), "unknown option `--nflog-group`"),
+    // Fragments: judged whole, so `-f` never matches (Linux with conntrack).
+    ("-A INPUT -f -j DROP", OK, ""),
+    ("-A INPUT ! -f -j DROP", OK, ""),
+    ("-A INPUT --fragment -j DROP", OK, ""),
+    ("-A INPUT -p tcp -f --dport 22 -j DROP", OK, ""),
+    ("-A INPUT -f -f -j DROP", Some("multiple -f flags not allowed"), "multiple -f flags"),
+    ("-A INPUT -f ! -f -j DROP", Some("multiple -f flags not allowed"), "multiple -f flags"),
+    // Owner: OUTPUT (and POSTROUTING) only, as the kernel checks.
+    ("-A OUTPUT -m owner --uid-owner 1000 -j REJECT", OK, ""),
+    ("-A OUTPUT -m owner ! --uid-owner 0-100 -j DROP", OK, ""),
+    ("-A OUTPUT -m owner --gid-owner 5 --suppl-groups -j DROP", OK, ""),
+    ("-A OUTPUT -m owner --socket-exists -j DROP", OK, ""),
+    ("-A OUTPUT -m owner ! --socket-exists -j DROP", OK, ""),
+    ("-A OUTPUT -m owner --gid-owner 5 ! --uid-owner 3 -j DROP", OK, ""),
+    ("-A OUTPUT -m owner --uid-owner 4294967294 -j DROP", OK, ""),
+    ("-A INPUT -m owner --uid-owner 0 -j DROP", Some("kernel: line failed"), "works only in OUTPUT, POSTROUTING"),
+    ("-A FORWARD -m owner --uid-owner 0 -j DROP", Some("kernel: line failed"), "works only in OUTPUT, POSTROUTING"),
+    ("-N X\n-A X -m owner --uid-owner 0 -j DROP\n-A INPUT -j X", Some("kernel: line failed"), "reached from"),
+    ("-N X\n-A X -m owner --uid-owner 0 -j DROP\n-A OUTPUT -j X", OK, ""),
+    ("-A OUTPUT -m owner --uid-owner 5-3 -j DROP", Some("kernel: line failed"), "reversed"),
+    (
+        "-A OUTPUT -m owner -j DROP",
+        Some("owner: At least one of --uid-owner, --gid-owner or --socket-exists is required"),
+        "at least one of",
+    ),
+    (
+        "-A OUTPUT -m owner --suppl-groups -j DROP",
+        Some("you need to use --gid-owner first"),
+        "needs `--gid-owner` first",
+    ),
+    (
+        "-A OUTPUT -m owner --gid-owner 0 ! --suppl-groups -j DROP",
+        Some("option \"--suppl-groups\" cannot be inverted"),
+        "cannot be inverted",
+    ),
+    (
+        "-A OUTPUT -m owner --uid-owner 0 --uid-owner 1 -j DROP",
+        Some("option \"--uid-owner\" can only be used once"),
+        "given twice",
+    ),
+    ("-A OUTPUT -m owner --uid-owner 4294967295 -j DROP", Some("Bad value for \"--uid-owner\" option"), "bad user id"),
+    // iptables resolves names with getpwnam; unifw reads no user database.
+    ("-A OUTPUT -m owner --uid-owner root -j DROP", OK, "user name `root` refused"),
+    // Marks: every mark is 0 in unifw (nothing sets one).
+    ("-A INPUT -m mark --mark 1 -j DROP", OK, ""),
+    ("-A INPUT -m mark --mark 1/0x3 -j DROP", OK, ""),
+    ("-A INPUT -m mark ! --mark 0x1/0x3 -j DROP", OK, ""),
+    ("-A INPUT -m mark --mark 010 -j DROP", OK, ""),
+    ("-A INPUT -m mark --mark 3/1 -j DROP", OK, ""),
+    ("-A INPUT -m connmark --mark 0xe1f1 -j DROP", OK, ""),
+    ("-A INPUT -m mark -j DROP", Some("mark: option \"--mark\" must be specified"), "must be specified"),
+    ("-A INPUT -m connmark -j DROP", Some("connmark: option \"--mark\" must be specified"), "must be specified"),
+    ("-A INPUT -m mark --mark 0x100000000 -j DROP", Some("mark: bad integer value for option \"--mark\""), "bad mark"),
+    ("-A INPUT -m mark --mark foo -j DROP", Some("mark: bad integer value for option \"--mark\""), "bad mark"),
+    ("-A INPUT -m mark --mark 1/ -j DROP", Some("mark: bad integer value for option \"--mark\""), "bad mark"),
+    ("-A INPUT -m mark --mark -1 -j DROP", Some("mark: bad integer value for option \"--mark\""), "bad mark"),
+    // TCP MSS: `-p tcp` required by the kernel.
+    ("-A INPUT -p tcp -m tcpmss --mss 100 -j DROP", OK, ""),
+    ("-A INPUT -p tcp -m tcpmss --mss :50 -j DROP", OK, ""),
+    ("-A INPUT -p tcp -m tcpmss --mss 50: -j DROP", OK, ""),
+    ("-A INPUT -p tcp -m tcpmss --mss 0x10 -j DROP", OK, ""),
+    ("-A INPUT -p tcp -m tcpmss ! --mss 536:65535 -j DROP", OK, ""),
+    ("-A INPUT -m tcpmss --mss 100 -j DROP", Some("kernel: line failed"), "needs `-p tcp`"),
+    ("-A INPUT -p udp -m tcpmss --mss 100 -j DROP", Some("kernel: line failed"), "needs `-p tcp`"),
+    ("-A INPUT -p tcp -m tcpmss --mss 100:50 -j DROP", Some("tcpmss: invalid range given"), "invalid range"),
+    ("-A INPUT -p tcp -m tcpmss --mss 65536 -j DROP", Some("tcpmss: bad value for option \"--mss\""), "bad MSS"),
+    ("-A INPUT -p tcp -m tcpmss --mss 1-5 -j DROP", Some("Argument to \"--mss\" has unexpected characters"), "bad MSS"),
+    ("-A INPUT -p tcp -m tcpmss -j DROP", Some("tcpmss: option \"--mss\" must be specified"), "must be specified"),
+    // The connection's protocol (NAT-free: the tuples' options stay refused).
+    ("-A INPUT -m conntrack --ctproto tcp -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto 6 -j DROP", OK, ""),
+    ("-A INPUT -m conntrack ! --ctproto 6 -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto 0 -j DROP", OK, ""),
+    ("-A INPUT -m conntrack ! --ctproto 0 -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto all -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto TCP -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto vrrp -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctstate NEW --ctproto tcp -j DROP", OK, ""),
+    ("-A INPUT -m conntrack --ctproto 256 -j DROP", Some("unknown protocol \"256\" specified"), "unknown protocol"),
+    (
+        "-A INPUT -m conntrack --ctproto tcp --ctproto udp -j DROP",
+        Some("option \"--ctproto\" can only be used once"),
+        "given twice",
+    ),
+    ("-A INPUT -m conntrack --ctproto tcp -m conntrack --ctproto udp -j DROP", OK, "several `--ctproto`"),
+    ("-A INPUT -m conntrack --ctorigdstport 53 -j DROP", OK, "not supported by unifw yet"),
     // Unsupported features: accepted by iptables, refused by name.
     ("-A INPUT -m recent --name x --rcheck -j DROP", OK, "match `-m recent` is not supported"),
 ];
@@ -763,4 +849,95 @@ fn raw_mangle_and_output_lines_read_as_iptables_reads_them() {
     assert_eq!(image.classify(Chain::Output, &k).action, Action::Accept);
     k.proto = proto::UDP;
     assert_eq!(image.classify(Chain::Output, &k).action, Action::Drop);
+}
+
+fn verdict_in(chain: Chain, body: &str, k: &PacketKey) -> Action {
+    let c = compile(&file(body)).unwrap_or_else(|d| panic!("{body}: {d}"));
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    assert_eq!(image.classify(chain, k), c.ruleset.classify_linear(chain, k), "{body}");
+    image.classify(chain, k).action
+}
+
+#[test]
+fn folded_matches_and_tcpmss_mean_what_they_mean_in_linux() {
+    let k = key(proto::TCP, 22, CtState::New);
+    // Fragments are judged whole: `-f` never matches, `! -f` always.
+    assert_eq!(verdict("-A FORWARD -f -j DROP", &k), Action::Accept);
+    assert_eq!(verdict("-A FORWARD ! -f -j DROP", &k), Action::Drop);
+    let warned = compile(&file("-A FORWARD -f -j DROP")).expect("loads");
+    assert!(warned.ruleset.warnings.iter().any(|w| w.message.contains("`-f` never matches")), "with a warning");
+    // Owner: unifw's own packets are the kernel's (a socket, no user).
+    let out = PacketKey { in_if: unifw_core::flow::NO_IF, ..k };
+    let own = |body: &str| verdict_in(Chain::Output, body, &out);
+    assert_eq!(own("-A OUTPUT -m owner --uid-owner 1000 -j DROP"), Action::Accept);
+    assert_eq!(own("-A OUTPUT -m owner ! --uid-owner 1000 -j DROP"), Action::Drop);
+    assert_eq!(own("-A OUTPUT -m owner --socket-exists -j DROP"), Action::Drop);
+    assert_eq!(own("-A OUTPUT -m owner ! --socket-exists -j DROP"), Action::Accept);
+    assert_eq!(own("-A OUTPUT -m owner ! --gid-owner 0 --suppl-groups -j DROP"), Action::Drop);
+    assert_eq!(own("-A OUTPUT -m owner --socket-exists ! --uid-owner 0 --gid-owner 1 -j DROP"), Action::Accept);
+    // Marks are 0: `(0 & mask) == value`, `!` inverts.
+    assert_eq!(verdict("-A FORWARD -m mark --mark 0 -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m mark --mark 1 -j DROP", &k), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m mark ! --mark 1/0x3 -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m mark --mark 0/0xff -j DROP", &k), Action::Drop);
+    // connmark: no connection (INVALID, UNTRACKED), no match, `!` or not.
+    assert_eq!(verdict("-A FORWARD -m connmark ! --mark 1 -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m connmark --mark 0xe1f1 -j DROP", &k), Action::Accept);
+    for state in [CtState::Invalid, CtState::Untracked] {
+        let none = key(proto::TCP, 22, state);
+        assert_eq!(verdict("-A FORWARD -m connmark ! --mark 1 -j DROP", &none), Action::Accept, "{state:?}");
+        assert_eq!(verdict("-A FORWARD -m connmark --mark 0 -j DROP", &none), Action::Accept, "{state:?}");
+    }
+    // tcpmss: the MSS option's value in range; without one, `!`'s result.
+    let mut syn = k;
+    syn.extra.tcp_mss = Some(1460);
+    let bare = k;
+    assert_eq!(verdict("-A FORWARD -p tcp -m tcpmss --mss 1000:1500 -j DROP", &syn), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -p tcp -m tcpmss --mss 1461: -j DROP", &syn), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -p tcp -m tcpmss ! --mss 536:65535 -j DROP", &syn), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -p tcp -m tcpmss --mss 0:65535 -j DROP", &bare), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -p tcp -m tcpmss ! --mss 536:65535 -j DROP", &bare), Action::Drop);
+}
+
+#[test]
+fn ctproto_is_the_connections_protocol_and_needs_one() {
+    let mut k = key(proto::UDP, 53, CtState::New);
+    k.extra.ct_proto = proto::UDP;
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctproto udp -j DROP", &k), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctproto 6 -j DROP", &k), Action::Accept);
+    assert_eq!(verdict("-A FORWARD -m conntrack ! --ctproto 6 -j DROP", &k), Action::Drop);
+    // An ICMP error RELATED to a TCP connection is of that connection.
+    let mut error = key(proto::ICMP, 0, CtState::Related);
+    error.extra.ct_proto = proto::TCP;
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctproto tcp -j DROP", &error), Action::Drop);
+    assert_eq!(verdict("-A FORWARD -m conntrack --ctproto icmp -j DROP", &error), Action::Accept);
+    // No connection (INVALID, UNTRACKED): xt_conntrack holds only by a
+    // `--ctstate` of the same match, whatever `--ctproto` says.
+    for state in [CtState::Invalid, CtState::Untracked] {
+        let none = key(proto::UDP, 53, state);
+        assert_eq!(verdict("-A FORWARD -m conntrack --ctproto udp -j DROP", &none), Action::Accept, "{state:?}");
+        assert_eq!(verdict("-A FORWARD -m conntrack ! --ctproto udp -j DROP", &none), Action::Accept, "{state:?}");
+        let both = "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED --ctproto tcp -j DROP";
+        assert_eq!(verdict(both, &none), Action::Drop, "{state:?}");
+        let apart = "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED -m conntrack --ctproto tcp -j DROP";
+        assert_eq!(verdict(apart, &none), Action::Accept, "{state:?}");
+    }
+}
+
+#[test]
+fn new_matches_print_back_as_iptables_save_reads_them() {
+    let body = "-A FORWARD -f -j DROP\n-A FORWARD ! -f -p tcp -m tcpmss ! --mss 536:1460 -j DROP\n\
+                -A FORWARD -m mark ! --mark 0x1/0x3 -m connmark --mark 0 -j ACCEPT\n\
+                -A FORWARD -m conntrack --ctstate INVALID --ctproto tcp -j DROP\n\
+                -A FORWARD -m conntrack ! --ctproto udp -j REJECT\n\
+                -A OUTPUT -m owner ! --uid-owner 5-9 --gid-owner 3 --suppl-groups --socket-exists -j DROP\n\
+                -A OUTPUT -m owner ! --socket-exists -j DROP";
+    let first = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    let text = rules::render(&first.ruleset, rules::Format::Iptables).expect("renders");
+    let again = compile(&text).unwrap_or_else(|d| panic!("{d}\n{text}"));
+    let strip = |set: &rules::Ruleset| {
+        set.rules.iter().map(|r| rules::Rule { line: 0, column: 0, ..r.clone() }).collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&first.ruleset), strip(&again.ruleset), "{text}");
+    assert!(text.contains("--ctstate INVALID --ctproto 6"), "{text}");
 }

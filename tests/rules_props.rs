@@ -125,6 +125,14 @@ fn with_residuals(rng: &mut Rng, set: &mut unifw_compiler::Ruleset) {
             x.limit = Some(LimitSpec { cost: user2credits(avg), cap: user2credits(avg * burst), slot: 0 });
         }
         if rng.pct(8) {
+            let (a, b) = ([0u16, 536, 1400, 1460][rng.below(4) as usize], [536u16, 1460, 65535][rng.below(3) as usize]);
+            x.tcp_mss = Some((a, b, rng.pct(30)));
+        }
+        x.never = rng.pct(3);
+        if rng.pct(8) {
+            x.ct_proto = Some(([0u8, 1, 6, 17][rng.below(4) as usize], rng.pct(30)));
+        }
+        if rng.pct(8) {
             r.log_target = Some(LogRecord { level: 4, ..LogRecord::default() });
         }
         if rng.pct(10) {
@@ -152,6 +160,8 @@ fn random_extra(rng: &mut Rng, k: &mut unifw_core::flow::PacketKey) {
     let t = |rng: &mut Rng| 1u16 << [1u16, 2, 3, 5][rng.below(4) as usize];
     (x.src_type, x.dst_type) = (t(rng), t(rng));
     (x.src_type_in, x.dst_type_in, x.src_type_out, x.dst_type_out) = (t(rng), t(rng), t(rng), t(rng));
+    x.tcp_mss = [None, Some(536), Some(1400), Some(1460), Some(65535)][rng.below(5) as usize];
+    x.ct_proto = if rng.pct(70) { k.proto } else { [1u8, 6, 17][rng.below(3) as usize] };
     if rng.pct(15) {
         k.state = CtState::Untracked;
     }

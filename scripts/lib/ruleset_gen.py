@@ -33,6 +33,7 @@ FEATURES = {
     "ttl": "-m ttl",
     "length": "-m length",
     "pkttype": "-m pkttype",
+    "tcpmss": "-m tcpmss --mss A:B (SYNs carry MSS 1460, other segments none)",
     "output": "rules and a DROP policy in OUTPUT (the firewall's own packets)",
     "notrack": "*raw PREROUTING/OUTPUT -j NOTRACK or CT --notrack, and --ctstate UNTRACKED",
 }
@@ -114,6 +115,9 @@ class Gen:
                 mask, comp = self.rng.choice([("SYN,ACK", "SYN"), ("SYN,RST,ACK,FIN", "SYN"), ("RST", "RST"),
                                               ("ACK,RST", "ACK,RST"), ("ALL", "NONE"), ("FIN,SYN", "FIN,SYN")])
                 m.append(f"-m tcp {self.neg(20)}--tcp-flags {mask} {comp}")
+        if proto == "tcp" and "tcpmss" in self.f and self.pct(10):
+            a = self.rng.choice([0, 536, 1400, 1460, 1461])
+            m.append(f"-m tcpmss {self.neg(30)}--mss {a}:{a + self.rng.choice([0, 60, 1000])}")
         if proto == "icmp" and self.pct(60):
             kinds = ["echo-request", "echo-reply", "destination-unreachable", "port-unreachable", "8", "3/3"]
             m.append(f"-m icmp {self.neg(10)}--icmp-type {self.rng.choice(kinds)}")

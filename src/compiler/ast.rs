@@ -258,6 +258,9 @@ pub struct Rule {
     pub residual: Residual,
     /// `-j LOG`/`-j NFLOG`: the rule logs and matching goes on.
     pub log_target: Option<LogRecord>,
+    /// Matches decided at compile time (`-f`, `-m owner`, `-m mark`), as
+    /// written: their result is in `residual` (never) or `states`.
+    pub folded: Vec<super::iptables_folded::Folded>,
 }
 
 impl Rule {
@@ -282,6 +285,7 @@ impl Rule {
             states: ANY_STATE,
             residual: Residual::default(),
             log_target: None,
+            folded: Vec::new(),
         }
     }
 

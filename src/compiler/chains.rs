@@ -102,6 +102,8 @@ fn hooks(set: &Ruleset, edges: &[Vec<Edge>], order: &[usize]) -> Result<(), (usi
         let RuleChain::User(_) = r.chain else { continue };
         let (ok, what): (&[&str], &str) = if r.residual.mac.is_some() {
             (&["PREROUTING", "INPUT", "FORWARD"], "mac match")
+        } else if r.folded.iter().any(|f| matches!(f, super::iptables_folded::Folded::Owner(_))) {
+            (&["OUTPUT", "POSTROUTING"], "owner match")
         } else if r.residual.type_iface == 1 {
             (&["PREROUTING", "INPUT", "FORWARD"], "`--limit-iface-in`")
         } else if r.residual.type_iface == 2 {

@@ -16,6 +16,7 @@ use super::ast::{state_bit, AddrMatch, IcmpMatch, IfMatch, PortMatch, Prefix, Pr
 use super::diag::Diagnostic;
 use super::expand::{addresses, merge, port_ranges};
 use super::iptables::Word;
+use super::iptables_folded::{self, Folded, OwnerMatch};
 use super::names;
 use super::source::Ctx;
 
@@ -39,6 +40,10 @@ enum Module {
     Limit,
     Mac,
     Addrtype,
+    Owner,
+    Mark,
+    Connmark,
+    Tcpmss,
 }
 
 /// The options of those modules.
@@ -71,6 +76,13 @@ enum Opt {
     DstType,
     LimitIfaceIn,
     LimitIfaceOut,
+    UidOwner,
+    GidOwner,
+    SocketExists,
+    SupplGroups,
+    Mark,
+    Mss,
+    CtProto,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -92,6 +104,10 @@ impl Module {
             "limit" => Module::Limit,
             "mac" => Module::Mac,
             "addrtype" => Module::Addrtype,
+            "owner" => Module::Owner,
+            "mark" => Module::Mark,
+            "connmark" => Module::Connmark,
+            "tcpmss" => Module::Tcpmss,
             _ => return None,
         })
     }
@@ -112,6 +128,10 @@ impl Module {
             Module::Limit => "limit",
             Module::Mac => "mac",
             Module::Addrtype => "addrtype",
+            Module::Owner => "owner",
+            Module::Mark => "mark",
+            Module::Connmark => "connmark",
+            Module::Tcpmss => "tcpmss",
         }
     }
 
@@ -130,6 +150,12 @@ impl Module {
             (Module::Addrtype, "--limit-iface-in") => Opt::LimitIfaceIn,
             (Module::Addrtype, "--limit-iface-out") => Opt::LimitIfaceOut,
             (Module::Length, "--length") => Opt::Length,
+            (Module::Owner, "--uid-owner") => Opt::UidOwner,
+            (Module::Owner, "--gid-owner") => Opt::GidOwner,
+            (Module::Owner, "--socket-exists") => Opt::SocketExists,
+            (Module::Owner, "--suppl-groups") => Opt::SupplGroups,
+            (Module::Mark | Module::Connmark, "--mark") => Opt::Mark,
+            (Module::Tcpmss, "--mss") => Opt::Mss,
             (Module::Ttl, "--ttl-eq") => Opt::TtlEq,
             (Module::Ttl, "--ttl-lt") => Opt::TtlLt,
             (Module::Ttl, "--ttl-gt") => Opt::TtlGt,
@@ -142,10 +168,11 @@ impl Module {
             (Module::State, "--state") => Opt::State,
             (Module::Conntrack, "--ctstate") => Opt::CtState,
             (Module::Conntrack, "--ctstatus") => Opt::CtStatus,
+            (Module::Conntrack, "--ctproto") => Opt::CtProto,
             (
                 Module::Conntrack,
-                "--ctproto" | "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst" | "--ctorigsrcport"
-                | "--ctorigdstport" | "--ctreplsrcport" | "--ctrepldstport" | "--ctexpire" | "--ctdir",
+                "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst" | "--ctorigsrcport" | "--ctorigdstport"
+                | "--ctreplsrcport" | "--ctrepldstport" | "--ctexpire" | "--ctdir",
             ) => Opt::Unsupported,
             (Module::Icmp, "--icmp-type") => Opt::IcmpType,
             (Module::Comment, "--comment") => Opt::Comment,
@@ -172,6 +199,8 @@ struct Instance {
     given: Vec<Opt>,
     explicit: bool,
     at: usize,
+    /// `-m owner`'s options.
+    owner: OwnerMatch,
 }
 
 /// What the match options of one line have said so far.
@@ -272,7 +301,25 @@ pub fn option(
                 }
                 m.limit = Some(LIMIT_DEFAULT); // iptables: 3/hour, burst 5
             }
-            m.instances.push(Instance { module, given: Vec::new(), explicit: true, at: a.at });
+            if module == Module::Tcpmss && m.instances.iter().any(|i| i.module == Module::Tcpmss) {
+                return Err((a.at, "several `-m tcpmss` matches in one rule are not supported by unifw".into()));
+            }
+            m.instances.push(Instance {
+                module,
+                given: Vec::new(),
+                explicit: true,
+                at: a.at,
+                owner: OwnerMatch::default(),
+            });
+        }
+        "-f" | "--fragment" => {
+            once(m, "-f", opt)?;
+            rule.folded.push(Folded::Fragment { negated });
+            if !negated {
+                ctx.set.warnings.push(at(opt.at, "warning: `-f` never matches: unifw judges a fragmented datagram once it is whole, as Linux does with connection tracking (`nf_defrag_ipv4` reassembles before every table)".into()));
+                rule.residual.never = true;
+            }
+            return Ok(Some(0));
         }
         o if o.starts_with("--") => return module_option(ctx, m, rule, (opt, arg, negated), at),
         _ => return Ok(None),
@@ -314,7 +361,13 @@ fn module_option(
             };
             match implicit.filter(|md| md.option(o).is_some()) {
                 Some(module) => {
-                    m.instances.push(Instance { module, given: Vec::new(), explicit: false, at: opt.at });
+                    m.instances.push(Instance {
+                        module,
+                        given: Vec::new(),
+                        explicit: false,
+                        at: opt.at,
+                        owner: OwnerMatch::default(),
+                    });
                     m.instances.len() - 1
                 }
                 None => return unknown_option(opt).map(|()| None),
@@ -358,6 +411,10 @@ fn module_option(
         ));
     }
     inst.given.push(kind);
+    if module == Module::Owner {
+        let used = inst.owner.option(o, arg.map(|a| a.text), negated).map_err(|e| (opt.at, e))?;
+        return Ok(Some(used));
+    }
     if kind == Opt::Syn {
         rule.residual.tcp_flags = Some((0x17, 0x02, negated));
         return Ok(Some(0));
@@ -410,6 +467,9 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Limit,
         Module::Mac,
         Module::Addrtype,
+        Module::Owner,
+        Module::Mark,
+        Module::Tcpmss,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -573,6 +633,28 @@ fn apply(
                 .ok_or_else(|| bad(format!("bad TCP option `{}` (1-255, as iptables)", a.text)))?;
             rule.residual.tcp_option = Some((n as u8, negated));
         }
+        Opt::Mark => {
+            let (value, mask) = iptables_folded::mark(a.text).map_err(bad)?;
+            let conn = module == Module::Connmark;
+            rule.folded.push(Folded::Mark { conn, value, mask, negated });
+            if !iptables_folded::mark_holds(value, negated) {
+                rule.residual.never = true;
+            } else if conn {
+                // Linux's xt_connmark: no connection, no match (`!` or not).
+                rule.states &= state_bit(CtState::New) | state_bit(CtState::Established) | state_bit(CtState::Related);
+            }
+        }
+        Opt::CtProto => {
+            if rule.residual.ct_proto.is_some() {
+                return Err(bad("several `--ctproto` matches in one rule are not supported by unifw".into()));
+            }
+            let p = if a.text.eq_ignore_ascii_case("all") { 0 } else { names::protocol(a.text).map_err(bad)? };
+            rule.residual.ct_proto = Some((p, negated));
+        }
+        Opt::Mss => {
+            rule.residual.tcp_mss =
+                Some(iptables_folded::mss_range(a.text).map(|(lo, hi)| (lo, hi, negated)).map_err(bad)?)
+        }
         Opt::MacSource => rule.residual.mac = Some((mac_address(a.text).map_err(bad)?, negated)),
         Opt::SrcType | Opt::DstType => {
             let mut bits = 0u16;
@@ -589,6 +671,7 @@ fn apply(
             }
         }
         Opt::Syn | Opt::TcpFlags | Opt::LimitIfaceIn | Opt::LimitIfaceOut | Opt::Comment | Opt::Unsupported => {}
+        Opt::UidOwner | Opt::GidOwner | Opt::SocketExists | Opt::SupplGroups => {}
     }
     Ok(())
 }
@@ -696,10 +779,22 @@ pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
             Module::Udp => proto_is(proto::UDP),
             Module::Icmp => proto_is(proto::ICMP),
             Module::Multiport => proto_is(proto::TCP) || proto_is(proto::UDP),
+            Module::Tcpmss => proto_is(proto::TCP),
             _ => true,
         };
+        if inst.module == Module::Conntrack && inst.given.contains(&Opt::CtProto) && !inst.given.contains(&Opt::CtState)
+        {
+            // Linux's xt_conntrack: without a connection (INVALID,
+            // UNTRACKED) the match holds only by its `--ctstate`.
+            rule.states &= state_bit(CtState::New) | state_bit(CtState::Established) | state_bit(CtState::Related);
+        }
+        if inst.module == Module::Owner {
+            rule.folded.push(Folded::Owner(inst.owner));
+            rule.residual.never |= !inst.owner.holds_for_own_packets();
+        }
         if !ok && inst.explicit {
             let why = match inst.module {
+                Module::Tcpmss => "the tcpmss match needs `-p tcp` (the kernel refuses it otherwise)".into(),
                 Module::Multiport => "multiport needs `-p tcp` or `-p udp` (iptables also takes udplite, sctp and dccp, whose ports unifw does not read)".into(),
                 md => format!("the {0} match needs `-p {0}` (iptables refuses it too)", md.name()),
             };
@@ -758,6 +853,7 @@ fn hooks(m: &Matches, rule: &Rule) -> Result<(), Fault> {
     for inst in &m.instances {
         let (ok, what): (&[&str], &str) = match inst.module {
             Module::Mac => (&["PREROUTING", "INPUT", "FORWARD"], "mac match"),
+            Module::Owner => (&["OUTPUT", "POSTROUTING"], "owner match"),
             Module::Addrtype if rule.residual.type_iface == 1 => {
                 (&["PREROUTING", "INPUT", "FORWARD"], "`--limit-iface-in`")
             }
@@ -789,6 +885,11 @@ fn required(inst: &Instance) -> Result<(), Fault> {
         Module::Ttl if inst.given.is_empty() => "one of `--ttl-eq`, `--ttl-lt`, `--ttl-gt` must be specified",
         Module::Pkttype if inst.given.is_empty() => "option `--pkt-type` must be specified",
         Module::Mac if inst.given.is_empty() => "option `--mac-source` must be specified",
+        Module::Owner if !inst.given.iter().any(|g| matches!(g, Opt::UidOwner | Opt::GidOwner | Opt::SocketExists)) => {
+            "at least one of `--uid-owner`, `--gid-owner` or `--socket-exists` is required"
+        }
+        Module::Mark | Module::Connmark if inst.given.is_empty() => "option `--mark` must be specified",
+        Module::Tcpmss if inst.given.is_empty() => "option `--mss` must be specified",
         Module::Addrtype if !inst.given.iter().any(|g| matches!(g, Opt::SrcType | Opt::DstType)) => {
             "you must specify `--src-type` or `--dst-type`"
         }

@@ -21,6 +21,7 @@ mod fuzz;
 mod ifnames;
 mod iptables;
 mod iptables_commands;
+mod iptables_folded;
 mod iptables_match;
 mod iptables_nat;
 mod iptables_target;
@@ -45,6 +46,7 @@ pub use classbench::classbench_to_native;
 pub use compiler::{compile, compile_ruleset, parse, CompileStats, Compiled};
 pub use diag::{Diagnostic, Diagnostics, MAX_ERRORS};
 pub use fuzz::{fuzz_includes, fuzz_one};
+pub use iptables_folded::{Folded, OwnerMatch};
 pub use limits::{
     read_rules_file, MAX_ENTRIES, MAX_ENTRIES_PER_RULE, MAX_INCLUDES, MAX_INCLUDE_DEPTH, MAX_INPUT_BYTES,
     MAX_LIST_ADDRESSES, MAX_QUOTE, MAX_TOTAL_ADDRESSES, MAX_WORD,

@@ -259,6 +259,37 @@ fn native_rule(r: &Rule) -> String {
     s
 }
 
+/// The matches decided at compile time, as the rule wrote them.
+fn folded_options(r: &Rule, s: &mut String) {
+    use super::iptables_folded::Folded;
+    let neg = |n: bool| if n { "! " } else { "" };
+    let ids = |(lo, hi, _): (u32, u32, bool)| if lo == hi { format!("{lo}") } else { format!("{lo}-{hi}") };
+    for f in &r.folded {
+        let _ = match *f {
+            Folded::Fragment { negated } => write!(s, " {}-f", neg(negated)),
+            Folded::Mark { conn, value, mask, negated } => {
+                write!(s, " -m {} {}--mark {value:#x}/{mask:#x}", if conn { "connmark" } else { "mark" }, neg(negated))
+            }
+            Folded::Owner(o) => {
+                s.push_str(" -m owner");
+                if let Some(u) = o.uid {
+                    let _ = write!(s, " {}--uid-owner {}", neg(u.2), ids(u));
+                }
+                if let Some(g) = o.gid {
+                    let _ = write!(s, " {}--gid-owner {}", neg(g.2), ids(g));
+                }
+                if o.suppl {
+                    s.push_str(" --suppl-groups");
+                }
+                match o.socket {
+                    Some(n) => write!(s, " {}--socket-exists", neg(n)),
+                    None => Ok(()),
+                }
+            }
+        };
+    }
+}
+
 /// The residual matches as iptables-save writes them (`-m limit` last).
 fn residual_options(r: &Rule, s: &mut String) {
     use unifw_core::flow::addrtype;
@@ -334,6 +365,10 @@ fn residual_options(r: &Rule, s: &mut String) {
             let _ = write!(s, " -m pkttype {}--pkt-type otherhost", neg(t == 0x07));
         }
     }
+    if let Some((lo, hi, n)) = x.tcp_mss {
+        let _ = write!(s, " -m tcpmss {}--mss {lo}:{hi}", neg(n));
+    }
+    folded_options(r, s);
     if let Some(l) = x.limit {
         // The rate back from the cost (avg * 3.2 credits), in the first
         // unit that states it exactly, as iptables-save picks its unit.
@@ -400,8 +435,13 @@ fn iptables_rule(r: &Rule, chain: &str, target: Option<String>) -> Result<String
         let code = m.code.map(|c| format!("/{c}")).unwrap_or_default();
         let _ = write!(s, " {}--icmp-type {}{code}", if m.negated { "! " } else { "" }, m.icmp_type);
     }
-    if r.states != ANY_STATE {
+    // `--ctproto` shares its match with the states: a packet without a
+    // connection passes it by them alone (xt_conntrack).
+    if r.states != ANY_STATE || r.residual.ct_proto.is_some() {
         let _ = write!(s, " -m conntrack --ctstate {}", state_list(r.states, true));
+        if let Some((p, negated)) = r.residual.ct_proto {
+            let _ = write!(s, " {}--ctproto {p}", if negated { "! " } else { "" });
+        }
     }
     residual_options(r, &mut s);
     if r.log {

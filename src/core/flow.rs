@@ -260,6 +260,12 @@ pub struct KeyExtra {
     /// FORWARD a new connection has its DNAT but not yet its SNAT, as in
     /// Linux (SNAT is decided in POSTROUTING).
     pub ct_status: u8,
+    /// The TCP MSS option's value as Linux's `xt_tcpmss` finds it.
+    pub tcp_mss: Option<u16>,
+    /// The protocol of the packet's connection (`--ctproto`): the
+    /// packet's own, or for an ICMP error RELATED to a connection, the
+    /// quoted packet's. Read only when the state says there is one.
+    pub ct_proto: u8,
 }
 
 impl KeyExtra {

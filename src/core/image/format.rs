@@ -700,6 +700,15 @@ pub struct Residual {
     pub states: Option<u8>,
     /// `-m limit`.
     pub limit: Option<LimitSpec>,
+    /// A match that never holds as unifw sees packets (`-f`: fragments are
+    /// judged whole; `-m owner` asking for a user; a mark other than 0).
+    pub never: bool,
+    /// `-m tcpmss --mss LO:HI`, negated (TCP only; no MSS option: `negated`).
+    pub tcp_mss: Option<(u16, u16, bool)>,
+    /// `-m conntrack --ctproto P`, negated: checked only for packets with a
+    /// connection (NEW, ESTABLISHED, RELATED); the compiler narrows the
+    /// states when Linux's `xt_conntrack` fails the others.
+    pub ct_proto: Option<(u8, bool)>,
 }
 
 impl Residual {
@@ -726,6 +735,8 @@ impl Residual {
         bit(7, self.dst_type.is_some(), self.dst_type.is_some_and(|t| t.1));
         bit(8, self.states.is_some(), false);
         bit(9, self.limit.is_some(), false);
+        bit(10, self.never, false);
+        bit(11, self.tcp_mss.is_some(), self.tcp_mss.is_some_and(|t| t.2));
         put(&mut b, 0, &has.to_le_bytes());
         put(&mut b, 2, &neg.to_le_bytes());
         let (mask, comp, _) = self.tcp_flags.unwrap_or_default();
@@ -742,6 +753,12 @@ impl Residual {
         put(&mut b, 28, &l.cost.to_le_bytes());
         put(&mut b, 32, &l.cap.to_le_bytes());
         put(&mut b, 36, &l.slot.to_le_bytes());
+        let (mss_lo, mss_hi, _) = self.tcp_mss.unwrap_or_default();
+        put(&mut b, 40, &mss_lo.to_le_bytes());
+        put(&mut b, 42, &mss_hi.to_le_bytes());
+        if let Some((p, negated)) = self.ct_proto {
+            put(&mut b, 44, &[1 | u8::from(negated) << 1, p]);
+        }
         b
     }
 
@@ -766,6 +783,9 @@ impl Residual {
             type_iface: byte(11),
             states: on(8).then(|| byte(10)),
             limit: on(9).then(|| LimitSpec { cost: get_u32(b, 28), cap: get_u32(b, 32), slot: get_u32(b, 36) }),
+            never: on(10),
+            tcp_mss: on(11).then(|| (get_u16(b, 40), get_u16(b, 42), no(11))),
+            ct_proto: (byte(44) & 1 != 0).then(|| (byte(45), byte(44) & 2 != 0)),
         })
     }
 
@@ -773,6 +793,24 @@ impl Residual {
     #[inline]
     pub fn matches(&self, key: &crate::flow::PacketKey) -> bool {
         let x = &key.extra;
+        if self.never {
+            return false;
+        }
+        if let Some((lo, hi, neg)) = self.tcp_mss {
+            // Linux's xt_tcpmss: the first MSS option's value in range;
+            // without one, the result is `!`'s.
+            let inside = x.tcp_mss.map(|m| lo <= m && m <= hi);
+            if key.proto != crate::flow::proto::TCP || inside.unwrap_or(false) == neg {
+                return false;
+            }
+        }
+        if let Some((p, neg)) = self.ct_proto {
+            use crate::flow::CtState;
+            let tracked = matches!(key.state, CtState::New | CtState::Established | CtState::Related);
+            if tracked && (x.ct_proto == p) == neg {
+                return false;
+            }
+        }
         if let Some((mask, comp, neg)) = self.tcp_flags {
             if key.proto != crate::flow::proto::TCP || ((x.tcp_flags & mask) == comp) == neg {
                 return false;
@@ -1382,6 +1420,31 @@ mod tests {
         assert_eq!((u16_item(&zeros[..1], 0), u32_item(&zeros[..3], 0), u128_item(&zeros[..15], 0)), (0, 0, 0));
         // Longer input: the record at its start.
         assert_eq!(TupleRecord::decode(&zeros), Some(TupleRecord::default()));
+    }
+
+    #[test]
+    fn residuals_round_trip() {
+        let full = Residual {
+            tcp_flags: Some((0x17, 0x02, true)),
+            tcp_option: Some((8, false)),
+            ttl: Some((1, 64, true)),
+            len: Some((40, 1500, false)),
+            pkt_types: Some(3),
+            mac: Some(([2, 0, 0, 0, 0, 1], true)),
+            src_type: Some((2, false)),
+            dst_type: Some((4, true)),
+            type_iface: 2,
+            states: Some(0x11),
+            limit: Some(LimitSpec { cost: 1, cap: 5, slot: 7 }),
+            never: true,
+            tcp_mss: Some((536, 1460, true)),
+            ct_proto: Some((17, true)),
+        };
+        let mss = Residual { tcp_mss: Some((0, 65535, false)), ..Residual::default() };
+        let proto = Residual { ct_proto: Some((0, false)), ..Residual::default() };
+        for r in [full, Residual::default(), mss, proto] {
+            assert_eq!(Residual::decode(&r.encode()), Some(r));
+        }
     }
 
     #[test]

@@ -713,9 +713,9 @@ impl Dataplane {
 
     fn key_extra(&self, seen: &Seen<'_>) -> KeyExtra {
         let (meta, eth, in_if, out_if) = (seen.meta, seen.eth, seen.in_if, seen.out_if);
-        let (tcp_flags, tcp_options) = match &meta.l4 {
-            L4::Tcp { segment, .. } => (segment.all_flags, segment.options),
-            _ => (0, [0; 4]),
+        let (tcp_flags, tcp_options, tcp_mss) = match &meta.l4 {
+            L4::Tcp { segment, .. } => (segment.all_flags, segment.options, segment.mss),
+            _ => (0, [0; 4], None),
         };
         let dst_mac = eth.dst;
         let pkt_type = if dst_mac == [0xff; 6] {
@@ -751,6 +751,11 @@ impl Dataplane {
             dst_type_out: on(meta.dst, out_if),
             tcp_options,
             ct_status: seen.ct_status,
+            tcp_mss,
+            ct_proto: match (seen.state, &meta.l4) {
+                (CtState::Related, L4::IcmpError { quoted: Some(q), .. }) => q.proto,
+                _ => meta.proto,
+            },
         }
     }
 }

@@ -115,6 +115,9 @@ pub struct TcpSegment {
     /// Option kinds present (bit N of word N/64), found as Linux's
     /// `tcp_find_option` walks them (`--tcp-option`).
     pub options: [u64; 4],
+    /// The MSS option's value, found as Linux's `xt_tcpmss` walks the
+    /// options (`-m tcpmss`).
+    pub mss: Option<u16>,
 }
 
 /// The option kinds of a TCP header's options, walked as Linux's
@@ -130,6 +133,23 @@ pub fn tcp_option_kinds(options: &[u8]) -> [u64; 4] {
         i += if kind < 2 { 1 } else { usize::from(options.get(i + 1).copied().unwrap_or(1)).max(1) };
     }
     kinds
+}
+
+/// The MSS option's value as Linux's `xt_tcpmss` finds it: the first
+/// option of kind 2 and length 4 that fits; kinds 0 and 1 take one byte,
+/// the others their length byte (0 counts as 1), to the end of the header.
+pub fn tcp_mss_option(options: &[u8]) -> Option<u16> {
+    let mut i = 0usize;
+    while let Some(&kind) = options.get(i) {
+        let len = options.get(i + 1).copied();
+        if kind == 2 && len == Some(4) {
+            if let (Some(&hi), Some(&lo)) = (options.get(i + 2), options.get(i + 3)) {
+                return Some(u16::from_be_bytes([hi, lo]));
+            }
+        }
+        i += if kind < 2 { 1 } else { usize::from(len.unwrap_or(1)).max(1) };
+    }
+    None
 }
 
 /// Source and destination ports of a TCP or UDP packet.
@@ -382,6 +402,7 @@ fn parse_tcp(payload: &[u8]) -> Result<L4, ()> {
         window_scale,
         all_flags,
         options: tcp_option_kinds(tcp.options()),
+        mss: tcp_mss_option(tcp.options()),
     };
     Ok(L4::Tcp { ports, segment })
 }
@@ -464,6 +485,19 @@ fn parse_quoted(quoted: &[u8]) -> Option<Quoted> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mss_option_is_found_as_xt_tcpmss_walks() {
+        assert_eq!(tcp_mss_option(&[2, 4, 5, 0xb4]), Some(1460));
+        // NOPs and EOL take one byte each; the walk goes on past EOL.
+        assert_eq!(tcp_mss_option(&[1, 0, 1, 2, 4, 2, 0x18]), Some(536));
+        // A kind-2 option of another length is skipped, the next one read.
+        assert_eq!(tcp_mss_option(&[2, 3, 0, 2, 4, 0, 1]), Some(1));
+        // Cut by the header's end, or none at all.
+        assert_eq!(tcp_mss_option(&[1, 2, 4, 5]), None);
+        assert_eq!(tcp_mss_option(&[8, 10, 2, 4, 5, 0xb4, 0, 0, 0, 0]), None);
+        assert_eq!(tcp_mss_option(&[]), None);
+    }
 
     /// A valid IPv4 header (20 bytes) for `proto` carrying `payload`.
     fn ipv4(proto: u8, flags_offset: u16, payload: &[u8]) -> alloc::vec::Vec<u8> {

@@ -315,7 +315,17 @@ mod tests {
 
     fn seg(flags: u8, seq: u32, ack: u32, data: u32) -> TcpSegment {
         let seq_len = data + u32::from(flags & SYN != 0) + u32::from(flags & FIN != 0);
-        TcpSegment { seq, ack, window: 1000, flags, all_flags: flags, options: [0; 4], seq_len, window_scale: None }
+        TcpSegment {
+            seq,
+            ack,
+            window: 1000,
+            flags,
+            all_flags: flags,
+            options: [0; 4],
+            mss: None,
+            seq_len,
+            window_scale: None,
+        }
     }
 
     fn established() -> TcpConn {
