@@ -39,6 +39,7 @@ enum Module {
     Limit,
     Mac,
     Addrtype,
+    Recent,
 }
 
 /// The options of those modules.
@@ -71,6 +72,8 @@ enum Opt {
     DstType,
     LimitIfaceIn,
     LimitIfaceOut,
+    /// One of `-m recent`'s (iptables_recent.rs reads them).
+    Recent,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -92,6 +95,7 @@ impl Module {
             "limit" => Module::Limit,
             "mac" => Module::Mac,
             "addrtype" => Module::Addrtype,
+            "recent" => Module::Recent,
             _ => return None,
         })
     }
@@ -112,6 +116,7 @@ impl Module {
             Module::Limit => "limit",
             Module::Mac => "mac",
             Module::Addrtype => "addrtype",
+            Module::Recent => "recent",
         }
     }
 
@@ -151,6 +156,7 @@ impl Module {
             (Module::Comment, "--comment") => Opt::Comment,
             (Module::Iprange, "--src-range") => Opt::SrcRange,
             (Module::Iprange, "--dst-range") => Opt::DstRange,
+            (Module::Recent, o) if super::iptables_recent::option_name(o).is_some() => Opt::Recent,
             _ => return None,
         })
     }
@@ -189,6 +195,8 @@ pub struct Matches {
     pub second: Option<(usize, String)>,
     /// `--limit` (avg) and `--limit-burst` of the `-m limit` seen.
     limit: Option<(u32, u32)>,
+    /// The `-m recent` seen.
+    recent: Option<super::iptables_recent::RecentOpts>,
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -262,6 +270,12 @@ pub fn option(
                 }
                 m.limit = Some(LIMIT_DEFAULT); // iptables: 3/hour, burst 5
             }
+            if module == Module::Recent {
+                if m.recent.is_some() {
+                    return Err((a.at, "several `-m recent` matches in one rule are not supported by unifw".into()));
+                }
+                m.recent = Some(super::iptables_recent::RecentOpts::new(a.at));
+            }
             m.instances.push(Instance { module, given: Vec::new(), explicit: true, at: a.at });
         }
         o if o.starts_with("--") => return module_option(ctx, m, rule, (opt, arg, negated), at),
@@ -321,6 +335,12 @@ fn module_option(
             feature,
             format!("option `{o}` of the {} match is not supported by unifw yet", module.name()),
         ));
+    }
+    if kind == Opt::Recent {
+        let name = super::iptables_recent::option_name(o).unwrap_or("--set");
+        let Some(r) = m.recent.as_mut() else { return Err((opt.at, "internal: no recent match".into())) };
+        super::iptables_recent::option(r, name, opt.at, arg, negated)?;
+        return Ok(Some(usize::from(super::iptables_recent::takes_argument(name))));
     }
     let multi = [Opt::Sports, Opt::Dports, Opt::Ports];
     let flags = [Opt::Syn, Opt::TcpFlags];
@@ -400,6 +420,7 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Limit,
         Module::Mac,
         Module::Addrtype,
+        Module::Recent,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -560,7 +581,13 @@ fn apply(
                 rule.residual.dst_type = Some((bits, negated));
             }
         }
-        Opt::Syn | Opt::TcpFlags | Opt::LimitIfaceIn | Opt::LimitIfaceOut | Opt::Comment | Opt::Unsupported => {}
+        Opt::Syn
+        | Opt::TcpFlags
+        | Opt::LimitIfaceIn
+        | Opt::LimitIfaceOut
+        | Opt::Comment
+        | Opt::Recent
+        | Opt::Unsupported => {}
     }
     Ok(())
 }
@@ -660,7 +687,7 @@ fn ct_state(ctx: &mut Ctx, s: &str) -> Result<CtState, String> {
 }
 
 /// Checks what only the whole line shows and puts the matches into `rule`.
-pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
+pub fn finish(m: Matches, rule: &mut Rule, recent: &mut super::iptables_recent::RecentNames) -> Result<(), Fault> {
     for inst in &m.instances {
         required(inst)?;
         let proto_is = |p: u8| rule.proto == ProtoMatch::OneOf(alloc::vec![p]);
@@ -680,6 +707,16 @@ pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
         }
     }
     hooks(&m, rule)?;
+    if let Some(r) = &m.recent {
+        let at = m.instances.iter().position(|i| i.module == Module::Recent).unwrap_or(0);
+        let later = m.instances.iter().skip(at + 1).any(|i| !matches!(i.module, Module::Comment | Module::Limit));
+        let limit_after = m.instances.iter().skip(at + 1).any(|i| i.module == Module::Limit);
+        let spec = super::iptables_recent::finish(r, recent, later)?;
+        if limit_after && (spec.reap || spec.cmd != unifw_core::image::format::RECENT_RCHECK) {
+            return Err((r.at, "`-m recent` that changes its table before `-m limit` is not supported by unifw (both change state and must be the rule's last match)".into()));
+        }
+        rule.residual.recent = Some(spec);
+    }
     if let Some((avg, burst)) = m.limit {
         let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);
         let limit_at = m.instances.get(at).map_or(0, |i| i.at);
