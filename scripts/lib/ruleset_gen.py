@@ -183,7 +183,10 @@ class Gen:
         # Named after the seed too: Linux keeps a table while some rule
         # names it, also across an iptables-restore.
         name = f" --name R{self.seed}-{n}{side}{mask}"
-        verdict = lambda: self.rng.choice(["ACCEPT", "DROP", "REJECT --reject-with icmp-admin-prohibited"])  # noqa: E731
+        # Verdicts a probe tells apart (an accepted echo's reply may be
+        # dropped on its way back, which would hide the recent match).
+        verdict = lambda: self.rng.choice(["DROP", "REJECT --reject-with icmp-admin-prohibited",  # noqa: E731
+                                           "REJECT --reject-with icmp-host-prohibited"])
         set_rule = f"{echo} -m recent --set{name}" + self.rng.choice(["", "", f" -j {verdict()}"])
         checks = []
         for _ in range(self.rng.randint(1, 2)):
