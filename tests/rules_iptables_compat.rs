@@ -338,6 +338,68 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -m limit --limit 1/s --limit-burst 0 -j ACCEPT", Some("kernel: line failed"), "overflows"),
     ("-A INPUT -m limit --limit 1/d --limit-burst 10000 -j ACCEPT", Some("kernel: line failed"), "overflows"),
     ("-A INPUT -m limit --limit 1/s -p tcp --dport 22 -j ACCEPT", OK, "must be the rule's last match"),
+    // -m recent (iptables-legacy 1.8.9 on Linux 6.18, in a scratch namespace).
+    ("-A INPUT -m recent --set -j DROP", OK, ""),
+    ("-A INPUT -m recent --rcheck -j DROP", OK, ""),
+    ("-A INPUT -m recent ! --rcheck --seconds 0x10 --hitcount 010 -j DROP", OK, ""),
+    ("-A INPUT -m recent --update --seconds 60 --hitcount 4 --rttl --name SSH --rdest -j DROP", OK, ""),
+    ("-A INPUT -m recent --rcheck --reap --seconds 3 -j DROP", OK, ""),
+    ("-A INPUT -m recent --remove --name x -j ACCEPT", OK, ""),
+    ("-A INPUT -m recent --set --mask 255.255.0.0 --rsource --rdest -j DROP", OK, ""),
+    ("-A INPUT -m recent --set --mask 16 --name a.b -j DROP", OK, ""),
+    ("-A INPUT -m recent --rcheck --hitcount 1000 -j DROP", OK, ""),
+    ("-A INPUT -m recent --rcheck --hitcount 65535 -j DROP", OK, "exceed unifw's bound"),
+    ("-A INPUT -m recent --rcheck --hitcount 65536 -j DROP", Some("kernel: line failed"), "larger than allowed"),
+    ("-A INPUT -m recent -j DROP", Some("recent: you must specify one of `--set'"), "you must specify one of"),
+    (
+        "-A INPUT -m recent --set --rcheck -j DROP",
+        Some("option \"--set\" cannot be used together with \"--rcheck\""),
+        "cannot be used together",
+    ),
+    ("-A INPUT -m recent --set --seconds 5 -j DROP", Some("kernel: line failed"), "only go with `--rcheck`"),
+    ("-A INPUT -m recent --remove --hitcount 2 -j DROP", Some("kernel: line failed"), "only go with `--rcheck`"),
+    (
+        "-A INPUT -m recent --rcheck --reap -j DROP",
+        Some("option \"--reap\" also requires \"--seconds\""),
+        "also requires",
+    ),
+    ("-A INPUT -m recent --rcheck --seconds 0 -j DROP", Some("bad value for option \"--seconds\""), "bad value"),
+    ("-A INPUT -m recent --rcheck --seconds 1x -j DROP", Some("bad value for option \"--seconds\""), "bad value"),
+    ("-A INPUT -m recent --rcheck --hitcount -1 -j DROP", Some("bad value for option \"--hitcount\""), "bad value"),
+    (
+        "-A INPUT -m recent --set --rttl -j DROP",
+        Some("option \"--rttl\" cannot be used together with \"--set\""),
+        "cannot be used together",
+    ),
+    (
+        "-A INPUT -m recent --rcheck ! --rttl -j DROP",
+        Some("option \"--rttl\" cannot be inverted"),
+        "cannot be inverted",
+    ),
+    ("-A INPUT -m recent --set ! --name x -j DROP", Some("option \"--name\" cannot be inverted"), "cannot be inverted"),
+    (
+        "-A INPUT -m recent --set --name x --name y -j DROP",
+        Some("option \"--name\" can only be used once"),
+        "only be used once",
+    ),
+    (
+        "-A INPUT -m recent --set --rdest --rdest -j DROP",
+        Some("option \"--rdest\" can only be used once"),
+        "only be used once",
+    ),
+    ("-A INPUT -m recent --set --name a/b -j DROP", Some("kernel: line failed"), "refused by the kernel"),
+    ("-A INPUT -m recent --set --name .. -j DROP", Some("kernel: line failed"), "refused by the kernel"),
+    ("-A INPUT ! -m recent --set -j DROP", Some("unexpected ! flag before --match"), "not allowed before `-m`"),
+    ("-A INPUT -m recent --set -m recent --rcheck -j DROP", OK, "several `-m recent`"),
+    ("-A INPUT -p tcp -m recent --set -m tcp --dport 22 -j DROP", OK, "must be the rule's last match"),
+    ("-A INPUT -m recent --rcheck --seconds 5 -p tcp -m tcp --dport 22 -j DROP", OK, ""),
+    (
+        "-A INPUT -m recent --rcheck --seconds 5 --reap -m tcp -p tcp --dport 22 -j DROP",
+        OK,
+        "must be the rule's last match",
+    ),
+    ("-A INPUT -m recent --rcheck -m limit --limit 1/s -j DROP", OK, ""),
+    ("-A INPUT -m recent --set -m limit --limit 1/s -j DROP", OK, "before `-m limit`"),
     // LOG and NFLOG.
     ("-A INPUT -j LOG", OK, ""),
     ("-A INPUT -j LOG --log-prefix \"IPT: \" --log-level 7", OK, ""),
@@ -448,7 +510,7 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -m conntrack --ctproto tcp -m conntrack --ctproto udp -j DROP", OK, "several `--ctproto`"),
     ("-A INPUT -m conntrack --ctorigdstport 53 -j DROP", OK, "not supported by unifw yet"),
     // Unsupported features: accepted by iptables, refused by name.
-    ("-A INPUT -m recent --name x --rcheck -j DROP", OK, "match `-m recent` is not supported"),
+    ("-A INPUT -m time --timestart 01:00 -j DROP", OK, "match `-m time` is not supported"),
 ];
 
 fn file(line: &str) -> String {
@@ -567,14 +629,14 @@ fn interface_names_and_their_warnings() {
 fn unsupported_features_are_counted_over_the_whole_file() {
     let mut body = String::new();
     for i in 0..120 {
-        body.push_str(&format!("-A INPUT -s 10.0.0.{} -m recent --name x --rcheck -j DROP\n", i % 200));
+        body.push_str(&format!("-A INPUT -s 10.0.0.{} -m time --timestart 01:00 -j DROP\n", i % 200));
     }
     for _ in 0..3 {
         body.push_str("-A INPUT -m set --match-set x src -j DROP\n-A INPUT -j NFQUEUE\n");
     }
     let d = compile(&file(&body)).unwrap_err();
     let text = d.to_string();
-    assert!(text.contains("unsupported: -m recent (120 rules), -j NFQUEUE (3 rules), -m set (3 rules)"), "{text}");
+    assert!(text.contains("unsupported: -m time (120 rules), -j NFQUEUE (3 rules), -m set (3 rules)"), "{text}");
     assert_eq!(d.errors.len(), rules::MAX_ERRORS);
 }
 
@@ -940,4 +1002,42 @@ fn new_matches_print_back_as_iptables_save_reads_them() {
     };
     assert_eq!(strip(&first.ruleset), strip(&again.ruleset), "{text}");
     assert!(text.contains("--ctstate INVALID --ctproto 6"), "{text}");
+}
+
+#[test]
+fn recent_means_what_it_means_in_linux() {
+    // The classic SSH guard: the fourth new connection from one address
+    // within 60 s is dropped (each packet both sets and updates, so the
+    // table holds two stamps per dropped packet), other addresses are not.
+    let body = "-A INPUT -p tcp --dport 22 -m state --state NEW -m recent --set --name SSH\n\
+                -A INPUT -p tcp --dport 22 -m state --state NEW -m recent --update --seconds 60 --hitcount 4 --name SSH -j DROP\n\
+                -A INPUT -p tcp --dport 22 -j ACCEPT";
+    let c = compile(&file(body)).expect("loads");
+    assert_eq!(c.ruleset.rules.len(), 3, "the rule without -j stays: it changes the table");
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    let mut tables = image.recent_tables();
+    let k = key(proto::TCP, 22, CtState::New);
+    let mut other = k;
+    other.src ^= 1;
+    let mut at = |now: u64, k: &PacketKey| {
+        let mut lookup = unifw_core::image::Lookup::new(now, &mut []).with_recent(&mut tables);
+        image.classify_with(Chain::Input, k, &mut lookup).action
+    };
+    use Action::{Accept, Drop};
+    assert_eq!([at(0, &k), at(1000, &k), at(2000, &k), at(3000, &k)], [Accept, Accept, Accept, Drop]);
+    assert_eq!(at(3000, &other), Accept, "another address has its own entry");
+    // 60 s after the fourth: only the new stamp is within --seconds.
+    assert_eq!(at(63_001, &k), Accept);
+    // --rcheck without --seconds: in the table at all; --remove forgets.
+    let body = "-A INPUT -m recent --rcheck --name SSH -j DROP\n-A INPUT -m recent --remove --name SSH -j ACCEPT\n\
+                -A INPUT -m recent --set --name SSH -j ACCEPT";
+    let c = compile(&file(body)).expect("loads");
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    let mut tables = image.recent_tables();
+    let mut at = |now: u64| {
+        let mut lookup = unifw_core::image::Lookup::new(now, &mut []).with_recent(&mut tables);
+        image.classify_with(Chain::Input, &k, &mut lookup)
+    };
+    assert_eq!(at(0).rule, Some(2), "not yet seen: --set");
+    assert_eq!(at(1).rule, Some(0), "seen: --rcheck holds");
 }

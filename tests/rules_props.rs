@@ -223,3 +223,82 @@ fn limit_spends_tokens_as_xt_limit() {
     assert_eq!([at(499), at(500), at(500)], [Accept, Drop, Accept], "one token per 500 ms");
     assert_eq!([at(10_000), at(10_000), at(10_000), at(10_000)], [Drop, Drop, Drop, Accept], "capped at the burst");
 }
+
+/// Random `-m recent` matches on some rules (a few tables, every command
+/// and option), some of them on rules without a target (matching goes on).
+fn with_recent(rng: &mut Rng, set: &mut unifw_compiler::Ruleset, pct: u32) {
+    use unifw_compiler::{Jump, RecentSpec};
+    for r in &mut set.rules {
+        if !rng.pct(pct.into()) {
+            continue;
+        }
+        let cmd = rng.below(4) as u8;
+        let checks = cmd == 1 || cmd == 2;
+        let seconds = if checks { [0u32, 1, 2, 5][rng.below(4) as usize] } else { 0 };
+        r.residual.recent = Some(RecentSpec {
+            table: rng.below(3) as u16,
+            cmd,
+            dest: rng.pct(30),
+            rttl: checks && rng.pct(20),
+            reap: seconds > 0 && rng.pct(60),
+            invert: rng.pct(15),
+            mask: [u32::MAX, 0xffff_ff00, 0xffff_0000][rng.below(3) as usize],
+            seconds,
+            hitcount: if checks { [0u16, 1, 2, 3, 5, 40][rng.below(6) as usize] } else { 0 },
+            stamps_mask: 0,
+        });
+        // Where every rule has one, `--set` goes on (else the first
+        // `--set` would decide every packet and hide the tables).
+        if r.jump.is_none() && (rng.pct(40) || pct == 100 && cmd == 0) {
+            r.jump = Some(Jump::Continue);
+        }
+    }
+}
+
+#[test]
+fn recent_tables_equal_reference() {
+    use unifw_compiler::RefState;
+    use unifw_core::image::{LimitBucket, Lookup};
+    let mut rng = Rng::new(23);
+    for round in 0..200 {
+        let n = [1, 3, 10, 40][round % 4];
+        let mut set = random_ruleset(&mut rng, n, false);
+        if round % 2 == 0 {
+            // Rules matching every packet: each recent match is met often.
+            use unifw_core::flow::Action;
+            let actions = [Action::Accept, Action::Drop];
+            set.rules = (0..2 + rng.below(6))
+                .map(|i| {
+                    let chain = if rng.pct(50) { Chain::Input } else { Chain::Forward };
+                    rules::Rule { line: i as u32 + 1, ..rules::Rule::any(chain, actions[rng.below(2) as usize]) }
+                })
+                .collect();
+        }
+        with_recent(&mut rng, &mut set, if round % 2 == 0 { 100 } else { 35 });
+        let compiled = compile_ruleset(set.clone()).expect("compiles");
+        let image = Image::from_bytes(&compiled.image).expect("valid image");
+        let mut buckets = vec![LimitBucket::default(); image.limit_count() as usize];
+        let mut tables = image.recent_tables();
+        let mut reference = RefState { now_ms: Some(0), ..RefState::default() };
+        // Few addresses (hits), or many (tables fill up and evict).
+        let pool = [2u32, 6, 110, 130, 400][rng.below(5) as usize];
+        let mut now = 0;
+        for mut k in packets(&mut rng, &set, 1500) {
+            k.src = 0x0a01_0000 + rng.below(u64::from(pool)) as u32 * 37;
+            if rng.pct(50) {
+                k.dst = 0x0a02_0000 + rng.below(u64::from(pool)) as u32 * 91;
+            }
+            k.extra.ttl = [0u8, 63, 64][rng.below(3) as usize];
+            now += [0, 1, 200, 999, 1000, 1001, 3000][rng.below(7) as usize];
+            for chain in [Chain::Input, Chain::Forward] {
+                reference.now_ms = Some(now);
+                let want = set.classify_reference(chain, &k, &mut reference);
+                let mut lookup = Lookup::new(now, &mut buckets).with_recent(&mut tables);
+                let got = image.classify_with(chain, &k, &mut lookup);
+                assert_eq!(got, want, "round {round}, chain {chain:?}, at {now}, key {k:?}");
+                let stateless = set.classify_linear(chain, &k);
+                assert_eq!(image.classify(chain, &k), stateless, "stateless, round {round}");
+            }
+        }
+    }
+}

@@ -16,7 +16,8 @@ Every ruleset begins by accepting ICMP between the firewall and hosts .2
 there, and probes never come from .2 to the firewall. Whatever depends on
 the order or timing of packets is kept deterministic: a rate limit either
 never runs out (burst 10,000) or counts only ICMP echoes from the sender's
-side, which one process sends in plan order.
+side, which one process sends in plan order; so do the `-m recent` rules
+(their --seconds span the whole run: only the order of packets counts).
 """
 
 import random
@@ -29,6 +30,7 @@ FEATURES = {
     "tcpflags": "--tcp-flags MASK COMP",
     "log": "-j LOG and -j NFLOG (matching goes on)",
     "limit": "-m limit",
+    "recent": "-m recent --set/--rcheck/--update/--remove with --seconds, --hitcount, --rdest, --mask, !",
     "addrtype": "-m addrtype --src-type/--dst-type",
     "ttl": "-m ttl",
     "length": "-m length",
@@ -49,6 +51,7 @@ REJECT_ICMP = ["icmp-net-unreachable", "icmp-host-unreachable", "icmp-port-unrea
 class Gen:
     def __init__(self, seed, features):
         self.rng = random.Random(seed)
+        self.seed = seed
         self.f = set(features)
         self.chains = [f"C{i}" for i in range(self.rng.randint(1, 4))] if "chains" in self.f else []
 
@@ -173,6 +176,34 @@ class Gen:
         return (f"-A {chain} -p icmp -m iprange --src-range 10.1.0.3-10.1.0.9 -m icmp --icmp-type 8 "
                 f"-m limit --limit 1/hour --limit-burst {burst} -j {verdict}")
 
+    def recent(self, n):
+        """Rules of recent table Rn: ICMP echoes from the sender's hosts
+        .3-.9 only (sent in plan order by one process) are remembered and
+        counted, with windows longer than the run."""
+        chain = self.rng.choice(["FORWARD", "INPUT"])
+        echo = f"-A {chain} -p icmp -m iprange --src-range 10.1.0.3-10.1.0.9 -m icmp --icmp-type 8"
+        side = self.rng.choice(["", " --rsource", " --rdest"])
+        mask = self.rng.choice(["", "", " --mask 255.255.255.254"])
+        # Named after the seed too: Linux keeps a table while some rule
+        # names it, also across an iptables-restore.
+        name = f" --name R{self.seed}-{n}{side}{mask}"
+        # Verdicts a probe tells apart (an accepted echo's reply may be
+        # dropped on its way back, which would hide the recent match).
+        verdict = lambda: self.rng.choice(["DROP", "REJECT --reject-with icmp-admin-prohibited",  # noqa: E731
+                                           "REJECT --reject-with icmp-host-prohibited"])
+        set_rule = f"{echo} -m recent --set{name}" + self.rng.choice(["", "", f" -j {verdict()}"])
+        checks = []
+        for _ in range(self.rng.randint(1, 2)):
+            cmd = self.rng.choice(["--rcheck", "--update", "--update"])
+            hit = self.rng.choice(["", f" --hitcount {self.rng.randint(1, 4)}"])
+            reap = self.rng.choice(["", "", " --reap"])
+            checks.append(f"{echo} -m recent {self.neg(20)}{cmd} --seconds 3600{reap}{hit}{name} -j {verdict()}")
+        if self.pct(20):
+            checks.append(f"{echo} -m recent --remove{name} -j {verdict()}")
+        lines = checks + [set_rule]
+        self.rng.shuffle(lines)
+        return lines
+
     def ruleset(self):
         lines = ["# random ruleset (scripts/lib/ruleset_gen.py)"]
         if "notrack" in self.f:
@@ -194,6 +225,9 @@ class Gen:
                 lines.append(f"-A OUTPUT -d {SIDES[side]}.2/32 -p icmp -j ACCEPT")
         if "limit" in self.f and self.pct(70):
             lines.append(self.limited())
+        if "recent" in self.f:
+            for n in range(self.rng.randint(1, 2)):
+                lines += self.recent(n)
         lines += self.rules("FORWARD", self.rng.randint(8, 25), self.chains)
         lines += self.rules("INPUT", self.rng.randint(3, 10), self.chains)
         if "output" in self.f:

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
 use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict, BUILTIN_CHAINS};
-pub use unifw_core::image::format::{LimitSpec, LogRecord, Residual};
+pub use unifw_core::image::format::{LimitSpec, LogRecord, RecentSpec, Residual};
 use unifw_core::image::format::{NatRecord, MAX_CALL_DEPTH, MAX_LOOKUPS};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 use unifw_core::net::addr::Cidr;
@@ -204,6 +204,9 @@ pub enum Jump {
     /// `-j DNAT`, `SNAT`, `MASQUERADE` (nat table): the translation
     /// [`Ruleset::nats`]`[n]`; terminal, like ACCEPT.
     Nat(u32),
+    /// No `-j` on a rule whose `-m recent` changes its table: the change is
+    /// made and matching continues with the next rule.
+    Continue,
 }
 
 /// A user-defined chain (iptables `:NAME -` or `-N NAME`).
@@ -381,9 +384,87 @@ pub struct RefState {
     pub buckets: alloc::collections::BTreeMap<usize, (u32, u64)>,
     /// `LOG` rules passed, in order.
     pub logged: Vec<u32>,
+    /// `-m recent` tables by number, each a list from the least to the
+    /// most recently updated entry (Linux's LRU list).
+    pub recent: alloc::collections::BTreeMap<u16, Vec<RefRecent>>,
+}
+
+/// One address of a reference `-m recent` table (`struct recent_entry`).
+#[derive(Debug, Clone)]
+pub struct RefRecent {
+    addr: u32,
+    ttl: u8,
+    /// Where the next timestamp goes (the ring's length wraps it).
+    index: usize,
+    nstamps: usize,
+    stamps: Vec<u64>,
 }
 
 impl RefState {
+    /// `recent_mt` of Linux's `xt_recent.c`, written out again on lists:
+    /// whether `rc` holds for `key`, changing its table. `ring`: the
+    /// table's timestamps per address (the next power of two at or above
+    /// the largest `--hitcount` of the rules naming it; 32 without one).
+    fn recent(&mut self, rc: &RecentSpec, ring: usize, key: &PacketKey) -> bool {
+        use unifw_core::image::format::{RECENT_ENTRIES, RECENT_REMOVE, RECENT_SET, RECENT_UPDATE};
+        let set = rc.cmd == RECENT_SET;
+        let Some(now) = self.now_ms else { return rc.invert != set };
+        let later = |a: u64, b: u64| (b.wrapping_sub(a) as i64) < 0;
+        let list = self.recent.entry(rc.table).or_default();
+        let addr = (if rc.dest { key.dst } else { key.src }) & rc.mask;
+        // xt_recent uses the TTL as received: a forwarded packet's is one
+        // less in FORWARD and POSTROUTING, so one is added back.
+        let forwarded = key.in_if != unifw_core::flow::NO_IF && key.out_if != unifw_core::flow::NO_IF;
+        let ttl = if forwarded { key.extra.ttl.wrapping_add(1) } else { key.extra.ttl };
+        let want = if rc.rttl { ttl } else { 0 };
+        let found = list.iter().position(|e| e.addr == addr && (want == 0 || e.ttl == 0 || e.ttl == want));
+        let Some(mut p) = found else {
+            if set {
+                if list.len() >= RECENT_ENTRIES {
+                    list.remove(0);
+                }
+                let mut stamps = alloc::vec![0; ring];
+                stamps[0] = now;
+                list.push(RefRecent { addr, ttl, index: 1, nstamps: 1, stamps });
+            }
+            return rc.invert != set;
+        };
+        let holds;
+        if rc.cmd == RECENT_REMOVE {
+            list.remove(p);
+            return !rc.invert;
+        } else if set {
+            holds = true;
+        } else {
+            let time = now.wrapping_sub(u64::from(rc.seconds) * 1000);
+            let e = &list[p];
+            let fresh = e.stamps[..e.nstamps].iter().filter(|&&t| rc.seconds == 0 || !later(time, t)).count();
+            holds = fresh > 0 && (rc.hitcount == 0 || fresh >= usize::from(rc.hitcount));
+            let updating = rc.cmd == RECENT_UPDATE && (holds != rc.invert);
+            if rc.reap && !(p == 0 && updating) {
+                let head = &list[0];
+                if later(time, head.stamps[head.index - 1]) {
+                    list.remove(0);
+                    if p == 0 {
+                        return holds != rc.invert; // the entry itself went (not to be updated)
+                    }
+                    p -= 1;
+                }
+            }
+        }
+        let ret = holds != rc.invert;
+        if set || (rc.cmd == RECENT_UPDATE && ret) {
+            let mut e = list.remove(p);
+            e.index %= ring;
+            e.stamps[e.index] = now;
+            e.index += 1;
+            e.nstamps = e.nstamps.max(e.index);
+            e.ttl = ttl;
+            list.push(e);
+        }
+        ret
+    }
+
     /// `limit_mt` of Linux's `xt_limit.c`, written out again.
     fn take(&mut self, rule: usize, l: &LimitSpec) -> bool {
         let Some(now) = self.now_ms else { return true };
@@ -463,6 +544,19 @@ impl Ruleset {
         for _ in 0..MAX_LOOKUPS {
             let hit = self.rules.iter().enumerate().skip(from).find(|(_, r)| r.chain == current && r.matches(key));
             if let Some((i, r)) = hit {
+                if let Some(rc) = r.residual.recent {
+                    let ring = self
+                        .rules
+                        .iter()
+                        .filter_map(|o| o.residual.recent.filter(|x| x.table == rc.table))
+                        .map(|x| if x.hitcount == 0 { 32 } else { usize::from(x.hitcount).next_power_of_two() })
+                        .max()
+                        .unwrap_or(32);
+                    if !st.recent(&rc, ring, key) {
+                        from = i + 1;
+                        continue;
+                    }
+                }
                 if let Some(l) = r.residual.limit {
                     if !st.take(i, &l) {
                         from = i + 1;
@@ -476,7 +570,9 @@ impl Ruleset {
                 }
             }
             match hit {
-                Some((i, r)) if matches!(r.jump, Some(Jump::NoTrack | Jump::TcpMss(_))) => from = i + 1,
+                Some((i, r)) if matches!(r.jump, Some(Jump::NoTrack | Jump::TcpMss(_) | Jump::Continue)) => {
+                    from = i + 1
+                }
                 Some((i, r)) if matches!(r.jump, None | Some(Jump::Nat(_))) => {
                     return Verdict { action: r.action, rule: Some(i as u32), log: r.log }
                 }

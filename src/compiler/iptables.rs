@@ -299,10 +299,19 @@ pub(super) fn rule(
         let used = option(ctx, &mut o, line, opt, arg, negated)?;
         i += 1 + used;
     }
-    iptables_match::finish(o.matches, &mut o.rule).map_err(|(at, e)| line.diag(at, e))?;
+    let done = iptables_match::finish(o.matches, &mut o.rule, &mut ctx.recent);
+    if let Some(feature) = ctx.recent.unsupported.take() {
+        ctx.count_unsupported(feature);
+    }
+    done.map_err(|(at, e)| line.diag(at, e))?;
     check(&o.rule, line, offset)?;
     iptables_target::check_target(&mut o.rule, o.target_name, w).map_err(|e| line.diag(offset, e))?;
     iptables_nat::finish(&ctx.set, &o.rule).map_err(|e| line.diag(offset, e))?;
+    if !o.target && o.rule.residual.recent.is_some() {
+        // No `-j`: nothing decided, but the recent table changes as in Linux.
+        o.rule.jump = Some(super::ast::Jump::Continue);
+        o.target = true;
+    }
     if !o.target {
         const NOTE: &str = "note: a rule without `-j` only counts packets in iptables and decides nothing; unifw leaves it (and any later one) out";
         if !ctx.set.warnings.iter().any(|d| d.message == NOTE) {

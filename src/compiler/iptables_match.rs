@@ -44,6 +44,7 @@ enum Module {
     Mark,
     Connmark,
     Tcpmss,
+    Recent,
 }
 
 /// The options of those modules.
@@ -83,6 +84,8 @@ enum Opt {
     Mark,
     Mss,
     CtProto,
+    /// One of `-m recent`'s (iptables_recent.rs reads them).
+    Recent,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -108,6 +111,7 @@ impl Module {
             "mark" => Module::Mark,
             "connmark" => Module::Connmark,
             "tcpmss" => Module::Tcpmss,
+            "recent" => Module::Recent,
             _ => return None,
         })
     }
@@ -132,6 +136,7 @@ impl Module {
             Module::Mark => "mark",
             Module::Connmark => "connmark",
             Module::Tcpmss => "tcpmss",
+            Module::Recent => "recent",
         }
     }
 
@@ -178,6 +183,7 @@ impl Module {
             (Module::Comment, "--comment") => Opt::Comment,
             (Module::Iprange, "--src-range") => Opt::SrcRange,
             (Module::Iprange, "--dst-range") => Opt::DstRange,
+            (Module::Recent, o) if super::iptables_recent::option_name(o).is_some() => Opt::Recent,
             _ => return None,
         })
     }
@@ -218,6 +224,8 @@ pub struct Matches {
     pub second: Option<(usize, String)>,
     /// `--limit` (avg) and `--limit-burst` of the `-m limit` seen.
     limit: Option<(u32, u32)>,
+    /// The `-m recent` seen.
+    recent: Option<super::iptables_recent::RecentOpts>,
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -304,6 +312,12 @@ pub fn option(
             if module == Module::Tcpmss && m.instances.iter().any(|i| i.module == Module::Tcpmss) {
                 return Err((a.at, "several `-m tcpmss` matches in one rule are not supported by unifw".into()));
             }
+            if module == Module::Recent {
+                if m.recent.is_some() {
+                    return Err((a.at, "several `-m recent` matches in one rule are not supported by unifw".into()));
+                }
+                m.recent = Some(super::iptables_recent::RecentOpts::new(a.at));
+            }
             m.instances.push(Instance {
                 module,
                 given: Vec::new(),
@@ -384,6 +398,12 @@ fn module_option(
             feature,
             format!("option `{o}` of the {} match is not supported by unifw yet", module.name()),
         ));
+    }
+    if kind == Opt::Recent {
+        let name = super::iptables_recent::option_name(o).unwrap_or("--set");
+        let Some(r) = m.recent.as_mut() else { return Err((opt.at, "internal: no recent match".into())) };
+        super::iptables_recent::option(r, name, opt.at, arg, negated)?;
+        return Ok(Some(usize::from(super::iptables_recent::takes_argument(name))));
     }
     let multi = [Opt::Sports, Opt::Dports, Opt::Ports];
     let flags = [Opt::Syn, Opt::TcpFlags];
@@ -470,6 +490,7 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Owner,
         Module::Mark,
         Module::Tcpmss,
+        Module::Recent,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -670,7 +691,13 @@ fn apply(
                 rule.residual.dst_type = Some((bits, negated));
             }
         }
-        Opt::Syn | Opt::TcpFlags | Opt::LimitIfaceIn | Opt::LimitIfaceOut | Opt::Comment | Opt::Unsupported => {}
+        Opt::Syn
+        | Opt::TcpFlags
+        | Opt::LimitIfaceIn
+        | Opt::LimitIfaceOut
+        | Opt::Comment
+        | Opt::Recent
+        | Opt::Unsupported => {}
         Opt::UidOwner | Opt::GidOwner | Opt::SocketExists | Opt::SupplGroups => {}
     }
     Ok(())
@@ -770,7 +797,7 @@ fn ct_state(s: &str) -> Result<CtState, String> {
 }
 
 /// Checks what only the whole line shows and puts the matches into `rule`.
-pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
+pub fn finish(m: Matches, rule: &mut Rule, recent: &mut super::iptables_recent::RecentNames) -> Result<(), Fault> {
     for inst in &m.instances {
         required(inst)?;
         let proto_is = |p: u8| rule.proto == ProtoMatch::OneOf(alloc::vec![p]);
@@ -806,6 +833,16 @@ pub fn finish(m: Matches, rule: &mut Rule) -> Result<(), Fault> {
     if rule.residual.states.is_some() && rule.states != ANY_STATE && untracked_states {
         let at = m.instances.first().map_or(0, |i| i.at);
         return Err((at, "a `--ctstate` with SNAT or DNAT beside a state match naming UNTRACKED (or all four tracked states) is not supported by unifw".into()));
+    }
+    if let Some(r) = &m.recent {
+        let at = m.instances.iter().position(|i| i.module == Module::Recent).unwrap_or(0);
+        let later = m.instances.iter().skip(at + 1).any(|i| !matches!(i.module, Module::Comment | Module::Limit));
+        let limit_after = m.instances.iter().skip(at + 1).any(|i| i.module == Module::Limit);
+        let spec = super::iptables_recent::finish(r, recent, later)?;
+        if limit_after && (spec.reap || spec.cmd != unifw_core::image::format::RECENT_RCHECK) {
+            return Err((r.at, "`-m recent` that changes its table before `-m limit` is not supported by unifw (both change state and must be the rule's last match)".into()));
+        }
+        rule.residual.recent = Some(spec);
     }
     if let Some((avg, burst)) = m.limit {
         let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);

@@ -24,6 +24,7 @@ mod iptables_commands;
 mod iptables_folded;
 mod iptables_match;
 mod iptables_nat;
+mod iptables_recent;
 mod iptables_target;
 mod lexer;
 mod limits;
@@ -38,8 +39,8 @@ mod source;
 mod tables;
 
 pub use ast::{
-    AddrMatch, IcmpMatch, IfMatch, Jump, LimitSpec, LogRecord, Metrics, PortMatch, Prefix, ProtoMatch, RefState,
-    Residual, Rule, RuleChain, Ruleset, UserChain, METRICS_DEFAULT_PORT,
+    AddrMatch, IcmpMatch, IfMatch, Jump, LimitSpec, LogRecord, Metrics, PortMatch, Prefix, ProtoMatch, RecentSpec,
+    RefState, Residual, Rule, RuleChain, Ruleset, UserChain, METRICS_DEFAULT_PORT,
 };
 pub use chains::MAX_CHAIN_NAME;
 pub use classbench::classbench_to_native;

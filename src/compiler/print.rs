@@ -159,6 +159,9 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
             return Err(format!("rules of {what} cannot be printed yet (the rule at line {})", r.line));
         }
     }
+    if r.residual.recent.is_some() {
+        return Err(format!("rules with `-m recent` cannot be printed yet (the rule at line {})", r.line));
+    }
     let residual = r.residual != super::ast::Residual::default() || r.log_target.is_some();
     if format == Format::Unifw && (residual || r.states & unifw_core::flow::UNTRACKED_BIT != 0 && r.states != ANY_STATE)
     {
@@ -180,6 +183,7 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
                 Some(Jump::Goto(n)) => Some(format!(" -g {}", name(n)?)),
                 Some(Jump::Return) => Some(String::from(" -j RETURN")),
                 Some(Jump::NoTrack) => Some(String::from(" -j NOTRACK")),
+                Some(Jump::Continue) => Some(String::new()),
                 Some(Jump::TcpMss(0)) => Some(String::from(" -j TCPMSS --clamp-mss-to-pmtu")),
                 Some(Jump::TcpMss(mss)) => Some(format!(" -j TCPMSS --set-mss {mss}")),
                 Some(Jump::Nat(_)) => {

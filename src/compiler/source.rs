@@ -23,6 +23,8 @@ pub struct Ctx<'l> {
     pub diags: Diagnostics,
     /// Named address sets, shared by the rules that name them.
     pub sets: BTreeMap<String, Arc<[Prefix]>>,
+    /// `-m recent` tables named so far (shared by name across the ruleset).
+    pub recent: super::iptables_recent::RecentNames,
     /// Bytes read so far, all files together.
     pub input_bytes: usize,
     /// `include` statements followed so far.
@@ -54,6 +56,7 @@ impl<'l> Ctx<'l> {
             set: Ruleset::default(),
             diags: Diagnostics::default(),
             sets: BTreeMap::new(),
+            recent: Default::default(),
             input_bytes: 0,
             includes: 0,
             addresses: 0,

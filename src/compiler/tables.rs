@@ -329,12 +329,22 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
 fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
     let mut residuals: Vec<Residual> = Vec::new();
     let mut limits = 0u32;
+    // Each `-m recent` table's timestamp ring: for the largest hit count
+    // of the rules naming it.
+    let mut stamps: alloc::collections::BTreeMap<u16, u16> = Default::default();
+    for rc in set.rules.iter().filter_map(|r| r.residual.recent) {
+        let m = stamps.entry(rc.table).or_insert(0);
+        *m = (*m).max(unifw_core::image::format::recent_stamps_mask(rc.hitcount));
+    }
     for r in &set.rules {
         let n = match r.image_residual() {
             Some(mut res) => {
                 if let Some(l) = res.limit.as_mut() {
                     l.slot = limits;
                     limits += 1;
+                }
+                if let Some(rc) = res.recent.as_mut() {
+                    rc.stamps_mask = stamps.get(&rc.table).copied().unwrap_or(31);
                 }
                 residuals.push(res);
                 residuals.len() as u32 - 1
@@ -371,6 +381,7 @@ fn target(r: &super::ast::Rule) -> Target {
         Some(Jump::NoTrack) => Target::NoTrack,
         Some(Jump::TcpMss(mss)) => Target::TcpMss(mss),
         Some(Jump::Nat(n)) => Target::Nat(n),
+        Some(Jump::Continue) => Target::Continue,
     }
 }
 

@@ -148,6 +148,9 @@ pub enum Target {
     NoTrack,
     /// Set a TCP SYN's MSS option (0: clamp to the path MTU).
     TcpMss(u16),
+    /// Nothing: matching goes on with the next rule (an iptables rule
+    /// without `-j` whose matches change state, `-m recent --set`).
+    Continue,
 }
 
 impl Target {
@@ -164,6 +167,7 @@ impl Target {
             Target::Nat(n) => 5 << 24 | (n & Self::CHAIN),
             Target::NoTrack => 6 << 24,
             Target::TcpMss(mss) => 7 << 24 | u32::from(mss),
+            Target::Continue => 8 << 24,
         }
     }
 
@@ -178,6 +182,7 @@ impl Target {
             5 => Target::Nat(w & Self::CHAIN),
             6 => Target::NoTrack,
             7 => Target::TcpMss(w as u16),
+            8 => Target::Continue,
             _ => Target::Verdict,
         }
     }
@@ -668,6 +673,60 @@ pub fn user2credits(user: u32) -> u32 {
     }
 }
 
+/// What a rule's `-m recent` asks (Linux's `xt_recent`): which table, the
+/// command, and its options. The runtime tables are in
+/// [`crate::image::RecentTables`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentSpec {
+    /// The table (`--name`; rules naming the same table share it).
+    pub table: u16,
+    /// [`RECENT_SET`], [`RECENT_RCHECK`], [`RECENT_UPDATE`] or [`RECENT_REMOVE`].
+    pub cmd: u8,
+    /// `--rdest` (else `--rsource`).
+    pub dest: bool,
+    /// `--rttl`.
+    pub rttl: bool,
+    /// `--reap`.
+    pub reap: bool,
+    /// `!`: the match's result inverted (what it does to the table is not).
+    pub invert: bool,
+    /// `--mask` (the table's: the first rule's in Linux; unifw refuses
+    /// rules that give one table two masks).
+    pub mask: u32,
+    /// `--seconds` (0: none).
+    pub seconds: u32,
+    /// `--hitcount` (0: none).
+    pub hitcount: u16,
+    /// The table's timestamp ring mask (`nstamps_max_mask`: one less than
+    /// the power of two at or above the largest `--hitcount` of the rules
+    /// naming it, at least 31); written by the image writer.
+    pub stamps_mask: u16,
+}
+
+/// `--set`: remember the address (the match holds).
+pub const RECENT_SET: u8 = 0;
+/// `--rcheck`: whether the address is in the table.
+pub const RECENT_RCHECK: u8 = 1;
+/// `--update`: `--rcheck`, and a new timestamp when it holds.
+pub const RECENT_UPDATE: u8 = 2;
+/// `--remove`: forget the address (the match holds if it was there).
+pub const RECENT_REMOVE: u8 = 3;
+/// `ip_list_tot`: addresses one table remembers (Linux's default).
+pub const RECENT_ENTRIES: usize = 100;
+/// Most timestamps all recent tables together may hold (each table has
+/// [`RECENT_ENTRIES`] entries of `stamps_mask + 1`), so their memory is
+/// bounded (2 MiB); the compiler refuses rulesets that need more.
+pub const MAX_RECENT_STAMPS: usize = 1 << 18;
+
+/// `nstamps_max_mask` of `xt_recent` for a rule's `--hitcount` (0: none).
+pub fn recent_stamps_mask(hitcount: u16) -> u16 {
+    if hitcount == 0 {
+        31
+    } else {
+        (u32::from(hitcount).next_power_of_two() - 1) as u16
+    }
+}
+
 /// The matches of a rule that the tuple lookup does not index, checked once
 /// one of its entries matched (`-m limit` only when the rule would decide:
 /// it spends a token). Each field is `None`/absent when the rule lacks it.
@@ -709,11 +768,13 @@ pub struct Residual {
     /// connection (NEW, ESTABLISHED, RELATED); the compiler narrows the
     /// states when Linux's `xt_conntrack` fails the others.
     pub ct_proto: Option<(u8, bool)>,
+    /// `-m recent`.
+    pub recent: Option<RecentSpec>,
 }
 
 impl Residual {
     /// Words per record.
-    pub const WORDS: usize = 12;
+    pub const WORDS: usize = 16;
     /// Bytes per record.
     pub const LEN: usize = Self::WORDS * 4;
 
@@ -759,6 +820,20 @@ impl Residual {
         if let Some((p, negated)) = self.ct_proto {
             put(&mut b, 44, &[1 | u8::from(negated) << 1, p]);
         }
+        // -m recent: bytes 48..64, `has` bit 12.
+        if let Some(rc) = self.recent {
+            has |= 1 << 12;
+            neg |= u16::from(rc.invert) << 12;
+            put(&mut b, 0, &has.to_le_bytes());
+            put(&mut b, 2, &neg.to_le_bytes());
+            put(&mut b, 48, &rc.mask.to_le_bytes());
+            put(&mut b, 52, &rc.seconds.to_le_bytes());
+            put(&mut b, 56, &rc.table.to_le_bytes());
+            put(&mut b, 58, &rc.hitcount.to_le_bytes());
+            let flags = u8::from(rc.dest) | u8::from(rc.rttl) << 1 | u8::from(rc.reap) << 2;
+            put(&mut b, 60, &[rc.cmd, flags]);
+            put(&mut b, 62, &rc.stamps_mask.to_le_bytes());
+        }
         b
     }
 
@@ -786,6 +861,18 @@ impl Residual {
             never: on(10),
             tcp_mss: on(11).then(|| (get_u16(b, 40), get_u16(b, 42), no(11))),
             ct_proto: (byte(44) & 1 != 0).then(|| (byte(45), byte(44) & 2 != 0)),
+            recent: on(12).then(|| RecentSpec {
+                table: get_u16(b, 56),
+                cmd: byte(60) & 3,
+                dest: byte(61) & 1 != 0,
+                rttl: byte(61) & 2 != 0,
+                reap: byte(61) & 4 != 0,
+                invert: no(12),
+                mask: get_u32(b, 48),
+                seconds: get_u32(b, 52),
+                hitcount: get_u16(b, 58),
+                stamps_mask: get_u16(b, 62),
+            }),
         })
     }
 
@@ -1439,6 +1526,18 @@ mod tests {
             never: true,
             tcp_mss: Some((536, 1460, true)),
             ct_proto: Some((17, true)),
+            recent: Some(RecentSpec {
+                table: 3,
+                cmd: 2,
+                dest: true,
+                rttl: true,
+                reap: true,
+                invert: true,
+                mask: 0xffff_ff00,
+                seconds: 60,
+                hitcount: 4,
+                stamps_mask: 31,
+            }),
         };
         let mss = Residual { tcp_mss: Some((0, 65535, false)), ..Residual::default() };
         let proto = Residual { ct_proto: Some((0, false)), ..Residual::default() };
@@ -1461,6 +1560,7 @@ mod tests {
             Target::TcpMss(0),
             Target::TcpMss(1360),
             Target::TcpMss(u16::MAX),
+            Target::Continue,
         ];
         for t in all {
             assert_eq!(Target::decode(t.encode()), t);

@@ -4,7 +4,10 @@
 //! with the rule count, no panics on any bytes.
 
 pub mod format;
+mod recent;
 mod walk;
+
+pub use recent::RecentTables;
 
 use crate::flow::{mask, proto, state_bit, Action, Chain, PacketKey, Verdict, UNTRACKED_BIT};
 use crate::net::addr::Cidr;
@@ -280,12 +283,28 @@ pub struct Lookup<'s> {
     pub logs_dropped: u32,
     /// What the non-terminating NOTRACK and TCPMSS rules passed asked.
     pub marks: Marks,
+    /// The `-m recent` tables ([`Image::recent_tables`]); `None`: `--set`
+    /// holds, the other commands find nothing, nothing is remembered.
+    pub recent: Option<&'s mut RecentTables>,
 }
 
 impl<'s> Lookup<'s> {
     /// A lookup at `now_ms` with `limits`.
     pub fn new(now_ms: u64, limits: &'s mut [LimitBucket]) -> Lookup<'s> {
-        Lookup { now_ms, limits, logged: [0; MAX_LOGGED], log_count: 0, logs_dropped: 0, marks: Marks::default() }
+        Lookup {
+            now_ms,
+            limits,
+            logged: [0; MAX_LOGGED],
+            log_count: 0,
+            logs_dropped: 0,
+            marks: Marks::default(),
+            recent: None,
+        }
+    }
+
+    /// This lookup with the `-m recent` tables.
+    pub fn with_recent(self, recent: &'s mut RecentTables) -> Lookup<'s> {
+        Lookup { recent: Some(recent), ..self }
     }
 
     /// Without limits: every limit has room.
@@ -544,7 +563,7 @@ impl<'a> Image<'a> {
         if self.targets.is_empty() {
             return self.verdict(chain, best); // no jumps: the first match decides
         }
-        self.walk(chain, best, |n, from, cost| self.first_match_in::<COUNT>(n, key, from, cost), cost, lookup)
+        self.walk((chain, key), best, |n, from, cost| self.first_match_in::<COUNT>(n, key, from, cost), cost, lookup)
     }
 
     /// Whether some rule has residual matches (so lookups read
@@ -568,6 +587,34 @@ impl<'a> Image<'a> {
                 }
             }
         }
+    }
+
+    /// The `-m recent` tables the rules name, allocated now (empty ones;
+    /// Linux creates them when the rules load). Their timestamps together
+    /// stay within [`MAX_RECENT_STAMPS`]: a table past it (a hand-made
+    /// image) gets none and remembers nothing.
+    pub fn recent_tables(&self) -> RecentTables {
+        let mut masks: alloc::vec::Vec<u16> = alloc::vec::Vec::new();
+        for r in self.residuals.chunks_exact(Residual::LEN).filter_map(Residual::decode) {
+            let Some(rc) = r.recent else { continue };
+            let t = usize::from(rc.table);
+            if t >= masks.len() {
+                masks.resize(t + 1, 0);
+            }
+            if let Some(m) = masks.get_mut(t) {
+                *m = (*m).max(rc.stamps_mask);
+            }
+        }
+        let mut total = 0usize;
+        let mut usable = 0;
+        for &m in &masks {
+            total = total.saturating_add(RECENT_ENTRIES.saturating_mul(usize::from(m) + 1));
+            if total > MAX_RECENT_STAMPS {
+                break;
+            }
+            usable += 1;
+        }
+        RecentTables::new(masks.get(..usable).unwrap_or(&[]))
     }
 
     /// Log record `n` (`LOG`/`NFLOG` targets), if the image has it.
@@ -638,7 +685,7 @@ impl<'a> Image<'a> {
             Some(c) => self.first_linear(&c, key, from),
             None => NONE,
         };
-        self.walk(chain, best, find, &mut Cost::default(), &mut Lookup::stateless())
+        self.walk((chain, key), best, find, &mut Cost::default(), &mut Lookup::stateless())
     }
 
     fn first_linear(&self, c: &ChainHead, key: &PacketKey, from: u32) -> u32 {

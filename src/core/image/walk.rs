@@ -23,7 +23,7 @@ impl<'a> Image<'a> {
     /// is the first match of a chain at or after a rule.
     pub(super) fn walk<F: Fn(u32, u32, &mut Cost) -> u32>(
         &self,
-        chain: Chain,
+        (chain, key): (Chain, &PacketKey),
         first: u32,
         find: F,
         cost: &mut Cost,
@@ -35,8 +35,9 @@ impl<'a> Image<'a> {
         let mut current = chain.index() as u32;
         let mut hit = first;
         for _ in 0..MAX_LOOKUPS {
-            // A rule over its `-m limit` does not match: on to the next.
-            if !self.limit_ok(hit, lookup) {
+            // A rule whose `-m recent` does not hold, or over its
+            // `-m limit`, does not match: on to the next.
+            if !self.stateful_ok(hit, key, lookup) {
                 hit = find(current, hit.saturating_add(1), cost);
                 continue;
             }
@@ -50,6 +51,8 @@ impl<'a> Image<'a> {
                 }
                 // NOTRACK and TCPMSS are non-terminating (XT_CONTINUE):
                 // note what they ask and go on with the next rule.
+                // A rule without a target (its `-m recent` has done its work).
+                Some(Target::Continue) => Some(Frame { chain: current, from: hit.saturating_add(1) }),
                 Some(t @ (Target::NoTrack | Target::TcpMss(_))) => {
                     lookup.marks.note(t);
                     Some(Frame { chain: current, from: hit.saturating_add(1) })
@@ -81,14 +84,26 @@ impl<'a> Image<'a> {
         Verdict { action: Action::Drop, rule: None, log: false }
     }
 
-    /// Whether rule `rule`'s `-m limit` (if any) has room now, spending a
-    /// token when it has (no bucket for it: room).
-    fn limit_ok(&self, rule: u32, lookup: &mut Lookup<'_>) -> bool {
+    /// Whether rule `rule`'s stateful matches hold now: its `-m recent`
+    /// (changing its table as the command says), then its `-m limit`
+    /// (spending a token when it has room; no bucket for it: room). Both
+    /// are the rule's last matches, `-m limit` after `-m recent --rcheck`.
+    fn stateful_ok(&self, rule: u32, key: &PacketKey, lookup: &mut Lookup<'_>) -> bool {
         if rule == NONE {
             return true;
         }
-        let Some(l) = self.residual(rule).and_then(|r| r.limit) else { return true };
+        let Some(r) = self.residual(rule) else { return true };
         let now = lookup.now_ms;
+        if let Some(rc) = r.recent {
+            let hit = match lookup.recent.as_deref_mut() {
+                Some(tables) => tables.check(&rc, key, now),
+                None => super::RecentTables::default().check(&rc, key, now),
+            };
+            if !hit {
+                return false;
+            }
+        }
+        let Some(l) = r.limit else { return true };
         lookup.limits.get_mut(l.slot as usize).is_none_or(|b| b.take(&l, now))
     }
 

@@ -17,7 +17,7 @@ use super::split::SplitScratch;
 use super::token_bucket::TokenBucket;
 use crate::flow::{Chain, CtState, IfIndex, PacketKey, Verdict};
 use crate::image::format::{LogRecord, NatRecord};
-use crate::image::{LimitBucket, Lookup};
+use crate::image::{LimitBucket, Lookup, RecentTables};
 
 /// Connection-table entries examined for expiry per handled frame.
 pub const SWEEP_PER_FRAME: usize = 2;
@@ -173,6 +173,9 @@ pub struct Dataplane {
     /// The rules' `-m limit` buckets (allocated here, filled at boot by
     /// [`crate::image::Image::init_limits`]).
     pub(super) limits: Vec<LimitBucket>,
+    /// The rules' `-m recent` tables (allocated at boot by
+    /// [`crate::image::Image::recent_tables`]).
+    pub(super) recent: RecentTables,
     pub(super) icmp_limit: TokenBucket,
     /// Where ICMP errors and RSTs are built before going to the sink.
     pub(super) scratch: [u8; MAX_REPLY_LEN],
@@ -189,6 +192,11 @@ impl Dataplane {
     /// The rules' `-m limit` buckets, to fill at boot.
     pub fn rule_limits_mut(&mut self) -> &mut [LimitBucket] {
         &mut self.limits
+    }
+
+    /// Installs the rules' `-m recent` tables (allocated at boot).
+    pub fn set_recent_tables(&mut self, recent: RecentTables) {
+        self.recent = recent;
     }
 
     /// Builds the data plane, allocating every table now. A static route
@@ -215,6 +223,7 @@ impl Dataplane {
             neighbours: NeighbourTable::new(config.neighbour),
             logger: RuleLogger::new(config.log_rate.0, config.log_rate.1),
             limits: alloc::vec![LimitBucket::default(); config.limit_count],
+            recent: RecentTables::default(),
             icmp_limit: TokenBucket::new(config.icmp_rate.0, config.icmp_rate.1),
             interfaces: config.interfaces,
             static_routes: config.routes,

@@ -693,7 +693,7 @@ impl Dataplane {
         if classifier.wants_extra() {
             key.extra = self.key_extra(seen);
         }
-        let mut lookup = Lookup::new(now_ms, &mut self.limits);
+        let mut lookup = Lookup::new(now_ms, &mut self.limits).with_recent(&mut self.recent);
         let verdict = classifier.classify_with(chain, &key, &mut lookup);
         let marks = lookup.marks;
         for &rule in lookup.logged() {
