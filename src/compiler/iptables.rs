@@ -338,7 +338,7 @@ fn option<'t>(
         return iptables_nat::option(ctx, &o.rule, opt.text, arg.map(|a| a.text)).map_err(|e| line.diag(opt.at, e));
     }
     // Options after `-j CT` or `-j TCPMSS` are the target's.
-    if opt.text != "--reject-with" && !matches!(o.target_name, "CT" | "TCPMSS") {
+    if opt.text != "--reject-with" && !matches!(o.target_name, "CT" | "TCPMSS" | "CONNMARK") {
         let at = |at: usize, msg: String| line.diag(at, msg);
         let r = iptables_match::option(ctx, &mut o.matches, &mut o.rule, (opt, arg, negated), &at);
         if let Some(used) = r.map_err(|(at, e)| line.diag(at, e))? {
@@ -377,7 +377,7 @@ fn option<'t>(
             o.target = true;
             o.target_name = a.text;
         }
-        t if matches!(o.target_name, "CT" | "TCPMSS") => {
+        t if matches!(o.target_name, "CT" | "TCPMSS" | "CONNMARK") => {
             no_neg(t)?;
             return iptables_target::target_option(ctx, r, o.target_name, opt, arg).map_err(|(at, e)| line.diag(at, e));
         }

@@ -71,7 +71,6 @@ const BUILTIN_CHAIN_NAMES: &[&str] = &["INPUT", "FORWARD", "OUTPUT", "PREROUTING
 /// fields nothing in unifw reads yet: refused by name.
 const MARK_TARGETS: &[&str] = &[
     "MARK",
-    "CONNMARK",
     "TTL",
     "DSCP",
     "TOS",
@@ -235,6 +234,10 @@ pub fn target(ctx: &Ctx, r: &mut Rule, table: &str, name: &str, goto: bool) -> R
         }
         // The MSS comes with the target's option (checked when the line ends).
         "TCPMSS" => r.jump = Some(Jump::TcpMss(0)),
+        // Copying one mark to the other: every mark is 0 in unifw (nothing
+        // sets one), so `--save-mark`/`--restore-mark` change nothing; the
+        // rule is kept as non-terminating, as CONNMARK is in Linux.
+        "CONNMARK" => r.jump = Some(Jump::Continue),
         t if MARK_TARGETS.contains(&t) => {
             return Err(format!(
                 "target `{t}` is not supported by unifw: it sets marks or header fields that nothing in unifw reads yet \
@@ -274,6 +277,29 @@ pub fn target_option(
 ) -> Result<usize, (usize, String)> {
     match (target, opt.text) {
         ("CT", "--notrack") => Ok(0),
+        ("CONNMARK", "--save-mark" | "--restore-mark") => Ok(0),
+        ("CONNMARK", "--nfmask" | "--ctmask" | "--mask") => {
+            let a = arg.ok_or((opt.at, format!("`{}` needs a value", opt.text)))?;
+            let t = a.text;
+            let ok = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                Some(hex) => u32::from_str_radix(hex, 16).is_ok(),
+                None => t.parse::<u32>().is_ok(),
+            };
+            if !ok {
+                return Err((a.at, format!("CONNMARK: bad value `{t}` for `{}` (a 32-bit mask)", opt.text)));
+            }
+            Ok(1)
+        }
+        ("CONNMARK", o) => {
+            ctx.count_unsupported(format!("-j CONNMARK {o}"));
+            Err((
+                opt.at,
+                format!(
+                    "option `{o}` of `-j CONNMARK` is not supported by unifw (only `--save-mark` and \
+                     `--restore-mark`, which change nothing while every mark is 0)"
+                ),
+            ))
+        }
         ("TCPMSS", "--clamp-mss-to-pmtu") if r.jump == Some(Jump::TcpMss(TCPMSS_CLAMP_GIVEN)) => {
             Err((opt.at, "TCPMSS: option `--clamp-mss-to-pmtu` can only be used once (iptables)".into()))
         }
@@ -312,6 +338,12 @@ const TCPMSS_CLAMP_GIVEN: u16 = u16::MAX;
 /// `--clamp-mss-to-pmtu` a FORWARD, OUTPUT or POSTROUTING chain.
 pub fn check_target(r: &mut Rule, target: &str, w: &[Word]) -> Result<(), String> {
     match target {
+        "CONNMARK" if !w.iter().any(|x| matches!(x.text, "--save-mark" | "--restore-mark")) => {
+            Err("CONNMARK needs `--save-mark` or `--restore-mark` (iptables: CONNMARK target: No operation specified)".into())
+        }
+        "CONNMARK" if w.iter().any(|x| x.text == "--save-mark") && w.iter().any(|x| x.text == "--restore-mark") => {
+            Err("CONNMARK: `--save-mark` cannot be used together with `--restore-mark` (iptables refuses it)".into())
+        }
         "CT" if !w.iter().any(|x| x.text == "--notrack") => {
             Err("`-j CT` without `--notrack` is not supported by unifw (only `CT --notrack`)".into())
         }
