@@ -198,3 +198,15 @@ fn fragments_are_held_judged_whole_and_sent_to_the_peer_unchanged() {
     assert_eq!((refused, sink.frames.len()), (Disposition::Drop(DropReason::RuleDrop), 0));
     assert_eq!(dp.counters().interface(2).unwrap().drop_count(DropReason::FragmentOfDropped), 1);
 }
+
+#[test]
+fn forward_rules_see_the_ttl_unlowered_on_a_wire() {
+    // A bridge lowers no TTL (routed forwarding does, before FORWARD).
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n-A FORWARD -m ttl --ttl-eq 64 -j DROP\nCOMMIT\n";
+    let bytes = unifw_compiler::compile("t.ipt", text.as_bytes(), &mut |p| Err(p.into())).expect("compiles").image;
+    let image = unifw_core::image::Image::from_bytes(&bytes).unwrap();
+    let mut dp = wire_lab();
+    let mut frame = udp_frame(SENDER, RECEIVER, 4000, 53, 10);
+    let d = dp.handle_frame(0, 1, &mut frame, &image, &mut VecSink::default());
+    assert_eq!(d, Disposition::Drop(DropReason::RuleDrop), "the wire's FORWARD sees TTL 64");
+}

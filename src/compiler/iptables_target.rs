@@ -339,7 +339,8 @@ const TCPMSS_CLAMP_GIVEN: u16 = u16::MAX;
 pub fn check_target(r: &mut Rule, target: &str, w: &[Word]) -> Result<(), String> {
     match target {
         "CONNMARK" if !w.iter().any(|x| matches!(x.text, "--save-mark" | "--restore-mark")) => {
-            Err("CONNMARK needs `--save-mark` or `--restore-mark` (iptables: CONNMARK target: No operation specified)".into())
+            Err("CONNMARK needs `--save-mark` or `--restore-mark` (iptables: CONNMARK target: No operation specified)"
+                .into())
         }
         "CONNMARK" if w.iter().any(|x| x.text == "--save-mark") && w.iter().any(|x| x.text == "--restore-mark") => {
             Err("CONNMARK: `--save-mark` cannot be used together with `--restore-mark` (iptables refuses it)".into())

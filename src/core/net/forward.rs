@@ -734,9 +734,14 @@ impl Dataplane {
         let on = |addr: u32, dev: IfIndex| addr_type(addr, own(), Some(dev));
         KeyExtra {
             tcp_flags,
-            // Linux lowers a forwarded packet's TTL before FORWARD
-            // (`ip_forward`), so FORWARD and POSTROUTING see one less.
-            ttl: if in_if != NO_IF && out_if != NO_IF { meta.ttl.saturating_sub(1) } else { meta.ttl },
+            // Linux lowers a routed packet's TTL before FORWARD
+            // (`ip_forward`), so FORWARD and POSTROUTING see one less; a
+            // wire pair (a bridge) lowers nothing.
+            ttl: if in_if != NO_IF && out_if != NO_IF && self.wire_peer(in_if).is_none() {
+                meta.ttl.saturating_sub(1)
+            } else {
+                meta.ttl
+            },
             len: meta.total_len.min(usize::from(u16::MAX)) as u16,
             pkt_type,
             src_mac: eth.src,
