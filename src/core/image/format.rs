@@ -1,4 +1,4 @@
-//! The binary image layout (version 7), shared by the writer and the reader:
+//! The binary image layout (version 8), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -41,7 +41,7 @@ pub use entry::{EntryRecord, EntryView};
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
@@ -330,7 +330,10 @@ pub struct Section {
 /// their lines (images without either keep version 5's bytes); version 7
 /// the twelve built-in chains of four tables ([`Chain::ALL`]) with their
 /// policies in their chain records (the header's policy bytes, input and
-/// forward only until then, are zero), and target kinds 4-7.
+/// forward only until then, are zero), and target kinds 4-7; version 8
+/// the rule extras after the target words ([`NO_RESIDUAL`]: residual
+/// records, now of 64 bytes, log records and NAT records) and target kind 8
+/// (continue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
