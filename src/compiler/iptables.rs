@@ -136,26 +136,6 @@ fn statement(
     }
 }
 
-/// The rule of an `-A`, `-I` or `-D` line of table `table` (`w` starts
-/// at its chain); `None` for a rule without a target (see [`rule`]).
-pub(super) fn table_rule(
-    ctx: &mut Ctx,
-    file: u16,
-    line: &Line,
-    table: &str,
-    w: &[Word],
-    offset: usize,
-) -> Result<Option<Rule>, Diagnostic> {
-    if !matches!(table, "filter" | "nat" | "raw" | "mangle") {
-        ctx.count_unsupported(format!("*{table} table"));
-        return Err(line.diag(
-            offset,
-            format!("table `{table}` is not supported (unifw implements the filter, nat, raw and mangle tables)"),
-        ));
-    }
-    rule(ctx, file, line, table, w, offset)
-}
-
 /// The offset of the quote that ends a quoted word: iptables-save escapes
 /// `"` and `\` inside one with a backslash (`--comment "say \"hi\""`), so an
 /// escaped character never ends it. The word keeps its backslashes (only
@@ -260,10 +240,11 @@ struct Opts<'t> {
     target_name: &'t str,
 }
 
-/// One `-A` line's rule; `None` for a rule without a target, which in
-/// iptables only counts the packets it matches and changes no verdict:
-/// unifw leaves it out, with a note.
-pub(super) fn rule(
+/// The rule of an `-A`, `-I` or `-D` line of table `table` (`w` starts
+/// at its chain); `None` for a rule without a target, which in iptables
+/// only counts the packets it matches and changes no verdict: unifw leaves
+/// it out, with a note.
+pub(super) fn table_rule(
     ctx: &mut Ctx,
     file: u16,
     line: &Line,
@@ -271,6 +252,13 @@ pub(super) fn rule(
     w: &[Word],
     offset: usize,
 ) -> Result<Option<Rule>, Diagnostic> {
+    if !matches!(table, "filter" | "nat" | "raw" | "mangle") {
+        ctx.count_unsupported(format!("*{table} table"));
+        return Err(line.diag(
+            offset,
+            format!("table `{table}` is not supported (unifw implements the filter, nat, raw and mangle tables)"),
+        ));
+    }
     let chain = match w.first() {
         Some(c) => iptables_target::rule_chain(ctx, file, table, c.text).map_err(|e| {
             if table == "nat" && matches!(c.text, "INPUT" | "OUTPUT") {

@@ -167,17 +167,7 @@ pub fn option(r: &mut RecentOpts, o: &'static str, at: usize, arg: Option<&Word>
 /// leading `0` octal, all of it digits, at most 2^32 - 1.
 fn strtoui(s: &str) -> Option<u32> {
     let s = s.strip_prefix('+').unwrap_or(s);
-    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        (h, 16)
-    } else if s.len() > 1 && s.starts_with('0') {
-        (&s[1..], 8)
-    } else {
-        (s, 10)
-    };
-    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    u32::from_str_radix(digits, radix).ok()
+    super::iptables_folded::strtoul(s, u64::from(u32::MAX)).map(|n| n as u32)
 }
 
 /// An address as `inet_aton` reads it (`a`, `a.b`, `a.b.c`, `a.b.c.d`,

@@ -281,11 +281,7 @@ pub fn target_option(
         ("CONNMARK", "--nfmask" | "--ctmask" | "--mask") => {
             let a = arg.ok_or((opt.at, format!("`{}` needs a value", opt.text)))?;
             let t = a.text;
-            let ok = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-                Some(hex) => u32::from_str_radix(hex, 16).is_ok(),
-                None => t.parse::<u32>().is_ok(),
-            };
-            if !ok {
+            if super::iptables_folded::strtoul(t, u64::from(u32::MAX)).is_none() {
                 return Err((a.at, format!("CONNMARK: bad value `{t}` for `{}` (a 32-bit mask)", opt.text)));
             }
             Ok(1)

@@ -96,8 +96,10 @@ impl Dataplane {
     }
 
     /// Route, TTL and FORWARD chain for a whole datagram, from its first
-    /// fragment: the next hop and the TTL its fragments leave with, or why
-    /// it is dropped (ICMP errors and RSTs already sent).
+    /// fragment, as `forward_tracked` judges a packet (with NAT rules, nat
+    /// PREROUTING and POSTROUTING around them): the next hop, the TTL its
+    /// fragments leave with and the flow's rewrite (every fragment follows
+    /// it), or why it is dropped (ICMP errors and RSTs already sent).
     fn judge_datagram<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
@@ -108,10 +110,18 @@ impl Dataplane {
     ) -> Result<((NextHop, u8), Option<Rewrite>), DropReason> {
         let packet = self.datagram_packet(done, pool)?;
         let meta = packet.meta;
-        if self.conntrack.translates() {
-            return self.judge_translated_datagram(now_ms, done, packet, classifier, out);
+        let nat = self.conntrack.translates();
+        let mut tracked = self.track_raw(now_ms, &packet, classifier)?;
+        if nat {
+            self.nat_prerouting(now_ms, &packet, &mut tracked, classifier)?;
+            let translated = tracked.rewrite().is_some() || tracked.error_rewrite().is_some();
+            if !translated && self.is_own_address(meta.dst) {
+                // To the firewall itself (ipv4() sends it here only with NAT).
+                return Err(DropReason::FragmentToLocal);
+            }
         }
-        let Some(hop) = self.routes.lookup(meta.dst) else {
+        let view = NatView::of(&meta, &tracked);
+        let Some(hop) = self.routes.lookup(view.dst) else {
             self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, classifier, out);
             return Err(DropReason::NoRoute);
         };
@@ -133,56 +143,6 @@ impl Dataplane {
             );
             return Err(DropReason::FragmentationNeeded);
         }
-        if let Err(action) = self.judge(now_ms, &packet, Chain::Forward, hop.out_if, classifier) {
-            return match self.refuse(now_ms, &packet, action, classifier, out) {
-                Disposition::Drop(reason) => Err(reason),
-                _ => Err(DropReason::RuleDrop),
-            };
-        }
-        Ok(((hop, meta.ttl - 1), None))
-    }
-
-    /// [`Self::judge_datagram`] when the rules translate addresses: the
-    /// datagram's flow gets its translation as a packet would
-    /// (`forward_tracked`), and every fragment follows it.
-    fn judge_translated_datagram<C: Classifier + ?Sized>(
-        &mut self,
-        now_ms: u64,
-        done: &Complete,
-        packet: Packet<'_>,
-        classifier: &C,
-        out: &mut dyn FrameSink,
-    ) -> Result<((NextHop, u8), Option<Rewrite>), DropReason> {
-        let meta = packet.meta;
-        let mut tracked = self.track_raw(now_ms, &packet, classifier)?;
-        self.nat_prerouting(now_ms, &packet, &mut tracked, classifier)?;
-        let translated = tracked.rewrite().is_some() || tracked.error_rewrite().is_some();
-        if !translated && self.is_own_address(meta.dst) {
-            // To the firewall itself (ipv4() sends it here only with NAT).
-            return Err(DropReason::FragmentToLocal);
-        }
-        let view = NatView::of(&meta, &tracked);
-        let Some(hop) = self.routes.lookup(view.dst) else {
-            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, classifier, out);
-            return Err(DropReason::NoRoute);
-        };
-        if meta.ttl <= 1 {
-            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, classifier, out);
-            return Err(DropReason::TtlExpired);
-        }
-        let mtu = self.interfaces.get(usize::from(hop.out_if)).map_or(DEFAULT_MTU, |i| i.mtu);
-        if dont_fragment(packet.frame.get(ETHERNET_HEADER_LEN..).unwrap_or(&[]))
-            && self.largest_fragment(done) > usize::from(mtu)
-        {
-            self.send_icmp_error_limited(
-                now_ms,
-                &packet,
-                IcmpError::fragmentation_needed(mtu),
-                (false, classifier),
-                out,
-            );
-            return Err(DropReason::FragmentationNeeded);
-        }
         if let Err(action) = self.classify_tracked(now_ms, &packet, &tracked, (Chain::Forward, hop.out_if), classifier)
         {
             return match self.refuse(now_ms, &packet, action, classifier, out) {
@@ -190,10 +150,12 @@ impl Dataplane {
                 _ => Err(DropReason::RuleDrop),
             };
         }
-        self.nat_postrouting(now_ms, &packet, &mut tracked, hop.out_if, classifier)?;
-        if tracked.error_rewrite().is_some() {
-            // A fragmented ICMP error: its checksum spans fragments.
-            return Err(DropReason::NatRewrite);
+        if nat {
+            self.nat_postrouting(now_ms, &packet, &mut tracked, hop.out_if, classifier)?;
+            if tracked.error_rewrite().is_some() {
+                // A fragmented ICMP error: its checksum spans fragments.
+                return Err(DropReason::NatRewrite);
+            }
         }
         self.conntrack.confirm(&tracked, now_ms).map_err(|_| DropReason::ConntrackFull)?;
         Ok(((hop, meta.ttl - 1), tracked.rewrite()))

@@ -435,7 +435,6 @@ impl Dataplane {
         classifier: &C,
     ) -> Result<(), Result<Action, DropReason>> {
         let meta = &packet.meta;
-        self.last_state = tracked.state;
         let nat = Some(NatView::of(meta, tracked));
         let (state, ct_status) = (tracked.state, tracked.nat_status());
         let seen = Seen { eth: &packet.eth, meta, in_if: packet.in_if, out_if, state, nat, ct_status };

@@ -309,17 +309,16 @@ impl ConnTrack {
     /// packets would leave from an address nobody answers. Returns how
     /// many. Scans the table (only on an address change).
     pub fn forget_masqueraded(&mut self, addr: u32) -> usize {
-        let stale: alloc::vec::Vec<u32> = self
-            .nats
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| n.is_some_and(|n| n.masquerade && n.original.src.addr == addr))
-            .map(|(slot, _)| slot as u32)
-            .collect();
-        for &slot in &stale {
-            self.remove(slot);
+        let mut gone = 0;
+        for slot in 0..self.nats.len() {
+            let stale =
+                self.nats.get(slot).copied().flatten().is_some_and(|n| n.masquerade && n.original.src.addr == addr);
+            if stale {
+                self.remove(slot as u32);
+                gone += 1;
+            }
         }
-        stale.len()
+        gone
     }
 
     /// Entries evicted early so far.
