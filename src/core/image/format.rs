@@ -1,4 +1,4 @@
-//! The binary image layout (version 8), shared by the writer and the reader:
+//! The binary image layout (version 9), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -41,7 +41,7 @@ pub use entry::{EntryRecord, EntryView};
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 8;
+pub const VERSION: u32 = 9;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
@@ -332,8 +332,9 @@ pub struct Section {
 /// policies in their chain records (the header's policy bytes, input and
 /// forward only until then, are zero), and target kinds 4-7; version 8
 /// the rule extras after the target words ([`NO_RESIDUAL`]: residual
-/// records, now of 64 bytes, log records and NAT records) and target kind 8
-/// (continue).
+/// records, then of 64 bytes, log records and NAT records) and target kind 8
+/// (continue); version 9 residual records of 128 bytes (bytes 64.. for
+/// the matches that need more: `--ctorig*`, hashlimit, connlimit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -777,7 +778,7 @@ pub struct Residual {
 
 impl Residual {
     /// Words per record.
-    pub const WORDS: usize = 16;
+    pub const WORDS: usize = 32;
     /// Bytes per record.
     pub const LEN: usize = Self::WORDS * 4;
 
