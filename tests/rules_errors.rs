@@ -62,6 +62,12 @@ fn hostile_input_never_panics() {
     assert!(errors(b"set s { 10.0.0.0/8,\n 11.0.0.0/8").errors[0].to_string().contains("never closed"));
     assert!(errors(b"forward accept tcp from 10.1.").count() >= 1);
     assert!(errors(b"*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n").errors[0].to_string().contains("no COMMIT"));
+    // iptables-restore ends a table only at a line exactly "COMMIT\n".
+    for end in ["COMMIT", "COMMIT \n", " COMMIT\n", "COMMIT\r\n", "COMMIT\t\n"] {
+        let d = errors(format!("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n{end}").as_bytes());
+        assert_eq!(d.count(), 1, "{end:?}: {d:?}");
+        assert!(d.errors[0].to_string().contains("Bad argument `COMMIT'"), "{end:?}: {}", d.errors[0]);
+    }
     assert!(errors(b"include \"loop.rules\"\n").errors.iter().any(|d| d.message.contains("nest")));
 }
 
