@@ -62,16 +62,13 @@ pub fn parse(ctx: &mut Ctx, file: u16, name: &str, src: &[u8]) -> usize {
         // iptables-restore ends a table only at a line that is exactly
         // "COMMIT\n": with spaces around it, a carriage return, or as the
         // last line without a newline, it reads COMMIT as a rule and fails.
-        if body == b"COMMIT" && (raw != b"COMMIT" || start > src.len()) {
-            if !counting {
-                let why =
-                    if raw == b"COMMIT" { "no newline after it" } else { "spaces or a carriage return around it" };
-                ctx.diags.push(line.diag(
-                    offset,
-                    format!("COMMIT with {why}: iptables-restore reads only a line that is exactly `COMMIT` and a newline as the end of a table, and refuses this one (Bad argument `COMMIT')"),
-                ));
-            }
-            // It still ends the table here, so no "no COMMIT" follows.
+        // The table is still closed there, so no "no COMMIT" error follows.
+        if body == b"COMMIT" && (raw != b"COMMIT" || start > src.len()) && !counting {
+            let why = if raw == b"COMMIT" { "no newline after it" } else { "spaces or a carriage return around it" };
+            ctx.diags.push(line.diag(
+                offset,
+                format!("COMMIT with {why}: iptables-restore reads only a line that is exactly `COMMIT` and a newline as the end of a table, and refuses this one (Bad argument `COMMIT')"),
+            ));
         }
         let Ok(text) = core::str::from_utf8(body) else {
             let bad = core::str::from_utf8(body).err().map_or(0, |e| e.valid_up_to());
