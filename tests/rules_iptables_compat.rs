@@ -126,11 +126,34 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
         Some("too many ports specified"),
         "too many ports",
     ),
+    // --ports: the source or the destination port, same list rules.
+    ("-A INPUT -p tcp -m multiport --ports 1,2 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport ! --ports 22,80:90 -j ACCEPT", OK, ""),
+    ("-A INPUT -p udp -m multiport --ports domain -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport --ports ssh,http -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport --ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14:15 -j ACCEPT", OK, ""),
     (
-        "-A INPUT -p tcp -m multiport --ports 1,2 -j ACCEPT",
-        OK,
-        "`--ports` (source or destination port) is not supported",
+        "-A INPUT -p tcp -m multiport --ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -j ACCEPT",
+        Some("too many ports specified"),
+        "too many ports",
     ),
+    ("-A INPUT -p tcp -m multiport --ports 90:80 -j ACCEPT", Some("invalid portrange specified"), "min >= max"),
+    ("-A INPUT -p tcp -m multiport --ports 80:80 -j ACCEPT", Some("invalid portrange specified"), "min >= max"),
+    ("-A INPUT -p tcp -m multiport --dports 0:0 -j ACCEPT", Some("invalid portrange specified"), "min >= max"),
+    ("-A INPUT -p tcp --dport 5:5 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport --ports :80 -j ACCEPT", Some("invalid port/service `'"), "invalid port"),
+    ("-A INPUT -m multiport --ports 22 -j ACCEPT", Some("multiport needs `-p tcp', ..."), "multiport needs"),
+    (
+        "-A INPUT -p tcp -m multiport --ports 22 --sports 80 -j ACCEPT",
+        Some("\"--source-ports\" cannot be used together with \"--ports\""),
+        "given twice",
+    ),
+    (
+        "-A INPUT -p tcp -m multiport --ports 22 -m multiport --ports 80 -j ACCEPT",
+        OK,
+        "several `--ports` matches in one rule are not supported",
+    ),
+    ("-A INPUT -p tcp -m multiport --ports 22 -m multiport --dports 80 -j ACCEPT", OK, ""),
     // ICMP types as iptables names them.
     ("-A INPUT -p icmp --icmp-type ping -j ACCEPT", OK, ""),
     ("-A INPUT -p icmp --icmp-type echo-req -j ACCEPT", OK, ""),
@@ -576,6 +599,25 @@ fn accepted_lines_mean_what_they_mean_in_linux() {
     let ports = "-A FORWARD -p udp -m multiport --dports 50:60 -m multiport ! --dports 53 -j DROP";
     assert_eq!(verdict(ports, &new_udp), Action::Accept);
     assert_eq!(verdict(ports, &key(proto::UDP, 54, CtState::New)), Action::Drop);
+    // xt_multiport's XT_MULTIPORT_EITHER: the source or the destination port.
+    let either = "-A FORWARD -p udp -m multiport --ports 53,100:110 -j DROP";
+    let mut reply = key(proto::UDP, 40000, CtState::Established);
+    reply.src_port = 53;
+    assert_eq!(verdict(either, &new_udp), Action::Drop, "destination port in the list");
+    assert_eq!(verdict(either, &reply), Action::Drop, "source port in the list");
+    reply.src_port = 105;
+    assert_eq!(verdict(either, &reply), Action::Drop, "source port in a range of the list");
+    reply.src_port = 111;
+    assert_eq!(verdict(either, &reply), Action::Accept, "neither");
+    let neither = "-A FORWARD -p udp -m multiport ! --ports 53,100:110 -j DROP";
+    assert_eq!(verdict(neither, &reply), Action::Drop, "negated: neither port in the list");
+    assert_eq!(verdict(neither, &new_udp), Action::Accept, "negated: the destination port is in it");
+    reply.src_port = 100;
+    assert_eq!(verdict(neither, &reply), Action::Accept, "negated: the source port is in it");
+    let both = "-A FORWARD -p udp -m multiport --ports 53 -m multiport --sports 100:200 -j DROP";
+    assert_eq!(verdict(both, &reply), Action::Accept, "--sports holds, --ports does not");
+    reply.dst_port = 53;
+    assert_eq!(verdict(both, &reply), Action::Drop, "--sports holds and the destination is in --ports");
     assert_eq!(verdict("-A FORWARD -p udp --dport domain -j DROP", &new_udp), Action::Drop);
     assert_eq!(verdict("-A FORWARD -d 10.2 -j DROP", &new_udp), Action::Accept, "10.2 is 10.2.0.0/32");
     assert_eq!(verdict("-A FORWARD -d 10.2.0.9/16 -j DROP", &new_udp), Action::Drop, "host bits are cleared");
@@ -1051,4 +1093,32 @@ fn recent_means_what_it_means_in_linux() {
     };
     assert_eq!(at(0).rule, Some(2), "not yet seen: --set");
     assert_eq!(at(1).rule, Some(0), "seen: --rcheck holds");
+}
+
+#[test]
+fn ports_rules_hide_and_are_hidden_exactly() {
+    let warnings = |body: &str| {
+        let c = compile(&file(body)).unwrap_or_else(|d| panic!("{body}: {d}"));
+        c.warnings.iter().filter(|w| w.to_string().contains("can never match")).count()
+    };
+    // `--ports 22` covers `--dport 22` and `--sport 22`, not `--dport 23`.
+    let hidden = "-A FORWARD -p tcp -m multiport --ports 22 -j DROP\n-A FORWARD -p tcp --dport 22 -j ACCEPT\n\
+                  -A FORWARD -p tcp --sport 22 -j ACCEPT";
+    assert_eq!(warnings(hidden), 2);
+    assert_eq!(
+        warnings("-A FORWARD -p tcp -m multiport --ports 22 -j DROP\n-A FORWARD -p tcp --dport 23 -j ACCEPT"),
+        0
+    );
+    // `--dport 22` covers only half of `--ports 22`; `-p tcp` all of it.
+    assert_eq!(
+        warnings("-A FORWARD -p tcp --dport 22 -j DROP\n-A FORWARD -p tcp -m multiport --ports 22 -j ACCEPT"),
+        0
+    );
+    assert_eq!(warnings("-A FORWARD -p tcp -j DROP\n-A FORWARD -p tcp -m multiport --ports 22 -j ACCEPT"), 1);
+    // `--ports 20:30` covers `--ports 22`; a negated list takes no part.
+    let wider =
+        "-A FORWARD -p tcp -m multiport --ports 20:30 -j DROP\n-A FORWARD -p tcp -m multiport --ports 22 -j ACCEPT";
+    assert_eq!(warnings(wider), 1);
+    let neg = "-A FORWARD -p tcp -m multiport ! --ports 22 -j DROP\n-A FORWARD -p tcp --dport 80 -j ACCEPT";
+    assert_eq!(warnings(neg), 0);
 }

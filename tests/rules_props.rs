@@ -82,6 +82,30 @@ fn iptables_save_equals_native() {
     }
 }
 
+#[test]
+fn either_ports_equal_reference_and_print_back() {
+    let mut rng = Rng::new(11);
+    for round in 0..150 {
+        let n = [1, 3, 10, 40, 200][round % 5];
+        let mut set = random_ruleset(&mut rng, n, true);
+        rules_common::with_either_ports(&mut rng, &mut set);
+        let compiled = compile_ruleset(set.clone()).expect("compiles");
+        let image = Image::from_bytes(&compiled.image).expect("valid image");
+        let ipt = render(&set, Format::Iptables).expect("iptables can express these rules");
+        let back = rules::compile("t.ipt", ipt.as_bytes(), &mut no_includes).unwrap_or_else(|d| panic!("{d}\n{ipt}"));
+        let reread = Image::from_bytes(&back.image).expect("valid");
+        for k in packets(&mut rng, &set, 300) {
+            for chain in [Chain::Input, Chain::Forward] {
+                let want = set.classify_linear(chain, &k);
+                assert_eq!(image.classify(chain, &k), want, "round {round}, chain {chain:?}, key {k:?}");
+                assert_eq!(image.classify_linear(chain, &k), want, "linear image scan, round {round}");
+                let got = reread.classify(chain, &k);
+                assert_eq!((got.action, got.rule), (want.action, want.rule), "{ipt}\n{k:?}");
+            }
+        }
+    }
+}
+
 /// Random residual matches, `LOG` rules and limits on a random ruleset.
 fn with_residuals(rng: &mut Rng, set: &mut unifw_compiler::Ruleset) {
     use unifw_compiler::{LimitSpec, LogRecord, Residual};

@@ -226,6 +226,8 @@ pub struct Matches {
     limit: Option<(u32, u32)>,
     /// The `-m recent` seen.
     recent: Option<super::iptables_recent::RecentOpts>,
+    /// The `-m multiport --ports` seen (at most one).
+    either: Vec<PortMatch>,
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -534,7 +536,16 @@ fn apply(
             }
         }
         Opt::Ports => {
-            return Err(unsupported(ctx, a.at, "-m multiport --ports".into(), "`--ports` (source or destination port) is not supported by unifw: write two rules, one with --sports and one with --dports".into()));
+            if !m.either.is_empty() {
+                let what = "two `-m multiport --ports` in one rule".into();
+                let why = "several `--ports` matches in one rule are not supported by unifw (each is a source-or-destination test; merge their lists or split the rule)".into();
+                return Err(unsupported(ctx, a.at, what, why));
+            }
+            let protos = match &rule.proto {
+                ProtoMatch::OneOf(l) if l.as_slice() == [proto::UDP] => 2,
+                _ => 1,
+            };
+            m.either.push(PortMatch { negated, ranges: multiport(a.text, protos).map_err(bad)? });
         }
         Opt::State | Opt::CtState => {
             let (mut bits, mut status) = (0, 0);
@@ -866,6 +877,7 @@ pub fn finish(m: Matches, rule: &mut Rule, recent: &mut super::iptables_recent::
     rule.dst = both_addrs(m.dst);
     rule.sport = both_ports(m.sport);
     rule.dport = both_ports(m.dport);
+    rule.ports = m.either.into_iter().next();
     rule.icmp = match m.icmp.as_slice() {
         [] => None,
         [one] => Some(*one),
@@ -1088,10 +1100,12 @@ fn multiport(s: &str, protos: u8) -> Result<Vec<(u16, u16)>, String> {
                 (p, p)
             }
         };
-        if lo > hi {
-            return Err(format!("invalid port range `{item}` (min > max)"));
+        let range = item.contains(':');
+        if lo > hi || (range && lo == hi) {
+            // xt_multiport ranges need min < max (iptables: "invalid portrange").
+            return Err(format!("invalid port range `{item}` (min >= max; a multiport range needs min < max)"));
         }
-        count += if item.contains(':') { 2 } else { 1 };
+        count += if range { 2 } else { 1 };
         out.push((lo, hi));
     }
     if count > MULTIPORT_MAX {
