@@ -126,6 +126,39 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
         Some("too many ports specified"),
         "too many ports",
     ),
+    // -m conntrack's tuples (iptables reads addresses as getaddrinfo does).
+    ("-A FORWARD -m conntrack --ctorigdstport 25 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack ! --ctorigdstport 25:30 ! --ctorigsrc 10.0.0.0/8 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctrepldst 10.1.2.3/255.255.0.0 --ctreplsrcport smtp -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctorigdstport 30:25 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctorigdstport :25 --ctorigsrcport 1024: -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctorigsrc 10.1 --ctreplsrc 0/0 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctdir ORIGINAL -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctstate NEW --ctdir reply -j ACCEPT", OK, ""),
+    (
+        "-A FORWARD -m conntrack ! --ctdir REPLY -j ACCEPT",
+        Some("option \"--ctdir\" cannot be inverted"),
+        "cannot be inverted",
+    ),
+    (
+        "-A FORWARD -m conntrack --ctorigdstport 25,26 -j ACCEPT",
+        Some("Port \"25,26\" does not resolve"),
+        "invalid port",
+    ),
+    (
+        "-A FORWARD -m conntrack --ctorigsrc 10.1.2.3,10.2.0.0/16 -j ACCEPT",
+        Some("getaddrinfo: Name or service not known"),
+        "bad IPv4",
+    ),
+    ("-A FORWARD -m conntrack --ctorigsrc localhost -j ACCEPT", OK, "host name `localhost` refused"),
+    (
+        "-A FORWARD -m conntrack --ctorigdstport 25 --ctorigdstport 26 -j ACCEPT",
+        Some("option \"--ctorigdstport\" can only be used once"),
+        "given twice",
+    ),
+    ("-A FORWARD -m conntrack --ctorigdstport 25 -m conntrack --ctorigdstport 20:30 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctorigdst 10.0.0.1/0.255.0.0 -j ACCEPT", OK, "not contiguous"),
+    ("-A FORWARD -m conntrack --ctexpire 10 -j ACCEPT", OK, "not supported by unifw"),
     // --ports: the source or the destination port, same list rules.
     ("-A INPUT -p tcp -m multiport --ports 1,2 -j ACCEPT", OK, ""),
     ("-A INPUT -p tcp -m multiport ! --ports 22,80:90 -j ACCEPT", OK, ""),
@@ -531,7 +564,7 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
         "given twice",
     ),
     ("-A INPUT -m conntrack --ctproto tcp -m conntrack --ctproto udp -j DROP", OK, "several `--ctproto`"),
-    ("-A INPUT -m conntrack --ctorigdstport 53 -j DROP", OK, "not supported by unifw yet"),
+    ("-A INPUT -m conntrack --ctorigdstport 53 -j DROP", OK, ""),
     // Unsupported features: accepted by iptables, refused by name.
     ("-A INPUT -m time --timestart 01:00 -j DROP", OK, "match `-m time` is not supported"),
 ];
@@ -1121,4 +1154,59 @@ fn ports_rules_hide_and_are_hidden_exactly() {
     assert_eq!(warnings(wider), 1);
     let neg = "-A FORWARD -p tcp -m multiport ! --ports 22 -j DROP\n-A FORWARD -p tcp --dport 80 -j ACCEPT";
     assert_eq!(warnings(neg), 0);
+    // A residual match may not hold: such a rule hides nothing.
+    let ct = "-A FORWARD -p tcp -m conntrack --ctorigdstport 22 -j DROP\n-A FORWARD -p tcp --dport 22 -j ACCEPT";
+    assert_eq!(warnings(ct), 0);
+    assert_eq!(warnings("-A FORWARD -p tcp --syn -j DROP\n-A FORWARD -p tcp -j ACCEPT"), 0);
+}
+
+#[test]
+fn conntrack_tuples_mean_what_they_mean_in_linux() {
+    use unifw_core::image::format::ct_tuple::CtTuples;
+    // 10.1.0.2:40000 -> 10.2.0.1:25 DNATed to 10.2.0.9:2525: FORWARD sees
+    // the translated packet; the original tuple keeps the port asked for.
+    let mut k = key(proto::TCP, 2525, CtState::New);
+    k.src_port = 40000;
+    k.extra.ct_proto = proto::TCP;
+    k.extra.ct_tuples = CtTuples {
+        orig: (0x0a01_0002, 0x0a02_0001),
+        orig_ports: (40000, 25),
+        repl: (0x0a02_0009, 0x0a01_0002),
+        repl_ports: (2525, 40000),
+        reply: false,
+    };
+    let v = |body: &str, k: &PacketKey| verdict(body, k);
+    assert_eq!(v("-A FORWARD -m conntrack --ctorigdstport 25 -j DROP", &k), Action::Drop);
+    assert_eq!(v("-A FORWARD -p tcp --dport 25 -j DROP", &k), Action::Accept, "the packet's port is 2525");
+    assert_eq!(v("-A FORWARD -m conntrack ! --ctorigdstport 25 -j DROP", &k), Action::Accept);
+    assert_eq!(v("-A FORWARD -m conntrack --ctreplsrcport 2525 --ctreplsrc 10.2.0.9 -j DROP", &k), Action::Drop);
+    assert_eq!(v("-A FORWARD -m conntrack --ctorigdst 10.2.0.0/24 --ctrepldst 10.1.0.2 -j DROP", &k), Action::Drop);
+    assert_eq!(v("-A FORWARD -m conntrack ! --ctorigsrc 10.1.0.0/24 -j DROP", &k), Action::Accept);
+    assert_eq!(v("-A FORWARD -m conntrack --ctorigdstport 30:25 -j DROP", &k), Action::Accept, "reversed range");
+    assert_eq!(v("-A FORWARD -m conntrack --ctdir ORIGINAL -j DROP", &k), Action::Drop);
+    assert_eq!(v("-A FORWARD -m conntrack --ctdir REPLY -j DROP", &k), Action::Accept);
+    let both = "-A FORWARD -m conntrack --ctorigdstport 20:30 -m conntrack ! --ctorigdstport 25 -j DROP";
+    assert_eq!(v(both, &k), Action::Accept, "both conntrack matches must hold");
+    // No connection: the match fails, negated or not, unless a --ctstate
+    // of the same match lets it through (then the tuples are not read).
+    for state in [CtState::Invalid, CtState::Untracked] {
+        let none = PacketKey { state, ..k };
+        assert_eq!(v("-A FORWARD -m conntrack ! --ctorigdstport 1 -j DROP", &none), Action::Accept, "{state:?}");
+        assert_eq!(v("-A FORWARD -m conntrack --ctdir ORIGINAL -j DROP", &none), Action::Accept, "{state:?}");
+        let with_state = "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED --ctorigdstport 1 -j DROP";
+        assert_eq!(v(with_state, &none), Action::Drop, "{state:?}");
+        let other = "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED -m conntrack --ctorigdstport 1 -j DROP";
+        assert_eq!(v(other, &none), Action::Accept, "{state:?}: a separate match needs a connection");
+    }
+    // Printed back as iptables-save, the rules read the same.
+    for body in [
+        "-A FORWARD -m conntrack ! --ctorigdstport 20:30 --ctorigsrc 10.1.0.0/16 --ctdir ORIGINAL -j DROP",
+        "-A FORWARD -m conntrack --ctstate NEW,INVALID ! --ctrepldst 10.1.0.2 --ctreplsrcport 2525 -j DROP",
+    ] {
+        let c = compile(&file(body)).unwrap_or_else(|d| panic!("{body}: {d}"));
+        let text = rules::render(&c.ruleset, rules::Format::Iptables).expect("prints");
+        let again = compile(&text).unwrap_or_else(|d| panic!("{text}: {d}"));
+        assert_eq!(again.ruleset.rules[0].residual, c.ruleset.rules[0].residual, "{text}");
+        assert_eq!(again.ruleset.rules[0].states, c.ruleset.rules[0].states, "{text}");
+    }
 }

@@ -84,6 +84,9 @@ enum Opt {
     Mark,
     Mss,
     CtProto,
+    /// `--ctorigsrc` ... `--ctrepldstport` (the field's number).
+    CtTuple(u8),
+    CtDir,
     /// One of `-m recent`'s (iptables_recent.rs reads them).
     Recent,
     /// An option iptables has that unifw does not implement (yet).
@@ -174,11 +177,11 @@ impl Module {
             (Module::Conntrack, "--ctstate") => Opt::CtState,
             (Module::Conntrack, "--ctstatus") => Opt::CtStatus,
             (Module::Conntrack, "--ctproto") => Opt::CtProto,
-            (
-                Module::Conntrack,
-                "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst" | "--ctorigsrcport" | "--ctorigdstport"
-                | "--ctreplsrcport" | "--ctrepldstport" | "--ctexpire" | "--ctdir",
-            ) => Opt::Unsupported,
+            (Module::Conntrack, o) if super::iptables_ct_tuple::field(o).is_some() => {
+                Opt::CtTuple(super::iptables_ct_tuple::field(o).map_or(0, |f| f as u8))
+            }
+            (Module::Conntrack, "--ctdir") => Opt::CtDir,
+            (Module::Conntrack, "--ctexpire") => Opt::Unsupported,
             (Module::Icmp, "--icmp-type") => Opt::IcmpType,
             (Module::Comment, "--comment") => Opt::Comment,
             (Module::Iprange, "--src-range") => Opt::SrcRange,
@@ -683,6 +686,23 @@ fn apply(
             let p = if a.text.eq_ignore_ascii_case("all") { 0 } else { names::protocol(a.text).map_err(bad)? };
             rule.residual.ct_proto = Some((p, negated));
         }
+        Opt::CtTuple(_) | Opt::CtDir => {
+            let spec = &mut rule.residual.ct_tuple;
+            let done = match kind {
+                Opt::CtTuple(n) => {
+                    let field = unifw_core::image::format::ct_tuple::CtField::ALL.get(usize::from(n)).copied();
+                    let field = field.ok_or_else(|| bad("internal: no such conntrack field".into()))?;
+                    super::iptables_ct_tuple::test(spec, field, negated, a.text)
+                }
+                _ => super::iptables_ct_tuple::direction(spec, negated, a.text),
+            };
+            if let Err((why, unsupported_here)) = done {
+                if unsupported_here {
+                    ctx.count_unsupported("-m conntrack tuple options beyond unifw's limits".into());
+                }
+                return Err(bad(why));
+            }
+        }
         Opt::Mss => {
             rule.residual.tcp_mss =
                 Some(iptables_folded::mss_range(a.text).map(|(lo, hi)| (lo, hi, negated)).map_err(bad)?)
@@ -820,8 +840,8 @@ pub fn finish(m: Matches, rule: &mut Rule, recent: &mut super::iptables_recent::
             Module::Tcpmss => proto_is(proto::TCP),
             _ => true,
         };
-        if inst.module == Module::Conntrack && inst.given.contains(&Opt::CtProto) && !inst.given.contains(&Opt::CtState)
-        {
+        let needs_ct = |g: &Opt| matches!(g, Opt::CtProto | Opt::CtTuple(_) | Opt::CtDir);
+        if inst.module == Module::Conntrack && inst.given.iter().any(needs_ct) && !inst.given.contains(&Opt::CtState) {
             // Linux's xt_conntrack: without a connection (INVALID,
             // UNTRACKED) the match holds only by its `--ctstate`.
             rule.states &= state_bit(CtState::New) | state_bit(CtState::Established) | state_bit(CtState::Related);

@@ -447,10 +447,13 @@ fn iptables_rule(r: &Rule, chain: &str, target: Option<String>) -> Result<String
     }
     // `--ctproto` shares its match with the states: a packet without a
     // connection passes it by them alone (xt_conntrack).
-    if r.states != ANY_STATE || r.residual.ct_proto.is_some() {
+    if r.states != ANY_STATE || r.residual.ct_proto.is_some() || r.residual.ct_tuple.is_some() {
         let _ = write!(s, " -m conntrack --ctstate {}", state_list(r.states, true));
         if let Some((p, negated)) = r.residual.ct_proto {
             let _ = write!(s, " {}--ctproto {p}", if negated { "! " } else { "" });
+        }
+        if let Some(t) = &r.residual.ct_tuple {
+            s.push_str(&super::iptables_ct_tuple::render(t));
         }
     }
     residual_options(r, &mut s);

@@ -138,9 +138,10 @@ pub fn shadowed(set: &Ruleset) -> Vec<Diagnostic> {
                 out.push(Diagnostic::plain(file, r.line, r.column, msg));
                 continue;
             }
-            if matches!(r.jump, Some(Jump::Call(_) | Jump::Continue)) || r.residual.recent.is_some() {
-                // Evaluation comes back to the next rule, or `-m recent`
-                // may not hold: it hides nothing.
+            if matches!(r.jump, Some(Jump::Call(_) | Jump::Continue)) || r.image_residual().is_some() {
+                // Evaluation comes back to the next rule, or a residual
+                // match (`-m recent`, `--syn`, `--ctorigdstport`, ...) may
+                // not hold: it hides nothing.
                 continue;
             }
             if b.src.len <= 8 && b.dst.len <= 8 && broad.len() < BROAD {
