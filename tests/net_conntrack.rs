@@ -253,3 +253,35 @@ fn dropped_new_packets_do_not_create_flows() {
     dp.handle_frame(0, 0, &mut frame, &drop_all, &mut VecSink::default());
     assert!(dp.conntrack().is_empty());
 }
+
+#[test]
+fn rules_see_the_connections_tuples_and_the_packets_direction() {
+    use unifw_core::image::format::ct_tuple::CtTuples;
+    let mut dp = lab_resolved(64);
+    let seen = std::cell::Cell::new(None);
+    let spy = |chain: Chain, key: &PacketKey| {
+        seen.set(Some(key.extra.ct_tuples));
+        stateful(chain, key)
+    };
+    let mut pass = |in_if: u8, mut frame: Vec<u8>| {
+        assert!(is_forward(dp.handle_frame(1, in_if, &mut frame, &spy, &mut VecSink::default())));
+        seen.get().expect("classified")
+    };
+    let request = udp_frame(SENDER, RECEIVER, 5000, 53, 20);
+    let udp = CtTuples::of_first((SENDER, 5000), (RECEIVER, 53));
+    assert_eq!(pass(0, request.clone()), udp);
+    assert_eq!((udp.repl, udp.repl_ports), ((RECEIVER, SENDER), (53, 5000)));
+    let reply = CtTuples { reply: true, ..udp };
+    assert_eq!(pass(1, udp_frame(RECEIVER, SENDER, 53, 5000, 20)), reply, "the reply: same tuples");
+    // An error about the request travels in the reply direction, with the
+    // quoted connection's tuples (Linux's RELATED_REPLY).
+    assert_eq!(pass(1, icmp_error(RECEIVER, SENDER, &request)), reply);
+    // And one about the reply in the original direction.
+    let answer = udp_frame(RECEIVER, SENDER, 53, 5000, 20);
+    assert_eq!(pass(0, icmp_error(SENDER, RECEIVER, &answer)), udp);
+    // An echo: the id as source "port", `type << 8 | code` as destination.
+    let echo = pass(0, echo_frame(SENDER, RECEIVER, true, 77, 1, 64));
+    assert_eq!((echo.orig_ports, echo.repl_ports, echo.reply), ((77, 8 << 8), (77, 0), false));
+    let back = pass(1, echo_frame(RECEIVER, SENDER, false, 77, 1, 64));
+    assert_eq!(back, CtTuples { reply: true, ..echo });
+}

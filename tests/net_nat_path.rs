@@ -405,3 +405,40 @@ fn a_new_address_forgets_the_connections_masqueraded_from_the_old_one() {
     assert!(matches!(d, Disposition::Forward { out_if: 1, .. }), "{d:?}");
     assert_eq!(out[ETH_LEN..], ip_of(&Tcp::new(new, SERVER, 40001, 80).syn(100).frame()));
 }
+
+#[test]
+fn conntrack_tuples_are_the_connections_before_and_after_nat() {
+    // FORWARD sees the DNATed packet; --ctorigdstport is the port the
+    // client asked for, the reply tuple names the DNAT target, and a new
+    // masqueraded flow's reply tuple has no SNAT yet (POSTROUTING comes
+    // after), while its replies see the masquerade address, as in Linux.
+    let filter = "\
+-A FORWARD -m conntrack --ctdir ORIGINAL --ctorigdstport 2222 --ctorigdst 10.2.0.1 --ctreplsrc 10.1.0.2 --ctreplsrcport 22 -j ACCEPT
+-A FORWARD -m conntrack --ctdir REPLY --ctorigdstport 2222 -j ACCEPT
+-A FORWARD -s 10.1.0.0/24 -m conntrack --ctstate NEW --ctrepldst 10.1.0.2 ! --ctorigdstport 2222 -j ACCEPT
+-A FORWARD -d 10.1.0.0/24 -m conntrack --ctdir REPLY --ctrepldst 10.2.0.1 --ctorigsrc 10.1.0.2 -j ACCEPT
+";
+    let text = MASQUERADE.replace(
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -s 10.1.0.0/24 -j ACCEPT\n-A FORWARD -d 10.1.0.2/32 -p tcp --dport 22 -j ACCEPT\n",
+        filter,
+    );
+    let bytes = image(&text);
+    let image = Image::from_bytes(&bytes).unwrap();
+    let mut dp = nat_lab();
+    let (d, out) = pass(&mut dp, &image, 1, Tcp::new(SERVER, FW1, 33000, 2222).syn(1).frame());
+    assert!(matches!(d, Disposition::Forward { out_if: 0, .. }), "DNAT, original direction: {d:?}");
+    assert_eq!(out[ETH_LEN..], ip_of(&Tcp::new(SERVER, SENDER, 33000, 22).syn(1).frame()));
+    let reply = Tcp::new(SENDER, SERVER, 22, 33000).syn(9).ack(9, 2).frame();
+    let (d, _) = pass(&mut dp, &image, 0, reply);
+    assert!(matches!(d, Disposition::Forward { out_if: 1, .. }), "its reply: {d:?}");
+    // The same service asked for directly: its original port is 22.
+    let (d, _) = pass(&mut dp, &image, 1, Tcp::new(SERVER, SENDER, 33001, 22).syn(1).frame());
+    assert!(!matches!(d, Disposition::Forward { .. }), "not DNATed: {d:?}");
+    // Masquerade: FORWARD sees the reply tuple before SNAT ...
+    let (d, out) = pass(&mut dp, &image, 0, udp_frame(SENDER, SERVER, 4000, 53, 10));
+    assert!(matches!(d, Disposition::Forward { out_if: 1, .. }), "new masqueraded flow: {d:?}");
+    assert_eq!(out[ETH_LEN..], ip_of(&udp_frame(FW1, SERVER, 4000, 53, 10)));
+    // ... and its replies the one after it.
+    let (d, _) = pass(&mut dp, &image, 1, udp_frame(SERVER, FW1, 53, 4000, 10));
+    assert!(matches!(d, Disposition::Forward { out_if: 0, .. }), "its reply: {d:?}");
+}

@@ -126,11 +126,67 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
         Some("too many ports specified"),
         "too many ports",
     ),
+    // -m conntrack's tuples (iptables reads addresses as getaddrinfo does).
+    ("-A FORWARD -m conntrack --ctorigdstport 25 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack ! --ctorigdstport 25:30 ! --ctorigsrc 10.0.0.0/8 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctrepldst 10.1.2.3/255.255.0.0 --ctreplsrcport smtp -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctorigdstport 30:25 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctorigdstport :25 --ctorigsrcport 1024: -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctorigsrc 10.1 --ctreplsrc 0/0 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctdir ORIGINAL -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctstate NEW --ctdir reply -j ACCEPT", OK, ""),
     (
-        "-A INPUT -p tcp -m multiport --ports 1,2 -j ACCEPT",
-        OK,
-        "`--ports` (source or destination port) is not supported",
+        "-A FORWARD -m conntrack ! --ctdir REPLY -j ACCEPT",
+        Some("option \"--ctdir\" cannot be inverted"),
+        "cannot be inverted",
     ),
+    (
+        "-A FORWARD -m conntrack --ctorigdstport 25,26 -j ACCEPT",
+        Some("Port \"25,26\" does not resolve"),
+        "invalid port",
+    ),
+    (
+        "-A FORWARD -m conntrack --ctorigsrc 10.1.2.3,10.2.0.0/16 -j ACCEPT",
+        Some("getaddrinfo: Name or service not known"),
+        "bad IPv4",
+    ),
+    ("-A FORWARD -m conntrack --ctorigsrc localhost -j ACCEPT", OK, "host name `localhost` refused"),
+    (
+        "-A FORWARD -m conntrack --ctorigdstport 25 --ctorigdstport 26 -j ACCEPT",
+        Some("option \"--ctorigdstport\" can only be used once"),
+        "given twice",
+    ),
+    ("-A FORWARD -m conntrack --ctorigdstport 25 -m conntrack --ctorigdstport 20:30 -j ACCEPT", OK, ""),
+    ("-A FORWARD -m conntrack --ctorigdst 10.0.0.1/0.255.0.0 -j ACCEPT", OK, "not contiguous"),
+    ("-A FORWARD -m conntrack --ctexpire 10 -j ACCEPT", OK, "not supported by unifw"),
+    // --ports: the source or the destination port, same list rules.
+    ("-A INPUT -p tcp -m multiport --ports 1,2 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport ! --ports 22,80:90 -j ACCEPT", OK, ""),
+    ("-A INPUT -p udp -m multiport --ports domain -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport --ports ssh,http -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport --ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14:15 -j ACCEPT", OK, ""),
+    (
+        "-A INPUT -p tcp -m multiport --ports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -j ACCEPT",
+        Some("too many ports specified"),
+        "too many ports",
+    ),
+    ("-A INPUT -p tcp -m multiport --ports 90:80 -j ACCEPT", Some("invalid portrange specified"), "min >= max"),
+    ("-A INPUT -p tcp -m multiport --ports 80:80 -j ACCEPT", Some("invalid portrange specified"), "min >= max"),
+    ("-A INPUT -p tcp -m multiport --dports 0:0 -j ACCEPT", Some("invalid portrange specified"), "min >= max"),
+    ("-A INPUT -p tcp --dport 5:5 -j ACCEPT", OK, ""),
+    ("-A INPUT -p tcp -m multiport --ports :80 -j ACCEPT", Some("invalid port/service `'"), "invalid port"),
+    ("-A INPUT -m multiport --ports 22 -j ACCEPT", Some("multiport needs `-p tcp', ..."), "multiport needs"),
+    (
+        "-A INPUT -p tcp -m multiport --ports 22 --sports 80 -j ACCEPT",
+        Some("\"--source-ports\" cannot be used together with \"--ports\""),
+        "given twice",
+    ),
+    (
+        "-A INPUT -p tcp -m multiport --ports 22 -m multiport --ports 80 -j ACCEPT",
+        OK,
+        "several `--ports` matches in one rule are not supported",
+    ),
+    ("-A INPUT -p tcp -m multiport --ports 22 -m multiport --dports 80 -j ACCEPT", OK, ""),
     // ICMP types as iptables names them.
     ("-A INPUT -p icmp --icmp-type ping -j ACCEPT", OK, ""),
     ("-A INPUT -p icmp --icmp-type echo-req -j ACCEPT", OK, ""),
@@ -508,7 +564,7 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
         "given twice",
     ),
     ("-A INPUT -m conntrack --ctproto tcp -m conntrack --ctproto udp -j DROP", OK, "several `--ctproto`"),
-    ("-A INPUT -m conntrack --ctorigdstport 53 -j DROP", OK, "not supported by unifw yet"),
+    ("-A INPUT -m conntrack --ctorigdstport 53 -j DROP", OK, ""),
     // Unsupported features: accepted by iptables, refused by name.
     ("-A INPUT -m time --timestart 01:00 -j DROP", OK, "match `-m time` is not supported"),
 ];
@@ -576,6 +632,25 @@ fn accepted_lines_mean_what_they_mean_in_linux() {
     let ports = "-A FORWARD -p udp -m multiport --dports 50:60 -m multiport ! --dports 53 -j DROP";
     assert_eq!(verdict(ports, &new_udp), Action::Accept);
     assert_eq!(verdict(ports, &key(proto::UDP, 54, CtState::New)), Action::Drop);
+    // xt_multiport's XT_MULTIPORT_EITHER: the source or the destination port.
+    let either = "-A FORWARD -p udp -m multiport --ports 53,100:110 -j DROP";
+    let mut reply = key(proto::UDP, 40000, CtState::Established);
+    reply.src_port = 53;
+    assert_eq!(verdict(either, &new_udp), Action::Drop, "destination port in the list");
+    assert_eq!(verdict(either, &reply), Action::Drop, "source port in the list");
+    reply.src_port = 105;
+    assert_eq!(verdict(either, &reply), Action::Drop, "source port in a range of the list");
+    reply.src_port = 111;
+    assert_eq!(verdict(either, &reply), Action::Accept, "neither");
+    let neither = "-A FORWARD -p udp -m multiport ! --ports 53,100:110 -j DROP";
+    assert_eq!(verdict(neither, &reply), Action::Drop, "negated: neither port in the list");
+    assert_eq!(verdict(neither, &new_udp), Action::Accept, "negated: the destination port is in it");
+    reply.src_port = 100;
+    assert_eq!(verdict(neither, &reply), Action::Accept, "negated: the source port is in it");
+    let both = "-A FORWARD -p udp -m multiport --ports 53 -m multiport --sports 100:200 -j DROP";
+    assert_eq!(verdict(both, &reply), Action::Accept, "--sports holds, --ports does not");
+    reply.dst_port = 53;
+    assert_eq!(verdict(both, &reply), Action::Drop, "--sports holds and the destination is in --ports");
     assert_eq!(verdict("-A FORWARD -p udp --dport domain -j DROP", &new_udp), Action::Drop);
     assert_eq!(verdict("-A FORWARD -d 10.2 -j DROP", &new_udp), Action::Accept, "10.2 is 10.2.0.0/32");
     assert_eq!(verdict("-A FORWARD -d 10.2.0.9/16 -j DROP", &new_udp), Action::Drop, "host bits are cleared");
@@ -1051,4 +1126,87 @@ fn recent_means_what_it_means_in_linux() {
     };
     assert_eq!(at(0).rule, Some(2), "not yet seen: --set");
     assert_eq!(at(1).rule, Some(0), "seen: --rcheck holds");
+}
+
+#[test]
+fn ports_rules_hide_and_are_hidden_exactly() {
+    let warnings = |body: &str| {
+        let c = compile(&file(body)).unwrap_or_else(|d| panic!("{body}: {d}"));
+        c.warnings.iter().filter(|w| w.to_string().contains("can never match")).count()
+    };
+    // `--ports 22` covers `--dport 22` and `--sport 22`, not `--dport 23`.
+    let hidden = "-A FORWARD -p tcp -m multiport --ports 22 -j DROP\n-A FORWARD -p tcp --dport 22 -j ACCEPT\n\
+                  -A FORWARD -p tcp --sport 22 -j ACCEPT";
+    assert_eq!(warnings(hidden), 2);
+    assert_eq!(
+        warnings("-A FORWARD -p tcp -m multiport --ports 22 -j DROP\n-A FORWARD -p tcp --dport 23 -j ACCEPT"),
+        0
+    );
+    // `--dport 22` covers only half of `--ports 22`; `-p tcp` all of it.
+    assert_eq!(
+        warnings("-A FORWARD -p tcp --dport 22 -j DROP\n-A FORWARD -p tcp -m multiport --ports 22 -j ACCEPT"),
+        0
+    );
+    assert_eq!(warnings("-A FORWARD -p tcp -j DROP\n-A FORWARD -p tcp -m multiport --ports 22 -j ACCEPT"), 1);
+    // `--ports 20:30` covers `--ports 22`; a negated list takes no part.
+    let wider =
+        "-A FORWARD -p tcp -m multiport --ports 20:30 -j DROP\n-A FORWARD -p tcp -m multiport --ports 22 -j ACCEPT";
+    assert_eq!(warnings(wider), 1);
+    let neg = "-A FORWARD -p tcp -m multiport ! --ports 22 -j DROP\n-A FORWARD -p tcp --dport 80 -j ACCEPT";
+    assert_eq!(warnings(neg), 0);
+    // A residual match may not hold: such a rule hides nothing.
+    let ct = "-A FORWARD -p tcp -m conntrack --ctorigdstport 22 -j DROP\n-A FORWARD -p tcp --dport 22 -j ACCEPT";
+    assert_eq!(warnings(ct), 0);
+    assert_eq!(warnings("-A FORWARD -p tcp --syn -j DROP\n-A FORWARD -p tcp -j ACCEPT"), 0);
+}
+
+#[test]
+fn conntrack_tuples_mean_what_they_mean_in_linux() {
+    use unifw_core::image::format::ct_tuple::CtTuples;
+    // 10.1.0.2:40000 -> 10.2.0.1:25 DNATed to 10.2.0.9:2525: FORWARD sees
+    // the translated packet; the original tuple keeps the port asked for.
+    let mut k = key(proto::TCP, 2525, CtState::New);
+    k.src_port = 40000;
+    k.extra.ct_proto = proto::TCP;
+    k.extra.ct_tuples = CtTuples {
+        orig: (0x0a01_0002, 0x0a02_0001),
+        orig_ports: (40000, 25),
+        repl: (0x0a02_0009, 0x0a01_0002),
+        repl_ports: (2525, 40000),
+        reply: false,
+    };
+    let v = |body: &str, k: &PacketKey| verdict(body, k);
+    assert_eq!(v("-A FORWARD -m conntrack --ctorigdstport 25 -j DROP", &k), Action::Drop);
+    assert_eq!(v("-A FORWARD -p tcp --dport 25 -j DROP", &k), Action::Accept, "the packet's port is 2525");
+    assert_eq!(v("-A FORWARD -m conntrack ! --ctorigdstport 25 -j DROP", &k), Action::Accept);
+    assert_eq!(v("-A FORWARD -m conntrack --ctreplsrcport 2525 --ctreplsrc 10.2.0.9 -j DROP", &k), Action::Drop);
+    assert_eq!(v("-A FORWARD -m conntrack --ctorigdst 10.2.0.0/24 --ctrepldst 10.1.0.2 -j DROP", &k), Action::Drop);
+    assert_eq!(v("-A FORWARD -m conntrack ! --ctorigsrc 10.1.0.0/24 -j DROP", &k), Action::Accept);
+    assert_eq!(v("-A FORWARD -m conntrack --ctorigdstport 30:25 -j DROP", &k), Action::Accept, "reversed range");
+    assert_eq!(v("-A FORWARD -m conntrack --ctdir ORIGINAL -j DROP", &k), Action::Drop);
+    assert_eq!(v("-A FORWARD -m conntrack --ctdir REPLY -j DROP", &k), Action::Accept);
+    let both = "-A FORWARD -m conntrack --ctorigdstport 20:30 -m conntrack ! --ctorigdstport 25 -j DROP";
+    assert_eq!(v(both, &k), Action::Accept, "both conntrack matches must hold");
+    // No connection: the match fails, negated or not, unless a --ctstate
+    // of the same match lets it through (then the tuples are not read).
+    for state in [CtState::Invalid, CtState::Untracked] {
+        let none = PacketKey { state, ..k };
+        assert_eq!(v("-A FORWARD -m conntrack ! --ctorigdstport 1 -j DROP", &none), Action::Accept, "{state:?}");
+        assert_eq!(v("-A FORWARD -m conntrack --ctdir ORIGINAL -j DROP", &none), Action::Accept, "{state:?}");
+        let with_state = "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED --ctorigdstport 1 -j DROP";
+        assert_eq!(v(with_state, &none), Action::Drop, "{state:?}");
+        let other = "-A FORWARD -m conntrack --ctstate INVALID,UNTRACKED -m conntrack --ctorigdstport 1 -j DROP";
+        assert_eq!(v(other, &none), Action::Accept, "{state:?}: a separate match needs a connection");
+    }
+    // Printed back as iptables-save, the rules read the same.
+    for body in [
+        "-A FORWARD -m conntrack ! --ctorigdstport 20:30 --ctorigsrc 10.1.0.0/16 --ctdir ORIGINAL -j DROP",
+        "-A FORWARD -m conntrack --ctstate NEW,INVALID ! --ctrepldst 10.1.0.2 --ctreplsrcport 2525 -j DROP",
+    ] {
+        let c = compile(&file(body)).unwrap_or_else(|d| panic!("{body}: {d}"));
+        let text = rules::render(&c.ruleset, rules::Format::Iptables).expect("prints");
+        let again = compile(&text).unwrap_or_else(|d| panic!("{text}: {d}"));
+        assert_eq!(again.ruleset.rules[0].residual, c.ruleset.rules[0].residual, "{text}");
+        assert_eq!(again.ruleset.rules[0].states, c.ruleset.rules[0].states, "{text}");
+    }
 }

@@ -82,6 +82,30 @@ fn iptables_save_equals_native() {
     }
 }
 
+#[test]
+fn either_ports_equal_reference_and_print_back() {
+    let mut rng = Rng::new(11);
+    for round in 0..150 {
+        let n = [1, 3, 10, 40, 200][round % 5];
+        let mut set = random_ruleset(&mut rng, n, true);
+        rules_common::with_either_ports(&mut rng, &mut set);
+        let compiled = compile_ruleset(set.clone()).expect("compiles");
+        let image = Image::from_bytes(&compiled.image).expect("valid image");
+        let ipt = render(&set, Format::Iptables).expect("iptables can express these rules");
+        let back = rules::compile("t.ipt", ipt.as_bytes(), &mut no_includes).unwrap_or_else(|d| panic!("{d}\n{ipt}"));
+        let reread = Image::from_bytes(&back.image).expect("valid");
+        for k in packets(&mut rng, &set, 300) {
+            for chain in [Chain::Input, Chain::Forward] {
+                let want = set.classify_linear(chain, &k);
+                assert_eq!(image.classify(chain, &k), want, "round {round}, chain {chain:?}, key {k:?}");
+                assert_eq!(image.classify_linear(chain, &k), want, "linear image scan, round {round}");
+                let got = reread.classify(chain, &k);
+                assert_eq!((got.action, got.rule), (want.action, want.rule), "{ipt}\n{k:?}");
+            }
+        }
+    }
+}
+
 /// Random residual matches, `LOG` rules and limits on a random ruleset.
 fn with_residuals(rng: &mut Rng, set: &mut unifw_compiler::Ruleset) {
     use unifw_compiler::{LimitSpec, LogRecord, Residual};
@@ -132,6 +156,23 @@ fn with_residuals(rng: &mut Rng, set: &mut unifw_compiler::Ruleset) {
         if rng.pct(8) {
             x.ct_proto = Some(([0u8, 1, 6, 17][rng.below(4) as usize], rng.pct(30)));
         }
+        if rng.pct(10) {
+            use unifw_core::image::format::ct_tuple::{CtField, CtTest, CtTupleSpec};
+            let mut spec =
+                CtTupleSpec { dir: [None, Some(false), Some(true)][rng.below(3) as usize], ..CtTupleSpec::default() };
+            for _ in 0..rng.below(4) {
+                let field = CtField::ALL[rng.below(8) as usize];
+                let (value, high) = if field.is_port() {
+                    let lo = [0u16, 25, 53, 2222][rng.below(4) as usize];
+                    (u32::from(lo), [25u16, 53, 2222, 65535][rng.below(4) as usize])
+                } else {
+                    (rules_common::random_prefix(rng).addr & 0xffff_ff00, [0u16, 8, 16, 24][rng.below(4) as usize])
+                };
+                let len_mask = if field.is_port() { u32::MAX } else { unifw_core::flow::mask(high as u8) };
+                spec.push(CtTest { field, negated: rng.pct(30), value: value & len_mask, high });
+            }
+            x.ct_tuple = Some(spec);
+        }
         if rng.pct(8) {
             r.log_target = Some(LogRecord { level: 4, ..LogRecord::default() });
         }
@@ -162,6 +203,15 @@ fn random_extra(rng: &mut Rng, k: &mut unifw_core::flow::PacketKey) {
     (x.src_type_in, x.dst_type_in, x.src_type_out, x.dst_type_out) = (t(rng), t(rng), t(rng), t(rng));
     x.tcp_mss = [None, Some(536), Some(1400), Some(1460), Some(65535)][rng.below(5) as usize];
     x.ct_proto = if rng.pct(70) { k.proto } else { [1u8, 6, 17][rng.below(3) as usize] };
+    let (src, dst) = (k.src, k.dst);
+    let port = |rng: &mut Rng| [0u16, 25, 53, 2222, 40000][rng.below(5) as usize];
+    x.ct_tuples = unifw_core::image::format::ct_tuple::CtTuples {
+        orig: (src, if rng.pct(50) { dst } else { rules_common::random_prefix(rng).addr }),
+        orig_ports: (port(rng), port(rng)),
+        repl: (if rng.pct(50) { dst } else { rules_common::random_prefix(rng).addr }, src),
+        repl_ports: (port(rng), port(rng)),
+        reply: rng.pct(40),
+    };
     if rng.pct(15) {
         k.state = CtState::Untracked;
     }

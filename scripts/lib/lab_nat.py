@@ -7,7 +7,9 @@ checksums and TSO), a UDP
 datagram, a 3000-byte UDP datagram (fragmented both ways), three pings, a
 UDP datagram to a closed port (the receiver's port unreachable must come
 back translated: `refused`); from the receiver, TCP and UDP to
-10.2.0.1:2222 (DNAT to 10.1.0.2:5001). The receiver's sniffer gives the
+10.2.0.1:2222 (DNAT to 10.1.0.2:5001; FORWARD accepts it by
+`-m conntrack --ctorigdstport 2222`, so UDP to 2223, DNATed to the same
+server, times out). The receiver's sniffer gives the
 source address and whether the source port was kept. Each result must be
 the expected one, and unifw's must equal Linux's.
 """
@@ -102,6 +104,7 @@ CASES = (
     ("udp closed port", "s", "udp", RECEIVER_HOST, 40004, 10, 5999),
     ("dnat tcp", "r", "tcp", RECEIVER_FW, 40005, 1000, 2222),
     ("dnat udp", "r", "udp", RECEIVER_FW, 40006, 100, 2222),
+    ("dnat udp other port", "r", "udp", RECEIVER_FW, 40007, 100, 2223),
 )
 
 EXPECTED = {
@@ -111,6 +114,8 @@ EXPECTED = {
     "udp closed port": "refused",
     "dnat tcp": "ok",
     "dnat udp": "ok",
+    # DNATed to the same server, but FORWARD wants --ctorigdstport 2222.
+    "dnat udp other port": "timeout",
     "ping": "ok",
     # At the receiver: masqueraded to eth1's address, the port kept.
     "tcp stream seen from": "10.2.0.1 port kept",

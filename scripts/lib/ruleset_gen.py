@@ -38,6 +38,7 @@ FEATURES = {
     "tcpmss": "-m tcpmss --mss A:B (SYNs carry MSS 1460, other segments none)",
     "output": "rules and a DROP policy in OUTPUT (the firewall's own packets)",
     "notrack": "*raw PREROUTING/OUTPUT -j NOTRACK or CT --notrack, and --ctstate UNTRACKED",
+    "ports": "-m multiport [!] --ports LIST (the source or the destination port)",
 }
 
 PORTS = [22, 53, 80, 443, 999, 1023, 1024, 3306, 5000, 5432, 5999, 6000, 6001, 6015, 7000, 8000, 9000,
@@ -111,6 +112,13 @@ class Gen:
                 m.append(f"-m multiport {self.neg(10)}--dports {','.join(str(p) for p in self.rng.sample(PORTS, 3))}")
             if self.pct(15):
                 m.append(f"-m {proto} --sport {self.rng.choice(['600:699', '1024:65535', '30000:30100', '700:799'])}")
+            if "ports" in self.f and self.pct(15):
+                # multiport refuses a range A:A (iptables: "invalid portrange").
+                ports = [p.split(":")[0] if p.count(":") and len(set(p.split(":"))) == 1 else p
+                         for p in (self.ports() for _ in range(self.rng.randint(1, 3)))]
+                if self.pct(20):
+                    ports.append(self.rng.choice(['600:699', '30000:30100']))
+                m.append(f"-m multiport {self.neg(25)}--ports {','.join(ports)}")
         if proto == "tcp":
             if "syn" in self.f and self.pct(20):
                 m.append(f"-m tcp {self.neg(40)}--syn")

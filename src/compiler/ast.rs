@@ -67,6 +67,13 @@ impl PortMatch {
     fn matches(&self, port: u16) -> bool {
         self.ranges.iter().any(|&(lo, hi)| lo <= port && port <= hi) != self.negated
     }
+
+    /// `-m multiport --ports` (Linux's `XT_MULTIPORT_EITHER`): the source
+    /// or the destination port is in a range; negated, neither is.
+    pub fn matches_either(&self, src: u16, dst: u16) -> bool {
+        let inside = |p: u16| self.ranges.iter().any(|&(lo, hi)| lo <= p && p <= hi);
+        (inside(src) || inside(dst)) != self.negated
+    }
 }
 
 /// Protocol match.
@@ -264,6 +271,9 @@ pub struct Rule {
     /// Matches decided at compile time (`-f`, `-m owner`, `-m mark`), as
     /// written: their result is in `residual` (never) or `states`.
     pub folded: Vec<super::iptables_folded::Folded>,
+    /// `-m multiport --ports`: the source or the destination port (TCP/UDP
+    /// rules only; the index holds it as two boxes, see `expand.rs`).
+    pub ports: Option<PortMatch>,
 }
 
 impl Rule {
@@ -289,6 +299,7 @@ impl Rule {
             residual: Residual::default(),
             log_target: None,
             folded: Vec::new(),
+            ports: None,
         }
     }
 
@@ -313,6 +324,7 @@ impl Rule {
             && self.dst.as_ref().is_none_or(|m| m.matches(key.dst))
             && self.sport.as_ref().is_none_or(|m| m.matches(key.src_port))
             && self.dport.as_ref().is_none_or(|m| m.matches(key.dst_port))
+            && self.ports.as_ref().is_none_or(|m| m.matches_either(key.src_port, key.dst_port))
             && self.icmp.is_none_or(|m| m.matches(key.icmp_type, key.icmp_code))
             && self.in_if.is_none_or(|m| m.matches(key.in_if))
             && self.out_if.is_none_or(|m| m.matches(key.out_if))

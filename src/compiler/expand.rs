@@ -192,10 +192,40 @@ fn port_boxes(rule: &Rule) -> Vec<((u16, u16), (u16, u16))> {
     }
     let sports = port_ranges(rule.sport.as_ref());
     let dports = port_ranges(rule.dport.as_ref());
+    let Some(either) = rule.ports.as_ref() else { return product(&sports, &dports) };
+    // `--ports L`: (S∩L × D) ∪ (S∖L × D∩L), disjoint; `! --ports L`:
+    // S∖L × D∖L (xt_multiport: neither port in L).
+    let list = port_ranges(Some(&PortMatch { negated: false, ranges: either.ranges.clone() }));
+    let outside = port_ranges(Some(&PortMatch { negated: true, ranges: either.ranges.clone() }));
+    let (s_out, d_out) = (meet(&sports, &outside), meet(&dports, &outside));
+    if either.negated {
+        return product(&s_out, &d_out);
+    }
+    let mut out = product(&meet(&sports, &list), &dports);
+    out.extend(product(&s_out, &meet(&dports, &list)));
+    out
+}
+
+/// Every pair of a source and a destination range.
+fn product(sports: &[(u16, u16)], dports: &[(u16, u16)]) -> Vec<((u16, u16), (u16, u16))> {
     let mut out = Vec::with_capacity(sports.len() * dports.len());
-    for &s in &sports {
-        for &d in &dports {
+    for &s in sports {
+        for &d in dports {
             out.push((s, d));
+        }
+    }
+    out
+}
+
+/// The intersection of two sorted lists of disjoint port ranges.
+fn meet(a: &[(u16, u16)], b: &[(u16, u16)]) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    for &(alo, ahi) in a {
+        for &(blo, bhi) in b {
+            let (lo, hi) = (alo.max(blo), ahi.min(bhi));
+            if lo <= hi {
+                out.push((lo, hi));
+            }
         }
     }
     out
@@ -239,6 +269,27 @@ mod tests {
     fn negated_ports_become_ranges_around_them() {
         let m = PortMatch { negated: true, ranges: alloc::vec![(80, 80), (0, 10), (65535, 65535)] };
         assert_eq!(port_ranges(Some(&m)), alloc::vec![(11, 79), (81, 65534)]);
+    }
+
+    #[test]
+    fn either_port_becomes_two_disjoint_boxes_and_negated_one() {
+        let mut r = Rule::any(unifw_core::flow::Chain::Forward, unifw_core::flow::Action::Accept);
+        r.proto = ProtoMatch::OneOf(alloc::vec![6]);
+        r.sport = Some(PortMatch { negated: false, ranges: alloc::vec![(1000, 3000)] });
+        r.ports = Some(PortMatch { negated: false, ranges: alloc::vec![(22, 22), (2000, 2100)] });
+        let boxes = port_boxes(&r);
+        let full = (0, u16::MAX);
+        let want = alloc::vec![
+            ((2000, 2100), full),
+            ((1000, 1999), (22, 22)),
+            ((1000, 1999), (2000, 2100)),
+            ((2101, 3000), (22, 22)),
+            ((2101, 3000), (2000, 2100)),
+        ];
+        assert_eq!(boxes, want);
+        r.ports = Some(PortMatch { negated: true, ranges: alloc::vec![(22, 22)] });
+        let boxes = port_boxes(&r);
+        assert_eq!(boxes, alloc::vec![((1000, 3000), (0, 21)), ((1000, 3000), (23, u16::MAX))]);
     }
 
     #[test]

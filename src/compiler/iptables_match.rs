@@ -84,6 +84,9 @@ enum Opt {
     Mark,
     Mss,
     CtProto,
+    /// `--ctorigsrc` ... `--ctrepldstport` (the field's number).
+    CtTuple(u8),
+    CtDir,
     /// One of `-m recent`'s (iptables_recent.rs reads them).
     Recent,
     /// An option iptables has that unifw does not implement (yet).
@@ -174,11 +177,11 @@ impl Module {
             (Module::Conntrack, "--ctstate") => Opt::CtState,
             (Module::Conntrack, "--ctstatus") => Opt::CtStatus,
             (Module::Conntrack, "--ctproto") => Opt::CtProto,
-            (
-                Module::Conntrack,
-                "--ctorigsrc" | "--ctorigdst" | "--ctreplsrc" | "--ctrepldst" | "--ctorigsrcport" | "--ctorigdstport"
-                | "--ctreplsrcport" | "--ctrepldstport" | "--ctexpire" | "--ctdir",
-            ) => Opt::Unsupported,
+            (Module::Conntrack, o) if super::iptables_ct_tuple::field(o).is_some() => {
+                Opt::CtTuple(super::iptables_ct_tuple::field(o).map_or(0, |f| f as u8))
+            }
+            (Module::Conntrack, "--ctdir") => Opt::CtDir,
+            (Module::Conntrack, "--ctexpire") => Opt::Unsupported,
             (Module::Icmp, "--icmp-type") => Opt::IcmpType,
             (Module::Comment, "--comment") => Opt::Comment,
             (Module::Iprange, "--src-range") => Opt::SrcRange,
@@ -226,6 +229,8 @@ pub struct Matches {
     limit: Option<(u32, u32)>,
     /// The `-m recent` seen.
     recent: Option<super::iptables_recent::RecentOpts>,
+    /// The `-m multiport --ports` seen (at most one).
+    either: Vec<PortMatch>,
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -534,7 +539,16 @@ fn apply(
             }
         }
         Opt::Ports => {
-            return Err(unsupported(ctx, a.at, "-m multiport --ports".into(), "`--ports` (source or destination port) is not supported by unifw: write two rules, one with --sports and one with --dports".into()));
+            if !m.either.is_empty() {
+                let what = "two `-m multiport --ports` in one rule".into();
+                let why = "several `--ports` matches in one rule are not supported by unifw (each is a source-or-destination test; merge their lists or split the rule)".into();
+                return Err(unsupported(ctx, a.at, what, why));
+            }
+            let protos = match &rule.proto {
+                ProtoMatch::OneOf(l) if l.as_slice() == [proto::UDP] => 2,
+                _ => 1,
+            };
+            m.either.push(PortMatch { negated, ranges: multiport(a.text, protos).map_err(bad)? });
         }
         Opt::State | Opt::CtState => {
             let (mut bits, mut status) = (0, 0);
@@ -671,6 +685,23 @@ fn apply(
             }
             let p = if a.text.eq_ignore_ascii_case("all") { 0 } else { names::protocol(a.text).map_err(bad)? };
             rule.residual.ct_proto = Some((p, negated));
+        }
+        Opt::CtTuple(_) | Opt::CtDir => {
+            let spec = &mut rule.residual.ct_tuple;
+            let done = match kind {
+                Opt::CtTuple(n) => {
+                    let field = unifw_core::image::format::ct_tuple::CtField::ALL.get(usize::from(n)).copied();
+                    let field = field.ok_or_else(|| bad("internal: no such conntrack field".into()))?;
+                    super::iptables_ct_tuple::test(spec, field, negated, a.text)
+                }
+                _ => super::iptables_ct_tuple::direction(spec, negated, a.text),
+            };
+            if let Err((why, unsupported_here)) = done {
+                if unsupported_here {
+                    ctx.count_unsupported("-m conntrack tuple options beyond unifw's limits".into());
+                }
+                return Err(bad(why));
+            }
         }
         Opt::Mss => {
             rule.residual.tcp_mss =
@@ -809,8 +840,8 @@ pub fn finish(m: Matches, rule: &mut Rule, recent: &mut super::iptables_recent::
             Module::Tcpmss => proto_is(proto::TCP),
             _ => true,
         };
-        if inst.module == Module::Conntrack && inst.given.contains(&Opt::CtProto) && !inst.given.contains(&Opt::CtState)
-        {
+        let needs_ct = |g: &Opt| matches!(g, Opt::CtProto | Opt::CtTuple(_) | Opt::CtDir);
+        if inst.module == Module::Conntrack && inst.given.iter().any(needs_ct) && !inst.given.contains(&Opt::CtState) {
             // Linux's xt_conntrack: without a connection (INVALID,
             // UNTRACKED) the match holds only by its `--ctstate`.
             rule.states &= state_bit(CtState::New) | state_bit(CtState::Established) | state_bit(CtState::Related);
@@ -866,6 +897,7 @@ pub fn finish(m: Matches, rule: &mut Rule, recent: &mut super::iptables_recent::
     rule.dst = both_addrs(m.dst);
     rule.sport = both_ports(m.sport);
     rule.dport = both_ports(m.dport);
+    rule.ports = m.either.into_iter().next();
     rule.icmp = match m.icmp.as_slice() {
         [] => None,
         [one] => Some(*one),
@@ -1088,10 +1120,12 @@ fn multiport(s: &str, protos: u8) -> Result<Vec<(u16, u16)>, String> {
                 (p, p)
             }
         };
-        if lo > hi {
-            return Err(format!("invalid port range `{item}` (min > max)"));
+        let range = item.contains(':');
+        if lo > hi || (range && lo == hi) {
+            // xt_multiport ranges need min < max (iptables: "invalid portrange").
+            return Err(format!("invalid port range `{item}` (min >= max; a multiport range needs min < max)"));
         }
-        count += if item.contains(':') { 2 } else { 1 };
+        count += if range { 2 } else { 1 };
         out.push((lo, hi));
     }
     if count > MULTIPORT_MAX {

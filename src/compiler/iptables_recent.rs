@@ -172,7 +172,7 @@ fn strtoui(s: &str) -> Option<u32> {
 
 /// An address as `inet_aton` reads it (`a`, `a.b`, `a.b.c`, `a.b.c.d`,
 /// each part decimal, octal or hex; the last part fills the rest).
-fn inet_aton(s: &str) -> Option<u32> {
+pub(super) fn inet_aton(s: &str) -> Option<u32> {
     let parts: Vec<u32> =
         s.split('.').map(|p| if p.starts_with('+') { None } else { strtoui(p) }).collect::<Option<_>>()?;
     let (last, head) = parts.split_last()?;

@@ -162,6 +162,9 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
     if r.residual.recent.is_some() {
         return Err(format!("rules with `-m recent` cannot be printed yet (the rule at line {})", r.line));
     }
+    if format == Format::Unifw && r.ports.is_some() {
+        return Err(format!("`-m multiport --ports` exists only in iptables-save (the rule at line {})", r.line));
+    }
     let residual = r.residual != super::ast::Residual::default() || r.log_target.is_some();
     if format == Format::Unifw && (residual || r.states & unifw_core::flow::UNTRACKED_BIT != 0 && r.states != ANY_STATE)
     {
@@ -424,6 +427,9 @@ fn iptables_rule(r: &Rule, chain: &str, target: Option<String>) -> Result<String
             let _ = write!(s, " -m {name}");
         }
     }
+    if let Some(m) = &r.ports {
+        let _ = write!(s, " -m multiport {}--ports {}", if m.negated { "! " } else { "" }, ports(m, ':'));
+    }
     // A list needs its own `-m multiport` (one multiport may not hold both --sports and --dports).
     for (one, many, m) in [("--sport", "--sports", &r.sport), ("--dport", "--dports", &r.dport)] {
         if let Some(m) = m {
@@ -441,10 +447,13 @@ fn iptables_rule(r: &Rule, chain: &str, target: Option<String>) -> Result<String
     }
     // `--ctproto` shares its match with the states: a packet without a
     // connection passes it by them alone (xt_conntrack).
-    if r.states != ANY_STATE || r.residual.ct_proto.is_some() {
+    if r.states != ANY_STATE || r.residual.ct_proto.is_some() || r.residual.ct_tuple.is_some() {
         let _ = write!(s, " -m conntrack --ctstate {}", state_list(r.states, true));
         if let Some((p, negated)) = r.residual.ct_proto {
             let _ = write!(s, " {}--ctproto {p}", if negated { "! " } else { "" });
+        }
+        if let Some(t) = &r.residual.ct_tuple {
+            s.push_str(&super::iptables_ct_tuple::render(t));
         }
     }
     residual_options(r, &mut s);

@@ -260,6 +260,14 @@ pub fn point_in(r: &Rule, rng: &mut Rng) -> unifw_core::flow::PacketKey {
         let (a, b) = (rng.next_u64() as u16, rng.next_u64() as u16);
         k.src_port = port(&r.sport, rng, a);
         k.dst_port = port(&r.dport, rng, b);
+        // `--ports`: one of the two ports in the list (or both, by chance).
+        if r.ports.as_ref().is_some_and(|m| !m.negated) {
+            if rng.below(2) == 0 {
+                k.src_port = port(&r.ports, rng, k.src_port);
+            } else {
+                k.dst_port = port(&r.ports, rng, k.dst_port);
+            }
+        }
         (k.icmp_type, k.icmp_code) = (0, 0);
     } else {
         (k.src_port, k.dst_port) = (0, 0);

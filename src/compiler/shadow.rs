@@ -27,6 +27,8 @@ struct Box1 {
     dst: Prefix,
     sport: (u16, u16),
     dport: (u16, u16),
+    /// `-m multiport --ports` with one range: the source or the destination port in it.
+    either: Option<(u16, u16)>,
     icmp: Option<IcmpMatch>,
     in_if: Option<IfMatch>,
     out_if: Option<IfMatch>,
@@ -65,6 +67,10 @@ fn box_of(r: &Rule, i: u32) -> Option<Box1> {
         dst: single_prefix(r.dst.as_ref())?,
         sport: single_range(r.sport.as_ref())?,
         dport: single_range(r.dport.as_ref())?,
+        either: match r.ports.as_ref() {
+            None => None,
+            m => Some(single_range(m)?),
+        },
         icmp: r.icmp,
         in_if: r.in_if,
         out_if: r.out_if,
@@ -76,13 +82,30 @@ fn within(inner: (u16, u16), outer: (u16, u16)) -> bool {
     outer.0 <= inner.0 && inner.1 <= outer.1
 }
 
+/// A source and a destination port range.
+type PortBox = ((u16, u16), (u16, u16));
+
+/// The port boxes of `b`: one, or with `--ports L` two (S∩L × D and
+/// S × D∩L; an empty one is left out).
+fn port_boxes(b: &Box1) -> [Option<PortBox>; 2] {
+    let meet = |x: (u16, u16), y: (u16, u16)| (x.0.max(y.0) <= x.1.min(y.1)).then(|| (x.0.max(y.0), x.1.min(y.1)));
+    match b.either {
+        None => [Some((b.sport, b.dport)), None],
+        Some(l) => [meet(b.sport, l).map(|s| (s, b.dport)), meet(b.dport, l).map(|d| (b.sport, d))],
+    }
+}
+
+/// Whether every packet of the port box `(s, d)` matches `a`'s ports.
+fn ports_cover(a: &Box1, (s, d): PortBox) -> bool {
+    within(s, a.sport) && within(d, a.dport) && a.either.is_none_or(|l| within(s, l) || within(d, l))
+}
+
 /// Whether every packet `b` matches also matches `a`.
 fn covers(a: &Box1, b: &Box1) -> bool {
     (a.proto.is_none() || a.proto == b.proto)
         && a.src.covers(&b.src)
         && a.dst.covers(&b.dst)
-        && within(b.sport, a.sport)
-        && within(b.dport, a.dport)
+        && port_boxes(b).into_iter().flatten().all(|pb| ports_cover(a, pb))
         && match (a.icmp, b.icmp) {
             (None, _) => true,
             (Some(x), Some(y)) => x.icmp_type == y.icmp_type && (x.code.is_none() || x.code == y.code),
@@ -115,9 +138,10 @@ pub fn shadowed(set: &Ruleset) -> Vec<Diagnostic> {
                 out.push(Diagnostic::plain(file, r.line, r.column, msg));
                 continue;
             }
-            if matches!(r.jump, Some(Jump::Call(_) | Jump::Continue)) || r.residual.recent.is_some() {
-                // Evaluation comes back to the next rule, or `-m recent`
-                // may not hold: it hides nothing.
+            if matches!(r.jump, Some(Jump::Call(_) | Jump::Continue)) || r.image_residual().is_some() {
+                // Evaluation comes back to the next rule, or a residual
+                // match (`-m recent`, `--syn`, `--ctorigdstport`, ...) may
+                // not hold: it hides nothing.
                 continue;
             }
             if b.src.len <= 8 && b.dst.len <= 8 && broad.len() < BROAD {

@@ -266,6 +266,9 @@ pub struct KeyExtra {
     /// packet's own, or for an ICMP error RELATED to a connection, the
     /// quoted packet's. Read only when the state says there is one.
     pub ct_proto: u8,
+    /// The connection's tuples and the packet's direction in it
+    /// (`--ctorigdstport`, ...); read only when the state says there is one.
+    pub ct_tuples: crate::image::format::ct_tuple::CtTuples,
 }
 
 impl KeyExtra {

@@ -125,3 +125,15 @@ pub fn packets(rng: &mut Rng, set: &Ruleset, n: usize) -> Vec<PacketKey> {
         })
         .collect()
 }
+
+/// Gives some TCP/UDP rules of an iptables-expressible ruleset a
+/// `-m multiport [!] --ports` list (up to 15 ports, a range counting two).
+pub fn with_either_ports(rng: &mut Rng, set: &mut Ruleset) {
+    for r in &mut set.rules {
+        if !r.proto.has_ports() || !rng.pct(50) {
+            continue;
+        }
+        let Some(m) = port_match(rng) else { continue };
+        r.ports = Some(m);
+    }
+}

@@ -34,6 +34,7 @@ use super::{Fallback, IfAddr, InterfaceSpec, MetricsSource, RouteSpec};
 use crate::net::addr::Cidr;
 use crate::net::ReversePathFilter;
 
+pub mod ct_tuple;
 mod entry;
 
 pub use entry::{EntryRecord, EntryView};
@@ -774,6 +775,9 @@ pub struct Residual {
     pub ct_proto: Option<(u8, bool)>,
     /// `-m recent`.
     pub recent: Option<RecentSpec>,
+    /// `-m conntrack --ctorig*/--ctrepl*/--ctdir` (bytes 64..96, `has`
+    /// bit 13): checked only for packets with a connection, like `ct_proto`.
+    pub ct_tuple: Option<ct_tuple::CtTupleSpec>,
 }
 
 impl Residual {
@@ -838,6 +842,11 @@ impl Residual {
             put(&mut b, 60, &[rc.cmd, flags]);
             put(&mut b, 62, &rc.stamps_mask.to_le_bytes());
         }
+        if let Some(t) = self.ct_tuple {
+            has |= 1 << 13;
+            put(&mut b, 0, &has.to_le_bytes());
+            t.encode_into(&mut b);
+        }
         b
     }
 
@@ -877,6 +886,7 @@ impl Residual {
                 hitcount: get_u16(b, 58),
                 stamps_mask: get_u16(b, 62),
             }),
+            ct_tuple: on(13).then(|| ct_tuple::CtTupleSpec::decode_from(b)),
         })
     }
 
@@ -899,6 +909,13 @@ impl Residual {
             use crate::flow::CtState;
             let tracked = matches!(key.state, CtState::New | CtState::Established | CtState::Related);
             if tracked && (x.ct_proto == p) == neg {
+                return false;
+            }
+        }
+        if let Some(t) = &self.ct_tuple {
+            use crate::flow::CtState;
+            let tracked = matches!(key.state, CtState::New | CtState::Established | CtState::Related);
+            if tracked && !t.matches(&x.ct_tuples) {
                 return false;
             }
         }
@@ -1541,6 +1558,21 @@ mod tests {
                 seconds: 60,
                 hitcount: 4,
                 stamps_mask: 31,
+            }),
+            ct_tuple: Some(ct_tuple::CtTupleSpec {
+                dir: Some(false),
+                tests: [
+                    Some(ct_tuple::CtTest {
+                        field: ct_tuple::CtField::OrigDstPort,
+                        negated: true,
+                        value: 25,
+                        high: 26,
+                    }),
+                    None,
+                    None,
+                    None,
+                    None,
+                ],
             }),
         };
         let mss = Residual { tcp_mss: Some((0, 65535, false)), ..Residual::default() };

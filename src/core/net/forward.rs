@@ -32,6 +32,7 @@ use super::split::{refused_by_mtu, Offload};
 use crate::flow::{
     addr_type, proto, Action, Chain, CtState, IfIndex, KeyExtra, PacketKey, PktType, RejectWith, Verdict, NO_IF,
 };
+use crate::image::format::ct_tuple::CtTuples;
 use crate::image::{Lookup, Marks};
 
 /// The received frame and what is known about it.
@@ -57,6 +58,9 @@ pub(super) struct Seen<'p> {
     pub(super) nat: Option<NatView>,
     /// Its connection's NAT status (`--ctstate SNAT`, `DNAT`).
     pub(super) ct_status: u8,
+    /// Its connection's tuples (`--ctorigdstport`, ...); `None`: those of
+    /// a connection this packet would open (nat PREROUTING, raw, own packets).
+    pub(super) ct_tuples: Option<CtTuples>,
 }
 
 impl Dataplane {
@@ -390,7 +394,7 @@ impl Dataplane {
         {
             return self.refuse(now_ms, &packet, action, classifier, out);
         }
-        let who = (hop.out_if, tracked.state, Some(view), tracked.nat_status());
+        let who = (hop.out_if, tracked.state, Some(view), (tracked.nat_status(), tracked.ct_tuples()));
         packet.meta.total_len = self.mangle_mss(now_ms, &mut packet, who, classifier);
         if nat {
             if let Err(reason) = self.nat_postrouting(now_ms, &packet, &mut tracked, hop.out_if, classifier) {
@@ -437,7 +441,8 @@ impl Dataplane {
         let meta = &packet.meta;
         let nat = Some(NatView::of(meta, tracked));
         let (state, ct_status) = (tracked.state, tracked.nat_status());
-        let seen = Seen { eth: &packet.eth, meta, in_if: packet.in_if, out_if, state, nat, ct_status };
+        let ct_tuples = tracked.ct_tuples();
+        let seen = Seen { eth: &packet.eth, meta, in_if: packet.in_if, out_if, state, nat, ct_status, ct_tuples };
         let (verdict, _) = self.run_chain(now_ms, chain, &seen, packet.frame, classifier);
         match verdict.action {
             Action::Accept => Ok(()),
@@ -760,6 +765,23 @@ impl Dataplane {
                 (CtState::Related, L4::IcmpError { quoted: Some(q), .. }) => q.proto,
                 _ => meta.proto,
             },
+            ct_tuples: seen.ct_tuples.unwrap_or_else(|| first_tuples(meta)),
+        }
+    }
+}
+
+/// The tuples of the connection `meta` would open, untranslated.
+fn first_tuples(meta: &Ipv4Meta) -> CtTuples {
+    match meta.l4 {
+        L4::IcmpQuery { icmp_type, code, id, .. } => {
+            let mut t = CtTuples::of_first((meta.src, id), (meta.dst, u16::from(icmp_type) << 8 | u16::from(code)));
+            let inverse = crate::net::conntrack::tuples::icmp_inverse(icmp_type);
+            t.repl_ports = (id, u16::from(inverse) << 8 | u16::from(code));
+            t
+        }
+        _ => {
+            let ports = meta.l4.ports().unwrap_or(Ports { src: 0, dst: 0 });
+            CtTuples::of_first((meta.src, ports.src), (meta.dst, ports.dst))
         }
     }
 }

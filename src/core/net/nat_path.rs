@@ -77,6 +77,7 @@ impl Dataplane {
             state: CtState::New,
             nat: None,
             ct_status: 0,
+            ct_tuples: None,
         };
         self.nat_chain(now_ms, Chain::NatPrerouting, (&seen, packet.frame), tracked, classifier)
     }
@@ -104,6 +105,7 @@ impl Dataplane {
             state: CtState::New,
             nat,
             ct_status,
+            ct_tuples: tracked.ct_tuples(),
         };
         self.nat_chain(now_ms, Chain::NatPostrouting, (&seen, packet.frame), tracked, classifier)
     }

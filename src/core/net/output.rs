@@ -24,6 +24,7 @@ use super::parse::{
     parse_ethernet, parse_ipv4, tcp_flags, EtherPayload, EthernetInfo, Ipv4Meta, ETHERNET_HEADER_LEN, L4,
 };
 use crate::flow::{Action, Chain, CtState, IfIndex, NO_IF};
+use crate::image::format::ct_tuple::CtTuples;
 use crate::image::Marks;
 
 impl Dataplane {
@@ -44,8 +45,16 @@ impl Dataplane {
         let Some((eth, meta)) = own_ipv4(frame) else { return Ok(()) };
         let mut untracked = false;
         if classifier.uses(Chain::RawOutput) {
-            let seen =
-                Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state: CtState::Invalid, nat: None, ct_status: 0 };
+            let seen = Seen {
+                eth: &eth,
+                meta: &meta,
+                in_if: NO_IF,
+                out_if,
+                state: CtState::Invalid,
+                nat: None,
+                ct_status: 0,
+                ct_tuples: None,
+            };
             let (verdict, marks) = self.run_chain(now_ms, Chain::RawOutput, &seen, frame, classifier);
             if verdict.action != Action::Accept {
                 self.counters.count_drop(out_if, DropReason::RuleDrop);
@@ -66,7 +75,8 @@ impl Dataplane {
             (false, None, None) => CtState::Invalid,
         };
         if classifier.uses(Chain::Output) {
-            let seen = Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state, nat: None, ct_status: 0 };
+            let ct_tuples = tracked.as_ref().and_then(|t| t.ct_tuples());
+            let seen = Seen { eth: &eth, meta: &meta, in_if: NO_IF, out_if, state, nat: None, ct_status: 0, ct_tuples };
             let (verdict, _) = self.run_chain(now_ms, Chain::Output, &seen, frame, classifier);
             let reason = match verdict.action {
                 Action::Accept => None,
@@ -106,6 +116,7 @@ impl Dataplane {
             state: CtState::Invalid,
             nat: None,
             ct_status: 0,
+            ct_tuples: None,
         };
         let (verdict, marks) = self.run_chain(now_ms, Chain::RawPrerouting, &seen, packet.frame, classifier);
         if verdict.action != Action::Accept {
@@ -123,7 +134,7 @@ impl Dataplane {
         &mut self,
         now_ms: u64,
         packet: &mut Packet<'_>,
-        (out_if, state, nat, ct_status): (IfIndex, CtState, Option<NatView>, u8),
+        (out_if, state, nat, (ct_status, ct_tuples)): (IfIndex, CtState, Option<NatView>, (u8, Option<CtTuples>)),
         classifier: &C,
     ) -> usize {
         let (meta, in_if) = (&packet.meta, packet.in_if);
@@ -135,7 +146,7 @@ impl Dataplane {
         let mut marks = Marks::default();
         for chain in chains.into_iter().filter(|&c| classifier.uses(c)) {
             let out = if chain == Chain::ManglePrerouting { NO_IF } else { out_if };
-            let seen = Seen { eth: &packet.eth, meta, in_if, out_if: out, state, nat, ct_status };
+            let seen = Seen { eth: &packet.eth, meta, in_if, out_if: out, state, nat, ct_status, ct_tuples };
             let (_, m) = self.run_chain(now_ms, chain, &seen, packet.frame, classifier);
             marks.clamp_to_pmtu |= m.clamp_to_pmtu;
             marks.set_mss = match (marks.set_mss, m.set_mss) {

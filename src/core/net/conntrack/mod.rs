@@ -7,6 +7,7 @@ pub mod nat;
 pub mod table;
 pub mod tcp;
 pub mod timeouts;
+pub mod tuples;
 
 pub use key::FlowKey;
 pub use nat::{default_port_range, Manip, NatExhausted};

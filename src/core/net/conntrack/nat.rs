@@ -54,7 +54,7 @@ pub struct NatExhausted;
 
 impl Flow {
     /// The original direction's tuple as it arrived (`os`, `od`).
-    fn original_tuple(&self) -> (Endpoint, Endpoint) {
+    pub(super) fn original_tuple(&self) -> (Endpoint, Endpoint) {
         let side = usize::from(self.original_side.min(1));
         let other = 1 - side;
         let at = |i: usize| Endpoint {

@@ -16,6 +16,7 @@ use super::key::{FlowKey, Side};
 use super::nat::{direction, error_rewrites, status, FlowNat};
 use super::tcp::{Direction, TcpConn, TcpState, TcpUpdate};
 use super::timeouts;
+use super::tuples::Conn;
 use crate::flow::{proto, CtState};
 use crate::net::nat::Rewrite;
 use crate::net::parse::{Ipv4Meta, Quoted, L4};
@@ -95,11 +96,13 @@ pub struct Tracked {
     pub(super) error_rewrite: Option<(Rewrite, Rewrite)>,
     /// The NAT status of the packet's (or the quoted packet's) connection.
     pub(super) status: u8,
+    /// The tuples of the packet's (or the quoted packet's) connection.
+    pub(super) conn: Option<super::tuples::Conn>,
 }
 
 impl Tracked {
     pub(crate) fn of(state: CtState) -> Tracked {
-        Tracked { state, new_flow: None, new_nat: None, rewrite: None, error_rewrite: None, status: 0 }
+        Tracked { state, new_flow: None, new_nat: None, rewrite: None, error_rewrite: None, status: 0, conn: None }
     }
 
     /// How NAT rewrites this packet: the translation of its flow in its
@@ -131,6 +134,13 @@ impl Tracked {
         if let Some(nat) = self.new_nat.as_mut() {
             nat.masquerade = true;
         }
+    }
+
+    /// The tuples `-m conntrack --ctorig*/--ctrepl*/--ctdir` read: the
+    /// connection's original and reply tuples (a new flow's reply tuple
+    /// has the translations given so far) and the packet's direction.
+    pub fn ct_tuples(&self) -> Option<crate::image::format::ct_tuple::CtTuples> {
+        self.conn.map(|c| c.tuples(self.new_nat))
     }
 
     /// Whether this packet would open a new flow.
@@ -464,7 +474,13 @@ impl ConnTrack {
             match conn.update(dir, segment) {
                 TcpUpdate::Invalid => return Tracked::of(CtState::Invalid),
                 TcpUpdate::Ignored => {
-                    return Tracked { rewrite, status: nat_status, ..Tracked::of(packet_state(flow, dir)) }
+                    let tuples = Some(Conn::of(flow, nat, dir == Direction::Reply));
+                    return Tracked {
+                        rewrite,
+                        status: nat_status,
+                        conn: tuples,
+                        ..Tracked::of(packet_state(flow, dir))
+                    };
                 }
                 TcpUpdate::Reopen => {
                     self.remove(slot);
@@ -482,7 +498,8 @@ impl ConnTrack {
             flow.seen_reply = true;
         }
         flow.expires_ms = now_ms.saturating_add(flow.timeout_ms());
-        Tracked { rewrite, status: nat_status, ..Tracked::of(packet_state(flow, dir)) }
+        let conn = Some(Conn::of(flow, nat, dir == Direction::Reply));
+        Tracked { rewrite, status: nat_status, conn, ..Tracked::of(packet_state(flow, dir)) }
     }
 
     /// RELATED when the quoted packet belongs to a live flow and the error
@@ -499,7 +516,8 @@ impl ConnTrack {
                 let nat = self.nat_of(slot);
                 let error_rewrite = nat.and_then(|nat| error_rewrites(flow, nat, (key, side), meta));
                 let status = nat.map_or(0, |n| status(flow, n));
-                Tracked { error_rewrite, status, ..Tracked::of(CtState::Related) }
+                let conn = Some(Conn::of(flow, nat, super::tuples::error_is_reply(flow, nat, key, side)));
+                Tracked { error_rewrite, status, conn, ..Tracked::of(CtState::Related) }
             }
             _ => Tracked::of(CtState::Invalid),
         }
@@ -531,7 +549,7 @@ fn new_flow(key: FlowKey, side: Side, meta: &Ipv4Meta, now_ms: u64) -> Tracked {
     };
     let mut flow = Flow { key, original_side: side, seen_reply: false, assured: false, expires_ms: 0, proto };
     flow.expires_ms = now_ms.saturating_add(flow.timeout_ms());
-    Tracked { new_flow: Some(flow), ..Tracked::of(CtState::New) }
+    Tracked { new_flow: Some(flow), conn: Some(Conn::of(&flow, None, false)), ..Tracked::of(CtState::New) }
 }
 
 #[cfg(test)]
