@@ -22,6 +22,7 @@ mod ifnames;
 mod iptables;
 mod iptables_commands;
 mod iptables_folded;
+mod iptables_hashlimit;
 mod iptables_match;
 mod iptables_nat;
 mod iptables_recent;

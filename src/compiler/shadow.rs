@@ -115,9 +115,12 @@ pub fn shadowed(set: &Ruleset) -> Vec<Diagnostic> {
                 out.push(Diagnostic::plain(file, r.line, r.column, msg));
                 continue;
             }
-            if matches!(r.jump, Some(Jump::Call(_) | Jump::Continue)) || r.residual.recent.is_some() {
+            if matches!(r.jump, Some(Jump::Call(_) | Jump::Continue))
+                || r.residual.recent.is_some()
+                || r.residual.hashlimit.is_some()
+            {
                 // Evaluation comes back to the next rule, or `-m recent`
-                // may not hold: it hides nothing.
+                // or `-m hashlimit` may not hold: it hides nothing.
                 continue;
             }
             if b.src.len <= 8 && b.dst.len <= 8 && broad.len() < BROAD {
