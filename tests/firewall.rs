@@ -670,3 +670,26 @@ fn output_judges_the_stacks_echo_replies() {
         assert_eq!(fw.nics().pool_free(0), TRANSMIT_POOL, "a refused frame's buffer goes home");
     }
 }
+
+#[test]
+fn a_full_hashlimit_table_drops_the_packet_and_counts_it() {
+    // One entry: the sender's ping takes it; the receiver's ping (a new
+    // source) is dropped whatever the policy says, as Linux's hot drop.
+    let image = compiled(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A INPUT -p icmp -m hashlimit --hashlimit-name full --hashlimit-upto 100/s --hashlimit-mode srcip \
+         --hashlimit-htable-size 1 --hashlimit-htable-max 1 -j ACCEPT\nCOMMIT\n",
+    );
+    let mut fw = firewall(&image, &lab_plan(&image));
+    dev(fw.nics_mut(), 0).inject(&arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], FW0));
+    dev(fw.nics_mut(), 0).inject(&echo_frame(SENDER, FW0, true, 9, 1, 64));
+    dev(fw.nics_mut(), 1).inject(&arp_frame(ArpOperation::Request, RECEIVER_MAC, RECEIVER, [0; 6], FW1));
+    dev(fw.nics_mut(), 1).inject(&echo_frame(RECEIVER, FW1, true, 9, 1, 64));
+    fw.poll_once(1_000);
+    let ipv4 = |frames: Vec<Vec<u8>>| frames.iter().filter(|f| ethertype(f) == EthernetProtocol::Ipv4).count();
+    assert_eq!(ipv4(dev(fw.nics_mut(), 0).take_sent()), 1, "the sender's ping is answered");
+    assert_eq!(ipv4(dev(fw.nics_mut(), 1).take_sent()), 0, "the receiver's is dropped");
+    let counters = fw.dataplane().counters();
+    assert_eq!(counters.events.hashlimit_full, 1);
+    assert_eq!(counters.interfaces[1].drop_count(DropReason::RuleDrop), 1);
+}

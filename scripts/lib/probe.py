@@ -235,7 +235,9 @@ def send(path, rate, linger):
     """Sends each local probe once, at RATE per second; keeps TCP sockets
     open for LINGER seconds so the kernel does not reset them early."""
     mine = local_addrs()
-    icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    # One raw socket per source address, bound to it: an unbound one
+    # would send every echo from the interface's first address.
+    icmp = {}
     keep = []
     sent = 0
     for pid, proto, src, sport, dst, dport in read_plan(path):
@@ -247,7 +249,10 @@ def send(path, rate, linger):
                 hdr = struct.pack("!BBHHH", 8, 0, 0, sport, 1)
                 csum = icmp_checksum(hdr + body)
                 hdr = struct.pack("!BBHHH", 8, 0, csum, sport, 1)
-                icmp.sendto(hdr + body, (dst, 0))
+                if src not in icmp:
+                    icmp[src] = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+                    icmp[src].bind((src, 0))
+                icmp[src].sendto(hdr + body, (dst, 0))
             else:
                 stype = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
                 s = socket.socket(socket.AF_INET, stype)

@@ -17,7 +17,9 @@ there, and probes never come from .2 to the firewall. Whatever depends on
 the order or timing of packets is kept deterministic: a rate limit either
 never runs out (burst 10,000) or counts only ICMP echoes from the sender's
 side, which one process sends in plan order; so do the `-m recent` rules
-(their --seconds span the whole run: only the order of packets counts).
+(their --seconds span the whole run: only the order of packets counts) and
+the `-m hashlimit` rules (1/hour per source, a table of 2 entries expiring
+after an hour: only the order counts).
 """
 
 import random
@@ -31,6 +33,7 @@ FEATURES = {
     "log": "-j LOG and -j NFLOG (matching goes on)",
     "limit": "-m limit",
     "recent": "-m recent --set/--rcheck/--update/--remove with --seconds, --hitcount, --rdest, --mask, !",
+    "hashlimit": "-m hashlimit: per source over ICMP echoes (burst, above, !, a shared table, a full table)",
     "addrtype": "-m addrtype --src-type/--dst-type",
     "ttl": "-m ttl",
     "length": "-m length",
@@ -149,6 +152,10 @@ class Gen:
             m.append(f"-m pkttype {self.neg(20)}--pkt-type {self.rng.choice(['unicast', 'broadcast', 'multicast'])}")
         if "limit" in self.f and not chain.startswith("raw") and self.pct(8):
             m.append("-m limit --limit 10000/sec --limit-burst 10000")
+        elif "hashlimit" in self.f and not chain.startswith("raw") and self.pct(6):
+            # Never runs out; one configuration for every rule naming it.
+            m.append(f"-m hashlimit --hashlimit-upto 10000/sec --hashlimit-burst 10000 "
+                     f"--hashlimit-mode srcip,dstport --hashlimit-name H{self.seed}-any")
         if self.pct(5):
             m.append(f'-m comment --comment "random {self.rng.randint(0, 999)}"')
         return m, proto
@@ -183,6 +190,30 @@ class Gen:
         verdict = self.rng.choice(["ACCEPT", "DROP", "REJECT --reject-with icmp-admin-prohibited"])
         return (f"-A {chain} -p icmp -m iprange --src-range 10.1.0.3-10.1.0.9 -m icmp --icmp-type 8 "
                 f"-m limit --limit 1/hour --limit-burst {burst} -j {verdict}")
+
+    def hashlimited(self):
+        """Rules of one hashlimit table over ICMP echoes from the sender's
+        hosts .3-.9 (sent in plan order by one process): per source (or
+        per pair of sources: --hashlimit-srcmask 31), a small burst at
+        1/hour; sometimes a table of 2 entries (a third source is dropped,
+        Linux's hot drop); a second rule naming the table with another
+        rate and burst (Linux ignores them: the first rule's hold)."""
+        # Mostly FORWARD: most of the plan's echoes cross the firewall.
+        chain = self.rng.choice(["FORWARD", "FORWARD", "FORWARD", "INPUT"])
+        echo = f"-A {chain} -p icmp -m iprange --src-range 10.1.0.3-10.1.0.9 -m icmp --icmp-type 8"
+        name = f"--hashlimit-name H{self.seed}-echo"
+        mode = self.rng.choice(["srcip", "srcip", "srcip,dstip", "srcip --hashlimit-srcmask 31"])
+        size = self.rng.choice(["", "", " --hashlimit-htable-size 1 --hashlimit-htable-max 2"])
+        burst = self.rng.randint(1, 3)
+        verdict = lambda: self.rng.choice(["ACCEPT", "DROP", "REJECT --reject-with icmp-admin-prohibited",  # noqa: E731
+                                           "REJECT --reject-with icmp-host-prohibited"])
+        rate = self.rng.choice(["--hashlimit-upto 1/hour", "! --hashlimit-above 1/hour", "--hashlimit-above 1/hour"])
+        lines = [f"{echo} -m hashlimit {rate} --hashlimit-burst {burst} --hashlimit-mode {mode}{size} {name} "
+                 f"-j {verdict()}"]
+        if self.pct(50):
+            lines.append(f"{echo} -m hashlimit --hashlimit-above 1000/sec --hashlimit-burst 50 "
+                         f"--hashlimit-mode dstip {name} -j {verdict()}")
+        return lines
 
     def recent(self, n):
         """Rules of recent table Rn: ICMP echoes from the sender's hosts
@@ -233,6 +264,8 @@ class Gen:
                 lines.append(f"-A OUTPUT -d {SIDES[side]}.2/32 -p icmp -j ACCEPT")
         if "limit" in self.f and self.pct(70):
             lines.append(self.limited())
+        if "hashlimit" in self.f and self.pct(80):
+            lines += self.hashlimited()
         if "recent" in self.f:
             for n in range(self.rng.randint(1, 2)):
                 lines += self.recent(n)

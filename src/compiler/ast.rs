@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 pub use unifw_core::flow::{mask, state_bit, ANY_STATE};
 use unifw_core::flow::{proto, Action, Chain, PacketKey, Verdict, BUILTIN_CHAINS};
-pub use unifw_core::image::format::{LimitSpec, LogRecord, RecentSpec, Residual};
+pub use unifw_core::image::format::{HashlimitSpec, LimitSpec, LogRecord, RecentSpec, Residual};
 use unifw_core::image::format::{NatRecord, MAX_CALL_DEPTH, MAX_LOOKUPS};
 use unifw_core::image::{IfAddr, InterfaceSpec, RouteSpec};
 use unifw_core::net::addr::Cidr;
@@ -399,7 +399,15 @@ pub struct RefState {
     /// `-m recent` tables by number, each a list from the least to the
     /// most recently updated entry (Linux's LRU list).
     pub recent: alloc::collections::BTreeMap<u16, Vec<RefRecent>>,
+    /// `-m hashlimit` tables by number: (masked key, credit, last packet).
+    pub hashlimit: alloc::collections::BTreeMap<u8, Vec<RefHashEntry>>,
+    /// Packets dropped because their `-m hashlimit` table was full.
+    pub hotdrops: u64,
 }
+
+/// One entry of a reference `-m hashlimit` table: (masked source,
+/// destination, ports), credit, last packet (ms).
+pub type RefHashEntry = ((u32, u32, u32), u64, u64);
 
 /// One address of a reference `-m recent` table (`struct recent_entry`).
 #[derive(Debug, Clone)]
@@ -475,6 +483,54 @@ impl RefState {
             list.push(e);
         }
         ret
+    }
+
+    /// `hashlimit_mt_common` of Linux's `xt_hashlimit.c` (packet rates),
+    /// written out again on a list, the garbage collection run whole at
+    /// `start + k * gc_interval`: `Some(holds)`, or `None` for a hot drop
+    /// (a new entry for a full table).
+    fn hashlimit(&mut self, hl: &HashlimitSpec, key: &PacketKey) -> Option<bool> {
+        use unifw_core::image::format::{HASHLIMIT_CREDITS_PER_JIFFY, HL_DIP, HL_DPT, HL_SIP, HL_SPT};
+        let Some(now) = self.now_ms else { return Some(!hl.invert) };
+        let list = self.hashlimit.entry(hl.table).or_default();
+        let runs = (now - self.start) / u64::from(hl.gc_interval);
+        if runs > 0 {
+            let last_run = self.start + runs * u64::from(hl.gc_interval);
+            list.retain(|&(_, _, prev)| prev + u64::from(hl.expire) > last_run);
+        }
+        let prefix = |a: u32, len: u8| if len == 0 { 0 } else { a >> (32 - u32::from(len)) << (32 - u32::from(len)) };
+        let on = |bit: u8| hl.mode & bit != 0;
+        let k = (
+            if on(HL_SIP) { prefix(key.src, hl.srcmask) } else { 0 },
+            if on(HL_DIP) { prefix(key.dst, hl.dstmask) } else { 0 },
+            (if on(HL_SPT) { u32::from(key.src_port) } else { 0 }) << 16
+                | if on(HL_DPT) { u32::from(key.dst_port) } else { 0 },
+        );
+        let (cost, cap) = (hl.cost(), hl.cap());
+        let p = match list.iter().position(|e| e.0 == k) {
+            Some(p) => {
+                let e = &mut list[p];
+                if now != e.2 {
+                    e.1 = e.1.wrapping_add((now - e.2).wrapping_mul(HASHLIMIT_CREDITS_PER_JIFFY)).min(cap);
+                    e.2 = now;
+                }
+                p
+            }
+            None if list.len() as u32 >= hl.max => {
+                self.hotdrops += 1;
+                return None;
+            }
+            None => {
+                list.push((k, cap, now));
+                list.len() - 1
+            }
+        };
+        let e = &mut list[p];
+        let under = e.1 >= cost;
+        if under {
+            e.1 -= cost;
+        }
+        Some(under != hl.invert)
     }
 
     /// `limit_mt` of Linux's `xt_limit.c`, written out again.
@@ -567,6 +623,16 @@ impl Ruleset {
                     if !st.recent(&rc, ring, key) {
                         from = i + 1;
                         continue;
+                    }
+                }
+                if let Some(hl) = r.residual.hashlimit {
+                    match st.hashlimit(&hl, key) {
+                        Some(true) => {}
+                        Some(false) => {
+                            from = i + 1;
+                            continue;
+                        }
+                        None => return Verdict { action: Action::Drop, rule: None, log: false },
                     }
                 }
                 if let Some(l) = r.residual.limit {

@@ -298,8 +298,12 @@ pub(super) fn table_rule(
         let used = option(ctx, &mut o, line, opt, arg, negated)?;
         i += 1 + used;
     }
-    let done = iptables_match::finish(o.matches, &mut o.rule, &mut ctx.recent);
+    o.matches.chain = format!("{table} {}", w.first().map_or("", |c| c.text));
+    let done = iptables_match::finish(o.matches, &mut o.rule, &mut ctx.recent, &mut ctx.hashlimit);
     if let Some(feature) = ctx.recent.unsupported.take() {
+        ctx.count_unsupported(feature);
+    }
+    if let Some(feature) = ctx.hashlimit.unsupported.take() {
         ctx.count_unsupported(feature);
     }
     done.map_err(|(at, e)| line.diag(at, e))?;

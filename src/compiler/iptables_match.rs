@@ -45,6 +45,7 @@ enum Module {
     Connmark,
     Tcpmss,
     Recent,
+    Hashlimit,
 }
 
 /// The options of those modules.
@@ -89,6 +90,8 @@ enum Opt {
     CtDir,
     /// One of `-m recent`'s (iptables_recent.rs reads them).
     Recent,
+    /// One of `-m hashlimit`'s (iptables_hashlimit.rs reads them).
+    Hashlimit,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -115,6 +118,7 @@ impl Module {
             "connmark" => Module::Connmark,
             "tcpmss" => Module::Tcpmss,
             "recent" => Module::Recent,
+            "hashlimit" => Module::Hashlimit,
             _ => return None,
         })
     }
@@ -140,6 +144,7 @@ impl Module {
             Module::Connmark => "connmark",
             Module::Tcpmss => "tcpmss",
             Module::Recent => "recent",
+            Module::Hashlimit => "hashlimit",
         }
     }
 
@@ -187,6 +192,7 @@ impl Module {
             (Module::Iprange, "--src-range") => Opt::SrcRange,
             (Module::Iprange, "--dst-range") => Opt::DstRange,
             (Module::Recent, o) if super::iptables_recent::option_name(o).is_some() => Opt::Recent,
+            (Module::Hashlimit, o) if super::iptables_hashlimit::option_name(o).is_some() => Opt::Hashlimit,
             _ => return None,
         })
     }
@@ -231,6 +237,10 @@ pub struct Matches {
     recent: Option<super::iptables_recent::RecentOpts>,
     /// The `-m multiport --ports` seen (at most one).
     either: Vec<PortMatch>,
+    /// The `-m hashlimit` seen.
+    hashlimit: Option<super::iptables_hashlimit::HashlimitOpts>,
+    /// The rule's table and chain (`filter INPUT`), for `-m hashlimit`.
+    pub chain: String,
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -323,6 +333,12 @@ pub fn option(
                 }
                 m.recent = Some(super::iptables_recent::RecentOpts::new(a.at));
             }
+            if module == Module::Hashlimit {
+                if m.hashlimit.is_some() {
+                    return Err((a.at, "several `-m hashlimit` matches in one rule are not supported by unifw".into()));
+                }
+                m.hashlimit = Some(super::iptables_hashlimit::HashlimitOpts::new(a.at));
+            }
             m.instances.push(Instance {
                 module,
                 given: Vec::new(),
@@ -410,6 +426,12 @@ fn module_option(
         super::iptables_recent::option(r, name, opt.at, arg, negated)?;
         return Ok(Some(usize::from(super::iptables_recent::takes_argument(name))));
     }
+    if kind == Opt::Hashlimit {
+        let name = super::iptables_hashlimit::option_name(o).unwrap_or("--hashlimit-name");
+        let Some(h) = m.hashlimit.as_mut() else { return Err((opt.at, "internal: no hashlimit match".into())) };
+        super::iptables_hashlimit::option(h, name, opt.at, arg, negated)?;
+        return Ok(Some(usize::from(super::iptables_hashlimit::takes_argument(name))));
+    }
     let multi = [Opt::Sports, Opt::Dports, Opt::Ports];
     let flags = [Opt::Syn, Opt::TcpFlags];
     if flags.contains(&kind) && inst.given.iter().any(|g| flags.contains(g)) {
@@ -496,6 +518,7 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Mark,
         Module::Tcpmss,
         Module::Recent,
+        Module::Hashlimit,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -728,6 +751,7 @@ fn apply(
         | Opt::LimitIfaceOut
         | Opt::Comment
         | Opt::Recent
+        | Opt::Hashlimit
         | Opt::Unsupported => {}
         Opt::UidOwner | Opt::GidOwner | Opt::SocketExists | Opt::SupplGroups => {}
     }
@@ -828,7 +852,12 @@ fn ct_state(s: &str) -> Result<CtState, String> {
 }
 
 /// Checks what only the whole line shows and puts the matches into `rule`.
-pub fn finish(m: Matches, rule: &mut Rule, recent: &mut super::iptables_recent::RecentNames) -> Result<(), Fault> {
+pub fn finish(
+    m: Matches,
+    rule: &mut Rule,
+    recent: &mut super::iptables_recent::RecentNames,
+    hashlimit: &mut super::iptables_hashlimit::HashlimitNames,
+) -> Result<(), Fault> {
     for inst in &m.instances {
         required(inst)?;
         let proto_is = |p: u8| rule.proto == ProtoMatch::OneOf(alloc::vec![p]);
@@ -874,6 +903,11 @@ pub fn finish(m: Matches, rule: &mut Rule, recent: &mut super::iptables_recent::
             return Err((r.at, "`-m recent` that changes its table before `-m limit` is not supported by unifw (both change state and must be the rule's last match)".into()));
         }
         rule.residual.recent = Some(spec);
+    }
+    if let Some(h) = &m.hashlimit {
+        let at = m.instances.iter().position(|i| i.module == Module::Hashlimit).unwrap_or(0);
+        let later = m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment);
+        rule.residual.hashlimit = Some(super::iptables_hashlimit::finish(h, hashlimit, &m.chain, later)?);
     }
     if let Some((avg, burst)) = m.limit {
         let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);

@@ -23,6 +23,7 @@ mod iptables;
 mod iptables_commands;
 mod iptables_ct_tuple;
 mod iptables_folded;
+mod iptables_hashlimit;
 mod iptables_match;
 mod iptables_nat;
 mod iptables_recent;

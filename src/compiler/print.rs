@@ -165,6 +165,9 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
     if format == Format::Unifw && r.ports.is_some() {
         return Err(format!("`-m multiport --ports` exists only in iptables-save (the rule at line {})", r.line));
     }
+    if r.residual.hashlimit.is_some() {
+        return Err(format!("rules with `-m hashlimit` cannot be printed yet (the rule at line {})", r.line));
+    }
     let residual = r.residual != super::ast::Residual::default() || r.log_target.is_some();
     if format == Format::Unifw && (residual || r.states & unifw_core::flow::UNTRACKED_BIT != 0 && r.states != ANY_STATE)
     {

@@ -140,8 +140,8 @@ pub fn shadowed(set: &Ruleset) -> Vec<Diagnostic> {
             }
             if matches!(r.jump, Some(Jump::Call(_) | Jump::Continue)) || r.image_residual().is_some() {
                 // Evaluation comes back to the next rule, or a residual
-                // match (`-m recent`, `--syn`, `--ctorigdstport`, ...) may
-                // not hold: it hides nothing.
+                // match (`-m recent`, `-m hashlimit`, `--syn`,
+                // `--ctorigdstport`, ...) may not hold: it hides nothing.
                 continue;
             }
             if b.src.len <= 8 && b.dst.len <= 8 && broad.len() < BROAD {

@@ -25,6 +25,8 @@ pub struct Ctx<'l> {
     pub sets: BTreeMap<String, Arc<[Prefix]>>,
     /// `-m recent` tables named so far (shared by name across the ruleset).
     pub recent: super::iptables_recent::RecentNames,
+    /// `-m hashlimit` tables named so far (shared by name across the ruleset).
+    pub hashlimit: super::iptables_hashlimit::HashlimitNames,
     /// Bytes read so far, all files together.
     pub input_bytes: usize,
     /// `include` statements followed so far.
@@ -57,6 +59,7 @@ impl<'l> Ctx<'l> {
             diags: Diagnostics::default(),
             sets: BTreeMap::new(),
             recent: Default::default(),
+            hashlimit: Default::default(),
             input_bytes: 0,
             includes: 0,
             addresses: 0,

@@ -312,6 +312,7 @@ enum Family {
     FragmentsHeld,
     FragmentBytesHeld,
     LogSuppressed,
+    HashlimitFull,
     NatTranslations,
     NatAllocationFailures,
     MasqueradeFlushed,
@@ -320,7 +321,7 @@ enum Family {
     TimedOut,
 }
 
-const FAMILIES: [Family; 36] = [
+const FAMILIES: [Family; 37] = [
     Family::Uptime,
     Family::RulesetInfo,
     Family::Rules,
@@ -351,6 +352,7 @@ const FAMILIES: [Family; 36] = [
     Family::FragmentsHeld,
     Family::FragmentBytesHeld,
     Family::LogSuppressed,
+    Family::HashlimitFull,
     Family::NatTranslations,
     Family::NatAllocationFailures,
     Family::MasqueradeFlushed,
@@ -458,6 +460,11 @@ impl Family {
             Family::LogSuppressed => {
                 ("unifw_log_lines_suppressed_total", COUNTER, "Rule log lines suppressed by the log rate limit.")
             }
+            Family::HashlimitFull => (
+                "unifw_hashlimit_full_drops_total",
+                COUNTER,
+                "Packets dropped because their -m hashlimit table was full (htable-max entries), as Linux drops them.",
+            ),
             Family::NatTranslations => {
                 ("unifw_nat_translations", GAUGE, "Connections with an address translation (NAT) now.")
             }
@@ -585,6 +592,7 @@ impl Family {
             Family::FragmentsHeld => single(events.fragments_held, out),
             Family::FragmentBytesHeld => single(events.fragment_bytes_held, out),
             Family::LogSuppressed => single(events.log_suppressed, out),
+            Family::HashlimitFull => single(events.hashlimit_full, out),
             Family::NatTranslations => single(events.nat_translations, out),
             Family::NatAllocationFailures => single(events.nat_allocation_failures, out),
             Family::MasqueradeFlushed => single(events.masquerade_flushed, out),

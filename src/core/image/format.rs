@@ -36,8 +36,10 @@ use crate::net::ReversePathFilter;
 
 pub mod ct_tuple;
 mod entry;
+mod hashlimit;
 
 pub use entry::{EntryRecord, EntryView};
+pub use hashlimit::*;
 
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
@@ -778,6 +780,8 @@ pub struct Residual {
     /// `-m conntrack --ctorig*/--ctrepl*/--ctdir` (bytes 64..96, `has`
     /// bit 13): checked only for packets with a connection, like `ct_proto`.
     pub ct_tuple: Option<ct_tuple::CtTupleSpec>,
+    /// `-m hashlimit`.
+    pub hashlimit: Option<HashlimitSpec>,
 }
 
 impl Residual {
@@ -847,6 +851,14 @@ impl Residual {
             put(&mut b, 0, &has.to_le_bytes());
             t.encode_into(&mut b);
         }
+        // -m hashlimit: bytes 96..116, `has` bit 14.
+        if let Some(hl) = self.hashlimit {
+            has |= 1 << 14;
+            neg |= u16::from(hl.invert) << 14;
+            put(&mut b, 0, &has.to_le_bytes());
+            put(&mut b, 2, &neg.to_le_bytes());
+            hl.put(&mut b);
+        }
         b
     }
 
@@ -887,6 +899,7 @@ impl Residual {
                 stamps_mask: get_u16(b, 62),
             }),
             ct_tuple: on(13).then(|| ct_tuple::CtTupleSpec::decode_from(b)),
+            hashlimit: on(14).then(|| HashlimitSpec::get(b, no(14))),
         })
     }
 
@@ -1574,10 +1587,26 @@ mod tests {
                     None,
                 ],
             }),
+            hashlimit: None,
         };
+        let hl = HashlimitSpec {
+            table: 255,
+            mode: HL_SIP | HL_DPT,
+            srcmask: 24,
+            dstmask: 32,
+            avg: 86_400_000_000,
+            burst: 1_000_000,
+            expire: u32::MAX,
+            gc_interval: 1,
+            max: MAX_HASHLIMIT_ENTRIES,
+            invert: true,
+        };
+        let full = Residual { hashlimit: Some(hl), ..full };
+        let small = HashlimitSpec { srcmask: 0, dstmask: 17, max: 1, avg: 1, burst: 1, ..hl };
+        let hl2 = Residual { hashlimit: Some(HashlimitSpec { invert: false, ..small }), ..Residual::default() };
         let mss = Residual { tcp_mss: Some((0, 65535, false)), ..Residual::default() };
         let proto = Residual { ct_proto: Some((0, false)), ..Residual::default() };
-        for r in [full, Residual::default(), mss, proto] {
+        for r in [full, Residual::default(), mss, proto, hl2] {
             assert_eq!(Residual::decode(&r.encode()), Some(r));
         }
     }

@@ -4,9 +4,11 @@
 //! with the rule count, no panics on any bytes.
 
 pub mod format;
+mod hashlimit;
 mod recent;
 mod walk;
 
+pub use hashlimit::HashlimitTables;
 pub use recent::RecentTables;
 
 use crate::flow::{mask, proto, state_bit, Action, Chain, PacketKey, Verdict, UNTRACKED_BIT};
@@ -286,6 +288,12 @@ pub struct Lookup<'s> {
     /// The `-m recent` tables ([`Image::recent_tables`]); `None`: `--set`
     /// holds, the other commands find nothing, nothing is remembered.
     pub recent: Option<&'s mut RecentTables>,
+    /// The `-m hashlimit` tables ([`Image::hashlimit_tables`]); `None`:
+    /// every hashlimit is under its limit.
+    pub hashlimit: Option<&'s mut HashlimitTables>,
+    /// A `-m hashlimit` table was full: the packet is dropped (Linux's
+    /// hot drop), whatever the rules after say.
+    pub hotdrop: bool,
 }
 
 impl<'s> Lookup<'s> {
@@ -299,7 +307,14 @@ impl<'s> Lookup<'s> {
             logs_dropped: 0,
             marks: Marks::default(),
             recent: None,
+            hashlimit: None,
+            hotdrop: false,
         }
+    }
+
+    /// This lookup with the `-m hashlimit` tables.
+    pub fn with_hashlimit(self, hashlimit: &'s mut HashlimitTables) -> Lookup<'s> {
+        Lookup { hashlimit: Some(hashlimit), ..self }
     }
 
     /// This lookup with the `-m recent` tables.
@@ -615,6 +630,26 @@ impl<'a> Image<'a> {
             usable += 1;
         }
         RecentTables::new(masks.get(..usable).unwrap_or(&[]))
+    }
+
+    /// The `-m hashlimit` tables the rules name, allocated now (empty;
+    /// Linux creates them when the rules load), each with the
+    /// configuration its rules carry (the first rule's, as in Linux),
+    /// hashed with `seed`, the garbage collection's clock starting at
+    /// `now_ms`.
+    pub fn hashlimit_tables(&self, seed: u64, now_ms: u64) -> HashlimitTables {
+        let mut configs: alloc::vec::Vec<format::HashlimitSpec> = alloc::vec::Vec::new();
+        for r in self.residuals.chunks_exact(Residual::LEN).filter_map(Residual::decode) {
+            let Some(hl) = r.hashlimit else { continue };
+            let t = usize::from(hl.table);
+            if t >= configs.len() {
+                configs.resize(t + 1, format::HashlimitSpec { max: 1, gc_interval: 1, ..Default::default() });
+            }
+            if let Some(c) = configs.get_mut(t) {
+                *c = format::HashlimitSpec { invert: false, ..hl };
+            }
+        }
+        HashlimitTables::new(&configs, seed, now_ms)
     }
 
     /// Log record `n` (`LOG`/`NFLOG` targets), if the image has it.

@@ -38,6 +38,9 @@ impl<'a> Image<'a> {
             // A rule whose `-m recent` does not hold, or over its
             // `-m limit`, does not match: on to the next.
             if !self.stateful_ok(hit, key, lookup) {
+                if lookup.hotdrop {
+                    return Verdict { action: Action::Drop, rule: None, log: false };
+                }
                 hit = find(current, hit.saturating_add(1), cost);
                 continue;
             }
@@ -101,6 +104,20 @@ impl<'a> Image<'a> {
             };
             if !hit {
                 return false;
+            }
+        }
+        if let Some(hl) = r.hashlimit {
+            let holds = match lookup.hashlimit.as_deref_mut() {
+                Some(tables) => tables.check(&hl, key, now),
+                None => Some(!hl.invert),
+            };
+            match holds {
+                Some(true) => {}
+                Some(false) => return false,
+                None => {
+                    lookup.hotdrop = true;
+                    return false;
+                }
             }
         }
         let Some(l) = r.limit else { return true };

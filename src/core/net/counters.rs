@@ -326,6 +326,9 @@ pub struct EventCounters {
     pub fragment_bytes_held: u64,
     /// Log lines suppressed by the log rate limit.
     pub log_suppressed: u64,
+    /// Packets dropped because their `-m hashlimit` table was full (Linux
+    /// drops them too: `hotdrop` at `--hashlimit-htable-max`).
+    pub hashlimit_full: u64,
     /// Connections with an address translation now (a gauge).
     pub nat_translations: u64,
     /// New connections a NAT rule found no free port or id for.

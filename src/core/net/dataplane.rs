@@ -17,7 +17,7 @@ use super::split::SplitScratch;
 use super::token_bucket::TokenBucket;
 use crate::flow::{Chain, CtState, IfIndex, PacketKey, Verdict};
 use crate::image::format::{LogRecord, NatRecord};
-use crate::image::{LimitBucket, Lookup, RecentTables};
+use crate::image::{HashlimitTables, LimitBucket, Lookup, RecentTables};
 
 /// Connection-table entries examined for expiry per handled frame.
 pub const SWEEP_PER_FRAME: usize = 2;
@@ -176,6 +176,9 @@ pub struct Dataplane {
     /// The rules' `-m recent` tables (allocated at boot by
     /// [`crate::image::Image::recent_tables`]).
     pub(super) recent: RecentTables,
+    /// The rules' `-m hashlimit` tables (allocated at boot by
+    /// [`crate::image::Image::hashlimit_tables`]).
+    pub(super) hashlimit: HashlimitTables,
     pub(super) icmp_limit: TokenBucket,
     /// Where ICMP errors and RSTs are built before going to the sink.
     pub(super) scratch: [u8; MAX_REPLY_LEN],
@@ -197,6 +200,11 @@ impl Dataplane {
     /// Installs the rules' `-m recent` tables (allocated at boot).
     pub fn set_recent_tables(&mut self, recent: RecentTables) {
         self.recent = recent;
+    }
+
+    /// Installs the rules' `-m hashlimit` tables (allocated at boot).
+    pub fn set_hashlimit_tables(&mut self, hashlimit: HashlimitTables) {
+        self.hashlimit = hashlimit;
     }
 
     /// Builds the data plane, allocating every table now. A static route
@@ -224,6 +232,7 @@ impl Dataplane {
             logger: RuleLogger::new(config.log_rate.0, config.log_rate.1),
             limits: alloc::vec![LimitBucket::default(); config.limit_count],
             recent: RecentTables::default(),
+            hashlimit: HashlimitTables::default(),
             icmp_limit: TokenBucket::new(config.icmp_rate.0, config.icmp_rate.1),
             interfaces: config.interfaces,
             static_routes: config.routes,

@@ -697,7 +697,8 @@ impl Dataplane {
         if classifier.wants_extra() {
             key.extra = self.key_extra(seen);
         }
-        let mut lookup = Lookup::new(now_ms, &mut self.limits).with_recent(&mut self.recent);
+        let mut lookup =
+            Lookup::new(now_ms, &mut self.limits).with_recent(&mut self.recent).with_hashlimit(&mut self.hashlimit);
         let verdict = classifier.classify_with(chain, &key, &mut lookup);
         let marks = lookup.marks;
         for &rule in lookup.logged() {
@@ -708,7 +709,13 @@ impl Dataplane {
             }
         }
         self.counters.events.log_suppressed += u64::from(lookup.logs_dropped);
-        self.counters.count_verdict(chain, &verdict);
+        if lookup.hotdrop {
+            // A full `-m hashlimit` table dropped it (Linux's hot drop):
+            // neither a rule's nor the policy's decision.
+            self.counters.events.hashlimit_full += 1;
+        } else {
+            self.counters.count_verdict(chain, &verdict);
+        }
         if verdict.log && !self.logger.log(now_ms, chain, &key, &verdict) {
             self.counters.events.log_suppressed += 1;
         }
