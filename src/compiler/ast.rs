@@ -387,6 +387,10 @@ pub struct RefState {
     /// `-m recent` tables by number, each a list from the least to the
     /// most recently updated entry (Linux's LRU list).
     pub recent: alloc::collections::BTreeMap<u16, Vec<RefRecent>>,
+    /// `-m connlimit`'s input: the connections (the packet's own included)
+    /// rule `n` counts under masked address `a`, by (n, a); absent: the
+    /// packet's own only (1).
+    pub connections: alloc::collections::BTreeMap<(usize, u32), u32>,
 }
 
 /// One address of a reference `-m recent` table (`struct recent_entry`).
@@ -559,6 +563,15 @@ impl Ruleset {
                 }
                 if let Some(l) = r.residual.limit {
                     if !st.take(i, &l) {
+                        from = i + 1;
+                        continue;
+                    }
+                }
+                if let Some(c) = r.residual.connlimit {
+                    // `connlimit_mt`: (count > limit) XOR invert.
+                    let addr = if c.dest { key.dst } else { key.src } & c.mask;
+                    let count = st.connections.get(&(i, addr)).copied().unwrap_or(1);
+                    if (count > c.limit) == c.invert {
                         from = i + 1;
                         continue;
                     }

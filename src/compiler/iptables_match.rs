@@ -45,6 +45,7 @@ enum Module {
     Connmark,
     Tcpmss,
     Recent,
+    Connlimit,
 }
 
 /// The options of those modules.
@@ -86,6 +87,8 @@ enum Opt {
     CtProto,
     /// One of `-m recent`'s (iptables_recent.rs reads them).
     Recent,
+    /// One of `-m connlimit`'s (iptables_connlimit.rs reads them).
+    Connlimit,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -112,6 +115,7 @@ impl Module {
             "connmark" => Module::Connmark,
             "tcpmss" => Module::Tcpmss,
             "recent" => Module::Recent,
+            "connlimit" => Module::Connlimit,
             _ => return None,
         })
     }
@@ -137,6 +141,7 @@ impl Module {
             Module::Connmark => "connmark",
             Module::Tcpmss => "tcpmss",
             Module::Recent => "recent",
+            Module::Connlimit => "connlimit",
         }
     }
 
@@ -184,6 +189,7 @@ impl Module {
             (Module::Iprange, "--src-range") => Opt::SrcRange,
             (Module::Iprange, "--dst-range") => Opt::DstRange,
             (Module::Recent, o) if super::iptables_recent::option_name(o).is_some() => Opt::Recent,
+            (Module::Connlimit, o) if super::iptables_connlimit::option_name(o).is_some() => Opt::Connlimit,
             _ => return None,
         })
     }
@@ -226,6 +232,8 @@ pub struct Matches {
     limit: Option<(u32, u32)>,
     /// The `-m recent` seen.
     recent: Option<super::iptables_recent::RecentOpts>,
+    /// The `-m connlimit` seen.
+    connlimit: Option<super::iptables_connlimit::ConnlimitOpts>,
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -318,6 +326,12 @@ pub fn option(
                 }
                 m.recent = Some(super::iptables_recent::RecentOpts::new(a.at));
             }
+            if module == Module::Connlimit {
+                if m.connlimit.is_some() {
+                    return Err((a.at, "several `-m connlimit` matches in one rule are not supported by unifw".into()));
+                }
+                m.connlimit = Some(super::iptables_connlimit::ConnlimitOpts::new(a.at));
+            }
             m.instances.push(Instance {
                 module,
                 given: Vec::new(),
@@ -405,6 +419,12 @@ fn module_option(
         super::iptables_recent::option(r, name, opt.at, arg, negated)?;
         return Ok(Some(usize::from(super::iptables_recent::takes_argument(name))));
     }
+    if kind == Opt::Connlimit {
+        let name = super::iptables_connlimit::option_name(o).unwrap_or("--connlimit-above");
+        let Some(c) = m.connlimit.as_mut() else { return Err((opt.at, "internal: no connlimit match".into())) };
+        super::iptables_connlimit::option(c, name, opt.at, arg, negated)?;
+        return Ok(Some(usize::from(super::iptables_connlimit::takes_argument(name))));
+    }
     let multi = [Opt::Sports, Opt::Dports, Opt::Ports];
     let flags = [Opt::Syn, Opt::TcpFlags];
     if flags.contains(&kind) && inst.given.iter().any(|g| flags.contains(g)) {
@@ -491,6 +511,7 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Mark,
         Module::Tcpmss,
         Module::Recent,
+        Module::Connlimit,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -697,6 +718,7 @@ fn apply(
         | Opt::LimitIfaceOut
         | Opt::Comment
         | Opt::Recent
+        | Opt::Connlimit
         | Opt::Unsupported => {}
         Opt::UidOwner | Opt::GidOwner | Opt::SocketExists | Opt::SupplGroups => {}
     }
@@ -843,6 +865,11 @@ pub fn finish(m: Matches, rule: &mut Rule, recent: &mut super::iptables_recent::
             return Err((r.at, "`-m recent` that changes its table before `-m limit` is not supported by unifw (both change state and must be the rule's last match)".into()));
         }
         rule.residual.recent = Some(spec);
+    }
+    if let Some(c) = &m.connlimit {
+        let at = m.instances.iter().position(|i| i.module == Module::Connlimit).unwrap_or(0);
+        let later = m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment);
+        rule.residual.connlimit = Some(super::iptables_connlimit::finish(c, later, &mut recent.connlimits)?);
     }
     if let Some((avg, burst)) = m.limit {
         let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);

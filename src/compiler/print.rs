@@ -162,6 +162,9 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
     if r.residual.recent.is_some() {
         return Err(format!("rules with `-m recent` cannot be printed yet (the rule at line {})", r.line));
     }
+    if r.residual.connlimit.is_some() {
+        return Err(format!("rules with `-m connlimit` cannot be printed yet (the rule at line {})", r.line));
+    }
     let residual = r.residual != super::ast::Residual::default() || r.log_target.is_some();
     if format == Format::Unifw && (residual || r.states & unifw_core::flow::UNTRACKED_BIT != 0 && r.states != ANY_STATE)
     {

@@ -115,7 +115,10 @@ pub fn shadowed(set: &Ruleset) -> Vec<Diagnostic> {
                 out.push(Diagnostic::plain(file, r.line, r.column, msg));
                 continue;
             }
-            if matches!(r.jump, Some(Jump::Call(_) | Jump::Continue)) || r.residual.recent.is_some() {
+            if matches!(r.jump, Some(Jump::Call(_) | Jump::Continue))
+                || r.residual.recent.is_some()
+                || r.residual.connlimit.is_some()
+            {
                 // Evaluation comes back to the next rule, or `-m recent`
                 // may not hold: it hides nothing.
                 continue;

@@ -315,12 +315,13 @@ enum Family {
     NatTranslations,
     NatAllocationFailures,
     MasqueradeFlushed,
+    ConnlimitFull,
     Responses,
     Refused,
     TimedOut,
 }
 
-const FAMILIES: [Family; 36] = [
+const FAMILIES: [Family; 37] = [
     Family::Uptime,
     Family::RulesetInfo,
     Family::Rules,
@@ -354,6 +355,7 @@ const FAMILIES: [Family; 36] = [
     Family::NatTranslations,
     Family::NatAllocationFailures,
     Family::MasqueradeFlushed,
+    Family::ConnlimitFull,
     Family::Responses,
     Family::Refused,
     Family::TimedOut,
@@ -465,6 +467,11 @@ impl Family {
                 "unifw_nat_allocation_failures_total",
                 COUNTER,
                 "New connections dropped because their NAT rule found no free port or ICMP id.",
+            ),
+            Family::ConnlimitFull => (
+                "unifw_connlimit_full_drops_total",
+                COUNTER,
+                "Packets dropped because a -m connlimit rule found no free counter for their address (Linux hot-drops them).",
             ),
             Family::MasqueradeFlushed => (
                 "unifw_nat_masquerade_flushed_total",
@@ -588,6 +595,7 @@ impl Family {
             Family::NatTranslations => single(events.nat_translations, out),
             Family::NatAllocationFailures => single(events.nat_allocation_failures, out),
             Family::MasqueradeFlushed => single(events.masquerade_flushed, out),
+            Family::ConnlimitFull => single(events.connlimit_full, out),
             Family::Responses => {
                 let Some(&status) = Status::ALL.get(item) else {
                     return false;

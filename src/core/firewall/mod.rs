@@ -166,6 +166,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let mut dataplane = Dataplane::new(config)?;
         image.init_limits(dataplane.rule_limits_mut(), now_us / 1000);
         dataplane.set_recent_tables(image.recent_tables());
+        dataplane.set_connlimit(image.connlimit_rules());
         for spec in image.interfaces() {
             let Some(peer) = spec.wire_peer.filter(|&peer| peer > spec.index) else { continue };
             match dataplane.set_wire(spec.index, peer) {

@@ -731,6 +731,34 @@ pub fn recent_stamps_mask(hitcount: u16) -> u16 {
     }
 }
 
+/// What a rule's `-m connlimit` asks (Linux's `xt_connlimit`): the
+/// connections counted by this rule under the packet's masked source (or
+/// destination) address, compared with `limit`. The counts are in
+/// [`crate::image::ConnLimits`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnlimitSpec {
+    /// The rule's counter set (each rule counts on its own, as each Linux
+    /// rule has its own `nf_conncount_data`); written by the image writer.
+    pub slot: u16,
+    /// `--connlimit-above`/`--connlimit-upto`'s number.
+    pub limit: u32,
+    /// `--connlimit-mask` as an address mask (default all ones).
+    pub mask: u32,
+    /// `--connlimit-daddr` (else `--connlimit-saddr`).
+    pub dest: bool,
+    /// `XT_CONNLIMIT_INVERT`: `--connlimit-upto`, or `! --connlimit-above`
+    /// (the match holds when the count is at most `limit`).
+    pub invert: bool,
+}
+
+/// Most `-m connlimit` rules an image may have: each tracked connection
+/// keeps one key per rule (see [`crate::image::ConnLimits`]).
+pub const MAX_CONNLIMIT_RULES: usize = 16;
+/// Addresses (rule, masked address) all `-m connlimit` rules together can
+/// count connections for at once; a packet whose address finds no room
+/// is dropped, as Linux hot-drops when it cannot allocate a count.
+pub const CONNLIMIT_KEYS: usize = 1 << 16;
+
 /// The matches of a rule that the tuple lookup does not index, checked once
 /// one of its entries matched (`-m limit` only when the rule would decide:
 /// it spends a token). Each field is `None`/absent when the rule lacks it.
@@ -774,6 +802,8 @@ pub struct Residual {
     pub ct_proto: Option<(u8, bool)>,
     /// `-m recent`.
     pub recent: Option<RecentSpec>,
+    /// `-m connlimit`.
+    pub connlimit: Option<ConnlimitSpec>,
 }
 
 impl Residual {
@@ -838,6 +868,17 @@ impl Residual {
             put(&mut b, 60, &[rc.cmd, flags]);
             put(&mut b, 62, &rc.stamps_mask.to_le_bytes());
         }
+        // -m connlimit: bytes 116..128, `has` bit 15.
+        if let Some(c) = self.connlimit {
+            has |= 1 << 15;
+            neg |= u16::from(c.invert) << 15;
+            put(&mut b, 0, &has.to_le_bytes());
+            put(&mut b, 2, &neg.to_le_bytes());
+            put(&mut b, 116, &c.mask.to_le_bytes());
+            put(&mut b, 120, &c.limit.to_le_bytes());
+            put(&mut b, 124, &c.slot.to_le_bytes());
+            put(&mut b, 126, &[u8::from(c.dest)]);
+        }
         b
     }
 
@@ -876,6 +917,13 @@ impl Residual {
                 seconds: get_u32(b, 52),
                 hitcount: get_u16(b, 58),
                 stamps_mask: get_u16(b, 62),
+            }),
+            connlimit: on(15).then(|| ConnlimitSpec {
+                mask: get_u32(b, 116),
+                limit: get_u32(b, 120),
+                slot: get_u16(b, 124),
+                dest: byte(126) & 1 != 0,
+                invert: no(15),
             }),
         })
     }
@@ -1542,6 +1590,7 @@ mod tests {
                 hitcount: 4,
                 stamps_mask: 31,
             }),
+            connlimit: Some(ConnlimitSpec { slot: 2, limit: 111, mask: 0xffff_ff00, dest: true, invert: true }),
         };
         let mss = Residual { tcp_mss: Some((0, 65535, false)), ..Residual::default() };
         let proto = Residual { ct_proto: Some((0, false)), ..Residual::default() };

@@ -3,10 +3,12 @@
 //! that classifies packets in place: no allocation, no parsing that grows
 //! with the rule count, no panics on any bytes.
 
+mod connlimit;
 pub mod format;
 mod recent;
 mod walk;
 
+pub use connlimit::ConnLimits;
 pub use recent::RecentTables;
 
 use crate::flow::{mask, proto, state_bit, Action, Chain, PacketKey, Verdict, UNTRACKED_BIT};
@@ -286,6 +288,11 @@ pub struct Lookup<'s> {
     /// The `-m recent` tables ([`Image::recent_tables`]); `None`: `--set`
     /// holds, the other commands find nothing, nothing is remembered.
     pub recent: Option<&'s mut RecentTables>,
+    /// The `-m connlimit` counts; `None`: each packet's connection is alone.
+    pub connlimit: Option<&'s mut ConnLimits>,
+    /// A `-m connlimit` found no counter for the packet's address: the
+    /// packet is dropped (Linux's hot drop).
+    pub hotdrop: bool,
 }
 
 impl<'s> Lookup<'s> {
@@ -299,12 +306,19 @@ impl<'s> Lookup<'s> {
             logs_dropped: 0,
             marks: Marks::default(),
             recent: None,
+            connlimit: None,
+            hotdrop: false,
         }
     }
 
     /// This lookup with the `-m recent` tables.
     pub fn with_recent(self, recent: &'s mut RecentTables) -> Lookup<'s> {
         Lookup { recent: Some(recent), ..self }
+    }
+
+    /// This lookup with the `-m connlimit` counts.
+    pub fn with_connlimit(self, connlimit: &'s mut ConnLimits) -> Lookup<'s> {
+        Lookup { connlimit: Some(connlimit), ..self }
     }
 
     /// Without limits: every limit has room.
@@ -615,6 +629,13 @@ impl<'a> Image<'a> {
             usable += 1;
         }
         RecentTables::new(masks.get(..usable).unwrap_or(&[]))
+    }
+
+    /// Counter sets the `-m connlimit` rules need (one per rule,
+    /// [`crate::image::format::ConnlimitSpec::slot`]).
+    pub fn connlimit_rules(&self) -> usize {
+        let slots = self.residuals.chunks_exact(Residual::LEN).filter_map(Residual::decode);
+        slots.filter_map(|r| r.connlimit).map(|c| usize::from(c.slot) + 1).max().unwrap_or(0)
     }
 
     /// Log record `n` (`LOG`/`NFLOG` targets), if the image has it.

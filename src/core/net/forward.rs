@@ -338,7 +338,10 @@ impl Dataplane {
         classifier: &C,
     ) -> Result<Tracked, DropReason> {
         let tracked = match self.raw_prerouting(now_ms, packet, classifier) {
-            Ok(true) => Tracked::of(CtState::Untracked),
+            Ok(true) => {
+                self.conntrack.untracked();
+                Tracked::of(CtState::Untracked)
+            }
             Ok(false) => self.conntrack.track(&packet.meta, now_ms),
             Err(_) => return Err(DropReason::RuleDrop),
         };
@@ -692,9 +695,12 @@ impl Dataplane {
         if classifier.wants_extra() {
             key.extra = self.key_extra(seen);
         }
-        let mut lookup = Lookup::new(now_ms, &mut self.limits).with_recent(&mut self.recent);
+        let mut lookup = Lookup::new(now_ms, &mut self.limits)
+            .with_recent(&mut self.recent)
+            .with_connlimit(self.conntrack.connlimit_mut());
         let verdict = classifier.classify_with(chain, &key, &mut lookup);
         let marks = lookup.marks;
+        self.counters.events.connlimit_full += u64::from(lookup.hotdrop);
         for &rule in lookup.logged() {
             let record = classifier.log_record(rule).unwrap_or_default();
             let ip = frame.get(ETHERNET_HEADER_LEN..).unwrap_or(&[]);
