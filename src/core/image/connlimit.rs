@@ -407,3 +407,84 @@ impl ConnLimits {
         (1 > spec.limit) != spec.invert
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{KeyExtra, NO_IF};
+
+    fn key(src: u32, state: CtState) -> PacketKey {
+        PacketKey {
+            src,
+            dst: 0x0a02_0002,
+            src_port: 1,
+            dst_port: 80,
+            proto: 6,
+            icmp_type: 0,
+            icmp_code: 0,
+            in_if: 0,
+            out_if: NO_IF,
+            state,
+            extra: KeyExtra::default(),
+        }
+    }
+
+    /// Random opens (through the check and confirm), closes and expiries
+    /// against a plain model: per address, the set of live counted slots.
+    #[test]
+    fn counts_follow_a_model_through_opens_closes_and_expiry() {
+        let spec = ConnlimitSpec { slot: 0, limit: 3, mask: 0xffff_fff0, dest: false, invert: false };
+        let mut c = ConnLimits::with_counters(1, 256, 99, 64);
+        let mut model: Vec<Option<(u32, u64)>> = vec![None; 256]; // slot -> (masked addr, expires)
+        let mut x = 12345u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for now in 0..20_000u64 {
+            let slot = rnd(256) as u32;
+            let addr = 0x0a01_0000 | rnd(64) as u32;
+            match rnd(3) {
+                0 if model[slot as usize].is_none() => {
+                    let live = |m: &Vec<Option<(u32, u64)>>| {
+                        m.iter().flatten().filter(|(a, e)| *a == addr & spec.mask && *e > now).count() as u32
+                    };
+                    let want = live(&model) + 1 > spec.limit;
+                    c.begin(None, true);
+                    assert_eq!(c.check(&spec, &key(addr, CtState::New), now), Some(want), "at {now}");
+                    if !want {
+                        let expires = now + 1 + rnd(500);
+                        c.confirmed(slot, expires);
+                        model[slot as usize] = Some((addr & spec.mask, expires));
+                    }
+                }
+                1 => {
+                    c.forget(slot);
+                    model[slot as usize] = None;
+                }
+                _ => {}
+            }
+            // Expired ones conntrack forgets at its own pace.
+            if rnd(10) == 0 {
+                let s = rnd(256) as usize;
+                if model[s].is_some_and(|(_, e)| e <= now) {
+                    c.forget(s as u32);
+                    model[s] = None;
+                }
+            }
+        }
+        // Every counter's list holds exactly its count.
+        for (k, counter) in c.counters.iter().enumerate() {
+            let mut n = 0;
+            let mut node = counter.head;
+            while node != NONE {
+                assert_eq!(c.row(node, 0).counter as usize, k + 1);
+                n += 1;
+                node = c.row(node, 0).next;
+            }
+            assert_eq!(n, counter.count);
+        }
+    }
+}
