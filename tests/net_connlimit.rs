@@ -128,9 +128,32 @@ fn a_full_counter_table_drops_and_counts_the_drop() {
     let other = Tcp::new(SENDER, RECEIVER + 1, 40002, 80).syn(100).frame();
     assert_eq!(send(&mut dp, &image, 0, other.clone()), Disposition::Drop(DropReason::RuleDrop));
     assert_eq!(dp.counters().events.connlimit_full, 1);
+    assert_eq!(
+        dp.counters().policy_hits.iter().sum::<u64>(),
+        1,
+        "the first SYN's only: a hot drop is not the policy's"
+    );
     // Once the receiver's connection expired (SYN_SENT: 120 s), the full
     // table's probes find it and free its counter.
     assert!(passed(send(&mut dp, &image, 121_000, other)));
     assert_eq!(dp.counters().events.connlimit_full, 1);
     assert_eq!(dp.conntrack().connlimit().count(0, RECEIVER + 1), 1);
+}
+
+#[test]
+fn an_untracked_packet_counts_itself() {
+    // Linux (iptables-legacy 1.8.9, Linux 6.18): NOTRACKed UDP never
+    // matches `--connlimit-upto 0` (its own tuple is counted), nor does a
+    // tracked one.
+    let bytes = compiled(
+        "-A FORWARD -p udp -m connlimit --connlimit-upto 0 -j DROP\nCOMMIT\n*raw\n:PREROUTING ACCEPT [0:0]\n\
+         -A PREROUTING -p udp --dport 9999 -j NOTRACK\n",
+    );
+    let image = Image::from_bytes(&bytes).unwrap();
+    let mut dp = plane(&image);
+    for sport in 1..4 {
+        assert!(passed(send(&mut dp, &image, 0, udp_frame(SENDER, RECEIVER, sport, 9999, 10))), "untracked");
+        assert!(passed(send(&mut dp, &image, 0, udp_frame(SENDER, RECEIVER, sport, 9998, 10))), "tracked");
+    }
+    assert_eq!(dp.conntrack().connlimit().count(0, SENDER), 3, "the tracked ones only");
 }

@@ -700,7 +700,8 @@ impl Dataplane {
             .with_connlimit(self.conntrack.connlimit_mut());
         let verdict = classifier.classify_with(chain, &key, &mut lookup);
         let marks = lookup.marks;
-        self.counters.events.connlimit_full += u64::from(lookup.hotdrop);
+        let hotdrop = lookup.hotdrop;
+        self.counters.events.connlimit_full += u64::from(hotdrop);
         for &rule in lookup.logged() {
             let record = classifier.log_record(rule).unwrap_or_default();
             let ip = frame.get(ETHERNET_HEADER_LEN..).unwrap_or(&[]);
@@ -709,7 +710,10 @@ impl Dataplane {
             }
         }
         self.counters.events.log_suppressed += u64::from(lookup.logs_dropped);
-        self.counters.count_verdict(chain, &verdict);
+        if !hotdrop {
+            // (A connlimit hot drop is no rule's nor the policy's.)
+            self.counters.count_verdict(chain, &verdict);
+        }
         if verdict.log && !self.logger.log(now_ms, chain, &key, &verdict) {
             self.counters.events.log_suppressed += 1;
         }
