@@ -233,3 +233,20 @@ fn without_counts_a_packet_is_its_connection_alone() {
     assert_eq!(image.classify(Chain::Input, &k).action, Action::Drop);
     assert_eq!(compiled.ruleset.classify_linear(Chain::Input, &k).action, Action::Drop);
 }
+
+#[test]
+fn connlimit_prints_back_as_iptables_save_writes_it() {
+    let body = "-A INPUT -p tcp -m connlimit ! --connlimit-upto 111 -j REJECT --reject-with tcp-reset\n\
+                -A FORWARD -p tcp --syn --dport 80 -m connlimit --connlimit-upto 0x10 --connlimit-mask 024 \
+                --connlimit-daddr -j DROP";
+    let first = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    let text = rules::render(&first.ruleset, rules::Format::Iptables).expect("renders");
+    // iptables-save writes these two as:
+    assert!(text.contains("-m connlimit --connlimit-above 111 --connlimit-mask 32 --connlimit-saddr"), "{text}");
+    assert!(text.contains("-m connlimit --connlimit-upto 16 --connlimit-mask 20 --connlimit-daddr"), "{text}");
+    let again = compile(&text).unwrap_or_else(|d| panic!("{d}\n{text}"));
+    let strip = |set: &rules::Ruleset| {
+        set.rules.iter().map(|r| rules::Rule { line: 0, column: 0, ..r.clone() }).collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&first.ruleset), strip(&again.ruleset), "{text}");
+}

@@ -162,9 +162,6 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
     if r.residual.recent.is_some() {
         return Err(format!("rules with `-m recent` cannot be printed yet (the rule at line {})", r.line));
     }
-    if r.residual.connlimit.is_some() {
-        return Err(format!("rules with `-m connlimit` cannot be printed yet (the rule at line {})", r.line));
-    }
     let residual = r.residual != super::ast::Residual::default() || r.log_target.is_some();
     if format == Format::Unifw && (residual || r.states & unifw_core::flow::UNTRACKED_BIT != 0 && r.states != ANY_STATE)
     {
@@ -388,6 +385,13 @@ fn residual_options(r: &Rule, s: &mut String) {
             .find(|&(r, _, exact)| r >= 1 && exact)
             .map_or((1, "day"), |(r, u, _)| (r, u));
         let _ = write!(s, " -m limit --limit {rate}/{unit} --limit-burst {burst}");
+    }
+    if let Some(c) = x.connlimit {
+        // As libxt_connlimit saves it (the parser keeps masks contiguous).
+        let bound = if c.invert { "upto" } else { "above" };
+        let side = if c.dest { "daddr" } else { "saddr" };
+        let mask = c.mask.leading_ones();
+        let _ = write!(s, " -m connlimit --connlimit-{bound} {} --connlimit-mask {mask} --connlimit-{side}", c.limit);
     }
 }
 
