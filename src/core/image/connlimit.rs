@@ -156,6 +156,20 @@ impl ConnLimits {
         c
     }
 
+    /// Of `budget` bytes for a connection table of `per_flow` bytes a
+    /// flow, what the table may take so that the counts for `rules`
+    /// connlimit rules fit beside it: the counters, and per flow 8 bytes
+    /// plus 12 per rule.
+    pub fn budget(budget: usize, per_flow: usize, rules: usize) -> usize {
+        if rules == 0 {
+            return budget;
+        }
+        let rules = rules.min(MAX_CONNLIMIT_RULES);
+        let extra = core::mem::size_of::<u64>() + core::mem::size_of::<Row>() * rules;
+        let rest = budget.saturating_sub(CONNLIMIT_KEYS * core::mem::size_of::<Counter>());
+        (rest / per_flow.saturating_add(extra).max(1)).saturating_mul(per_flow)
+    }
+
     /// Connlimit rules counted for.
     pub fn rules(&self) -> usize {
         self.rules
@@ -427,6 +441,23 @@ mod tests {
             state,
             extra: KeyExtra::default(),
         }
+    }
+
+    #[test]
+    fn the_counts_fit_beside_the_table_in_its_budget() {
+        assert_eq!(ConnLimits::budget(1 << 30, 164, 0), 1 << 30);
+        for rules in [1, 2, 16] {
+            let table = ConnLimits::budget(1 << 30, 164, rules);
+            let flows = table / 164;
+            let extra = 8 + 12 * rules;
+            assert!(flows * (164 + extra) + CONNLIMIT_KEYS * 20 <= 1 << 30, "{rules} rules");
+            assert!(
+                flows * (164 + extra) + CONNLIMIT_KEYS * 20 + 2 * (164 + extra) > 1 << 30,
+                "{rules}: not too small"
+            );
+        }
+        assert_eq!(core::mem::size_of::<Counter>(), 20);
+        assert_eq!(core::mem::size_of::<Row>(), 12);
     }
 
     /// Random opens (through the check and confirm), closes and expiries
