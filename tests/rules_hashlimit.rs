@@ -209,7 +209,7 @@ fn ping(src: u32) -> PacketKey {
 fn at(image: &Image, tables: &mut HashlimitTables, now: u64, k: &PacketKey) -> (Action, bool) {
     let mut lookup = Lookup::new(now, &mut []).with_hashlimit(tables);
     let v = image.classify_with(Chain::Input, k, &mut lookup);
-    (v.action, lookup.hotdrop)
+    (v.action, lookup.hotdrop.is_some())
 }
 
 #[test]

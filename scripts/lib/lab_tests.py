@@ -800,6 +800,7 @@ class Test:
 
 
 # Lab tests in their own modules (they import from this one, so here).
+import lab_connlimit  # noqa: E402
 import lab_flood  # noqa: E402
 import lab_fragments  # noqa: E402
 import lab_hostile  # noqa: E402
@@ -845,6 +846,8 @@ TESTS = {
     "conntrack-boot": Test("tests/lab/conntrack.rules: 1,048,576 flows in 64 MiB (shrunk) and 512 MiB",
                            lab_flood.conntrack_boot),
     "nat": Test("tests/lab/nat.ipt: masquerade, port forward, ICMP errors, fragments; unifw vs Linux", lab_nat.nat),
+    "connlimit": Test("tests/lab/connlimit.ipt: 2 connections per source, the 3rd reset; unifw vs Linux",
+                      lab_connlimit.connlimit),
     "pool": Test("tests/lab/pool.rules: 3 wire-mode members behind Open vSwitch, symmetric hash, failover",
                  lab_pool.pool),
     "linux-vm": Test("the Linux VM baseline (tests/lab/linux-vm.ipt): Debian kernel, iptables-legacy, traffic",

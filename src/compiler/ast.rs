@@ -403,6 +403,10 @@ pub struct RefState {
     pub hashlimit: alloc::collections::BTreeMap<u8, Vec<RefHashEntry>>,
     /// Packets dropped because their `-m hashlimit` table was full.
     pub hotdrops: u64,
+    /// `-m connlimit`'s input: the connections (the packet's own included)
+    /// rule `n` counts under masked address `a`, by (n, a); absent: the
+    /// packet's own only (1).
+    pub connections: alloc::collections::BTreeMap<(usize, u32), u32>,
 }
 
 /// One entry of a reference `-m hashlimit` table: (masked source,
@@ -637,6 +641,15 @@ impl Ruleset {
                 }
                 if let Some(l) = r.residual.limit {
                     if !st.take(i, &l) {
+                        from = i + 1;
+                        continue;
+                    }
+                }
+                if let Some(c) = r.residual.connlimit {
+                    // `connlimit_mt`: (count > limit) XOR invert.
+                    let addr = if c.dest { key.dst } else { key.src } & c.mask;
+                    let count = st.connections.get(&(i, addr)).copied().unwrap_or(1);
+                    if (count > c.limit) == c.invert {
                         from = i + 1;
                         continue;
                     }

@@ -46,6 +46,7 @@ enum Module {
     Tcpmss,
     Recent,
     Hashlimit,
+    Connlimit,
 }
 
 /// The options of those modules.
@@ -92,6 +93,8 @@ enum Opt {
     Recent,
     /// One of `-m hashlimit`'s (iptables_hashlimit.rs reads them).
     Hashlimit,
+    /// One of `-m connlimit`'s (iptables_connlimit.rs reads them).
+    Connlimit,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -119,6 +122,7 @@ impl Module {
             "tcpmss" => Module::Tcpmss,
             "recent" => Module::Recent,
             "hashlimit" => Module::Hashlimit,
+            "connlimit" => Module::Connlimit,
             _ => return None,
         })
     }
@@ -145,6 +149,7 @@ impl Module {
             Module::Tcpmss => "tcpmss",
             Module::Recent => "recent",
             Module::Hashlimit => "hashlimit",
+            Module::Connlimit => "connlimit",
         }
     }
 
@@ -193,6 +198,7 @@ impl Module {
             (Module::Iprange, "--dst-range") => Opt::DstRange,
             (Module::Recent, o) if super::iptables_recent::option_name(o).is_some() => Opt::Recent,
             (Module::Hashlimit, o) if super::iptables_hashlimit::option_name(o).is_some() => Opt::Hashlimit,
+            (Module::Connlimit, o) if super::iptables_connlimit::option_name(o).is_some() => Opt::Connlimit,
             _ => return None,
         })
     }
@@ -241,6 +247,8 @@ pub struct Matches {
     hashlimit: Option<super::iptables_hashlimit::HashlimitOpts>,
     /// The rule's table and chain (`filter INPUT`), for `-m hashlimit`.
     pub chain: String,
+    /// The `-m connlimit` seen.
+    connlimit: Option<super::iptables_connlimit::ConnlimitOpts>,
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -339,6 +347,12 @@ pub fn option(
                 }
                 m.hashlimit = Some(super::iptables_hashlimit::HashlimitOpts::new(a.at));
             }
+            if module == Module::Connlimit {
+                if m.connlimit.is_some() {
+                    return Err((a.at, "several `-m connlimit` matches in one rule are not supported by unifw".into()));
+                }
+                m.connlimit = Some(super::iptables_connlimit::ConnlimitOpts::new(a.at));
+            }
             m.instances.push(Instance {
                 module,
                 given: Vec::new(),
@@ -432,6 +446,12 @@ fn module_option(
         super::iptables_hashlimit::option(h, name, opt.at, arg, negated)?;
         return Ok(Some(usize::from(super::iptables_hashlimit::takes_argument(name))));
     }
+    if kind == Opt::Connlimit {
+        let name = super::iptables_connlimit::option_name(o).unwrap_or("--connlimit-above");
+        let Some(c) = m.connlimit.as_mut() else { return Err((opt.at, "internal: no connlimit match".into())) };
+        super::iptables_connlimit::option(c, name, opt.at, arg, negated)?;
+        return Ok(Some(usize::from(super::iptables_connlimit::takes_argument(name))));
+    }
     let multi = [Opt::Sports, Opt::Dports, Opt::Ports];
     let flags = [Opt::Syn, Opt::TcpFlags];
     if flags.contains(&kind) && inst.given.iter().any(|g| flags.contains(g)) {
@@ -519,6 +539,7 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Tcpmss,
         Module::Recent,
         Module::Hashlimit,
+        Module::Connlimit,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -752,6 +773,7 @@ fn apply(
         | Opt::Comment
         | Opt::Recent
         | Opt::Hashlimit
+        | Opt::Connlimit
         | Opt::Unsupported => {}
         Opt::UidOwner | Opt::GidOwner | Opt::SocketExists | Opt::SupplGroups => {}
     }
@@ -908,6 +930,11 @@ pub fn finish(
         let at = m.instances.iter().position(|i| i.module == Module::Hashlimit).unwrap_or(0);
         let later = m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment);
         rule.residual.hashlimit = Some(super::iptables_hashlimit::finish(h, hashlimit, &m.chain, later)?);
+    }
+    if let Some(c) = &m.connlimit {
+        let at = m.instances.iter().position(|i| i.module == Module::Connlimit).unwrap_or(0);
+        let later = m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment);
+        rule.residual.connlimit = Some(super::iptables_connlimit::finish(c, later, &mut recent.connlimits)?);
     }
     if let Some((avg, burst)) = m.limit {
         let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);

@@ -198,6 +198,8 @@ pub struct RecentNames {
     stamps: Vec<u16>,
     /// The unsupported feature the last refusal was for (to count it).
     pub unsupported: Option<String>,
+    /// Rules with `-m connlimit` so far (iptables_connlimit.rs bounds them).
+    pub connlimits: usize,
 }
 
 /// Checks a finished `-m recent` as iptables and the kernel do and gives

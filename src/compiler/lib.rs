@@ -21,6 +21,7 @@ mod fuzz;
 mod ifnames;
 mod iptables;
 mod iptables_commands;
+mod iptables_connlimit;
 mod iptables_ct_tuple;
 mod iptables_folded;
 mod iptables_hashlimit;

@@ -392,6 +392,13 @@ fn residual_options(r: &Rule, s: &mut String) {
             .map_or((1, "day"), |(r, u, _)| (r, u));
         let _ = write!(s, " -m limit --limit {rate}/{unit} --limit-burst {burst}");
     }
+    if let Some(c) = x.connlimit {
+        // As libxt_connlimit saves it (the parser keeps masks contiguous).
+        let bound = if c.invert { "upto" } else { "above" };
+        let side = if c.dest { "daddr" } else { "saddr" };
+        let mask = c.mask.leading_ones();
+        let _ = write!(s, " -m connlimit --connlimit-{bound} {} --connlimit-mask {mask} --connlimit-{side}", c.limit);
+    }
 }
 
 fn iptables_rule(r: &Rule, chain: &str, target: Option<String>) -> Result<String, String> {

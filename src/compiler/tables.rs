@@ -329,6 +329,7 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
 fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
     let mut residuals: Vec<Residual> = Vec::new();
     let mut limits = 0u32;
+    let mut connlimits = 0u16;
     // Each `-m recent` table's timestamp ring: for the largest hit count
     // of the rules naming it.
     let mut stamps: alloc::collections::BTreeMap<u16, u16> = Default::default();
@@ -342,6 +343,10 @@ fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
                 if let Some(l) = res.limit.as_mut() {
                     l.slot = limits;
                     limits += 1;
+                }
+                if let Some(c) = res.connlimit.as_mut() {
+                    c.slot = connlimits;
+                    connlimits = connlimits.saturating_add(1);
                 }
                 if let Some(rc) = res.recent.as_mut() {
                     rc.stamps_mask = stamps.get(&rc.table).copied().unwrap_or(31);

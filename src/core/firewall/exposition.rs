@@ -316,12 +316,13 @@ enum Family {
     NatTranslations,
     NatAllocationFailures,
     MasqueradeFlushed,
+    ConnlimitFull,
     Responses,
     Refused,
     TimedOut,
 }
 
-const FAMILIES: [Family; 37] = [
+const FAMILIES: [Family; 38] = [
     Family::Uptime,
     Family::RulesetInfo,
     Family::Rules,
@@ -356,6 +357,7 @@ const FAMILIES: [Family; 37] = [
     Family::NatTranslations,
     Family::NatAllocationFailures,
     Family::MasqueradeFlushed,
+    Family::ConnlimitFull,
     Family::Responses,
     Family::Refused,
     Family::TimedOut,
@@ -472,6 +474,11 @@ impl Family {
                 "unifw_nat_allocation_failures_total",
                 COUNTER,
                 "New connections dropped because their NAT rule found no free port or ICMP id.",
+            ),
+            Family::ConnlimitFull => (
+                "unifw_connlimit_full_drops_total",
+                COUNTER,
+                "Packets dropped because a -m connlimit rule found no free counter for their address (Linux hot-drops them).",
             ),
             Family::MasqueradeFlushed => (
                 "unifw_nat_masquerade_flushed_total",
@@ -596,6 +603,7 @@ impl Family {
             Family::NatTranslations => single(events.nat_translations, out),
             Family::NatAllocationFailures => single(events.nat_allocation_failures, out),
             Family::MasqueradeFlushed => single(events.masquerade_flushed, out),
+            Family::ConnlimitFull => single(events.connlimit_full, out),
             Family::Responses => {
                 let Some(&status) = Status::ALL.get(item) else {
                     return false;

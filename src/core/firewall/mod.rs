@@ -163,10 +163,16 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         config.conntrack_budget = settings.conntrack_budget;
         config.limit_count = image.limit_count() as usize;
         config.nat = image.has_nat();
+        // The connlimit counts take their share of the table's budget.
+        let keys = if config.nat { 2 } else { 1 };
+        let per_flow = crate::net::conntrack::bytes_per_flow_with(keys);
+        config.conntrack_budget =
+            crate::image::ConnLimits::budget(config.conntrack_budget, per_flow, image.connlimit_rules());
         let mut dataplane = Dataplane::new(config)?;
         image.init_limits(dataplane.rule_limits_mut(), now_us / 1000);
         dataplane.set_recent_tables(image.recent_tables());
         dataplane.set_hashlimit_tables(image.hashlimit_tables(settings.hash_seed, now_us / 1000));
+        dataplane.set_connlimit(image.connlimit_rules());
         for spec in image.interfaces() {
             let Some(peer) = spec.wire_peer.filter(|&peer| peer > spec.index) else { continue };
             match dataplane.set_wire(spec.index, peer) {

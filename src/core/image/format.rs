@@ -734,6 +734,34 @@ pub fn recent_stamps_mask(hitcount: u16) -> u16 {
     }
 }
 
+/// What a rule's `-m connlimit` asks (Linux's `xt_connlimit`): the
+/// connections counted by this rule under the packet's masked source (or
+/// destination) address, compared with `limit`. The counts are in
+/// [`crate::image::ConnLimits`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnlimitSpec {
+    /// The rule's counter set (each rule counts on its own, as each Linux
+    /// rule has its own `nf_conncount_data`); written by the image writer.
+    pub slot: u16,
+    /// `--connlimit-above`/`--connlimit-upto`'s number.
+    pub limit: u32,
+    /// `--connlimit-mask` as an address mask (default all ones).
+    pub mask: u32,
+    /// `--connlimit-daddr` (else `--connlimit-saddr`).
+    pub dest: bool,
+    /// `XT_CONNLIMIT_INVERT`: `--connlimit-upto`, or `! --connlimit-above`
+    /// (the match holds when the count is at most `limit`).
+    pub invert: bool,
+}
+
+/// Most `-m connlimit` rules an image may have: each tracked connection
+/// keeps one key per rule (see [`crate::image::ConnLimits`]).
+pub const MAX_CONNLIMIT_RULES: usize = 16;
+/// Addresses (rule, masked address) all `-m connlimit` rules together can
+/// count connections for at once; a packet whose address finds no room
+/// is dropped, as Linux hot-drops when it cannot allocate a count.
+pub const CONNLIMIT_KEYS: usize = 1 << 16;
+
 /// The matches of a rule that the tuple lookup does not index, checked once
 /// one of its entries matched (`-m limit` only when the rule would decide:
 /// it spends a token). Each field is `None`/absent when the rule lacks it.
@@ -782,6 +810,8 @@ pub struct Residual {
     pub ct_tuple: Option<ct_tuple::CtTupleSpec>,
     /// `-m hashlimit`.
     pub hashlimit: Option<HashlimitSpec>,
+    /// `-m connlimit`.
+    pub connlimit: Option<ConnlimitSpec>,
 }
 
 impl Residual {
@@ -859,6 +889,17 @@ impl Residual {
             put(&mut b, 2, &neg.to_le_bytes());
             hl.put(&mut b);
         }
+        // -m connlimit: bytes 116..128, `has` bit 15.
+        if let Some(c) = self.connlimit {
+            has |= 1 << 15;
+            neg |= u16::from(c.invert) << 15;
+            put(&mut b, 0, &has.to_le_bytes());
+            put(&mut b, 2, &neg.to_le_bytes());
+            put(&mut b, 116, &c.mask.to_le_bytes());
+            put(&mut b, 120, &c.limit.to_le_bytes());
+            put(&mut b, 124, &c.slot.to_le_bytes());
+            put(&mut b, 126, &[u8::from(c.dest)]);
+        }
         b
     }
 
@@ -900,6 +941,13 @@ impl Residual {
             }),
             ct_tuple: on(13).then(|| ct_tuple::CtTupleSpec::decode_from(b)),
             hashlimit: on(14).then(|| HashlimitSpec::get(b, no(14))),
+            connlimit: on(15).then(|| ConnlimitSpec {
+                mask: get_u32(b, 116),
+                limit: get_u32(b, 120),
+                slot: get_u16(b, 124),
+                dest: byte(126) & 1 != 0,
+                invert: no(15),
+            }),
         })
     }
 
@@ -1588,6 +1636,7 @@ mod tests {
                 ],
             }),
             hashlimit: None,
+            connlimit: Some(ConnlimitSpec { slot: 2, limit: 111, mask: 0xffff_ff00, dest: true, invert: true }),
         };
         let hl = HashlimitSpec {
             table: 255,

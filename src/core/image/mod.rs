@@ -3,11 +3,13 @@
 //! that classifies packets in place: no allocation, no parsing that grows
 //! with the rule count, no panics on any bytes.
 
+mod connlimit;
 pub mod format;
 mod hashlimit;
 mod recent;
 mod walk;
 
+pub use connlimit::ConnLimits;
 pub use hashlimit::HashlimitTables;
 pub use recent::RecentTables;
 
@@ -291,9 +293,21 @@ pub struct Lookup<'s> {
     /// The `-m hashlimit` tables ([`Image::hashlimit_tables`]); `None`:
     /// every hashlimit is under its limit.
     pub hashlimit: Option<&'s mut HashlimitTables>,
-    /// A `-m hashlimit` table was full: the packet is dropped (Linux's
+    /// The `-m connlimit` counts; `None`: each packet's connection is alone.
+    pub connlimit: Option<&'s mut ConnLimits>,
+    /// Set when a `-m hashlimit` table was full or a `-m connlimit` found
+    /// no counter for the packet's address: the packet is dropped (Linux's
     /// hot drop), whatever the rules after say.
-    pub hotdrop: bool,
+    pub hotdrop: Option<HotDrop>,
+}
+
+/// Why a lookup dropped its packet outright (Linux's `par->hotdrop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HotDrop {
+    /// A new entry for a full `-m hashlimit` table.
+    Hashlimit,
+    /// No free `-m connlimit` counter for the packet's address.
+    Connlimit,
 }
 
 impl<'s> Lookup<'s> {
@@ -308,7 +322,8 @@ impl<'s> Lookup<'s> {
             marks: Marks::default(),
             recent: None,
             hashlimit: None,
-            hotdrop: false,
+            connlimit: None,
+            hotdrop: None,
         }
     }
 
@@ -320,6 +335,11 @@ impl<'s> Lookup<'s> {
     /// This lookup with the `-m recent` tables.
     pub fn with_recent(self, recent: &'s mut RecentTables) -> Lookup<'s> {
         Lookup { recent: Some(recent), ..self }
+    }
+
+    /// This lookup with the `-m connlimit` counts.
+    pub fn with_connlimit(self, connlimit: &'s mut ConnLimits) -> Lookup<'s> {
+        Lookup { connlimit: Some(connlimit), ..self }
     }
 
     /// Without limits: every limit has room.
@@ -650,6 +670,13 @@ impl<'a> Image<'a> {
             }
         }
         HashlimitTables::new(&configs, seed, now_ms)
+    }
+
+    /// Counter sets the `-m connlimit` rules need (one per rule,
+    /// [`crate::image::format::ConnlimitSpec::slot`]).
+    pub fn connlimit_rules(&self) -> usize {
+        let slots = self.residuals.chunks_exact(Residual::LEN).filter_map(Residual::decode);
+        slots.filter_map(|r| r.connlimit).map(|c| usize::from(c.slot) + 1).max().unwrap_or(0)
     }
 
     /// Log record `n` (`LOG`/`NFLOG` targets), if the image has it.

@@ -38,7 +38,7 @@ impl<'a> Image<'a> {
             // A rule whose `-m recent` does not hold, or over its
             // `-m limit`, does not match: on to the next.
             if !self.stateful_ok(hit, key, lookup) {
-                if lookup.hotdrop {
+                if lookup.hotdrop.is_some() {
                     return Verdict { action: Action::Drop, rule: None, log: false };
                 }
                 hit = find(current, hit.saturating_add(1), cost);
@@ -89,8 +89,9 @@ impl<'a> Image<'a> {
 
     /// Whether rule `rule`'s stateful matches hold now: its `-m recent`
     /// (changing its table as the command says), then its `-m limit`
-    /// (spending a token when it has room; no bucket for it: room). Both
-    /// are the rule's last matches, `-m limit` after `-m recent --rcheck`.
+    /// (spending a token when it has room; no bucket for it: room), then its
+    /// `-m connlimit` (counting the packet's connection). They are the
+    /// rule's last matches, `-m limit` after `-m recent --rcheck`.
     fn stateful_ok(&self, rule: u32, key: &PacketKey, lookup: &mut Lookup<'_>) -> bool {
         if rule == NONE {
             return true;
@@ -115,13 +116,26 @@ impl<'a> Image<'a> {
                 Some(true) => {}
                 Some(false) => return false,
                 None => {
-                    lookup.hotdrop = true;
+                    lookup.hotdrop = Some(super::HotDrop::Hashlimit);
                     return false;
                 }
             }
         }
-        let Some(l) = r.limit else { return true };
-        lookup.limits.get_mut(l.slot as usize).is_none_or(|b| b.take(&l, now))
+        if let Some(l) = r.limit {
+            if !lookup.limits.get_mut(l.slot as usize).is_none_or(|b| b.take(&l, now)) {
+                return false;
+            }
+        }
+        // `-m connlimit`, the rule's last match (after `-m limit`).
+        let Some(c) = r.connlimit else { return true };
+        let held = match lookup.connlimit.as_deref_mut() {
+            Some(counts) => counts.check(&c, key, now),
+            None => Some(super::ConnLimits::alone(&c)),
+        };
+        if held.is_none() {
+            lookup.hotdrop = Some(super::HotDrop::Connlimit);
+        }
+        held.unwrap_or(false)
     }
 
     /// The log record of a `LOG`/`NFLOG` rule.

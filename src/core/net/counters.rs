@@ -336,6 +336,9 @@ pub struct EventCounters {
     /// Masqueraded connections forgotten because their interface's
     /// address changed (a new DHCP lease).
     pub masquerade_flushed: u64,
+    /// Packets dropped because a `-m connlimit` rule found no free counter
+    /// for their address (Linux hot-drops a packet it cannot count).
+    pub connlimit_full: u64,
 }
 
 /// Every counter of the data plane, allocated once at start.

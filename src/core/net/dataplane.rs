@@ -197,6 +197,18 @@ impl Dataplane {
         &mut self.limits
     }
 
+    /// Counts connections for the image's `-m connlimit` rules
+    /// ([`crate::image::Image::connlimit_rules`]; memory allocated now).
+    pub fn set_connlimit(&mut self, rules: usize) {
+        self.conntrack.set_connlimit(rules, crate::image::format::CONNLIMIT_KEYS);
+    }
+
+    /// [`Dataplane::set_connlimit`] with `counters` counters (tests fill a
+    /// small table).
+    pub fn set_connlimit_counters(&mut self, rules: usize, counters: usize) {
+        self.conntrack.set_connlimit(rules, counters);
+    }
+
     /// Installs the rules' `-m recent` tables (allocated at boot).
     pub fn set_recent_tables(&mut self, recent: RecentTables) {
         self.recent = recent;

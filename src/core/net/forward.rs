@@ -33,7 +33,7 @@ use crate::flow::{
     addr_type, proto, Action, Chain, CtState, IfIndex, KeyExtra, PacketKey, PktType, RejectWith, Verdict, NO_IF,
 };
 use crate::image::format::ct_tuple::CtTuples;
-use crate::image::{Lookup, Marks};
+use crate::image::{HotDrop, Lookup, Marks};
 
 /// The received frame and what is known about it.
 pub(super) struct Packet<'f> {
@@ -342,7 +342,10 @@ impl Dataplane {
         classifier: &C,
     ) -> Result<Tracked, DropReason> {
         let tracked = match self.raw_prerouting(now_ms, packet, classifier) {
-            Ok(true) => Tracked::of(CtState::Untracked),
+            Ok(true) => {
+                self.conntrack.untracked();
+                Tracked::of(CtState::Untracked)
+            }
             Ok(false) => self.conntrack.track(&packet.meta, now_ms),
             Err(_) => return Err(DropReason::RuleDrop),
         };
@@ -697,8 +700,10 @@ impl Dataplane {
         if classifier.wants_extra() {
             key.extra = self.key_extra(seen);
         }
-        let mut lookup =
-            Lookup::new(now_ms, &mut self.limits).with_recent(&mut self.recent).with_hashlimit(&mut self.hashlimit);
+        let mut lookup = Lookup::new(now_ms, &mut self.limits)
+            .with_recent(&mut self.recent)
+            .with_hashlimit(&mut self.hashlimit)
+            .with_connlimit(self.conntrack.connlimit_mut());
         let verdict = classifier.classify_with(chain, &key, &mut lookup);
         let marks = lookup.marks;
         for &rule in lookup.logged() {
@@ -709,12 +714,12 @@ impl Dataplane {
             }
         }
         self.counters.events.log_suppressed += u64::from(lookup.logs_dropped);
-        if lookup.hotdrop {
-            // A full `-m hashlimit` table dropped it (Linux's hot drop):
-            // neither a rule's nor the policy's decision.
-            self.counters.events.hashlimit_full += 1;
-        } else {
-            self.counters.count_verdict(chain, &verdict);
+        // A hot drop (a full `-m hashlimit` table, no `-m connlimit`
+        // counter) is neither a rule's nor the policy's decision.
+        match lookup.hotdrop {
+            Some(HotDrop::Hashlimit) => self.counters.events.hashlimit_full += 1,
+            Some(HotDrop::Connlimit) => self.counters.events.connlimit_full += 1,
+            None => self.counters.count_verdict(chain, &verdict),
         }
         if verdict.log && !self.logger.log(now_ms, chain, &key, &verdict) {
             self.counters.events.log_suppressed += 1;

@@ -197,6 +197,9 @@ pub struct ConnTrack {
     early_drops: u64,
     /// Flows with a translation now.
     pub(super) translations: usize,
+    /// The `-m connlimit` counts, kept in step with the flows
+    /// ([`ConnTrack::set_connlimit`]; empty by default).
+    connlimit: crate::image::ConnLimits,
 }
 
 impl ConnTrack {
@@ -227,6 +230,7 @@ impl ConnTrack {
             evict_cursor: 0,
             early_drops: 0,
             translations: 0,
+            connlimit: Default::default(),
         }
     }
 
@@ -278,6 +282,7 @@ impl ConnTrack {
             evict_cursor: 0,
             early_drops: 0,
             translations: 0,
+            connlimit: Default::default(),
         })
     }
 
@@ -331,6 +336,29 @@ impl ConnTrack {
         gone
     }
 
+    /// Counts connections for `rules` `-m connlimit` rules from now on,
+    /// with `counters` (rule, address) counters (memory for every slot of
+    /// the table reserved now; see [`crate::image::ConnLimits`]).
+    pub fn set_connlimit(&mut self, rules: usize, counters: usize) {
+        let seed = self.index.hasher().seed.rotate_left(17) ^ 0x636f_6e6e_6c69_6d69;
+        self.connlimit = crate::image::ConnLimits::with_counters(rules, self.capacity, seed, counters);
+    }
+
+    /// The `-m connlimit` counts.
+    pub fn connlimit(&self) -> &crate::image::ConnLimits {
+        &self.connlimit
+    }
+
+    /// The `-m connlimit` counts, for a lookup.
+    pub fn connlimit_mut(&mut self) -> &mut crate::image::ConnLimits {
+        &mut self.connlimit
+    }
+
+    /// A packet the tracker does not see (NOTRACK): no connection to count.
+    pub fn untracked(&mut self) {
+        self.connlimit.begin(None, false);
+    }
+
     /// Entries evicted early so far.
     pub fn early_drops(&self) -> u64 {
         self.early_drops
@@ -350,15 +378,36 @@ impl ConnTrack {
     /// would-be new flow is returned in `Tracked` for `confirm`.
     pub fn track(&mut self, meta: &Ipv4Meta, now_ms: u64) -> Tracked {
         match meta.l4 {
-            L4::IcmpError { quoted, .. } => self.related(meta, quoted, now_ms),
-            L4::IcmpOther { .. } | L4::LaterFragment => Tracked::of(CtState::Invalid),
+            L4::IcmpError { quoted, .. } => {
+                self.connlimit.begin(None, false);
+                self.related(meta, quoted, now_ms)
+            }
+            L4::IcmpOther { .. } | L4::LaterFragment => {
+                self.connlimit.begin(None, false);
+                Tracked::of(CtState::Invalid)
+            }
             _ => {
                 let (key, side) = FlowKey::of(meta.proto, meta.src, meta.dst, meta.l4.transport());
-                match self.lookup(&key, now_ms) {
-                    Some(slot) => self.update(slot, (key, side), meta, now_ms),
-                    None => new_flow(key, side, meta, now_ms),
-                }
+                let (tracked, slot) = match self.lookup(&key, now_ms) {
+                    Some(slot) => (self.update(slot, (key, side), meta, now_ms), Some(slot)),
+                    None => (new_flow(key, side, meta, now_ms), None),
+                };
+                // `-m connlimit` counts this packet's connection: a live
+                // one not closed, or the new one once confirmed.
+                let fresh = tracked.new_flow.is_some();
+                let countable = slot.filter(|&s| !fresh && self.counts(s));
+                self.connlimit.begin(countable, fresh);
+                tracked
             }
+        }
+    }
+
+    /// Whether the flow in `slot` may be counted by `-m connlimit`: it is
+    /// there and, for TCP, not closed (`nf_conncount`'s `already_closed`).
+    fn counts(&self, slot: u32) -> bool {
+        match self.slots.get(slot as usize) {
+            Some(Some(flow)) => !matches!(flow.proto, Proto::Tcp(c) if closed(c.state())),
+            _ => false,
         }
     }
 
@@ -395,6 +444,7 @@ impl ConnTrack {
                 self.index.insert(key, slot);
             }
             self.set_nat(slot, nat);
+            self.connlimit.confirmed(slot, flow.expires_ms);
         }
         Ok(())
     }
@@ -431,6 +481,7 @@ impl ConnTrack {
     fn remove(&mut self, slot: u32) {
         if let Some(entry) = self.slots.get_mut(slot as usize) {
             if let Some(flow) = entry.take() {
+                self.connlimit.forget(slot);
                 self.index.remove(&flow.key);
                 if let Some(nat) = self.nats.get_mut(slot as usize).and_then(Option::take) {
                     self.index.remove(&nat.reply_key);
@@ -489,6 +540,10 @@ impl ConnTrack {
                 }
                 TcpUpdate::Accepted => {
                     flow.assured |= conn.state() == TcpState::Established;
+                    if closed(conn.state()) {
+                        // Closed: no longer counted by `-m connlimit`.
+                        self.connlimit.forget(slot);
+                    }
                 }
             }
         } else if dir == Direction::Reply && !matches!(flow.proto, Proto::Icmp) {
@@ -498,6 +553,7 @@ impl ConnTrack {
             flow.seen_reply = true;
         }
         flow.expires_ms = now_ms.saturating_add(flow.timeout_ms());
+        self.connlimit.expires(slot, flow.expires_ms);
         let conn = Some(Conn::of(flow, nat, dir == Direction::Reply));
         Tracked { rewrite, status: nat_status, conn, ..Tracked::of(packet_state(flow, dir)) }
     }
@@ -522,6 +578,12 @@ impl ConnTrack {
             _ => Tracked::of(CtState::Invalid),
         }
     }
+}
+
+/// `already_closed` of Linux's `nf_conncount.c`: a TCP connection in
+/// TIME_WAIT or CLOSE is no longer counted.
+fn closed(state: TcpState) -> bool {
+    matches!(state, TcpState::TimeWait | TcpState::Close)
 }
 
 /// Linux's ctinfo: packets of a flow that has seen a reply, and replies
