@@ -250,3 +250,9 @@ fn connlimit_prints_back_as_iptables_save_writes_it() {
     };
     assert_eq!(strip(&first.ruleset), strip(&again.ruleset), "{text}");
 }
+
+#[test]
+fn connlimit_before_other_matches_is_counted_as_unsupported() {
+    let d = compile(&file("-A INPUT -m connlimit --connlimit-above 1 -p tcp -m tcp --dport 22 -j DROP")).unwrap_err();
+    assert!(d.to_string().contains("unsupported: -m connlimit before other matches (1 rule)"), "{d}");
+}

@@ -129,9 +129,13 @@ fn mask(s: &str) -> Option<u32> {
 }
 
 /// Checks a finished `-m connlimit` and gives its record (the slot is the
-/// image writer's). `rules`: connlimit rules so far (bounded at
-/// [`MAX_CONNLIMIT_RULES`]).
-pub fn finish(c: &ConnlimitOpts, later_matches: bool, rules: &mut usize) -> Result<ConnlimitSpec, Fault> {
+/// image writer's). `names.connlimits`: connlimit rules so far (bounded at
+/// [`MAX_CONNLIMIT_RULES`]); `names.unsupported` names what unifw refuses.
+pub fn finish(
+    c: &ConnlimitOpts,
+    later_matches: bool,
+    names: &mut super::iptables_recent::RecentNames,
+) -> Result<ConnlimitSpec, Fault> {
     let Some((limit, invert)) = c.limit else {
         return Err((
             c.at,
@@ -139,12 +143,13 @@ pub fn finish(c: &ConnlimitOpts, later_matches: bool, rules: &mut usize) -> Resu
         ));
     };
     if later_matches {
+        names.unsupported = Some("-m connlimit before other matches".into());
         return Err((c.at, "`-m connlimit` before other matches is not supported by unifw (it must be the rule's last match: Linux counts the connection before the matches after it are checked, even for packets they refuse; move it after them)".into()));
     }
-    if *rules >= MAX_CONNLIMIT_RULES {
+    if names.connlimits >= MAX_CONNLIMIT_RULES {
         return Err((c.at, format!("connlimit: more than {MAX_CONNLIMIT_RULES} rules with `-m connlimit` (unifw's bound: each tracked connection keeps a counter per connlimit rule, allocated at boot)")));
     }
-    *rules += 1;
+    names.connlimits += 1;
     Ok(ConnlimitSpec { slot: 0, limit, mask: c.mask.unwrap_or(u32::MAX), dest: c.dest, invert })
 }
 

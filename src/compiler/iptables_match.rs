@@ -934,7 +934,7 @@ pub fn finish(
     if let Some(c) = &m.connlimit {
         let at = m.instances.iter().position(|i| i.module == Module::Connlimit).unwrap_or(0);
         let later = m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment);
-        rule.residual.connlimit = Some(super::iptables_connlimit::finish(c, later, &mut recent.connlimits)?);
+        rule.residual.connlimit = Some(super::iptables_connlimit::finish(c, later, recent)?);
     }
     if let Some((avg, burst)) = m.limit {
         let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);
