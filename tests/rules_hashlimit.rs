@@ -250,6 +250,8 @@ fn a_table_keeps_the_first_rules_configuration() {
                 --hashlimit-mode dstip -j DROP\n\
                 -A INPUT -j ACCEPT";
     let c = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    let warned = c.ruleset.warnings.iter().filter(|w| w.message.contains("keeps the configuration of the first rule"));
+    assert_eq!(warned.map(|w| w.line).collect::<Vec<_>>(), [7], "the second rule is told its options are ignored");
     let (first, second) =
         (c.ruleset.rules[0].residual.hashlimit.unwrap(), c.ruleset.rules[1].residual.hashlimit.unwrap());
     assert_eq!(second, HashlimitSpec { invert: true, ..first });
@@ -274,6 +276,21 @@ fn a_table_keeps_the_first_rules_configuration() {
     let same = "-A user -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
                 -A INPUT -m hashlimit --hashlimit-name s ! --hashlimit-upto 1/s -j ACCEPT";
     compile(&file(same)).unwrap_or_else(|d| panic!("{d}"));
+}
+
+#[test]
+fn a_rule_without_a_target_still_spends() {
+    // No `-j`: Linux decides nothing but the packet spends its credit.
+    let body =
+        "-A INPUT -m hashlimit --hashlimit-name n --hashlimit-upto 1/h --hashlimit-burst 2 --hashlimit-mode srcip\n\
+                -A INPUT -m hashlimit --hashlimit-name n --hashlimit-upto 1/h -j ACCEPT\n-A INPUT -j DROP";
+    let c = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(c.ruleset.rules.len(), 3, "kept: it changes its table");
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    let mut tables = image.hashlimit_tables(2, 0);
+    let a = ping(0x0a01_0002);
+    assert_eq!(at(&image, &mut tables, 0, &a).0, Action::Accept, "two credits: one per rule");
+    assert_eq!(at(&image, &mut tables, 1, &a).0, Action::Drop, "the first rule took the last one");
 }
 
 #[test]

@@ -295,6 +295,9 @@ pub struct HashlimitNames {
     tables: Vec<(String, HashlimitSpec, String)>,
     /// The unsupported feature the last refusal was for (to count it).
     pub unsupported: Option<String>,
+    /// A warning for the rule just finished (its own configuration is
+    /// ignored: the table has the first rule's).
+    pub warning: Option<(usize, String)>,
 }
 
 /// Checks a finished `-m hashlimit` as iptables and the kernel do and gives
@@ -365,6 +368,9 @@ pub fn finish(
             if let Some((_, first, first_chain)) = names.tables.get(t) {
                 if *first != (HashlimitSpec { table: first.table, ..spec }) && first_chain != chain {
                     return Err((at, format!("hashlimit: table `{name}` is given another configuration (rate, burst, mode, masks or htable options) than in chain {first_chain}; Linux keeps the first rule's in its own load order (built-in chains first, user chains by name), which unifw reproduces only within one chain: give every rule naming it the same options")));
+                }
+                if *first != (HashlimitSpec { table: first.table, ..spec }) {
+                    names.warning = Some((at, format!("warning: hashlimit table `{name}` keeps the configuration of the first rule naming it: this rule's rate, burst, mode, masks and htable options are ignored, as in Linux (only its `--hashlimit-above`/`!` counts)")));
                 }
             }
             t
