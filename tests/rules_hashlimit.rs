@@ -268,11 +268,24 @@ fn a_table_keeps_the_first_rules_configuration() {
     assert_eq!(at(&image, &mut tables, 0, &inside).0, Action::Accept);
     assert_eq!(at(&image, &mut tables, 0, &inside).0, Action::Drop, "rule 0 over, rule 1 over too");
     assert_eq!(at(&image, &mut tables, 1000, &inside).0, Action::Accept, "one second: one credit");
-    // Another configuration from another chain: Linux's order is not file order.
-    let body = "-A user -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
-                -A INPUT -m hashlimit --hashlimit-name s --hashlimit-upto 2/s -j ACCEPT";
-    let e = compile(&file(body)).expect_err("refused");
-    assert!(e.to_string().contains("another configuration"), "{e}");
+    // Another configuration from a chain Linux loads first (built-in
+    // chains in hook order, then user chains by name; checked with
+    // /proc/net/ipt_hashlimit on Linux 6.x): refused, as file order is not
+    // Linux's. From a chain Linux loads later: the first one holds.
+    for (first, then, refused) in [("user", "INPUT", true), ("OUTPUT", "INPUT", true), ("INPUT", "user", false)] {
+        let body = format!(
+            "-A {first} -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
+             -A {then} -m hashlimit --hashlimit-name s --hashlimit-upto 2/s -j ACCEPT"
+        );
+        match compile(&file(&body)) {
+            Err(e) => assert!(refused && e.to_string().contains("another configuration"), "{first} {then}: {e}"),
+            Ok(_) => assert!(!refused, "{first} then {then} loads"),
+        }
+    }
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n:zz - [0:0]\n:aa - [0:0]\n\
+                -A zz -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
+                -A aa -m hashlimit --hashlimit-name s --hashlimit-upto 2/s -j ACCEPT\nCOMMIT\n";
+    assert!(compile(text).is_err(), "aa comes before zz in Linux's blob");
     let same = "-A user -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
                 -A INPUT -m hashlimit --hashlimit-name s ! --hashlimit-upto 1/s -j ACCEPT";
     compile(&file(same)).unwrap_or_else(|d| panic!("{d}"));

@@ -10,11 +10,13 @@
 //! Linux gives a table the configuration of the first rule that names it
 //! (`htable_find_get` finds it and the later rule's own rate, burst, mode,
 //! masks and expiry are never looked at again; only its inversion is its
-//! own). Rules are checked in the order of the kernel's blob: within one
-//! chain, file order; across chains of a table, the built-in chains first
-//! and user chains by name. unifw takes the first rule in file order, and
-//! refuses a second configuration for a table from another chain (where
-//! file order may not be Linux's).
+//! own). Rules are checked in the order of the kernel's blob, table by
+//! table as iptables-restore commits them (file order): the built-in
+//! chains first in hook order, then the user chains by name (libiptc keeps
+//! them sorted), each in rule order. unifw takes the first rule in file
+//! order, and refuses a second configuration for a table from a rule that
+//! Linux would have checked before the first one (an earlier chain of the
+//! same table in that order, written later in the file).
 
 use alloc::format;
 use alloc::string::String;
@@ -300,6 +302,16 @@ pub struct HashlimitNames {
     pub warning: Option<(usize, String)>,
 }
 
+/// Where chain `table chain` comes in its table's blob: built-in chains in
+/// hook order, then user chains by name.
+fn blob_rank(label: &str) -> (&str, u8, &str) {
+    let (table, chain) = label.split_once(' ').unwrap_or((label, ""));
+    match ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"].iter().position(|b| *b == chain) {
+        Some(hook) => (table, hook as u8, ""),
+        None => (table, 5, chain),
+    }
+}
+
 /// Checks a finished `-m hashlimit` as iptables and the kernel do and gives
 /// its record (the table's configuration, the rule's inversion). `chain`
 /// names the rule's chain; `later_matches`: whether other matches follow it.
@@ -366,8 +378,11 @@ pub fn finish(
     let table = match names.tables.iter().position(|(n, ..)| *n == name) {
         Some(t) => {
             if let Some((_, first, first_chain)) = names.tables.get(t) {
-                if *first != (HashlimitSpec { table: first.table, ..spec }) && first_chain != chain {
-                    return Err((at, format!("hashlimit: table `{name}` is given another configuration (rate, burst, mode, masks or htable options) than in chain {first_chain}; Linux keeps the first rule's in its own load order (built-in chains first, user chains by name), which unifw reproduces only within one chain: give every rule naming it the same options")));
+                let (t0, r0, n0) = blob_rank(first_chain);
+                let (t1, r1, n1) = blob_rank(chain);
+                let linux_first_here = t0 == t1 && (r1, n1) < (r0, n0);
+                if *first != (HashlimitSpec { table: first.table, ..spec }) && linux_first_here {
+                    return Err((at, format!("hashlimit: table `{name}` is given another configuration (rate, burst, mode, masks or htable options) than in chain {first_chain}, written earlier; Linux keeps the configuration of the rule it loads first, and it loads this chain first (built-in chains in hook order, then user chains by name), which unifw does not reproduce: give every rule naming it the same options, or write this rule first")));
                 }
                 if *first != (HashlimitSpec { table: first.table, ..spec }) {
                     names.warning = Some((at, format!("warning: hashlimit table `{name}` keeps the configuration of the first rule naming it: this rule's rate, burst, mode, masks and htable options are ignored, as in Linux (only its `--hashlimit-above`/`!` counts)")));
