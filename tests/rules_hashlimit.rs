@@ -286,6 +286,20 @@ fn a_table_keeps_the_first_rules_configuration() {
                 -A zz -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
                 -A aa -m hashlimit --hashlimit-name s --hashlimit-upto 2/s -j ACCEPT\nCOMMIT\n";
     assert!(compile(text).is_err(), "aa comes before zz in Linux's blob");
+    // `-I` and `-D` change which rule Linux loads first.
+    let one = "-A INPUT -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT";
+    let two = "-m hashlimit --hashlimit-name s --hashlimit-upto 2/s -j DROP";
+    for (body, ok) in [
+        (format!("{one}\n-I INPUT {two}"), false),
+        (format!("{one}\n-I INPUT 2 {two}"), true),
+        (format!("{one}\n-A INPUT {two}\n-D INPUT 1"), false),
+        (format!("{one}\n-A INPUT {two}\n-D INPUT 2"), true),
+    ] {
+        match compile(&file(&body)) {
+            Err(e) => assert!(!ok && e.to_string().contains("Linux would give table `s`"), "{body}: {e}"),
+            Ok(_) => assert!(ok, "{body} loads"),
+        }
+    }
     let same = "-A user -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
                 -A INPUT -m hashlimit --hashlimit-name s ! --hashlimit-upto 1/s -j ACCEPT";
     compile(&file(same)).unwrap_or_else(|d| panic!("{d}"));

@@ -295,6 +295,7 @@ pub(super) fn table_rule(
     if let Some(feature) = ctx.hashlimit.unsupported.take() {
         ctx.count_unsupported(feature);
     }
+    ctx.hashlimit.remember(file, line.no);
     if let Some((at, warning)) = ctx.hashlimit.warning.take() {
         ctx.set.warnings.push(line.diag(at, warning));
     }

@@ -300,6 +300,51 @@ pub struct HashlimitNames {
     /// A warning for the rule just finished (its own configuration is
     /// ignored: the table has the first rule's).
     pub warning: Option<(usize, String)>,
+    /// Each rule's own configuration by (file, line), and the iptables
+    /// tables in the order they were first seen, for [`check_first`].
+    own: alloc::collections::BTreeMap<(u16, u32), HashlimitSpec>,
+    order: Vec<String>,
+    /// The own configuration of the rule just finished.
+    last_own: Option<HashlimitSpec>,
+}
+
+impl HashlimitNames {
+    /// Notes the own configuration of the rule just finished, read at
+    /// `file`:`line`.
+    pub fn remember(&mut self, file: u16, line: u32) {
+        if let Some(own) = self.last_own.take() {
+            self.own.insert((file, line), own);
+        }
+    }
+}
+
+/// After the whole ruleset is read (`-I` and `-D` included): the rule
+/// Linux loads first among those naming each table must be the one whose
+/// configuration the table was given (file order); an error for each
+/// table where it is not.
+pub fn check_first(names: &HashlimitNames, set: &super::ast::Ruleset) -> Vec<(u16, u32, String)> {
+    use super::ast::RuleChain;
+    let mut out = Vec::new();
+    for (t, (name, cfg, _)) in names.tables.iter().enumerate() {
+        let ranked = set.rules.iter().enumerate().filter_map(|(i, r)| {
+            let hl = r.residual.hashlimit.filter(|h| usize::from(h.table) == t)?;
+            let label = match r.chain {
+                RuleChain::Builtin(c) => format!("{} {}", c.table().name(), c.name()),
+                RuleChain::User(n) => {
+                    format!("filter {}", set.chains.get(usize::from(n)).map_or("", |c| c.name.as_str()))
+                }
+            };
+            let (table, rank, chain) = blob_rank(&label);
+            let commit = names.order.iter().position(|o| o == table).unwrap_or(usize::MAX);
+            Some(((commit, rank, String::from(chain), i), r, hl))
+        });
+        let Some((_, r, _)) = ranked.min_by(|a, b| a.0.cmp(&b.0)) else { continue };
+        let own = names.own.get(&(r.file, r.line)).copied();
+        if own.is_some_and(|o| o != *cfg) {
+            out.push((r.file, r.line, format!("hashlimit: Linux would give table `{name}` the configuration of the rule at line {} (the first it loads once `-I` and `-D` are done), not the one unifw took from the first rule written: give every rule naming it the same options", r.line)));
+        }
+    }
+    out
 }
 
 /// Where chain `table chain` comes in its table's blob: built-in chains in
@@ -406,6 +451,11 @@ pub fn finish(
             t
         }
     };
+    let commit = blob_rank(chain).0;
+    if !names.order.iter().any(|o| o == commit) {
+        names.order.push(commit.into());
+    }
+    names.last_own = Some(HashlimitSpec { table: table as u8, ..spec });
     let first = names.tables.get(table).map_or(spec, |(_, c, _)| *c);
     Ok(HashlimitSpec { invert, ..first })
 }
