@@ -250,6 +250,8 @@ fn a_table_keeps_the_first_rules_configuration() {
                 --hashlimit-mode dstip -j DROP\n\
                 -A INPUT -j ACCEPT";
     let c = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    let warned = c.ruleset.warnings.iter().filter(|w| w.message.contains("keeps the configuration of the first rule"));
+    assert_eq!(warned.map(|w| w.line).collect::<Vec<_>>(), [7], "the second rule is told its options are ignored");
     let (first, second) =
         (c.ruleset.rules[0].residual.hashlimit.unwrap(), c.ruleset.rules[1].residual.hashlimit.unwrap());
     assert_eq!(second, HashlimitSpec { invert: true, ..first });
@@ -266,14 +268,56 @@ fn a_table_keeps_the_first_rules_configuration() {
     assert_eq!(at(&image, &mut tables, 0, &inside).0, Action::Accept);
     assert_eq!(at(&image, &mut tables, 0, &inside).0, Action::Drop, "rule 0 over, rule 1 over too");
     assert_eq!(at(&image, &mut tables, 1000, &inside).0, Action::Accept, "one second: one credit");
-    // Another configuration from another chain: Linux's order is not file order.
-    let body = "-A user -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
-                -A INPUT -m hashlimit --hashlimit-name s --hashlimit-upto 2/s -j ACCEPT";
-    let e = compile(&file(body)).expect_err("refused");
-    assert!(e.to_string().contains("another configuration"), "{e}");
+    // Another configuration from a chain Linux loads first (built-in
+    // chains in hook order, then user chains by name; checked with
+    // /proc/net/ipt_hashlimit on Linux 6.x): refused, as file order is not
+    // Linux's. From a chain Linux loads later: the first one holds.
+    for (first, then, refused) in [("user", "INPUT", true), ("OUTPUT", "INPUT", true), ("INPUT", "user", false)] {
+        let body = format!(
+            "-A {first} -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
+             -A {then} -m hashlimit --hashlimit-name s --hashlimit-upto 2/s -j ACCEPT"
+        );
+        match compile(&file(&body)) {
+            Err(e) => assert!(refused && e.to_string().contains("another configuration"), "{first} {then}: {e}"),
+            Ok(_) => assert!(!refused, "{first} then {then} loads"),
+        }
+    }
+    let text = "*filter\n:INPUT ACCEPT [0:0]\n:zz - [0:0]\n:aa - [0:0]\n\
+                -A zz -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
+                -A aa -m hashlimit --hashlimit-name s --hashlimit-upto 2/s -j ACCEPT\nCOMMIT\n";
+    assert!(compile(text).is_err(), "aa comes before zz in Linux's blob");
+    // `-I` and `-D` change which rule Linux loads first.
+    let one = "-A INPUT -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT";
+    let two = "-m hashlimit --hashlimit-name s --hashlimit-upto 2/s -j DROP";
+    for (body, ok) in [
+        (format!("{one}\n-I INPUT {two}"), false),
+        (format!("{one}\n-I INPUT 2 {two}"), true),
+        (format!("{one}\n-A INPUT {two}\n-D INPUT 1"), false),
+        (format!("{one}\n-A INPUT {two}\n-D INPUT 2"), true),
+    ] {
+        match compile(&file(&body)) {
+            Err(e) => assert!(!ok && e.to_string().contains("Linux would give table `s`"), "{body}: {e}"),
+            Ok(_) => assert!(ok, "{body} loads"),
+        }
+    }
     let same = "-A user -m hashlimit --hashlimit-name s --hashlimit-upto 1/s -j ACCEPT\n\
                 -A INPUT -m hashlimit --hashlimit-name s ! --hashlimit-upto 1/s -j ACCEPT";
     compile(&file(same)).unwrap_or_else(|d| panic!("{d}"));
+}
+
+#[test]
+fn a_rule_without_a_target_still_spends() {
+    // No `-j`: Linux decides nothing but the packet spends its credit.
+    let body =
+        "-A INPUT -m hashlimit --hashlimit-name n --hashlimit-upto 1/h --hashlimit-burst 2 --hashlimit-mode srcip\n\
+                -A INPUT -m hashlimit --hashlimit-name n --hashlimit-upto 1/h -j ACCEPT\n-A INPUT -j DROP";
+    let c = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(c.ruleset.rules.len(), 3, "kept: it changes its table");
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    let mut tables = image.hashlimit_tables(2, 0);
+    let a = ping(0x0a01_0002);
+    assert_eq!(at(&image, &mut tables, 0, &a).0, Action::Accept, "two credits: one per rule");
+    assert_eq!(at(&image, &mut tables, 1, &a).0, Action::Drop, "the first rule took the last one");
 }
 
 #[test]

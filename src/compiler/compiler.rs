@@ -70,6 +70,10 @@ pub fn parse(
         ctx.set.interfaces = Ruleset::lab_interfaces();
     }
     parse_file(&mut ctx, name, text, 0);
+    for (file, line, msg) in super::iptables_hashlimit::check_first(&ctx.hashlimit, &ctx.set) {
+        let file = ctx.set.files.get(usize::from(file)).cloned().unwrap_or_else(|| name.into());
+        ctx.diags.push(Diagnostic::plain(&file, line, 1, msg));
+    }
     let mut unsupported: Vec<(String, usize)> = core::mem::take(&mut ctx.unsupported).into_iter().collect();
     unsupported.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     ctx.diags.unsupported = unsupported;

@@ -306,12 +306,17 @@ pub(super) fn table_rule(
     if let Some(feature) = ctx.hashlimit.unsupported.take() {
         ctx.count_unsupported(feature);
     }
+    ctx.hashlimit.remember(file, line.no);
+    if let Some((at, warning)) = ctx.hashlimit.warning.take() {
+        ctx.set.warnings.push(line.diag(at, warning));
+    }
     done.map_err(|(at, e)| line.diag(at, e))?;
     check(&o.rule, line, offset)?;
     iptables_target::check_target(&mut o.rule, o.target_name, w).map_err(|e| line.diag(offset, e))?;
     iptables_nat::finish(&ctx.set, &o.rule).map_err(|e| line.diag(offset, e))?;
-    if !o.target && o.rule.residual.recent.is_some() {
-        // No `-j`: nothing decided, but the recent table changes as in Linux.
+    if !o.target && (o.rule.residual.recent.is_some() || o.rule.residual.hashlimit.is_some()) {
+        // No `-j`: nothing decided, but the recent or hashlimit table
+        // changes as in Linux.
         o.rule.jump = Some(super::ast::Jump::Continue);
         o.target = true;
     }

@@ -10,11 +10,13 @@
 //! Linux gives a table the configuration of the first rule that names it
 //! (`htable_find_get` finds it and the later rule's own rate, burst, mode,
 //! masks and expiry are never looked at again; only its inversion is its
-//! own). Rules are checked in the order of the kernel's blob: within one
-//! chain, file order; across chains of a table, the built-in chains first
-//! and user chains by name. unifw takes the first rule in file order, and
-//! refuses a second configuration for a table from another chain (where
-//! file order may not be Linux's).
+//! own). Rules are checked in the order of the kernel's blob, table by
+//! table as iptables-restore commits them (file order): the built-in
+//! chains first in hook order, then the user chains by name (libiptc keeps
+//! them sorted), each in rule order. unifw takes the first rule in file
+//! order, and refuses a second configuration for a table from a rule that
+//! Linux would have checked before the first one (an earlier chain of the
+//! same table in that order, written later in the file).
 
 use alloc::format;
 use alloc::string::String;
@@ -295,6 +297,64 @@ pub struct HashlimitNames {
     tables: Vec<(String, HashlimitSpec, String)>,
     /// The unsupported feature the last refusal was for (to count it).
     pub unsupported: Option<String>,
+    /// A warning for the rule just finished (its own configuration is
+    /// ignored: the table has the first rule's).
+    pub warning: Option<(usize, String)>,
+    /// Each rule's own configuration by (file, line), and the iptables
+    /// tables in the order they were first seen, for [`check_first`].
+    own: alloc::collections::BTreeMap<(u16, u32), HashlimitSpec>,
+    order: Vec<String>,
+    /// The own configuration of the rule just finished.
+    last_own: Option<HashlimitSpec>,
+}
+
+impl HashlimitNames {
+    /// Notes the own configuration of the rule just finished, read at
+    /// `file`:`line`.
+    pub fn remember(&mut self, file: u16, line: u32) {
+        if let Some(own) = self.last_own.take() {
+            self.own.insert((file, line), own);
+        }
+    }
+}
+
+/// After the whole ruleset is read (`-I` and `-D` included): the rule
+/// Linux loads first among those naming each table must be the one whose
+/// configuration the table was given (file order); an error for each
+/// table where it is not.
+pub fn check_first(names: &HashlimitNames, set: &super::ast::Ruleset) -> Vec<(u16, u32, String)> {
+    use super::ast::RuleChain;
+    let mut out = Vec::new();
+    for (t, (name, cfg, _)) in names.tables.iter().enumerate() {
+        let ranked = set.rules.iter().enumerate().filter_map(|(i, r)| {
+            let hl = r.residual.hashlimit.filter(|h| usize::from(h.table) == t)?;
+            let label = match r.chain {
+                RuleChain::Builtin(c) => format!("{} {}", c.table().name(), c.name()),
+                RuleChain::User(n) => {
+                    format!("filter {}", set.chains.get(usize::from(n)).map_or("", |c| c.name.as_str()))
+                }
+            };
+            let (table, rank, chain) = blob_rank(&label);
+            let commit = names.order.iter().position(|o| o == table).unwrap_or(usize::MAX);
+            Some(((commit, rank, String::from(chain), i), r, hl))
+        });
+        let Some((_, r, _)) = ranked.min_by(|a, b| a.0.cmp(&b.0)) else { continue };
+        let own = names.own.get(&(r.file, r.line)).copied();
+        if own.is_some_and(|o| o != *cfg) {
+            out.push((r.file, r.line, format!("hashlimit: Linux would give table `{name}` the configuration of the rule at line {} (the first it loads once `-I` and `-D` are done), not the one unifw took from the first rule written: give every rule naming it the same options", r.line)));
+        }
+    }
+    out
+}
+
+/// Where chain `table chain` comes in its table's blob: built-in chains in
+/// hook order, then user chains by name.
+fn blob_rank(label: &str) -> (&str, u8, &str) {
+    let (table, chain) = label.split_once(' ').unwrap_or((label, ""));
+    match ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"].iter().position(|b| *b == chain) {
+        Some(hook) => (table, hook as u8, ""),
+        None => (table, 5, chain),
+    }
 }
 
 /// Checks a finished `-m hashlimit` as iptables and the kernel do and gives
@@ -363,8 +423,14 @@ pub fn finish(
     let table = match names.tables.iter().position(|(n, ..)| *n == name) {
         Some(t) => {
             if let Some((_, first, first_chain)) = names.tables.get(t) {
-                if *first != (HashlimitSpec { table: first.table, ..spec }) && first_chain != chain {
-                    return Err((at, format!("hashlimit: table `{name}` is given another configuration (rate, burst, mode, masks or htable options) than in chain {first_chain}; Linux keeps the first rule's in its own load order (built-in chains first, user chains by name), which unifw reproduces only within one chain: give every rule naming it the same options")));
+                let (t0, r0, n0) = blob_rank(first_chain);
+                let (t1, r1, n1) = blob_rank(chain);
+                let linux_first_here = t0 == t1 && (r1, n1) < (r0, n0);
+                if *first != (HashlimitSpec { table: first.table, ..spec }) && linux_first_here {
+                    return Err((at, format!("hashlimit: table `{name}` is given another configuration (rate, burst, mode, masks or htable options) than in chain {first_chain}, written earlier; Linux keeps the configuration of the rule it loads first, and it loads this chain first (built-in chains in hook order, then user chains by name), which unifw does not reproduce: give every rule naming it the same options, or write this rule first")));
+                }
+                if *first != (HashlimitSpec { table: first.table, ..spec }) {
+                    names.warning = Some((at, format!("warning: hashlimit table `{name}` keeps the configuration of the first rule naming it: this rule's rate, burst, mode, masks and htable options are ignored, as in Linux (only its `--hashlimit-above`/`!` counts)")));
                 }
             }
             t
@@ -385,6 +451,11 @@ pub fn finish(
             t
         }
     };
+    let commit = blob_rank(chain).0;
+    if !names.order.iter().any(|o| o == commit) {
+        names.order.push(commit.into());
+    }
+    names.last_own = Some(HashlimitSpec { table: table as u8, ..spec });
     let first = names.tables.get(table).map_or(spec, |(_, c, _)| *c);
     Ok(HashlimitSpec { invert, ..first })
 }
