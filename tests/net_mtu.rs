@@ -42,7 +42,7 @@ fn df_over_the_mtu_gets_fragmentation_needed_with_the_mtu() {
     assert!(icmp.verify_checksum());
     assert_eq!((icmp.msg_type().into(), icmp.msg_code()), (3u8, 4u8));
     assert_eq!(&ip.payload()[6..8], &1400u16.to_be_bytes(), "the next-hop MTU (RFC 1191)");
-    assert_eq!(&ip.payload()[8..], &original[ETH_LEN..ETH_LEN + 28], "the header as received, and 8 bytes");
+    assert_eq!(&ip.payload()[8..], &original[ETH_LEN..ETH_LEN + 548], "the datagram as received, 548 bytes of it");
     // Exactly the MTU passes whole; Linux decides before the FORWARD chain.
     let mut fits = with_df(udp_frame(SENDER, RECEIVER, 1000, 53, 1400 - 28));
     assert!(matches!(dp.handle_frame(0, 0, &mut fits, &accept_all, &mut sink), Disposition::Forward { .. }));

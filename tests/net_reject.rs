@@ -84,12 +84,15 @@ fn check_unreachable(with: RejectWith, code: u8, frame: Vec<u8>) {
     assert_eq!(checksum::checksum(icmp), 0, "ICMP checksum");
     assert_eq!((icmp[0], icmp[1]), (3, code));
     assert_eq!(&icmp[4..8], &[0; 4]);
-    assert_eq!(icmp.len(), 8 + 20 + 8);
-    assert_eq!(&icmp[8..], &frame[ETH_LEN..ETH_LEN + 28], "IP header + 8 bytes quoted");
+    // Linux's icmp_send quotes the datagram up to a 576-byte error.
+    let total = usize::from(u16::from_be_bytes([frame[ETH_LEN + 2], frame[ETH_LEN + 3]]));
+    let quoted = total.min(576 - 20 - 8);
+    assert_eq!(icmp.len(), 8 + quoted);
+    assert_eq!(&icmp[8..], &frame[ETH_LEN..ETH_LEN + quoted], "the datagram quoted as Linux quotes it");
 }
 
 #[test]
-fn icmp_unreachables_quote_header_and_8_bytes() {
+fn icmp_unreachables_quote_as_linux_does() {
     let udp = udp_frame(SENDER, RECEIVER, 5000, 53, 100);
     check_unreachable(RejectWith::PortUnreachable, 3, udp.clone());
     check_unreachable(RejectWith::AdminProhibited, 13, udp.clone());
@@ -103,6 +106,8 @@ fn icmp_unreachables_quote_header_and_8_bytes() {
     // tcp-reset on UDP degrades to port unreachable.
     check_unreachable(RejectWith::TcpReset, 3, udp_frame(SENDER, RECEIVER, 5000, 53, 4));
     check_unreachable(RejectWith::AdminProhibited, 13, Tcp::new(SENDER, RECEIVER, 1, 2).syn(5).frame());
+    // A large datagram: 548 bytes of it, so the error is 576 bytes long.
+    check_unreachable(RejectWith::PortUnreachable, 3, udp_frame(SENDER, RECEIVER, 5000, 53, 1400));
 }
 
 #[test]

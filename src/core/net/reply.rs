@@ -15,10 +15,13 @@ use crate::flow::RejectWith;
 
 /// TTL of packets the firewall originates (Linux's default).
 pub const REPLY_TTL: u8 = 64;
-/// Bytes of the offending packet's payload an ICMP error quotes (RFC 792).
-pub const QUOTED_PAYLOAD_LEN: usize = 8;
-/// Largest reply frame: Ethernet + IP + ICMP header + a 60-byte quoted header + 8.
-pub const MAX_REPLY_LEN: usize = ETHERNET_HEADER_LEN + IPV4_MIN_HEADER_LEN + 8 + 60 + QUOTED_PAYLOAD_LEN;
+/// Most bytes of the offending datagram (its IP header included) an ICMP
+/// error quotes: as much as keeps the error within 576 bytes (RFC 1812
+/// 4.3.2.3), which is what Linux's `icmp_send` quotes, so that rules that
+/// look at an error's length (`-m length` in OUTPUT) see Linux's lengths.
+pub const MAX_QUOTED_LEN: usize = 576 - IPV4_MIN_HEADER_LEN - ICMP_HEADER_LEN;
+/// Largest reply frame: Ethernet + IP + ICMP header + the quoted bytes.
+pub const MAX_REPLY_LEN: usize = ETHERNET_HEADER_LEN + 576;
 
 const ICMP_HEADER_LEN: usize = 8;
 const TCP_HEADER_LEN: usize = 20;
@@ -105,7 +108,9 @@ pub fn may_send_icmp_error(meta: &Ipv4Meta, eth_dst: [u8; 6], ip_dst_is_broadcas
 /// Writes into `out` an ICMP error about the packet in `frame` (which
 /// starts at its Ethernet header and was parsed into `meta`): Ethernet back
 /// to the sender's MAC, IP from `from.addr` to the packet's source, and the
-/// offending IP header plus 8 payload bytes. Returns the frame length.
+/// offending datagram, at most [`MAX_QUOTED_LEN`] bytes of it, as Linux
+/// quotes (RFC 792 asks for the header and 8 bytes at least). Returns the
+/// frame length.
 pub fn build_icmp_error(
     frame: &[u8],
     meta: &Ipv4Meta,
@@ -114,7 +119,11 @@ pub fn build_icmp_error(
     out: &mut [u8],
 ) -> Result<usize, ReplyError> {
     let ip_start = ETHERNET_HEADER_LEN;
-    let quoted_len = meta.header_len + QUOTED_PAYLOAD_LEN.min(meta.total_len - meta.header_len);
+    // What the frame holds of the datagram, without Ethernet padding. (A
+    // datagram judged whole after reassembly is quoted from its first
+    // fragment, header included; Linux quotes the reassembled datagram.)
+    let held = frame.len().saturating_sub(ip_start).min(meta.total_len);
+    let quoted_len = held.min(MAX_QUOTED_LEN).max(meta.header_len);
     let quoted = frame.get(ip_start..ip_start + quoted_len).ok_or(ReplyError::NotAnswerable)?;
     let icmp_len = ICMP_HEADER_LEN + quoted_len;
     let ip = Ipv4Repr {
