@@ -790,7 +790,7 @@ impl<'a> Image<'a> {
         side.unindexed | u128_item(self.sections[sec::MASKS], (side.mask_start as usize).saturating_add(usize::from(n)))
     }
 
-    #[inline]
+    #[inline(always)]
     fn probe<const COUNT: bool>(
         &self,
         t: &Tuple,

@@ -170,6 +170,7 @@ impl<'a> Image<'a> {
 
     /// The first match in chain `n` at or after rule `from` (tuple records
     /// decoded as probed: user chains keep no decoded copy).
+    #[inline]
     pub(super) fn first_match_in<const COUNT: bool>(&self, n: u32, key: &PacketKey, from: u32, cost: &mut Cost) -> u32 {
         if let Some(c) = self.chains.get(n as usize) {
             return self.first_match::<COUNT, _>(&c.head, |t| c.tuples.get(t).copied(), key, from, cost);
