@@ -940,6 +940,7 @@ pub fn finish(
         let at = m.instances.iter().position(|i| i.module == Module::Limit).unwrap_or(0);
         let limit_at = m.instances.get(at).map_or(0, |i| i.at);
         if m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment) {
+            recent.unsupported = Some("-m limit before other matches".into());
             return Err((limit_at, "`-m limit` before other matches is not supported by unifw (it must be the rule's last match: iptables spends its token before the matches after it, even on packets they refuse; move it after them)".into()));
         }
         let cost = user2credits(avg);
