@@ -3,15 +3,16 @@
 //! then `iptables-save`), and what an accepted line means: the image and
 //! the reference evaluator give the same verdicts for the same counts.
 
+#[path = "rules_common/mod.rs"]
+mod rules_common;
+
+use rules_common::{check_syntax_cases, compile_ipt as compile, ipt_file as file, SyntaxCase, OK};
 use unifw_compiler as rules;
 use unifw_core::flow::{proto, Action, Chain, CtState, PacketKey};
 use unifw_core::image::{ConnLimits, Image, Lookup};
 
-/// iptables accepts the line.
-const OK: Option<&str> = None;
-
 /// `(rule line, iptables' error or OK, unifw's error or "" for loads)`.
-const CASES: &[(&str, Option<&str>, &str)] = &[
+const CASES: &[SyntaxCase] = &[
     // Saved back as `--connlimit-above 2 --connlimit-mask 32 --connlimit-saddr`.
     ("-A INPUT -p tcp -m connlimit --connlimit-above 2 -j REJECT --reject-with tcp-reset", OK, ""),
     ("-A INPUT -p tcp --syn --dport 80 -m connlimit --connlimit-above 15 --connlimit-mask 32 -j DROP", OK, ""),
@@ -106,31 +107,9 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -m connlimit --connlimit-above 1 --connlimit-foo -j DROP", Some("unknown option"), "`--connlimit-foo`"),
 ];
 
-fn file(line: &str) -> String {
-    format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{line}\nCOMMIT\n")
-}
-
-fn compile(text: &str) -> Result<rules::Compiled, rules::Diagnostics> {
-    rules::compile("t.ipt", text.as_bytes(), &mut |_| Err("no includes".into()))
-}
-
 #[test]
 fn unifw_refuses_what_iptables_refuses_and_reads_what_it_accepts() {
-    let mut failures = Vec::new();
-    for &(line, linux, unifw) in CASES {
-        let got = compile(&file(line));
-        let ok = match (&got, unifw) {
-            (Ok(_), "") => true,
-            (Err(d), want) if !want.is_empty() => d.errors.iter().any(|e| e.message.contains(want)),
-            _ => false,
-        };
-        if !ok {
-            let got = got.map(|_| String::from("loads")).unwrap_or_else(|d| d.to_string());
-            failures.push(format!("{line}\n  iptables: {linux:?}\n  unifw: {got}\n  expected: {unifw:?}"));
-        }
-        assert!(linux.is_none() || !unifw.is_empty(), "{line}: iptables refuses it, so must unifw");
-    }
-    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+    check_syntax_cases(CASES, file);
 }
 
 #[test]

@@ -7,17 +7,15 @@
 #[path = "rules_common/mod.rs"]
 mod rules_common;
 
-use rules_common::{packets, random_ruleset};
+use rules_common::{check_syntax_cases, compile_ipt as compile, packets, random_ruleset, SyntaxCase, OK};
 use unifw_compiler::{self as rules, compile_ruleset, RefState, Rng};
 use unifw_core::flow::{proto, Action, Chain, CtState, PacketKey, NO_IF};
 use unifw_core::image::format::{HashlimitSpec, HASHLIMIT_SCALE, HL_SIP};
 use unifw_core::image::{HashlimitTables, Image, LimitBucket, Lookup};
 
-const OK: Option<&str> = None;
-
 /// (line, iptables-legacy 1.8.9's refusal on Linux 6.x in a scratch
 /// namespace or `OK`, what unifw says: "" loads, else part of its error).
-const CASES: &[(&str, Option<&str>, &str)] = &[
+const CASES: &[SyntaxCase] = &[
     ("-A INPUT -m hashlimit --hashlimit-name a --hashlimit-upto 1/s -j ACCEPT", OK, ""),
     ("-A INPUT -m hashlimit --hashlimit-name a --hashlimit 1/m --hashlimit-burst 10 -j ACCEPT", OK, ""),
     ("-A INPUT -m hashlimit --hashlimit-name b --hashlimit-above 3/S --hashlimit-mode srcip,dstport -j DROP", OK, ""),
@@ -164,29 +162,9 @@ fn file(body: &str) -> String {
     )
 }
 
-fn compile(text: &str) -> Result<rules::Compiled, rules::Diagnostics> {
-    rules::compile("t.ipt", text.as_bytes(), &mut |_| Err("no includes".into()))
-}
-
 #[test]
 fn unifw_refuses_what_iptables_refuses_and_reads_what_it_accepts() {
-    let mut failures = Vec::new();
-    for &(line, linux, unifw) in CASES {
-        let got = compile(&file(line));
-        let ok = match (&got, unifw) {
-            (Ok(_), "") => true,
-            (Err(d), want) if !want.is_empty() => {
-                d.errors.iter().any(|e| e.message.to_lowercase().contains(&want.to_lowercase()))
-            }
-            _ => false,
-        };
-        if !ok {
-            let got = got.map(|_| String::from("loads")).unwrap_or_else(|d| d.to_string());
-            failures.push(format!("{line}\n  iptables: {linux:?}\n  unifw: {got}\n  expected: {unifw:?}"));
-        }
-        assert!(linux.is_none() || !unifw.is_empty(), "{line}: iptables refuses it, so must unifw");
-    }
-    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+    check_syntax_cases(CASES, file);
 }
 
 fn ping(src: u32) -> PacketKey {

@@ -7,15 +7,16 @@
 //! unless it names a feature unifw leaves unsupported (its error says so).
 //! The cases are written for unifw, not taken from iptables' own tests.
 
+#[path = "rules_common/mod.rs"]
+mod rules_common;
+
+use rules_common::{check_syntax_cases, compile_ipt as compile, ipt_file as file, SyntaxCase, OK};
 use unifw_compiler as rules;
 use unifw_core::flow::{proto, Action, Chain, CtState, PacketKey, RejectWith};
 use unifw_core::image::Image;
 
-/// iptables accepts the line.
-const OK: Option<&str> = None;
-
 /// `(rule line, iptables' error or OK, unifw's error or "" for loads)`.
-const CASES: &[(&str, Option<&str>, &str)] = &[
+const CASES: &[SyntaxCase] = &[
     // Protocols: 0 and `all` are every protocol; names as /etc/protocols.
     ("-A INPUT -p 0 -j DROP", OK, ""),
     ("-A INPUT ! -p 0 -j DROP", Some("rule would never match protocol"), "would never match"),
@@ -569,32 +570,9 @@ const CASES: &[(&str, Option<&str>, &str)] = &[
     ("-A INPUT -m time --timestart 01:00 -j DROP", OK, "match `-m time` is not supported"),
 ];
 
-fn file(line: &str) -> String {
-    format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{line}\nCOMMIT\n")
-}
-
-fn compile(text: &str) -> Result<rules::Compiled, rules::Diagnostics> {
-    rules::compile("t.ipt", text.as_bytes(), &mut |_| Err("no includes".into()))
-}
-
 #[test]
 fn unifw_refuses_what_iptables_refuses_and_reads_what_it_accepts() {
-    let mut failures = Vec::new();
-    for &(line, linux, unifw) in CASES {
-        let got = compile(&file(line));
-        let ok = match (&got, unifw) {
-            (Ok(_), "") => true,
-            (Err(d), want) if !want.is_empty() => d.errors.iter().any(|e| e.message.contains(want)),
-            _ => false,
-        };
-        if !ok {
-            let got = got.map(|_| String::from("loads")).unwrap_or_else(|d| d.to_string());
-            failures.push(format!("{line}\n  iptables: {linux:?}\n  unifw: {got}\n  expected: {unifw:?}"));
-        }
-        // Never more lenient than iptables.
-        assert!(linux.is_none() || !unifw.is_empty(), "{line}: iptables refuses it, so must unifw");
-    }
-    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+    check_syntax_cases(CASES, file);
 }
 
 fn key(proto: u8, dst_port: u16, state: CtState) -> PacketKey {

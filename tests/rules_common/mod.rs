@@ -137,3 +137,44 @@ pub fn with_either_ports(rng: &mut Rng, set: &mut Ruleset) {
         r.ports = Some(m);
     }
 }
+
+/// "iptables accepts it", in [`SyntaxCase`]s.
+pub const OK: Option<&str> = None;
+
+/// One iptables-save line: (the line, iptables-legacy 1.8.9's refusal on
+/// Linux 6.x in a scratch namespace or [`OK`], what unifw says: "" loads,
+/// else part of its error, in any case).
+pub type SyntaxCase = (&'static str, Option<&'static str>, &'static str);
+
+/// `body` as a filter table with its three built-in chains.
+pub fn ipt_file(body: &str) -> String {
+    format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{body}\nCOMMIT\n")
+}
+
+/// Compiles iptables-save `text` read directly (no includes).
+pub fn compile_ipt(text: &str) -> Result<rules::Compiled, rules::Diagnostics> {
+    rules::compile("t.ipt", text.as_bytes(), &mut |_| Err("no includes".into()))
+}
+
+/// Loads each case's line through `file` and checks unifw's verdict: it
+/// loads what the case says loads, and otherwise one of its errors says
+/// what the case expects; never more lenient than iptables.
+pub fn check_syntax_cases(cases: &[SyntaxCase], file: impl Fn(&str) -> String) {
+    let mut failures = Vec::new();
+    for &(line, linux, unifw) in cases {
+        let got = compile_ipt(&file(line));
+        let ok = match (&got, unifw) {
+            (Ok(_), "") => true,
+            (Err(d), want) if !want.is_empty() => {
+                d.errors.iter().any(|e| e.message.to_lowercase().contains(&want.to_lowercase()))
+            }
+            _ => false,
+        };
+        if !ok {
+            let got = got.map(|_| String::from("loads")).unwrap_or_else(|d| d.to_string());
+            failures.push(format!("{line}\n  iptables: {linux:?}\n  unifw: {got}\n  expected: {unifw:?}"));
+        }
+        assert!(linux.is_none() || !unifw.is_empty(), "{line}: iptables refuses it, so must unifw");
+    }
+    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+}
