@@ -188,3 +188,42 @@ fn random_rules_in_chains_without_jumps_equal_plain_rules() {
         assert_eq!(image.classify(Chain::Forward, &k), set.classify_linear(Chain::Forward, &k));
     }
 }
+
+/// The INPUT chain `body` with policy DROP, compiled.
+fn compile_input(body: &str) -> Result<rules::Compiled, rules::Diagnostics> {
+    let text = format!("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{body}COMMIT\n");
+    rules::compile("t.ipt", text.as_bytes(), &mut |_| Err("no includes".into()))
+}
+
+#[test]
+fn rules_that_let_matching_go_on_count_towards_the_lookup_bound() {
+    // Each LOG rule a packet passes costs the walk one lookup. 1021 of
+    // them, then a jump to a chain that never returns (one LOG, then
+    // ACCEPT: two lookups) make exactly 1024 lookups, the most allowed:
+    // the packet reaches its ACCEPT in the image and in the reference.
+    // One more LOG rule is refused when compiled, where the data path
+    // would have had to stop with a drop.
+    let body = |logs: usize| {
+        let mut b = String::from(":E - [0:0]\n");
+        b.push_str(&"-A INPUT -j LOG\n".repeat(logs));
+        b.push_str(&"-A INPUT -j E\n".repeat(3));
+        b.push_str("-A E -j LOG\n-A E -j ACCEPT\n");
+        b
+    };
+    let c = compile_input(&body(1021)).unwrap_or_else(|d| panic!("{d}"));
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    let k = rules::random_key(&mut Rng::new(1));
+    let mut lookup = unifw_core::image::Lookup::new(0, &mut []);
+    let got = image.classify_with(Chain::Input, &k, &mut lookup);
+    let mut st = rules::RefState::default();
+    let want = c.ruleset.classify_reference(Chain::Input, &k, &mut st);
+    assert_eq!((got.action, want.action), (Action::Accept, Action::Accept), "{got:?} {want:?}");
+    assert_eq!(st.logged.len(), 1022, "every LOG rule passed");
+    let d = compile_input(&body(1022)).map(|_| ()).unwrap_err();
+    assert!(d.to_string().contains("may take 1025 lookups per packet, more than 1024"), "{d}");
+    // A chain that can return (here by RETURN) costs its lookups and one
+    // more for each jump to it.
+    let returning = ":E - [0:0]\n-A E -p tcp -j RETURN\n-A E -j ACCEPT\n".to_string() + &"-A INPUT -j E\n".repeat(512);
+    let d = compile_input(&returning).map(|_| ()).unwrap_err();
+    assert!(d.to_string().contains("may take 1025 lookups"), "{d}");
+}

@@ -106,13 +106,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("DevinWhitten-sftp.v4", "Bad argument `COMMIT'", "Linux refuses the line too"),
     // Refused by design (issue 11): unifw resolves no host names.
     ("ustclug-liimstrap.v4", "host name `", "host names are refused by design"),
-    // unifw's bound on lookups per packet: Shorewall's chains, with its
-    // `-m recent --set` rule (no `-j`: matching goes on), pass 1024.
-    (
-        "diekmann-Iptables_Semantics-shorewall-akachan.v4",
-        "may take 1026 lookups per packet",
-        "unifw bounds the lookups per packet (MAX_LOOKUPS)",
-    ),
 ];
 
 /// Figures of one run (whole files, or their filter tables).

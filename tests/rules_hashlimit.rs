@@ -147,6 +147,11 @@ const CASES: &[SyntaxCase] = &[
     (
         "-A INPUT -p udp -m hashlimit --hashlimit-name e --hashlimit-upto 3/h --dport 53 -j DROP",
         OK,
+        "",
+    ),
+    (
+        "-A INPUT -p udp -m hashlimit --hashlimit-name e --hashlimit-upto 3/h --dport 53 -j RETURN",
+        OK,
         "before other matches",
     ),
     (

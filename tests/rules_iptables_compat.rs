@@ -394,7 +394,9 @@ const CASES: &[SyntaxCase] = &[
     ),
     ("-A INPUT -m limit --limit 1/s --limit-burst 0 -j ACCEPT", Some("kernel: line failed"), "overflows"),
     ("-A INPUT -m limit --limit 1/d --limit-burst 10000 -j ACCEPT", Some("kernel: line failed"), "overflows"),
-    ("-A INPUT -m limit --limit 1/s -p tcp --dport 22 -j ACCEPT", OK, "must be the rule's last match"),
+    ("-A INPUT -m limit --limit 1/s -p tcp --dport 22 -j ACCEPT", OK, ""),
+    ("-A INPUT -m limit --limit 1/s -p tcp --dport 22 -j RETURN", OK, "must be the rule's last match"),
+    ("-N C\n-A INPUT -m limit --limit 1/s -p tcp --dport 22 -g C", OK, "must be the rule's last match"),
     // -m recent (iptables-legacy 1.8.9 on Linux 6.18, in a scratch namespace).
     ("-A INPUT -m recent --set -j DROP", OK, ""),
     ("-A INPUT -m recent --rcheck -j DROP", OK, ""),
@@ -447,16 +449,13 @@ const CASES: &[SyntaxCase] = &[
     ("-A INPUT -m recent --set --name a/b -j DROP", Some("kernel: line failed"), "refused by the kernel"),
     ("-A INPUT -m recent --set --name .. -j DROP", Some("kernel: line failed"), "refused by the kernel"),
     ("-A INPUT ! -m recent --set -j DROP", Some("unexpected ! flag before --match"), "not allowed before `-m`"),
-    ("-A INPUT -m recent --set -m recent --rcheck -j DROP", OK, "several `-m recent`"),
-    ("-A INPUT -p tcp -m recent --set -m tcp --dport 22 -j DROP", OK, "must be the rule's last match"),
+    ("-A INPUT -m recent --set -m recent --rcheck -j DROP", OK, ""),
+    ("-A INPUT -m recent --set -m recent --rcheck -m recent --rcheck -j DROP", OK, "several `-m recent`"),
+    ("-A INPUT -p tcp -m recent --set -m tcp --dport 22 -j DROP", OK, ""),
     ("-A INPUT -m recent --rcheck --seconds 5 -p tcp -m tcp --dport 22 -j DROP", OK, ""),
-    (
-        "-A INPUT -m recent --rcheck --seconds 5 --reap -m tcp -p tcp --dport 22 -j DROP",
-        OK,
-        "must be the rule's last match",
-    ),
+    ("-A INPUT -m recent --rcheck --seconds 5 --reap -m tcp -p tcp --dport 22 -j DROP", OK, ""),
     ("-A INPUT -m recent --rcheck -m limit --limit 1/s -j DROP", OK, ""),
-    ("-A INPUT -m recent --set -m limit --limit 1/s -j DROP", OK, "before `-m limit`"),
+    ("-A INPUT -m recent --set -m limit --limit 1/s -j DROP", OK, ""),
     // LOG and NFLOG.
     ("-A INPUT -j LOG", OK, ""),
     ("-A INPUT -j LOG --log-prefix \"IPT: \" --log-level 7", OK, ""),
@@ -1104,6 +1103,63 @@ fn recent_means_what_it_means_in_linux() {
     };
     assert_eq!(at(0).rule, Some(2), "not yet seen: --set");
     assert_eq!(at(1).rule, Some(0), "seen: --rcheck holds");
+}
+
+#[test]
+fn stateful_matches_before_other_matches_act_in_linux_order() {
+    use unifw_core::image::{LimitBucket, Lookup};
+    use Action::{Accept, Drop};
+    // Linux spends the limit's only token on the ESTABLISHED packet that
+    // the state match then refuses: the NEW packet after it finds none.
+    let body =
+        "-A INPUT -p tcp -m limit --limit 1/hour --limit-burst 1 -m state --state NEW -j ACCEPT\n-A INPUT -j DROP";
+    let c = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(c.ruleset.chains.len(), 1, "split into a chain: {:?}", c.ruleset.chains);
+    assert_eq!(c.ruleset.chains[0].name, "5:after-limit");
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    let run = |states: &[CtState]| {
+        let mut buckets = vec![LimitBucket::default(); image.limit_count() as usize];
+        image.init_limits(&mut buckets, 0);
+        let mut st = rules::RefState { now_ms: Some(0), ..rules::RefState::default() };
+        let mut out = Vec::new();
+        for (t, &state) in states.iter().enumerate() {
+            let k = key(proto::TCP, 22, state);
+            st.now_ms = Some(t as u64);
+            let want = c.ruleset.classify_reference(Chain::Input, &k, &mut st).action;
+            let got = image.classify_with(Chain::Input, &k, &mut Lookup::new(t as u64, &mut buckets)).action;
+            assert_eq!(got, want, "image and reference, packet {t}");
+            out.push(got);
+        }
+        out
+    };
+    assert_eq!(run(&[CtState::New, CtState::New]), [Accept, Drop], "one token");
+    assert_eq!(run(&[CtState::Established, CtState::New]), [Drop, Drop], "the ESTABLISHED packet spent it");
+    // `-m recent --set` before `--dport 22` records every address that
+    // reaches it, port 22 or not, as Linux does.
+    let body = "-A INPUT -p tcp -m recent --set --name s -m tcp --dport 22 -j ACCEPT\n\
+                -A INPUT -m recent --rcheck --name s -j DROP";
+    let c = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    let image = Image::from_bytes(&c.image).expect("valid image");
+    let mut tables = image.recent_tables();
+    let mut at = |port: u16| {
+        let mut lookup = Lookup::new(0, &mut []).with_recent(&mut tables);
+        image.classify_with(Chain::Input, &key(proto::TCP, port, CtState::New), &mut lookup).action
+    };
+    assert_eq!([at(80), at(22)], [Drop, Accept], "port 80 was recorded, then refused by --rcheck");
+    // Without a target only the first half is kept: the table still changes.
+    let c = compile(&file(
+        "-A INPUT -p udp -m recent --set --name n -m udp --dport 123\n-A INPUT -m recent --rcheck --name n -j DROP",
+    ))
+    .unwrap_or_else(|d| panic!("{d}"));
+    assert!(c.ruleset.chains.is_empty(), "no chain for a rule without target");
+    assert_eq!(c.ruleset.rules.len(), 2);
+    // The split shows in the printed ruleset, and reads back the same.
+    let c = compile(&file("-A INPUT -m connlimit --connlimit-above 2 -p tcp --syn -j REJECT --reject-with tcp-reset"))
+        .unwrap_or_else(|d| panic!("{d}"));
+    let text = rules::render(&c.ruleset, rules::Format::Iptables).expect("prints");
+    assert!(text.contains(":5:after-connlimit - [0:0]") && text.contains("-j 5:after-connlimit"), "{text}");
+    let again = compile(&text).unwrap_or_else(|d| panic!("{d}\n{text}"));
+    assert_eq!(again.ruleset.rules.len(), c.ruleset.rules.len(), "{text}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use unifw_core::flow::{Chain, BUILTIN_CHAINS};
 use unifw_core::image::format::{MAX_CALL_DEPTH, MAX_LOOKUPS};
 
-use super::ast::{user_chain_number, Jump, RuleChain, Ruleset};
+use super::ast::{user_chain_number, Jump, ProtoMatch, Rule, RuleChain, Ruleset, ANY_STATE};
 
 /// Longest user chain name iptables accepts (`XT_EXTENSION_MAXNAMELEN` - 1).
 pub const MAX_CHAIN_NAME: usize = 28;
@@ -47,12 +47,11 @@ pub fn check(set: &Ruleset) -> Result<(), (usize, String)> {
     let order = topological(&edges).map_err(|rest| loop_error(set, &edges, rest))?;
     hooks(set, &edges, &order)?;
     // Worst case per chain, callees first: nested calls and lookups.
+    let lookups = lookups(set, &edges, &order);
     let mut depth = alloc::vec![0usize; n];
-    let mut lookups = alloc::vec![1u64; n];
     for &c in order.iter().rev() {
         for e in &edges[c] {
             depth[c] = depth[c].max(depth[e.to] + usize::from(e.call));
-            lookups[c] = lookups[c].saturating_add(lookups[e.to] + u64::from(e.call));
         }
     }
     for root in Chain::ALL {
@@ -72,15 +71,96 @@ pub fn check(set: &Ruleset) -> Result<(), (usize, String)> {
             return Err((
                 heavy,
                 format!(
-                "the chains reached from {} may take {} lookups per packet, more than {MAX_LOOKUPS} (fewer jumps to \
-                 the same chains)",
-                name(set, root),
-                lookups[root]
-            ),
+                    "the chains reached from {} may take {} lookups per packet, more than {MAX_LOOKUPS} (each jump to \
+                 a chain that can return, and each rule that lets matching go on: LOG, NFLOG, NOTRACK, TCPMSS, \
+                 rules without target, and rules with -m limit, recent, hashlimit or connlimit, can take one)",
+                    name(set, root),
+                    lookups[root]
+                ),
             ));
         }
     }
     Ok(())
+}
+
+/// Whether rule `r` matches every packet and has no stateful match.
+fn unconditional(r: &Rule) -> bool {
+    r.proto == ProtoMatch::Any
+        && r.src.is_none()
+        && r.dst.is_none()
+        && r.sport.is_none()
+        && r.dport.is_none()
+        && r.ports.is_none()
+        && r.icmp.is_none()
+        && r.in_if.is_none()
+        && r.out_if.is_none()
+        && r.states == ANY_STATE
+        && r.image_residual().is_none()
+}
+
+/// Whether matching may go on past rule `r` once its tuple matched: a
+/// non-terminating target, or a stateful match that may not hold. Each
+/// such rule can cost the walk one more lookup (the data path's walk and
+/// the reference evaluator both count it).
+fn goes_on(r: &Rule) -> bool {
+    let x = &r.residual;
+    r.log_target.is_some()
+        || matches!(r.jump, Some(Jump::NoTrack | Jump::TcpMss(_) | Jump::Continue))
+        || x.limit.is_some()
+        || x.recent.is_some()
+        || x.hashlimit.is_some()
+        || x.connlimit.is_some()
+}
+
+/// The most chain lookups a packet can take from each chain on, callees
+/// first in `order`: one, plus one per rule that lets matching go on,
+/// plus for each jump to a chain that can return the callee's worst case
+/// and one more lookup after it; then the worst of the transfers that
+/// never come back (a goto, or a jump to a chain that never returns),
+/// since at most one of them is taken, last. A chain never returns when
+/// it has no `RETURN`, its gotos all go to such chains, and some rule
+/// matching everything decides (a verdict, or a jump or goto to such a
+/// chain).
+fn lookups(set: &Ruleset, edges: &[Vec<Edge>], order: &[usize]) -> Vec<u64> {
+    let n = edges.len();
+    let mut steps = alloc::vec![0u64; n];
+    let mut rules: Vec<Vec<usize>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, r) in set.rules.iter().enumerate() {
+        if let Some(list) = rules.get_mut(r.chain.number()) {
+            list.push(i);
+            steps[r.chain.number()] += u64::from(goes_on(r));
+        }
+    }
+    let mut ends = alloc::vec![false; n];
+    let mut lookups = alloc::vec![1u64; n];
+    for &c in order.iter().rev() {
+        let to_end = |j: Option<Jump>| match j {
+            Some(Jump::Call(t) | Jump::Goto(t)) => ends.get(user_chain_number(t)).copied().unwrap_or(false),
+            _ => false,
+        };
+        let can_return = rules[c].iter().any(|&i| match set.rules[i].jump {
+            Some(Jump::Return) => true,
+            j @ Some(Jump::Goto(_)) => !to_end(j),
+            _ => false,
+        });
+        let decides = rules[c].iter().any(|&i| {
+            let r = &set.rules[i];
+            unconditional(r)
+                && r.log_target.is_none()
+                && (matches!(r.jump, None | Some(Jump::Nat(_))) || to_end(r.jump))
+        });
+        let (mut sum, mut last) = (1u64.saturating_add(steps[c]), 0u64);
+        for e in &edges[c] {
+            if e.call && !ends[e.to] {
+                sum = sum.saturating_add(lookups[e.to]).saturating_add(1);
+            } else {
+                last = last.max(lookups[e.to]);
+            }
+        }
+        lookups[c] = sum.saturating_add(last);
+        ends[c] = decides && !can_return;
+    }
+    lookups
 }
 
 /// Matches the kernel allows only at some hooks, in user chains: the

@@ -12,6 +12,7 @@ use super::diag::Diagnostic;
 use super::iptables_commands;
 use super::iptables_match::{self, Matches};
 use super::iptables_nat;
+use super::iptables_split;
 use super::iptables_target;
 use super::names;
 use super::source::{trim, Ctx};
@@ -120,13 +121,7 @@ fn statement(
         w = &w[1..]; // packet and byte counters of `iptables-save -c`
     }
     match w.first().map(|x| x.text) {
-        Some("-A") | Some("--append") => {
-            if let Some(rule) = table_rule(ctx, file, line, t, &w[1..], offset)? {
-                iptables_commands::remember_signature(ctx, &rule, w);
-                ctx.set.rules.push(rule);
-            }
-            Ok(())
-        }
+        Some("-A") | Some("--append") => append(ctx, file, line, t, &w[1..], offset),
         Some(command) if iptables_commands::is_command(command) => {
             iptables_commands::command(ctx, file, line, t, w, offset)
         }
@@ -145,6 +140,27 @@ fn statement(
             ),
         )),
     }
+}
+
+/// Appends the rule of an `-A` line (`w` from its chain on); a rule whose
+/// stateful match comes before other matches is split in two
+/// (`iptables_split.rs`), each half appended in turn.
+fn append(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word], offset: usize) -> Result<(), Diagnostic> {
+    if let Some(split) = iptables_split::find(table, w) {
+        if !split.target {
+            return append(ctx, file, line, table, &split.first_only(w), offset);
+        }
+        let name = split.chain_name(line.no, &|n| iptables_target::find_in(ctx, file, n, false).is_some());
+        iptables_target::declare_in(ctx, file, line.no, &name, false).map_err(|e| line.diag(split.at, e))?;
+        let (first, second) = split.halves(w, &name);
+        append(ctx, file, line, table, &first, offset)?;
+        return append(ctx, file, line, table, &second, offset);
+    }
+    if let Some(rule) = table_rule(ctx, file, line, table, w, offset)? {
+        iptables_commands::remember_signature(ctx, &rule, w);
+        ctx.set.rules.push(rule);
+    }
+    Ok(())
 }
 
 /// The offset of the quote that ends a quoted word: iptables-save escapes

@@ -28,6 +28,7 @@ mod iptables_hashlimit;
 mod iptables_match;
 mod iptables_nat;
 mod iptables_recent;
+mod iptables_split;
 mod iptables_target;
 mod lexer;
 mod limits;
