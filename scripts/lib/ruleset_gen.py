@@ -179,7 +179,15 @@ class Gen:
         out = []
         for _ in range(n):
             m, proto = self.matches(chain)
-            out.append(f"-A {chain} {' '.join(m)} {self.target(chain, proto, list(later))}".replace("  ", " "))
+            target = self.target(chain, proto, list(later))
+            # Sometimes the never-running-out limit comes before other
+            # matches: unifw splits such a rule in two (not with RETURN or
+            # a goto, which it refuses there).
+            stateful = [x for x in m if x.startswith(("-m limit", "-m hashlimit"))]
+            if stateful and len(m) > 1 and not target.startswith("-g") and target != "-j RETURN" and self.pct(50):
+                m.remove(stateful[0])
+                m.insert(self.rng.randint(0, len(m) - 1), stateful[0])
+            out.append(f"-A {chain} {' '.join(m)} {target}".replace("  ", " "))
         return out
 
     def limited(self):
@@ -188,8 +196,14 @@ class Gen:
         chain = self.rng.choice(["FORWARD", "INPUT"])
         burst = self.rng.randint(1, 4)
         verdict = self.rng.choice(["ACCEPT", "DROP", "REJECT --reject-with icmp-admin-prohibited"])
+        limit = f"-m limit --limit 1/hour --limit-burst {burst}"
+        if self.pct(40):
+            # Before the type match: every ICMP packet from those hosts
+            # spends a token (unifw splits the rule).
+            return (f"-A {chain} -p icmp -m iprange --src-range 10.1.0.3-10.1.0.9 {limit} -m icmp --icmp-type 8 "
+                    f"-j {verdict}")
         return (f"-A {chain} -p icmp -m iprange --src-range 10.1.0.3-10.1.0.9 -m icmp --icmp-type 8 "
-                f"-m limit --limit 1/hour --limit-burst {burst} -j {verdict}")
+                f"{limit} -j {verdict}")
 
     def hashlimited(self):
         """Rules of one hashlimit table over ICMP echoes from the sender's
@@ -231,6 +245,10 @@ class Gen:
         verdict = lambda: self.rng.choice(["DROP", "REJECT --reject-with icmp-admin-prohibited",  # noqa: E731
                                            "REJECT --reject-with icmp-host-prohibited"])
         set_rule = f"{echo} -m recent --set{name}" + self.rng.choice(["", "", f" -j {verdict()}"])
+        if self.pct(40):
+            # --set before the type match (unifw splits the rule).
+            set_rule = set_rule.replace(" -m icmp --icmp-type 8 -m recent --set" + name,
+                                        " -m recent --set" + name + " -m icmp --icmp-type 8")
         checks = []
         for _ in range(self.rng.randint(1, 2)):
             cmd = self.rng.choice(["--rcheck", "--update", "--update"])
