@@ -85,8 +85,9 @@ class System:
         """Host CPU seconds this system has used so far."""
         return process_cpu(self.qemu_pid) if self.qemu_pid else kernel_cpu()
 
-    def memory(self):
-        """Smallest guest RAM (MiB) that passes, or None (not measurable)."""
+    def memory(self, resolution=1):
+        """Smallest guest RAM (MiB) that passes, to RESOLUTION MiB, or None
+        (not measurable)."""
         return None
 
     def down(self):
@@ -127,10 +128,12 @@ class Unifw(System):
         os.environ["UNIFW_MEM"] = os.environ.get("UNIFW_BENCH_MEM", "512M")
         return launch_ms(self.lab, self.command(self.lab.taps[:1]))
 
-    def memory(self):
-        """scripts/min-ram's answer for the image."""
+    def memory(self, resolution=1):
+        """scripts/min-ram's answer for the image, to RESOLUTION MiB (more
+        than 1: a coarse search, with a 1 s settle)."""
         self.lab.down()
-        _, out = lab.output_of([sys.executable, str(lab.ROOT / "scripts" / "min-ram"), str(self.image)])
+        coarse = ["--resolution", str(resolution), "--settle", "1"] if resolution > 1 else []
+        _, out = lab.output_of([sys.executable, str(lab.ROOT / "scripts" / "min-ram"), str(self.image), *coarse])
         found = [line for line in out.splitlines() if line.startswith(f"| {self.image.name} |")]
         return float(found[0].split("|")[2].split()[0]) if found else None
 
@@ -183,13 +186,14 @@ class LinuxVm(System):
         finally:
             self.down()
 
-    def memory(self):
+    def memory(self, resolution=1):
         """Smallest -m (MiB) that passes, by bisection from 16 to the
-        default size (as scripts/min-ram searches unifw's)."""
+        default size (as scripts/min-ram searches unifw's), to RESOLUTION
+        MiB (the answer passes; up to RESOLUTION - 1 MiB less may too)."""
         low, high = 16, int(linux_vm.memory(self.rules).rstrip("M"))
         if not self.passes(high):
             return None
-        while high - low > 1:
+        while high - low > resolution:
             middle = (low + high) // 2
             if self.passes(middle):
                 high = middle

@@ -800,6 +800,7 @@ class Test:
 
 
 # Lab tests in their own modules (they import from this one, so here).
+import lab_bench  # noqa: E402
 import lab_connlimit  # noqa: E402
 import lab_flood  # noqa: E402
 import lab_fragments  # noqa: E402
@@ -852,6 +853,8 @@ TESTS = {
                  lab_pool.pool),
     "linux-vm": Test("the Linux VM baseline (tests/lab/linux-vm.ipt): Debian kernel, iptables-legacy, traffic",
                      lab_linuxvm.linux_vm_test),
+    "bench-quick": Test("scripts/bench --quick: every metric of unifw, container, nftables and vm at N = 1, 1000",
+                        lab_bench.bench_quick),
     "boot-kvm": Test("microvm under KVM (only with a usable /dev/kvm)", boot_kvm),
 }
 

@@ -78,6 +78,12 @@ ip addr add @FW1@/24 dev eth1 2>/dev/null && ip link set eth1 up
 # As lab.linuxfw_up: forward, no per-destination ICMP limit, strict rp_filter.
 sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0 net.ipv4.conf.all.rp_filter=1
 sysctl -qw net.ipv4.conf.default.rp_filter=1 net.ipv4.conf.eth0.rp_filter=1 net.ipv4.conf.eth1.rp_filter=1 2>/dev/null
+# unifw's default connection table (`conntrack max 65536`), not the kernel's
+# RAM-sized one (a few thousand at 256 MiB: full after a second of tcp_crr).
+if [ -d /proc/sys/net/netfilter ]; then
+  echo 16384 > /sys/module/nf_conntrack/parameters/hashsize
+  sysctl -qw net.netfilter.nf_conntrack_max=65536
+fi
 start=$(cut -d' ' -f1 /proc/uptime)
 if iptables-restore < /rules.ipt; then
   echo "@READY@ ($(grep -c '^-A' /rules.ipt) rules, loaded from $start s to $(cut -d' ' -f1 /proc/uptime) s of uptime)"
