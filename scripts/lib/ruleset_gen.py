@@ -42,6 +42,9 @@ FEATURES = {
     "output": "rules and a DROP policy in OUTPUT (the firewall's own packets)",
     "notrack": "*raw PREROUTING/OUTPUT -j NOTRACK or CT --notrack, and --ctstate UNTRACKED",
     "ports": "-m multiport [!] --ports LIST (the source or the destination port)",
+    "string": "-m string over the probes' payloads (\"unifw pN\" at byte 28 of UDP and ICMP): --string, "
+              "--hex-string, --icase, --from/--to windows, bm and kmp, !",
+    "physdev": "-m physdev (nothing is bridged: a plain option never holds, all negated always do)",
 }
 
 PORTS = [22, 53, 80, 443, 999, 1023, 1024, 3306, 5000, 5432, 5999, 6000, 6001, 6015, 7000, 8000, 9000,
@@ -156,9 +159,36 @@ class Gen:
             # Never runs out; one configuration for every rule naming it.
             m.append(f"-m hashlimit --hashlimit-upto 10000/sec --hashlimit-burst 10000 "
                      f"--hashlimit-mode srcip,dstport --hashlimit-name H{self.seed}-any")
+        if "string" in self.f and not chain.startswith("raw") and self.pct(12):
+            m.append(self.string())
+        if "physdev" in self.f and chain in ("INPUT", "FORWARD") and self.pct(6):
+            m.append("-m physdev " + self.rng.choice(["--physdev-in eth0", "--physdev-is-bridged",
+                                                      "! --physdev-is-bridged", "! --physdev-in eth1 ! --physdev-is-in",
+                                                      "--physdev-is-in"]))
         if self.pct(5):
             m.append(f'-m comment --comment "random {self.rng.randint(0, 999)}"')
         return m, proto
+
+    def string(self):
+        """A -m string match over the probes' payloads: UDP datagrams and
+        ICMP echoes carry "unifw pN" (N the probe's number) from byte 28
+        of the IP packet; the firewall's ICMP errors quote them further on."""
+        n = self.rng.randint(1, 9)
+        algo = self.rng.choice(["bm", "kmp"])
+        neg = self.neg(20)
+        kind = self.rng.choice(["plain", "icase", "hex", "window", "window"])
+        if kind == "plain":
+            return f'-m string --algo {algo} {neg}--string "unifw p{n}"'
+        if kind == "icase":
+            return f'-m string --algo {algo} {neg}--string "UNIFW P{n}" --icase'
+        if kind == "hex":
+            return f'-m string --algo {algo} {neg}--hex-string "|75 6e 69 66 77| p{n}"'
+        # "w pN" is bytes 32..36: --to 36 holds it wholly, 35 does not;
+        # --from 33 misses it. (Four bytes: TCP headers' random sequence
+        # numbers do not hold it by chance.)
+        start = self.rng.choice([0, 28, 32, 33])
+        end = self.rng.choice([35, 36, 40, 90, 65535])
+        return f'-m string --algo {algo} --from {start} --to {max(end, start)} {neg}--string "w p{n}"' 
 
     def target(self, chain, proto, later):
         """The target of a rule in CHAIN; LATER: the user chains it may
