@@ -121,28 +121,24 @@ class Measure:
             pass
         return None
 
-    def search(self, tag, low, high, length, max_loss):
+    def search(self, tag, low, high, length, max_loss, quick=None):
         """The highest offered rate (bits/s) in [LOW, HIGH] that passes
         udp_step: a x4 ladder from LOW, then three geometric bisection
         steps (RFC 2544's binary search, coarse). (rate, end report), or
-        (0, None) if even LOW fails."""
-        good, best, bad, rate = 0, None, None, low
-        if self.quick:
-            rate = low * 64
+        (0, None) if even LOW fails. QUICK (default self.quick): the ladder
+        starts at 64 x LOW (from LOW again if that fails) and stops there."""
+        quick = self.quick if quick is None else quick
+        good, best, bad, rate = 0, None, None, low * 64 if quick else low
         while rate <= high:
             end = self.udp_step(tag, rate, length, max_loss)
             if end is None:
                 bad = rate
                 break
             good, best, rate = rate, end, rate * 4
-        if self.quick and good == 0 and bad is not None and bad > low:
+        if quick and good == 0 and bad is not None and bad > low:
             # The quick ladder started too high: from the true low.
-            self.quick = False
-            try:
-                return self.search(tag, low, bad, length, max_loss)
-            finally:
-                self.quick = True
-        if bad is not None and good > 0 and not self.quick:
+            return self.search(tag, low, bad, length, max_loss, quick=False)
+        if bad is not None and good > 0 and not quick:
             for _ in range(3):
                 middle = int(math.sqrt(good * bad))
                 if not good < middle < bad:

@@ -147,7 +147,7 @@ fn statement(
 /// (`iptables_split.rs`), each half appended in turn.
 fn append(ctx: &mut Ctx, file: u16, line: &Line, table: &str, w: &[Word], offset: usize) -> Result<(), Diagnostic> {
     if let Some(split) = iptables_split::find(table, w) {
-        if !split.target {
+        if split.target.is_none() {
             return append(ctx, file, line, table, &split.first_only(w), offset);
         }
         let name = split.chain_name(line.no, &|n| iptables_target::find_in(ctx, file, n, false).is_some());

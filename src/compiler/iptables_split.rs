@@ -55,6 +55,14 @@ fn rule_option(w: &str) -> Option<bool> {
     RULE_OPTIONS.iter().find(|(n, _)| *n == w).map(|&(_, arg)| arg)
 }
 
+/// How many words the rule option starting at `w[k]` takes (its `!` and
+/// argument included), if one starts there.
+fn rule_option_at(w: &[Word], k: usize) -> Option<usize> {
+    let neg = usize::from(w.get(k)?.text == "!");
+    let arg = rule_option(w.get(k + neg)?.text)?;
+    Some(neg + 1 + usize::from(arg))
+}
+
 fn is_target(w: &str) -> bool {
     matches!(w, "-j" | "--jump" | "-g" | "--goto")
 }
@@ -84,20 +92,23 @@ pub struct Split {
     pub module: &'static str,
     /// The offset of its `-m`, for errors about the split.
     pub at: usize,
-    /// Whether the rule has a target: without one the second half would
-    /// decide nothing, so there is none (and no new chain).
-    pub target: bool,
+    /// Where the rule's target (`-j`) starts; `None` without one: the
+    /// second half would decide nothing, so there is none (and no new chain).
+    pub target: Option<usize>,
 }
 
 /// The end of the options of module `module` whose `-m` is at `w[i]`.
 fn module_end(w: &[Word], i: usize, module: &str) -> usize {
     let mut j = i + 2;
     while j < w.len() {
+        // A rule option amid the module's (`-m limit -f --limit 9/s`).
+        if let Some(n) = rule_option_at(w, j) {
+            j += n;
+            continue;
+        }
         let k = if w[j].text == "!" { j + 1 } else { j };
         match w.get(k) {
             Some(o) if o.text.starts_with("--") && module_option(module, o.text) => j = k + 1,
-            // A rule option amid the module's (`-m limit -f --limit 9/s`).
-            Some(o) if rule_option(o.text).is_some() => j = k + 1 + usize::from(rule_option(o.text) == Some(true)),
             // An option's argument (never an option itself).
             Some(o) if k == j && !o.text.starts_with('-') && o.text != "!" => j += 1,
             _ => break,
@@ -111,9 +122,11 @@ fn module_end(w: &[Word], i: usize, module: &str) -> usize {
 fn holds_matches(w: &[Word]) -> bool {
     let mut k = 0;
     while k < w.len() {
-        let neg = usize::from(w[k].text == "!");
-        match w.get(k + neg).map(|x| x.text) {
-            Some(o) if rule_option(o).is_some() => k += neg + 1 + usize::from(rule_option(o) == Some(true)),
+        if let Some(n) = rule_option_at(w, k) {
+            k += n;
+            continue;
+        }
+        match w.get(k).map(|x| x.text) {
             Some(m) if is_match(m) && w.get(k + 1).is_some_and(|x| x.text == "comment") => {
                 k += 2;
                 while w.get(k).is_some_and(|x| x.text == "--comment") {
@@ -170,43 +183,29 @@ pub fn find(table: &str, w: &[Word]) -> Option<Split> {
         if !plain || second_hashlimit {
             return None;
         }
-        return Some(Split { end, module, at: w[i].at, target: t < w.len() });
+        return Some(Split { end, module, at: w[i].at, target: (t < w.len()).then_some(t) });
     }
     None
 }
 
-/// The rule options among `w` (with their `!` and argument).
-fn rule_options<'a>(w: &[Word<'a>]) -> Vec<Word<'a>> {
-    let mut out = Vec::new();
+/// `w` split into its rule options (each with its `!` and argument) and
+/// the other words, each in order.
+fn partition<'a>(w: &[Word<'a>]) -> (Vec<Word<'a>>, Vec<Word<'a>>) {
+    let (mut options, mut others) = (Vec::new(), Vec::new());
     let mut k = 0;
     while k < w.len() {
-        let neg = usize::from(w[k].text == "!");
-        let Some(arg) = w.get(k + neg).and_then(|x| rule_option(x.text)) else {
-            k += 1;
-            continue;
-        };
-        let n = neg + 1 + usize::from(arg);
-        out.extend_from_slice(&w[k..(k + n).min(w.len())]);
-        k += n;
-    }
-    out
-}
-
-/// The words after the split that are not rule options.
-fn other_words<'a>(w: &[Word<'a>]) -> Vec<Word<'a>> {
-    let mut out = Vec::new();
-    let mut k = 0;
-    while k < w.len() {
-        let neg = usize::from(w[k].text == "!");
-        match w.get(k + neg).and_then(|x| rule_option(x.text)) {
-            Some(arg) => k += neg + 1 + usize::from(arg),
+        match rule_option_at(w, k) {
+            Some(n) => {
+                options.extend_from_slice(&w[k..(k + n).min(w.len())]);
+                k += n;
+            }
             None => {
-                out.push(w[k]);
+                others.push(w[k]);
                 k += 1;
             }
         }
     }
-    out
+    (options, others)
 }
 
 impl Split {
@@ -226,22 +225,22 @@ impl Split {
     /// The first half of a rule without target (as [`find`] read `w`).
     pub fn first_only<'a>(&self, w: &[Word<'a>]) -> Vec<Word<'a>> {
         let mut first: Vec<Word> = w[..self.end].to_vec();
-        first.extend(rule_options(&w[self.end..]));
+        first.extend(partition(&w[self.end..]).0);
         first
     }
 
     /// The two halves of `w` (as [`find`] read it), the second in chain `chain`.
     pub fn halves<'a>(&self, w: &[Word<'a>], chain: &'a str) -> (Vec<Word<'a>>, Vec<Word<'a>>) {
-        let t = w[self.end..].iter().position(|x| is_target(x.text)).map_or(w.len(), |t| self.end + t);
-        let after = &w[self.end..t];
-        let all_options = rule_options(&w[1..t]);
+        let t = self.target.unwrap_or(w.len()).min(w.len());
+        let (after_options, after_others) = partition(&w[self.end..t]);
+        let all_options = partition(&w[1..t]).0;
         let jump = [Word { text: "-j", at: self.at }, Word { text: chain, at: self.at }];
         let mut first: Vec<Word> = w[..self.end].to_vec();
-        first.extend(rule_options(after));
+        first.extend(after_options);
         first.extend_from_slice(&jump);
         let mut second = alloc::vec![Word { text: chain, at: self.at }];
         second.extend(all_options);
-        second.extend(other_words(after));
+        second.extend(after_others);
         second.extend_from_slice(&w[t..]);
         (first, second)
     }
@@ -351,13 +350,13 @@ mod tests {
     fn a_rule_without_target_keeps_only_its_first_half() {
         let w = words("INPUT -m recent --set --name n -p udp -m udp --dport 123");
         let sp = find("filter", &w).expect("splits");
-        assert!(!sp.target);
+        assert!(sp.target.is_none());
         assert_eq!(texts(&sp.first_only(&w)), "INPUT -m recent --set --name n -p udp");
     }
 
     #[test]
     fn chain_names_avoid_names_in_use() {
-        let sp = Split { end: 0, module: "limit", at: 0, target: true };
+        let sp = Split { end: 0, module: "limit", at: 0, target: Some(0) };
         assert_eq!(sp.chain_name(7, &|_| false), "7:after-limit");
         assert_eq!(sp.chain_name(7, &|n| n == "7:after-limit"), "7:after-limit-2");
     }
