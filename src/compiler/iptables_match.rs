@@ -47,6 +47,7 @@ enum Module {
     Recent,
     Hashlimit,
     Connlimit,
+    Physdev,
 }
 
 /// The options of those modules.
@@ -95,6 +96,8 @@ enum Opt {
     Hashlimit,
     /// One of `-m connlimit`'s (iptables_connlimit.rs reads them).
     Connlimit,
+    /// One of `-m physdev`'s (iptables_physdev.rs reads them).
+    Physdev,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -123,6 +126,7 @@ impl Module {
             "recent" => Module::Recent,
             "hashlimit" => Module::Hashlimit,
             "connlimit" => Module::Connlimit,
+            "physdev" => Module::Physdev,
             _ => return None,
         })
     }
@@ -150,6 +154,7 @@ impl Module {
             Module::Recent => "recent",
             Module::Hashlimit => "hashlimit",
             Module::Connlimit => "connlimit",
+            Module::Physdev => "physdev",
         }
     }
 
@@ -199,6 +204,7 @@ impl Module {
             (Module::Recent, o) if super::iptables_recent::option_name(o).is_some() => Opt::Recent,
             (Module::Hashlimit, o) if super::iptables_hashlimit::option_name(o).is_some() => Opt::Hashlimit,
             (Module::Connlimit, o) if super::iptables_connlimit::option_name(o).is_some() => Opt::Connlimit,
+            (Module::Physdev, o) if super::iptables_physdev::option_name(o).is_some() => Opt::Physdev,
             _ => return None,
         })
     }
@@ -249,6 +255,8 @@ pub struct Matches {
     pub chain: String,
     /// The `-m connlimit` seen.
     connlimit: Option<super::iptables_connlimit::ConnlimitOpts>,
+    /// The `-m physdev` matches seen (several may be given, each its own match).
+    physdev: Vec<super::iptables_physdev::PhysdevOpts>,
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -353,6 +361,9 @@ pub fn option(
                 }
                 m.connlimit = Some(super::iptables_connlimit::ConnlimitOpts::new(a.at));
             }
+            if module == Module::Physdev {
+                m.physdev.push(super::iptables_physdev::PhysdevOpts::new(a.at));
+            }
             m.instances.push(Instance {
                 module,
                 given: Vec::new(),
@@ -452,6 +463,17 @@ fn module_option(
         super::iptables_connlimit::option(c, name, opt.at, arg, negated)?;
         return Ok(Some(usize::from(super::iptables_connlimit::takes_argument(name))));
     }
+    if kind == Opt::Physdev {
+        let name = super::iptables_physdev::option_name(o).unwrap_or("--physdev-in");
+        // The latest `-m physdev` takes it (an option goes to the latest match that has it).
+        let Some(p) = m.physdev.last_mut() else { return Err((opt.at, "internal: no physdev match".into())) };
+        super::iptables_physdev::option(p, name, opt.at, arg, negated)?;
+        if !negated && !rule.residual.never {
+            ctx.set.warnings.push(at(opt.at, format!("warning: `{o}` without `!` never matches: unifw routes and bridges nothing, so no packet has a bridge port (Linux's physdev match fails every packet that was not bridged); the rule matches nothing")));
+        }
+        rule.residual.never |= !negated;
+        return Ok(Some(usize::from(super::iptables_physdev::takes_argument(name))));
+    }
     let multi = [Opt::Sports, Opt::Dports, Opt::Ports];
     let flags = [Opt::Syn, Opt::TcpFlags];
     if flags.contains(&kind) && inst.given.iter().any(|g| flags.contains(g)) {
@@ -540,6 +562,7 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Recent,
         Module::Hashlimit,
         Module::Connlimit,
+        Module::Physdev,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -774,6 +797,7 @@ fn apply(
         | Opt::Recent
         | Opt::Hashlimit
         | Opt::Connlimit
+        | Opt::Physdev
         | Opt::Unsupported => {}
         Opt::UidOwner | Opt::GidOwner | Opt::SocketExists | Opt::SupplGroups => {}
     }
@@ -910,6 +934,10 @@ pub fn finish(
             return Err((inst.at, why));
         }
     }
+    for p in &m.physdev {
+        super::iptables_physdev::finish(p)?;
+        rule.folded.push(Folded::Physdev(p.m));
+    }
     hooks(&m, rule)?;
     let untracked_states = rule.states & unifw_core::flow::UNTRACKED_BIT != 0 || rule.states == 0x0f;
     if rule.residual.states.is_some() && rule.states != ANY_STATE && untracked_states {
@@ -981,6 +1009,12 @@ pub fn finish(
 /// (see `chains.rs`).
 fn hooks(m: &Matches, rule: &Rule) -> Result<(), Fault> {
     let super::ast::RuleChain::Builtin(chain) = rule.chain else { return Ok(()) };
+    // Linux's physdev_mt_check: `--physdev-out`/`--physdev-is-out` at
+    // LOCAL_OUT need a plain `--physdev-is-bridged`.
+    if let Some(p) = m.physdev.iter().find(|p| p.m.out_unbridged()).filter(|_| chain.name() == "OUTPUT") {
+        let why = "`--physdev-out` and `--physdev-is-out` need `--physdev-is-bridged` in OUTPUT (the kernel refuses them there otherwise)";
+        return Err((p.at, why.into()));
+    }
     for inst in &m.instances {
         let (ok, what): (&[&str], &str) = match inst.module {
             Module::Mac => (&["PREROUTING", "INPUT", "FORWARD"], "mac match"),

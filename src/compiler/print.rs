@@ -277,6 +277,7 @@ fn folded_options(r: &Rule, s: &mut String) {
     for f in &r.folded {
         let _ = match *f {
             Folded::Fragment { negated } => write!(s, " {}-f", neg(negated)),
+            Folded::Physdev(p) => write!(s, "{}", p.render()),
             Folded::Mark { conn, value, mask, negated } => {
                 write!(s, " -m {} {}--mark {value:#x}/{mask:#x}", if conn { "connmark" } else { "mark" }, neg(negated))
             }
