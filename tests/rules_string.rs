@@ -9,7 +9,7 @@ mod rules_common;
 use rules_common::{check_syntax_cases, compile_ipt as compile, ipt_file as file, SyntaxCase, OK};
 use unifw_compiler as rules;
 use unifw_core::flow::{proto, Action, Chain, CtState, PacketKey};
-use unifw_core::image::Image;
+use unifw_core::image::{Image, Lookup};
 
 /// `(rule line, iptables' error or OK, unifw's error or "" for loads)`.
 const PHYSDEV: &[SyntaxCase] = &[
@@ -127,6 +127,207 @@ fn physdev_warns_that_it_never_matches_and_prints_back() {
     // As iptables-save writes it:
     let saved = "-m physdev --physdev-is-in ! --physdev-in a --physdev-is-out ! --physdev-out b --physdev-is-bridged";
     assert!(text.contains(saved), "{text}");
+    let again = compile(&text).unwrap_or_else(|d| panic!("{d}\n{text}"));
+    let strip = |set: &rules::Ruleset| {
+        set.rules.iter().map(|r| rules::Rule { line: 0, column: 0, ..r.clone() }).collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&compiled.ruleset), strip(&again.ruleset), "{text}");
+}
+
+/// `-m string` lines (iptables-save's form back in the comments where it differs).
+const STRING: &[SyntaxCase] = &[
+    ("-A INPUT -m string --algo bm --string \"facebook.com\" -j DROP", OK, ""),
+    // Single quotes are not iptables-restore's: they are pattern bytes (saved `|270000ff000127|`).
+    ("-A INPUT -p udp --dport 53 -m string --from 50 --algo bm --hex-string '|0000FF0001|' -j DROP", OK, ""),
+    ("-A INPUT -m string --algo kmp ! --string abc --icase --from 10 --to 20 -j DROP", OK, ""),
+    ("-A INPUT -m string --algo kmp --string abc --to 65535 -j DROP", OK, ""),
+    ("-A INPUT -m string --algo kmp --string abc --from 0x10 --to +020 -j DROP", OK, ""),
+    ("-A INPUT -m string --algo bm --string abc --from 5 --to 5 -j DROP", OK, ""),
+    ("-A INPUT -m string --algo bm ! --hex-string \"|41|\" -j DROP", OK, ""),
+    ("-A INPUT -m string --algo bm --hex-string \"x|41 42|y\" -j DROP", OK, ""),
+    ("-A INPUT -m string --algo bm --hex-string \"|41||42|\" -j DROP", OK, ""),
+    ("-A INPUT -m string --algo bm --string \"a\\\"b\" -j DROP", OK, ""),
+    (
+        "-A INPUT -m string --string abc -j DROP",
+        Some("string: option \"--algo\" must be specified"),
+        "\"--algo\" must be specified",
+    ),
+    (
+        "-A INPUT -m string --algo bm -j DROP",
+        Some("STRING match: You must specify `--string' or `--hex-string'"),
+        "you must specify `--string'",
+    ),
+    (
+        "-A INPUT -m string --algo fsm --string abc -j DROP",
+        Some("iptables-restore: line 6 failed"),
+        "refused by the kernel",
+    ),
+    (
+        "-A INPUT -m string --algo foo --string abc -j DROP",
+        Some("iptables-restore: line 6 failed"),
+        "refused by the kernel",
+    ),
+    ("-A INPUT -m string --algo kmp --string \"\" -j DROP", Some("iptables-restore: line 6 failed"), "empty pattern"),
+    (
+        "-A INPUT -m string --algo kmp --hex-string \"\" -j DROP",
+        Some("STRING must contain at least one char"),
+        "at least one char",
+    ),
+    (
+        "-A INPUT -m string --algo bm --hex-string \"|\" -j DROP",
+        Some("iptables-restore: line 6 failed"),
+        "empty pattern",
+    ),
+    (
+        "-A INPUT -m string --algo kmp --string abc --from 20 --to 10 -j DROP",
+        Some("iptables-restore: line 6 failed"),
+        "is past `--to 10`",
+    ),
+    (
+        "-A INPUT -m string --algo kmp --string abc --to 65536 -j DROP",
+        Some("string: bad value for option \"--to\", or out of range (0-65535)."),
+        "bad value for option \"--to\"",
+    ),
+    (
+        "-A INPUT -m string --algo kmp --string abc --from -1 -j DROP",
+        Some("string: bad value for option \"--from\", or out of range (0-65535)."),
+        "bad value for option \"--from\"",
+    ),
+    (
+        "-A INPUT -m string --algo kmp --string abc --string def -j DROP",
+        Some("string: option \"--string\" can only be used once."),
+        "can only be used once",
+    ),
+    (
+        "-A INPUT -m string --algo kmp --string abc --hex-string \"|41|\" -j DROP",
+        Some("string: option \"--string\" cannot be used together with \"--hex-string\"."),
+        "cannot be used together",
+    ),
+    (
+        "-A INPUT -m string --algo kmp --string abc --icase --icase -j DROP",
+        Some("string: option \"--icase\" can only be used once."),
+        "can only be used once",
+    ),
+    (
+        "-A INPUT -m string --algo kmp --string abc --algo bm -j DROP",
+        Some("string: option \"--algo\" can only be used once."),
+        "can only be used once",
+    ),
+    (
+        "-A INPUT -m string --algo kmp ! --icase --string abc -j DROP",
+        Some("string: option \"--icase\" cannot be inverted."),
+        "cannot be inverted",
+    ),
+    (
+        "-A INPUT -m string ! --algo kmp --string abc -j DROP",
+        Some("string: option \"--algo\" cannot be inverted."),
+        "cannot be inverted",
+    ),
+    (
+        "-A INPUT -m string --algo kmp --string abc ! --from 3 -j DROP",
+        Some("string: option \"--from\" cannot be inverted."),
+        "cannot be inverted",
+    ),
+    ("-A INPUT -m string --algo bm --hex-string \"|414|\" -j DROP", Some("Invalid hex block"), "Invalid hex block"),
+    (
+        "-A INPUT -m string --algo bm --hex-string \"|4g|\" -j DROP",
+        Some("Invalid hex char 'g'"),
+        "Invalid hex char 'g'",
+    ),
+    (
+        "-A INPUT -m string --algo bm --hex-string \"||\" -j DROP",
+        Some("Odd number of hex digits"),
+        "Odd number of hex digits",
+    ),
+    ("-A INPUT --string abc -j DROP", Some("unknown option \"--string\""), "--string"),
+    // Linux takes two; unifw one per rule.
+    ("-A INPUT -m string --algo bm --string abc -m string --algo kmp --string def -j DROP", OK, "several `-m string`"),
+];
+
+#[test]
+fn string_lines_are_read_as_iptables_reads_them() {
+    check_syntax_cases(STRING, file);
+    let long = |n: usize| format!("-A INPUT -m string --algo bm --string {} -j DROP", "a".repeat(n));
+    let hex = |n: usize| format!("-A INPUT -m string --algo bm --hex-string \"|{}|\" -j DROP", "41".repeat(n));
+    // Measured: 128 bytes load, 129 do not ("STRING too long"); nor do 128
+    // hex bytes with the closing `|` after them (libxt_string's loop).
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let (l128, l129, h127, h128) = (leak(long(128)), leak(long(129)), leak(hex(127)), leak(hex(128)));
+    let cases: &[SyntaxCase] = &[
+        (l128, OK, ""),
+        (l129, Some("STRING too long"), "too long"),
+        (h127, OK, ""),
+        (h128, Some("STRING too long"), "too long"),
+    ];
+    check_syntax_cases(cases, file);
+}
+
+/// An IPv4/UDP packet (20 + 8 header bytes) carrying `payload`.
+fn udp_packet(payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 1, 0, 2, 10, 2, 0, 2];
+    p.extend_from_slice(&[0x9c, 0x40, 0, 53, 0, 0, 0, 0]);
+    p.extend_from_slice(payload);
+    let len = p.len() as u16;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p
+}
+
+/// FORWARD's verdict for `packet`, from the image (with the packet in the
+/// lookup) and from the reference.
+fn forward_packet(body: &str, packet: &[u8]) -> Action {
+    let compiled = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    let image = Image::from_bytes(&compiled.image).unwrap();
+    let k = PacketKey { proto: proto::UDP, dst_port: 53, ..key(false) };
+    let mut lookup = Lookup::new(0, &mut []).with_packet(packet);
+    let got = image.classify_with(Chain::Forward, &k, &mut lookup).action;
+    let mut st = rules::RefState { packet: packet.to_vec(), ..Default::default() };
+    let want = compiled.ruleset.classify_reference(Chain::Forward, &k, &mut st).action;
+    assert_eq!(got, want, "{body}: image and reference");
+    got
+}
+
+#[test]
+fn string_searches_the_packet_from_its_ip_header_as_linux_does() {
+    // "XYZ" at bytes 28..31, as in the measurement (Linux 6.18, lo, OUTPUT).
+    let packet = udp_packet(b"XYZ");
+    for (opts, drop) in [
+        ("--algo bm --string XYZ", true),
+        ("--algo kmp --string XYZ --to 31", true),
+        ("--algo bm --string XYZ --to 30", false),
+        ("--algo bm --string XYZ --from 28", true),
+        ("--algo bm --string XYZ --from 29", false),
+        ("--algo bm --string xyz", false),
+        ("--algo bm --string xyz --icase", true),
+        ("--algo bm ! --string xyz", true),
+        ("--algo bm ! --string XYZ", false),
+        ("--algo kmp --hex-string \"|58 59|Z\"", true),
+        ("--algo kmp --hex-string \"|0a010002|\"", true), // the source address: the IP header is searched
+        ("--algo bm --string XYZ --from 40", false),
+    ] {
+        let body = format!("-A FORWARD -p udp -m string {opts} -j DROP");
+        assert_eq!(forward_packet(&body, &packet) == Action::Drop, drop, "{body}");
+    }
+    // Without the packet's bytes (the `explain` tool) no pattern is found.
+    let compiled = compile(&file("-A FORWARD -m string --algo bm ! --string XYZ -j DROP")).unwrap();
+    let image = Image::from_bytes(&compiled.image).unwrap();
+    assert_eq!(image.classify(Chain::Forward, &key(false)).action, Action::Drop);
+}
+
+#[test]
+fn string_rules_go_on_to_the_next_rule_and_print_back() {
+    let body = "-A FORWARD -p udp -m string --algo bm --string XYZ -j DROP\n\
+                -A FORWARD -p udp -m string --algo kmp ! --hex-string \"|00ff|\" --from 20 --to 1000 --icase -j REJECT\n\
+                -A FORWARD -j ACCEPT";
+    assert!(matches!(forward_packet(body, &udp_packet(b"abc")), Action::Reject(_)));
+    assert_eq!(forward_packet(body, &udp_packet(b"\x00\xff")), Action::Accept);
+    assert_eq!(forward_packet(body, &udp_packet(b"..XYZ..")), Action::Drop);
+    let compiled = compile(&file(body)).unwrap_or_else(|d| panic!("{d}"));
+    let text = rules::render(&compiled.ruleset, rules::Format::Iptables).expect("renders");
+    assert!(text.contains("-m string --string \"XYZ\" --algo bm -j DROP"), "{text}");
+    assert!(
+        text.contains("-m string ! --hex-string \"|00ff|\" --algo kmp --from 20 --to 1000 --icase -j REJECT"),
+        "{text}"
+    );
     let again = compile(&text).unwrap_or_else(|d| panic!("{d}\n{text}"));
     let strip = |set: &rules::Ruleset| {
         set.rules.iter().map(|r| rules::Rule { line: 0, column: 0, ..r.clone() }).collect::<Vec<_>>()

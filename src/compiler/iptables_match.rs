@@ -48,6 +48,7 @@ enum Module {
     Hashlimit,
     Connlimit,
     Physdev,
+    String,
 }
 
 /// The options of those modules.
@@ -98,6 +99,8 @@ enum Opt {
     Connlimit,
     /// One of `-m physdev`'s (iptables_physdev.rs reads them).
     Physdev,
+    /// One of `-m string`'s (iptables_string.rs reads them).
+    String,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -127,6 +130,7 @@ impl Module {
             "hashlimit" => Module::Hashlimit,
             "connlimit" => Module::Connlimit,
             "physdev" => Module::Physdev,
+            "string" => Module::String,
             _ => return None,
         })
     }
@@ -155,6 +159,7 @@ impl Module {
             Module::Hashlimit => "hashlimit",
             Module::Connlimit => "connlimit",
             Module::Physdev => "physdev",
+            Module::String => "string",
         }
     }
 
@@ -205,6 +210,7 @@ impl Module {
             (Module::Hashlimit, o) if super::iptables_hashlimit::option_name(o).is_some() => Opt::Hashlimit,
             (Module::Connlimit, o) if super::iptables_connlimit::option_name(o).is_some() => Opt::Connlimit,
             (Module::Physdev, o) if super::iptables_physdev::option_name(o).is_some() => Opt::Physdev,
+            (Module::String, o) if super::iptables_string::option_name(o).is_some() => Opt::String,
             _ => return None,
         })
     }
@@ -257,6 +263,18 @@ pub struct Matches {
     connlimit: Option<super::iptables_connlimit::ConnlimitOpts>,
     /// The `-m physdev` matches seen (several may be given, each its own match).
     physdev: Vec<super::iptables_physdev::PhysdevOpts>,
+    /// The `-m string` seen.
+    string: Option<super::iptables_string::StringOpts>,
+    /// Whether the word after the option is double-quoted (iptables-restore
+    /// reads `\X` as `X` inside quotes).
+    pub quoted: bool,
+}
+
+impl Matches {
+    /// Whether the rule has loaded `-m string` (whose `--to` is not NAT's).
+    pub fn has_string(&self) -> bool {
+        self.string.is_some()
+    }
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -364,6 +382,14 @@ pub fn option(
             if module == Module::Physdev {
                 m.physdev.push(super::iptables_physdev::PhysdevOpts::new(a.at));
             }
+            if module == Module::String {
+                if m.string.is_some() {
+                    let what = "several `-m string` matches in one rule".into();
+                    let why = "several `-m string` matches in one rule are not supported by unifw".into();
+                    return Err(unsupported(ctx, a.at, what, why));
+                }
+                m.string = Some(super::iptables_string::StringOpts::new(a.at));
+            }
             m.instances.push(Instance {
                 module,
                 given: Vec::new(),
@@ -462,6 +488,12 @@ fn module_option(
         let Some(c) = m.connlimit.as_mut() else { return Err((opt.at, "internal: no connlimit match".into())) };
         super::iptables_connlimit::option(c, name, opt.at, arg, negated)?;
         return Ok(Some(usize::from(super::iptables_connlimit::takes_argument(name))));
+    }
+    if kind == Opt::String {
+        let name = super::iptables_string::option_name(o).unwrap_or("--string");
+        let Some(st) = m.string.as_mut() else { return Err((opt.at, "internal: no string match".into())) };
+        super::iptables_string::option(st, name, opt.at, (arg, m.quoted), negated)?;
+        return Ok(Some(usize::from(super::iptables_string::takes_argument(name))));
     }
     if kind == Opt::Physdev {
         let name = super::iptables_physdev::option_name(o).unwrap_or("--physdev-in");
@@ -563,6 +595,7 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Hashlimit,
         Module::Connlimit,
         Module::Physdev,
+        Module::String,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -798,6 +831,7 @@ fn apply(
         | Opt::Hashlimit
         | Opt::Connlimit
         | Opt::Physdev
+        | Opt::String
         | Opt::Unsupported => {}
         Opt::UidOwner | Opt::GidOwner | Opt::SocketExists | Opt::SupplGroups => {}
     }
@@ -958,6 +992,9 @@ pub fn finish(
         let at = m.instances.iter().position(|i| i.module == Module::Hashlimit).unwrap_or(0);
         let later = m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment);
         rule.residual.hashlimit = Some(super::iptables_hashlimit::finish(h, hashlimit, &m.chain, later)?);
+    }
+    if let Some(st) = &m.string {
+        rule.string = Some(super::iptables_string::finish(st, recent)?);
     }
     if let Some(c) = &m.connlimit {
         let at = m.instances.iter().position(|i| i.module == Module::Connlimit).unwrap_or(0);

@@ -29,6 +29,7 @@ mod iptables_match;
 mod iptables_nat;
 mod iptables_physdev;
 mod iptables_recent;
+mod iptables_string;
 mod iptables_target;
 mod lexer;
 mod limits;
