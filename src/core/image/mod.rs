@@ -695,6 +695,11 @@ impl<'a> Image<'a> {
         slots.filter_map(|r| r.connlimit).map(|c| usize::from(c.slot) + 1).max().unwrap_or(0)
     }
 
+    /// Whether some rule has `-m string` (searches the packet's bytes).
+    pub fn has_strings(&self) -> bool {
+        !self.strings.is_empty()
+    }
+
     /// `-m string` record `n`, if the image has it.
     pub fn string_spec(&self, n: u16) -> Option<StringSpec> {
         let at = usize::from(n).checked_mul(StringSpec::LEN)?;
