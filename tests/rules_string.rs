@@ -334,3 +334,34 @@ fn string_rules_go_on_to_the_next_rule_and_print_back() {
     };
     assert_eq!(strip(&compiled.ruleset), strip(&again.ruleset), "{text}");
 }
+
+#[test]
+fn any_pattern_prints_back_to_itself() {
+    // Random patterns (printable, quotes, backslashes, any byte), written
+    // in hex, printed as iptables-save would (`--string` or `--hex-string`),
+    // read again: the same record.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..300 {
+        // At most 127: 128 bytes in one hex block are "too long" for iptables.
+        let len = (next() % 127 + 1) as usize;
+        let pick = [b'a', b'"', b'\\', b' ', b'|', 0x00, 0xff, b'Z'];
+        let pattern: Vec<u8> = (0..len)
+            .map(|_| if next() % 3 == 0 { (next() % 256) as u8 } else { pick[(next() % 8) as usize] })
+            .collect();
+        let hex: String = pattern.iter().map(|b| format!("{b:02x}")).collect();
+        let neg = if next() % 2 == 0 { "! " } else { "" };
+        let body = format!("-A FORWARD -m string --algo kmp {neg}--hex-string \"|{hex}|\" --from 3 -j DROP");
+        let first = compile(&file(&body)).unwrap_or_else(|d| panic!("{d}"));
+        let text = rules::render(&first.ruleset, rules::Format::Iptables).expect("renders");
+        let again = compile(&text).unwrap_or_else(|d| panic!("{d}\n{text}"));
+        let spec = first.ruleset.rules[0].string.expect("a string match");
+        assert_eq!(spec.pattern(), pattern.as_slice());
+        assert_eq!(again.ruleset.rules[0].string, Some(spec), "{text}");
+    }
+}

@@ -230,13 +230,14 @@ pub fn finish(s: &StringOpts, names: &mut super::iptables_recent::RecentNames) -
     Ok(s.spec)
 }
 
-/// The match as iptables-save writes it: `--string "..."` when every byte
-/// is printable ASCII (`"` and `\` escaped), else `--hex-string "|..|"`.
+/// The match as iptables-save (1.8.9) writes it: `--string "..."` when
+/// every byte is printable ASCII and the last is no `\` (`"` and `\`
+/// escaped), else `--hex-string "|..|"`.
 pub fn render(spec: &StringSpec) -> String {
     let p = spec.pattern();
     let mut s = String::from(" -m string");
     s.push_str(if spec.invert { " ! " } else { " " });
-    if p.iter().all(|&c| (0x20..0x7f).contains(&c)) {
+    if p.iter().all(|&c| (0x20..0x7f).contains(&c)) && p.last() != Some(&b'\\') {
         s.push_str("--string \"");
         for &c in p {
             if c == b'"' || c == b'\\' {
@@ -314,9 +315,11 @@ mod tests {
 
     #[test]
     fn renders_as_iptables_save() {
-        let s = StringSpec { invert: true, kmp: true, from: 10, to: 20, icase: true, ..StringSpec::new(b"a\"b\\") };
-        assert_eq!(render(&s), r#" -m string ! --string "a\"b\\" --algo kmp --from 10 --to 20 --icase"#);
+        let s = StringSpec { invert: true, kmp: true, from: 10, to: 20, icase: true, ..StringSpec::new(b"a\"b\\c") };
+        assert_eq!(render(&s), r#" -m string ! --string "a\"b\\c" --algo kmp --from 10 --to 20 --icase"#);
         let h = StringSpec { from: 50, ..StringSpec::new(b"'\x00\x00\xff\x00\x01'") };
         assert_eq!(render(&h), r#" -m string --hex-string "|270000ff000127|" --algo bm --from 50"#);
+        // Measured: a pattern ending with `\` is saved in hex.
+        assert_eq!(render(&StringSpec::new(b"ab\\\\")), r#" -m string --hex-string "|61625c5c|" --algo bm"#);
     }
 }
