@@ -21,7 +21,7 @@ from lab_tests import PROBE, fw_boot, fw_compare, probe_run, through_linux
 
 # What unifw supports of ruleset_gen.FEATURES.
 SUPPORTED = ("chains", "return", "syn", "tcpflags", "log", "limit", "addrtype", "ttl", "length", "pkttype",
-             "output", "notrack", "tcpmss", "recent", "ports", "hashlimit")
+             "output", "notrack", "tcpmss", "recent", "ports", "hashlimit", "string", "physdev")
 
 
 def fw_random(run):

@@ -153,14 +153,14 @@ class Gen:
             m.append(f"-m length {self.neg(20)}--length {a}:{a + self.rng.choice([10, 30, 100, 2000])}")
         if "pkttype" in self.f and self.pct(8):
             m.append(f"-m pkttype {self.neg(20)}--pkt-type {self.rng.choice(['unicast', 'broadcast', 'multicast'])}")
+        if "string" in self.f and not chain.startswith("raw") and self.pct(12):
+            m.append(self.string())
         if "limit" in self.f and not chain.startswith("raw") and self.pct(8):
             m.append("-m limit --limit 10000/sec --limit-burst 10000")
         elif "hashlimit" in self.f and not chain.startswith("raw") and self.pct(6):
             # Never runs out; one configuration for every rule naming it.
             m.append(f"-m hashlimit --hashlimit-upto 10000/sec --hashlimit-burst 10000 "
                      f"--hashlimit-mode srcip,dstport --hashlimit-name H{self.seed}-any")
-        if "string" in self.f and not chain.startswith("raw") and self.pct(12):
-            m.append(self.string())
         if "physdev" in self.f and chain in ("INPUT", "FORWARD") and self.pct(6):
             m.append("-m physdev " + self.rng.choice(["--physdev-in eth0", "--physdev-is-bridged",
                                                       "! --physdev-is-bridged", "! --physdev-in eth1 ! --physdev-is-in",

@@ -274,6 +274,10 @@ pub struct Rule {
     /// `-m multiport --ports`: the source or the destination port (TCP/UDP
     /// rules only; the index holds it as two boxes, see `expand.rs`).
     pub ports: Option<PortMatch>,
+    /// `-m string`: searched in the packet's bytes after the lookup (the
+    /// image writer puts it in the string table; `residual.string` names
+    /// its record there).
+    pub string: Option<unifw_core::image::format::StringSpec>,
 }
 
 impl Rule {
@@ -300,6 +304,7 @@ impl Rule {
             log_target: None,
             folded: Vec::new(),
             ports: None,
+            string: None,
         }
     }
 
@@ -313,6 +318,9 @@ impl Rule {
         // the parser refuses it beside such a state match.)
         if self.states != ANY_STATE && (untracked || self.states == 0x0f) && r.states.is_none() {
             r.states = Some(self.states);
+        }
+        if self.string.is_some() {
+            r.string = Some(0); // the record's number is the image writer's
         }
         (r != Residual::default()).then_some(r)
     }
@@ -407,6 +415,9 @@ pub struct RefState {
     /// rule `n` counts under masked address `a`, by (n, a); absent: the
     /// packet's own only (1).
     pub connections: alloc::collections::BTreeMap<(usize, u32), u32>,
+    /// The packet from its IP header, which `-m string` searches (empty:
+    /// no pattern is found).
+    pub packet: Vec<u8>,
 }
 
 /// One entry of a reference `-m hashlimit` table: (masked source,
@@ -614,7 +625,10 @@ impl Ruleset {
         let mut stack: Vec<(RuleChain, usize)> = Vec::new();
         let (mut current, mut from) = (RuleChain::Builtin(chain), 0);
         for _ in 0..MAX_LOOKUPS {
-            let hit = self.rules.iter().enumerate().skip(from).find(|(_, r)| r.chain == current && r.matches(key));
+            let hit =
+                self.rules.iter().enumerate().skip(from).find(|(_, r)| {
+                    r.chain == current && r.matches(key) && r.string.is_none_or(|s| s.holds(&st.packet))
+                });
             if let Some((i, r)) = hit {
                 if let Some(rc) = r.residual.recent {
                     let ring = self

@@ -165,7 +165,8 @@ fn lookups(set: &Ruleset, edges: &[Vec<Edge>], order: &[usize]) -> Vec<u64> {
 
 /// Matches the kernel allows only at some hooks, in user chains: the
 /// hooks whose built-in chains reach the chain must all allow them (`-m
-/// mac` and `--limit-iface-in`: PREROUTING, INPUT, FORWARD;
+/// mac` and `--limit-iface-in`: PREROUTING, INPUT, FORWARD; `-m physdev`
+/// naming the output port without `--physdev-is-bridged`: not OUTPUT;
 /// `--limit-iface-out`: FORWARD, OUTPUT, POSTROUTING), as iptables-restore
 /// fails otherwise. Built-in chains' rules are checked as they are read.
 fn hooks(set: &Ruleset, edges: &[Vec<Edge>], order: &[usize]) -> Result<(), (usize, String)> {
@@ -184,6 +185,14 @@ fn hooks(set: &Ruleset, edges: &[Vec<Edge>], order: &[usize]) -> Result<(), (usi
             (&["PREROUTING", "INPUT", "FORWARD"], "mac match")
         } else if r.folded.iter().any(|f| matches!(f, super::iptables_folded::Folded::Owner(_))) {
             (&["OUTPUT", "POSTROUTING"], "owner match")
+        } else if r.folded.iter().any(|f| matches!(f, super::iptables_folded::Folded::Physdev(p) if p.out_unbridged()))
+        {
+            // physdev_mt_check: the output bridge port never at LOCAL_OUT
+            // without a plain `--physdev-is-bridged`.
+            (
+                &["PREROUTING", "INPUT", "FORWARD", "POSTROUTING"],
+                "physdev match's `--physdev-out`/`--physdev-is-out` (without `--physdev-is-bridged`)",
+            )
         } else if r.residual.type_iface == 1 {
             (&["PREROUTING", "INPUT", "FORWARD"], "`--limit-iface-in`")
         } else if r.residual.type_iface == 2 {

@@ -311,6 +311,7 @@ pub(super) fn table_rule(
         let opt = w.get(i).ok_or_else(|| line.diag(w[i - 1].at, "`!` at the end of the line".into()))?;
         let arg = w.get(i + 1);
         o.matches.second = w.get(i + 2).map(|w| (w.at, String::from(w.text)));
+        o.matches.quoted = arg.is_some_and(|a| line.src.get(a.at) == Some(&b'"'));
         let used = option(ctx, &mut o, line, opt, arg, negated)?;
         i += 1 + used;
     }
@@ -355,7 +356,10 @@ fn option<'t>(
     arg: Option<&Word<'t>>,
     negated: bool,
 ) -> Result<usize, Diagnostic> {
-    if iptables_nat::is_target_option(opt.text) {
+    // `--to` before a NAT target is `-m string`'s when one is loaded.
+    let string_to =
+        opt.text == "--to" && o.matches.has_string() && !matches!(o.rule.jump, Some(super::ast::Jump::Nat(_)));
+    if iptables_nat::is_target_option(opt.text) && !string_to {
         if negated {
             return Err(line.diag(opt.at, format!("`!` is not allowed before `{}`", opt.text)));
         }

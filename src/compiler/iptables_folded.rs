@@ -32,6 +32,8 @@ pub enum Folded {
         /// `!`.
         negated: bool,
     },
+    /// `-m physdev` (no packet unifw sees was bridged).
+    Physdev(super::iptables_physdev::PhysdevMatch),
 }
 
 /// The options of one `-m owner` match: each an inclusive id range and `!`.

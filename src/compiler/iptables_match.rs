@@ -47,6 +47,8 @@ enum Module {
     Recent,
     Hashlimit,
     Connlimit,
+    Physdev,
+    String,
 }
 
 /// The options of those modules.
@@ -95,6 +97,10 @@ enum Opt {
     Hashlimit,
     /// One of `-m connlimit`'s (iptables_connlimit.rs reads them).
     Connlimit,
+    /// One of `-m physdev`'s (iptables_physdev.rs reads them).
+    Physdev,
+    /// One of `-m string`'s (iptables_string.rs reads them).
+    String,
     /// An option iptables has that unifw does not implement (yet).
     Unsupported,
 }
@@ -123,6 +129,8 @@ impl Module {
             "recent" => Module::Recent,
             "hashlimit" => Module::Hashlimit,
             "connlimit" => Module::Connlimit,
+            "physdev" => Module::Physdev,
+            "string" => Module::String,
             _ => return None,
         })
     }
@@ -150,6 +158,8 @@ impl Module {
             Module::Recent => "recent",
             Module::Hashlimit => "hashlimit",
             Module::Connlimit => "connlimit",
+            Module::Physdev => "physdev",
+            Module::String => "string",
         }
     }
 
@@ -199,6 +209,8 @@ impl Module {
             (Module::Recent, o) if super::iptables_recent::option_name(o).is_some() => Opt::Recent,
             (Module::Hashlimit, o) if super::iptables_hashlimit::option_name(o).is_some() => Opt::Hashlimit,
             (Module::Connlimit, o) if super::iptables_connlimit::option_name(o).is_some() => Opt::Connlimit,
+            (Module::Physdev, o) if super::iptables_physdev::option_name(o).is_some() => Opt::Physdev,
+            (Module::String, o) if super::iptables_string::option_name(o).is_some() => Opt::String,
             _ => return None,
         })
     }
@@ -249,6 +261,20 @@ pub struct Matches {
     pub chain: String,
     /// The `-m connlimit` seen.
     connlimit: Option<super::iptables_connlimit::ConnlimitOpts>,
+    /// The `-m physdev` matches seen (several may be given, each its own match).
+    physdev: Vec<super::iptables_physdev::PhysdevOpts>,
+    /// The `-m string` seen.
+    string: Option<super::iptables_string::StringOpts>,
+    /// Whether the word after the option is double-quoted (iptables-restore
+    /// reads `\X` as `X` inside quotes).
+    pub quoted: bool,
+}
+
+impl Matches {
+    /// Whether the rule has loaded `-m string` (whose `--to` is not NAT's).
+    pub fn has_string(&self) -> bool {
+        self.string.is_some()
+    }
 }
 
 /// Whether `opt` is an option this module reads; then applies it and
@@ -353,6 +379,17 @@ pub fn option(
                 }
                 m.connlimit = Some(super::iptables_connlimit::ConnlimitOpts::new(a.at));
             }
+            if module == Module::Physdev {
+                m.physdev.push(super::iptables_physdev::PhysdevOpts::new(a.at));
+            }
+            if module == Module::String {
+                if m.string.is_some() {
+                    let what = "several `-m string` matches in one rule".into();
+                    let why = "several `-m string` matches in one rule are not supported by unifw".into();
+                    return Err(unsupported(ctx, a.at, what, why));
+                }
+                m.string = Some(super::iptables_string::StringOpts::new(a.at));
+            }
             m.instances.push(Instance {
                 module,
                 given: Vec::new(),
@@ -452,6 +489,23 @@ fn module_option(
         super::iptables_connlimit::option(c, name, opt.at, arg, negated)?;
         return Ok(Some(usize::from(super::iptables_connlimit::takes_argument(name))));
     }
+    if kind == Opt::String {
+        let name = super::iptables_string::option_name(o).unwrap_or("--string");
+        let Some(st) = m.string.as_mut() else { return Err((opt.at, "internal: no string match".into())) };
+        super::iptables_string::option(st, name, opt.at, (arg, m.quoted), negated)?;
+        return Ok(Some(usize::from(super::iptables_string::takes_argument(name))));
+    }
+    if kind == Opt::Physdev {
+        let name = super::iptables_physdev::option_name(o).unwrap_or("--physdev-in");
+        // The latest `-m physdev` takes it (an option goes to the latest match that has it).
+        let Some(p) = m.physdev.last_mut() else { return Err((opt.at, "internal: no physdev match".into())) };
+        super::iptables_physdev::option(p, name, opt.at, arg, negated)?;
+        if !negated && !rule.residual.never {
+            ctx.set.warnings.push(at(opt.at, format!("warning: `{o}` without `!` never matches: unifw routes and bridges nothing, so no packet has a bridge port (Linux's physdev match fails every packet that was not bridged); the rule matches nothing")));
+        }
+        rule.residual.never |= !negated;
+        return Ok(Some(usize::from(super::iptables_physdev::takes_argument(name))));
+    }
     let multi = [Opt::Sports, Opt::Dports, Opt::Ports];
     let flags = [Opt::Syn, Opt::TcpFlags];
     if flags.contains(&kind) && inst.given.iter().any(|g| flags.contains(g)) {
@@ -540,6 +594,8 @@ fn unknown_option(opt: &Word) -> Result<(), Fault> {
         Module::Recent,
         Module::Hashlimit,
         Module::Connlimit,
+        Module::Physdev,
+        Module::String,
     ]
     .into_iter()
     .find(|md| md.option(o).is_some());
@@ -774,6 +830,8 @@ fn apply(
         | Opt::Recent
         | Opt::Hashlimit
         | Opt::Connlimit
+        | Opt::Physdev
+        | Opt::String
         | Opt::Unsupported => {}
         Opt::UidOwner | Opt::GidOwner | Opt::SocketExists | Opt::SupplGroups => {}
     }
@@ -910,6 +968,10 @@ pub fn finish(
             return Err((inst.at, why));
         }
     }
+    for p in &m.physdev {
+        super::iptables_physdev::finish(p)?;
+        rule.folded.push(Folded::Physdev(p.m));
+    }
     hooks(&m, rule)?;
     let untracked_states = rule.states & unifw_core::flow::UNTRACKED_BIT != 0 || rule.states == 0x0f;
     if rule.residual.states.is_some() && rule.states != ANY_STATE && untracked_states {
@@ -930,6 +992,9 @@ pub fn finish(
         let at = m.instances.iter().position(|i| i.module == Module::Hashlimit).unwrap_or(0);
         let later = m.instances.iter().skip(at + 1).any(|i| i.module != Module::Comment);
         rule.residual.hashlimit = Some(super::iptables_hashlimit::finish(h, hashlimit, &m.chain, later)?);
+    }
+    if let Some(st) = &m.string {
+        rule.string = Some(super::iptables_string::finish(st, recent)?);
     }
     if let Some(c) = &m.connlimit {
         let at = m.instances.iter().position(|i| i.module == Module::Connlimit).unwrap_or(0);
@@ -981,6 +1046,12 @@ pub fn finish(
 /// (see `chains.rs`).
 fn hooks(m: &Matches, rule: &Rule) -> Result<(), Fault> {
     let super::ast::RuleChain::Builtin(chain) = rule.chain else { return Ok(()) };
+    // Linux's physdev_mt_check: `--physdev-out`/`--physdev-is-out` at
+    // LOCAL_OUT need a plain `--physdev-is-bridged`.
+    if let Some(p) = m.physdev.iter().find(|p| p.m.out_unbridged()).filter(|_| chain.name() == "OUTPUT") {
+        let why = "`--physdev-out` and `--physdev-is-out` need `--physdev-is-bridged` in OUTPUT (the kernel refuses them there otherwise)";
+        return Err((p.at, why.into()));
+    }
     for inst in &m.instances {
         let (ok, what): (&[&str], &str) = match inst.module {
             Module::Mac => (&["PREROUTING", "INPUT", "FORWARD"], "mac match"),

@@ -200,6 +200,8 @@ pub struct RecentNames {
     pub unsupported: Option<String>,
     /// Rules with `-m connlimit` so far (iptables_connlimit.rs bounds them).
     pub connlimits: usize,
+    /// Rules with `-m string` so far (iptables_string.rs bounds them).
+    pub strings: usize,
 }
 
 /// Checks a finished `-m recent` as iptables and the kernel do and gives

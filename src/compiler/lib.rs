@@ -27,8 +27,10 @@ mod iptables_folded;
 mod iptables_hashlimit;
 mod iptables_match;
 mod iptables_nat;
+mod iptables_physdev;
 mod iptables_recent;
 mod iptables_split;
+mod iptables_string;
 mod iptables_target;
 mod lexer;
 mod limits;
@@ -52,6 +54,7 @@ pub use compiler::{compile, compile_ruleset, parse, CompileStats, Compiled};
 pub use diag::{Diagnostic, Diagnostics, MAX_ERRORS};
 pub use fuzz::{fuzz_includes, fuzz_one};
 pub use iptables_folded::{Folded, OwnerMatch};
+pub use iptables_physdev::PhysdevMatch;
 pub use limits::{
     read_rules_file, MAX_ENTRIES, MAX_ENTRIES_PER_RULE, MAX_INCLUDES, MAX_INCLUDE_DEPTH, MAX_INPUT_BYTES,
     MAX_LIST_ADDRESSES, MAX_QUOTE, MAX_TOTAL_ADDRESSES, MAX_WORD,

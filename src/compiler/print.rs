@@ -168,11 +168,11 @@ pub fn render_rule_of(set: &Ruleset, r: &Rule, format: Format) -> Result<String,
     if r.residual.hashlimit.is_some() {
         return Err(format!("rules with `-m hashlimit` cannot be printed yet (the rule at line {})", r.line));
     }
-    let residual = r.residual != super::ast::Residual::default() || r.log_target.is_some();
+    let residual = r.residual != super::ast::Residual::default() || r.log_target.is_some() || r.string.is_some();
     if format == Format::Unifw && (residual || r.states & unifw_core::flow::UNTRACKED_BIT != 0 && r.states != ANY_STATE)
     {
         return Err(format!(
-            "TCP flags, addrtype, mac, length, ttl, pkttype, limit, UNTRACKED and LOG exist only in iptables-save (the rule at line {})",
+            "TCP flags, addrtype, mac, length, ttl, pkttype, limit, string, UNTRACKED and LOG exist only in iptables-save (the rule at line {})",
             r.line
         ));
     }
@@ -277,6 +277,7 @@ fn folded_options(r: &Rule, s: &mut String) {
     for f in &r.folded {
         let _ = match *f {
             Folded::Fragment { negated } => write!(s, " {}-f", neg(negated)),
+            Folded::Physdev(p) => write!(s, "{}", p.render()),
             Folded::Mark { conn, value, mask, negated } => {
                 write!(s, " -m {} {}--mark {value:#x}/{mask:#x}", if conn { "connmark" } else { "mark" }, neg(negated))
             }
@@ -377,6 +378,9 @@ fn residual_options(r: &Rule, s: &mut String) {
     }
     if let Some((lo, hi, n)) = x.tcp_mss {
         let _ = write!(s, " -m tcpmss {}--mss {lo}:{hi}", neg(n));
+    }
+    if let Some(spec) = &r.string {
+        s.push_str(&super::iptables_string::render(spec));
     }
     folded_options(r, s);
     if let Some(l) = x.limit {

@@ -328,6 +328,7 @@ pub fn write_image(set: &Ruleset, entries: Vec<Vec<Entry>>) -> (Vec<u8>, TableSt
 /// rule order), the log records and the NAT records.
 fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
     let mut residuals: Vec<Residual> = Vec::new();
+    let mut strings: Vec<unifw_core::image::format::StringSpec> = Vec::new();
     let mut limits = 0u32;
     let mut connlimits = 0u16;
     // Each `-m recent` table's timestamp ring: for the largest hit count
@@ -351,6 +352,11 @@ fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
                 if let Some(rc) = res.recent.as_mut() {
                     rc.stamps_mask = stamps.get(&rc.table).copied().unwrap_or(31);
                 }
+                // One string record per rule (the parser bounds their number).
+                if let Some(spec) = r.string {
+                    res.string = Some(strings.len() as u16);
+                    strings.push(spec);
+                }
                 residuals.push(res);
                 residuals.len() as u32 - 1
             }
@@ -359,7 +365,7 @@ fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
         out.extend_from_slice(&n.to_le_bytes());
     }
     let logs: Vec<LogRecord> = set.rules.iter().filter_map(|r| r.log_target).collect();
-    for w in [residuals.len() as u32, logs.len() as u32, limits] {
+    for w in [residuals.len() as u32, logs.len() as u32, limits, strings.len() as u32] {
         out.extend_from_slice(&w.to_le_bytes());
     }
     for r in &residuals {
@@ -367,6 +373,9 @@ fn write_extras(set: &Ruleset, out: &mut Vec<u8>) {
     }
     for l in &logs {
         out.extend_from_slice(&l.encode());
+    }
+    for spec in &strings {
+        out.extend_from_slice(&spec.encode());
     }
     for nat in &set.nats {
         out.extend_from_slice(&nat.encode());

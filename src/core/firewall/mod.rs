@@ -79,6 +79,10 @@ impl Classifier for Image<'_> {
         Image::has_residuals(self)
     }
 
+    fn searches_packets(&self) -> bool {
+        Image::has_strings(self)
+    }
+
     fn log_record(&self, rule: u32) -> Option<crate::image::format::LogRecord> {
         Image::rule_log(self, rule)
     }

@@ -1,4 +1,4 @@
-//! The binary image layout (version 9), shared by the writer and the reader:
+//! The binary image layout (version 10), shared by the writer and the reader:
 //! one typed definition per record, each with `encode` and `decode`, so the
 //! compiler (`unifw-compiler`'s `tables.rs`) and the reader (`super::Image`)
 //! never name a byte offset themselves.
@@ -37,14 +37,16 @@ use crate::net::ReversePathFilter;
 pub mod ct_tuple;
 mod entry;
 mod hashlimit;
+mod string;
 
 pub use entry::{EntryRecord, EntryView};
 pub use hashlimit::*;
+pub use string::*;
 
 /// First bytes of every image.
 pub const MAGIC: [u8; 8] = *b"UNIFWRT\0";
 /// Layout version this code reads and writes.
-pub const VERSION: u32 = 9;
+pub const VERSION: u32 = 10;
 /// Bytes before the first section.
 pub const HEADER_LEN: usize = 128;
 /// Number of sections.
@@ -337,7 +339,10 @@ pub struct Section {
 /// the rule extras after the target words ([`NO_RESIDUAL`]: residual
 /// records, then of 64 bytes, log records and NAT records) and target kind 8
 /// (continue); version 9 residual records of 128 bytes (bytes 64.. for
-/// the matches that need more: `--ctorig*`, hashlimit, connlimit).
+/// the matches that need more: `--ctorig*`, hashlimit, connlimit);
+/// version 10 the string count word and the string table in the rule
+/// extras ([`NO_RESIDUAL`], [`StringSpec`]), named by residual bytes 22..24
+/// and 46 (`-m string`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// Bytes in the whole image.
@@ -641,9 +646,11 @@ impl MetricsSource {
 /// [`LogRecord`], the rule section ([`sec::LINES`]) goes on after the
 /// target words with, all u32 words: one per rule, the rule's residual
 /// record number or [`NO_RESIDUAL`]; the residual count R; the log record
-/// count L; the limit count (runtime token buckets to allocate); R
-/// residual records of [`Residual::WORDS`] words; L log records of
-/// [`LogRecord::WORDS`] words; then to the section's end the NAT records
+/// count L; the limit count (runtime token buckets to allocate); the
+/// string record count S (version 10); R residual records of
+/// [`Residual::WORDS`] words; L log records of [`LogRecord::WORDS`] words;
+/// S string records ([`StringSpec::LEN`] bytes each, a multiple of 4;
+/// residuals name them); then to the section's end the NAT records
 /// ([`NatRecord::WORDS`] words each) that targets of kind 5 name. Images
 /// without extras (no residual, log or NAT record) end after the targets.
 pub const NO_RESIDUAL: u32 = u32::MAX;
@@ -812,6 +819,11 @@ pub struct Residual {
     pub hashlimit: Option<HashlimitSpec>,
     /// `-m connlimit`.
     pub connlimit: Option<ConnlimitSpec>,
+    /// `-m string`: its [`StringSpec`] record's number in the string table
+    /// (bytes 22..24; byte 46 bit 0 says it is there). Checked with the
+    /// packet's bytes, which only the data path has: after the lookup,
+    /// before the stateful matches (`Image::stateful_ok`).
+    pub string: Option<u16>,
 }
 
 impl Residual {
@@ -861,6 +873,11 @@ impl Residual {
         put(&mut b, 42, &mss_hi.to_le_bytes());
         if let Some((p, negated)) = self.ct_proto {
             put(&mut b, 44, &[1 | u8::from(negated) << 1, p]);
+        }
+        // -m string: the record number at 22..24 (after the MAC), byte 46 bit 0.
+        if let Some(n) = self.string {
+            put(&mut b, 22, &n.to_le_bytes());
+            put(&mut b, 46, &[1]);
         }
         // -m recent: bytes 48..64, `has` bit 12.
         if let Some(rc) = self.recent {
@@ -927,6 +944,7 @@ impl Residual {
             never: on(10),
             tcp_mss: on(11).then(|| (get_u16(b, 40), get_u16(b, 42), no(11))),
             ct_proto: (byte(44) & 1 != 0).then(|| (byte(45), byte(44) & 2 != 0)),
+            string: (byte(46) & 1 != 0).then(|| get_u16(b, 22)),
             recent: on(12).then(|| RecentSpec {
                 table: get_u16(b, 56),
                 cmd: byte(60) & 3,
@@ -1637,6 +1655,7 @@ mod tests {
             }),
             hashlimit: None,
             connlimit: Some(ConnlimitSpec { slot: 2, limit: 111, mask: 0xffff_ff00, dest: true, invert: true }),
+            string: Some(0xfedc),
         };
         let hl = HashlimitSpec {
             table: 255,
@@ -1655,7 +1674,8 @@ mod tests {
         let hl2 = Residual { hashlimit: Some(HashlimitSpec { invert: false, ..small }), ..Residual::default() };
         let mss = Residual { tcp_mss: Some((0, 65535, false)), ..Residual::default() };
         let proto = Residual { ct_proto: Some((0, false)), ..Residual::default() };
-        for r in [full, Residual::default(), mss, proto, hl2] {
+        let string = Residual { string: Some(0), ..Residual::default() };
+        for r in [full, Residual::default(), mss, proto, hl2, string] {
             assert_eq!(Residual::decode(&r.encode()), Some(r));
         }
     }

@@ -217,6 +217,8 @@ pub struct Image<'a> {
     limit_count: u32,
     /// The NAT records ([`NatRecord`]) the targets of kind 5 name.
     nats: &'a [u8],
+    /// The `-m string` records ([`StringSpec::LEN`] bytes each).
+    strings: &'a [u8],
     tables_hash: u64,
     total_len: usize,
 }
@@ -299,6 +301,9 @@ pub struct Lookup<'s> {
     /// no counter for the packet's address: the packet is dropped (Linux's
     /// hot drop), whatever the rules after say.
     pub hotdrop: Option<HotDrop>,
+    /// The packet from its IP header to its end, which `-m string`
+    /// searches; empty (no packet at hand): no pattern is found.
+    pub packet: &'s [u8],
 }
 
 /// Why a lookup dropped its packet outright (Linux's `par->hotdrop`).
@@ -324,7 +329,13 @@ impl<'s> Lookup<'s> {
             hashlimit: None,
             connlimit: None,
             hotdrop: None,
+            packet: &[],
         }
+    }
+
+    /// This lookup with the packet's bytes (from its IP header) for `-m string`.
+    pub fn with_packet(self, packet: &'s [u8]) -> Lookup<'s> {
+        Lookup { packet, ..self }
     }
 
     /// This lookup with the `-m hashlimit` tables.
@@ -370,6 +381,7 @@ struct Extras<'a> {
     residuals: &'a [u8],
     logs: &'a [u8],
     nats: &'a [u8],
+    strings: &'a [u8],
     limit_count: u32,
 }
 
@@ -380,19 +392,22 @@ fn extras_of(extras: &[u8], n: usize) -> Option<Extras<'_>> {
     }
     let (residual_of, rest) = (extras.get(..n)?, extras.get(n..)?);
     let (r, l, limit_count) = (u32_item(rest, 0) as usize, u32_item(rest, 1) as usize, u32_item(rest, 2));
-    let rest = rest.get(12..)?;
+    let s = u32_item(rest, 3) as usize;
+    let rest = rest.get(16..)?;
     let r_len = r.checked_mul(Residual::LEN)?;
     let l_len = l.checked_mul(LogRecord::LEN)?;
-    let nats = rest.get(r_len.checked_add(l_len)?..)?;
+    let s_len = s.checked_mul(StringSpec::LEN)?;
+    let nats = rest.get(r_len.checked_add(l_len)?.checked_add(s_len)?..)?;
     if !nats.len().is_multiple_of(NatRecord::LEN) {
         return None;
     }
     let (residuals, rest) = rest.split_at(r_len);
-    let logs = rest.get(..l_len)?;
+    let (logs, rest) = rest.split_at(l_len);
+    let strings = rest.get(..s_len)?;
     if residual_of.chunks_exact(4).map(|w| u32_item(w, 0)).any(|x| x != NO_RESIDUAL && x as usize >= r) {
         return None;
     }
-    Some(Extras { residual_of, residuals, logs, nats, limit_count })
+    Some(Extras { residual_of, residuals, logs, nats, strings, limit_count })
 }
 
 /// "No matching rule yet" in the lookup.
@@ -456,6 +471,7 @@ impl<'a> Image<'a> {
             logs: extras.logs,
             limit_count: extras.limit_count,
             nats: extras.nats,
+            strings: extras.strings,
             tables_hash: header.tables_hash,
             total_len: total,
         })
@@ -677,6 +693,17 @@ impl<'a> Image<'a> {
     pub fn connlimit_rules(&self) -> usize {
         let slots = self.residuals.chunks_exact(Residual::LEN).filter_map(Residual::decode);
         slots.filter_map(|r| r.connlimit).map(|c| usize::from(c.slot) + 1).max().unwrap_or(0)
+    }
+
+    /// Whether some rule has `-m string` (searches the packet's bytes).
+    pub fn has_strings(&self) -> bool {
+        !self.strings.is_empty()
+    }
+
+    /// `-m string` record `n`, if the image has it.
+    pub fn string_spec(&self, n: u16) -> Option<StringSpec> {
+        let at = usize::from(n).checked_mul(StringSpec::LEN)?;
+        StringSpec::decode(self.strings.get(at..)?)
     }
 
     /// Log record `n` (`LOG`/`NFLOG` targets), if the image has it.

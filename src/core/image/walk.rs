@@ -87,7 +87,8 @@ impl<'a> Image<'a> {
         Verdict { action: Action::Drop, rule: None, log: false }
     }
 
-    /// Whether rule `rule`'s stateful matches hold now: its `-m recent`
+    /// Whether rule `rule`'s packet and stateful matches hold now: its
+    /// `-m string` (on [`super::Lookup::packet`]), its `-m recent`
     /// (changing its table as the command says), then its `-m limit`
     /// (spending a token when it has room; no bucket for it: room), then its
     /// `-m connlimit` (counting the packet's connection). They are the
@@ -97,6 +98,14 @@ impl<'a> Image<'a> {
             return true;
         }
         let Some(r) = self.residual(rule) else { return true };
+        // `-m string` first: it reads the packet and changes nothing, and
+        // the stateful matches are the rule's last.
+        if let Some(n) = r.string {
+            // A record the image lacks (a hand-made image): the match fails.
+            if !self.string_spec(n).is_some_and(|s| s.holds(lookup.packet)) {
+                return false;
+            }
+        }
         let now = lookup.now_ms;
         if let Some(rc) = r.recent {
             let hit = match lookup.recent.as_deref_mut() {

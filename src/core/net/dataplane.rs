@@ -19,6 +19,9 @@ use crate::flow::{Chain, CtState, IfIndex, PacketKey, Verdict};
 use crate::image::format::{LogRecord, NatRecord};
 use crate::image::{HashlimitTables, LimitBucket, Lookup, RecentTables};
 
+/// Longest IPv4 datagram (the total length field's bound).
+pub const MAX_DATAGRAM: usize = 65_535;
+
 /// Connection-table entries examined for expiry per handled frame.
 pub const SWEEP_PER_FRAME: usize = 2;
 /// Connection-table entries examined for expiry per `poll`.
@@ -41,6 +44,12 @@ pub trait Classifier {
     /// Whether some rule reads the residual key fields
     /// ([`crate::flow::KeyExtra`]); when not, the data path skips them.
     fn wants_extra(&self) -> bool {
+        true
+    }
+
+    /// Whether some rule searches the packet's bytes (`-m string`): then a
+    /// fragmented datagram is copied whole for the rules to search.
+    fn searches_packets(&self) -> bool {
         true
     }
 
@@ -184,6 +193,12 @@ pub struct Dataplane {
     pub(super) scratch: [u8; MAX_REPLY_LEN],
     /// Where the segments and fragments of a split packet are built.
     pub(super) split: SplitScratch,
+    /// A fragmented datagram copied whole (IP header on), for `-m string`
+    /// while its rules run ([`MAX_DATAGRAM`] bytes, allocated at start).
+    pub(super) whole: Vec<u8>,
+    /// The copy's length and the address of the first fragment's frame
+    /// it stands for (`run_chain` uses it for that frame only; 0: none).
+    pub(super) whole_of: (usize, usize),
     /// Each interface's wire peer, if it is a bump-in-the-wire side (wire.rs).
     pub(super) wires: Vec<Option<IfIndex>>,
     /// The connection state of the packet judged last (for the RST that
@@ -251,6 +266,8 @@ impl Dataplane {
             routes,
             scratch: [0; MAX_REPLY_LEN],
             split: SplitScratch::new(),
+            whole: alloc::vec![0; MAX_DATAGRAM],
+            whole_of: (0, 0),
             wires: Vec::new(),
             last_state: CtState::Invalid,
         })

@@ -70,12 +70,16 @@ impl Dataplane {
             Err(reason) => return Disposition::Drop(reason),
         };
         let mut pool = self.fragments.take_pool();
+        if classifier.searches_packets() {
+            self.whole_of = self.copy_whole(&done, &pool);
+        }
         let judged = match wire {
             Some(peer) => {
                 self.judge_wire_datagram(now_ms, &done, &mut pool, peer, classifier, out).map(|()| Egress::Wire(peer))
             }
             None => self.judge_datagram(now_ms, &done, &mut pool, classifier, out).map(|(h, r)| Egress::Routed(h, r)),
         };
+        self.whole_of = (0, 0);
         let disposition = match judged {
             Ok(Egress::Routed(hop_ttl, rewrite)) => {
                 self.send_held(now_ms, &done, &mut pool, (hop_ttl, rewrite), out);
@@ -306,6 +310,37 @@ impl Dataplane {
             }
         }
         filled
+    }
+
+    /// Copies a whole datagram into [`Dataplane::whole`] as Linux's
+    /// `ip_frag_reasm` leaves it for the rules: the first fragment's header
+    /// (total length the datagram's, no fragment offset or MF), then every
+    /// fragment's payload in offset order. Returns its length (0 when it
+    /// does not fit) and the address of the first fragment's frame in `pool`.
+    fn copy_whole(&mut self, done: &Complete, pool: &[u8]) -> (usize, usize) {
+        let Some(first) = self.fragments.held(done.head) else { return (0, 0) };
+        let at = pool.get(first.range.clone()).map_or(0, |f| f.as_ptr() as usize);
+        let mut filled = 0;
+        let mut next = Some(done.head);
+        while let Some(held) = next.and_then(|slot| self.fragments.held(slot)) {
+            next = held.next;
+            let Some(packet) = pool.get(held.range).and_then(|f| f.get(ETHERNET_HEADER_LEN..)) else { return (0, 0) };
+            let Ok(meta) = parse_ipv4(packet) else { return (0, 0) };
+            let from = if filled == 0 { 0 } else { meta.header_len };
+            let part = packet.get(from..meta.total_len).unwrap_or(&[]);
+            let Some(to) = self.whole.get_mut(filled..filled + part.len()) else { return (0, 0) };
+            to.copy_from_slice(part);
+            filled += part.len();
+        }
+        let total = (filled as u16).to_be_bytes();
+        if let Some(len) = self.whole.get_mut(2..4) {
+            len.copy_from_slice(&total);
+        }
+        if let Some(flags) = self.whole.get_mut(6..8) {
+            let df = flags.first().copied().unwrap_or(0) & 0x40;
+            flags.copy_from_slice(&[df, 0]);
+        }
+        (filled, at)
     }
 
     /// Counts the held fragments of a refused datagram, but the current

@@ -700,10 +700,20 @@ impl Dataplane {
         if classifier.wants_extra() {
             key.extra = self.key_extra(seen);
         }
+        // What `-m string` searches: the IP packet as the frame holds it
+        // (from its header to its total length).
+        // (A fragmented datagram's rules get its first fragment's frame:
+        // they search the datagram copied whole, `whole_of`.)
+        let ip_end = ETHERNET_HEADER_LEN.saturating_add(seen.meta.total_len);
+        let packet = match self.whole_of {
+            (len, at) if len > 0 && at == frame.as_ptr() as usize => self.whole.get(..len).unwrap_or(&[]),
+            _ => frame.get(ETHERNET_HEADER_LEN..ip_end).or_else(|| frame.get(ETHERNET_HEADER_LEN..)).unwrap_or(&[]),
+        };
         let mut lookup = Lookup::new(now_ms, &mut self.limits)
             .with_recent(&mut self.recent)
             .with_hashlimit(&mut self.hashlimit)
-            .with_connlimit(self.conntrack.connlimit_mut());
+            .with_connlimit(self.conntrack.connlimit_mut())
+            .with_packet(packet);
         let verdict = classifier.classify_with(chain, &key, &mut lookup);
         let marks = lookup.marks;
         for &rule in lookup.logged() {
