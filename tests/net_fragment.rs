@@ -19,19 +19,6 @@ fn datagram(src: u32, ident: u16) -> Vec<u8> {
     udp
 }
 
-/// Payload bytes `[start, end)` of `whole` as a fragment (MF `more`).
-fn piece(whole: &[u8], start: usize, end: usize, more: bool) -> Vec<u8> {
-    let mut frame = whole[..ETH_LEN + 20].to_vec();
-    frame.extend_from_slice(&whole[ETH_LEN + 20 + start..ETH_LEN + 20 + end]);
-    let len = frame.len() - ETH_LEN;
-    let mut packet = smoltcp::wire::Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]);
-    packet.set_total_len(len as u16);
-    packet.set_frag_offset(start as u16);
-    packet.set_more_frags(more);
-    packet.fill_checksum();
-    frame
-}
-
 /// The datagram's three fragments, in offset order.
 fn train(whole: &[u8]) -> [Vec<u8>; 3] {
     [piece(whole, 0, 800, true), piece(whole, 800, 1600, true), piece(whole, 1600, 2000, false)]

@@ -75,18 +75,7 @@ fn a_fragmented_datagram_is_searched_whole() {
     let mut payload = vec![b'.'; 40];
     payload[5..11].copy_from_slice(b"NEEDLE");
     let whole = udp_with(&payload);
-    let piece = |start: usize, end: usize, more: bool| {
-        let mut frame = whole[..ETH_LEN + 20].to_vec();
-        frame.extend_from_slice(&whole[ETH_LEN + 20 + start..ETH_LEN + 20 + end]);
-        let len = frame.len() - ETH_LEN;
-        let mut packet = smoltcp::wire::Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]);
-        packet.set_total_len(len as u16);
-        packet.set_frag_offset(start as u16);
-        packet.set_more_frags(more);
-        packet.fill_checksum();
-        frame
-    };
-    let train = [piece(0, 16, true), piece(16, 48, false)];
+    let train = [piece(&whole, 0, 16, true), piece(&whole, 16, 48, false)];
     let dropped = vec![Disposition::Queued, Disposition::Drop(DropReason::RuleDrop)];
     assert_eq!(send_counting(&image, &train), (dropped, 0), "dropped whole");
     // The same train without the pattern leaves, both fragments.

@@ -276,6 +276,20 @@ pub fn fragment_of(frame: &[u8], offset: u16, more: bool, payload_len: usize) ->
     out
 }
 
+/// Payload bytes `[start, end)` of `whole` as a fragment at offset `start`
+/// (MF `more`), header copied from `whole`.
+pub fn piece(whole: &[u8], start: usize, end: usize, more: bool) -> Vec<u8> {
+    let mut frame = whole[..ETH_LEN + 20].to_vec();
+    frame.extend_from_slice(&whole[ETH_LEN + 20 + start..ETH_LEN + 20 + end]);
+    let len = frame.len() - ETH_LEN;
+    let mut packet = Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]);
+    packet.set_total_len(len as u16);
+    packet.set_frag_offset(start as u16);
+    packet.set_more_frags(more);
+    packet.fill_checksum();
+    frame
+}
+
 /// `frame` with IP `options` (padded to a multiple of 4 with END) after
 /// its 20-byte header: IHL, total length and checksum fixed.
 pub fn with_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
