@@ -338,9 +338,30 @@ fn firewall_of<'a>(
     plan: &[InterfacePlan],
     now_us: u64,
 ) -> Firewall<'a, FakeDevice> {
+    firewall_set(devices, image, plan, now_us, settings())
+}
+
+/// The settings of these tests: no reports, no profile, the firewall path.
+fn settings() -> Settings {
+    Settings {
+        report_seconds: 0,
+        hash_seed: 7,
+        rules_compiled_at: 1_700_000_000,
+        conntrack_budget: usize::MAX,
+        profile: None,
+        bounce: false,
+    }
+}
+
+/// The firewall on `devices` with `settings`.
+fn firewall_set<'a>(
+    devices: Vec<FakeDevice>,
+    image: &'a [u8],
+    plan: &[InterfacePlan],
+    now_us: u64,
+    settings: Settings,
+) -> Firewall<'a, FakeDevice> {
     let image = Image::from_bytes(image).expect("valid image");
-    let settings =
-        Settings { report_seconds: 0, hash_seed: 7, rules_compiled_at: 1_700_000_000, conntrack_budget: usize::MAX };
     Firewall::new(devices, plan, image, settings, now_us).expect("configuration accepted")
 }
 
@@ -434,6 +455,78 @@ fn a_frame_waits_for_arp_then_the_next_one_is_forwarded_without_a_copy() {
     fw.poll_once(4_000);
     assert_eq!(receive_buffers_accounted(fw.nics_mut(), 0), RECEIVE_BUFFERS_SMALL);
     assert_eq!(dev(fw.nics_mut(), 0).posted.len(), RECEIVE_BUFFERS_SMALL);
+}
+
+#[test]
+fn the_bounce_path_crosses_frames_unfiltered_once_it_knows_both_peers() {
+    // FORWARD drops everything; the bounce path does not look.
+    let rules = "interface eth0 10.1.0.1/24\ninterface eth1 10.2.0.1/24\npolicy forward drop\n";
+    let image = compiled(rules);
+    let plan = lab_plan(&image);
+    let mut fw = firewall_set(lab_devices(PLAIN), &image, &plan, 0, Settings { bounce: true, ..settings() });
+    // The receiver's MAC is not known yet: the firewall path (dropped).
+    dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    fw.poll_once(1_000);
+    assert!(dev(fw.nics_mut(), 1).take_sent().is_empty());
+    // A frame from the receiver's side teaches its MAC and crosses.
+    let mut back = udp_frame(RECEIVER, SENDER, 2000, 1000, 50);
+    back[..6].copy_from_slice(&FW1_MAC);
+    back[6..12].copy_from_slice(&RECEIVER_MAC);
+    dev(fw.nics_mut(), 1).inject(&back);
+    fw.poll_once(2_000);
+    let crossed = dev(fw.nics_mut(), 0).take_sent();
+    assert_eq!(crossed.len(), 1);
+    assert_eq!((&crossed[0][..6], &crossed[0][6..12]), (&SENDER_MAC[..], &FW0_MAC[..]));
+    dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    fw.poll_once(3_000);
+    let crossed = dev(fw.nics_mut(), 1).take_sent();
+    assert_eq!(crossed.len(), 1);
+    assert_eq!(&crossed[0][..6], &RECEIVER_MAC[..]);
+    let ip = Ipv4Packet::new_checked(&crossed[0][ETH_LEN..]).expect("IPv4");
+    assert_eq!(ip.hop_limit(), 64, "the bounce path leaves the TTL alone");
+    let counters = fw.dataplane().counters();
+    assert_eq!((counters.interfaces[0].received, counters.interfaces[0].total_drops()), (2, 1));
+    assert_eq!(counters.interfaces[1].forwarded_out, 1);
+    // A ping to the firewall still goes to its own stack.
+    dev(fw.nics_mut(), 0).inject(&echo_frame(SENDER, FW0, true, 7, 1, 64));
+    fw.poll_once(4_000);
+    assert_eq!(fw.dataplane().counters().interfaces[0].local, 1);
+    assert!(dev(fw.nics_mut(), 1).take_sent().is_empty());
+}
+
+#[test]
+fn the_profile_reports_where_each_frames_time_went() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static TICKS: AtomicU64 = AtomicU64::new(0);
+    fn ticking() -> u64 {
+        TICKS.fetch_add(1000, Ordering::Relaxed)
+    }
+    let image = compiled(RULES);
+    let clock = unifw_core::profile::Clock { read: ticking, khz: 1_000_000 };
+    let mut fw =
+        firewall_set(lab_devices(PLAIN), &image, &lab_plan(&image), 0, Settings { profile: Some(clock), ..settings() });
+    // The receiver's MAC first (the first frame waits for it).
+    dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    fw.poll_once(1_000);
+    dev(fw.nics_mut(), 1).inject(&arp_frame(ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1));
+    fw.poll_once(2_000);
+    assert_eq!(dev(fw.nics_mut(), 1).take_sent().len(), 2, "the ARP request and the frame");
+    fw.profile_mut().take_line(2);
+    for at in 3..=5 {
+        dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+        fw.poll_once(at * 1_000);
+    }
+    assert_eq!(dev(fw.nics_mut(), 1).take_sent().len(), 3);
+    let line = fw.profile_mut().take_line(3).expect("a line");
+    for step in ["receive", "parse and checks", "conntrack", "lookup", "rewrite", "stack", "flush"] {
+        let ns: f64 = line
+            .split(&format!(" {step} "))
+            .nth(1)
+            .and_then(|rest| rest.split([' ', ';']).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{step} in {line}"));
+        assert!(ns >= 1000.0, "{step}: {ns} ns in {line}");
+    }
 }
 
 #[test]

@@ -30,7 +30,7 @@ Also here, once each: the Debian packages the lab needs (`PACKAGES`,
 scripts/run, scripts/test (lab_tests.py), scripts/launch-time and
 scripts/bench-forward. As a command, for .ci/run:
 
-    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench, images, deploy,
+    lab.py install-deps [--update] [GROUP...]   GROUP: run, test, bench, perf, images, deploy,
                                                 linux-vm, bench-all (default all)
 """
 
@@ -94,6 +94,8 @@ PACKAGES = {
     "sockperf": ("sockperf",),
     "hping3": ("hping3",),
     "/usr/lib/python3/dist-packages/matplotlib": ("python3-matplotlib",),
+    # scripts/bench-forward --breakdown samples QEMU.
+    "perf": ("linux-perf",),
 }
 _RUN = ("qemu-system-x86_64", QBOOT, "ip", "ping", "python3")
 # scripts/build-images: GRUB for BIOS and UEFI, its image tools, qemu-img.
@@ -107,6 +109,7 @@ GROUPS = {
     "images": _IMAGES,
     "deploy": ("yanglint", "/usr/lib/python3.11/ensurepip"),
     "linux-vm": ("/usr/bin/busybox", "iptables-restore"),
+    "perf": ("perf",),
     "bench-all": _RUN + ("iperf3", "iptables-restore", "/usr/bin/busybox", "sockperf", "hping3",
                          "/usr/lib/python3/dist-packages/matplotlib"),
 }

@@ -16,6 +16,8 @@
 //! | `unifw.panic=reset` | after a panic: `halt` (default) or `reset` |
 //! | `unifw.offload=off` | do not negotiate virtio-net checksum/TSO offloads (default `on`) |
 //! | `unifw.busypoll=500` | microseconds of busy polling after the last frame before sleeping (default 500) |
+//! | `unifw.path=bounce` | benchmark the platform: frames through the firewall cross eth0 <-> eth1 unfiltered, MACs rewritten only (default `firewall`; never in service) |
+//! | `unifw.profile=on` | time each step of the work on frames and print ns per frame with each counter report (default `off`) |
 //! | `unifw.stats=10` | report counters on the console every 10 s when they changed (default 60; 0 = never) |
 //!
 //! A bad value is reported and, for an interface, leaves that NIC down.
@@ -102,6 +104,10 @@ pub struct Options {
     pub stats_seconds: Option<u32>,
     /// Microseconds of busy polling before sleeping, when given.
     pub busy_poll_us: Option<u32>,
+    /// Whether to profile the work on frames, when given.
+    pub profile: Option<bool>,
+    /// `unifw.path=bounce` (true) or `firewall`, when given.
+    pub bounce: Option<bool>,
     /// virtio-mmio transports, in command-line order.
     pub mmio_devices: Vec<MmioDevice>,
 }
@@ -169,11 +175,13 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
                 _ => return Err("expected halt or reset"),
             })
         }
-        "offload" => {
-            options.offload = Some(match value {
-                "on" => true,
-                "off" => false,
-                _ => return Err("expected on or off"),
+        "offload" => options.offload = Some(parse_on_off(value)?),
+        "profile" => options.profile = Some(parse_on_off(value)?),
+        "path" => {
+            options.bounce = Some(match value {
+                "firewall" => false,
+                "bounce" => true,
+                _ => return Err("expected firewall or bounce"),
             })
         }
         "stats" => {
@@ -184,9 +192,17 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
             let us = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
             options.busy_poll_us = Some(us.ok_or("expected microseconds")?);
         }
-        _ => return Err("unknown unifw option (eth0..eth7, log, panic, offload, stats, busypoll)"),
+        _ => return Err("unknown unifw option (eth0..eth7, log, panic, offload, path, profile, stats, busypoll)"),
     }
     Ok(())
+}
+
+fn parse_on_off(value: &str) -> Result<bool, &'static str> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("expected on or off"),
+    }
 }
 
 fn parse_interface(value: &str) -> Result<IfOverride, &'static str> {
@@ -302,6 +318,8 @@ mod tests {
         assert_eq!(o.log_level, Some(LogLevel::Debug));
         assert_eq!(o.panic_reset, Some(true));
         assert_eq!(o.offload, Some(false));
+        let (o, e) = parse_all("unifw.profile=on unifw.profile=yes unifw.path=bounce unifw.path=none");
+        assert_eq!((o.profile, o.bounce, e.len()), (Some(true), Some(true), 2));
         let (o, e) = parse_all("unifw.stats=5 unifw.stats=x unifw.busypoll=20000 unifw.busypoll=-1");
         assert_eq!((o.stats_seconds, o.busy_poll_us, e.len()), (Some(5), Some(20000), 2));
     }

@@ -18,4 +18,5 @@ pub mod firewall;
 pub mod flow;
 pub mod image;
 pub mod net;
+pub mod profile;
 pub mod virtio_net;

@@ -84,6 +84,8 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
         hash_seed: arch::cpu::random_seed(),
         rules_compiled_at: config::RULES_COMPILED_AT.parse().unwrap_or(0),
         conntrack_budget: heap::stats().1.saturating_sub(HEAP_RESERVE),
+        bounce: options.bounce.unwrap_or(false),
+        profile: options.profile.unwrap_or(false).then_some(unifw_core::profile::Clock { read: arch::cpu::rdtsc, khz }),
     };
     let mut firewall = match unifw_core::firewall::Firewall::new(drivers, &plan, image, settings, clock::now_us()) {
         Ok(firewall) => firewall,

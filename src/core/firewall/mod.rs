@@ -23,6 +23,7 @@
 //!
 //! [`Counters`]: crate::net::Counters
 
+mod bounce;
 pub mod dhcp;
 pub mod exposition;
 pub mod metrics;
@@ -47,7 +48,9 @@ use crate::net::mtu::clamp_mtu;
 use crate::net::{
     Classifier, ConfigError, Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig, Offload,
 };
+use crate::profile::{Profile, Step};
 use crate::virtio_net;
+use bounce::Bounce;
 pub use metrics::MetricsServer;
 pub use nics::{Buffer, Home, NetDevice, NicSet};
 pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
@@ -108,6 +111,11 @@ pub struct Settings {
     /// Bytes the connection table may take (the kernel: its free heap less
     /// a reserve); a smaller table than `conntrack max` is said on the console.
     pub conntrack_budget: usize,
+    /// The cycle counter for `unifw.profile=on` (None: no profile).
+    pub profile: Option<crate::profile::Clock>,
+    /// `unifw.path=bounce`: frames through the firewall cross unfiltered
+    /// (bounce.rs; a measure of the platform, never a firewall).
+    pub bounce: bool,
 }
 
 /// All NICs, the packet path and the firewall's own stacks.
@@ -123,6 +131,10 @@ pub struct Firewall<'a, D: NetDevice> {
     next_report_ms: u64,
     report_ms: u64,
     reported: u64,
+    /// Frames received at the last profile line.
+    profiled: u64,
+    /// `unifw.path=bounce`'s peers, when on.
+    bounce: Option<Bounce>,
     wakeups: Wakeups,
 }
 
@@ -173,6 +185,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         config.conntrack_budget =
             crate::image::ConnLimits::budget(config.conntrack_budget, per_flow, image.connlimit_rules());
         let mut dataplane = Dataplane::new(config)?;
+        dataplane.set_profile(Profile::new(settings.profile));
         image.init_limits(dataplane.rule_limits_mut(), now_us / 1000);
         dataplane.set_recent_tables(image.recent_tables());
         dataplane.set_hashlimit_tables(image.hashlimit_tables(settings.hash_seed, now_us / 1000));
@@ -216,6 +229,13 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             })
             .collect();
         let report_ms = u64::from(settings.report_seconds) * 1000;
+        let macs = dataplane.interfaces().iter().map(|i| i.mac).collect();
+        if settings.bounce {
+            log::warn!(
+                "unifw.path=bounce: frames through the firewall cross between eth0 and eth1 UNFILTERED \
+                 (a benchmark of the platform, not a firewall)"
+            );
+        }
         let mut firewall = Firewall {
             names,
             mtus,
@@ -227,6 +247,8 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             next_report_ms: now_ms + report_ms,
             report_ms,
             reported: 0,
+            profiled: 0,
+            bounce: settings.bounce.then(|| Bounce::new(macs)),
             wakeups: Wakeups::default(),
         };
         firewall.share_addresses();
@@ -249,6 +271,11 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         &self.dataplane
     }
 
+    /// The profile of the work on frames (`unifw.profile=on`).
+    pub fn profile_mut(&mut self) -> &mut Profile {
+        self.dataplane.profile_mut()
+    }
+
     /// Whether NIC `index` has a stack (is up).
     pub fn is_up(&self, index: usize) -> bool {
         self.stacks.get(index).is_some_and(Option::is_some)
@@ -266,23 +293,35 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let now_ms = now_us / 1000;
         let timestamp = Instant::from_micros(now_us as i64);
         let mut work = false;
+        let poll_started = self.dataplane.profile_mut().start();
         for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
+                let started = self.dataplane.profile_mut().start();
                 let Some((buffer, frame)) = self.nics.receive(index) else {
                     break;
                 };
+                self.dataplane.profile_mut().stop(Step::Receive, started);
                 work = true;
                 self.handle_frame(index, buffer, frame, now_ms, timestamp);
             }
         }
+        let started = self.dataplane.profile_mut().start();
         for index in 0..self.nics.len() {
             work |= self.poll_stack(index, now_ms, timestamp);
         }
+        self.dataplane.profile_mut().stop(Step::Stack, started);
         // Frames queued above leave before any housekeeping runs.
+        let started = self.dataplane.profile_mut().start();
         self.nics.reclaim_and_flush();
+        self.dataplane.profile_mut().stop(Step::Flush, started);
         if now_ms >= self.next_housekeeping_ms {
+            let started = self.dataplane.profile_mut().start();
             self.housekeeping(now_ms);
             self.nics.reclaim_and_flush();
+            self.dataplane.profile_mut().stop(Step::Housekeeping, started);
+        }
+        if !work {
+            self.dataplane.profile_mut().stop(Step::EmptyPoll, poll_started);
         }
         work
     }
@@ -305,9 +344,29 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             self.nics.recycle(buffer);
             return;
         };
-        match self.dataplane.handle_offloaded_frame(now_ms, in_if, bytes, offload, &self.image, &mut self.nics) {
+        if let Some(bounce) = self.bounce.as_mut() {
+            let len = bytes.len();
+            let interfaces = self.dataplane.interfaces();
+            let own = |addr: u32| interfaces.iter().any(|i| i.ip() == Some(addr));
+            if let Some(out) = bounce.bounce(index, bytes, own) {
+                let sent = self.nics.forward(out, buffer, len);
+                let counters = self.dataplane.counters_mut();
+                if let Some(out_counters) = counters.interface_mut(out as IfIndex) {
+                    out_counters.forwarded_out += 1;
+                }
+                counters.count_transmit(in_if, out as IfIndex, len, sent);
+                return;
+            }
+        }
+        let started = self.dataplane.profile_mut().start();
+        let disposition =
+            self.dataplane.handle_offloaded_frame(now_ms, in_if, bytes, offload, &self.image, &mut self.nics);
+        self.dataplane.profile_mut().stop(Step::Path, started);
+        match disposition {
             Disposition::Forward { out_if, len } => {
+                let started = self.dataplane.profile_mut().start();
                 let sent = self.nics.forward(usize::from(out_if), buffer, len);
+                self.dataplane.profile_mut().stop(Step::Enqueue, started);
                 self.dataplane.counters_mut().count_transmit(in_if, out_if, len, sent);
             }
             Disposition::Local => {
@@ -455,6 +514,12 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             neighbours_pending: neighbours.pending(),
         };
         for line in report::lines(&self.names, counters, flows, self.wakeups, total != self.reported) {
+            log::info!("{line}");
+        }
+        let received: u64 = counters.interfaces.iter().map(|c| c.received).sum();
+        let since = received.wrapping_sub(self.profiled);
+        self.profiled = received;
+        if let Some(line) = self.dataplane.profile_mut().take_line(since) {
             log::info!("{line}");
         }
         self.reported = total;

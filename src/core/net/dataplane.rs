@@ -18,6 +18,7 @@ use super::token_bucket::TokenBucket;
 use crate::flow::{Chain, CtState, IfIndex, PacketKey, Verdict};
 use crate::image::format::{LogRecord, NatRecord};
 use crate::image::{HashlimitTables, LimitBucket, Lookup, RecentTables};
+use crate::profile::Profile;
 
 /// Longest IPv4 datagram (the total length field's bound).
 pub const MAX_DATAGRAM: usize = 65_535;
@@ -204,6 +205,8 @@ pub struct Dataplane {
     /// The connection state of the packet judged last (for the RST that
     /// answers it: Linux attaches it to the packet's connection).
     pub(super) last_state: CtState,
+    /// Cycles per step, with `unifw.profile=on` (profile.rs).
+    pub(super) profile: Profile,
 }
 
 impl Dataplane {
@@ -270,6 +273,7 @@ impl Dataplane {
             whole_of: (0, 0),
             wires: Vec::new(),
             last_state: CtState::Invalid,
+            profile: Profile::default(),
         })
     }
 
@@ -401,6 +405,16 @@ impl Dataplane {
     /// sees (frames received, sent, and transmit failures).
     pub fn counters_mut(&mut self) -> &mut Counters {
         &mut self.counters
+    }
+
+    /// Where the time goes, step by step (off unless [`Self::set_profile`]).
+    pub fn profile_mut(&mut self) -> &mut Profile {
+        &mut self.profile
+    }
+
+    /// Profiles the packet path (and whoever records into it) with `profile`.
+    pub fn set_profile(&mut self, profile: Profile) {
+        self.profile = profile;
     }
 
     /// The static routes left out because their gateway is on no

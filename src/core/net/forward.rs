@@ -34,6 +34,7 @@ use crate::flow::{
 };
 use crate::image::format::ct_tuple::CtTuples;
 use crate::image::{HotDrop, Lookup, Marks};
+use crate::profile::Step;
 
 /// The received frame and what is known about it.
 pub(super) struct Packet<'f> {
@@ -346,7 +347,12 @@ impl Dataplane {
                 self.conntrack.untracked();
                 Tracked::of(CtState::Untracked)
             }
-            Ok(false) => self.conntrack.track(&packet.meta, now_ms),
+            Ok(false) => {
+                let started = self.profile.start();
+                let tracked = self.conntrack.track(&packet.meta, now_ms);
+                self.profile.stop(Step::Conntrack, started);
+                tracked
+            }
             Err(_) => return Err(DropReason::RuleDrop),
         };
         self.last_state = tracked.state;
@@ -404,7 +410,10 @@ impl Dataplane {
                 return Disposition::Drop(reason);
             }
         }
-        if self.conntrack.confirm(&tracked, now_ms).is_err() {
+        let started = self.profile.start();
+        let confirmed = self.conntrack.confirm(&tracked, now_ms);
+        self.profile.stop(Step::Conntrack, started);
+        if confirmed.is_err() {
             return Disposition::Drop(DropReason::ConntrackFull);
         }
         if nat {
@@ -412,7 +421,10 @@ impl Dataplane {
                 return Disposition::Drop(reason);
             }
         }
-        self.transmit(now_ms, packet, hop, out)
+        let started = self.profile.start();
+        let disposition = self.transmit(now_ms, packet, hop, out);
+        self.profile.stop(Step::Rewrite, started);
+        disposition
     }
 
     /// Conntrack + rules for a packet with a transport header. `Ok` when
@@ -714,7 +726,9 @@ impl Dataplane {
             .with_hashlimit(&mut self.hashlimit)
             .with_connlimit(self.conntrack.connlimit_mut())
             .with_packet(packet);
+        let started = self.profile.start();
         let verdict = classifier.classify_with(chain, &key, &mut lookup);
+        self.profile.stop(Step::Lookup, started);
         let marks = lookup.marks;
         for &rule in lookup.logged() {
             let record = classifier.log_record(rule).unwrap_or_default();
