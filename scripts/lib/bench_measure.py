@@ -42,6 +42,8 @@ class Measure:
         self.cap = cap
         self.quick = quick
         self.step_s = 1 if quick else max(seconds // 4, 2)
+        # Bisection steps after the ladder (each halves the gap, in log scale).
+        self.bisect = 3
         self.dir = Path(out_dir)
         self.servers = []
 
@@ -123,8 +125,9 @@ class Measure:
 
     def search(self, tag, low, high, length, max_loss, quick=None):
         """The highest offered rate (bits/s) in [LOW, HIGH] that passes
-        udp_step: a x4 ladder from LOW, then three geometric bisection
-        steps (RFC 2544's binary search, coarse). (rate, end report), or
+        udp_step: a x4 ladder from LOW, then `self.bisect` (3) geometric
+        bisection steps (RFC 2544's binary search; 3 leaves it within 19%
+        of the true rate, 6 within 2.2%). (rate, end report), or
         (0, None) if even LOW fails. QUICK (default self.quick): the ladder
         starts at 64 x LOW (from LOW again if that fails) and stops there."""
         quick = self.quick if quick is None else quick
@@ -139,7 +142,7 @@ class Measure:
             # The quick ladder started too high: from the true low.
             return self.search(tag, low, bad, length, max_loss, quick=False)
         if bad is not None and good > 0 and not quick:
-            for _ in range(3):
+            for _ in range(self.bisect):
                 middle = int(math.sqrt(good * bad))
                 if not good < middle < bad:
                     break

@@ -253,8 +253,9 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
         raise LabError(f"unknown machine {machine} ({', '.join(MACHINES)})")
     if firmware not in ("bios", "uefi") or (firmware == "uefi" and (disk is None or vars_file is None)):
         raise LabError(f"firmware {firmware}: bios, or uefi with a disk and a variable store")
-    command = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-               "-m", memory or os.environ.get("UNIFW_MEM", "128M")]
+    # Named threads ("CPU 0/TCG", "IO ...") for perf and top.
+    command = ["qemu-system-x86_64", "-name", "unifw,debug-threads=on", "-nodefaults", "-no-user-config",
+               "-display", "none", "-no-reboot", "-m", memory or os.environ.get("UNIFW_MEM", "128M")]
     command += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] if accel == "kvm" else ["-accel", "tcg"]
     firmware_boots = iso is not None or disk is not None
     if machine == "microvm":

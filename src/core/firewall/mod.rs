@@ -35,6 +35,7 @@ pub mod stack;
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
@@ -65,6 +66,9 @@ pub const RX_BUDGET: usize = 64;
 pub const HOUSEKEEPING_BUSY_MS: u64 = 100;
 /// At least this often while idle.
 pub const HOUSEKEEPING_IDLE_MS: u64 = 1_000;
+/// A stack with nothing due is still polled this often (microseconds): a
+/// bound on any wake-up its deadlines might not tell of.
+pub const STACK_POLL_MAX_US: u64 = 10_000;
 /// Counters are reported on the console this often by default, when they
 /// changed (`unifw.stats=SECONDS` sets it; 0 turns reports off).
 pub const REPORT_DEFAULT_SECONDS: u32 = 60;
@@ -131,10 +135,13 @@ pub struct Firewall<'a, D: NetDevice> {
     next_report_ms: u64,
     report_ms: u64,
     reported: u64,
-    /// Frames received at the last profile line.
-    profiled: u64,
     /// `unifw.path=bounce`'s peers, when on.
     bounce: Option<Bounce>,
+    /// When each NIC's stack is next due a poll (microseconds): its
+    /// timers' deadline, now after it took a frame, at most
+    /// [`STACK_POLL_MAX_US`] away. Not polling stacks with nothing to do
+    /// saves a busy pass most of its fixed cost.
+    stack_due_us: Vec<u64>,
     wakeups: Wakeups,
 }
 
@@ -230,6 +237,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             .collect();
         let report_ms = u64::from(settings.report_seconds) * 1000;
         let macs = dataplane.interfaces().iter().map(|i| i.mac).collect();
+        let nic_count = names.len();
         if settings.bounce {
             log::warn!(
                 "unifw.path=bounce: frames through the firewall cross between eth0 and eth1 UNFILTERED \
@@ -247,8 +255,8 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             next_report_ms: now_ms + report_ms,
             report_ms,
             reported: 0,
-            profiled: 0,
             bounce: settings.bounce.then(|| Bounce::new(macs)),
+            stack_due_us: vec![0; nic_count],
             wakeups: Wakeups::default(),
         };
         firewall.share_addresses();
@@ -293,7 +301,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let now_ms = now_us / 1000;
         let timestamp = Instant::from_micros(now_us as i64);
         let mut work = false;
-        let poll_started = self.dataplane.profile_mut().start();
+        let poll_started = self.dataplane.profile_mut().begin_pass();
         for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
                 let started = self.dataplane.profile_mut().start();
@@ -307,7 +315,9 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         }
         let started = self.dataplane.profile_mut().start();
         for index in 0..self.nics.len() {
-            work |= self.poll_stack(index, now_ms, timestamp);
+            if self.stack_due_us.get(index).is_some_and(|&due| now_us >= due) {
+                work |= self.poll_stack(index, now_ms, timestamp);
+            }
         }
         self.dataplane.profile_mut().stop(Step::Stack, started);
         // Frames queued above leave before any housekeeping runs.
@@ -349,7 +359,9 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             let interfaces = self.dataplane.interfaces();
             let own = |addr: u32| interfaces.iter().any(|i| i.ip() == Some(addr));
             if let Some(out) = bounce.bounce(index, bytes, own) {
+                let started = self.dataplane.profile_mut().start();
                 let sent = self.nics.forward(out, buffer, len);
+                self.dataplane.profile_mut().stop(Step::Enqueue, started);
                 let counters = self.dataplane.counters_mut();
                 if let Some(out_counters) = counters.interface_mut(out as IfIndex) {
                     out_counters.forwarded_out += 1;
@@ -379,6 +391,10 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                 drop(port);
                 // Now, while the DHCP client still holds this reply.
                 self.follow_stack(index, at);
+                // The rest (its metrics server) in this pass's stack poll.
+                if let Some(due) = self.stack_due_us.get_mut(index) {
+                    *due = 0;
+                }
             }
             Disposition::Queued | Disposition::Drop(_) => self.nics.recycle(buffer),
         }
@@ -399,6 +415,10 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             // What the metrics server queued leaves now.
             work = true;
             stack.poll(at, &mut StackPort::new((&mut self.nics, &mut self.dataplane, &self.image), index, now_ms));
+        }
+        let delay = stack.poll_delay(at).map_or(STACK_POLL_MAX_US, |d| d.min(STACK_POLL_MAX_US));
+        if let Some(due) = self.stack_due_us.get_mut(index) {
+            *due = uptime_us.saturating_add(delay);
         }
         self.follow_stack(index, at);
         work
@@ -516,10 +536,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         for line in report::lines(&self.names, counters, flows, self.wakeups, total != self.reported) {
             log::info!("{line}");
         }
-        let received: u64 = counters.interfaces.iter().map(|c| c.received).sum();
-        let since = received.wrapping_sub(self.profiled);
-        self.profiled = received;
-        if let Some(line) = self.dataplane.profile_mut().take_line(since) {
+        if let Some(line) = self.dataplane.profile_mut().take_line() {
             log::info!("{line}");
         }
         self.reported = total;
