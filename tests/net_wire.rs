@@ -168,19 +168,6 @@ fn pairs_are_checked() {
     assert_eq!((dp.wire_peer(0), dp.wire_peer(1), dp.wire_peer(2)), (Some(1), Some(0), None));
 }
 
-/// Payload bytes `[start, end)` of `whole` as a fragment (MF `more`).
-fn piece(whole: &[u8], start: usize, end: usize, more: bool) -> Vec<u8> {
-    let mut frame = whole[..ETH_LEN + 20].to_vec();
-    frame.extend_from_slice(&whole[ETH_LEN + 20 + start..ETH_LEN + 20 + end]);
-    let len = frame.len() - ETH_LEN;
-    let mut packet = Ipv4Packet::new_unchecked(&mut frame[ETH_LEN..]);
-    packet.set_total_len(len as u16);
-    packet.set_frag_offset(start as u16);
-    packet.set_more_frags(more);
-    packet.fill_checksum();
-    frame
-}
-
 #[test]
 fn fragments_are_held_judged_whole_and_sent_to_the_peer_unchanged() {
     let mut dp = wire_lab();

@@ -168,22 +168,10 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
     }
     match key {
         "log" => options.log_level = Some(parse_log_level(value)?),
-        "panic" => {
-            options.panic_reset = Some(match value {
-                "halt" => false,
-                "reset" => true,
-                _ => return Err("expected halt or reset"),
-            })
-        }
-        "offload" => options.offload = Some(parse_on_off(value)?),
-        "profile" => options.profile = Some(parse_on_off(value)?),
-        "path" => {
-            options.bounce = Some(match value {
-                "firewall" => false,
-                "bounce" => true,
-                _ => return Err("expected firewall or bounce"),
-            })
-        }
+        "panic" => options.panic_reset = Some(parse_choice(value, ("halt", "reset"), "expected halt or reset")?),
+        "offload" => options.offload = Some(parse_choice(value, ("off", "on"), "expected on or off")?),
+        "profile" => options.profile = Some(parse_choice(value, ("off", "on"), "expected on or off")?),
+        "path" => options.bounce = Some(parse_choice(value, ("firewall", "bounce"), "expected firewall or bounce")?),
         "stats" => {
             let seconds = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
             options.stats_seconds = Some(seconds.ok_or("expected a number of seconds")?);
@@ -197,11 +185,14 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn parse_on_off(value: &str) -> Result<bool, &'static str> {
-    match value {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err("expected on or off"),
+/// `no` (false) or `yes` (true) of the two words, else `error`.
+fn parse_choice(value: &str, (no, yes): (&str, &str), error: &'static str) -> Result<bool, &'static str> {
+    if value == no {
+        Ok(false)
+    } else if value == yes {
+        Ok(true)
+    } else {
+        Err(error)
     }
 }
 
