@@ -531,7 +531,8 @@ fn the_profile_reports_where_each_frames_time_went() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{step} in {line}"))
     };
-    let steps = ["receive", "parse and checks", "conntrack", "lookup", "rewrite", "enqueue", "stack", "flush"];
+    let steps =
+        ["receive", "parse and checks", "conntrack", "lookup", "rewrite", "enqueue", "stack", "reclaim", "notify"];
     let sum: f64 = steps.iter().map(|s| value(s)).sum();
     assert!(sum > 0.0 && (value("total") - sum).abs() <= steps.len() as f64, "{line}");
 }

@@ -653,6 +653,28 @@ def fw_basic(run):
     run.expect_no_console("PANIC|ERROR", "fw-basic: no errors on the console")
 
 
+def bounce_profile(run):
+    """`unifw.path=bounce` lets through what fw-basic.ipt drops (the
+    platform's limit is measured with it, never a firewall), with a
+    warning; `unifw.profile=on` logs where the frames' time went."""
+    print("lab: unifw.path=bounce and unifw.profile=on (tests/lab/fw-basic.ipt)")
+    run.image("tests/lab/fw-basic.ipt")
+    run.boot("bounce-profile", "microvm", lab.choose_accel(), "unifw.path=bounce unifw.profile=on unifw.stats=1")
+    s = run.lab.sender
+    if not (run.lab.ping(s, SENDER_FW, run.boot_deadline) and fw_serve(run)):
+        run.fail("bounce: firewall did not answer")
+        return
+    run.expect_console(r"unifw\.path=bounce: .*UNFILTERED", "bounce: the console warns it is no firewall")
+    # The first ping teaches the bounce path both peers' MACs.
+    expect_ping_through(run, s, RECEIVER_HOST, "bounce: sender pings the receiver")
+    expect_flow(run, s, "udp", RECEIVER_HOST, 5004, "ok", "bounce: udp 5004, dropped by fw-basic's rule, crosses")
+    # Enough frames that some of them fall in the passes the profile times.
+    run.lab.run(s, ["ping", "-c", "300", "-i", "0.002", "-q", RECEIVER_HOST])
+    run.expect_console(r"profile: \d+ frames timed, ns per frame: receive \d+ .* total \d+ ns",
+                       "profile: a line of ns per frame per step")
+    run.expect_no_console("PANIC|ERROR", "bounce: no errors on the console")
+
+
 def expect_reject_packets(run):
     """What the rejections look like on the wire (sniffed at the sender):
     the RST comes from the receiver's address and port, the ICMP error
@@ -826,6 +848,8 @@ TESTS = {
        for kind, (m, fw, ports, suffix) in DISK_BOOTS.items()},
     "fw-basic": Test("tests/lab/fw-basic.ipt: accept, drop, reject, TTL", fw_basic),
     "fw-stateful": Test("tests/lab/fw-stateful.ipt: ESTABLISHED,RELATED replies", fw_stateful),
+    "bounce-profile": Test("unifw.path=bounce crosses what the rules drop; unifw.profile=on logs ns per step",
+                           bounce_profile),
     "fw-diff": Test("tests/lab/fw-diff.ipt: 300 probes, unifw vs Linux iptables", fw_differential),
     "fw-random": Test("random iptables-save rulesets (ruleset_gen.py): probes, unifw vs Linux iptables",
                       lab_random.fw_random),

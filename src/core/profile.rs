@@ -35,8 +35,11 @@ pub enum Step {
     Enqueue,
     /// The firewall's own IP stacks and metrics servers, polled each pass.
     Stack,
-    /// Sent buffers back, receive queues refilled, devices notified.
-    Flush,
+    /// Sent buffers back, receive queues refilled.
+    Reclaim,
+    /// The devices told of new buffers (virtio notifications: MMIO or
+    /// port writes, which leave the guest).
+    Notify,
     /// Timers of the packet path (connection expiry, neighbours).
     Housekeeping,
     /// A pass of the main loop that found nothing to do.
@@ -46,7 +49,7 @@ pub enum Step {
 }
 
 /// Number of steps.
-pub const STEPS: usize = 11;
+pub const STEPS: usize = 12;
 
 const NAMES: [&str; STEPS] = [
     "receive",
@@ -56,7 +59,8 @@ const NAMES: [&str; STEPS] = [
     "rewrite",
     "enqueue",
     "stack",
-    "flush",
+    "reclaim",
+    "notify",
     "housekeeping",
     "empty poll",
     "clock",
@@ -168,7 +172,7 @@ impl Profile {
             line.push_str(&format!(" {name} {value:.0}"));
         }
         let empty = at(&calls, Step::EmptyPoll);
-        let busy = at(&calls, Step::Flush).saturating_sub(empty);
+        let busy = at(&calls, Step::Reclaim).saturating_sub(empty);
         line.push_str(&format!(
             "; total {total:.0} ns; {busy} busy passes ({:.1} frames each), {empty} empty; a clock read {} ns, taken out",
             frames as f64 / busy.max(1) as f64,
@@ -187,7 +191,8 @@ const STEP_ORDER: [Step; STEPS] = [
     Step::Rewrite,
     Step::Enqueue,
     Step::Stack,
-    Step::Flush,
+    Step::Reclaim,
+    Step::Notify,
     Step::Housekeeping,
     Step::EmptyPoll,
     Step::Clock,
@@ -230,7 +235,7 @@ mod tests {
                 profile.stop(Step::Path, path);
             }
             let flush = profile.start();
-            profile.stop(Step::Flush, flush);
+            profile.stop(Step::Reclaim, flush);
         }
         // Two passes were timed: four frames. The ticking clock's spans
         // hold nothing but clock reads, so every step is 0 once they are

@@ -322,8 +322,11 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         self.dataplane.profile_mut().stop(Step::Stack, started);
         // Frames queued above leave before any housekeeping runs.
         let started = self.dataplane.profile_mut().start();
-        self.nics.reclaim_and_flush();
-        self.dataplane.profile_mut().stop(Step::Flush, started);
+        self.nics.reclaim();
+        self.dataplane.profile_mut().stop(Step::Reclaim, started);
+        let started = self.dataplane.profile_mut().start();
+        self.nics.notify();
+        self.dataplane.profile_mut().stop(Step::Notify, started);
         if now_ms >= self.next_housekeeping_ms {
             let started = self.dataplane.profile_mut().start();
             self.housekeeping(now_ms);

@@ -404,6 +404,12 @@ impl<D: NetDevice> NicSet<D> {
     /// Returns every finished buffer home and tells the devices about
     /// everything queued since the last flush.
     pub fn reclaim_and_flush(&mut self) {
+        self.reclaim();
+        self.notify();
+    }
+
+    /// Returns every finished buffer home (receive queues refilled).
+    pub fn reclaim(&mut self) {
         for nic in self.nics.iter_mut().flatten() {
             reclaim_into(nic, &mut self.returned);
         }
@@ -414,6 +420,10 @@ impl<D: NetDevice> NicSet<D> {
             self.recycle(buffer);
         }
         self.returned = returned;
+    }
+
+    /// Tells the devices about everything queued since the last call.
+    pub fn notify(&mut self) {
         for nic in self.nics.iter_mut().flatten() {
             nic.device.flush();
         }
