@@ -495,6 +495,31 @@ fn the_bounce_path_crosses_frames_unfiltered_once_it_knows_both_peers() {
 }
 
 #[test]
+fn a_stack_is_polled_when_due_or_after_a_frame_for_it_not_on_every_pass() {
+    use unifw_core::firewall::STACK_POLL_MAX_US;
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    // The first pass polls every stack; with no timers (static addresses,
+    // no sockets) each is due again after the longest wait.
+    fw.poll_once(1_000);
+    assert_eq!(fw.stack_due_us(0), Some(1_000 + STACK_POLL_MAX_US));
+    // Forwarded frames do not poll the stacks: their due times stay.
+    dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    fw.poll_once(2_000);
+    assert_eq!(fw.stack_due_us(0), Some(1_000 + STACK_POLL_MAX_US));
+    assert_eq!(fw.stack_due_us(1), Some(1_000 + STACK_POLL_MAX_US));
+    // A frame for the firewall polls its NIC's stack in the same pass.
+    dev(fw.nics_mut(), 0).inject(&echo_frame(SENDER, FW0, true, 7, 1, 64));
+    fw.poll_once(3_000);
+    assert_eq!(fw.stack_due_us(0), Some(3_000 + STACK_POLL_MAX_US));
+    assert_eq!(fw.stack_due_us(1), Some(1_000 + STACK_POLL_MAX_US));
+    // Once due, a stack is polled with nothing received.
+    fw.poll_once(1_000 + STACK_POLL_MAX_US);
+    assert_eq!(fw.stack_due_us(1), Some(1_000 + 2 * STACK_POLL_MAX_US));
+    assert_eq!(fw.stack_due_us(0), Some(3_000 + STACK_POLL_MAX_US));
+}
+
+#[test]
 fn the_profile_reports_where_each_frames_time_went() {
     use std::sync::OnceLock;
     use std::time::Instant;

@@ -51,20 +51,42 @@ pub enum Step {
 /// Number of steps.
 pub const STEPS: usize = 12;
 
-const NAMES: [&str; STEPS] = [
-    "receive",
-    "path",
-    "conntrack",
-    "lookup",
-    "rewrite",
-    "enqueue",
-    "stack",
-    "reclaim",
-    "notify",
-    "housekeeping",
-    "empty poll",
-    "clock",
-];
+impl Step {
+    /// Every step, in report order (`Step as usize`).
+    pub const ALL: [Step; STEPS] = [
+        Step::Receive,
+        Step::Path,
+        Step::Conntrack,
+        Step::Lookup,
+        Step::Rewrite,
+        Step::Enqueue,
+        Step::Stack,
+        Step::Reclaim,
+        Step::Notify,
+        Step::Housekeeping,
+        Step::EmptyPoll,
+        Step::Clock,
+    ];
+
+    /// Its name in the report (`Path` is reported less the steps inside it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Receive => "receive",
+            Step::Path => "parse and checks",
+            Step::Conntrack => "conntrack",
+            Step::Lookup => "lookup",
+            Step::Rewrite => "rewrite",
+            Step::Enqueue => "enqueue",
+            Step::Stack => "stack",
+            Step::Reclaim => "reclaim",
+            Step::Notify => "notify",
+            Step::Housekeeping => "housekeeping",
+            Step::EmptyPoll => "empty poll",
+            Step::Clock => "clock",
+        }
+    }
+}
+
 /// The steps timed inside [`Step::Path`].
 const INSIDE_PATH: [Step; 3] = [Step::Conntrack, Step::Lookup, Step::Rewrite];
 
@@ -158,18 +180,14 @@ impl Profile {
         let per_frame = |c: u64| ns(c) as f64 / frames as f64;
         let mut line = format!("profile: {frames} frames timed, ns per frame:");
         let mut total = 0.0;
-        for (index, name) in NAMES.iter().enumerate().take(STEPS - 1) {
-            let step = STEP_ORDER.get(index).copied().unwrap_or(Step::EmptyPoll);
-            let (name, c) = if step == Step::Path {
-                ("parse and checks", net(step).saturating_sub(inside))
-            } else {
-                (*name, net(step))
-            };
+        // The clock's own span is taken out, not reported.
+        for step in Step::ALL.into_iter().filter(|&s| s != Step::Clock) {
+            let c = if step == Step::Path { net(step).saturating_sub(inside) } else { net(step) };
             let value = per_frame(c);
             if step != Step::EmptyPoll {
                 total += value;
             }
-            line.push_str(&format!(" {name} {value:.0}"));
+            line.push_str(&format!(" {} {value:.0}", step.name()));
         }
         let empty = at(&calls, Step::EmptyPoll);
         let busy = at(&calls, Step::Reclaim).saturating_sub(empty);
@@ -182,22 +200,6 @@ impl Profile {
     }
 }
 
-/// The steps by index (`Step as usize`).
-const STEP_ORDER: [Step; STEPS] = [
-    Step::Receive,
-    Step::Path,
-    Step::Conntrack,
-    Step::Lookup,
-    Step::Rewrite,
-    Step::Enqueue,
-    Step::Stack,
-    Step::Reclaim,
-    Step::Notify,
-    Step::Housekeeping,
-    Step::EmptyPoll,
-    Step::Clock,
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +210,13 @@ mod tests {
     /// A clock that advances 1,000 cycles (1 us at 1 GHz) per read.
     fn ticking() -> u64 {
         TICKS.fetch_add(1000, Ordering::Relaxed)
+    }
+
+    #[test]
+    fn all_lists_every_step_at_its_index() {
+        for (index, step) in Step::ALL.into_iter().enumerate() {
+            assert_eq!(step as usize, index, "{}", step.name());
+        }
     }
 
     #[test]

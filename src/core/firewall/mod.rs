@@ -236,14 +236,14 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             })
             .collect();
         let report_ms = u64::from(settings.report_seconds) * 1000;
-        let macs = dataplane.interfaces().iter().map(|i| i.mac).collect();
         let nic_count = names.len();
-        if settings.bounce {
+        let bounce = settings.bounce.then(|| {
             log::warn!(
                 "unifw.path=bounce: frames through the firewall cross between eth0 and eth1 UNFILTERED \
                  (a benchmark of the platform, not a firewall)"
             );
-        }
+            Bounce::new(dataplane.interfaces().iter().map(|i| i.mac).collect())
+        });
         let mut firewall = Firewall {
             names,
             mtus,
@@ -255,7 +255,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             next_report_ms: now_ms + report_ms,
             report_ms,
             reported: 0,
-            bounce: settings.bounce.then(|| Bounce::new(macs)),
+            bounce,
             stack_due_us: vec![0; nic_count],
             wakeups: Wakeups::default(),
         };
@@ -277,6 +277,11 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
     /// The packet path (counters, tables).
     pub fn dataplane(&self) -> &Dataplane {
         &self.dataplane
+    }
+
+    /// When NIC `index`'s stack is next due a poll (microseconds).
+    pub fn stack_due_us(&self, index: usize) -> Option<u64> {
+        self.stack_due_us.get(index).copied()
     }
 
     /// The profile of the work on frames (`unifw.profile=on`).
