@@ -20,6 +20,11 @@ RECEIVER = lab.HOSTS[1]
 PROBE = str(Path(__file__).resolve().parent / "probe.py")
 ECHO_PORT = "5001"
 SOCKPERF_PORT = "11111"
+# concurrent_connections' ports at the receiver, from this one up: one
+# address pair has about 28,000 ephemeral ports (hold_ports).
+HOLD_PORT = 5101
+HOLD_PER_PORT = 20000
+TOOLS = str(Path(__file__).resolve().parent / "bench_tools.py")
 # 64-byte Ethernet frames: 14 + 20 + 8 + 18 bytes of payload + 4 (FCS).
 SMALL_PAYLOAD = 18
 
@@ -32,12 +37,14 @@ class Measure:
     """How long each measurement runs (SECONDS), its cap (CAP seconds) and
     where raw tool output goes (OUT_DIR)."""
 
-    def __init__(self, the_lab, seconds, cap, out_dir, quick=False):
+    def __init__(self, the_lab, seconds, cap, out_dir, quick=False, max_connections=20000):
         """Measurements in THE_LAB. QUICK (scripts/bench --quick, a check
         that every metric gives a number, not a measurement to quote): 1 s
         search steps, the rate searches' ladders start higher (no N there
-        is slow) and skip the bisection."""
+        is slow) and skip the bisection. MAX_CONNECTIONS: concurrent
+        connections' ceiling."""
         self.lab = the_lab
+        self.max_connections = max_connections
         self.seconds = seconds
         self.cap = cap
         self.quick = quick
@@ -60,10 +67,15 @@ class Measure:
 
     # Servers in the receiver's namespace.
 
+    def hold_ports(self):
+        """concurrent_connections' destination ports (a list of str)."""
+        return [str(HOLD_PORT + k) for k in range(math.ceil(self.max_connections / HOLD_PER_PORT))]
+
     def start_servers(self, kinds=("iperf3", "sockperf", "echo")):
         """Servers at the receiver, once they listen: iperf3, sockperf (TCP
-        and UDP) and the echo server (probe.py, with the highest open-files
-        limit allowed, for concurrent connections); KINDS chooses."""
+        and UDP) and the echo servers (probe.py's for tcp_crr, and
+        bench_tools.py hold-serve's processes for concurrent connections);
+        KINDS chooses."""
         receiver = self.lab.receiver
         ports = []
         if "iperf3" in kinds:
@@ -76,9 +88,10 @@ class Measure:
                              self.lab.start(["sockperf", "sr", "-i", RECEIVER, "-p", SOCKPERF_PORT], ns=receiver)]
             ports.append(SOCKPERF_PORT)
         if "echo" in kinds:
-            self.servers.append(self.lab.start(["sh", "-c", f"ulimit -n $(ulimit -Hn); exec python3 {PROBE} serve "
-                                                            f"{ECHO_PORT}"], ns=receiver))
-            ports.append(ECHO_PORT)
+            self.servers += [self.lab.start(["python3", PROBE, "serve", ECHO_PORT], ns=receiver),
+                             self.lab.start(["python3", TOOLS, "hold-serve", ",".join(self.hold_ports()),
+                                             str(self.max_connections)], ns=receiver)]
+            ports += [ECHO_PORT, *self.hold_ports()]
         deadline = time.monotonic() + 15
         while not all(f":{port} " in self.lab.run(receiver, ["ss", "-ltn"])[1] for port in ports):
             if time.monotonic() > deadline:
@@ -182,16 +195,15 @@ class Measure:
     def tcp_crr(self, tag):
         """TCP connections/s: connect, 1-byte request, its echo, close,
         repeated for SECONDS (bench_tools.py crr, netperf's TCP_CRR)."""
-        out = self.run(self.lab.sender, ["python3", str(Path(__file__).parent / "bench_tools.py"), "crr", RECEIVER,
+        out = self.run(self.lab.sender, ["python3", TOOLS, "crr", RECEIVER,
                                          ECHO_PORT, str(self.seconds)], timeout=self.seconds + 30, keep=f"{tag}.txt")
         return float(out.split()[0]) if out.strip() else math.nan
 
-    def concurrent(self, tag, limit):
+    def concurrent(self, tag):
         """Established TCP connections held at once while new ones still
-        open (RFC 3511 5.2), up to LIMIT (bench_tools.py hold)."""
-        out = self.run(self.lab.sender, ["sh", "-c", f"ulimit -n $(ulimit -Hn); exec python3 "
-                                         f"{Path(__file__).parent / 'bench_tools.py'} hold {RECEIVER} {ECHO_PORT} "
-                                         f"{limit}"], keep=f"{tag}.txt", merge=True)
+        open (RFC 3511 5.2), up to max_connections (bench_tools.py hold)."""
+        out = self.run(self.lab.sender, ["python3", TOOLS, "hold", RECEIVER, ",".join(self.hold_ports()),
+                                         str(self.max_connections)], keep=f"{tag}.txt", merge=True)
         last = (out.strip().splitlines() or [""])[-1]
         return float(last) if last.isdigit() else math.nan
 

@@ -8,6 +8,10 @@ sender and the receiver with the same scenario rules (CONVENTIONS.md):
              with iptables-legacy-restore (lab.linuxfw_up)
   nftables   the same namespace, the rules translated by
              iptables-restore-translate and loaded with `nft -f`
+  bounce     not a firewall and not in the default set: unifw booted with
+             `unifw.path=bounce` (frames cross between the NICs with only
+             their MACs rewritten), the platform's own limit, to tell
+             unifw's cost from QEMU's and the host's
 
 Each system builds its image (`prepare`: the image size, or None where
 there is none), comes up for traffic (`up`), measures its own launch time
@@ -99,6 +103,8 @@ class System:
 class Unifw(System):
     """unifw, one kernel image per N."""
     name = "unifw"
+    # More kernel command line.
+    append = ""
 
     def prepare(self, n, rules):
         """Builds the kernel with RULES, kept as OUT_DIR/images/unifw-N.elf."""
@@ -110,7 +116,7 @@ class Unifw(System):
 
     def command(self, taps, serial="null"):
         """QEMU's command line with the image on TAPS."""
-        return lab.qemu_command("microvm", self.accel, taps, kernel=self.image, serial=serial)
+        return lab.qemu_command("microvm", self.accel, taps, kernel=self.image, append=self.append, serial=serial)
 
     def up(self, timeout):
         """Booted, attached, answering and forwarding."""
@@ -136,6 +142,17 @@ class Unifw(System):
         _, out = lab.output_of([sys.executable, str(lab.ROOT / "scripts" / "min-ram"), str(self.image), *coarse])
         found = [line for line in out.splitlines() if line.startswith(f"| {self.image.name} |")]
         return float(found[0].split("|")[2].split()[0]) if found else None
+
+
+class Bounce(Unifw):
+    """unifw on the bounce path: what QEMU, virtio-net and the host cost
+    with no firewall work (its memory is unifw's: not measured)."""
+    name = "bounce"
+    append = "unifw.path=bounce"
+
+    def memory(self, resolution=1):
+        """Not measured (the same image as unifw's)."""
+        return None
 
 
 class LinuxVm(System):
@@ -241,4 +258,8 @@ class Nftables(Namespace):
         return out
 
 
-CLASSES = {cls.name: cls for cls in (Unifw, Namespace, Nftables, LinuxVm)}
+CLASSES = {cls.name: cls for cls in (Unifw, Namespace, Nftables, LinuxVm, Bounce)}
+# What has no memory figure of its own, and why.
+NO_MEMORY = {"container": "a namespace's kernel memory is not measurable apart from the host's",
+             "nftables": "a namespace's kernel memory is not measurable apart from the host's",
+             "bounce": "the same image as unifw's"}
