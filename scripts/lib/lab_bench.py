@@ -13,8 +13,8 @@ import time
 
 import bench_report
 import lab
+from bench_systems import SYSTEMS
 
-SYSTEMS = ("unifw", "container", "nftables", "vm")
 RULES = (1, 1000)
 BUDGET_S = 6 * 60
 
