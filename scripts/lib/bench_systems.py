@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import bench_measure
 import lab
 import linux_vm
 
@@ -47,21 +48,22 @@ def kernel_cpu():
     return (int(fields[2]) + int(fields[5]) + int(fields[6])) / TICK
 
 
-def launch_ms(the_lab, command):
+def launch_ms(the_lab, command, deadline):
     """QEMU start -> first echo reply from 10.1.0.1 (ms), as
     scripts/launch-time measures it: QEMU (COMMAND, one tap) runs inside the
-    sender's namespace, pinged every millisecond by launch-time's pinger."""
+    sender's namespace, pinged every millisecond by launch-time's pinger.
+    OverCap if no reply comes within DEADLINE seconds."""
     the_lab.up_inside_sender()
     try:
-        pinger = the_lab.start([sys.executable, str(LAUNCH_TIME), "--ping"], ns=the_lab.sender,
-                               stdout=subprocess.PIPE)
+        pinger = the_lab.start([sys.executable, str(LAUNCH_TIME), "--ping", "--deadline", str(deadline)],
+                               ns=the_lab.sender, stdout=subprocess.PIPE)
         if pinger.stdout.readline().strip() != "ready":
             raise lab.LabError("launch-time's pinger did not start")
         start = time.monotonic()
         the_lab.boot(command, ns=the_lab.sender)
         line = pinger.stdout.readline().strip()
         if not line:
-            raise lab.LabError("no echo reply within launch-time's deadline")
+            raise bench_measure.OverCap(f"no echo reply within {deadline} s")
         return (float(line) - start) * 1000.0
     finally:
         the_lab.down()
@@ -89,9 +91,10 @@ class System:
         """Host CPU seconds this system has used so far."""
         return process_cpu(self.qemu_pid) if self.qemu_pid else kernel_cpu()
 
-    def memory(self, resolution=1):
+    def memory(self, resolution=1, cap=None):
         """Smallest guest RAM (MiB) that passes, to RESOLUTION MiB, or None
-        (not measurable)."""
+        (not measurable); OverCap if even the most does not come up within
+        CAP seconds."""
         return None
 
     def down(self):
@@ -129,12 +132,12 @@ class Unifw(System):
                 and self.lab.ping(self.lab.sender, lab.HOSTS[1], 10)):
             raise lab.LabError(f"unifw N={self.n} does not forward; console {console}")
 
-    def launch_time(self):
-        """Launch time in ms."""
+    def launch_time(self, cap):
+        """Launch time in ms (OverCap past CAP seconds)."""
         os.environ["UNIFW_MEM"] = os.environ.get("UNIFW_BENCH_MEM", "512M")
-        return launch_ms(self.lab, self.command(self.lab.taps[:1]))
+        return launch_ms(self.lab, self.command(self.lab.taps[:1]), cap)
 
-    def memory(self, resolution=1):
+    def memory(self, resolution=1, cap=None):
         """scripts/min-ram's answer for the image, to RESOLUTION MiB (more
         than 1: a coarse search, with a 1 s settle)."""
         self.lab.down()
@@ -150,7 +153,7 @@ class Bounce(Unifw):
     name = "bounce"
     append = "unifw.path=bounce"
 
-    def memory(self, resolution=1):
+    def memory(self, resolution=1, cap=None):
         """Not measured (the same image as unifw's)."""
         return None
 
@@ -187,28 +190,41 @@ class LinuxVm(System):
         if not self.lab.ping(self.lab.sender, lab.HOSTS[1], 20):
             raise lab.LabError(f"the Linux VM N={self.n} does not forward")
 
-    def launch_time(self):
-        """Launch time in ms (the guest's eth1 is absent: one tap)."""
+    def launch_time(self, cap):
+        """Launch time in ms, to the first reply with the rules loaded
+        (the guest's eth1 is absent: one tap); OverCap past CAP seconds."""
         os.environ["UNIFW_MEM"] = linux_vm.memory(self.rules)
         console = self.dir / f"linux-vm-{self.n}-launch.log"
-        return launch_ms(self.lab, self.command(self.lab.taps[:1], f"file:{console}"))
+        return launch_ms(self.lab, self.command(self.lab.taps[:1], f"file:{console}"), cap)
 
-    def passes(self, mib):
-        """Whether the guest boots with MIB MiB, loads the rules and forwards."""
+    def passes(self, mib, timeout=120):
+        """Whether the guest boots with MIB MiB, loads the rules within
+        TIMEOUT seconds and forwards."""
         try:
-            self.boot(120, f"{mib}M")
+            self.boot(timeout, f"{mib}M")
             return self.lab.ping(self.lab.sender, lab.HOSTS[1], 10)
         except lab.LabError:
             return False
         finally:
             self.down()
 
-    def memory(self, resolution=1):
+    def memory(self, resolution=1, cap=None):
         """Smallest -m (MiB) that passes, by bisection from 16 to the
         default size (as scripts/min-ram searches unifw's), to RESOLUTION
-        MiB (the answer passes; up to RESOLUTION - 1 MiB less may too)."""
+        MiB (the answer passes; up to RESOLUTION - 1 MiB less may too).
+        OverCap if the default size is not ready within CAP seconds (then
+        the search could not tell too little memory from too slow)."""
         low, high = 16, int(linux_vm.memory(self.rules).rstrip("M"))
-        if not self.passes(high):
+        try:
+            self.boot(cap or 120)
+            ready = self.lab.ping(self.lab.sender, lab.HOSTS[1], 10)
+        except linux_vm.NotReady as exc:
+            raise bench_measure.OverCap(str(exc)) from exc
+        except lab.LabError:
+            ready = False
+        finally:
+            self.down()
+        if not ready:
             return None
         while high - low > resolution:
             middle = (low + high) // 2
@@ -234,7 +250,7 @@ class Namespace(System):
         if not self.lab.ping(self.lab.sender, lab.HOSTS[1], 10):
             raise lab.LabError(f"{self.name} N={self.n} does not forward")
 
-    def launch_time(self):
+    def launch_time(self, _cap):
         """ms from creating the namespaces to the first echo reply through
         the loaded rules (no boot: namespaces, veths, restore, ping)."""
         started = time.monotonic()

@@ -73,8 +73,6 @@ for dev in /sys/class/net/tmp*; do
   esac
 done
 ip link set lo up
-ip addr add @FW0@/24 dev eth0 && ip link set eth0 up
-ip addr add @FW1@/24 dev eth1 2>/dev/null && ip link set eth1 up
 # As lab.linuxfw_up: forward, no per-destination ICMP limit, strict rp_filter.
 sysctl -qw net.ipv4.ip_forward=1 net.ipv4.icmp_ratelimit=0 net.ipv4.conf.all.rp_filter=1
 sysctl -qw net.ipv4.conf.default.rp_filter=1 net.ipv4.conf.eth0.rp_filter=1 net.ipv4.conf.eth1.rp_filter=1 2>/dev/null
@@ -86,7 +84,12 @@ if [ -d /proc/sys/net/netfilter ]; then
 fi
 start=$(cut -d' ' -f1 /proc/uptime)
 if iptables-restore < /rules.ipt; then
-  echo "@READY@ ($(grep -c '^-A' /rules.ipt) rules, loaded from $start s to $(cut -d' ' -f1 /proc/uptime) s of uptime)"
+  loaded=$(cut -d' ' -f1 /proc/uptime)
+  # Addresses only now: the first echo reply (launch time) comes with the
+  # rules loaded, as unifw's and the namespaces' do.
+  ip addr add @FW0@/24 dev eth0 && ip link set eth0 up
+  ip addr add @FW1@/24 dev eth1 2>/dev/null && ip link set eth1 up
+  echo "@READY@ ($(grep -c '^-A' /rules.ipt) rules, loaded from $start s to $loaded s of uptime)"
 else
   echo "@FAILED@: iptables-restore"
 fi
