@@ -244,17 +244,23 @@ class Namespace(System):
         """The file the restore command reads."""
         return self.rules
 
-    def up(self, _timeout):
-        """The namespace firewall with the rules loaded."""
-        self.lab.linuxfw_up(self.loaded_rules(), restore=self.restore)
+    def up(self, timeout):
+        """The namespace firewall with the rules loaded within TIMEOUT
+        seconds (lab.NotReady otherwise)."""
+        self.lab.linuxfw_up(self.loaded_rules(), restore=self.restore, timeout=timeout)
         if not self.lab.ping(self.lab.sender, lab.HOSTS[1], 10):
             raise lab.LabError(f"{self.name} N={self.n} does not forward")
 
-    def launch_time(self, _cap):
+    def launch_time(self, cap):
         """ms from creating the namespaces to the first echo reply through
-        the loaded rules (no boot: namespaces, veths, restore, ping)."""
+        the loaded rules (no boot: namespaces, veths, restore, ping);
+        OverCap if the rules take longer than CAP seconds to load."""
         started = time.monotonic()
-        self.up(30)
+        try:
+            self.up(cap)
+        except lab.NotReady as exc:
+            self.down()
+            raise bench_measure.OverCap(str(exc)) from exc
         elapsed = (time.monotonic() - started) * 1000.0
         self.down()
         return elapsed

@@ -119,6 +119,11 @@ class LabError(Exception):
     """Something in the lab did not come up (a tap, QEMU, a namespace)."""
 
 
+class NotReady(LabError):
+    """A firewall not ready within its time cap (scripts/bench records it
+    as over the cap: loading a million rules is slow)."""
+
+
 class BuildError(LabError):
     """The kernel image did not build: nothing can boot."""
 
@@ -138,10 +143,14 @@ def in_ns(ns, command):
     return as_root(["ip", "netns", "exec", ns, *command])
 
 
-def sh(command, check=True, stdin=subprocess.DEVNULL):
-    """Runs COMMAND quietly as root; raises LabError if CHECK and it fails."""
-    result = subprocess.run(as_root(command), stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+def sh(command, check=True, stdin=subprocess.DEVNULL, timeout=None):
+    """Runs COMMAND quietly as root; raises LabError if CHECK and it fails,
+    NotReady if it runs past TIMEOUT seconds (then it is killed)."""
+    try:
+        result = subprocess.run(as_root(command), stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise NotReady(f"{' '.join(command)}: still running after {timeout} s") from exc
     if check and result.returncode != 0:
         raise LabError(f"{' '.join(command)}: {result.stderr.strip() or f'exit {result.returncode}'}")
     return result.returncode == 0
@@ -511,14 +520,15 @@ class Lab:
         self.ip("-n", ns, "link", "set", tap, "up")
         self.ip("-n", ns, "neigh", "replace", FIREWALL[0], "lladdr", mac(0), "dev", tap, "nud", "permanent")
 
-    def linuxfw_up(self, rules, restore=("iptables-restore",)):
+    def linuxfw_up(self, rules, restore=("iptables-restore",), timeout=None):
         """The "container" baseline of CONVENTIONS.md in QEMU's place: the
         sender's and receiver's namespaces as in the lab (same addresses,
         interfaces named like the taps), joined by veth pairs to the linuxfw
         namespace, whose ends are named eth0 and eth1 so the rules' -i/-o
         mean the same. RULES (iptables-save) is loaded with iptables-restore
         (or RESTORE, a command reading RULES on stdin: scripts/bench loads
-        nftables with `nft -f -`); returns the seconds that took."""
+        nftables with `nft -f -`) within TIMEOUT seconds (NotReady
+        otherwise); returns the seconds that took."""
         self.down()
         for ns in (self.sender, self.receiver, self.linuxfw):
             self.ip("netns", "add", ns)
@@ -540,7 +550,7 @@ class Lab:
             "net.ipv4.icmp_ratelimit=0", "net.ipv4.conf.all.rp_filter=1"])
         started = time.monotonic()
         with open(rules) as rules_file:
-            sh(["ip", "netns", "exec", self.linuxfw, *restore], stdin=rules_file)
+            sh(["ip", "netns", "exec", self.linuxfw, *restore], stdin=rules_file, timeout=timeout)
         seconds = time.monotonic() - started
         if not (self.ping(self.sender, FIREWALL[0], 5) and self.ping(self.receiver, FIREWALL[1], 5)):
             raise LabError("the Linux namespace firewall does not answer")

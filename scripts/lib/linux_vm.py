@@ -97,7 +97,7 @@ exec sh -c 'while :; do sleep 3600; done'
 """
 
 
-class NotReady(lab.LabError):
+class NotReady(lab.NotReady):
     """The guest did not print its ready line in time (scripts/bench
     records that as over its cap: loading 1M rules under TCG is slow)."""
 
