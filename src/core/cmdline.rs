@@ -15,6 +15,7 @@
 //! | `unifw.log=debug` | log level: off, error, warn, info, debug, trace |
 //! | `unifw.panic=reset` | after a panic: `halt` (default) or `reset` |
 //! | `unifw.offload=off` | do not negotiate virtio-net checksum/TSO offloads (default `on`) |
+//! | `unifw.eventidx=off` | do not negotiate virtio's `RING_EVENT_IDX` (notification suppression by the rings' flags instead; default `on`) |
 //! | `unifw.busypoll=500` | microseconds of busy polling after the last frame before sleeping (default 500) |
 //! | `unifw.path=bounce` | benchmark the platform: frames through the firewall cross eth0 <-> eth1 unfiltered, MACs rewritten only (default `firewall`; never in service) |
 //! | `unifw.profile=on` | time each step of the work on frames and print ns per frame with each counter report (default `off`) |
@@ -100,6 +101,8 @@ pub struct Options {
     pub panic_reset: Option<bool>,
     /// Whether to negotiate virtio-net offloads, when given.
     pub offload: Option<bool>,
+    /// Whether to negotiate `RING_EVENT_IDX`, when given.
+    pub event_idx: Option<bool>,
     /// Seconds between counter reports (0 = never), when given.
     pub stats_seconds: Option<u32>,
     /// Microseconds of busy polling before sleeping, when given.
@@ -170,6 +173,7 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
         "log" => options.log_level = Some(parse_log_level(value)?),
         "panic" => options.panic_reset = Some(parse_choice(value, ("halt", "reset"), "expected halt or reset")?),
         "offload" => options.offload = Some(parse_choice(value, ("off", "on"), "expected on or off")?),
+        "eventidx" => options.event_idx = Some(parse_choice(value, ("off", "on"), "expected on or off")?),
         "profile" => options.profile = Some(parse_choice(value, ("off", "on"), "expected on or off")?),
         "path" => options.bounce = Some(parse_choice(value, ("firewall", "bounce"), "expected firewall or bounce")?),
         "stats" => {
@@ -180,7 +184,11 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
             let us = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
             options.busy_poll_us = Some(us.ok_or("expected microseconds")?);
         }
-        _ => return Err("unknown unifw option (eth0..eth7, log, panic, offload, path, profile, stats, busypoll)"),
+        _ => {
+            return Err(
+                "unknown unifw option (eth0..eth7, log, panic, offload, eventidx, path, profile, stats, busypoll)",
+            )
+        }
     }
     Ok(())
 }
@@ -300,7 +308,7 @@ mod tests {
 
     #[test]
     fn interfaces_log_panic() {
-        let (o, e) = parse_all("console=ttyS0 unifw.eth0=10.1.0.1/24 unifw.eth2=dhcp unifw.eth1=off unifw.log=debug unifw.panic=reset unifw.offload=off");
+        let (o, e) = parse_all("console=ttyS0 unifw.eth0=10.1.0.1/24 unifw.eth2=dhcp unifw.eth1=off unifw.log=debug unifw.panic=reset unifw.offload=off unifw.eventidx=off");
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(o.interfaces[0], Some(IfOverride::Static(Cidr { addr: 0x0a01_0001, prefix_len: 24 })));
         assert_eq!(o.interfaces[1], Some(IfOverride::Off));
@@ -309,6 +317,7 @@ mod tests {
         assert_eq!(o.log_level, Some(LogLevel::Debug));
         assert_eq!(o.panic_reset, Some(true));
         assert_eq!(o.offload, Some(false));
+        assert_eq!(o.event_idx, Some(false));
         let (o, e) = parse_all("unifw.profile=on unifw.profile=yes unifw.path=bounce unifw.path=none");
         assert_eq!((o.profile, o.bounce, e.len()), (Some(true), Some(true), 2));
         let (o, e) = parse_all("unifw.stats=5 unifw.stats=x unifw.busypoll=20000 unifw.busypoll=-1");

@@ -20,3 +20,4 @@ pub mod image;
 pub mod net;
 pub mod profile;
 pub mod virtio_net;
+pub mod virtqueue;

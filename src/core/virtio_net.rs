@@ -180,17 +180,15 @@ pub fn complete_checksum(buffer: &mut [u8], header_len: usize, frame: core::ops:
 
 use crate::net::checksum::{complete_partial, PartialChecksum};
 
-/// The features to accept: the basics plus the wanted offloads the device
-/// offers, dropping any whose prerequisite is missing (virtio 5.1.3.1).
+/// The features to accept: the basics plus the wanted offloads and
+/// `RING_EVENT_IDX` the device offers, dropping any whose prerequisite is missing (virtio 5.1.3.1).
 pub fn negotiate(offered: u64, wanted: u64) -> u64 {
     use feature::*;
-    // Not RING_EVENT_IDX: virtio-drivers 0.13's `VirtQueue::should_notify`
-    // compares the wrapping 16-bit ring indices with `>=`, so after 65,536
-    // buffers it stops notifying the device and the queue stalls (seen here
-    // as a TCP stream freezing after ~65,500 frames); and with event indices
-    // `set_dev_notify` no longer suppresses interrupts. Plain flags work.
+    // RING_EVENT_IDX when wanted: unifw's own queue (`crate::virtqueue`)
+    // compares the wrapping indices correctly (virtio-drivers 0.13's
+    // `should_notify` does not: its queues stalled after 65,536 buffers).
     let basic = MAC | STATUS | VERSION_1;
-    let mut features = offered & (basic | (wanted & OFFLOADS));
+    let mut features = offered & (basic | (wanted & (OFFLOADS | RING_EVENT_IDX)));
     if features & GUEST_CSUM == 0 {
         features &= !(GUEST_TSO4 | GUEST_ECN);
     }
@@ -291,8 +289,10 @@ mod tests {
     }
 
     #[test]
-    fn takes_offloads_and_basics_but_never_event_idx() {
+    fn takes_offloads_basics_and_event_idx_when_wanted() {
         assert_eq!(negotiate(QEMU, OFFLOADS), OFFLOADS | MAC | STATUS | VERSION_1);
+        assert_eq!(negotiate(QEMU, RING_EVENT_IDX), RING_EVENT_IDX | MAC | STATUS | VERSION_1);
+        assert_eq!(negotiate(QEMU & !RING_EVENT_IDX, RING_EVENT_IDX), MAC | STATUS | VERSION_1);
         assert_eq!(negotiate(QEMU, 0), MAC | STATUS | VERSION_1);
         assert_eq!(negotiate(QEMU & !VERSION_1, 0), MAC | STATUS);
     }

@@ -13,6 +13,7 @@ use core::sync::atomic::Ordering;
 use unifw_core::firewall::{Firewall, NetDevice, Wakeups};
 use unifw_core::net::addr::MacAddr;
 use unifw_core::virtio_net::describe_offloads;
+use unifw_core::virtio_net::feature::RING_EVENT_IDX;
 
 /// Keep polling this long after the last frame before sleeping, by
 /// default (`unifw.busypoll=MICROSECONDS` sets it): longer trades host CPU
@@ -32,10 +33,11 @@ pub fn announce(found: Vec<FoundNic>) -> (Vec<NetDriver>, bool) {
         .map(|(index, nic)| {
             let wake = if nic.can_wake { "interrupts" } else { "polled (no interrupt route)" };
             log::info!(
-                "NIC {index}: virtio-net {} mac {} wake {wake}, offloads {}",
+                "NIC {index}: virtio-net {} mac {} wake {wake}, offloads {}, notifications by {}",
                 nic.location,
                 MacAddr(nic.driver.mac()),
-                describe_offloads(nic.driver.features())
+                describe_offloads(nic.driver.features()),
+                if nic.driver.features() & RING_EVENT_IDX != 0 { "event index" } else { "flags" }
             );
             nic.driver
         })
@@ -74,7 +76,7 @@ fn sleep(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool) {
     let mut pending = false;
     for index in 0..nics.len() {
         if let Some(driver) = nics.device_mut(index) {
-            driver.set_receive_interrupts(true);
+            pending |= driver.set_receive_interrupts(true);
             driver.ack_interrupt();
             pending |= driver.can_receive();
         }
@@ -98,5 +100,6 @@ fn sleep(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool) {
     firewall.note_wakeups(Wakeups {
         nic: NIC_INTERRUPTS.load(Ordering::Relaxed),
         timer: TIMER_INTERRUPTS.load(Ordering::Relaxed),
+        ..Wakeups::default()
     });
 }

@@ -73,8 +73,10 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
         config::RULES_COMPILED_AT
     );
     let plan = unifw_core::firewall::interface_plan(&image, &options);
-    let offloads = if options.offload == Some(false) { 0 } else { unifw_core::virtio_net::feature::OFFLOADS };
-    let found = virtio::discover(&options.mmio_devices, offloads);
+    use unifw_core::virtio_net::feature::{OFFLOADS, RING_EVENT_IDX};
+    let offloads = if options.offload == Some(false) { 0 } else { OFFLOADS };
+    let event_idx = if options.event_idx == Some(false) { 0 } else { RING_EVENT_IDX };
+    let found = virtio::discover(&options.mmio_devices, offloads | event_idx);
     if found.is_empty() {
         log::error!("no virtio-net device found; nothing to do");
     }

@@ -53,7 +53,7 @@ use crate::profile::{Profile, Step};
 use crate::virtio_net;
 use bounce::Bounce;
 pub use metrics::MetricsServer;
-pub use nics::{Buffer, Home, NetDevice, NicSet};
+pub use nics::{Buffer, Home, NetDevice, NicSet, Notifications};
 pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
 pub use report::Wakeups;
@@ -541,7 +541,8 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             neighbours: neighbours.len(),
             neighbours_pending: neighbours.pending(),
         };
-        for line in report::lines(&self.names, counters, flows, self.wakeups, total != self.reported) {
+        let wakeups = Wakeups { notifications: self.nics.notifications(), ..self.wakeups };
+        for line in report::lines(&self.names, counters, flows, wakeups, total != self.reported) {
             log::info!("{line}");
         }
         if let Some(line) = self.dataplane.profile_mut().take_line() {

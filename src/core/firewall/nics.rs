@@ -88,6 +88,20 @@ pub trait NetDevice {
     fn reclaim_transmitted(&mut self, done: &mut dyn FnMut(Self::Buffer));
     /// Tells the device about everything queued since the last flush.
     fn flush(&mut self);
+    /// Notifications sent and suppressed so far (none by default).
+    fn notifications(&self) -> Notifications {
+        Notifications::default()
+    }
+}
+
+/// How often a driver told its device about new buffers, and how often it
+/// had some but the device had asked not to be told (it was still working).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Notifications {
+    /// Batches the device was notified of.
+    pub sent: u64,
+    /// Batches it was not, at its request.
+    pub suppressed: u64,
 }
 
 /// One NIC: its device, transmit pool and receive-buffer goal.
@@ -420,6 +434,13 @@ impl<D: NetDevice> NicSet<D> {
             self.recycle(buffer);
         }
         self.returned = returned;
+    }
+
+    /// Notifications sent and suppressed, all NICs.
+    pub fn notifications(&self) -> Notifications {
+        self.nics.iter().flatten().map(|nic| nic.device.notifications()).fold(Notifications::default(), |a, b| {
+            Notifications { sent: a.sent + b.sent, suppressed: a.suppressed + b.suppressed }
+        })
     }
 
     /// Tells the devices about everything queued since the last call.

@@ -8,13 +8,16 @@ use alloc::vec::Vec;
 
 use crate::net::{Counters, DropReason};
 
-/// CPU wake-ups the kernel counted (its interrupt handlers), for the report.
+/// Wake-ups, for the report: the CPU's, which the kernel counted (its
+/// interrupt handlers), and the devices' (notifications).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Wakeups {
     /// Woken by a NIC interrupt.
     pub nic: u64,
     /// Woken by the timer.
     pub timer: u64,
+    /// The NICs notified of new buffers, and batches they asked not to be.
+    pub notifications: super::Notifications,
 }
 
 /// Flow-table occupancy, for the report.
@@ -69,7 +72,7 @@ pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeu
     out.push(format!(
         "flows {} of {}; neighbours {} ({} pending); ICMP errors sent {} (rate-limited {}); RSTs sent {}; \
          ARP requests {}; fragments held {} ({} bytes; datagrams evicted {}, timed out {}); \
-         woken by NICs {} and by the timer {}",
+         woken by NICs {} and by the timer {}; NICs notified {} times, {} not (they asked)",
         flows.tracked,
         flows.capacity,
         flows.neighbours,
@@ -83,7 +86,9 @@ pub fn lines(names: &[String], counters: &Counters, flows: Flows, wakeups: Wakeu
         e.fragment_evictions,
         e.fragment_timeouts,
         wakeups.nic,
-        wakeups.timer
+        wakeups.timer,
+        wakeups.notifications.sent,
+        wakeups.notifications.suppressed
     ));
     out.push(format!(
         "defences: connections evicted early {}; ICMP errors not allowed {}; log lines suppressed {}",
@@ -116,7 +121,8 @@ mod tests {
         counters.events.log_suppressed = 1;
         let names = ["eth0".to_string(), "eth1".to_string()];
         let flows = Flows { tracked: 2, capacity: 64, neighbours: 5, neighbours_pending: 1 };
-        let wakeups = Wakeups { nic: 5, timer: 6 };
+        let notifications = crate::firewall::Notifications { sent: 7, suppressed: 8 };
+        let wakeups = Wakeups { nic: 5, timer: 6, notifications };
         let short = lines(&names, &counters, flows, wakeups, false);
         assert_eq!(
             short,
@@ -132,7 +138,7 @@ mod tests {
         assert_eq!(long[3], "eth0: dropped 1 TransmitQueueFull");
         assert_eq!(long[4], "eth0: dropped 1 InterfaceDown");
         assert!(long[5].starts_with("flows 2 of 64; neighbours 5 (1 pending); ICMP errors sent 3 (rate-limited 0)"));
-        assert!(long[5].ends_with("woken by NICs 5 and by the timer 6"));
+        assert!(long[5].ends_with("woken by NICs 5 and by the timer 6; NICs notified 7 times, 8 not (they asked)"));
         assert_eq!(traffic(&counters), 2);
     }
 }

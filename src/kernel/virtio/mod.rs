@@ -6,6 +6,7 @@ pub mod buffers;
 mod hal;
 mod legacy_pci;
 pub mod net;
+mod ring;
 mod transport;
 
 pub use hal::KernelHal;
@@ -45,15 +46,15 @@ pub struct FoundNic {
 }
 
 /// Finds and initialises every virtio-net device, in discovery order.
-pub fn discover(mmio_devices: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
-    let mut nics = discover_pci(offloads);
+pub fn discover(mmio_devices: &[MmioDevice], wanted: u64) -> Vec<FoundNic> {
+    let mut nics = discover_pci(wanted);
     if nics.is_empty() {
-        nics = discover_mmio(mmio_devices, offloads);
+        nics = discover_mmio(mmio_devices, wanted);
     }
     nics
 }
 
-fn discover_pci(offloads: u64) -> Vec<FoundNic> {
+fn discover_pci(wanted: u64) -> Vec<FoundNic> {
     let mut root = PciRoot::new(PortCam);
     let functions = pci::functions(&root);
     let mut bars = BarAllocator::new(&mut root, &functions);
@@ -71,7 +72,7 @@ fn discover_pci(offloads: u64) -> Vec<FoundNic> {
             log::error!("pci {df}: {e}; NIC skipped");
             continue;
         }
-        match init_pci(&mut root, df, offloads) {
+        match init_pci(&mut root, df, wanted) {
             Ok(nic) => nics.push(nic),
             Err(e) => log::error!("pci {df}: {e}; NIC skipped"),
         }
@@ -79,7 +80,7 @@ fn discover_pci(offloads: u64) -> Vec<FoundNic> {
     nics
 }
 
-fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction, offloads: u64) -> Result<FoundNic, String> {
+fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction, wanted: u64) -> Result<FoundNic, String> {
     let msix = pci::enable_msix(root, df, MSIX_ENTRY, NIC_VECTOR, apic::lapic_id());
     let (inner, kind, vector) = match PciTransport::new::<KernelHal, _>(root, df) {
         Ok(t) => {
@@ -102,12 +103,12 @@ fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction, offloads: u64) -> R
     };
     let vector = if msix { vector.map(|v| (v, MSIX_ENTRY)) } else { None };
     let driver =
-        NetDriver::new(AnyTransport::new(inner, vector), offloads).map_err(|e| format!("virtio-net init: {e:?}"))?;
+        NetDriver::new(AnyTransport::new(inner, vector), wanted).map_err(|e| format!("virtio-net init: {e:?}"))?;
     let can_wake = driver.transport().receive_vector_set();
     Ok(FoundNic { driver, location: format!("pci {df} {kind}"), can_wake })
 }
 
-fn discover_mmio(listed: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
+fn discover_mmio(listed: &[MmioDevice], wanted: u64) -> Vec<FoundNic> {
     let mut candidates: Vec<MmioDevice> = listed.to_vec();
     if candidates.is_empty() {
         // With ACPI on (the default), QEMU lists nothing on the command
@@ -135,7 +136,7 @@ fn discover_mmio(listed: &[MmioDevice], offloads: u64) -> Vec<FoundNic> {
             continue;
         }
         let transport = AnyTransport::new(Inner::Mmio(transport), None);
-        match NetDriver::new(transport, offloads) {
+        match NetDriver::new(transport, wanted) {
             Ok(driver) => {
                 let can_wake = dev.irq != 0 && apic::route_gsi(dev.irq, NIC_VECTOR);
                 let location = format!("mmio {:#x} irq {}", dev.base, dev.irq);

@@ -1,5 +1,7 @@
-//! A virtio-net driver with checksum and TCP segmentation offloads, built
-//! on virtio-drivers' public `VirtQueue` and `Transport` (its own `VirtIONet`
+//! A virtio-net driver with checksum and TCP segmentation offloads and
+//! notification suppression, on virtio-drivers' `Transport` and unifw's own
+//! split virtqueue (`unifw_core::virtqueue`: virtio-drivers' `VirtQueue`
+//! stalls after 65,536 buffers with event indices; its own `VirtIONet`
 //! negotiates no offloads and copies every frame).
 //!
 //! With `GUEST_TSO4`/`HOST_TSO4` the host hands the firewall whole TCP
@@ -7,14 +9,17 @@
 //! forwarding decision moves up to 64 KiB: receive buffers are large enough
 //! for such segments ("big packets" mode, no `MRG_RXBUF`). Buffers are
 //! `Slot`s: posted to a queue, returned when the device is done, and never
-//! copied on the forwarding path.
+//! copied on the forwarding path. Interrupts stay off while the loop polls
+//! and notifications go out once per pass, only when the device asked for
+//! them (`RING_EVENT_IDX` when negotiated, the rings' flags otherwise).
 
 use super::buffers::Slot;
-use super::{AnyTransport, KernelHal, QUEUE_SIZE};
+use super::ring::KernelRing;
+use super::{AnyTransport, QUEUE_SIZE};
 use core::array;
-use unifw_core::firewall::{Buffer, NetDevice};
+use unifw_core::firewall::{Buffer, NetDevice, Notifications};
 use unifw_core::virtio_net::{feature, negotiate};
-use virtio_drivers::queue::VirtQueue;
+use unifw_core::virtqueue::{Layout, SplitQueue};
 use virtio_drivers::transport::{DeviceStatus, InterruptStatus, Transport};
 use virtio_drivers::Error;
 
@@ -24,19 +29,35 @@ const TRANSMIT_QUEUE: u16 = 1;
 /// One virtio-net device.
 pub struct NetDriver {
     transport: AnyTransport,
-    rx: VirtQueue<KernelHal, QUEUE_SIZE>,
-    tx: VirtQueue<KernelHal, QUEUE_SIZE>,
+    rx: SplitQueue<KernelRing>,
+    tx: SplitQueue<KernelRing>,
     rx_slots: [Option<Slot>; QUEUE_SIZE],
-    tx_slots: [Option<(Slot, usize)>; QUEUE_SIZE],
+    tx_slots: [Option<Slot>; QUEUE_SIZE],
     mac: [u8; 6],
     features: u64,
-    notify_rx: bool,
-    notify_tx: bool,
+    /// Used-ring entries that named no buffer the device held.
+    out_of_step: u64,
+}
+
+/// Sets up queue `index` of `QUEUE_SIZE` entries.
+fn queue(transport: &mut AnyTransport, index: u16, event_idx: bool) -> Result<SplitQueue<KernelRing>, Error> {
+    if transport.queue_used(index) {
+        return Err(Error::AlreadyUsed);
+    }
+    if transport.max_queue_size(index) < QUEUE_SIZE as u32 {
+        return Err(Error::InvalidParam);
+    }
+    let layout = Layout::new(QUEUE_SIZE as u16).ok_or(Error::InvalidParam)?;
+    let memory = KernelRing::allocate(layout).ok_or(Error::DmaError)?;
+    let base = memory.address();
+    transport.queue_set(index, QUEUE_SIZE as u32, base, base + layout.avail as u64, base + layout.used as u64);
+    Ok(SplitQueue::new(memory, layout, event_idx))
 }
 
 impl NetDriver {
     /// Resets and initialises the device, negotiating `wanted` offloads
-    /// (a subset of `feature::OFFLOADS`) where the device offers them.
+    /// and `RING_EVENT_IDX` (of `feature::OFFLOADS | RING_EVENT_IDX`) where
+    /// the device offers them.
     pub fn new(mut transport: AnyTransport, wanted: u64) -> Result<NetDriver, Error> {
         transport.set_status(DeviceStatus::empty());
         transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
@@ -51,8 +72,8 @@ impl NetDriver {
         transport.set_guest_page_size(4096);
         let mac = if features & feature::MAC != 0 { transport.read_config_space::<[u8; 6]>(0)? } else { [0; 6] };
         let event_idx = features & feature::RING_EVENT_IDX != 0;
-        let tx = VirtQueue::new(&mut transport, TRANSMIT_QUEUE, false, event_idx)?;
-        let rx = VirtQueue::new(&mut transport, RECEIVE_QUEUE, false, event_idx)?;
+        let rx = queue(&mut transport, RECEIVE_QUEUE, event_idx)?;
+        let tx = queue(&mut transport, TRANSMIT_QUEUE, event_idx)?;
         transport.finish_init();
         Ok(NetDriver {
             transport,
@@ -62,8 +83,7 @@ impl NetDriver {
             tx_slots: array::from_fn(|_| None),
             mac,
             features,
-            notify_rx: false,
-            notify_tx: false,
+            out_of_step: 0,
         })
     }
 
@@ -74,17 +94,26 @@ impl NetDriver {
 
     /// Whether a received frame is waiting.
     pub fn can_receive(&self) -> bool {
-        self.rx.can_pop()
+        self.rx.can_take()
     }
 
-    /// Asks for (or stops) receive interrupts.
-    pub fn set_receive_interrupts(&mut self, enable: bool) {
-        self.rx.set_dev_notify(enable);
+    /// Asks for (or stops) receive interrupts; on, returns whether a frame
+    /// arrived meanwhile.
+    pub fn set_receive_interrupts(&mut self, enable: bool) -> bool {
+        self.rx.set_interrupts(enable)
     }
 
     /// Acknowledges the device's interrupt line (lowers it).
     pub fn ack_interrupt(&mut self) -> InterruptStatus {
         self.transport.ack_interrupt()
+    }
+
+    fn note_out_of_step(&mut self, queue: &str) {
+        self.out_of_step += 1;
+        // The count says how often; the log says it happened.
+        if self.out_of_step.is_power_of_two() {
+            log::error!("virtio-net: {queue} queue out of step ({} entries so far)", self.out_of_step);
+        }
     }
 }
 
@@ -103,32 +132,34 @@ impl NetDevice for NetDriver {
 
     /// Posts an empty buffer to the receive queue; gives it back if full.
     fn post_receive(&mut self, mut slot: Slot) -> Result<(), Slot> {
-        // SAFETY: the buffer is owned by the slot, which we keep in
-        // `rx_slots[token]` until `pop_used` returns it.
-        let token = match unsafe { self.rx.add(&[], &mut [slot.bytes_mut()]) } {
-            Ok(token) => token,
-            Err(_) => return Err(slot),
+        let bytes = slot.bytes_mut();
+        let (address, len) = (bytes.as_mut_ptr() as u64, bytes.len() as u32);
+        // The slot stays in `rx_slots[token]` until the device returns it,
+        // so its memory is the device's alone meanwhile.
+        let Some(token) = self.rx.add(address, len, true) else {
+            return Err(slot);
         };
         match self.rx_slots.get_mut(usize::from(token)) {
             Some(entry) => *entry = Some(slot),
             None => return Err(slot),
         }
-        self.notify_rx = true;
         Ok(())
     }
 
     /// Takes the next received frame: its buffer and the bytes the device
     /// wrote (virtio header included).
     fn receive(&mut self) -> Option<(Slot, usize)> {
-        let token = self.rx.peek_used()?;
-        let mut slot = self.rx_slots.get_mut(usize::from(token))?.take()?;
-        // SAFETY: the same buffer that was added with this token.
-        let written = unsafe { self.rx.pop_used(token, &[], &mut [slot.bytes_mut()]) };
-        match written {
-            Ok(len) => Some((slot, len as usize)),
-            Err(_) => {
-                log::error!("virtio-net: receive queue out of step; buffer dropped");
-                None
+        loop {
+            match self.rx.take() {
+                Ok(Some((token, len))) => match self.rx_slots.get_mut(usize::from(token)).and_then(Option::take) {
+                    Some(slot) => {
+                        let len = (len as usize).min(slot.bytes().len());
+                        return Some((slot, len));
+                    }
+                    None => self.note_out_of_step("receive"),
+                },
+                Ok(None) => return None,
+                Err(_) => self.note_out_of_step("receive"),
             }
         }
     }
@@ -139,48 +170,45 @@ impl NetDevice for NetDriver {
         let Some(bytes) = slot.bytes().get(..len) else {
             return Err(slot);
         };
-        // SAFETY: the buffer is owned by the slot, which we keep in
-        // `tx_slots[token]` until `pop_used` returns it.
-        let token = match unsafe { self.tx.add(&[bytes], &mut []) } {
-            Ok(token) => token,
-            Err(_) => return Err(slot),
+        let address = bytes.as_ptr() as u64;
+        let Some(token) = self.tx.add(address, len as u32, false) else {
+            return Err(slot);
         };
         match self.tx_slots.get_mut(usize::from(token)) {
-            Some(entry) => *entry = Some((slot, len)),
+            Some(entry) => *entry = Some(slot),
             None => return Err(slot),
         }
-        self.notify_tx = true;
         Ok(())
     }
 
     /// Hands each buffer the device has finished sending to `done`.
     fn reclaim_transmitted(&mut self, done: &mut dyn FnMut(Slot)) {
-        while let Some(token) = self.tx.peek_used() {
-            let Some((slot, len)) = self.tx_slots.get_mut(usize::from(token)).and_then(Option::take) else {
-                log::error!("virtio-net: transmit queue out of step");
-                return;
-            };
-            let Some(bytes) = slot.bytes().get(..len) else {
-                return;
-            };
-            // SAFETY: the same buffer that was added with this token.
-            if unsafe { self.tx.pop_used(token, &[bytes], &mut []) }.is_err() {
-                log::error!("virtio-net: transmit queue out of step");
-                return;
+        loop {
+            match self.tx.take() {
+                Ok(Some((token, _))) => match self.tx_slots.get_mut(usize::from(token)).and_then(Option::take) {
+                    Some(slot) => done(slot),
+                    None => self.note_out_of_step("transmit"),
+                },
+                Ok(None) => return,
+                Err(_) => self.note_out_of_step("transmit"),
             }
-            done(slot);
         }
     }
 
-    /// Tells the device about posted buffers, once per batch.
+    /// Tells the device about posted buffers, once per batch, if it asked.
     fn flush(&mut self) {
-        if self.notify_tx && self.tx.should_notify() {
+        if self.tx.should_notify() {
             self.transport.notify(TRANSMIT_QUEUE);
         }
-        if self.notify_rx && self.rx.should_notify() {
+        if self.rx.should_notify() {
             self.transport.notify(RECEIVE_QUEUE);
         }
-        self.notify_tx = false;
-        self.notify_rx = false;
+    }
+
+    /// Batches notified and suppressed, both queues.
+    fn notifications(&self) -> Notifications {
+        let (tx_sent, tx_suppressed) = self.tx.notification_counts();
+        let (rx_sent, rx_suppressed) = self.rx.notification_counts();
+        Notifications { sent: tx_sent + rx_sent, suppressed: tx_suppressed + rx_suppressed }
     }
 }
