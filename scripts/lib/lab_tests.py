@@ -861,7 +861,7 @@ TESTS = {
     "fw-diff": Test("tests/lab/fw-diff.ipt: 300 probes, unifw vs Linux iptables", fw_differential),
     "fw-random": Test("random iptables-save rulesets (ruleset_gen.py): probes, unifw vs Linux iptables",
                       lab_random.fw_random),
-    "stream": Test("a TCP stream past 65,536 frames, offloads off", sustained_stream),
+    "stream": Test("TCP streams past 65,536 frames, offloads off, event index and flags", sustained_stream),
     "first-packets": Test("first UDP and TCP packets to an unresolved host arrive at once; same in Linux",
                           lab_flood.first_packets),
     "dhcp": Test("eth2 by DHCP from dnsmasq: router option, renewal, forwarding waits for it", dhcp),
