@@ -9,9 +9,10 @@
 //! forwarding decision moves up to 64 KiB: receive buffers are large enough
 //! for such segments ("big packets" mode, no `MRG_RXBUF`). Buffers are
 //! `Slot`s: posted to a queue, returned when the device is done, and never
-//! copied on the forwarding path. Interrupts stay off while the loop polls
-//! and notifications go out once per pass, only when the device asked for
-//! them (`RING_EVENT_IDX` when negotiated, the rings' flags otherwise).
+//! copied on the forwarding path. Receive interrupts stay off while the
+//! loop polls and notifications go out once per pass, only when the device
+//! asked for them (`RING_EVENT_IDX` when negotiated, the rings' flags
+//! otherwise).
 
 use super::buffers::Slot;
 use super::ring::KernelRing;
@@ -73,7 +74,13 @@ impl NetDriver {
         let mac = if features & feature::MAC != 0 { transport.read_config_space::<[u8; 6]>(0)? } else { [0; 6] };
         let event_idx = features & feature::RING_EVENT_IDX != 0;
         let rx = queue(&mut transport, RECEIVE_QUEUE, event_idx)?;
-        let tx = queue(&mut transport, TRANSMIT_QUEUE, event_idx)?;
+        let mut tx = queue(&mut transport, TRANSMIT_QUEUE, event_idx)?;
+        // Transmit completions keep their interrupts: the CPU never takes
+        // them while it polls (interrupts masked), and with them off the
+        // 64-byte rate fell from 74,478 to 59,973 frames/s (event index)
+        // and 29,707 (flags) while notifying cost 9.9 us a frame instead
+        // of 1.1 (README, "Notification suppression").
+        tx.set_interrupts(true);
         transport.finish_init();
         Ok(NetDriver {
             transport,
