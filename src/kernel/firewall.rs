@@ -6,6 +6,7 @@
 
 use crate::kernel::arch::idt::{NIC_INTERRUPTS, TIMER_INTERRUPTS};
 use crate::kernel::arch::{apic, clock, cpu};
+use crate::kernel::heap;
 use crate::kernel::virtio::net::NetDriver;
 use crate::kernel::virtio::FoundNic;
 use alloc::vec::Vec;
@@ -19,6 +20,8 @@ use unifw_core::virtio_net::feature::RING_EVENT_IDX;
 /// default (`unifw.busypoll=MICROSECONDS` sets it): longer trades host CPU
 /// for latency, since waking a halted vCPU costs the host a thread wake-up.
 pub const BUSY_POLL_DEFAULT_US: u32 = 500;
+/// Heap never carved that receive rings may not grow into (bytes).
+const GROWTH_RESERVE: usize = 16 << 20;
 /// Wake-up period for NICs whose interrupts cannot reach us.
 const FALLBACK_POLL_US: u64 = 1_000;
 
@@ -67,8 +70,11 @@ pub fn run(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool, busy_poll
 /// Sleeps until a NIC interrupt or the next deadline.
 fn sleep(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool) {
     // Idle time is when receive rings grow to full size (clearing 64 KiB
-    // buffers at boot would delay the first reply).
-    if firewall.nics_mut().grow() {
+    // buffers at boot would delay the first reply), past the assured
+    // buffers only while the heap keeps a reserve for what the firewall
+    // allocates at run time.
+    let spare_memory = heap::stats().1 > GROWTH_RESERVE;
+    if firewall.nics_mut().grow(spare_memory) {
         return;
     }
     cpu::disable_interrupts();
