@@ -244,7 +244,7 @@ def mac(index):
 
 
 def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial="null", disk=None, firmware="bios",
-                 macs=None, root_ports=False, vars_file=None, memory=None):
+                 macs=None, root_ports=False, vars_file=None, memory=None, rx_queue=None):
     """The QEMU command line that boots unifw with one virtio-net NIC per tap
     in TAPS (eth0 first). MACHINE: microvm (virtio-mmio), q35 or pc
     (virtio-pci; the PVH entry through qboot), pc-legacy (pc with legacy-only
@@ -304,6 +304,11 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
         command += ["-kernel", str(kernel or kernel_image())]
         if append:
             command += ["-append", append]
+    # RX_QUEUE, or UNIFW_RX_QUEUE: the NICs' receive queue size (QEMU's
+    # default 256, up to 1024 with a tap); unifw fills whatever ring it gets.
+    rx_queue = rx_queue or os.environ.get("UNIFW_RX_QUEUE")
+    if rx_queue:
+        device += f",rx_queue_size={rx_queue}"
     for index, tap in enumerate(taps):
         address = macs[index] if macs else mac(index)
         command += ["-netdev", f"tap,id=n{index},ifname={tap},script=no,downscript=no",

@@ -36,11 +36,13 @@ pub fn announce(found: Vec<FoundNic>) -> (Vec<NetDriver>, bool) {
         .map(|(index, nic)| {
             let wake = if nic.can_wake { "interrupts" } else { "polled (no interrupt route)" };
             log::info!(
-                "NIC {index}: virtio-net {} mac {} wake {wake}, offloads {}, notifications by {}",
+                "NIC {index}: virtio-net {} mac {} wake {wake}, offloads {}, notifications by {}, rings rx {} tx {}",
                 nic.location,
                 MacAddr(nic.driver.mac()),
                 describe_offloads(nic.driver.features()),
-                if nic.driver.features() & RING_EVENT_IDX != 0 { "event index" } else { "flags" }
+                if nic.driver.features() & RING_EVENT_IDX != 0 { "event index" } else { "flags" },
+                nic.driver.receive_ring_size(),
+                nic.driver.transmit_ring_size()
             );
             nic.driver
         })

@@ -19,10 +19,12 @@ use crate::net::segment::Segmenter;
 use crate::net::{DropReason, FrameSink};
 use crate::virtio_net::{self, feature, Header, GSO_NONE};
 
-/// Receive buffers per NIC with 64 KiB buffers: a full ring (posted a few
-/// at start, then grown in steps by [`NicSet::grow`], so that boot does not
-/// wait for megabytes to be cleared). 64 of them held 64-byte frames at
-/// 74,478 frames/s, 256 at 90,510-96,587 (README, "Receive buffers").
+/// A NIC's receive buffers fill its ring ([`NetDevice::receive_ring_size`])
+/// up to this many: 64 KiB ones are posted a few at
+/// start, then grown in steps by [`NicSet::grow`], so that boot does not
+/// wait for megabytes to be cleared; 2 KiB ones all at start. 64 buffers
+/// held 64-byte frames at 74,478 frames/s, a ring of 256 at 92,492-107,635
+/// (README, "Receive buffers").
 pub const RECEIVE_BUFFERS_BIG: usize = 256;
 /// Of those, the ones every NIC gets however short memory is (failing to
 /// get them is an error); growing past them waits until the kernel says
@@ -32,8 +34,8 @@ pub const RECEIVE_BUFFERS_BIG_ASSURED: usize = 64;
 pub const RECEIVE_BUFFERS_BIG_AT_BOOT: usize = 8;
 /// 64 KiB receive buffers added per [`NicSet::grow`].
 pub const RECEIVE_BUFFERS_BIG_STEP: usize = 8;
-/// Receive buffers per NIC with 2 KiB buffers.
-pub const RECEIVE_BUFFERS_SMALL: usize = 256;
+/// The same with 2 KiB buffers.
+pub const RECEIVE_BUFFERS_SMALL: usize = RECEIVE_BUFFERS_BIG;
 /// Transmit-pool buffers per NIC, for frames the firewall makes itself:
 /// a 64 KiB TCP segment cut in software toward a NIC without TSO is 46
 /// frames, sent before the device has returned any (97 KiB at MTU 1500).
@@ -93,6 +95,11 @@ pub trait NetDevice {
     fn reclaim_transmitted(&mut self, done: &mut dyn FnMut(Self::Buffer));
     /// Tells the device about everything queued since the last flush.
     fn flush(&mut self);
+    /// How many buffers the receive queue holds (a full ring is each
+    /// NIC's goal); [`RECEIVE_BUFFERS_BIG`] unless the device says.
+    fn receive_ring_size(&self) -> usize {
+        RECEIVE_BUFFERS_BIG
+    }
     /// Notifications sent and suppressed so far (none by default).
     fn notifications(&self) -> Notifications {
         Notifications::default()
@@ -201,10 +208,13 @@ impl<D: NetDevice> NicSet<D> {
             };
             let header_len = virtio_net::header_len(device.features());
             let big = virtio_net::buffer_size(device.features()) > 4096;
+            // A ring larger than 256 (virtio-mmio offers 1,024) gets 256
+            // buffers: 1,024 held no more 64-byte frames (README).
+            let ring = device.receive_ring_size().clamp(1, RECEIVE_BUFFERS_BIG);
             let (at_boot, assured, goal) = if big {
-                (RECEIVE_BUFFERS_BIG_AT_BOOT, RECEIVE_BUFFERS_BIG_ASSURED, RECEIVE_BUFFERS_BIG)
+                (RECEIVE_BUFFERS_BIG_AT_BOOT.min(ring), RECEIVE_BUFFERS_BIG_ASSURED.min(ring), ring)
             } else {
-                (RECEIVE_BUFFERS_SMALL, RECEIVE_BUFFERS_SMALL, RECEIVE_BUFFERS_SMALL)
+                (ring, ring, ring)
             };
             let mtu = mtus.get(usize::from(index)).map_or(0, |&mtu| usize::from(mtu));
             let frame_size = TRANSMIT_BUFFER.max(ETHERNET_HEADER_LEN + mtu);
@@ -221,7 +231,8 @@ impl<D: NetDevice> NicSet<D> {
             nic.add_receive_buffers(index, at_boot);
             nics.push(Some(nic));
         }
-        let capacity = nics.iter().flatten().count() * (RECEIVE_BUFFERS_SMALL.max(RECEIVE_BUFFERS_BIG) + TRANSMIT_POOL);
+        // Every buffer there is could come back in one reclaim.
+        let capacity = nics.iter().flatten().map(|nic| nic.receive_goal + TRANSMIT_POOL).sum();
         NicSet { nics, returned: Vec::with_capacity(capacity) }
     }
 

@@ -27,8 +27,10 @@ use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
 use virtio_drivers::transport::{DeviceType, Transport};
 
-/// Descriptors per virtqueue (legacy PCI devices fix it at 256).
-pub const QUEUE_SIZE: usize = 256;
+/// Descriptors per virtqueue at most: each queue takes the device's size
+/// up to this (QEMU's virtio-net offers 256, or its `rx_queue_size` up to
+/// 1024); legacy PCI devices fix theirs.
+pub const MAX_QUEUE_SIZE: u32 = 1024;
 const MSIX_ENTRY: u16 = 0;
 /// microvm's virtio-mmio transports when QEMU did not list them on the command line.
 const MMIO_SCAN: (u64, u64, usize) = (0xfeb0_0000, 0x200, 24);
@@ -91,11 +93,13 @@ fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction, wanted: u64) -> Res
             let io = pci::io_bar_address(df, 0).ok_or("neither modern capabilities nor a legacy I/O BAR")?;
             let mut legacy = LegacyPciTransport::new(io, DeviceType::Network, msix);
             // Legacy devices fix the queue size and the ring layout follows
-            // from it: a size other than ours cannot be driven.
+            // from it: a size the driver cannot take cannot be driven.
             for queue in 0..2 {
                 let size = legacy.max_queue_size(queue);
-                if size != QUEUE_SIZE as u32 {
-                    return Err(format!("legacy queue {queue} has {size} entries; only {QUEUE_SIZE} is supported"));
+                if !size.is_power_of_two() || size > MAX_QUEUE_SIZE {
+                    return Err(format!(
+                        "legacy queue {queue} has {size} entries; a power of two up to {MAX_QUEUE_SIZE} is supported"
+                    ));
                 }
             }
             (Inner::Legacy(legacy), "legacy", Some(ReceiveVector::Legacy))

@@ -16,8 +16,8 @@
 
 use super::buffers::Slot;
 use super::ring::KernelRing;
-use super::{AnyTransport, QUEUE_SIZE};
-use core::array;
+use super::{AnyTransport, MAX_QUEUE_SIZE};
+use alloc::vec::Vec;
 use unifw_core::firewall::{Buffer, NetDevice, Notifications};
 use unifw_core::virtio_net::{feature, negotiate};
 use unifw_core::virtqueue::{Layout, SplitQueue};
@@ -32,27 +32,35 @@ pub struct NetDriver {
     transport: AnyTransport,
     rx: SplitQueue<KernelRing>,
     tx: SplitQueue<KernelRing>,
-    rx_slots: [Option<Slot>; QUEUE_SIZE],
-    tx_slots: [Option<Slot>; QUEUE_SIZE],
+    /// The buffer the device holds under each receive and transmit token.
+    rx_slots: Vec<Option<Slot>>,
+    tx_slots: Vec<Option<Slot>>,
     mac: [u8; 6],
     features: u64,
     /// Used-ring entries that named no buffer the device held.
     out_of_step: u64,
 }
 
-/// Sets up queue `index` of `QUEUE_SIZE` entries.
+/// Sets up queue `index` with the device's size, at most `MAX_QUEUE_SIZE`
+/// (the largest power of two within both).
 fn queue(transport: &mut AnyTransport, index: u16, event_idx: bool) -> Result<SplitQueue<KernelRing>, Error> {
     if transport.queue_used(index) {
         return Err(Error::AlreadyUsed);
     }
-    if transport.max_queue_size(index) < QUEUE_SIZE as u32 {
+    let offered = transport.max_queue_size(index).min(MAX_QUEUE_SIZE);
+    if offered == 0 {
         return Err(Error::InvalidParam);
     }
-    let layout = Layout::new(QUEUE_SIZE as u16).ok_or(Error::InvalidParam)?;
+    let size = 1u32 << offered.ilog2();
+    let layout = u16::try_from(size).ok().and_then(Layout::new).ok_or(Error::InvalidParam)?;
     let memory = KernelRing::allocate(layout).ok_or(Error::DmaError)?;
     let base = memory.address();
-    transport.queue_set(index, QUEUE_SIZE as u32, base, base + layout.avail as u64, base + layout.used as u64);
+    transport.queue_set(index, size, base, base + layout.avail as u64, base + layout.used as u64);
     Ok(SplitQueue::new(memory, layout, event_idx))
+}
+
+fn slots(queue: &SplitQueue<KernelRing>) -> Vec<Option<Slot>> {
+    (0..queue.layout().size).map(|_| None).collect()
 }
 
 impl NetDriver {
@@ -82,16 +90,8 @@ impl NetDriver {
         // of 1.1 (README, "Notification suppression").
         tx.set_interrupts(true);
         transport.finish_init();
-        Ok(NetDriver {
-            transport,
-            rx,
-            tx,
-            rx_slots: array::from_fn(|_| None),
-            tx_slots: array::from_fn(|_| None),
-            mac,
-            features,
-            out_of_step: 0,
-        })
+        let (rx_slots, tx_slots) = (slots(&rx), slots(&tx));
+        Ok(NetDriver { transport, rx, tx, rx_slots, tx_slots, mac, features, out_of_step: 0 })
     }
 
     /// The transport.
@@ -108,6 +108,11 @@ impl NetDriver {
     /// arrived meanwhile.
     pub fn set_receive_interrupts(&mut self, enable: bool) -> bool {
         self.rx.set_interrupts(enable)
+    }
+
+    /// The transmit queue's size.
+    pub fn transmit_ring_size(&self) -> usize {
+        usize::from(self.tx.layout().size)
     }
 
     /// Acknowledges the device's interrupt line (lowers it).
@@ -210,6 +215,11 @@ impl NetDevice for NetDriver {
         if self.rx.should_notify() {
             self.transport.notify(RECEIVE_QUEUE);
         }
+    }
+
+    /// The receive queue's size.
+    fn receive_ring_size(&self) -> usize {
+        usize::from(self.rx.layout().size)
     }
 
     /// Batches notified and suppressed, both queues.
