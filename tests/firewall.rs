@@ -136,6 +136,9 @@ impl NetDevice for FakeDevice {
     fn flush(&mut self) {
         self.flushes += 1;
     }
+    fn receive_ring_size(&self) -> usize {
+        self.queue_size
+    }
 }
 
 fn lab_devices(features: u64) -> Vec<FakeDevice> {
@@ -312,6 +315,27 @@ fn big_receive_buffers_grow_in_steps_to_their_goal() {
     assert_eq!(nics.receive_buffers(1), Some((RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG)));
     assert_eq!(steps, 2 * (RECEIVE_BUFFERS_BIG - RECEIVE_BUFFERS_BIG_AT_BOOT) / 8);
     assert_eq!(dev(&mut nics, 1).posted.len(), RECEIVE_BUFFERS_BIG);
+}
+
+#[test]
+fn receive_buffers_fill_the_ring_up_to_256() {
+    let offloads = PLAIN | GUEST_CSUM | GUEST_TSO4 | CSUM | HOST_TSO4;
+    for (ring, goal, assured) in [(1024, RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG_ASSURED), (32, 32, 32)] {
+        for features in [offloads, PLAIN] {
+            let mut devices = lab_devices(features);
+            for device in &mut devices {
+                device.queue_size = ring;
+            }
+            let mut nics = NicSet::new(devices);
+            while nics.grow(false) {}
+            let small = features == PLAIN;
+            let expected = if small { goal } else { assured };
+            assert_eq!(nics.receive_buffers(0), Some((expected, goal)), "ring {ring}, small buffers {small}");
+            while nics.grow(true) {}
+            assert_eq!(nics.receive_buffers(1), Some((goal, goal)), "ring {ring}, small buffers {small}");
+            assert_eq!(dev(&mut nics, 1).posted.len(), goal);
+        }
+    }
 }
 
 const RULES: &str = "interface eth0 10.1.0.1/24
