@@ -345,10 +345,11 @@ mod tests {
         assert!(!need_event(2, 2, 65_534));
         assert!(!need_event(65_533, 2, 65_534));
         // virtio-drivers 0.13 compares `new >= event + 1`: after the wrap
-        // (new 2, event 65,535) it says no, and the device waits forever.
-        let (new, event) = (2u16, 65_535u16);
-        assert!(new < event.wrapping_add(1) || event.wrapping_add(1) == 0);
-        assert!(need_event(event, new, 65_530));
+        // (new 2, event 65,530) it says no, and the device waits forever.
+        let (new, event, old) = (2u16, 65_530u16, 65_528u16);
+        let old_rule = new >= event.wrapping_add(1);
+        assert!(!old_rule, "the old rule misses the event across the wrap");
+        assert!(need_event(event, new, old), "the wrapping comparison sees it");
     }
 
     #[test]
