@@ -11,6 +11,12 @@
  * LAPIC), enable long mode and call kernel_entry(magic, info) in Rust.
  * The page tables are built once here and never rewritten (nested KVM
  * without nested paging punishes page-table writes).
+ *
+ * Application processors (the other vCPUs) start in 16-bit real mode at
+ * ap_trampoline, which the kernel copies below 1 MiB (AP_TRAMPOLINE) before
+ * it sends them INIT and STARTUP: real -> protected -> long mode on the
+ * same page tables, then ap_entry in Rust on the stack the boot CPU left in
+ * AP_STACK_TOP (one AP starts at a time).
  */
     .set PVH_MAGIC, 0x336ec578
     .set MB2_HEADER_MAGIC, 0xe85250d6
@@ -24,6 +30,8 @@
     .set EFER_LME, 1 << 8
     .set EFER_NXE, 1 << 11
     .set PAGE_PRESENT_WRITABLE, 0x3
+    /* Physical page the AP trampoline runs from (kernel::arch::smp). */
+    .set AP_TRAMPOLINE, 0x8000
     .set PAGE_HUGE, 0x80
     /* Accessed and dirty preset: the MMU (or a shadow-paging hypervisor)
        never has to write them back. */
@@ -144,6 +152,71 @@ boot64:
     call kernel_entry
 3:  hlt
     jmp 3b
+
+/* Application processors: copied to AP_TRAMPOLINE and entered there in
+   real mode (CS:IP = 0800:0000), so every address below is computed for
+   that place. */
+    .section .rodata.ap_trampoline, "a"
+    .code16
+    .global ap_trampoline_start
+    .global ap_trampoline_end
+ap_trampoline_start:
+    cli
+    cld
+    xor %ax, %ax
+    mov %ax, %ds
+    lgdtl (AP_TRAMPOLINE + ap_gdt_pointer - ap_trampoline_start)
+    mov %cr0, %eax
+    or $CR0_PE, %eax
+    mov %eax, %cr0
+    ljmpl $0x08, $(AP_TRAMPOLINE + ap_protected - ap_trampoline_start)
+    .code32
+ap_protected:
+    mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    mov %cr4, %eax
+    or $(CR4_PAE | CR4_OSFXSR), %eax
+    mov %eax, %cr4
+    mov $boot_pml4, %eax
+    mov %eax, %cr3
+    mov $EFER_MSR, %ecx
+    rdmsr
+    or $EFER_LME, %eax
+    wrmsr
+    mov %cr0, %eax
+    and $~CR0_CD_NW, %eax
+    or $(CR0_PG | CR0_PE), %eax
+    mov %eax, %cr0
+    ljmp $0x18, $ap_boot64
+    .p2align 3
+ap_gdt:
+    .quad 0
+    .quad 0x00cf9a000000ffff    /* 0x08: 32-bit code */
+    .quad 0x00cf92000000ffff    /* 0x10: data */
+    .quad 0x00af9a000000ffff    /* 0x18: 64-bit code */
+ap_gdt_end:
+ap_gdt_pointer:
+    .short ap_gdt_end - ap_gdt - 1
+    .long AP_TRAMPOLINE + ap_gdt - ap_trampoline_start
+ap_trampoline_end:
+
+    .section .text.boot32, "ax"
+    .code64
+ap_boot64:
+    mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    xor %eax, %eax
+    mov %eax, %fs
+    mov %eax, %gs
+    mov AP_STACK_TOP(%rip), %rsp
+    xor %ebp, %ebp
+    call ap_entry
+4:  hlt
+    jmp 4b
 
     .section .rodata.boot, "a"
     .p2align 3

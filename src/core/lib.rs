@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod cmdline;
 pub mod firewall;
 pub mod flow;

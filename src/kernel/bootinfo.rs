@@ -3,6 +3,7 @@
 //! copied into fixed buffers before the heap takes the free RAM.
 
 use core::ptr::read_unaligned;
+use unifw_core::acpi::{RSDP_V1_LEN, RSDP_V2_LEN};
 
 /// EAX/EDI value on PVH entry (set by the trampoline) and in `hvm_start_info.magic`.
 pub const PVH_MAGIC: u32 = 0x336e_c578;
@@ -41,6 +42,8 @@ pub struct BootInfo {
     pub cmdline_truncated: bool,
     regions: [Region; MAX_REGIONS],
     region_count: usize,
+    /// The ACPI RSDP, copied (Multiboot2 hands a copy; PVH its address).
+    rsdp: Option<[u8; RSDP_V2_LEN]>,
 }
 
 fn read<T: Copy>(addr: u64) -> T {
@@ -65,6 +68,7 @@ impl BootInfo {
             cmdline_truncated: false,
             regions: [Region::default(); MAX_REGIONS],
             region_count: 0,
+            rsdp: None,
         };
         match protocol {
             Protocol::Pvh => boot.parse_pvh(u64::from(info)),
@@ -79,6 +83,10 @@ impl BootInfo {
         }
         let version = read::<u32>(info + 4);
         self.copy_cmdline(read::<u64>(info + 24));
+        let rsdp = read::<u64>(info + 32);
+        if rsdp != 0 {
+            self.rsdp = Some(read(rsdp));
+        }
         if version >= 1 {
             let map = read::<u64>(info + 40);
             let entries = read::<u32>(info + 48);
@@ -98,6 +106,14 @@ impl BootInfo {
             match kind {
                 0 => break,
                 1 => self.copy_cmdline(tag + 8),
+                // The RSDP, copied by the loader: ACPI 1.0 (20 bytes) or 2.0.
+                14 | 15 if size >= 8 + RSDP_V1_LEN as u64 => {
+                    let mut copy = [0u8; RSDP_V2_LEN];
+                    for (i, byte) in copy.iter_mut().enumerate().take((size - 8) as usize) {
+                        *byte = read::<u8>(tag + 8 + i as u64);
+                    }
+                    self.rsdp = Some(copy);
+                }
                 6 => {
                     let entry_size = u64::from(read::<u32>(tag + 8)).max(24);
                     let mut entry = tag + 16;
@@ -145,6 +161,12 @@ impl BootInfo {
             Ok(s) => s,
             Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
         }
+    }
+
+    /// The ACPI RSDP the loader gave, if any (else the kernel scans the
+    /// BIOS area for one).
+    pub fn rsdp(&self) -> Option<&[u8; RSDP_V2_LEN]> {
+        self.rsdp.as_ref()
     }
 
     /// Usable RAM regions.

@@ -1,6 +1,7 @@
 //! The target shell: boot, hardware and drivers, wired to the host-testable
 //! core in the `unifw` library.
 
+mod acpi;
 pub mod arch;
 mod bootinfo;
 mod config;
@@ -63,6 +64,7 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     if !boot.cmdline().is_empty() {
         log::info!("command line: {}", boot.cmdline());
     }
+    start_cpus(&boot);
     let image = config::image();
     log::info!(
         "rules: {} input + {} forward rules, {} KiB of tables, identity {:016x}, compiled at {} (unix time)",
@@ -97,6 +99,21 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     let (in_use, free) = heap::stats();
     log::info!("ready in {} us; heap {} KiB used, {} MiB free", clock::now_us(), in_use / 1024, free >> 20);
     firewall::run(&mut firewall, all_can_wake, busy_poll)
+}
+
+/// Starts the other vCPUs the ACPI MADT lists (they park until given work).
+fn start_cpus(boot: &BootInfo) {
+    let listed = match acpi::cpus(boot.rsdp()) {
+        Ok(ids) => ids,
+        Err(why) => {
+            log::info!("vCPUs: {why} (ACPI); running on the boot vCPU only");
+            return;
+        }
+    };
+    let page = arch::smp::AP_TRAMPOLINE;
+    let is_ram = boot.regions().iter().any(|r| r.start <= page && r.end >= page + 4096);
+    let started = arch::smp::start(&listed, arch::smp::MAX_CPUS, is_ram, clock::now_us);
+    log::info!("vCPUs: {} of {} online", started.online, started.listed);
 }
 
 /// Heap left to everything built after the connection table (receive and

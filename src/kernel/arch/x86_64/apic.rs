@@ -11,6 +11,12 @@ const LAPIC_BASE: usize = 0xfee0_0000;
 const LAPIC_ID: usize = 0x20;
 const LAPIC_EOI: usize = 0xb0;
 const LAPIC_SPURIOUS: usize = 0xf0;
+const LAPIC_ICR_LOW: usize = 0x300;
+const LAPIC_ICR_HIGH: usize = 0x310;
+const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
 const LAPIC_LVT_TIMER: usize = 0x320;
 const LAPIC_LVT_LINT0: usize = 0x350;
 const LAPIC_LVT_LINT1: usize = 0x360;
@@ -50,6 +56,11 @@ fn mask_legacy_pic() {
 /// Enables the local APIC (xAPIC mode) and masks the legacy PIC.
 pub fn init() {
     mask_legacy_pic();
+    init_local();
+}
+
+/// Enables this CPU's local APIC (xAPIC mode): each CPU does it for its own.
+pub fn init_local() {
     // SAFETY: reading and writing IA32_APIC_BASE to set the global enable
     // bit keeps the default base address, which the page tables map.
     unsafe {
@@ -68,6 +79,32 @@ pub fn init() {
 /// This CPU's local APIC ID (the destination of MSI messages and IOAPIC routes).
 pub fn lapic_id() -> u8 {
     (lapic_read(LAPIC_ID) >> 24) as u8
+}
+
+/// Sends an inter-processor interrupt (`command`: the ICR's low word) to
+/// the CPU whose local APIC ID is `apic_id`, and waits until the local
+/// APIC has sent it.
+fn send_ipi(apic_id: u8, command: u32) {
+    lapic_write(LAPIC_ICR_HIGH, u32::from(apic_id) << 24);
+    lapic_write(LAPIC_ICR_LOW, command);
+    while lapic_read(LAPIC_ICR_LOW) & ICR_DELIVERY_PENDING != 0 {
+        core::hint::spin_loop();
+    }
+}
+
+/// INIT: the CPU resets and waits for a STARTUP.
+pub fn send_init(apic_id: u8) {
+    send_ipi(apic_id, ICR_INIT | ICR_LEVEL_ASSERT);
+}
+
+/// STARTUP: the CPU starts in real mode at `page` x 4 KiB (below 1 MiB).
+pub fn send_startup(apic_id: u8, page: u8) {
+    send_ipi(apic_id, ICR_STARTUP | ICR_LEVEL_ASSERT | u32::from(page));
+}
+
+/// A fixed interrupt on `vector` to the CPU `apic_id`.
+pub fn send_interrupt(apic_id: u8, vector: u8) {
+    send_ipi(apic_id, ICR_LEVEL_ASSERT | u32::from(vector));
 }
 
 /// Signals end of interrupt to the local APIC.

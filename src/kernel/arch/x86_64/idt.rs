@@ -15,6 +15,9 @@ use x86_64::VirtAddr;
 pub const NIC_VECTOR: u8 = 0x30;
 /// Vector of the local APIC one-shot timer.
 pub const TIMER_VECTOR: u8 = 0x31;
+/// Vector of the inter-processor interrupt that wakes a halted CPU (work
+/// was handed to it, or a frame arrived for its queues).
+pub const WAKE_VECTOR: u8 = 0x32;
 /// Spurious-interrupt vector of the local APIC.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
@@ -22,6 +25,8 @@ pub const SPURIOUS_VECTOR: u8 = 0xff;
 pub static NIC_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 /// Timer interrupts taken.
 pub static TIMER_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
+/// Wake-up IPIs taken.
+pub static WAKE_INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 
 core::arch::global_asm!(
     r#"
@@ -70,6 +75,7 @@ core::arch::global_asm!(
     .endr
     IRQ 48
     IRQ 49
+    IRQ 50
     IRQ 255
 
     exception_common:
@@ -104,6 +110,7 @@ core::arch::global_asm!(
     unifw_irq_stubs:
     .quad irq_stub_48
     .quad irq_stub_49
+    .quad irq_stub_50
     .quad irq_stub_255
     "#,
     options(att_syntax)
@@ -111,7 +118,7 @@ core::arch::global_asm!(
 
 extern "C" {
     static unifw_exception_stubs: [u64; 32];
-    static unifw_irq_stubs: [u64; 3];
+    static unifw_irq_stubs: [u64; 4];
 }
 
 /// Registers saved by `exception_common`, lowest address first.
@@ -143,7 +150,7 @@ pub struct ExceptionFrame {
 
 static IDT: Once<InterruptDescriptorTable> = Once::new();
 
-/// Builds and loads the IDT.
+/// Builds and loads the IDT (the boot CPU; the others share it, [`load`]).
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut idt = InterruptDescriptorTable::new();
@@ -187,13 +194,20 @@ pub fn init() {
                 unsafe { options.set_stack_index(DOUBLE_FAULT_IST_INDEX) };
             }
         }
-        for (&vector, &stub) in [NIC_VECTOR, TIMER_VECTOR, SPURIOUS_VECTOR].iter().zip(irqs) {
+        for (&vector, &stub) in [NIC_VECTOR, TIMER_VECTOR, WAKE_VECTOR, SPURIOUS_VECTOR].iter().zip(irqs) {
             // SAFETY: see above.
             unsafe { idt[vector].set_handler_addr(VirtAddr::new(stub)) };
         }
         idt
     });
     idt.load();
+}
+
+/// Loads the IDT the boot CPU built on this CPU.
+pub fn load() {
+    if let Some(idt) = IDT.get() {
+        idt.load();
+    }
 }
 
 #[no_mangle]
@@ -204,6 +218,9 @@ extern "C" fn interrupt_handler(vector: u64) {
         }
         TIMER_VECTOR => {
             TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+        }
+        WAKE_VECTOR => {
+            WAKE_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
         }
         // Spurious interrupts must not be acknowledged.
         _ => return,

@@ -9,6 +9,7 @@ pub mod idt;
 pub mod mtrr;
 pub mod paging;
 pub mod port;
+pub mod smp;
 
 // The 32-bit PVH/Multiboot2 entry, page tables and the switch to long mode.
 core::arch::global_asm!(include_str!("../../../../boot/entry.S"), options(att_syntax));
