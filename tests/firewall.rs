@@ -16,6 +16,7 @@ use unifw_core::cmdline::Options;
 use unifw_core::firewall::nics::{
     RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG_ASSURED, RECEIVE_BUFFERS_BIG_AT_BOOT, RECEIVE_BUFFERS_SMALL, TRANSMIT_POOL,
 };
+use unifw_core::firewall::worker::HANDOFF_FRAMES;
 use unifw_core::firewall::{interface_plan, Buffer, Firewall, Home, InterfacePlan, NetDevice, NicSet, Settings};
 use unifw_core::image::{IfAddr, Image};
 use unifw_core::net::{checksum, DropReason};
@@ -423,7 +424,7 @@ fn the_firewall_answers_arp_and_ping_from_its_own_stack() {
     assert_eq!((u32::from(ip.src_addr()), u32::from(ip.dst_addr())), (FW0, SENDER));
     let icmp = Icmpv4Packet::new_checked(ip.payload()).expect("ICMP");
     assert_eq!(icmp.msg_type(), Icmpv4Message::EchoReply);
-    let c = &fw.dataplane().counters().interfaces[0];
+    let c = fw.dataplane().counters().interfaces[0].clone();
     assert_eq!((c.received, c.local, c.sent, c.total_drops()), (2, 2, 2, 0));
     // Both stack frames came from the pool and went back after completion.
     dev(fw.nics_mut(), 0).complete();
@@ -478,7 +479,7 @@ fn a_frame_waits_for_arp_then_the_next_one_is_forwarded_without_a_copy() {
     assert_eq!(forwarded.len(), 1);
     let ip = Ipv4Packet::new_checked(&forwarded[0][ETH_LEN..]).expect("IPv4");
     assert_eq!(ip.hop_limit(), 63, "TTL decremented");
-    let counters = fw.dataplane().counters();
+    let counters = fw.dataplane().counters().clone();
     assert_eq!((counters.interfaces[0].received, counters.interfaces[0].total_drops()), (2, 0));
     assert_eq!((counters.interfaces[1].forwarded_out, counters.interfaces[1].sent), (2, 3));
     dev(fw.nics_mut(), 1).complete();
@@ -514,7 +515,7 @@ fn the_bounce_path_crosses_frames_unfiltered_once_it_knows_both_peers() {
     assert_eq!(&crossed[0][..6], &RECEIVER_MAC[..]);
     let ip = Ipv4Packet::new_checked(&crossed[0][ETH_LEN..]).expect("IPv4");
     assert_eq!(ip.hop_limit(), 64, "the bounce path leaves the TTL alone");
-    let counters = fw.dataplane().counters();
+    let counters = fw.dataplane().counters().clone();
     assert_eq!((counters.interfaces[0].received, counters.interfaces[0].total_drops()), (2, 1));
     assert_eq!(counters.interfaces[1].forwarded_out, 1);
     // A ping to the firewall still goes to its own stack.
@@ -568,7 +569,7 @@ fn the_profile_reports_where_each_frames_time_went() {
     dev(fw.nics_mut(), 1).inject(&arp_frame(ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1));
     fw.poll_once(2_000);
     assert_eq!(dev(fw.nics_mut(), 1).take_sent().len(), 2, "the ARP request and the frame");
-    fw.profile_mut().take_line();
+    fw.take_profile_line();
     // Enough passes with a frame each that some are timed.
     let passes = 3 * unifw_core::profile::SAMPLE_EVERY as u64;
     for at in 0..passes {
@@ -576,7 +577,7 @@ fn the_profile_reports_where_each_frames_time_went() {
         fw.poll_once(3_000 + at * 1_000);
     }
     assert_eq!(dev(fw.nics_mut(), 1).take_sent().len(), passes as usize);
-    let line = fw.profile_mut().take_line().expect("a line");
+    let line = fw.take_profile_line().expect("a line");
     assert!(line.starts_with("profile: 3 frames timed, ns per frame: receive "), "{line}");
     assert!(line.contains("; 3 busy passes (1.0 frames each), 0 empty; a clock read "), "{line}");
     let value = |step: &str| -> f64 {
@@ -603,7 +604,7 @@ fn frames_on_a_down_nic_and_overlong_frames_are_counted_and_recycled() {
     let echo = echo_frame(SENDER, FW0, true, 1, 1, 64);
     dev(fw.nics_mut(), 0).inject_with([0; HEADER], &echo, Some(HEADER + SMALL_BUFFER + 1));
     fw.poll_once(1_000);
-    let counters = fw.dataplane().counters();
+    let counters = fw.dataplane().counters().clone();
     assert_eq!(counters.interfaces[1].drop_count(DropReason::InterfaceDown), 1);
     assert_eq!(counters.interfaces[0].drop_count(DropReason::BadLength), 1);
     assert_eq!((counters.interfaces[0].received, counters.interfaces[1].received), (1, 1));
@@ -617,7 +618,7 @@ fn frames_on_a_down_nic_and_overlong_frames_are_counted_and_recycled() {
 fn a_route_whose_gateway_is_unreachable_is_skipped_and_reported() {
     let image = compiled(RULES);
     let fw = firewall(&image, &lab_plan(&image));
-    let skipped = fw.dataplane().skipped_routes();
+    let skipped = fw.dataplane().skipped_routes().to_vec();
     assert_eq!(skipped.len(), 1);
     assert_eq!((skipped[0].prefix, skipped[0].prefix_len, skipped[0].gateway), (0x0a09_0000, 16, 0x0a07_0001));
 }
@@ -755,7 +756,7 @@ fn forwarding_waits_for_the_dhcp_interface_then_starts_on_its_fallback() {
     dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
     dev(fw.nics_mut(), 0).inject(&echo_frame(SENDER, FW0, true, 9, 1, 64));
     fw.poll_once(1_000);
-    let c = &fw.dataplane().counters().interfaces[0];
+    let c = fw.dataplane().counters().interfaces[0].clone();
     assert_eq!((c.drop_count(DropReason::NotReady), c.local), (1, 1));
     assert!(dev(fw.nics_mut(), 1).take_sent().is_empty(), "nothing left by eth1");
     fw.poll_once(1_900_000);
@@ -774,7 +775,7 @@ fn forwarding_waits_for_the_dhcp_interface_then_starts_on_its_fallback() {
     // the stack's, not forwarded.
     dev(fw.nics_mut(), 2).inject(&dhcp_reply_frame(0x0a03_0037));
     fw.poll_once(2_300_000);
-    let c = &fw.dataplane().counters().interfaces[2];
+    let c = fw.dataplane().counters().interfaces[2].clone();
     assert_eq!((c.local, c.total_drops()), (1, 0));
 }
 
@@ -845,7 +846,151 @@ fn a_full_hashlimit_table_drops_the_packet_and_counts_it() {
     let ipv4 = |frames: Vec<Vec<u8>>| frames.iter().filter(|f| ethertype(f) == EthernetProtocol::Ipv4).count();
     assert_eq!(ipv4(dev(fw.nics_mut(), 0).take_sent()), 1, "the sender's ping is answered");
     assert_eq!(ipv4(dev(fw.nics_mut(), 1).take_sent()), 0, "the receiver's is dropped");
-    let counters = fw.dataplane().counters();
+    let counters = fw.dataplane().counters().clone();
     assert_eq!(counters.events.hashlimit_full, 1);
     assert_eq!(counters.interfaces[1].drop_count(DropReason::RuleDrop), 1);
+}
+
+/// The devices of a second vCPU: the same NICs' queue pair 1.
+fn worker_devices() -> Vec<Option<FakeDevice>> {
+    lab_devices(PLAIN).into_iter().map(Some).collect()
+}
+
+/// A UDP frame of flow `port` whose payload starts with `seq`.
+fn numbered(port: u16, seq: u32) -> Vec<u8> {
+    let mut frame = udp_frame(SENDER, RECEIVER, port, 2000, 16);
+    let at = frame.len() - 16;
+    frame[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+    // The UDP checksum is optional in IPv4: none, so the payload may change.
+    frame[ETH_LEN + 20 + 6..ETH_LEN + 20 + 8].copy_from_slice(&[0, 0]);
+    frame
+}
+
+#[test]
+fn a_worker_forwards_on_its_own_queues_and_hands_frames_for_the_firewall_to_vcpu_0() {
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    let mut worker = fw.worker(worker_devices());
+    // A flow the host steered to queue pair 1: resolved and forwarded there.
+    dev(worker.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    assert!(worker.poll_once(1_000));
+    let asked = dev(worker.nics_mut(), 1).take_sent();
+    assert_eq!(asked.len(), 1, "the ARP request leaves on the worker's own queue");
+    assert_eq!(ethertype(&asked[0]), EthernetProtocol::Arp);
+    dev(worker.nics_mut(), 1).inject(&arp_frame(ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1));
+    worker.poll_once(2_000);
+    dev(worker.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    worker.poll_once(3_000);
+    let forwarded = dev(worker.nics_mut(), 1).take_sent();
+    assert_eq!(forwarded.len(), 2, "the queued frame and the next, both on queue pair 1");
+    assert!(dev(fw.nics_mut(), 1).take_sent().is_empty(), "nothing on vCPU 0's queues");
+    // The receiver's MAC learnt on vCPU 1 serves vCPU 0: one table.
+    dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1001, 2000, 50));
+    fw.poll_once(4_000);
+    let sent = dev(fw.nics_mut(), 1).take_sent();
+    assert_eq!(sent.len(), 1, "forwarded at once, no ARP: {sent:?}");
+    assert_eq!(&sent[0][..6], &RECEIVER_MAC);
+    // A ping to the firewall on queue pair 1: handed to vCPU 0, whose stack answers.
+    dev(worker.nics_mut(), 0).inject(&arp_frame(ArpOperation::Request, SENDER_MAC, SENDER, [0; 6], FW0));
+    dev(worker.nics_mut(), 0).inject(&echo_frame(SENDER, FW0, true, 9, 1, 64));
+    worker.poll_once(5_000);
+    assert!(dev(worker.nics_mut(), 0).take_sent().is_empty(), "workers have no stack");
+    assert!(fw.poll_once(5_000));
+    let replies = dev(fw.nics_mut(), 0).take_sent();
+    let reply = replies.iter().find(|f| ethertype(f) == EthernetProtocol::Ipv4).expect("an echo reply");
+    let ip = Ipv4Packet::new_checked(&reply[ETH_LEN..]).expect("IPv4");
+    assert_eq!(Icmpv4Packet::new_checked(ip.payload()).expect("ICMP").msg_type(), Icmpv4Message::EchoReply);
+    // One set of counters: what both vCPUs received.
+    let c = fw.dataplane().counters().interfaces[0].clone();
+    assert_eq!((c.received, c.local, c.total_drops()), (5, 2, 0));
+    // Every buffer of the worker's queues is home once the host is done.
+    for index in 0..2 {
+        dev(worker.nics_mut(), index).complete();
+    }
+    worker.poll_once(6_000);
+    assert_eq!(receive_buffers_accounted(worker.nics_mut(), 0), RECEIVE_BUFFERS_SMALL);
+    assert_eq!(receive_buffers_accounted(worker.nics_mut(), 1), RECEIVE_BUFFERS_SMALL);
+}
+
+#[test]
+fn frames_for_the_firewall_past_the_hand_off_queue_are_counted_and_their_buffers_go_home() {
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    let mut worker = fw.worker(worker_devices());
+    let total = HANDOFF_FRAMES + 10;
+    for round in 0..total.div_ceil(64) {
+        for seq in round * 64..total.min(round * 64 + 64) {
+            dev(worker.nics_mut(), 0).inject(&echo_frame(SENDER, FW0, true, 9, seq as u16, 64));
+        }
+        worker.poll_once(1_000 + round as u64);
+    }
+    let dropped = fw.dataplane().counters().interfaces[0].drop_count(DropReason::LocalHandoffFull);
+    assert_eq!(dropped, 10);
+    assert_eq!(dev(worker.nics_mut(), 0).posted.len(), RECEIVE_BUFFERS_SMALL);
+    // vCPU 0 answers what was handed over (as far as its transmit pool goes).
+    fw.poll_once(2_000);
+    let local = fw.dataplane().counters().interfaces[0].local;
+    assert_eq!(local, total as u64);
+    assert!(!dev(fw.nics_mut(), 0).take_sent().is_empty());
+}
+
+#[test]
+fn two_vcpus_at_once_keep_each_flows_order_and_lose_nothing() {
+    // vCPU 0 and a worker on two threads, each with its own flows (as the
+    // host steers them), 20,000 frames each through one packet path.
+    const FRAMES: u32 = 20_000;
+    const FLOWS: u16 = 8;
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    let mut worker = fw.worker(worker_devices());
+    // The receiver's MAC, learnt once for both.
+    dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 999, 2000, 50));
+    fw.poll_once(1_000);
+    dev(fw.nics_mut(), 1).inject(&arp_frame(ArpOperation::Reply, RECEIVER_MAC, RECEIVER, FW1_MAC, FW1));
+    fw.poll_once(1_001);
+    dev(fw.nics_mut(), 1).take_sent();
+    let (vcpu0, vcpu1) = std::thread::scope(|scope| {
+        let vcpu1 = scope.spawn(move || {
+            let mut out = Vec::new();
+            let mut seq = 0;
+            while seq < FRAMES {
+                for _ in 0..32 {
+                    dev(worker.nics_mut(), 0).inject(&numbered(3000 + (seq % u32::from(FLOWS)) as u16, seq));
+                    seq += 1;
+                }
+                worker.poll_once(2_000);
+                let d = dev(worker.nics_mut(), 1);
+                out.extend(d.take_sent());
+                d.complete();
+            }
+            out
+        });
+        let mut out = Vec::new();
+        let mut seq = 0;
+        while seq < FRAMES {
+            for _ in 0..32 {
+                dev(fw.nics_mut(), 0).inject(&numbered(4000 + (seq % u32::from(FLOWS)) as u16, seq));
+                seq += 1;
+            }
+            fw.poll_once(2_000);
+            let d = dev(fw.nics_mut(), 1);
+            out.extend(d.take_sent());
+            d.complete();
+        }
+        (out, vcpu1.join().expect("worker thread"))
+    });
+    for (sent, base) in [(&vcpu0, 4000u16), (&vcpu1, 3000)] {
+        assert_eq!(sent.len(), FRAMES as usize, "nothing lost");
+        let mut last = vec![None; usize::from(FLOWS)];
+        for frame in sent {
+            let udp = UdpPacket::new_checked(&frame[ETH_LEN + 20..]).expect("UDP");
+            let flow = usize::from(udp.src_port() - base);
+            let seq = u32::from_be_bytes(udp.payload()[..4].try_into().expect("4 bytes"));
+            assert!(last[flow].is_none_or(|l| l < seq), "flow {flow}: {seq} after {:?}", last[flow]);
+            last[flow] = Some(seq);
+        }
+    }
+    let dataplane = fw.dataplane();
+    assert_eq!(dataplane.counters().interfaces[1].forwarded_out, 2 * u64::from(FRAMES) + 1);
+    assert_eq!(dataplane.conntrack().len(), 2 * usize::from(FLOWS) + 1, "both vCPUs' flows in one table");
 }

@@ -32,25 +32,26 @@ pub mod plan;
 pub mod port;
 pub mod report;
 pub mod stack;
+pub mod worker;
 
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
+use spin::{Mutex, MutexGuard};
 
 use crate::flow::{Chain, IfIndex, PacketKey, Verdict};
 use crate::image::{IfAddr, Image};
 use crate::net::addr::MacAddr;
 use crate::net::mtu::clamp_mtu;
-use crate::net::{
-    Classifier, ConfigError, Dataplane, DataplaneConfig, Disposition, DropReason, InterfaceConfig, Offload,
-};
+use crate::net::{Classifier, ConfigError, Dataplane, DataplaneConfig, InterfaceConfig};
 use crate::profile::{Profile, Step};
-use crate::virtio_net;
 use bounce::Bounce;
 pub use metrics::MetricsServer;
 pub use nics::{Buffer, Home, NetDevice, NicSet, Notifications};
@@ -58,6 +59,8 @@ pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
 pub use report::Wakeups;
 pub use stack::{Address, AddressChange, AddressSource, Stack};
+use worker::{handle_frame, HANDOFF_FRAMES};
+pub use worker::{Shared, Worker};
 
 /// Frames taken from one NIC before looking at the others.
 pub const RX_BUDGET: usize = 64;
@@ -129,8 +132,11 @@ pub struct Firewall<'a, D: NetDevice> {
     mtus: Vec<u16>,
     nics: NicSet<D>,
     stacks: Vec<Option<Stack>>,
-    dataplane: Dataplane,
-    image: Image<'a>,
+    /// The packet path and the rules, shared with the other vCPUs' workers.
+    shared: Arc<Shared<'a>>,
+    /// By interface index, the NIC's place in discovery order (for the
+    /// workers' devices, which come in that order).
+    order: Vec<Option<usize>>,
     next_housekeeping_ms: u64,
     next_report_ms: u64,
     report_ms: u64,
@@ -160,7 +166,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         settings: Settings,
         now_us: u64,
     ) -> Result<Self, ConfigError> {
-        let slots = name_devices(devices, plan);
+        let (slots, order) = name_devices(devices, plan);
         let names: Vec<String> = (0..slots.len()).map(|index| format!("eth{index}")).collect();
         let interfaces = slots
             .iter()
@@ -216,7 +222,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let mut nics = NicSet::with_slots_and_mtus(slots, &mtus);
         let now_ms = now_us / 1000;
         let timestamp = Instant::from_micros(now_us as i64);
-        let stacks = names
+        let stacks: Vec<Option<Stack>> = names
             .iter()
             .enumerate()
             .map(|(index, name)| {
@@ -244,13 +250,21 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             );
             Bounce::new(dataplane.interfaces().iter().map(|i| i.mac).collect())
         });
+        let up = stacks.iter().map(Option::is_some).collect();
+        let shared = Arc::new(Shared {
+            dataplane: Mutex::new(dataplane),
+            image,
+            up,
+            handoff: Mutex::new(VecDeque::with_capacity(HANDOFF_FRAMES)),
+            bounce: settings.bounce,
+        });
         let mut firewall = Firewall {
             names,
             mtus,
             nics,
             stacks,
-            dataplane,
-            image,
+            shared,
+            order,
             next_housekeeping_ms: 0,
             next_report_ms: now_ms + report_ms,
             report_ms,
@@ -274,9 +288,24 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         &self.nics
     }
 
-    /// The packet path (counters, tables).
-    pub fn dataplane(&self) -> &Dataplane {
-        &self.dataplane
+    /// The packet path (counters, tables), locked from the workers while
+    /// the guard lives.
+    pub fn dataplane(&self) -> MutexGuard<'_, Dataplane> {
+        self.shared.dataplane.lock()
+    }
+
+    /// A worker for another vCPU, serving `devices` (one per NIC, in
+    /// discovery order as the kernel found them: that NIC's queue pair
+    /// for this vCPU) through the same packet path. Local frames it
+    /// receives are handed to this firewall's stacks.
+    pub fn worker(&self, devices: Vec<Option<D>>) -> Worker<'a, D> {
+        let mut devices = devices;
+        let slots =
+            self.order.iter().map(|nic| nic.and_then(|nic| devices.get_mut(nic).and_then(Option::take))).collect();
+        let nics = NicSet::with_slots_and_mtus(slots, &self.mtus);
+        let bounce =
+            self.bounce.as_ref().map(|_| Bounce::new(self.dataplane().interfaces().iter().map(|i| i.mac).collect()));
+        Worker::new(Arc::clone(&self.shared), nics, bounce)
     }
 
     /// When NIC `index`'s stack is next due a poll (microseconds).
@@ -284,9 +313,9 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         self.stack_due_us.get(index).copied()
     }
 
-    /// The profile of the work on frames (`unifw.profile=on`).
-    pub fn profile_mut(&mut self) -> &mut Profile {
-        self.dataplane.profile_mut()
+    /// The profile's report line, if it has one (`unifw.profile=on`).
+    pub fn take_profile_line(&mut self) -> Option<String> {
+        self.dataplane().profile_mut().take_line()
     }
 
     /// Whether NIC `index` has a stack (is up).
@@ -300,130 +329,134 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
     }
 
     /// Serves every NIC once at time `now_us`: received frames through the
-    /// packet path, the stacks' timers, buffers home, housekeeping and
-    /// reports when due. True if there was anything to do.
+    /// packet path, frames the workers handed over, the stacks' timers,
+    /// buffers home, housekeeping and reports when due. True if there was
+    /// anything to do.
     pub fn poll_once(&mut self, now_us: u64) -> bool {
         let now_ms = now_us / 1000;
         let timestamp = Instant::from_micros(now_us as i64);
+        let shared = Arc::clone(&self.shared);
         let mut work = false;
-        let poll_started = self.dataplane.profile_mut().begin_pass();
+        let poll_started = shared.dataplane.lock().profile_mut().begin_pass();
         for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
-                let started = self.dataplane.profile_mut().start();
+                let mut dataplane = shared.dataplane.lock();
+                let started = dataplane.profile_mut().start();
                 let Some((buffer, frame)) = self.nics.receive(index) else {
                     break;
                 };
-                self.dataplane.profile_mut().stop(Step::Receive, started);
+                dataplane.profile_mut().stop(Step::Receive, started);
                 work = true;
-                self.handle_frame(index, buffer, frame, now_ms, timestamp);
+                let local = handle_frame(
+                    &shared,
+                    &mut dataplane,
+                    &mut self.nics,
+                    self.bounce.as_mut(),
+                    index,
+                    buffer,
+                    frame,
+                    now_ms,
+                );
+                drop(dataplane);
+                if let Some((buffer, frame)) = local {
+                    self.deliver(index, buffer, frame, now_ms, timestamp);
+                }
             }
         }
-        let started = self.dataplane.profile_mut().start();
+        work |= self.take_handoff(now_ms, timestamp);
+        let mut dataplane = shared.dataplane.lock();
+        let started = dataplane.profile_mut().start();
+        drop(dataplane);
         for index in 0..self.nics.len() {
             if self.stack_due_us.get(index).is_some_and(|&due| now_us >= due) {
                 work |= self.poll_stack(index, now_ms, timestamp);
             }
         }
-        self.dataplane.profile_mut().stop(Step::Stack, started);
+        let mut dataplane = shared.dataplane.lock();
+        dataplane.profile_mut().stop(Step::Stack, started);
         // Frames queued above leave before any housekeeping runs.
-        let started = self.dataplane.profile_mut().start();
+        let started = dataplane.profile_mut().start();
         self.nics.reclaim();
-        self.dataplane.profile_mut().stop(Step::Reclaim, started);
-        let started = self.dataplane.profile_mut().start();
+        dataplane.profile_mut().stop(Step::Reclaim, started);
+        let started = dataplane.profile_mut().start();
         self.nics.notify();
-        self.dataplane.profile_mut().stop(Step::Notify, started);
+        dataplane.profile_mut().stop(Step::Notify, started);
+        drop(dataplane);
         if now_ms >= self.next_housekeeping_ms {
-            let started = self.dataplane.profile_mut().start();
+            let started = shared.dataplane.lock().profile_mut().start();
             self.housekeeping(now_ms);
             self.nics.reclaim_and_flush();
-            self.dataplane.profile_mut().stop(Step::Housekeeping, started);
+            shared.dataplane.lock().profile_mut().stop(Step::Housekeeping, started);
         }
         if !work {
-            self.dataplane.profile_mut().stop(Step::EmptyPoll, poll_started);
+            shared.dataplane.lock().profile_mut().stop(Step::EmptyPoll, poll_started);
         }
         work
     }
 
-    /// One frame through the packet path, then out, up or back to its NIC.
-    fn handle_frame(&mut self, index: usize, mut buffer: D::Buffer, frame: Range<usize>, now_ms: u64, at: Instant) {
-        let in_if = index as IfIndex;
-        let counters = self.dataplane.counters_mut();
-        counters.count_received(in_if, frame.len());
+    /// Hands a local frame (the packet path has judged it) to NIC
+    /// `index`'s stack and runs the stack on it.
+    fn deliver(&mut self, index: usize, buffer: D::Buffer, frame: Range<usize>, now_ms: u64, at: Instant) {
+        let shared = Arc::clone(&self.shared);
         let Some(stack) = self.stacks.get_mut(index).and_then(Option::as_mut) else {
-            counters.count_drop(in_if, DropReason::InterfaceDown);
             self.nics.recycle(buffer);
             return;
         };
-        let offload = virtio_net::Header::new(buffer.bytes_mut(), frame.start)
-            .map(|h| Offload { partial: h.partial_checksum(), segment_size: h.tcp_segment_size() })
-            .unwrap_or_default();
-        let Some(bytes) = buffer.bytes_mut().get_mut(frame.clone()) else {
-            counters.count_drop(in_if, DropReason::BadLength);
-            self.nics.recycle(buffer);
-            return;
-        };
-        if let Some(bounce) = self.bounce.as_mut() {
-            let len = bytes.len();
-            let interfaces = self.dataplane.interfaces();
-            let own = |addr: u32| interfaces.iter().any(|i| i.ip() == Some(addr));
-            if let Some(out) = bounce.bounce(index, bytes, own) {
-                let started = self.dataplane.profile_mut().start();
-                let sent = self.nics.forward(out, buffer, len);
-                self.dataplane.profile_mut().stop(Step::Enqueue, started);
-                let counters = self.dataplane.counters_mut();
-                if let Some(out_counters) = counters.interface_mut(out as IfIndex) {
-                    out_counters.forwarded_out += 1;
+        let mut dataplane = shared.dataplane.lock();
+        let mut port = StackPort::new((&mut self.nics, &mut dataplane, &shared.image), index, now_ms);
+        port.deliver(buffer, frame);
+        stack.poll(at, &mut port);
+        drop(port);
+        drop(dataplane);
+        // Now, while the DHCP client still holds this reply.
+        self.follow_stack(index, at);
+        // The rest (its metrics server) in this pass's stack poll.
+        if let Some(due) = self.stack_due_us.get_mut(index) {
+            *due = 0;
+        }
+    }
+
+    /// Delivers the local frames the workers received (copied into this
+    /// vCPU's transmit pools, which they return to); true if there were any.
+    fn take_handoff(&mut self, now_ms: u64, at: Instant) -> bool {
+        let mut work = false;
+        for _ in 0..HANDOFF_FRAMES {
+            let Some((index, bytes)) = self.shared.handoff.lock().pop_front() else {
+                break;
+            };
+            work = true;
+            let index = usize::from(index);
+            match self.nics.take_frame(index, bytes.len()) {
+                Ok(mut frame) => {
+                    frame.bytes_mut().copy_from_slice(&bytes);
+                    let (buffer, range) = frame.into_parts();
+                    self.deliver(index, buffer, range, now_ms, at);
                 }
-                counters.count_transmit(in_if, out as IfIndex, len, sent);
-                return;
+                Err(reason) => self.dataplane().counters_mut().count_drop(index as IfIndex, reason),
             }
         }
-        let started = self.dataplane.profile_mut().start();
-        let disposition =
-            self.dataplane.handle_offloaded_frame(now_ms, in_if, bytes, offload, &self.image, &mut self.nics);
-        self.dataplane.profile_mut().stop(Step::Path, started);
-        match disposition {
-            Disposition::Forward { out_if, len } => {
-                let started = self.dataplane.profile_mut().start();
-                let sent = self.nics.forward(usize::from(out_if), buffer, len);
-                self.dataplane.profile_mut().stop(Step::Enqueue, started);
-                self.dataplane.counters_mut().count_transmit(in_if, out_if, len, sent);
-            }
-            Disposition::Local => {
-                // smoltcp verifies checksums; offsets outside the frame
-                // leave it as it is, and smoltcp drops it.
-                virtio_net::complete_checksum(buffer.bytes_mut(), frame.start, frame.clone());
-                let mut port = StackPort::new((&mut self.nics, &mut self.dataplane, &self.image), index, now_ms);
-                port.deliver(buffer, frame);
-                stack.poll(at, &mut port);
-                drop(port);
-                // Now, while the DHCP client still holds this reply.
-                self.follow_stack(index, at);
-                // The rest (its metrics server) in this pass's stack poll.
-                if let Some(due) = self.stack_due_us.get_mut(index) {
-                    *due = 0;
-                }
-            }
-            Disposition::Queued | Disposition::Drop(_) => self.nics.recycle(buffer),
-        }
+        work
     }
 
     /// Runs one NIC's stack for timers and DHCP; true if it did anything.
     fn poll_stack(&mut self, index: usize, now_ms: u64, at: Instant) -> bool {
+        let shared = Arc::clone(&self.shared);
         let Some(stack) = self.stacks.get_mut(index).and_then(Option::as_mut) else {
             return false;
         };
-        let mut port = StackPort::new((&mut self.nics, &mut self.dataplane, &self.image), index, now_ms);
+        let mut dataplane = shared.dataplane.lock();
+        let mut port = StackPort::new((&mut self.nics, &mut dataplane, &shared.image), index, now_ms);
         let mut work = stack.poll(at, &mut port);
         drop(port);
         let uptime_us = at.total_micros().max(0) as u64;
         let sources =
-            exposition::Sources { names: &self.names, dataplane: &self.dataplane, image: &self.image, uptime_us };
+            exposition::Sources { names: &self.names, dataplane: &dataplane, image: &shared.image, uptime_us };
         if stack.poll_metrics(at, &sources) {
             // What the metrics server queued leaves now.
             work = true;
-            stack.poll(at, &mut StackPort::new((&mut self.nics, &mut self.dataplane, &self.image), index, now_ms));
+            stack.poll(at, &mut StackPort::new((&mut self.nics, &mut dataplane, &shared.image), index, now_ms));
         }
+        drop(dataplane);
         let delay = stack.poll_delay(at).map_or(STACK_POLL_MAX_US, |d| d.min(STACK_POLL_MAX_US));
         if let Some(due) = self.stack_due_us.get_mut(index) {
             *due = uptime_us.saturating_add(delay);
@@ -455,7 +488,9 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             return;
         };
         let cidr = change.address.map(|a| a.cidr);
-        if let Err(e) = self.dataplane.configure_interface(index as IfIndex, cidr, change.routes) {
+        let shared = Arc::clone(&self.shared);
+        let mut dataplane = shared.dataplane.lock();
+        if let Err(e) = dataplane.configure_interface(index as IfIndex, cidr, change.routes) {
             log::error!("{name}: the packet path refused the address {cidr:?}: {e:?}");
         }
         // The lease's MTU, else the rules file's; no larger than the
@@ -464,11 +499,12 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let largest = self.nics.largest_frame(index).saturating_sub(crate::net::parse::ETHERNET_HEADER_LEN);
         let mtu =
             change.mtu.map_or(file_mtu, |mtu| clamp_mtu(Some(mtu)).min(u16::try_from(largest).unwrap_or(u16::MAX)));
-        self.dataplane.set_interface_mtu(index as IfIndex, mtu);
-        self.share_addresses();
-        for route in self.dataplane.skipped_routes() {
+        dataplane.set_interface_mtu(index as IfIndex, mtu);
+        for route in dataplane.skipped_routes() {
             log::debug!("route {route:?}: its gateway is on no connected subnet; ignored until it is");
         }
+        drop(dataplane);
+        self.share_addresses();
         self.update_forwarding(false);
     }
 
@@ -484,10 +520,10 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             .map(|(name, _)| name.as_str())
             .collect();
         let ready = waiting.is_empty();
-        if ready == self.dataplane.forwarding() && !first {
+        if ready == self.dataplane().forwarding() && !first {
             return;
         }
-        self.dataplane.set_forwarding(ready);
+        self.dataplane().set_forwarding(ready);
         if ready {
             let addressed: Vec<String> = self
                 .names
@@ -519,7 +555,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
     }
 
     fn housekeeping(&mut self, now_ms: u64) {
-        let deadline = self.dataplane.poll(now_ms, &mut self.nics);
+        let deadline = self.shared.dataplane.lock().poll(now_ms, &mut self.nics);
         let periodic = now_ms + HOUSEKEEPING_BUSY_MS;
         self.next_housekeeping_ms = deadline.map_or(periodic, |d| d.min(periodic));
         if self.report_ms > 0 && now_ms >= self.next_report_ms {
@@ -531,10 +567,12 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
     /// Logs the counters (the details only if traffic moved since the last
     /// report).
     pub fn report(&mut self) {
-        let counters = self.dataplane.counters();
+        let shared = Arc::clone(&self.shared);
+        let mut dataplane = shared.dataplane.lock();
+        let counters = dataplane.counters();
         let total = report::traffic(counters);
-        let conntrack = self.dataplane.conntrack();
-        let neighbours = self.dataplane.neighbours();
+        let conntrack = dataplane.conntrack();
+        let neighbours = dataplane.neighbours();
         let flows = report::Flows {
             tracked: conntrack.len(),
             capacity: conntrack.capacity(),
@@ -545,7 +583,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         for line in report::lines(&self.names, counters, flows, wakeups, total != self.reported) {
             log::info!("{line}");
         }
-        if let Some(line) = self.dataplane.profile_mut().take_line() {
+        if let Some(line) = dataplane.profile_mut().take_line() {
             log::info!("{line}");
         }
         self.reported = total;
@@ -569,7 +607,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
 /// The devices by interface index, as [`assign_names`] names them from the
 /// plan's MAC bindings; each naming is logged, and so is each bound name
 /// whose NIC is missing (that interface is down).
-fn name_devices<D: NetDevice>(devices: Vec<D>, plan: &[InterfacePlan]) -> Vec<Option<D>> {
+fn name_devices<D: NetDevice>(devices: Vec<D>, plan: &[InterfacePlan]) -> (Vec<Option<D>>, Vec<Option<usize>>) {
     let macs: Vec<[u8; 6]> = devices.iter().map(NetDevice::mac).collect();
     let bindings: Vec<Option<[u8; 6]>> = plan.iter().map(|p| p.mac).collect();
     let naming = assign_names(&macs, &bindings);
@@ -593,7 +631,7 @@ fn name_devices<D: NetDevice>(devices: Vec<D>, plan: &[InterfacePlan]) -> Vec<Op
         }
         slots.push(device);
     }
-    slots
+    (slots, naming.nics)
 }
 
 /// The packet path's view of an interface: its MAC, its MTU, and its

@@ -172,6 +172,12 @@ impl<B: Buffer> OutFrame<B> {
         // `take_frame` checked that the range fits the buffer.
         self.buffer.bytes_mut().get_mut(range).unwrap_or(&mut [])
     }
+
+    /// The buffer and where the frame lies in it (to hand the frame to a
+    /// stack as if received; it returns to its pool when done with).
+    pub fn into_parts(self) -> (B, Range<usize>) {
+        (self.buffer, self.header..self.header + self.len)
+    }
 }
 
 /// Every NIC, by interface index. An index may have no NIC (a name bound

@@ -128,6 +128,9 @@ pub enum DropReason {
     NatExhausted,
     /// A translated packet too short for its rewrite.
     NatRewrite,
+    /// For the firewall itself, received by another vCPU than the first
+    /// (whose stacks answer), while the hand-off queue to it was full.
+    LocalHandoffFull,
 }
 
 impl DropReason {
@@ -140,7 +143,7 @@ impl DropReason {
     ];
 
     /// Number of reasons: the length of a per-interface counter array.
-    pub const COUNT: usize = DropReason::NatRewrite as usize + 1;
+    pub const COUNT: usize = DropReason::LocalHandoffFull as usize + 1;
 
     /// All reasons, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -191,6 +194,7 @@ impl DropReason {
         DropReason::WireOversize,
         DropReason::NatExhausted,
         DropReason::NatRewrite,
+        DropReason::LocalHandoffFull,
     ];
 
     /// The reason's name in snake case (`not_our_mac`), as `/metrics`
@@ -244,6 +248,7 @@ impl DropReason {
             DropReason::WireOversize => "wire_oversize",
             DropReason::NatExhausted => "nat_exhausted",
             DropReason::NatRewrite => "nat_rewrite",
+            DropReason::LocalHandoffFull => "local_handoff_full",
         }
     }
 }
