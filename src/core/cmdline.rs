@@ -16,6 +16,7 @@
 //! | `unifw.panic=reset` | after a panic: `halt` (default) or `reset` |
 //! | `unifw.offload=off` | do not negotiate virtio-net checksum/TSO offloads (default `on`) |
 //! | `unifw.eventidx=off` | do not negotiate virtio's `RING_EVENT_IDX` (notification suppression by the rings' flags instead; default `on`) |
+//! | `unifw.cpus=2` | use at most this many vCPUs, 1..=8 (default: all the machine has, up to 8); each NIC then asks for as many queue pairs |
 //! | `unifw.busypoll=500` | microseconds of busy polling after the last frame before sleeping (default 500) |
 //! | `unifw.path=bounce` | benchmark the platform: frames through the firewall cross eth0 <-> eth1 unfiltered, MACs rewritten only (default `firewall`; never in service) |
 //! | `unifw.profile=on` | time each step of the work on frames and print ns per frame with each counter report (default `off`) |
@@ -31,6 +32,8 @@ use crate::net::mtu::{MAX_MTU, MIN_MTU};
 
 /// Highest number of NICs the command line can address (eth0..eth7).
 pub const MAX_NICS: usize = 8;
+/// Most vCPUs the firewall uses.
+pub const MAX_CPUS: u8 = 8;
 
 /// An interface setting from the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +110,8 @@ pub struct Options {
     pub stats_seconds: Option<u32>,
     /// Microseconds of busy polling before sleeping, when given.
     pub busy_poll_us: Option<u32>,
+    /// Most vCPUs to use (1..=8), when given.
+    pub cpus: Option<u8>,
     /// Whether to profile the work on frames, when given.
     pub profile: Option<bool>,
     /// `unifw.path=bounce` (true) or `firewall`, when given.
@@ -184,9 +189,13 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
             let us = parse_decimal(value).and_then(|v| u32::try_from(v).ok());
             options.busy_poll_us = Some(us.ok_or("expected microseconds")?);
         }
+        "cpus" => {
+            let cpus = parse_decimal(value).and_then(|v| u8::try_from(v).ok()).filter(|v| (1..=MAX_CPUS).contains(v));
+            options.cpus = Some(cpus.ok_or("expected 1 to 8 vCPUs")?);
+        }
         _ => {
             return Err(
-                "unknown unifw option (eth0..eth7, log, panic, offload, eventidx, path, profile, stats, busypoll)",
+                "unknown unifw option (eth0..eth7, log, panic, offload, eventidx, path, profile, stats, busypoll, cpus)",
             )
         }
     }
@@ -322,6 +331,8 @@ mod tests {
         assert_eq!((o.profile, o.bounce, e.len()), (Some(true), Some(true), 2));
         let (o, e) = parse_all("unifw.stats=5 unifw.stats=x unifw.busypoll=20000 unifw.busypoll=-1");
         assert_eq!((o.stats_seconds, o.busy_poll_us, e.len()), (Some(5), Some(20000), 2));
+        let (o, e) = parse_all("unifw.cpus=2 unifw.cpus=0 unifw.cpus=9 unifw.cpus=two");
+        assert_eq!((o.cpus, e.len()), (Some(2), 3));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! halts until a frame or the next deadline.
 
 use crate::kernel::arch::idt::{NIC_INTERRUPTS, TIMER_INTERRUPTS};
-use crate::kernel::arch::{apic, clock, cpu};
+use crate::kernel::arch::{apic, clock, cpu, smp};
 use crate::kernel::heap;
 use crate::kernel::virtio::net::NetDriver;
 use crate::kernel::virtio::FoundNic;
@@ -21,7 +21,7 @@ use unifw_core::virtio_net::feature::RING_EVENT_IDX;
 /// for latency, since waking a halted vCPU costs the host a thread wake-up.
 pub const BUSY_POLL_DEFAULT_US: u32 = 500;
 /// Heap never carved that receive rings may not grow into (bytes).
-const GROWTH_RESERVE: usize = 16 << 20;
+pub const GROWTH_RESERVE: usize = 16 << 20;
 /// Wake-up period for NICs whose interrupts cannot reach us.
 const FALLBACK_POLL_US: u64 = 1_000;
 
@@ -56,6 +56,9 @@ pub fn run(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool, busy_poll
     let mut last_work = clock::now_us();
     loop {
         let now = clock::now_us();
+        if smp::any_sleeping() {
+            smp::wake_if_frames();
+        }
         if firewall.poll_once(now) {
             last_work = now;
         } else if now.saturating_sub(last_work) < busy_poll_us {

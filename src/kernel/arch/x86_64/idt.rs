@@ -215,6 +215,7 @@ extern "C" fn interrupt_handler(vector: u64) {
     match vector as u8 {
         NIC_VECTOR => {
             NIC_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+            super::smp::wake_if_frames();
         }
         TIMER_VECTOR => {
             TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);

@@ -9,7 +9,7 @@ use super::{apic, cpu, gdt, idt, mtrr};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// Physical address the trampoline runs from (`AP_TRAMPOLINE` in entry.S):
@@ -41,8 +41,12 @@ static AP_INDEX: AtomicUsize = AtomicUsize::new(0);
 static AP_ARRIVED: AtomicBool = AtomicBool::new(false);
 /// CPUs running, the boot CPU included.
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
-/// Each CPU's local APIC ID, by index (the boot CPU is 0).
-static APIC_IDS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Each CPU's local APIC ID, by index (the boot CPU is 0), once online
+/// (atomics, not a lock: interrupt handlers read them).
+static APIC_IDS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// Which CPUs are halted waiting for their queues (set by the CPU itself).
+static SLEEPING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 type Job = Box<dyn FnOnce() + Send>;
 /// Work handed to each CPU, by index.
@@ -68,7 +72,7 @@ pub fn online() -> usize {
 /// whatever came up.
 pub fn start(apic_ids: &[u32], wanted: usize, trampoline_is_ram: bool, now_us: fn() -> u64) -> Started {
     let me = apic::lapic_id();
-    APIC_IDS.lock().push(me);
+    APIC_IDS[0].store(me, Ordering::Release);
     let listed = apic_ids.len().max(1);
     let others: Vec<u32> = apic_ids.iter().copied().filter(|&id| id != u32::from(me)).collect();
     let wanted = wanted.min(MAX_CPUS);
@@ -119,7 +123,9 @@ pub fn start(apic_ids: &[u32], wanted: usize, trampoline_is_ram: bool, now_us: f
             cpu::relax();
         }
         if AP_ARRIVED.load(Ordering::Acquire) {
-            APIC_IDS.lock().push(apic_id);
+            if let Some(slot) = APIC_IDS.get(index) {
+                slot.store(apic_id, Ordering::Release);
+            }
             ONLINE.store(index + 1, Ordering::Release);
         } else {
             log::error!("vCPU with APIC ID {apic_id}: did not start within {} ms", START_TIMEOUT_US / 1000);
@@ -153,8 +159,69 @@ pub fn run_on(index: usize, job: Job) -> bool {
 
 /// Interrupts CPU `index` out of a halt (a no-op for one that is running).
 pub fn wake(index: usize) {
-    if let Some(&apic_id) = APIC_IDS.lock().get(index) {
-        apic::send_interrupt(apic_id, idt::WAKE_VECTOR);
+    if index == 0 || index >= online() {
+        return;
+    }
+    if let Some(apic_id) = APIC_IDS.get(index) {
+        apic::send_interrupt(apic_id.load(Ordering::Acquire), idt::WAKE_VECTOR);
+    }
+}
+
+/// Marks CPU `index` as halted waiting for its queues (or awake again).
+pub fn set_sleeping(index: usize, sleeping: bool) {
+    if let Some(flag) = SLEEPING.get(index) {
+        flag.store(sleeping, Ordering::SeqCst);
+    }
+}
+
+/// Whether any other CPU is halted waiting for its queues.
+pub fn any_sleeping() -> bool {
+    SLEEPING.iter().any(|flag| flag.load(Ordering::Relaxed))
+}
+
+/// Receive queues a sleeping CPU waits on, at most.
+const MAX_WATCHES: usize = 8;
+/// Per CPU: where each of its receive queues' used index lies and the
+/// value the CPU last took, as `address << 16 | index` (0: none).
+static WATCHES: [[AtomicU64; MAX_WATCHES]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; MAX_WATCHES] }; MAX_CPUS];
+
+/// CPU `index` waits on a receive queue (slot `slot`) whose device writes
+/// its used index at `address` and whose last taken entry was `seen`.
+pub fn watch(index: usize, slot: usize, address: usize, seen: u16) {
+    if let Some(watch) = WATCHES.get(index).and_then(|w| w.get(slot)) {
+        watch.store(((address as u64) << 16) | u64::from(seen), Ordering::SeqCst);
+    }
+}
+
+/// CPU `index` waits on nothing.
+pub fn clear_watches(index: usize) {
+    for watch in WATCHES.get(index).into_iter().flatten() {
+        watch.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Wakes each CPU halted waiting for its queues whose queue has a frame.
+/// NIC interrupts reach the boot CPU only (one line or MSI-X message per
+/// device, routed there): it looks with this from its interrupt handler,
+/// and on each pass of its loop while it works with interrupts masked.
+pub fn wake_if_frames() {
+    for index in 1..online().min(MAX_CPUS) {
+        if !SLEEPING[index].load(Ordering::SeqCst) {
+            continue;
+        }
+        let moved = WATCHES[index].iter().any(|watch| {
+            let watch = watch.load(Ordering::SeqCst);
+            let address = (watch >> 16) as usize;
+            // SAFETY: a non-zero watch names the used index of a queue
+            // whose ring memory its driver keeps for good (the DMA
+            // allocation is never freed); reading it races only with the
+            // device's writes, which is what volatile is for.
+            address != 0 && unsafe { core::ptr::read_volatile(address as *const u16) } != watch as u16
+        });
+        if moved {
+            wake(index);
+        }
     }
 }
 
