@@ -76,11 +76,18 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     use unifw_core::virtio_net::feature::{OFFLOADS, RING_EVENT_IDX};
     let offloads = if options.offload == Some(false) { 0 } else { OFFLOADS };
     let event_idx = if options.event_idx == Some(false) { 0 } else { RING_EVENT_IDX };
-    let found = virtio::discover(&options.mmio_devices, offloads | event_idx);
+    let found = virtio::discover(&options.mmio_devices, offloads | event_idx, QUEUE_PAIRS);
     if found.is_empty() {
         log::error!("no virtio-net device found; nothing to do");
     }
-    let (drivers, all_can_wake) = firewall::announce(found);
+    let firewall::Announced { drivers, more, all_can_wake } = firewall::announce(found);
+    // One CPU polls pair 0 of each NIC; with QUEUE_PAIRS 1 there are no
+    // others. Any there are stay alive (this function never returns).
+    for (index, pairs) in more.iter().enumerate() {
+        for pair in pairs {
+            log::warn!("NIC {index}: queue pair {} is set up but nothing polls it", pair.pair());
+        }
+    }
     let settings = unifw_core::firewall::Settings {
         report_seconds: options.stats_seconds.unwrap_or(unifw_core::firewall::REPORT_DEFAULT_SECONDS),
         hash_seed: arch::cpu::random_seed(),
@@ -98,6 +105,9 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     log::info!("ready in {} us; heap {} KiB used, {} MiB free", clock::now_us(), in_use / 1024, free >> 20);
     firewall::run(&mut firewall, all_can_wake, busy_poll)
 }
+
+/// Queue pairs to ask each NIC for: one per CPU that polls NICs (one CPU).
+const QUEUE_PAIRS: u16 = 1;
 
 /// Heap left to everything built after the connection table (receive and
 /// transmit buffers, the stacks): the table takes at most the rest.
