@@ -870,7 +870,7 @@ fn numbered(port: u16, seq: u32) -> Vec<u8> {
 fn a_worker_forwards_on_its_own_queues_and_hands_frames_for_the_firewall_to_vcpu_0() {
     let image = compiled(RULES);
     let mut fw = firewall(&image, &lab_plan(&image));
-    let mut worker = fw.worker(worker_devices());
+    let mut worker = fw.worker(worker_devices()).expect("a worker");
     // A flow the host steered to queue pair 1: resolved and forwarded there.
     dev(worker.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
     assert!(worker.poll_once(1_000));
@@ -916,7 +916,7 @@ fn a_worker_forwards_on_its_own_queues_and_hands_frames_for_the_firewall_to_vcpu
 fn frames_for_the_firewall_past_the_hand_off_queue_are_counted_and_their_buffers_go_home() {
     let image = compiled(RULES);
     let mut fw = firewall(&image, &lab_plan(&image));
-    let mut worker = fw.worker(worker_devices());
+    let mut worker = fw.worker(worker_devices()).expect("a worker");
     let total = HANDOFF_FRAMES + 10;
     for round in 0..total.div_ceil(64) {
         for seq in round * 64..total.min(round * 64 + 64) {
@@ -942,7 +942,7 @@ fn two_vcpus_at_once_keep_each_flows_order_and_lose_nothing() {
     const FLOWS: u16 = 8;
     let image = compiled(RULES);
     let mut fw = firewall(&image, &lab_plan(&image));
-    let mut worker = fw.worker(worker_devices());
+    let mut worker = fw.worker(worker_devices()).expect("a worker");
     // The receiver's MAC, learnt once for both.
     dev(fw.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 999, 2000, 50));
     fw.poll_once(1_000);

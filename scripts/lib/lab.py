@@ -243,8 +243,30 @@ def mac(index):
     return f"52:54:00:00:01:0{index}"
 
 
+def queue_count(queues=None):
+    """QUEUES, else UNIFW_QUEUES, else 1: the queue pairs of each NIC (the
+    netdev's tap queues and the device's `mq`). The lab's taps and QEMU's
+    command line both ask here, so they agree: a tap made with
+    `multi_queue` opens only with queues > 1, and one made without it
+    only with 1."""
+    value = queues or os.environ.get("UNIFW_QUEUES") or 1
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 64:
+        raise LabError(f"queues={value}: a number of queue pairs from 1 to 64")
+    return count
+
+
+def tap_add(tap, queues=None):
+    """`ip tuntap add` arguments for TAP, with `multi_queue` when the NICs
+    have more than one queue pair (`queue_count`)."""
+    return ["tuntap", "add", "dev", tap, "mode", "tap", *(["multi_queue"] if queue_count(queues) > 1 else [])]
+
+
 def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial="null", disk=None, firmware="bios",
-                 macs=None, root_ports=False, vars_file=None, memory=None, rx_queue=None):
+                 macs=None, root_ports=False, vars_file=None, memory=None, rx_queue=None, queues=None, cpus=None):
     """The QEMU command line that boots unifw with one virtio-net NIC per tap
     in TAPS (eth0 first). MACHINE: microvm (virtio-mmio), q35 or pc
     (virtio-pci; the PVH entry through qboot), pc-legacy (pc with legacy-only
@@ -257,7 +279,10 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
     gives each NIC's address. ROOT_PORTS (q35) puts the disk and every NIC
     behind its own PCI Express root port, as libvirt does. SERIAL is QEMU's
     chardev for the console ("file:PATH", "mon:stdio", "null"). MEMORY is
-    QEMU's -m (default UNIFW_MEM, else 128M)."""
+    QEMU's -m (default UNIFW_MEM, else 128M). RX_QUEUE (UNIFW_RX_QUEUE) is
+    the receive queue size; QUEUES (UNIFW_QUEUES, `queue_count`) > 1 gives
+    each NIC that many queue pairs (virtio-net `mq`; the taps must have
+    been made by `tap_add` with the same count)."""
     if machine not in MACHINES:
         raise LabError(f"unknown machine {machine} ({', '.join(MACHINES)})")
     if firmware not in ("bios", "uefi") or (firmware == "uefi" and (disk is None or vars_file is None)):
@@ -266,6 +291,11 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
     command = ["qemu-system-x86_64", "-name", "unifw,debug-threads=on", "-nodefaults", "-no-user-config",
                "-display", "none", "-no-reboot", "-m", memory or os.environ.get("UNIFW_MEM", "128M")]
     command += ["-accel", "kvm", "-cpu", "host,-arch-capabilities"] if accel == "kvm" else ["-accel", "tcg"]
+    # CPUS, or UNIFW_CPUS: vCPUs (QEMU's -smp; default 1). unifw serves
+    # NICs with as many as the NICs have queue pairs (QUEUES).
+    cpus = int(cpus or os.environ.get("UNIFW_CPUS") or 1)
+    if cpus > 1:
+        command += ["-smp", str(cpus)]
     firmware_boots = iso is not None or disk is not None
     if machine == "microvm":
         if firmware_boots:
@@ -309,9 +339,17 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
     rx_queue = rx_queue or os.environ.get("UNIFW_RX_QUEUE")
     if rx_queue:
         device += f",rx_queue_size={rx_queue}"
+    # Multiqueue: a tap queue per pair; virtio-net-pci needs an MSI-X
+    # vector per queue, one for the control queue and one for
+    # configuration changes (QEMU's default is 3).
+    queues = queue_count(queues)
+    netdev_queues = ""
+    if queues > 1:
+        netdev_queues = f",queues={queues}"
+        device += ",mq=on" + ("" if machine == "microvm" else f",vectors={2 * queues + 2}")
     for index, tap in enumerate(taps):
         address = macs[index] if macs else mac(index)
-        command += ["-netdev", f"tap,id=n{index},ifname={tap},script=no,downscript=no",
+        command += ["-netdev", f"tap,id=n{index},ifname={tap},script=no,downscript=no{netdev_queues}",
                     "-device", f"{device},netdev=n{index},mac={address}{bus()}"]
     return command + ["-serial", serial]
 
@@ -448,15 +486,16 @@ class Lab:
         """Runs `ip ARGS` as root."""
         return sh(["ip", *args], check=check)
 
-    def up(self, nics=2):
+    def up(self, nics=2, queues=None):
         """A fresh lab: the sender's and receiver's namespaces and NICS taps,
-        up in the root namespace, for QEMU to open."""
+        up in the root namespace, for QEMU to open (with QUEUES queues,
+        see `queue_count`)."""
         self.down()
         for ns in (self.sender, self.receiver):
             self.ip("netns", "add", ns)
             self.ip("-n", ns, "link", "set", "lo", "up")
         for tap in self.taps[:nics]:
-            self.ip("tuntap", "add", "dev", tap, "mode", "tap")
+            self.ip(*tap_add(tap, queues))
             self.ip("link", "set", tap, "up")
 
     def wait_carrier(self, tap, timeout):
@@ -511,7 +550,7 @@ class Lab:
         self.ip("-n", self.mgmt, "addr", "add", f"{MGMT_HOST}/24", "dev", tap)
         self.ip("-n", self.mgmt, "link", "set", tap, "up")
 
-    def up_inside_sender(self):
+    def up_inside_sender(self, queues=None):
         """Launch time's lab: only the sender's namespace, with the first tap
         made inside it, addressed and up before QEMU (run in that namespace)
         opens it, and a static neighbour entry for the firewall so Linux's
@@ -520,7 +559,7 @@ class Lab:
         ns, tap = self.sender, self.taps[0]
         self.ip("netns", "add", ns)
         self.ip("-n", ns, "link", "set", "lo", "up")
-        self.ip("-n", ns, "tuntap", "add", "dev", tap, "mode", "tap")
+        self.ip("-n", ns, *tap_add(tap, queues))
         self.ip("-n", ns, "addr", "add", f"{HOSTS[0]}/24", "dev", tap)
         self.ip("-n", ns, "link", "set", tap, "up")
         self.ip("-n", ns, "neigh", "replace", FIREWALL[0], "lladdr", mac(0), "dev", tap, "nud", "permanent")

@@ -185,7 +185,7 @@ class Pool:
     def boot(self, k):
         """Member K in QEMU (TCG, MEM), its taps made first."""
         for tap in self.taps[k]:
-            self.lab.ip("tuntap", "add", "dev", tap, "mode", "tap")
+            self.lab.ip(*lab.tap_add(tap))
             self.quiet_up(tap)
         console = self.run.log_dir / f"pool-{k}.log"
         command = lab.qemu_command("microvm", "tcg", list(self.taps[k]), serial=f"file:{console}",

@@ -30,6 +30,7 @@ import lab
 
 DEFAULT_RULES = "rules/default.rules"
 PROBE = str(lab.ROOT / "scripts" / "lib" / "probe.py")
+ORDER_PROBE = str(lab.ROOT / "scripts" / "lib" / "order_probe.py")
 GARBAGE = str(lab.ROOT / "scripts" / "lib" / "garbage.py")
 # Ports the echo servers listen on (see tests/lab/fw-basic.ipt).
 FW_PORTS = ("5001", "5002", "5003", "5004", "5005")
@@ -58,20 +59,21 @@ class LabRun:
             lab.build_kernel(rules)
             self.image_rules = rules
 
-    def boot(self, name, machine, accel, append="", nics=2, iso=None, order=None, rx_queue=None, **disk):
+    def boot(self, name, machine, accel, append="", nics=2, iso=None, order=None, rx_queue=None, queues=None,
+             cpus=None, **disk):
         """Boots in a fresh lab (console in LOG_DIR/NAME.log) and attaches
         the taps. ORDER (default 0, 1, ...) lists the taps in the order of
-        the NICs on QEMU's command line (the sender's tap is 0). DISK:
+        the NICs on QEMU's command line (the sender's tap is 0). RX_QUEUE
+        QUEUES and CPUS: `lab.qemu_command`'s (the taps get QUEUES too). DISK:
         `lab.qemu_command`'s disk, firmware, macs and root_ports (a UEFI
         variable store goes to LOG_DIR/NAME.vars)."""
         self.console = self.log_dir / f"{name}.log"
-        self.lab.up(nics)
+        self.lab.up(nics, queues=queues)
         if disk.get("firmware") == "uefi":
             disk["vars_file"] = self.log_dir / f"{name}.vars"
         taps = [self.lab.taps[index] for index in (order or range(nics))]
         command = lab.qemu_command(machine, accel, taps, iso=iso, append=append, serial=f"file:{self.console}",
-                                   rx_queue=rx_queue,
-                                   **disk)
+                                   rx_queue=rx_queue, queues=queues, cpus=cpus, **disk)
         self.lab.boot(command, console=self.console)
         self.lab.attach(60)
 
@@ -294,6 +296,92 @@ def sustained_stream(run):
         run.expect_console(r"NICs notified \d+ times, [1-9]\d* not \(they asked\)",
                            f"{name}: the devices declined notifications while busy")
         run.expect_no_console("PANIC|ERROR", f"{name}: no errors on the console")
+
+
+def multiqueue(run):
+    """NICs offering 4 queue pairs (`queues=4` taps, virtio-net `mq=on`) to
+    a kernel that asks for one pair per polling CPU (one here): it does not
+    negotiate multiqueue, says 4 were offered and 1 kept, and traffic
+    passes as with single-queue NICs, on virtio-mmio, legacy virtio-pci
+    and modern virtio-pci."""
+    run.image(DEFAULT_RULES)
+    for machine in ("microvm", "pc-legacy", "q35"):
+        name = f"multiqueue-{machine}"
+        print(f"lab: {machine}, NICs offering 4 queue pairs, one vCPU")
+        run.boot(name, machine, "tcg", queues=4)
+        for index in (0, 1):
+            run.expect_console(f"NIC {index}: virtio-net .*, queue pairs 1 of 4$",
+                               f"{name}: NIC {index} was offered 4 queue pairs and kept 1")
+        run.expect_ping(run.lab.sender, SENDER_FW, f"{name}: sender pings 10.1.0.1 (eth0)")
+        run.expect_ping(run.lab.receiver, RECEIVER_FW, f"{name}: receiver pings 10.2.0.1 (eth1)", 20)
+        expect_ping_through(run, run.lab.sender, RECEIVER_HOST, f"{name}: sender pings the receiver through it")
+        if fw_serve(run):
+            expect_flow(run, run.lab.sender, "tcp", RECEIVER_HOST, 5001, "ok", f"{name}: TCP sender->receiver passes")
+            expect_flow(run, run.lab.receiver, "udp", SENDER_HOST, 5002, "ok", f"{name}: UDP receiver->sender passes")
+        run.expect_no_console("PANIC|ERROR|WARN", f"{name}: no errors or warnings on the console")
+
+
+def vcpus(run):
+    """Two vCPUs and NICs with two queue pairs: each vCPU serves its own
+    pair of both NICs (a worker on vCPU 1). 16 numbered UDP flows (2,000
+    datagrams each, 4,000/s) spread over both pairs by the host's
+    steering must arrive whole and in order per flow, and both vCPUs must
+    have received frames (the counter report). Then the same on modern and
+    legacy virtio-pci, and two vCPUs on single-queue NICs (one serves)."""
+    run.image(DEFAULT_RULES)
+    print("lab: microvm, 2 vCPUs, 2 queue pairs per NIC: numbered flows through both")
+    run.boot("vcpus-microvm", "microvm", "tcg", append="unifw.stats=1", queues=2, cpus=2)
+    run.expect_console(r"vCPUs: 2 of 2 online", "vcpus: both vCPUs started")
+    run.expect_console(r"vCPUs: 2 serve NICs", "vcpus: both serve NICs")
+    for index in (0, 1):
+        run.expect_console(f"NIC {index}: virtio-net .*, queue pairs 2 of 2$", f"vcpus: NIC {index} uses 2 queue pairs")
+    run.expect_ping(run.lab.sender, SENDER_FW, "vcpus: sender pings 10.1.0.1 (eth0)")
+    run.expect_ping(run.lab.receiver, RECEIVER_FW, "vcpus: receiver pings 10.2.0.1 (eth1)", 20)
+    expect_ping_through(run, run.lab.sender, RECEIVER_HOST, "vcpus: sender pings the receiver through it")
+    log = run.log_dir / "vcpus-recv.log"
+    receiver = run.lab.start(["python3", ORDER_PROBE, "recv", "5003", "--idle", "3"], ns=run.lab.receiver, out=log)
+    if not wait_for_line(log, "listening"):
+        run.fail("vcpus: the numbered-flow receiver did not start")
+        return
+    flows, count = 16, 2000
+    _, sent = run.lab.run(run.lab.sender, ["python3", ORDER_PROBE, "send", RECEIVER_HOST, "5003", "--flows",
+                                           str(flows), "--count", str(count), "--rate", "4000"], timeout=120)
+    receiver.wait(timeout=30)
+    lines = log.read_text().splitlines()
+    try:
+        got = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        run.fail(f"vcpus: no summary from the receiver ({lines[-1:]}; sender: {sent.strip()})")
+        return
+    received = sum(f["received"] for f in got.values())
+    reordered = sum(f["reordered"] for f in got.values())
+    repeats = sum(f["repeats"] for f in got.values())
+    run.check(len(got) == flows and received == flows * count,
+              f"vcpus: {received} of {flows * count} datagrams on {len(got)} of {flows} flows arrived")
+    run.check(reordered == 0 and repeats == 0, f"vcpus: none reordered ({reordered}) or repeated ({repeats})")
+    time.sleep(1.5)
+    found = re.findall(r"vCPUs: frames received by each: 0: (\d+), 1: (\d+)", run.console_text())
+    both = bool(found) and all(int(n) > 0 for n in found[-1])
+    run.check(both, f"vcpus: both vCPUs received frames ({found[-1] if found else 'no report'})")
+    run.expect_no_console("PANIC|ERROR|WARN", "vcpus: no errors or warnings on the console")
+    for machine in ("q35", "pc-legacy"):
+        name = f"vcpus-{machine}"
+        print(f"lab: {machine}, 2 vCPUs, 2 queue pairs per NIC")
+        run.boot(name, machine, "tcg", queues=2, cpus=2)
+        run.expect_console(r"vCPUs: 2 serve NICs", f"{name}: both vCPUs serve NICs")
+        run.expect_ping(run.lab.sender, SENDER_FW, f"{name}: sender pings 10.1.0.1 (eth0)")
+        expect_ping_through(run, run.lab.sender, RECEIVER_HOST, f"{name}: sender pings the receiver through it")
+        if fw_serve(run):
+            for port in FW_PORTS:
+                expect_flow(run, run.lab.sender, "tcp", RECEIVER_HOST, int(port), "ok",
+                            f"{name}: TCP sender->receiver port {port} passes")
+        run.expect_no_console("PANIC|ERROR|WARN", f"{name}: no errors or warnings on the console")
+    print("lab: microvm, 2 vCPUs, single-queue NICs")
+    run.boot("vcpus-single-queue", "microvm", "tcg", cpus=2)
+    run.expect_console(r"vCPUs: 1 serve NICs \(one queue pair each\); the others idle",
+                       "vcpus single-queue: one vCPU serves, the other idles")
+    expect_ping_through(run, run.lab.sender, RECEIVER_HOST, "vcpus single-queue: sender pings the receiver through it")
+    run.expect_no_console("PANIC|ERROR|WARN", "vcpus single-queue: no errors or warnings on the console")
 
 
 def first_packets(run):
@@ -871,6 +959,10 @@ TESTS = {
                       lab_random.fw_random),
     "stream": Test("TCP streams past 65,536 frames, offloads off: event index; flags and 1,024-entry rings",
                    sustained_stream),
+    "vcpus": Test("2 vCPUs on 2 queue pairs (microvm, q35, pc-legacy): numbered flows whole and in order, both vCPUs work",
+                  vcpus),
+    "multiqueue": Test("NICs offering 4 queue pairs (microvm, pc-legacy, q35): 1 kept with one vCPU, traffic passes",
+                       multiqueue),
     "first-packets": Test("first UDP and TCP packets to an unresolved host arrive at once; same in Linux",
                           lab_flood.first_packets),
     "dhcp": Test("eth2 by DHCP from dnsmasq: router option, renewal, forwarding waits for it", dhcp),

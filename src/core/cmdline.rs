@@ -193,11 +193,9 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
             let cpus = parse_decimal(value).and_then(|v| u8::try_from(v).ok()).filter(|v| (1..=MAX_CPUS).contains(v));
             options.cpus = Some(cpus.ok_or("expected 1 to 8 vCPUs")?);
         }
-        _ => {
-            return Err(
-                "unknown unifw option (eth0..eth7, log, panic, offload, eventidx, path, profile, stats, busypoll, cpus)",
-            )
-        }
+        _ => return Err(
+            "unknown unifw option (eth0..eth7, log, panic, offload, eventidx, path, profile, stats, busypoll, cpus)",
+        ),
     }
     Ok(())
 }

@@ -20,12 +20,19 @@ pub mod feature {
     pub const HOST_ECN: u64 = 1 << 13;
     /// Device reports link status.
     pub const STATUS: u64 = 1 << 16;
+    /// Control virtqueue (after every receive/transmit pair's queues).
+    pub const CTRL_VQ: u64 = 1 << 17;
+    /// Multiple receive/transmit queue pairs, steered by the device;
+    /// needs [`CTRL_VQ`] (the driver sets the pair count through it).
+    pub const MQ: u64 = 1 << 22;
     /// Notification suppression with event indices.
     pub const RING_EVENT_IDX: u64 = 1 << 29;
     /// Virtio 1.x (modern) device.
     pub const VERSION_1: u64 = 1 << 32;
     /// Every offload this driver knows.
     pub const OFFLOADS: u64 = CSUM | GUEST_CSUM | GUEST_TSO4 | GUEST_ECN | HOST_TSO4 | HOST_ECN;
+    /// Multiqueue, with the control queue it needs.
+    pub const MULTIQUEUE: u64 = MQ | CTRL_VQ;
 }
 
 /// `virtio_net_hdr.flags`: the checksum at csum_start/csum_offset is partial.
@@ -180,15 +187,21 @@ pub fn complete_checksum(buffer: &mut [u8], header_len: usize, frame: core::ops:
 
 use crate::net::checksum::{complete_partial, PartialChecksum};
 
-/// The features to accept: the basics plus the wanted offloads and
-/// `RING_EVENT_IDX` the device offers, dropping any whose prerequisite is missing (virtio 5.1.3.1).
+/// The features to accept: the basics plus the wanted offloads,
+/// `RING_EVENT_IDX` and `MULTIQUEUE` the device offers, dropping any whose
+/// prerequisite is missing (virtio 5.1.3.1).
 pub fn negotiate(offered: u64, wanted: u64) -> u64 {
     use feature::*;
     // RING_EVENT_IDX when wanted: unifw's own queue (`crate::virtqueue`)
     // compares the wrapping indices correctly (virtio-drivers 0.13's
     // `should_notify` does not: its queues stalled after 65,536 buffers).
     let basic = MAC | STATUS | VERSION_1;
-    let mut features = offered & (basic | (wanted & (OFFLOADS | RING_EVENT_IDX)));
+    let mut features = offered & (basic | (wanted & (OFFLOADS | RING_EVENT_IDX | MULTIQUEUE)));
+    // MQ needs the control queue; the control queue serves nothing else
+    // here, so both or neither.
+    if features & MULTIQUEUE != MULTIQUEUE {
+        features &= !MULTIQUEUE;
+    }
     if features & GUEST_CSUM == 0 {
         features &= !(GUEST_TSO4 | GUEST_ECN);
     }
@@ -216,6 +229,142 @@ pub fn can_transmit(features: u64, flags: u8, gso_type: u8) -> bool {
     };
     let ecn_ok = gso_type & GSO_ECN == 0 || features & feature::HOST_ECN != 0;
     csum_ok && gso_ok && ecn_ok
+}
+
+/// Offsets in the device configuration (virtio 1.x, 5.1.4).
+pub mod config {
+    /// `mac` (6 bytes), with `feature::MAC`.
+    pub const MAC: usize = 0;
+    /// `max_virtqueue_pairs` (le16), with `feature::MQ`.
+    pub const MAX_VIRTQUEUE_PAIRS: usize = 8;
+}
+
+/// The most queue pairs a device may offer (virtio 1.x, 5.1.4.1: 0x8000).
+pub const MAX_QUEUE_PAIRS: u16 = 0x8000;
+
+/// The receive queue of pair `pair` (receiveq1 is queue 0, receiveqN is
+/// 2(N-1)).
+pub fn receive_queue(pair: u16) -> u16 {
+    pair.saturating_mul(2)
+}
+
+/// The transmit queue of pair `pair` (right after its receive queue).
+pub fn transmit_queue(pair: u16) -> u16 {
+    receive_queue(pair).saturating_add(1)
+}
+
+/// The control queue's index: after every pair the device offers, used or
+/// not (2 * `max_virtqueue_pairs` with `MQ`, else 2; virtio 1.x, 5.1.2).
+/// `None` if that is past the last 16-bit queue index (0x8000 pairs, which
+/// the specification allows but no queue number can follow).
+pub fn control_queue(features: u64, max_pairs: u16) -> Option<u16> {
+    if features & feature::MQ != 0 {
+        max_pairs.checked_mul(2)
+    } else {
+        Some(2)
+    }
+}
+
+/// The queue pairs the device offers, for the boot log: its
+/// `max_virtqueue_pairs` when it offers `MQ` (negotiated or not; QEMU
+/// shows the field whenever it offers the feature) and the value is valid,
+/// else 1.
+pub fn offered_pairs(offered: u64, max_pairs: u16) -> u16 {
+    if offered & feature::MQ != 0 && (1..=MAX_QUEUE_PAIRS).contains(&max_pairs) {
+        max_pairs
+    } else {
+        1
+    }
+}
+
+/// Which queues a device with `features` negotiated gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuePlan {
+    /// Pairs the device offers (`max_virtqueue_pairs`, 1 without `MQ`).
+    pub offered: u16,
+    /// Pairs to set up and ask for: the wanted ones, at most `offered`,
+    /// at least 1.
+    pub pairs: u16,
+    /// The control queue, with `MQ` negotiated.
+    pub control: Option<u16>,
+}
+
+/// Why a device keeps one queue pair although more were wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MultiqueueError {
+    /// `max_virtqueue_pairs` is outside 1..=0x8000.
+    BadMaxPairs(u16),
+    /// The device answered `VQ_PAIRS_SET` with this status, not `OK`.
+    Refused(u8),
+}
+
+/// The queues to set up for `wanted` pairs on a device that negotiated
+/// `features` and says `max_pairs` (read only with `MQ`). `Err` when `MQ`
+/// was negotiated but `max_pairs` is invalid: then no control command can
+/// be addressed and the device stays at its one pair.
+pub fn plan_queues(features: u64, wanted: u16, max_pairs: u16) -> Result<QueuePlan, MultiqueueError> {
+    if features & feature::MQ == 0 {
+        return Ok(QueuePlan { offered: 1, pairs: 1, control: None });
+    }
+    let control = control_queue(features, max_pairs);
+    if max_pairs == 0 || max_pairs > MAX_QUEUE_PAIRS || control.is_none() {
+        return Err(MultiqueueError::BadMaxPairs(max_pairs));
+    }
+    Ok(QueuePlan { offered: max_pairs, pairs: wanted.clamp(1, max_pairs), control })
+}
+
+/// Control queue classes, commands and answers (virtio 1.x, 5.1.6.5).
+pub mod control {
+    /// `VIRTIO_NET_CTRL_MQ`.
+    pub const CLASS_MQ: u8 = 4;
+    /// `VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET`.
+    pub const MQ_VQ_PAIRS_SET: u8 = 0;
+    /// `VIRTIO_NET_OK`.
+    pub const OK: u8 = 0;
+    /// `VIRTIO_NET_ERR`.
+    pub const ERR: u8 = 1;
+}
+
+/// `VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET`: the device-readable part of the
+/// control command (the device writes one status byte into a separate
+/// buffer, see [`decode_ack`]).
+///
+/// | offset | field |
+/// |---|---|
+/// | 0 | class (`control::CLASS_MQ`) |
+/// | 1 | command (`control::MQ_VQ_PAIRS_SET`) |
+/// | 2 | virtqueue_pairs (le16) |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetQueuePairs(pub u16);
+
+impl SetQueuePairs {
+    /// Bytes of the encoded command.
+    pub const LEN: usize = 4;
+
+    /// The command's bytes.
+    pub fn encode(self) -> [u8; Self::LEN] {
+        let [low, high] = self.0.to_le_bytes();
+        [control::CLASS_MQ, control::MQ_VQ_PAIRS_SET, low, high]
+    }
+
+    /// The command in `bytes`, if they are one.
+    pub fn decode(bytes: &[u8]) -> Option<SetQueuePairs> {
+        match *bytes {
+            [control::CLASS_MQ, control::MQ_VQ_PAIRS_SET, low, high] => {
+                Some(SetQueuePairs(u16::from_le_bytes([low, high])))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The device's answer to a control command: `OK`, or what it said.
+pub fn decode_ack(ack: u8) -> Result<(), MultiqueueError> {
+    if ack == control::OK {
+        Ok(())
+    } else {
+        Err(MultiqueueError::Refused(ack))
+    }
 }
 
 #[cfg(test)]
@@ -318,5 +467,55 @@ mod tests {
         assert!(!can_transmit(none, 0, GSO_TCPV4));
         assert!(!can_transmit(all & !HOST_ECN, HDR_NEEDS_CSUM, GSO_TCPV4 | GSO_ECN));
         assert!(!can_transmit(all, HDR_NEEDS_CSUM, 3), "UDP segmentation is never negotiated");
+    }
+
+    #[test]
+    fn multiqueue_is_negotiated_only_with_its_control_queue() {
+        let offered = QEMU | MQ;
+        assert_eq!(negotiate(offered, MULTIQUEUE) & MULTIQUEUE, MULTIQUEUE);
+        assert_eq!(negotiate(offered, 0) & MULTIQUEUE, 0, "one pair wanted: neither");
+        assert_eq!(negotiate(offered & !CTRL_VQ, MULTIQUEUE) & MULTIQUEUE, 0, "MQ needs CTRL_VQ");
+        assert_eq!(negotiate(QEMU, MULTIQUEUE) & MULTIQUEUE, 0, "no MQ: no lone CTRL_VQ");
+        assert_eq!(negotiate(offered, MULTIQUEUE | OFFLOADS) & OFFLOADS, OFFLOADS);
+    }
+
+    #[test]
+    fn queue_indices_follow_the_specification() {
+        assert_eq!((receive_queue(0), transmit_queue(0)), (0, 1));
+        assert_eq!((receive_queue(3), transmit_queue(3)), (6, 7));
+        // The control queue comes after all the pairs the device offers.
+        assert_eq!(control_queue(MQ, 4), Some(8));
+        assert_eq!(control_queue(0, 4), Some(2), "without MQ, after the one pair");
+        assert_eq!(control_queue(MQ, 0x7fff), Some(0xfffe));
+        assert_eq!(control_queue(MQ, MAX_QUEUE_PAIRS), None, "queue 0x10000 does not exist");
+    }
+
+    #[test]
+    fn plan_takes_what_is_wanted_within_what_is_offered() {
+        let plan = |wanted, max| plan_queues(MQ | CTRL_VQ, wanted, max);
+        assert_eq!(plan(2, 4), Ok(QueuePlan { offered: 4, pairs: 2, control: Some(8) }));
+        assert_eq!(plan(8, 4), Ok(QueuePlan { offered: 4, pairs: 4, control: Some(8) }));
+        assert_eq!(plan(0, 4).map(|p| p.pairs), Ok(1));
+        assert_eq!(plan(2, 0), Err(MultiqueueError::BadMaxPairs(0)));
+        assert_eq!(plan(2, 0x8001), Err(MultiqueueError::BadMaxPairs(0x8001)));
+        assert_eq!(plan(2, MAX_QUEUE_PAIRS), Err(MultiqueueError::BadMaxPairs(0x8000)), "no control queue index");
+        assert_eq!(plan_queues(0, 4, 4), Ok(QueuePlan { offered: 1, pairs: 1, control: None }));
+        assert_eq!(offered_pairs(QEMU | MQ, 4), 4);
+        assert_eq!(offered_pairs(QEMU, 4), 1, "no MQ offered: the field means nothing");
+        assert_eq!(offered_pairs(QEMU | MQ, 0), 1);
+    }
+
+    #[test]
+    fn set_queue_pairs_round_trips_and_acks_decode() {
+        assert_eq!(SetQueuePairs(2).encode(), [4, 0, 2, 0]);
+        assert_eq!(SetQueuePairs(0x0102).encode(), [4, 0, 2, 1], "le16");
+        for pairs in [1, 2, 4, 0x8000] {
+            assert_eq!(SetQueuePairs::decode(&SetQueuePairs(pairs).encode()), Some(SetQueuePairs(pairs)));
+        }
+        assert_eq!(SetQueuePairs::decode(&[4, 1, 2, 0]), None, "another command");
+        assert_eq!(SetQueuePairs::decode(&[4, 0, 2]), None, "short");
+        assert_eq!(decode_ack(control::OK), Ok(()));
+        assert_eq!(decode_ack(control::ERR), Err(MultiqueueError::Refused(1)));
+        assert_eq!(decode_ack(0xff), Err(MultiqueueError::Refused(0xff)));
     }
 }

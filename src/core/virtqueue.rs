@@ -234,6 +234,16 @@ impl<M: RingMemory> SplitQueue<M> {
         Some(id)
     }
 
+    /// Where in the ring memory the device writes its used index.
+    pub fn used_index_offset(&self) -> usize {
+        self.layout.used_idx()
+    }
+
+    /// The used index up to which entries were taken.
+    pub fn last_used(&self) -> u16 {
+        self.last_used
+    }
+
     /// Whether the device has returned a buffer not yet taken.
     pub fn can_take(&self) -> bool {
         self.memory.load_u16(self.layout.used_idx()) != self.last_used

@@ -9,6 +9,8 @@ use crate::kernel::arch::{apic, clock, cpu, smp};
 use crate::kernel::heap;
 use crate::kernel::virtio::net::NetDriver;
 use crate::kernel::virtio::FoundNic;
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use unifw_core::firewall::{Firewall, NetDevice, Wakeups};
@@ -25,18 +27,35 @@ pub const GROWTH_RESERVE: usize = 16 << 20;
 /// Wake-up period for NICs whose interrupts cannot reach us.
 const FALLBACK_POLL_US: u64 = 1_000;
 
-/// Logs what each found NIC is, and returns the drivers (in discovery
-/// order, which names them unless MAC bindings say otherwise) and whether
-/// all of them can wake the CPU with an interrupt.
-pub fn announce(found: Vec<FoundNic>) -> (Vec<NetDriver>, bool) {
+/// The NICs as the loop drives them.
+pub struct Announced {
+    /// Each NIC's first queue pair, in discovery order (which names them
+    /// unless MAC bindings say otherwise).
+    pub drivers: Vec<NetDriver>,
+    /// Each NIC's other queue pairs (empty without multiqueue), for CPUs
+    /// of their own; kept, since a pair's queues are the device's.
+    pub more: Vec<Vec<NetDriver>>,
+    /// Whether all of them can wake the CPU with an interrupt.
+    pub all_can_wake: bool,
+}
+
+/// Logs what each found NIC is, and returns its drivers.
+pub fn announce(found: Vec<FoundNic>) -> Announced {
     let all_can_wake = found.iter().all(|nic| nic.can_wake);
+    let mut more = Vec::new();
     let drivers = found
         .into_iter()
         .enumerate()
         .map(|(index, nic)| {
             let wake = if nic.can_wake { "interrupts" } else { "polled (no interrupt route)" };
+            let pairs = 1 + nic.more.len();
+            let queue_pairs = if pairs == 1 && nic.offered_pairs == 1 {
+                String::new()
+            } else {
+                format!(", queue pairs {pairs} of {}", nic.offered_pairs)
+            };
             log::info!(
-                "NIC {index}: virtio-net {} mac {} wake {wake}, offloads {}, notifications by {}, rings rx {} tx {}",
+                "NIC {index}: virtio-net {} mac {} wake {wake}, offloads {}, notifications by {}, rings rx {} tx {}{queue_pairs}",
                 nic.location,
                 MacAddr(nic.driver.mac()),
                 describe_offloads(nic.driver.features()),
@@ -44,10 +63,11 @@ pub fn announce(found: Vec<FoundNic>) -> (Vec<NetDriver>, bool) {
                 nic.driver.receive_ring_size(),
                 nic.driver.transmit_ring_size()
             );
+            more.push(nic.more);
             nic.driver
         })
         .collect();
-    (drivers, all_can_wake)
+    Announced { drivers, more, all_can_wake }
 }
 
 /// Serves the network forever.

@@ -59,7 +59,7 @@ pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
 pub use report::Wakeups;
 pub use stack::{Address, AddressChange, AddressSource, Stack};
-use worker::{handle_frame, HANDOFF_FRAMES};
+use worker::{handle_frame, HANDOFF_FRAMES, MAX_WORKERS};
 pub use worker::{Shared, Worker};
 
 /// Frames taken from one NIC before looking at the others.
@@ -137,6 +137,10 @@ pub struct Firewall<'a, D: NetDevice> {
     /// By interface index, the NIC's place in discovery order (for the
     /// workers' devices, which come in that order).
     order: Vec<Option<usize>>,
+    /// Workers made so far (vCPUs 1 ..).
+    workers: usize,
+    /// Frames this vCPU received.
+    received: u64,
     next_housekeeping_ms: u64,
     next_report_ms: u64,
     report_ms: u64,
@@ -257,6 +261,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             up,
             handoff: Mutex::new(VecDeque::with_capacity(HANDOFF_FRAMES)),
             bounce: settings.bounce,
+            workers: Default::default(),
         });
         let mut firewall = Firewall {
             names,
@@ -265,6 +270,8 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             stacks,
             shared,
             order,
+            workers: 0,
+            received: 0,
             next_housekeeping_ms: 0,
             next_report_ms: now_ms + report_ms,
             report_ms,
@@ -298,14 +305,21 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
     /// discovery order as the kernel found them: that NIC's queue pair
     /// for this vCPU) through the same packet path. Local frames it
     /// receives are handed to this firewall's stacks.
-    pub fn worker(&self, devices: Vec<Option<D>>) -> Worker<'a, D> {
+    ///
+    /// Workers are numbered from 1 (their vCPU) in the order made; at most
+    /// [`MAX_WORKERS`]: past that, None.
+    pub fn worker(&mut self, devices: Vec<Option<D>>) -> Option<Worker<'a, D>> {
+        if self.workers >= MAX_WORKERS {
+            return None;
+        }
         let mut devices = devices;
         let slots =
             self.order.iter().map(|nic| nic.and_then(|nic| devices.get_mut(nic).and_then(Option::take))).collect();
         let nics = NicSet::with_slots_and_mtus(slots, &self.mtus);
         let bounce =
             self.bounce.as_ref().map(|_| Bounce::new(self.dataplane().interfaces().iter().map(|i| i.mac).collect()));
-        Worker::new(Arc::clone(&self.shared), nics, bounce)
+        self.workers += 1;
+        Some(Worker::new(Arc::clone(&self.shared), nics, bounce, self.workers - 1))
     }
 
     /// When NIC `index`'s stack is next due a poll (microseconds).
@@ -347,6 +361,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                 };
                 dataplane.profile_mut().stop(Step::Receive, started);
                 work = true;
+                self.received += 1;
                 let local = handle_frame(
                     &shared,
                     &mut dataplane,
@@ -579,9 +594,22 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             neighbours: neighbours.len(),
             neighbours_pending: neighbours.pending(),
         };
-        let wakeups = Wakeups { notifications: self.nics.notifications(), ..self.wakeups };
-        for line in report::lines(&self.names, counters, flows, wakeups, total != self.reported) {
+        let mut notifications = self.nics.notifications();
+        let of_workers = shared.worker_notifications();
+        notifications.sent += of_workers.sent;
+        notifications.suppressed += of_workers.suppressed;
+        let wakeups = Wakeups { notifications, ..self.wakeups };
+        let detailed = total != self.reported;
+        for line in report::lines(&self.names, counters, flows, wakeups, detailed) {
             log::info!("{line}");
+        }
+        if detailed && self.workers > 0 {
+            let frames: Vec<String> = core::iter::once(self.received)
+                .chain(shared.worker_frames(self.workers))
+                .enumerate()
+                .map(|(cpu, n)| format!("{cpu}: {n}"))
+                .collect();
+            log::info!("vCPUs: frames received by each: {}", frames.join(", "));
         }
         if let Some(line) = dataplane.profile_mut().take_line() {
             log::info!("{line}");

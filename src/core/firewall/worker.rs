@@ -16,6 +16,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Range;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -44,6 +45,36 @@ pub struct Shared<'a> {
     pub(super) handoff: Mutex<VecDeque<(IfIndex, Vec<u8>)>>,
     /// `unifw.path=bounce`.
     pub(super) bounce: bool,
+    /// Frames each worker received (index: vCPU - 1), and the
+    /// notifications its queues sent and were spared, for the report.
+    pub(super) workers: [WorkerCounts; MAX_WORKERS],
+}
+
+/// Workers at most (vCPUs 1..=7).
+pub const MAX_WORKERS: usize = 7;
+
+/// A worker's counts, published once per pass.
+#[derive(Default)]
+pub struct WorkerCounts {
+    pub(super) received: AtomicU64,
+    pub(super) notified: AtomicU64,
+    pub(super) spared: AtomicU64,
+}
+
+impl Shared<'_> {
+    /// Frames each worker received, for workers that exist (vCPU 1 first).
+    pub(super) fn worker_frames(&self, workers: usize) -> Vec<u64> {
+        self.workers.iter().take(workers).map(|w| w.received.load(Ordering::Relaxed)).collect()
+    }
+
+    /// Notifications of all workers' queues.
+    pub(super) fn worker_notifications(&self) -> super::Notifications {
+        let (sent, suppressed) = self
+            .workers
+            .iter()
+            .fold((0, 0), |(s, p), w| (s + w.notified.load(Ordering::Relaxed), p + w.spared.load(Ordering::Relaxed)));
+        super::Notifications { sent, suppressed }
+    }
 }
 
 /// One frame through the packet path, then out or back to its NIC. A
@@ -121,12 +152,15 @@ pub struct Worker<'a, D: NetDevice> {
     shared: Arc<Shared<'a>>,
     nics: NicSet<D>,
     bounce: Option<Bounce>,
+    /// Its slot in `Shared::workers`.
+    slot: usize,
+    received: u64,
 }
 
 impl<'a, D: NetDevice> Worker<'a, D> {
-    pub(super) fn new(shared: Arc<Shared<'a>>, nics: NicSet<D>, bounce: Option<Bounce>) -> Self {
+    pub(super) fn new(shared: Arc<Shared<'a>>, nics: NicSet<D>, bounce: Option<Bounce>, slot: usize) -> Self {
         let bounce = bounce.filter(|_| shared.bounce);
-        Worker { shared, nics, bounce }
+        Worker { shared, nics, bounce, slot, received: 0 }
     }
 
     /// Its queues (for what only the kernel does: interrupts, buffer growth).
@@ -145,6 +179,7 @@ impl<'a, D: NetDevice> Worker<'a, D> {
                     break;
                 };
                 work = true;
+                self.received += 1;
                 let mut dataplane = self.shared.dataplane.lock();
                 let local = handle_frame(
                     &self.shared,
@@ -164,7 +199,19 @@ impl<'a, D: NetDevice> Worker<'a, D> {
         }
         self.nics.reclaim();
         self.nics.notify();
+        if work {
+            self.publish();
+        }
         work
+    }
+
+    fn publish(&self) {
+        if let Some(counts) = self.shared.workers.get(self.slot) {
+            let notifications = self.nics.notifications();
+            counts.received.store(self.received, Ordering::Relaxed);
+            counts.notified.store(notifications.sent, Ordering::Relaxed);
+            counts.spared.store(notifications.suppressed, Ordering::Relaxed);
+        }
     }
 
     /// Copies a local frame for vCPU 0's stack, and sends the buffer home.

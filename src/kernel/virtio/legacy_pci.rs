@@ -34,6 +34,16 @@ impl LegacyPciTransport {
         LegacyPciTransport { io_base, device_type, msix_enabled }
     }
 
+    /// The `QUEUE_NOTIFY` port (a queue's doorbell: write its index).
+    pub fn notify_port(&self) -> u16 {
+        self.io_base + QUEUE_NOTIFY
+    }
+
+    /// The ISR status port (reading acknowledges the interrupt).
+    pub fn isr_port(&self) -> u16 {
+        self.io_base + ISR_STATUS
+    }
+
     fn config_base(&self) -> u16 {
         self.io_base + if self.msix_enabled { CONFIG_WITH_MSIX } else { CONFIG_NO_MSIX }
     }

@@ -3,15 +3,18 @@
 //! names them from it and the MAC bindings, `unifw_core::firewall::plan`).
 
 pub mod buffers;
+mod control;
+mod doorbell;
 mod hal;
 mod legacy_pci;
 pub mod net;
 mod ring;
+mod setup;
 mod transport;
 
 pub use hal::KernelHal;
 pub use transport::AnyTransport;
-use transport::{Inner, ReceiveVector};
+use transport::Inner;
 
 use crate::kernel::arch::{apic, idt::NIC_VECTOR};
 use crate::kernel::pci::{self, BarAllocator, PortCam};
@@ -21,6 +24,7 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 use legacy_pci::LegacyPciTransport;
 use net::NetDriver;
+use setup::Initialised;
 use unifw_core::cmdline::MmioDevice;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
@@ -31,7 +35,6 @@ use virtio_drivers::transport::{DeviceType, Transport};
 /// up to this (QEMU's virtio-net offers 256, or its `rx_queue_size` up to
 /// 1024); legacy PCI devices fix theirs.
 pub const MAX_QUEUE_SIZE: u32 = 1024;
-const MSIX_ENTRY: u16 = 0;
 /// microvm's virtio-mmio transports when QEMU did not list them on the command line.
 const MMIO_SCAN: (u64, u64, usize) = (0xfeb0_0000, 0x200, 24);
 /// GSI of the first scanned transport (microvm with ACPI: second IOAPIC).
@@ -39,24 +42,41 @@ const MMIO_SCAN_FIRST_GSI: u32 = 24;
 
 /// A discovered, initialised NIC.
 pub struct FoundNic {
-    /// The driver.
+    /// The driver of its first queue pair (the only one without multiqueue).
     pub driver: NetDriver,
+    /// Its other queue pairs (1.., in order), each a driver of its own that
+    /// may run on another CPU; empty without `VIRTIO_NET_F_MQ`.
+    pub more: Vec<NetDriver>,
+    /// Queue pairs the device offers (`max_virtqueue_pairs`, 1 without MQ).
+    pub offered_pairs: u16,
     /// Where it is, for the boot log.
     pub location: String,
-    /// Whether its receive interrupts can wake the CPU.
+    /// Whether every pair's receive interrupts can wake the CPU (all go to
+    /// the boot CPU's NIC vector: on PCI pair k through MSI-X entry k when
+    /// the device has it, else entry 0; on MMIO through the device's line).
     pub can_wake: bool,
 }
 
-/// Finds and initialises every virtio-net device, in discovery order.
-pub fn discover(mmio_devices: &[MmioDevice], wanted: u64) -> Vec<FoundNic> {
-    let mut nics = discover_pci(wanted);
+impl FoundNic {
+    fn new(found: Initialised, location: String, can_wake: bool) -> Option<FoundNic> {
+        let mut pairs = found.pairs.into_iter();
+        let driver = pairs.next()?;
+        Some(FoundNic { driver, more: pairs.collect(), offered_pairs: found.offered_pairs, location, can_wake })
+    }
+}
+
+/// Finds and initialises every virtio-net device, in discovery order, each
+/// with up to `queue_pairs` queue pairs (1: no multiqueue negotiated).
+pub fn discover(mmio_devices: &[MmioDevice], wanted: u64, queue_pairs: u16) -> Vec<FoundNic> {
+    let queue_pairs = queue_pairs.max(1);
+    let mut nics = discover_pci(wanted, queue_pairs);
     if nics.is_empty() {
-        nics = discover_mmio(mmio_devices, wanted);
+        nics = discover_mmio(mmio_devices, wanted, queue_pairs);
     }
     nics
 }
 
-fn discover_pci(wanted: u64) -> Vec<FoundNic> {
+fn discover_pci(wanted: u64, queue_pairs: u16) -> Vec<FoundNic> {
     let mut root = PciRoot::new(PortCam);
     let functions = pci::functions(&root);
     let mut bars = BarAllocator::new(&mut root, &functions);
@@ -74,7 +94,7 @@ fn discover_pci(wanted: u64) -> Vec<FoundNic> {
             log::error!("pci {df}: {e}; NIC skipped");
             continue;
         }
-        match init_pci(&mut root, df, wanted) {
+        match init_pci(&mut root, df, wanted, queue_pairs) {
             Ok(nic) => nics.push(nic),
             Err(e) => log::error!("pci {df}: {e}; NIC skipped"),
         }
@@ -82,37 +102,37 @@ fn discover_pci(wanted: u64) -> Vec<FoundNic> {
     nics
 }
 
-fn init_pci(root: &mut PciRoot<PortCam>, df: DeviceFunction, wanted: u64) -> Result<FoundNic, String> {
-    let msix = pci::enable_msix(root, df, MSIX_ENTRY, NIC_VECTOR, apic::lapic_id());
-    let (inner, kind, vector) = match PciTransport::new::<KernelHal, _>(root, df) {
+fn init_pci(
+    root: &mut PciRoot<PortCam>,
+    df: DeviceFunction,
+    wanted: u64,
+    queue_pairs: u16,
+) -> Result<FoundNic, String> {
+    // MSI-X entry k for pair k's receive queue, all at the NIC vector on
+    // this CPU for now (another CPU's pair can be pointed elsewhere later);
+    // entry 0 serves the pairs beyond the device's table.
+    let msix = pci::enable_msix(root, df, 0, NIC_VECTOR, apic::lapic_id());
+    let mut msix_entries = u16::from(msix);
+    while msix && msix_entries < queue_pairs && pci::enable_msix(root, df, msix_entries, NIC_VECTOR, apic::lapic_id()) {
+        msix_entries += 1;
+    }
+    let (inner, kind) = match PciTransport::new::<KernelHal, _>(root, df) {
         Ok(t) => {
-            let common_cfg = transport::modern_common_cfg(root, df);
-            (Inner::Pci(t), "modern", common_cfg.map(ReceiveVector::Modern))
+            let registers = transport::modern_registers(root, df).ok_or("modern capabilities unreadable")?;
+            (Inner::Pci(t, registers), "modern")
         }
         Err(_) => {
             let io = pci::io_bar_address(df, 0).ok_or("neither modern capabilities nor a legacy I/O BAR")?;
-            let mut legacy = LegacyPciTransport::new(io, DeviceType::Network, msix);
-            // Legacy devices fix the queue size and the ring layout follows
-            // from it: a size the driver cannot take cannot be driven.
-            for queue in 0..2 {
-                let size = legacy.max_queue_size(queue);
-                if !size.is_power_of_two() || size > MAX_QUEUE_SIZE {
-                    return Err(format!(
-                        "legacy queue {queue} has {size} entries; a power of two up to {MAX_QUEUE_SIZE} is supported"
-                    ));
-                }
-            }
-            (Inner::Legacy(legacy), "legacy", Some(ReceiveVector::Legacy))
+            (Inner::Legacy(LegacyPciTransport::new(io, DeviceType::Network, msix)), "legacy")
         }
     };
-    let vector = if msix { vector.map(|v| (v, MSIX_ENTRY)) } else { None };
-    let driver =
-        NetDriver::new(AnyTransport::new(inner, vector), wanted).map_err(|e| format!("virtio-net init: {e:?}"))?;
-    let can_wake = driver.transport().receive_vector_set();
-    Ok(FoundNic { driver, location: format!("pci {df} {kind}"), can_wake })
+    let found = setup::initialise(AnyTransport::new(inner, msix_entries), wanted, queue_pairs)
+        .map_err(|e| format!("virtio-net init: {e:?}"))?;
+    let can_wake = found.pairs.iter().all(NetDriver::receive_vector_set);
+    FoundNic::new(found, format!("pci {df} {kind}"), can_wake).ok_or_else(|| String::from("no queue pair"))
 }
 
-fn discover_mmio(listed: &[MmioDevice], wanted: u64) -> Vec<FoundNic> {
+fn discover_mmio(listed: &[MmioDevice], wanted: u64, queue_pairs: u16) -> Vec<FoundNic> {
     let mut candidates: Vec<MmioDevice> = listed.to_vec();
     if candidates.is_empty() {
         // With ACPI on (the default), QEMU lists nothing on the command
@@ -139,12 +159,12 @@ fn discover_mmio(listed: &[MmioDevice], wanted: u64) -> Vec<FoundNic> {
         if transport.device_type() != DeviceType::Network {
             continue;
         }
-        let transport = AnyTransport::new(Inner::Mmio(transport), None);
-        match NetDriver::new(transport, wanted) {
-            Ok(driver) => {
+        let transport = AnyTransport::new(Inner::Mmio(transport, dev.base as usize), 0);
+        match setup::initialise(transport, wanted, queue_pairs) {
+            Ok(found) => {
                 let can_wake = dev.irq != 0 && apic::route_gsi(dev.irq, NIC_VECTOR);
                 let location = format!("mmio {:#x} irq {}", dev.base, dev.irq);
-                nics.push(FoundNic { driver, location, can_wake });
+                nics.extend(FoundNic::new(found, location, can_wake));
             }
             Err(e) => log::error!("mmio {:#x}: virtio-net init: {e:?}; NIC skipped", dev.base),
         }

@@ -13,50 +13,79 @@
 //! loop polls and notifications go out once per pass, only when the device
 //! asked for them (`RING_EVENT_IDX` when negotiated, the rings' flags
 //! otherwise).
+//!
+//! With `VIRTIO_NET_F_MQ` a device has several receive/transmit queue
+//! pairs; each is a `NetDriver` of its own (set up in `setup.rs`).
 
 use super::buffers::Slot;
+use super::control::ControlQueue;
+use super::doorbell::{Doorbell, InterruptAck};
 use super::ring::KernelRing;
-use super::{AnyTransport, MAX_QUEUE_SIZE};
+use super::AnyTransport;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use unifw_core::firewall::{Buffer, NetDevice, Notifications};
-use unifw_core::virtio_net::{feature, negotiate};
-use unifw_core::virtqueue::{Layout, SplitQueue};
-use virtio_drivers::transport::{DeviceStatus, InterruptStatus, Transport};
-use virtio_drivers::Error;
+use unifw_core::virtqueue::SplitQueue;
+use virtio_drivers::transport::InterruptStatus;
 
-const RECEIVE_QUEUE: u16 = 0;
-const TRANSMIT_QUEUE: u16 = 1;
+/// What the queue pairs of one device share: held, not used on the data
+/// path. Dropping the transport resets the device, and the control queue's
+/// memory must outlive the device's use of it, so both live as long as
+/// the last pair. Behind locks, so that a pair on any CPU may hold them.
+pub struct Device {
+    transport: spin::Mutex<AnyTransport>,
+    control: spin::Mutex<Option<ControlQueue>>,
+}
 
-/// One virtio-net device.
+impl Device {
+    /// The device's transport and control queue, to share among its pairs.
+    pub fn new(transport: AnyTransport, control: Option<ControlQueue>) -> Arc<Device> {
+        Arc::new(Device { transport: spin::Mutex::new(transport), control: spin::Mutex::new(control) })
+    }
+}
+
+/// One queue pair of a virtio-net device (pair 0 is the only one without
+/// `VIRTIO_NET_F_MQ`). Each pair owns its queues and buffers and reaches
+/// the device through its cached doorbells and interrupt register
+/// (`doorbell.rs`), so pairs of one device may run on different CPUs.
 pub struct NetDriver {
-    transport: AnyTransport,
+    /// Held so that the device outlives its last pair.
+    _device: Arc<Device>,
+    pair: u16,
     rx: SplitQueue<KernelRing>,
     tx: SplitQueue<KernelRing>,
+    rx_doorbell: Doorbell,
+    tx_doorbell: Doorbell,
+    interrupt: InterruptAck,
     /// The buffer the device holds under each receive and transmit token.
     rx_slots: Vec<Option<Slot>>,
     tx_slots: Vec<Option<Slot>>,
     mac: [u8; 6],
     features: u64,
+    /// Whether the receive queue's MSI-X vector was accepted.
+    receive_vector: bool,
     /// Used-ring entries that named no buffer the device held.
     out_of_step: u64,
 }
 
-/// Sets up queue `index` with the device's size, at most `MAX_QUEUE_SIZE`
-/// (the largest power of two within both).
-fn queue(transport: &mut AnyTransport, index: u16, event_idx: bool) -> Result<SplitQueue<KernelRing>, Error> {
-    if transport.queue_used(index) {
-        return Err(Error::AlreadyUsed);
-    }
-    let offered = transport.max_queue_size(index).min(MAX_QUEUE_SIZE);
-    if offered == 0 {
-        return Err(Error::InvalidParam);
-    }
-    let size = 1u32 << offered.ilog2();
-    let layout = u16::try_from(size).ok().and_then(Layout::new).ok_or(Error::InvalidParam)?;
-    let memory = KernelRing::allocate(layout).ok_or(Error::DmaError)?;
-    let base = memory.address();
-    transport.queue_set(index, size, base, base + layout.avail as u64, base + layout.used as u64);
-    Ok(SplitQueue::new(memory, layout, event_idx))
+/// A pair may be handed to another CPU.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<NetDriver>()
+};
+
+/// The parts of one queue pair, set up (`setup.rs`).
+pub struct PairParts {
+    /// Receive and transmit queues.
+    pub rx: SplitQueue<KernelRing>,
+    /// The transmit queue.
+    pub tx: SplitQueue<KernelRing>,
+    /// Their doorbells.
+    pub rx_doorbell: Doorbell,
+    /// The transmit queue's doorbell.
+    pub tx_doorbell: Doorbell,
+    /// Whether the receive queue's MSI-X vector was accepted.
+    pub receive_vector: bool,
 }
 
 fn slots(queue: &SplitQueue<KernelRing>) -> Vec<Option<Slot>> {
@@ -64,39 +93,68 @@ fn slots(queue: &SplitQueue<KernelRing>) -> Vec<Option<Slot>> {
 }
 
 impl NetDriver {
-    /// Resets and initialises the device, negotiating `wanted` offloads
-    /// and `RING_EVENT_IDX` (of `feature::OFFLOADS | RING_EVENT_IDX`) where
-    /// the device offers them.
-    pub fn new(mut transport: AnyTransport, wanted: u64) -> Result<NetDriver, Error> {
-        transport.set_status(DeviceStatus::empty());
-        transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
-        let offered = transport.read_device_features();
-        let features = negotiate(offered, wanted);
-        transport.write_driver_features(features);
-        transport.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
-        if !transport.get_status().contains(DeviceStatus::FEATURES_OK) {
-            transport.set_status(DeviceStatus::FAILED);
-            return Err(Error::Unsupported);
-        }
-        transport.set_guest_page_size(4096);
-        let mac = if features & feature::MAC != 0 { transport.read_config_space::<[u8; 6]>(0)? } else { [0; 6] };
-        let event_idx = features & feature::RING_EVENT_IDX != 0;
-        let rx = queue(&mut transport, RECEIVE_QUEUE, event_idx)?;
-        let mut tx = queue(&mut transport, TRANSMIT_QUEUE, event_idx)?;
-        // Transmit completions keep their interrupts: the CPU never takes
-        // them while it polls (interrupts masked), and with them off the
-        // 64-byte rate fell from 74,478 to 59,973 frames/s (event index)
-        // and 29,707 (flags) while notifying cost 9.9 us a frame instead
-        // of 1.1 (README, "Notification suppression").
-        tx.set_interrupts(true);
-        transport.finish_init();
+    /// Pair `pair` of `device`, from its set-up queues.
+    pub fn new(
+        device: Arc<Device>,
+        pair: u16,
+        parts: PairParts,
+        interrupt: InterruptAck,
+        mac: [u8; 6],
+        features: u64,
+    ) -> NetDriver {
+        let PairParts { rx, tx, rx_doorbell, tx_doorbell, receive_vector } = parts;
         let (rx_slots, tx_slots) = (slots(&rx), slots(&tx));
-        Ok(NetDriver { transport, rx, tx, rx_slots, tx_slots, mac, features, out_of_step: 0 })
+        NetDriver {
+            _device: device,
+            pair,
+            rx,
+            tx,
+            rx_doorbell,
+            tx_doorbell,
+            interrupt,
+            rx_slots,
+            tx_slots,
+            mac,
+            features,
+            receive_vector,
+            out_of_step: 0,
+        }
     }
 
-    /// The transport.
-    pub fn transport(&self) -> &AnyTransport {
-        &self.transport
+    /// Asks the device to use `pairs` queue pairs from now on (after
+    /// start: fewer than it was given at discovery); false, logged, if it
+    /// has no control queue or did not say OK.
+    pub fn set_queue_pairs(&mut self, pairs: u16) -> bool {
+        let mut control = self._device.control.lock();
+        let Some(control) = control.as_mut() else {
+            return false;
+        };
+        let mut transport = self._device.transport.lock();
+        match control.set_queue_pairs(&mut transport, pairs) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("virtio-net: VQ_PAIRS_SET {pairs}: {e:?}");
+                false
+            }
+        }
+    }
+
+    /// Where the device writes the receive queue's used index, and the
+    /// value the driver last took: a CPU that sleeps on this pair
+    /// publishes both, and whoever sees the index move wakes it.
+    pub fn receive_watch(&self) -> (usize, u16) {
+        (self.rx.memory().address() as usize + self.rx.used_index_offset(), self.rx.last_used())
+    }
+
+    /// Which queue pair of its device this is (0 is the first).
+    pub fn pair(&self) -> u16 {
+        self.pair
+    }
+
+    /// Whether this pair's receive interrupts reach their MSI-X vector (the
+    /// device accepted it); false on transports without MSI-X.
+    pub fn receive_vector_set(&self) -> bool {
+        self.receive_vector
     }
 
     /// Whether a received frame is waiting.
@@ -115,16 +173,21 @@ impl NetDriver {
         usize::from(self.tx.layout().size)
     }
 
-    /// Acknowledges the device's interrupt line (lowers it).
+    /// Acknowledges the device's interrupt line (lowers it). The status is
+    /// the device's, shared by its pairs (see `doorbell.rs`).
     pub fn ack_interrupt(&mut self) -> InterruptStatus {
-        self.transport.ack_interrupt()
+        self.interrupt.ack()
     }
 
     fn note_out_of_step(&mut self, queue: &str) {
         self.out_of_step += 1;
         // The count says how often; the log says it happened.
         if self.out_of_step.is_power_of_two() {
-            log::error!("virtio-net: {queue} queue out of step ({} entries so far)", self.out_of_step);
+            log::error!(
+                "virtio-net: pair {} {queue} queue out of step ({} entries so far)",
+                self.pair,
+                self.out_of_step
+            );
         }
     }
 }
@@ -210,10 +273,10 @@ impl NetDevice for NetDriver {
     /// Tells the device about posted buffers, once per batch, if it asked.
     fn flush(&mut self) {
         if self.tx.should_notify() {
-            self.transport.notify(TRANSMIT_QUEUE);
+            self.tx_doorbell.ring();
         }
         if self.rx.should_notify() {
-            self.transport.notify(RECEIVE_QUEUE);
+            self.rx_doorbell.ring();
         }
     }
 

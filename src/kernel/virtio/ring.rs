@@ -14,6 +14,11 @@ pub struct KernelRing {
     bytes: usize,
 }
 
+// SAFETY: the block is owned by the one queue holding this value (never
+// shared, never freed); moving it to another CPU moves that ownership, and
+// the device's concurrent access goes through atomics and fences.
+unsafe impl Send for KernelRing {}
+
 impl KernelRing {
     /// Zeroed memory for `layout`; `None` if memory is short.
     pub fn allocate(layout: Layout) -> Option<KernelRing> {

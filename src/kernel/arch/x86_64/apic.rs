@@ -11,7 +11,6 @@ const LAPIC_BASE: usize = 0xfee0_0000;
 const LAPIC_ID: usize = 0x20;
 const LAPIC_EOI: usize = 0xb0;
 const LAPIC_SPURIOUS: usize = 0xf0;
-const LAPIC_IRR: usize = 0x200;
 const LAPIC_ICR_LOW: usize = 0x300;
 const LAPIC_ICR_HIGH: usize = 0x310;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
@@ -106,13 +105,6 @@ pub fn send_startup(apic_id: u8, page: u8) {
 /// A fixed interrupt on `vector` to the CPU `apic_id`.
 pub fn send_interrupt(apic_id: u8, vector: u8) {
     send_ipi(apic_id, ICR_LEVEL_ASSERT | u32::from(vector));
-}
-
-/// Whether an interrupt on `vector` waits in this CPU's local APIC (taken
-/// once interrupts are enabled).
-pub fn is_pending(vector: u8) -> bool {
-    let register = LAPIC_IRR + 0x10 * usize::from(vector / 32);
-    lapic_read(register) & (1 << (vector % 32)) != 0
 }
 
 /// Signals end of interrupt to the local APIC.

@@ -183,8 +183,7 @@ pub fn any_sleeping() -> bool {
 const MAX_WATCHES: usize = 8;
 /// Per CPU: where each of its receive queues' used index lies and the
 /// value the CPU last took, as `address << 16 | index` (0: none).
-static WATCHES: [[AtomicU64; MAX_WATCHES]; MAX_CPUS] =
-    [const { [const { AtomicU64::new(0) }; MAX_WATCHES] }; MAX_CPUS];
+static WATCHES: [[AtomicU64; MAX_WATCHES]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; MAX_WATCHES] }; MAX_CPUS];
 
 /// CPU `index` waits on a receive queue (slot `slot`) whose device writes
 /// its used index at `address` and whose last taken entry was `seen`.
