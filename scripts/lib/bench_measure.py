@@ -51,6 +51,8 @@ class Measure:
         self.step_s = 1 if quick else max(seconds // 4, 2)
         # Bisection steps after the ladder (each halves the gap, in log scale).
         self.bisect = 3
+        # Parallel iperf3 streams (flows) per measurement.
+        self.streams = 1
         self.dir = Path(out_dir)
         self.servers = []
 
@@ -106,7 +108,12 @@ class Measure:
     # iperf3.
 
     def iperf(self, tag, args, seconds):
-        """One iperf3 client run (JSON kept as TAG.json): its "end", or None."""
+        """One iperf3 client run (JSON kept as TAG.json): its "end", or None.
+        With `self.streams` > 1, that many parallel streams (flows with
+        their own source ports, which a multiqueue NIC may spread over
+        its queues); the end report sums them."""
+        if self.streams > 1:
+            args = [*args, "-P", str(self.streams)]
         report = self.run(self.lab.sender, ["iperf3", "-c", RECEIVER, *args, "-J"], timeout=seconds + 30,
                           keep=f"{tag}.json")
         try:
@@ -127,7 +134,9 @@ class Measure:
         report if under MAX_LOSS percent lost and >= 90% of the rate was
         really offered (iperf3 falls short when its control connection
         crawls, as through 1M iptables rules), else None."""
-        end = self.iperf(f"{tag}-{int(bits)}", ["-u", "-l", str(length), "-b", str(int(bits)), "-t", str(self.step_s)],
+        # iperf3's -b is per stream.
+        per_stream = int(bits / max(self.streams, 1))
+        end = self.iperf(f"{tag}-{int(bits)}", ["-u", "-l", str(length), "-b", str(per_stream), "-t", str(self.step_s)],
                          self.step_s)
         try:
             if end["sum"]["lost_percent"] < max_loss and end["sum_sent"]["bits_per_second"] >= 0.9 * bits:
@@ -235,8 +244,10 @@ class Measure:
         if load_pps > 0:
             seconds = int(count * interval) + 3
             bits = int(load_pps * SMALL_PAYLOAD * 8)
-            load = self.lab.start(["iperf3", "-c", RECEIVER, "-u", "-l", str(SMALL_PAYLOAD), "-b", str(bits), "-t",
-                                   str(seconds)], ns=self.lab.sender, out=self.dir / f"{tag}-load.json")
+            streams = ["-P", str(self.streams)] if self.streams > 1 else []
+            load = self.lab.start(["iperf3", "-c", RECEIVER, "-u", "-l", str(SMALL_PAYLOAD), "-b",
+                                   str(bits // max(self.streams, 1)), "-t", str(seconds), *streams],
+                                  ns=self.lab.sender, out=self.dir / f"{tag}-load.json")
             time.sleep(1)
         try:
             out = self.run(self.lab.sender, ["ping", "-c", str(count), "-i", str(interval), "-W1", RECEIVER],
