@@ -37,6 +37,27 @@
        never has to write them back. */
     .set PAGE_ACCESSED_DIRTY, 0x60
 
+/* From 32-bit protected mode to long mode on the boot page tables (the
+   boot CPU, and each other CPU from its trampoline): PAE and SSE on,
+   CR3, EFER.LME, then paging on and caches on (the loader may leave
+   CR0.CD/NW set from reset, which makes every memory access uncached).
+   A far jump to a 64-bit code segment follows. Clobbers eax, ecx, edx. */
+.macro ENTER_LONG_MODE
+    mov %cr4, %eax
+    or $(CR4_PAE | CR4_OSFXSR), %eax
+    mov %eax, %cr4
+    mov $boot_pml4, %eax
+    mov %eax, %cr3
+    mov $EFER_MSR, %ecx
+    rdmsr
+    or $EFER_LME, %eax
+    wrmsr
+    mov %cr0, %eax
+    and $~CR0_CD_NW, %eax
+    or $(CR0_PG | CR0_PE), %eax
+    mov %eax, %cr0
+.endm
+
 /* Multiboot2 header: must be 8-byte aligned within the first 32 KiB. */
     .section .multiboot2, "a"
     .p2align 3
@@ -113,24 +134,7 @@ boot32_common:
     cmp $2048, %ecx
     jne 2b
 
-    mov %cr4, %eax
-    or $(CR4_PAE | CR4_OSFXSR), %eax
-    mov %eax, %cr4
-
-    mov $boot_pml4, %eax
-    mov %eax, %cr3
-
-    mov $EFER_MSR, %ecx
-    rdmsr
-    or $EFER_LME, %eax
-    wrmsr
-
-    /* Paging on; caches on (the loader may leave CR0.CD/NW set from reset,
-       which makes every memory access uncached). */
-    mov %cr0, %eax
-    and $~CR0_CD_NW, %eax
-    or $(CR0_PG | CR0_PE), %eax
-    mov %eax, %cr0
+    ENTER_LONG_MODE
 
     lgdt boot_gdt_pointer
     ljmp $0x08, $boot64
@@ -176,19 +180,7 @@ ap_protected:
     mov %eax, %ds
     mov %eax, %es
     mov %eax, %ss
-    mov %cr4, %eax
-    or $(CR4_PAE | CR4_OSFXSR), %eax
-    mov %eax, %cr4
-    mov $boot_pml4, %eax
-    mov %eax, %cr3
-    mov $EFER_MSR, %ecx
-    rdmsr
-    or $EFER_LME, %eax
-    wrmsr
-    mov %cr0, %eax
-    and $~CR0_CD_NW, %eax
-    or $(CR0_PG | CR0_PE), %eax
-    mov %eax, %cr0
+    ENTER_LONG_MODE
     ljmp $0x18, $ap_boot64
     .p2align 3
 ap_gdt:

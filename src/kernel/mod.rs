@@ -87,7 +87,7 @@ pub extern "C" fn kernel_entry(magic: u32, info: u32) -> ! {
     }
     let firewall::Announced { mut drivers, mut more, all_can_wake } = firewall::announce(found);
     let pairs = balance_pairs(&mut drivers, &mut more, cpus);
-    if cpus > 1 {
+    if cpus > 1 && !drivers.is_empty() {
         log::info!(
             "vCPUs: {pairs} serve NICs (one queue pair each){}",
             if pairs < cpus { "; the others idle: a NIC has fewer queue pairs" } else { "" }

@@ -59,7 +59,7 @@ pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
 pub use report::Wakeups;
 pub use stack::{Address, AddressChange, AddressSource, Stack};
-use worker::{handle_frame, HANDOFF_FRAMES, MAX_WORKERS};
+use worker::{serve_one, Served, HANDOFF_FRAMES, MAX_WORKERS};
 pub use worker::{Shared, Worker};
 
 /// Frames taken from one NIC before looking at the others.
@@ -354,28 +354,13 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let poll_started = shared.dataplane.lock().profile_mut().begin_pass();
         for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
-                let mut dataplane = shared.dataplane.lock();
-                let started = dataplane.profile_mut().start();
-                let Some((buffer, frame)) = self.nics.receive(index) else {
-                    break;
-                };
-                dataplane.profile_mut().stop(Step::Receive, started);
+                match serve_one(&shared, &mut self.nics, self.bounce.as_mut(), index, now_ms) {
+                    Served::Empty => break,
+                    Served::Done => {}
+                    Served::Local(buffer, frame) => self.deliver(index, buffer, frame, now_ms, timestamp),
+                }
                 work = true;
                 self.received += 1;
-                let local = handle_frame(
-                    &shared,
-                    &mut dataplane,
-                    &mut self.nics,
-                    self.bounce.as_mut(),
-                    index,
-                    buffer,
-                    frame,
-                    now_ms,
-                );
-                drop(dataplane);
-                if let Some((buffer, frame)) = local {
-                    self.deliver(index, buffer, frame, now_ms, timestamp);
-                }
             }
         }
         work |= self.take_handoff(now_ms, timestamp);

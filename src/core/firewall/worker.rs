@@ -77,11 +77,42 @@ impl Shared<'_> {
     }
 }
 
+/// What serving one frame of a queue came to.
+pub(super) enum Served<B> {
+    /// The queue had no frame.
+    Empty,
+    /// Forwarded, dropped or queued: done with.
+    Done,
+    /// For the firewall itself: this buffer, frame at this range.
+    Local(B, Range<usize>),
+}
+
+/// Takes the next frame of NIC `index`'s queue in `nics` through the
+/// packet path, the lock held from its receive to its transmit.
+pub(super) fn serve_one<D: NetDevice>(
+    shared: &Shared<'_>,
+    nics: &mut NicSet<D>,
+    bounce: Option<&mut Bounce>,
+    index: usize,
+    now_ms: u64,
+) -> Served<D::Buffer> {
+    let mut dataplane = shared.dataplane.lock();
+    let started = dataplane.profile_mut().start();
+    let Some((buffer, frame)) = nics.receive(index) else {
+        return Served::Empty;
+    };
+    dataplane.profile_mut().stop(Step::Receive, started);
+    match handle_frame(shared, &mut dataplane, nics, bounce, index, buffer, frame, now_ms) {
+        Some((buffer, frame)) => Served::Local(buffer, frame),
+        None => Served::Done,
+    }
+}
+
 /// One frame through the packet path, then out or back to its NIC. A
 /// frame for the firewall itself comes back (checksum completed) for the
 /// caller's stacks.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn handle_frame<D: NetDevice>(
+fn handle_frame<D: NetDevice>(
     shared: &Shared<'_>,
     dataplane: &mut Dataplane,
     nics: &mut NicSet<D>,
@@ -175,26 +206,13 @@ impl<'a, D: NetDevice> Worker<'a, D> {
         let mut work = false;
         for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
-                let Some((buffer, frame)) = self.nics.receive(index) else {
-                    break;
-                };
+                match serve_one(&self.shared, &mut self.nics, self.bounce.as_mut(), index, now_ms) {
+                    Served::Empty => break,
+                    Served::Done => {}
+                    Served::Local(buffer, frame) => self.hand_off(index, buffer, frame),
+                }
                 work = true;
                 self.received += 1;
-                let mut dataplane = self.shared.dataplane.lock();
-                let local = handle_frame(
-                    &self.shared,
-                    &mut dataplane,
-                    &mut self.nics,
-                    self.bounce.as_mut(),
-                    index,
-                    buffer,
-                    frame,
-                    now_ms,
-                );
-                drop(dataplane);
-                if let Some((buffer, frame)) = local {
-                    self.hand_off(index, buffer, frame);
-                }
             }
         }
         self.nics.reclaim();
