@@ -309,13 +309,17 @@ fn big_receive_buffers_grow_in_steps_to_their_goal() {
     }
     assert_eq!(nics.receive_buffers(0), Some((RECEIVE_BUFFERS_BIG_ASSURED, RECEIVE_BUFFERS_BIG)));
     assert_eq!(nics.receive_buffers(1), Some((RECEIVE_BUFFERS_BIG_ASSURED, RECEIVE_BUFFERS_BIG)));
+    assert!(nics.held_back(0) && nics.held_back(1), "held at the assured buffers, and said so");
     while nics.grow(true) {
         steps += 1;
     }
+    assert!(!nics.held_back(0) && !nics.held_back(1), "no longer held once grown");
     assert_eq!(nics.receive_buffers(0), Some((RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG)));
     assert_eq!(nics.receive_buffers(1), Some((RECEIVE_BUFFERS_BIG, RECEIVE_BUFFERS_BIG)));
     assert_eq!(steps, 2 * (RECEIVE_BUFFERS_BIG - RECEIVE_BUFFERS_BIG_AT_BOOT) / 8);
     assert_eq!(dev(&mut nics, 1).posted.len(), RECEIVE_BUFFERS_BIG);
+    // At the goal nothing waits, whatever memory says.
+    assert!(!nics.grow(false) && !nics.held_back(0));
 }
 
 #[test]

@@ -128,6 +128,9 @@ struct Nic<D: NetDevice> {
     receive_buffers: usize,
     receive_goal: usize,
     receive_assured: usize,
+    /// Whether growth past the assured buffers is waiting for memory (said
+    /// once on the console each time it starts waiting).
+    held_back: bool,
 }
 
 impl<D: NetDevice> Nic<D> {
@@ -233,6 +236,7 @@ impl<D: NetDevice> NicSet<D> {
                 receive_buffers: 0,
                 receive_goal: goal,
                 receive_assured: assured,
+                held_back: false,
             };
             nic.add_receive_buffers(index, at_boot);
             nics.push(Some(nic));
@@ -245,16 +249,34 @@ impl<D: NetDevice> NicSet<D> {
     /// Adds a step of receive buffers to the first NIC below its goal (64
     /// KiB buffers are allocated a few at a time after start), past the
     /// assured ones only with `spare_memory`. Returns whether it added any.
+    /// A NIC held at its assured buffers for want of spare memory is said
+    /// on the console (once, until it grows again): a small VM is not
+    /// silently at fewer buffers than its ring holds.
     pub fn grow(&mut self, spare_memory: bool) -> bool {
         for (index, nic) in self.nics.iter_mut().enumerate() {
             let Some(nic) = nic else { continue };
             let limit = if spare_memory { nic.receive_goal } else { nic.receive_goal.min(nic.receive_assured) };
             if nic.receive_buffers < limit {
                 nic.add_receive_buffers(index as IfIndex, RECEIVE_BUFFERS_BIG_STEP);
+                nic.held_back = false;
                 return true;
+            }
+            if nic.receive_buffers < nic.receive_goal && !nic.held_back {
+                nic.held_back = true;
+                log::info!(
+                    "eth{index}: {} receive buffers of {} for now (the heap keeps its reserve; more when memory is spare)",
+                    nic.receive_buffers,
+                    nic.receive_goal
+                );
             }
         }
         false
+    }
+
+    /// Whether NIC `index`'s receive buffers wait below their goal for
+    /// spare memory (see [`NicSet::grow`]).
+    pub fn held_back(&self, index: usize) -> bool {
+        self.nics.get(index).and_then(Option::as_ref).is_some_and(|nic| nic.held_back)
     }
 
     /// Number of interface indices (NICs and gaps).
