@@ -42,6 +42,18 @@
    CR3, EFER.LME, then paging on and caches on (the loader may leave
    CR0.CD/NW set from reset, which makes every memory access uncached).
    A far jump to a 64-bit code segment follows. Clobbers eax, ecx, edx. */
+/* In long mode: the flat data segment (0x10 in both GDTs) in DS, ES and
+   SS, and FS and GS null. Clobbers eax. */
+.macro LOAD_DATA_SEGMENTS
+    mov $0x10, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    xor %eax, %eax
+    mov %eax, %fs
+    mov %eax, %gs
+.endm
+
 .macro ENTER_LONG_MODE
     mov %cr4, %eax
     or $(CR4_PAE | CR4_OSFXSR), %eax
@@ -141,13 +153,7 @@ boot32_common:
 
     .code64
 boot64:
-    mov $0x10, %eax
-    mov %eax, %ds
-    mov %eax, %es
-    mov %eax, %ss
-    xor %eax, %eax
-    mov %eax, %fs
-    mov %eax, %gs
+    LOAD_DATA_SEGMENTS
     mov $boot_stack_top, %rsp
     /* kernel_entry(magic: u32 in edi, info: u32 in esi); never returns. */
     mov %esi, %edi
@@ -197,13 +203,7 @@ ap_trampoline_end:
     .section .text.boot32, "ax"
     .code64
 ap_boot64:
-    mov $0x10, %eax
-    mov %eax, %ds
-    mov %eax, %es
-    mov %eax, %ss
-    xor %eax, %eax
-    mov %eax, %fs
-    mov %eax, %gs
+    LOAD_DATA_SEGMENTS
     mov AP_STACK_TOP(%rip), %rsp
     xor %ebp, %ebp
     call ap_entry

@@ -998,3 +998,30 @@ fn two_vcpus_at_once_keep_each_flows_order_and_lose_nothing() {
     assert_eq!(dataplane.counters().interfaces[1].forwarded_out, 2 * u64::from(FRAMES) + 1);
     assert_eq!(dataplane.conntrack().len(), 2 * usize::from(FLOWS) + 1, "both vCPUs' flows in one table");
 }
+
+#[test]
+fn a_worker_bounces_on_the_bounce_path_and_only_there() {
+    let rules = "interface eth0 10.1.0.1/24\ninterface eth1 10.2.0.1/24\npolicy forward drop\n";
+    let image = compiled(rules);
+    let plan = lab_plan(&image);
+    let mut back = udp_frame(RECEIVER, SENDER, 2000, 1000, 50);
+    back[..6].copy_from_slice(&FW1_MAC);
+    back[6..12].copy_from_slice(&RECEIVER_MAC);
+    for bounce in [true, false] {
+        let mut fw = firewall_set(lab_devices(PLAIN), &image, &plan, 0, Settings { bounce, ..settings() });
+        let mut worker = fw.worker(worker_devices()).expect("a worker");
+        // Both peers learnt on the worker's queues, then a frame crosses
+        // unfiltered (bounce), or is dropped by FORWARD's policy (firewall).
+        dev(worker.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+        dev(worker.nics_mut(), 1).inject(&back);
+        worker.poll_once(1_000);
+        dev(worker.nics_mut(), 0).take_sent();
+        dev(worker.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+        worker.poll_once(2_000);
+        let crossed = dev(worker.nics_mut(), 1).take_sent();
+        let udp_out = crossed.iter().filter(|f| ethertype(f) == EthernetProtocol::Ipv4).count();
+        assert_eq!(udp_out, usize::from(bounce), "bounce {bounce}: {crossed:?}");
+        let forwarded = fw.dataplane().counters().interfaces[1].forwarded_out;
+        assert_eq!(forwarded, u64::from(bounce));
+    }
+}

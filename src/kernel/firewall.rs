@@ -13,7 +13,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use unifw_core::firewall::{Firewall, NetDevice, Wakeups};
+use unifw_core::firewall::{Firewall, NetDevice, NicSet, Wakeups};
 use unifw_core::net::addr::MacAddr;
 use unifw_core::virtio_net::describe_offloads;
 use unifw_core::virtio_net::feature::RING_EVENT_IDX;
@@ -23,9 +23,9 @@ use unifw_core::virtio_net::feature::RING_EVENT_IDX;
 /// for latency, since waking a halted vCPU costs the host a thread wake-up.
 pub const BUSY_POLL_DEFAULT_US: u32 = 500;
 /// Heap never carved that receive rings may not grow into (bytes).
-pub const GROWTH_RESERVE: usize = 16 << 20;
+const GROWTH_RESERVE: usize = 16 << 20;
 /// Wake-up period for NICs whose interrupts cannot reach us.
-const FALLBACK_POLL_US: u64 = 1_000;
+pub const FALLBACK_POLL_US: u64 = 1_000;
 
 /// The NICs as the loop drives them.
 pub struct Announced {
@@ -72,34 +72,68 @@ pub fn announce(found: Vec<FoundNic>) -> Announced {
 
 /// Serves the network forever.
 pub fn run(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool, busy_poll_us: u32) -> ! {
+    poll_loop(
+        firewall,
+        busy_poll_us,
+        |firewall, now| {
+            if smp::any_sleeping() {
+                smp::wake_if_frames();
+            }
+            firewall.poll_once(now)
+        },
+        |firewall| sleep(firewall, all_can_wake),
+    )
+}
+
+/// The loop of every vCPU: `poll` while it finds work, busy for
+/// `busy_poll_us` after the last, then `sleep`. After a sleep it polls
+/// once more; only frames found then restart the busy window (a timer
+/// wake-up with nothing to do sleeps again).
+pub fn poll_loop<T>(state: &mut T, busy_poll_us: u32, poll: impl Fn(&mut T, u64) -> bool, sleep: impl Fn(&mut T)) -> ! {
     let busy_poll_us = u64::from(busy_poll_us);
     let mut last_work = clock::now_us();
     loop {
         let now = clock::now_us();
-        if smp::any_sleeping() {
-            smp::wake_if_frames();
-        }
-        if firewall.poll_once(now) {
+        if poll(state, now) {
             last_work = now;
         } else if now.saturating_sub(last_work) < busy_poll_us {
             cpu::relax();
         } else {
-            sleep(firewall, all_can_wake);
-            // Poll once more; only frames found then restart the busy
-            // window (a timer wake-up with nothing to do sleeps again).
+            sleep(state);
             last_work = clock::now_us().saturating_sub(busy_poll_us);
+        }
+    }
+}
+
+/// Idle time is when receive rings grow to full size (clearing 64 KiB
+/// buffers at boot would delay the first reply), past the assured buffers
+/// only while the heap keeps a reserve for what the firewall allocates at
+/// run time. True if it grew some (then the caller polls again).
+pub fn grow_at_idle(nics: &mut NicSet<NetDriver>) -> bool {
+    nics.grow(heap::stats().1 > GROWTH_RESERVE)
+}
+
+/// Halts (interrupts enabled only for the halt) until an interrupt or
+/// `budget_us` from now.
+pub fn halt_for(budget_us: u64) {
+    apic::timer_oneshot(Some(budget_us));
+    cpu::enable_interrupts_and_halt();
+    cpu::disable_interrupts();
+    apic::timer_oneshot(None);
+}
+
+/// Turns every NIC's receive interrupts off again after a sleep.
+pub fn receive_interrupts_off(nics: &mut NicSet<NetDriver>) {
+    for index in 0..nics.len() {
+        if let Some(driver) = nics.device_mut(index) {
+            driver.set_receive_interrupts(false);
         }
     }
 }
 
 /// Sleeps until a NIC interrupt or the next deadline.
 fn sleep(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool) {
-    // Idle time is when receive rings grow to full size (clearing 64 KiB
-    // buffers at boot would delay the first reply), past the assured
-    // buffers only while the heap keeps a reserve for what the firewall
-    // allocates at run time.
-    let spare_memory = heap::stats().1 > GROWTH_RESERVE;
-    if firewall.nics_mut().grow(spare_memory) {
+    if grow_at_idle(firewall.nics_mut()) {
         return;
     }
     cpu::disable_interrupts();
@@ -117,17 +151,9 @@ fn sleep(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool) {
         if !all_can_wake {
             budget = budget.min(FALLBACK_POLL_US);
         }
-        apic::timer_oneshot(Some(budget));
-        cpu::enable_interrupts_and_halt();
-        cpu::disable_interrupts();
-        apic::timer_oneshot(None);
+        halt_for(budget);
     }
-    let nics = firewall.nics_mut();
-    for index in 0..nics.len() {
-        if let Some(driver) = nics.device_mut(index) {
-            driver.set_receive_interrupts(false);
-        }
-    }
+    receive_interrupts_off(firewall.nics_mut());
     firewall.note_wakeups(Wakeups {
         nic: NIC_INTERRUPTS.load(Ordering::Relaxed),
         timer: TIMER_INTERRUPTS.load(Ordering::Relaxed),

@@ -260,7 +260,6 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             image,
             up,
             handoff: Mutex::new(VecDeque::with_capacity(HANDOFF_FRAMES)),
-            bounce: settings.bounce,
             workers: Default::default(),
         });
         let mut firewall = Firewall {
@@ -363,7 +362,9 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                 self.received += 1;
             }
         }
-        work |= self.take_handoff(now_ms, timestamp);
+        if self.workers > 0 {
+            work |= self.take_handoff(now_ms, timestamp);
+        }
         let mut dataplane = shared.dataplane.lock();
         let started = dataplane.profile_mut().start();
         drop(dataplane);

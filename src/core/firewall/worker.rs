@@ -43,8 +43,6 @@ pub struct Shared<'a> {
     pub(super) up: Vec<bool>,
     /// Local frames received by workers (interface, frame), for vCPU 0.
     pub(super) handoff: Mutex<VecDeque<(IfIndex, Vec<u8>)>>,
-    /// `unifw.path=bounce`.
-    pub(super) bounce: bool,
     /// Frames each worker received (index: vCPU - 1), and the
     /// notifications its queues sent and were spared, for the report.
     pub(super) workers: [WorkerCounts; MAX_WORKERS],
@@ -189,8 +187,8 @@ pub struct Worker<'a, D: NetDevice> {
 }
 
 impl<'a, D: NetDevice> Worker<'a, D> {
+    /// With `bounce` when the firewall is on the bounce path.
     pub(super) fn new(shared: Arc<Shared<'a>>, nics: NicSet<D>, bounce: Option<Bounce>, slot: usize) -> Self {
-        let bounce = bounce.filter(|_| shared.bounce);
         Worker { shared, nics, bounce, slot, received: 0 }
     }
 
