@@ -996,7 +996,32 @@ fn two_vcpus_at_once_keep_each_flows_order_and_lose_nothing() {
     }
     let dataplane = fw.dataplane();
     assert_eq!(dataplane.counters().interfaces[1].forwarded_out, 2 * u64::from(FRAMES) + 1);
+    // Sent outside the lock, counted by the end of each vCPU's pass (and
+    // the ARP request before).
+    assert_eq!(dataplane.counters().interfaces[1].sent, 2 * u64::from(FRAMES) + 2);
     assert_eq!(dataplane.conntrack().len(), 2 * usize::from(FLOWS) + 1, "both vCPUs' flows in one table");
+}
+
+#[test]
+fn a_worker_waits_for_the_path_while_another_vcpu_holds_it_and_counts_the_wait() {
+    let image = compiled(RULES);
+    let mut fw = firewall(&image, &lab_plan(&image));
+    let mut worker = fw.worker(worker_devices()).expect("a worker");
+    dev(worker.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    dev(worker.nics_mut(), 0).inject(&udp_frame(SENDER, RECEIVER, 1000, 2000, 50));
+    let held = fw.dataplane();
+    let worker = std::thread::scope(|scope| {
+        let running = scope.spawn(move || {
+            worker.poll_once(1_000);
+            worker
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!running.is_finished(), "the worker waits for the path");
+        drop(held);
+        running.join().expect("worker thread")
+    });
+    assert_eq!(worker.path_waits(), 1, "the first frame waited, the second found the path free");
+    assert_eq!(fw.dataplane().counters().interfaces[0].received, 2);
 }
 
 #[test]

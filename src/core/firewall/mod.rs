@@ -59,7 +59,7 @@ pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
 pub use report::Wakeups;
 pub use stack::{Address, AddressChange, AddressSource, Stack};
-use worker::{serve_one, Served, HANDOFF_FRAMES, MAX_WORKERS};
+use worker::{serve_one, Lane, Served, HANDOFF_FRAMES, MAX_WORKERS};
 pub use worker::{Shared, Worker};
 
 /// Frames taken from one NIC before looking at the others.
@@ -141,6 +141,8 @@ pub struct Firewall<'a, D: NetDevice> {
     workers: usize,
     /// Frames this vCPU received.
     received: u64,
+    /// What this vCPU's packet path has not counted yet, and its waits.
+    lane: Lane,
     next_housekeeping_ms: u64,
     next_report_ms: u64,
     report_ms: u64,
@@ -256,6 +258,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         });
         let up = stacks.iter().map(Option::is_some).collect();
         let shared = Arc::new(Shared {
+            profiling: dataplane.profile_mut().enabled(),
             dataplane: Mutex::new(dataplane),
             image,
             up,
@@ -271,6 +274,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             order,
             workers: 0,
             received: 0,
+            lane: Lane::default(),
             next_housekeeping_ms: 0,
             next_report_ms: now_ms + report_ms,
             report_ms,
@@ -353,7 +357,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let poll_started = shared.dataplane.lock().profile_mut().begin_pass();
         for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
-                match serve_one(&shared, &mut self.nics, self.bounce.as_mut(), index, now_ms) {
+                match serve_one(&shared, &mut self.lane, &mut self.nics, self.bounce.as_mut(), index, now_ms) {
                     Served::Empty => break,
                     Served::Done => {}
                     Served::Local(buffer, frame) => self.deliver(index, buffer, frame, now_ms, timestamp),
@@ -366,6 +370,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             work |= self.take_handoff(now_ms, timestamp);
         }
         let mut dataplane = shared.dataplane.lock();
+        self.lane.settle(&mut dataplane);
         let started = dataplane.profile_mut().start();
         drop(dataplane);
         for index in 0..self.nics.len() {
@@ -590,10 +595,10 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
             log::info!("{line}");
         }
         if detailed && self.workers > 0 {
-            let frames: Vec<String> = core::iter::once(self.received)
+            let frames: Vec<String> = core::iter::once((self.received, self.lane.waits))
                 .chain(shared.worker_frames(self.workers))
                 .enumerate()
-                .map(|(cpu, n)| format!("{cpu}: {n}"))
+                .map(|(cpu, (n, waits))| format!("{cpu}: {n} (waited for the path {waits})"))
                 .collect();
             log::info!("vCPUs: frames received by each: {}", frames.join(", "));
         }

@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use spin::Mutex;
+use spin::{Mutex, MutexGuard};
 
 use super::bounce::Bounce;
 use super::nics::{Buffer, NetDevice, NicSet};
@@ -41,6 +41,8 @@ pub struct Shared<'a> {
     pub(super) image: Image<'a>,
     /// By interface index: whether it is up (has a stack).
     pub(super) up: Vec<bool>,
+    /// Whether the packet path is profiled (`unifw.profile=on`).
+    pub(super) profiling: bool,
     /// Local frames received by workers (interface, frame), for vCPU 0.
     pub(super) handoff: Mutex<VecDeque<(IfIndex, Vec<u8>)>>,
     /// Frames each worker received (index: vCPU - 1), and the
@@ -55,14 +57,21 @@ pub const MAX_WORKERS: usize = 7;
 #[derive(Default)]
 pub struct WorkerCounts {
     pub(super) received: AtomicU64,
+    /// Frames for which it waited for the path's lock.
+    pub(super) waits: AtomicU64,
     pub(super) notified: AtomicU64,
     pub(super) spared: AtomicU64,
 }
 
 impl Shared<'_> {
-    /// Frames each worker received, for workers that exist (vCPU 1 first).
-    pub(super) fn worker_frames(&self, workers: usize) -> Vec<u64> {
-        self.workers.iter().take(workers).map(|w| w.received.load(Ordering::Relaxed)).collect()
+    /// Frames each worker received, and for how many it waited for the
+    /// path's lock, for workers that exist (vCPU 1 first).
+    pub(super) fn worker_frames(&self, workers: usize) -> Vec<(u64, u64)> {
+        self.workers
+            .iter()
+            .take(workers)
+            .map(|w| (w.received.load(Ordering::Relaxed), w.waits.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Notifications of all workers' queues.
@@ -85,22 +94,98 @@ pub(super) enum Served<B> {
     Local(B, Range<usize>),
 }
 
+/// What one vCPU keeps between the frames it serves: the outcome of the
+/// last frame it handed to a NIC outside the lock, counted the next time
+/// it holds the lock (at the latest at the end of its pass:
+/// [`Lane::settle`]), and how often it waited for the lock.
+#[derive(Debug, Default)]
+pub(super) struct Lane {
+    unsent: Option<Sent>,
+    /// Frames for which the path's lock was taken by another vCPU.
+    pub(super) waits: u64,
+}
+
+/// A frame handed to NIC `out_if` (from `in_if`), not yet counted.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    in_if: IfIndex,
+    out_if: IfIndex,
+    len: usize,
+    result: Result<(), DropReason>,
+    /// On the bounce path, which counts `forwarded_out` here (the packet
+    /// path counts its own).
+    bounced: bool,
+}
+
+impl Lane {
+    /// Counts what is still uncounted into `dataplane`'s counters.
+    pub(super) fn settle(&mut self, dataplane: &mut Dataplane) {
+        if let Some(sent) = self.unsent.take() {
+            let counters = dataplane.counters_mut();
+            if sent.bounced {
+                if let Some(out) = counters.interface_mut(sent.out_if) {
+                    out.forwarded_out += 1;
+                }
+            }
+            counters.count_transmit(sent.in_if, sent.out_if, sent.len, sent.result);
+        }
+    }
+
+    /// [`Lane::settle`], taking the lock only if there is anything.
+    pub(super) fn settle_now(&mut self, shared: &Shared<'_>) {
+        if self.unsent.is_some() {
+            self.settle(&mut shared.dataplane.lock());
+        }
+    }
+
+    /// The path's lock, counting a wait when another vCPU holds it.
+    fn lock<'s>(&mut self, shared: &'s Shared<'_>) -> MutexGuard<'s, Dataplane> {
+        match shared.dataplane.try_lock() {
+            Some(guard) => guard,
+            None => {
+                self.waits += 1;
+                shared.dataplane.lock()
+            }
+        }
+    }
+}
+
+/// The start of a profiled span (0 when profiling is off). With profiling
+/// on it takes the lock, which the packet path holds only for its own
+/// work; a profiled span costs a clock read anyway.
+fn span_start(shared: &Shared<'_>) -> u64 {
+    if shared.profiling {
+        shared.dataplane.lock().profile_mut().start()
+    } else {
+        0
+    }
+}
+
+/// Ends a span begun by [`span_start`].
+fn span_stop(shared: &Shared<'_>, step: Step, started: u64) {
+    if shared.profiling {
+        shared.dataplane.lock().profile_mut().stop(step, started);
+    }
+}
+
 /// Takes the next frame of NIC `index`'s queue in `nics` through the
-/// packet path, the lock held from its receive to its transmit.
+/// packet path. The lock is held for the packet path only: taking the
+/// frame from its queue, putting it on the output NIC's queue and
+/// returning its buffer are this vCPU's own queues' work.
 pub(super) fn serve_one<D: NetDevice>(
     shared: &Shared<'_>,
+    lane: &mut Lane,
     nics: &mut NicSet<D>,
     bounce: Option<&mut Bounce>,
     index: usize,
     now_ms: u64,
 ) -> Served<D::Buffer> {
-    let mut dataplane = shared.dataplane.lock();
-    let started = dataplane.profile_mut().start();
+    let started = span_start(shared);
     let Some((buffer, frame)) = nics.receive(index) else {
         return Served::Empty;
     };
-    dataplane.profile_mut().stop(Step::Receive, started);
-    match handle_frame(shared, &mut dataplane, nics, bounce, index, buffer, frame, now_ms) {
+    span_stop(shared, Step::Receive, started);
+    match handle_frame(shared, lane, nics, bounce, index, buffer, frame, now_ms) {
         Some((buffer, frame)) => Served::Local(buffer, frame),
         None => Served::Done,
     }
@@ -112,7 +197,7 @@ pub(super) fn serve_one<D: NetDevice>(
 #[allow(clippy::too_many_arguments)]
 fn handle_frame<D: NetDevice>(
     shared: &Shared<'_>,
-    dataplane: &mut Dataplane,
+    lane: &mut Lane,
     nics: &mut NicSet<D>,
     bounce: Option<&mut Bounce>,
     index: usize,
@@ -121,46 +206,45 @@ fn handle_frame<D: NetDevice>(
     now_ms: u64,
 ) -> Option<(D::Buffer, Range<usize>)> {
     let in_if = index as IfIndex;
+    let offload = virtio_net::Header::new(buffer.bytes_mut(), frame.start)
+        .map(|h| Offload { partial: h.partial_checksum(), segment_size: h.tcp_segment_size() })
+        .unwrap_or_default();
+    let mut dataplane = lane.lock(shared);
+    lane.settle(&mut dataplane);
     let counters = dataplane.counters_mut();
     counters.count_received(in_if, frame.len());
     if !shared.up.get(index).copied().unwrap_or(false) {
         counters.count_drop(in_if, DropReason::InterfaceDown);
+        drop(dataplane);
         nics.recycle(buffer);
         return None;
     }
-    let offload = virtio_net::Header::new(buffer.bytes_mut(), frame.start)
-        .map(|h| Offload { partial: h.partial_checksum(), segment_size: h.tcp_segment_size() })
-        .unwrap_or_default();
     let Some(bytes) = buffer.bytes_mut().get_mut(frame.clone()) else {
         counters.count_drop(in_if, DropReason::BadLength);
+        drop(dataplane);
         nics.recycle(buffer);
         return None;
     };
-    if let Some(bounce) = bounce {
-        let len = bytes.len();
+    let (disposition, bounced) = match bounce.and_then(|bounce| {
         let interfaces = dataplane.interfaces();
         let own = |addr: u32| interfaces.iter().any(|i| i.ip() == Some(addr));
-        if let Some(out) = bounce.bounce(index, bytes, own) {
+        bounce.bounce(index, bytes, own)
+    }) {
+        Some(out) => (Disposition::Forward { out_if: out as IfIndex, len: bytes.len() }, true),
+        None => {
             let started = dataplane.profile_mut().start();
-            let sent = nics.forward(out, buffer, len);
-            dataplane.profile_mut().stop(Step::Enqueue, started);
-            let counters = dataplane.counters_mut();
-            if let Some(out_counters) = counters.interface_mut(out as IfIndex) {
-                out_counters.forwarded_out += 1;
-            }
-            counters.count_transmit(in_if, out as IfIndex, len, sent);
-            return None;
+            let disposition = dataplane.handle_offloaded_frame(now_ms, in_if, bytes, offload, &shared.image, nics);
+            dataplane.profile_mut().stop(Step::Path, started);
+            (disposition, false)
         }
-    }
-    let started = dataplane.profile_mut().start();
-    let disposition = dataplane.handle_offloaded_frame(now_ms, in_if, bytes, offload, &shared.image, nics);
-    dataplane.profile_mut().stop(Step::Path, started);
+    };
+    drop(dataplane);
     match disposition {
         Disposition::Forward { out_if, len } => {
-            let started = dataplane.profile_mut().start();
-            let sent = nics.forward(usize::from(out_if), buffer, len);
-            dataplane.profile_mut().stop(Step::Enqueue, started);
-            dataplane.counters_mut().count_transmit(in_if, out_if, len, sent);
+            let started = span_start(shared);
+            let result = nics.forward(usize::from(out_if), buffer, len);
+            span_stop(shared, Step::Enqueue, started);
+            lane.unsent = Some(Sent { in_if, out_if, len, result, bounced });
             None
         }
         Disposition::Local => {
@@ -184,12 +268,13 @@ pub struct Worker<'a, D: NetDevice> {
     /// Its slot in `Shared::workers`.
     slot: usize,
     received: u64,
+    lane: Lane,
 }
 
 impl<'a, D: NetDevice> Worker<'a, D> {
     /// With `bounce` when the firewall is on the bounce path.
     pub(super) fn new(shared: Arc<Shared<'a>>, nics: NicSet<D>, bounce: Option<Bounce>, slot: usize) -> Self {
-        Worker { shared, nics, bounce, slot, received: 0 }
+        Worker { shared, nics, bounce, slot, received: 0, lane: Lane::default() }
     }
 
     /// Its queues (for what only the kernel does: interrupts, buffer growth).
@@ -204,7 +289,7 @@ impl<'a, D: NetDevice> Worker<'a, D> {
         let mut work = false;
         for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
-                match serve_one(&self.shared, &mut self.nics, self.bounce.as_mut(), index, now_ms) {
+                match serve_one(&self.shared, &mut self.lane, &mut self.nics, self.bounce.as_mut(), index, now_ms) {
                     Served::Empty => break,
                     Served::Done => {}
                     Served::Local(buffer, frame) => self.hand_off(index, buffer, frame),
@@ -213,6 +298,7 @@ impl<'a, D: NetDevice> Worker<'a, D> {
                 self.received += 1;
             }
         }
+        self.lane.settle_now(&self.shared);
         self.nics.reclaim();
         self.nics.notify();
         if work {
@@ -225,6 +311,7 @@ impl<'a, D: NetDevice> Worker<'a, D> {
         if let Some(counts) = self.shared.workers.get(self.slot) {
             let notifications = self.nics.notifications();
             counts.received.store(self.received, Ordering::Relaxed);
+            counts.waits.store(self.lane.waits, Ordering::Relaxed);
             counts.notified.store(notifications.sent, Ordering::Relaxed);
             counts.spared.store(notifications.suppressed, Ordering::Relaxed);
         }
@@ -239,9 +326,17 @@ impl<'a, D: NetDevice> Worker<'a, D> {
             drop(handoff);
         } else {
             drop(handoff);
-            self.shared.dataplane.lock().counters_mut().count_drop(index as IfIndex, DropReason::LocalHandoffFull);
+            let mut dataplane = self.lane.lock(&self.shared);
+            self.lane.settle(&mut dataplane);
+            dataplane.counters_mut().count_drop(index as IfIndex, DropReason::LocalHandoffFull);
         }
         self.nics.recycle(buffer);
+    }
+
+    /// Frames for which it found the packet path's lock taken by another
+    /// vCPU, and waited.
+    pub fn path_waits(&self) -> u64 {
+        self.lane.waits
     }
 
     /// Notifications sent and suppressed by its queues.
