@@ -59,7 +59,7 @@ pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
 pub use report::Wakeups;
 pub use stack::{Address, AddressChange, AddressSource, Stack};
-use worker::{serve_one, Lane, Served, HANDOFF_FRAMES, MAX_WORKERS};
+use worker::{serve_one, span_start, span_stop, Lane, Served, HANDOFF_FRAMES, MAX_WORKERS};
 pub use worker::{Shared, Worker};
 
 /// Frames taken from one NIC before looking at the others.
@@ -354,7 +354,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let timestamp = Instant::from_micros(now_us as i64);
         let shared = Arc::clone(&self.shared);
         let mut work = false;
-        let poll_started = shared.dataplane.lock().profile_mut().begin_pass();
+        let poll_started = if shared.profiling { shared.dataplane.lock().profile_mut().begin_pass() } else { 0 };
         for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
                 match serve_one(&shared, &mut self.lane, &mut self.nics, self.bounce.as_mut(), index, now_ms) {
@@ -369,33 +369,31 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         if self.workers > 0 {
             work |= self.take_handoff(now_ms, timestamp);
         }
-        let mut dataplane = shared.dataplane.lock();
-        self.lane.settle(&mut dataplane);
-        let started = dataplane.profile_mut().start();
-        drop(dataplane);
+        // The lock only to count what was sent, or to profile: the rest
+        // of the pass is this vCPU's own queues and stacks.
+        self.lane.settle_now(&shared);
+        let started = span_start(&shared);
         for index in 0..self.nics.len() {
             if self.stack_due_us.get(index).is_some_and(|&due| now_us >= due) {
                 work |= self.poll_stack(index, now_ms, timestamp);
             }
         }
-        let mut dataplane = shared.dataplane.lock();
-        dataplane.profile_mut().stop(Step::Stack, started);
+        span_stop(&shared, Step::Stack, started);
         // Frames queued above leave before any housekeeping runs.
-        let started = dataplane.profile_mut().start();
+        let started = span_start(&shared);
         self.nics.reclaim();
-        dataplane.profile_mut().stop(Step::Reclaim, started);
-        let started = dataplane.profile_mut().start();
+        span_stop(&shared, Step::Reclaim, started);
+        let started = span_start(&shared);
         self.nics.notify();
-        dataplane.profile_mut().stop(Step::Notify, started);
-        drop(dataplane);
+        span_stop(&shared, Step::Notify, started);
         if now_ms >= self.next_housekeeping_ms {
-            let started = shared.dataplane.lock().profile_mut().start();
+            let started = span_start(&shared);
             self.housekeeping(now_ms);
             self.nics.reclaim_and_flush();
-            shared.dataplane.lock().profile_mut().stop(Step::Housekeeping, started);
+            span_stop(&shared, Step::Housekeeping, started);
         }
         if !work {
-            shared.dataplane.lock().profile_mut().stop(Step::EmptyPoll, poll_started);
+            span_stop(&shared, Step::EmptyPoll, poll_started);
         }
         work
     }

@@ -153,7 +153,7 @@ impl Lane {
 /// The start of a profiled span (0 when profiling is off). With profiling
 /// on it takes the lock, which the packet path holds only for its own
 /// work; a profiled span costs a clock read anyway.
-fn span_start(shared: &Shared<'_>) -> u64 {
+pub(super) fn span_start(shared: &Shared<'_>) -> u64 {
     if shared.profiling {
         shared.dataplane.lock().profile_mut().start()
     } else {
@@ -162,7 +162,7 @@ fn span_start(shared: &Shared<'_>) -> u64 {
 }
 
 /// Ends a span begun by [`span_start`].
-fn span_stop(shared: &Shared<'_>, step: Step, started: u64) {
+pub(super) fn span_stop(shared: &Shared<'_>, step: Step, started: u64) {
     if shared.profiling {
         shared.dataplane.lock().profile_mut().stop(step, started);
     }
