@@ -157,6 +157,7 @@ fn sleep(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool) {
     firewall.note_wakeups(Wakeups {
         nic: NIC_INTERRUPTS.load(Ordering::Relaxed),
         timer: TIMER_INTERRUPTS.load(Ordering::Relaxed),
+        relayed: crate::kernel::arch::smp::wakeups_relayed(),
         ..Wakeups::default()
     });
 }

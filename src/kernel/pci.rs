@@ -203,37 +203,58 @@ pub fn io_bar_address(df: DeviceFunction, index: u8) -> Option<u16> {
     (low & 1 != 0).then_some((low & !3) as u16)
 }
 
+/// One entry of a device's MSI-X table, where its message goes.
+#[derive(Debug, Clone, Copy)]
+pub struct MsixEntry {
+    /// The entry's address, in one of the device's memory BARs.
+    address: usize,
+}
+
+impl MsixEntry {
+    /// Points the entry at `vector` on the CPU with local APIC `apic_id`
+    /// (fixed delivery, edge), masked while it changes: a message raised
+    /// meanwhile stays pending and goes to the new CPU when unmasked
+    /// (PCI Local Bus 3.0, 6.8.2.9).
+    pub fn aim(self, vector: u8, apic_id: u8) {
+        // SAFETY: `address` is an MSI-X table entry inside one of the
+        // device's memory BARs, which `BarAllocator::assign` made reachable
+        // (inside the identity-mapped PCI hole, or mapped where the
+        // firmware put it) and which stays so; each entry is 16 bytes:
+        // address low, address high, data, vector control.
+        unsafe {
+            let p = self.address as *mut u32;
+            p.add(3).write_volatile(1); // masked
+            p.write_volatile(0xfee0_0000 | u32::from(apic_id) << 12);
+            p.add(1).write_volatile(0);
+            p.add(2).write_volatile(u32::from(vector));
+            p.add(3).write_volatile(0); // unmasked
+        }
+    }
+}
+
 /// Enables MSI-X on `df` and points table entry `entry` at `vector` on the
-/// CPU with local APIC `apic_id` (fixed delivery, edge). Returns false when
-/// the device has no MSI-X capability or the entry does not exist.
-pub fn enable_msix(root: &mut PciRoot<PortCam>, df: DeviceFunction, entry: u16, vector: u8, apic_id: u8) -> bool {
-    let Some(cap) = root.capabilities(df).find(|c| c.id == PCI_CAP_ID_MSIX) else {
-        return false;
-    };
+/// CPU with local APIC `apic_id` ([`MsixEntry::aim`]). None when the
+/// device has no MSI-X capability or the entry does not exist.
+pub fn enable_msix(
+    root: &mut PciRoot<PortCam>,
+    df: DeviceFunction,
+    entry: u16,
+    vector: u8,
+    apic_id: u8,
+) -> Option<MsixEntry> {
+    let cap = root.capabilities(df).find(|c| c.id == PCI_CAP_ID_MSIX)?;
     let mut cam = PortCam;
     let header = cam.read_word(df, cap.offset);
     let table_size = ((header >> 16) & 0x7ff) as u16 + 1;
     if entry >= table_size {
-        return false;
+        return None;
     }
     let table = cam.read_word(df, cap.offset + 4);
-    let Some(bar) = memory_bar_address(df, (table & 7) as u8) else {
-        return false;
-    };
-    let entry_addr = (bar + u64::from(table & !7) + 16 * u64::from(entry)) as usize;
-    // SAFETY: the MSI-X table lies in one of the device's memory BARs, which
-    // `BarAllocator::assign` made reachable (inside the identity-mapped PCI
-    // hole, or mapped where the firmware put it); each entry is 16
-    // bytes: address low, address high, data, vector control.
-    unsafe {
-        let p = entry_addr as *mut u32;
-        p.write_volatile(0xfee0_0000 | u32::from(apic_id) << 12);
-        p.add(1).write_volatile(0);
-        p.add(2).write_volatile(u32::from(vector));
-        p.add(3).write_volatile(0); // unmasked
-    }
+    let bar = memory_bar_address(df, (table & 7) as u8)?;
+    let msix = MsixEntry { address: (bar + u64::from(table & !7) + 16 * u64::from(entry)) as usize };
+    msix.aim(vector, apic_id);
     // Message control: enable (bit 15), function mask off (bit 14).
     let control = ((header >> 16) as u16 | 1 << 15) & !(1 << 14);
     cam.write_word(df, cap.offset, (header & 0xffff) | u32::from(control) << 16);
-    true
+    Some(msix)
 }

@@ -11,6 +11,10 @@
 //! its receive interrupts before it sleeps, so a frame wakes a halted boot
 //! vCPU, which passes the wake-up on.
 
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use super::firewall::{grow_at_idle, halt_for, poll_loop, receive_interrupts_off, FALLBACK_POLL_US};
 use crate::kernel::arch::{cpu, smp};
 use crate::kernel::virtio::net::NetDriver;
@@ -22,6 +26,14 @@ const SLEEP_MAX_US: u64 = 100_000;
 
 /// Serves vCPU `cpu`'s queues forever.
 pub fn run(mut worker: Worker<'static, NetDriver>, cpu: usize, all_can_wake: bool, busy_poll_us: u32) -> ! {
+    let nics = worker.nics_mut();
+    let here: Vec<String> = (0..nics.len())
+        .filter(|&nic| nics.device_mut(nic).is_some_and(NetDriver::aim_receive_interrupts_here))
+        .map(|nic| format!("eth{nic}"))
+        .collect();
+    if !here.is_empty() {
+        log::info!("vCPU {cpu}: receive interrupts of {} come here (MSI-X)", here.join(", "));
+    }
     poll_loop(&mut worker, busy_poll_us, |worker, now| worker.poll_once(now), |worker| sleep(worker, cpu, all_can_wake))
 }
 
@@ -36,9 +48,12 @@ fn sleep(worker: &mut Worker<'static, NetDriver>, index: usize, all_can_wake: bo
     for nic in 0..nics.len() {
         if let Some(driver) = nics.device_mut(nic) {
             pending |= driver.set_receive_interrupts(true);
-            let (address, seen) = driver.receive_watch();
-            smp::watch(index, watches, address, seen);
-            watches += 1;
+            // A queue whose interrupts come here wakes this vCPU itself.
+            if !driver.receive_interrupts_here() {
+                let (address, seen) = driver.receive_watch();
+                smp::watch(index, watches, address, seen);
+                watches += 1;
+            }
         }
     }
     // Asleep from now for the boot vCPU; a frame that came before it

@@ -598,7 +598,11 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
                 .enumerate()
                 .map(|(cpu, (n, waits))| format!("{cpu}: {n} (waited for the path {waits})"))
                 .collect();
-            log::info!("vCPUs: frames received by each: {}", frames.join(", "));
+            log::info!(
+                "vCPUs: frames received by each: {}; woken for their frames by vCPU 0 {} times",
+                frames.join(", "),
+                self.wakeups.relayed
+            );
         }
         if let Some(line) = dataplane.profile_mut().take_line() {
             log::info!("{line}");

@@ -16,6 +16,9 @@ pub struct Wakeups {
     pub nic: u64,
     /// Woken by the timer.
     pub timer: u64,
+    /// Other vCPUs woken by the boot vCPU for a frame on their queues
+    /// (their NIC interrupts reach the boot vCPU).
+    pub relayed: u64,
     /// The NICs notified of new buffers, and batches they asked not to be.
     pub notifications: super::Notifications,
 }
@@ -122,7 +125,7 @@ mod tests {
         let names = ["eth0".to_string(), "eth1".to_string()];
         let flows = Flows { tracked: 2, capacity: 64, neighbours: 5, neighbours_pending: 1 };
         let notifications = crate::firewall::Notifications { sent: 7, suppressed: 8 };
-        let wakeups = Wakeups { nic: 5, timer: 6, notifications };
+        let wakeups = Wakeups { nic: 5, timer: 6, relayed: 0, notifications };
         let short = lines(&names, &counters, flows, wakeups, false);
         assert_eq!(
             short,

@@ -109,13 +109,17 @@ fn init_pci(
     queue_pairs: u16,
 ) -> Result<FoundNic, String> {
     // MSI-X entry k for pair k's receive queue, all at the NIC vector on
-    // this CPU for now (another CPU's pair can be pointed elsewhere later);
+    // this CPU until the CPU that serves pair k aims its entry at itself;
     // entry 0 serves the pairs beyond the device's table.
-    let msix = pci::enable_msix(root, df, 0, NIC_VECTOR, apic::lapic_id());
-    let mut msix_entries = u16::from(msix);
-    while msix && msix_entries < queue_pairs && pci::enable_msix(root, df, msix_entries, NIC_VECTOR, apic::lapic_id()) {
-        msix_entries += 1;
+    let mut entries = Vec::new();
+    while entries.len() < usize::from(queue_pairs) {
+        match pci::enable_msix(root, df, entries.len() as u16, NIC_VECTOR, apic::lapic_id()) {
+            Some(entry) => entries.push(entry),
+            None => break,
+        }
     }
+    let msix = !entries.is_empty();
+    let msix_entries = entries.len() as u16;
     let (inner, kind) = match PciTransport::new::<KernelHal, _>(root, df) {
         Ok(t) => {
             let registers = transport::modern_registers(root, df).ok_or("modern capabilities unreadable")?;
@@ -126,8 +130,15 @@ fn init_pci(
             (Inner::Legacy(LegacyPciTransport::new(io, DeviceType::Network, msix)), "legacy")
         }
     };
-    let found = setup::initialise(AnyTransport::new(inner, msix_entries), wanted, queue_pairs)
+    let mut found = setup::initialise(AnyTransport::new(inner, msix_entries), wanted, queue_pairs)
         .map_err(|e| format!("virtio-net init: {e:?}"))?;
+    // A pair with an entry of its own can have its interrupts aimed at
+    // the CPU that serves it (`NetDriver::aim_receive_interrupts_here`).
+    for (pair, entry) in found.pairs.iter_mut().zip(&entries) {
+        if pair.receive_vector_set() {
+            pair.set_receive_entry(*entry);
+        }
+    }
     let can_wake = found.pairs.iter().all(NetDriver::receive_vector_set);
     FoundNic::new(found, format!("pci {df} {kind}"), can_wake).ok_or_else(|| String::from("no queue pair"))
 }

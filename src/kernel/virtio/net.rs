@@ -22,6 +22,8 @@ use super::control::ControlQueue;
 use super::doorbell::{Doorbell, InterruptAck};
 use super::ring::KernelRing;
 use super::AnyTransport;
+use crate::kernel::arch::{apic, idt::NIC_VECTOR};
+use crate::kernel::pci::MsixEntry;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use unifw_core::firewall::{Buffer, NetDevice, Notifications};
@@ -64,6 +66,11 @@ pub struct NetDriver {
     features: u64,
     /// Whether the receive queue's MSI-X vector was accepted.
     receive_vector: bool,
+    /// The MSI-X entry only this pair's receive queue uses, if it has one.
+    receive_entry: Option<MsixEntry>,
+    /// Whether that entry is aimed at the CPU serving this pair (not the
+    /// boot CPU).
+    interrupts_here: bool,
     /// Used-ring entries that named no buffer the device held.
     out_of_step: u64,
 }
@@ -117,6 +124,8 @@ impl NetDriver {
             mac,
             features,
             receive_vector,
+            receive_entry: None,
+            interrupts_here: false,
             out_of_step: 0,
         }
     }
@@ -155,6 +164,29 @@ impl NetDriver {
     /// device accepted it); false on transports without MSI-X.
     pub fn receive_vector_set(&self) -> bool {
         self.receive_vector
+    }
+
+    /// Gives this pair's receive queue MSI-X entry `entry`, its own.
+    pub fn set_receive_entry(&mut self, entry: MsixEntry) {
+        self.receive_entry = Some(entry);
+    }
+
+    /// Aims this pair's receive interrupts at the CPU calling it (a CPU
+    /// serving the pair, so that a frame wakes it directly); false when
+    /// the pair shares its MSI-X entry or has none (then the boot CPU
+    /// takes them and passes the wake-up on).
+    pub fn aim_receive_interrupts_here(&mut self) -> bool {
+        if let Some(entry) = self.receive_entry {
+            entry.aim(NIC_VECTOR, apic::lapic_id());
+            self.interrupts_here = true;
+        }
+        self.interrupts_here
+    }
+
+    /// Whether this pair's receive interrupts reach the CPU serving it
+    /// ([`Self::aim_receive_interrupts_here`]).
+    pub fn receive_interrupts_here(&self) -> bool {
+        self.interrupts_here
     }
 
     /// Whether a received frame is waiting.

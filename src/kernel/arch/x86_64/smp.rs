@@ -200,6 +200,15 @@ pub fn clear_watches(index: usize) {
     }
 }
 
+/// Wake-ups passed on by [`wake_if_frames`].
+static RELAYED: AtomicU64 = AtomicU64::new(0);
+
+/// How many times a halted CPU was woken for a frame on its queues by
+/// another CPU ([`wake_if_frames`]).
+pub fn wakeups_relayed() -> u64 {
+    RELAYED.load(Ordering::Relaxed)
+}
+
 /// Wakes each CPU halted waiting for its queues whose queue has a frame.
 /// NIC interrupts reach the boot CPU only (one line or MSI-X message per
 /// device, routed there): it looks with this from its interrupt handler,
@@ -219,6 +228,7 @@ pub fn wake_if_frames() {
             address != 0 && unsafe { core::ptr::read_volatile(address as *const u16) } != watch as u16
         });
         if moved {
+            RELAYED.fetch_add(1, Ordering::Relaxed);
             wake(index);
         }
     }
