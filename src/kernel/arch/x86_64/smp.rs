@@ -227,7 +227,10 @@ pub fn wake_if_frames() {
             // device's writes, which is what volatile is for.
             address != 0 && unsafe { core::ptr::read_volatile(address as *const u16) } != watch as u16
         });
-        if moved {
+        // One wake-up per sleep: whoever clears the flag sends it (the
+        // CPU halts with interrupts off until `sti; hlt`, so a wake-up
+        // sent before its halt still ends it).
+        if moved && SLEEPING[index].compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             RELAYED.fetch_add(1, Ordering::Relaxed);
             wake(index);
         }
