@@ -42,6 +42,8 @@ pub enum Step {
     Notify,
     /// Timers of the packet path (connection expiry, neighbours).
     Housekeeping,
+    /// Waiting for the packet path's lock while another vCPU holds it.
+    PathWait,
     /// A pass of the main loop that found nothing to do.
     EmptyPoll,
     /// A span around nothing: what a clock read costs.
@@ -49,7 +51,7 @@ pub enum Step {
 }
 
 /// Number of steps.
-pub const STEPS: usize = 12;
+pub const STEPS: usize = 13;
 
 impl Step {
     /// Every step, in report order (`Step as usize`).
@@ -64,6 +66,7 @@ impl Step {
         Step::Reclaim,
         Step::Notify,
         Step::Housekeeping,
+        Step::PathWait,
         Step::EmptyPoll,
         Step::Clock,
     ];
@@ -81,6 +84,7 @@ impl Step {
             Step::Reclaim => "reclaim",
             Step::Notify => "notify",
             Step::Housekeeping => "housekeeping",
+            Step::PathWait => "waiting for the path",
             Step::EmptyPoll => "empty poll",
             Step::Clock => "clock",
         }
@@ -119,6 +123,11 @@ impl Profile {
     /// Whether profiling is on.
     pub fn enabled(&self) -> bool {
         self.clock.is_some()
+    }
+
+    /// Its clock, when profiling is on.
+    pub fn clock(&self) -> Option<Clock> {
+        self.clock
     }
 
     /// A main-loop pass begins: it is timed if it is the

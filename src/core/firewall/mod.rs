@@ -258,7 +258,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         });
         let up = stacks.iter().map(Option::is_some).collect();
         let shared = Arc::new(Shared {
-            profiling: dataplane.profile_mut().enabled(),
+            clock: dataplane.profile_mut().clock(),
             dataplane: Mutex::new(dataplane),
             image,
             up,
@@ -354,7 +354,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         let timestamp = Instant::from_micros(now_us as i64);
         let shared = Arc::clone(&self.shared);
         let mut work = false;
-        let poll_started = if shared.profiling { shared.dataplane.lock().profile_mut().begin_pass() } else { 0 };
+        let poll_started = if shared.clock.is_some() { shared.dataplane.lock().profile_mut().begin_pass() } else { 0 };
         for index in 0..self.nics.len() {
             for _ in 0..RX_BUDGET {
                 match serve_one(&shared, &mut self.lane, &mut self.nics, self.bounce.as_mut(), index, now_ms) {

@@ -41,8 +41,9 @@ pub struct Shared<'a> {
     pub(super) image: Image<'a>,
     /// By interface index: whether it is up (has a stack).
     pub(super) up: Vec<bool>,
-    /// Whether the packet path is profiled (`unifw.profile=on`).
-    pub(super) profiling: bool,
+    /// The profile's clock when the packet path is profiled
+    /// (`unifw.profile=on`).
+    pub(super) clock: Option<crate::profile::Clock>,
     /// Local frames received by workers (interface, frame), for vCPU 0.
     pub(super) handoff: Mutex<VecDeque<(IfIndex, Vec<u8>)>>,
     /// Frames each worker received (index: vCPU - 1), and the
@@ -138,15 +139,17 @@ impl Lane {
         }
     }
 
-    /// The path's lock, counting a wait when another vCPU holds it.
+    /// The path's lock, counting a wait when another vCPU holds it (and
+    /// timing it, when profiling).
     fn lock<'s>(&mut self, shared: &'s Shared<'_>) -> MutexGuard<'s, Dataplane> {
-        match shared.dataplane.try_lock() {
-            Some(guard) => guard,
-            None => {
-                self.waits += 1;
-                shared.dataplane.lock()
-            }
+        if let Some(guard) = shared.dataplane.try_lock() {
+            return guard;
         }
+        self.waits += 1;
+        let started = shared.clock.map_or(0, |clock| (clock.read)());
+        let mut guard = shared.dataplane.lock();
+        guard.profile_mut().stop(Step::PathWait, started);
+        guard
     }
 }
 
@@ -154,7 +157,7 @@ impl Lane {
 /// on it takes the lock, which the packet path holds only for its own
 /// work; a profiled span costs a clock read anyway.
 pub(super) fn span_start(shared: &Shared<'_>) -> u64 {
-    if shared.profiling {
+    if shared.clock.is_some() {
         shared.dataplane.lock().profile_mut().start()
     } else {
         0
@@ -163,7 +166,7 @@ pub(super) fn span_start(shared: &Shared<'_>) -> u64 {
 
 /// Ends a span begun by [`span_start`].
 pub(super) fn span_stop(shared: &Shared<'_>, step: Step, started: u64) {
-    if shared.profiling {
+    if shared.clock.is_some() {
         shared.dataplane.lock().profile_mut().stop(step, started);
     }
 }
