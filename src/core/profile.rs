@@ -153,11 +153,13 @@ impl Profile {
         }
     }
 
-    /// Ends the span of `step` begun at `started`.
+    /// Ends the span of `step` begun at `started`. A span begun while the
+    /// pass was not timed (`started` 0) is not counted, even if another
+    /// vCPU began a timed pass since.
     #[inline]
     pub fn stop(&mut self, step: Step, started: u64) {
         match self.clock {
-            Some(clock) if self.active => {
+            Some(clock) if self.active && started != 0 => {
                 let spent = (clock.read)().wrapping_sub(started);
                 let index = step as usize;
                 if let (Some(cycles), Some(calls)) = (self.cycles.get_mut(index), self.calls.get_mut(index)) {
@@ -219,6 +221,23 @@ mod tests {
     /// A clock that advances 1,000 cycles (1 us at 1 GHz) per read.
     fn ticking() -> u64 {
         TICKS.fetch_add(1000, Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_span_begun_before_a_timed_pass_is_not_counted() {
+        let mut profile = Profile::new(Some(Clock { read: ticking, khz: 1_000_000 }));
+        // Another vCPU's span begins in an untimed pass...
+        let started = profile.start();
+        assert_eq!(started, 0);
+        // ...and ends in a timed one, begun meanwhile.
+        for _ in 0..SAMPLE_EVERY {
+            profile.begin_pass();
+        }
+        profile.stop(Step::Enqueue, started);
+        let receive = profile.start();
+        profile.stop(Step::Receive, receive);
+        let line = profile.take_line().expect("a line");
+        assert!(line.contains(" enqueue 0 "), "{line}");
     }
 
     #[test]
