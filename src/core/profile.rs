@@ -171,6 +171,20 @@ impl Profile {
         }
     }
 
+    /// Records a span of `step` from `started` to `ended`, clock readings
+    /// taken by the caller (another vCPU, outside the lock that guards
+    /// this profile): counted if this pass is timed and `started` is a
+    /// reading (not 0).
+    pub fn record(&mut self, step: Step, started: u64, ended: u64) {
+        if self.clock.is_some() && self.active && started != 0 {
+            let index = step as usize;
+            if let (Some(cycles), Some(calls)) = (self.cycles.get_mut(index), self.calls.get_mut(index)) {
+                *cycles = cycles.wrapping_add(ended.wrapping_sub(started));
+                *calls += 1;
+            }
+        }
+    }
+
     /// The report line for the passes timed since the last one (None when
     /// off or no frame was timed), and the sums start over.
     pub fn take_line(&mut self) -> Option<String> {

@@ -146,28 +146,26 @@ impl Lane {
             return guard;
         }
         self.waits += 1;
-        let started = shared.clock.map_or(0, |clock| (clock.read)());
+        let started = span_start(shared);
         let mut guard = shared.dataplane.lock();
-        guard.profile_mut().stop(Step::PathWait, started);
+        let ended = span_start(shared);
+        guard.profile_mut().record(Step::PathWait, started, ended);
         guard
     }
 }
 
-/// The start of a profiled span (0 when profiling is off). With profiling
-/// on it takes the lock, which the packet path holds only for its own
-/// work; a profiled span costs a clock read anyway.
+/// The start of a profiled span: a clock reading, or 0 when profiling is
+/// off. Taken without the lock, so that the span holds only its own work.
 pub(super) fn span_start(shared: &Shared<'_>) -> u64 {
-    if shared.clock.is_some() {
-        shared.dataplane.lock().profile_mut().start()
-    } else {
-        0
-    }
+    shared.clock.map_or(0, |clock| (clock.read)())
 }
 
-/// Ends a span begun by [`span_start`].
+/// Ends a span begun by [`span_start`]: the clock is read before taking
+/// the lock to record it (counted if the profile's pass is timed).
 pub(super) fn span_stop(shared: &Shared<'_>, step: Step, started: u64) {
-    if shared.clock.is_some() {
-        shared.dataplane.lock().profile_mut().stop(step, started);
+    if let Some(clock) = shared.clock {
+        let ended = (clock.read)();
+        shared.dataplane.lock().profile_mut().record(step, started, ended);
     }
 }
 
