@@ -369,6 +369,24 @@ def vcpus(run):
     run.expect_no_console("PANIC|ERROR|WARN", "vcpus single-queue: no errors or warnings on the console")
 
 
+def panic_vcpu(run):
+    """A panic on one vCPU stops them all. `unifw.crashtest=1` makes vCPU
+    1 panic as it starts serving: the console has its panic, the panic
+    handler stops vCPU 0 with an NMI and halts, and the firewall answers
+    nothing. (Before, vCPU 0 went on answering and forwarding the flows
+    the host steered to its queues while those steered to vCPU 1's were
+    lost, and a health check saw nothing wrong.)"""
+    run.image(DEFAULT_RULES)
+    print("lab: microvm, 2 vCPUs, 2 queue pairs, unifw.crashtest=1")
+    run.boot("panic-vcpu", "microvm", "tcg", append="unifw.crashtest=1", queues=2, cpus=2)
+    run.expect_console(r"PANIC at src/kernel/worker.rs:\d+: unifw.crashtest=1: vCPU 1 panics",
+                       "panic-vcpu: vCPU 1 panics, as asked (the epitaph whole, on its own line)")
+    run.expect_console(r"unifw: the other vCPUs are stopped", "panic-vcpu: the panic handler stops the other vCPUs")
+    run.expect_console(r"unifw: halted", "panic-vcpu: then halts")
+    run.expect_no_ping(run.lab.sender, SENDER_FW, "panic-vcpu: vCPU 0 is stopped too: 10.1.0.1 does not answer")
+    run.expect_no_console("panic inside the panic handler", "panic-vcpu: vCPU 0 stops without a panic of its own")
+
+
 def numbered_flows(run, name, count):
     """16 numbered UDP flows of `count` datagrams each (4,000/s) from the
     sender to the receiver through a 2-vCPU firewall booted with
@@ -982,6 +1000,8 @@ TESTS = {
                   vcpus),
     "multiqueue": Test("NICs offering 4 queue pairs (microvm, pc-legacy, q35): 1 kept with one vCPU, traffic passes",
                        multiqueue),
+    "panic-vcpu": Test("unifw.crashtest=1: a panic on vCPU 1 stops vCPU 0 too; the firewall answers nothing",
+                       panic_vcpu),
     "first-packets": Test("first UDP and TCP packets to an unresolved host arrive at once; same in Linux",
                           lab_flood.first_packets),
     "dhcp": Test("eth2 by DHCP from dnsmasq: router option, renewal, forwarding waits for it", dhcp),

@@ -17,6 +17,7 @@
 //! | `unifw.offload=off` | do not negotiate virtio-net checksum/TSO offloads (default `on`) |
 //! | `unifw.eventidx=off` | do not negotiate virtio's `RING_EVENT_IDX` (notification suppression by the rings' flags instead; default `on`) |
 //! | `unifw.cpus=2` | use at most this many vCPUs, 1..=8 (default: all the machine has, up to 8); each NIC then asks for as many queue pairs |
+//! | `unifw.crashtest=1` | panic on vCPU 1 (0..=7) once it serves its queues: tests the panic policy (every vCPU stops; then halt or reset). Never in service |
 //! | `unifw.busypoll=500` | microseconds of busy polling after the last frame before sleeping (default 500) |
 //! | `unifw.path=bounce` | benchmark the platform: frames through the firewall cross eth0 <-> eth1 unfiltered, MACs rewritten only (default `firewall`; never in service) |
 //! | `unifw.profile=on` | time each step of the work on frames and print ns per frame with each counter report (default `off`) |
@@ -112,6 +113,8 @@ pub struct Options {
     pub busy_poll_us: Option<u32>,
     /// Most vCPUs to use (1..=8), when given.
     pub cpus: Option<u8>,
+    /// `unifw.crashtest=N`: the vCPU that panics on purpose once it serves.
+    pub crash_test: Option<u8>,
     /// Whether to profile the work on frames, when given.
     pub profile: Option<bool>,
     /// `unifw.path=bounce` (true) or `firewall`, when given.
@@ -193,8 +196,12 @@ fn apply(options: &mut Options, token: &str) -> Result<(), &'static str> {
             let cpus = parse_decimal(value).and_then(|v| u8::try_from(v).ok()).filter(|v| (1..=MAX_CPUS).contains(v));
             options.cpus = Some(cpus.ok_or("expected 1 to 8 vCPUs")?);
         }
+        "crashtest" => {
+            let cpu = parse_decimal(value).and_then(|v| u8::try_from(v).ok()).filter(|&v| v < MAX_CPUS);
+            options.crash_test = Some(cpu.ok_or("expected a vCPU, 0 to 7")?);
+        }
         _ => return Err(
-            "unknown unifw option (eth0..eth7, log, panic, offload, eventidx, path, profile, stats, busypoll, cpus)",
+            "unknown unifw option (eth0..eth7, log, panic, offload, eventidx, path, profile, stats, busypoll, cpus, crashtest)",
         ),
     }
     Ok(())
@@ -331,6 +338,9 @@ mod tests {
         assert_eq!((o.stats_seconds, o.busy_poll_us, e.len()), (Some(5), Some(20000), 2));
         let (o, e) = parse_all("unifw.cpus=2 unifw.cpus=0 unifw.cpus=9 unifw.cpus=two");
         assert_eq!((o.cpus, e.len()), (Some(2), 3));
+        let (o, e) = parse_all("unifw.crashtest=1 unifw.crashtest=8 unifw.crashtest=x");
+        assert_eq!((o.crash_test, e.len()), (Some(1), 2));
+        assert_eq!(parse_all("unifw.crashtest=0").0.crash_test, Some(0));
     }
 
     #[test]

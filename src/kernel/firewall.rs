@@ -72,6 +72,7 @@ pub fn announce(found: Vec<FoundNic>) -> Announced {
 
 /// Serves the network forever.
 pub fn run(firewall: &mut Firewall<'_, NetDriver>, all_can_wake: bool, busy_poll_us: u32) -> ! {
+    crate::kernel::panic::crash_test(0);
     poll_loop(
         firewall,
         busy_poll_us,

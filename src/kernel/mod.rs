@@ -239,4 +239,8 @@ fn apply_options(options: &cmdline::Options) {
     if let Some(reset) = options.panic_reset {
         panic::set_reset_on_panic(reset);
     }
+    if options.crash_test.is_some() {
+        log::warn!("unifw.crashtest: a vCPU will panic on purpose (a test of the panic policy, never in service)");
+    }
+    panic::set_crash_test(options.crash_test);
 }

@@ -34,6 +34,7 @@ pub fn run(mut worker: Worker<'static, NetDriver>, cpu: usize, all_can_wake: boo
     if !here.is_empty() {
         log::info!("vCPU {cpu}: receive interrupts of {} come here (MSI-X)", here.join(", "));
     }
+    crate::kernel::panic::crash_test(cpu);
     poll_loop(&mut worker, busy_poll_us, |worker, now| worker.poll_once(now), |worker| sleep(worker, cpu, all_can_wake))
 }
 

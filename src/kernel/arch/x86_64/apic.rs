@@ -17,6 +17,7 @@ const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 const ICR_LEVEL_ASSERT: u32 = 1 << 14;
 const ICR_INIT: u32 = 0b101 << 8;
 const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_NMI: u32 = 0b100 << 8;
 const LAPIC_LVT_TIMER: usize = 0x320;
 const LAPIC_LVT_LINT0: usize = 0x350;
 const LAPIC_LVT_LINT1: usize = 0x360;
@@ -105,6 +106,12 @@ pub fn send_startup(apic_id: u8, page: u8) {
 /// A fixed interrupt on `vector` to the CPU `apic_id`.
 pub fn send_interrupt(apic_id: u8, vector: u8) {
     send_ipi(apic_id, ICR_LEVEL_ASSERT | u32::from(vector));
+}
+
+/// A non-maskable interrupt to the CPU `apic_id`: delivered even while it
+/// runs with interrupts off (the panic handler stops the other CPUs so).
+pub fn send_nmi(apic_id: u8) {
+    send_ipi(apic_id, ICR_NMI | ICR_LEVEL_ASSERT);
 }
 
 /// Signals end of interrupt to the local APIC.

@@ -231,6 +231,10 @@ extern "C" fn interrupt_handler(vector: u64) {
 
 #[no_mangle]
 extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
+    if frame.vector == 2 && crate::kernel::panic::stopping() {
+        // Another vCPU panicked and stops this one (smp::stop_others).
+        super::cpu::halt_forever();
+    }
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     panic!(
         "CPU exception {} (error code {:#x}) at rip {:#x}, rsp {:#x}, cr2 {:#x}, rflags {:#x}, cs {:#x}, ss {:#x}, rax {:#x} rbx {:#x} rcx {:#x} rdx {:#x} rsi {:#x} rdi {:#x} rbp {:#x}",

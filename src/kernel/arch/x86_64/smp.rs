@@ -167,6 +167,20 @@ pub fn wake(index: usize) {
     }
 }
 
+/// Stops every other online CPU with an NMI (the panic handler: one
+/// vCPU's panic stops them all, so that no vCPU goes on with a share of
+/// the flows lost and the rest served as if nothing happened). Their NMI
+/// handler halts them for good ([`crate::kernel::panic::stopping`]).
+pub fn stop_others() {
+    let me = apic::lapic_id();
+    for id in APIC_IDS.iter().take(online().min(MAX_CPUS)) {
+        let id = id.load(Ordering::Acquire);
+        if id != me {
+            apic::send_nmi(id);
+        }
+    }
+}
+
 /// Marks CPU `index` as halted waiting for its queues (or awake again).
 pub fn set_sleeping(index: usize, sleeping: bool) {
     if let Some(flag) = SLEEPING.get(index) {
