@@ -591,8 +591,21 @@ fn the_profile_reports_where_each_frames_time_went() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{step} in {line}"))
     };
-    let steps =
-        ["receive", "parse and checks", "conntrack", "lookup", "rewrite", "enqueue", "stack", "reclaim", "notify"];
+    // Every step but "empty poll" (housekeeping may fall in a timed pass,
+    // and is near 0 only when the host does not take the thread away).
+    let steps = [
+        "receive",
+        "parse and checks",
+        "conntrack",
+        "lookup",
+        "rewrite",
+        "enqueue",
+        "stack",
+        "reclaim",
+        "notify",
+        "housekeeping",
+        "waiting for the path",
+    ];
     let sum: f64 = steps.iter().map(|s| value(s)).sum();
     assert!(sum > 0.0 && (value("total") - sum).abs() <= steps.len() as f64, "{line}");
 }
