@@ -159,14 +159,8 @@ impl Profile {
     #[inline]
     pub fn stop(&mut self, step: Step, started: u64) {
         match self.clock {
-            Some(clock) if self.active && started != 0 => {
-                let spent = (clock.read)().wrapping_sub(started);
-                let index = step as usize;
-                if let (Some(cycles), Some(calls)) = (self.cycles.get_mut(index), self.calls.get_mut(index)) {
-                    *cycles = cycles.wrapping_add(spent);
-                    *calls += 1;
-                }
-            }
+            // The clock only for a timed pass: a read costs.
+            Some(clock) if self.active => self.record(step, started, (clock.read)()),
             _ => {}
         }
     }

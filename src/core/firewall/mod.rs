@@ -59,7 +59,7 @@ pub use plan::{assign_names, interface_plan, InterfacePlan, Naming, Plan};
 pub use port::StackPort;
 pub use report::Wakeups;
 pub use stack::{Address, AddressChange, AddressSource, Stack};
-use worker::{serve_one, span_start, span_stop, Lane, Served, HANDOFF_FRAMES, MAX_WORKERS};
+use worker::{clock_now, serve_one, span_stop, Lane, Served, HANDOFF_FRAMES, MAX_WORKERS};
 pub use worker::{Shared, Worker};
 
 /// Frames taken from one NIC before looking at the others.
@@ -372,7 +372,7 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         // The lock only to count what was sent, or to profile: the rest
         // of the pass is this vCPU's own queues and stacks.
         self.lane.settle_now(&shared);
-        let started = span_start(&shared);
+        let started = clock_now(&shared);
         for index in 0..self.nics.len() {
             if self.stack_due_us.get(index).is_some_and(|&due| now_us >= due) {
                 work |= self.poll_stack(index, now_ms, timestamp);
@@ -380,14 +380,14 @@ impl<'a, D: NetDevice> Firewall<'a, D> {
         }
         span_stop(&shared, Step::Stack, started);
         // Frames queued above leave before any housekeeping runs.
-        let started = span_start(&shared);
+        let started = clock_now(&shared);
         self.nics.reclaim();
         span_stop(&shared, Step::Reclaim, started);
-        let started = span_start(&shared);
+        let started = clock_now(&shared);
         self.nics.notify();
         span_stop(&shared, Step::Notify, started);
         if now_ms >= self.next_housekeeping_ms {
-            let started = span_start(&shared);
+            let started = clock_now(&shared);
             self.housekeeping(now_ms);
             self.nics.reclaim_and_flush();
             span_stop(&shared, Step::Housekeeping, started);

@@ -146,21 +146,21 @@ impl Lane {
             return guard;
         }
         self.waits += 1;
-        let started = span_start(shared);
+        let started = clock_now(shared);
         let mut guard = shared.dataplane.lock();
-        let ended = span_start(shared);
+        let ended = clock_now(shared);
         guard.profile_mut().record(Step::PathWait, started, ended);
         guard
     }
 }
 
-/// The start of a profiled span: a clock reading, or 0 when profiling is
-/// off. Taken without the lock, so that the span holds only its own work.
-pub(super) fn span_start(shared: &Shared<'_>) -> u64 {
+/// A clock reading to begin (or end) a profiled span, or 0 when profiling
+/// is off. Taken without the lock, so that a span holds only its own work.
+pub(super) fn clock_now(shared: &Shared<'_>) -> u64 {
     shared.clock.map_or(0, |clock| (clock.read)())
 }
 
-/// Ends a span begun by [`span_start`]: the clock is read before taking
+/// Ends a span begun at [`clock_now`]: the clock is read before taking
 /// the lock to record it (counted if the profile's pass is timed).
 pub(super) fn span_stop(shared: &Shared<'_>, step: Step, started: u64) {
     if let Some(clock) = shared.clock {
@@ -181,7 +181,7 @@ pub(super) fn serve_one<D: NetDevice>(
     index: usize,
     now_ms: u64,
 ) -> Served<D::Buffer> {
-    let started = span_start(shared);
+    let started = clock_now(shared);
     let Some((buffer, frame)) = nics.receive(index) else {
         return Served::Empty;
     };
@@ -242,7 +242,7 @@ fn handle_frame<D: NetDevice>(
     drop(dataplane);
     match disposition {
         Disposition::Forward { out_if, len } => {
-            let started = span_start(shared);
+            let started = clock_now(shared);
             let result = nics.forward(usize::from(out_if), buffer, len);
             span_stop(shared, Step::Enqueue, started);
             lane.unsent = Some(Sent { in_if, out_if, len, result, bounced });
