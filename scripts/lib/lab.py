@@ -259,6 +259,17 @@ def queue_count(queues=None):
     return count
 
 
+def nic_queue_counts(queues, nics):
+    """The queue pairs of each of NICS NICs: QUEUES is one count for all
+    (`queue_count`) or a list of counts, eth0's first (a lab whose NICs
+    offer different numbers of pairs)."""
+    if isinstance(queues, (list, tuple)):
+        if len(queues) < nics:
+            raise LabError(f"queues={list(queues)}: a count for each of {nics} NICs")
+        return [queue_count(q) for q in queues[:nics]]
+    return [queue_count(queues)] * nics
+
+
 def tap_add(tap, queues=None):
     """`ip tuntap add` arguments for TAP, with `multi_queue` when the NICs
     have more than one queue pair (`queue_count`)."""
@@ -282,7 +293,8 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
     QEMU's -m (default UNIFW_MEM, else 128M). RX_QUEUE (UNIFW_RX_QUEUE) is
     the receive queue size; QUEUES (UNIFW_QUEUES, `queue_count`) > 1 gives
     each NIC that many queue pairs (virtio-net `mq`; the taps must have
-    been made by `tap_add` with the same count)."""
+    been made by `tap_add` with the same count), or a list of counts
+    gives each NIC its own (`nic_queue_counts`)."""
     if machine not in MACHINES:
         raise LabError(f"unknown machine {machine} ({', '.join(MACHINES)})")
     if firmware not in ("bios", "uefi") or (firmware == "uefi" and (disk is None or vars_file is None)):
@@ -342,15 +354,14 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
     # Multiqueue: a tap queue per pair; virtio-net-pci needs an MSI-X
     # vector per queue, one for the control queue and one for
     # configuration changes (QEMU's default is 3).
-    queues = queue_count(queues)
-    netdev_queues = ""
-    if queues > 1:
-        netdev_queues = f",queues={queues}"
-        device += ",mq=on" + ("" if machine == "microvm" else f",vectors={2 * queues + 2}")
-    for index, tap in enumerate(taps):
+    for index, (tap, count) in enumerate(zip(taps, nic_queue_counts(queues, len(taps)))):
         address = macs[index] if macs else mac(index)
+        netdev_queues, mq = "", ""
+        if count > 1:
+            netdev_queues = f",queues={count}"
+            mq = ",mq=on" + ("" if machine == "microvm" else f",vectors={2 * count + 2}")
         command += ["-netdev", f"tap,id=n{index},ifname={tap},script=no,downscript=no{netdev_queues}",
-                    "-device", f"{device},netdev=n{index},mac={address}{bus()}"]
+                    "-device", f"{device}{mq},netdev=n{index},mac={address}{bus()}"]
     return command + ["-serial", serial]
 
 
@@ -489,13 +500,13 @@ class Lab:
     def up(self, nics=2, queues=None):
         """A fresh lab: the sender's and receiver's namespaces and NICS taps,
         up in the root namespace, for QEMU to open (with QUEUES queues,
-        see `queue_count`)."""
+        one count for all or one per NIC: `nic_queue_counts`)."""
         self.down()
         for ns in (self.sender, self.receiver):
             self.ip("netns", "add", ns)
             self.ip("-n", ns, "link", "set", "lo", "up")
-        for tap in self.taps[:nics]:
-            self.ip(*tap_add(tap, queues))
+        for tap, count in zip(self.taps[:nics], nic_queue_counts(queues, nics)):
+            self.ip(*tap_add(tap, count))
             self.ip("link", "set", tap, "up")
 
     def wait_carrier(self, tap, timeout):
