@@ -277,7 +277,7 @@ def tap_add(tap, queues=None):
 
 
 def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial="null", disk=None, firmware="bios",
-                 macs=None, root_ports=False, vars_file=None, memory=None, rx_queue=None, queues=None, cpus=None):
+                 macs=None, root_ports=False, vars_file=None, memory=None, rx_queue=None, queues=None, cpus=None, nic_options=""):
     """The QEMU command line that boots unifw with one virtio-net NIC per tap
     in TAPS (eth0 first). MACHINE: microvm (virtio-mmio), q35 or pc
     (virtio-pci; the PVH entry through qboot), pc-legacy (pc with legacy-only
@@ -294,7 +294,9 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
     the receive queue size; QUEUES (UNIFW_QUEUES, `queue_count`) > 1 gives
     each NIC that many queue pairs (virtio-net `mq`; the taps must have
     been made by `tap_add` with the same count), or a list of counts
-    gives each NIC its own (`nic_queue_counts`)."""
+    gives each NIC its own (`nic_queue_counts`). NIC_OPTIONS are more
+    properties of every NIC's device ("guest_tso4=off,guest_tso6=off":
+    what the device offers)."""
     if machine not in MACHINES:
         raise LabError(f"unknown machine {machine} ({', '.join(MACHINES)})")
     if firmware not in ("bios", "uefi") or (firmware == "uefi" and (disk is None or vars_file is None)):
@@ -351,6 +353,8 @@ def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial=
     rx_queue = rx_queue or os.environ.get("UNIFW_RX_QUEUE")
     if rx_queue:
         device += f",rx_queue_size={rx_queue}"
+    if nic_options:
+        device += "," + nic_options.strip(",")
     # Multiqueue: a tap queue per pair; virtio-net-pci needs an MSI-X
     # vector per queue, one for the control queue and one for
     # configuration changes (QEMU's default is 3).
