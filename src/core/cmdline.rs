@@ -18,7 +18,7 @@
 //! | `unifw.eventidx=off` | do not negotiate virtio's `RING_EVENT_IDX` (notification suppression by the rings' flags instead; default `on`) |
 //! | `unifw.cpus=2` | use at most this many vCPUs, 1..=8 (default: all the machine has, up to 8); each NIC then asks for as many queue pairs |
 //! | `unifw.crashtest=1` | panic on vCPU 1 (0..=7) once it serves its queues: tests the panic policy (every vCPU stops; then halt or reset). Never in service |
-//! | `unifw.busypoll=500` | microseconds of busy polling after the last frame before sleeping (default 500) |
+//! | `unifw.busypoll=500` | microseconds of busy polling after the last frame before sleeping (default 0: sleep at once) |
 //! | `unifw.path=bounce` | benchmark the platform: frames through the firewall cross eth0 <-> eth1 unfiltered, MACs rewritten only (default `firewall`; never in service) |
 //! | `unifw.profile=on` | time each step of the work on frames and print ns per frame with each counter report (default `off`) |
 //! | `unifw.stats=10` | report counters on the console every 10 s when they changed (default 60; 0 = never) |
