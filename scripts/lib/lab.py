@@ -277,7 +277,8 @@ def tap_add(tap, queues=None):
 
 
 def qemu_command(machine, accel, taps, kernel=None, iso=None, append="", serial="null", disk=None, firmware="bios",
-                 macs=None, root_ports=False, vars_file=None, memory=None, rx_queue=None, queues=None, cpus=None, nic_options=""):
+                 macs=None, root_ports=False, vars_file=None, memory=None, rx_queue=None, queues=None, cpus=None,
+                 nic_options=""):
     """The QEMU command line that boots unifw with one virtio-net NIC per tap
     in TAPS (eth0 first). MACHINE: microvm (virtio-mmio), q35 or pc
     (virtio-pci; the PVH entry through qboot), pc-legacy (pc with legacy-only

@@ -346,7 +346,8 @@ def vcpus(run):
     expect_ping_through(run, run.lab.sender, RECEIVER_HOST, "vcpus: sender pings the receiver through it")
     if numbered_flows(run, "vcpus", 2000):
         # virtio-mmio: vCPU 0 relays the worker's wake-ups, at most one per
-        # sleep (before that was bounded: 74,965 for 20,018 frames).
+        # sleep of the worker, so never more than its frames (before that
+        # change: 74,965 for 20,018 frames).
         found = re.findall(r", 1: (\d+) [^;]*; woken for their frames by vCPU 0 (\d+) times", run.console_text())
         frames, relayed = (int(n) for n in found[-1]) if found else (0, -1)
         run.check(0 <= relayed <= frames,
