@@ -52,7 +52,7 @@ impl Dataplane {
     pub(super) fn forward_fragment<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
-        packet: Packet<'_>,
+        packet: &mut Packet<'_>,
         wire: Option<IfIndex>,
         classifier: &C,
         out: &mut dyn FrameSink,

@@ -143,8 +143,8 @@ impl Dataplane {
                 None => return Disposition::Drop(DropReason::Ipv4Truncated),
             };
             let options = Ipv4Options::default();
-            let packet = Packet { in_if, offload, frame, eth, meta, options };
-            return self.ipv4(now_ms, packet, classifier, out);
+            let mut packet = Packet { in_if, offload, frame, eth, meta, options };
+            return self.ipv4(now_ms, &mut packet, classifier, out);
         };
         self.arp(now_ms, in_if, arp, out);
         Disposition::Local
@@ -173,7 +173,7 @@ impl Dataplane {
     fn ipv4<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
-        mut packet: Packet<'_>,
+        packet: &mut Packet<'_>,
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
@@ -198,7 +198,7 @@ impl Dataplane {
                 return Disposition::Drop(reason);
             }
         }
-        match self.check_options(now_ms, &packet, classifier, out) {
+        match self.check_options(now_ms, packet, classifier, out) {
             Ok(options) => packet.options = options,
             Err(reason) => return Disposition::Drop(reason),
         }
@@ -217,11 +217,11 @@ impl Dataplane {
             // sends elsewhere (DNAT port forwarding). `track` changes
             // nothing for a packet without a flow.
             if !self.conntrack.has_flow(meta, now_ms) {
-                let mut tracked = match self.track_raw(now_ms, &packet, classifier) {
+                let mut tracked = match self.track_raw(now_ms, packet, classifier) {
                     Ok(t) => t,
                     Err(reason) => return Disposition::Drop(reason),
                 };
-                if let Err(reason) = self.nat_prerouting(now_ms, &packet, &mut tracked, classifier) {
+                if let Err(reason) = self.nat_prerouting(now_ms, packet, &mut tracked, classifier) {
                     return Disposition::Drop(reason);
                 }
                 if tracked.rewrite().is_some() {
@@ -286,7 +286,7 @@ impl Dataplane {
     fn input<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
-        packet: Packet<'_>,
+        packet: &Packet<'_>,
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
@@ -294,7 +294,7 @@ impl Dataplane {
             // smoltcp is built without `proto-ipv4-fragmentation`.
             return Disposition::Drop(DropReason::FragmentToLocal);
         }
-        match self.judge(now_ms, &packet, Chain::Input, NO_IF, classifier) {
+        match self.judge(now_ms, packet, Chain::Input, NO_IF, classifier) {
             // Linux's icmp_rcv, after the INPUT chain: with
             // icmp_echo_ignore_broadcasts (default 1) echo and timestamp
             // requests to a broadcast or multicast address are ignored, and
@@ -304,7 +304,7 @@ impl Dataplane {
                 Disposition::Drop(DropReason::BroadcastIcmp)
             }
             Ok(()) => Disposition::Local,
-            Err(action) => self.refuse(now_ms, &packet, action, classifier, out),
+            Err(action) => self.refuse(now_ms, packet, action, classifier, out),
         }
     }
 
@@ -318,7 +318,7 @@ impl Dataplane {
     fn forward<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
-        packet: Packet<'_>,
+        packet: &mut Packet<'_>,
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
@@ -326,7 +326,7 @@ impl Dataplane {
             // Held until whole, then judged once (defrag.rs).
             return self.forward_fragment(now_ms, packet, None, classifier, out);
         }
-        let tracked = match self.track_raw(now_ms, &packet, classifier) {
+        let tracked = match self.track_raw(now_ms, packet, classifier) {
             Ok(t) => t,
             Err(reason) => return Disposition::Drop(reason),
         };
@@ -366,24 +366,24 @@ impl Dataplane {
     fn forward_tracked<C: Classifier + ?Sized>(
         &mut self,
         now_ms: u64,
-        mut packet: Packet<'_>,
+        packet: &mut Packet<'_>,
         mut tracked: Tracked,
         classifier: &C,
         out: &mut dyn FrameSink,
     ) -> Disposition {
         let nat = self.conntrack.translates();
         if nat {
-            if let Err(reason) = self.nat_prerouting(now_ms, &packet, &mut tracked, classifier) {
+            if let Err(reason) = self.nat_prerouting(now_ms, packet, &mut tracked, classifier) {
                 return Disposition::Drop(reason);
             }
         }
         let view = NatView::of(&packet.meta, &tracked);
         let Some(hop) = self.routes.lookup(view.dst) else {
-            self.send_icmp_error(now_ms, &packet, IcmpError::NET_UNREACHABLE, classifier, out);
+            self.send_icmp_error(now_ms, packet, IcmpError::NET_UNREACHABLE, classifier, out);
             return Disposition::Drop(DropReason::NoRoute);
         };
         if packet.meta.ttl <= 1 {
-            self.send_icmp_error(now_ms, &packet, IcmpError::TTL_EXCEEDED, classifier, out);
+            self.send_icmp_error(now_ms, packet, IcmpError::TTL_EXCEEDED, classifier, out);
             return Disposition::Drop(DropReason::TtlExpired);
         }
         let mtu = self.interfaces.get(usize::from(hop.out_if)).map_or(DEFAULT_MTU, |i| i.mtu);
@@ -392,21 +392,20 @@ impl Dataplane {
             // (`icmpv4_mask_allow`: "Don't limit PMTU discovery").
             self.send_icmp_error_limited(
                 now_ms,
-                &packet,
+                packet,
                 IcmpError::fragmentation_needed(mtu),
                 (false, classifier),
                 out,
             );
             return Disposition::Drop(DropReason::FragmentationNeeded);
         }
-        if let Err(action) = self.classify_tracked(now_ms, &packet, &tracked, (Chain::Forward, hop.out_if), classifier)
-        {
-            return self.refuse(now_ms, &packet, action, classifier, out);
+        if let Err(action) = self.classify_tracked(now_ms, packet, &tracked, (Chain::Forward, hop.out_if), classifier) {
+            return self.refuse(now_ms, packet, action, classifier, out);
         }
         let who = (hop.out_if, tracked.state, Some(view), (tracked.nat_status(), tracked.ct_tuples()));
-        packet.meta.total_len = self.mangle_mss(now_ms, &mut packet, who, classifier);
+        packet.meta.total_len = self.mangle_mss(now_ms, packet, who, classifier);
         if nat {
-            if let Err(reason) = self.nat_postrouting(now_ms, &packet, &mut tracked, hop.out_if, classifier) {
+            if let Err(reason) = self.nat_postrouting(now_ms, packet, &mut tracked, hop.out_if, classifier) {
                 return Disposition::Drop(reason);
             }
         }
@@ -417,7 +416,7 @@ impl Dataplane {
             return Disposition::Drop(DropReason::ConntrackFull);
         }
         if nat {
-            if let Err(reason) = Self::apply_nat(&mut packet, &tracked) {
+            if let Err(reason) = Self::apply_nat(packet, &tracked) {
                 return Disposition::Drop(reason);
             }
         }
@@ -613,7 +612,7 @@ impl Dataplane {
     }
 
     /// TTL decrement, MAC rewrite, and neighbour resolution.
-    fn transmit(&mut self, now_ms: u64, packet: Packet<'_>, hop: NextHop, out: &mut dyn FrameSink) -> Disposition {
+    fn transmit(&mut self, now_ms: u64, packet: &mut Packet<'_>, hop: NextHop, out: &mut dyn FrameSink) -> Disposition {
         let len = ETHERNET_HEADER_LEN + packet.meta.total_len;
         let (Some(frame), Some(interface)) =
             (packet.frame.get_mut(..len), self.interfaces.get(usize::from(hop.out_if)))

@@ -97,10 +97,10 @@ impl Dataplane {
             None => return Disposition::Drop(DropReason::Ipv4Truncated),
         };
         let len = ETHERNET_HEADER_LEN + meta.total_len;
-        let packet = Packet { in_if, offload, frame, eth, meta, options: Ipv4Options::default() };
+        let mut packet = Packet { in_if, offload, frame, eth, meta, options: Ipv4Options::default() };
         if packet.meta.is_fragment() {
             // Held until whole and judged once, as in routed mode (defrag.rs).
-            return self.forward_fragment(now_ms, packet, Some(peer), classifier, out);
+            return self.forward_fragment(now_ms, &mut packet, Some(peer), classifier, out);
         }
         let mtu = self.interfaces.get(usize::from(peer)).map_or(0, |i| usize::from(i.mtu));
         if offload.segment_size.is_none() && packet.meta.total_len > mtu {

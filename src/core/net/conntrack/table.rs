@@ -454,7 +454,8 @@ impl ConnTrack {
         let len = self.slots.len();
         for _ in 0..budget.min(len) {
             let slot = self.sweep_cursor;
-            self.sweep_cursor = (slot + 1) % len;
+            // No division per frame (a helper call under TCG).
+            self.sweep_cursor = if slot + 1 >= len { 0 } else { slot + 1 };
             if matches!(self.slots.get(slot), Some(Some(flow)) if flow.expires_ms <= now_ms) {
                 self.remove(slot as u32);
             }
