@@ -247,6 +247,38 @@ fn memory_stays_fixed_under_churn() {
 }
 
 #[test]
+fn the_sweep_wraps_around_the_table_and_frees_only_expired_flows() {
+    // A fresh 20-entry table fills its slab in order: 10 flows at 0 ms in
+    // slots 0-9 (UDP unreplied: they expire at 30 s), 10 at 20 s in 10-19.
+    let mut table = ConnTrack::new(20, 42);
+    for (now, ports) in [(0, 0..10u16), (20_000, 10..20)] {
+        for port in ports {
+            let frame = udp_frame(SENDER, RECEIVER, 1000 + port, 53, 1);
+            let meta = parse_ipv4(&frame[ETH_LEN..]).unwrap();
+            let tracked = table.track(&meta, now);
+            table.confirm(&tracked, now).unwrap();
+        }
+    }
+    // At 25 s nothing has expired: three sweeps of 7 go round once and
+    // leave the cursor at slot 1.
+    for _ in 0..3 {
+        table.sweep(25_000, 7);
+    }
+    assert_eq!(table.len(), 20);
+    // At 35 s two sweeps see slots 1-14: nine expired flows go, slot 0's
+    // stays until the cursor comes round again.
+    table.sweep(35_000, 7);
+    table.sweep(35_000, 7);
+    assert_eq!(table.len(), 11, "slots 1-9 freed, slot 0 not reached yet");
+    table.sweep(35_000, 7);
+    assert_eq!(table.len(), 10, "past the end of the slab the sweep starts again at slot 0");
+    for _ in 0..6 {
+        table.sweep(35_000, 7);
+    }
+    assert_eq!(table.len(), 10, "the flows of 20 s live until 50 s");
+}
+
+#[test]
 fn dropped_new_packets_do_not_create_flows() {
     let mut dp = lab_resolved(64);
     let mut frame = udp_frame(SENDER, RECEIVER, 5000, 53, 1);

@@ -22,11 +22,12 @@ use unifw_core::virtio_net::feature::RING_EVENT_IDX;
 /// default (`unifw.busypoll=MICROSECONDS` sets it): none. A vCPU halts as
 /// soon as a pass finds nothing, as a Linux guest's NAPI does (on KVM the
 /// host's halt polling then shortens the wake-up). Measured under TCG
-/// (README, "Busy polling"), 500 us of spinning lost on every count: idle
-/// ping through 0.64 ms against 0.44, 99th percentile under load 2.06 ms
-/// against 0.88, TCP 8,061 against 9,513 Mb/s, and with 2 vCPUs 64-byte
-/// frames 105,551/s against 117,487: a spinning vCPU takes host CPU from
-/// QEMU's I/O thread, which moves every frame.
+/// (README, "Busy polling"), 500 us of spinning lost on latency and TCP
+/// (idle ping through 0.64 ms against 0.44, 99th percentile under load
+/// 2.06 ms against 0.88, TCP 8,061 against 9,513 Mb/s) and with 2 vCPUs on
+/// 64-byte frames (105,551/s against 117,487); one vCPU's 64-byte rate was
+/// the same within the spread. Likely cause: a spinning vCPU takes host
+/// CPU from QEMU's I/O thread, which moves every frame.
 pub const BUSY_POLL_DEFAULT_US: u32 = 0;
 /// Heap never carved that receive rings may not grow into (bytes).
 const GROWTH_RESERVE: usize = 16 << 20;
